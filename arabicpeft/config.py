@@ -59,7 +59,7 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     gradient_checkpointing: bool = False
     eval_steps: int = 250  # evaluation and checkpoint interval
-    early_stopping_patience: Optional[int] = 3  # None: no early stopping
+    early_stopping_patience: Optional[int] = 3  # None or 0: no early stopping
     logging_steps: int = 25
     generation_max_length: int = 225
     num_workers: int = 0
@@ -139,5 +139,5 @@ def demo_config(output_dir: str = "runs/demo") -> ExperimentConfig:
         dialect="all", method="lora", model="whisper-base", precision="fp32", seed=42, source="sample",
         encoder_seconds=8, lora_targets="qkvo", learning_rate=1e-3, warmup_steps=10, max_steps=60,
         batch_size=8, eval_batch_size=16, eval_steps=60, early_stopping_patience=None, max_eval_samples=30,
-        logging_steps=10, generation_max_length=96, output_dir=output_dir,
+        logging_steps=10, generation_max_length=48, output_dir=output_dir,
     )

@@ -1,0 +1,80 @@
+"""Batched greedy transcription with Arabic + transcribe forced, scored under every normalizer."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import datasets
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data import AnyDataset, SpeechCollator
+from .metrics import summarize, utterance_errors
+from .model import LANGUAGE, TASK
+from .text import SCHEMES
+
+
+def _autocast(model):
+    # 8/4-bit and fp16 models generate reliably only under autocast (bitsandbytes matmuls in half precision).
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return contextlib.nullcontext()
+
+
+def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
+               max_new_tokens: Optional[int] = None, desc: str = "transcribing") -> tuple[list[str], list[str]]:
+    """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
+
+    References are decoded from the labels (skip_special_tokens), so features and audio records alike are
+    scored against exactly what the model was trained to produce.
+    """
+    tokenizer = processor.tokenizer
+    collator = SpeechCollator(processor, model.config.decoder_start_token_id)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers)
+    device = next(model.parameters()).device
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    was_training = model.training
+    model.eval()
+    references, hypotheses = [], []
+    try:
+        for batch in tqdm(loader, desc=desc, unit="batch"):
+            features = batch["input_features"].to(device=device, dtype=dtype)
+            with torch.no_grad(), _autocast(model):
+                ids = model.generate(input_features=features, language=LANGUAGE, task=TASK, num_beams=1,
+                                     do_sample=False, max_new_tokens=max_new_tokens)
+            hypotheses += tokenizer.batch_decode(ids, skip_special_tokens=True)
+            labels = batch["labels"].masked_fill(batch["labels"] == -100, tokenizer.pad_token_id)
+            references += tokenizer.batch_decode(labels, skip_special_tokens=True)
+    finally:
+        model.train(was_training)
+    return references, hypotheses
+
+
+def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] = None) -> tuple[dict, pd.DataFrame]:
+    """Scores under every scheme: ({scheme: summary}, per-utterance rows for all schemes)."""
+    metrics, frames = {}, []
+    for scheme in SCHEMES:
+        rows = utterance_errors(references, hypotheses, scheme)
+        metrics[scheme] = summarize(rows)
+        rows.insert(0, "scheme", scheme)
+        rows.insert(0, "utt_id", ids if ids is not None else range(len(rows)))
+        rows.insert(0, "utt_index", range(len(rows)))
+        frames.append(rows)
+    return metrics, pd.concat(frames, ignore_index=True)
+
+
+def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size: int = 16,
+                  num_workers: int = 0, label: str = "") -> tuple[dict, pd.DataFrame]:
+    """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows)."""
+    metrics, frames = {}, []
+    for name, ds in test_sets.items():
+        refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=f"{label}{name}".strip())
+        ids = list(ds["id"]) if isinstance(ds, datasets.Dataset) and "id" in ds.column_names else None
+        metrics[name], rows = score_all(refs, hyps, ids)
+        rows.insert(0, "test_set", name)
+        frames.append(rows)
+    return metrics, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,164 @@
+"""Build Whisper for training: full fine-tuning or LoRA/DoRA via peft, at fp32/fp16/bf16 or 8/4-bit.
+
+Current APIs only: quantization through ``BitsAndBytesConfig``, peft ``LoraConfig`` with ``task_type`` left
+unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in ``generation_config``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+
+from .audio import SAMPLE_RATE
+from .config import ExperimentConfig
+
+LANGUAGE, TASK = "ar", "transcribe"
+CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
+
+
+def require_cuda(precision: str) -> None:
+    if precision in ("fp16", "int8", "nf4") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"precision={precision!r} needs a CUDA GPU (bitsandbytes / fp16 mixed precision), and none is "
+            "available. On CPU use precision='fp32' (or 'bf16'); on Kaggle pick a GPU T4 accelerator."
+        )
+
+
+def cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProcessor, seconds: int) -> None:
+    """Shrink the encoder window from 30 s to ``seconds`` (in place, model and feature extractor alike).
+
+    Valid only when every clip is shorter than ``seconds`` and the same cut is used at inference: the
+    positional embeddings are sliced, the rest of the model is unchanged. It makes CPU training ~4x faster.
+    """
+    extractor = processor.feature_extractor
+    frames = int(seconds) * SAMPLE_RATE // extractor.hop_length
+    positions = frames // 2  # the encoder's two convolutions halve the frame rate once
+    encoder = model.model.encoder
+    if positions > encoder.embed_positions.num_embeddings:
+        raise ValueError(f"encoder_seconds={seconds} exceeds this model's window "
+                         f"({encoder.embed_positions.num_embeddings * 2 * extractor.hop_length // SAMPLE_RATE} s).")
+    if positions < encoder.embed_positions.num_embeddings:
+        table = nn.Embedding(positions, encoder.embed_positions.embedding_dim)
+        table.weight.data = encoder.embed_positions.weight.data[:positions].clone()
+        table.requires_grad_(False)
+        encoder.embed_positions = table
+        encoder.max_source_positions = positions
+        model.config.max_source_positions = positions
+    processor.feature_extractor = WhisperFeatureExtractor(
+        feature_size=extractor.feature_size, sampling_rate=SAMPLE_RATE, hop_length=extractor.hop_length,
+        chunk_length=int(seconds), n_fft=extractor.n_fft, padding_value=extractor.padding_value,
+    )
+
+
+def window_seconds(processor: WhisperProcessor) -> int:
+    """The encoder window of ``processor``'s feature extractor, in seconds."""
+    return int(processor.feature_extractor.chunk_length)
+
+
+def _set_generation(model: WhisperForConditionalGeneration, max_length: int) -> None:
+    gen = model.generation_config
+    gen.language, gen.task = LANGUAGE, TASK
+    gen.forced_decoder_ids = None  # deprecated; language/task above are the current way
+    gen.max_length = max_length
+
+
+def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+    """The starting model and its processor, quantized if asked, window cut, generation set to Arabic."""
+    from .offline_model import resolve_model
+
+    require_cuda(cfg.precision)
+    path = resolve_model(cfg.model)
+    quantization = None
+    if cfg.precision in ("int8", "nf4"):
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        quantization = (
+            BitsAndBytesConfig(load_in_8bit=True)
+            if cfg.precision == "int8"
+            else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                    bnb_4bit_compute_dtype=compute)
+        )
+    # Weights stay fp32 for fp16/bf16: the Trainer runs mixed precision with fp32 master weights.
+    model = WhisperForConditionalGeneration.from_pretrained(
+        path, quantization_config=quantization, device_map={"": 0} if quantization else None
+    )
+    processor = WhisperProcessor.from_pretrained(path)
+    processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
+    if cfg.encoder_seconds:
+        cut_encoder(model, processor, cfg.encoder_seconds)
+    _set_generation(model, cfg.generation_max_length)
+    return model, processor
+
+
+def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.precision in ("int8", "nf4"):
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.target_modules(), use_dora=cfg.use_dora)
+    return get_peft_model(model, lora)
+
+
+def build_model(cfg: ExperimentConfig):
+    """(model, processor) ready for training with ``cfg.method``."""
+    model, processor = load_base(cfg)
+    if cfg.method == "lora":
+        model = add_lora(model, cfg)
+    if cfg.gradient_checkpointing:
+        # With a frozen base, re-entrant checkpointing sees no input that requires grad and breaks.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model, processor
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts; a 4-bit weight counts as its unpacked number of values."""
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel() * (2 if p.__class__.__name__ == "Params4bit" else 1)
+        total += n
+        trainable += n if p.requires_grad else 0
+    return trainable, total
+
+
+def save_trained(model, processor, cfg: ExperimentConfig, out_dir: Path) -> Path:
+    """Save the adapter (LoRA) or the whole model (full), the processor and the run config."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    (out_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
+    return out_dir
+
+
+def load_trained(path, precision: Optional[str] = None):
+    """Load what :func:`save_trained` wrote: returns (model, processor, config)."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{path} holds no {CONFIG_FILE}: not a model saved by arabicpeft.")
+    cfg = ExperimentConfig.from_json(path / CONFIG_FILE)
+    if precision:
+        cfg.precision = precision
+    if (path / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base, processor = load_base(cfg)
+        model = PeftModel.from_pretrained(base, str(path))
+    else:
+        require_cuda(cfg.precision)
+        model = WhisperForConditionalGeneration.from_pretrained(path)
+        processor = WhisperProcessor.from_pretrained(path)
+        processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
+        _set_generation(model, cfg.generation_max_length)
+    model.eval()
+    return model, processor, cfg

@@ -1,0 +1,182 @@
+"""One run: ExperimentConfig -> data -> Seq2SeqTrainer -> evaluation -> results file."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from transformers import (EarlyStoppingCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback,
+                          set_seed)
+from transformers.trainer_utils import get_last_checkpoint
+
+from .config import ExperimentConfig
+from .data import DataSplits, SpeechCollator, load_splits
+from .evaluate import evaluate_sets
+from .metrics import score
+from .model import build_model, count_parameters, save_trained, window_seconds
+from .results import dir_bytes, peak_memory, write_results
+
+CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
+BEFORE_UTTERANCES_FILE = "utterances_before.csv"
+
+
+class TimeBudget(TrainerCallback):
+    """Stop training cleanly, with a checkpoint, once it has run ``seconds`` (e.g. Kaggle's 12 h limit)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.start, self.stopped_at_step = seconds, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.start > self.seconds:
+            control.should_training_stop = control.should_save = True
+            self.stopped_at_step = state.global_step
+
+
+def wer_metric(tokenizer):
+    """compute_metrics for Seq2SeqTrainer: corpus WER/CER (raw) on the validation set."""
+
+    def compute(pred):
+        preds = np.where(pred.predictions == -100, tokenizer.pad_token_id, pred.predictions)
+        labels = np.where(pred.label_ids == -100, tokenizer.pad_token_id, pred.label_ids)
+        result = score(tokenizer.batch_decode(labels, skip_special_tokens=True),
+                       tokenizer.batch_decode(preds, skip_special_tokens=True), scheme="raw")
+        return {"wer": result["wer"], "cer": result["cer"]}
+
+    return compute
+
+
+def training_arguments(cfg: ExperimentConfig) -> Seq2SeqTrainingArguments:
+    half = cfg.precision in ("fp16", "int8", "nf4") and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return Seq2SeqTrainingArguments(
+        output_dir=str(Path(cfg.output_dir) / CHECKPOINT_DIR),
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        max_steps=cfg.max_steps,
+        lr_scheduler_type="linear",
+        adam_beta2=cfg.adam_beta2,
+        weight_decay=cfg.weight_decay,
+        fp16=cfg.precision == "fp16" or (cfg.precision in ("int8", "nf4") and half),
+        bf16=cfg.precision == "bf16" or (cfg.precision in ("int8", "nf4") and not half),
+        eval_strategy="steps",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.eval_steps,
+        save_total_limit=2,  # the best and the latest checkpoint
+        load_best_model_at_end=True,
+        metric_for_best_model="wer",  # validation WER, never the test set
+        greater_is_better=False,
+        predict_with_generate=True,
+        generation_max_length=cfg.generation_max_length,
+        logging_steps=cfg.logging_steps,
+        report_to=[],
+        remove_unused_columns=False,  # the collator needs the raw audio/text or feature columns
+        label_names=["labels"],
+        dataloader_num_workers=cfg.num_workers,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+    )
+
+
+def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits) -> tuple[Seq2SeqTrainer, TimeBudget]:
+    callbacks = []
+    if cfg.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    budget = TimeBudget(cfg.time_budget_s if cfg.time_budget_s else float("inf"))
+    callbacks.append(budget)
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=training_arguments(cfg),
+        train_dataset=splits.train,
+        eval_dataset=splits.validation,
+        data_collator=SpeechCollator(processor, model.config.decoder_start_token_id),
+        processing_class=processor,
+        compute_metrics=wer_metric(processor.tokenizer),
+        callbacks=callbacks,
+    )
+    return trainer, budget
+
+
+def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
+    """The checkpoint to resume from: ``resume_from`` (a checkpoint, or a run directory such as a previous
+    Kaggle output attached as a dataset), else the latest checkpoint in this run's own output directory."""
+    root = Path(cfg.resume_from or cfg.output_dir)
+    if (root / "trainer_state.json").is_file():
+        return str(root)
+    for folder in (root / CHECKPOINT_DIR, root):
+        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+        if last:
+            return last
+    if cfg.resume_from:
+        raise FileNotFoundError(f"No checkpoint-* directory found in resume_from={cfg.resume_from}.")
+    return None
+
+
+def run(cfg: ExperimentConfig) -> Path:
+    """Train and evaluate as ``cfg`` says; returns the path of the results JSON."""
+    started = time.monotonic()
+    set_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    model, processor = build_model(cfg)
+    splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
+    trainable, total = count_parameters(model)
+    eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+
+    before = before_rows = None
+    if cfg.evaluate_before:
+        # LoRA with the adapter disabled is exactly the starting model.
+        off = model.disable_adapter() if cfg.method == "lora" else contextlib.nullcontext()
+        with off:
+            before, before_rows = evaluate_sets(model, processor, splits.test, label="before: ", **eval_kw)
+
+    trainer, budget = make_trainer(cfg, model, processor, splits)
+    checkpoint = resume_checkpoint(cfg)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    memory = peak_memory()
+    model = trainer.model  # the best checkpoint by validation WER (load_best_model_at_end)
+    saved = save_trained(model, processor, cfg, out / MODEL_DIR)
+    after, after_rows = evaluate_sets(model, processor, splits.test, label="after: ", **eval_kw)
+
+    if before_rows is not None:
+        before_rows.to_csv(out / BEFORE_UTTERANCES_FILE, index=False)
+    state = trainer.state
+    result = {
+        "run_id": out.name,
+        "config": cfg.to_dict(),
+        "data": splits.report,
+        "synthetic": splits.synthetic,
+        "metrics": after,
+        "metrics_before": before,
+        "utterances_before_file": BEFORE_UTTERANCES_FILE if before_rows is not None else None,
+        "training": {
+            "resumed_from": checkpoint,
+            "global_step": state.global_step,
+            "best_checkpoint": state.best_model_checkpoint,
+            "best_validation_wer": state.best_metric,
+            "stopped_by_time_budget_at_step": budget.stopped_at_step,
+            "log_history": state.log_history,
+        },
+        "efficiency": {
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+            "trainable_percent": 100.0 * trainable / total,
+            "train_wall_time_s": train_output.metrics.get("train_runtime"),
+            "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+            "run_wall_time_s": time.monotonic() - started,
+            "peak_memory": memory,
+            "weights_bytes": sum(p.stat().st_size for p in saved.glob("*.safetensors")),
+            "saved_dir_bytes": dir_bytes(saved),
+        },
+    }
+    return write_results(out, result, after_rows)

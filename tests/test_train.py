@@ -1,0 +1,134 @@
+"""Real (tiny) runs through the whole pipeline: CLI -> data -> Seq2SeqTrainer -> evaluation -> results."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from arabicpeft.cli import main
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.model import add_lora, build_model, count_parameters, load_base
+from arabicpeft.results import read_results
+
+TINY = ["--model", "tiny-random", "--source", "sample", "--dialect", "egyptian", "--learning-rate", "1e-3",
+        "--warmup-steps", "0", "--batch-size", "8", "--eval-steps", "10", "--max-eval-samples", "8",
+        "--max-test-samples", "6", "--generation-max-length", "20", "--logging-steps", "5",
+        "--early-stopping-patience", "0"]
+
+
+def cli(capsys, *args) -> Path:
+    main([str(a) for a in args])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    return Path(last)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """A full fine-tuning run of the tiny model for 20 steps, then resumed to 30."""
+    out = tmp_path_factory.mktemp("full") / "run"
+    main(["train", *TINY, "--method", "full", "--max-steps", "20", "--output-dir", str(out)])
+    first = read_results(out)
+    main(["train", *TINY, "--method", "full", "--max-steps", "30", "--output-dir", str(out)])
+    return out, first, read_results(out)
+
+
+def test_results_file_records_everything(full_run):
+    out, first, _ = full_run
+    assert first["schema"] == "arabicpeft.results/1"
+    assert first["synthetic"] is True and first["data"]["synthetic"] is True and first["data"]["source"] == "sample"
+    assert first["config"]["method"] == "full" and first["config"]["model"] == "tiny-random"
+    assert first["data"]["train_pool"]["rows_in"] == 60 and first["data"]["n_validation"] == 8
+    assert first["training"]["global_step"] == 20 and first["training"]["resumed_from"] is None
+    eff = first["efficiency"]
+    assert eff["trainable_parameters"] == eff["total_parameters"] > 0
+    assert eff["weights_bytes"] > 4 * eff["total_parameters"] * 0.9  # fp32 safetensors
+    assert eff["peak_memory"]["bytes"] > 0 and eff["train_samples_per_second"] > 0
+    prov = first["provenance"]
+    assert prov["versions"]["transformers"] and prov["hardware"]["cpu_count"] >= 1 and "created" in prov
+    losses = [h["loss"] for h in first["training"]["log_history"] if "loss" in h]
+    assert losses[-1] < losses[0]  # it trained
+
+
+def test_metrics_match_the_per_utterance_counts(full_run):
+    out, _, last = full_run
+    rows = pd.read_csv(out / last["utterances_file"], keep_default_na=False)
+    assert len(rows) == 6 * 3  # every utterance under every scheme, none dropped
+    for scheme, m in last["metrics"]["egyptian"].items():
+        sub = rows[rows.scheme == scheme]
+        assert m["n_utterances"] == len(sub) == 6
+        assert m["word_errors"] == sub.word_errors.sum() and m["ref_words"] == sub.ref_words.sum()
+        assert m["wer"] == pytest.approx(100 * m["word_errors"] / m["ref_words"])
+        assert m["cer"] == pytest.approx(100 * m["char_errors"] / m["ref_chars"])
+    before = pd.read_csv(out / last["utterances_before_file"], keep_default_na=False)
+    assert len(before) == 18 and last["metrics_before"]["egyptian"]["raw"]["n_utterances"] == 6
+
+
+def test_resume_continues_from_the_last_checkpoint(full_run):
+    _, _, last = full_run
+    assert last["training"]["resumed_from"].endswith("checkpoint-20")
+    assert last["training"]["global_step"] == 30
+
+
+def test_evaluate_cli_reproduces_the_run_scores(full_run, capsys, tmp_path):
+    out, _, last = full_run
+    path = cli(capsys, "evaluate", "--model-path", out / "model", "--max-test-samples", 6, "--output-dir",
+               tmp_path / "eval")
+    assert path == (tmp_path / "eval" / "results.json").resolve()
+    evaluated = json.loads(path.read_text())
+    assert evaluated["metrics"] == last["metrics"]  # greedy decoding of the saved best model is deterministic
+
+
+def test_lora_with_adapter_disabled_is_exactly_the_base_model():
+    cfg = ExperimentConfig(model="tiny-random", method="lora", lora_targets="all-linear", seed=0)
+    base, _ = load_base(cfg)
+    base.eval()
+    torch.manual_seed(0)
+    feats = torch.randn(2, 80, 800)
+    dec = torch.tensor([[50258, 50272, 50359, 50363]] * 2)
+    with torch.no_grad():
+        reference = base(input_features=feats, decoder_input_ids=dec).logits.clone()
+        model = add_lora(base, cfg)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # a trained-looking adapter that really changes the output
+        model.eval()
+        with model.disable_adapter():
+            off = model(input_features=feats, decoder_input_ids=dec).logits
+        on = model(input_features=feats, decoder_input_ids=dec).logits
+    assert torch.equal(off, reference)
+    assert not torch.allclose(on, reference)
+
+
+def test_lora_trainable_parameters_are_what_the_config_says():
+    cfg = ExperimentConfig(model="tiny-random", method="lora")  # r 32 on q_proj, v_proj
+    model, _ = build_model(cfg)
+    trainable, total = count_parameters(model)
+    # 2 encoder self-attn + 2 decoder self-attn + 2 decoder cross-attn, q and v each: A (32x64) + B (64x32)
+    assert trainable == 6 * 2 * (32 * 64 + 64 * 32)
+    assert total == trainable + count_parameters(load_base(cfg)[0])[1]
+    dora, _ = build_model(ExperimentConfig(model="tiny-random", method="lora", use_dora=True))
+    assert any("lora_magnitude_vector" in n for n, _ in dora.named_parameters())
+
+
+def test_lora_target_presets_and_custom_lists():
+    assert ExperimentConfig(lora_targets="qkvo").target_modules() == ["q_proj", "k_proj", "v_proj", "out_proj"]
+    assert ExperimentConfig(lora_targets="fc1, fc2").target_modules() == ["fc1", "fc2"]
+    assert "fc1" in ExperimentConfig(lora_targets="all-linear").target_modules()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
+@pytest.mark.parametrize("precision", ["int8", "nf4", "fp16"])
+def test_gpu_precisions_fail_clearly_on_cpu(precision):
+    with pytest.raises(RuntimeError, match=f"precision='{precision}' needs a CUDA GPU.*On CPU use precision='fp32'"):
+        build_model(ExperimentConfig(model="tiny-random", precision=precision))
+
+
+def test_bad_config_values_fail_clearly():
+    with pytest.raises(ValueError, match="Unknown method 'prefix'; choose one of lora, full"):
+        ExperimentConfig(method="prefix")
+    with pytest.raises(ValueError, match="Full fine-tuning of a int8-quantized model is not possible"):
+        ExperimentConfig(method="full", precision="int8")
+    with pytest.raises(ValueError, match="source='local' needs data_path"):
+        ExperimentConfig(source="local")
