@@ -1,0 +1,281 @@
+"""The published results of Özyılmaz, Coler & Valdenegro-Toro (2025) and the paper's statistics.
+
+Ömer Tarik Özyılmaz, Matt Coler, Matias Valdenegro-Toro. "Overcoming Data Scarcity in Multi-Dialectal Arabic
+ASR via Whisper Fine-Tuning". Interspeech 2025, arXiv:2506.02627. The data files live in
+``arabicpeft/reference/`` (see its README for sources and caveats); every number here is computed from them.
+
+All WER/CER values are percentages (unnormalized corpus WER/CER x 100).
+
+The paper's statistics, reproduced:
+
+- :func:`pretraining_tests`: Wilcoxon signed-rank tests, without vs with MSA pre-training, per test set over
+  the 6 train-set models and overall over the 36 (train, test) cells; Holm over the 6 per-test-set tests.
+- :func:`pooled_vs_specific`: mean absolute WER/CER difference between the dialect-pooled model and the
+  dialect-specific ones over the 6 test sets.
+- :func:`min_wilcoxon_p`, :func:`min_holm_p`: the smallest p-values such tests can reach at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+
+DIALECTS_FILE = "ozyilmaz2025_dialects.csv"
+DIALECTS_PER_SEED_FILE = "ozyilmaz2025_dialects_per_seed.csv"
+MSA_TRAINSIZE_FILE = "ozyilmaz2025_msa_trainsize.csv"
+MSA_TRAINSIZE_PER_SEED_FILE = "ozyilmaz2025_msa_trainsize_per_seed.csv"
+LORA_BASELINE_FILE = "finetune_ar_dialects_lora.csv"
+
+WITH_PRETRAINING = "with_msa_pretraining"
+WITHOUT_PRETRAINING = "without_pretraining"
+CONDITIONS = (WITHOUT_PRETRAINING, WITH_PRETRAINING)
+POOLED_TRAIN_SET = "all"  # the dialect-pooled model: the five dialect train sets concatenated
+FULL_MSA_FRACTION = 1.0  # "whisper-small + 100% MSA": the MSA-specific model and the pre-trained start
+OVERALL = "overall"  # row label of the test over all (train, test) cells
+MEAN_ROW = "mean"  # row label of the column means in pooled_vs_specific
+
+# The paper's Wilcoxon signed-rank test. "exact" must be explicit: the 2-decimal seed-means tie in |d|
+# (2.33 and 2.96 twice each), and scipy's method="auto" then falls back to the normal approximation
+# (p = 8.2e-4, 8.4e-4 with continuity correction). With floating-point differences of the published means
+# the ties are broken by rounding noise, "auto" resolves to "exact" for n <= 50 and gives the same result.
+WILCOXON_OPTIONS = {"method": "exact", "alternative": "two-sided", "zero_method": "wilcox"}
+# Means and SDs reported next to the tests: the paper prints population SDs (numpy's default, ddof = 0).
+DESCRIPTIVE_DDOF = 0
+# The authors rounded per-seed rates and seed-means to 2 decimals before testing (see seed_means).
+PAPER_DECIMALS = 2
+
+
+def _read(name: str, **kwargs) -> pd.DataFrame:
+    path = REFERENCE_DIR / name
+    try:
+        return pd.read_csv(path, **kwargs)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"Reference file missing from the package: {path}") from e
+
+
+def load_dialects() -> pd.DataFrame:
+    """Published aggregates of the dialect experiments (paper Fig. 4 and tables), 72 rows.
+
+    Columns: condition, train_set, test_set, wer_mean, wer_sd, cer_mean, cer_sd, n. Rates in %; mean and
+    SD (ddof = 1) over n = 3 seeds of the 2-decimal per-seed rates, rounded to 2 decimals.
+    """
+    return _read(DIALECTS_FILE)
+
+
+def load_dialects_per_seed() -> pd.DataFrame:
+    """Per-seed results of the dialect experiments, 216 rows (2 conditions x 6 train x 6 test x 3 seeds).
+
+    Columns: condition, train_set, test_set, seed, wer, cer. Rates in %, rounded to 2 decimals by the authors.
+    """
+    return _read(DIALECTS_PER_SEED_FILE)
+
+
+def load_msa_trainsize() -> pd.DataFrame:
+    """Published aggregates of paper Fig. 1 (MSA train size and zero-shot sizes, MSA test set), 10 rows.
+
+    Columns: system, model, msa_fraction, wer_mean, wer_sd, cer_mean, cer_sd, n. ``msa_fraction`` is the
+    fraction of the MSA train set used (0.0 for zero-shot whisper-small, NaN for the other zero-shot sizes).
+    """
+    return _read(MSA_TRAINSIZE_FILE, dtype={"model": str})
+
+
+def load_msa_trainsize_per_seed() -> pd.DataFrame:
+    """Per-seed results of paper Fig. 1, 30 rows. Columns: model, seed, wer, cer (%).
+
+    ``model`` is a string: a train fraction ("0.2" ... "1.0") or a zero-shot model name. For zero-shot rows
+    the "seed" picks a random 80% subset of the test set, not a training run.
+    """
+    return _read(MSA_TRAINSIZE_PER_SEED_FILE, dtype={"model": str})
+
+
+def load_lora_baseline() -> pd.DataFrame:
+    """LoRA results of ziadtarek12/finetune-ar-dialects (the project arabicpeft replaces), 50 rows.
+
+    Columns: train, variant (base | msa), test, wer_mean, wer_sd, cer_mean, cer_sd, n, train_time_s,
+    peak_mem_mb, trainable (the last three only on own-dialect rows). Rates in %; their evaluation dropped
+    empty predictions, which biases them down slightly.
+    """
+    return _read(LORA_BASELINE_FILE)
+
+
+def msa_trainsize_tidy() -> pd.DataFrame:
+    """The Fig. 1 per-seed rows with ``system`` and ``msa_fraction`` joined from the aggregate file.
+
+    Columns: model, seed, wer, cer, system, msa_fraction. The input of :func:`arabicpeft.plots.fig1_msa_trainsize`.
+    """
+    labels = load_msa_trainsize()[["model", "system", "msa_fraction"]]
+    return load_msa_trainsize_per_seed().merge(labels, on="model", how="left", validate="many_to_one")
+
+
+def seed_means(per_seed: pd.DataFrame, decimals: int | None = None) -> pd.DataFrame:
+    """Aggregate a tidy per-seed frame to one row per (condition, train_set, test_set) cell.
+
+    ``per_seed`` needs condition, train_set, test_set, wer, cer (any extra columns are ignored). Returns the
+    layout of :func:`load_dialects`: wer_mean, wer_sd, cer_mean, cer_sd (SD with ddof = 1; NaN for one seed)
+    and n. ``decimals=2`` rounds as the authors did; it reproduces ``load_dialects()`` from
+    ``load_dialects_per_seed()`` exactly.
+    """
+    keys = ["condition", "train_set", "test_set"]
+    out = (
+        per_seed.groupby(keys, sort=False)
+        .agg(
+            wer_mean=("wer", "mean"),
+            wer_sd=("wer", "std"),
+            cer_mean=("cer", "mean"),
+            cer_sd=("cer", "std"),
+            n=("wer", "size"),
+        )
+        .reset_index()
+    )
+    if decimals is not None:
+        rate_cols = ["wer_mean", "wer_sd", "cer_mean", "cer_sd"]
+        out[rate_cols] = out[rate_cols].round(decimals)
+    return out
+
+
+def _paired_cells(means: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """(train_set, test_set) x condition table of seed-means; only cells present in both conditions."""
+    column = f"{metric}_mean"
+    missing = {"condition", "train_set", "test_set", column} - set(means.columns)
+    if missing:
+        raise ValueError(f"Frame lacks column(s) {sorted(missing)}; pass load_dialects() or seed_means(...).")
+    table = means.pivot_table(index=["test_set", "train_set"], columns="condition", values=column, sort=False)
+    absent = [c for c in CONDITIONS if c not in table.columns]
+    if absent:
+        raise ValueError(f"No rows for condition(s) {absent}: the test pairs {CONDITIONS[0]} with {CONDITIONS[1]}.")
+    return table[list(CONDITIONS)].dropna()
+
+
+def _wilcoxon_row(without: np.ndarray, with_: np.ndarray) -> dict:
+    result = stats.wilcoxon(without, with_, **WILCOXON_OPTIONS)
+    return {
+        "statistic": float(result.statistic),
+        "p": float(result.pvalue),
+        "mean_without": float(np.mean(without)),
+        "mean_with": float(np.mean(with_)),
+        "sd_without": float(np.std(without, ddof=DESCRIPTIVE_DDOF)),
+        "sd_with": float(np.std(with_, ddof=DESCRIPTIVE_DDOF)),
+        "n": int(len(without)),
+    }
+
+
+def pretraining_tests(means: pd.DataFrame | None = None, metric: str = "wer") -> pd.DataFrame:
+    """Wilcoxon signed-rank tests of MSA pre-training, as in the paper.
+
+    ``means``: seed-means in the layout of :func:`load_dialects` (default: the published ones). Per test set
+    the test pairs the train-set models' seed-means without vs with pre-training (n = 6 in the paper); the
+    ``overall`` row pairs all (train, test) cells (n = 36). Options: ``scipy.stats.wilcoxon(without, with,
+    method="exact", alternative="two-sided", zero_method="wilcox")``; see ``WILCOXON_OPTIONS`` for why
+    "exact" must be explicit.
+
+    Returns one row per test set plus ``overall``, indexed by test_set, with columns statistic (W, the smaller
+    signed-rank sum), p, p_holm (Holm over the per-test-set tests; NaN on the overall row), mean_without,
+    mean_with, sd_without, sd_with (population SDs, ddof = 0, in % like the means) and n (pairs).
+    """
+    table = _paired_cells(load_dialects() if means is None else means, metric)
+    rows = {}
+    for test_set, cells in table.groupby(level="test_set", sort=False):
+        rows[test_set] = _wilcoxon_row(cells[WITHOUT_PRETRAINING].to_numpy(), cells[WITH_PRETRAINING].to_numpy())
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out["p_holm"] = multipletests(out["p"].to_numpy(), method="holm")[1]
+    overall = _wilcoxon_row(table[WITHOUT_PRETRAINING].to_numpy(), table[WITH_PRETRAINING].to_numpy())
+    out.loc[OVERALL] = {**overall, "p_holm": np.nan}
+    out.index.name = "test_set"
+    out["n"] = out["n"].astype(int)
+    return out[["statistic", "p", "p_holm", "mean_without", "mean_with", "sd_without", "sd_with", "n"]]
+
+
+def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Dialect-pooled vs dialect-specific models, with MSA pre-training, per test set (paper Fig. 3).
+
+    pooled = the ``all`` model; specific = each test set's own model (train_set == test_set); for the MSA test
+    set, which has no dialect model, the 100%-MSA model of the train-size experiment (the row of
+    ``load_msa_trainsize()`` with msa_fraction == 1.0). ``means`` defaults to :func:`load_dialects`, ``msa`` to
+    :func:`load_msa_trainsize` (pass ``msa=None`` with project means that contain an ``msa`` train set).
+
+    Returns one row per test set plus a ``mean`` row (column means), indexed by test_set, with columns
+    wer_pooled, wer_specific, wer_diff (pooled − specific), wer_abs_diff and the same for cer, all in %.
+    The ``mean`` row's wer_abs_diff / cer_abs_diff are the paper's mean absolute differences.
+    """
+    published = means is None
+    means = load_dialects() if published else means
+    with_ = means[means["condition"] == WITH_PRETRAINING]
+    columns = ["wer_mean", "cer_mean"]
+    pooled = with_[with_["train_set"] == POOLED_TRAIN_SET].set_index("test_set")[columns]
+    specific = with_[with_["train_set"] == with_["test_set"]].set_index("test_set")[columns]
+    if published or msa is not None:
+        msa = load_msa_trainsize() if msa is None else msa
+        full = msa[msa["msa_fraction"] == FULL_MSA_FRACTION]
+        if len(full) != 1:
+            raise ValueError(f"Expected one msa_fraction == {FULL_MSA_FRACTION} row in the MSA data, got {len(full)}.")
+        msa_test = [t for t in pooled.index if t not in specific.index]
+        for test_set in msa_test:  # the test set(s) without a dialect-specific model: MSA
+            specific.loc[test_set] = full[columns].iloc[0].to_numpy()
+    missing = [t for t in pooled.index if t not in specific.index]
+    if missing:
+        raise ValueError(f"No specific model for test set(s) {missing}.")
+    out = pd.DataFrame(index=pooled.index)
+    for metric in ("wer", "cer"):
+        out[f"{metric}_pooled"] = pooled[f"{metric}_mean"]
+        out[f"{metric}_specific"] = specific.loc[pooled.index, f"{metric}_mean"]
+        out[f"{metric}_diff"] = out[f"{metric}_pooled"] - out[f"{metric}_specific"]
+        out[f"{metric}_abs_diff"] = out[f"{metric}_diff"].abs()
+    out.loc[MEAN_ROW] = out.mean()
+    out.index.name = "test_set"
+    return out
+
+
+def pooled_vs_specific_long(per_seed: pd.DataFrame, pooled_train_set: str = POOLED_TRAIN_SET) -> pd.DataFrame:
+    """Pick the pooled and the specific model's per-seed rows out of a tidy frame, for Fig. 3.
+
+    ``per_seed`` needs train_set, test_set, seed, wer, cer (filter it to one condition and method first).
+    Returns the rows with train_set == ``pooled_train_set`` (role "pooled") or train_set == test_set (role
+    "specific"), with a ``role`` column added.
+    """
+    pooled = per_seed[per_seed["train_set"] == pooled_train_set].assign(role="pooled")
+    specific = per_seed[per_seed["train_set"] == per_seed["test_set"]].assign(role="specific")
+    return pd.concat([pooled, specific], ignore_index=True)
+
+
+def pooled_vs_specific_per_seed() -> pd.DataFrame:
+    """The published per-seed rows behind paper Fig. 3 (with MSA pre-training).
+
+    Columns: role (pooled | specific), train_set, test_set, seed, wer, cer. The MSA test set's specific rows
+    are the 100%-MSA model of the train-size experiment (train_set "msa").
+    """
+    per_seed = load_dialects_per_seed()
+    long = pooled_vs_specific_long(per_seed[per_seed["condition"] == WITH_PRETRAINING])
+    msa_tidy = msa_trainsize_tidy()
+    full = msa_tidy[msa_tidy["msa_fraction"] == FULL_MSA_FRACTION]
+    has_specific = set(long.loc[long["role"] == "specific", "test_set"])
+    msa_test = sorted(set(long.loc[long["role"] == "pooled", "test_set"]) - has_specific)  # MSA: no dialect model
+    extra = [full.assign(train_set=t, test_set=t, role="specific") for t in msa_test]
+    columns = ["role", "train_set", "test_set", "seed", "wer", "cer"]
+    return pd.concat([long[columns]] + [e[columns] for e in extra], ignore_index=True)
+
+
+def min_wilcoxon_p(n: int) -> float:
+    """Smallest two-sided p-value an exact Wilcoxon signed-rank test on n pairs can give: 2 / 2**n.
+
+    Reached when all n differences have the same sign (W = 0): 0.25 at n = 3 (seeds), 0.03125 at n = 6.
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}.")
+    # Under H0 each of the 2**n sign patterns is equally likely; W = 0 is one pattern per tail.
+    return min(1.0, 2.0 / 2**n)
+
+
+def min_holm_p(n: int, m: int) -> float:
+    """Smallest Holm-adjusted p-value over m exact Wilcoxon tests on n pairs each (statsmodels Holm).
+
+    0.1875 for m = 6 tests of n = 6 pairs: the paper's per-test-set tests could never reach p < 0.05.
+    """
+    if m < 1:
+        raise ValueError(f"m must be at least 1, got {m}.")
+    return float(multipletests([min_wilcoxon_p(n)] * m, method="holm")[1].min())

@@ -1,0 +1,250 @@
+"""The paper's four figures (Özyılmaz et al. 2025, Figs. 1–4), drawn from tidy DataFrames.
+
+Each function takes per-seed rows (the published ones from :mod:`arabicpeft.paper`, or a user's from
+:func:`arabicpeft.results_table.results_frame`), aggregates them itself (mean ± SD over seeds, ddof = 1) and
+returns a :class:`matplotlib.figure.Figure`. Figures are built without pyplot, so they work under any
+backend (Agg included), keep no global state, and display in notebooks as the returned object.
+:func:`save_figure` writes PNG and PDF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from . import dialects
+from .paper import CONDITIONS, POOLED_TRAIN_SET, WITH_PRETRAINING, WITHOUT_PRETRAINING
+
+CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
+ROLE_LABELS = {"pooled": "Dialect-pooled", "specific": "Dialect-specific"}
+METRIC_LABELS = {"wer": "WER (%)", "cer": "CER (%)"}
+HEATMAP_CMAP = "viridis_r"  # as in the paper: dark = low error
+PALETTE = "Set2"  # the authors' colour map
+DPI = 200
+
+
+def _display(name) -> str:
+    """Display name of a dialect/test set ("egyptian" -> "Egyptian"), the name itself if unknown."""
+    try:
+        return dialects.get(name).display
+    except ValueError:
+        return str(name)
+
+
+def _ordered(names) -> list:
+    """Names in registry order (dialects, MSA, pooled), unknown names after them, alphabetically."""
+    rank = {n: i for i, n in enumerate(dialects.NAMES)}
+    return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), str(n)))
+
+
+def _require(df: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} needs column(s) {missing}; got {list(df.columns)}.")
+    if df.empty:
+        raise ValueError(f"{what}: no rows to plot.")
+
+
+def _require_unique(df: pd.DataFrame, keys, what: str) -> None:
+    if df.duplicated(list(keys)).any():
+        raise ValueError(
+            f"{what}: several rows per {tuple(keys)}; filter the frame to one method/condition/scheme first."
+        )
+
+
+def _cell_stats(df: pd.DataFrame, keys, metric: str) -> pd.DataFrame:
+    """Mean and SD (ddof = 1; NaN for one seed) over seeds of ``metric`` per ``keys`` cell."""
+    return df.groupby(list(keys), sort=False)[metric].agg(mean="mean", sd="std", k="size").reset_index()
+
+
+def fig1_msa_trainsize(
+    df: pd.DataFrame, metrics=("wer", "cer"), curve_label: str = "whisper-small fine-tuned on MSA"
+) -> Figure:
+    """Fig. 1: error rate on the MSA test set vs the fraction of MSA training data, with zero-shot sizes.
+
+    ``df``: per-seed rows with columns model, seed and the metrics (as :func:`arabicpeft.paper.msa_trainsize_tidy`);
+    ``msa_fraction`` (0–1) marks the fine-tuned points (NaN: a zero-shot reference model); without that
+    column it is parsed from ``model``. The curve is mean ± SD over seeds at each fraction; each zero-shot
+    model is a dashed horizontal line (its mean, named in the legend). One axes per metric.
+    """
+    _require(df, ["model", "seed", *metrics], "fig1_msa_trainsize")
+    df = df.copy()
+    if "msa_fraction" not in df.columns:
+        df["msa_fraction"] = pd.to_numeric(df["model"], errors="coerce")
+    curve = df[df["msa_fraction"].notna()]
+    refs = df[df["msa_fraction"].isna()]
+    fig = Figure(figsize=(6 * len(metrics), 4.5), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    colors = ["0.15"] + sns.color_palette(PALETTE, max(1, refs["model"].nunique()))
+    for ax, metric in zip(axes, metrics):
+        points = _cell_stats(curve, ["msa_fraction"], metric).sort_values("msa_fraction")
+        ax.errorbar(
+            100 * points["msa_fraction"], points["mean"], yerr=points["sd"].fillna(0), marker="o", capsize=4,
+            color=colors[0], label=f"{curve_label} (mean ± SD)",
+        )
+        ref_stats = _cell_stats(refs, ["model"], metric).sort_values("mean", ascending=False)
+        for color, (_, ref) in zip(colors[1:], ref_stats.iterrows()):
+            label = f"{ref['model']} zero-shot ({ref['mean']:.2f})"
+            ax.axhline(ref["mean"], linestyle="--", linewidth=1.2, color=color, label=label)
+        # axhline does not pad the y-range: set it from every value drawn so no line sits on the frame.
+        drawn = np.concatenate([points["mean"] - points["sd"].fillna(0), points["mean"] + points["sd"].fillna(0),
+                                ref_stats["mean"]])
+        pad = 0.06 * (drawn.max() - drawn.min() or 1.0)
+        ax.set_ylim(drawn.min() - pad, drawn.max() + pad)
+        ax.set_xlabel("MSA training data used (%; 0 = before fine-tuning)")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_xticks(100 * points["msa_fraction"].to_numpy())
+        ax.grid(axis="y", alpha=0.4)
+        ax.legend(loc="center right", fontsize=8)
+    fig.suptitle("MSA train size vs zero-shot Whisper sizes (MSA test set)", fontweight="bold")
+    return fig
+
+
+def fig2_pretraining(df: pd.DataFrame, metric: str = "wer") -> Figure:
+    """Fig. 2: with vs without MSA pre-training, per test set.
+
+    ``df``: per-seed rows with condition, train_set, test_set, seed and ``metric`` (one method). Each box shows
+    the train-set models' seed-means on one test set for one condition (the pairs the paper's per-test-set
+    Wilcoxon test compares): box = quartiles, whiskers = min–max, solid line = median, dotted = mean; the
+    points are those models.
+    """
+    keys = ["condition", "train_set", "test_set", "seed"]
+    _require(df, [*keys, metric], "fig2_pretraining")
+    _require_unique(df, keys, "fig2_pretraining")
+    means = df.groupby(keys[:3], sort=False)[metric].mean().reset_index()
+    tests = _ordered(means["test_set"])
+    conditions = [c for c in CONDITIONS if c in set(means["condition"])]
+    conditions += sorted(set(means["condition"]) - set(conditions))
+    colors = sns.color_palette(PALETTE, len(conditions))
+    width = 0.8 / len(conditions)
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax = fig.subplots()
+    handles = []
+    # Plain matplotlib boxes (not seaborn.boxplot, which passes the `vert` argument matplotlib 3.11 deprecates).
+    for j, (condition, color) in enumerate(zip(conditions, colors)):
+        offset = (j - (len(conditions) - 1) / 2) * width
+        mine = means[means["condition"] == condition]
+        values = [mine.loc[mine["test_set"] == t, metric].to_numpy() for t in tests]
+        positions = np.arange(len(tests)) + offset
+        ax.boxplot(
+            values, positions=positions, widths=0.85 * width, whis=(0, 100), patch_artist=True,
+            showmeans=True, meanline=True, showfliers=False, boxprops={"facecolor": color},
+            medianprops={"color": "0.15"}, meanprops={"color": "0.15", "linestyle": ":"},
+        )
+        for x, v in zip(positions, values):  # the models themselves, spread evenly across the box
+            spread = np.linspace(-0.25, 0.25, len(v)) * width if len(v) > 1 else np.zeros(len(v))
+            ax.scatter(x + spread, v, s=10, color="0.2", zorder=3)
+        handles.append(Patch(facecolor=color, edgecolor="0.2", label=CONDITION_LABELS.get(condition, condition)))
+    ax.set_xticks(np.arange(len(tests)), [_display(t) for t in tests])
+    ax.set_xlabel("Test set")
+    ax.legend(handles=handles, title="Pre-training", fontsize=8, loc="lower left")
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(axis="y", alpha=0.4)
+    ax.set_title("Models with and without MSA pre-training, per test set (box: train-set models)", fontweight="bold")
+    return fig
+
+
+def fig3_pooled_vs_specific(df: pd.DataFrame, metrics=("wer", "cer")) -> Figure:
+    """Fig. 3: dialect-pooled vs dialect-specific models per test set, mean ± SD over seeds.
+
+    ``df``: per-seed rows with role ("pooled" | "specific"), test_set, seed and the metrics, as from
+    :func:`arabicpeft.paper.pooled_vs_specific_per_seed` or :func:`arabicpeft.paper.pooled_vs_specific_long`.
+    One axes per metric; its title gives the mean absolute pooled − specific difference over the test sets.
+    """
+    keys = ["role", "test_set", "seed"]
+    _require(df, [*keys, *metrics], "fig3_pooled_vs_specific")
+    _require_unique(df, keys, "fig3_pooled_vs_specific")
+    data = df.assign(**{"Test set": df["test_set"].map(_display), "Model": df["role"].map(ROLE_LABELS)})
+    order = [_display(t) for t in _ordered(df["test_set"])]
+    fig = Figure(figsize=(9, 3.6 * len(metrics)), layout="constrained")
+    axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, metric in zip(axes, metrics):
+        sns.barplot(
+            data=data, x="Test set", y=metric, hue="Model", order=order, hue_order=list(ROLE_LABELS.values()),
+            errorbar="sd", capsize=0.15, err_kws={"linewidth": 1}, palette=PALETTE, ax=ax,
+        )
+        cell = data.groupby(["test_set", "role"])[metric].mean().unstack("role")
+        if {"pooled", "specific"} <= set(cell.columns):  # mean over the test sets that have both models
+            mad = (cell["pooled"] - cell["specific"]).abs().mean()
+            ax.set_title(f"{metric.upper()}: mean |pooled − specific| = {mad:.2f} points", fontsize=10)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(axis="y", alpha=0.4)
+        ax.set_axisbelow(True)
+        ax.legend(title=None, loc="upper left", fontsize=8)
+    for ax in axes[1:]:
+        ax.get_legend().remove()
+    fig.suptitle("Dialect-pooled vs dialect-specific models", fontweight="bold")
+    return fig
+
+
+def heatmap_labels(mean: pd.DataFrame, sd: pd.DataFrame, decimals: int = 2) -> np.ndarray:
+    """Cell annotations "mean\\n(± sd)" with ``decimals`` decimals; just the mean where the SD is NaN."""
+    labels = np.empty(mean.shape, dtype=object)
+    for i in range(mean.shape[0]):
+        for j in range(mean.shape[1]):
+            m, s = mean.iat[i, j], sd.iat[i, j]
+            if pd.isna(m):
+                labels[i, j] = ""
+            elif pd.isna(s):
+                labels[i, j] = f"{m:.{decimals}f}"
+            else:
+                labels[i, j] = f"{m:.{decimals}f}\n(± {s:.{decimals}f})"
+    return labels
+
+
+def fig4_heatmap(
+    df: pd.DataFrame,
+    condition: str | None = WITH_PRETRAINING,
+    metric: str = "wer",
+    drop_train_sets=(POOLED_TRAIN_SET,),
+    decimals: int = 2,
+) -> Figure:
+    """Fig. 4: train set x test set heat-map of mean error rate, annotated "mean (± SD)" over seeds.
+
+    ``df``: per-seed rows with train_set, test_set, seed, ``metric`` and, unless ``condition`` is None,
+    condition (only rows of ``condition`` are drawn). The pooled ``all`` row is dropped as in the paper
+    (``drop_train_sets``). Colour map viridis_r; annotations use :func:`heatmap_labels`.
+    """
+    keys = ["train_set", "test_set", "seed"]
+    _require(df, [*keys, metric], "fig4_heatmap")
+    if condition is not None:
+        _require(df, ["condition"], "fig4_heatmap")
+        df = df[df["condition"] == condition]
+        if df.empty:
+            raise ValueError(f"fig4_heatmap: no rows with condition {condition!r}.")
+    df = df[~df["train_set"].isin(drop_train_sets)]
+    _require(df, keys, "fig4_heatmap")
+    _require_unique(df, keys, "fig4_heatmap")
+    cells = _cell_stats(df, ["train_set", "test_set"], metric)
+    rows, cols = _ordered(cells["train_set"]), _ordered(cells["test_set"])
+    mean = cells.pivot(index="train_set", columns="test_set", values="mean").reindex(index=rows, columns=cols)
+    sd = cells.pivot(index="train_set", columns="test_set", values="sd").reindex(index=rows, columns=cols)
+    fig = Figure(figsize=(1.35 * len(cols) + 2.5, 1.0 * len(rows) + 1.8), layout="constrained")
+    ax = fig.subplots()
+    sns.heatmap(
+        mean.rename(index=_display, columns=_display), annot=heatmap_labels(mean, sd, decimals), fmt="",
+        cmap=HEATMAP_CMAP, cbar_kws={"label": METRIC_LABELS.get(metric, metric)}, annot_kws={"fontsize": 9}, ax=ax,
+    )
+    ax.set_xlabel("Tested on")
+    ax.set_ylabel("Fine-tuned on")
+    ax.tick_params(axis="y", labelrotation=0)
+    ax.tick_params(axis="x", labelrotation=30)
+    title = f"{metric.upper()} (%) per train and test set"
+    if condition is not None:
+        title += f", {CONDITION_LABELS.get(condition, condition)}"
+    ax.set_title(title, fontweight="bold")
+    return fig
+
+
+def save_figure(fig: Figure, path_stem) -> list[Path]:
+    """Write ``fig`` as ``{path_stem}.png`` (DPI 200) and ``{path_stem}.pdf``; returns the two paths."""
+    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return paths

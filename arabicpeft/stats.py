@@ -1,0 +1,358 @@
+"""Statistics for the project's own runs: uncertainty of corpus WER/CER and comparisons of systems.
+
+Inputs are plain numpy arrays of per-utterance edit counts ``errors`` and reference lengths ``lengths``
+(words for WER, characters for CER), shape (n_utterances,), as in the ``utterances.csv`` file of a run.
+Corpus rate = sum(errors) / sum(lengths) x 100 (percent). Utterances with an empty reference (length 0) are
+kept everywhere: they add their (insertion) errors to the numerator and nothing to the denominator.
+
+Why these methods (research notes §6): with k = 3 seeds, tests over seeds have almost no power, so the
+utterance is the unit of resampling: the percentile bootstrap of Bisani & Ney (2004) for a corpus rate, the
+paired bootstrap and the paired approximate-randomisation test for two systems on the same test set, and a
+two-level bootstrap (seeds, then utterances) when several seeds per system are at hand. Across-seed summaries
+use scipy (t-interval, Welch) and statsmodels (Holm).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+N_RESAMPLES = 10_000
+LEVEL = 0.95
+START = "start"  # row label of the starting (pre-fine-tuning) model in the R matrix of gain_forgetting
+_CHUNK_CELLS = 4_000_000  # resample matrices are built in chunks of about this many cells (32 MB float64)
+
+
+def _as_arrays(errors, lengths) -> tuple[np.ndarray, np.ndarray]:
+    errors = np.asarray(errors, dtype=float)
+    lengths = np.asarray(lengths, dtype=float)
+    if errors.ndim != 1 or errors.shape != lengths.shape:
+        raise ValueError(f"errors {errors.shape} and lengths {lengths.shape} must be 1-D arrays of equal length.")
+    if errors.size == 0:
+        raise ValueError("No utterances: errors and lengths are empty.")
+    if (errors < 0).any() or (lengths < 0).any():
+        raise ValueError("Edit counts and reference lengths cannot be negative.")
+    return errors, lengths
+
+
+def _require_reference(lengths: np.ndarray) -> None:
+    if lengths.sum() == 0:
+        raise ValueError("All references are empty (sum of lengths is 0): the corpus rate is undefined.")
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1, got {level}.")
+    tail = 100.0 * (1.0 - level) / 2.0
+    # NaN replicates (a resample drawing only empty references) carry no rate; leave them out.
+    low, high = np.nanpercentile(values, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def _resample_counts(rng: np.random.Generator, n: int, n_boot: int):
+    """Yield (chunk, n) matrices: how often each utterance is drawn in each bootstrap replicate.
+
+    Drawing indices with replacement and counting them is the same as resampling utterances; the counts turn
+    every replicate's corpus sums into one matrix product instead of n_boot fancy-indexing passes.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}.")
+    chunk = max(1, _CHUNK_CELLS // n)
+    done = 0
+    while done < n_boot:
+        c = min(chunk, n_boot - done)
+        idx = rng.integers(0, n, size=(c, n))
+        offsets = (np.arange(c) * n)[:, None]
+        counts = np.bincount((idx + offsets).ravel(), minlength=c * n).reshape(c, n).astype(float)
+        yield counts
+        done += c
+
+
+def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, 100.0 * num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def corpus_rate(errors, lengths) -> float:
+    """Corpus error rate in %: sum(errors) / sum(lengths) x 100; NaN when every reference is empty."""
+    errors, lengths = _as_arrays(errors, lengths)
+    total = lengths.sum()
+    return float(100.0 * errors.sum() / total) if total > 0 else float("nan")
+
+
+def bootstrap_ci(errors, lengths, n_boot: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
+    """Utterance-level percentile bootstrap CI of a corpus error rate (Bisani & Ney 2004).
+
+    Each replicate draws n utterances with replacement and recomputes sum(errors) / sum(lengths) x 100.
+    Returns {"estimate", "low", "high"} in %, plus "n_boot" and "level".
+    """
+    errors, lengths = _as_arrays(errors, lengths)
+    _require_reference(lengths)
+    rng = np.random.default_rng(seed)
+    reps = [
+        _rate(counts @ errors, counts @ lengths) for counts in _resample_counts(rng, errors.size, n_boot)
+    ]
+    low, high = _percentile_interval(np.concatenate(reps), level)
+    return {"estimate": corpus_rate(errors, lengths), "low": low, "high": high, "n_boot": n_boot, "level": level}
+
+
+def paired_bootstrap(
+    errors_a, errors_b, lengths, n_boot: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> dict:
+    """Paired bootstrap of the difference of two systems scored on the same utterances.
+
+    One set of resampled utterance indices per replicate serves both systems, so utterance difficulty cancels.
+    Returns {"delta": rate(B) − rate(A) in % points, "low", "high" (percentile CI of delta), "p_b_worse":
+    the fraction of replicates with delta > 0 (B has more errors), "n_boot", "level"}.
+    """
+    errors_a, lengths = _as_arrays(errors_a, lengths)
+    errors_b, _ = _as_arrays(errors_b, lengths)
+    _require_reference(lengths)
+    rng = np.random.default_rng(seed)
+    diff = errors_b - errors_a
+    reps = [_rate(counts @ diff, counts @ lengths) for counts in _resample_counts(rng, diff.size, n_boot)]
+    reps = np.concatenate(reps)
+    low, high = _percentile_interval(reps, level)
+    return {
+        "delta": corpus_rate(errors_b, lengths) - corpus_rate(errors_a, lengths),
+        "low": low,
+        "high": high,
+        "p_b_worse": float(np.mean(reps > 0)),
+        "n_boot": n_boot,
+        "level": level,
+    }
+
+
+def paired_permutation_test(errors_a, errors_b, lengths, n_perm: int = N_RESAMPLES, seed: int = 0) -> dict:
+    """Paired approximate-randomisation test of rate(B) − rate(A) on the same utterances.
+
+    Under H0 (the systems are exchangeable) each utterance's A and B edit counts are swapped with probability
+    0.5; the two-sided p-value is (count + 1) / (n_perm + 1), count = permutations with |delta| at least the
+    observed |delta|. Returns {"delta" (% points, B − A), "p", "n_perm"}. Identical systems give p = 1.
+    """
+    errors_a, lengths = _as_arrays(errors_a, lengths)
+    errors_b, _ = _as_arrays(errors_b, lengths)
+    _require_reference(lengths)
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be at least 1, got {n_perm}.")
+    rng = np.random.default_rng(seed)
+    diff = errors_b - errors_a
+    observed = abs(diff.sum())
+    # A relative tolerance keeps ties (equal sums up to float rounding) counted as "at least as extreme".
+    tolerance = 1e-9 * max(1.0, observed)
+    n = diff.size
+    chunk = max(1, _CHUNK_CELLS // n)
+    count = 0
+    done = 0
+    while done < n_perm:
+        c = min(chunk, n_perm - done)
+        signs = rng.integers(0, 2, size=(c, n)) * 2.0 - 1.0  # -1: swap A and B for this utterance
+        count += int(np.sum(np.abs(signs @ diff) >= observed - tolerance))
+        done += c
+    return {
+        "delta": corpus_rate(errors_b, lengths) - corpus_rate(errors_a, lengths),
+        "p": (count + 1) / (n_perm + 1),
+        "n_perm": n_perm,
+    }
+
+
+def seed_summary(values, level: float = LEVEL) -> dict:
+    """Mean, SD (ddof = 1) and t-interval of one quantity over k seeds (e.g. WER in % per seed).
+
+    Returns {"mean", "sd", "k", "low", "high", "level"}; the interval is mean ± t_{(1+level)/2, k−1} · sd / √k
+    (scipy.stats.t). One seed gives sd, low and high NaN.
+    """
+    values = np.asarray(values, dtype=float).ravel()
+    k = values.size
+    if k == 0:
+        raise ValueError("No values to summarize.")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1, got {level}.")
+    mean = float(values.mean())
+    if k == 1:
+        return {"mean": mean, "sd": float("nan"), "k": 1, "low": float("nan"), "high": float("nan"), "level": level}
+    sd = float(values.std(ddof=1))
+    half = float(sps.t.ppf((1.0 + level) / 2.0, k - 1)) * sd / math.sqrt(k)
+    return {"mean": mean, "sd": sd, "k": k, "low": mean - half, "high": mean + half, "level": level}
+
+
+def welch_t(a, b) -> dict:
+    """Welch's t-test of mean(a) vs mean(b) (scipy.stats.ttest_ind, equal_var=False).
+
+    Returns {"t", "p" (two-sided), "df"}; t > 0 when mean(a) > mean(b).
+    """
+    result = sps.ttest_ind(np.asarray(a, dtype=float), np.asarray(b, dtype=float), equal_var=False)
+    return {"t": float(result.statistic), "p": float(result.pvalue), "df": float(result.df)}
+
+
+def hedges_g(a, b) -> float:
+    """Hedges' g: bias-corrected standardized mean difference (mean(a) − mean(b)) / pooled SD.
+
+    g = J · d with d = (mean(a) − mean(b)) / s_p, s_p² = ((n_a − 1) s_a² + (n_b − 1) s_b²) / (n_a + n_b − 2)
+    and the small-sample correction J = 1 − 3 / (4 (n_a + n_b) − 9) (Hedges & Olkin 1985). Needs n_a + n_b ≥ 3.
+    """
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    na, nb = a.size, b.size
+    df = na + nb - 2
+    if na < 1 or nb < 1 or df < 1:
+        raise ValueError(f"Hedges' g needs at least one value per group and 3 in all, got {na} and {nb}.")
+    ss_a = ((a - a.mean()) ** 2).sum()
+    ss_b = ((b - b.mean()) ** 2).sum()
+    pooled_sd = math.sqrt((ss_a + ss_b) / df)
+    if pooled_sd == 0:
+        raise ValueError("Both groups have zero variance: the standardized difference is undefined.")
+    correction = 1.0 - 3.0 / (4.0 * (na + nb) - 9.0)
+    return float(correction * (a.mean() - b.mean()) / pooled_sd)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (statsmodels multipletests, method="holm"), same order as given."""
+    pvalues = np.asarray(pvalues, dtype=float).ravel()
+    if pvalues.size == 0:
+        return pvalues
+    return multipletests(pvalues, method="holm")[1]
+
+
+def two_level_bootstrap(
+    errors_a_by_seed, errors_b_by_seed, lengths, n_boot: int = N_RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> dict:
+    """Two-level bootstrap of mean-over-seeds rate(B) − rate(A), for k seeds per system on one test set.
+
+    ``errors_a_by_seed``: shape (k_a, n_utterances), one row of per-utterance edit counts per seed of A;
+    likewise B (k_b may differ). Each replicate resamples seeds with replacement within each method and one
+    shared set of utterance indices for every seed of both methods, then compares the seed-mean corpus rates.
+    Captures both training (seed) and test-sampling variability. Returns {"delta" (% points, B − A, observed
+    seed-means), "low", "high", "p_b_worse" (fraction of replicates with delta > 0), "n_boot", "level"}.
+    """
+    lengths = np.asarray(lengths, dtype=float)
+    ea = np.atleast_2d(np.asarray(errors_a_by_seed, dtype=float))
+    eb = np.atleast_2d(np.asarray(errors_b_by_seed, dtype=float))
+    for name, e in (("errors_a_by_seed", ea), ("errors_b_by_seed", eb)):
+        if e.ndim != 2 or e.shape[1] != lengths.size or e.shape[0] == 0:
+            raise ValueError(f"{name} must have shape (k_seeds, {lengths.size}), got {e.shape}.")
+        if (e < 0).any():
+            raise ValueError(f"{name} holds negative edit counts.")
+    _as_arrays(lengths, lengths)
+    _require_reference(lengths)
+    rng = np.random.default_rng(seed)
+    reps = []
+    for counts in _resample_counts(rng, lengths.size, n_boot):
+        c = counts.shape[0]
+        den = (counts @ lengths)[:, None]
+        rate_a = _rate(counts @ ea.T, den)  # (c, k_a): every seed of A on the resampled utterances
+        rate_b = _rate(counts @ eb.T, den)
+        pick_a = rng.integers(0, ea.shape[0], size=(c, ea.shape[0]))
+        pick_b = rng.integers(0, eb.shape[0], size=(c, eb.shape[0]))
+        mean_a = np.take_along_axis(rate_a, pick_a, axis=1).mean(axis=1)
+        mean_b = np.take_along_axis(rate_b, pick_b, axis=1).mean(axis=1)
+        reps.append(mean_b - mean_a)
+    reps = np.concatenate(reps)
+    low, high = _percentile_interval(reps, level)
+    total = lengths.sum()
+    delta = float(100.0 * (eb.sum(axis=1).mean() - ea.sum(axis=1).mean()) / total)
+    return {
+        "delta": delta,
+        "low": low,
+        "high": high,
+        "p_b_worse": float(np.mean(reps > 0)),
+        "n_boot": n_boot,
+        "level": level,
+    }
+
+
+def gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gain and forgetting of cross-dialect fine-tuning (research notes §6).
+
+    ``R``: error rates (%), indexed by train set with one row labelled ``start`` for the starting model,
+    columns = test sets; R[t, d] = rate on test set d of the model trained on t. Returns ``(gain,
+    forgetting)``, two tidy frames:
+
+    - gain: one row per train set t that is also a test set: G_t = R[start, t] − R[t, t] (> 0: improved).
+      Columns train_set, test_set, start, trained, gain.
+    - forgetting: one row per (t, d) with d ≠ t: F_{t,d} = R[t, d] − R[start, d] (> 0: got worse).
+      Columns train_set, test_set, start, trained, forgetting.
+    """
+    if start not in R.index:
+        raise ValueError(f"R has no row {start!r} for the starting model (rows: {list(R.index)}).")
+    base = R.loc[start]
+    gain, forgetting = [], []
+    for t in R.index:
+        if t == start:
+            continue
+        for d in R.columns:
+            row = {"train_set": t, "test_set": d, "start": float(base[d]), "trained": float(R.loc[t, d])}
+            if d == t:
+                gain.append({**row, "gain": row["start"] - row["trained"]})
+            else:
+                forgetting.append({**row, "forgetting": row["trained"] - row["start"]})
+    columns = ["train_set", "test_set", "start", "trained"]
+    return (
+        pd.DataFrame(gain, columns=columns + ["gain"]),
+        pd.DataFrame(forgetting, columns=columns + ["forgetting"]),
+    )
+
+
+def gain_forgetting_ci(
+    utterances: pd.DataFrame,
+    start: str = START,
+    errors: str = "word_errors",
+    lengths: str = "ref_words",
+    n_boot: int = N_RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """Gain and forgetting with paired bootstrap CIs from per-utterance edit counts.
+
+    ``utterances``: one row per (train_set, test_set, utterance), columns train_set (``start`` for the
+    starting model), test_set, utt_index and the ``errors`` / ``lengths`` columns (word_errors / ref_words
+    for WER, char_errors / ref_chars for CER), as in a run's utterances.csv with train_set added. Each trained
+    model is paired with the starting model on the same test utterances (aligned on utt_index) and compared
+    with :func:`paired_bootstrap`.
+
+    Returns a tidy frame: train_set, test_set, kind ("gain" for d = t, else "forgetting"), value (% points,
+    as in :func:`gain_forgetting`), low, high (percentile CI), p_positive (fraction of replicates > 0).
+    """
+    required = {"train_set", "test_set", "utt_index", errors, lengths}
+    missing = required - set(utterances.columns)
+    if missing:
+        raise ValueError(f"utterances lacks column(s) {sorted(missing)}.")
+    if not (utterances["train_set"] == start).any():
+        raise ValueError(f"No utterances of the starting model (train_set == {start!r}).")
+    keyed = utterances.set_index(["train_set", "test_set", "utt_index"]).sort_index()
+    if not keyed.index.is_unique:
+        raise ValueError("Duplicate (train_set, test_set, utt_index) rows: pass one seed/run per train set.")
+    rows = []
+    for (t, d), trained in utterances[utterances["train_set"] != start].groupby(["train_set", "test_set"], sort=False):
+        try:
+            base = keyed.loc[(start, d)]
+        except KeyError as e:
+            raise ValueError(f"The starting model was not scored on test set {d!r}.") from e
+        trained = trained.set_index("utt_index").sort_index()
+        if not trained.index.equals(base.index):
+            raise ValueError(f"Utterances of {t!r} on {d!r} do not match the starting model's (utt_index differs).")
+        if not np.array_equal(trained[lengths].to_numpy(), base[lengths].to_numpy()):
+            raise ValueError(f"Reference lengths of {t!r} on {d!r} differ from the starting model's.")
+        e_start, e_trained, n_ref = base[errors].to_numpy(), trained[errors].to_numpy(), base[lengths].to_numpy()
+        if d == t:  # gain = start − trained: system "B" is the starting model
+            res = paired_bootstrap(e_trained, e_start, n_ref, n_boot=n_boot, seed=seed, level=level)
+            kind = "gain"
+        else:  # forgetting = trained − start
+            res = paired_bootstrap(e_start, e_trained, n_ref, n_boot=n_boot, seed=seed, level=level)
+            kind = "forgetting"
+        rows.append(
+            {
+                "train_set": t,
+                "test_set": d,
+                "kind": kind,
+                "value": res["delta"],
+                "low": res["low"],
+                "high": res["high"],
+                "p_positive": res["p_b_worse"],
+            }
+        )
+    return pd.DataFrame(rows, columns=["train_set", "test_set", "kind", "value", "low", "high", "p_positive"])

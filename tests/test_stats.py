@@ -1,0 +1,330 @@
+"""Statistics for the project's runs, checked against scipy/statsmodels and values computed by hand."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+from arabicpeft import stats
+
+N_BOOT = 2000  # enough for the properties tested; the 10,000 default is not the point here
+
+
+@pytest.fixture
+def corpus():
+    """Two systems on 400 utterances; B has about 10% more errors than A. Includes empty references."""
+    rng = np.random.default_rng(7)
+    lengths = rng.integers(1, 15, size=400)
+    lengths[:10] = 0  # empty references: their errors are insertions
+    errors_a = rng.binomial(lengths + 1, 0.30)
+    errors_b = rng.binomial(lengths + 1, 0.40)
+    return errors_a, errors_b, lengths
+
+
+# corpus_rate ---------------------------------------------------------------------------------------------
+
+
+def test_corpus_rate_by_hand():
+    assert stats.corpus_rate([1, 2, 0], [4, 4, 2]) == pytest.approx(30.0)
+
+
+def test_corpus_rate_keeps_empty_references():
+    # The empty reference adds its 2 insertions to the numerator and nothing to the denominator.
+    assert stats.corpus_rate([1, 2], [4, 0]) == pytest.approx(75.0)
+    assert math.isnan(stats.corpus_rate([3], [0]))
+
+
+def test_corpus_rate_rejects_bad_input():
+    with pytest.raises(ValueError):
+        stats.corpus_rate([1, 2], [3])
+    with pytest.raises(ValueError):
+        stats.corpus_rate([], [])
+    with pytest.raises(ValueError):
+        stats.corpus_rate([-1], [3])
+
+
+# bootstrap_ci --------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_ci_brackets_estimate_and_is_reproducible(corpus):
+    errors, _, lengths = corpus
+    ci = stats.bootstrap_ci(errors, lengths, n_boot=N_BOOT, seed=3)
+    assert ci["estimate"] == pytest.approx(stats.corpus_rate(errors, lengths))
+    assert ci["low"] < ci["estimate"] < ci["high"]
+    assert ci == stats.bootstrap_ci(errors, lengths, n_boot=N_BOOT, seed=3)
+    assert ci != stats.bootstrap_ci(errors, lengths, n_boot=N_BOOT, seed=4)
+    wider = stats.bootstrap_ci(errors, lengths, n_boot=N_BOOT, seed=3, level=0.99)
+    assert wider["low"] <= ci["low"] and wider["high"] >= ci["high"]
+
+
+def test_bootstrap_ci_matches_a_loop_over_index_resamples(corpus):
+    """The vectorised version equals the textbook loop: draw indices, recompute the corpus rate."""
+    errors, _, lengths = corpus
+    n_boot = 300
+    ci = stats.bootstrap_ci(errors, lengths, n_boot=n_boot, seed=11)
+    rng = np.random.default_rng(11)
+    idx = rng.integers(0, len(errors), size=(n_boot, len(errors)))
+    reps = 100 * errors[idx].sum(axis=1) / lengths[idx].sum(axis=1)
+    low, high = np.percentile(reps, [2.5, 97.5])
+    assert ci["low"] == pytest.approx(low)
+    assert ci["high"] == pytest.approx(high)
+
+
+def test_bootstrap_chunking_does_not_change_the_draws(corpus, monkeypatch):
+    """Replicates are built in chunks to bound memory; the chunk size must not change the result."""
+    errors, _, lengths = corpus
+    whole = stats.bootstrap_ci(errors, lengths, n_boot=300, seed=11)
+    monkeypatch.setattr(stats, "_CHUNK_CELLS", 7 * len(errors))  # 7 replicates per chunk, last one partial
+    assert stats.bootstrap_ci(errors, lengths, n_boot=300, seed=11) == whole
+
+
+def test_bootstrap_ci_width_shrinks_with_more_utterances():
+    rng = np.random.default_rng(0)
+    small_len = rng.integers(5, 10, 50)
+    big_len = np.tile(small_len, 16)
+    small_err = rng.binomial(small_len, 0.3)
+    big_err = np.tile(small_err, 16)
+    small = stats.bootstrap_ci(small_err, small_len, n_boot=N_BOOT)
+    big = stats.bootstrap_ci(big_err, big_len, n_boot=N_BOOT)
+    assert (big["high"] - big["low"]) < 0.5 * (small["high"] - small["low"])  # ~ 1/sqrt(16)
+
+
+def test_bootstrap_ci_constant_rate_has_zero_width():
+    lengths = np.full(30, 10)
+    ci = stats.bootstrap_ci(lengths // 2, lengths, n_boot=N_BOOT)
+    assert ci["low"] == ci["high"] == ci["estimate"] == pytest.approx(50.0)
+
+
+def test_bootstrap_ci_all_empty_references_raises():
+    with pytest.raises(ValueError, match="empty"):
+        stats.bootstrap_ci([1, 2], [0, 0])
+
+
+# paired_bootstrap ----------------------------------------------------------------------------------------
+
+
+def test_paired_bootstrap_identical_systems(corpus):
+    errors, _, lengths = corpus
+    res = stats.paired_bootstrap(errors, errors, lengths, n_boot=N_BOOT)
+    assert res["delta"] == 0.0
+    assert res["low"] <= 0.0 <= res["high"]
+    assert res["p_b_worse"] == 0.0
+
+
+def test_paired_bootstrap_detects_worse_system(corpus):
+    errors_a, errors_b, lengths = corpus
+    res = stats.paired_bootstrap(errors_a, errors_b, lengths, n_boot=N_BOOT, seed=1)
+    expected = stats.corpus_rate(errors_b, lengths) - stats.corpus_rate(errors_a, lengths)
+    assert res["delta"] == pytest.approx(expected)
+    assert 0 < res["low"] < res["delta"] < res["high"]
+    assert res["p_b_worse"] == 1.0
+    swapped = stats.paired_bootstrap(errors_b, errors_a, lengths, n_boot=N_BOOT, seed=1)
+    assert swapped["delta"] == pytest.approx(-res["delta"])
+    assert swapped["p_b_worse"] == 0.0
+    assert res == stats.paired_bootstrap(errors_a, errors_b, lengths, n_boot=N_BOOT, seed=1)
+
+
+def test_paired_bootstrap_is_narrower_than_unpaired(corpus):
+    """Pairing removes utterance difficulty: the CI of the difference is narrower than either system's."""
+    errors_a, _, lengths = corpus
+    errors_b = errors_a + (np.arange(len(errors_a)) % 10 == 0)  # B = A plus one error on every 10th utterance
+    paired = stats.paired_bootstrap(errors_a, errors_b, lengths, n_boot=N_BOOT)
+    single = stats.bootstrap_ci(errors_a, lengths, n_boot=N_BOOT)
+    assert (paired["high"] - paired["low"]) < (single["high"] - single["low"])
+
+
+# paired_permutation_test ---------------------------------------------------------------------------------
+
+
+def test_permutation_identical_systems_p_is_one(corpus):
+    errors, _, lengths = corpus
+    res = stats.paired_permutation_test(errors, errors, lengths, n_perm=N_BOOT)
+    assert res["delta"] == 0.0
+    assert res["p"] == 1.0
+
+
+def test_permutation_detects_difference(corpus):
+    errors_a, errors_b, lengths = corpus
+    res = stats.paired_permutation_test(errors_a, errors_b, lengths, n_perm=N_BOOT, seed=2)
+    assert res["p"] == pytest.approx(1 / (N_BOOT + 1))  # no permutation is as extreme: the floor (0+1)/(n+1)
+    assert res == stats.paired_permutation_test(errors_a, errors_b, lengths, n_perm=N_BOOT, seed=2)
+
+
+def test_permutation_matches_exact_enumeration():
+    """With 8 utterances all 2**8 swap patterns can be enumerated; the Monte-Carlo p must be close."""
+    errors_a = np.array([3, 1, 4, 1, 5, 2, 6, 5])
+    errors_b = np.array([2, 3, 4, 4, 6, 2, 9, 5])
+    lengths = np.full(8, 10)
+    diff = errors_b - errors_a
+    signs = np.array(np.meshgrid(*[[-1, 1]] * 8)).reshape(8, -1).T
+    exact = np.mean(np.abs(signs @ diff) >= abs(diff.sum()))
+    res = stats.paired_permutation_test(errors_a, errors_b, lengths, n_perm=20_000, seed=0)
+    assert res["p"] == pytest.approx(exact, abs=0.01)
+    assert res["delta"] == pytest.approx(100 * diff.sum() / lengths.sum())
+
+
+# across seeds --------------------------------------------------------------------------------------------
+
+
+def test_seed_summary_against_scipy():
+    values = [72.1, 75.3, 69.0]
+    s = stats.seed_summary(values)
+    assert s["k"] == 3
+    assert s["mean"] == pytest.approx(np.mean(values))
+    assert s["sd"] == pytest.approx(np.std(values, ddof=1))
+    low, high = sps.t.interval(0.95, 2, loc=np.mean(values), scale=sps.sem(values))
+    assert (s["low"], s["high"]) == pytest.approx((low, high))
+    # t = 4.303 at k = 3 (research notes §6)
+    assert (s["high"] - s["mean"]) / (s["sd"] / math.sqrt(3)) == pytest.approx(4.303, abs=1e-3)
+
+
+def test_seed_summary_single_seed_is_nan_not_a_crash():
+    with np.errstate(all="raise"):
+        s = stats.seed_summary([80.5])
+    assert s["mean"] == 80.5 and s["k"] == 1
+    assert math.isnan(s["sd"]) and math.isnan(s["low"]) and math.isnan(s["high"])
+    with pytest.raises(ValueError):
+        stats.seed_summary([])
+
+
+def test_welch_t_matches_scipy():
+    a, b = [81.2, 83.5, 80.1], [78.0, 77.2, 79.9, 76.5]
+    res = stats.welch_t(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    assert res["t"] == pytest.approx(ref.statistic)
+    assert res["p"] == pytest.approx(ref.pvalue)
+    # Welch–Satterthwaite degrees of freedom by hand
+    va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 4
+    assert res["df"] == pytest.approx((va + vb) ** 2 / (va**2 / 2 + vb**2 / 3))
+
+
+def test_hedges_g_hand_computed():
+    # means 2 and 5, both SDs 1 -> d = -3; J = 1 - 3 / (4 * 6 - 9) = 0.8 -> g = -2.4
+    assert stats.hedges_g([1, 2, 3], [4, 5, 6]) == pytest.approx(-2.4)
+    # unequal sizes: a = [1, 3] (mean 2, SS 2), b = [2, 4, 6] (mean 4, SS 8): s_p = sqrt(10 / 3)
+    d = (2 - 4) / math.sqrt(10 / 3)
+    assert stats.hedges_g([1, 3], [2, 4, 6]) == pytest.approx(d * (1 - 3 / (4 * 5 - 9)))
+    with pytest.raises(ValueError):
+        stats.hedges_g([1.0], [2.0])
+    with pytest.raises(ValueError):
+        stats.hedges_g([1.0, 1.0], [2.0, 2.0])
+
+
+def test_holm_matches_statsmodels_and_hand():
+    p = [0.01, 0.04, 0.03, 0.20]
+    np.testing.assert_allclose(stats.holm(p), multipletests(p, method="holm")[1])
+    np.testing.assert_allclose(stats.holm(p), [0.04, 0.09, 0.09, 0.20])  # 4*.01, max(3*.03, .04), 2*.04, .20
+    assert stats.holm([]).size == 0
+
+
+# two_level_bootstrap -------------------------------------------------------------------------------------
+
+
+def test_two_level_bootstrap(corpus):
+    errors_a, errors_b, lengths = corpus
+    rng = np.random.default_rng(5)
+    a_seeds = np.stack([rng.binomial(lengths + 1, 0.30) for _ in range(3)])
+    b_seeds = np.stack([rng.binomial(lengths + 1, 0.40) for _ in range(2)])  # k may differ per method
+    res = stats.two_level_bootstrap(a_seeds, b_seeds, lengths, n_boot=N_BOOT, seed=0)
+    expected = np.mean([stats.corpus_rate(e, lengths) for e in b_seeds]) - np.mean(
+        [stats.corpus_rate(e, lengths) for e in a_seeds]
+    )
+    assert res["delta"] == pytest.approx(expected)
+    assert 0 < res["low"] < res["delta"] < res["high"]
+    assert res["p_b_worse"] == 1.0
+    assert res == stats.two_level_bootstrap(a_seeds, b_seeds, lengths, n_boot=N_BOOT, seed=0)
+
+
+def test_two_level_bootstrap_identical_and_seed_spread(corpus):
+    errors_a, _, lengths = corpus
+    same = np.stack([errors_a, errors_a])
+    res = stats.two_level_bootstrap(same, same, lengths, n_boot=N_BOOT)
+    assert res["delta"] == 0.0 and res["low"] == 0.0 == res["high"]
+    # The same seeds for both methods, but seeds that differ: the seed level alone gives the interval width.
+    spread = np.stack([errors_a, errors_a * 2])
+    two = stats.two_level_bootstrap(spread, spread, lengths, n_boot=N_BOOT)
+    assert two["delta"] == 0.0
+    assert two["low"] < 0 < two["high"]
+    with pytest.raises(ValueError):
+        stats.two_level_bootstrap(same[:, :-1], same, lengths)
+
+
+# gain and forgetting -------------------------------------------------------------------------------------
+
+
+def _tibetan_full_ft():
+    """Research notes §6, full fine-tuning on Amdo: Amdo .64 -> .44, Utsang .69 -> .86, Kham .64 -> .79."""
+    return pd.DataFrame(
+        {"amdo": [64.0, 44.0], "utsang": [69.0, 86.0], "kham": [64.0, 79.0]}, index=[stats.START, "amdo"]
+    )
+
+
+def test_gain_forgetting_by_hand():
+    gain, forgetting = stats.gain_forgetting(_tibetan_full_ft())
+    assert list(gain.columns) == ["train_set", "test_set", "start", "trained", "gain"]
+    assert gain.to_dict("records") == [
+        {"train_set": "amdo", "test_set": "amdo", "start": 64.0, "trained": 44.0, "gain": 20.0}
+    ]
+    f = forgetting.set_index("test_set")["forgetting"]
+    assert f.to_dict() == {"utsang": 17.0, "kham": 15.0}
+
+
+def test_gain_forgetting_pooled_row_and_missing_start():
+    R = _tibetan_full_ft()
+    R.loc["all"] = [60.0, 65.0, 62.0]
+    gain, forgetting = stats.gain_forgetting(R)
+    assert list(gain["train_set"]) == ["amdo"]  # "all" is not a test set: no gain, only changes
+    assert len(forgetting[forgetting["train_set"] == "all"]) == 3
+    with pytest.raises(ValueError, match="start"):
+        stats.gain_forgetting(R.drop(index=stats.START))
+
+
+def _utterances(rng, n=150):
+    lengths = rng.integers(0, 12, n)
+    rows = []
+    for train_set, rates in {stats.START: (0.6, 0.6), "amdo": (0.4, 0.8)}.items():
+        for test_set, rate in zip(("amdo", "utsang"), rates):
+            errors = rng.binomial(lengths + 1, rate)
+            rows.append(
+                pd.DataFrame(
+                    {"train_set": train_set, "test_set": test_set, "utt_index": np.arange(n),
+                     "word_errors": errors, "ref_words": lengths}
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_gain_forgetting_ci_matches_point_values():
+    utts = _utterances(np.random.default_rng(3))
+    table = stats.gain_forgetting_ci(utts, n_boot=N_BOOT)
+    R = (
+        utts.groupby(["train_set", "test_set"])
+        .apply(lambda g: stats.corpus_rate(g["word_errors"], g["ref_words"]), include_groups=False)
+        .unstack("test_set")
+    )
+    gain, forgetting = stats.gain_forgetting(R)
+    row = table.set_index(["train_set", "test_set"])
+    assert row.loc[("amdo", "amdo"), "kind"] == "gain"
+    assert row.loc[("amdo", "amdo"), "value"] == pytest.approx(gain["gain"].iloc[0])
+    assert row.loc[("amdo", "utsang"), "kind"] == "forgetting"
+    assert row.loc[("amdo", "utsang"), "value"] == pytest.approx(forgetting["forgetting"].iloc[0])
+    for _, r in table.iterrows():  # real gain and real forgetting here, both clearly positive
+        assert 0 < r["low"] < r["value"] < r["high"]
+        assert r["p_positive"] == 1.0
+
+
+def test_gain_forgetting_ci_shuffled_rows_and_misalignment():
+    utts = _utterances(np.random.default_rng(4))
+    shuffled = utts.sample(frac=1.0, random_state=0)
+    pd.testing.assert_frame_equal(
+        stats.gain_forgetting_ci(utts, n_boot=500), stats.gain_forgetting_ci(shuffled, n_boot=500)
+    )
+    broken = utts.copy()
+    broken.loc[(broken["train_set"] == "amdo") & (broken["test_set"] == "amdo"), "ref_words"] += 1
+    with pytest.raises(ValueError, match="lengths"):
+        stats.gain_forgetting_ci(broken, n_boot=100)
+    with pytest.raises(ValueError, match="starting model"):
+        stats.gain_forgetting_ci(utts[utts["train_set"] != stats.START], n_boot=100)
