@@ -1,0 +1,38 @@
+"""Run profiles: the notebooks read ``ARABICPEFT_PROFILE`` so that CI (nbval) runs them on CPU in minutes.
+
+- ``full`` (default): the parameters cell's values are used as they are (Kaggle, a GPU, real data).
+- ``ci``: the same code path on a tiny randomly initialised Whisper, the embedded synthetic sample set and a
+  few steps. Its numbers only show that the pipeline runs; they are labelled synthetic in every results file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from .config import ExperimentConfig
+
+ENV_VAR = "ARABICPEFT_PROFILE"
+PROFILES = ("full", "ci")
+
+CI_OVERRIDES = dict(
+    model="tiny-random", source="sample", data_path=None, streaming=False, precision="fp32", encoder_seconds=None,
+    max_steps=10, warmup_steps=0, learning_rate=1e-3, batch_size=8, eval_batch_size=16, eval_steps=5,
+    early_stopping_patience=0, max_train_samples=48, max_eval_samples=8, max_test_samples=6,
+    generation_max_length=20, logging_steps=2, time_budget_s=None,
+)
+
+
+def current() -> str:
+    profile = os.environ.get(ENV_VAR, "full").strip().lower() or "full"
+    if profile not in PROFILES:
+        raise ValueError(f"{ENV_VAR}={profile!r} is not a profile; choose one of {', '.join(PROFILES)}.")
+    return profile
+
+
+def apply(cfg: ExperimentConfig, profile: str | None = None) -> ExperimentConfig:
+    """``cfg`` as the profile runs it: unchanged for ``full``, shrunk to the CI settings for ``ci``."""
+    profile = profile or current()
+    if profile == "full":
+        return cfg
+    return dataclasses.replace(cfg, **CI_OVERRIDES)
