@@ -62,12 +62,36 @@ def provenance() -> dict:
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
+def reset_peak_memory() -> None:
+    """Start a new peak-memory window (so several runs in one process do not share one peak)."""
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:  # Linux >= 4.0: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # then peak_memory() reports the peak since the process started, and says so
+
+
+def _vm_hwm_bytes() -> Optional[int]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_memory() -> dict:
-    """Peak memory of this process: CUDA max allocated on GPU, else peak resident set size (RSS)."""
+    """Peak memory since :func:`reset_peak_memory`: CUDA max allocated on GPU, else peak resident set size."""
     if torch.cuda.is_available():
         return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated())}
-    # ru_maxrss is in KiB on Linux; it is the whole process's peak since it started.
-    return {"kind": "peak_rss", "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
+    hwm = _vm_hwm_bytes()
+    if hwm is not None:
+        return {"kind": "peak_rss", "bytes": hwm}
+    # ru_maxrss (KiB on Linux) cannot be reset: the whole process's peak since it started.
+    return {"kind": "peak_rss_process_lifetime", "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
 
 
 def dir_bytes(path) -> int:

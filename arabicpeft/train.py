@@ -18,7 +18,7 @@ from .data import DataSplits, SpeechCollator, load_splits
 from .evaluate import evaluate_sets
 from .metrics import score
 from .model import build_model, count_parameters, save_trained, window_seconds
-from .results import dir_bytes, peak_memory, write_results
+from .results import dir_bytes, peak_memory, reset_peak_memory, write_results
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
@@ -140,8 +140,7 @@ def run(cfg: ExperimentConfig) -> Path:
 
     trainer, budget = make_trainer(cfg, model, processor, splits)
     checkpoint = resume_checkpoint(cfg)
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory()  # the peak of training alone, not of evaluation or of earlier runs in this process
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     memory = peak_memory()
     model = trainer.model  # the best checkpoint by validation WER (load_best_model_at_end)

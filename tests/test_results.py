@@ -1,0 +1,31 @@
+import json
+
+import numpy as np
+
+from arabicpeft.results import peak_memory, provenance, read_results, reset_peak_memory, write_results
+
+
+def test_results_are_written_atomically_with_provenance_and_no_nan(tmp_path):
+    path = write_results(tmp_path / "run", {"metrics": {"x": {"raw": {"wer": float("nan"), "cer": 1.5}}}})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.json"]  # no temporary file left
+    data = json.loads(path.read_text())  # strict JSON: NaN written as null
+    assert data["metrics"]["x"]["raw"] == {"wer": None, "cer": 1.5}
+    assert data["schema"] == "arabicpeft.results/1"
+    assert data["provenance"]["versions"]["torch"] and data["provenance"]["hardware"]["cpu_count"] >= 1
+    assert read_results(path.parent) == data
+
+
+def test_provenance_names_the_git_commit():
+    commit = provenance()["git_commit"]
+    assert commit is None or len(commit.split("-")[0]) == 40
+
+
+def test_peak_memory_window_can_be_reset():
+    block = np.ones(400_000_000 // 8)  # 400 MB resident
+    block[::512] = 2.0
+    high = peak_memory()["bytes"]
+    del block
+    reset_peak_memory()
+    low = peak_memory()
+    if low["kind"] == "peak_rss":  # resettable on Linux; elsewhere the lifetime peak is reported as such
+        assert low["bytes"] < high - 300_000_000
