@@ -205,3 +205,30 @@ def test_collator_rejects_features_of_the_wrong_shape(tiny_processor):
         collate([{"input_features": np.zeros((128, 3000), np.float32), "labels": PREFIX + [EOT]}])
     assert torch.is_tensor(collate([{"input_features": np.zeros((80, 800), np.float32),
                                      "labels": PREFIX + [EOT]}])["labels"])
+
+
+def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, processor30):
+    """The network is the only thing replaced: load_dataset serves the saved copy of the hub repo it is asked for."""
+    root = otozz_dir(tmp_path, processor30.tokenizer)
+    calls = []
+
+    def fake_load_dataset(repo_id, split, streaming):
+        calls.append((repo_id, split, streaming))
+        ds = datasets.load_from_disk(str(root / repo_id.split("/")[1]))
+        ds = ds["train"] if isinstance(ds, datasets.DatasetDict) else ds
+        return ds.to_iterable_dataset() if streaming else ds
+
+    monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    hub = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)
+    local = load_splits(ExperimentConfig(dialect="egyptian", source="local", data_path=str(root)),
+                        processor30.tokenizer)
+    assert calls == [("otozz/egyptian_train_set", "train", False), ("otozz/egyptian_test_set", "train", False)]
+    assert hub.report["train_pool"]["filtered"] == local.report["train_pool"]["filtered"]
+    assert hub.report["train_pool"]["hub_ids"] == ["otozz/egyptian_train_set"]
+    assert [list(x) for x in hub.validation["labels"]] == [list(x) for x in local.validation["labels"]]
+    streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True), processor30.tokenizer)
+    assert calls[-1] == ("otozz/egyptian_test_set", "train", True)
+    batch = SpeechCollator(processor30, SOT)(list(streamed.test["egyptian"].take(2)))
+    assert batch["input_features"].shape == (2, 80, 3000)
