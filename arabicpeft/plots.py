@@ -248,3 +248,199 @@ def save_figure(fig: Figure, path_stem) -> list[Path]:
     for path in paths:
         fig.savefig(path, dpi=DPI, bbox_inches="tight")
     return paths
+
+
+# Figures of the project's own analysis (arabicpeft.analysis tables) ---------------------------------------
+
+
+def _context_labels(df: pd.DataFrame) -> pd.Series:
+    """Per row: "trained on X" and the condition, each only when it varies in ``df`` ("" when neither does)."""
+    parts = pd.Series([[] for _ in range(len(df))], index=df.index)
+    if "train_set" in df.columns and df["train_set"].nunique() > 1:
+        parts = parts + df["train_set"].map(lambda t: [f"trained on {_display(t)}"])
+    if "condition" in df.columns and df["condition"].nunique() > 1:
+        parts = parts + df["condition"].map(lambda c: [CONDITION_LABELS.get(c, c)])
+    return parts.map(", ".join)
+
+
+def _system_labels(df: pd.DataFrame) -> pd.Series:
+    """One legend label per row: the method, plus train set and condition when they vary in ``df``."""
+    context = _context_labels(df)
+    return df["method"].astype(str) + context.map(lambda c: f" ({c})" if c else "")
+
+
+def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: str, high: str, order, hue_order,
+                  colors, x_labels=None) -> None:
+    """Bars of ``value`` at each ``x`` (in ``order``), one per ``hue`` level, with [low, high] error bars."""
+    width = 0.8 / len(hue_order)
+    for j, (level, color) in enumerate(zip(hue_order, colors)):
+        mine = table[table[hue] == level].set_index(x).reindex(order)
+        present = mine[value].notna().to_numpy()
+        positions = (np.arange(len(order)) + (j - (len(hue_order) - 1) / 2) * width)[present]
+        mine = mine[present]
+        ax.bar(positions, mine[value], width=0.9 * width, color=color, edgecolor="0.2", label=str(level))
+        yerr = np.vstack([mine[value] - mine[low], mine[high] - mine[value]])
+        ax.errorbar(positions, mine[value], yerr=np.nan_to_num(yerr), fmt="none", ecolor="0.15", capsize=3,
+                    linewidth=1)
+    ax.set_xticks(np.arange(len(order)), x_labels if x_labels is not None else [str(o) for o in order])
+
+
+def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFrame | None = None) -> Figure:
+    """WER/CER per test set and system: mean over seeds with its utterance bootstrap CI.
+
+    ``summary``: :func:`arabicpeft.analysis.system_table` output (columns method, test_set, ``{metric}``,
+    ``{metric}_low``, ``{metric}_high``; condition and train_set label the bars when they vary). ``per_run``
+    (optional, :func:`arabicpeft.analysis.rate_table`): each seed's rate drawn as a point on its bar.
+    One axes per metric.
+    """
+    _require(summary, ["method", "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
+             "fig_rates")
+    data = summary.assign(system=_system_labels(summary))
+    _require_unique(data, ["system", "test_set"], "fig_rates")
+    order, systems = _ordered(data["test_set"]), list(dict.fromkeys(data["system"]))
+    colors = sns.color_palette(PALETTE, len(systems))
+    fig = Figure(figsize=(max(6, 1.6 * len(order) * len(metrics) + 2), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        _grouped_bars(ax, data, "test_set", "system", metric, f"{metric}_low", f"{metric}_high", order, systems,
+                      colors, [_display(t) for t in order])
+        if per_run is not None:
+            runs = per_run.assign(system=_system_labels(per_run))
+            width = 0.8 / len(systems)
+            for j, system in enumerate(systems):
+                mine = runs[runs["system"] == system]
+                x = np.array([order.index(t) for t in mine["test_set"]]) + (j - (len(systems) - 1) / 2) * width
+                ax.scatter(x, mine[metric], s=12, color="0.1", zorder=3)
+        ax.set_xlabel("Test set")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(axis="y", alpha=0.4)
+        ax.set_axisbelow(True)
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle("Error rate per test set: mean over seeds, 95% utterance-bootstrap CI" +
+                 (" (points: seeds)" if per_run is not None else ""), fontweight="bold")
+    return fig
+
+
+def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
+    """Forest plot of method b − method a per test set, one axes per metric.
+
+    ``comparison``: :func:`arabicpeft.analysis.compare_methods` output (columns test_set, metric, a, b, delta,
+    low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
+    and Hedges' g. Positive: b has more errors than a.
+    """
+    _require(comparison, ["test_set", "metric", "a", "b", "delta", "low", "high", "p_holm", "hedges_g"],
+             "fig_method_comparison")
+    metrics = list(dict.fromkeys(comparison["metric"]))
+    context = _context_labels(comparison)
+    data = comparison.assign(row=comparison["test_set"].map(_display) + context.map(lambda c: f"\n({c})" if c else ""))
+    _require_unique(data, ["metric", "row"], "fig_method_comparison")
+    a, b = data["a"].iloc[0], data["b"].iloc[0]
+    rank = {t: i for i, t in enumerate(_ordered(data["test_set"]))}
+    rows = list(dict.fromkeys(data.sort_values("test_set", key=lambda s: s.map(rank), kind="stable")["row"]))
+    fig = Figure(figsize=(5.5 * len(metrics), 1.0 + 0.6 * len(rows)), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
+    color = sns.color_palette(PALETTE, 1)[0]
+    for ax, metric in zip(axes, metrics):
+        mine = data[data["metric"] == metric].set_index("row").reindex(rows)
+        y = np.arange(len(rows))
+        xerr = np.vstack([mine["delta"] - mine["low"], mine["high"] - mine["delta"]])
+        ax.errorbar(mine["delta"], y, xerr=np.nan_to_num(xerr), fmt="o", color=color, ecolor="0.2", capsize=4)
+        ax.axvline(0.0, color="0.4", linewidth=1, linestyle="--")
+        for yi, (_, r) in zip(y, mine.iterrows()):
+            g = "n/a" if pd.isna(r["hedges_g"]) else f"{r['hedges_g']:.2f}"
+            ax.annotate(f"Holm p = {r['p_holm']:.3g}, g = {g}", (1.0, yi), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.set_yticks(y, rows)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"Δ{metric.upper()} = {b} − {a} (% points; > 0: {b} worse)")
+        ax.grid(axis="x", alpha=0.4)
+    fig.suptitle(f"{b} vs {a}: difference of seed means, 95% CI", fontweight="bold")
+    return fig
+
+
+EFFICIENCY_PANELS = {  # efficiency_frame column: (axis label, scale, log axis)
+    "trainable_parameters": ("Trainable parameters", 1.0, True),
+    "peak_memory_bytes": ("Peak memory (MiB)", 1.0 / 2**20, False),
+    "train_wall_time_s": ("Training wall time (s)", 1.0, False),
+    "train_samples_per_second": ("Training samples / s", 1.0, False),
+    "weights_bytes": ("Saved weights (MiB)", 1.0 / 2**20, True),
+}
+
+
+def fig_efficiency(eff: pd.DataFrame, panels=tuple(EFFICIENCY_PANELS)) -> Figure:
+    """The cost of each method: one panel per efficiency quantity, bar = mean over runs, whisker = SD, points =
+    runs (seaborn). ``eff``: :func:`arabicpeft.results_table.efficiency_frame` output. The peak-memory panel
+    names the kind of measurement (CUDA max allocated on GPU, the process's peak RSS on CPU)."""
+    _require(eff, ["method", *panels], "fig_efficiency")
+    data = eff.assign(system=_system_labels(eff))
+    systems = list(dict.fromkeys(data["system"]))
+    fig = Figure(figsize=(2.9 * len(panels), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, column in zip(axes, panels):
+        label, scale, log = EFFICIENCY_PANELS.get(column, (column, 1.0, False))
+        values = data.assign(value=data[column].astype(float) * scale)
+        sns.barplot(data=values, x="system", y="value", hue="system", order=systems, hue_order=systems,
+                    palette=PALETTE, errorbar="sd", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
+        sns.stripplot(data=values, x="system", y="value", order=systems, color="0.1", size=3, ax=ax)
+        if column == "peak_memory_bytes" and "peak_memory_kind" in data.columns:
+            label += "\n[" + ", ".join(sorted(set(map(str, data["peak_memory_kind"].dropna())))) + "]"
+        if log:
+            ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.grid(axis="y", alpha=0.4)
+        ax.set_axisbelow(True)
+    fig.suptitle("Efficiency: mean ± SD over runs (points: runs)", fontweight="bold")
+    return fig
+
+
+def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
+    """Gain on the training dialect and forgetting on the other test sets, with CIs (research notes §6).
+
+    ``table``: :func:`arabicpeft.analysis.gain_forgetting_table` (or :func:`arabicpeft.stats.gain_forgetting_ci`)
+    output: columns train_set, test_set, kind ("gain" | "forgetting"), value, low, high and ``hue`` (one bar
+    colour per level; a constant is used when the column is absent). Left axes: gain per train set
+    (start − trained, > 0 = improved). Right axes: forgetting per (train set, other test set) (trained − start,
+    > 0 = worse). Whiskers are the CIs.
+    """
+    _require(table, ["train_set", "test_set", "kind", "value", "low", "high"], "fig_gain_forgetting")
+    data = table.copy()
+    if hue not in data.columns:
+        data[hue] = "model"
+    _require_unique(data, [hue, "train_set", "test_set"], "fig_gain_forgetting")
+    levels = list(dict.fromkeys(data[hue]))
+    colors = sns.color_palette(PALETTE, len(levels))
+    gain, forgetting = data[data["kind"] == "gain"], data[data["kind"] == "forgetting"]
+    trains = _ordered(data["train_set"])
+    several = len(trains) > 1
+    forgetting = forgetting.assign(cell=[f"{t}\u2192{d}" if several else d for t, d in
+                                         zip(forgetting["train_set"], forgetting["test_set"])])
+    cells = [f"{t}\u2192{d}" if several else d for t in trains for d in _ordered(data["test_set"])
+             if ((forgetting["train_set"] == t) & (forgetting["test_set"] == d)).any()]
+    cell_labels = [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in cells]
+    widths = [max(1, len(trains)), max(1, len(cells))]
+    fig = Figure(figsize=(2.0 + 1.3 * sum(widths) * max(1, len(levels) / 2), 4.2), layout="constrained")
+    axes = fig.subplots(1, 2, width_ratios=widths)
+    panels = [
+        (axes[0], gain, "train_set", trains, [_display(t) for t in trains],
+         "Gain on the training dialect\n(start − trained; > 0: improved)", "Training dialect (= test set)"),
+        (axes[1], forgetting, "cell", cells, cell_labels,
+         "Forgetting on the other test sets\n(trained − start; > 0: got worse)",
+         "Trained on \u2192 tested on" if several else "Test set"),
+    ]
+    for ax, rows, x, order, labels, title, xlabel in panels:
+        if len(order):
+            _grouped_bars(ax, rows, x, hue, "value", "low", "high", order, levels, colors, labels)
+        ax.axhline(0.0, color="0.3", linewidth=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="y", alpha=0.4)
+        ax.set_axisbelow(True)
+    metric = str(data["metric"].iloc[0]).upper() if "metric" in data.columns else "Error rate"
+    axes[0].set_ylabel(f"{metric} change (% points)")
+    handles = [Patch(facecolor=c, edgecolor="0.2", label=str(level)) for level, c in zip(levels, colors)]
+    axes[1].legend(handles=handles, fontsize=8, loc="best")
+    fig.suptitle(f"Cross-dialect gain and forgetting relative to the starting model ({metric}, 95% CI)",
+                 fontweight="bold")
+    return fig

@@ -192,3 +192,118 @@ def test_results_frame_draws_fig2_and_fig3(results_dir):
     fig3 = plots.fig3_pooled_vs_specific(long)
     assert len(_bars(fig3.axes[0])) == 4
     assert "= 5.00 points" in fig3.axes[0].get_title()  # |75 − 70| and |85 − 80|
+
+
+# Figures of the project's own analysis ----------------------------------------------------------------------
+
+
+def _errorbar_extents(ax):
+    """(low, high) of every vertical error bar segment drawn on ``ax``, in drawing order."""
+    out = []
+    for collection in ax.collections:
+        if isinstance(collection, matplotlib.collections.LineCollection):
+            out += [(min(s[:, 1]), max(s[:, 1])) for s in collection.get_segments()]
+    return out
+
+
+def _gain_forgetting_table():
+    rows = []
+    for method, (gain, f_gulf, f_msa) in {"full": (20.0, 17.0, 15.0), "lora": (3.0, 2.0, -1.0)}.items():
+        for test_set, kind, value in (("egyptian", "gain", gain), ("gulf", "forgetting", f_gulf),
+                                      ("msa", "forgetting", f_msa)):
+            rows.append({"method": method, "metric": "wer", "train_set": "egyptian", "test_set": test_set,
+                         "kind": kind, "value": value, "low": value - 2.0, "high": value + 3.0})
+    return pd.DataFrame(rows)
+
+
+def test_fig_gain_forgetting_bars_and_cis():
+    table = _gain_forgetting_table()
+    fig = plots.fig_gain_forgetting(table)
+    gain_ax, forgetting_ax = fig.axes
+    assert [round(b.get_height(), 6) for b in gain_ax.patches] == [20.0, 3.0]  # full, lora
+    assert [round(b.get_height(), 6) for b in forgetting_ax.patches] == [17.0, 15.0, 2.0, -1.0]
+    assert [t.get_text() for t in forgetting_ax.get_xticklabels()] == ["Gulf", "MSA"]
+    assert [t.get_text() for t in gain_ax.get_xticklabels()] == ["Egyptian"]
+    np.testing.assert_allclose(_errorbar_extents(gain_ax), [(18.0, 23.0), (1.0, 6.0)])
+    np.testing.assert_allclose(_errorbar_extents(forgetting_ax), [(15, 20), (13, 18), (0, 5), (-3, 2)])
+    assert "Gain" in gain_ax.get_title() and "Forgetting" in forgetting_ax.get_title()
+    assert [t.get_text() for t in forgetting_ax.get_legend().get_texts()] == ["full", "lora"]
+    assert "WER" in fig.get_suptitle()
+
+
+def test_fig_gain_forgetting_several_train_sets_and_errors():
+    table = _gain_forgetting_table()
+    gulf = table.assign(train_set="gulf", kind=np.where(table["test_set"] == "gulf", "gain", "forgetting"))
+    fig = plots.fig_gain_forgetting(pd.concat([table, gulf], ignore_index=True))
+    gain_ax, forgetting_ax = fig.axes
+    assert [t.get_text() for t in gain_ax.get_xticklabels()] == ["Egyptian", "Gulf"]
+    labels = [t.get_text() for t in forgetting_ax.get_xticklabels()]
+    assert labels == ["Egyptian \u2192 Gulf", "Egyptian \u2192 MSA", "Gulf \u2192 Egyptian", "Gulf \u2192 MSA"]
+    one = plots.fig_gain_forgetting(table[table["method"] == "full"].drop(columns="method"))  # no hue column
+    assert len(one.axes[1].patches) == 2
+    with pytest.raises(ValueError, match="filter"):
+        plots.fig_gain_forgetting(pd.concat([table, table]))
+    with pytest.raises(ValueError, match="kind"):
+        plots.fig_gain_forgetting(table.drop(columns="kind"))
+
+
+def test_fig_gain_forgetting_from_stats_output():
+    """The figure takes stats.gain_forgetting_ci output as it is (no method column)."""
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 10, 80)
+    rows = [pd.DataFrame({"train_set": t, "test_set": d, "utt_index": np.arange(80),
+                          "word_errors": rng.binomial(lengths, p), "ref_words": lengths})
+            for t, d, p in ((stats.START, "amdo", 0.6), (stats.START, "kham", 0.6), ("amdo", "amdo", 0.4),
+                            ("amdo", "kham", 0.8))]
+    table = stats.gain_forgetting_ci(pd.concat(rows), n_boot=300)
+    fig = plots.fig_gain_forgetting(table)
+    heights = [b.get_height() for ax in fig.axes for b in ax.patches]
+    np.testing.assert_allclose(heights, table["value"])
+
+
+def test_fig_rates_bars_points_and_cis():
+    summary = pd.DataFrame({"method": ["full", "full", "lora", "lora"], "test_set": ["gulf", "egyptian"] * 2,
+                            "wer": [60.0, 40.0, 55.0, 50.0], "wer_low": [55.0, 35.0, 50.0, 45.0],
+                            "wer_high": [66.0, 44.0, 60.0, 56.0], "cer": [30.0, 20.0, 25.0, 22.0],
+                            "cer_low": [28.0, 18.0, 23.0, 20.0], "cer_high": [33.0, 21.0, 27.0, 24.0]})
+    per_run = pd.concat([summary.assign(seed=s, wer=summary["wer"] + d) for s, d in ((1, -1.0), (2, 1.0))])
+    fig = plots.fig_rates(summary, per_run=per_run)
+    wer_ax, cer_ax = fig.axes
+    assert [t.get_text() for t in wer_ax.get_xticklabels()] == ["Egyptian", "Gulf"]  # registry order
+    assert [b.get_height() for b in wer_ax.patches] == [40.0, 60.0, 50.0, 55.0]
+    np.testing.assert_allclose(_errorbar_extents(wer_ax), [(35, 44), (55, 66), (45, 56), (50, 60)])
+    points = np.concatenate([c.get_offsets()[:, 1] for c in wer_ax.collections
+                             if isinstance(c, matplotlib.collections.PathCollection)])
+    assert sorted(points) == sorted(per_run["wer"])
+    assert [t.get_text() for t in wer_ax.get_legend().get_texts()] == ["full", "lora"]
+    with pytest.raises(ValueError, match="filter"):
+        plots.fig_rates(pd.concat([summary, summary]))
+
+
+def test_fig_method_comparison():
+    table = pd.DataFrame({"test_set": ["msa", "egyptian"] * 2, "metric": ["wer", "wer", "cer", "cer"],
+                          "a": "full", "b": "lora", "delta": [1.0, -2.0, 0.5, -0.5], "low": [0.0, -3.0, 0.1, -1.0],
+                          "high": [2.0, -1.0, 0.9, 0.0], "p_holm": [0.04, 0.5, 1.0, 0.2],
+                          "hedges_g": [1.2, np.nan, 0.3, -0.4]})
+    fig = plots.fig_method_comparison(table)
+    wer_ax = fig.axes[0]
+    assert [t.get_text() for t in wer_ax.get_yticklabels()] == ["Egyptian", "MSA"]
+    texts = [t.get_text() for t in wer_ax.texts]
+    assert texts == ["Holm p = 0.5, g = n/a", "Holm p = 0.04, g = 1.20"]
+    assert "lora − full" in wer_ax.get_xlabel()
+    xs = np.asarray(wer_ax.lines[0].get_xdata(), dtype=float)
+    np.testing.assert_allclose(xs, [-2.0, 1.0])
+
+
+def test_fig_efficiency():
+    eff = pd.DataFrame({"method": ["full", "full", "lora", "lora"], "trainable_parameters": [1e6, 1e6, 1e4, 1e4],
+                        "peak_memory_bytes": [2**30, 2**30, 2**29, 2**29], "peak_memory_kind": "peak_rss",
+                        "train_wall_time_s": [10.0, 12.0, 8.0, 8.0], "train_samples_per_second": [4.0, 5.0, 6.0, 6.0],
+                        "weights_bytes": [4e6, 4e6, 4e4, 4e4]})
+    fig = plots.fig_efficiency(eff)
+    assert len(fig.axes) == 5
+    memory = fig.axes[1]
+    assert sorted(round(b.get_height()) for b in memory.patches) == [512, 1024]  # MiB, mean over runs
+    assert "peak_rss" in memory.get_ylabel()
+    assert fig.axes[0].get_yscale() == "log"
+    assert sorted(b.get_height() for b in fig.axes[2].patches) == [8.0, 11.0]

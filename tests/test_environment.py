@@ -1,0 +1,256 @@
+"""Environment checks: GPU, disk, hub, Kaggle paths, time budget and resuming from an earlier session."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from arabicpeft import environment as env
+from arabicpeft.config import ExperimentConfig
+
+T4 = {"cuda": True, "count": 2, "name": "Tesla T4", "capability": (7, 5), "memory_bytes": 15 * 1024**3,
+      "cuda_version": "12.4"}
+P100 = {**T4, "name": "Tesla P100-PCIE-16GB", "capability": (6, 0), "count": 1}
+V100 = {**T4, "name": "Tesla V100", "capability": (7, 0)}
+NO_GPU = {"cuda": False, "count": 0, "name": None, "capability": None, "memory_bytes": None, "cuda_version": None}
+
+
+@pytest.fixture
+def not_kaggle(monkeypatch):
+    monkeypatch.delenv(env.KAGGLE_ENV_VAR, raising=False)
+    monkeypatch.delenv(env.OUTPUT_ENV_VAR, raising=False)
+
+
+@pytest.fixture
+def kaggle(monkeypatch, tmp_path):
+    """A fake Kaggle: the run-type variable set, /kaggle/working and /kaggle/input under tmp_path."""
+    monkeypatch.setenv(env.KAGGLE_ENV_VAR, "Batch")
+    monkeypatch.delenv(env.OUTPUT_ENV_VAR, raising=False)
+    monkeypatch.setattr(env, "KAGGLE_WORKING", tmp_path / "working")
+    monkeypatch.setattr(env, "KAGGLE_INPUT", tmp_path / "input")
+    return tmp_path
+
+
+def fake_run(root: Path, steps=(250, 500), results=False) -> Path:
+    """A run directory as train.run leaves it: checkpoints/checkpoint-N/trainer_state.json (+ results.json)."""
+    for step in steps:
+        ckpt = root / "checkpoints" / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (ckpt / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    if results:
+        (root / "results.json").write_text("{}")
+    return root
+
+
+# --- GPU ---------------------------------------------------------------------------------------------
+
+
+def test_p100_stops_with_how_to_switch_to_a_t4():
+    with pytest.raises(env.UnsupportedGPUError) as e:
+        env.check_gpu(gpu=P100)
+    message = str(e.value)
+    assert "P100" in message and "6.0" in message and "GPU T4 x2" in message and "NvidiaTeslaT4" in message
+
+
+def test_t4_passes_for_fp16_and_qlora_but_not_bf16():
+    assert env.check_gpu("fp16", gpu=T4) is T4
+    assert env.check_gpu("nf4", gpu=T4) is T4
+    assert env.check_gpu("int8", gpu=T4) is T4
+    with pytest.raises(env.UnsupportedGPUError, match="fp16"):
+        env.check_gpu("bf16", gpu=T4)
+
+
+def test_int8_needs_compute_capability_7_5():
+    assert env.check_gpu("fp16", gpu=V100) is V100
+    with pytest.raises(env.UnsupportedGPUError, match="7.5"):
+        env.check_gpu("int8", gpu=V100)
+
+
+def test_no_gpu_is_fine_for_fp32_and_an_error_for_gpu_precisions():
+    assert env.check_gpu("fp32", gpu=NO_GPU) is NO_GPU
+    assert env.check_gpu(None, gpu=NO_GPU) is NO_GPU
+    for precision in ("fp16", "int8", "nf4"):
+        with pytest.raises(env.GPUUnavailableError, match="Accelerator"):
+            env.check_gpu(precision, gpu=NO_GPU)
+
+
+def test_gpu_summary_says_cells_are_skipped_without_a_gpu():
+    assert "skipped" in env.gpu_summary(NO_GPU)
+    assert "Tesla T4" in env.gpu_summary(T4) and "7.5" in env.gpu_summary(T4)
+
+
+def test_gpu_smoke_test_refuses_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(env, "gpu_info", lambda: NO_GPU)
+    with pytest.raises(env.GPUUnavailableError):
+        env.gpu_smoke_test()
+
+
+def test_pin_single_gpu_sets_device_0(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert env.pin_single_gpu() == "0"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_pin_single_gpu_respects_the_user_and_torchrun(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert env.pin_single_gpu() == "1"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert env.pin_single_gpu() is None
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+# --- where outputs go -------------------------------------------------------------------------------
+
+
+def test_output_root_on_kaggle_is_kaggle_working(kaggle):
+    assert env.output_root() == (kaggle / "working").resolve()
+
+
+def test_output_root_env_var_wins(monkeypatch, tmp_path, kaggle):
+    monkeypatch.setenv(env.OUTPUT_ENV_VAR, str(tmp_path / "mine"))
+    assert env.output_root() == (tmp_path / "mine").resolve() and (tmp_path / "mine").is_dir()
+
+
+def test_output_root_in_ci_profile_is_one_temporary_directory(monkeypatch, not_kaggle):
+    monkeypatch.setenv("ARABICPEFT_PROFILE", "ci")
+    monkeypatch.setattr(env, "_ci_root", None)
+    first = env.output_root()
+    assert first == env.output_root()
+    assert "arabicpeft-ci-" in first.name and Path(os.getcwd()).resolve() not in first.parents
+
+
+def test_output_root_locally_is_runs_in_the_working_directory(monkeypatch, tmp_path, not_kaggle):
+    monkeypatch.setenv("ARABICPEFT_PROFILE", "full")
+    monkeypatch.chdir(tmp_path)
+    assert env.output_root() == (tmp_path / "runs").resolve()
+
+
+def test_profile_notice(monkeypatch):
+    monkeypatch.setenv("ARABICPEFT_PROFILE", "ci")
+    assert "not meaningful" in env.profile_notice() and "tiny" in env.profile_notice()
+    monkeypatch.setenv("ARABICPEFT_PROFILE", "full")
+    assert env.profile_notice() is None
+
+
+# --- disk, hub, time --------------------------------------------------------------------------------
+
+
+def test_check_disk_says_what_to_do(tmp_path):
+    assert env.check_disk(tmp_path, need_bytes=1) > 0
+    with pytest.raises(env.DiskSpaceError, match="streaming=True"):
+        env.check_disk(tmp_path / "not" / "yet", need_bytes=1e18)
+
+
+def test_dataset_cache_bytes_only_for_unstreamed_hub_data():
+    hub = ExperimentConfig(dialect="egyptian", source="hub", streaming=False)
+    assert env.dataset_cache_bytes(hub) == pytest.approx((16_100 + 4_433) * env.ARROW_BYTES_PER_UTTERANCE)
+    assert env.dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="hub", streaming=True)) == 0
+    assert env.dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="sample")) == 0
+
+
+def test_needs_hub():
+    assert env.needs_hub(ExperimentConfig(source="hub", model="whisper-base"))
+    assert env.needs_hub(ExperimentConfig(source="sample", model="openai/whisper-small"))
+    assert not env.needs_hub(ExperimentConfig(source="sample", model="whisper-base"))
+    assert not env.needs_hub(ExperimentConfig(source="sample", model="tiny-random"))
+
+
+def test_unreachable_hub_stops_with_what_to_do(monkeypatch):
+    import arabicpeft.data
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(arabicpeft.data, "hub_reachable", lambda *a, **k: False)
+    with pytest.raises(env.HubUnreachableError, match="Internet"):
+        env.check_hub(ExperimentConfig(source="hub"))
+    env.check_hub(ExperimentConfig(source="sample", model="tiny-random"))  # offline run: no error
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the user says the cache has it
+    env.check_hub(ExperimentConfig(source="hub"))
+
+
+def test_session_time_left(kaggle):
+    left = env.session_time_left_s()
+    limit = env.KAGGLE_SESSION_S - env.SESSION_SAFETY_S - env.EVAL_MARGIN_S
+    assert 0 < left <= limit and limit - left < 3600
+
+
+def test_no_session_limit_off_kaggle(not_kaggle):
+    assert env.session_time_left_s() is None
+
+
+# --- resuming from an earlier Kaggle session ---------------------------------------------------------
+
+
+def test_find_previous_run_by_name_and_latest_checkpoint(tmp_path):
+    root = tmp_path / "input"
+    fake_run(root / "old-output" / "01_egyptian_lora_fp16_seed42", steps=(250,))
+    fake_run(root / "newer-output" / "01_egyptian_lora_fp16_seed42", steps=(500, 750))
+    fake_run(root / "newer-output" / "01_gulf_lora_fp16_seed42", steps=(1000,))
+    found = env.find_previous_run("01_egyptian_lora_fp16_seed42", root)
+    assert found == root / "newer-output" / "01_egyptian_lora_fp16_seed42"
+    assert env.latest_checkpoint_step(found) == 750
+    assert env.find_previous_run("01_iraqi_lora_fp16_seed42", root) is None
+    assert env.find_previous_run(None, tmp_path / "absent") is None
+
+
+def test_find_previous_run_matches_study_paths(tmp_path):
+    root = tmp_path / "input"
+    fake_run(root / "out" / "02_egyptian_seed42" / "lora", results=True)
+    fake_run(root / "out" / "02_gulf_seed42" / "lora", steps=(900,))
+    assert env.find_previous_run("02_egyptian_seed42/lora", root) == root / "out" / "02_egyptian_seed42" / "lora"
+
+
+def test_restore_previous_run_copies_once(tmp_path):
+    root = tmp_path / "input"
+    fake_run(root / "out" / "run1", steps=(250, 500))
+    target = tmp_path / "working" / "run1"
+    assert env.restore_previous_run(target, root=root) == root / "out" / "run1"
+    assert env.latest_checkpoint_step(target) == 500
+    assert env.restore_previous_run(target, root=root) is None  # it has its own checkpoints now
+
+
+def test_prepare_run_on_kaggle_restores_and_sets_a_time_budget(kaggle):
+    fake_run(kaggle / "input" / "my-notebook-output" / "01_egyptian_lora_fp32_seed42", steps=(250,))
+    cfg = ExperimentConfig(dialect="egyptian", model="tiny-random", source="sample", time_budget_s=None)
+    logged = []
+    env.prepare_run(cfg, "01_egyptian_lora_fp32_seed42", log=logged.append)
+    assert Path(cfg.output_dir) == (kaggle / "working" / "01_egyptian_lora_fp32_seed42").resolve()
+    assert env.latest_checkpoint_step(cfg.output_dir) == 250
+    assert cfg.extra["restored_from"].endswith("my-notebook-output/01_egyptian_lora_fp32_seed42")
+    assert 0 < cfg.time_budget_s <= env.KAGGLE_SESSION_S - env.SESSION_SAFETY_S - env.EVAL_MARGIN_S
+    assert any("resumes" in line for line in logged)
+
+
+def test_prepare_run_with_an_explicit_resume_from_copies_nothing(kaggle):
+    previous = fake_run(kaggle / "input" / "out" / "run", steps=(250,))
+    cfg = ExperimentConfig(model="tiny-random", source="sample", resume_from=str(previous))
+    env.prepare_run(cfg, "run", log=lambda m: None)
+    assert "restored_from" not in cfg.extra and env.latest_checkpoint_step(cfg.output_dir) is None
+
+
+def test_prepare_run_keeps_a_shorter_budget_and_checks_precision(kaggle):
+    cfg = ExperimentConfig(model="tiny-random", source="sample", time_budget_s=60)
+    env.prepare_run(cfg, "short", log=lambda m: None)
+    assert cfg.time_budget_s == 60
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(env.GPUUnavailableError):
+            env.prepare_run(ExperimentConfig(model="tiny-random", source="sample", precision="fp16"), "gpu")
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def test_environment_report(monkeypatch, tmp_path, not_kaggle):
+    monkeypatch.setenv(env.OUTPUT_ENV_VAR, str(tmp_path))
+    report = env.environment_report(check_hub_access=False)
+    for key in ("python", "torch", "transformers", "peft", "GPU", "GPU compute capability", "free disk there (GB)",
+                "Kaggle", "profile", "arabicpeft commit"):
+        assert key in report
+    assert report["Kaggle"] == "no" and report["free disk there (GB)"] > 0
+    frame = env.report_frame(report)
+    assert list(frame.index) == list(report) and frame.loc["python", "value"] == report["python"]

