@@ -40,27 +40,10 @@ BUILD_INFO = "_build.json"  # written into the embedded package: which commit th
 NOT_INSTALLED_ON_KAGGLE = {"torch", "pytest", "nbval", "nbformat", "nbclient", "ipykernel", "ctranslate2"}
 SKIPPED_FILES = re.compile(r"(__pycache__|\.pyc$|\.ipynb_checkpoints)")
 
-# One row per notebook whose Kaggle title should differ from the one derived from its file name.
-TITLES = {
-    "00_setup_quickstart": "arabicpeft 00 setup and quickstart",
-    "01_train_one_dialect": "arabicpeft 01 train one dialect",
-    "02_peft_vs_full": "arabicpeft 02 PEFT vs full fine-tuning",
-}
-
-# Kernel settings shared by every notebook; set explicitly (Kaggle's defaults differ: no GPU, no internet).
-KERNEL_SETTINGS = {
-    "language": "python",
-    "kernel_type": "notebook",
-    "is_private": True,
-    "enable_gpu": True,
-    "enable_tpu": False,
-    "enable_internet": True,
-    "machine_shape": "NvidiaTeslaT4",  # not the P100: Kaggle's PyTorch has no kernels for it
-    "dataset_sources": [],
-    "competition_sources": [],
-    "kernel_sources": [],
-    "model_sources": [],
-}
+# Each notebook's Kaggle settings live in kaggle/<stem>/kernel-metadata.json (GPU on, internet on, T4: set
+# explicitly, Kaggle's defaults differ); the build only puts the user's name into the kernel id.
+METADATA_DIR = REPO / "kaggle"
+PLACEHOLDER_USER = "your-kaggle-username"
 # Notebook metadata Kaggle reads on a browser upload (the settings panel still has the last word).
 NOTEBOOK_KAGGLE_METADATA = {"accelerator": "nvidiaTeslaT4", "isGpuEnabled": True, "isInternetEnabled": True,
                             "language": "python", "sourceType": "notebook", "dataSources": []}
@@ -188,13 +171,14 @@ def slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
-def title_of(stem: str) -> str:
-    return TITLES.get(stem) or "arabicpeft " + stem.replace("_", " ")
-
-
 def kernel_metadata(stem: str, user: str) -> dict:
-    title = title_of(stem)
-    return {"id": f"{user}/{slug(title)}", "title": title, "code_file": f"{stem}.ipynb", **KERNEL_SETTINGS}
+    """kaggle/<stem>/kernel-metadata.json with ``user`` in the kernel id."""
+    path = METADATA_DIR / stem / "kernel-metadata.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: every numbered notebook needs its Kaggle settings file.")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["id"] = f"{user}/{meta['id'].split('/', 1)[1]}"
+    return meta
 
 
 def bootstrap_cell(payload: bytes, commit: str, built: str, requirements: list[str] | None = None) -> str:
@@ -224,7 +208,7 @@ def numbered_notebooks() -> list[str]:
 
 def build(stems=None, out: Path = DEFAULT_OUT, user: str | None = None) -> list[Path]:
     """Build the notebooks ``stems`` (default: every numbered notebook) into ``out``; returns the notebook paths."""
-    user = user or os.environ.get("KAGGLE_USERNAME") or "your-kaggle-username"
+    user = user or os.environ.get("KAGGLE_USERNAME") or PLACEHOLDER_USER
     stems = list(stems or numbered_notebooks())
     missing = [s for s in stems if not (NOTEBOOKS / f"{s}.ipynb").is_file()]
     if missing:
@@ -251,7 +235,7 @@ def main(argv=None) -> int:
     for path in build(args.stems, args.out, args.user):
         print(f"{path}  ({path.stat().st_size / 1e6:.1f} MB)")
     if not (args.user or os.environ.get("KAGGLE_USERNAME")):
-        print("Note: kernel ids use 'your-kaggle-username'; pass --user NAME before `kaggle kernels push`.",
+        print(f"Note: kernel ids use '{PLACEHOLDER_USER}'; pass --user NAME before `kaggle kernels push`.",
               file=sys.stderr)
     return 0
 

@@ -52,6 +52,8 @@ def test_every_numbered_notebook_is_built_with_explicit_kaggle_settings(built):
         assert meta["enable_gpu"] is True and meta["enable_internet"] is True
         assert meta["code_file"] == f"{stem}.ipynb" and (built / stem / meta["code_file"]).is_file()
         assert meta["id"] == "someone/" + kaggle_build.slug(meta["title"])
+        committed = json.loads((REPO / "kaggle" / stem / "kernel-metadata.json").read_text())
+        assert {k: v for k, v in meta.items() if k != "id"} == {k: v for k, v in committed.items() if k != "id"}
         assert meta["kernel_type"] == "notebook" and meta["language"] == "python"
 
 
