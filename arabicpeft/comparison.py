@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from .config import ExperimentConfig
 from .results import RESULTS_FILE, read_results
+from .study import is_complete
 
 MiB = 1024**2
 PALETTE = "Set2"
@@ -40,14 +41,6 @@ ResultLike = Union[str, Path, dict]
 
 
 # --- running ----------------------------------------------------------------------------------------
-
-
-def is_complete(results_path) -> bool:
-    """A results file of a run that trained to its end (not stopped by the time budget)."""
-    path = Path(results_path)
-    if not path.is_file():
-        return False
-    return read_results(path).get("training", {}).get("stopped_by_time_budget_at_step") is None
 
 
 def run_variants(base: ExperimentConfig, study_name: str, variants: Iterable[str] = VARIANTS,

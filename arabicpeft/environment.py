@@ -421,21 +421,10 @@ def _version(package: str) -> Optional[str]:
         return None
 
 
-def source_commit() -> Optional[str]:
-    """The commit this arabicpeft comes from: the Kaggle build's record, else the git checkout's."""
-    build = Path(__file__).resolve().parent / "_build.json"  # written by kaggle/build.py into the embedded copy
-    if build.is_file():
-        import json
-
-        return json.loads(build.read_text(encoding="utf-8")).get("git_commit")
-    from .results import git_commit
-
-    return git_commit()
-
-
 def environment_report(check_hub_access: bool = True) -> dict:
     """What a run here would use: platform, library versions, GPU, free disk, hub, Kaggle, profile."""
     from . import __version__, profiles
+    from .results import git_commit
 
     gpu = gpu_info()
     root = output_root()
@@ -444,7 +433,7 @@ def environment_report(check_hub_access: bool = True) -> dict:
         "platform": platform.platform(),
         "cpu cores": os.cpu_count(),
         "arabicpeft": f"{__version__} ({Path(__file__).resolve().parent})",
-        "arabicpeft commit": source_commit(),
+        "arabicpeft commit": git_commit(),
     }
     report.update({p: _version(p) or "not installed" for p in REPORT_PACKAGES})
     cc = gpu["capability"]

@@ -34,6 +34,11 @@ def git_commit() -> Optional[str]:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
+        pass
+    # A Kaggle build has no git checkout: kaggle/build.py records the commit it embedded.
+    try:
+        return json.loads((here / "_build.json").read_text(encoding="utf-8"))["git_commit"]
+    except (OSError, ValueError, KeyError):
         return None
 
 

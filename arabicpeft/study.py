@@ -7,7 +7,15 @@ import itertools
 from pathlib import Path
 
 from .config import ExperimentConfig
-from .results import RESULTS_FILE
+from .results import RESULTS_FILE, read_results
+
+
+def is_complete(results_path) -> bool:
+    """A results file of a run that trained to its end (not stopped by the time budget)."""
+    path = Path(results_path)
+    if not path.is_file():
+        return False
+    return read_results(path).get("training", {}).get("stopped_by_time_budget_at_step") is None
 
 
 def run_name(cfg: ExperimentConfig, fields: list[str]) -> str:
@@ -17,8 +25,9 @@ def run_name(cfg: ExperimentConfig, fields: list[str]) -> str:
 def run_many(base: ExperimentConfig, root, **axes) -> list[Path]:
     """Run ``base`` with every combination of ``axes`` (e.g. ``method=["lora", "full"], seed=[42, 84]``).
 
-    Each run goes to ``root/<values joined by _>``; a run whose results file already exists is not repeated
-    (so a rerun of a notebook resumes the study). Returns the results-file paths in run order.
+    Each run goes to ``root/<values joined by _>``; a run that already trained to its end is not repeated, and
+    one stopped by its time budget resumes from its checkpoint (so a rerun of a notebook continues the study).
+    Returns the results-file paths in run order.
     """
     from .train import run
 
@@ -28,7 +37,7 @@ def run_many(base: ExperimentConfig, root, **axes) -> list[Path]:
         cfg = dataclasses.replace(base, **dict(zip(names, values)))
         cfg.output_dir = str(Path(root) / run_name(cfg, names))
         done = Path(cfg.output_dir) / RESULTS_FILE
-        paths.append(done if done.is_file() else run(cfg))
+        paths.append(done if is_complete(done) else run(cfg))
     return paths
 
 
@@ -56,7 +65,6 @@ def paper_grid(base: ExperimentConfig, root, dialects=PAPER_DIALECTS, seeds=(42,
     pre-trained start must be a whole model, as in the paper. Runs already done are skipped (see
     :func:`run_many`). Returns {step: results-file paths}.
     """
-    from .results import read_results
     from .train import MODEL_DIR
 
     if base.method != "full":

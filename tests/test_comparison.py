@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from arabicpeft import comparison
+from arabicpeft import comparison, study
 from arabicpeft.results import write_results
 
 
@@ -109,10 +109,10 @@ def test_log_frame_tolerates_missing_columns():
 
 
 def test_is_complete(tmp_path):
-    assert not comparison.is_complete(tmp_path / "absent.json")
+    assert not study.is_complete(tmp_path / "absent.json")
     done = write_results(tmp_path / "done", fake_result())
     cut = write_results(tmp_path / "cut", fake_result(stopped=700))
-    assert comparison.is_complete(done) and not comparison.is_complete(cut)
+    assert study.is_complete(done) and not study.is_complete(cut)
 
 
 def test_run_variants_skips_gpu_only_variants_reuses_finished_runs_and_resumes_cut_ones(monkeypatch, tmp_path):
