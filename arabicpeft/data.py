@@ -300,6 +300,11 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     if fmt == "features":
         # numpy format hands the collator 80 x 3000 arrays directly: ~20x faster than nested Python lists.
         train, validation = train.with_format("numpy"), validation.with_format("numpy")
+    if isinstance(validation, datasets.IterableDataset) and cfg.max_eval_samples:
+        # Validation runs every eval_steps: read its records from the stream once, not at every evaluation.
+        validation = datasets.Dataset.from_list(list(validation))
+        if fmt == "features":
+            validation = validation.with_format("numpy")
     if not cfg.streaming:
         report.update(n_train=len(train), n_validation=len(validation),
                       n_test={k: len(v) for k, v in tests.items()})

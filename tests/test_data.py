@@ -232,3 +232,12 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
     assert calls[-1] == ("otozz/egyptian_test_set", "train", True)
     batch = SpeechCollator(processor30, SOT)(list(streamed.test["egyptian"].take(2)))
     assert batch["input_features"].shape == (2, 80, 3000)
+
+
+def test_streamed_validation_is_read_once_into_a_fixed_set(tmp_path, processor30):
+    root = otozz_dir(tmp_path, processor30.tokenizer)
+    cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True, max_eval_samples=3)
+    splits = load_splits(cfg, processor30.tokenizer)
+    assert isinstance(splits.validation, datasets.Dataset) and len(splits.validation) == 3
+    assert splits.validation[0]["input_features"].shape == (80, 3000)
+    assert isinstance(splits.train, datasets.IterableDataset)
