@@ -73,7 +73,7 @@ def cmd_demo(args) -> Path:
 
 
 def cmd_evaluate(args) -> Path:
-    from .data import load_splits
+    from .data import load_test_sets
     from .evaluate import evaluate_sets
     from .model import load_trained, window_seconds
     from .results import write_results
@@ -82,14 +82,13 @@ def cmd_evaluate(args) -> Path:
     cfg = dataclasses.replace(
         trained_cfg, dialect=args.dialect or trained_cfg.dialect, source=args.source or trained_cfg.source,
         data_path=args.data_path or trained_cfg.data_path, test_sets=args.test_sets or None,
-        max_test_samples=args.max_test_samples, max_train_samples=1, max_eval_samples=1,
-        streaming=args.streaming, output_dir=args.output_dir,
+        max_test_samples=args.max_test_samples, streaming=args.streaming, output_dir=args.output_dir,
     )
-    splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
-    metrics, rows = evaluate_sets(model, processor, splits.test, batch_size=args.batch_size)
+    tests, report, synthetic = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
+    metrics, rows = evaluate_sets(model, processor, tests, batch_size=args.batch_size)
     result = {"run_id": Path(args.output_dir).name, "evaluated_model": str(Path(args.model_path).resolve()),
-              "config": cfg.to_dict(), "data": {"test": splits.report["test"], "source": cfg.source},
-              "synthetic": splits.synthetic, "metrics": metrics}
+              "config": cfg.to_dict(), "data": {"source": cfg.source, "synthetic": synthetic, "test": report},
+              "synthetic": synthetic, "metrics": metrics}
     return write_results(args.output_dir, result, rows)
 
 
@@ -122,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> None:
+    from .environment import pin_single_gpu
+
     args = build_parser().parse_args(argv)
+    pin_single_gpu()  # before torch sees CUDA: one GPU unless launched with torchrun (see its docstring)
     path = args.func(args)
     print(Path(path).resolve())
 

@@ -268,6 +268,24 @@ def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDa
     return parts["train"], parts["test"]
 
 
+def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS
+                   ) -> tuple[dict[str, AnyDataset], dict, bool]:
+    """The test sets named by ``cfg.test_set_names()`` (one per variety), filtered and counted.
+
+    Returns ({variety: dataset}, {variety: report}, synthetic). The training data are not touched.
+    """
+    tests, report, synthetic = {}, {}, cfg.source == "sample"
+    for name in cfg.test_set_names():
+        for variety in dialects.get(name).parts:
+            ds, synth = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming)
+            synthetic |= synth
+            report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None}
+            fmt = record_format(columns_of(ds))
+            ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety]), cfg.max_test_samples)
+            tests[variety] = ds.with_format("numpy") if fmt == "features" else ds
+    return tests, report, synthetic
+
+
 def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS) -> DataSplits:
     """Train, validation and test sets for ``cfg.dialect`` from ``cfg.source``, filtered and counted."""
     entry = dialects.get(cfg.dialect)
@@ -285,18 +303,6 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"])
     train, validation = _split_validation(pool, cfg.val_fraction, cfg.seed)
     train, validation = _take(train, cfg.max_train_samples), _take(validation, cfg.max_eval_samples)
-
-    tests, report["test"] = {}, {}
-    for name in cfg.test_set_names():
-        for variety in dialects.get(name).parts:
-            ds, synth = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming)
-            synthetic |= synth
-            report["test"][variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None}
-            test_fmt = record_format(columns_of(ds))
-            ds = _take(filter_records(ds, test_fmt, tokenizer, max_seconds, report["test"][variety]),
-                       cfg.max_test_samples)
-            tests[variety] = ds.with_format("numpy") if test_fmt == "features" else ds
-
     if fmt == "features":
         # numpy format hands the collator 80 x 3000 arrays directly: ~20x faster than nested Python lists.
         train, validation = train.with_format("numpy"), validation.with_format("numpy")
@@ -305,6 +311,9 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
         validation = datasets.Dataset.from_list(list(validation))
         if fmt == "features":
             validation = validation.with_format("numpy")
+
+    tests, report["test"], test_synthetic = load_test_sets(cfg, tokenizer, max_seconds)
+    synthetic |= test_synthetic
     if not cfg.streaming:
         report.update(n_train=len(train), n_validation=len(validation),
                       n_test={k: len(v) for k, v in tests.items()})
