@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .results_table import require_columns
 
 METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 SYSTEM_KEYS = ["condition", "method", "train_set"]  # a system: one config, all its seeds
@@ -52,14 +53,6 @@ def _metric_columns(metric: str) -> tuple[str, str]:
         return METRICS[metric]
     except KeyError as e:
         raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.") from e
-
-
-def _require(df: pd.DataFrame, columns, what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} needs column(s) {missing}; pass results_table.utterances_frame(...).")
-    if df.empty:
-        raise ValueError(f"{what}: no rows.")
 
 
 def _trained(utts: pd.DataFrame) -> pd.DataFrame:
@@ -102,7 +95,7 @@ def rate_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N
     ``{metric}_high`` (%).
     """
     keys = SYSTEM_KEYS + ["seed", "test_set"]
-    _require(utts, keys + ["utt_index"] + [c for m in metrics for c in _metric_columns(m)], "rate_table")
+    require_columns(utts, keys + ["utt_index"] + [c for m in metrics for c in _metric_columns(m)], "rate_table")
     rows = []
     for values, run in _trained(utts).groupby(keys, sort=False):
         row = dict(zip(keys, values), n_utterances=len(run))
@@ -125,7 +118,7 @@ def system_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats
     variability only; NaN for one seed).
     """
     keys = SYSTEM_KEYS + ["test_set"]
-    _require(utts, keys + ["seed", "utt_index"], "system_table")
+    require_columns(utts, keys + ["seed", "utt_index"], "system_table")
     rows = []
     for values, system in _trained(utts).groupby(keys, sort=False):
         row = dict(zip(keys, values))
@@ -167,7 +160,7 @@ def compare_methods(utts: pd.DataFrame, a: str = BASELINE, b: str = PEFT, metric
     delta, low, high, ci_method, p_b_worse, p, p_holm, hedges_g.
     """
     keys = ["condition", "train_set", "test_set"]
-    _require(utts, keys + ["method", "seed", "utt_index"], "compare_methods")
+    require_columns(utts, keys + ["method", "seed", "utt_index"], "compare_methods")
     trained = _trained(utts)
     rows = []
     for values, cell in trained.groupby(keys, sort=False):
@@ -223,7 +216,7 @@ def efficiency_summary(eff: pd.DataFrame,
     and ``{name}_sd``.
     """
     by = list(by)
-    _require(eff, by + [src for src, _ in EFFICIENCY_SUMMARY.values()] + ["peak_memory_kind"], "efficiency_summary")
+    require_columns(eff, by + [src for src, _ in EFFICIENCY_SUMMARY.values()] + ["peak_memory_kind"], "efficiency_summary")
     scaled = eff[by].copy()
     for name, (source, scale) in EFFICIENCY_SUMMARY.items():
         scaled[name] = eff[source].astype(float) * scale
@@ -255,7 +248,7 @@ def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("conditio
     """
     by = list(by)
     errors, lengths = _metric_columns(metric)
-    _require(utts, by + ["stage", "train_set", "test_set", "seed", "utt_index", errors, lengths],
+    require_columns(utts, by + ["stage", "train_set", "test_set", "seed", "utt_index", errors, lengths],
              "gain_forgetting_table")
     if not (utts["stage"] == "start").any():
         raise ValueError("No starting-model rows: read the runs with utterances_frame(..., include_start=True).")

@@ -19,6 +19,7 @@ from matplotlib.patches import Patch
 
 from . import dialects
 from .paper import CONDITIONS, POOLED_TRAIN_SET, WITH_PRETRAINING, WITHOUT_PRETRAINING
+from .results_table import require_columns
 
 CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
 ROLE_LABELS = {"pooled": "Dialect-pooled", "specific": "Dialect-specific"}
@@ -40,14 +41,6 @@ def _ordered(names) -> list:
     """Names in registry order (dialects, MSA, pooled), unknown names after them, alphabetically."""
     rank = {n: i for i, n in enumerate(dialects.NAMES)}
     return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), str(n)))
-
-
-def _require(df: pd.DataFrame, columns, what: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} needs column(s) {missing}; got {list(df.columns)}.")
-    if df.empty:
-        raise ValueError(f"{what}: no rows to plot.")
 
 
 def _require_unique(df: pd.DataFrame, keys, what: str) -> None:
@@ -72,7 +65,7 @@ def fig1_msa_trainsize(
     column it is parsed from ``model``. The curve is mean ± SD over seeds at each fraction; each zero-shot
     model is a dashed horizontal line (its mean, named in the legend). One axes per metric.
     """
-    _require(df, ["model", "seed", *metrics], "fig1_msa_trainsize")
+    require_columns(df, ["model", "seed", *metrics], "fig1_msa_trainsize")
     df = df.copy()
     if "msa_fraction" not in df.columns:
         df["msa_fraction"] = pd.to_numeric(df["model"], errors="coerce")
@@ -114,7 +107,7 @@ def fig2_pretraining(df: pd.DataFrame, metric: str = "wer") -> Figure:
     points are those models.
     """
     keys = ["condition", "train_set", "test_set", "seed"]
-    _require(df, [*keys, metric], "fig2_pretraining")
+    require_columns(df, [*keys, metric], "fig2_pretraining")
     _require_unique(df, keys, "fig2_pretraining")
     means = df.groupby(keys[:3], sort=False)[metric].mean().reset_index()
     tests = _ordered(means["test_set"])
@@ -157,7 +150,7 @@ def fig3_pooled_vs_specific(df: pd.DataFrame, metrics=("wer", "cer")) -> Figure:
     One axes per metric; its title gives the mean absolute pooled − specific difference over the test sets.
     """
     keys = ["role", "test_set", "seed"]
-    _require(df, [*keys, *metrics], "fig3_pooled_vs_specific")
+    require_columns(df, [*keys, *metrics], "fig3_pooled_vs_specific")
     _require_unique(df, keys, "fig3_pooled_vs_specific")
     data = df.assign(**{"Test set": df["test_set"].map(_display), "Model": df["role"].map(ROLE_LABELS)})
     order = [_display(t) for t in _ordered(df["test_set"])]
@@ -211,14 +204,14 @@ def fig4_heatmap(
     (``drop_train_sets``). Colour map viridis_r; annotations use :func:`heatmap_labels`.
     """
     keys = ["train_set", "test_set", "seed"]
-    _require(df, [*keys, metric], "fig4_heatmap")
+    require_columns(df, [*keys, metric], "fig4_heatmap")
     if condition is not None:
-        _require(df, ["condition"], "fig4_heatmap")
+        require_columns(df, ["condition"], "fig4_heatmap")
         df = df[df["condition"] == condition]
         if df.empty:
             raise ValueError(f"fig4_heatmap: no rows with condition {condition!r}.")
     df = df[~df["train_set"].isin(drop_train_sets)]
-    _require(df, keys, "fig4_heatmap")
+    require_columns(df, keys, "fig4_heatmap")
     _require_unique(df, keys, "fig4_heatmap")
     cells = _cell_stats(df, ["train_set", "test_set"], metric)
     rows, cols = _ordered(cells["train_set"]), _ordered(cells["test_set"])
@@ -293,7 +286,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
     (optional, :func:`arabicpeft.analysis.rate_table`): each seed's rate drawn as a point on its bar.
     One axes per metric.
     """
-    _require(summary, ["method", "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
+    require_columns(summary, ["method", "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
              "fig_rates")
     data = summary.assign(system=_system_labels(summary))
     _require_unique(data, ["system", "test_set"], "fig_rates")
@@ -328,7 +321,7 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
     and Hedges' g. Positive: b has more errors than a.
     """
-    _require(comparison, ["test_set", "metric", "a", "b", "delta", "low", "high", "p_holm", "hedges_g"],
+    require_columns(comparison, ["test_set", "metric", "a", "b", "delta", "low", "high", "p_holm", "hedges_g"],
              "fig_method_comparison")
     metrics = list(dict.fromkeys(comparison["metric"]))
     context = _context_labels(comparison)
@@ -371,7 +364,7 @@ def fig_efficiency(eff: pd.DataFrame, panels=tuple(EFFICIENCY_PANELS)) -> Figure
     """The cost of each method: one panel per efficiency quantity, bar = mean over runs, whisker = SD, points =
     runs (seaborn). ``eff``: :func:`arabicpeft.results_table.efficiency_frame` output. The peak-memory panel
     names the kind of measurement (CUDA max allocated on GPU, the process's peak RSS on CPU)."""
-    _require(eff, ["method", *panels], "fig_efficiency")
+    require_columns(eff, ["method", *panels], "fig_efficiency")
     data = eff.assign(system=_system_labels(eff))
     systems = list(dict.fromkeys(data["system"]))
     fig = Figure(figsize=(2.9 * len(panels), 3.8), layout="constrained")
@@ -404,7 +397,7 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     (start − trained, > 0 = improved). Right axes: forgetting per (train set, other test set) (trained − start,
     > 0 = worse). Whiskers are the CIs.
     """
-    _require(table, ["train_set", "test_set", "kind", "value", "low", "high"], "fig_gain_forgetting")
+    require_columns(table, ["train_set", "test_set", "kind", "value", "low", "high"], "fig_gain_forgetting")
     data = table.copy()
     if hue not in data.columns:
         data[hue] = "model"

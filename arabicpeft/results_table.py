@@ -50,6 +50,15 @@ COLUMNS = [
 ]
 
 
+def require_columns(df: pd.DataFrame, columns, what: str) -> None:
+    """A clear error when ``df`` lacks ``columns`` or has no rows (``what``: the caller, for the message)."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} needs column(s) {missing}; got {list(df.columns)}.")
+    if df.empty:
+        raise ValueError(f"{what}: no rows.")
+
+
 def _read_json(path: Path) -> dict | None:
     """The parsed results file, or None for a JSON file that is not a results file (e.g. adapter_config.json)."""
     try:
