@@ -85,7 +85,7 @@ def cmd_evaluate(args) -> Path:
         max_test_samples=args.max_test_samples, streaming=args.streaming, output_dir=args.output_dir,
     )
     tests, report, synthetic = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
-    metrics, rows = evaluate_sets(model, processor, tests, batch_size=args.batch_size)
+    metrics, rows = evaluate_sets(model, processor, tests, batch_size=args.batch_size, precision=cfg.precision)
     result = {"run_id": Path(args.output_dir).name, "evaluated_model": str(Path(args.model_path).resolve()),
               "config": cfg.to_dict(), "data": {"source": cfg.source, "synthetic": synthetic, "test": report},
               "synthetic": synthetic, "metrics": metrics}

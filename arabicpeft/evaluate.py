@@ -13,20 +13,22 @@ from tqdm.auto import tqdm
 
 from .data import AnyDataset, SpeechCollator
 from .metrics import summarize, utterance_errors
-from .model import LANGUAGE, TASK
+from .model import LANGUAGE, TASK, half_dtype
 from .text import SCHEMES
 
 
-def _autocast(model):
-    # 8/4-bit and fp16 models generate reliably only under autocast (bitsandbytes matmuls in half precision).
+def _autocast(model, precision: str):
+    # Half-precision and 8/4-bit models generate under autocast in the GPU's native half type, as they train;
+    # an fp32 model is decoded in fp32.
     device = next(model.parameters()).device
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    if device.type == "cuda" and precision != "fp32":
+        return torch.autocast("cuda", dtype=half_dtype())
     return contextlib.nullcontext()
 
 
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
-               max_new_tokens: Optional[int] = None, desc: str = "transcribing") -> tuple[list[str], list[str]]:
+               max_new_tokens: Optional[int] = None, desc: str = "transcribing",
+               precision: str = "fp32") -> tuple[list[str], list[str]]:
     """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
 
     References are decoded from the labels (skip_special_tokens), so features and audio records alike are
@@ -43,7 +45,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     try:
         for batch in tqdm(loader, desc=desc, unit="batch"):
             features = batch["input_features"].to(device=device, dtype=dtype)
-            with torch.no_grad(), _autocast(model):
+            with torch.no_grad(), _autocast(model, precision):
                 ids = model.generate(input_features=features, language=LANGUAGE, task=TASK, num_beams=1,
                                      do_sample=False, max_new_tokens=max_new_tokens)
             hypotheses += tokenizer.batch_decode(ids, skip_special_tokens=True)
@@ -68,11 +70,12 @@ def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] 
 
 
 def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size: int = 16,
-                  num_workers: int = 0, label: str = "") -> tuple[dict, pd.DataFrame]:
+                  num_workers: int = 0, label: str = "", precision: str = "fp32") -> tuple[dict, pd.DataFrame]:
     """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows)."""
     metrics, frames = {}, []
     for name, ds in test_sets.items():
-        refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=f"{label}{name}".strip())
+        refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=f"{label}{name}".strip(),
+                                precision=precision)
         ids = list(ds["id"]) if isinstance(ds, datasets.Dataset) and "id" in ds.column_names else None
         metrics[name], rows = score_all(refs, hyps, ids)
         rows.insert(0, "test_set", name)

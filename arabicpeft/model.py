@@ -6,6 +6,7 @@ unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Optional
@@ -21,8 +22,19 @@ LANGUAGE, TASK = "ar", "transcribe"
 CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
 
 
+def native_bf16() -> bool:
+    """bf16 in hardware (compute capability >= 8.0). torch.cuda.is_bf16_supported() also counts emulation,
+    and so says yes on a T4 (7.5), where fp16 is the right half precision."""
+    return torch.cuda.is_available() and torch.cuda.get_device_capability(0) >= (8, 0)
+
+
+def half_dtype() -> torch.dtype:
+    """The half precision this GPU computes natively: bf16 on Ampere and later, else fp16."""
+    return torch.bfloat16 if native_bf16() else torch.float16
+
+
 def require_cuda(precision: str) -> None:
-    if precision in ("fp16", "int8", "nf4") and not torch.cuda.is_available():
+    if precision in ("fp16", "int8", "nf4") and not torch.cuda.is_available():  # bf16 runs on CPU too
         raise RuntimeError(
             f"precision={precision!r} needs a CUDA GPU (bitsandbytes / fp16 mixed precision), and none is "
             "available. On CPU use precision='fp32' (or 'bf16'); on Kaggle pick a GPU T4 accelerator."
@@ -35,6 +47,8 @@ def cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProces
     Valid only when every clip is shorter than ``seconds`` and the same cut is used at inference: the
     positional embeddings are sliced, the rest of the model is unchanged. It makes CPU training ~4x faster.
     """
+    if int(seconds) != seconds or seconds <= 0:
+        raise ValueError(f"encoder_seconds must be a whole number of seconds, got {seconds}.")
     extractor = processor.feature_extractor
     frames = int(seconds) * SAMPLE_RATE // extractor.hop_length
     positions = frames // 2  # the encoder's two convolutions halve the frame rate once
@@ -77,17 +91,20 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
     if cfg.precision in ("int8", "nf4"):
         from transformers import BitsAndBytesConfig
 
-        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        compute = half_dtype()
         quantization = (
             BitsAndBytesConfig(load_in_8bit=True)
             if cfg.precision == "int8"
             else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                     bnb_4bit_compute_dtype=compute)
         )
-    # Weights stay fp32 for fp16/bf16: the Trainer runs mixed precision with fp32 master weights.
+    # Weights stay fp32 for fp16/bf16 (the Trainer runs mixed precision with fp32 master weights), also when a
+    # checkpoint was saved in half precision: transformers 5 would otherwise keep the saved dtype.
     model = WhisperForConditionalGeneration.from_pretrained(
-        path, quantization_config=quantization, device_map={"": 0} if quantization else None
+        path, quantization_config=quantization, device_map={"": 0} if quantization else None, dtype=torch.float32
     )
+    if quantization is None and torch.cuda.is_available():
+        model.to("cuda")  # scoring before training (and `evaluate`) runs where training will
     processor = WhisperProcessor.from_pretrained(path)
     processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
     if cfg.encoder_seconds:
@@ -148,7 +165,7 @@ def load_trained(path, precision: Optional[str] = None):
         raise FileNotFoundError(f"{path} holds no {CONFIG_FILE}: not a model saved by arabicpeft.")
     cfg = ExperimentConfig.from_json(path / CONFIG_FILE)
     if precision:
-        cfg.precision = precision
+        cfg = dataclasses.replace(cfg, precision=precision)  # validated like any config
     if (path / "adapter_config.json").is_file():
         from peft import PeftModel
 
@@ -156,7 +173,11 @@ def load_trained(path, precision: Optional[str] = None):
         model = PeftModel.from_pretrained(base, str(path))
     else:
         require_cuda(cfg.precision)
-        model = WhisperForConditionalGeneration.from_pretrained(path)
+        if cfg.precision in ("int8", "nf4"):
+            raise ValueError(f"{path} holds a fully fine-tuned model; evaluate it at fp32, fp16 or bf16.")
+        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+        if torch.cuda.is_available():
+            model.to("cuda")
         processor = WhisperProcessor.from_pretrained(path)
         processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
         _set_generation(model, cfg.generation_max_length)

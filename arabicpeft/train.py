@@ -17,7 +17,7 @@ from .config import ExperimentConfig
 from .data import DataSplits, SpeechCollator, load_splits
 from .evaluate import evaluate_sets
 from .metrics import score
-from .model import build_model, count_parameters, save_trained, window_seconds
+from .model import build_model, count_parameters, native_bf16, save_trained, window_seconds
 from .results import dir_bytes, peak_memory, reset_peak_memory, write_results
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
@@ -52,8 +52,14 @@ def wer_metric(tokenizer):
     return compute
 
 
+def mixed_precision(precision: str, bf16_native: bool) -> dict:
+    """Trainer flags: fp16/bf16 as asked; 8/4-bit LoRA under the GPU's native half type (fp16 on a T4)."""
+    quantized = precision in ("int8", "nf4")
+    return {"fp16": precision == "fp16" or (quantized and not bf16_native),
+            "bf16": precision == "bf16" or (quantized and bf16_native)}
+
+
 def training_arguments(cfg: ExperimentConfig) -> Seq2SeqTrainingArguments:
-    half = cfg.precision in ("fp16", "int8", "nf4") and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     return Seq2SeqTrainingArguments(
         output_dir=str(Path(cfg.output_dir) / CHECKPOINT_DIR),
         per_device_train_batch_size=cfg.batch_size,
@@ -65,8 +71,8 @@ def training_arguments(cfg: ExperimentConfig) -> Seq2SeqTrainingArguments:
         lr_scheduler_type="linear",
         adam_beta2=cfg.adam_beta2,
         weight_decay=cfg.weight_decay,
-        fp16=cfg.precision == "fp16" or (cfg.precision in ("int8", "nf4") and half),
-        bf16=cfg.precision == "bf16" or (cfg.precision in ("int8", "nf4") and not half),
+        **mixed_precision(cfg.precision, native_bf16()),
+        use_cpu=not torch.cuda.is_available(),  # lets bf16 autocast run on a CPU
         eval_strategy="steps",
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
@@ -129,7 +135,7 @@ def run(cfg: ExperimentConfig) -> Path:
     model, processor = build_model(cfg)
     splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
     trainable, total = count_parameters(model)
-    eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers)
+    eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=cfg.precision)
 
     before = before_rows = None
     if cfg.evaluate_before:

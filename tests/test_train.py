@@ -132,3 +132,24 @@ def test_bad_config_values_fail_clearly():
         ExperimentConfig(method="full", precision="int8")
     with pytest.raises(ValueError, match="source='local' needs data_path"):
         ExperimentConfig(source="local")
+
+
+def test_mixed_precision_follows_the_gpu():
+    from arabicpeft.train import mixed_precision
+
+    assert mixed_precision("fp32", True) == {"fp16": False, "bf16": False}
+    assert mixed_precision("fp16", True) == {"fp16": True, "bf16": False}
+    assert mixed_precision("bf16", False) == {"fp16": False, "bf16": True}
+    assert mixed_precision("int8", False) == {"fp16": True, "bf16": False}  # T4 (7.5): no native bf16
+    assert mixed_precision("nf4", True) == {"fp16": False, "bf16": True}  # Ampere and later
+
+
+def test_bf16_trains_on_cpu(tmp_path):
+    from arabicpeft.train import run
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="gulf", method="full", precision="bf16",
+                           max_steps=2, warmup_steps=0, eval_steps=2, max_train_samples=16, max_eval_samples=4,
+                           max_test_samples=2, generation_max_length=8, early_stopping_patience=0,
+                           evaluate_before=False, output_dir=str(tmp_path / "run"))
+    result = read_results(run(cfg))
+    assert result["training"]["global_step"] == 2 and result["metrics"]["gulf"]["raw"]["n_utterances"] == 2
