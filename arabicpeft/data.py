@@ -14,6 +14,7 @@ model selection, and every filtered record is counted by reason in :attr:`DataSp
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import socket
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long"
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 MANIFEST_EXTENSIONS = (".jsonl", ".csv")
 HUB_HOST = "huggingface.co"
+STREAM_SHUFFLE_BUFFER = 1_000  # records held to shuffle a training stream (~1 GB of otozz features)
 
 AnyDataset = Union[datasets.Dataset, datasets.IterableDataset]
 
@@ -132,17 +134,22 @@ def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, repo
         check, columns = (lambda r: _reason(check_audio_record, r, tokenizer, max_seconds)), ["audio", "text"]
 
     if isinstance(ds, datasets.IterableDataset):
-        # Streaming: counted as records go by; the report dict is updated in place while training runs.
-        report.update(rows_in=0, rows_used=0, filtered=counts, counted="while streaming (records seen so far)")
+        # Streaming: counted as records go by, each record once however often (and in whatever order, the
+        # stream being shuffled) it passes; the report dict is updated in place while training runs.
+        report.update(rows_in=0, rows_used=0, filtered=counts, counted="while streaming: the records seen so far")
+        seen: set[bytes] = set()
 
         def keep(record):
-            report["rows_in"] += 1
             reason = check(record)
-            if reason:
-                counts[reason] += 1
-                return False
-            report["rows_used"] += 1
-            return True
+            key = record_key(record)
+            if key not in seen:
+                seen.add(key)
+                report["rows_in"] += 1
+                if reason:
+                    counts[reason] += 1
+                else:
+                    report["rows_used"] += 1
+            return reason is None
 
         return ds.filter(keep)
 
@@ -257,13 +264,27 @@ def _take(ds: AnyDataset, n: Optional[int]) -> AnyDataset:
     return ds.select(range(min(n, len(ds))))
 
 
+def record_key(record: dict) -> bytes:
+    """A short digest of what a record says (its labels, or its audio and text), independent of its position."""
+    if "labels" in record:
+        content = np.asarray(record["labels"], dtype=np.int64).tobytes()
+    else:
+        audio = record["audio"]
+        if isinstance(audio, dict):
+            audio = audio.get("path") or hashlib.sha1(audio.get("bytes") or b"").hexdigest()
+        content = f"{audio}\x00{record['text']}".encode()
+    return hashlib.blake2b(content, digest_size=16).digest()
+
+
 def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDataset, AnyDataset]:
     if isinstance(ds, datasets.IterableDataset):
-        # A stream has no random access: each record goes to validation by a seeded draw on its position.
-        def is_val(_, idx):
-            return np.random.default_rng([seed, idx]).random() < fraction
+        # A stream has no random access and its order changes when shuffled: each record goes to validation by
+        # a seeded hash of its content, so it lands on the same side in every pass.
+        def is_val(record):
+            digest = hashlib.blake2b(record_key(record), digest_size=8, key=str(seed).encode()).digest()
+            return int.from_bytes(digest, "little") / 2**64 < fraction
 
-        return ds.filter(lambda r, i: not is_val(r, i), with_indices=True), ds.filter(is_val, with_indices=True)
+        return ds.filter(lambda r: not is_val(r)), ds.filter(is_val)
     parts = ds.train_test_split(test_size=fraction, seed=seed)  # the paper's 80/20 split by seed
     return parts["train"], parts["test"]
 
@@ -303,10 +324,15 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"])
     train, validation = _split_validation(pool, cfg.val_fraction, cfg.seed)
     train, validation = _take(train, cfg.max_train_samples), _take(validation, cfg.max_eval_samples)
+    if isinstance(train, datasets.IterableDataset):
+        train = train.shuffle(seed=cfg.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+        report["split_method"] = "streaming: seeded hash of each record's content (differs from the non-streamed split)"
+    else:
+        report["split_method"] = "datasets.train_test_split(test_size=val_fraction, seed=seed), as the paper"
     if fmt == "features":
         # numpy format hands the collator 80 x 3000 arrays directly: ~20x faster than nested Python lists.
         train, validation = train.with_format("numpy"), validation.with_format("numpy")
-    if isinstance(validation, datasets.IterableDataset) and cfg.max_eval_samples:
+    if isinstance(validation, datasets.IterableDataset):
         # Validation runs every eval_steps: read its records from the stream once, not at every evaluation.
         validation = datasets.Dataset.from_list(list(validation))
         if fmt == "features":

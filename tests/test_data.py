@@ -77,13 +77,20 @@ def test_local_otozz_format_filters_and_splits(tmp_path, processor30):
 
 def test_streaming_counts_filtered_records_as_they_pass(tmp_path, processor30):
     root = otozz_dir(tmp_path, processor30.tokenizer)
-    cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True)
+    cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True,
+                           max_eval_samples=100)
     splits = load_splits(cfg, processor30.tokenizer)
-    n_train = sum(1 for _ in splits.train)
-    n_val = sum(1 for _ in splits.validation)
-    assert n_train + n_val == 18
-    assert splits.report["train_pool"]["filtered"]["labels_too_long"] == 2  # seen once per split pass
-    assert splits.report["train_pool"]["counted"].startswith("while streaming")
+    first = [tuple(r["labels"]) for r in splits.train]
+    second = [tuple(r["labels"]) for r in splits.train]  # a second pass (epoch) over the stream
+    assert len(first) + len(splits.validation) == 18
+    assert sorted(first) == sorted(second)
+    assert not set(first) & {tuple(r["labels"]) for r in splits.validation}  # same side in every pass
+    pool = splits.report["train_pool"]
+    assert pool["rows_in"] == 20 and pool["rows_used"] == 18  # every record counted once, whatever the passes
+    assert pool["filtered"]["labels_too_long"] == 1 and pool["filtered"]["empty_transcript"] == 1
+    assert pool["counted"].startswith("while streaming")
+    with pytest.raises(ValueError, match="streaming=True needs max_eval_samples"):
+        ExperimentConfig(streaming=True)
 
 
 def test_hub_unreachable_stops_with_a_clear_message(monkeypatch, processor30):
@@ -228,7 +235,8 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
     assert hub.report["train_pool"]["filtered"] == local.report["train_pool"]["filtered"]
     assert hub.report["train_pool"]["hub_ids"] == ["otozz/egyptian_train_set"]
     assert [list(x) for x in hub.validation["labels"]] == [list(x) for x in local.validation["labels"]]
-    streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True), processor30.tokenizer)
+    streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True, max_eval_samples=4),
+                           processor30.tokenizer)
     assert calls[-1] == ("otozz/egyptian_test_set", "train", True)
     batch = SpeechCollator(processor30, SOT)(list(streamed.test["egyptian"].take(2)))
     assert batch["input_features"].shape == (2, 80, 3000)
