@@ -193,8 +193,15 @@ def _load_hub(repo_id: str, streaming: bool) -> AnyDataset:
         ) from e
 
 
-def _load_manifest(path: Path, variety: str) -> tuple[datasets.Dataset, bool]:
-    frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl" else pd.read_csv(path, dtype=str)
+def _load_manifest(path: Path, variety: str, pooled: bool) -> tuple[datasets.Dataset, bool]:
+    try:
+        frame = (pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl"
+                 else pd.read_csv(path, dtype=str))
+    except ValueError as e:
+        raise ValueError(f"Could not read the manifest {path}: {e}") from e
+    if pooled and "dialect" not in frame:
+        raise ValueError(f"{path} has no 'dialect' column, so the dialects of a pooled set cannot be told apart "
+                         "(every one would read the whole file). Add the column, or train one dialect.")
     if "dialect" in frame:
         frame = frame[frame["dialect"].str.lower() == variety]
         if frame.empty:
@@ -212,7 +219,7 @@ def _load_manifest(path: Path, variety: str) -> tuple[datasets.Dataset, bool]:
     return datasets.Dataset.from_pandas(frame.reset_index(drop=True), preserve_index=False), synthetic
 
 
-def _load_local(root: Path, variety: str, split: str, streaming: bool) -> tuple[AnyDataset, bool]:
+def _load_local(root: Path, variety: str, split: str, streaming: bool, pooled: bool) -> tuple[AnyDataset, bool]:
     """``root`` holds either ``{hub_name}_{split}_set/`` (save_to_disk) or ``{split}.jsonl`` / ``{split}.csv``."""
     if not root.exists():
         raise FileNotFoundError(f"Local data directory not found: {root}.")
@@ -225,7 +232,7 @@ def _load_local(root: Path, variety: str, split: str, streaming: bool) -> tuple[
     for ext in MANIFEST_EXTENSIONS:
         manifest = root / f"{split}{ext}"
         if manifest.is_file():
-            ds, synthetic = _load_manifest(manifest, variety)
+            ds, synthetic = _load_manifest(manifest, variety, pooled)
             return (ds.to_iterable_dataset() if streaming else ds), synthetic
     raise FileNotFoundError(
         f"No {split} data for {variety} in {root}: expected a save_to_disk directory {saved.name}/ or a manifest "
@@ -234,8 +241,10 @@ def _load_local(root: Path, variety: str, split: str, streaming: bool) -> tuple[
 
 
 def load_raw(variety: str, split: str, source: str, data_path: Optional[str] = None,
-             streaming: bool = False) -> tuple[AnyDataset, bool]:
-    """One single-variety split ("train" or "test") from ``source``; returns (dataset, synthetic)."""
+             streaming: bool = False, pooled: bool = False) -> tuple[AnyDataset, bool]:
+    """One single-variety split ("train" or "test") from ``source``; returns (dataset, synthetic).
+
+    ``pooled``: the variety is one of several read together (a manifest must then say which row is which)."""
     entry = dialects.get(variety)
     if entry.is_pooled:
         raise ValueError(f"load_raw takes a single variety, not the pooled {variety!r}.")
@@ -243,7 +252,7 @@ def load_raw(variety: str, split: str, source: str, data_path: Optional[str] = N
         repo = entry.hub_train[0] if split == "train" else entry.hub_test[0]
         return _load_hub(repo, streaming), False
     root = SAMPLE_DIR if source == "sample" else Path(data_path or "")
-    ds, synthetic = _load_local(root, variety, split, streaming)
+    ds, synthetic = _load_local(root, variety, split, streaming, pooled)
     return ds, synthetic or source == "sample"
 
 
@@ -285,6 +294,8 @@ def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDa
             return int.from_bytes(digest, "little") / 2**64 < fraction
 
         return ds.filter(lambda r: not is_val(r)), ds.filter(is_val)
+    if len(ds) < 2:
+        raise DataUnavailableError(f"Only {len(ds)} usable training record(s): too few to carve a validation split.")
     parts = ds.train_test_split(test_size=fraction, seed=seed)  # the paper's 80/20 split by seed
     return parts["train"], parts["test"]
 
@@ -296,14 +307,14 @@ def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_
     Returns ({variety: dataset}, {variety: report}, synthetic). The training data are not touched.
     """
     tests, report, synthetic = {}, {}, cfg.source == "sample"
-    for name in cfg.test_set_names():
-        for variety in dialects.get(name).parts:
-            ds, synth = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming)
-            synthetic |= synth
-            report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None}
-            fmt = record_format(columns_of(ds))
-            ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety]), cfg.max_test_samples)
-            tests[variety] = ds.with_format("numpy") if fmt == "features" else ds
+    varieties = [v for name in cfg.test_set_names() for v in dialects.get(name).parts]
+    for variety in varieties:
+        ds, synth = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming, len(varieties) > 1)
+        synthetic |= synth
+        report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None}
+        fmt = record_format(columns_of(ds))
+        ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety]), cfg.max_test_samples)
+        tests[variety] = ds.with_format("numpy") if fmt == "features" else ds
     return tests, report, synthetic
 
 
@@ -315,7 +326,7 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
 
     train_parts, fmt = [], None
     for variety in entry.parts:
-        ds, synth = load_raw(variety, "train", cfg.source, cfg.data_path, cfg.streaming)
+        ds, synth = load_raw(variety, "train", cfg.source, cfg.data_path, cfg.streaming, entry.is_pooled)
         synthetic |= synth
         fmt = record_format(columns_of(ds))
         train_parts.append(ds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,9 +19,13 @@ from .data import DataSplits, SpeechCollator, load_splits
 from .evaluate import evaluate_sets
 from .metrics import score
 from .model import build_model, count_parameters, native_bf16, save_trained, window_seconds
-from .results import dir_bytes, peak_memory, reset_peak_memory, write_results
+from .results import dir_bytes, peak_memory, reset_peak_memory, write_json_atomic, write_results
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
+RUN_CONFIG_FILE = "run_config.json"
+# Fields a rerun into the same output directory may change: it then continues the same experiment.
+RESUMABLE_FIELDS = {"max_steps", "time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before",
+                    "eval_batch_size", "num_workers"}
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
 
 
@@ -127,11 +132,27 @@ def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
     return None
 
 
+def claim_output_dir(cfg: ExperimentConfig) -> None:
+    """Record ``cfg`` in its output directory; refuse a directory that holds a different experiment, whose
+    checkpoints would otherwise be resumed (or results reused) under the new config's name."""
+    path = Path(cfg.output_dir) / RUN_CONFIG_FILE
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = {k: (before.get(k), v) for k, v in cfg.to_dict().items()
+                   if k not in RESUMABLE_FIELDS and before.get(k) != v}
+        if changed:
+            detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(f"{cfg.output_dir} already holds a run with another config ({detail}). Use a new "
+                             "output_dir, or delete that directory to start over.")
+    write_json_atomic(path, cfg.to_dict())
+
+
 def run(cfg: ExperimentConfig) -> Path:
     """Train and evaluate as ``cfg`` says; returns the path of the results JSON."""
     started = time.monotonic()
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    claim_output_dir(cfg)
     model, processor = build_model(cfg)
     splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
     trainable, total = count_parameters(model)
@@ -168,6 +189,9 @@ def run(cfg: ExperimentConfig) -> Path:
             "resumed_from": checkpoint,
             "global_step": state.global_step,
             "best_checkpoint": state.best_model_checkpoint,
+            # False when the best checkpoint came from elsewhere (a resume) and is gone: the model saved and
+            # scored is then the last one, not the best.
+            "best_checkpoint_loaded": bool(state.best_model_checkpoint and Path(state.best_model_checkpoint).is_dir()),
             "best_validation_wer": state.best_metric,
             "stopped_by_time_budget_at_step": budget.stopped_at_step,
             "log_history": state.log_history,
@@ -176,6 +200,8 @@ def run(cfg: ExperimentConfig) -> Path:
             "trainable_parameters": trainable,
             "total_parameters": total,
             "trainable_percent": 100.0 * trainable / total,
+            # After a resume, time, speed and memory cover this session's training only.
+            "measured_since_resume": checkpoint is not None,
             "train_wall_time_s": train_output.metrics.get("train_runtime"),
             "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
             "run_wall_time_s": time.monotonic() - started,

@@ -249,3 +249,14 @@ def test_streamed_validation_is_read_once_into_a_fixed_set(tmp_path, processor30
     assert isinstance(splits.validation, datasets.Dataset) and len(splits.validation) == 3
     assert splits.validation[0]["input_features"].shape == (80, 3000)
     assert isinstance(splits.train, datasets.IterableDataset)
+
+
+def test_pooled_manifest_needs_a_dialect_column(tmp_path, tiny_processor):
+    write_audio_manifest(tmp_path, [{"seconds": 1.0, "text": "نص"}] * 5, "train")
+    cfg = ExperimentConfig(dialect="all", source="local", data_path=str(tmp_path))
+    with pytest.raises(ValueError, match="no 'dialect' column.*pooled set"):
+        load_splits(cfg, tiny_processor.tokenizer)
+    (tmp_path / "test.jsonl").write_text('{"audio": "train-0.wav", "text": \n', encoding="utf-8")
+    cfg = ExperimentConfig(dialect="gulf", source="local", data_path=str(tmp_path))
+    with pytest.raises(ValueError, match="Could not read the manifest .*test.jsonl"):
+        load_splits(cfg, tiny_processor.tokenizer)

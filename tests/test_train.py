@@ -153,3 +153,14 @@ def test_bf16_trains_on_cpu(tmp_path):
                            evaluate_before=False, output_dir=str(tmp_path / "run"))
     result = read_results(run(cfg))
     assert result["training"]["global_step"] == 2 and result["metrics"]["gulf"]["raw"]["n_utterances"] == 2
+
+
+def test_an_output_dir_is_not_reused_for_another_experiment(full_run):
+    from arabicpeft.train import run
+
+    out, _, last = full_run
+    assert last["efficiency"]["measured_since_resume"] is True
+    assert last["training"]["best_checkpoint_loaded"] is True
+    other = ExperimentConfig(model="tiny-random", source="sample", dialect="gulf", method="full", output_dir=str(out))
+    with pytest.raises(ValueError, match=r"already holds a run with another config \(dialect: 'egyptian' -> 'gulf'"):
+        run(other)
