@@ -55,10 +55,6 @@ def _metric_columns(metric: str) -> tuple[str, str]:
         raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.") from e
 
 
-def _trained(utts: pd.DataFrame) -> pd.DataFrame:
-    return utts[utts["stage"] == "trained"] if "stage" in utts.columns else utts
-
-
 def seed_matrix(rows: pd.DataFrame, metric: str = "wer") -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
     """One system's per-utterance counts on one test set, one row per seed, aligned on utt_index.
 
@@ -97,7 +93,10 @@ def rate_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N
     keys = SYSTEM_KEYS + ["seed", "test_set"]
     require_columns(utts, keys + ["utt_index"] + [c for m in metrics for c in _metric_columns(m)], "rate_table")
     rows = []
-    for values, run in _trained(utts).groupby(keys, sort=False):
+    for values, run in _stage(utts, "trained").groupby(keys, sort=False):
+        if run["utt_index"].duplicated().any():
+            raise ValueError(f"Several runs share {dict(zip(keys, values))} (they differ in model, precision or "
+                             "LoRA setting): filter the frame to one run per seed first.")
         row = dict(zip(keys, values), n_utterances=len(run))
         for metric in metrics:
             errors, lengths = _metric_columns(metric)
@@ -120,7 +119,7 @@ def system_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats
     keys = SYSTEM_KEYS + ["test_set"]
     require_columns(utts, keys + ["seed", "utt_index"], "system_table")
     rows = []
-    for values, system in _trained(utts).groupby(keys, sort=False):
+    for values, system in _stage(utts, "trained").groupby(keys, sort=False):
         row = dict(zip(keys, values))
         for metric in metrics:
             seeds, errors, lengths, _ = seed_matrix(system, metric)
@@ -161,7 +160,7 @@ def compare_methods(utts: pd.DataFrame, a: str = BASELINE, b: str = PEFT, metric
     """
     keys = ["condition", "train_set", "test_set"]
     require_columns(utts, keys + ["method", "seed", "utt_index"], "compare_methods")
-    trained = _trained(utts)
+    trained = _stage(utts, "trained")
     rows = []
     for values, cell in trained.groupby(keys, sort=False):
         by_method = dict(tuple(cell.groupby("method")))

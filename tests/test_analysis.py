@@ -390,3 +390,15 @@ def test_paper_grid_runs_the_design(tmp_path, monkeypatch):
         study.paper_grid(ExperimentConfig(method="lora"), tmp_path / "x")
     with pytest.raises(ValueError, match="fractions"):
         study.paper_grid(base, tmp_path / "x", msa_fractions=[0.0, 1.0])
+
+
+def test_rate_table_refuses_to_merge_two_runs_of_one_seed():
+    import pandas as pd
+
+    from arabicpeft import analysis
+
+    one = dict(condition="without_pretraining", method="lora", train_set="egyptian", seed=42, test_set="egyptian",
+               word_errors=1, ref_words=4, char_errors=2, ref_chars=10, stage="trained")
+    rows = pd.DataFrame([{**one, "utt_index": 0}, {**one, "utt_index": 1}, {**one, "utt_index": 0}])
+    with pytest.raises(ValueError, match="Several runs share"):
+        analysis.rate_table(rows, n_boot=100)
