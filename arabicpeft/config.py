@@ -86,9 +86,6 @@ class ExperimentConfig:
                 raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
         if self.source == "local" and not self.data_path:
             raise ValueError("source='local' needs data_path: a save_to_disk directory or an audio manifest.")
-        if self.streaming and not self.max_eval_samples:
-            raise ValueError("streaming=True needs max_eval_samples: the validation set is read from the stream "
-                             "once and kept in memory (e.g. 500 utterances).")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
         if self.method == "full" and self.precision in ("int8", "nf4"):

@@ -176,9 +176,13 @@ def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
         return False
 
 
+def hub_offline_mode() -> bool:
+    """HF_HUB_OFFLINE is set: the hub libraries use their local cache only."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
 def _load_hub(repo_id: str, streaming: bool) -> AnyDataset:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-    if not offline and not hub_reachable():
+    if not hub_offline_mode() and not hub_reachable():
         raise DataUnavailableError(
             f"Cannot reach {HUB_HOST} to load {repo_id}. Turn the internet on (Kaggle: Settings -> Internet), "
             "or download the data elsewhere and use source='local' with data_path pointing at it "
@@ -320,6 +324,9 @@ def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_
 
 def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS) -> DataSplits:
     """Train, validation and test sets for ``cfg.dialect`` from ``cfg.source``, filtered and counted."""
+    if cfg.streaming and not cfg.max_eval_samples:
+        raise ValueError("streaming=True needs max_eval_samples: the validation set is read from the stream once "
+                         "and kept in memory (e.g. 500 utterances).")
     entry = dialects.get(cfg.dialect)
     synthetic = cfg.source == "sample"
     report: dict[str, Any] = {"source": cfg.source, "data_path": cfg.data_path, "streaming": cfg.streaming}

@@ -282,13 +282,9 @@ def needs_hub(cfg) -> bool:
     return cfg.source == "hub" or hub_model
 
 
-def hub_offline_mode() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-
-
 def check_hub(cfg) -> None:
     """Raise :class:`HubUnreachableError` when ``cfg`` needs the hub and it cannot be reached."""
-    from .data import hub_reachable
+    from .data import hub_offline_mode, hub_reachable
 
     if needs_hub(cfg) and not hub_offline_mode() and not hub_reachable():
         raise HubUnreachableError(f"This run needs the hub (source={cfg.source!r}, model={cfg.model!r}). "
@@ -450,9 +446,9 @@ def environment_report(check_hub_access: bool = True) -> dict:
         "free disk there (GB)": round(free_bytes(root) / 1e9, 1),
         "profile": profiles.current(),
     })
-    if check_hub_access:
-        from .data import hub_reachable
+    from .data import hub_offline_mode, hub_reachable
 
+    if check_hub_access:
         report["huggingface.co reachable"] = hub_reachable()
     report["HF_HUB_OFFLINE"] = hub_offline_mode()
     return report

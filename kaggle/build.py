@@ -129,7 +129,7 @@ input (Add Input -> Your Work -> this notebook) and Run All: it resumes from the
 def git_commit() -> str:
     """HEAD of the repository, with "-dirty" if tracked files changed; "unknown" outside git (read-only)."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                               text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
                                capture_output=True, text=True).stdout.strip()

@@ -90,7 +90,8 @@ def test_streaming_counts_filtered_records_as_they_pass(tmp_path, processor30):
     assert pool["filtered"]["labels_too_long"] == 1 and pool["filtered"]["empty_transcript"] == 1
     assert pool["counted"].startswith("while streaming")
     with pytest.raises(ValueError, match="streaming=True needs max_eval_samples"):
-        ExperimentConfig(streaming=True)
+        load_splits(ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True),
+                    processor30.tokenizer)
 
 
 def test_hub_unreachable_stops_with_a_clear_message(monkeypatch, processor30):
