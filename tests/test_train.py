@@ -164,3 +164,16 @@ def test_an_output_dir_is_not_reused_for_another_experiment(full_run):
     other = ExperimentConfig(model="tiny-random", source="sample", dialect="gulf", method="full", output_dir=str(out))
     with pytest.raises(ValueError, match=r"already holds a run with another config \(dialect: 'egyptian' -> 'gulf'"):
         run(other)
+
+
+def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
+    from arabicpeft.train import run
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="iraqi", method="full", max_steps=50,
+                           warmup_steps=0, eval_steps=25, max_train_samples=16, max_eval_samples=4,
+                           max_test_samples=2, generation_max_length=8, early_stopping_patience=0,
+                           evaluate_before=False, time_budget_s=1e-6, output_dir=str(tmp_path / "run"))
+    result = read_results(run(cfg))
+    assert result["training"]["stopped_by_time_budget_at_step"] == 1 == result["training"]["global_step"]
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-1").is_dir()  # saved, so a rerun resumes from it
+    assert result["metrics"]["iraqi"]["raw"]["n_utterances"] == 2  # and it was still evaluated
