@@ -12,9 +12,11 @@ import sys
 import typing
 from pathlib import Path
 
-from .config import ExperimentConfig, demo_config
+from . import dialects
+from .config import METHODS, PRECISIONS, SOURCES, ExperimentConfig, demo_config
 
 _SKIP = {"extra"}
+_CHOICES = {"dialect": dialects.NAMES, "method": METHODS, "precision": PRECISIONS, "source": SOURCES}
 
 
 def _field_type(field: dataclasses.Field):
@@ -36,7 +38,7 @@ def _add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentCon
             parser.add_argument(flag, type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=default,
                                 help="comma-separated")
         else:
-            parser.add_argument(flag, type=kind, default=default)
+            parser.add_argument(flag, type=kind, default=default, choices=_CHOICES.get(field.name))
 
 
 def _config_from(args: argparse.Namespace) -> ExperimentConfig:
