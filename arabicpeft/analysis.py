@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .results import MIB
 from .results_table import require_columns
+from .study import MSA
 
 METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 SYSTEM_KEYS = ["condition", "method", "train_set"]  # a system: one config, all its seeds
 BASELINE, PEFT = "full", "lora"  # the default comparison: rate(lora) − rate(full)
-MIB = 2**20
 TWO_LEVEL, PAIRED = "two-level bootstrap (seeds, utterances)", "paired bootstrap (utterances)"
 
 
@@ -291,7 +292,6 @@ def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("conditio
 
 # The paper's figures from the project's own results (results_table.results_frame rows) --------------------
 
-MSA = "msa"
 
 
 def _stage(frame: pd.DataFrame, stage: str) -> pd.DataFrame:

@@ -16,10 +16,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .config import ExperimentConfig
-from .results import RESULTS_FILE, read_results
+from .results import MIB, RESULTS_FILE, read_results
 from .study import is_complete
 
-MiB = 1024**2
 PALETTE = "Set2"
 
 # Config overrides of each variant; the base config (data, seed, steps, precision) is shared.
@@ -120,14 +119,14 @@ def efficiency_table(results: Iterable[ResultLike], scheme: str = "raw") -> pd.D
                 "test set": test_set,
                 "trainable params": eff["trainable_parameters"],
                 "trainable %": eff["trainable_percent"],
-                "peak memory (MiB)": eff["peak_memory"]["bytes"] / MiB,
+                "peak memory (MiB)": eff["peak_memory"]["bytes"] / MIB,
                 "memory measure": eff["peak_memory"]["kind"],
                 "train time (s)": eff["train_wall_time_s"],
                 "samples/s": eff["train_samples_per_second"],
                 "steps": training.get("global_step"),
                 "trained to the end": training.get("stopped_by_time_budget_at_step") is None,
-                "weights on disk (MiB)": eff["weights_bytes"] / MiB,
-                "saved folder (MiB)": eff["saved_dir_bytes"] / MiB,
+                "weights on disk (MiB)": eff["weights_bytes"] / MIB,
+                "saved folder (MiB)": eff["saved_dir_bytes"] / MIB,
                 "WER (%)": scores["wer"],
                 "CER (%)": scores["cer"],
                 "WER before (%)": (before.get(test_set) or {}).get(scheme, {}).get("wer"),
@@ -174,7 +173,7 @@ def run_summary(result: ResultLike) -> pd.Series:
         "trainable parameters": f"{eff['trainable_parameters']:,} ({eff['trainable_percent']:.2f}%)",
         "training time (s)": eff["train_wall_time_s"],
         "saved model": str(out / "model"),
-        "saved size (MiB)": round(eff["saved_dir_bytes"] / MiB, 2),
+        "saved size (MiB)": round(eff["saved_dir_bytes"] / MIB, 2),
         "results file": str(out / RESULTS_FILE),
     }, name="value")
 

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 SCHEMA = "arabicpeft.results/1"
+MIB = 2**20  # bytes in a MiB, for tables of sizes
 RESULTS_FILE = "results.json"
 UTTERANCES_FILE = "utterances.csv"
 PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
