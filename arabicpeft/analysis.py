@@ -232,7 +232,8 @@ def efficiency_summary(eff: pd.DataFrame,
 
 def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("condition", "method"),
                           n_boot: int = stats.N_RESAMPLES, seed: int = 0, level: float = stats.LEVEL) -> pd.DataFrame:
-    """Gain on the training dialect and forgetting on the other test sets, per ``by`` group (research notes §6).
+    """Gain on the training dialect(s) (all five for the pooled ``all``) and forgetting on the other test sets,
+    per ``by`` group (research notes §6).
 
     ``utts``: :func:`results_table.utterances_frame` rows with ``include_start=True``: the trained models
     (stage "trained") and the starting model (stage "start": each run's ``utterances_before.csv``, the R[0, d]

@@ -23,53 +23,99 @@ class AudioError(ValueError):
     """Audio that cannot be used: undecodable, missing, or of the wrong length or rate."""
 
 
+def _read(source) -> tuple[np.ndarray, int]:
+    samples, rate = sf.read(source, dtype="float32", always_2d=True)  # (frames, channels), scaled to [-1, 1]
+    return samples.mean(axis=1), rate
+
+
 def _decode(data: Any) -> tuple[np.ndarray, int]:
     if isinstance(data, (str, os.PathLike)):
         if not os.path.exists(data):
             raise FileNotFoundError(f"Audio file not found: {data}. Check the path (relative paths in a manifest "
                                     "are resolved against the manifest's directory).")
         try:
-            return sf.read(data, dtype="float32", always_2d=True)
+            return _read(data)
         except Exception as e:  # soundfile raises LibsndfileError/RuntimeError for corrupt files
             raise AudioError(f"Could not decode audio file {data}: {e}. Re-encode it as WAV, FLAC or OGG.") from e
     if isinstance(data, dict):
         if data.get("array") is not None:
             if not data.get("sampling_rate"):
                 raise AudioError("An audio array needs its 'sampling_rate'.")
-            return np.asarray(data["array"], dtype=np.float32), int(data["sampling_rate"])
+            return to_float32(data["array"]), int(data["sampling_rate"])
         if data.get("bytes"):
             try:
-                return sf.read(io.BytesIO(data["bytes"]), dtype="float32", always_2d=True)
+                return _read(io.BytesIO(data["bytes"]))
             except Exception as e:
                 raise AudioError(f"Could not decode audio bytes ({data.get('path') or 'no path'}): {e}.") from e
         if data.get("path"):
             return _decode(data["path"])
     if isinstance(data, (bytes, bytearray)):
         try:
-            return sf.read(io.BytesIO(bytes(data)), dtype="float32", always_2d=True)
+            return _read(io.BytesIO(bytes(data)))
         except Exception as e:
             raise AudioError(f"Could not decode audio bytes: {e}.") from e
     raise AudioError(f"Unsupported audio value of type {type(data).__name__}: give a path, bytes, or "
                      "{'array': ..., 'sampling_rate': ...}.")
 
 
+MAX_CHANNELS = 8  # more than this along the short axis is not a channel count: the layout is refused
+
+
+def to_float32(array) -> np.ndarray:
+    """Samples as float32 in [-1, 1], integer PCM scaled as soundfile scales files.
+
+    Signed integers are divided by 2**(bits-1) (int16: 32768), unsigned ones centred first (uint8: (x-128)/128);
+    float arrays are only cast. Raises :class:`AudioError` for other dtypes (strings, objects, booleans).
+    """
+    array = np.asarray(array)
+    kind = array.dtype.kind
+    if kind == "f":
+        return array.astype(np.float32)
+    if kind == "i":
+        return (array.astype(np.float64) / 2.0 ** (8 * array.dtype.itemsize - 1)).astype(np.float32)
+    if kind == "u":
+        half = 2.0 ** (8 * array.dtype.itemsize - 1)
+        return ((array.astype(np.float64) - half) / half).astype(np.float32)
+    raise AudioError(f"Audio samples of dtype {array.dtype} are not numbers: give float or integer PCM samples.")
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Mono samples, shape = (n_samples,): a multi-channel array, channels first ``(C, N)`` or last ``(N, C)``
+    (the short axis is taken as the channels), becomes the mean of its channels.
+
+    Raises :class:`AudioError` for more than two dimensions, or two dimensions neither of which is a plausible
+    channel count (at most :data:`MAX_CHANNELS`).
+    """
+    if audio.ndim == 1:
+        return audio
+    if audio.ndim != 2:
+        raise AudioError(f"An audio array of shape {audio.shape}: give mono samples (N,) or channels (C, N) / (N, C).")
+    channel_axis = int(np.argmin(audio.shape))
+    if audio.shape[channel_axis] > MAX_CHANNELS:
+        raise AudioError(f"An audio array of shape {audio.shape} has no channel axis of at most {MAX_CHANNELS}: "
+                         "give mono samples (N,) or channels (C, N) / (N, C).")
+    return audio.mean(axis=channel_axis)
+
+
 def load_audio(data: Any, sampling_rate: Optional[int] = None) -> np.ndarray:
     """Decode ``data`` (a path, bytes, a datasets-style dict, or an array with ``sampling_rate``).
 
-    Returns float32 mono audio at :data:`SAMPLE_RATE`, shape = (n_samples,).
+    Integer PCM is scaled to [-1, 1] (:func:`to_float32`), several channels averaged (:func:`to_mono`).
+    Returns float32 mono audio at :data:`SAMPLE_RATE`, shape = (n_samples,). Raises :class:`AudioError` for
+    audio that is empty, non-finite, undecodable or of an unknown layout; :class:`FileNotFoundError` for a
+    missing file.
     """
     if isinstance(data, np.ndarray):
         if sampling_rate is None:
             raise AudioError("A raw audio array needs its sampling_rate (e.g. load_audio(y, sampling_rate=16000)).")
-        audio, rate = data.astype(np.float32), int(sampling_rate)
+        audio, rate = to_float32(data), int(sampling_rate)
     else:
         audio, rate = _decode(data)
-    if audio.ndim == 2:  # (frames, channels) -> mono
-        audio = audio.mean(axis=1)
+    audio = to_mono(audio)
     if audio.size == 0:
         raise AudioError("The audio is empty (0 samples).")
     if not np.all(np.isfinite(audio)):
-        raise AudioError("The audio contains NaN or infinite samples.")
+        raise AudioError("The audio contains NaN or infinite samples: re-export the clip, or drop it.")
     if rate != SAMPLE_RATE:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
     return np.ascontiguousarray(audio, dtype=np.float32)

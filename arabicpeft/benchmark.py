@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from .text import DEFAULT_NORMALIZER
+
 BUDGET_S = 600.0
 
 
@@ -42,7 +44,7 @@ def main(argv=None) -> None:
     print(f"  peak memory         {eff['peak_memory']['bytes'] / 2**30:7.2f} GiB ({eff['peak_memory']['kind']})")
     print(f"  trainable params    {eff['trainable_parameters']:,} of {eff['total_parameters']:,}")
     print("held-out synthetic test set (pooled over its test sets):  before -> after")
-    for scheme in ("raw", "ar_norm_v1"):
+    for scheme in ("raw", DEFAULT_NORMALIZER):
         for rate, errors, length in (("WER", "word_errors", "ref_words"), ("CER", "char_errors", "ref_chars")):
             pooled = {}
             for stage in ("metrics_before", "metrics"):

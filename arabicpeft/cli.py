@@ -75,8 +75,8 @@ def cmd_demo(args) -> Path:
 
 
 def cmd_evaluate(args) -> Path:
-    from .data import load_test_sets
-    from .evaluate import evaluate_sets
+    from .data import load_test_sets, settle_counts
+    from .evaluate import evaluate_sets, generation_budget
     from .model import load_trained, window_seconds
     from .results import write_results
 
@@ -86,11 +86,14 @@ def cmd_evaluate(args) -> Path:
         data_path=args.data_path or trained_cfg.data_path, test_sets=args.test_sets or None,
         max_test_samples=args.max_test_samples, streaming=args.streaming, output_dir=args.output_dir,
     )
-    tests, report, synthetic = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
+    tests, report, synthetic = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
+                                              max_positions=model.config.max_target_positions)
     metrics, rows = evaluate_sets(model, processor, tests, batch_size=args.batch_size, precision=cfg.precision)
     result = {"run_id": Path(args.output_dir).name, "evaluated_model": str(Path(args.model_path).resolve()),
-              "config": cfg.to_dict(), "data": {"source": cfg.source, "synthetic": synthetic, "test": report},
-              "synthetic": synthetic, "metrics": metrics}
+              "config": cfg.to_dict(),
+              "data": {"source": cfg.source, "synthetic": synthetic, "test": settle_counts(report)},
+              "synthetic": synthetic, "metrics": metrics,
+              "provenance": {"generation_budget_tokens": generation_budget(model, processor.tokenizer)}}
     return write_results(args.output_dir, result, rows)
 
 

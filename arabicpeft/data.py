@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
+import json
 import os
+import shutil
 import socket
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -30,10 +35,11 @@ from . import audio as audio_lib
 from . import dialects
 from .config import ExperimentConfig
 
-MAX_LABEL_TOKENS = 448  # Whisper's decoder positions (max_target_positions)
-FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable")
+MAX_LABEL_TOKENS = 448  # Whisper's decoder positions (max_target_positions); callers pass the model's own
+FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable", "non_finite")
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
-MANIFEST_EXTENSIONS = (".jsonl", ".csv")
+MANIFEST_EXTENSIONS = (".jsonl", ".json", ".csv")
+START_OF_TRANSCRIPT = "<|startoftranscript|>"  # the collator strips it: it takes no decoder position of its own
 HUB_HOST = "huggingface.co"
 STREAM_SHUFFLE_BUFFER = 1_000  # records held to shuffle a training stream (~1 GB of otozz features)
 
@@ -78,36 +84,70 @@ def record_format(columns) -> str:
     )
 
 
-def check_labels(labels, tokenizer) -> None:
-    """Raise :class:`InvalidRecord` for labels longer than 448 tokens or with no transcript tokens."""
-    if len(labels) > MAX_LABEL_TOKENS:
+def decoder_positions(labels, tokenizer) -> int:
+    """Decoder positions a label sequence takes: its length, less a leading <|startoftranscript|>, which the
+    collator strips (the model prepends it again as the decoder start)."""
+    labels = list(labels)
+    start = tokenizer.convert_tokens_to_ids(START_OF_TRANSCRIPT)
+    return len(labels) - (1 if labels and labels[0] == start else 0)
+
+
+def is_empty_transcript(record: dict, tokenizer) -> bool:
+    """No transcript words: an audio record's text is blank, or a feature record's labels decode to nothing."""
+    if "labels" in record:
+        return not tokenizer.decode(list(record["labels"]), skip_special_tokens=True).strip()
+    text = record.get("text")
+    return text is None or not str(text).strip()
+
+
+_EMPTY = InvalidRecord("empty_transcript", "The transcript is empty: there is nothing to learn from. (Test sets "
+                                           "keep such clips and score them: hypothesis words count as insertions.)")
+
+
+def check_labels(labels, tokenizer, max_positions: int = MAX_LABEL_TOKENS, allow_empty: bool = False) -> None:
+    """Raise :class:`InvalidRecord` for labels that need more than ``max_positions`` decoder positions (the
+    model's ``max_target_positions``; see :func:`decoder_positions`), or, unless ``allow_empty``, that hold no
+    transcript tokens."""
+    positions = decoder_positions(labels, tokenizer)
+    if positions > max_positions:
         raise InvalidRecord(
             "labels_too_long",
-            f"The transcript is {len(labels)} tokens long; Whisper's decoder takes at most {MAX_LABEL_TOKENS}. "
-            "Split the utterance or drop it.",
+            f"The transcript is {len(labels)} tokens long and needs {positions} decoder positions; this Whisper's "
+            f"decoder takes at most {max_positions} (max_target_positions). Split the utterance or drop it.",
         )
-    if not tokenizer.decode(labels, skip_special_tokens=True).strip():
-        raise InvalidRecord("empty_transcript", "The transcript is empty: there is nothing to learn or score.")
+    if not allow_empty and not tokenizer.decode(list(labels), skip_special_tokens=True).strip():
+        raise _EMPTY
 
 
-def check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS) -> None:
+def check_feature_record(record: dict, tokenizer, max_positions: int = MAX_LABEL_TOKENS,
+                         allow_empty: bool = False) -> None:
+    """Validate one precomputed-feature record: finite ``input_features`` and usable ``labels``."""
+    if not np.all(np.isfinite(np.asarray(record["input_features"], dtype=np.float32))):
+        raise InvalidRecord("non_finite", "The input_features hold NaN or infinite values: the model would "
+                                          "transcribe noise. Recompute the features of this clip, or drop it.")
+    check_labels(record["labels"], tokenizer, max_positions, allow_empty)
+
+
+def check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
+                       max_positions: int = MAX_LABEL_TOKENS, allow_empty: bool = False) -> None:
     """Validate one audio record (decodes it); raises :class:`InvalidRecord` with a reason and a message.
 
     A missing audio file raises :class:`FileNotFoundError`: that is a broken path, not a bad utterance.
     """
     text = record.get("text")
-    if text is None or not str(text).strip():
-        raise InvalidRecord("empty_transcript", "The transcript is empty: there is nothing to learn or score.")
+    text = "" if text is None else str(text)
+    if not allow_empty and not text.strip():
+        raise _EMPTY
     try:
         samples = audio_lib.load_audio(record["audio"])
     except audio_lib.AudioError as e:
-        raise InvalidRecord("undecodable", str(e)) from e
+        raise InvalidRecord("non_finite" if "NaN or infinite" in str(e) else "undecodable", str(e)) from e
     try:
         audio_lib.check_duration(samples, max_seconds=max_seconds)
     except audio_lib.AudioError as e:
         reason = "too_short" if len(samples) < audio_lib.MIN_SECONDS * audio_lib.SAMPLE_RATE else "too_long"
         raise InvalidRecord(reason, str(e)) from e
-    check_labels(tokenizer(str(text)).input_ids, tokenizer)
+    check_labels(tokenizer(text).input_ids, tokenizer, max_positions, allow_empty)
 
 
 def columns_of(ds: AnyDataset) -> list[str]:
@@ -125,43 +165,113 @@ def _reason(check, *args) -> Optional[str]:
     return None
 
 
-def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, report: dict) -> AnyDataset:
-    """Drop invalid records, counting each by reason into ``report`` (rows_in, rows_used, filtered)."""
+class StreamCounts:
+    """Filter counts of a stream, exact whatever the number of DataLoader worker processes.
+
+    The filter runs in whichever process reads the stream (the main one, or each worker, which holds a copy of
+    everything): so every process appends ``key<TAB>reason`` lines to a file of its own in one folder, and
+    :meth:`read` merges the files, counting each record (by :func:`record_key`) once however often it passed.
+    """
+
+    def __init__(self, score_empty: bool = False):
+        self.score_empty = score_empty  # a test set: also count the empty transcripts kept for scoring
+        self.folder = Path(tempfile.mkdtemp(prefix="arabicpeft-stream-counts-"))
+        self._seen: set[bytes] = set()  # per process (a worker's copy starts from the parent's)
+        weakref.finalize(self, _remove_if_owner, self.folder, os.getpid())
+
+    def add(self, key: bytes, reason: Optional[str], empty: bool = False) -> None:
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        with open(self.folder / f"{os.getpid()}.tsv", "a", encoding="ascii") as f:
+            f.write(f"{key.hex()}\t{reason or ''}\t{'E' if empty else ''}\n")
+
+    def read(self) -> dict:
+        """{rows_in, rows_used, filtered: {reason: count}} over every record seen so far by any process."""
+        reasons: dict[str, str] = {}
+        empty: set[str] = set()
+        for part in self.folder.glob("*.tsv"):
+            for line in part.read_text(encoding="ascii").splitlines():
+                key, reason, flag = line.split("\t")
+                reasons[key] = reason
+                if flag:
+                    empty.add(key)
+        counts = collections.Counter({r: 0 for r in FILTER_REASONS})
+        counts.update(r for r in reasons.values() if r)
+        out = {"rows_in": len(reasons), "rows_used": sum(not r for r in reasons.values()), "filtered": dict(counts)}
+        if self.score_empty:
+            out["empty_transcript_scored"] = len(empty)
+        return out
+
+
+def _remove_if_owner(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+STREAM_COUNTS_KEY = "_stream_counts"  # where a streamed report keeps its StreamCounts; never written out
+
+
+def settle_counts(report: dict) -> dict:
+    """``report`` (nested) with every streamed filter count read up to now; a copy without private keys,
+    ready for a results file. Call it after training/evaluation: counts of a stream grow as it is read."""
+    out = {}
+    for key, value in report.items():
+        if key == STREAM_COUNTS_KEY:
+            continue
+        out[key] = settle_counts(value) if isinstance(value, dict) else value
+    if STREAM_COUNTS_KEY in report:
+        counts = report[STREAM_COUNTS_KEY].read()
+        report.update(counts)
+        out.update(counts)
+    return out
+
+
+def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, report: dict,
+                   max_positions: int = MAX_LABEL_TOKENS, score_empty: bool = False) -> AnyDataset:
+    """Drop invalid records, counting each by reason into ``report`` (rows_in, rows_used, filtered).
+
+    ``score_empty`` (test sets): records with an empty transcript are kept, to be scored (their hypothesis
+    words are insertions), and counted in ``report["empty_transcript_scored"]``; otherwise they are filtered.
+    ``max_positions``: the model's decoder positions (``max_target_positions``), see :func:`check_labels`.
+    """
     counts = collections.Counter({r: 0 for r in FILTER_REASONS})
     if fmt == "features":
-        check, columns = (lambda r: _reason(check_labels, r["labels"], tokenizer)), ["labels"]
+        def check(r):
+            return _reason(check_feature_record, r, tokenizer, max_positions, score_empty)
+        columns = ["input_features", "labels"]
     else:
-        check, columns = (lambda r: _reason(check_audio_record, r, tokenizer, max_seconds)), ["audio", "text"]
+        def check(r):
+            return _reason(check_audio_record, r, tokenizer, max_seconds, max_positions, score_empty)
+        columns = ["audio", "text"]
 
     if isinstance(ds, datasets.IterableDataset):
         # Streaming: counted as records go by, each record once however often (and in whatever order, the
-        # stream being shuffled) it passes; the report dict is updated in place while training runs.
-        report.update(rows_in=0, rows_used=0, filtered=counts, counted="while streaming: the records seen so far")
-        seen: set[bytes] = set()
+        # stream being shuffled) it passes, in whichever process reads it; settle_counts() reads the counts.
+        tally = StreamCounts(score_empty)
+        report.update(tally.read(), counted="while streaming: the records seen", **{STREAM_COUNTS_KEY: tally})
 
         def keep(record):
             reason = check(record)
-            key = record_key(record)
-            if key not in seen:
-                seen.add(key)
-                report["rows_in"] += 1
-                if reason:
-                    counts[reason] += 1
-                else:
-                    report["rows_used"] += 1
+            tally.add(record_key(record), reason, score_empty and not reason and is_empty_transcript(record, tokenizer))
             return reason is None
 
         return ds.filter(keep)
 
-    # Only the columns a check needs are read: the 0.96 MB feature arrays are never touched here.
-    reasons = [check(r) for r in ds.select_columns(columns)]
+    # Only the columns a check needs are read, as numpy (a 0.96 MB feature array is one memory-mapped read).
+    view = ds.select_columns(columns)
+    reasons = [check(r) for r in (view.with_format("numpy") if fmt == "features" else view)]
     for reason in reasons:
         if reason:
             counts[reason] += 1
     kept = [i for i, reason in enumerate(reasons) if reason is None]
     report.update(rows_in=len(reasons), rows_used=len(kept), filtered=dict(counts))
+    if score_empty:
+        report["empty_transcript_scored"] = sum(is_empty_transcript(r, tokenizer)
+                                                for r in ds.select(kept).select_columns(columns[1:]))
     if not kept:
-        raise DataUnavailableError(f"Every one of the {len(reasons)} records was filtered out: {dict(counts)}.")
+        raise DataUnavailableError(f"Every one of the {len(reasons)} records was filtered out: {dict(counts)}. "
+                                   "Check the data (see the reasons) or the model's limits.")
     return ds.select(kept) if len(kept) < len(reasons) else ds
 
 
@@ -181,7 +291,25 @@ def hub_offline_mode() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
-def _load_hub(repo_id: str, streaming: bool) -> AnyDataset:
+def hub_revision(repo_id: str) -> Optional[str]:
+    """The commit sha of a hub dataset repo: asked of the hub, or under HF_HUB_OFFLINE read from the local
+    hub cache (``refs/main``); None when the cache does not know it."""
+    if hub_offline_mode():
+        from huggingface_hub import constants
+
+        ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "refs" / "main"
+        return ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().dataset_info(repo_id).sha
+    except Exception as e:
+        raise DataUnavailableError(f"Could not look up the hub dataset {repo_id}: {e}. Check the name and the "
+                                   "internet connection. Nothing else will be trained on instead.") from e
+
+
+def _load_hub(repo_id: str, streaming: bool) -> tuple[AnyDataset, Optional[str]]:
+    """(dataset, revision): the data read at the commit recorded, so a rerun can pin the same data."""
     if not hub_offline_mode() and not hub_reachable():
         raise DataUnavailableError(
             f"Cannot reach {HUB_HOST} to load {repo_id}. Turn the internet on (Kaggle: Settings -> Internet), "
@@ -189,25 +317,75 @@ def _load_hub(repo_id: str, streaming: bool) -> AnyDataset:
             "(a directory holding e.g. egyptian_train_set/ saved with save_to_disk). If the dataset is already "
             "in your HF cache, set HF_HUB_OFFLINE=1. Nothing else will be trained on instead."
         )
+    revision = hub_revision(repo_id)
     try:
-        return datasets.load_dataset(repo_id, split="train", streaming=streaming)
+        return datasets.load_dataset(repo_id, split="train", streaming=streaming, revision=revision), revision
     except Exception as e:
         raise DataUnavailableError(
             f"Could not load the hub dataset {repo_id}: {e}. Nothing else will be trained on instead."
         ) from e
 
 
-def _load_manifest(path: Path, variety: str, pooled: bool) -> tuple[datasets.Dataset, bool]:
+class ManifestError(ValueError):
+    """A manifest that cannot be read; the message names the file, the line and the likely cause."""
+
+
+def read_manifest(path) -> pd.DataFrame:
+    """A manifest (``.jsonl``: one JSON object a line; ``.json``: a list of objects; ``.csv``) as a frame.
+
+    UTF-8 with or without a byte-order mark, Unix or Windows line endings. Raises :class:`ManifestError`
+    naming the file, the line and the likely cause.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
     try:
-        frame = (pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl"
-                 else pd.read_csv(path, dtype=str))
-    except ValueError as e:
-        raise ValueError(f"Could not read the manifest {path}: {e}") from e
+        text = raw.decode("utf-8-sig")  # drops a byte-order mark (Excel and Notepad write one)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ManifestError(f"Could not read the manifest {path}, line {line}: it is not UTF-8 text ({e.reason} "
+                            f"at byte {e.start}). Save it as UTF-8.") from e
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if path.suffix == ".csv":
+        try:
+            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except (ValueError, pd.errors.ParserError) as e:
+            raise ManifestError(f"Could not read the manifest {path}: {e}. Likely cause: a field holding a comma, "
+                                "a quote or a line break is not quoted; put such fields in double quotes.") from e
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"Could not read the manifest {path}, line {e.lineno}: not valid JSON ({e.msg}, "
+                                f"column {e.colno}). A .json manifest is a list of objects; use .jsonl for one "
+                                "object a line.") from e
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ManifestError(f"The manifest {path} must be a JSON list of objects like "
+                                '[{"audio": "a.wav", "text": "..."}], got a ' + type(rows).__name__ + ".")
+        return pd.DataFrame(rows)
+    rows = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ManifestError(f"Could not read the manifest {path}, line {number}: not valid JSON ({e.msg}, "
+                                f"column {e.colno}). Each line must be one complete JSON object, e.g. "
+                                '{"audio": "a.wav", "text": "..."}.') from e
+        if not isinstance(row, dict):
+            raise ManifestError(f"Could not read the manifest {path}, line {number}: a JSON "
+                                f"{type(row).__name__}, not an object with 'audio' and 'text'.")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _load_manifest(path: Path, variety: str, pooled: bool) -> tuple[datasets.Dataset, bool]:
+    frame = read_manifest(path)
     if pooled and "dialect" not in frame:
         raise ValueError(f"{path} has no 'dialect' column, so the dialects of a pooled set cannot be told apart "
                          "(every one would read the whole file). Add the column, or train one dialect.")
     if "dialect" in frame:
-        frame = frame[frame["dialect"].str.lower() == variety]
+        frame = frame[frame["dialect"].astype(str).str.lower() == variety]
         if frame.empty:
             raise DataUnavailableError(f"{path} has no rows with dialect == {variety!r}.")
     missing = {"audio", "text"} - set(frame.columns)
@@ -218,7 +396,7 @@ def _load_manifest(path: Path, variety: str, pooled: bool) -> tuple[datasets.Dat
     absent = [a for a in frame["audio"] if not os.path.exists(a)]
     if absent:
         raise FileNotFoundError(f"{len(absent)} audio file(s) listed in {path} do not exist, e.g. {absent[0]}.")
-    frame = frame.assign(text=frame["text"].fillna("").astype(str))
+    frame = frame.assign(text=frame["text"].fillna("").astype(str))  # an empty cell is an empty transcript
     synthetic = bool("synthetic" in frame and frame["synthetic"].astype(str).str.lower().eq("true").all())
     return datasets.Dataset.from_pandas(frame.reset_index(drop=True), preserve_index=False), synthetic
 
@@ -245,8 +423,9 @@ def _load_local(root: Path, variety: str, split: str, streaming: bool, pooled: b
 
 
 def load_raw(variety: str, split: str, source: str, data_path: Optional[str] = None,
-             streaming: bool = False, pooled: bool = False) -> tuple[AnyDataset, bool]:
-    """One single-variety split ("train" or "test") from ``source``; returns (dataset, synthetic).
+             streaming: bool = False, pooled: bool = False) -> tuple[AnyDataset, bool, Optional[str]]:
+    """One single-variety split ("train" or "test") from ``source``; returns (dataset, synthetic, hub revision:
+    the dataset repo's commit sha, None for local data).
 
     ``pooled``: the variety is one of several read together (a manifest must then say which row is which)."""
     entry = dialects.get(variety)
@@ -254,10 +433,11 @@ def load_raw(variety: str, split: str, source: str, data_path: Optional[str] = N
         raise ValueError(f"load_raw takes a single variety, not the pooled {variety!r}.")
     if source == "hub":
         repo = entry.hub_train[0] if split == "train" else entry.hub_test[0]
-        return _load_hub(repo, streaming), False
+        ds, revision = _load_hub(repo, streaming)
+        return ds, False, revision
     root = SAMPLE_DIR if source == "sample" else Path(data_path or "")
     ds, synthetic = _load_local(root, variety, split, streaming, pooled)
-    return ds, synthetic or source == "sample"
+    return ds, synthetic or source == "sample", None
 
 
 def _concat(parts: list[AnyDataset], seed: int) -> AnyDataset:
@@ -277,16 +457,30 @@ def _take(ds: AnyDataset, n: Optional[int]) -> AnyDataset:
     return ds.select(range(min(n, len(ds))))
 
 
+def _audio_bytes(audio) -> bytes:
+    if isinstance(audio, dict):
+        if audio.get("array") is not None:
+            return np.ascontiguousarray(audio["array"]).tobytes() + str(audio.get("sampling_rate")).encode()
+        audio = audio.get("bytes") or audio.get("path") or b""
+    if isinstance(audio, (str, os.PathLike)):
+        with open(audio, "rb") as f:  # the recording itself: the same file under two paths is one record
+            return f.read()
+    if isinstance(audio, np.ndarray):
+        return audio.tobytes()
+    return bytes(audio)
+
+
 def record_key(record: dict) -> bytes:
-    """A short digest of what a record says (its labels, or its audio and text), independent of its position."""
+    """A short digest of a record's content (its features or audio, and its labels or text), independent of
+    its position: distinct recordings of one transcript have distinct keys, a record read twice has one."""
+    digest = hashlib.blake2b(digest_size=16)
     if "labels" in record:
-        content = np.asarray(record["labels"], dtype=np.int64).tobytes()
+        digest.update(np.ascontiguousarray(record["input_features"], dtype=np.float32).tobytes())
+        digest.update(np.asarray(record["labels"], dtype=np.int64).tobytes())
     else:
-        audio = record["audio"]
-        if isinstance(audio, dict):
-            audio = audio.get("path") or hashlib.sha1(audio.get("bytes") or b"").hexdigest()
-        content = f"{audio}\x00{record['text']}".encode()
-    return hashlib.blake2b(content, digest_size=16).digest()
+        digest.update(_audio_bytes(record["audio"]))
+        digest.update(b"\x00" + str(record["text"]).encode())
+    return digest.digest()
 
 
 def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDataset, AnyDataset]:
@@ -304,26 +498,35 @@ def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDa
     return parts["train"], parts["test"]
 
 
-def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS
-                   ) -> tuple[dict[str, AnyDataset], dict, bool]:
+def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
+                   max_positions: int = MAX_LABEL_TOKENS) -> tuple[dict[str, AnyDataset], dict, bool]:
     """The test sets named by ``cfg.test_set_names()`` (one per variety), filtered and counted.
 
-    Returns ({variety: dataset}, {variety: report}, synthetic). The training data are not touched.
+    Clips with an empty transcript are kept and scored (counted in ``empty_transcript_scored``): hallucination
+    on silence must show in the WER. Returns ({variety: dataset}, {variety: report}, synthetic). The training
+    data are not touched.
     """
     tests, report, synthetic = {}, {}, cfg.source == "sample"
     varieties = [v for name in cfg.test_set_names() for v in dialects.get(name).parts]
     for variety in varieties:
-        ds, synth = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming, len(varieties) > 1)
+        ds, synth, revision = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming, len(varieties) > 1)
         synthetic |= synth
-        report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None}
+        report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None,
+                           "hub_revision": revision}
         fmt = record_format(columns_of(ds))
-        ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety]), cfg.max_test_samples)
+        ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety], max_positions, score_empty=True),
+                   cfg.max_test_samples)
         tests[variety] = ds.with_format("numpy") if fmt == "features" else ds
     return tests, report, synthetic
 
 
-def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS) -> DataSplits:
-    """Train, validation and test sets for ``cfg.dialect`` from ``cfg.source``, filtered and counted."""
+def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
+                max_positions: int = MAX_LABEL_TOKENS) -> DataSplits:
+    """Train, validation and test sets for ``cfg.dialect`` from ``cfg.source``, filtered and counted.
+
+    ``max_seconds`` / ``max_positions``: the model's encoder window and decoder positions (records beyond them
+    are filtered, counted). Raises :class:`DataUnavailableError` when the validation split comes out empty:
+    at load time, before any training step."""
     if cfg.streaming and not cfg.max_eval_samples:
         raise ValueError("streaming=True needs max_eval_samples: the validation set is read from the stream once "
                          "and kept in memory (e.g. 500 utterances).")
@@ -331,15 +534,17 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     synthetic = cfg.source == "sample"
     report: dict[str, Any] = {"source": cfg.source, "data_path": cfg.data_path, "streaming": cfg.streaming}
 
-    train_parts, fmt = [], None
+    train_parts, revisions, fmt = [], [], None
     for variety in entry.parts:
-        ds, synth = load_raw(variety, "train", cfg.source, cfg.data_path, cfg.streaming, entry.is_pooled)
+        ds, synth, revision = load_raw(variety, "train", cfg.source, cfg.data_path, cfg.streaming, entry.is_pooled)
         synthetic |= synth
+        revisions.append(revision)
         fmt = record_format(columns_of(ds))
         train_parts.append(ds)
     pool = _concat(train_parts, cfg.seed)
-    report["train_pool"] = {"hub_ids": list(entry.hub_train) if cfg.source == "hub" else None}
-    pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"])
+    hub = cfg.source == "hub"
+    report["train_pool"] = {"hub_ids": list(entry.hub_train) if hub else None, "hub_revisions": revisions if hub else None}
+    pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions)
     train, validation = _split_validation(pool, cfg.val_fraction, cfg.seed)
     train, validation = _take(train, cfg.max_train_samples), _take(validation, cfg.max_eval_samples)
     if isinstance(train, datasets.IterableDataset):
@@ -353,10 +558,17 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     if isinstance(validation, datasets.IterableDataset):
         # Validation runs every eval_steps: read its records from the stream once, not at every evaluation.
         validation = datasets.Dataset.from_list(list(validation))
-        if fmt == "features":
+        if fmt == "features" and len(validation):
             validation = validation.with_format("numpy")
+    if len(validation) == 0:
+        seen = settle_counts(report["train_pool"]).get("rows_used")
+        raise DataUnavailableError(
+            f"The validation split is empty ({seen} usable training records read, val_fraction={cfg.val_fraction}, "
+            f"max_eval_samples={cfg.max_eval_samples}): training would fail at its first evaluation. Use more "
+            "training data, a larger val_fraction or max_eval_samples, or another seed."
+        )
 
-    tests, report["test"], test_synthetic = load_test_sets(cfg, tokenizer, max_seconds)
+    tests, report["test"], test_synthetic = load_test_sets(cfg, tokenizer, max_seconds, max_positions)
     synthetic |= test_synthetic
     if not cfg.streaming:
         report.update(n_train=len(train), n_validation=len(validation),

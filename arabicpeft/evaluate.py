@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from typing import Optional
 
 import datasets
@@ -26,13 +27,24 @@ def _autocast(model, precision: str):
     return contextlib.nullcontext()
 
 
+def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) -> int:
+    """Transcript tokens one greedy decode can produce: ``max_new_tokens``, else the generation config's
+    ``max_length`` (Whisper's generate counts it after the 4-token prompt), both capped at the decoder's
+    ``max_target_positions`` less the prompt (448 - 4 = 444 for every Whisper size)."""
+    cap = model.config.max_target_positions - len(tokenizer.prefix_tokens)
+    asked = max_new_tokens if max_new_tokens is not None else model.generation_config.max_length
+    return min(int(asked), cap) if asked else cap
+
+
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
                max_new_tokens: Optional[int] = None, desc: str = "transcribing",
-               precision: str = "fp32") -> tuple[list[str], list[str]]:
+               precision: str = "fp32", reference_tokens: Optional[list] = None) -> tuple[list[str], list[str]]:
     """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
 
     References are decoded from the labels (skip_special_tokens), so features and audio records alike are
-    scored against exactly what the model was trained to produce.
+    scored against exactly what the model was trained to produce. ``reference_tokens``: a list that receives
+    each reference's number of transcript tokens (special tokens not counted), to compare with
+    :func:`generation_budget`.
     """
     tokenizer = processor.tokenizer
     collator = SpeechCollator(processor, model.config.decoder_start_token_id)
@@ -51,6 +63,9 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
             hypotheses += tokenizer.batch_decode(ids, skip_special_tokens=True)
             labels = batch["labels"].masked_fill(batch["labels"] == -100, tokenizer.pad_token_id)
             references += tokenizer.batch_decode(labels, skip_special_tokens=True)
+            if reference_tokens is not None:
+                text = (batch["labels"] >= 0) & ~torch.isin(batch["labels"], torch.tensor(tokenizer.all_special_ids))
+                reference_tokens += text.sum(dim=1).tolist()
     finally:
         model.train(was_training)
     return references, hypotheses
@@ -71,13 +86,27 @@ def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] 
 
 def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size: int = 16,
                   num_workers: int = 0, label: str = "", precision: str = "fp32") -> tuple[dict, pd.DataFrame]:
-    """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows)."""
+    """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows).
+
+    Each summary also holds ``generation_budget_tokens`` (:func:`generation_budget`) and
+    ``references_over_budget``: references longer than that budget, which no hypothesis could match in full
+    (a warning is printed when there are any)."""
     metrics, frames = {}, []
+    budget = generation_budget(model, processor.tokenizer)
     for name, ds in test_sets.items():
+        lengths: list[int] = []
         refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=f"{label}{name}".strip(),
-                                precision=precision)
+                                precision=precision, reference_tokens=lengths)
         ids = list(ds["id"]) if isinstance(ds, datasets.Dataset) and "id" in ds.column_names else None
         metrics[name], rows = score_all(refs, hyps, ids)
+        over = sum(n > budget for n in lengths)
+        if over:
+            warnings.warn(f"{name}: {over} of {len(lengths)} references are longer than the generation budget of "
+                          f"{budget} tokens (longest {max(lengths)}): their hypotheses are cut short and scored so. "
+                          "Raise generation_max_length (None: the model's limit) unless you reproduce the paper's 225.",
+                          stacklevel=2)
+        for summary in metrics[name].values():
+            summary.update(generation_budget_tokens=budget, references_over_budget=over)
         rows.insert(0, "test_set", name)
         frames.append(rows)
     return metrics, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -7,6 +7,7 @@ unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Optional
@@ -74,11 +75,12 @@ def window_seconds(processor: WhisperProcessor) -> int:
     return int(processor.feature_extractor.chunk_length)
 
 
-def _set_generation(model: WhisperForConditionalGeneration, max_length: int) -> None:
+def _set_generation(model: WhisperForConditionalGeneration, max_length: Optional[int]) -> None:
     gen = model.generation_config
     gen.language, gen.task = LANGUAGE, TASK
     gen.forced_decoder_ids = None  # deprecated; language/task above are the current way
-    gen.max_length = max_length
+    # Whisper's generate counts max_length after the prompt and caps it at max_target_positions.
+    gen.max_length = max_length or model.config.max_target_positions
 
 
 def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
@@ -136,6 +138,29 @@ def build_model(cfg: ExperimentConfig):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     return model, processor
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin", "config.json")  # what a local model's checksum covers
+
+
+def model_source(cfg: ExperimentConfig, model) -> dict:
+    """Where the starting model came from, enough to load the same weights again: the hub commit of a hub id
+    (``config._commit_hash``), or for a local directory the sha256 over its weight and config files."""
+    from .offline_model import resolve_model
+
+    path = Path(resolve_model(cfg.model))
+    source = {"name": cfg.model, "path": str(path) if path.is_dir() else None,
+              "revision": getattr(model.config, "_commit_hash", None), "sha256": None}
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for pattern in WEIGHT_FILES:
+            for file in sorted(path.glob(pattern)):
+                digest.update(file.name.encode())
+                with open(file, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+        source["sha256"] = digest.hexdigest()
+    return source
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

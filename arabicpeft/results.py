@@ -130,10 +130,13 @@ def write_json_atomic(path, obj) -> Path:
 
 
 def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = None) -> Path:
-    """Write ``result`` (plus schema and provenance) as results.json and per-utterance rows beside it."""
+    """Write ``result`` (plus schema and provenance) as results.json and per-utterance rows beside it.
+
+    A ``provenance`` dict in ``result`` (run-specific: model origin, effective settings) is merged into the
+    generic one (commit, versions, hardware, time)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"schema": SCHEMA, **result, "provenance": provenance()}
+    result = {"schema": SCHEMA, **result, "provenance": {**provenance(), **result.get("provenance", {})}}
     if utterances is not None:
         tmp = out_dir / f".{UTTERANCES_FILE}.tmp"
         utterances.to_csv(tmp, index=False)

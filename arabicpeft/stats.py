@@ -21,6 +21,8 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from . import dialects
+
 N_RESAMPLES = 10_000
 LEVEL = 0.95
 START = "start"  # row label of the starting (pre-fine-tuning) model in the R matrix of gain_forgetting
@@ -265,6 +267,17 @@ def two_level_bootstrap(
     }
 
 
+def trained_on(train_set: str, test_set: str) -> bool:
+    """Whether ``test_set`` is one of the varieties ``train_set`` was trained on: itself, or for a pooled set
+    (``all``) each of its members. Names outside the dialect registry compare as plain labels."""
+    if train_set == test_set:
+        return True
+    try:
+        return test_set in dialects.get(train_set).parts
+    except ValueError:
+        return False
+
+
 def gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gain and forgetting of cross-dialect fine-tuning (research notes §6).
 
@@ -272,9 +285,10 @@ def gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame, 
     columns = test sets; R[t, d] = rate on test set d of the model trained on t. Returns ``(gain,
     forgetting)``, two tidy frames:
 
-    - gain: one row per train set t that is also a test set: G_t = R[start, t] − R[t, t] (> 0: improved).
+    - gain: one row per (t, d) where t was trained on d (:func:`trained_on`: d = t, or d one of the five
+      dialects of the pooled ``all``): G_{t,d} = R[start, d] − R[t, d] (> 0: improved).
       Columns train_set, test_set, start, trained, gain.
-    - forgetting: one row per (t, d) with d ≠ t: F_{t,d} = R[t, d] − R[start, d] (> 0: got worse).
+    - forgetting: one row per (t, d) with d not trained on: F_{t,d} = R[t, d] − R[start, d] (> 0: got worse).
       Columns train_set, test_set, start, trained, forgetting.
     """
     if start not in R.index:
@@ -286,7 +300,7 @@ def gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame, 
             continue
         for d in R.columns:
             row = {"train_set": t, "test_set": d, "start": float(base[d]), "trained": float(R.loc[t, d])}
-            if d == t:
+            if trained_on(t, d):
                 gain.append({**row, "gain": row["start"] - row["trained"]})
             else:
                 forgetting.append({**row, "forgetting": row["trained"] - row["start"]})
@@ -314,7 +328,7 @@ def gain_forgetting_ci(
     model is paired with the starting model on the same test utterances (aligned on utt_index) and compared
     with :func:`paired_bootstrap`.
 
-    Returns a tidy frame: train_set, test_set, kind ("gain" for d = t, else "forgetting"), value (% points,
+    Returns a tidy frame: train_set, test_set, kind ("gain" where :func:`trained_on`, else "forgetting"), value (% points,
     as in :func:`gain_forgetting`), low, high (percentile CI), p_positive (fraction of replicates > 0).
     """
     required = {"train_set", "test_set", "utt_index", errors, lengths}
@@ -338,7 +352,7 @@ def gain_forgetting_ci(
         if not np.array_equal(trained[lengths].to_numpy(), base[lengths].to_numpy()):
             raise ValueError(f"Reference lengths of {t!r} on {d!r} differ from the starting model's.")
         e_start, e_trained, n_ref = base[errors].to_numpy(), trained[errors].to_numpy(), base[lengths].to_numpy()
-        if d == t:  # gain = start − trained: system "B" is the starting model
+        if trained_on(t, d):  # gain = start − trained: system "B" is the starting model
             res = paired_bootstrap(e_trained, e_start, n_ref, n_boot=n_boot, seed=seed, level=level)
             kind = "gain"
         else:  # forgetting = trained − start

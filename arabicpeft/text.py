@@ -1,13 +1,17 @@
 """Arabic text normalizers for scoring.
 
-Three schemes, applied identically to references and hypotheses:
+Four schemes, applied identically to references and hypotheses:
 
 - ``raw``: the decoded text with whitespace collapsed and stripped. This is what Özyılmaz et al. (2025)
   report (unnormalized WER/CER).
 - ``leaderboard``: the rules of the Open Universal Arabic ASR Leaderboard (``eval.py``, commit 8fce859), in
   their order. Nothing else changes: ى, ة, ٱ, tatweel, U+0670 and Latin case are kept.
-- ``ar_norm_v1``: our stricter orthographic normalizer (see ``_ar_norm_v1``), for analyses where spelling
-  variation (hamza seats, ta marbuta, alef maqsura, diacritics) should not count as a recognition error.
+- ``ar_norm_v2`` (the default): our stricter orthographic normalizer (see ``_ar_norm_v2``), for analyses where
+  spelling variation (hamza seats, ta marbuta, alef maqsura, diacritics, Persian letter forms) should not count
+  as a recognition error. It applies the leaderboard rules first, so two texts equal under ``leaderboard``
+  are equal under ``ar_norm_v2``: it is stricter on every input.
+- ``ar_norm_v1``: the first version, kept unchanged so that earlier results can be rescored identically. It
+  lower-cases every cased letter (not only Latin), keeps ی and ک, and does not join a standalone و.
 
 Whisper's ``BasicTextNormalizer`` is deliberately not used: it replaces every combining mark with a space
 and so splits Arabic words at their diacritics (``السَّلامُ`` -> ``الس لام``).
@@ -19,7 +23,8 @@ import re
 import string
 import unicodedata
 
-SCHEMES = ("raw", "leaderboard", "ar_norm_v1")
+SCHEMES = ("raw", "leaderboard", "ar_norm_v1", "ar_norm_v2")
+DEFAULT_NORMALIZER = "ar_norm_v2"  # the Arabic normalizer of new runs and analyses (raw stays the paper's headline)
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -70,10 +75,39 @@ def _ar_norm_v1(text: str) -> str:
     return _collapse(text).lower()
 
 
-_NORMALIZERS = {"raw": _collapse, "leaderboard": _leaderboard, "ar_norm_v1": _ar_norm_v1}
+# --- ar_norm_v2 ------------------------------------------------------------------------------------
+_V2_MAP = str.maketrans({"ٱ": "ا", "ى": "ي", "ی": "ي", "ک": "ك", "ة": "ه"})  # after the leaderboard's own map
 
 
-def normalize(text: str, scheme: str = "ar_norm_v1") -> str:
+def _lower_latin(text: str) -> str:
+    return "".join(c.lower() if unicodedata.name(c, "").startswith("LATIN") else c for c in text)
+
+
+def _join_standalone_waw(text: str) -> str:
+    while True:  # "و و قال" needs two passes: a match consumes the space the next one starts from
+        joined = _STANDALONE_WAW.sub(r"\1و", text)
+        if joined == text:
+            return text
+        text = joined
+
+
+def _ar_norm_v2(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text)  # presentation forms (ﻻ, ﷲ ...) -> base letters
+    text = _leaderboard(text)  # first: whatever the leaderboard equates, v2 equates too
+    text = unicodedata.normalize("NFKC", text)
+    text = _FORMAT_CHARS.sub("", text)
+    text = text.replace(_TATWEEL, "")
+    text = _MARKS.sub("", text)
+    text = text.translate(_V1_MAP).translate(_V2_MAP)
+    text = text.translate(_EASTERN_DIGITS).translate(_PERSIAN_DIGITS)
+    text = "".join(" " if _is_punctuation_or_symbol(c) else c for c in text)
+    return _join_standalone_waw(_collapse(_lower_latin(text)))
+
+
+_NORMALIZERS = {"raw": _collapse, "leaderboard": _leaderboard, "ar_norm_v1": _ar_norm_v1, "ar_norm_v2": _ar_norm_v2}
+
+
+def normalize(text: str, scheme: str = DEFAULT_NORMALIZER) -> str:
     """Normalize one transcript with ``scheme`` (one of :data:`SCHEMES`)."""
     if scheme not in _NORMALIZERS:
         raise ValueError(f"Unknown normalization scheme {scheme!r}; choose one of {', '.join(SCHEMES)}.")

@@ -12,20 +12,22 @@ import numpy as np
 import torch
 from transformers import (EarlyStoppingCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback,
                           set_seed)
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import ExperimentConfig
-from .data import DataSplits, SpeechCollator, load_splits
-from .evaluate import evaluate_sets
+from .data import DataSplits, SpeechCollator, load_splits, settle_counts
+from .evaluate import evaluate_sets, generation_budget
 from .metrics import score
-from .model import build_model, count_parameters, native_bf16, save_trained, window_seconds
+from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
 from .results import dir_bytes, peak_memory, reset_peak_memory, write_json_atomic, write_results
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
 RUN_CONFIG_FILE = "run_config.json"
-# Fields a rerun into the same output directory may change: it then continues the same experiment.
-RESUMABLE_FIELDS = {"max_steps", "time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before",
-                    "eval_batch_size", "num_workers"}
+# Fields a rerun into the same output directory may change: it then continues the same experiment. Not
+# max_steps: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to its max_steps.
+RESUMABLE_FIELDS = {"time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before", "eval_batch_size",
+                    "num_workers"}
+TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a folder without it is incomplete
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
 
 
@@ -117,33 +119,63 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits) ->
     return trainer, budget
 
 
+def _complete_checkpoints(folder: Path) -> list[Path]:
+    """checkpoint-N folders holding a trainer state (a run killed while saving leaves one without), by step."""
+    found = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+             if p.name.split("-")[-1].isdigit() and (p / TRAINER_STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
+
+
+def _config_changes(run_config: Path, cfg: ExperimentConfig) -> str:
+    """What ``cfg`` changes, outside :data:`RESUMABLE_FIELDS`, from the config saved at ``run_config``."""
+    if not run_config.is_file():
+        return ""
+    before = json.loads(run_config.read_text(encoding="utf-8"))
+    return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
+                     if k not in RESUMABLE_FIELDS and before.get(k) != v)
+
+
 def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
     """The checkpoint to resume from: ``resume_from`` (a checkpoint, or a run directory such as a previous
-    Kaggle output attached as a dataset), else the latest checkpoint in this run's own output directory."""
+    Kaggle output attached as a dataset), else the latest complete checkpoint in this run's own output
+    directory. Raises ValueError when the checkpoint belongs to another schedule (max_steps) or config."""
     root = Path(cfg.resume_from or cfg.output_dir)
-    if (root / "trainer_state.json").is_file():
-        return str(root)
-    for folder in (root / CHECKPOINT_DIR, root):
-        last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-        if last:
-            return last
-    if cfg.resume_from:
-        raise FileNotFoundError(f"No checkpoint-* directory found in resume_from={cfg.resume_from}.")
-    return None
+    checkpoint = None
+    if (root / TRAINER_STATE).is_file():
+        checkpoint = root
+    else:
+        for folder in (root / CHECKPOINT_DIR, root):
+            complete = _complete_checkpoints(folder) if folder.is_dir() else []
+            if complete:
+                checkpoint = complete[-1]
+                break
+    if checkpoint is None:
+        if cfg.resume_from:
+            raise FileNotFoundError(f"No complete checkpoint-* directory (with {TRAINER_STATE}) found in "
+                                    f"resume_from={cfg.resume_from}.")
+        return None
+    planned = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8")).get("max_steps")
+    if planned != cfg.max_steps:
+        raise ValueError(
+            f"{checkpoint} was trained towards max_steps={planned}: its learning rate decays to 0 at step {planned}, "
+            f"so resuming it with max_steps={cfg.max_steps} would train on a broken schedule. Rerun with "
+            f"max_steps={planned} to finish it, or start a new run (another output_dir) with max_steps={cfg.max_steps}."
+        )
+    changed = _config_changes(checkpoint.parent.parent / RUN_CONFIG_FILE, cfg)
+    if changed and cfg.resume_from:
+        raise ValueError(f"{checkpoint} comes from a run with another config ({changed}): resume it with its own "
+                         "config, or start a new run without resume_from.")
+    return str(checkpoint)
 
 
 def claim_output_dir(cfg: ExperimentConfig) -> None:
     """Record ``cfg`` in its output directory; refuse a directory that holds a different experiment, whose
     checkpoints would otherwise be resumed (or results reused) under the new config's name."""
     path = Path(cfg.output_dir) / RUN_CONFIG_FILE
-    if path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = {k: (before.get(k), v) for k, v in cfg.to_dict().items()
-                   if k not in RESUMABLE_FIELDS and before.get(k) != v}
-        if changed:
-            detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise ValueError(f"{cfg.output_dir} already holds a run with another config ({detail}). Use a new "
-                             "output_dir, or delete that directory to start over.")
+    changed = _config_changes(path, cfg)
+    if changed:
+        raise ValueError(f"{cfg.output_dir} already holds a run with another config ({changed}). Use a new "
+                         "output_dir, or delete that directory to start over.")
     write_json_atomic(path, cfg.to_dict())
 
 
@@ -152,9 +184,11 @@ def run(cfg: ExperimentConfig) -> Path:
     started = time.monotonic()
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
+    checkpoint = resume_checkpoint(cfg)  # before any work: a checkpoint of another schedule is refused now
     claim_output_dir(cfg)
     model, processor = build_model(cfg)
-    splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor))
+    splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
+                         max_positions=model.config.max_target_positions)
     trainable, total = count_parameters(model)
     eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=cfg.precision)
 
@@ -166,7 +200,6 @@ def run(cfg: ExperimentConfig) -> Path:
             before, before_rows = evaluate_sets(model, processor, splits.test, label="before: ", **eval_kw)
 
     trainer, budget = make_trainer(cfg, model, processor, splits)
-    checkpoint = resume_checkpoint(cfg)
     reset_peak_memory()  # the peak of training alone, not of evaluation or of earlier runs in this process
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     memory = peak_memory()
@@ -180,7 +213,7 @@ def run(cfg: ExperimentConfig) -> Path:
     result = {
         "run_id": out.name,
         "config": cfg.to_dict(),
-        "data": splits.report,
+        "data": settle_counts(splits.report),
         "synthetic": splits.synthetic,
         "metrics": after,
         "metrics_before": before,
@@ -208,6 +241,15 @@ def run(cfg: ExperimentConfig) -> Path:
             "peak_memory": memory,
             "weights_bytes": sum(p.stat().st_size for p in saved.glob("*.safetensors")),
             "saved_dir_bytes": dir_bytes(saved),
+        },
+        # What a rerun needs beyond the config: the values the config left to defaults, and the model's origin.
+        "provenance": {
+            "model": model_source(cfg, model),
+            "learning_rate": cfg.lr,
+            "lr_scheduler": "linear",
+            "generation_budget_tokens": generation_budget(model, processor.tokenizer),
+            "max_label_positions": model.config.max_target_positions,
+            "encoder_window_s": window_seconds(processor),
         },
     }
     return write_results(out, result, after_rows)

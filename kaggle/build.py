@@ -100,8 +100,10 @@ def _arabicpeft_bootstrap(payload_b64, sha256, requirements):
             unpacked.rename(target)
         except OSError:  # another kernel unpacked the same build first
             pass
-    if str(target) not in sys.path:
-        sys.path.insert(0, str(target))
+    # First on sys.path, whatever else provides arabicpeft (pip install, pip install -e, PYTHONPATH)
+    while str(target) in sys.path:
+        sys.path.remove(str(target))
+    sys.path.insert(0, str(target))
     import arabicpeft
     from arabicpeft import environment
 

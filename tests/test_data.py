@@ -11,7 +11,7 @@ from transformers.models.whisper.modeling_whisper import shift_tokens_right
 from arabicpeft import audio, dialects
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import (DataUnavailableError, InvalidRecord, SpeechCollator, check_audio_record, check_labels,
-                             load_splits)
+                             load_splits, settle_counts)
 
 SOT = PREFIX[0]
 
@@ -85,7 +85,7 @@ def test_streaming_counts_filtered_records_as_they_pass(tmp_path, processor30):
     assert len(first) + len(splits.validation) == 18
     assert sorted(first) == sorted(second)
     assert not set(first) & {tuple(r["labels"]) for r in splits.validation}  # same side in every pass
-    pool = splits.report["train_pool"]
+    pool = settle_counts(splits.report)["train_pool"]
     assert pool["rows_in"] == 20 and pool["rows_used"] == 18  # every record counted once, whatever the passes
     assert pool["filtered"]["labels_too_long"] == 1 and pool["filtered"]["empty_transcript"] == 1
     assert pool["counted"].startswith("while streaming")
@@ -123,7 +123,7 @@ def test_audio_manifest_filters_every_reason(tmp_path, tiny_processor):
     assert splits.format == "audio"
     assert pool["rows_in"] == 15 and pool["rows_used"] == 10
     assert pool["filtered"] == {"empty_transcript": 1, "too_short": 1, "too_long": 1, "labels_too_long": 1,
-                                "undecodable": 1}
+                                "undecodable": 1, "non_finite": 0}
     assert len(splits.test["gulf"]) == 4
 
 
@@ -220,13 +220,15 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
     root = otozz_dir(tmp_path, processor30.tokenizer)
     calls = []
 
-    def fake_load_dataset(repo_id, split, streaming):
+    def fake_load_dataset(repo_id, split, streaming, revision):
+        assert revision == "0123abc"  # the data are read at the commit recorded
         calls.append((repo_id, split, streaming))
         ds = datasets.load_from_disk(str(root / repo_id.split("/")[1]))
         ds = ds["train"] if isinstance(ds, datasets.DatasetDict) else ds
         return ds.to_iterable_dataset() if streaming else ds
 
     monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr("arabicpeft.data.hub_revision", lambda repo_id: "0123abc")
     monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     hub = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)
@@ -235,6 +237,7 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
     assert calls == [("otozz/egyptian_train_set", "train", False), ("otozz/egyptian_test_set", "train", False)]
     assert hub.report["train_pool"]["filtered"] == local.report["train_pool"]["filtered"]
     assert hub.report["train_pool"]["hub_ids"] == ["otozz/egyptian_train_set"]
+    assert hub.report["train_pool"]["hub_revisions"] == ["0123abc"] == [hub.report["test"]["egyptian"]["hub_revision"]]
     assert [list(x) for x in hub.validation["labels"]] == [list(x) for x in local.validation["labels"]]
     streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True, max_eval_samples=4),
                            processor30.tokenizer)

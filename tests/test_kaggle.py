@@ -1,5 +1,5 @@
-"""The Kaggle build: metadata, requirements, the embedded package, and the built notebooks executed where the
-repository is not importable (cwd outside it, no PYTHONPATH) in the ci profile."""
+"""The Kaggle build: metadata, requirements, the embedded package, and the built notebooks executed in the ci
+profile where another arabicpeft (the repository, as `pip install -e .` leaves it) is importable too."""
 
 import base64
 import importlib.util
@@ -98,14 +98,38 @@ def kernel_env(tmp_path: Path) -> dict:
     return env
 
 
+# What `pip install -e .` leaves behind (setuptools' editable finder, appended to sys.meta_path), plus the
+# repository on PYTHONPATH: another arabicpeft importable from anywhere. The built notebook must ignore both.
+EDITABLE_SITECUSTOMIZE = """
+import importlib.machinery, sys
+REPO = {repo!r}
+class EditableFinder:
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname == "arabicpeft":
+            return importlib.machinery.PathFinder.find_spec(fullname, [REPO])
+        if fullname.startswith("arabicpeft."):
+            return importlib.machinery.PathFinder.find_spec(fullname, [REPO + "/arabicpeft"])
+sys.meta_path.append(EditableFinder)
+"""
+
+
+def another_arabicpeft_installed(tmp_path: Path, env: dict) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(EDITABLE_SITECUSTOMIZE.format(repo=str(REPO)), encoding="utf-8")
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+
+
 @pytest.mark.parametrize("stem", EXECUTED)
-def test_built_notebook_runs_where_the_repository_is_not_importable(built, stem, tmp_path):
+def test_built_notebook_imports_its_embedded_copy_whatever_else_is_installed(built, stem, tmp_path):
     cwd = tmp_path / "kaggle-working"
     cwd.mkdir()
     env = kernel_env(tmp_path)
+    another_arabicpeft_installed(tmp_path, env)
     probe = subprocess.run([sys.executable, "-c", "import arabicpeft, os; print(os.path.dirname(arabicpeft.__file__))"],
                            cwd=cwd, env=env, capture_output=True, text=True)
-    assert probe.returncode != 0 or Path(probe.stdout.strip()).resolve() != (REPO / "arabicpeft").resolve()
+    assert Path(probe.stdout.strip()).resolve() == (REPO / "arabicpeft").resolve()  # the repository is importable
 
     nb = nbformat.read(built / stem / f"{stem}.ipynb", 4)
     nb.cells.append(nbformat.v4.new_code_cell("import arabicpeft; print('ARABICPEFT_FROM', arabicpeft.__file__)"))
