@@ -125,7 +125,8 @@ class ExperimentConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown config fields: {', '.join(unknown)}.")
+            raise ValueError(f"Unknown config fields: {', '.join(unknown)}. Remove them; the fields are those of "
+                             "ExperimentConfig (python -m arabicpeft train --help).")
         return cls(**values)
 
     @classmethod

@@ -349,7 +349,8 @@ def read_manifest(path) -> pd.DataFrame:
         try:
             return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         except (ValueError, pd.errors.ParserError) as e:
-            raise ManifestError(f"Could not read the manifest {path}: {e}. Likely cause: a field holding a comma, "
+            detail = " ".join(str(e).split()).rstrip(".")  # pandas' message names the line
+            raise ManifestError(f"Could not read the manifest {path}: {detail}. Likely cause: a field holding a comma, "
                                 "a quote or a line break is not quoted; put such fields in double quotes.") from e
     if path.suffix == ".json":
         try:
@@ -385,9 +386,11 @@ def _load_manifest(path: Path, variety: str, pooled: bool) -> tuple[datasets.Dat
         raise ValueError(f"{path} has no 'dialect' column, so the dialects of a pooled set cannot be told apart "
                          "(every one would read the whole file). Add the column, or train one dialect.")
     if "dialect" in frame:
-        frame = frame[frame["dialect"].astype(str).str.lower() == variety]
+        frame_dialects = frame["dialect"].astype(str).str.lower()
+        frame = frame[frame_dialects == variety]
         if frame.empty:
-            raise DataUnavailableError(f"{path} has no rows with dialect == {variety!r}.")
+            raise DataUnavailableError(f"{path} has no rows with dialect == {variety!r} (it has "
+                                       f"{sorted(set(frame_dialects))}). Add them, or pick one of those dialects.")
     missing = {"audio", "text"} - set(frame.columns)
     if missing:
         raise ValueError(f"Manifest {path} lacks the column(s) {sorted(missing)}: it needs 'audio' and 'text'.")
@@ -404,7 +407,8 @@ def _load_manifest(path: Path, variety: str, pooled: bool) -> tuple[datasets.Dat
 def _load_local(root: Path, variety: str, split: str, streaming: bool, pooled: bool) -> tuple[AnyDataset, bool]:
     """``root`` holds either ``{hub_name}_{split}_set/`` (save_to_disk) or ``{split}.jsonl`` / ``{split}.csv``."""
     if not root.exists():
-        raise FileNotFoundError(f"Local data directory not found: {root}.")
+        raise FileNotFoundError(f"Local data directory not found: {root}. Check data_path: it must be a folder "
+                                "holding the save_to_disk copies or the train/test manifests.")
     saved = root / f"{dialects.get(variety).hub_name}_{split}_set"
     if saved.is_dir():
         ds = datasets.load_from_disk(str(saved))

@@ -282,6 +282,31 @@ def test_gain_forgetting_pooled_row_and_missing_start():
         stats.gain_forgetting(R.drop(index=stats.START))
 
 
+def test_pooled_model_gains_on_each_of_its_training_dialects():
+    """Issue 9 item 15: the pooled `all` model was trained on the five dialects: each is a gain row (an 18-point
+    fall in WER is gain +18.0, not forgetting -18.0); only MSA, not trained on, is forgetting."""
+    from arabicpeft.dialects import DIALECTS
+
+    start = {d: 80.0 for d in DIALECTS} | {"msa": 50.0}
+    pooled = {d: 62.0 for d in DIALECTS} | {"msa": 55.0}
+    R = pd.DataFrame([start, pooled], index=[stats.START, "all"])
+    gain, forgetting = stats.gain_forgetting(R)
+    assert sorted(gain["test_set"]) == sorted(DIALECTS) and (gain["gain"] == 18.0).all()
+    assert forgetting[["test_set", "forgetting"]].to_dict("records") == [{"test_set": "msa", "forgetting": 5.0}]
+    assert stats.trained_on("egyptian", "egyptian") and not stats.trained_on("egyptian", "gulf")
+    assert stats.trained_on("all", "gulf") and not stats.trained_on("all", "msa")
+
+    rows = []
+    for train_set, rates in ((stats.START, start), ("all", pooled)):
+        for test_set, rate in rates.items():
+            rows.append(pd.DataFrame({"train_set": train_set, "test_set": test_set, "utt_index": np.arange(10),
+                                      "word_errors": int(rate / 10), "ref_words": 10}))
+    table = stats.gain_forgetting_ci(pd.concat(rows, ignore_index=True), n_boot=200)
+    kinds = table.set_index("test_set")["kind"]
+    assert (kinds[list(DIALECTS)] == "gain").all() and kinds["msa"] == "forgetting"
+    assert table.set_index("test_set").loc["egyptian", "value"] == pytest.approx(20.0)  # 8 -> 6 errors of 10 words
+
+
 def _utterances(rng, n=150):
     lengths = rng.integers(0, 12, n)
     rows = []

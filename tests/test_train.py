@@ -11,6 +11,7 @@ from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.model import add_lora, build_model, count_parameters, load_base
 from arabicpeft.results import read_results
+from arabicpeft.text import SCHEMES
 
 TINY = ["--model", "tiny-random", "--source", "sample", "--dialect", "egyptian", "--learning-rate", "1e-3",
         "--warmup-steps", "0", "--batch-size", "8", "--eval-steps", "10", "--max-eval-samples", "8",
@@ -26,9 +27,9 @@ def cli(capsys, *args) -> Path:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """A full fine-tuning run of the tiny model for 20 steps, then resumed to 30."""
+    """A full fine-tuning run of the tiny model stopped by its time budget after step 1, then resumed to 30."""
     out = tmp_path_factory.mktemp("full") / "run"
-    main(["train", *TINY, "--method", "full", "--max-steps", "20", "--output-dir", str(out)])
+    main(["train", *TINY, "--method", "full", "--max-steps", "30", "--time-budget-s", "1e-6", "--output-dir", str(out)])
     first = read_results(out)
     main(["train", *TINY, "--method", "full", "--max-steps", "30", "--output-dir", str(out)])
     return out, first, read_results(out)
@@ -40,21 +41,25 @@ def test_results_file_records_everything(full_run):
     assert first["synthetic"] is True and first["data"]["synthetic"] is True and first["data"]["source"] == "sample"
     assert first["config"]["method"] == "full" and first["config"]["model"] == "tiny-random"
     assert first["data"]["train_pool"]["rows_in"] == 60 and first["data"]["n_validation"] == 8
-    assert first["training"]["global_step"] == 20 and first["training"]["resumed_from"] is None
+    assert first["training"]["global_step"] == 1 and first["training"]["resumed_from"] is None
     eff = first["efficiency"]
     assert eff["trainable_parameters"] == eff["total_parameters"] > 0
     assert eff["weights_bytes"] > 4 * eff["total_parameters"] * 0.9  # fp32 safetensors
     assert eff["peak_memory"]["bytes"] > 0 and eff["train_samples_per_second"] > 0
     prov = first["provenance"]
     assert prov["versions"]["transformers"] and prov["hardware"]["cpu_count"] >= 1 and "created" in prov
-    losses = [h["loss"] for h in first["training"]["log_history"] if "loss" in h]
+    losses = [h["loss"] for h in read_results(out)["training"]["log_history"] if "loss" in h]
     assert losses[-1] < losses[0]  # it trained
+    # what a rerun needs beyond the config: the learning rate and budget used, the model's origin
+    assert prov["learning_rate"] == 1e-3
+    assert prov["generation_budget_tokens"] == 20 and prov["max_label_positions"] == 448
+    assert prov["model"]["name"] == "tiny-random" and len(prov["model"]["sha256"]) == 64
 
 
 def test_metrics_match_the_per_utterance_counts(full_run):
     out, _, last = full_run
     rows = pd.read_csv(out / last["utterances_file"], keep_default_na=False)
-    assert len(rows) == 6 * 3  # every utterance under every scheme, none dropped
+    assert len(rows) == 6 * len(SCHEMES)  # every utterance under every scheme, none dropped
     for scheme, m in last["metrics"]["egyptian"].items():
         sub = rows[rows.scheme == scheme]
         assert m["n_utterances"] == len(sub) == 6
@@ -62,13 +67,26 @@ def test_metrics_match_the_per_utterance_counts(full_run):
         assert m["wer"] == pytest.approx(100 * m["word_errors"] / m["ref_words"])
         assert m["cer"] == pytest.approx(100 * m["char_errors"] / m["ref_chars"])
     before = pd.read_csv(out / last["utterances_before_file"], keep_default_na=False)
-    assert len(before) == 18 and last["metrics_before"]["egyptian"]["raw"]["n_utterances"] == 6
+    assert len(before) == 6 * len(SCHEMES) and last["metrics_before"]["egyptian"]["raw"]["n_utterances"] == 6
 
 
 def test_resume_continues_from_the_last_checkpoint(full_run):
     _, _, last = full_run
-    assert last["training"]["resumed_from"].endswith("checkpoint-20")
+    assert last["training"]["resumed_from"].endswith("checkpoint-1")
     assert last["training"]["global_step"] == 30
+
+
+def test_resume_with_another_max_steps_is_refused(full_run):
+    """The linear schedule decays to 0 at max_steps: a checkpoint cannot continue under another one (before:
+    learning rates 1e-3, 5e-4, 0, 2.5e-4 on a resume from 2 to 4 steps)."""
+    out, _, _ = full_run
+    with pytest.raises(ValueError, match=r"checkpoint-30 was trained towards max_steps=30.*resuming it with "
+                                         r"max_steps=40 would train on a broken schedule.*Rerun with max_steps=30"):
+        main(["train", *TINY, "--method", "full", "--max-steps", "40", "--output-dir", str(out)])
+    other = out.parent / "elsewhere"
+    with pytest.raises(ValueError, match="trained towards max_steps=30"):
+        main(["train", *TINY, "--method", "full", "--max-steps", "40", "--output-dir", str(other),
+              "--resume-from", str(out)])
 
 
 def test_evaluate_cli_reproduces_the_run_scores(full_run, capsys, tmp_path):
