@@ -23,6 +23,10 @@ class AudioError(ValueError):
     """Audio that cannot be used: undecodable, missing, or of the wrong length or rate."""
 
 
+class NonFiniteAudio(AudioError):
+    """Audio with NaN or infinite samples."""
+
+
 def _read(source) -> tuple[np.ndarray, int]:
     samples, rate = sf.read(source, dtype="float32", always_2d=True)  # (frames, channels), scaled to [-1, 1]
     return samples.mean(axis=1), rate
@@ -115,7 +119,7 @@ def load_audio(data: Any, sampling_rate: Optional[int] = None) -> np.ndarray:
     if audio.size == 0:
         raise AudioError("The audio is empty (0 samples).")
     if not np.all(np.isfinite(audio)):
-        raise AudioError("The audio contains NaN or infinite samples: re-export the clip, or drop it.")
+        raise NonFiniteAudio("The audio contains NaN or infinite samples: re-export the clip, or drop it.")
     if rate != SAMPLE_RATE:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
     return np.ascontiguousarray(audio, dtype=np.float32)

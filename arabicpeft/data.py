@@ -141,7 +141,7 @@ def check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.M
     try:
         samples = audio_lib.load_audio(record["audio"])
     except audio_lib.AudioError as e:
-        raise InvalidRecord("non_finite" if "NaN or infinite" in str(e) else "undecodable", str(e)) from e
+        raise InvalidRecord("non_finite" if isinstance(e, audio_lib.NonFiniteAudio) else "undecodable", str(e)) from e
     try:
         audio_lib.check_duration(samples, max_seconds=max_seconds)
     except audio_lib.AudioError as e:

@@ -173,7 +173,7 @@ def results_frame(results_dir, scheme: str = DEFAULT_SCHEME, include_start: bool
     """Every results file (``*.json`` with schema arabicpeft.results/*) under ``results_dir``, as a tidy frame.
 
     One row per (run, test set) with the columns :data:`COLUMNS`: condition, train_set (the config's
-    dialect), test_set, seed, wer and cer (% under ``scheme``: "raw", "leaderboard" or "ar_norm_v1"), method,
+    dialect), test_set, seed, wer and cer (% under ``scheme``: "raw", "leaderboard", "ar_norm_v2" or "ar_norm_v1"), method,
     model, precision, init_from, the corpus counts, scheme, stage ("trained"), data_source, synthetic, n_train
     (training utterances used), run_id, path. ``include_start=True`` adds the starting model's scores
     (``metrics_before``) as rows with train_set = "start" and stage "start". Other JSON files are skipped; an
