@@ -23,10 +23,11 @@ from .results import dir_bytes, peak_memory, reset_peak_memory, write_json_atomi
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
 RUN_CONFIG_FILE = "run_config.json"
-# Fields a rerun into the same output directory may change: it then continues the same experiment. Not
-# max_steps: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to its max_steps.
-RESUMABLE_FIELDS = {"time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before", "eval_batch_size",
-                    "num_workers"}
+# Fields a rerun into the same output directory may change: it then continues the same experiment. max_steps
+# only while there is no checkpoint: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to
+# its max_steps (resume_checkpoint refuses another).
+RESUMABLE_FIELDS = {"max_steps", "time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before",
+                    "eval_batch_size", "num_workers"}
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a folder without it is incomplete
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
 
@@ -168,15 +169,18 @@ def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
     return str(checkpoint)
 
 
-def claim_output_dir(cfg: ExperimentConfig) -> None:
-    """Record ``cfg`` in its output directory; refuse a directory that holds a different experiment, whose
-    checkpoints would otherwise be resumed (or results reused) under the new config's name."""
+def claim_output_dir(cfg: ExperimentConfig) -> Optional[str]:
+    """Record ``cfg`` in its output directory and return the checkpoint to resume from (:func:`resume_checkpoint`);
+    refuse a directory that holds a different experiment, whose checkpoints would otherwise be resumed (or
+    results reused) under the new config's name, and a checkpoint of another schedule."""
     path = Path(cfg.output_dir) / RUN_CONFIG_FILE
     changed = _config_changes(path, cfg)
     if changed:
         raise ValueError(f"{cfg.output_dir} already holds a run with another config ({changed}). Use a new "
                          "output_dir, or delete that directory to start over.")
+    checkpoint = resume_checkpoint(cfg)
     write_json_atomic(path, cfg.to_dict())
+    return checkpoint
 
 
 def run(cfg: ExperimentConfig) -> Path:
@@ -184,8 +188,7 @@ def run(cfg: ExperimentConfig) -> Path:
     started = time.monotonic()
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
-    checkpoint = resume_checkpoint(cfg)  # before any work: a checkpoint of another schedule is refused now
-    claim_output_dir(cfg)
+    checkpoint = claim_output_dir(cfg)  # before any work: another experiment or schedule is refused now
     model, processor = build_model(cfg)
     splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
                          max_positions=model.config.max_target_positions)
