@@ -32,9 +32,9 @@ SOT = PREFIX[0]
 
 
 # --- the catalogue: errors ---------------------------------------------------------------------------
-def _manifest(tmp_path, name, content, mode="w"):
+def _manifest(tmp_path, name, content):
     path = tmp_path / name
-    (path.write_bytes if mode == "wb" else lambda c: path.write_text(c, encoding="utf-8"))(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     return path
 
 
@@ -108,7 +108,7 @@ ERRORS = [
      r"train.jsonl, line 2: not valid JSON .*Each line must be one complete JSON object"),
     ("unreadable CSV manifest", lambda t, k: read_manifest(_manifest(t, "train.csv", "audio,text\na.wav,نص\nb.wav,نص,زائد\n")),
      ManifestError, r"train.csv: .*line 3.*Likely cause: a field holding a comma.*double quotes"),
-    ("manifest not in UTF-8", lambda t, k: read_manifest(_manifest(t, "train.csv", "audio,text\na.wav,caf\xe9\n".encode("latin-1"), "wb")),
+    ("manifest not in UTF-8", lambda t, k: read_manifest(_manifest(t, "train.csv", "audio,text\na.wav,caf\xe9\n".encode("latin-1"))),
      ManifestError, r"train.csv, line 2: it is not UTF-8 text .*Save it as UTF-8"),
     ("JSON manifest that is not a list", lambda t, k: read_manifest(_manifest(t, "train.json", '{"audio": "a.wav"}')),
      ManifestError, r"must be a JSON list of objects"),
@@ -129,7 +129,7 @@ ERRORS = [
     ("streaming without a validation size", lambda t, k: load_splits(_local(t, streaming=True), k), ValueError,
      r"streaming=True needs max_eval_samples.*e.g. 500"),
     ("empty validation split, streamed", lambda t, k: _empty_validation(t, k, True), DataUnavailableError,
-     r"The validation split is empty .*before|The validation split is empty .*Use more training data"),
+     r"The validation split is empty .*val_fraction=1e-09.*Use more training data, a larger val_fraction"),
     ("empty validation split, not streamed", lambda t, k: _empty_validation(t, k, False), DataUnavailableError,
      r"The validation split is empty .*max_eval_samples=0.*Use more training data"),
     ("results directory of a different experiment", lambda t, k: _run_dir(t, dialect="gulf"), ValueError,
