@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import audio as audio_lib
 from . import dialects
-from .data import MANIFEST_EXTENSIONS
+from .data import MANIFEST_EXTENSIONS, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
 
@@ -49,10 +48,7 @@ class Transcript:
 
 
 def _manifest_items(path: Path) -> list[dict]:
-    try:
-        frame = pd.read_json(path, lines=True, dtype=False) if path.suffix == ".jsonl" else pd.read_csv(path, dtype=str)
-    except ValueError as e:
-        raise ValueError(f"Could not read the manifest {path}: {e}") from e
+    frame = read_manifest(path)
     if "audio" not in frame:
         raise ValueError(f"The manifest {path} has no 'audio' column (paths relative to the manifest's folder).")
     items = []
