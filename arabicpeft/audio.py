@@ -17,6 +17,9 @@ import soundfile as sf
 SAMPLE_RATE = 16_000  # Whisper's input rate
 MIN_SECONDS = 0.1
 MAX_SECONDS = 30.0  # Whisper's encoder window
+# File name endings soundfile (libsndfile) decodes: what `arabicpeft transcribe` picks up from a folder.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64",
+                    ".rf64")
 
 
 class AudioError(ValueError):

@@ -503,24 +503,92 @@ def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDa
 
 
 def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
-                   max_positions: int = MAX_LABEL_TOKENS) -> tuple[dict[str, AnyDataset], dict, bool]:
+                   max_positions: int = MAX_LABEL_TOKENS, skip_empty: bool = False
+                   ) -> tuple[dict[str, AnyDataset], dict, bool]:
     """The test sets named by ``cfg.test_set_names()`` (one per variety), filtered and counted.
 
     Clips with an empty transcript are kept and scored (counted in ``empty_transcript_scored``): hallucination
-    on silence must show in the WER. Returns ({variety: dataset}, {variety: report}, synthetic). The training
+    on silence must show in the WER. ``skip_empty``: a local test set that is missing or has no rows is
+    reported (``rows_used`` 0 and ``empty``: why) and left out instead of raising (hub sets always raise: that
+    is a network or name problem). Returns ({variety: dataset}, {variety: report}, synthetic). The training
     data are not touched.
     """
     tests, report, synthetic = {}, {}, cfg.source == "sample"
     varieties = [v for name in cfg.test_set_names() for v in dialects.get(name).parts]
     for variety in varieties:
-        ds, synth, revision = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming, len(varieties) > 1)
-        synthetic |= synth
-        report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None,
-                           "hub_revision": revision}
-        fmt = record_format(columns_of(ds))
-        ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety], max_positions, score_empty=True),
-                   cfg.max_test_samples)
+        report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None}
+        try:
+            ds, synth, revision = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming,
+                                           len(varieties) > 1)
+            synthetic |= synth
+            report[variety]["hub_revision"] = revision
+            fmt = record_format(columns_of(ds))
+            ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety], max_positions,
+                                      score_empty=True), cfg.max_test_samples)
+        except (DataUnavailableError, FileNotFoundError) as e:
+            if not skip_empty or cfg.source == "hub":
+                raise
+            report[variety].update(rows_used=0, empty=str(e))  # reported, and scored as no test set
+            continue
         tests[variety] = ds.with_format("numpy") if fmt == "features" else ds
+    return tests, report, synthetic
+
+
+def is_saved_dataset(path) -> bool:
+    """A directory written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict)."""
+    path = Path(path)
+    return path.is_dir() and any((path / f).is_file() for f in ("state.json", "dataset_dict.json"))
+
+
+def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, test_sets: Optional[list] = None,
+                   max_test_samples: Optional[int] = None, max_positions: int = MAX_LABEL_TOKENS
+                   ) -> tuple[dict[str, AnyDataset], dict, bool]:
+    """Test data from one manifest file (``.jsonl``/``.csv``: ``audio`` + ``text``, optional ``dialect``) or
+    one ``save_to_disk`` directory (features or audio records; a DatasetDict's ``test`` split, else its only
+    split), whatever its name. Rows with a ``dialect`` column form one test set per dialect; otherwise the
+    data is one test set named after the file or directory. ``test_sets`` keeps only those names; a requested
+    name with no rows is reported (``rows_used`` 0, ``empty``), not an error.
+
+    Returns ({name: dataset}, {name: report}, synthetic), like :func:`load_test_sets`.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix in MANIFEST_EXTENSIONS:
+        columns = read_manifest(path)
+        if "dialect" in columns:
+            parts, synthetic = {}, False
+            for name in sorted({dialects.get(d).name for d in columns["dialect"].astype(str)}):
+                parts[name], synth = _load_manifest(path, name, pooled=True)
+                synthetic |= synth
+        else:
+            ds, synthetic = _load_manifest(path, "", pooled=False)
+            parts = {path.stem: ds}
+    elif is_saved_dataset(path):
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["test"] if "test" in ds else ds[next(iter(ds))] if len(ds) == 1 else None
+            if ds is None:
+                raise ValueError(f"{path} holds the splits {sorted(datasets.load_from_disk(str(path)))}: "
+                                 "which one is the test set? Save only it, or name it 'test'.")
+        if "dialect" in ds.column_names:
+            names = sorted({dialects.get(d).name for d in ds.unique("dialect")})
+            parts = {n: ds.filter(lambda r, n=n: str(r["dialect"]).lower() == n) for n in names}
+        else:
+            parts = {path.name: ds}
+        synthetic = False
+    else:
+        raise FileNotFoundError(f"{path} is neither a manifest ({', '.join(MANIFEST_EXTENSIONS)}) nor a "
+                                "save_to_disk directory.")
+    wanted = [dialects.get(t).name if t.lower() in dialects.REGISTRY else t for t in test_sets] if test_sets else list(parts)
+    tests, report = {}, {}
+    for name in wanted:
+        report[name] = {"path": str(path)}
+        if name not in parts:
+            report[name].update(rows_in=0, rows_used=0, empty=f"{path} has no rows for {name!r}.")
+            continue
+        fmt = record_format(columns_of(parts[name]))
+        ds = _take(filter_records(parts[name], fmt, tokenizer, max_seconds, report[name], max_positions,
+                                  score_empty=True), max_test_samples)
+        tests[name] = ds.with_format("numpy") if fmt == "features" else ds
     return tests, report, synthetic
 
 

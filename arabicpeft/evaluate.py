@@ -7,12 +7,13 @@ import warnings
 from typing import Optional
 
 import datasets
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .data import AnyDataset, SpeechCollator
+from .data import MAX_LABEL_TOKENS, AnyDataset, SpeechCollator
 from .metrics import summarize, utterance_errors
 from .model import LANGUAGE, TASK, half_dtype
 from .text import SCHEMES
@@ -71,6 +72,36 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     return references, hypotheses
 
 
+def transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 16, max_length: Optional[int] = None,
+                   desc: str = "transcribing (ct2)", reference_tokens: Optional[list] = None
+                   ) -> tuple[list[str], list[str]]:
+    """:func:`transcribe` through CTranslate2: the same records, references and log-mel features (our
+    collator), decoded greedily in batches by the ``faster_whisper.WhisperModel``'s CTranslate2 model with the
+    prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>``. ``max_length`` bounds the transcript
+    tokens, as transformers' ``generation_config.max_length`` does (see :func:`arabicpeft.export.ct2_max_length`).
+    ``reference_tokens``: as in :func:`transcribe`. Returns (references, hypotheses) in order."""
+    import ctranslate2
+
+    from .export import ct2_max_length
+
+    tokenizer = processor.tokenizer
+    prompt = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", f"<|{LANGUAGE}|>", f"<|{TASK}|>",
+                                              "<|notimestamps|>"])
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=SpeechCollator(processor, prompt[0]))
+    references, hypotheses = [], []
+    for batch in tqdm(loader, desc=desc, unit="batch"):
+        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch["input_features"].numpy()))
+        results = whisper.model.generate(features, [prompt] * len(batch["labels"]), beam_size=1,
+                                         max_length=ct2_max_length(max_length or MAX_LABEL_TOKENS - len(prompt)))
+        hypotheses += tokenizer.batch_decode([r.sequences_ids[0] for r in results], skip_special_tokens=True)
+        labels = batch["labels"].masked_fill(batch["labels"] == -100, tokenizer.pad_token_id)
+        references += tokenizer.batch_decode(labels, skip_special_tokens=True)
+        if reference_tokens is not None:
+            text = (batch["labels"] >= 0) & ~torch.isin(batch["labels"], torch.tensor(tokenizer.all_special_ids))
+            reference_tokens += text.sum(dim=1).tolist()
+    return references, hypotheses
+
+
 def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] = None) -> tuple[dict, pd.DataFrame]:
     """Scores under every scheme: ({scheme: summary}, per-utterance rows for all schemes)."""
     metrics, frames = {}, []
@@ -85,18 +116,28 @@ def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] 
 
 
 def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size: int = 16,
-                  num_workers: int = 0, label: str = "", precision: str = "fp32") -> tuple[dict, pd.DataFrame]:
+                  num_workers: int = 0, label: str = "", precision: str = "fp32",
+                  max_length: Optional[int] = None) -> tuple[dict, pd.DataFrame]:
     """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows).
 
-    Each summary also holds ``generation_budget_tokens`` (:func:`generation_budget`) and
-    ``references_over_budget``: references longer than that budget, which no hypothesis could match in full
-    (a warning is printed when there are any)."""
+    ``model``: a transformers/peft Whisper, or a ``faster_whisper.WhisperModel`` (the CTranslate2 backend, see
+    :func:`transcribe_ct2`; ``max_length`` then bounds its transcripts; None: the decoder's limit). Each summary also holds
+    ``generation_budget_tokens`` (:func:`generation_budget`) and ``references_over_budget``: references longer
+    than that budget, which no hypothesis could match in full (a warning is printed when there are any)."""
+    ct2 = type(model).__module__.startswith("faster_whisper")
     metrics, frames = {}, []
-    budget = generation_budget(model, processor.tokenizer)
+    if ct2:  # the same cap as transformers: the decoder's 448 positions less the 4-token prompt
+        budget = min(max_length or MAX_LABEL_TOKENS, MAX_LABEL_TOKENS - len(processor.tokenizer.prefix_tokens))
+    else:
+        budget = generation_budget(model, processor.tokenizer)
     for name, ds in test_sets.items():
         lengths: list[int] = []
-        refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=f"{label}{name}".strip(),
-                                precision=precision, reference_tokens=lengths)
+        desc = f"{label}{name}".strip()
+        if ct2:
+            refs, hyps = transcribe_ct2(model, processor, ds, batch_size, budget, desc=desc, reference_tokens=lengths)
+        else:
+            refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=desc, precision=precision,
+                                    reference_tokens=lengths)
         ids = list(ds["id"]) if isinstance(ds, datasets.Dataset) and "id" in ds.column_names else None
         metrics[name], rows = score_all(refs, hyps, ids)
         over = sum(n > budget for n in lengths)
@@ -110,3 +151,26 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
         rows.insert(0, "test_set", name)
         frames.append(rows)
     return metrics, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def pooled_metrics(rows: pd.DataFrame) -> dict:
+    """Corpus WER/CER over every test set at once ({scheme: summary}) from :func:`evaluate_sets`' rows:
+    Σ edits / Σ reference words over all utterances, never a mean of the per-set rates."""
+    if rows.empty:
+        return {}
+    return {scheme: summarize(part) for scheme, part in rows.groupby("scheme", sort=False)}
+
+
+def evaluate_ct2(reference, test_sets: dict[str, AnyDataset], compute_type: str = "int8", batch_size: int = 16,
+                 max_length: Optional[int] = None, cpu_threads: int = 0, label: str = "") -> tuple[dict, pd.DataFrame, dict]:
+    """Score any model reference through CTranslate2 (the study launcher's and ``evaluate --backend ct2``'s
+    final test scoring): the same test sets, references, normalizers and per-utterance rows as
+    :func:`evaluate_sets` with transformers. A reference that is not a CTranslate2 directory is converted on
+    the fly (adapters merged at their base's full window). Returns (metrics, rows, backend record with the
+    compute type CTranslate2 actually runs)."""
+    from .export import describe_ct2, load_ct2
+
+    whisper, processor = load_ct2(reference, compute_type=compute_type, cpu_threads=cpu_threads)
+    metrics, rows = evaluate_sets(whisper, processor, test_sets, batch_size=batch_size, label=label,
+                                  max_length=max_length)
+    return metrics, rows, {**describe_ct2(whisper), "requested_compute_type": compute_type, "max_length": max_length}

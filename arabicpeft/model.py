@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -183,28 +185,187 @@ def save_trained(model, processor, cfg: ExperimentConfig, out_dir: Path) -> Path
     return out_dir
 
 
-def load_trained(path, precision: Optional[str] = None):
-    """Load what :func:`save_trained` wrote: returns (model, processor, config)."""
-    path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path} holds no {CONFIG_FILE}: not a model saved by arabicpeft.")
-    cfg = ExperimentConfig.from_json(path / CONFIG_FILE)
+MAX_NEW_TOKENS = 224  # tokens per 30 s window when transcribing: OpenAI Whisper's sample_len (448 // 2)
+MODEL_KINDS = ("base", "model", "adapter", "bank")
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """What :func:`load_model` resolved a reference to.
+
+    ``kind``: ``base`` (an untrained Whisper: offline name, hub id or plain transformers directory), ``model``
+    (a merged or fully fine-tuned directory), ``adapter`` (one LoRA adapter on its base) or ``bank`` (one base
+    with one named adapter per dialect; :meth:`use_dialect` picks one). ``config`` is the training config saved
+    with the model (None for a base model); ``adapters`` maps each bank dialect to its adapter directory.
+    """
+
+    model: Any
+    processor: WhisperProcessor
+    config: Optional[ExperimentConfig]
+    kind: str
+    source: str
+    adapters: dict = dataclasses.field(default_factory=dict)
+    precision: str = "fp32"  # what the model runs at now (a merged QLoRA model: fp32, not its base's int8)
+
+    @property
+    def window_seconds(self) -> int:
+        return window_seconds(self.processor)
+
+    def use_dialect(self, dialect: str) -> None:
+        """Activate the bank's adapter for ``dialect``; a clear error when the bank has none for it."""
+        if self.kind != "bank":
+            return
+        from . import dialects
+
+        name = dialects.get(dialect).name
+        if name not in self.adapters:
+            raise ValueError(f"The adapter bank {self.source} has no adapter for {name!r}; it holds "
+                             f"{', '.join(sorted(self.adapters))}. Give each file one of those dialects.")
+        self.model.set_adapter(name)
+
+    def describe(self) -> dict:
+        """A JSON-able record of what was loaded, for results files."""
+        return {"reference": self.source, "kind": self.kind, "window_seconds": self.window_seconds,
+                "precision": self.precision,
+                "adapters": dict(self.adapters) or None,
+                "trained_config": self.config.to_dict() if self.config else None}
+
+
+def _saved_config(path: Path) -> Optional[ExperimentConfig]:
+    return ExperimentConfig.from_json(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else None
+
+
+def _is_adapter(path: Path) -> bool:
+    return (path / "adapter_config.json").is_file()
+
+
+def _adapter_base_config(path: Path, precision: Optional[str], full_window: bool) -> ExperimentConfig:
+    """The config that rebuilds an adapter's base: the saved run config, else peft's base_model_name_or_path."""
+    cfg = _saved_config(path)
+    if cfg is None:
+        base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+        if not base:
+            raise ValueError(f"{path} is a peft adapter without {CONFIG_FILE} or base_model_name_or_path: "
+                             "its base model is unknown.")
+        cfg = ExperimentConfig(model=base)
     if precision:
         cfg = dataclasses.replace(cfg, precision=precision)  # validated like any config
-    if (path / "adapter_config.json").is_file():
+    if full_window:
+        cfg = dataclasses.replace(cfg, encoder_seconds=None)
+    return cfg
+
+
+def _bank_members(path: Path) -> dict[str, Path]:
+    """{dialect: adapter dir} for a directory whose subdirectories are adapters (or runs holding model/)."""
+    members: dict[str, list[Path]] = {}
+    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+        adapter = sub if _is_adapter(sub) else sub / "model"
+        if _is_adapter(adapter) and _saved_config(adapter):
+            members.setdefault(_saved_config(adapter).dialect, []).append(adapter)
+    twice = {d: [str(p) for p in ps] for d, ps in members.items() if len(ps) > 1}
+    if twice:
+        raise ValueError(f"The adapter bank {path} holds several adapters for one dialect: {twice}. "
+                         "Keep one adapter per dialect in a bank directory.")
+    return {d: ps[0] for d, ps in members.items()}
+
+
+def load_model(reference, precision: Optional[str] = None, full_window: bool = False) -> LoadedModel:
+    """Load any model reference for inference (eval mode, Arabic + transcribe forced).
+
+    ``reference``: an adapter directory saved by arabicpeft (or any peft Whisper adapter), a merged or fully
+    fine-tuned model directory, a run directory (its ``model/`` is used), an adapter bank (a directory whose
+    subdirectories are adapters, or runs, on one base; one per dialect), an offline name (``whisper-base``,
+    ``tiny-random``) or a hub id. ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a
+    QLoRA adapter). ``full_window``: an adapter trained with a cut encoder window (``encoder_seconds``) is put
+    on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
+    long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
+
+    Raises FileNotFoundError for a path that does not exist, ValueError for a directory that holds no model
+    (a CTranslate2 export is loaded with :func:`arabicpeft.export.load_ct2`, not here).
+    """
+    text = os.fspath(reference)
+    path = Path(text).expanduser()
+    if not path.exists():
+        from .offline_model import OFFLINE_MODELS
+
+        if text in OFFLINE_MODELS or (re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith(".")):
+            return _load_base_reference(text, precision)
+        raise FileNotFoundError(f"{text} is neither an existing directory nor a model name: give an adapter or "
+                                "model directory, an offline name (whisper-base, tiny-random) or a hub id.")
+    if not _is_adapter(path) and not (path / "config.json").is_file() and _is_adapter(path / "model"):
+        path = path / "model"  # a run directory
+    if _is_adapter(path):
+        cfg = _adapter_base_config(path, precision, full_window)
         from peft import PeftModel
 
         base, processor = load_base(cfg)
         model = PeftModel.from_pretrained(base, str(path))
-    else:
-        require_cuda(cfg.precision)
-        if cfg.precision in ("int8", "nf4"):
-            raise ValueError(f"{path} holds a fully fine-tuned model; evaluate it at fp32, fp16 or bf16.")
-        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-        if torch.cuda.is_available():
-            model.to("cuda")
-        processor = WhisperProcessor.from_pretrained(path)
-        processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
-        _set_generation(model, cfg.generation_max_length)
+        model.eval()
+        return LoadedModel(model, processor, _saved_config(path), "adapter", str(path), precision=cfg.precision)
+    if (path / "model.bin").is_file():
+        raise ValueError(f"{path} is a CTranslate2 export: load it with arabicpeft.export.load_ct2 "
+                         "(evaluate/transcribe --backend ct2).")
+    if (path / "config.json").is_file():
+        cfg = _saved_config(path)
+        if cfg is None:  # a plain transformers Whisper directory (e.g. a local copy of a hub model)
+            return _load_base_reference(str(path), precision)
+        return _load_full(path, cfg, precision)
+    bank = _bank_members(path) if path.is_dir() else {}
+    if not bank:
+        raise ValueError(f"{path} holds no model: expected adapter_config.json (an adapter), config.json (a "
+                         "transformers model), model.bin (a CTranslate2 export), a run directory with model/, or "
+                         "subdirectories that are adapters (an adapter bank).")
+    return _load_bank(path, bank, precision, full_window)
+
+
+def _load_base_reference(name: str, precision: Optional[str]) -> LoadedModel:
+    model, processor = load_base(ExperimentConfig(model=name, precision=precision or "fp32"))
     model.eval()
-    return model, processor, cfg
+    return LoadedModel(model, processor, None, "base", name, precision=precision or "fp32")
+
+
+def _load_full(path: Path, trained: ExperimentConfig, precision: Optional[str]) -> LoadedModel:
+    if precision:
+        cfg = dataclasses.replace(trained, precision=precision)
+    elif trained.precision in ("int8", "nf4"):  # a merged QLoRA adapter: its base was quantized, it is not
+        cfg = dataclasses.replace(trained, precision="fp32")
+    else:
+        cfg = trained
+    require_cuda(cfg.precision)
+    if cfg.precision in ("int8", "nf4"):
+        raise ValueError(f"{path} holds a fully fine-tuned or merged model; load it at fp32, fp16 or bf16.")
+    model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    if torch.cuda.is_available():
+        model.to("cuda")
+    processor = WhisperProcessor.from_pretrained(path)
+    processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
+    _set_generation(model, cfg.generation_max_length)
+    model.eval()
+    return LoadedModel(model, processor, trained, "model", str(path), precision=cfg.precision)
+
+
+def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full_window: bool) -> LoadedModel:
+    from peft import PeftModel
+
+    cfgs = {d: _adapter_base_config(p, precision, full_window) for d, p in bank.items()}
+    bases = {(c.model, c.encoder_seconds, c.precision) for c in cfgs.values()}
+    if len(bases) > 1:
+        raise ValueError(f"The adapters in {path} do not share one base (model, encoder_seconds, precision): "
+                         f"{sorted(map(str, bases))}. A bank needs one base model.")
+    first, *rest = bank
+    base, processor = load_base(cfgs[first])
+    model = PeftModel.from_pretrained(base, str(bank[first]), adapter_name=first)
+    for dialect in rest:
+        model.load_adapter(str(bank[dialect]), adapter_name=dialect)
+    model.eval()
+    return LoadedModel(model, processor, _saved_config(bank[first]), "bank", str(path),
+                       {d: str(p) for d, p in bank.items()}, precision=cfgs[first].precision)
+
+
+def load_trained(path, precision: Optional[str] = None):
+    """Load what :func:`save_trained` wrote: returns (model, processor, config); see :func:`load_model`."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{path} holds no {CONFIG_FILE}: not a model saved by arabicpeft.")
+    loaded = load_model(path, precision=precision)
+    return loaded.model, loaded.processor, loaded.config

@@ -16,10 +16,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import ExperimentConfig
 from .data import DataSplits, SpeechCollator, load_splits, settle_counts
-from .evaluate import evaluate_sets, generation_budget
+from .evaluate import evaluate_sets, generation_budget, pooled_metrics
+from .export import write_model_card
 from .metrics import score
 from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
-from .results import dir_bytes, peak_memory, reset_peak_memory, write_json_atomic, write_results
+from .results import dir_bytes, peak_memory, read_results, reset_peak_memory, write_json_atomic, write_results
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
 RUN_CONFIG_FILE = "run_config.json"
@@ -255,4 +256,7 @@ def run(cfg: ExperimentConfig) -> Path:
             "encoder_window_s": window_seconds(processor),
         },
     }
-    return write_results(out, result, after_rows)
+    result["metrics_pooled"] = pooled_metrics(after_rows)
+    path = write_results(out, result, after_rows)
+    write_model_card(saved, read_results(path))  # README.md beside the adapter/model, with these scores
+    return path

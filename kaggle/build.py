@@ -36,8 +36,8 @@ DEFAULT_OUT = REPO / "kaggle" / "build"
 BUILD_INFO = "_build.json"  # written into the embedded package: which commit the notebook was built from
 
 # Requirements Kaggle must not (re)install: torch (its CUDA build stays), and test-only tools.
-# ctranslate2 is not imported by arabicpeft (the offline model is read by our own parser).
-NOT_INSTALLED_ON_KAGGLE = {"torch", "pytest", "nbval", "nbformat", "nbclient", "ipykernel", "ctranslate2"}
+# ctranslate2 and faster-whisper are installed: the ct2 export, backend and notebook 05 use them.
+NOT_INSTALLED_ON_KAGGLE = {"torch", "pytest", "nbval", "nbformat", "nbclient", "ipykernel"}
 SKIPPED_FILES = re.compile(r"(__pycache__|\.pyc$|\.ipynb_checkpoints)")
 
 # Each notebook's Kaggle settings live in kaggle/<stem>/kernel-metadata.json (GPU on, internet on, T4: set

@@ -1,0 +1,329 @@
+"""Merge a LoRA adapter, export to CTranslate2 / faster-whisper, write model cards, upload.
+
+- :func:`merge`: adapter + base -> one standalone transformers model (peft ``merge_and_unload``), with its
+  processor, a generation config forcing Arabic/transcribe and the run config.
+- :func:`export_ct2`: any model reference -> a CTranslate2 directory written by CTranslate2's own
+  ``TransformersConverter`` (an adapter is merged on the fly), with the tokenizer and preprocessor files that
+  ``faster_whisper.WhisperModel`` reads. :func:`load_ct2` loads one (converting on the fly when needed).
+- :func:`write_model_card`: a Hugging Face model card (``README.md``) in every saved directory.
+- :func:`upload`: the Hugging Face Hub (``huggingface_hub``) or Kaggle Models (``kagglehub``).
+
+Adapters trained with a cut encoder window (``encoder_seconds``) are merged onto the base at its full window:
+the standalone model then takes any audio, as OpenAI's does (LoRA does not touch the positional table).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .model import CONFIG_FILE, load_model
+from .offline_model import MAX_TARGET_POSITIONS
+
+EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
+CARD_FILE = "README.md"
+CT2_QUANTIZATIONS = ("float32", "float16", "int8", "int8_float16", "int8_float32")
+MERGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+# Files faster-whisper (tokenizer.json, preprocessor_config.json) and transformers' WhisperProcessor read.
+PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+                   "special_tokens_map.json", "added_tokens.json", "normalizer.json")
+UPLOAD_TARGETS = ("hf", "kaggle")
+
+
+def ct2_max_length(new_tokens: int) -> int:
+    """The ``max_length`` to give CTranslate2's ``Whisper.generate`` for at most ``new_tokens`` transcript
+    tokens. Measured with ctranslate2 4.8: it generates at most ``max_length // 2`` tokens after the prompt
+    (OpenAI Whisper's ``sample_len = n_text_ctx // 2``), whatever the prompt's length; transformers'
+    ``generation_config.max_length`` bounds the transcript tokens themselves."""
+    return 2 * int(new_tokens)
+
+
+def is_ct2_dir(path) -> bool:
+    """A CTranslate2 model directory (``model.bin`` beside its ``config.json``)."""
+    return (Path(path) / "model.bin").is_file()
+
+
+def _write_export_info(out: Path, info: dict) -> None:
+    from .results import provenance, write_json_atomic
+
+    write_json_atomic(out / EXPORT_FILE, {**info, "provenance": provenance()})
+
+
+def _copy_run_files(src: Path, out: Path) -> None:
+    if (src / CONFIG_FILE).is_file():
+        shutil.copy2(src / CONFIG_FILE, out / CONFIG_FILE)
+
+
+def merge(reference, output_dir, dtype: str = "fp32") -> Path:
+    """Merge the LoRA adapter ``reference`` into its base and save a standalone model in ``output_dir``.
+
+    ``dtype``: ``fp32`` or ``fp16`` weights. The directory loads with plain
+    ``WhisperForConditionalGeneration.from_pretrained`` and ``WhisperProcessor.from_pretrained``; its generation
+    config forces Arabic/transcribe (``max_length`` 448, the decoder's limit). Raises ValueError for anything
+    but a single adapter (a merged or base model has nothing to merge; a bank has one model per dialect).
+    """
+    if dtype not in MERGE_DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(MERGE_DTYPES)}.")
+    loaded = load_model(reference, precision="fp32", full_window=True)
+    if loaded.kind != "adapter":
+        raise ValueError(f"{reference} is a {loaded.kind} model, not a LoRA adapter: there is nothing to merge "
+                         "(export it directly; merge one bank member at a time).")
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = loaded.model.merge_and_unload()
+    model.generation_config.max_length = MAX_TARGET_POSITIONS
+    model.to(MERGE_DTYPES[dtype]).save_pretrained(out)
+    loaded.processor.save_pretrained(out)
+    loaded.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json: what faster-whisper reads
+    _copy_run_files(Path(loaded.source), out)
+    _write_export_info(out, {"kind": "merged", "from": str(Path(loaded.source).resolve()), "dtype": dtype,
+                             "window_seconds": loaded.window_seconds,
+                             "trained_encoder_seconds": loaded.config.encoder_seconds if loaded.config else None})
+    write_model_card(out)
+    return out
+
+
+def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = False) -> Path:
+    """Convert ``reference`` (a merged/full model directory, a LoRA adapter, which is merged first at fp32, an
+    offline name or a hub id) into a CTranslate2 model in ``output_dir`` that ``faster_whisper.WhisperModel``
+    loads, with CTranslate2's ``TransformersConverter`` and weight ``quantization`` (one of
+    :data:`CT2_QUANTIZATIONS`). ``force`` replaces an existing ``output_dir``."""
+    from ctranslate2.converters import TransformersConverter
+    from transformers import WhisperFeatureExtractor
+
+    if quantization not in CT2_QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(CT2_QUANTIZATIONS)}.")
+    out = Path(output_dir)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise FileExistsError(f"{out} exists and is not empty; pass force=True (--force) to replace it.")
+    with tempfile.TemporaryDirectory(prefix="arabicpeft-merge-") as tmp:
+        source, info = _transformers_dir(reference, Path(tmp))
+        copy = [f for f in PROCESSOR_FILES if (source / f).is_file()]
+        TransformersConverter(str(source), copy_files=copy).convert(str(out), quantization=quantization, force=True)
+        if not (out / "preprocessor_config.json").is_file():  # transformers 5 may keep it in processor_config.json
+            WhisperFeatureExtractor.from_pretrained(str(source)).save_pretrained(str(out))
+        _copy_run_files(source, out)
+        _write_export_info(out, {"kind": "ct2", "quantization": quantization, **info})
+    write_model_card(out)
+    return out
+
+
+def _transformers_dir(reference, tmp: Path) -> tuple[Path, dict]:
+    """A transformers directory for ``reference``: the directory itself, a merge of an adapter into ``tmp``, or
+    the resolved offline/hub model. Returns (directory, what it came from)."""
+    from .model import _is_adapter
+    from .offline_model import resolve_model
+
+    path = Path(str(reference)).expanduser()
+    if path.is_dir() and not _is_adapter(path) and not (path / "config.json").is_file() and (path / "model").is_dir():
+        path = path / "model"  # a run directory
+    if path.is_dir() and is_ct2_dir(path):
+        raise ValueError(f"{path} is already a CTranslate2 export; convert from its transformers model instead.")
+    if path.is_dir() and _is_adapter(path):
+        merged = merge(path, tmp / "merged")
+        info = json.loads((merged / EXPORT_FILE).read_text(encoding="utf-8"))
+        return merged, {"from": str(path.resolve()), "merged_on_the_fly": True, "window_seconds": info["window_seconds"]}
+    if path.is_dir() and (path / "config.json").is_file():
+        origin = path / EXPORT_FILE
+        before = json.loads(origin.read_text(encoding="utf-8")) if origin.is_file() else {}
+        return path, {"from": str(path.resolve()), "merged_from": before.get("from")}
+    if path.exists():
+        raise ValueError(f"{path} holds no transformers model or adapter to export.")
+    resolved = Path(resolve_model(str(reference)))
+    if not resolved.is_dir():  # a hub id: let transformers download it once
+        loaded = load_model(str(reference))
+        loaded.model.save_pretrained(tmp / "base")
+        loaded.processor.save_pretrained(tmp / "base")
+        resolved = tmp / "base"
+    return resolved, {"from": str(reference)}
+
+
+def load_ct2(reference, compute_type: str = "default", cpu_threads: int = 0, device: str = "auto"):
+    """(``faster_whisper.WhisperModel``, transformers ``WhisperProcessor``) for ``reference``: a CTranslate2
+    directory as it is, anything else converted at float32 into a temporary directory first (see
+    :func:`export_ct2`). ``compute_type`` is CTranslate2's (``default``: as stored; ``int8`` quantizes at load);
+    ``cpu_threads`` 0: CTranslate2's default. The processor (same tokenizer and log-mel settings) gives
+    references and features for scoring; its tokenizer's prefix is Arabic/transcribe/no timestamps."""
+    from faster_whisper import WhisperModel
+    from transformers import WhisperProcessor
+
+    from .model import LANGUAGE, TASK
+
+    def load(directory: Path):
+        whisper = WhisperModel(str(directory), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+        processor = WhisperProcessor.from_pretrained(str(directory))
+        processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
+        return whisper, processor
+
+    path = Path(str(reference)).expanduser()
+    if path.is_dir() and is_ct2_dir(path):
+        return load(path)
+    with tempfile.TemporaryDirectory(prefix="arabicpeft-ct2-") as tmp:
+        # the weights are read into memory here; the temporary files are not needed afterwards
+        return load(export_ct2(reference, Path(tmp) / "ct2", quantization="float32"))
+
+
+# --- model cards ---------------------------------------------------------------------------------------
+
+
+def _results_near(directory: Path) -> Optional[dict]:
+    """The results of the run that produced ``directory`` (its parent's results.json), if any."""
+    from .results import RESULTS_FILE, read_results
+
+    for candidate in (directory / RESULTS_FILE, directory.parent / RESULTS_FILE):
+        if candidate.is_file():
+            return read_results(candidate)
+    return None
+
+
+def model_card_text(directory, results: Optional[dict] = None) -> str:
+    """The model card of ``directory`` (an adapter, merged/full model or CTranslate2 export), as Markdown with
+    Hugging Face YAML metadata: base model, data source and sizes, the synthetic flag, metrics per test set and
+    normalizer with the run's commit, and how to load it with peft / transformers / faster-whisper."""
+    from .model import _is_adapter
+
+    directory = Path(directory)
+    cfg = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")) if (directory / CONFIG_FILE).is_file() else {}
+    export = json.loads((directory / EXPORT_FILE).read_text(encoding="utf-8")) if (directory / EXPORT_FILE).is_file() else {}
+    if results is None:
+        source = Path(export.get("from") or directory)
+        results = _results_near(directory) or (_results_near(source) if source.exists() else None) or {}
+    kind = "ct2" if is_ct2_dir(directory) else "adapter" if _is_adapter(directory) else "model"
+    library = {"ct2": "ctranslate2", "adapter": "peft", "model": "transformers"}[kind]
+    data = results.get("data") or {}
+    synthetic = bool(results.get("synthetic", cfg.get("source") == "sample"))
+    provenance = results.get("provenance") or {}
+    base = cfg.get("model", "unknown")
+    hub_ids = sorted({i for part in (data.get("train_pool") or {}, *(data.get("test") or {}).values())
+                      for i in ((part or {}).get("hub_ids") or [(part or {}).get("hub_id")]) if i})
+    meta = ["---", "language: ar", f"library_name: {library}", "pipeline_tag: automatic-speech-recognition",
+            f"base_model: {base}", "tags: [whisper, arabic, dialects, arabicpeft"
+            + (", lora" if cfg.get("method") == "lora" else "") + (", synthetic-data" if synthetic else "") + "]"]
+    if hub_ids:
+        meta.append("datasets: [" + ", ".join(i.split(":")[0] for i in hub_ids) + "]")
+    meta.append("---")
+    what = {"ct2": f"CTranslate2 export ({export.get('quantization')}) for faster-whisper",
+            "adapter": "LoRA adapter", "model": "merged model" if export.get("kind") == "merged" else "Whisper model"}[kind]
+    lines = meta + ["", f"# {what}: Whisper for Arabic ({cfg.get('dialect', 'unknown')}), trained with arabicpeft", ""]
+    if synthetic:
+        lines += ["**Trained and scored on the synthetic sample set (espeak-ng speech) only: its numbers show that "
+                  "the pipeline runs, not how it transcribes real Arabic speech.**", ""]
+    lines += [f"- base model: `{base}`; method: {cfg.get('method', '?')}, precision {cfg.get('precision', '?')}, "
+              f"seed {cfg.get('seed', '?')}, {cfg.get('max_steps', '?')} max steps",
+              f"- data source: {cfg.get('source', '?')}" + (f" ({', '.join(hub_ids)})" if hub_ids else "")
+              + (f"; train {data.get('n_train')}, validation {data.get('n_validation')}, test {data.get('n_test')} "
+                 "utterances" if data.get("n_train") is not None else ""),
+              f"- made by arabicpeft commit `{provenance.get('git_commit')}`"]
+    if export:
+        lines.append(f"- {export.get('kind')} from `{export.get('from')}`" + (
+            f", encoder window {export['window_seconds']} s" if export.get("window_seconds") else ""))
+    metrics = results.get("metrics") or {}
+    if metrics:
+        lines += ["", "## Test scores (corpus WER/CER in %, greedy decoding, scored before any merge or export)", "",
+                  "| test set | normalizer | WER | CER | utterances |", "|---|---|---|---|---|"]
+        for test_set, schemes in metrics.items():
+            for scheme, m in schemes.items():
+                wer, cer = (f"{v:.2f}" if isinstance(v, (int, float)) else "n/a" for v in (m.get("wer"), m.get("cer")))
+                lines.append(f"| {test_set} | {scheme} | {wer} | {cer} | {m.get('n_utterances')} |")
+        lines += ["", "Normalizers: `raw` (the paper's unnormalized text), `leaderboard` (Open Universal Arabic ASR "
+                  "Leaderboard rules), `ar_norm_v1` (stricter; see arabicpeft.text)."]
+    lines += ["", "## How to load", ""]
+    if kind == "adapter":
+        lines += ["```python", "from peft import PeftModel", "from transformers import WhisperForConditionalGeneration, WhisperProcessor",
+                  f'base = WhisperForConditionalGeneration.from_pretrained("{base}")',
+                  'model = PeftModel.from_pretrained(base, "THIS_DIRECTORY")',
+                  'processor = WhisperProcessor.from_pretrained("THIS_DIRECTORY")',
+                  'ids = model.generate(input_features=features, language="ar", task="transcribe")', "```"]
+        if cfg.get("encoder_seconds"):
+            lines += ["", f"Trained with the encoder window cut to {cfg['encoder_seconds']} s: "
+                      "`arabicpeft.model.load_model(dir)` rebuilds that cut; `arabicpeft merge` puts the adapter on "
+                      "the full 30 s base."]
+    elif kind == "model":
+        lines += ["```python", "from transformers import WhisperForConditionalGeneration, WhisperProcessor",
+                  'model = WhisperForConditionalGeneration.from_pretrained("THIS_DIRECTORY")',
+                  'processor = WhisperProcessor.from_pretrained("THIS_DIRECTORY")',
+                  'ids = model.generate(input_features=features, language="ar", task="transcribe")', "```"]
+    else:
+        lines += ["```python", "from faster_whisper import WhisperModel",
+                  f'model = WhisperModel("THIS_DIRECTORY", compute_type="{export.get("quantization", "default")}")',
+                  'segments, info = model.transcribe("audio.wav", language="ar", task="transcribe", beam_size=1)',
+                  "```"]
+    lines += ["", "Or with arabicpeft: `python -m arabicpeft transcribe AUDIO --model-path THIS_DIRECTORY"
+              + (" --backend ct2" if kind == "ct2" else "") + " --output-dir OUT`.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(directory, results: Optional[dict] = None) -> Path:
+    """Write :func:`model_card_text` as ``README.md`` in ``directory``; returns its path."""
+    path = Path(directory) / CARD_FILE
+    path.write_text(model_card_text(directory, results), encoding="utf-8")
+    return path
+
+
+# --- upload ------------------------------------------------------------------------------------------------
+
+
+def check_upload_folder(folder) -> str:
+    """The kind of ``folder`` (``adapter``, ``model`` or ``ct2``) after checking it holds what that kind needs
+    and a model card; ValueError naming what is missing otherwise."""
+    from .model import _is_adapter
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a directory.")
+    kind = "ct2" if is_ct2_dir(folder) else "adapter" if _is_adapter(folder) else "model"
+    needs = {"ct2": ["model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"],
+             "adapter": ["adapter_config.json", "adapter_model.safetensors"],
+             "model": ["config.json", "model.safetensors", "generation_config.json", "preprocessor_config.json"]}[kind]
+    missing = [f for f in needs + [CARD_FILE] if not (folder / f).is_file()]
+    if missing:
+        raise ValueError(f"{folder} (a {kind} directory) lacks {', '.join(missing)}: it is not ready to upload. "
+                         "Save it with arabicpeft (train, merge or export), which writes them all.")
+    return kind
+
+
+def upload(folder, repo_id: str, target: str = "hf", token: Optional[str] = None, private: bool = True,
+           license_name: str = "MIT"):
+    """Upload a checked ``folder`` to the Hugging Face Hub (``target="hf"``, ``repo_id`` = ``user/name``; the
+    repository is created if absent) or to Kaggle Models (``target="kaggle"``, ``repo_id`` =
+    ``owner/model/transformers/variation``, through ``kagglehub.model_upload``).
+
+    Needs the network and a token (``token``, or ``HF_TOKEN`` / ``huggingface-cli login``; Kaggle: its API
+    credentials). Raises ConnectionError, before any upload, when the network or the hub is off.
+    """
+    from .data import hub_offline_mode, hub_reachable
+
+    if target not in UPLOAD_TARGETS:
+        raise ValueError(f"Unknown upload target {target!r}; choose one of {', '.join(UPLOAD_TARGETS)}.")
+    kind = check_upload_folder(folder)
+    host = "huggingface.co" if target == "hf" else "www.kaggle.com"
+    if (target == "hf" and hub_offline_mode()) or not hub_reachable(host):
+        raise ConnectionError(
+            f"Uploading needs the network: {host} cannot be reached"
+            + (" (HF_HUB_OFFLINE is set)" if target == "hf" and hub_offline_mode() else "")
+            + f". The {kind} folder {folder} is checked and ready: upload it from a machine with internet access "
+            "(Kaggle: Settings -> Internet on), with a token.")
+    if target == "hf":
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                                 commit_message=f"arabicpeft {kind} upload")
+    try:
+        import kagglehub
+    except ImportError as e:
+        raise ImportError("Kaggle Models uploads use kagglehub (preinstalled on Kaggle): pip install kagglehub") from e
+    return kagglehub.model_upload(repo_id, str(folder), license_name=license_name,
+                                  version_notes=f"arabicpeft {kind} upload")
+
+
+def describe_ct2(whisper) -> dict:
+    """What a loaded faster-whisper model runs as, for results files."""
+    return {"backend": "ct2", "compute_type": whisper.model.compute_type, "device": whisper.model.device,
+            "window_seconds": whisper.feature_extractor.chunk_length}
