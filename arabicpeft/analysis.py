@@ -1,12 +1,12 @@
 """Analysis of the project's own runs: rates with CIs, PEFT vs full, efficiency, gain and forgetting.
 
-The inputs are the tidy frames of :mod:`arabicpeft.results_table`: per-utterance edit counts
-(:func:`~arabicpeft.results_table.utterances_frame`) and efficiency records
-(:func:`~arabicpeft.results_table.efficiency_frame`). Every number comes from them through
-:mod:`arabicpeft.stats`; the outputs are tidy tables for :func:`~arabicpeft.results_table.save_table` and the
-figures of :mod:`arabicpeft.plots`.
+The inputs are the tidy frames of the one results reader, :func:`arabicpeft.results.load_runs`: per-utterance
+edit counts (``Runs.utterances()``), corpus scores (``Runs.scores()``) and the runs with their efficiency
+records (``Runs.runs``). Every number comes from them through :mod:`arabicpeft.stats`; the outputs are tidy
+tables for :func:`~arabicpeft.results_table.save_table` and the figures of :mod:`arabicpeft.plots`.
 
-A *system* is a config without its seed: one (condition, method, train_set). Its seeds are scored on the same
+A *system* is a run without its seed (the reader's ``system`` column: every config field but the seed and
+where/how it was run). Its seeds are scored on the same
 test utterances (the test sets do not depend on the seed), so per-utterance counts line up across seeds and
 methods on utt_index, and the mean over seeds of corpus rates equals the corpus rate of the seed-averaged
 counts (the reference lengths are shared). That makes the seed mean resamplable over utterances.
@@ -23,10 +23,14 @@ import pandas as pd
 from . import stats
 from .results import MIB
 from .results_table import require_columns
+from .paper import POOLED_TRAIN_SET
+from .results import BANK_TRAIN_SET, START, TRAINED, TRAINING
 from .study import MSA
 
 METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
-SYSTEM_KEYS = ["condition", "method", "train_set"]  # a system: one config, all its seeds
+# a system: one config, all its seeds (``system`` decides; the others are its readable parts)
+SYSTEM_KEYS = ["system", "study", "stage", "variant", "train_set"]
+CELL_KEYS = ["context", "train_set", "test_set"]  # what a method comparison pairs: same context, data, test set
 BASELINE, PEFT = "full", "lora"  # the default comparison: rate(lora) − rate(full)
 TWO_LEVEL, PAIRED = "two-level bootstrap (seeds, utterances)", "paired bootstrap (utterances)"
 
@@ -59,7 +63,7 @@ def _metric_columns(metric: str) -> tuple[str, str]:
 def seed_matrix(rows: pd.DataFrame, metric: str = "wer") -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
     """One system's per-utterance counts on one test set, one row per seed, aligned on utt_index.
 
-    ``rows``: the utterances_frame rows of one system on one test set. Returns (seeds, errors of shape
+    ``rows``: the ``Runs.utterances()`` rows of one system on one test set. Returns (seeds, errors of shape
     (k, n), lengths of shape (n,), utt_index of shape (n,)). Raises when a seed appears twice (several runs
     per seed: filter first), when the seeds scored different utterances or when their reference lengths differ.
     """
@@ -87,14 +91,14 @@ def rate_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N
                level: float = stats.LEVEL) -> pd.DataFrame:
     """Corpus WER/CER of every run on every test set with an utterance bootstrap CI (stats.bootstrap_ci).
 
-    ``utts``: utterances_frame rows (start rows are left out). Returns one row per (condition, method,
-    train_set, seed, test_set) with n_utterances and, per metric, ``{metric}``, ``{metric}_low``,
+    ``utts``: ``Runs.utterances()`` rows (start rows are left out). Returns one row per (system, study, stage,
+    variant, train_set, seed, test_set) with n_utterances and, per metric, ``{metric}``, ``{metric}_low``,
     ``{metric}_high`` (%).
     """
     keys = SYSTEM_KEYS + ["seed", "test_set"]
     require_columns(utts, keys + ["utt_index"] + [c for m in metrics for c in _metric_columns(m)], "rate_table")
     rows = []
-    for values, run in _stage(utts, "trained").groupby(keys, sort=False):
+    for values, run in _stage(utts, TRAINED).groupby(keys, sort=False, dropna=False):
         if run["utt_index"].duplicated().any():
             raise ValueError(f"Several runs share {dict(zip(keys, values))} (they differ in model, precision or "
                              "LoRA setting): filter the frame to one run per seed first.")
@@ -111,7 +115,7 @@ def system_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats
                  level: float = stats.LEVEL) -> pd.DataFrame:
     """Per system and test set: the mean over seeds of corpus WER/CER with two intervals.
 
-    Returns one row per (condition, method, train_set, test_set) with k (seeds), n_utterances and, per
+    Returns one row per (system, study, stage, variant, train_set, test_set) with k (seeds), n_utterances and, per
     metric: ``{metric}`` (mean over seeds, %), ``{metric}_sd`` (over seeds, ddof = 1), ``{metric}_low`` /
     ``{metric}_high`` (utterance bootstrap CI of the seed mean: the seed-averaged counts resampled, test-set
     sampling only) and ``{metric}_t_low`` / ``{metric}_t_high`` (t-interval over the k seeds, training
@@ -120,7 +124,7 @@ def system_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats
     keys = SYSTEM_KEYS + ["test_set"]
     require_columns(utts, keys + ["seed", "utt_index"], "system_table")
     rows = []
-    for values, system in _stage(utts, "trained").groupby(keys, sort=False):
+    for values, system in _stage(utts, TRAINED).groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, values))
         for metric in metrics:
             seeds, errors, lengths, _ = seed_matrix(system, metric)
@@ -143,59 +147,116 @@ def _hedges_g_or_nan(b: np.ndarray, a: np.ndarray) -> float:
         return float("nan")
 
 
+def _matches(variants, name: str) -> list:
+    """The variants of a cell that ``name`` names: its exact label, or every variant of method ``name``."""
+    exact = [v for v in variants if v == name]
+    return exact or [v for v in variants if str(v).split(" ")[0] == name]
+
+
 def compare_methods(utts: pd.DataFrame, a: str = BASELINE, b: str = PEFT, metrics=("wer", "cer"),
                     n_boot: int = stats.N_RESAMPLES, seed: int = 0, level: float = stats.LEVEL) -> pd.DataFrame:
-    """Method ``b`` vs method ``a`` (default LoRA vs full) per (condition, train_set, test_set) and metric.
+    """Variant ``b`` vs variant ``a`` (default every LoRA variant vs full fine-tuning) per cell and metric.
+
+    A cell is (context, train_set, test_set): runs that differ only in their fine-tuning method and seed
+    (``a``/``b``: a variant label, or a method name — "lora", "full", "dora" — matching every variant of it; a
+    cell with several variants matching ``a`` raises: name one). Per ``b`` variant:
 
     - delta = mean-over-seeds rate(b) − rate(a) (% points; > 0: b has more errors), with a percentile CI from
       :func:`stats.two_level_bootstrap` (seeds resampled per method, utterances shared) when either method has
       two or more seeds, else :func:`stats.paired_bootstrap` (column ci_method says which); p_b_worse is the
-      fraction of replicates with delta > 0.
+      fraction of replicates with delta > 0; paired_low / paired_high: the utterance-only paired bootstrap
+      CI of the seed-averaged counts (test-set sampling only).
     - p: :func:`stats.paired_permutation_test` on the seed-averaged per-utterance counts (n_perm = n_boot);
-      p_holm: Holm over every row of the table (one family: all test sets and metrics).
+      p_holm: Holm over every row of the table (one family: all cells and metrics).
     - hedges_g: :func:`stats.hedges_g` of the per-seed corpus rates, b vs a (> 0: b has more errors); NaN
       when undefined (fewer than 3 runs in all, or no spread in either method).
+    - seed_sd: the pooled seed-to-seed SD of the two methods' corpus rates (ddof = 1; NaN with one seed each)
+      and equivalent: whether the CI of delta lies within ± seed_sd — "the methods differ by less than
+      retraining with another seed does" (NaN without a seed spread).
 
-    Returns columns condition, train_set, test_set, metric, a, b, k_a, k_b, n_utterances, rate_a, rate_b,
-    delta, low, high, ci_method, p_b_worse, p, p_holm, hedges_g.
+    Returns columns context, train_set, test_set, stage (of the study), metric, a, b, k_a, k_b, n_utterances, rate_a, rate_b, delta,
+    low, high, ci_method, paired_low, paired_high, p_b_worse, p, p_holm, hedges_g, seed_sd, equivalent.
     """
-    keys = ["condition", "train_set", "test_set"]
-    require_columns(utts, keys + ["method", "seed", "utt_index"], "compare_methods")
-    trained = _stage(utts, "trained")
+    require_columns(utts, CELL_KEYS + ["variant", "seed", "utt_index"], "compare_methods")
+    trained = _stage(utts, TRAINED)
     rows = []
-    for values, cell in trained.groupby(keys, sort=False):
-        by_method = dict(tuple(cell.groupby("method")))
-        if a not in by_method or b not in by_method:
+    for values, cell in trained.groupby(CELL_KEYS, sort=False, dropna=False):
+        by_variant = dict(tuple(cell.groupby("variant", sort=False)))
+        baseline = _matches(by_variant, a)
+        if not baseline:
             continue
-        for metric in metrics:
-            _, ea, la, ia = seed_matrix(by_method[a], metric)
-            _, eb, lb, ib = seed_matrix(by_method[b], metric)
-            if not (np.array_equal(ia, ib) and np.array_equal(la, lb)):
-                raise ValueError(f"{a!r} and {b!r} were not scored on the same utterances of {values[2]!r}.")
-            if len(ea) > 1 or len(eb) > 1:
-                ci = stats.two_level_bootstrap(ea, eb, la, n_boot=n_boot, seed=seed, level=level)
-                how = TWO_LEVEL
-            else:
-                ci = stats.paired_bootstrap(ea[0], eb[0], la, n_boot=n_boot, seed=seed, level=level)
-                how = PAIRED
-            perm = stats.paired_permutation_test(ea.mean(axis=0), eb.mean(axis=0), la, n_perm=n_boot, seed=seed)
-            rates_a, rates_b = _seed_rates(ea, la), _seed_rates(eb, la)
-            rows.append({
-                **dict(zip(keys, values)), "metric": metric, "a": a, "b": b, "k_a": len(ea), "k_b": len(eb),
-                "n_utterances": len(la), "rate_a": rates_a.mean(), "rate_b": rates_b.mean(), "delta": ci["delta"],
-                "low": ci["low"], "high": ci["high"], "ci_method": how, "p_b_worse": ci["p_b_worse"],
-                "p": perm["p"], "hedges_g": _hedges_g_or_nan(rates_b, rates_a),
-            })
-    columns = keys + ["metric", "a", "b", "k_a", "k_b", "n_utterances", "rate_a", "rate_b", "delta", "low", "high",
-                      "ci_method", "p_b_worse", "p", "p_holm", "hedges_g"]
+        if len(baseline) > 1:
+            raise ValueError(f"Several variants match {a!r} in {dict(zip(CELL_KEYS, values))}: {baseline}. "
+                             "Name one variant label as the baseline.")
+        for variant_b in _matches(by_variant, b):
+            if variant_b == baseline[0]:
+                continue
+            stage = cell["stage"].iloc[0] if "stage" in cell.columns else None
+            for metric in metrics:
+                rows.append({**dict(zip(CELL_KEYS, values)), "stage": stage, "metric": metric,
+                             **_compare(by_variant[baseline[0]], by_variant[variant_b], baseline[0], variant_b,
+                                        metric, values[2], n_boot, seed, level)})
+    columns = CELL_KEYS + ["stage", "metric", "a", "b", "k_a", "k_b", "n_utterances", "rate_a", "rate_b", "delta", "low",
+                           "high", "ci_method", "paired_low", "paired_high", "p_b_worse", "p", "p_holm", "hedges_g",
+                           "seed_sd", "equivalent"]
     out = pd.DataFrame(rows, columns=[c for c in columns if c != "p_holm"])
     if out.empty:
-        raise ValueError(f"No (condition, train_set, test_set) cell has runs of both {a!r} and {b!r}.")
+        raise ValueError(f"No (context, train_set, test_set) cell has runs of both {a!r} and {b!r}.")
     out["p_holm"] = stats.holm(out["p"].to_numpy())
     return out[columns]
 
 
-EFFICIENCY_SUMMARY = {  # output column: (efficiency_frame column, scale)
+def _compare(rows_a, rows_b, a, b, metric, test_set, n_boot, seed, level) -> dict:
+    _, ea, la, ia = seed_matrix(rows_a, metric)
+    _, eb, lb, ib = seed_matrix(rows_b, metric)
+    if not (np.array_equal(ia, ib) and np.array_equal(la, lb)):
+        raise ValueError(f"{a!r} and {b!r} were not scored on the same utterances of {test_set!r}.")
+    paired = stats.paired_bootstrap(ea.mean(axis=0), eb.mean(axis=0), la, n_boot=n_boot, seed=seed, level=level)
+    if len(ea) > 1 or len(eb) > 1:
+        ci = stats.two_level_bootstrap(ea, eb, la, n_boot=n_boot, seed=seed, level=level)
+        how = TWO_LEVEL
+    else:
+        ci, how = paired, PAIRED
+    perm = stats.paired_permutation_test(ea.mean(axis=0), eb.mean(axis=0), la, n_perm=n_boot, seed=seed)
+    rates_a, rates_b = _seed_rates(ea, la), _seed_rates(eb, la)
+    spread = _pooled_sd(rates_a, rates_b)
+    equivalent = (bool(-spread < ci["low"] and ci["high"] < spread) if np.isfinite(spread) and spread > 0
+                  else float("nan"))
+    return {"a": a, "b": b, "k_a": len(ea), "k_b": len(eb), "n_utterances": len(la), "rate_a": rates_a.mean(),
+            "rate_b": rates_b.mean(), "delta": ci["delta"], "low": ci["low"], "high": ci["high"], "ci_method": how,
+            "paired_low": paired["low"], "paired_high": paired["high"], "p_b_worse": ci["p_b_worse"],
+            "p": perm["p"], "hedges_g": _hedges_g_or_nan(rates_b, rates_a), "seed_sd": spread,
+            "equivalent": equivalent}
+
+
+def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
+    """Pooled SD (ddof = 1) of two groups of per-seed rates; NaN when neither has two seeds."""
+    dof = max(len(a) - 1, 0) + max(len(b) - 1, 0)
+    if dof == 0:
+        return float("nan")
+    ss = sum(((x - x.mean()) ** 2).sum() for x in (a, b) if len(x) > 1)
+    return float(np.sqrt(ss / dof))
+
+
+def equivalence_statement(comparison: pd.DataFrame, metric: str = "wer") -> str:
+    """One sentence per the :func:`compare_methods` table: in how many cells the CI of Δ lies within the
+    seed-to-seed spread (± pooled SD), and the largest |Δ|."""
+    rows = comparison[comparison["metric"] == metric]
+    if rows.empty:
+        return f"No {metric.upper()} comparison."
+    judged = rows.dropna(subset=["equivalent"])
+    worst = rows.loc[rows["delta"].abs().idxmax()]
+    text = (f"{metric.upper()}: largest |Δ| = {abs(worst['delta']):.2f} points ({worst['b']} vs {worst['a']}, "
+            f"{worst['train_set']} -> {worst['test_set']}). ")
+    if judged.empty:
+        return text + "No seed-to-seed spread (one seed per method): equivalence cannot be judged."
+    n_eq = int(judged["equivalent"].astype(bool).sum())
+    return text + (f"In {n_eq} of {len(judged)} cells the {int(100 * stats.LEVEL)}% CI of Δ lies within ± the "
+                   f"seed-to-seed SD (median {judged['seed_sd'].median():.2f} points): there the methods differ "
+                   "by less than retraining with another seed does.")
+
+
+EFFICIENCY_SUMMARY = {  # output column: (Runs.runs column, scale)
     "trainable_parameters": ("trainable_parameters", 1.0),
     "trainable_percent": ("trainable_percent", 1.0),
     "peak_memory_mib": ("peak_memory_bytes", 1.0 / MIB),
@@ -207,15 +268,21 @@ EFFICIENCY_SUMMARY = {  # output column: (efficiency_frame column, scale)
 }
 
 
-def efficiency_summary(eff: pd.DataFrame,
-                       by=("condition", "method", "train_set", "model", "precision")) -> pd.DataFrame:
-    """Mean and SD (ddof = 1) over runs of each efficiency quantity, per ``by`` group.
+def efficiency_summary(eff: pd.DataFrame, by=("system", "study", "stage", "variant", "train_set", "model_name")
+                       ) -> pd.DataFrame:
+    """The efficiency table (the only one): mean and SD (ddof = 1) over seeds of each efficiency quantity, per
+    system (``by``: a system and its readable parts; never wider than a system).
 
-    ``eff``: :func:`results_table.efficiency_frame` output. Returns the ``by`` columns, k (runs),
+    ``eff``: ``load_runs(root).runs`` (training runs; evaluations have no training cost and are left out).
+    Returns the ``by`` columns, k (runs),
     peak_memory_kind, then for each quantity of :data:`EFFICIENCY_SUMMARY` (bytes converted to MiB) its mean
     and ``{name}_sd``.
     """
     by = list(by)
+    if "kind" in eff.columns:
+        eff = eff[eff["kind"] == TRAINING]
+    if "model_name" in by and "model_name" not in eff.columns and "model" in eff.columns:
+        eff = eff.assign(model_name=eff["start_model"] if "start_model" in eff.columns else eff["model"])
     require_columns(eff, by + [src for src, _ in EFFICIENCY_SUMMARY.values()] + ["peak_memory_kind"], "efficiency_summary")
     scaled = eff[by].copy()
     for name, (source, scale) in EFFICIENCY_SUMMARY.items():
@@ -230,14 +297,14 @@ def efficiency_summary(eff: pd.DataFrame,
     return out.reset_index()
 
 
-def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("condition", "method"),
+def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("context", "variant"),
                           n_boot: int = stats.N_RESAMPLES, seed: int = 0, level: float = stats.LEVEL) -> pd.DataFrame:
     """Gain on the training dialect(s) (all five for the pooled ``all``) and forgetting on the other test sets,
     per ``by`` group (research notes §6).
 
-    ``utts``: :func:`results_table.utterances_frame` rows with ``include_start=True``: the trained models
-    (stage "trained") and the starting model (stage "start": each run's ``utterances_before.csv``, the R[0, d]
-    row). Within a group, a train set's seeds are averaged per utterance (so the values are about the mean
+    ``utts``: ``Runs.utterances(include_start=True)`` rows: the trained models (scored "trained") and the
+    starting model (scored "start": each run's ``utterances_before.csv``, the R[0, d] row). ``by``: the groups
+    (default: one per context and method variant; a group's runs must share their starting model). Within a group, a train set's seeds are averaged per utterance (so the values are about the mean
     over seeds), the starting model's rows are averaged over the group's runs (they share one starting model),
     and :func:`stats.gain_forgetting_ci` pairs each trained model with the start on the same utterances
     (paired bootstrap). Gain G_t = R[0, t] − R[t, t] (> 0: improved); forgetting F_t,d = R[t, d] − R[0, d]
@@ -249,15 +316,15 @@ def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("conditio
     """
     by = list(by)
     errors, lengths = _metric_columns(metric)
-    require_columns(utts, by + ["stage", "train_set", "test_set", "seed", "utt_index", errors, lengths],
-             "gain_forgetting_table")
-    if not (utts["stage"] == "start").any():
-        raise ValueError("No starting-model rows: read the runs with utterances_frame(..., include_start=True).")
+    require_columns(utts, by + ["scored", "train_set", "test_set", "seed", "utt_index", errors, lengths],
+                    "gain_forgetting_table")
+    if not (utts["scored"] == START).any():
+        raise ValueError("No starting-model rows: read the runs with Runs.utterances(include_start=True).")
     frames = []
-    for values, group in utts.groupby(by, sort=False):
+    for values, group in utts.groupby(by, sort=False, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         rows, k = [], {}
-        start = group[group["stage"] == "start"]
+        start = group[group["scored"] == START]
         for test_set, cell in start.groupby("test_set", sort=False):
             counts = cell.groupby("utt_index")[[errors, lengths]].agg(["mean", "nunique"])
             if (counts[(lengths, "nunique")] > 1).any():
@@ -265,7 +332,7 @@ def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("conditio
             rows.append(pd.DataFrame({"train_set": stats.START, "test_set": test_set, "utt_index": counts.index,
                                       errors: counts[(errors, "mean")].to_numpy(),
                                       lengths: counts[(lengths, "mean")].to_numpy()}))
-        trained = group[group["stage"] == "trained"]
+        trained = group[group["scored"] == TRAINED]
         for (train_set, test_set), cell in trained.groupby(["train_set", "test_set"], sort=False):
             seeds, e, n, index = seed_matrix(cell, metric)
             k[train_set] = len(seeds)
@@ -291,34 +358,34 @@ def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("conditio
     return pd.concat(frames, ignore_index=True)[columns]
 
 
-# The paper's figures from the project's own results (results_table.results_frame rows) --------------------
+# The paper's figures from the project's own results (Runs.scores() rows) ---------------------------------
 
 
 
-def _stage(frame: pd.DataFrame, stage: str) -> pd.DataFrame:
-    return frame[frame["stage"] == stage] if "stage" in frame.columns else frame
+def _stage(frame: pd.DataFrame, scored: str) -> pd.DataFrame:
+    """The rows of the trained models (TRAINED) or of their starting models (START)."""
+    return frame[frame["scored"] == scored] if "scored" in frame.columns else frame
 
 
 def msa_trainsize_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
-    """Input of :func:`plots.fig1_msa_trainsize` from own results (a :func:`study.paper_grid` directory).
+    """Input of :func:`plots.fig1_msa_trainsize` from own results (a :func:`study.paper` study).
 
-    ``frame``: :func:`results_table.results_frame` output with ``include_start=True``. The runs trained on
+    ``frame``: ``load_runs(root).scores()`` rows of one method (filter on ``variant`` first). The runs trained on
     ``msa`` and scored on the ``msa`` test set become the curve, at msa_fraction = n_train / the largest
-    n_train among them; their starting model's scores on the msa test set (stage "start") are the 0% point,
+    n_train among them; their starting model's scores on the msa test set (scored "start") are the 0% point,
     as in the paper (zero-shot whisper-small at 0%). Returns columns model, seed, wer, cer, system,
     msa_fraction.
     """
-    for column in ("train_set", "test_set", "seed", "wer", "cer", "n_train", "stage"):
+    for column in ("train_set", "test_set", "seed", "wer", "cer", "n_train", "scored"):
         if column not in frame.columns:
-            raise ValueError(
-                f"msa_trainsize_frame needs column {column!r}; pass results_frame(..., include_start=True).")
-    trained = _stage(frame, "trained")
+            raise ValueError(f"msa_trainsize_frame needs column {column!r}; pass load_runs(root).scores().")
+    trained = _stage(frame, TRAINED)
     trained = trained[(trained["train_set"] == msa) & (trained["test_set"] == msa)]
     if trained.empty:
         raise ValueError(f"No runs trained on {msa!r} and scored on it.")
     fraction = trained["n_train"].astype(float) / trained["n_train"].astype(float).max()
     curve = trained.assign(msa_fraction=fraction, model=fraction.map(lambda f: f"{f:.2f}"), system="fine-tuned")
-    start = _stage(frame, "start")
+    start = _stage(frame, START)
     start = start[(start["test_set"] == msa) & start["path"].isin(set(trained["path"]))]
     start = start.assign(msa_fraction=0.0, model="0.00", system="before fine-tuning")
     columns = ["model", "seed", "wer", "cer", "system", "msa_fraction"]
@@ -327,8 +394,9 @@ def msa_trainsize_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
 
 def paper_dialects_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
     """Input of :func:`plots.fig2_pretraining` and :func:`plots.fig4_heatmap` from own results: the trained
-    rows of the dialect (and pooled) models, without the MSA train-size runs (as the paper's 6 x 6 matrices)."""
-    trained = _stage(frame, "trained")
+    rows of the dialect (and pooled) models, without the MSA train-size runs (as the paper's 6 x 6 matrices).
+    Filter ``frame`` to one method (``variant``) first: one matrix per method."""
+    trained = _stage(frame, TRAINED)
     return trained[trained["train_set"] != msa].reset_index(drop=True)
 
 
@@ -338,8 +406,84 @@ def pooled_vs_specific_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFram
     the most MSA data (largest n_train). Returns paper.pooled_vs_specific_long rows (column role added)."""
     from .paper import WITH_PRETRAINING, pooled_vs_specific_long
 
-    trained = _stage(frame, "trained")
+    trained = _stage(frame, TRAINED)
     with_ = trained[(trained["condition"] == WITH_PRETRAINING) & (trained["train_set"] != msa)]
     full_msa = trained[(trained["train_set"] == msa)]
     full_msa = full_msa[full_msa["n_train"] == full_msa["n_train"].max()]
     return pooled_vs_specific_long(pd.concat([with_, full_msa], ignore_index=True))
+
+
+# Study views: one matrix per method, the adapter bank against its alternatives ---------------------------
+
+
+def by_method(scores: pd.DataFrame, stages=None) -> dict[str, pd.DataFrame]:
+    """``Runs.scores()`` rows of trained models split per fine-tuning method (the ``variant`` column), training
+    runs only, optionally of the given study ``stages``: {variant: rows}. Each value holds one method, so a figure or
+    table drawn from it never mixes methods."""
+    rows = _stage(scores, TRAINED)
+    rows = rows[rows["kind"] == TRAINING] if "kind" in rows.columns else rows
+    if stages is not None:
+        rows = rows[rows["stage"].isin(list(stages))]
+    return {variant: part for variant, part in rows.groupby("variant", sort=False)}
+
+
+def matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) -> pd.DataFrame:
+    """The train x test matrix of one method: cells "mean (± sd)" over seeds of ``metric`` (%), rows train sets,
+    columns test sets (trained models only; raises when a (train, test, seed) cell holds several runs)."""
+    from .plots import heatmap_labels
+
+    trained = _stage(scores, TRAINED)
+    require_columns(trained, ["train_set", "test_set", "seed", metric], "matrix_table")
+    if trained.duplicated(["train_set", "test_set", "seed"]).any():
+        raise ValueError("matrix_table: several runs per (train set, test set, seed): pass one method and condition.")
+    cells = trained.groupby(["train_set", "test_set"])[metric].agg(["mean", "std"]).reset_index()
+    mean = cells.pivot(index="train_set", columns="test_set", values="mean")
+    sd = cells.pivot(index="train_set", columns="test_set", values="std")
+    return pd.DataFrame(heatmap_labels(mean, sd, decimals), index=mean.index, columns=mean.columns)
+
+
+def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: int = 0,
+                    level: float = stats.LEVEL) -> pd.DataFrame:
+    """The adapter bank against the alternatives on the test sets it covers: the base model (the bank's
+    adapters disabled), every pooled model (dialect "all": natural or balanced mixture, LoRA or full), and
+    each test set's own single-dialect LoRA and full fine-tunes started from the base (the stage the bank's
+    adapters come from, and any other such stage).
+
+    ``utts``: ``Runs.utterances()`` (with the start rows). Returns :func:`system_table` rows (mean over
+    seeds, SD, utterance-bootstrap CI) with a ``role`` column ("base", "adapter bank", "pooled <mixture>",
+    "own dialect") and ``variant`` relabelled "<role>: <variant>" for legends.
+    """
+    require_columns(utts, ["path", "train_set", "scored", "test_set", "dialect", "kind", "start_model"],
+                    "bank_comparison")
+    # the bank's runs: their trained rows say train_set "bank", their start rows (adapters disabled) "start"
+    bank = utts[utts["path"].isin(set(utts.loc[utts["train_set"] == BANK_TRAIN_SET, "path"]))]
+    if bank.empty:
+        raise ValueError("No adapter-bank evaluation among these runs (a study stage of kind 'bank').")
+    test_sets = set(bank["test_set"])
+    bank_start = set(bank["start_model"])
+    on_sets = utts[utts["test_set"].isin(test_sets)]
+    parts = []
+    trained_bank = bank[bank["scored"] == TRAINED]
+    parts.append(trained_bank.assign(role="adapter bank"))
+    base = bank[bank["scored"] == START].assign(scored=TRAINED, role="base", variant="adapters disabled",
+                                                 system="base", stage="bank", train_set="base")
+    parts.append(base)
+    training = on_sets[(on_sets["kind"] == TRAINING) & (on_sets["scored"] == TRAINED)
+                       & on_sets["start_model"].isin(bank_start)]
+    pooled = training[training["dialect"] == POOLED_TRAIN_SET]
+    parts.append(pooled.assign(role="pooled " + pooled["mixture"].astype(str)))
+    own = training[(training["dialect"] == training["test_set"])]
+    parts.append(own.assign(role="own dialect"))
+    rows = pd.concat(parts, ignore_index=True)
+    rows["variant"] = rows["role"] + ": " + rows["variant"].astype(str)
+    table = system_table(rows, n_boot=n_boot, seed=seed, level=level)
+    roles = rows.drop_duplicates("variant").set_index("variant")["role"]
+    table.insert(0, "role", table["variant"].map(roles))
+    return table
+
+
+def scored_start(utts: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the training runs that also scored their starting model (``evaluate_before``): the input of
+    :func:`gain_forgetting_table` (runs without a start have no gain or forgetting to report)."""
+    training = utts[utts["kind"] == TRAINING] if "kind" in utts.columns else utts
+    return training[training["path"].isin(set(training.loc[training["scored"] == START, "path"]))]

@@ -1,5 +1,7 @@
-"""Benchmarks: ``python -m arabicpeft.benchmark [demo] [--output-dir DIR]`` and
-``python -m arabicpeft.benchmark inference [--model-path REF] [--max-clips N]``.
+"""Benchmarks: ``python -m arabicpeft.benchmark [demo] [--output-dir DIR]``,
+``python -m arabicpeft.benchmark inference [--model-path REF] [--max-clips N]`` and
+``python -m arabicpeft.benchmark --study offline-mini [--output-dir DIR]`` (the offline mini-study: its wall time
+and what each run took).
 
 ``demo`` (the default) runs the demo (whisper-base + LoRA on the synthetic sample set) once, end to end in a fresh process, and
 prints its wall time against the 10-minute budget, the time per phase, and WER/CER before vs after training
@@ -26,6 +28,30 @@ from pathlib import Path
 from .text import DEFAULT_NORMALIZER
 
 BUDGET_S = 600.0
+STUDY_BUDGET_S = 45 * 60.0  # the offline mini-study's target on 2 CPU cores
+
+
+def study_benchmark(preset: str, output_dir: str) -> None:
+    """Run ``study --preset`` once in a fresh process; print its wall time and what each run took."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "arabicpeft", "study", "--preset", preset, "--output-dir", output_dir],
+                          capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise SystemExit(f"study failed with exit code {proc.returncode}")
+    from .results import load_runs
+
+    manifest = json.loads((Path(output_dir) / "study.json").read_text(encoding="utf-8"))
+    runs = load_runs(output_dir).runs
+    print(f"study {preset} wall time {wall:7.1f} s  = {wall / STUDY_BUDGET_S:.2f} x the {STUDY_BUDGET_S:.0f} s target")
+    print(f"  runs: {manifest['counts']}")
+    for row in runs.sort_values("path").itertuples():
+        took = row.run_wall_time_s if row.run_wall_time_s == row.run_wall_time_s else float("nan")
+        print(f"  {Path(row.path).parent.relative_to(Path(output_dir).resolve())!s:<32} {row.kind:<10} {took:7.1f} s")
+    print(f"  peak memory of one run: {runs['peak_memory_bytes'].max() / 2**30:.2f} GiB "
+          f"({', '.join(sorted(set(map(str, runs['peak_memory_kind']))))})")
+    print(f"manifest: {Path(output_dir).resolve() / 'study.json'}")
 
 
 INFERENCE_ROWS = ("hf-adapter", "hf", "ct2-float32", "ct2-int8")
@@ -44,7 +70,10 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="inference: CPU threads for torch and CTranslate2 "
                         "alike (0: torch's default)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # _worker: which row to measure
+    parser.add_argument("--study", help="benchmark a study preset instead (offline-mini)")
     args = parser.parse_args(argv)
+    if args.study:
+        return study_benchmark(args.study, args.output_dir or f"runs/benchmark-{args.study}")
     if args.mode == "inference":
         return inference(args)
     if args.mode == "_worker":

@@ -1,4 +1,4 @@
-"""Command line: ``python -m arabicpeft {train,evaluate,demo,transcribe,merge,export,upload} ...``.
+"""Command line: ``python -m arabicpeft {train,evaluate,demo,study,transcribe,merge,export,upload} ...``.
 
 Every command writes its results JSON into ``--output-dir`` and prints that file's path as its last line.
 The ``train`` options are generated from :class:`ExperimentConfig`, so the CLI and the notebooks cannot drift.
@@ -26,13 +26,15 @@ def _field_type(field: dataclasses.Field):
     return args[0] if typing.get_origin(hint) is typing.Union else hint
 
 
-def _add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConfig) -> None:
+def _add_config_options(parser: argparse.ArgumentParser, defaults: Optional[ExperimentConfig],
+                        skip=frozenset()) -> None:
+    """One option per config field; ``defaults=None``: an option not given is left out of the namespace."""
     for field in dataclasses.fields(ExperimentConfig):
-        if field.name in _SKIP:
+        if field.name in _SKIP or field.name in skip:
             continue
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)
-        default = getattr(defaults, field.name)
+        default = getattr(defaults, field.name) if defaults is not None else argparse.SUPPRESS
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         elif typing.get_origin(kind) is list:
@@ -207,6 +209,54 @@ def _comma_list(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+# Design options of the study command: name -> (type of one item, help). Passed to the design when it takes them.
+_DESIGN_OPTIONS = {
+    "variants": (str, "peft_vs_full / adapter_bank: lora, full, dora, lora-int8, lora-nf4"),
+    "methods": (str, "paper / mixing: lora, full"),
+    "dialects": (str, "the dialects (train sets) of the design"),
+    "targets": (str, "mixing: the dialects the balanced model is fine-tuned on"),
+    "mixtures": (str, "mixing: natural, balanced"),
+    "seeds": (int, "the seeds"),
+    "msa_fractions": (float, "paper: fractions of the MSA train set"),
+    "test_sets": (str, "the test sets every model is scored on"),
+}
+
+
+def cmd_study(args) -> Path:
+    import inspect
+
+    from . import profiles, study
+
+    if not args.design and not args.preset:
+        raise SystemExit("study: give a DESIGN (" + ", ".join(study.DESIGNS) + ", or a .json/.yaml file) or --preset "
+                         + "/".join(study.PRESETS) + ".")
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
+                 if hasattr(args, f.name) and f.name not in _DESIGN_OPTIONS}
+    if args.test_sets:  # a design option that is also a config field: every run is scored on these
+        overrides["test_sets"] = args.test_sets
+    name = args.preset or args.design
+    if name in study.PRESETS:
+        base = study.offline_mini_base() if name == "offline-mini" else ExperimentConfig()
+        base = profiles.apply(dataclasses.replace(base, **overrides))
+        design = study.design(name, base)
+    else:
+        factory = study.DESIGNS.get(name)
+        options = {k: getattr(args, k) for k in _DESIGN_OPTIONS if getattr(args, k) is not None and k != "test_sets"}
+        if factory is not None:
+            accepted = inspect.signature(factory).parameters
+            if args.test_sets and "test_sets" in accepted:
+                options["test_sets"] = args.test_sets
+            unused = [k for k in options if k not in accepted]
+            if unused:
+                raise SystemExit(f"study {name}: no option(s) {', '.join('--' + k.replace('_', '-') for k in unused)}.")
+        base = profiles.apply(ExperimentConfig(**overrides))
+        design = study.design(name, base, **options)
+    result = study.run_study(design, root=args.output_dir, dry_run=args.dry_run)
+    if args.dry_run:
+        return Path(args.output_dir or ".")
+    return result.path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="arabicpeft", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,6 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--target", choices=("hf", "kaggle"), default="hf", help="Hugging Face Hub or Kaggle Models")
     up.add_argument("--public", action="store_true", help="hf: create a public repository (default private)")
     up.set_defaults(func=cmd_upload)
+
+    st = sub.add_parser("study", help="run a whole study (design x axes x stages) into one runs root, resumably")
+    st.add_argument("design", nargs="?", help="peft_vs_full, paper, mixing, adapter_bank, or a .json/.yaml design")
+    st.add_argument("--preset", help="a ready-made study: offline-mini")
+    st.add_argument("--dry-run", action="store_true", help="print the planned runs, one per line; train nothing")
+    st.add_argument("--output-dir", help="the study root (default: the runs root / the design's name)")
+    for option, (kind, text) in _DESIGN_OPTIONS.items():
+        st.add_argument("--" + option.replace("_", "-"), help=f"{text} (comma-separated)",
+                        type=lambda s, kind=kind: [kind(x.strip()) for x in s.split(",") if x.strip()])
+    _add_config_options(st, None, skip={"output_dir", "test_sets"})
+    st.set_defaults(func=cmd_study)
 
     demo = sub.add_parser("demo", help="the main job on the embedded offline default (whisper-base + synthetic set)")
     demo.add_argument("--output-dir", default="runs/demo")

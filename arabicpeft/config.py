@@ -9,6 +9,7 @@ from typing import Optional
 METHODS = ("lora", "full")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "nf4")
 SOURCES = ("hub", "local", "sample")
+MIXTURES = ("natural", "balanced")  # how a pooled train set ("all") draws on its dialects
 
 # LoRA target presets. Names match the Linear layers of transformers' Whisper.
 LORA_TARGETS = {
@@ -40,6 +41,9 @@ class ExperimentConfig:
     val_fraction: float = 0.2
     test_sets: Optional[list[str]] = None  # default: the training set's own variety (or varieties, for "all")
     max_train_samples: Optional[int] = None
+    train_fraction: float = 1.0  # train on the first round(fraction x n) training utterances (paper's MSA curve)
+    mixture: str = "natural"  # pooled sets: "natural" proportions, or "balanced" (equal records per dialect)
+    max_train_per_dialect: Optional[int] = None  # pooled sets: at most this many records of each dialect
     max_eval_samples: Optional[int] = None
     max_test_samples: Optional[int] = None
     encoder_seconds: Optional[float] = None  # cut the encoder window below the model's 30 s (None: keep)
@@ -50,6 +54,7 @@ class ExperimentConfig:
     lora_dropout: float = 0.05
     lora_targets: str = "qv"  # a preset name from LORA_TARGETS or a comma-separated list of module names
     use_dora: bool = False
+    init_adapter: Optional[str] = None  # a saved LoRA adapter to continue training (instead of a fresh one)
 
     # optimisation (Seq2SeqTrainer)
     learning_rate: Optional[float] = None  # None: DEFAULT_LR[method]
@@ -86,6 +91,7 @@ class ExperimentConfig:
             ("method", self.method, METHODS),
             ("precision", self.precision, PRECISIONS),
             ("source", self.source, SOURCES),
+            ("mixture", self.mixture, MIXTURES),
         ):
             if value not in allowed:
                 raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
@@ -93,6 +99,10 @@ class ExperimentConfig:
             raise ValueError("source='local' needs data_path: a save_to_disk directory or an audio manifest.")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}.")
+        if self.init_adapter and self.method != "lora":
+            raise ValueError("init_adapter continues a LoRA adapter: it needs method='lora'.")
         if self.method == "full" and self.precision in ("int8", "nf4"):
             raise ValueError(
                 f"Full fine-tuning of a {self.precision}-quantized model is not possible (its weights are frozen "

@@ -461,6 +461,29 @@ def _take(ds: AnyDataset, n: Optional[int]) -> AnyDataset:
     return ds.select(range(min(n, len(ds))))
 
 
+def _mix(parts: list[AnyDataset], varieties, cfg: ExperimentConfig) -> tuple[list[AnyDataset], dict]:
+    """The dialect parts of a pooled train set as ``cfg.mixture`` asks; returns (parts, {variety: records}).
+
+    "natural" keeps each dialect's records (at most ``max_train_per_dialect``); "balanced" takes the same
+    number from each: the smallest dialect's size, capped at ``max_train_per_dialect``. Counted before the
+    record filters (which then report what they drop). A single-dialect set is returned unchanged.
+    """
+    if len(parts) == 1 or (cfg.mixture == "natural" and not cfg.max_train_per_dialect):
+        return parts, {}
+    streamed = isinstance(parts[0], datasets.IterableDataset)
+    if streamed and not cfg.max_train_per_dialect:
+        raise ValueError("A streamed pooled set has no known sizes: a balanced mixture needs max_train_per_dialect.")
+    cap = cfg.max_train_per_dialect or float("inf")
+    if streamed:
+        counts = [cap] * len(parts)
+    elif cfg.mixture == "balanced":
+        counts = [min(cap, min(len(p) for p in parts))] * len(parts)
+    else:
+        counts = [min(cap, len(p)) for p in parts]
+    parts = [_take(p, int(n)) for p, n in zip(parts, counts)]
+    return parts, {v: int(n) for v, n in zip(varieties, counts)}
+
+
 def _audio_bytes(audio) -> bytes:
     if isinstance(audio, dict):
         if audio.get("array") is not None:
@@ -613,12 +636,20 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
         revisions.append(revision)
         fmt = record_format(columns_of(ds))
         train_parts.append(ds)
+    train_parts, per_dialect = _mix(train_parts, entry.parts, cfg)
     pool = _concat(train_parts, cfg.seed)
     hub = cfg.source == "hub"
     report["train_pool"] = {"hub_ids": list(entry.hub_train) if hub else None, "hub_revisions": revisions if hub else None}
+    if per_dialect:
+        report["mixture"] = {"mixture": cfg.mixture, "max_train_per_dialect": cfg.max_train_per_dialect,
+                             "records_per_dialect": per_dialect}
     pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions)
     train, validation = _split_validation(pool, cfg.val_fraction, cfg.seed)
     train, validation = _take(train, cfg.max_train_samples), _take(validation, cfg.max_eval_samples)
+    if cfg.train_fraction < 1.0:
+        if isinstance(train, datasets.IterableDataset):
+            raise ValueError("train_fraction < 1 needs a dataset of known size: set streaming=False.")
+        train = _take(train, max(1, round(cfg.train_fraction * len(train))))
     if isinstance(train, datasets.IterableDataset):
         train = train.shuffle(seed=cfg.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
         report["split_method"] = "streaming: seeded hash of each record's content (differs from the non-streamed split)"

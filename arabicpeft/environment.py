@@ -20,7 +20,8 @@ KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a K
 KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
 KAGGLE_INPUT = Path("/kaggle/input")  # attached datasets, read-only
 OUTPUT_ENV_VAR = "ARABICPEFT_OUTPUT"  # overrides where runs are written (tests, other platforms)
-LOCAL_OUTPUT = Path("runs")
+RUNS_DIR = "runs"  # the runs root: ./runs, or /kaggle/working/runs on Kaggle
+LOCAL_OUTPUT = Path(RUNS_DIR)
 
 # Kaggle stops a session after ~12 h. Training gets what is left after a safety hour and an hour kept for
 # the test-set evaluations (before and after training) and saving. These are margins we chose, not measurements.
@@ -101,7 +102,8 @@ _ci_root: Optional[Path] = None
 def output_root() -> Path:
     """Where runs are written, created if missing.
 
-    ``$ARABICPEFT_OUTPUT`` if set; ``/kaggle/working`` on Kaggle (the folder Kaggle keeps as the output); a
+    ``$ARABICPEFT_OUTPUT`` if set; ``/kaggle/working/runs`` on Kaggle (inside the folder Kaggle keeps as the
+    output); a
     fresh temporary directory (one per process) in the ci profile, so CI never resumes a stale run nor writes
     into the checkout; ``./runs`` otherwise.
     """
@@ -111,7 +113,7 @@ def output_root() -> Path:
     if os.environ.get(OUTPUT_ENV_VAR):
         root = Path(os.environ[OUTPUT_ENV_VAR]).expanduser()
     elif on_kaggle():
-        root = KAGGLE_WORKING
+        root = KAGGLE_WORKING / RUNS_DIR
     elif profiles.current() == "ci":
         if _ci_root is None or not _ci_root.is_dir():
             _ci_root = Path(tempfile.mkdtemp(prefix="arabicpeft-ci-"))
@@ -367,21 +369,22 @@ def restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> O
     return previous
 
 
-def prepare_run(cfg, name: str, restore_previous: bool = True, log=print):
+def prepare_run(cfg, name: str, restore_previous: bool = True, log=print, root=None):
     """Make ``cfg`` ready to run here, in place, and return it. Each step is logged:
 
-    1. ``output_dir`` = :func:`output_root` / ``name`` (a rerun with the same name resumes that run);
+    1. ``output_dir`` = ``root`` (default :func:`output_root`) / ``name`` (a rerun with the same name resumes
+       that run; on Kaggle the previous session's copy is looked up by ``<root's name>/<name>``);
     2. GPU check for ``cfg.precision`` (:func:`check_gpu`), hub check when the run needs the hub;
     3. on Kaggle: restore a previous session's run of the same name from /kaggle/input (unless
        ``cfg.resume_from`` names a checkpoint or run directory explicitly), and cap ``time_budget_s`` at the
        session time left (:func:`session_time_left_s`);
     4. disk check: free space for checkpoints, plus the dataset cache when the hub data is not streamed.
     """
-    cfg.output_dir = str(output_root() / name)
+    cfg.output_dir = str(Path(root or output_root()) / name)
     check_gpu(cfg.precision)
     check_hub(cfg)
     if restore_previous and on_kaggle() and not cfg.resume_from:  # an explicit resume_from wins
-        previous = restore_previous_run(cfg.output_dir, name)
+        previous = restore_previous_run(cfg.output_dir, str(Path(Path(root).name) / name) if root else name)
         if previous is not None:
             cfg.extra["restored_from"] = str(previous)
             log(f"Restored the previous session's run from {previous} (latest checkpoint step "

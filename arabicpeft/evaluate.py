@@ -39,9 +39,13 @@ def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) ->
 
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
                max_new_tokens: Optional[int] = None, desc: str = "transcribing",
-               precision: str = "fp32", reference_tokens: Optional[list] = None) -> tuple[list[str], list[str]]:
+               precision: str = "fp32", reference_tokens: Optional[list] = None,
+               adapter_names: Optional[list[str]] = None) -> tuple[list[str], list[str]]:
     """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
 
+    ``adapter_names`` (a peft model holding several named adapters): one adapter name per record, so a batch
+    that mixes dialects decodes each utterance with its own adapter in one ``generate`` call (peft's
+    ``adapter_names``; "__base__" = no adapter).
     References are decoded from the labels (skip_special_tokens), so features and audio records alike are
     scored against exactly what the model was trained to produce. ``reference_tokens``: a list that receives
     each reference's number of transcript tokens (special tokens not counted), to compare with
@@ -55,12 +59,17 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     was_training = model.training
     model.eval()
     references, hypotheses = [], []
+    if adapter_names is not None and len(adapter_names) != len(dataset):
+        raise ValueError(f"{len(adapter_names)} adapter names for {len(dataset)} records: give one per record.")
     try:
         for batch in tqdm(loader, desc=desc, unit="batch"):
             features = batch["input_features"].to(device=device, dtype=dtype)
+            per_utterance = {}
+            if adapter_names is not None:
+                per_utterance["adapter_names"] = list(adapter_names[len(hypotheses):len(hypotheses) + len(features)])
             with torch.no_grad(), _autocast(model, precision):
                 ids = model.generate(input_features=features, language=LANGUAGE, task=TASK, num_beams=1,
-                                     do_sample=False, max_new_tokens=max_new_tokens)
+                                     do_sample=False, max_new_tokens=max_new_tokens, **per_utterance)
             hypotheses += tokenizer.batch_decode(ids, skip_special_tokens=True)
             labels = batch["labels"].masked_fill(batch["labels"] == -100, tokenizer.pad_token_id)
             references += tokenizer.batch_decode(labels, skip_special_tokens=True)

@@ -125,6 +125,10 @@ def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
             model, use_gradient_checkpointing=cfg.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
+    if cfg.init_adapter:  # continue a saved adapter (e.g. the MSA adapter of a two-stage study)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(cfg.init_adapter), is_trainable=True)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.target_modules(), use_dora=cfg.use_dora)
     return get_peft_model(model, lora)
@@ -360,6 +364,14 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
     model.eval()
     return LoadedModel(model, processor, _saved_config(bank[first]), "bank", str(path),
                        {d: str(p) for d, p in bank.items()}, precision=cfgs[first].precision)
+
+
+def load_bank(adapters: dict, precision: Optional[str] = None, full_window: bool = False) -> LoadedModel:
+    """One base with the adapters ``adapters`` ({dialect: adapter directory}, e.g. from several runs) as named
+    adapters; a bank directory (subdirectories that are adapters) loads with :func:`load_model`."""
+    adapters = {d: Path(p) for d, p in adapters.items()}
+    parent = Path(os.path.commonpath([str(p.resolve()) for p in adapters.values()]))
+    return _load_bank(parent, adapters, precision, full_window)
 
 
 def load_trained(path, precision: Optional[str] = None):

@@ -1,7 +1,7 @@
 """The paper's four figures (Özyılmaz et al. 2025, Figs. 1–4), drawn from tidy DataFrames.
 
 Each function takes per-seed rows (the published ones from :mod:`arabicpeft.paper`, or a user's from
-:func:`arabicpeft.results_table.results_frame`), aggregates them itself (mean ± SD over seeds, ddof = 1) and
+``arabicpeft.results.load_runs(root).scores()``), aggregates them itself (mean ± SD over seeds, ddof = 1) and
 returns a :class:`matplotlib.figure.Figure`. Figures are built without pyplot, so they work under any
 backend (Agg included), keep no global state, and display in notebooks as the returned object.
 :func:`save_figure` writes PNG and PDF.
@@ -247,8 +247,11 @@ def save_figure(fig: Figure, path_stem) -> list[Path]:
 
 
 def _context_labels(df: pd.DataFrame) -> pd.Series:
-    """Per row: "trained on X" and the condition, each only when it varies in ``df`` ("" when neither does)."""
+    """Per row: the study stage, "trained on X" and the condition, each only when it varies in ``df`` ("" when
+    none does)."""
     parts = pd.Series([[] for _ in range(len(df))], index=df.index)
+    if "stage" in df.columns and df["stage"].nunique() > 1:
+        parts = parts + df["stage"].map(lambda s: [f"stage {s}"])
     if "train_set" in df.columns and df["train_set"].nunique() > 1:
         parts = parts + df["train_set"].map(lambda t: [f"trained on {_display(t)}"])
     if "condition" in df.columns and df["condition"].nunique() > 1:
@@ -257,9 +260,15 @@ def _context_labels(df: pd.DataFrame) -> pd.Series:
 
 
 def _system_labels(df: pd.DataFrame) -> pd.Series:
-    """One legend label per row: the method, plus train set and condition when they vary in ``df``."""
+    """One legend label per row: the method variant (else the method), plus stage, train set and condition
+    when they vary in ``df``."""
     context = _context_labels(df)
-    return df["method"].astype(str) + context.map(lambda c: f" ({c})" if c else "")
+    method = df["variant"] if "variant" in df.columns else df["method"]
+    return method.astype(str) + context.map(lambda c: f" ({c})" if c else "")
+
+
+def _method_column(df: pd.DataFrame) -> str:
+    return "variant" if "variant" in df.columns else "method"
 
 
 def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: str, high: str, order, hue_order,
@@ -286,7 +295,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
     (optional, :func:`arabicpeft.analysis.rate_table`): each seed's rate drawn as a point on its bar.
     One axes per metric.
     """
-    require_columns(summary, ["method", "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
+    require_columns(summary, [_method_column(summary), "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
              "fig_rates")
     data = summary.assign(system=_system_labels(summary))
     _require_unique(data, ["system", "test_set"], "fig_rates")
@@ -351,7 +360,7 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     return fig
 
 
-EFFICIENCY_PANELS = {  # efficiency_frame column: (axis label, scale, log axis)
+EFFICIENCY_PANELS = {  # load_runs(root).runs column: (axis label, scale, log axis)
     "trainable_parameters": ("Trainable parameters", 1.0, True),
     "peak_memory_bytes": ("Peak memory (MiB)", 1.0 / 2**20, False),
     "train_wall_time_s": ("Training wall time (s)", 1.0, False),
@@ -362,9 +371,11 @@ EFFICIENCY_PANELS = {  # efficiency_frame column: (axis label, scale, log axis)
 
 def fig_efficiency(eff: pd.DataFrame, panels=tuple(EFFICIENCY_PANELS)) -> Figure:
     """The cost of each method: one panel per efficiency quantity, bar = mean over runs, whisker = SD, points =
-    runs (seaborn). ``eff``: :func:`arabicpeft.results_table.efficiency_frame` output. The peak-memory panel
+    runs (seaborn). ``eff``: ``load_runs(root).runs``. The peak-memory panel
     names the kind of measurement (CUDA max allocated on GPU, the process's peak RSS on CPU)."""
-    require_columns(eff, ["method", *panels], "fig_efficiency")
+    require_columns(eff, [_method_column(eff), *panels], "fig_efficiency")
+    if "kind" in eff.columns:
+        eff = eff[eff["kind"] != "evaluation"]  # evaluations have no training cost
     data = eff.assign(system=_system_labels(eff))
     systems = list(dict.fromkeys(data["system"]))
     fig = Figure(figsize=(2.9 * len(panels), 3.8), layout="constrained")

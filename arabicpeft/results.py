@@ -148,3 +148,254 @@ def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = No
 def read_results(path) -> dict:
     path = Path(path)
     return json.loads((path / RESULTS_FILE if path.is_dir() else path).read_text(encoding="utf-8"))
+
+
+# --- reading: one reader for every runs root -----------------------------------------------------------------
+
+SCHEMA_PREFIX = "arabicpeft.results/"
+SUPPORTED_SCHEMAS = (SCHEMA,)
+DEFAULT_SCHEME = "raw"  # unnormalized, as in the paper
+TRAINING, EVALUATION = "training", "evaluation"  # run kinds: a training run, or an evaluation of saved model(s)
+TRAINED, START = "trained", "start"  # the scored model: the run's result, or its starting model (metrics_before)
+BANK_TRAIN_SET = "bank"  # train_set of an adapter bank's evaluation (each test set decoded with its own adapter)
+# Config fields that say where or how a run was executed or scored, not what was trained: not part of a system.
+NOT_SYSTEM_FIELDS = ("seed", "output_dir", "resume_from", "time_budget_s", "num_workers", "eval_batch_size",
+                     "evaluate_before", "test_sets", "max_test_samples", "extra", "model", "init_adapter")
+# Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
+METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
+                 "learning_rate")
+SCORE_KEYS = ("wer", "cer", "n_utterances", "ref_words", "word_errors", "ref_chars", "char_errors")
+EFFICIENCY_KEYS = ("trainable_parameters", "total_parameters", "trainable_percent", "train_wall_time_s",
+                   "train_samples_per_second", "run_wall_time_s", "weights_bytes", "saved_dir_bytes",
+                   "decode_wall_time_s", "adapter_parameters")
+UTTERANCE_COLUMNS = ["test_set", "utt_index", "utt_id", "reference", "hypothesis", "ref_words", "word_errors",
+                     "ref_chars", "char_errors"]
+COUNT_COLUMNS = ["ref_words", "word_errors", "ref_chars", "char_errors"]
+
+
+def _config_fields() -> list[str]:
+    from dataclasses import fields
+
+    from .config import ExperimentConfig
+
+    return [f.name for f in fields(ExperimentConfig)]
+
+
+def _read_results_file(path: Path) -> Optional[dict]:
+    """The parsed results file, or None for a JSON file that is not one (adapter_config.json, study.json)."""
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"Failed to read results file {path}: {e}") from e
+    schema = content.get("schema") if isinstance(content, dict) else None
+    if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
+        return None
+    if schema not in SUPPORTED_SCHEMAS:
+        raise ValueError(f"{path}: results schema {schema!r} is not supported (known: {', '.join(SUPPORTED_SCHEMAS)}).")
+    return content
+
+
+def results_files(root) -> list[tuple[Path, dict]]:
+    """(path, parsed content) of every results file under ``root``, in path order; [] for a missing root."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(root.rglob("*.json")):
+        if "checkpoints" in path.parts:
+            continue
+        content = _read_results_file(path)
+        if content is not None:
+            found.append((path, content))
+    return found
+
+
+def _hashable(value):
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def condition_of(config: dict) -> str:
+    """The paper's condition of a run: ``extra["condition"]`` (or a ``condition`` field) if set; otherwise a run
+    started from another run's model (``extra["init_from"]``) is "with_msa_pretraining", else
+    "without_pretraining"."""
+    extra = config.get("extra") if isinstance(config.get("extra"), dict) else {}
+    condition = config.get("condition") or extra.get("condition")
+    if condition:
+        return str(condition)
+    return "with_msa_pretraining" if (config.get("init_from") or extra.get("init_from")) else "without_pretraining"
+
+
+def variant_of(config: dict) -> str:
+    """The fine-tuning method of a run as one label: "full fp32 lr1e-05", "lora fp32 r32 a64 d0.05 qv lr0.001",
+    "dora nf4 r16 ..." (every :data:`METHOD_FIELDS` value that applies; the learning rate as run)."""
+    from .config import DEFAULT_LR
+
+    method = config.get("method")
+    lr = config.get("learning_rate")
+    lr = lr if lr is not None else DEFAULT_LR.get(method)
+    if method == "full":
+        return f"full {config.get('precision')} lr{lr:g}" if lr is not None else f"full {config.get('precision')}"
+    kind = "dora" if config.get("use_dora") else (method or "?")
+    parts = [kind, str(config.get("precision")), f"r{config.get('lora_r')}", f"a{config.get('lora_alpha')}",
+             f"d{config.get('lora_dropout')}", str(config.get("lora_targets"))]
+    if lr is not None:
+        parts.append(f"lr{lr:g}")
+    return " ".join(parts)
+
+
+def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
+    config = content.get("config") or {}
+    extra = config.get("extra") if isinstance(config.get("extra"), dict) else {}
+    data = content.get("data") or {}
+    training = content.get("training") or {}
+    eff = content.get("efficiency") or {}
+    kind = content.get("kind") or (EVALUATION if "evaluated_model" in content else TRAINING)
+    evaluation = content.get("evaluation") or {}
+    row = {f: _hashable(config.get(f)) for f in fields if f != "extra"}
+    bank = extra.get("bank")
+    row.update({
+        "run_id": content.get("run_id"), "path": str(path), "kind": kind,
+        "study": extra.get("study"), "stage": extra.get("stage"),
+        "start_model": extra.get("start") or config.get("model"),
+        "init_from": extra.get("init_from"),
+        # what the model was trained on: an evaluation never rewrites it; an adapter bank is its own kind
+        "train_set": BANK_TRAIN_SET if bank else config.get("dialect"),
+        "condition": condition_of(config),
+        "variant": "lora bank" if bank else variant_of(config),
+        "eval_test_sets": _hashable(evaluation.get("test_sets") or list((content.get("metrics") or {}).keys())),
+        "data_source": data.get("source"), "synthetic": data.get("synthetic", content.get("synthetic")),
+        "n_train": data.get("n_train"),
+        "steps": training.get("global_step"),
+        "trained_to_end": (training.get("stopped_by_time_budget_at_step") is None) if training else None,
+        "best_validation_wer": training.get("best_validation_wer"),
+        "peak_memory_bytes": (eff.get("peak_memory") or {}).get("bytes"),
+        "peak_memory_kind": (eff.get("peak_memory") or {}).get("kind"),
+        **{k: eff.get(k) for k in EFFICIENCY_KEYS},
+        "utterances_file": content.get("utterances_file"),
+        "utterances_before_file": content.get("utterances_before_file"),
+    })
+    return row
+
+
+def _labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """"field=value ..." over the ``columns`` whose values differ between rows ("all" when none does)."""
+    varying = [c for c in columns if frame[c].astype(str).nunique() > 1]
+    if not varying:
+        return pd.Series("all", index=frame.index)
+    return frame[varying].astype(str).apply(lambda r: " ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+
+
+class Runs:
+    """Every run under a runs root, as tidy frames (see :func:`load_runs`)."""
+
+    def __init__(self, root: Path, runs: pd.DataFrame, contents: dict):
+        self.root, self.runs, self._contents = root, runs, contents
+
+    def __repr__(self) -> str:
+        return f"Runs({self.root}: {len(self.runs)} runs, {self.runs['system'].nunique() if len(self.runs) else 0} systems)"
+
+    def scores(self, scheme: str = DEFAULT_SCHEME, include_start: bool = True) -> pd.DataFrame:
+        """One row per (run, scored model, test set): the run's columns, ``scored`` ("trained" | "start": the
+        starting model scored before training, with ``train_set`` = "start"), test_set, scheme and the
+        corpus scores (wer, cer in %; n_utterances, ref_words, word_errors, ref_chars, char_errors)."""
+        rows = []
+        for run in self.runs.to_dict("records"):
+            content = self._contents[run["path"]]
+            parts = [(TRAINED, run["train_set"], content.get("metrics") or {})]
+            if include_start:
+                parts.append((START, START, content.get("metrics_before") or {}))
+            for scored, train_set, metrics in parts:
+                for test_set, by_scheme in metrics.items():
+                    values = (by_scheme or {}).get(scheme)
+                    if values is None:
+                        continue
+                    rows.append({**run, "scored": scored, "train_set": train_set, "test_set": test_set,
+                                 "scheme": scheme, **{k: values.get(k) for k in SCORE_KEYS}})
+        columns = [*self.runs.columns, "scored", "test_set", "scheme", *SCORE_KEYS]
+        frame = pd.DataFrame(rows, columns=columns)
+        for column in ("wer", "cer"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        return frame
+
+    def utterances(self, scheme: str = DEFAULT_SCHEME, include_start: bool = True) -> pd.DataFrame:
+        """Per-utterance edit counts of every run, one row per (run, scored model, test set, utterance): the run's
+        columns, ``scored`` (as in :meth:`scores`), then test_set, utt_index, utt_id, reference, hypothesis and the
+        counts. A run that wrote no per-utterance file is left out; a named but missing file raises."""
+        frames = []
+        for run in self.runs.to_dict("records"):
+            parts = [(TRAINED, run["train_set"], run["utterances_file"])]
+            if include_start:
+                parts.append((START, START, run["utterances_before_file"]))
+            for scored, train_set, name in parts:
+                if not isinstance(name, str) or not name:
+                    continue
+                csv_path = Path(run["path"]).parent / name
+                if not csv_path.is_file():
+                    raise FileNotFoundError(f"{run['path']} names per-utterance file {name!r}, but {csv_path} does not exist.")
+                rows = _read_utterances(csv_path, scheme)
+                frames.append(rows.assign(**{**run, "scored": scored, "train_set": train_set}))
+        columns = [*self.runs.columns, "scored", *UTTERANCE_COLUMNS]
+        if not frames:
+            return pd.DataFrame(columns=columns)
+        return pd.concat(frames, ignore_index=True)[columns]
+
+    def manifests(self) -> list[dict]:
+        """The study manifests (``study.json``) under the root."""
+        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.root.rglob("study.json"))]
+
+
+def _read_utterances(csv_path: Path, scheme: str) -> pd.DataFrame:
+    try:
+        # keep_default_na=False: an empty hypothesis is the string "", not NaN (it is scored as deletions)
+        rows = pd.read_csv(csv_path, keep_default_na=False, dtype={"utt_id": str, "reference": str, "hypothesis": str})
+    except (OSError, pd.errors.ParserError) as e:
+        raise ValueError(f"Failed to read per-utterance file {csv_path}: {e}") from e
+    missing = [c for c in ["scheme", *UTTERANCE_COLUMNS] if c not in rows.columns]
+    if missing:
+        raise ValueError(f"{csv_path} lacks column(s) {missing}.")
+    rows = rows[rows["scheme"] == scheme]
+    return rows[UTTERANCE_COLUMNS].astype({c: int for c in ["utt_index", *COUNT_COLUMNS]})
+
+
+def load_runs(root) -> Runs:
+    """Read every results file under the runs root ``root`` into tidy frames (the one results reader).
+
+    ``Runs.runs`` has one row per results file: every :class:`ExperimentConfig` field as a column (lists as
+    comma-joined strings; ``extra`` left out, its notes below), then run_id, path, kind ("training" or
+    "evaluation" of a saved model, e.g. ``evaluate`` or an adapter bank), study and stage (of the launcher),
+    start_model (the base it started from: a seed-free label such as "msa/full_frac1+merged" when it started
+    from another run), init_from, train_set (what the model was trained on: the config's dialect, never the
+    evaluation's test sets; "bank" for an adapter bank), condition (paper), variant (the fine-tuning method,
+    :func:`variant_of`), eval_test_sets (what was scored), data_source, synthetic, n_train, steps,
+    trained_to_end, best_validation_wer, the efficiency record (peak_memory_bytes and _kind, parameters,
+    times, bytes on disk), and:
+
+    - ``system``: the run without its seed — every config field except :data:`NOT_SYSTEM_FIELDS` (where and how
+      it was run or scored; the starting model as start_model), plus study, stage, kind. Labelled by the fields
+      that differ between the runs read ("all" if none); nothing is ever averaged across systems.
+    - ``context``: the system without its method (:data:`METHOD_FIELDS`) and train set: the runs a method
+      comparison or a gain/forgetting table pairs up.
+
+    :meth:`Runs.scores` and :meth:`Runs.utterances` give the corpus scores and per-utterance counts with these
+    columns. A missing or empty root gives empty frames; an unreadable results file raises.
+    """
+    root = Path(root)
+    fields = _config_fields()
+    found = results_files(root)
+    rows = [_run_row(path, content, fields) for path, content in found]
+    contents = {str(path): content for path, content in found}
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        columns = [f for f in fields if f != "extra"] + ["run_id", "path", "kind", "study", "stage", "start_model",
+                                                          "train_set", "condition", "variant", "system", "context"]
+        return Runs(root, pd.DataFrame(columns=columns), contents)
+    system_fields = [f for f in fields if f not in NOT_SYSTEM_FIELDS] + ["start_model", "study", "stage", "kind",
+                                                                         "condition"]
+    frame["system"] = _labels(frame, system_fields)
+    context_fields = [f for f in system_fields if f not in METHOD_FIELDS and f != "dialect"]
+    frame["context"] = _labels(frame, context_fields)
+    return Runs(root, frame, contents)

@@ -1,13 +1,373 @@
-"""Several runs that differ in a few config fields (methods, seeds, dialects), one directory each."""
+"""A study is data: a base :class:`ExperimentConfig`, named axes and stages, run by one resumable launcher.
+
+Every experiment of the project is a :class:`StudyDesign`: stages run in order, each the product of its axes
+(config fields, or ``variant``: a named set of config overrides such as "lora", "full", "dora"); a stage may
+start from the models saved by an earlier stage (:class:`Start`: the MSA model of the paper, the balanced
+pooled model of the mixing study), or be an evaluation of an adapter bank (``kind="bank"``). Designs:
+:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank` (:data:`DESIGNS`), and the ready-made
+:data:`PRESETS`. :func:`run_study` runs one: each run in ``<root>/<stage>/<name from its axes>``, finished
+runs skipped, unfinished ones resumed (on Kaggle also restored from a previous session's output attached as
+an input, and held to the session's time budget, by :func:`environment.prepare_run`), progress printed as
+"run 7/36: gulf lora seed 84 — resumed at step 1500", and a manifest ``study.json`` (planned, done, failed,
+with reasons) written after every run. :func:`arabicpeft.results.load_runs` reads the results.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Optional
 
 from .config import ExperimentConfig
-from .results import RESULTS_FILE, read_results
+from .dialects import DIALECTS
+from .paper import POOLED_TRAIN_SET as POOLED
+from .results import RESULTS_FILE, TRAINING, read_results, write_json_atomic
+
+MSA = "msa"
+SEEDS = (42, 84, 168)  # the paper's seeds
+PAPER_DIALECTS = (*DIALECTS, POOLED)
+PAPER_TEST_SETS = (*DIALECTS, MSA)
+PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
+MANIFEST_FILE = "study.json"
+MANIFEST_SCHEMA = "arabicpeft.study/1"
+MERGED_DIR = "merged"  # a LoRA start merged into its base, saved inside the start run's directory
+BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: TRAINING)
+
+# Config overrides of each named variant; the base config (data, seed, steps, decoding) is shared.
+VARIANTS: dict[str, dict] = {
+    "lora": {"method": "lora"},
+    "full": {"method": "full"},
+    "lora-int8": {"method": "lora", "precision": "int8"},
+    "lora-nf4": {"method": "lora", "precision": "nf4"},
+    "dora": {"method": "lora", "use_dora": True},
+}
+# Variants run only with a CUDA GPU, and why.
+GPU_ONLY: dict[str, str] = {
+    "lora-int8": "8-bit base weights need bitsandbytes on a CUDA GPU",
+    "lora-nf4": "4-bit NF4 base weights need bitsandbytes on a CUDA GPU",
+}
+
+
+@dataclass
+class Start:
+    """A stage's runs start from the model saved by a run of ``stage``: the run whose axis values equal this
+    run's on ``match`` and equal ``fixed`` (e.g. ``{"train_fraction": 1.0, "seed": 42}``).
+
+    ``lora``: how a LoRA start is used — "merge" (merge the adapter into its base, then a fresh adapter or full
+    fine-tuning on the merged model) or "continue" (LoRA runs keep training that adapter).
+    """
+
+    stage: str
+    match: tuple = ("seed",)
+    fixed: dict = field(default_factory=dict)
+    lora: str = "merge"
+
+    def __post_init__(self):
+        if self.lora not in ("merge", "continue"):
+            raise ValueError(f"Start.lora must be 'merge' or 'continue', got {self.lora!r}.")
+        self.match = tuple(self.match)
+
+
+@dataclass
+class Stage:
+    """One step of a study: every combination of ``axes`` (config field or "variant" -> values) is a run of
+    ``base`` + ``overrides`` + those values. ``kind="bank"``: no training; per combination (usually per seed),
+    the LoRA adapters of stage ``bank_of`` (one per dialect) are loaded together and each test set is decoded
+    with its dialect's adapter (:mod:`arabicpeft.bank`)."""
+
+    name: str
+    axes: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
+    start: Optional[Start] = None
+    kind: str = TRAINING
+    bank_of: Optional[str] = None
+
+    def __post_init__(self):
+        if isinstance(self.start, dict):
+            self.start = Start(**self.start)
+        if self.kind not in (TRAINING, BANK):
+            raise ValueError(f"Stage {self.name!r}: kind must be {TRAINING!r} or {BANK!r}, got {self.kind!r}.")
+        if self.kind == BANK and not self.bank_of:
+            raise ValueError(f"Stage {self.name!r}: a bank stage needs bank_of (the stage of its adapters).")
+        self.axes = {k: list(v) for k, v in self.axes.items()}
+
+
+@dataclass
+class StudyDesign:
+    """A named study: ``base`` config and ``stages`` (run in order). Saved whole in the study manifest."""
+
+    name: str
+    base: ExperimentConfig
+    stages: list
+    order: str = "stage"  # "stage": stage by stage; "seed": all stages of the first seed first (results sooner)
+
+    def __post_init__(self):
+        if self.order not in ("stage", "seed"):
+            raise ValueError(f"order must be 'stage' or 'seed', got {self.order!r}.")
+        if isinstance(self.base, dict):
+            self.base = ExperimentConfig.from_dict(self.base)
+        self.stages = [Stage(**s) if isinstance(s, dict) else s for s in self.stages]
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Stage names must be unique, got {names}.")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "base": self.base.to_dict(), "stages": [dataclasses.asdict(s) for s in self.stages],
+                "order": self.order}
+
+    @classmethod
+    def from_file(cls, path) -> "StudyDesign":
+        """A design from a JSON or YAML file with keys name, base (config fields), stages (see :class:`Stage`)."""
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+        return cls(**values)
+
+    def plan(self) -> list["PlannedRun"]:
+        """Every run in order, with its config; a started stage's runs name their start run.
+
+        With ``order="seed"`` the runs of the first seed (in every stage) come first, then the next seed's; a
+        start run always comes before the runs that start from it (starts share the seed or use the first)."""
+        runs: list[PlannedRun] = []
+        for stage in self.stages:
+            names = list(stage.axes)
+            for values in itertools.product(*(stage.axes[n] for n in names)):
+                runs.append(_planned(self, stage, dict(zip(names, values)), runs))
+        if self.order == "seed":
+            seeds = list(dict.fromkeys(r.cfg.seed for r in runs))
+            runs = sorted(runs, key=lambda r: seeds.index(r.cfg.seed))  # stable: stage order within a seed
+            for i, run in enumerate(runs):
+                if run.start is not None and runs.index(run.start) > i:
+                    raise ValueError(f"order='seed' would run {run.name} before its start {run.start.name}.")
+        return runs
+
+
+@dataclass
+class PlannedRun:
+    name: str  # "<stage>/<axis values>": the run's directory under the study root
+    stage: Stage
+    values: dict  # this run's axis values
+    cfg: ExperimentConfig
+    start: Optional["PlannedRun"] = None
+
+    @property
+    def label(self) -> str:
+        """Progress label: the axis values, e.g. "gulf lora seed 84"."""
+        parts = [f"seed {v}" if k == "seed" else _value_text(k, v) for k, v in self.values.items()]
+        return f"{self.stage.name}: " + (" ".join(parts) or "run")
+
+
+def _value_text(key: str, value) -> str:
+    if isinstance(value, bool):
+        return key if value else f"no-{key}"
+    if key == "train_fraction":
+        return f"frac{value:g}"
+    if key == "seed":
+        return f"seed{value}"
+    return str(value).replace("/", "-").replace(" ", "")
+
+
+def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> PlannedRun:
+    fields = dict(stage.overrides)
+    variant = values.get("variant")
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {variant!r}; choose from {', '.join(VARIANTS)}.")
+        fields.update(VARIANTS[variant])
+    fields.update({k: v for k, v in values.items() if k != "variant"})
+    extra = {**design.base.extra, **fields.pop("extra", {}), "study": design.name, "stage": stage.name}
+    if variant is not None:
+        extra["variant"] = variant
+    cfg = dataclasses.replace(design.base, **fields, extra=extra)
+    name = f"{stage.name}/" + ("_".join(_value_text(k, v) for k, v in values.items()) or "run")
+    start = None
+    if stage.start is not None:
+        want = {**{k: values[k] for k in stage.start.match if k in values}, **stage.start.fixed}
+        found = [r for r in earlier if r.stage.name == stage.start.stage
+                 and all(r.values.get(k, getattr(r.cfg, k, None)) == v for k, v in want.items())]
+        if len(found) != 1:
+            raise ValueError(f"Stage {stage.name!r}, run {name}: {len(found)} runs of stage {stage.start.stage!r} "
+                             f"match {want} (need exactly one): fix Start.match / Start.fixed.")
+        start = found[0]
+        cfg.extra["start"] = _start_label(start, stage.start, cfg)
+    return PlannedRun(name, stage, values, cfg, start)
+
+
+def _start_label(start: PlannedRun, how: Start, cfg: ExperimentConfig) -> str:
+    """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]"."""
+    values = "_".join(_value_text(k, v) for k, v in start.values.items() if k != "seed")
+    label = f"{start.stage.name}/{values}" if values else start.stage.name
+    if start.cfg.method == "lora":
+        label += "+continued" if (how.lora == "continue" and cfg.method == "lora") else "+merged"
+    return label
+
+
+# --- the ready-made designs -------------------------------------------------------------------------
+
+
+def peft_vs_full(base: ExperimentConfig, variants=("lora", "full"), dialects=DIALECTS, seeds=SEEDS,
+                 name: str = "peft_vs_full") -> StudyDesign:
+    """Methods (any of :data:`VARIANTS`) x dialects x seeds under one protocol: same data, steps, selection
+    and decoding (``base``); every model scored on ``base.test_sets`` (default: its own dialect)."""
+    return StudyDesign(name, base, [Stage("train", {"variant": list(variants), "dialect": list(dialects),
+                                                     "seed": list(seeds)})])
+
+
+def paper(base: ExperimentConfig, methods=("full", "lora"), dialects=PAPER_DIALECTS, seeds=SEEDS,
+          msa_fractions=PAPER_MSA_FRACTIONS, test_sets=PAPER_TEST_SETS, lora_start: str = "merge",
+          name: str = "paper") -> StudyDesign:
+    """Özyılmaz et al. (2025) at ``base``'s scale, for each method.
+
+    1. ``msa``: MSA at each of ``msa_fractions`` of its train set (Fig. 1) x seeds;
+    2. ``without_pretraining``: ``dialects`` (with pooled ``all``) x seeds from ``base.model``;
+    3. ``with_msa_pretraining``: the same, started from the whole-MSA model of the same method and the first
+       seed (the paper's single pre-trained model). For LoRA (two-stage LoRA): the MSA adapter is merged into
+       the base and a fresh dialect adapter trained on the merged model (``lora_start="continue"``: keep
+       training the MSA adapter instead).
+
+    Every model is scored on ``test_sets`` (the 6 x 6 matrix). The conditions are recorded as
+    ``extra["condition"]``.
+    """
+    from .paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
+
+    fractions = sorted(set(msa_fractions))
+    if any(not 0.0 < f <= 1.0 for f in fractions) or 1.0 not in fractions:
+        raise ValueError(f"MSA fractions must lie in (0, 1] and include 1.0 (the pre-trained start), got {fractions}.")
+    base = dataclasses.replace(base, test_sets=list(test_sets))
+    methods, seeds = list(methods), list(seeds)
+    return StudyDesign(name, base, [
+        Stage(MSA, {"method": methods, "train_fraction": fractions, "seed": seeds}, {"dialect": MSA}),
+        Stage(WITHOUT_PRETRAINING, {"method": methods, "dialect": list(dialects), "seed": seeds},
+              {"extra": {"condition": WITHOUT_PRETRAINING}}),
+        Stage(WITH_PRETRAINING, {"method": methods, "dialect": list(dialects), "seed": seeds},
+              {"extra": {"condition": WITH_PRETRAINING}},
+              start=Start(MSA, match=("method",), fixed={"train_fraction": 1.0, "seed": seeds[0]}, lora=lora_start)),
+    ])
+
+
+def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora"), seeds=SEEDS,
+           mixtures=("natural", "balanced"), pool_method: str = "full", max_train_per_dialect: Optional[int] = None,
+           test_sets=DIALECTS, lora_start: str = "merge", name: str = "mixing") -> StudyDesign:
+    """The Tibetan dialect study's design (research notes §6), for Arabic.
+
+    1. ``pool``: the five dialects pooled with ``mixtures`` ("natural" proportions vs "balanced": equal records
+       per dialect, at most ``max_train_per_dialect``), with ``pool_method``, per seed;
+    2. ``finetune``: the balanced model of the same seed fine-tuned on each of ``targets`` with each of
+       ``methods`` (a LoRA pooled model is merged first, or continued with ``lora_start="continue"``).
+
+    Every model is scored on every test set; the fine-tuned runs' scores before training are the balanced
+    model's (R[0, d]), so gain on the target and forgetting elsewhere come with paired bootstrap CIs
+    (:func:`analysis.gain_forgetting_table`).
+    """
+    if "balanced" not in mixtures:
+        raise ValueError("The fine-tuning stage starts from the balanced pooled model: include 'balanced'.")
+    base = dataclasses.replace(base, test_sets=list(test_sets))
+    seeds = list(seeds)
+    return StudyDesign(name, base, [
+        Stage("pool", {"mixture": list(mixtures), "seed": seeds},
+              {"dialect": POOLED, "method": pool_method, "max_train_per_dialect": max_train_per_dialect}),
+        Stage("finetune", {"method": list(methods), "dialect": list(targets), "seed": seeds},
+              start=Start("pool", match=("seed",), fixed={"mixture": "balanced"}, lora=lora_start)),
+    ])
+
+
+def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=SEEDS, variants=("lora", "full"),
+                 test_sets=None, name: str = "adapter_bank") -> StudyDesign:
+    """One adapter per dialect on one base, compared with one pooled adapter, the base and full fine-tunes.
+
+    1. ``dialect``: ``variants`` x ``dialects`` x seeds (the LoRA adapters form the bank; "full" gives the
+       per-dialect full fine-tunes to compare with);
+    2. ``pooled``: one LoRA adapter on the pooled dialects, per seed;
+    3. ``bank``: per seed, every dialect adapter loaded on one base (peft named adapters); each test set decoded
+       with its dialect's adapter, mixed-dialect batches in one ``generate`` call; the adapters disabled give
+       the base model (scored too). Records what the bank costs on disk and in memory.
+    """
+    test_sets = list(test_sets or dialects)
+    base = dataclasses.replace(base, test_sets=test_sets)
+    seeds = list(seeds)
+    return StudyDesign(name, base, [
+        Stage("dialect", {"variant": list(variants), "dialect": list(dialects), "seed": seeds}),
+        Stage("pooled", {"seed": seeds}, {"method": "lora", "dialect": POOLED}),
+        Stage("bank", {"seed": seeds}, kind=BANK, bank_of="dialect"),
+    ])
+
+
+DESIGNS: dict[str, Callable[..., StudyDesign]] = {
+    "peft_vs_full": peft_vs_full, "paper": paper, "mixing": mixing, "adapter_bank": adapter_bank,
+}
+
+
+MINI_DIALECTS = ("egyptian", "levantine")
+MINI_TEST_SETS = ("egyptian", "gulf", "levantine")
+
+
+def offline_mini_base() -> ExperimentConfig:
+    """whisper-base (from PyPI) on the synthetic sample set, CPU-sized: 8 s encoder window, 16 steps of 4
+    clips, the learning rate of each method (:data:`config.DEFAULT_LR`), 8 validation clips, three test sets of
+    8 clips."""
+    from .config import demo_config
+
+    return dataclasses.replace(
+        demo_config(), dialect="egyptian", max_steps=16, batch_size=4, warmup_steps=2, eval_steps=16,
+        max_eval_samples=8, max_test_samples=8, logging_steps=4, learning_rate=None, test_sets=list(MINI_TEST_SETS),
+        evaluate_before=False, output_dir="runs/offline-mini")
+
+
+def offline_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
+    """The offline mini-study: a small real ``peft_vs_full`` (LoRA vs full, Egyptian and Levantine, seeds 42
+    and 84), ``mixing`` (a balanced pooled LoRA model, seed 42, then Egyptian with full vs LoRA, scored before
+    and after: gain and forgetting), and the bank of the two dialect adapters of each seed (with the base
+    model: adapters disabled) vs the pooled adapter. On the sample set every dialect has the same number of
+    clips, so the natural mixture equals the balanced one and only "balanced" is run. Only the runs whose
+    starting model the analysis needs score it before training (the others would repeat the bank's base)."""
+    base = base or offline_mini_base()
+    pvf = peft_vs_full(base, dialects=MINI_DIALECTS, seeds=(42, 84)).stages
+    mix = mixing(base, seeds=(42,), mixtures=("balanced",), pool_method="lora", test_sets=base.test_sets).stages
+    pool_steps = base.max_steps * 3 // 2  # the pooled set is 2.5x a dialect's: a few more steps
+    mix[0] = dataclasses.replace(mix[0], overrides={**mix[0].overrides, "max_steps": pool_steps,
+                                                    "eval_steps": max(base.eval_steps, pool_steps)})
+    mix[1] = dataclasses.replace(mix[1], overrides={**mix[1].overrides, "evaluate_before": True})
+    bank = Stage("bank", {"seed": [42, 84]}, kind=BANK, bank_of="train")
+    return StudyDesign("offline-mini", base, [*pvf, *mix, bank], order="seed")
+
+
+PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": offline_mini}
+
+
+def design_options(name: str, options: dict) -> dict:
+    """The entries of ``options`` that design ``name`` takes (a notebook's parameters cell holds the axes of
+    every design; each design uses its own). Presets and design files take none."""
+    import inspect
+
+    if name not in DESIGNS:
+        return {}
+    accepted = inspect.signature(DESIGNS[name]).parameters
+    return {k: v for k, v in options.items() if k in accepted and k not in ("base", "name")}
+
+
+def design(name: str, base: Optional[ExperimentConfig] = None, **options) -> StudyDesign:
+    """A design by name (:data:`DESIGNS`, a preset of :data:`PRESETS`, or a .json/.yaml design file)."""
+    if name in PRESETS:
+        return PRESETS[name](base)
+    if name in DESIGNS:
+        return DESIGNS[name](base if base is not None else ExperimentConfig(), **options)
+    if Path(name).suffix in (".json", ".yaml", ".yml"):
+        loaded = StudyDesign.from_file(name)
+        return dataclasses.replace(loaded, base=base) if base is not None else loaded
+    raise ValueError(f"Unknown study design {name!r}: choose one of {', '.join([*DESIGNS, *PRESETS])} "
+                     "or give a .json/.yaml design file.")
+
+
+# --- the launcher -----------------------------------------------------------------------------------
 
 
 def is_complete(results_path) -> bool:
@@ -18,69 +378,169 @@ def is_complete(results_path) -> bool:
     return read_results(path).get("training", {}).get("stopped_by_time_budget_at_step") is None
 
 
-def run_name(cfg: ExperimentConfig, fields: list[str]) -> str:
-    return "_".join(f"{getattr(cfg, f)}" for f in fields) or "run"
-
-
-def run_many(base: ExperimentConfig, root, **axes) -> list[Path]:
-    """Run ``base`` with every combination of ``axes`` (e.g. ``method=["lora", "full"], seed=[42, 84]``).
-
-    Each run goes to ``root/<values joined by _>``; a run that already trained to its end is not repeated, and
-    one stopped by its time budget resumes from its checkpoint (so a rerun of a notebook continues the study).
-    Returns the results-file paths in run order.
-    """
-    from .train import run
-
-    names = list(axes)
-    paths = []
-    for values in itertools.product(*(axes[n] for n in names)):
-        cfg = dataclasses.replace(base, **dict(zip(names, values)))
-        cfg.output_dir = str(Path(root) / run_name(cfg, names))
-        done = Path(cfg.output_dir) / RESULTS_FILE
-        paths.append(done if is_complete(done) else run(cfg))
-    return paths
-
-
-MSA = "msa"
-PAPER_DIALECTS = ("egyptian", "gulf", "iraqi", "levantine", "maghrebi", "all")
-PAPER_TEST_SETS = ("egyptian", "gulf", "iraqi", "levantine", "maghrebi", "msa")
-PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
-
-
-def paper_grid(base: ExperimentConfig, root, dialects=PAPER_DIALECTS, seeds=(42, 84, 168),
-               msa_fractions=PAPER_MSA_FRACTIONS, test_sets=PAPER_TEST_SETS) -> dict[str, list[Path]]:
-    """The design of Özyılmaz et al. (2025) at any scale, with ``base``'s model, data source and steps.
-
-    1. ``msa``: ``base`` trained on MSA with all of its train set (up to ``base.max_train_samples``), per
-       seed, into ``root/msa/<max_train_samples>_<seed>``; then, for each fraction < 1 of ``msa_fractions``
-       (paper Fig. 1), on the first round(fraction x n) training utterances (n: what that run trained on),
-       into ``root/msa/<that many>_<seed>``.
-    2. ``without_pretraining``: each of ``dialects`` x ``seeds`` from ``base.model``, into
-       ``root/without_pretraining/<dialect>_<seed>``.
-    3. ``with_msa_pretraining``: the same, started from the whole-MSA model of the first seed (its ``model/``
-       directory), into ``root/with_msa_pretraining/<dialect>_<seed>``; the results record that start as
-       ``extra["init_from"]``, which results_table reads as the condition "with_msa_pretraining".
-
-    Every run is scored on ``test_sets`` (before and after training). Needs ``base.method == "full"``: the
-    pre-trained start must be a whole model, as in the paper. Runs already done are skipped (see
-    :func:`run_many`). Returns {step: results-file paths}.
-    """
+def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> None:
+    """Point ``cfg`` at its start run's saved model (merging a LoRA start first, once); record the path."""
+    from .export import merge
     from .train import MODEL_DIR
 
-    if base.method != "full":
-        raise ValueError(f"paper_grid fine-tunes whole models (method='full'), as the paper; got {base.method!r}.")
-    if any(not 0.0 < f <= 1.0 for f in msa_fractions):
-        raise ValueError(f"MSA fractions must be in (0, 1], got {list(msa_fractions)}.")
-    root = Path(root)
-    base = dataclasses.replace(base, test_sets=list(test_sets))
-    msa = dataclasses.replace(base, dialect=MSA)
-    out = {"msa": run_many(msa, root / MSA, max_train_samples=[base.max_train_samples], seed=seeds)}
-    n_train = (read_results(out["msa"][0]).get("data") or {}).get("n_train")
-    caps = sorted({round(f * n_train) for f in msa_fractions if f < 1.0} - {0, n_train}) if n_train else []
-    if caps:
-        out["msa"] += run_many(msa, root / MSA, max_train_samples=caps, seed=seeds)
-    start = out["msa"][0].parent / MODEL_DIR
-    out["without_pretraining"] = run_many(base, root / "without_pretraining", dialect=dialects, seed=seeds)
-    pretrained = dataclasses.replace(base, model=str(start), extra={**base.extra, "init_from": str(start)})
-    out["with_msa_pretraining"] = run_many(pretrained, root / "with_msa_pretraining", dialect=dialects, seed=seeds)
-    return out
+    start_dir = root / run.start.name
+    saved = start_dir / MODEL_DIR
+    if not is_complete(start_dir / RESULTS_FILE):
+        raise RuntimeError(f"its start run {run.start.name} has not finished")
+    if run.start.cfg.method == "lora":
+        if run.stage.start.lora == "continue" and cfg.method == "lora":
+            cfg.model, cfg.init_adapter = run.start.cfg.model, str(saved)
+        else:
+            merged = start_dir / MERGED_DIR
+            if not merged.is_dir():  # merged once, into a temporary folder renamed when complete
+                import shutil
+
+                partial = start_dir / f".{MERGED_DIR}.partial"
+                shutil.rmtree(partial, ignore_errors=True)
+                merge(saved, partial)  # at the base's full window; a run with encoder_seconds cuts it again
+                partial.rename(merged)
+            cfg.model = str(merged)
+    else:
+        cfg.model = str(saved)
+    cfg.extra["init_from"] = str(saved)
+
+
+class Manifest:
+    """``study.json`` in the study root: the design and, per planned run, its status and reason."""
+
+    def __init__(self, root: Path, design: StudyDesign, plan: list[PlannedRun]):
+        self.path = root / MANIFEST_FILE
+        self.design = design
+        previous = {}
+        if self.path.is_file():
+            previous = {r["name"]: r for r in json.loads(self.path.read_text(encoding="utf-8")).get("runs", [])}
+        self.runs = {r.name: {"name": r.name, "stage": r.stage.name, "kind": r.stage.kind, "values": r.values,
+                              "label": r.label, "start": r.start.name if r.start else None,
+                              "status": previous.get(r.name, {}).get("status", "planned"),
+                              "reason": previous.get(r.name, {}).get("reason"),
+                              "results": previous.get(r.name, {}).get("results")} for r in plan}
+
+    def mark(self, name: str, status: str, reason: Optional[str] = None, results=None) -> None:
+        self.runs[name].update(status=status, reason=reason, results=str(results) if results else None,
+                               updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        self.write()
+
+    def write(self) -> Path:
+        counts = {}
+        for r in self.runs.values():
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        return write_json_atomic(self.path, {"schema": MANIFEST_SCHEMA, "design": self.design.to_dict(),
+                                             "counts": counts, "runs": list(self.runs.values())})
+
+
+def read_manifest(root) -> dict:
+    """The manifest of the study in ``root`` (``study.json``)."""
+    return json.loads((Path(root) / MANIFEST_FILE).read_text(encoding="utf-8"))
+
+
+def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Optional[bool] = None,
+              log=print) -> Manifest | list[PlannedRun]:
+    """Run every planned run of ``design`` into ``root`` (default: ``environment.output_root()/design.name``).
+
+    Finished runs are skipped; unfinished ones resume from their checkpoint; on Kaggle each run's time budget
+    is capped at what is left of the session, a previous session's run attached as an input is restored first,
+    and once the session is spent no further run starts (rerun with the output attached to continue). GPU-only
+    variants are skipped without a GPU, with the reason. A run that fails is recorded with its error, and so
+    are the runs that would start from it; the others go on. ``dry_run``: print the planned runs, one per
+    line, and return them. Returns the :class:`Manifest` (also written to ``root/study.json``).
+    """
+    from . import environment
+
+    plan = design.plan()
+    total = len(plan)
+    if dry_run:
+        for i, run in enumerate(plan, start=1):
+            start = f"  (starts from {run.start.name})" if run.start else ""
+            log(f"run {i}/{total}: {run.name}  [{run.cfg.method}, {run.cfg.dialect}, seed {run.cfg.seed}]{start}")
+        return plan
+    root = Path(root) if root else environment.output_root() / design.name
+    root.mkdir(parents=True, exist_ok=True)
+    root = root.resolve()
+    manifest = Manifest(root, design, plan)
+    manifest.write()
+    if gpu is None:
+        gpu = environment.gpu_info()["cuda"]
+    log(f"study {design.name}: {total} runs in {root}")
+    for i, run in enumerate(plan, start=1):
+        head = f"run {i}/{total}: {run.label}"
+        variant = run.values.get("variant")
+        if variant in GPU_ONLY and not gpu:
+            log(f"{head} — skipped: needs a CUDA GPU ({GPU_ONLY[variant]})")
+            manifest.mark(run.name, "skipped", f"needs a CUDA GPU: {GPU_ONLY[variant]}")
+            continue
+        cfg = dataclasses.replace(run.cfg, extra=dict(run.cfg.extra))
+        try:
+            if run.start is not None:
+                _start_model(run, root, cfg)
+            environment.prepare_run(cfg, run.name, root=root, log=lambda m: log(f"    {m}"))
+        except environment.SessionTimeSpent as e:
+            log(f"{head} — not started: {e}")
+            for later in plan[i - 1:]:
+                if manifest.runs[later.name]["status"] != "done":
+                    manifest.mark(later.name, "planned", f"not started: {e}")
+            break
+        except Exception as e:  # recorded; the runs that do not depend on it go on
+            log(f"{head} — failed before training: {type(e).__name__}: {e}")
+            manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
+            continue
+        done = Path(cfg.output_dir) / RESULTS_FILE
+        if is_complete(done):
+            log(f"{head} — finished earlier: {done}")
+            manifest.mark(run.name, "done", results=done)
+            continue
+        step = environment.latest_checkpoint_step(cfg.output_dir)
+        log(f"{head} — " + (f"resumed at step {step}" if step is not None else "started"))
+        try:
+            path = _execute(run, cfg, root)
+        except Exception as e:
+            log(f"{head} — failed: {type(e).__name__}: {e}")
+            manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
+            continue
+        if is_complete(path):
+            manifest.mark(run.name, "done", results=path)
+            log(f"{head} — done: {path}")
+        else:
+            step = read_results(path).get("training", {}).get("stopped_by_time_budget_at_step")
+            manifest.mark(run.name, "stopped", f"time budget reached at step {step}: rerun to resume", path)
+            log(f"{head} — stopped by the time budget at step {step}: rerun (with this output attached) to resume")
+    counts = json.loads(manifest.path.read_text(encoding="utf-8"))["counts"]
+    log(f"study {design.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; manifest {manifest.path}")
+    return manifest
+
+
+def _execute(run: PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
+    if run.stage.kind == BANK:
+        from .bank import evaluate_bank
+
+        return evaluate_bank(cfg, _bank_adapters(run, root), cfg.output_dir)
+    from .train import run as train
+
+    return train(cfg)
+
+
+def _bank_adapters(run: PlannedRun, root: Path) -> dict[str, Path]:
+    """{dialect: adapter directory} of the bank's source stage: its finished LoRA runs sharing this run's axes."""
+    from .train import MODEL_DIR
+
+    manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    adapters = {}
+    for entry in manifest["runs"]:
+        if entry["stage"] != run.stage.bank_of or entry["status"] != "done":
+            continue
+        if any(entry["values"].get(k) != v for k, v in run.values.items()):
+            continue
+        cfg = read_results(entry["results"])["config"]
+        if cfg["method"] != "lora":
+            continue
+        if cfg["dialect"] in adapters:
+            raise ValueError(f"Two LoRA runs of stage {run.stage.bank_of!r} for {cfg['dialect']!r}: the bank takes one "
+                             "adapter per dialect; restrict the stage's variants.")
+        adapters[cfg["dialect"]] = Path(entry["results"]).parent / MODEL_DIR
+    if not adapters:
+        raise RuntimeError(f"no finished LoRA run in stage {run.stage.bank_of!r} matches {run.values}")
+    return adapters

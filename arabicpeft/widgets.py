@@ -84,3 +84,57 @@ class ConfigPicker:
 def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = PICKER_FIELDS) -> ConfigPicker:
     """A :class:`ConfigPicker` for ``cfg`` (display it as a cell's last expression)."""
     return ConfigPicker(cfg, fields)
+
+
+LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")
+STUDY_FIELDS = ("precision", "max_steps", *LORA_FIELDS)
+
+
+def _axis_control(name: str, values: list) -> widgets.ValueWidget:
+    """A multiple choice for an axis with known options, else a comma-separated text box."""
+    from . import study
+    from .config import MIXTURES
+
+    options = {"dialects": dialects.NAMES, "targets": dialects.NAMES, "test_sets": dialects.VARIETIES,
+               "variants": tuple(study.VARIANTS), "methods": METHODS, "mixtures": MIXTURES}.get(name)
+    if options is not None:
+        return widgets.SelectMultiple(options=list(options), value=tuple(values), description=name,
+                                      rows=min(len(options), 7), style=_STYLE)
+    return widgets.Text(value=", ".join(map(str, values)), description=name, style=_STYLE)
+
+
+class StudyPicker:
+    """A study chooser: the design (:data:`study.DESIGNS` and presets), its axes and fields of the base config
+    (the LoRA fields by default). Each change is written into ``axes`` (the dict given, edited in place),
+    :attr:`design` and ``cfg`` (through a :class:`ConfigPicker`)."""
+
+    def __init__(self, design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = STUDY_FIELDS):
+        from . import study
+
+        self.design, self.axes = design, axes
+        self.design_control = widgets.Dropdown(options=[*study.DESIGNS, *study.PRESETS], value=design,
+                                               description="design", style=_STYLE)
+        self.design_control.observe(lambda change: setattr(self, "design", change["new"]), names="value")
+        self.axis_controls = {name: _axis_control(name, values) for name, values in axes.items()}
+        for name, control in self.axis_controls.items():
+            control.observe(lambda change, name=name: self._axis_changed(name, change["new"]), names="value")
+        self.config = ConfigPicker(cfg, fields)
+        self.box = widgets.VBox([self.design_control, *self.axis_controls.values(), self.config.box])
+
+    def _axis_changed(self, name: str, value) -> None:
+        if isinstance(value, tuple):
+            self.axes[name] = list(value)
+            return
+        kind = type(self.axes[name][0]) if self.axes.get(name) else str
+        try:
+            self.axes[name] = [kind(v.strip()) for v in value.split(",") if v.strip()]
+        except ValueError as e:
+            self.config.message.value = f"<b>Not applied</b> ({name}): {html.escape(str(e))}"
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.box._repr_mimebundle_(**kwargs)
+
+
+def study_picker(design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = STUDY_FIELDS) -> StudyPicker:
+    """A :class:`StudyPicker` for ``design``, ``axes`` and ``cfg`` (display it as a cell's last expression)."""
+    return StudyPicker(design, axes, cfg, fields)

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from arabicpeft import analysis, results_table, stats
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.results import load_runs, results_files
 from arabicpeft.paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
 
 N_BOOT = 500
@@ -56,8 +58,8 @@ def write_run(root, name, method, seed, after, before=None, efficiency=None, dia
     _utterance_rows(after).to_csv(out / "utterances.csv", index=False)
     content = {
         "schema": "arabicpeft.results/1", "run_id": name,
-        "config": {"dialect": dialect, "method": method, "seed": seed, "model": "tiny-random", "precision": "fp32",
-                   "extra": extra or {}},
+        "config": ExperimentConfig(dialect=dialect, method=method, seed=seed, model="tiny-random", source="sample",
+                                   extra=extra or {}).to_dict(),
         "data": {"source": "sample", "synthetic": True, "n_train": n_train}, "synthetic": True,
         "metrics": _metrics(after), "utterances_file": "utterances.csv",
         "metrics_before": None, "utterances_before_file": None,
@@ -92,53 +94,54 @@ def study(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def utts(study):
-    return results_table.utterances_frame(study, include_start=True)
+    return load_runs(study).utterances()
 
 
-# results_table: loaders ----------------------------------------------------------------------------------
+# load_runs: per-utterance rows and efficiency --------------------------------------------------------------
 
 
 def test_results_files(study, tmp_path):
-    assert len(results_table.results_files(study)) == 6
-    assert results_table.results_files(tmp_path / "missing") == []
-    assert results_table.results_files(tmp_path) == []
+    assert len(results_files(study)) == 6
+    assert results_files(tmp_path / "missing") == []
+    assert results_files(tmp_path) == []
 
 
-def test_utterances_frame_reads_every_run(study, utts):
-    assert list(utts.columns) == results_table.RUN_COLUMNS + results_table.UTTERANCE_COLUMNS
-    trained, start = utts[utts["stage"] == "trained"], utts[utts["stage"] == "start"]
+def test_utterances_reads_every_run(study, utts):
+    assert list(utts.columns)[-9:] == ["test_set", "utt_index", "utt_id", "reference", "hypothesis", "ref_words",
+                                       "word_errors", "ref_chars", "char_errors"]
+    trained, start = utts[utts["scored"] == "trained"], utts[utts["scored"] == "start"]
     assert len(trained) == len(start) == 6 * len(TEST_SETS) * N_UTT  # raw rows only, per run and test set
     assert set(trained["train_set"]) == {"egyptian"} and set(start["train_set"]) == {stats.START}
     assert set(utts["method"]) == {"full", "lora"} and set(utts["seed"]) == {42, 84, 168}
     assert utts["hypothesis"].iloc[0] == ""  # an empty hypothesis stays a string, not NaN
     assert utts["synthetic"].all()
     # the per-utterance counts add up to the corpus numbers of the results files
-    frame = results_table.results_frame(study, include_start=True)
-    sums = utts.groupby(["run_id", "stage", "test_set"])["word_errors"].sum()
+    frame = load_runs(study).scores()
+    sums = utts.groupby(["run_id", "scored", "test_set"])["word_errors"].sum()
     for _, row in frame.iterrows():
-        assert sums[(row["run_id"], row["stage"], row["test_set"])] == row["word_errors"]
-    only_trained = results_table.utterances_frame(study)
-    assert set(only_trained["stage"]) == {"trained"}
-    other = results_table.utterances_frame(study, scheme="leaderboard")
+        assert sums[(row["run_id"], row["scored"], row["test_set"])] == row["word_errors"]
+    only_trained = load_runs(study).utterances(include_start=False)
+    assert set(only_trained["scored"]) == {"trained"}
+    other = load_runs(study).utterances(scheme="leaderboard", include_start=False)
     assert other["word_errors"].sum() == only_trained["word_errors"].sum() + len(other)  # +1 per row
 
 
-def test_utterances_frame_missing_file_and_run_without_one(tmp_path):
+def test_utterances_missing_file_and_run_without_one(tmp_path):
     counts = {"egyptian": {"ref_words": np.array([3, 4]), "word_errors": np.array([1, 0]),
                            "ref_chars": np.array([12, 15]), "char_errors": np.array([2, 0])}}
     path = write_run(tmp_path, "run", "lora", 42, counts)
     content = json.loads(path.read_text())
     content["utterances_file"] = None  # e.g. an evaluation that wrote no per-utterance rows
     path.write_text(json.dumps(content))
-    assert results_table.utterances_frame(tmp_path).empty
+    assert load_runs(tmp_path).utterances().empty
     content["utterances_file"] = "gone.csv"
     path.write_text(json.dumps(content))
     with pytest.raises(FileNotFoundError, match="gone.csv"):
-        results_table.utterances_frame(tmp_path)
+        load_runs(tmp_path).utterances()
 
 
-def test_efficiency_frame(study, tmp_path):
-    eff = results_table.efficiency_frame(study)
+def test_runs_efficiency_columns(study, tmp_path):
+    eff = load_runs(study).runs
     assert len(eff) == 6
     full = eff[eff["method"] == "full"].sort_values("seed")
     assert full["peak_memory_bytes"].tolist() == [900 * 2**20] * 3
@@ -147,7 +150,7 @@ def test_efficiency_frame(study, tmp_path):
     counts = {"gulf": {"ref_words": np.array([3]), "word_errors": np.array([1]), "ref_chars": np.array([9]),
                        "char_errors": np.array([2])}}
     write_run(tmp_path, "bare", "lora", 1, counts)  # no efficiency record
-    bare = results_table.efficiency_frame(tmp_path)
+    bare = load_runs(tmp_path).runs
     assert bare["trainable_parameters"].isna().all() and bare["peak_memory_bytes"].isna().all()
 
 
@@ -157,11 +160,10 @@ def test_condition_from_the_config_extra(tmp_path):
     write_run(tmp_path, "a", "full", 1, counts, extra={"init_from": "runs/msa/model"})
     write_run(tmp_path, "b", "full", 1, counts, extra={"condition": "my_condition"})
     write_run(tmp_path, "c", "full", 1, counts)
-    frame = results_table.results_frame(tmp_path).set_index("run_id")
+    frame = load_runs(tmp_path).runs.set_index("run_id")
     assert frame.loc["a", "condition"] == WITH_PRETRAINING and frame.loc["a", "init_from"] == "runs/msa/model"
     assert frame.loc["b", "condition"] == "my_condition"
     assert frame.loc["c", "condition"] == WITHOUT_PRETRAINING
-    assert results_table.efficiency_frame(tmp_path).set_index("run_id").loc["a", "condition"] == WITH_PRETRAINING
 
 
 def test_save_table_writes_csv_and_latex(tmp_path):
@@ -198,8 +200,8 @@ def _rate(rows, metric="wer"):
 def test_rate_table_per_run(utts):
     table = analysis.rate_table(utts, n_boot=N_BOOT)
     assert len(table) == 6 * len(TEST_SETS)  # start rows are left out
-    row = table[(table["method"] == "lora") & (table["seed"] == 84) & (table["test_set"] == "gulf")].iloc[0]
-    run = utts[(utts["stage"] == "trained") & (utts["method"] == "lora") & (utts["seed"] == 84)
+    row = table[table["variant"].str.startswith("lora") & (table["seed"] == 84) & (table["test_set"] == "gulf")].iloc[0]
+    run = utts[(utts["scored"] == "trained") & (utts["method"] == "lora") & (utts["seed"] == 84)
                & (utts["test_set"] == "gulf")]
     ci = stats.bootstrap_ci(run["char_errors"], run["ref_chars"], n_boot=N_BOOT)
     assert row["wer"] == pytest.approx(_rate(run)) and row["n_utterances"] == N_UTT
@@ -209,8 +211,8 @@ def test_rate_table_per_run(utts):
 def test_system_table_means_over_seeds(utts):
     table = analysis.system_table(utts, n_boot=N_BOOT)
     assert len(table) == 2 * len(TEST_SETS) and (table["k"] == 3).all()
-    row = table[(table["method"] == "full") & (table["test_set"] == "egyptian")].iloc[0]
-    runs = utts[(utts["stage"] == "trained") & (utts["method"] == "full") & (utts["test_set"] == "egyptian")]
+    row = table[table["variant"].str.startswith("full") & (table["test_set"] == "egyptian")].iloc[0]
+    runs = utts[(utts["scored"] == "trained") & (utts["method"] == "full") & (utts["test_set"] == "egyptian")]
     per_seed = [_rate(g) for _, g in runs.groupby("seed")]
     summary = stats.seed_summary(per_seed)
     assert row["wer"] == pytest.approx(np.mean(per_seed))
@@ -221,7 +223,7 @@ def test_system_table_means_over_seeds(utts):
 
 
 def test_seed_matrix_rejects_duplicates_and_mismatches(utts):
-    rows = utts[(utts["stage"] == "trained") & (utts["method"] == "lora") & (utts["test_set"] == "gulf")]
+    rows = utts[(utts["scored"] == "trained") & (utts["method"] == "lora") & (utts["test_set"] == "gulf")]
     seeds, errors, lengths, index = analysis.seed_matrix(rows)
     assert seeds == [42, 84, 168] and errors.shape == (3, N_UTT) and lengths.shape == (N_UTT,)
     with pytest.raises(ValueError, match="one run per seed"):
@@ -239,10 +241,11 @@ def test_seed_matrix_rejects_duplicates_and_mismatches(utts):
 def test_compare_methods(utts):
     table = analysis.compare_methods(utts, n_boot=N_BOOT)
     assert len(table) == len(TEST_SETS) * 2  # test sets x (wer, cer)
-    assert (table["a"] == "full").all() and (table["b"] == "lora").all() and (table["ci_method"] == analysis.TWO_LEVEL).all()
+    assert (table["a"] == "full fp32 lr1e-05").all() and (table["b"] == "lora fp32 r32 a64 d0.05 qv lr0.001").all()
+    assert (table["ci_method"] == analysis.TWO_LEVEL).all()
     np.testing.assert_allclose(table["p_holm"], stats.holm(table["p"]))  # one family: the whole table
     row = table[(table["test_set"] == "egyptian") & (table["metric"] == "wer")].iloc[0]
-    trained = utts[(utts["stage"] == "trained") & (utts["test_set"] == "egyptian")]
+    trained = utts[(utts["scored"] == "trained") & (utts["test_set"] == "egyptian")]
     rates = {m: np.array([_rate(g) for _, g in trained[trained["method"] == m].groupby("seed")]) for m in ("full", "lora")}
     assert row["rate_a"] == pytest.approx(rates["full"].mean()) and row["rate_b"] == pytest.approx(rates["lora"].mean())
     assert row["delta"] == pytest.approx(rates["lora"].mean() - rates["full"].mean())
@@ -257,7 +260,7 @@ def test_compare_methods_single_seed_identical_and_missing(utts):
     table = analysis.compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
     assert (table["ci_method"] == analysis.PAIRED).all() and table["hedges_g"].isna().all()  # 2 runs: g undefined
     same = utts[utts["method"] == "full"]
-    twin = pd.concat([same, same.assign(method="lora")])
+    twin = pd.concat([same, same.assign(method="lora", variant="lora twin")])
     table = analysis.compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
     assert (table["delta"] == 0).all() and (table["p"] == 1).all()
     with pytest.raises(ValueError, match="both"):
@@ -265,7 +268,8 @@ def test_compare_methods_single_seed_identical_and_missing(utts):
 
 
 def test_efficiency_summary(study):
-    summary = analysis.efficiency_summary(results_table.efficiency_frame(study)).set_index("method")
+    summary = analysis.efficiency_summary(load_runs(study).runs)
+    summary = summary.assign(method=summary["variant"].str.split().str[0]).set_index("method")
     assert summary.loc["full", "k"] == 3 and summary.loc["full", "peak_memory_kind"] == "peak_rss"
     assert summary.loc["full", "peak_memory_mib"] == pytest.approx(900.0)
     assert summary.loc["lora", "trainable_parameters"] == 10 and summary.loc["lora", "weights_mib"] == pytest.approx(4.0)
@@ -276,10 +280,11 @@ def test_efficiency_summary(study):
 def test_gain_forgetting_table_matches_point_values(utts):
     table = analysis.gain_forgetting_table(utts, n_boot=N_BOOT)
     assert len(table) == 2 * len(TEST_SETS)  # per method: the gain on egyptian, the forgetting on gulf
+    table = table.assign(method=table["variant"].str.split().str[0])
     for method, rows in table.groupby("method"):
         mine = utts[utts["method"] == method]
-        start = mine[mine["stage"] == "start"]
-        trained = mine[mine["stage"] == "trained"]
+        start = mine[mine["scored"] == "start"]
+        trained = mine[mine["scored"] == "trained"]
         R = pd.DataFrame({t: [_rate(start[(start["test_set"] == t) & (start["seed"] == 42)]),
                               np.mean([_rate(g) for _, g in trained[trained["test_set"] == t].groupby("seed")])]
                           for t in TEST_SETS}, index=[stats.START, "egyptian"])
@@ -297,7 +302,7 @@ def test_gain_forgetting_table_matches_point_values(utts):
 
 def test_gain_forgetting_table_needs_the_start(utts):
     with pytest.raises(ValueError, match="include_start"):
-        analysis.gain_forgetting_table(utts[utts["stage"] == "trained"], n_boot=N_BOOT)
+        analysis.gain_forgetting_table(utts[utts["scored"] == "trained"], n_boot=N_BOOT)
     cer = analysis.gain_forgetting_table(utts, metric="cer", n_boot=N_BOOT)
     assert (cer["metric"] == "cer").all() and not math.isnan(cer["value"].sum())
 
@@ -325,7 +330,7 @@ def grid(tmp_path_factory):
             for dialect in ("egyptian", "all"):
                 write_run(root / condition, f"{dialect}_{seed}", "full", seed, {t: _one(rng, 0.6) for t in sets},
                           start, dialect=dialect, extra=extra)
-    return results_table.results_frame(root, include_start=True)
+    return load_runs(root).scores()
 
 
 def test_msa_trainsize_frame_feeds_fig1(grid):
@@ -342,7 +347,7 @@ def test_msa_trainsize_frame_feeds_fig1(grid):
 
 def test_paper_dialects_and_pooled_frames(grid):
     dialects = analysis.paper_dialects_frame(grid)
-    assert set(dialects["train_set"]) == {"egyptian", "all"} and set(dialects["stage"]) == {"trained"}
+    assert set(dialects["train_set"]) == {"egyptian", "all"} and set(dialects["scored"]) == {"trained"}
     assert set(dialects["condition"]) == {WITHOUT_PRETRAINING, WITH_PRETRAINING}
     long = analysis.pooled_vs_specific_frame(grid)
     roles = long.groupby(["role", "test_set"])["train_set"].agg(set).to_dict()
@@ -353,52 +358,13 @@ def test_paper_dialects_and_pooled_frames(grid):
     assert len(long) == 8  # 2 roles x 2 test sets x 2 seeds
 
 
-def test_paper_grid_runs_the_design(tmp_path, monkeypatch):
-    from arabicpeft import study, train
-    from arabicpeft.config import ExperimentConfig
-
-    seen = []
-
-    def fake_run(cfg):
-        seen.append(cfg)
-        out = Path(cfg.output_dir)
-        out.mkdir(parents=True)
-        n_train = cfg.max_train_samples or 40  # a whole MSA train set of 40 utterances
-        (out / "results.json").write_text(json.dumps({"data": {"n_train": n_train}}))
-        return out / "results.json"
-
-    monkeypatch.setattr(train, "run", fake_run)
-    base = ExperimentConfig(method="full", model="tiny-random", source="sample")
-    paths = study.paper_grid(base, tmp_path, dialects=["egyptian", "all"], seeds=[42, 84],
-                             msa_fractions=[0.25, 0.5, 1.0], test_sets=["egyptian", "msa"])
-    assert {k: len(v) for k, v in paths.items()} == {"msa": 6, "without_pretraining": 4, "with_msa_pretraining": 4}
-    assert all(c.test_sets == ["egyptian", "msa"] for c in seen)
-    msa = [c for c in seen if c.dialect == "msa"]
-    assert sorted((c.max_train_samples or 0, c.seed) for c in msa) == [(0, 42), (0, 84), (10, 42), (10, 84),
-                                                                        (20, 42), (20, 84)]  # 25%, 50% of 40
-    with_ = [c for c in seen if c.extra.get("init_from")]
-    start = tmp_path / "msa" / "None_42" / "model"  # the most MSA data (None: all of it), first seed
-    assert len(with_) == 4 and all(c.model == str(start) == c.extra["init_from"] for c in with_)
-    without = [c for c in seen if c.dialect != "msa" and not c.extra.get("init_from")]
-    assert sorted((c.dialect, c.seed) for c in without) == [("all", 42), ("all", 84), ("egyptian", 42), ("egyptian", 84)]
-    assert all(c.model == "tiny-random" for c in without)
-    n = len(seen)
-    study.paper_grid(base, tmp_path, dialects=["egyptian", "all"], seeds=[42, 84], msa_fractions=[0.25, 0.5, 1.0],
-                     test_sets=["egyptian", "msa"])
-    assert len(seen) == n  # everything done: nothing rerun
-    with pytest.raises(ValueError, match="full"):
-        study.paper_grid(ExperimentConfig(method="lora"), tmp_path / "x")
-    with pytest.raises(ValueError, match="fractions"):
-        study.paper_grid(base, tmp_path / "x", msa_fractions=[0.0, 1.0])
-
-
 def test_rate_table_refuses_to_merge_two_runs_of_one_seed():
     import pandas as pd
 
     from arabicpeft import analysis
 
-    one = dict(condition="without_pretraining", method="lora", train_set="egyptian", seed=42, test_set="egyptian",
-               word_errors=1, ref_words=4, char_errors=2, ref_chars=10, stage="trained")
+    one = dict(system="all", study=None, stage=None, variant="lora", train_set="egyptian", seed=42, test_set="egyptian",
+               word_errors=1, ref_words=4, char_errors=2, ref_chars=10, scored="trained")
     rows = pd.DataFrame([{**one, "utt_index": 0}, {**one, "utt_index": 1}, {**one, "utt_index": 0}])
     with pytest.raises(ValueError, match="Several runs share"):
         analysis.rate_table(rows, n_boot=100)

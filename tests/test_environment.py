@@ -106,8 +106,8 @@ def test_pin_single_gpu_respects_the_user_and_torchrun(monkeypatch):
 # --- where outputs go -------------------------------------------------------------------------------
 
 
-def test_output_root_on_kaggle_is_kaggle_working(kaggle):
-    assert env.output_root() == (kaggle / "working").resolve()
+def test_output_root_on_kaggle_is_kaggle_working_runs(kaggle):
+    assert env.output_root() == (kaggle / "working" / "runs").resolve()
 
 
 def test_output_root_env_var_wins(monkeypatch, tmp_path, kaggle):
@@ -217,7 +217,7 @@ def test_prepare_run_on_kaggle_restores_and_sets_a_time_budget(kaggle):
     cfg = ExperimentConfig(dialect="egyptian", model="tiny-random", source="sample", time_budget_s=None)
     logged = []
     env.prepare_run(cfg, "01_egyptian_lora_fp32_seed42", log=logged.append)
-    assert Path(cfg.output_dir) == (kaggle / "working" / "01_egyptian_lora_fp32_seed42").resolve()
+    assert Path(cfg.output_dir) == (kaggle / "working" / "runs" / "01_egyptian_lora_fp32_seed42").resolve()
     assert env.latest_checkpoint_step(cfg.output_dir) == 250
     assert cfg.extra["restored_from"].endswith("my-notebook-output/01_egyptian_lora_fp32_seed42")
     assert 0 < cfg.time_budget_s <= env.KAGGLE_SESSION_S - env.SESSION_SAFETY_S - env.EVAL_MARGIN_S

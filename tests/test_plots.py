@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from arabicpeft import paper, plots, results_table, stats
+from arabicpeft import paper, plots, stats
+from arabicpeft.results import load_runs
 
 matplotlib.use("Agg")
 
@@ -105,7 +106,7 @@ def test_save_figure_writes_png_and_pdf(tmp_path, per_seed):
     assert paths[1].read_bytes()[:5] == b"%PDF-"
 
 
-# results_frame -------------------------------------------------------------------------------------------
+# load_runs(...).scores() -------------------------------------------------------------------------------------------
 
 
 def _scores(wer, cer):
@@ -142,22 +143,22 @@ def results_dir(tmp_path):
     return tmp_path
 
 
-def test_results_frame_reads_runs(results_dir):
-    frame = results_table.results_frame(results_dir)
+def test_scores_reads_runs(results_dir):
+    frame = load_runs(results_dir).scores(include_start=False)
     assert len(frame) == 4
     assert {"train_set", "test_set", "seed", "wer", "cer", "condition", "method"} <= set(frame.columns)
     row = frame[(frame["train_set"] == "egyptian") & (frame["test_set"] == "egyptian")].iloc[0]
     assert (row["wer"], row["cer"], row["seed"], row["method"]) == (70.0, 40.0, 42, "lora")
-    assert row["condition"] == paper.WITHOUT_PRETRAINING and row["scheme"] == "raw" and row["stage"] == "trained"
+    assert row["condition"] == paper.WITHOUT_PRETRAINING and row["scheme"] == "raw" and row["scored"] == "trained"
     gulf = frame[frame["train_set"] == "gulf"]
     assert (gulf["condition"] == paper.WITH_PRETRAINING).all()  # started from another checkpoint
-    normalized = results_table.results_frame(results_dir, scheme="ar_norm_v1")
+    normalized = load_runs(results_dir).scores(scheme="ar_norm_v1", include_start=False)
     assert normalized.loc[normalized["test_set"] == "egyptian", "wer"].min() == 65.0
 
 
-def test_results_frame_start_rows_feed_gain_forgetting(results_dir):
-    frame = results_table.results_frame(results_dir, include_start=True)
-    start = frame[frame["stage"] == "start"]
+def test_scores_start_rows_feed_gain_forgetting(results_dir):
+    frame = load_runs(results_dir).scores()
+    start = frame[frame["scored"] == "start"]
     assert set(start["train_set"]) == {stats.START}
     R = frame.drop_duplicates(["train_set", "test_set"]).pivot(index="train_set", columns="test_set", values="wer")
     gain, forgetting = stats.gain_forgetting(R)
@@ -165,26 +166,25 @@ def test_results_frame_start_rows_feed_gain_forgetting(results_dir):
     assert forgetting.set_index("train_set")["forgetting"].to_dict() == {"egyptian": 3.0, "gulf": -2.0}
 
 
-def test_results_frame_draws_the_heatmap(results_dir):
-    frame = results_table.results_frame(results_dir)
+def test_scores_draws_the_heatmap(results_dir):
+    frame = load_runs(results_dir).scores(include_start=False)
     fig = plots.fig4_heatmap(frame, condition=None)
     ax = fig.axes[0]
     assert ax.collections[0].get_array().size == 4
     assert [t.get_text() for t in ax.texts] == ["70.00", "95.00", "88.00", "80.00"]  # one seed: no SD
 
 
-def test_results_frame_errors(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        results_table.results_frame(tmp_path / "missing")
-    assert results_table.results_frame(tmp_path).empty
+def test_scores_errors(tmp_path):
+    assert load_runs(tmp_path / "missing").scores().empty
+    assert load_runs(tmp_path).scores().empty
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="bad.json"):
-        results_table.results_frame(tmp_path)
+        load_runs(tmp_path)
 
 
-def test_results_frame_draws_fig2_and_fig3(results_dir):
+def test_scores_draws_fig2_and_fig3(results_dir):
     _write_run(results_dir / "all" / "results.json", "all", 42, {"egyptian": (75.0, 45.0), "gulf": (85.0, 64.0)})
-    frame = results_table.results_frame(results_dir)
+    frame = load_runs(results_dir).scores(include_start=False)
     fig2 = plots.fig2_pretraining(frame)
     assert len(fig2.axes[0].patches) == 4  # 2 test sets x 2 conditions
     long = paper.pooled_vs_specific_long(frame)

@@ -32,3 +32,57 @@ def test_peak_memory_window_can_be_reset():
     low = peak_memory()
     if low["kind"] == "peak_rss":  # resettable on Linux; elsewhere the lifetime peak is reported as such
         assert low["bytes"] < high - 300_000_000
+
+
+# --- load_runs: the one results reader ------------------------------------------------------------------------
+
+
+def _write(root, name, kind="training", **fields):
+    from arabicpeft.config import ExperimentConfig
+
+    extra = fields.pop("extra", {})
+    cfg = ExperimentConfig(model="tiny-random", source="sample", output_dir=str(root / name), extra=extra, **fields)
+    metrics = {"egyptian": {"raw": {"wer": 50.0, "cer": 20.0, "n_utterances": 2, "ref_words": 4, "word_errors": 2,
+                                    "ref_chars": 10, "char_errors": 2}}}
+    content = {"run_id": name, "config": cfg.to_dict(), "metrics": metrics, "data": {"source": "sample"},
+               "efficiency": {"peak_memory": {"kind": "peak_rss", "bytes": 2**30}, "trainable_parameters": 7}}
+    if kind == "evaluation":
+        content.update(kind="evaluation", evaluated_model=str(root / "x" / "model"),
+                       evaluation={"test_sets": ["egyptian"]})
+    return write_results(root / name, content)
+
+
+def test_load_runs_every_config_field_is_a_column_and_a_system_is_everything_but_the_seed(tmp_path):
+    from dataclasses import fields
+
+    from arabicpeft.config import ExperimentConfig
+    from arabicpeft.results import load_runs
+
+    for seed in (42, 84):
+        _write(tmp_path, f"r32_{seed}", seed=seed, lora_r=32)
+        _write(tmp_path, f"r8_{seed}", seed=seed, lora_r=8)  # another LoRA rank: another system, never averaged in
+        _write(tmp_path, f"dora_{seed}", seed=seed, use_dora=True)
+    runs = load_runs(tmp_path).runs
+    assert {f.name for f in fields(ExperimentConfig)} - {"extra"} <= set(runs.columns)
+    assert len(runs) == 6 and runs["system"].nunique() == 3
+    assert set(runs["system"]) == {"lora_r=32 use_dora=False", "lora_r=8 use_dora=False", "lora_r=32 use_dora=True"}
+    assert all(sorted(s) == [42, 84] for s in runs.groupby("system")["seed"].apply(list))
+    assert runs["context"].nunique() == 1  # they differ only in the method: one comparison cell
+    assert set(runs["variant"]) == {"lora fp32 r32 a64 d0.05 qv lr0.001", "lora fp32 r8 a64 d0.05 qv lr0.001",
+                                    "dora fp32 r32 a64 d0.05 qv lr0.001"}
+    assert (runs["peak_memory_bytes"] == 2**30).all() and (runs["kind"] == "training").all()
+    assert load_runs(tmp_path / "missing").runs.empty
+
+
+def test_load_runs_keeps_what_an_evaluation_evaluated_apart_from_what_was_trained(tmp_path):
+    from arabicpeft.results import load_runs
+
+    _write(tmp_path, "trained", dialect="gulf")
+    _write(tmp_path, "evaluated", kind="evaluation", dialect="gulf")  # a gulf model scored on egyptian
+    runs = load_runs(tmp_path)
+    frame = runs.runs.set_index("run_id")
+    assert frame.loc["evaluated", "kind"] == "evaluation" and frame.loc["trained", "kind"] == "training"
+    assert frame.loc["evaluated", "train_set"] == "gulf" and frame.loc["evaluated", "eval_test_sets"] == "egyptian"
+    assert frame.loc["evaluated", "system"] != frame.loc["trained", "system"]
+    scores = runs.scores()
+    assert set(scores["train_set"]) == {"gulf"} and set(scores["test_set"]) == {"egyptian"}

@@ -46,3 +46,22 @@ def test_other_fields_and_display():
     assert (cfg.lora_r, cfg.use_dora, cfg.lora_targets) == (8, True, "qkvo")
     bundle = picker._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_study_picker_writes_design_axes_and_lora_fields():
+    from arabicpeft.widgets import STUDY_FIELDS, study_picker
+
+    cfg = parameters_config()
+    axes = {"variants": ["lora", "full"], "dialects": ["egyptian"], "seeds": [42, 84]}
+    picker = study_picker("peft_vs_full", axes, cfg)
+    assert picker.design == "peft_vs_full" and set(picker.config.controls) == set(STUDY_FIELDS)
+    picker.design_control.value = "mixing"
+    picker.axis_controls["dialects"].value = ("gulf", "iraqi")
+    picker.axis_controls["seeds"].value = "42, 168"
+    picker.config.controls["lora_r"].value = 16
+    picker.config.controls["use_dora"].value = True
+    assert picker.design == "mixing"
+    assert axes == {"variants": ["lora", "full"], "dialects": ["gulf", "iraqi"], "seeds": [42, 168]}
+    assert (cfg.lora_r, cfg.use_dora) == (16, True)
+    picker.axis_controls["seeds"].value = "42, x"  # not an int: kept as it was, and said so
+    assert axes["seeds"] == [42, 168] and "Not applied" in picker.config.message.value

@@ -1,0 +1,158 @@
+"""An adapter bank: one base Whisper and one LoRA adapter per dialect, loaded together as peft named adapters.
+
+Each utterance is decoded with its dialect's adapter (the dialect label comes with the data); a batch that mixes
+dialects is decoded in one ``generate`` call with peft's per-sample ``adapter_names``. With every adapter
+disabled the bank is exactly the base model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+
+from .config import ExperimentConfig
+from .model import count_parameters, window_seconds
+from .results import EVALUATION, dir_bytes, peak_memory, reset_peak_memory, write_results
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
+
+
+def load_bank(adapters: dict[str, Path]):
+    """One base model with every adapter of ``adapters`` ({name, e.g. the dialect: adapter directory}), loaded by
+    :func:`arabicpeft.model.load_bank` (which checks that they share one base).
+
+    Returns (peft model, processor, the first adapter's config). Pass ``adapter_names`` to
+    :func:`evaluate.transcribe` to choose an adapter per utterance.
+    """
+    from .model import load_bank as load
+
+    loaded = load(adapters)
+    return loaded.model, loaded.processor, loaded.config
+
+
+def mixed_order(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """A seeded interleaving of several test sets, so that batches mix dialects.
+
+    Returns (the set name of each position, the permutation applied to the concatenated sets)."""
+    names = [name for name, n in sizes.items() for _ in range(n)]
+    order = np.random.default_rng(seed).permutation(len(names))
+    return [names[i] for i in order], order
+
+
+def evaluate_bank(cfg: ExperimentConfig, adapters: dict[str, Path], out_dir) -> Path:
+    """Score the bank of ``adapters`` ({dialect: adapter directory}) on the test sets of ``cfg`` that have an
+    adapter, each utterance with its dialect's adapter in mixed-dialect batches; the same utterances with the
+    adapters disabled give the base model's scores (``metrics_before``). Writes a results file of kind
+    "evaluation" (config: ``cfg`` with the bank in ``extra["bank"]``) with per-utterance rows, decoding time and
+    the bank's size on disk and in parameters; returns its path.
+    """
+    from .data import load_test_sets
+    from .evaluate import score_all, transcribe
+
+    started = time.monotonic()
+    adapters = {d: Path(p) for d, p in adapters.items()}
+    model, processor, trained = load_bank(adapters)
+    wanted = [t for t in cfg.test_set_names() if t in adapters]
+    if not wanted:
+        raise ValueError(f"No test set of {cfg.test_set_names()} has an adapter in the bank ({list(adapters)}).")
+    eval_cfg = dataclasses.replace(trained, test_sets=wanted, max_test_samples=cfg.max_test_samples,
+                                   source=cfg.source, data_path=cfg.data_path, streaming=False)
+    tests, report, synthetic = load_test_sets(eval_cfg, processor.tokenizer, max_seconds=window_seconds(processor))
+    pooled = datasets.concatenate_datasets([tests[t] for t in wanted])
+    names, order = mixed_order({t: len(tests[t]) for t in wanted}, seed=cfg.seed)
+    mixed = pooled.select(order.tolist())
+    kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=trained.precision)
+    reset_peak_memory()
+    t0 = time.monotonic()
+    refs, hyps = transcribe(model, processor, mixed, adapter_names=names, desc="bank (mixed batches)", **kw)
+    decode_s = time.monotonic() - t0
+    with model.disable_adapter():
+        base_refs, base_hyps = transcribe(model, processor, mixed, desc="base (adapters disabled)", **kw)
+    memory = peak_memory()
+
+    metrics, before, rows, before_rows = {}, {}, [], []
+    for t in wanted:
+        positions = [i for i, n in enumerate(names) if n == t]
+        # back to each test set's own order (utt_index as in every other run's rows)
+        positions = sorted(positions, key=lambda i: order[i])
+        ds = tests[t]
+        ids = list(ds["id"]) if "id" in ds.column_names else None
+        for store, frames, r, h in ((metrics, rows, refs, hyps), (before, before_rows, base_refs, base_hyps)):
+            store[t], frame = score_all([r[i] for i in positions], [h[i] for i in positions], ids)
+            frame.insert(0, "test_set", t)
+            frames.append(frame)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pd.concat(before_rows, ignore_index=True).to_csv(out / "utterances_before.csv", index=False)
+    _, total = count_parameters(model)
+    adapter_bytes = {d: sum(f.stat().st_size for f in p.glob("*.safetensors")) for d, p in adapters.items()}
+    config = dataclasses.replace(cfg, extra={**cfg.extra, "bank": {d: str(p) for d, p in adapters.items()}})
+    result = {
+        "run_id": out.name,
+        "kind": EVALUATION,
+        "evaluated_model": {d: str(p.resolve()) for d, p in adapters.items()},
+        "config": config.to_dict(),
+        "evaluation": {"test_sets": wanted, "source": cfg.source, "adapter_per_test_set": {t: t for t in wanted},
+                       "batches": "mixed dialects, one adapter per utterance (peft adapter_names)",
+                       "not_in_bank": [t for t in cfg.test_set_names() if t not in adapters]},
+        "data": {"source": cfg.source, "synthetic": synthetic, "test": report,
+                 "n_test": {t: len(tests[t]) for t in wanted}},
+        "synthetic": synthetic,
+        "metrics": metrics,
+        "metrics_before": before,
+        "utterances_before_file": "utterances_before.csv",
+        "efficiency": {
+            "total_parameters": total,
+            "adapter_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
+            "adapters_bytes": adapter_bytes,
+            "weights_bytes": sum(adapter_bytes.values()),
+            "saved_dir_bytes": sum(dir_bytes(p) for p in adapters.values()),
+            "decode_wall_time_s": decode_s,
+            "run_wall_time_s": time.monotonic() - started,
+            "peak_memory": memory,
+        },
+    }
+    return write_results(out, result, pd.concat(rows, ignore_index=True))
+
+
+def compare_adapters(model, processor, dataset, adapter_names: list[str], batch_size: int = 16) -> pd.DataFrame:
+    """Each utterance of ``dataset`` decoded with each of ``adapter_names`` (names in the bank, or
+    :data:`BASE_ADAPTER` for the base model), side by side: columns utt_index, reference, then per name the
+    hypothesis and its word errors (raw scheme), plus a last row "corpus WER (%)" per name."""
+    from .evaluate import transcribe
+    from .metrics import utterance_errors
+
+    frame = None
+    for name in adapter_names:
+        refs, hyps = transcribe(model, processor, dataset, batch_size=batch_size, adapter_names=[name] * len(dataset),
+                                desc=name)
+        errors = utterance_errors(refs, hyps, "raw")
+        if frame is None:
+            frame = pd.DataFrame({"utt_index": range(len(refs)), "reference": refs})
+            words = errors["ref_words"].to_numpy()
+        frame[f"{name}: hypothesis"] = hyps
+        frame[f"{name}: word errors"] = errors["word_errors"].to_numpy()
+    total = {"utt_index": "corpus WER (%)", "reference": ""}
+    for name in adapter_names:
+        total[f"{name}: hypothesis"] = ""
+        total[f"{name}: word errors"] = round(100.0 * frame[f"{name}: word errors"].sum() / words.sum(), 2)
+    return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
+
+
+def study_bank(root, seed: int) -> dict[str, Path]:
+    """{dialect: adapter directory} of the adapter bank a study evaluated for ``seed`` (from its results file)."""
+    from .results import load_runs
+
+    runs = load_runs(root).runs
+    bank = runs[(runs["train_set"] == "bank") & (runs["seed"] == seed)]
+    if bank.empty:
+        raise FileNotFoundError(f"No adapter-bank evaluation for seed {seed} under {root}: run a study with a bank "
+                                "stage (design adapter_bank or the offline-mini preset) first.")
+    from .results import read_results
+
+    return {d: Path(p) for d, p in read_results(bank["path"].iloc[0])["config"]["extra"]["bank"].items()}

@@ -1,0 +1,330 @@
+"""The study launcher: designs as data, planning, skip/resume/failure bookkeeping, the manifest, the CLI; the
+adapter bank (named adapters, per-utterance adapters, adapter disabled == base) and merging an adapter."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from arabicpeft import cli, study
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.results import load_runs, write_results
+
+BASE = ExperimentConfig(model="tiny-random", source="sample", max_steps=2)
+
+
+def fake_result(cfg, stopped=None):
+    return {"config": cfg.to_dict(), "data": {"source": "sample", "n_train": 40}, "synthetic": True,
+            "metrics": {}, "training": {"global_step": 2, "stopped_by_time_budget_at_step": stopped},
+            "efficiency": {}}
+
+
+@pytest.fixture
+def fake_train(monkeypatch, tmp_path):
+    """train.run replaced by one that writes a results file (and records the configs it was given)."""
+    import arabicpeft.train
+
+    monkeypatch.delenv("KAGGLE_KERNEL_RUN_TYPE", raising=False)
+    trained = []
+
+    def run(cfg):
+        trained.append(copy.deepcopy(cfg))
+        if cfg.dialect == "gulf":
+            raise RuntimeError("gulf data unreadable")
+        model = Path(cfg.output_dir) / "model"
+        model.mkdir(parents=True, exist_ok=True)
+        return write_results(cfg.output_dir, fake_result(cfg))
+
+    monkeypatch.setattr(arabicpeft.train, "run", run)
+    return trained
+
+
+def test_paper_design_plans_both_methods_and_two_stage_lora():
+    design = study.paper(BASE, dialects=["egyptian", "all"], seeds=[42, 84], msa_fractions=[0.5, 1.0])
+    plan = design.plan()
+    assert len(plan) == 2 * 2 * 2 + 2 * 2 * 2 * 2  # msa: methods x fractions x seeds; dialects: 2 conditions
+    names = [r.name for r in plan]
+    assert names[0] == "msa/full_frac0.5_seed42" and "with_msa_pretraining/lora_all_seed84" in names
+    assert all(r.cfg.test_sets == list(study.PAPER_TEST_SETS) for r in plan)
+    started = [r for r in plan if r.start is not None]
+    assert len(started) == 8 and all(r.stage.name == "with_msa_pretraining" for r in started)
+    by = {r.name: r for r in started}
+    # the paper's single pre-trained model: whole MSA, same method, first seed, for every seed
+    assert by["with_msa_pretraining/lora_egyptian_seed84"].start.name == "msa/lora_frac1_seed42"
+    assert by["with_msa_pretraining/full_all_seed42"].start.name == "msa/full_frac1_seed42"
+    assert by["with_msa_pretraining/lora_egyptian_seed84"].cfg.extra["start"] == "msa/lora_frac1+merged"
+    assert by["with_msa_pretraining/full_all_seed42"].cfg.extra["condition"] == "with_msa_pretraining"
+    cont = study.paper(BASE, methods=["lora"], dialects=["gulf"], seeds=[42], msa_fractions=[1.0],
+                       lora_start="continue").plan()
+    assert cont[-1].cfg.extra["start"] == "msa/lora_frac1+continued"
+    with pytest.raises(ValueError, match="include 1.0"):
+        study.paper(BASE, msa_fractions=[0.5])
+
+
+def test_designs_are_data_saved_whole_and_read_back(tmp_path):
+    design = study.mixing(BASE, seeds=[42], max_train_per_dialect=5)
+    path = tmp_path / "design.json"
+    path.write_text(json.dumps(design.to_dict()))
+    again = study.design(str(path))
+    assert again.to_dict() == design.to_dict()
+    assert [r.name for r in again.plan()] == ["pool/natural_seed42", "pool/balanced_seed42",
+                                              "finetune/full_egyptian_seed42", "finetune/lora_egyptian_seed42"]
+    pool = again.plan()[1].cfg
+    assert (pool.dialect, pool.mixture, pool.max_train_per_dialect, pool.method) == ("all", "balanced", 5, "full")
+    assert again.plan()[3].start.name == "pool/balanced_seed42"
+    with pytest.raises(ValueError, match="Unknown study design"):
+        study.design("nope")
+
+
+def test_dry_run_prints_one_line_per_planned_run_and_trains_nothing(capsys, monkeypatch):
+    import arabicpeft.train
+
+    monkeypatch.setattr(arabicpeft.train, "run", lambda cfg: pytest.fail("a dry run trains nothing"))
+    cli.main(["study", "peft_vs_full", "--dry-run", "--variants", "lora,full", "--dialects", "egyptian,gulf",
+              "--seeds", "42,84", "--model", "tiny-random", "--lora-r", "8"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
+    assert len(lines) == 8 and lines[0].startswith("run 1/8: train/lora_egyptian_seed42")
+    assert lines[-1].startswith("run 8/8: train/full_gulf_seed84")
+
+
+def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tmp_path):
+    design = study.peft_vs_full(BASE, variants=["lora", "full", "lora-int8"], dialects=["egyptian", "gulf"],
+                                seeds=[42])
+    root = tmp_path / "pvf"
+    cut = dataclasses_replace(design.plan()[1].cfg, output_dir=str(root / "train" / "lora_gulf_seed42"))
+    write_results(root / "train" / "full_egyptian_seed42", fake_result(design.plan()[2].cfg))  # finished
+    write_results(root / "train" / "lora_gulf_seed42", fake_result(cut, stopped=1))  # cut by a time budget
+    lines = []
+    manifest = study.run_study(design, root=root, gpu=False, log=lines.append)
+    runs = {r["name"]: r for r in json.loads(manifest.path.read_text())["runs"]}
+    assert runs["train/lora_egyptian_seed42"]["status"] == "done"
+    assert runs["train/full_egyptian_seed42"]["status"] == "done"  # not retrained
+    assert runs["train/lora_gulf_seed42"]["status"] == "failed"  # resumed, then failed: the reason is kept
+    assert runs["train/lora_gulf_seed42"]["reason"] == "RuntimeError: gulf data unreadable"
+    assert runs["train/lora-int8_egyptian_seed42"]["status"] == "skipped"
+    assert "CUDA GPU" in runs["train/lora-int8_egyptian_seed42"]["reason"]
+    assert [(c.method, c.dialect) for c in fake_train] == [("lora", "egyptian"), ("lora", "gulf"), ("full", "gulf")]
+    assert any(line.startswith("run 3/6: train: full egyptian seed 42 — finished earlier") for line in lines)
+    assert "run 1/6: train: lora egyptian seed 42 — started" in lines
+    assert all(c.extra["study"] == "peft_vs_full" and c.extra["stage"] == "train" for c in fake_train)
+    assert study.read_manifest(root)["counts"] == {"done": 2, "failed": 2, "skipped": 2}
+    again = study.run_study(design, root=root, gpu=False, log=lines.append)  # a rerun: only the failed ones
+    assert len(fake_train) == 5 and again.runs["train/lora_egyptian_seed42"]["status"] == "done"
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+def test_started_stage_waits_for_its_start_and_points_at_its_model(fake_train, tmp_path):
+    design = study.mixing(BASE, targets=["egyptian", "gulf"], methods=["full"], seeds=[42], mixtures=["balanced"])
+    design.stages[0].axes["mixture"] = ["balanced"]
+    manifest = study.run_study(design, root=tmp_path, gpu=False, log=lambda m: None)
+    finetune = [c for c in fake_train if c.extra["stage"] == "finetune"]
+    pool_model = tmp_path / "pool" / "balanced_seed42" / "model"
+    assert [c.model for c in finetune] == [str(pool_model)] * 2 and finetune[0].extra["init_from"] == str(pool_model)
+    assert manifest.runs["finetune/full_gulf_seed42"]["status"] == "failed"
+    # a start that failed: the runs that start from it fail too, with the reason
+    design = study.mixing(BASE.__class__(model="tiny-random", source="sample", dialect="gulf"), targets=["egyptian"],
+                          methods=["lora"], seeds=[1], mixtures=["balanced"])
+    design.stages[0].overrides["dialect"] = "gulf"  # make the pooled stage fail
+    manifest = study.run_study(design, root=tmp_path / "b", gpu=False, log=lambda m: None)
+    assert manifest.runs["finetune/lora_egyptian_seed1"]["status"] == "failed"
+    assert "start run pool/balanced_seed1 has not finished" in manifest.runs["finetune/lora_egyptian_seed1"]["reason"]
+
+
+def test_launcher_on_kaggle_stops_when_the_session_is_spent(monkeypatch, tmp_path):
+    import arabicpeft.train
+    from arabicpeft import environment
+
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    monkeypatch.setattr(environment, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(environment, "session_time_left_s", lambda: 0.0)
+    monkeypatch.setattr(arabicpeft.train, "run", lambda cfg: pytest.fail("no run may start"))
+    lines = []
+    manifest = study.run_study(study.peft_vs_full(BASE, dialects=["egyptian"], seeds=[42]), root=tmp_path / "s",
+                               gpu=False, log=lines.append)
+    assert all(r["status"] == "planned" and "attach" in r["reason"] for r in manifest.runs.values())
+    assert any("not started" in line for line in lines)
+
+
+def test_launcher_restores_a_previous_kaggle_session_by_study_path(monkeypatch, tmp_path, fake_train):
+    from arabicpeft import environment
+
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    monkeypatch.setattr(environment, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(environment, "KAGGLE_WORKING", tmp_path / "working")
+    monkeypatch.delenv("ARABICPEFT_OUTPUT", raising=False)
+    old = tmp_path / "input" / "my-output" / "runs" / "peft_vs_full" / "train" / "lora_egyptian_seed42"
+    (old / "checkpoints" / "checkpoint-1").mkdir(parents=True)
+    (old / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{}")
+    study.run_study(study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42]), gpu=False,
+                    log=lambda m: None)
+    cfg = fake_train[0]
+    assert Path(cfg.output_dir) == (tmp_path / "working" / "runs" / "peft_vs_full" / "train" / "lora_egyptian_seed42").resolve()
+    assert cfg.extra["restored_from"] == str(old) and cfg.time_budget_s > 0
+    assert (Path(cfg.output_dir) / "checkpoints" / "checkpoint-1").is_dir()
+
+
+# --- real tiny models: the adapter bank and merging ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    """Two LoRA adapters on tiny-random with random (non-zero) weights, saved as a training run saves them."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from arabicpeft.model import load_base, save_trained
+
+    root = tmp_path_factory.mktemp("adapters")
+    paths = {}
+    for i, dialect in enumerate(("egyptian", "levantine")):
+        cfg = ExperimentConfig(model="tiny-random", source="sample", dialect=dialect, generation_max_length=12,
+                               lora_r=4, lora_alpha=8, lora_targets="qkvo")
+        torch.manual_seed(i)
+        base, processor = load_base(cfg)
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=cfg.target_modules(),
+                                                init_lora_weights=False))
+        paths[dialect] = save_trained(model, processor, cfg, root / dialect / "model")
+    return paths
+
+
+def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
+    import datasets
+
+    from arabicpeft import bank
+    from arabicpeft.data import load_test_sets
+    from arabicpeft.evaluate import transcribe
+    from arabicpeft.model import load_base
+
+    model, processor, cfg = bank.load_bank(adapters)
+    assert set(model.peft_config) == {"egyptian", "levantine"}
+    tests, _, _ = load_test_sets(dataclasses_replace(cfg, test_sets=["egyptian", "levantine"], max_test_samples=3),
+                                 processor.tokenizer)
+    mixed = datasets.concatenate_datasets([tests["egyptian"], tests["levantine"]])
+    names = ["egyptian", "levantine", "egyptian", "levantine", "__base__", "egyptian"]
+    _, hyps = transcribe(model, processor, mixed, batch_size=6, adapter_names=names)  # one generate call
+    alone = {}
+    for name in ("egyptian", "levantine"):
+        model.set_adapter(name)
+        alone[name] = transcribe(model, processor, mixed, batch_size=6)[1]
+    with model.disable_adapter():
+        disabled = transcribe(model, processor, mixed, batch_size=6)[1]
+    base, base_processor = load_base(cfg)
+    plain = transcribe(base, base_processor, mixed, batch_size=6)[1]
+    assert disabled == plain  # the adapters disabled give exactly the base model's transcripts
+    expected = [plain[i] if n == "__base__" else alone[n][i] for i, n in enumerate(names)]
+    assert hyps == expected
+    assert alone["egyptian"] != plain  # the adapters do change the output (so the test can fail)
+    with pytest.raises(ValueError, match="one per record"):
+        transcribe(model, processor, mixed, adapter_names=names[:2])
+
+
+def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_path):
+    from arabicpeft.bank import evaluate_bank
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "gulf", "levantine"],
+                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
+    path = evaluate_bank(cfg, adapters, tmp_path / "bank")
+    result = json.loads(path.read_text())
+    assert result["kind"] == "evaluation" and list(result["metrics"]) == ["egyptian", "levantine"]
+    assert result["evaluation"]["not_in_bank"] == ["gulf"]
+    assert result["efficiency"]["weights_bytes"] == sum(result["efficiency"]["adapters_bytes"].values()) > 0
+    runs = load_runs(tmp_path)
+    row = runs.runs.iloc[0]
+    assert (row["kind"], row["train_set"], row["stage"]) == ("evaluation", "bank", "bank")
+    scores = runs.scores()
+    assert set(scores["scored"]) == {"trained", "start"} and (scores["n_utterances"] == 2).all()
+
+
+def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_path):
+    import shutil
+
+    import torch
+
+    from arabicpeft.model import load_base, load_trained
+
+    design = study.mixing(dataclasses_replace(BASE, lora_r=4, lora_alpha=8, lora_targets="qkvo"), methods=["full", "lora"],
+                          seeds=[42], mixtures=["balanced"], pool_method="lora")
+    plan = design.plan()
+    start_dir = tmp_path / "pool" / "balanced_seed42"
+    shutil.copytree(adapters["egyptian"], start_dir / "model")
+    write_results(start_dir, fake_result(plan[0].cfg))
+    cfgs = []
+    for run in plan[1:]:
+        cfg = dataclasses_replace(run.cfg, extra=dict(run.cfg.extra))
+        study._start_model(run, tmp_path, cfg)
+        cfgs.append(cfg)
+    merged = start_dir / study.MERGED_DIR
+    assert [c.model for c in cfgs] == [str(merged)] * 2 and cfgs[1].init_adapter is None
+    assert cfgs[0].extra["init_from"] == str(start_dir / "model")
+    assert cfgs[1].extra["start"] == "pool/balanced+merged"
+    peft_model, _, _ = load_trained(adapters["egyptian"])
+    merged_model, _ = load_base(cfgs[0])  # what the next stage trains: the merged model as its base
+    features = torch.randn(1, 80, 2 * peft_model.config.max_source_positions)
+    decoder = torch.tensor([[50258, 50272, 50359, 50363]])
+    with torch.no_grad():
+        a = peft_model(input_features=features, decoder_input_ids=decoder).logits
+        b = merged_model(input_features=features, decoder_input_ids=decoder).logits
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
+    path = cli.cmd_evaluate(cli.build_parser().parse_args(
+        ["evaluate", "--model-path", str(adapters["egyptian"]), "--dialect", "gulf", "--max-test-samples", "2",
+         "--output-dir", str(tmp_path / "eval")]))
+    result = json.loads(Path(path).read_text())
+    assert result["config"]["dialect"] == "egyptian"  # trained on egyptian, whatever it is scored on
+    assert result["evaluation"]["test_sets"] == ["gulf"] and list(result["metrics"]) == ["gulf"]
+    row = load_runs(tmp_path).runs.iloc[0]
+    assert (row["kind"], row["train_set"], row["eval_test_sets"]) == ("evaluation", "egyptian", "gulf")
+
+
+def test_balanced_mixture_takes_as_many_records_of_each_dialect():
+    from arabicpeft.data import load_splits
+    from arabicpeft.model import load_base
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="all", mixture="balanced",
+                           max_train_per_dialect=5, test_sets=["egyptian"], max_test_samples=1)
+    _, processor = load_base(cfg)
+    splits = load_splits(cfg, processor.tokenizer)
+    assert splits.report["mixture"]["records_per_dialect"] == {d: 5 for d in ("egyptian", "gulf", "iraqi",
+                                                                               "levantine", "maghrebi")}
+    assert splits.report["n_train"] + splits.report["n_validation"] == 25
+    half = load_splits(dataclasses_replace(cfg, train_fraction=0.5), processor.tokenizer)
+    assert half.report["n_train"] == round(0.5 * splits.report["n_train"])
+
+
+def test_offline_mini_preset_plans_both_studies_and_the_bank_and_shrinks_in_the_ci_profile(monkeypatch, capsys):
+    from arabicpeft import profiles
+
+    full = study.offline_mini().plan()
+    assert len(full) == 13 and {r.stage.name for r in full} == {"train", "pool", "finetune", "bank"}
+    assert all(r.cfg.model == "whisper-base" and r.cfg.source == "sample" for r in full)
+    assert [r.cfg.seed for r in full] == [42] * 8 + [84] * 5  # order "seed": the first seed's whole study first
+    assert [r.cfg.evaluate_before for r in full if r.stage.name == "finetune"] == [True, True]
+    monkeypatch.setenv(profiles.ENV_VAR, "ci")
+    cli.main(["study", "--preset", "offline-mini", "--dry-run"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
+    assert len(lines) == 13
+    tiny = study.offline_mini(profiles.apply(study.offline_mini_base())).plan()
+    assert all(r.cfg.model == "tiny-random" for r in tiny)
+    assert [r.cfg.max_steps for r in tiny if r.stage.name == "pool"] == [profiles.CI_OVERRIDES["max_steps"] * 3 // 2]
+
+
+def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tmp_path):
+    from arabicpeft import analysis
+    from arabicpeft.bank import evaluate_bank
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "levantine"],
+                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
+    evaluate_bank(cfg, adapters, tmp_path / "bank")
+    table = analysis.bank_comparison(load_runs(tmp_path).utterances(), n_boot=200)
+    assert set(table["role"]) == {"base", "adapter bank"} and len(table) == 4  # 2 roles x 2 test sets
+    result = json.loads((tmp_path / "bank" / "results.json").read_text())
+    base = table[table["role"] == "base"].set_index("test_set")["wer"]
+    assert base.to_dict() == pytest.approx({t: m["raw"]["wer"] for t, m in result["metrics_before"].items()})
