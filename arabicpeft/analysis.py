@@ -251,9 +251,12 @@ def equivalence_statement(comparison: pd.DataFrame, metric: str = "wer") -> str:
     if judged.empty:
         return text + "No seed-to-seed spread (one seed per method): equivalence cannot be judged."
     n_eq = int(judged["equivalent"].astype(bool).sum())
-    return text + (f"In {n_eq} of {len(judged)} cells the {int(100 * stats.LEVEL)}% CI of Δ lies within ± the "
-                   f"seed-to-seed SD (median {judged['seed_sd'].median():.2f} points): there the methods differ "
-                   "by less than retraining with another seed does.")
+    spread = f"± the seed-to-seed SD (median {judged['seed_sd'].median():.2f} points)"
+    if n_eq == 0:
+        return text + (f"In none of the {len(judged)} cells with a seed spread does the {int(100 * stats.LEVEL)}% CI "
+                       f"of Δ lie within {spread}: equivalence is not shown.")
+    return text + (f"In {n_eq} of {len(judged)} cells the {int(100 * stats.LEVEL)}% CI of Δ lies within {spread}: "
+                   "there the methods differ by less than retraining with another seed does.")
 
 
 EFFICIENCY_SUMMARY = {  # output column: (Runs.runs column, scale)

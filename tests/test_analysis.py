@@ -368,3 +368,19 @@ def test_rate_table_refuses_to_merge_two_runs_of_one_seed():
     rows = pd.DataFrame([{**one, "utt_index": 0}, {**one, "utt_index": 1}, {**one, "utt_index": 0}])
     with pytest.raises(ValueError, match="Several runs share"):
         analysis.rate_table(rows, n_boot=100)
+
+
+def test_equivalence_against_the_seed_spread(utts):
+    table = analysis.compare_methods(utts, metrics=("wer",), n_boot=N_BOOT)
+    row = table.set_index("test_set").loc["egyptian"]
+    rates = {m: np.array([_rate(g) for _, g in utts[(utts["scored"] == "trained") & (utts["method"] == m)
+                                                   & (utts["test_set"] == "egyptian")].groupby("seed")])
+             for m in ("full", "lora")}
+    pooled = np.sqrt((rates["full"].var(ddof=1) * 2 + rates["lora"].var(ddof=1) * 2) / 4)
+    assert row["seed_sd"] == pytest.approx(pooled)
+    assert row["equivalent"] == (-pooled < row["low"] and row["high"] < pooled)
+    text = analysis.equivalence_statement(table)
+    n_eq = int(table["equivalent"].astype(bool).sum())
+    assert (f"In {n_eq} of 2 cells" in text) if n_eq else ("In none of the 2 cells" in text)
+    one_seed = analysis.compare_methods(utts[utts["seed"] == 42], metrics=("wer",), n_boot=N_BOOT)
+    assert one_seed["equivalent"].isna().all() and "cannot be judged" in analysis.equivalence_statement(one_seed)
