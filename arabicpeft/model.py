@@ -6,9 +6,11 @@ unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -17,10 +19,9 @@ from torch import nn
 from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
 from .audio import SAMPLE_RATE
-from .config import ExperimentConfig
+from .config import CONFIG_FILE, ExperimentConfig
 
 LANGUAGE, TASK = "ar", "transcribe"
-CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
 
 
 def native_bf16() -> bool:
@@ -102,9 +103,18 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
         )
     # Weights stay fp32 for fp16/bf16 (the Trainer runs mixed precision with fp32 master weights), also when a
     # checkpoint was saved in half precision: transformers 5 would otherwise keep the saved dtype.
-    model = WhisperForConditionalGeneration.from_pretrained(
-        path, quantization_config=quantization, device_map={"": 0} if quantization else None, dtype=torch.float32
-    )
+    try:
+        with _no_file_progress_bars() if Path(path).exists() else contextlib.nullcontext():
+            model = WhisperForConditionalGeneration.from_pretrained(
+                path, quantization_config=quantization, device_map={"": 0} if quantization else None,
+                dtype=torch.float32)
+    except OSError as e:  # transformers' message for a hub id it cannot fetch (offline, or no such repo)
+        if Path(path).exists():
+            raise
+        from .environment import NO_HUB_HELP, HubUnreachableError
+
+        raise HubUnreachableError(f"could not load the model {cfg.model} from the hub or the HF cache "
+                                  f"({str(e).splitlines()[0]})", f"check the hub id. {NO_HUB_HELP}") from e
     if quantization is None and torch.cuda.is_available():
         model.to("cuda")  # scoring before training (and `evaluate`) runs where training will
     processor = WhisperProcessor.from_pretrained(path)
@@ -113,6 +123,31 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
         cut_encoder(model, processor, cfg.encoder_seconds)
     _set_generation(model, cfg.generation_max_length)
     return model, processor
+
+
+@contextlib.contextmanager
+def _peft_alias_warning_silenced():
+    """peft's PeftModel reads transformers' deprecated ``is_gradient_checkpointing`` alias: a FutureWarning about
+    peft's code, not ours, harmless until transformers 6 removes the alias. Silenced deliberately, here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _no_file_progress_bars():
+    """Silences transformers' "Loading weights" / "Writing model shards" bars while it reads or writes local files
+    (deliberately: under a second here, and in a notebook they are widgets that a saved notebook shows frozen at
+    0 %). Downloads from the hub keep their bars: this is used only for local folders."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
@@ -125,7 +160,8 @@ def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
         )
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.target_modules(), use_dora=cfg.use_dora)
-    return get_peft_model(model, lora)
+    with _peft_alias_warning_silenced():
+        return get_peft_model(model, lora)
 
 
 def build_model(cfg: ExperimentConfig):
@@ -177,7 +213,8 @@ def save_trained(model, processor, cfg: ExperimentConfig, out_dir: Path) -> Path
     """Save the adapter (LoRA) or the whole model (full), the processor and the run config."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    with _no_file_progress_bars():
+        model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     (out_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     return out_dir
@@ -186,21 +223,21 @@ def save_trained(model, processor, cfg: ExperimentConfig, out_dir: Path) -> Path
 def load_trained(path, precision: Optional[str] = None):
     """Load what :func:`save_trained` wrote: returns (model, processor, config)."""
     path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path} holds no {CONFIG_FILE}: not a model saved by arabicpeft.")
-    cfg = ExperimentConfig.from_json(path / CONFIG_FILE)
+    cfg = ExperimentConfig.saved_in(path)
     if precision:
         cfg = dataclasses.replace(cfg, precision=precision)  # validated like any config
     if (path / "adapter_config.json").is_file():
         from peft import PeftModel
 
         base, processor = load_base(cfg)
-        model = PeftModel.from_pretrained(base, str(path))
+        with _peft_alias_warning_silenced(), _no_file_progress_bars():
+            model = PeftModel.from_pretrained(base, str(path))
     else:
         require_cuda(cfg.precision)
         if cfg.precision in ("int8", "nf4"):
             raise ValueError(f"{path} holds a fully fine-tuned model; evaluate it at fp32, fp16 or bf16.")
-        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+        with _no_file_progress_bars():
+            model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
         if torch.cuda.is_available():
             model.to("cuda")
         processor = WhisperProcessor.from_pretrained(path)

@@ -65,7 +65,7 @@ def paper_grid(base: ExperimentConfig, root, dialects=PAPER_DIALECTS, seeds=(42,
     pre-trained start must be a whole model, as in the paper. Runs already done are skipped (see
     :func:`run_many`). Returns {step: results-file paths}.
     """
-    from .train import MODEL_DIR
+    from .run_dir import MODEL_DIR
 
     if base.method != "full":
         raise ValueError(f"paper_grid fine-tunes whole models (method='full'), as the paper; got {base.method!r}.")

@@ -151,6 +151,7 @@ def test_variants_on_a_gpu_set_their_overrides(monkeypatch, tmp_path):
 
     monkeypatch.setenv("ARABICPEFT_OUTPUT", str(tmp_path))
     monkeypatch.setattr(environment, "check_gpu", lambda precision=None, gpu=None: {"cuda": True})
+    monkeypatch.setattr(environment, "_no_gpu_driver", lambda: False)
     trained = []
     monkeypatch.setattr(arabicpeft.train, "run",
                         lambda cfg: trained.append(cfg) or write_results(cfg.output_dir, fake_result()))
