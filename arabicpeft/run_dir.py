@@ -4,7 +4,7 @@
 
     <output_dir>/run_config.json        the config that owns the folder (written when training starts)
     <output_dir>/checkpoints/checkpoint-N/  Trainer checkpoints (a rerun resumes from the latest)
-    <output_dir>/utterances_before.csv  the starting model's per-utterance scores (a rerun reads them back)
+    <output_dir>/utterances_before.csv, metrics_before.json   the starting model's scores (a rerun reads them)
     <output_dir>/model/                 the adapter (LoRA) or the whole model (full), processor, config
     <output_dir>/results.json, utterances.csv   the scores of that saved model
     <output_dir>/INCOMPLETE             only while model/ and results.json may describe different steps
@@ -23,6 +23,7 @@ from .errors import ConfigError
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
 RUN_CONFIG_FILE = "run_config.json"
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
+BEFORE_METRICS_FILE = "metrics_before.json"
 INCOMPLETE_FILE = "INCOMPLETE"
 # Fields a rerun into the same output directory may change: it then continues the same experiment. Not
 # max_steps: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to its max_steps.

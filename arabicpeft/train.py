@@ -19,10 +19,11 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from .config import ExperimentConfig, automatic_choices
 from .data import SYNTHETIC_NOTE, DataSplits, SpeechCollator, load_splits, settle_counts
 from .evaluate import evaluate_sets, generation_budget
-from .metrics import score, summarize
+from .metrics import score
 from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
-from .results import dir_bytes, peak_memory, reset_peak_memory, write_csv_atomic, write_results
-from .run_dir import (BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RUN_CONFIG_FILE, check_output_dir,
+from .results import (dir_bytes, peak_memory, reset_peak_memory, write_csv_atomic, write_json_atomic,
+                      write_results)
+from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RUN_CONFIG_FILE, check_output_dir,
                       claim_output_dir, config_changes, mark_complete, mark_incomplete, owned_by)
 
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a folder without it is incomplete
@@ -192,13 +193,10 @@ def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
 
 def _before_scores(folder: Path) -> Optional[tuple[dict, pd.DataFrame]]:
     """The starting model's scores saved in ``folder`` by an earlier session of this run, or None."""
-    path = folder / BEFORE_UTTERANCES_FILE
-    if not path.is_file():
+    rows, metrics = folder / BEFORE_UTTERANCES_FILE, folder / BEFORE_METRICS_FILE
+    if not (rows.is_file() and metrics.is_file()):
         return None
-    rows = pd.read_csv(path, keep_default_na=False)
-    metrics = {test_set: {scheme: summarize(g) for scheme, g in by_set.groupby("scheme", sort=False)}
-               for test_set, by_set in rows.groupby("test_set", sort=False)}
-    return metrics, rows
+    return json.loads(metrics.read_text(encoding="utf-8")), pd.read_csv(rows, keep_default_na=False)
 
 
 def _clips(test_sets: dict) -> str:
@@ -261,8 +259,9 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
 
     trainer, budget = make_trainer(cfg, model, processor, splits)
     claim_output_dir(cfg)  # from here on the folder belongs to this experiment
-    if before_rows is not None and not (out / BEFORE_UTTERANCES_FILE).is_file():
+    if before_rows is not None and not (out / BEFORE_METRICS_FILE).is_file():
         write_csv_atomic(out / BEFORE_UTTERANCES_FILE, before_rows)
+        write_json_atomic(out / BEFORE_METRICS_FILE, before)  # last: the pair is complete once it exists
     n_train = splits.report.get("n_train", "streamed")
     if checkpoint:
         folder = Path(checkpoint).parent

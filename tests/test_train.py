@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -143,13 +144,16 @@ def test_an_interruption_between_saving_and_results_leaves_a_folder_that_says_so
     assert result["training"]["global_step"] == 2
 
 
-def test_resume_with_another_max_steps_is_refused(full_run):
+def test_resume_with_another_max_steps_is_refused(full_run, capsys):
     """The linear schedule decays to 0 at max_steps: a checkpoint cannot continue under another one (before:
-    learning rates 1e-3, 5e-4, 0, 2.5e-4 on a resume from 2 to 4 steps)."""
-    out, _, _ = full_run
-    with pytest.raises(ValueError, match=r"checkpoint-30 was trained towards max_steps=30.*resuming it with "
-                                         r"max_steps=40 would train on a broken schedule.*Rerun with max_steps=30"):
+    learning rates 1e-3, 5e-4, 0, 2.5e-4 on a resume from 2 to 4 steps). The command line says so in one line."""
+    out, *_ = full_run
+    with pytest.raises(SystemExit) as exit_info:
         main(["train", *TINY, "--method", "full", "--max-steps", "40", "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert re.search(r"checkpoint-30 was trained towards max_steps=30.*resuming it with max_steps=40 would train on "
+                     r"a broken schedule.*Rerun with max_steps=30", err)
     other = out.parent / "elsewhere"
     with pytest.raises(ValueError, match="trained towards max_steps=30"):
         main(["train", *TINY, "--method", "full", "--max-steps", "40", "--output-dir", str(other),
