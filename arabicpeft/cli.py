@@ -221,14 +221,11 @@ def print_trained(result_path) -> None:
 
 
 def _prepare(cfg: ExperimentConfig) -> None:
-    """The cheap checks first (paths, GPU driver, hub, output folder: no torch), then the GPU's own abilities
-    (a P100, bf16 below Ampere, int8 below 7.5), which need torch."""
+    """The cheap checks first (paths, GPU driver, hub: no torch), then the GPU's own abilities (a P100, bf16
+    below Ampere, int8 below 7.5), which need torch. The output folder is checked by train.run, first thing."""
     from . import environment
-    from .config import automatic_choices
-    from .run_dir import check_output_dir
 
     environment.preflight(cfg)
-    check_output_dir(automatic_choices(cfg)[0])  # as train.run will see it
     environment.check_gpu(cfg.precision)
 
 

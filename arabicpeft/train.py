@@ -227,10 +227,10 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
         log(f"[{time.monotonic() - started:6.0f} s] {message}")
 
     cfg, notes = automatic_choices(cfg)
-    check_output_dir(cfg)
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     checkpoint = resume_checkpoint(cfg)  # before any work: a checkpoint of another schedule is refused now
+    check_output_dir(cfg)  # and a folder of another experiment
     say(f"{describe(cfg)}; output folder {out}")
     for note in notes:
         say(f"note: {note}")
