@@ -47,7 +47,7 @@ def built_with_sample(tmp_path_factory):
 
 def payload_of(nb) -> zipfile.ZipFile:
     cell = next(c for c in nb.cells if "arabicpeft-payload" in c.metadata.get("tags", []))
-    encoded = re.search(r'_arabicpeft_bootstrap\("""(.*?)"""', cell.source, re.S).group(1)
+    encoded = re.search(r'_arabicpeft_bootstrap\(\s*"""(.*?)"""', cell.source, re.S).group(1)
     return zipfile.ZipFile(io.BytesIO(base64.b85decode("".join(encoded.split()))))
 
 
