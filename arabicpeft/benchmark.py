@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from .comparison import ALL_TEST_SETS, scores_table
 from .text import DEFAULT_NORMALIZER
 
 BUDGET_S = 600.0
@@ -99,13 +100,11 @@ def main(argv=None) -> None:
     print(f"  peak memory         {eff['peak_memory']['bytes'] / 2**30:7.2f} GiB ({eff['peak_memory']['kind']})")
     print(f"  trainable params    {eff['trainable_parameters']:,} of {eff['total_parameters']:,}")
     print("held-out synthetic test set (pooled over its test sets):  before -> after")
+    table = scores_table(result)
     for scheme in ("raw", DEFAULT_NORMALIZER):
-        for rate, errors, length in (("WER", "word_errors", "ref_words"), ("CER", "char_errors", "ref_chars")):
-            pooled = {}
-            for stage in ("metrics_before", "metrics"):
-                sets = result[stage].values()
-                pooled[stage] = 100 * sum(s[scheme][errors] for s in sets) / sum(s[scheme][length] for s in sets)
-            print(f"  {rate} {scheme:<11} {pooled['metrics_before']:6.2f} -> {pooled['metrics']:6.2f}")
+        row = table.loc[(ALL_TEST_SETS, scheme)]
+        for rate in ("WER", "CER"):
+            print(f"  {rate} {scheme:<11} {row[f'{rate} before (%)']:6.2f} -> {row[f'{rate} after (%)']:6.2f}")
     print(f"results: {path}")
 
 

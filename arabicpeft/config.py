@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Optional
+
+from . import dialects
+from .errors import ConfigError
 
 METHODS = ("lora", "full")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "nf4")
@@ -18,6 +22,10 @@ LORA_TARGETS = {
     "all-linear": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
 }
 
+CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
+SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source="sample")
+SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_data.py)
+
 # Paper protocol (Özyılmaz et al. 2025) for full fine-tuning; LoRA needs a larger step size.
 DEFAULT_LR = {"full": 1e-5, "lora": 1e-3}
 # The paper's decoding budget (their evaluate_dialects.py), for exact reproduction: it cuts references longer
@@ -25,88 +33,117 @@ DEFAULT_LR = {"full": 1e-5, "lora": 1e-3}
 PAPER_GENERATION_MAX_LENGTH = 225
 
 
+def _section(title: str):
+    """A field maker for one section of :class:`ExperimentConfig`: every field carries its one-line help (and
+    its choices), which ``python -m arabicpeft train --help`` prints, so the documentation cannot drift."""
+
+    def documented(default, help: str, choices: Optional[tuple] = None):
+        meta = {"help": help, "section": title, "choices": choices}
+        if isinstance(default, (dict, list)):
+            return field(default_factory=lambda: type(default)(default), metadata=meta)
+        return field(default=default, metadata=meta)
+
+    return documented
+
+
+_what, _data, _lora, _optim, _where = (_section(t) for t in (
+    "what to train", "data", "LoRA", "optimisation (Seq2SeqTrainer)", "where"))
+
+
 @dataclass
 class ExperimentConfig:
-    # what to train
-    dialect: str = "egyptian"
-    method: str = "lora"
-    model: str = "openai/whisper-small"  # hub id, local directory, or an offline name (see offline_model)
-    precision: str = "fp32"
-    seed: int = 42  # paper: 42 / 84 / 168; picks the train/validation split and the initialisation
+    """Everything one run needs. The defaults are the paper's protocol on the hub data: LoRA on
+    openai/whisper-small, Egyptian, 5000 steps with early stopping (a GPU job); ``demo_config`` is the offline
+    CPU job. Each field's help (``dataclasses.fields(ExperimentConfig)[i].metadata["help"]``) is what the CLI
+    shows."""
 
-    # data
-    source: str = "hub"
-    data_path: Optional[str] = None  # for source="local"
-    streaming: bool = False
-    val_fraction: float = 0.2
-    test_sets: Optional[list[str]] = None  # default: the training set's own variety (or varieties, for "all")
-    max_train_samples: Optional[int] = None
-    train_fraction: float = 1.0  # train on the first round(fraction x n) training utterances (paper's MSA curve)
-    mixture: str = "natural"  # pooled sets: "natural" proportions, or "balanced" (equal records per dialect)
-    max_train_per_dialect: Optional[int] = None  # pooled sets: at most this many records of each dialect
-    max_eval_samples: Optional[int] = None
-    max_test_samples: Optional[int] = None
-    encoder_seconds: Optional[float] = None  # cut the encoder window below the model's 30 s (None: keep)
+    dialect: str = _what("egyptian", "training set: one variety, or all (the five dialects pooled, no MSA)",
+                         dialects.NAMES)
+    method: str = _what("lora", "lora: train a LoRA adapter (peft); full: fine-tune every weight", METHODS)
+    model: str = _what("openai/whisper-small", "starting model: a hub id, a local directory, or an offline name")
+    precision: str = _what("fp32", "weights/compute precision; fp16, int8 and nf4 need a CUDA GPU", PRECISIONS)
+    seed: int = _what(42, "picks the 80/20 train/validation split and the initialisation (paper: 42, 84, 168)")
 
-    # LoRA
-    lora_r: int = 32
-    lora_alpha: int = 64
-    lora_dropout: float = 0.05
-    lora_targets: str = "qv"  # a preset name from LORA_TARGETS or a comma-separated list of module names
-    use_dora: bool = False
-    init_adapter: Optional[str] = None  # a saved LoRA adapter to continue training (instead of a fresh one)
+    source: str = _data("hub", "hub: the otozz datasets (needs internet); local: --data-path; sample: the "
+                        "embedded synthetic set", SOURCES)
+    data_path: Optional[str] = _data(None, "for source local: a folder of save_to_disk sets or a train/test "
+                                     ".jsonl/.csv manifest with audio and text")
+    streaming: bool = _data(False, "stream the hub data instead of caching it (one dialect decoded is ~20 GB)")
+    val_fraction: float = _data(0.2, "share of the training set held out for validation (model selection)")
+    test_sets: Optional[list[str]] = _data(None, "comma-separated varieties to score on (default: the training "
+                                           "set's own)")
+    max_train_samples: Optional[int] = _data(None, "use at most this many training utterances (default: all)")
+    train_fraction: float = _data(1.0, "train on the first round(fraction x n) training utterances (the paper's "
+                                  "MSA train-size curve)")
+    mixture: str = _data("natural", "pooled sets: natural proportions, or balanced (equal utterances per dialect)",
+                         MIXTURES)
+    max_train_per_dialect: Optional[int] = _data(None, "pooled sets: at most this many utterances of each dialect")
+    max_eval_samples: Optional[int] = _data(None, "validation utterances per evaluation (default: all; "
+                                            "needed with streaming)")
+    max_test_samples: Optional[int] = _data(None, "score at most this many utterances per test set (default: all)")
+    encoder_seconds: Optional[float] = _data(None, "cut the encoder window to this many seconds (faster on CPU; "
+                                             "every clip must be shorter). Default: 8 for source sample, "
+                                             "else the model's 30")
 
-    # optimisation (Seq2SeqTrainer)
-    learning_rate: Optional[float] = None  # None: DEFAULT_LR[method]
-    warmup_steps: int = 500
-    max_steps: int = 5000
-    batch_size: int = 8
-    eval_batch_size: int = 16
-    gradient_accumulation_steps: int = 1
-    adam_beta2: float = 0.999
-    weight_decay: float = 0.0
-    gradient_checkpointing: bool = False
-    eval_steps: int = 250  # evaluation and checkpoint interval
-    early_stopping_patience: Optional[int] = 3  # None or 0: no early stopping
-    logging_steps: int = 25
-    # transcript tokens greedy decoding may produce; None: the model's limit (max_target_positions less the
-    # 4-token prompt), so every admitted reference can be matched; PAPER_GENERATION_MAX_LENGTH reproduces the paper
-    generation_max_length: Optional[int] = None
-    num_workers: int = 0
-    time_budget_s: Optional[float] = None  # stop cleanly (and save) once training has run this long
-    evaluate_before: bool = True  # score the starting model on the test sets too
+    lora_r: int = _lora(32, "LoRA rank")
+    lora_alpha: int = _lora(64, "LoRA scaling alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = _lora(0.05, "dropout on the LoRA branch")
+    lora_targets: str = _lora("qv", f"layers that get an adapter: a preset ({', '.join(LORA_TARGETS)}) or "
+                              "comma-separated module names")
+    use_dora: bool = _lora(False, "DoRA: weight-decomposed LoRA")
+    init_adapter: Optional[str] = _lora(None, "a saved LoRA adapter to continue training (instead of a fresh one)")
 
-    # where
-    output_dir: str = "runs/experiment"
-    resume_from: Optional[str] = None  # a checkpoint directory to resume from (e.g. an attached Kaggle dataset)
-    extra: dict = field(default_factory=dict)  # free-form notes carried into the results file
+    learning_rate: Optional[float] = _optim(None, "peak learning rate (default: 1e-5 for full, as the paper; "
+                                            "1e-3 for lora)")
+    warmup_steps: int = _optim(500, "linear warm-up steps")
+    max_steps: int = _optim(5000, "training steps (optimizer updates)")
+    batch_size: int = _optim(8, "training utterances per step and device")
+    eval_batch_size: int = _optim(16, "utterances per batch when scoring")
+    gradient_accumulation_steps: int = _optim(1, "batches accumulated per optimizer step")
+    adam_beta2: float = _optim(0.999, "AdamW beta2 (the paper: 0.99)")
+    weight_decay: float = _optim(0.0, "AdamW weight decay")
+    gradient_checkpointing: bool = _optim(False, "recompute activations to save GPU memory (slower)")
+    eval_steps: int = _optim(250, "validate and save a checkpoint every this many steps")
+    early_stopping_patience: Optional[int] = _optim(3, "stop after this many validations without a better WER "
+                                                    "(0: never)")
+    logging_steps: int = _optim(25, "log the training loss every this many steps")
+    generation_max_length: Optional[int] = _optim(None, "longest transcript decoded, in tokens (default: the model's "
+                                                  "limit, so every admitted reference can be matched; "
+                                                  f"{PAPER_GENERATION_MAX_LENGTH} reproduces the paper)")
+    num_workers: int = _optim(0, "data-loader worker processes")
+    time_budget_s: Optional[float] = _optim(None, "stop training cleanly (and save) after this many seconds")
+    evaluate_before: bool = _optim(True, "score the starting model on the test sets too")
+
+    output_dir: str = _where("runs/experiment", "folder for checkpoints, the model and results.json (a rerun "
+                             "with the same config resumes there)")
+    resume_from: Optional[str] = _where(None, "a checkpoint or run folder to resume from (default: this run's "
+                                        "own latest checkpoint)")
+    extra: dict = _where({}, "free-form notes carried into the results file (not a command-line option)")
 
     def __post_init__(self) -> None:
-        from . import dialects
-
-        self.dialect = dialects.get(self.dialect).name
-        if self.test_sets is not None:
-            self.test_sets = [dialects.get(t).name for t in self.test_sets]
-        for name, value, allowed in (
-            ("method", self.method, METHODS),
-            ("precision", self.precision, PRECISIONS),
-            ("source", self.source, SOURCES),
-            ("mixture", self.mixture, MIXTURES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(allowed)}.")
+        try:
+            self.dialect = dialects.get(self.dialect).name
+            if self.test_sets is not None:
+                self.test_sets = [dialects.get(t).name for t in self.test_sets]
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        for f in fields(self):
+            allowed, value = f.metadata.get("choices"), getattr(self, f.name)
+            if allowed and f.name != "dialect" and value not in allowed:
+                raise ConfigError(f"Unknown {f.name} {value!r}", f"choose one of {', '.join(allowed)}.")
         if self.source == "local" and not self.data_path:
-            raise ValueError("source='local' needs data_path: a save_to_disk directory or an audio manifest.")
+            raise ConfigError("source='local' needs data_path",
+                              "give a save_to_disk directory or an audio manifest folder (--data-path).")
         if not 0.0 < self.val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
+            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
         if not 0.0 < self.train_fraction <= 1.0:
-            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}.")
+            raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}.")
         if self.init_adapter and self.method != "lora":
-            raise ValueError("init_adapter continues a LoRA adapter: it needs method='lora'.")
+            raise ConfigError("init_adapter continues a LoRA adapter: it needs method='lora'.")
         if self.method == "full" and self.precision in ("int8", "nf4"):
-            raise ValueError(
+            raise ConfigError(
                 f"Full fine-tuning of a {self.precision}-quantized model is not possible (its weights are frozen "
-                "integers); use method='lora' (QLoRA) or precision fp32/fp16/bf16."
+                "integers)", "use method='lora' (QLoRA) or precision fp32/fp16/bf16."
             )
         self.target_modules()  # validate early
 
@@ -119,12 +156,10 @@ class ExperimentConfig:
             return list(LORA_TARGETS[self.lora_targets])
         modules = [m.strip() for m in self.lora_targets.split(",") if m.strip()]
         if not modules:
-            raise ValueError(f"lora_targets must be one of {', '.join(LORA_TARGETS)} or module names.")
+            raise ConfigError(f"lora_targets must be one of {', '.join(LORA_TARGETS)} or module names.")
         return modules
 
     def test_set_names(self) -> list[str]:
-        from . import dialects
-
         return list(self.test_sets) if self.test_sets else list(dialects.get(self.dialect).parts)
 
     def to_dict(self) -> dict:
@@ -135,14 +170,37 @@ class ExperimentConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown config fields: {', '.join(unknown)}. Remove them; the fields are those of "
-                             "ExperimentConfig (python -m arabicpeft train --help).")
+            raise ConfigError(f"Unknown config fields: {', '.join(unknown)}", "remove them; the fields are those of "
+                              "ExperimentConfig (python -m arabicpeft train --help).")
         return cls(**values)
 
     @classmethod
     def from_json(cls, path) -> "ExperimentConfig":
         with open(path, encoding="utf-8") as f:
             return cls.from_dict(json.load(f))
+
+    @classmethod
+    def saved_in(cls, model_dir) -> "ExperimentConfig":
+        """The config saved next to a trained adapter or model (``model_dir/arabicpeft_config.json``)."""
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise ConfigError(f"the model folder {model_dir} does not exist",
+                              "give the 'model' folder a train run saved (e.g. runs/demo/model).")
+        if not (model_dir / CONFIG_FILE).is_file():
+            raise ConfigError(f"{model_dir} holds no {CONFIG_FILE}, so it is not a model saved by arabicpeft",
+                              "give the 'model' folder inside a train run's output folder.")
+        return cls.from_json(model_dir / CONFIG_FILE)
+
+
+def automatic_choices(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str]]:
+    """``cfg`` with the values it leaves to us filled in, and a note for each: the encoder window is cut to
+    :data:`SAMPLE_ENCODER_SECONDS` for the sample set (every clip is shorter; ~4x faster training on a CPU)."""
+    notes = []
+    if cfg.encoder_seconds is None and cfg.source == "sample":
+        cfg = replace(cfg, encoder_seconds=SAMPLE_ENCODER_SECONDS)
+        notes.append(f"encoder window cut to {SAMPLE_ENCODER_SECONDS} s, chosen automatically for the sample set "
+                     "(every clip is shorter; ~4x faster on a CPU). Set encoder_seconds to choose another.")
+    return cfg, notes
 
 
 def demo_config(output_dir: str = "runs/demo") -> ExperimentConfig:
@@ -153,7 +211,7 @@ def demo_config(output_dir: str = "runs/demo") -> ExperimentConfig:
     """
     return ExperimentConfig(
         dialect="all", method="lora", model="whisper-base", precision="fp32", seed=42, source="sample",
-        encoder_seconds=8, lora_targets="qkvo", learning_rate=1e-3, warmup_steps=10, max_steps=60,
+        encoder_seconds=SAMPLE_ENCODER_SECONDS, lora_targets="qkvo", learning_rate=1e-3, warmup_steps=10, max_steps=60,
         batch_size=8, eval_batch_size=16, eval_steps=60, early_stopping_patience=None, max_eval_samples=30,
         logging_steps=10, generation_max_length=48, output_dir=output_dir,
     )

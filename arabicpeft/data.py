@@ -19,7 +19,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import tempfile
 import weakref
 from dataclasses import dataclass, field
@@ -33,20 +32,23 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects
-from .config import ExperimentConfig
+from .config import SAMPLE_DIR, ExperimentConfig
+from .environment import HUB_HOST, hub_offline_mode, hub_reachable
+from .errors import UserError
 
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions (max_target_positions); callers pass the model's own
 FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable", "non_finite")
-SAMPLE_DIR = Path(__file__).parent / "sample_data"
 MANIFEST_EXTENSIONS = (".jsonl", ".json", ".csv")
 START_OF_TRANSCRIPT = "<|startoftranscript|>"  # the collator strips it: it takes no decoder position of its own
-HUB_HOST = "huggingface.co"
+# Said wherever scores of synthetic data are shown (the sample set, or a manifest marked synthetic).
+SYNTHETIC_NOTE = ("the sample data is synthetic (espeak-ng speech of sentences written for this set), so its "
+                  "scores show that training works, not how well Whisper recognises real Arabic dialects.")
 STREAM_SHUFFLE_BUFFER = 1_000  # records held to shuffle a training stream (~1 GB of otozz features)
 
 AnyDataset = Union[datasets.Dataset, datasets.IterableDataset]
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(UserError, RuntimeError):
     """The requested data cannot be read; we stop rather than train on anything else."""
 
 
@@ -276,19 +278,6 @@ def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, repo
 
 
 # --- sources ---------------------------------------------------------------------------------------
-
-
-def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def hub_offline_mode() -> bool:
-    """HF_HUB_OFFLINE is set: the hub libraries use their local cache only."""
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 
 
 def hub_revision(repo_id: str) -> Optional[str]:

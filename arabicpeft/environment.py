@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
+import socket
 import sys
 import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Optional
+
+from .config import SAMPLE_DIR
+from .errors import UserError
 
 KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
 KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
@@ -35,6 +40,10 @@ INT8_COMPUTE_CAPABILITY = (7, 5)  # LLM.int8 matmuls (bitsandbytes)
 BF16_COMPUTE_CAPABILITY = (8, 0)
 CUDA_PRECISIONS = ("fp16", "int8", "nf4")
 
+HUB_HOST = "huggingface.co"
+# A hub repo id: "name" or "namespace/name" of letters, digits, '-', '_', '.'. Anything else is a local path.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
 MIN_FREE_BYTES = 2 * 1024**3  # below this a run will not even fit its checkpoints
 ARROW_BYTES_PER_UTTERANCE = 0.96e6  # otozz sets decoded to Arrow (research notes §1): the non-streaming cache
 
@@ -52,7 +61,7 @@ NO_GPU_HELP = (
     "and expect CPU speed (fine for source='sample', far too slow for the hub data)."
 )
 NO_HUB_HELP = (
-    "Cannot reach huggingface.co. On Kaggle: right-hand panel -> Session options -> Internet -> On "
+    "On Kaggle: right-hand panel -> Session options -> Internet -> On "
     "(needs a phone-verified account; kernel-metadata.json from kaggle/build.py sets enable_internet true). "
     "Offline: use source='sample' (the embedded synthetic set) or source='local' with data_path, and "
     "model='whisper-base' (from PyPI), or set HF_HUB_OFFLINE=1 if the data and model are already in your "
@@ -60,7 +69,7 @@ NO_HUB_HELP = (
 )
 
 
-class SetupError(RuntimeError):
+class SetupError(UserError, RuntimeError):
     """Base class: the environment cannot run what was asked; the message says what to do."""
 
 
@@ -276,21 +285,80 @@ def dataset_cache_bytes(cfg) -> float:
     return rows * ARROW_BYTES_PER_UTTERANCE
 
 
-def needs_hub(cfg) -> bool:
-    """Whether ``cfg`` reads data or the starting model from the HuggingFace hub."""
+def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def hub_offline_mode() -> bool:
+    """HF_HUB_OFFLINE is set: the hub libraries use their local cache only."""
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
+def _hub_parts(cfg) -> list[str]:
+    """What ``cfg`` reads from the HuggingFace hub: its data, its starting model, both or nothing."""
     from .offline_model import OFFLINE_MODELS
 
-    hub_model = cfg.model not in OFFLINE_MODELS and not Path(cfg.model).expanduser().exists()
-    return cfg.source == "hub" or hub_model
+    parts = ["its data (source hub)"] if cfg.source == "hub" else []
+    if cfg.model not in OFFLINE_MODELS and not Path(cfg.model).expanduser().exists():
+        parts.append(f"its model {cfg.model}")
+    return parts
+
+
+def needs_hub(cfg) -> bool:
+    """Whether ``cfg`` reads data or the starting model from the HuggingFace hub."""
+    return bool(_hub_parts(cfg))
 
 
 def check_hub(cfg) -> None:
     """Raise :class:`HubUnreachableError` when ``cfg`` needs the hub and it cannot be reached."""
-    from .data import hub_offline_mode, hub_reachable
-
     if needs_hub(cfg) and not hub_offline_mode() and not hub_reachable():
-        raise HubUnreachableError(f"This run needs the hub (source={cfg.source!r}, model={cfg.model!r}). "
-                                  + NO_HUB_HELP)
+        raise HubUnreachableError(f"cannot reach {HUB_HOST}, which this run needs for "
+                                  f"{' and '.join(_hub_parts(cfg))}", NO_HUB_HELP)
+
+
+def check_model_name(model: str) -> None:
+    """Raise :class:`SetupError` when ``model`` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``)
+    that does not exist: it would otherwise be sent to the hub and reported as a bad repo id."""
+    from .offline_model import OFFLINE_MODELS
+
+    path = Path(model).expanduser()
+    if model in OFFLINE_MODELS or path.exists() or HUB_ID.match(model):
+        return
+    raise SetupError(f"the model folder {model} does not exist",
+                     f"check the path, or give a hub id such as openai/whisper-small or an offline name "
+                     f"({', '.join(OFFLINE_MODELS)}).")
+
+
+def _no_gpu_driver() -> bool:
+    """True when this Linux machine surely has no NVIDIA GPU (no driver): decided without importing torch."""
+    return (sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists()
+            and not any(Path("/dev").glob("nvidia[0-9]*")))
+
+
+def preflight(cfg) -> None:
+    """The checks that need no model, no data and no torch (well under a second, plus at most one network probe
+    when the run needs the hub): the model, data and resume paths exist, a GPU precision has a GPU, and the hub
+    is reachable when the model or data come from it. Raises a :class:`~arabicpeft.errors.UserError`."""
+    check_model_name(cfg.model)
+    if cfg.source == "local" and not Path(cfg.data_path).expanduser().exists():
+        raise SetupError(f"the data folder {cfg.data_path} does not exist",
+                         "check data_path (--data-path): a folder of save_to_disk sets or of train/test manifests.")
+    if cfg.source == "sample" and not any((SAMPLE_DIR / "audio").glob("*.ogg")):
+        raise SetupError("this copy of arabicpeft carries no sample audio (a Kaggle build of a notebook that trains "
+                         "on hub data leaves it out)", "use notebook 00 for the sample set, train on source hub, or "
+                         "build with `python kaggle/build.py --with-sample`.")
+    if cfg.resume_from and not Path(cfg.resume_from).expanduser().exists():
+        raise SetupError(f"resume_from={cfg.resume_from} does not exist",
+                         "give a checkpoint-* folder or a run folder, or leave it unset.")
+    if cfg.precision in CUDA_PRECISIONS and _no_gpu_driver():
+        raise GPUUnavailableError(f"precision {cfg.precision} needs a CUDA GPU and this machine has none",
+                                  "use precision fp32 (or bf16) on a CPU, or run on a GPU (on Kaggle: Session "
+                                  "options -> Accelerator -> GPU T4 x2).")
+    check_hub(cfg)
 
 
 def session_time_left_s() -> Optional[float]:
@@ -381,8 +449,8 @@ def prepare_run(cfg, name: str, restore_previous: bool = True, log=print, root=N
     4. disk check: free space for checkpoints, plus the dataset cache when the hub data is not streamed.
     """
     cfg.output_dir = str(Path(root or output_root()) / name)
+    preflight(cfg)
     check_gpu(cfg.precision)
-    check_hub(cfg)
     if restore_previous and on_kaggle() and not cfg.resume_from:  # an explicit resume_from wins
         previous = restore_previous_run(cfg.output_dir, str(Path(Path(root).name) / name) if root else name)
         if previous is not None:
@@ -449,8 +517,6 @@ def environment_report(check_hub_access: bool = True) -> dict:
         "free disk there (GB)": round(free_bytes(root) / 1e9, 1),
         "profile": profiles.current(),
     })
-    from .data import hub_offline_mode, hub_reachable
-
     if check_hub_access:
         report["huggingface.co reachable"] = hub_reachable()
     report["HF_HUB_OFFLINE"] = hub_offline_mode()

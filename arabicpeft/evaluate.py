@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from typing import Optional
 
@@ -11,12 +12,34 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars, also in notebooks: a saved notebook keeps where they ended (a widget bar
+# is saved as its first frame, "0%", wherever the widget state is not stored, e.g. Kaggle's saved versions)
 
 from .data import MAX_LABEL_TOKENS, AnyDataset, SpeechCollator
 from .metrics import summarize, utterance_errors
 from .model import LANGUAGE, TASK, half_dtype
 from .text import SCHEMES
+
+
+class _NotForWhisperFeatures(logging.Filter):
+    """Drops two transformers generation warnings that do not apply to our ``generate`` calls (silenced here,
+    deliberately, because nothing we pass can avoid them):
+
+    - "Passing `generation_config` together with generation-related arguments ...": transformers' own Whisper
+      ``generate`` passes both to its parent class (its suppress-token workaround); callers cannot change that.
+    - "The attention mask is not set with a batched input ... you may observe unexpected behavior": it guards
+      against batches of padded *token* sequences. Our inputs are log-mel windows of one fixed size (every clip
+      padded with silence to the window, as Whisper was trained), and Whisper's encoder takes no attention mask.
+    """
+
+    PREFIXES = ("Passing `generation_config` together with generation-related arguments",
+                "The attention mask is not set with a batched input")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(self.PREFIXES)
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_NotForWhisperFeatures())
 
 
 def _autocast(model, precision: str):

@@ -64,6 +64,18 @@ def summarize(per_utterance: pd.DataFrame) -> dict:
     }
 
 
+def pool(summaries) -> dict:
+    """One corpus score over several test sets scored under the same scheme (each a :func:`summarize` dict):
+    Σ edits / Σ reference words (characters), as if the test sets were one corpus. Same keys as summarize."""
+    summaries = list(summaries)
+    counts = {k: sum(s[k] for s in summaries) for k in
+              ("n_utterances", "ref_words", "word_errors", "ref_chars", "char_errors", "empty_references",
+               "empty_hypotheses")}
+    return {"wer": 100.0 * counts["word_errors"] / counts["ref_words"] if counts["ref_words"] else float("nan"),
+            "cer": 100.0 * counts["char_errors"] / counts["ref_chars"] if counts["ref_chars"] else float("nan"),
+            **counts}
+
+
 def score(references: Sequence[str], hypotheses: Sequence[str], scheme: str = "raw") -> dict:
     """Corpus WER and CER in percent under one normalization ``scheme``.
 

@@ -6,11 +6,12 @@ unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
-import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,10 +20,10 @@ from torch import nn
 from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
 from .audio import SAMPLE_RATE
-from .config import ExperimentConfig
+from .config import CONFIG_FILE, ExperimentConfig
+from .run_dir import check_model_reference
 
 LANGUAGE, TASK = "ar", "transcribe"
-CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
 
 
 def native_bf16() -> bool:
@@ -104,9 +105,18 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
         )
     # Weights stay fp32 for fp16/bf16 (the Trainer runs mixed precision with fp32 master weights), also when a
     # checkpoint was saved in half precision: transformers 5 would otherwise keep the saved dtype.
-    model = WhisperForConditionalGeneration.from_pretrained(
-        path, quantization_config=quantization, device_map={"": 0} if quantization else None, dtype=torch.float32
-    )
+    try:
+        with _no_file_progress_bars() if Path(path).exists() else contextlib.nullcontext():
+            model = WhisperForConditionalGeneration.from_pretrained(
+                path, quantization_config=quantization, device_map={"": 0} if quantization else None,
+                dtype=torch.float32)
+    except OSError as e:  # transformers' message for a hub id it cannot fetch (offline, or no such repo)
+        if Path(path).exists():
+            raise
+        from .environment import NO_HUB_HELP, HubUnreachableError
+
+        raise HubUnreachableError(f"could not load the model {cfg.model} from the hub or the HF cache "
+                                  f"({str(e).splitlines()[0]})", f"check the hub id. {NO_HUB_HELP}") from e
     if quantization is None and torch.cuda.is_available():
         model.to("cuda")  # scoring before training (and `evaluate`) runs where training will
     processor = WhisperProcessor.from_pretrained(path)
@@ -115,6 +125,31 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
         cut_encoder(model, processor, cfg.encoder_seconds)
     _set_generation(model, cfg.generation_max_length)
     return model, processor
+
+
+@contextlib.contextmanager
+def _peft_alias_warning_silenced():
+    """peft's PeftModel reads transformers' deprecated ``is_gradient_checkpointing`` alias: a FutureWarning about
+    peft's code, not ours, harmless until transformers 6 removes the alias. Silenced deliberately, here only."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _no_file_progress_bars():
+    """Silences transformers' "Loading weights" / "Writing model shards" bars while it reads or writes local files
+    (deliberately: under a second here, and in a notebook they are widgets that a saved notebook shows frozen at
+    0 %). Downloads from the hub keep their bars: this is used only for local folders."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
@@ -128,10 +163,12 @@ def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
     if cfg.init_adapter:  # continue a saved adapter (e.g. the MSA adapter of a two-stage study)
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(model, str(cfg.init_adapter), is_trainable=True)
+        with _peft_alias_warning_silenced(), _no_file_progress_bars():
+            return PeftModel.from_pretrained(model, str(cfg.init_adapter), is_trainable=True)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=cfg.target_modules(), use_dora=cfg.use_dora)
-    return get_peft_model(model, lora)
+    with _peft_alias_warning_silenced():
+        return get_peft_model(model, lora)
 
 
 def build_model(cfg: ExperimentConfig):
@@ -183,7 +220,8 @@ def save_trained(model, processor, cfg: ExperimentConfig, out_dir: Path) -> Path
     """Save the adapter (LoRA) or the whole model (full), the processor and the run config."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
+    with _no_file_progress_bars():
+        model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     (out_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     return out_dir
@@ -284,18 +322,15 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
     on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
     long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
 
-    Raises FileNotFoundError for a path that does not exist, ValueError for a directory that holds no model
-    (a CTranslate2 export is loaded with :func:`arabicpeft.export.load_ct2`, not here).
+    Raises :class:`arabicpeft.run_dir.ModelReferenceError` (a FileNotFoundError) for a path that does not exist
+    or a folder that holds no model, ValueError for a CTranslate2 export (load it with
+    :func:`arabicpeft.export.load_ct2`).
     """
+    check_model_reference(reference)
     text = os.fspath(reference)
     path = Path(text).expanduser()
-    if not path.exists():
-        from .offline_model import OFFLINE_MODELS
-
-        if text in OFFLINE_MODELS or (re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith(".")):
-            return _load_base_reference(text, precision)
-        raise FileNotFoundError(f"{text} is neither an existing directory nor a model name: give an adapter or "
-                                "model directory, an offline name (whisper-base, tiny-random) or a hub id.")
+    if not path.exists():  # an offline name or a hub id
+        return _load_base_reference(text, precision)
     if not _is_adapter(path) and not (path / "config.json").is_file() and _is_adapter(path / "model"):
         path = path / "model"  # a run directory
     if _is_adapter(path):
@@ -303,7 +338,8 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
         from peft import PeftModel
 
         base, processor = load_base(cfg)
-        model = PeftModel.from_pretrained(base, str(path))
+        with _peft_alias_warning_silenced(), _no_file_progress_bars():
+            model = PeftModel.from_pretrained(base, str(path))
         model.eval()
         return LoadedModel(model, processor, _saved_config(path), "adapter", str(path), precision=cfg.precision)
     if (path / "model.bin").is_file():
@@ -338,7 +374,8 @@ def _load_full(path: Path, trained: ExperimentConfig, precision: Optional[str]) 
     require_cuda(cfg.precision)
     if cfg.precision in ("int8", "nf4"):
         raise ValueError(f"{path} holds a fully fine-tuned or merged model; load it at fp32, fp16 or bf16.")
-    model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    with _no_file_progress_bars():
+        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
     if torch.cuda.is_available():
         model.to("cuda")
     processor = WhisperProcessor.from_pretrained(path)
@@ -358,9 +395,10 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
                          f"{sorted(map(str, bases))}. A bank needs one base model.")
     first, *rest = bank
     base, processor = load_base(cfgs[first])
-    model = PeftModel.from_pretrained(base, str(bank[first]), adapter_name=first)
-    for dialect in rest:
-        model.load_adapter(str(bank[dialect]), adapter_name=dialect)
+    with _peft_alias_warning_silenced(), _no_file_progress_bars():
+        model = PeftModel.from_pretrained(base, str(bank[first]), adapter_name=first)
+        for dialect in rest:
+            model.load_adapter(str(bank[dialect]), adapter_name=dialect)
     model.eval()
     return LoadedModel(model, processor, _saved_config(bank[first]), "bank", str(path),
                        {d: str(p) for d, p in bank.items()}, precision=cfgs[first].precision)
@@ -376,8 +414,6 @@ def load_bank(adapters: dict, precision: Optional[str] = None, full_window: bool
 
 def load_trained(path, precision: Optional[str] = None):
     """Load what :func:`save_trained` wrote: returns (model, processor, config); see :func:`load_model`."""
-    path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path} holds no {CONFIG_FILE}: not a model saved by arabicpeft.")
+    ExperimentConfig.saved_in(path)  # a clear error for a folder that is not a saved model
     loaded = load_model(path, precision=precision)
     return loaded.model, loaded.processor, loaded.config

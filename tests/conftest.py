@@ -1,5 +1,8 @@
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +12,40 @@ import soundfile as sf
 # Tests never reach the hub; converted models are cached once per machine (see offline_model.cache_root).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Every run a test or a notebook (nbval kernels inherit the environment) makes goes to one temporary folder,
+# removed at the end: nothing is written into the checkout, so every session tests the same code paths.
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT = Path(tempfile.mkdtemp(prefix="arabicpeft-tests-"))
+os.environ["ARABICPEFT_OUTPUT"] = str(OUTPUT)
+_BEFORE = pytest.StashKey[set]()
+
+
+def _checkout_files() -> set[str] | None:
+    """Untracked and ignored files in the checkout (bytecode caches aside); None outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "status", "--porcelain", "--ignored", "--untracked-files=all"], cwd=REPO,
+                                capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # new files only ("??" untracked, "!!" ignored): edits to tracked files are the developer's, not the suite's
+    return {line[3:] for line in listed.splitlines() if line[:2] in ("??", "!!") and "__pycache__/" not in line}
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_BEFORE] = _checkout_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(OUTPUT, ignore_errors=True)
+    before, after = session.config.stash.get(_BEFORE, None), _checkout_files()
+    new = sorted(after - before) if before is not None and after is not None else []
+    if new:
+        session.config.get_terminal_writer().line(
+            f"FAILED: the test session wrote into the checkout (tests must use temporary folders): {new[:10]}",
+            red=True)
+        session.exitstatus = 1
+
 
 SR = 16_000
 PREFIX = [50258, 50272, 50359, 50363]  # <|startoftranscript|><|ar|><|transcribe|><|notimestamps|>

@@ -43,7 +43,7 @@ def _local(tmp_path, **kw):
 
 
 def _run_dir(tmp_path, **changes):
-    from arabicpeft.train import claim_output_dir
+    from arabicpeft.run_dir import claim_output_dir
 
     claim_output_dir(ExperimentConfig(output_dir=str(tmp_path / "run")))
     claim_output_dir(ExperimentConfig(output_dir=str(tmp_path / "run"), **changes))
@@ -84,9 +84,9 @@ ERRORS = [
     ("unknown dialect", lambda t, k: ExperimentConfig(dialect="sudanese"), ValueError,
      r"Unknown dialect 'sudanese'. Valid names: egyptian, gulf"),
     ("unknown method", lambda t, k: ExperimentConfig(method="prefix"), ValueError,
-     r"Unknown method 'prefix'; choose one of lora, full"),
+     r"Unknown method 'prefix' — choose one of lora, full"),
     ("unknown precision", lambda t, k: ExperimentConfig(precision="int3"), ValueError,
-     r"Unknown precision 'int3'; choose one of fp32"),
+     r"Unknown precision 'int3' — choose one of fp32"),
     ("full fine-tuning of a quantized model", lambda t, k: ExperimentConfig(method="full", precision="nf4"),
      ValueError, r"not possible .*use method='lora'"),
     ("local source without a path", lambda t, k: ExperimentConfig(source="local"), ValueError,
@@ -94,7 +94,7 @@ ERRORS = [
     ("validation fraction out of range", lambda t, k: ExperimentConfig(val_fraction=1.5), ValueError,
      r"val_fraction must be between 0 and 1"),
     ("unknown config field", lambda t, k: ExperimentConfig.from_dict({"lr": 1}), ValueError,
-     r"Unknown config fields: lr. Remove them"),
+     r"Unknown config fields: lr — remove them"),
     ("unknown run profile", lambda t, k: _profile("gpu"), ValueError, r"'gpu' is not a profile; choose one of full, ci"),
     ("missing data directory", lambda t, k: load_splits(_local(t / "nowhere"), k), FileNotFoundError,
      r"Local data directory not found: .*Check data_path"),
@@ -133,7 +133,7 @@ ERRORS = [
     ("empty validation split, not streamed", lambda t, k: _empty_validation(t, k, False), DataUnavailableError,
      r"The validation split is empty .*max_eval_samples=0.*Use more training data"),
     ("results directory of a different experiment", lambda t, k: _run_dir(t, dialect="gulf"), ValueError,
-     r"already holds a run with another config \(dialect: 'egyptian' -> 'gulf'\). Use a new output_dir"),
+     r"already holds a run with another config \(dialect: 'egyptian' -> 'gulf'\) — use a new --output-dir"),
     ("resume with another max_steps", lambda t, k: _resume(t), ValueError,
      r"trained towards max_steps=20.*max_steps=30 would train on a broken schedule.*Rerun with max_steps=20"),
     ("resume from a folder without a checkpoint", lambda t, k: _resume(t, 30, 30, resume_from=str(t)), FileNotFoundError,

@@ -160,10 +160,8 @@ def test_needs_hub():
 
 
 def test_unreachable_hub_stops_with_what_to_do(monkeypatch):
-    import arabicpeft.data
-
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(arabicpeft.data, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(env, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(env.HubUnreachableError, match="Internet"):
         env.check_hub(ExperimentConfig(source="hub"))
     env.check_hub(ExperimentConfig(source="sample", model="tiny-random"))  # offline run: no error
@@ -254,3 +252,39 @@ def test_environment_report(monkeypatch, tmp_path, not_kaggle):
     assert report["Kaggle"] == "no" and report["free disk there (GB)"] > 0
     frame = env.report_frame(report)
     assert list(frame.index) == list(report) and frame.loc["python", "value"] == report["python"]
+
+
+# --- the cheap checks before a run -------------------------------------------------------------------
+
+
+def test_a_model_written_as_a_path_must_exist(tmp_path):
+    for hub_or_offline in ("openai/whisper-small", "whisper-base", "tiny-random", "my-model"):
+        env.check_model_name(hub_or_offline)
+    env.check_model_name(str(tmp_path))  # an existing folder
+    for path in (str(tmp_path / "nope"), "./nope", "~/nope-arabicpeft", "runs/egy/model"):
+        with pytest.raises(env.SetupError, match="does not exist — check the path"):
+            env.check_model_name(path)
+
+
+def test_preflight_checks_paths_and_the_gpu_without_loading_anything(tmp_path, monkeypatch):
+    offline = dict(model="tiny-random", source="sample")
+    env.preflight(ExperimentConfig(**offline))
+    with pytest.raises(env.SetupError, match=f"the data folder {tmp_path / 'x'} does not exist"):
+        env.preflight(ExperimentConfig(model="tiny-random", source="local", data_path=str(tmp_path / "x")))
+    with pytest.raises(env.SetupError, match="resume_from=.* does not exist"):
+        env.preflight(ExperimentConfig(**offline, resume_from=str(tmp_path / "ckpt")))
+    monkeypatch.setattr(env, "_no_gpu_driver", lambda: True)
+    with pytest.raises(env.GPUUnavailableError, match="precision nf4 needs a CUDA GPU"):
+        env.preflight(ExperimentConfig(**offline, precision="nf4"))
+    env.preflight(ExperimentConfig(**offline, precision="bf16"))  # bf16 runs on a CPU
+
+
+def test_the_sample_set_gets_the_short_encoder_window_automatically():
+    from arabicpeft.config import SAMPLE_ENCODER_SECONDS, automatic_choices
+
+    cfg, notes = automatic_choices(ExperimentConfig(model="whisper-base", source="sample"))
+    assert cfg.encoder_seconds == SAMPLE_ENCODER_SECONDS == 8 and "chosen automatically" in notes[0]
+    kept, none = automatic_choices(ExperimentConfig(source="sample", encoder_seconds=30))
+    assert kept.encoder_seconds == 30 and not none
+    hub, none = automatic_choices(ExperimentConfig(source="hub"))
+    assert hub.encoder_seconds is None and not none

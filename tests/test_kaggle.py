@@ -37,10 +37,18 @@ def built(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def built_with_sample(tmp_path_factory):
+    """Builds with the sample audio in every notebook: the ci profile trains every notebook on the sample set."""
+    out = tmp_path_factory.mktemp("kaggle-build-sample")
+    kaggle_build.build(EXECUTED, out, user="someone", with_sample=True)
+    return out
+
+
 def payload_of(nb) -> zipfile.ZipFile:
-    source = nb.cells[1].source
-    encoded = re.search(r"_arabicpeft_bootstrap\(\s*'([A-Za-z0-9+/=]+)'", source).group(1)
-    return zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded)))
+    cell = next(c for c in nb.cells if "arabicpeft-payload" in c.metadata.get("tags", []))
+    encoded = re.search(r'_arabicpeft_bootstrap\(\s*"""(.*?)"""', cell.source, re.S).group(1)
+    return zipfile.ZipFile(io.BytesIO(base64.b85decode("".join(encoded.split()))))
 
 
 def test_every_numbered_notebook_is_built_with_explicit_kaggle_settings(built):
@@ -60,9 +68,24 @@ def test_every_numbered_notebook_is_built_with_explicit_kaggle_settings(built):
 def test_built_notebook_is_the_source_notebook_after_the_bootstrap(built):
     source = nbformat.read(REPO / "notebooks" / "01_train_one_dialect.ipynb", 4)
     nb = nbformat.read(built / "01_train_one_dialect" / "01_train_one_dialect.ipynb", 4)
-    assert [c.source for c in nb.cells[2:]] == [c.source for c in source.cells]
+    assert [c.source for c in nb.cells[3:]] == [c.source for c in source.cells]
     assert "pip" in nb.cells[1].source and "pin_single_gpu" in nb.cells[1].source
     assert nb.metadata["kaggle"]["accelerator"] == "nvidiaTeslaT4"
+    assert nb.metadata["language_info"]["file_extension"] == ".py"
+
+
+def test_what_a_user_reads_is_readable_and_the_payload_small(built):
+    for stem in kaggle_build.numbered_notebooks():
+        nb = nbformat.read(built / stem / f"{stem}.ipynb", 4)
+        setup, carry = nb.cells[1], nb.cells[2]
+        assert max(len(line) for line in setup.source.splitlines()) <= 120  # the first code cell reads as code
+        assert max(len(line) for line in carry.source.splitlines()) <= 120  # no 6 MB line in any cell
+        assert carry.metadata["jupyter"]["source_hidden"] and carry.metadata["_kg_hide-input"]
+        size = (built / stem / f"{stem}.ipynb").stat().st_size
+        if stem in kaggle_build.SAMPLE_AUDIO_NOTEBOOKS:
+            assert size > 3e6  # the sample audio, which it trains on
+        else:
+            assert size < 0.5e6, (stem, size)
 
 
 def test_requirements_never_reinstall_torch():
@@ -81,6 +104,18 @@ def test_the_payload_holds_the_package_and_its_data(built):
     assert sum(n.startswith("arabicpeft/sample_data/audio/") for n in names) == len(
         list((REPO / "arabicpeft" / "sample_data" / "audio").iterdir()))
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    hub = set(payload_of(nbformat.read(built / "01_train_one_dialect" / "01_train_one_dialect.ipynb", 4)).namelist())
+    assert hub == {n for n in names if not n.startswith("arabicpeft/sample_data/audio/")}
+
+
+def test_without_the_sample_audio_source_sample_stops_and_says_why(tmp_path, monkeypatch):
+    from arabicpeft import environment
+    from arabicpeft.config import ExperimentConfig
+
+    (tmp_path / "audio").mkdir()
+    monkeypatch.setattr(environment, "SAMPLE_DIR", tmp_path)
+    with pytest.raises(environment.SetupError, match="no sample audio.*--with-sample"):
+        environment.preflight(ExperimentConfig(model="tiny-random", source="sample"))
 
 
 def kernel_env(tmp_path: Path) -> dict:
@@ -122,7 +157,8 @@ def another_arabicpeft_installed(tmp_path: Path, env: dict) -> None:
 
 
 @pytest.mark.parametrize("stem", EXECUTED)
-def test_built_notebook_imports_its_embedded_copy_whatever_else_is_installed(built, stem, tmp_path):
+def test_built_notebook_imports_its_embedded_copy_whatever_else_is_installed(built_with_sample, stem, tmp_path):
+    built = built_with_sample
     cwd = tmp_path / "kaggle-working"
     cwd.mkdir()
     env = kernel_env(tmp_path)
@@ -147,8 +183,8 @@ def test_built_notebook_imports_its_embedded_copy_whatever_else_is_installed(bui
 
 def test_bootstrap_says_what_to_do_when_pip_cannot_install(tmp_path):
     """No network (pip finds nothing): the first cell stops with the Kaggle internet switch, torch untouched."""
-    cell = kaggle_build.bootstrap_cell(kaggle_build.package_zip("test", "now"), "test", "now",
-                                       requirements=["arabicpeft-test-no-such-package==0.0.1"])
+    cell = "\n".join(kaggle_build.bootstrap_cells(kaggle_build.package_zip("test", "now", sample_audio=False), "test",
+                                                 "now", requirements=["arabicpeft-test-no-such-package==0.0.1"]))
     env = kernel_env(tmp_path)
     env.pop("ARABICPEFT_NO_INSTALL")
     env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path / "tmp"))
@@ -163,7 +199,8 @@ def test_bootstrap_says_what_to_do_when_pip_cannot_install(tmp_path):
 
 
 def test_bootstrap_unpacks_and_imports_with_nothing_missing(tmp_path):
-    cell = kaggle_build.bootstrap_cell(kaggle_build.package_zip("abc", "now"), "abc", "now", requirements=[])
+    cell = "\n".join(kaggle_build.bootstrap_cells(kaggle_build.package_zip("abc", "now", sample_audio=False), "abc",
+                                                 "now", requirements=[]))
     cell += "\nimport arabicpeft, os; print('FROM', arabicpeft.__file__, os.environ['CUDA_VISIBLE_DEVICES'])"
     env = kernel_env(tmp_path)
     env.pop("CUDA_VISIBLE_DEVICES", None)

@@ -34,6 +34,18 @@ def test_peak_memory_window_can_be_reset():
         assert low["bytes"] < high - 300_000_000
 
 
+def test_results_files_get_the_permissions_of_other_new_files(tmp_path):
+    import pandas as pd
+
+    from arabicpeft.results import write_csv_atomic, write_json_atomic
+
+    (tmp_path / "plain.txt").write_text("x")
+    plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert (write_json_atomic(tmp_path / "results.json", {"a": 1}).stat().st_mode & 0o777) == plain
+    assert (write_csv_atomic(tmp_path / "u.csv", pd.DataFrame({"a": [1]})).stat().st_mode & 0o777) == plain
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 # --- load_runs: the one results reader ------------------------------------------------------------------------
 
 

@@ -1,6 +1,9 @@
 """Real (tiny) runs through the whole pipeline: CLI -> data -> Seq2SeqTrainer -> evaluation -> results."""
 
+import contextlib
+import io
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -25,18 +28,28 @@ def cli(capsys, *args) -> Path:
     return Path(last)
 
 
+def printed(argv) -> str:
+    """What ``main(argv)`` prints on stdout."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        main(argv)
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
-    """A full fine-tuning run of the tiny model stopped by its time budget after step 1, then resumed to 30."""
+    """A full fine-tuning run of the tiny model stopped by its time budget after step 1, then resumed to 30
+    (with what each printed)."""
     out = tmp_path_factory.mktemp("full") / "run"
-    main(["train", *TINY, "--method", "full", "--max-steps", "30", "--time-budget-s", "1e-6", "--output-dir", str(out)])
+    first_out = printed(["train", *TINY, "--method", "full", "--max-steps", "30", "--time-budget-s", "1e-6",
+                         "--output-dir", str(out)])
     first = read_results(out)
-    main(["train", *TINY, "--method", "full", "--max-steps", "30", "--output-dir", str(out)])
-    return out, first, read_results(out)
+    second_out = printed(["train", *TINY, "--method", "full", "--max-steps", "30", "--output-dir", str(out)])
+    return out, first, read_results(out), first_out, second_out
 
 
 def test_results_file_records_everything(full_run):
-    out, first, _ = full_run
+    out, first, *_ = full_run
     assert first["schema"] == "arabicpeft.results/1"
     assert first["synthetic"] is True and first["data"]["synthetic"] is True and first["data"]["source"] == "sample"
     assert first["config"]["method"] == "full" and first["config"]["model"] == "tiny-random"
@@ -57,7 +70,7 @@ def test_results_file_records_everything(full_run):
 
 
 def test_metrics_match_the_per_utterance_counts(full_run):
-    out, _, last = full_run
+    out, _, last, *_ = full_run
     rows = pd.read_csv(out / last["utterances_file"], keep_default_na=False)
     assert len(rows) == 6 * len(SCHEMES)  # every utterance under every scheme, none dropped
     for scheme, m in last["metrics"]["egyptian"].items():
@@ -70,27 +83,86 @@ def test_metrics_match_the_per_utterance_counts(full_run):
     assert len(before) == 6 * len(SCHEMES) and last["metrics_before"]["egyptian"]["raw"]["n_utterances"] == 6
 
 
-def test_resume_continues_from_the_last_checkpoint(full_run):
-    _, _, last = full_run
+def test_resume_continues_from_the_last_checkpoint_and_says_so(full_run):
+    out, first, last, first_out, second_out = full_run
     assert last["training"]["resumed_from"].endswith("checkpoint-1")
     assert last["training"]["global_step"] == 30
+    assert f"resuming from checkpoint-1 of {out}" in second_out and "resuming" not in first_out
+    # the starting model is scored once; the rerun reads its scores back from the folder, unchanged
+    assert "scoring the starting model" in first_out and "scoring the starting model" not in second_out
+    assert "not scored again" in second_out
+    assert last["metrics_before"] == first["metrics_before"]
 
 
-def test_resume_with_another_max_steps_is_refused(full_run):
+def test_train_prints_what_it_trained_where_it_saved_and_its_scores(full_run):
+    out, _, last, _, second_out = full_run
+    lines = second_out.strip().splitlines()
+    assert lines[-1] == str((out / "results.json").resolve())  # still the last line
+    assert any(line.startswith("Trained: full fine-tuning of tiny-random") for line in lines)
+    assert any(line.startswith("model ") and line.endswith(str((out / "model").resolve())) for line in lines)
+    assert any(str((out / "utterances.csv").resolve()) in line for line in lines)
+    table = [line for line in lines if line.startswith("  egyptian ")]
+    before, after = last["metrics_before"]["egyptian"]["raw"], last["metrics"]["egyptian"]["raw"]
+    assert len(table) == 1 and "6 utts" in table[0]
+    assert f"WER {before['wer']:6.2f} -> {after['wer']:6.2f}" in table[0]  # printed from results.json
+    assert not (out / "INCOMPLETE").exists()
+    assert "step 5/30: training loss" in second_out and "step 10: validation WER" in second_out  # not dicts
+
+
+def test_a_run_that_fails_before_training_does_not_claim_its_folder(tmp_path):
+    from arabicpeft.train import run
+
+    out = tmp_path / "run"
+    (tmp_path / "data").mkdir()  # a local data folder with nothing in it: fails while loading the data
+    bad = ExperimentConfig(model="tiny-random", source="local", data_path=str(tmp_path / "data"),
+                           output_dir=str(out))
+    with pytest.raises(FileNotFoundError):
+        run(bad)
+    assert not (out / "run_config.json").exists()
+
+
+def test_an_interruption_between_saving_and_results_leaves_a_folder_that_says_so(tmp_path, monkeypatch):
+    import arabicpeft.train as train
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="gulf", method="full", max_steps=2,
+                           warmup_steps=0, eval_steps=2, max_train_samples=16, max_eval_samples=4,
+                           max_test_samples=2, generation_max_length=8, early_stopping_patience=0,
+                           evaluate_before=False, output_dir=str(tmp_path / "run"))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "write_results", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(cfg)
+    out = tmp_path / "run"
+    assert (out / "INCOMPLETE").is_file() and (out / "model").is_dir() and not (out / "results.json").exists()
+    assert "Rerun the same command" in (out / "INCOMPLETE").read_text()
+    monkeypatch.undo()
+    result = read_results(train.run(cfg))
+    assert not (out / "INCOMPLETE").exists() and result["training"]["resumed_from"].endswith("checkpoint-2")
+    assert result["training"]["global_step"] == 2
+
+
+def test_resume_with_another_max_steps_is_refused(full_run, capsys):
     """The linear schedule decays to 0 at max_steps: a checkpoint cannot continue under another one (before:
-    learning rates 1e-3, 5e-4, 0, 2.5e-4 on a resume from 2 to 4 steps)."""
-    out, _, _ = full_run
-    with pytest.raises(ValueError, match=r"checkpoint-30 was trained towards max_steps=30.*resuming it with "
-                                         r"max_steps=40 would train on a broken schedule.*Rerun with max_steps=30"):
+    learning rates 1e-3, 5e-4, 0, 2.5e-4 on a resume from 2 to 4 steps). The command line says so in one line."""
+    out, *_ = full_run
+    with pytest.raises(SystemExit) as exit_info:
         main(["train", *TINY, "--method", "full", "--max-steps", "40", "--output-dir", str(out)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert re.search(r"checkpoint-30 was trained towards max_steps=30.*resuming it with max_steps=40 would train on "
+                     r"a broken schedule.*Rerun with max_steps=30", err)
     other = out.parent / "elsewhere"
-    with pytest.raises(ValueError, match="trained towards max_steps=30"):
+    with pytest.raises(SystemExit):
         main(["train", *TINY, "--method", "full", "--max-steps", "40", "--output-dir", str(other),
               "--resume-from", str(out)])
+    assert "trained towards max_steps=30" in capsys.readouterr().err
 
 
 def test_evaluate_cli_reproduces_the_run_scores(full_run, capsys, tmp_path):
-    out, _, last = full_run
+    out, _, last, *_ = full_run
     path = cli(capsys, "evaluate", "--model-path", out / "model", "--max-test-samples", 6, "--output-dir",
                tmp_path / "eval")
     assert path == (tmp_path / "eval" / "results.json").resolve()
@@ -144,7 +216,7 @@ def test_gpu_precisions_fail_clearly_on_cpu(precision):
 
 
 def test_bad_config_values_fail_clearly():
-    with pytest.raises(ValueError, match="Unknown method 'prefix'; choose one of lora, full"):
+    with pytest.raises(ValueError, match="Unknown method 'prefix' — choose one of lora, full"):
         ExperimentConfig(method="prefix")
     with pytest.raises(ValueError, match="Full fine-tuning of a int8-quantized model is not possible"):
         ExperimentConfig(method="full", precision="int8")
@@ -176,10 +248,11 @@ def test_bf16_trains_on_cpu(tmp_path):
 def test_an_output_dir_is_not_reused_for_another_experiment(full_run):
     from arabicpeft.train import run
 
-    out, _, last = full_run
+    out, _, last, *_ = full_run
     assert last["efficiency"]["measured_since_resume"] is True
     assert last["training"]["best_checkpoint_loaded"] is True
-    other = ExperimentConfig(model="tiny-random", source="sample", dialect="gulf", method="full", output_dir=str(out))
+    other = ExperimentConfig(model="tiny-random", source="sample", dialect="gulf", method="full", max_steps=30,
+                             output_dir=str(out))
     with pytest.raises(ValueError, match=r"already holds a run with another config \(dialect: 'egyptian' -> 'gulf'"):
         run(other)
 

@@ -23,7 +23,10 @@ def test_a_widget_change_updates_the_same_config():
     picker.controls["precision"].value = "bf16"
     picker.controls["seed"].value = 168
     picker.controls["max_steps"].value = 7
+    picker.controls["source"].value = "sample"
+    picker.controls["model"].value = "whisper-base"
     assert (cfg.dialect, cfg.method, cfg.precision, cfg.seed, cfg.max_steps) == ("gulf", "full", "bf16", 168, 7)
+    assert (cfg.source, cfg.model) == ("sample", "whisper-base")
     assert cfg.lr == 1e-5  # the method's default learning rate follows
     assert "applied" in picker.message.value
 
@@ -35,6 +38,14 @@ def test_an_invalid_change_is_undone_and_explained():
     picker.controls["method"].value = "full"  # full fine-tuning of int8 weights: impossible
     assert cfg.method == "lora" and picker.controls["method"].value == "lora"
     assert "Not applied" in picker.message.value and "int8" in picker.message.value
+    picker.controls["source"].value = "local"  # a local source without a data path
+    assert cfg.source == "hub" and "data_path" in picker.message.value
+
+
+def test_the_picker_says_run_all_uses_the_parameters_cell():
+    picker = config_picker(parameters_config())
+    assert "Run All uses the parameters cell" in picker.box.children[0].value
+    assert {"whisper-base", "openai/whisper-small"} <= set(picker.controls["model"].options)
 
 
 def test_other_fields_and_display():

@@ -1,0 +1,47 @@
+"""The user's mistakes, told apart from our bugs.
+
+A :class:`UserError` is something the person running arabicpeft can fix (a wrong option value, a missing
+file, no GPU for a GPU precision, no network for the hub). The command line prints it as one line,
+``error: <what was wrong> — <what to do>``, and exits with status 1 (``--debug`` or ``ARABICPEFT_DEBUG=1``
+shows the traceback); in a notebook it is an ordinary exception with the same message. Every other exception
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Optional
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class UserError(Exception):
+    """Something the user can fix. ``what`` says what was wrong, ``todo`` what to do about it."""
+
+    def __init__(self, what: str, todo: Optional[str] = None):
+        super().__init__(f"{what} — {todo}" if todo else what)
+        self.what, self.todo = what, todo
+
+
+class ConfigError(UserError, ValueError):
+    """An :class:`~arabicpeft.config.ExperimentConfig` value that cannot run (a ValueError, as before)."""
+
+
+def raised_by_arabicpeft(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by this package's own code (its innermost frame is in arabicpeft/)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """A :class:`UserError`, or a ValueError / OSError / RuntimeError that our own checks raised on purpose
+    (their messages say what to do). Exceptions from inside libraries, and every other type, are bugs."""
+    if isinstance(exc, UserError):
+        return True
+    return isinstance(exc, (ValueError, OSError, RuntimeError)) and raised_by_arabicpeft(exc)
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line (whitespace runs collapsed)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -1,0 +1,117 @@
+"""A run's output folder: what a training run writes there, and when the folder belongs to a run.
+
+::
+
+    <output_dir>/run_config.json        the config that owns the folder (written when training starts)
+    <output_dir>/checkpoints/checkpoint-N/  Trainer checkpoints (a rerun resumes from the latest)
+    <output_dir>/utterances_before.csv, metrics_before.json   the starting model's scores (a rerun reads them)
+    <output_dir>/model/                 the adapter (LoRA) or the whole model (full), processor, config
+    <output_dir>/results.json, utterances.csv   the scores of that saved model
+    <output_dir>/INCOMPLETE             only while model/ and results.json may describe different steps
+
+Torch-free, so that the command line checks a folder before its heavy imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from .config import ExperimentConfig
+from .errors import ConfigError
+
+CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
+RUN_CONFIG_FILE = "run_config.json"
+BEFORE_UTTERANCES_FILE = "utterances_before.csv"
+BEFORE_METRICS_FILE = "metrics_before.json"
+INCOMPLETE_FILE = "INCOMPLETE"
+# Fields a rerun into the same output directory may change: it then continues the same experiment. max_steps
+# only while there is no checkpoint: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to
+# its max_steps (train.resume_checkpoint refuses another).
+RESUMABLE_FIELDS = {"max_steps", "time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before",
+                    "eval_batch_size", "num_workers"}
+
+
+def config_changes(run_config: Path, cfg: ExperimentConfig) -> str:
+    """What ``cfg`` changes, outside :data:`RESUMABLE_FIELDS`, from the config saved at ``run_config`` ("" when
+    nothing changes or there is no saved config)."""
+    if not run_config.is_file():
+        return ""
+    before = json.loads(run_config.read_text(encoding="utf-8"))
+    return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
+                     if k not in RESUMABLE_FIELDS and before.get(k) != v)
+
+
+def owned_by(cfg: ExperimentConfig) -> bool:
+    """The folder was claimed by this experiment (the same config up to :data:`RESUMABLE_FIELDS`)."""
+    path = Path(cfg.output_dir) / RUN_CONFIG_FILE
+    return path.is_file() and not config_changes(path, cfg)
+
+
+def check_output_dir(cfg: ExperimentConfig) -> None:
+    """Refuse an output folder claimed by a different experiment: its checkpoints would otherwise be resumed (or
+    its results reused) under ``cfg``'s name."""
+    changed = config_changes(Path(cfg.output_dir) / RUN_CONFIG_FILE, cfg)
+    if changed:
+        raise ConfigError(f"{cfg.output_dir} already holds a run with another config ({changed})",
+                          "use a new --output-dir (output_dir), or delete that folder to start over.")
+
+
+def claim_output_dir(cfg: ExperimentConfig) -> None:
+    """Record ``cfg`` as the owner of its output folder. :func:`arabicpeft.train.run` calls it when training
+    starts, so a run that fails before (a wrong path, no data, no network) leaves the folder unclaimed."""
+    from .results import write_json_atomic
+
+    check_output_dir(cfg)
+    write_json_atomic(Path(cfg.output_dir) / RUN_CONFIG_FILE, cfg.to_dict())
+
+
+def mark_incomplete(out_dir, step: int) -> None:
+    """Say, in the folder, that its model and results are being replaced: an interruption from here until
+    :func:`mark_complete` leaves a folder that says so (and no stale results.json)."""
+    out = Path(out_dir)
+    (out / "results.json").unlink(missing_ok=True)
+    (out / INCOMPLETE_FILE).write_text(
+        f"This run was interrupted while saving the model of step {step} and its scores: model/ and results.json "
+        "may be missing or describe different steps. Rerun the same command: it resumes from the last checkpoint "
+        "and finishes.\n", encoding="utf-8")
+
+
+def mark_complete(out_dir) -> None:
+    (Path(out_dir) / INCOMPLETE_FILE).unlink(missing_ok=True)
+
+
+class ModelReferenceError(ConfigError, FileNotFoundError):
+    """A model reference that names no model: a path that does not exist and is no model name, or a folder that
+    holds no model."""
+
+
+def check_model_reference(reference) -> None:
+    """Raise :class:`ModelReferenceError` unless ``reference`` can name a model for
+    :func:`arabicpeft.model.load_model`: an offline name or a hub id (``owner/name``) that is not a local path, or
+    a folder holding an adapter (``adapter_config.json``), a transformers model (``config.json``), a CTranslate2
+    export (``model.bin``), a run (``model/``) or an adapter bank (subfolders that are adapters or runs).
+    Torch-free: the command line checks a reference before its heavy imports."""
+    from .offline_model import OFFLINE_MODELS
+
+    text = os.fspath(reference)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if text in OFFLINE_MODELS or (re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith(".")):
+            return
+        raise ModelReferenceError(f"{text} does not exist and is not a model name",
+                                  "give an adapter or model folder (e.g. runs/demo/model), an offline name "
+                                  f"({', '.join(OFFLINE_MODELS)}) or a hub id such as openai/whisper-small.")
+
+    def holds_model(folder: Path) -> bool:
+        return any((folder / name).is_file() for name in ("adapter_config.json", "config.json", "model.bin"))
+
+    if path.is_dir() and (holds_model(path) or holds_model(path / MODEL_DIR) or any(
+            holds_model(sub) or holds_model(sub / MODEL_DIR) for sub in path.iterdir() if sub.is_dir())):
+        return
+    raise ModelReferenceError(f"{path} holds no model (no adapter_config.json, config.json or model.bin, no run's "
+                              f"{MODEL_DIR}/ folder, no adapters in subfolders)",
+                              f"give the '{MODEL_DIR}' folder a train run saved (e.g. runs/demo/model), a merged "
+                              "model, a CTranslate2 export or an adapter bank folder.")

@@ -1,0 +1,191 @@
+"""The command line as a new user meets it: help that teaches, one-line errors before heavy imports, and one
+score table for every command that scores."""
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from arabicpeft import cli
+from arabicpeft import environment as env
+from arabicpeft.config import ExperimentConfig
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, env_extra=None, timeout=120) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != cli.DEBUG_ENV_VAR}
+    environ.update(PYTHONPATH=str(REPO), **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "arabicpeft", *map(str, args)], cwd=REPO, env=environ,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def subparser(name: str) -> argparse.ArgumentParser:
+    parser = cli.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
+# --- help ------------------------------------------------------------------------------------------------
+
+
+def test_top_level_help_says_what_it_does_and_to_start_with_demo():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    assert "Whisper" in done.stdout and "Arabic" in done.stdout
+    assert "Start here:  python -m arabicpeft demo" in done.stdout
+
+
+def test_every_train_option_has_help_and_its_default_from_the_config():
+    options = {a.dest: a for a in subparser("train")._actions if a.option_strings and a.dest != "help"}
+    documented = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in cli.NOT_OPTIONS]
+    assert set(options) == {f.name for f in documented}
+    for f in documented:
+        action = options[f.name]
+        assert action.help.startswith(f.metadata["help"].replace("%", "%%"))  # one source: the field's metadata
+        assert "default" in action.help.lower(), f.name
+        assert action.default == f.default
+    assert options["max_steps"].help.endswith("(default: 5000)")
+    assert "openai/whisper-small" in options["model"].help and "whisper-base, tiny-random" in options["model"].help
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_choices_are_shown_wherever_they_appear(command):
+    options = {a.dest: a for a in subparser(command)._actions}
+    for name, choices in (("method", ("lora", "full")), ("precision", ("fp32", "fp16", "bf16", "int8", "nf4")),
+                          ("source", ("hub", "local", "sample")), ("dialect", ("egyptian", "msa", "all"))):
+        if name in options:
+            assert set(choices) <= set(options[name].choices), name
+            assert options[name].metavar.startswith("{"), name
+    text = subparser(command).format_help()
+    assert "{hub,local,sample}" in text and "{fp32,fp16,bf16,int8,nf4}" in text
+
+
+# --- one-line errors -------------------------------------------------------------------------------------
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, *fragments, code=1):
+    assert done.returncode == code, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert " — " in lines[0]  # what was wrong — what to do
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_a_bad_option_value_is_one_line_with_the_choices():
+    done = run_cli("train", "--method", "prefix")
+    assert_one_line_error(done, "invalid choice: 'prefix'", "lora", "full", "--help", code=2)
+
+
+def test_a_mistyped_local_model_path_is_reported_as_a_missing_folder(tmp_path):
+    done = run_cli("train", "--model", tmp_path / "no-such-model", "--source", "sample")
+    assert_one_line_error(done, f"the model folder {tmp_path / 'no-such-model'} does not exist", "whisper-base")
+    assert "repo id" not in done.stderr.lower()
+
+
+def test_missing_data_folder_and_missing_data_path(tmp_path):
+    assert_one_line_error(run_cli("train", "--source", "local", "--data-path", tmp_path / "nope", "--model",
+                                  "tiny-random"), "does not exist", "--data-path")
+    assert_one_line_error(run_cli("train", "--source", "local", "--model", "tiny-random"),
+                          "source='local' needs data_path")
+
+
+def test_a_saved_model_path_that_is_not_one(tmp_path):
+    assert_one_line_error(run_cli("evaluate", "--model-path", tmp_path, "--output-dir", tmp_path / "out"),
+                          "holds no model", "'model' folder")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    done = run_cli("train", "--model", tmp_path / "nope", "--debug")
+    assert done.returncode != 0 and "Traceback" in done.stderr
+    done = run_cli("train", "--model", tmp_path / "nope", env_extra={cli.DEBUG_ENV_VAR: "1"})
+    assert "Traceback" in done.stderr
+
+
+def test_user_errors_come_before_the_heavy_imports(tmp_path):
+    """Each mistake is found without importing torch: the process answers within seconds, not after the
+    10-60 s of imports a run needs (measured as 'torch was never imported', which holds on any machine)."""
+    probe = (
+        "import sys\n"
+        "from arabicpeft.cli import main\n"
+        "for argv in sys.argv[1:]:\n"
+        "    try:\n"
+        "        main(argv.split('|'))\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('TORCH_IMPORTED', 'torch' in sys.modules)\n"
+    )
+    cases = ["train|--method|prefix", f"train|--model|{tmp_path}/nope", f"train|--source|local|--data-path|{tmp_path}/x",
+             "train|--precision|nf4|--model|tiny-random|--source|sample", "demo|--max-steps|x",
+             f"evaluate|--model-path|{tmp_path}|--output-dir|{tmp_path}/o"]
+    if not env._no_gpu_driver():
+        cases.remove("train|--precision|nf4|--model|tiny-random|--source|sample")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", probe, *cases], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    elapsed = time.monotonic() - started
+    assert "TORCH_IMPORTED False" in done.stdout, done.stdout + done.stderr
+    assert done.stderr.count("error: ") == len(cases) and "Traceback" not in done.stderr
+    print(f"{len(cases)} mistakes reported in {elapsed:.1f} s in one process (including its start)")
+
+
+@pytest.mark.skipif(not env._no_gpu_driver(), reason="this machine has a GPU driver")
+def test_a_gpu_precision_without_a_gpu(tmp_path):
+    assert_one_line_error(run_cli("train", "--precision", "fp16", "--model", "tiny-random", "--source", "sample"),
+                          "precision fp16 needs a CUDA GPU", "precision fp32")
+
+
+def test_no_network_gives_the_projects_hub_advice_for_model_or_data(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(env, "hub_reachable", lambda *a, **k: False)
+    for argv, needs in ((["train"], "its data (source hub) and its model openai/whisper-small"),
+                        (["train", "--source", "sample"], "its model openai/whisper-small"),
+                        (["train", "--model", "whisper-base"], "its data (source hub)")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*argv, "--output-dir", str(tmp_path / "run")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 1 and err.startswith("error: cannot reach huggingface.co")
+        assert needs in err and "Session options -> Internet" in err and "whisper-base" in err
+    assert not (tmp_path / "run").exists()  # nothing claimed
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_demo", broken)
+    with pytest.raises(KeyError):
+        cli.main(["demo"])
+
+
+# --- the score table -------------------------------------------------------------------------------------
+
+
+def summary(errors, words, chars_err, chars, n):
+    return {"wer": 100 * errors / words, "cer": 100 * chars_err / chars, "n_utterances": n, "ref_words": words,
+            "word_errors": errors, "ref_chars": chars, "char_errors": chars_err, "empty_references": 0,
+            "empty_hypotheses": 0}
+
+
+def test_score_table_per_test_set_and_pooled():
+    schemes = ("raw", "leaderboard", "ar_norm_v1")
+    after = {"egyptian": {s: summary(5, 10, 10, 50, 4) for s in schemes},
+             "gulf": {s: summary(15, 30, 30, 150, 6) for s in schemes}}
+    before = {"egyptian": {s: summary(10, 10, 20, 50, 4) for s in schemes},
+              "gulf": {s: summary(30, 30, 60, 150, 6) for s in schemes}}
+    text = cli.format_scores({"metrics": after, "metrics_before": before})
+    lines = text.splitlines()
+    assert lines[0].startswith("Scores before -> after training")
+    assert "egyptian" in lines[1] and "WER 100.00 ->  50.00" in lines[1] and "4 utts" in lines[1]
+    # pooled: (5 + 15) / (10 + 30) = 50 %, CER (10 + 30) / (50 + 150) = 20 %
+    assert lines[3].split()[:4] == ["all", "test", "sets", "10"] and "WER 100.00 ->  50.00" in lines[3]
+    assert "CER  40.00 ->  20.00" in lines[3]
+    assert any("leaderboard" in line for line in lines) and any("ar_norm_v1" in line for line in lines)
+    single = cli.format_scores({"metrics": {"gulf": after["gulf"]}})
+    assert single.splitlines()[0].startswith("Scores of this model") and "->" not in single
