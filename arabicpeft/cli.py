@@ -34,7 +34,6 @@ from typing import Optional
 from . import dialects
 from .config import PRECISIONS, ExperimentConfig, demo_config
 from .errors import UserError, is_user_error, one_line
-from .run_dir import check_model_reference
 
 DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
 NOT_OPTIONS = {"extra"}  # config fields with no command-line option
@@ -278,7 +277,9 @@ def cmd_evaluate(args) -> Path:
 
     The results keep the training config (``config``, untouched) apart from the evaluation's own settings
     (``evaluation``), give each test set and the pooled corpus WER/CER, and record the backend."""
-    check_model_reference(args.model_path)  # before the heavy imports, as every check below
+    from .environment import check_model_name
+
+    check_model_name(args.model_path, saved=True)  # before the heavy imports, as every check below
     data_path = Path(args.data_path) if args.data_path else None
     if data_path is not None and not data_path.exists():
         raise UserError(f"--data-path {data_path} does not exist", "give a data folder, a manifest or a "
@@ -358,7 +359,9 @@ def _trained_config(reference) -> Optional[ExperimentConfig]:
 
 
 def cmd_transcribe(args) -> Path:
-    check_model_reference(args.model_path)
+    from .environment import check_model_name
+
+    check_model_name(args.model_path, saved=True)
     from .transcribe import collect_audio, transcribe_files, write_transcripts
 
     items = collect_audio(args.audio, dialect=args.dialect)
@@ -382,14 +385,18 @@ def cmd_transcribe(args) -> Path:
 
 
 def cmd_merge(args) -> Path:
-    check_model_reference(args.model_path)
+    from .environment import check_model_name
+
+    check_model_name(args.model_path, saved=True)
     from .export import merge
 
     return merge(args.model_path, args.output_dir, dtype=args.dtype)
 
 
 def cmd_export(args) -> Path:
-    check_model_reference(args.model_path)
+    from .environment import check_model_name
+
+    check_model_name(args.model_path, saved=True)
     from .export import export_ct2
 
     return export_ct2(args.model_path, args.output_dir, quantization=args.quantization, force=args.force)

@@ -320,17 +320,34 @@ def check_hub(cfg) -> None:
                                   f"{' and '.join(_hub_parts(cfg))}", NO_HUB_HELP)
 
 
-def check_model_name(model: str) -> None:
+def check_model_name(model, saved: bool = False) -> None:
     """Raise :class:`SetupError` when ``model`` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``)
-    that does not exist: it would otherwise be sent to the hub and reported as a bad repo id."""
+    that does not exist: it would otherwise be sent to the hub and reported as a bad repo id. With ``saved``
+    (a model to load for inference, :func:`arabicpeft.model.load_model`), an existing folder must also hold one:
+    an adapter (``adapter_config.json``), a transformers model (``config.json``), a CTranslate2 export
+    (``model.bin``), a run (``model/``) or an adapter bank (subfolders that are adapters or runs)."""
     from .offline_model import OFFLINE_MODELS
 
-    path = Path(model).expanduser()
-    if model in OFFLINE_MODELS or path.exists() or HUB_ID.match(model):
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    if not path.exists():
+        if text in OFFLINE_MODELS or HUB_ID.match(text):
+            return
+        raise SetupError(f"the model folder {text} does not exist",
+                         f"check the path, or give a hub id such as openai/whisper-small or an offline name "
+                         f"({', '.join(OFFLINE_MODELS)}).")
+    if not saved:
         return
-    raise SetupError(f"the model folder {model} does not exist",
-                     f"check the path, or give a hub id such as openai/whisper-small or an offline name "
-                     f"({', '.join(OFFLINE_MODELS)}).")
+
+    def holds_model(folder: Path) -> bool:
+        return any((folder / name).is_file() for name in ("adapter_config.json", "config.json", "model.bin"))
+
+    if path.is_dir() and (holds_model(path) or holds_model(path / "model") or any(
+            holds_model(sub) or holds_model(sub / "model") for sub in path.iterdir() if sub.is_dir())):
+        return
+    raise SetupError(f"{path} holds no model (no adapter_config.json, config.json or model.bin, no run's model/ "
+                     "folder, no adapters in subfolders)", "give the 'model' folder a train run saved (e.g. "
+                     "runs/demo/model), a merged model, a CTranslate2 export or an adapter bank folder.")
 
 
 def _no_gpu_driver() -> bool:

@@ -21,7 +21,7 @@ from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneratio
 
 from .audio import SAMPLE_RATE
 from .config import CONFIG_FILE, ExperimentConfig
-from .run_dir import check_model_reference
+from .environment import check_model_name
 
 LANGUAGE, TASK = "ar", "transcribe"
 
@@ -322,11 +322,10 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
     on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
     long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
 
-    Raises :class:`arabicpeft.run_dir.ModelReferenceError` (a FileNotFoundError) for a path that does not exist
-    or a folder that holds no model, ValueError for a CTranslate2 export (load it with
-    :func:`arabicpeft.export.load_ct2`).
+    Raises :class:`arabicpeft.environment.SetupError` for a path that does not exist or a folder that holds no
+    model, ValueError for a CTranslate2 export (load it with :func:`arabicpeft.export.load_ct2`).
     """
-    check_model_reference(reference)
+    check_model_name(reference, saved=True)
     text = os.fspath(reference)
     path = Path(text).expanduser()
     if not path.exists():  # an offline name or a hub id

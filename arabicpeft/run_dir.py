@@ -15,8 +15,6 @@ Torch-free, so that the command line checks a folder before its heavy imports.
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 
 from .config import ExperimentConfig
@@ -82,36 +80,3 @@ def mark_incomplete(out_dir, step: int) -> None:
 def mark_complete(out_dir) -> None:
     (Path(out_dir) / INCOMPLETE_FILE).unlink(missing_ok=True)
 
-
-class ModelReferenceError(ConfigError, FileNotFoundError):
-    """A model reference that names no model: a path that does not exist and is no model name, or a folder that
-    holds no model."""
-
-
-def check_model_reference(reference) -> None:
-    """Raise :class:`ModelReferenceError` unless ``reference`` can name a model for
-    :func:`arabicpeft.model.load_model`: an offline name or a hub id (``owner/name``) that is not a local path, or
-    a folder holding an adapter (``adapter_config.json``), a transformers model (``config.json``), a CTranslate2
-    export (``model.bin``), a run (``model/``) or an adapter bank (subfolders that are adapters or runs).
-    Torch-free: the command line checks a reference before its heavy imports."""
-    from .offline_model import OFFLINE_MODELS
-
-    text = os.fspath(reference)
-    path = Path(text).expanduser()
-    if not path.exists():
-        if text in OFFLINE_MODELS or (re.fullmatch(r"[\w.-]+/[\w.-]+", text) and not text.startswith(".")):
-            return
-        raise ModelReferenceError(f"{text} does not exist and is not a model name",
-                                  "give an adapter or model folder (e.g. runs/demo/model), an offline name "
-                                  f"({', '.join(OFFLINE_MODELS)}) or a hub id such as openai/whisper-small.")
-
-    def holds_model(folder: Path) -> bool:
-        return any((folder / name).is_file() for name in ("adapter_config.json", "config.json", "model.bin"))
-
-    if path.is_dir() and (holds_model(path) or holds_model(path / MODEL_DIR) or any(
-            holds_model(sub) or holds_model(sub / MODEL_DIR) for sub in path.iterdir() if sub.is_dir())):
-        return
-    raise ModelReferenceError(f"{path} holds no model (no adapter_config.json, config.json or model.bin, no run's "
-                              f"{MODEL_DIR}/ folder, no adapters in subfolders)",
-                              f"give the '{MODEL_DIR}' folder a train run saved (e.g. runs/demo/model), a merged "
-                              "model, a CTranslate2 export or an adapter bank folder.")
