@@ -350,12 +350,7 @@ def cmd_evaluate(args) -> Path:
 
 def _trained_config(reference) -> Optional[ExperimentConfig]:
     """The training config saved with a model directory (or its run's model/), if any."""
-    from .config import CONFIG_FILE
-
-    for directory in (Path(str(reference)), Path(str(reference)) / "model"):
-        if (directory / CONFIG_FILE).is_file():
-            return ExperimentConfig.from_json(directory / CONFIG_FILE)
-    return None
+    return ExperimentConfig.saved_with(reference) or ExperimentConfig.saved_with(Path(str(reference)) / "model")
 
 
 def cmd_transcribe(args) -> Path:

@@ -180,6 +180,13 @@ class ExperimentConfig:
             return cls.from_dict(json.load(f))
 
     @classmethod
+    def saved_with(cls, model_dir) -> Optional["ExperimentConfig"]:
+        """The config saved next to an adapter or model in ``model_dir``, or None when there is none (a model
+        not trained by arabicpeft); :meth:`saved_in` when one is required."""
+        path = Path(model_dir) / CONFIG_FILE
+        return cls.from_json(path) if path.is_file() else None
+
+    @classmethod
     def saved_in(cls, model_dir) -> "ExperimentConfig":
         """The config saved next to a trained adapter or model (``model_dir/arabicpeft_config.json``)."""
         model_dir = Path(model_dir)

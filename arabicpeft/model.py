@@ -273,17 +273,13 @@ class LoadedModel:
                 "trained_config": self.config.to_dict() if self.config else None}
 
 
-def _saved_config(path: Path) -> Optional[ExperimentConfig]:
-    return ExperimentConfig.from_json(path / CONFIG_FILE) if (path / CONFIG_FILE).is_file() else None
-
-
 def _is_adapter(path: Path) -> bool:
     return (path / "adapter_config.json").is_file()
 
 
 def _adapter_base_config(path: Path, precision: Optional[str], full_window: bool) -> ExperimentConfig:
     """The config that rebuilds an adapter's base: the saved run config, else peft's base_model_name_or_path."""
-    cfg = _saved_config(path)
+    cfg = ExperimentConfig.saved_with(path)
     if cfg is None:
         base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
         if not base:
@@ -302,8 +298,8 @@ def _bank_members(path: Path) -> dict[str, Path]:
     members: dict[str, list[Path]] = {}
     for sub in sorted(p for p in path.iterdir() if p.is_dir()):
         adapter = sub if _is_adapter(sub) else sub / "model"
-        if _is_adapter(adapter) and _saved_config(adapter):
-            members.setdefault(_saved_config(adapter).dialect, []).append(adapter)
+        if _is_adapter(adapter) and ExperimentConfig.saved_with(adapter):
+            members.setdefault(ExperimentConfig.saved_with(adapter).dialect, []).append(adapter)
     twice = {d: [str(p) for p in ps] for d, ps in members.items() if len(ps) > 1}
     if twice:
         raise ValueError(f"The adapter bank {path} holds several adapters for one dialect: {twice}. "
@@ -340,12 +336,13 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
         with _peft_alias_warning_silenced(), _no_file_progress_bars():
             model = PeftModel.from_pretrained(base, str(path))
         model.eval()
-        return LoadedModel(model, processor, _saved_config(path), "adapter", str(path), precision=cfg.precision)
+        return LoadedModel(model, processor, ExperimentConfig.saved_with(path), "adapter", str(path),
+                           precision=cfg.precision)
     if (path / "model.bin").is_file():
         raise ValueError(f"{path} is a CTranslate2 export: load it with arabicpeft.export.load_ct2 "
                          "(evaluate/transcribe --backend ct2).")
     if (path / "config.json").is_file():
-        cfg = _saved_config(path)
+        cfg = ExperimentConfig.saved_with(path)
         if cfg is None:  # a plain transformers Whisper directory (e.g. a local copy of a hub model)
             return _load_base_reference(str(path), precision)
         return _load_full(path, cfg, precision)
@@ -399,7 +396,7 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
         for dialect in rest:
             model.load_adapter(str(bank[dialect]), adapter_name=dialect)
     model.eval()
-    return LoadedModel(model, processor, _saved_config(bank[first]), "bank", str(path),
+    return LoadedModel(model, processor, ExperimentConfig.saved_with(bank[first]), "bank", str(path),
                        {d: str(p) for d, p in bank.items()}, precision=cfgs[first].precision)
 
 
