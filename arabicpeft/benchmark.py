@@ -162,7 +162,7 @@ def inference(args) -> None:
     from . import dialects
     from .export import export_ct2, merge
     from .config import ExperimentConfig
-    from .model import _saved_config
+    from .config import ExperimentConfig
     from .results import MIB, dir_bytes, provenance, write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-inference")
@@ -175,7 +175,7 @@ def inference(args) -> None:
         hf_model = str(merge(adapter, out / "merged", dtype="fp32"))
     else:
         hf_model = reference
-    cfg = _saved_config(Path(adapter or hf_model)) if Path(adapter or hf_model).is_dir() else None
+    cfg = ExperimentConfig.saved_with(adapter or hf_model)
     exports = {f"ct2-{q}": str(export_ct2(hf_model, out / f"ct2-{q}", quantization=q, force=True))
                for q in ("float32", "int8")}
     rows = [r for r in INFERENCE_ROWS if r != "hf-adapter" or adapter]
