@@ -162,7 +162,6 @@ def inference(args) -> None:
     from . import dialects
     from .export import export_ct2, merge
     from .config import ExperimentConfig
-    from .config import ExperimentConfig
     from .results import MIB, dir_bytes, provenance, write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-inference")
