@@ -12,7 +12,9 @@ repeat it before comparing.
 CTranslate2 float32 and CTranslate2 int8 (the same batches, greedy), each in a fresh process so that peak RSS
 is its own, and prints real-time factor, clips/s, peak RSS, WER/CER and the ratio to transformers fp32, then
 the size on disk of each export and a ``RESULT key=value ...`` line. An adapter is merged first (fp32, full
-30 s window); its unmerged transcripts are scored too, so the merge's effect on WER is measured.
+30 s window); its unmerged transcripts are scored too, so the merge's effect on WER is measured. Every backend
+scores at the encoder window the model was trained with (``--window trained``, the default: a model trained with
+``encoder_seconds`` is cut to it, as its own evaluation did) or at the full 30 s (``--window full``).
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="inference: clips per batch, every backend")
     parser.add_argument("--threads", type=int, default=0, help="inference: CPU threads for torch and CTranslate2 "
                         "alike (0: torch's default)")
+    parser.add_argument("--window", choices=("trained", "full"), default="trained",
+                        help="inference: the encoder window every backend scores at: the one the model was trained "
+                        "with (its run config's encoder_seconds; default) or Whisper's full 30 s")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # _worker: which row to measure
     parser.add_argument("--study", help="benchmark a study preset instead (offline-mini)")
     args = parser.parse_args(argv)
@@ -125,20 +130,27 @@ def _inference_worker(args) -> None:
     threads = torch.get_num_threads()
     reset_peak_memory()
     started = time.monotonic()
+    window = plan["window_seconds"]
     if args.row.startswith("ct2"):
         from .export import describe_ct2, load_ct2
+        from .model import cut_features
 
         model, processor = load_ct2(plan["exports"][args.row], cpu_threads=threads)
         record = describe_ct2(model)
+        if window:
+            cut_features(processor, window)  # CTranslate2's encoder takes the shorter features as they are
     else:
-        from .model import load_model
+        from .model import cut_encoder, load_model
 
         loaded = load_model(plan["adapter"] if args.row == "hf-adapter" else plan["hf_model"], precision="fp32",
                             full_window=True)
         model, processor = loaded.model, loaded.processor
+        if window:
+            cut_encoder(model.get_base_model() if hasattr(model, "get_base_model") else model, processor, window)
         if plan["max_length"]:
             model.generation_config.max_length = plan["max_length"]  # the bound CTranslate2 gets too
         record = {"backend": "hf", "compute_type": "float32"}
+    record["window_seconds"] = processor.feature_extractor.chunk_length
     load_s = time.monotonic() - started
     spec = ExperimentConfig(dialect="all", test_sets=list(plan["test_sets"]), source="sample",
                             max_test_samples=args.max_clips)
@@ -150,10 +162,36 @@ def _inference_worker(args) -> None:
     wall = time.monotonic() - started
     pooled = pooled_metrics(rows)
     raw = rows[rows.scheme == "raw"]
+    encoder_s = _encoder_seconds(model, processor, next(iter(tests.values())), args.batch_size)
     write_json_atomic(out / f"{args.row}.json", {
         **record, "row": args.row, "threads": threads, "audio_s": audio_s, "load_s": load_s, "transcribe_s": wall,
-        "clips": len(raw), "peak_memory": peak_memory(), "metrics_pooled": pooled,
+        "encoder_s_per_batch": encoder_s, "clips": len(raw), "peak_memory": peak_memory(), "metrics_pooled": pooled,
         "hypotheses": raw["hypothesis"].tolist()})
+
+
+def _encoder_seconds(model, processor, dataset, batch_size: int) -> float:
+    """Seconds the encoder alone takes for one full batch (``batch_size`` clips, the dataset's first clip
+    repeated), the mean of 2 timed passes after a warm-up: how much of transcription the encoder is."""
+    import numpy as np
+    import torch
+
+    from .data import SpeechCollator
+
+    features = SpeechCollator(processor, 0)([dataset[0]] * batch_size)["input_features"]
+    if type(model).__module__.startswith("faster_whisper"):
+        import ctranslate2
+
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features.numpy()))
+        run = lambda: model.model.encode(view, to_cpu=True)  # noqa: E731
+    else:
+        encoder = model.get_encoder()
+        run = lambda: encoder(input_features=features)  # noqa: E731
+    with torch.inference_mode():
+        run()
+        started = time.monotonic()
+        for _ in range(2):
+            run()
+    return (time.monotonic() - started) / 2
 
 
 def inference(args) -> None:
@@ -175,11 +213,13 @@ def inference(args) -> None:
     else:
         hf_model = reference
     cfg = ExperimentConfig.saved_with(adapter or hf_model)
+    window = cfg.encoder_seconds if cfg and args.window == "trained" else None
     exports = {f"ct2-{q}": str(export_ct2(hf_model, out / f"ct2-{q}", quantization=q, force=True))
                for q in ("float32", "int8")}
     rows = [r for r in INFERENCE_ROWS if r != "hf-adapter" or adapter]
     plan = {"model": reference, "adapter": adapter, "hf_model": hf_model, "exports": exports,
-            "test_sets": list(dialects.VARIETIES), "max_length": (cfg or ExperimentConfig()).generation_max_length}
+            "test_sets": list(dialects.VARIETIES), "max_length": (cfg or ExperimentConfig()).generation_max_length,
+            "window_seconds": window}
     write_json_atomic(out / "plan.json", plan)
     results = {}
     for row in rows:  # a fresh process per row: its own peak RSS, no thread pools left over from another backend
@@ -199,25 +239,29 @@ def inference(args) -> None:
     hf = results["hf"]
     audio_s = hf["audio_s"]
     print(f"inference benchmark: {reference} on {hf['clips']} sample test clips ({audio_s:.1f} s of audio), "
-          f"batch {args.batch_size}, greedy, {hf['threads']} thread(s), {platform.processor() or platform.machine()}")
+          f"{hf['window_seconds']:g} s encoder window, batch {args.batch_size}, greedy, {hf['threads']} thread(s), {platform.processor() or platform.machine()}")
     print(f"{'backend':<12} {'compute':<14} {'RTF':>7} {'clips/s':>8} {'peak RSS':>10} {'WER':>7} {'CER':>7} "
-          f"{'speed x':>8} {'RSS x':>6} {'same text':>9}")
+          f"{'speed x':>8} {'RSS x':>6} {'same text':>9} {'encoder':>8}")
     summary = {}
     for row, r in results.items():
         raw = r["metrics_pooled"]["raw"]
         rtf, speed = r["transcribe_s"] / audio_s, hf["transcribe_s"] / r["transcribe_s"]
         same = sum(a == b for a, b in zip(r["hypotheses"], hf["hypotheses"])) / len(hf["hypotheses"])
         rss = r["peak_memory"]["bytes"] / MIB
+        # the encoder's share of transcription time: one full batch timed alone, times the batches run
+        encoder = r["encoder_s_per_batch"] * r["clips"] / args.batch_size / r["transcribe_s"]
         print(f"{row:<12} {r['compute_type']:<14} {rtf:7.3f} {r['clips'] / r['transcribe_s']:8.2f} {rss:8.0f} MiB "
               f"{raw['wer']:7.2f} {raw['cer']:7.2f} {speed:8.2f} {rss / (hf['peak_memory']['bytes'] / MIB):6.2f} "
-              f"{100 * same:8.0f}%")
+              f"{100 * same:8.0f}% {100 * encoder:7.0f}%")
         key = row.replace("-", "_")
         summary.update({f"{key}_rtf": round(rtf, 4), f"{key}_speedup": round(speed, 3), f"{key}_wer": round(raw["wer"], 2),
-                        f"{key}_cer": round(raw["cer"], 2), f"{key}_peak_rss_mib": round(rss)})
+                        f"{key}_cer": round(raw["cer"], 2), f"{key}_peak_rss_mib": round(rss),
+                        f"{key}_encoder_share": round(encoder, 3)})
     sizes = {name: dir_bytes(p) / MIB for name, p in {"merged": out / "merged", **exports}.items() if Path(p).is_dir()}
     print("size on disk: " + ", ".join(f"{name} {mib:.1f} MiB" for name, mib in sizes.items()))
     print("WER/CER: raw (unnormalized) corpus rates pooled over the sample test sets, in %; RTF = transcription "
-          "time / audio time (model loading excluded); timings on a shared machine vary: compare rows of one run.")
+          "time / audio time (model loading excluded); encoder: its share of that time (one full batch timed alone, "
+          "scaled to the clips); timings on a shared machine vary: compare rows of one run.")
     summary.update({f"{k.replace('-', '_')}_mib": round(v, 1) for k, v in sizes.items()})
     summary["ct2_int8_wer_minus_hf"] = round(summary["ct2_int8_wer"] - summary["hf_wer"], 2)
     if adapter:

@@ -67,6 +67,14 @@ def cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProces
         encoder.embed_positions = table
         encoder.max_source_positions = positions
         model.config.max_source_positions = positions
+    cut_features(processor, seconds)
+
+
+def cut_features(processor: WhisperProcessor, seconds: int) -> None:
+    """Give ``processor`` a feature extractor whose log-mel window is ``seconds`` long (frames
+    ``seconds * 100``), the other settings unchanged: the features of an encoder cut by :func:`cut_encoder`.
+    CTranslate2's Whisper encoder takes such features as they are (it uses the first frames/2 positions)."""
+    extractor = processor.feature_extractor
     processor.feature_extractor = WhisperFeatureExtractor(
         feature_size=extractor.feature_size, sampling_rate=SAMPLE_RATE, hop_length=extractor.hop_length,
         chunk_length=int(seconds), n_fft=extractor.n_fft, padding_value=extractor.padding_value,
