@@ -12,6 +12,11 @@ import soundfile as sf
 # Tests never reach the hub; converted models are cached once per machine (see offline_model.cache_root).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (the README's ``-n 2``) the workers share the cores: each gets its share of threads (torch,
+# the notebook kernels and the subprocesses inherit it), since every worker taking all cores oversubscribes them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 # Every run a test or a notebook (nbval kernels inherit the environment) makes goes to one temporary folder,
 # removed at the end: nothing is written into the checkout, so every session tests the same code paths.
