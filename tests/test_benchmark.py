@@ -1,0 +1,79 @@
+"""The gpu and memory benchmarks, run on CPU with the tiny random model: the rows and values they write.
+
+No timings are asserted (they depend on the machine); parameter counts, skipped recipes, losses and transcripts are.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--models", "tiny-random", "--steps", "1", "--warmup-steps", "1"]
+
+
+def run_benchmark(tmp_path, *args) -> tuple[dict, str]:
+    env = {**os.environ, "ARABICPEFT_OUTPUT": str(tmp_path), "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "arabicpeft.benchmark", *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / f"benchmark-{args[0]}" / "benchmark.json").read_text(encoding="utf-8"))
+    return result, proc.stdout
+
+
+def lora_parameters(modules: int, r: int = 32, d_model: int = 64) -> int:
+    return modules * r * (d_model + d_model)  # A (r x d) and B (d x r) per adapted d x d projection
+
+
+def test_gpu_benchmark_on_cpu_writes_every_recipe_or_why_it_was_skipped(tmp_path):
+    result, stdout = run_benchmark(tmp_path, "gpu", *SMALL, "--eval-clips", "4", "--eval-batch-size", "4",
+                                   "--max-new-tokens", "6")
+    rows = result["rows"]
+    assert set(rows) == {"tiny-random/lora-fp32", "tiny-random/lora-bf16", "tiny-random/full-gc", "tiny-random/eval"}
+    # the recipes that need CUDA are skipped, each with its reason, never dropped silently
+    assert set(result["skipped"]) == {"tiny-random/seed-int8-lora", "tiny-random/lora-fp16", "tiny-random/lora-nf4"}
+    assert all("CUDA" in why for why in result["skipped"].values())
+    assert stdout.count("skipped tiny-random/") == 3
+    # tiny-random: 2 encoder layers (self-attention) + 2 decoder layers (self + cross attention) -> 12 q/v projections
+    for name in ("lora-fp32", "lora-bf16"):
+        assert rows[f"tiny-random/{name}"]["trainable_parameters"] == lora_parameters(12)
+    full = rows["tiny-random/full-gc"]
+    assert full["trainable_parameters"] == full["total_parameters"] > lora_parameters(12)
+    for name in ("lora-fp32", "lora-bf16", "full-gc"):
+        row = rows[f"tiny-random/{name}"]
+        assert len(row["step_seconds"]) == 2 and len(row["losses"]) == 2 and row["world_size"] == 1
+        assert all(math.isfinite(x) for x in row["losses"])
+        assert row["peak_memory"]["kind"] == "peak_rss" and row["peak_memory"]["bytes"] >= row["after_load"]["bytes"]
+        assert row["attention"] == "sdpa"
+    # one random initialisation and one batch for every recipe: the first loss is the same before any update
+    first = [rows[f"tiny-random/{n}"]["losses"][0] for n in ("lora-fp32", "full-gc")]
+    assert first[0] == pytest.approx(first[1], rel=1e-4)
+    evaluation = rows["tiny-random/eval"]
+    assert evaluation["clips"] == 4 and evaluation["same_transcripts"] == 4  # fp32: batching changes no transcript
+    assert result["references"] == {"tiny-random": "lora-fp32"}  # the seed recipe needs CUDA
+    assert result["provenance"]["hardware"]["cuda"] is False
+    result_line = stdout.strip().splitlines()[-1]
+    assert result_line.startswith("RESULT ") and "world_size=1" in result_line
+    assert "tiny_random_full_gc_speedup=" in result_line and "tiny_random_eval_batched_speedup=" in result_line
+    assert result["summary"]["tiny_random_lora_fp32_speedup"] == 1.0
+
+
+def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
+    result, stdout = run_benchmark(tmp_path, "memory", *SMALL)
+    rows = {k.split("/", 1)[1]: v for k, v in result["rows"].items()}
+    assert set(rows) == {"lora-dropout0.05", "lora-dropout0", "lora-dropout0-gc", "full", "full-gc"}
+    assert not result["skipped"]
+    qkvo = lora_parameters(2 * 4 + 2 * 2 * 4)  # q, k, v, out of 2 encoder and 2 x 2 decoder attention blocks
+    assert {rows[n]["trainable_parameters"] for n in ("lora-dropout0.05", "lora-dropout0", "lora-dropout0-gc")} == {qkvo}
+    assert rows["full"]["trainable_parameters"] == rows["full-gc"]["trainable_parameters"] == rows["full"]["total_parameters"]
+    # dropout and checkpointing change memory and time, not the first loss (no dropout in the forward of step 1's
+    # base path, same initialisation): LoRA's B starts at zero, so every recipe starts from the same model
+    assert rows["lora-dropout0"]["losses"][0] == pytest.approx(rows["full"]["losses"][0], rel=1e-4)
+    assert result["references"] == {"tiny-random": "full"}
+    assert result["summary"]["tiny_random_full_memory_ratio"] == 1.0
+    assert stdout.strip().splitlines()[-1].startswith("RESULT ")
