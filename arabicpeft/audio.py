@@ -142,6 +142,20 @@ def check_duration(audio: np.ndarray, max_seconds: float = MAX_SECONDS, min_seco
     return seconds
 
 
+def audio_frames(features: np.ndarray) -> np.ndarray:
+    """Frames of Whisper log-mel features that carry audio: shape (..., mel_bins, frames) -> (...), int.
+
+    Whisper pads every clip with zeros to its window before the log-mel; after its normalisation
+    (``log10(max(mel, 1e-10))`` clamped at ``max - 8``, then ``(x + 4) / 4``) every padding frame holds one value
+    in all mel bins. A frame counts as padding when every mel bin equals the last frame's first bin; the count is
+    the frames before the trailing run of such frames (a clip's own digitally silent end is not counted either).
+    Frames are ``hop_length / sampling_rate`` seconds apart (10 ms for Whisper)."""
+    features = np.asarray(features)
+    padding = (features == features[..., :1, -1:]).all(axis=-2)  # (..., frames)
+    trailing = np.cumprod(padding[..., ::-1], axis=-1).sum(axis=-1)
+    return features.shape[-1] - trailing
+
+
 def log_mel(audio: np.ndarray, feature_extractor, sampling_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Whisper log-mel features of one clip, padded to the extractor's window: shape = (n_mels, n_frames)."""
     if sampling_rate != SAMPLE_RATE:

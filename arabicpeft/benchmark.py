@@ -77,24 +77,159 @@ def study_benchmark(preset: str, output_dir: str) -> None:
 
 
 INFERENCE_ROWS = ("hf-adapter", "hf", "ct2-float32", "ct2-int8")
+EVAL_CLIPS_PER_SET = 4  # 24 sample test clips, 3 of which whisper-base loops on (8 of all 72)
+SUPPRESS_STEPS = 200  # calls timed per suppression processor
+
+
+def _eval_paths(batch_size: int) -> dict:
+    """The decoding paths the eval benchmark compares: keyword arguments of :func:`arabicpeft.evaluate.transcribe`."""
+    today = dict(tokens_per_second=None, by_duration=False, suppress="transformers")
+    return {"per-utterance generate loop": dict(batch_size=1, **today),
+            "today's batched path": dict(batch_size=batch_size, **today),
+            "bounded + by duration": dict(batch_size=batch_size, suppress="transformers"),
+            "new path (+ precomputed suppression)": dict(batch_size=batch_size)}
+
+
+def _suppression_step_us(model, batch_size: int) -> dict:
+    """Microseconds per decoding step of transformers' two suppression processors vs :class:`SuppressTokens`
+    on (batch_size, vocabulary) scores, each timed over SUPPRESS_STEPS calls."""
+    import torch
+    from transformers.generation.logits_process import (SuppressTokensAtBeginLogitsProcessor,
+                                                        SuppressTokensLogitsProcessor)
+
+    from .evaluate import SuppressTokens
+
+    gen = model.generation_config
+    scores, ids = torch.randn(batch_size, model.config.vocab_size), torch.zeros(batch_size, 6, dtype=torch.long)
+    ours = SuppressTokens(gen.suppress_tokens, gen.begin_suppress_tokens)
+    ours.set_begin_index(4)
+    stock = [SuppressTokensLogitsProcessor(gen.suppress_tokens),
+             SuppressTokensAtBeginLogitsProcessor(gen.begin_suppress_tokens, begin_index=4)]
+    out = {}
+    for name, procs in (("transformers", stock), ("precomputed", [ours])):
+        started = time.perf_counter()
+        for _ in range(SUPPRESS_STEPS):
+            for proc in procs:
+                proc(ids, scores)
+        out[name] = 1e6 * (time.perf_counter() - started) / SUPPRESS_STEPS
+    return out
+
+
+def eval_benchmark(args) -> None:
+    """Evaluation decoding, side by side on the same clips in one process (see the module docstring)."""
+    import datetime as dt
+    import platform
+
+    import datasets
+    import soundfile as sf
+    import torch
+
+    from . import dialects
+    from .config import ExperimentConfig
+    from .data import load_test_sets
+    from .evaluate import decoding_record, transcribe
+    from .metrics import score
+    from .model import load_model, window_seconds
+    from .results import provenance, write_json_atomic
+
+    out = Path(args.output_dir or "runs/benchmark-eval")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    load_before = os.getloadavg()
+    loaded = load_model(args.model_path, precision="fp32")
+    model, processor = loaded.model, loaded.processor
+    per_set = args.max_clips or EVAL_CLIPS_PER_SET
+    spec = ExperimentConfig(dialect="all", test_sets=list(dialects.VARIETIES), source="sample", max_test_samples=per_set)
+    tests, _, _ = load_test_sets(spec, processor.tokenizer, max_seconds=window_seconds(processor))
+    clips = datasets.concatenate_datasets(list(tests.values()))
+    audio_s = sum(sf.info(path).duration for path in clips["audio"])
+    transcribe(model, processor, clips.select([0]), batch_size=1, desc="warm-up")  # one-time costs, not timed
+
+    def timed(**kw) -> dict:
+        reached: list = []
+        started = time.monotonic()
+        refs, hyps = transcribe(model, processor, clips, at_limit=reached, desc=kw.pop("desc"), **kw)
+        wall = time.monotonic() - started
+        return {"wall_s": wall, "clips_per_s": len(clips) / wall, "rtf": wall / audio_s, "at_limit": sum(reached),
+                "wer": score(refs, hyps)["wer"], "hypotheses": hyps}
+
+    rows = {name: {**kw, **timed(desc=name, **kw)} for name, kw in _eval_paths(args.batch_size).items()}
+    today = rows["today's batched path"]
+    sweep = {}
+    for n in args.sweep_threads:
+        torch.set_num_threads(n)
+        for batch in args.sweep_batch_sizes:
+            sweep[f"{n}x{batch}"] = {"threads": n, "batch_size": batch,
+                                     **timed(desc=f"new path, {n} thread(s), batch {batch}", batch_size=batch)}
+    torch.set_num_threads(threads)
+    suppression = _suppression_step_us(model, args.batch_size)
+    load_after = os.getloadavg()
+
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"eval benchmark: {args.model_path} on {len(clips)} sample test clips ({audio_s:.1f} s of audio), greedy, "
+          f"{threads} thread(s) of {os.cpu_count()} cores, {platform.processor() or platform.machine()}, load average "
+          f"{load_before[0]:.1f} before / {load_after[0]:.1f} after, {when}")
+    print(f"{'path':<38} {'batch':>5} {'wall s':>7} {'clips/s':>8} {'RTF':>6} {'at limit':>8} {'same text':>9} "
+          f"{'WER raw':>7} {'speed x':>7}")
+    for name, r in list(rows.items()) + [(f"  sweep: new path, {r['threads']} thread(s)", r) for r in sweep.values()]:
+        same = sum(a == b for a, b in zip(r["hypotheses"], today["hypotheses"]))
+        r["same_text_as_today"] = same
+        print(f"{name:<38} {r['batch_size']:>5} {r['wall_s']:7.1f} {r['clips_per_s']:8.3f} {r['rtf']:6.3f} "
+              f"{r['at_limit']:>8} {same:>4}/{len(clips):<4} {r['wer']:7.2f} {today['wall_s'] / r['wall_s']:7.2f}")
+    print(f"suppression per decoding step (batch {args.batch_size}): transformers {suppression['transformers']:.0f} us, "
+          f"precomputed {suppression['precomputed']:.0f} us")
+    print("speed x: today's batched path's wall time / this row's. at limit: hypotheses that reached their token limit "
+          "(the generation budget on today's path) instead of ending; same text: hypotheses identical to today's "
+          "path. Measured side by side in one process; timings on a shared machine vary: compare rows of one run.")
+    new = rows["new path (+ precomputed suppression)"]
+    summary = {"clips": len(clips), "threads": threads, "batch_size": args.batch_size,
+               "new_clips_per_s": round(new["clips_per_s"], 3), "today_clips_per_s": round(today["clips_per_s"], 3),
+               "loop_clips_per_s": round(rows["per-utterance generate loop"]["clips_per_s"], 3),
+               "new_vs_today": round(today["wall_s"] / new["wall_s"], 2),
+               "new_vs_loop": round(rows["per-utterance generate loop"]["wall_s"] / new["wall_s"], 2),
+               "suppression_vs_transformers": round(rows["bounded + by duration"]["wall_s"] / new["wall_s"], 2),
+               "same_text": f"{new['same_text_as_today']}/{len(clips)}", "at_limit_today": today["at_limit"],
+               "at_limit_new": new["at_limit"],
+               "suppress_step_us_transformers": round(suppression["transformers"]),
+               "suppress_step_us_precomputed": round(suppression["precomputed"])}
+    if sweep:
+        best = min(sweep.values(), key=lambda r: r["wall_s"])
+        summary.update(best_threads=best["threads"], best_batch_size=best["batch_size"],
+                       best_clips_per_s=round(best["clips_per_s"], 3))
+    write_json_atomic(out / "benchmark.json", {
+        "model": args.model_path, "clips": list(clips["id"]), "audio_seconds": audio_s, "rows": rows,
+        "sweep": sweep, "suppression_step_us": suppression, "decoding": decoding_record(),
+        "load_average": {"before": load_before, "after": load_after}, "summary": summary, "provenance": provenance()})
+    print(f"results: {out.resolve() / 'benchmark.json'}")
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=("demo", "inference", "gpu", "memory", "_worker", "_steps"),
+    parser.add_argument("mode", nargs="?", choices=("demo", "inference", "eval", "gpu", "memory", "_worker", "_steps"),
                         default="demo", help="demo: the main job end to end (default); inference: transcription "
-                        "speed by backend; gpu: training step time, peak memory and evaluation clips/s of the replaced "
-                        "project's recipe vs ours (random weights, no download); memory: LoRA vs full fine-tuning on "
-                        "CPU")
+                        "speed by backend; eval: evaluation decoding paths side by side; gpu: training step time, "
+                        "peak memory and evaluation clips/s of the replaced project's recipe vs ours (random weights, "
+                        "no download); memory: LoRA vs full fine-tuning on CPU")
     parser.add_argument("--output-dir", help="where results go (default runs/benchmark-demo or "
                         "runs/benchmark-inference)")
     parser.add_argument("--model-path", default="whisper-base", help="inference: any model reference "
                         "(an adapter is merged first)")
-    parser.add_argument("--max-clips", type=int, help="inference: at most this many clips per test set")
+    parser.add_argument("--max-clips", type=int, help="inference, eval: at most this many clips per test set "
+                        f"(eval's default: {EVAL_CLIPS_PER_SET})")
     parser.add_argument("--batch-size", type=int, help="inference: clips per batch, every backend (default 16); "
-                        "gpu/memory: training utterances per step (default 8)")
-    parser.add_argument("--threads", type=int, default=0, help="inference: CPU threads for torch and CTranslate2 "
-                        "alike (0: torch's default)")
+                        "eval: of the batched paths (default 16); gpu/memory: training utterances per step (default 8)")
+    parser.add_argument("--threads", type=int, default=0, help="inference, eval: CPU threads for torch and "
+                        "CTranslate2 alike (0: torch's default)")
+    parser.add_argument("--sweep-threads", type=_ints, default=[1, 2], help="eval: thread counts to time the new "
+                        "path with (comma-separated; empty: no sweep)")
+    parser.add_argument("--sweep-batch-sizes", type=_ints, default=[4, 16], help="eval: batch sizes to time the new "
+                        "path with at each of --sweep-threads")
     parser.add_argument("--window", choices=("trained", "full"), default="trained",
                         help="inference: the encoder window every backend scores at: the one the model was trained "
                         "with (its run config's encoder_seconds; default) or Whisper's full 30 s")
@@ -119,6 +254,9 @@ def main(argv=None) -> None:
     if args.mode == "inference":
         args.batch_size = args.batch_size or 16
         return inference(args)
+    if args.mode == "eval":
+        args.batch_size = args.batch_size or 16
+        return eval_benchmark(args)
     if args.mode == "_worker":
         return _inference_worker(args)
     if args.mode == "_steps":

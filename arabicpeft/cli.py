@@ -285,7 +285,7 @@ def cmd_evaluate(args) -> Path:
         raise UserError(f"--data-path {data_path} does not exist", "give a data folder, a manifest or a "
                         "save_to_disk directory.")
     from .data import SYNTHETIC_NOTE, is_saved_dataset, load_test_path, load_test_sets, settle_counts
-    from .evaluate import evaluate_sets, pooled_metrics
+    from .evaluate import decoding_record, evaluate_sets, pooled_metrics
     from .model import load_model, window_seconds
     from .results import write_results
 
@@ -340,7 +340,8 @@ def cmd_evaluate(args) -> Path:
               "synthetic": synthetic or bool(trained and trained.source == "sample"),
               "metrics": metrics, "metrics_pooled": pooled_metrics(rows),
               "provenance": {"generation_budget_tokens": next(iter(next(iter(metrics.values())).values()))[
-                  "generation_budget_tokens"] if metrics else None}}
+                  "generation_budget_tokens"] if metrics else None,
+                             "decoding": decoding_record() if args.backend == "hf" else None}}
     path = write_results(args.output_dir, result, rows)
     say()
     print_scores(path)

@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from tqdm import tqdm  # text bars, also in notebooks: a saved notebook keeps where they ended (a widget bar
 # is saved as its first frame, "0%", wherever the widget state is not stored, e.g. Kaggle's saved versions)
 
+from .audio import audio_frames
 from .data import MAX_LABEL_TOKENS, AnyDataset, SpeechCollator
 from .metrics import summarize, utterance_errors
 from .model import LANGUAGE, TASK, half_dtype
@@ -60,11 +62,102 @@ def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) ->
     return min(int(asked), cap) if asked else cap
 
 
+# Per-utterance decode limit (see decode_limits): a transcript may hold at most MIN_NEW_TOKENS + TOKENS_PER_SECOND
+# tokens per second of its audio. The sample set's 432 references (espeak-ng speech at 130-160 words per minute)
+# carry 3.2-6.6 Whisper tokens per second (mean 4.7; 0.57 tokens per character). Fast conversational speech runs
+# ~1.6x faster (~250 words per minute: ~11 tokens/s), and a hypothesis may spend more tokens per character than
+# its reference (other words, Latin or mixed script): 20 tokens/s is 3x the sample set's fastest reference, and
+# 16 tokens more leave room for a clip of under a second. On the 72 sample test clips whisper-base's
+# hypotheses that end by themselves peak at 6.5 tokens/s (22 tokens on 3.4 s); those that loop run to the
+# generation budget (444 tokens) unless stopped.
+TOKENS_PER_SECOND = 20.0
+MIN_NEW_TOKENS = 16
+SORT_WINDOW_BATCHES = 8  # batches read ahead and decoded in order of duration (0.96 MB of features per 30 s clip)
+SUPPRESS_PROCESSORS = ("precomputed", "transformers")
+
+
+def decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Optional[float] = TOKENS_PER_SECOND
+                  ) -> torch.Tensor:
+    """Transcript tokens each utterance may decode: ``min(budget, max(reference, MIN_NEW_TOKENS +
+    ceil(tokens_per_second x seconds)))``, shape (n,), int64.
+
+    ``seconds``: audio duration of each utterance (n,), e.g. from :func:`arabicpeft.audio.audio_frames`;
+    ``reference_tokens``: its reference's transcript tokens (n,), so that a hypothesis matching its reference is
+    never cut; ``budget``: :func:`generation_budget`. ``tokens_per_second`` None: the budget for every utterance
+    (no per-utterance limit). A hypothesis that ends by itself within its limit is decoded exactly as without it;
+    one that reaches it (a looping decode) is cut there, instead of holding its whole batch to the budget."""
+    references = torch.as_tensor(reference_tokens, dtype=torch.long)
+    if tokens_per_second is None:
+        return torch.full_like(references, budget)
+    by_audio = MIN_NEW_TOKENS + torch.ceil(torch.as_tensor(seconds, dtype=torch.float64) * tokens_per_second).long()
+    return torch.clamp(torch.maximum(by_audio, references), max=budget)
+
+
+def decoding_record(tokens_per_second: Optional[float] = TOKENS_PER_SECOND, by_duration: bool = True) -> dict:
+    """What :func:`transcribe` bounded and how it batched, for a results file's provenance (the torch threads are
+    in its ``hardware``)."""
+    rule = (f"min(generation budget, max(reference tokens, {MIN_NEW_TOKENS} + ceil({tokens_per_second:g} x audio "
+            "seconds)))" if tokens_per_second is not None else "the generation budget")
+    return {"tokens_per_second": tokens_per_second, "min_new_tokens": MIN_NEW_TOKENS if tokens_per_second else None,
+            "limit_per_utterance": rule, "sorted_by_duration": by_duration}
+
+
+class TokenLimits(StoppingCriteria):
+    """Stops each sequence of a batch once it holds ``limits[i]`` new tokens (shape (batch,)), as
+    ``max_new_tokens`` would for a batch of one; finished sequences are padded by ``generate`` until the whole
+    batch is done. New tokens are counted from the first call (one new token)."""
+
+    def __init__(self, limits: torch.Tensor):
+        self.limits, self.prompt = limits, None
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        if self.prompt is None:
+            self.prompt = input_ids.shape[1] - 1
+            self.limits = self.limits.to(input_ids.device)
+        return (input_ids.shape[1] - self.prompt) >= self.limits
+
+
+class SuppressTokens(LogitsProcessor):
+    """transformers' ``SuppressTokensLogitsProcessor`` and ``SuppressTokensAtBeginLogitsProcessor`` in one, with
+    their vocabulary masks built once (per vocabulary size and device) instead of at every step: transformers 5
+    rebuilds both (an arange over the 51,865-token vocabulary and an ``isin``) for every generated token, ~16% of
+    a CPU evaluation profile. The same scores: -inf at ``suppress_tokens`` at every step, and at
+    ``begin_suppress_tokens`` too at the first generated step (``begin_index``, set by Whisper's ``generate``)."""
+
+    def __init__(self, suppress_tokens, begin_suppress_tokens):
+        self.tokens, self.begin_tokens = list(suppress_tokens or ()), list(begin_suppress_tokens or ())
+        self.begin_index, self.masks = None, None
+
+    def set_begin_index(self, begin_index: int) -> None:
+        self.begin_index = begin_index
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        vocab = scores.shape[-1]
+        if self.masks is None or self.masks[0].shape[0] != vocab or self.masks[0].device != scores.device:
+            every = torch.zeros(vocab, dtype=torch.bool, device=scores.device)
+            every[[t for t in self.tokens if t < vocab]] = True
+            first = every.clone()
+            first[[t for t in self.begin_tokens if t < vocab]] = True
+            self.masks = every, first
+        first_step = input_ids.shape[-1] == self.begin_index
+        return scores.masked_fill(self.masks[1] if first_step else self.masks[0], -float("inf"))
+
+
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
                max_new_tokens: Optional[int] = None, desc: str = "transcribing",
                precision: str = "fp32", reference_tokens: Optional[list] = None,
-               adapter_names: Optional[list[str]] = None) -> tuple[list[str], list[str]]:
+               adapter_names: Optional[list[str]] = None, tokens_per_second: Optional[float] = TOKENS_PER_SECOND,
+               by_duration: bool = True, suppress: str = "precomputed", at_limit: Optional[list] = None
+               ) -> tuple[list[str], list[str]]:
     """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
+
+    Each utterance decodes at most :func:`decode_limits` tokens (``tokens_per_second`` x its audio duration, read
+    off its log-mel by :func:`arabicpeft.audio.audio_frames`; None: the generation budget,
+    :func:`generation_budget`), so a looping hypothesis stops at its own limit (:class:`TokenLimits`).
+    ``by_duration``: records are read ``SORT_WINDOW_BATCHES`` batches at a time and decoded longest first in
+    batches of similar duration (False: in dataset order). ``suppress``: "precomputed" (:class:`SuppressTokens`)
+    or "transformers" (its own processors; the same transcripts, slower). ``at_limit``: a list that receives, per
+    record, whether its hypothesis reached its limit (a decode that did not end by itself).
 
     ``adapter_names`` (a peft model holding several named adapters): one adapter name per record, so a batch
     that mixes dialects decodes each utterance with its own adapter in one ``generate`` call (peft's
@@ -74,31 +167,59 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     each reference's number of transcript tokens (special tokens not counted), to compare with
     :func:`generation_budget`.
     """
-    tokenizer = processor.tokenizer
+    if suppress not in SUPPRESS_PROCESSORS:
+        raise ValueError(f"suppress={suppress!r}: choose one of {', '.join(SUPPRESS_PROCESSORS)}.")
+    tokenizer, extractor = processor.tokenizer, processor.feature_extractor
     collator = SpeechCollator(processor, model.config.decoder_start_token_id)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collator, num_workers=num_workers)
+    window = batch_size * (SORT_WINDOW_BATCHES if by_duration else 1)
+    loader = DataLoader(dataset, batch_size=window, collate_fn=collator, num_workers=num_workers)
     device = next(model.parameters()).device
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    budget = generation_budget(model, tokenizer, max_new_tokens)
+    special = torch.tensor(tokenizer.all_special_ids)
+    options = dict(language=LANGUAGE, task=TASK, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens)
+    if suppress == "precomputed":
+        gen = model.generation_config
+        options.update(suppress_tokens=None, begin_suppress_tokens=None, logits_processor=LogitsProcessorList(
+            [SuppressTokens(gen.suppress_tokens, gen.begin_suppress_tokens)]))
+    if adapter_names is not None and len(adapter_names) != len(dataset):
+        raise ValueError(f"{len(adapter_names)} adapter names for {len(dataset)} records: give one per record.")
     was_training = model.training
     model.eval()
     references, hypotheses = [], []
-    if adapter_names is not None and len(adapter_names) != len(dataset):
-        raise ValueError(f"{len(adapter_names)} adapter names for {len(dataset)} records: give one per record.")
+    total = -(-len(dataset) // batch_size) if hasattr(dataset, "__len__") else None
     try:
-        for batch in tqdm(loader, desc=desc, unit="batch"):
-            features = batch["input_features"].to(device=device, dtype=dtype)
-            per_utterance = {}
-            if adapter_names is not None:
-                per_utterance["adapter_names"] = list(adapter_names[len(hypotheses):len(hypotheses) + len(features)])
-            with torch.no_grad(), _autocast(model, precision):
-                ids = model.generate(input_features=features, language=LANGUAGE, task=TASK, num_beams=1,
-                                     do_sample=False, max_new_tokens=max_new_tokens, **per_utterance)
-            hypotheses += tokenizer.batch_decode(ids, skip_special_tokens=True)
-            labels = batch["labels"].masked_fill(batch["labels"] == -100, tokenizer.pad_token_id)
-            references += tokenizer.batch_decode(labels, skip_special_tokens=True)
-            if reference_tokens is not None:
-                text = (batch["labels"] >= 0) & ~torch.isin(batch["labels"], torch.tensor(tokenizer.all_special_ids))
-                reference_tokens += text.sum(dim=1).tolist()
+        with tqdm(total=total, desc=desc, unit="batch") as bar:
+            for group in loader:
+                labels = group["labels"]
+                text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
+                seconds = audio_frames(group["input_features"].numpy()) * extractor.hop_length / extractor.sampling_rate
+                limits = decode_limits(seconds, text_tokens, budget, tokens_per_second)
+                order = np.argsort(-seconds, kind="stable") if by_duration else np.arange(len(labels))
+                texts, reached = [""] * len(labels), [False] * len(labels)
+                for start in range(0, len(order), batch_size):
+                    rows = torch.as_tensor(order[start:start + batch_size])
+                    per_batch = {}
+                    if adapter_names is not None:
+                        per_batch["adapter_names"] = [adapter_names[len(hypotheses) + int(i)] for i in rows]
+                    if tokens_per_second is not None:
+                        per_batch["stopping_criteria"] = StoppingCriteriaList([TokenLimits(limits[rows])])
+                    features = group["input_features"][rows].to(device=device, dtype=dtype)
+                    with torch.no_grad(), _autocast(model, precision):
+                        ids = model.generate(input_features=features, **options, **per_batch).cpu()
+                    # new tokens before the first <|endoftext|> (also the padding of finished sequences)
+                    decoded = (ids != tokenizer.eos_token_id).cumprod(dim=1).sum(dim=1)
+                    for row, hypothesis, n, limit in zip(rows.tolist(), tokenizer.batch_decode(ids, skip_special_tokens=True),
+                                                         decoded.tolist(), limits[rows].tolist()):
+                        texts[row], reached[row] = hypothesis, n >= limit
+                    bar.update()
+                hypotheses += texts
+                references += tokenizer.batch_decode(labels.masked_fill(labels == -100, tokenizer.pad_token_id),
+                                                     skip_special_tokens=True)
+                if reference_tokens is not None:
+                    reference_tokens += text_tokens.tolist()
+                if at_limit is not None:
+                    at_limit += reached
     finally:
         model.train(was_training)
     return references, hypotheses
@@ -149,13 +270,18 @@ def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] 
 
 def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size: int = 16,
                   num_workers: int = 0, label: str = "", precision: str = "fp32",
-                  max_length: Optional[int] = None) -> tuple[dict, pd.DataFrame]:
+                  max_length: Optional[int] = None, tokens_per_second: Optional[float] = TOKENS_PER_SECOND
+                  ) -> tuple[dict, pd.DataFrame]:
     """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows).
 
-    ``model``: a transformers/peft Whisper, or a ``faster_whisper.WhisperModel`` (the CTranslate2 backend, see
-    :func:`transcribe_ct2`; ``max_length`` then bounds its transcripts; None: the decoder's limit). Each summary also holds
-    ``generation_budget_tokens`` (:func:`generation_budget`) and ``references_over_budget``: references longer
-    than that budget, which no hypothesis could match in full (a warning is printed when there are any)."""
+    ``model``: a transformers/peft Whisper, decoded by :func:`transcribe` (each utterance bounded by
+    ``tokens_per_second``, see :func:`decode_limits`; None: by the generation budget only), or a
+    ``faster_whisper.WhisperModel`` (the CTranslate2 backend, see :func:`transcribe_ct2`; ``max_length`` then
+    bounds its transcripts; None: the decoder's limit). Each summary also holds ``generation_budget_tokens``
+    (:func:`generation_budget`), ``references_over_budget``: references longer than that budget, which no
+    hypothesis could match in full (a warning is printed when there are any), and ``hypotheses_at_limit``:
+    hypotheses that reached their token limit instead of ending by themselves (transformers only; looping
+    decodes, cut at their limit)."""
     ct2 = type(model).__module__.startswith("faster_whisper")
     metrics, frames = {}, []
     if ct2:  # the same cap as transformers: the decoder's 448 positions less the 4-token prompt
@@ -164,12 +290,13 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
         budget = generation_budget(model, processor.tokenizer)
     for name, ds in test_sets.items():
         lengths: list[int] = []
+        reached: list[bool] = []
         desc = f"{label}{name}".strip()
         if ct2:
             refs, hyps = transcribe_ct2(model, processor, ds, batch_size, budget, desc=desc, reference_tokens=lengths)
         else:
             refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=desc, precision=precision,
-                                    reference_tokens=lengths)
+                                    reference_tokens=lengths, tokens_per_second=tokens_per_second, at_limit=reached)
         ids = list(ds["id"]) if isinstance(ds, datasets.Dataset) and "id" in ds.column_names else None
         metrics[name], rows = score_all(refs, hyps, ids)
         over = sum(n > budget for n in lengths)
@@ -180,6 +307,8 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
                           stacklevel=2)
         for summary in metrics[name].values():
             summary.update(generation_budget_tokens=budget, references_over_budget=over)
+            if not ct2:
+                summary["hypotheses_at_limit"] = sum(reached)
         rows.insert(0, "test_set", name)
         frames.append(rows)
     return metrics, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

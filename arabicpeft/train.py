@@ -18,7 +18,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import ExperimentConfig, automatic_choices
 from .data import SYNTHETIC_NOTE, DataSplits, SpeechCollator, load_splits, settle_counts
-from .evaluate import evaluate_sets, generation_budget, pooled_metrics
+from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
 from .export import write_model_card
 from .metrics import score
 from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
@@ -223,9 +223,17 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     the latest checkpoint and reads the starting model's scores back instead of recomputing them.
     """
     started = time.monotonic()
+    phases: dict[str, float] = {}  # seconds per phase, in order: where the run's time went
+    phase_start = started
 
     def say(message: str) -> None:
         log(f"[{time.monotonic() - started:6.0f} s] {message}")
+
+    def done(name: str) -> None:
+        nonlocal phase_start
+        now = time.monotonic()
+        phases[name] = phases.get(name, 0.0) + now - phase_start
+        phase_start = now
 
     cfg, notes = automatic_choices(cfg)
     set_seed(cfg.seed)
@@ -236,12 +244,15 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     for note in notes:
         say(f"note: {note}")
     say(f"loading the model {cfg.model}" + (" and adding LoRA" if cfg.method == "lora" else ""))
+    done("setup")
     model, processor = build_model(cfg)
+    done("model")
     say("loading the data")
     splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
                          max_positions=model.config.max_target_positions)
     if splits.synthetic:
         say(f"note: {SYNTHETIC_NOTE}")
+    done("data")
     trainable, total = count_parameters(model)
     eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=cfg.precision)
 
@@ -257,6 +268,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             off = model.disable_adapter() if cfg.method == "lora" else contextlib.nullcontext()
             with off:
                 before, before_rows = evaluate_sets(model, processor, splits.test, label="before: ", **eval_kw)
+        done("evaluation_before")
 
     trainer, budget = make_trainer(cfg, model, processor, splits)
     claim_output_dir(cfg)  # from here on the folder belongs to this experiment
@@ -274,14 +286,17 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     reset_peak_memory()  # the peak of training alone, not of evaluation or of earlier runs in this process
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     memory = peak_memory()
+    done("training")
     model = trainer.model  # the best checkpoint by validation WER (load_best_model_at_end)
     state = trainer.state
     say(f"scoring the trained model (step {state.global_step}) on {_clips(splits.test)}")
     after, after_rows = evaluate_sets(model, processor, splits.test, label="after: ", **eval_kw)
+    done("evaluation_after")
 
     say(f"saving the {'adapter' if cfg.method == 'lora' else 'model'} and the results")
     mark_incomplete(out, state.global_step)  # model/ and results.json are replaced together from here
     saved = save_trained(model, processor, cfg, out / MODEL_DIR)
+    done("saving")
     result = {
         "run_id": out.name,
         "config": cfg.to_dict(),
@@ -310,6 +325,10 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             "train_wall_time_s": train_output.metrics.get("train_runtime"),
             "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
             "run_wall_time_s": time.monotonic() - started,
+            # seconds per phase of this session (setup, model, data, evaluation_before, training — the
+            # Trainer's setup, steps and validation —, evaluation_after, saving): they add up to run_wall_time_s
+            # but for the results file written after them
+            "phase_seconds": phases,
             "peak_memory": memory,
             "weights_bytes": sum(p.stat().st_size for p in saved.glob("*.safetensors")),
             "saved_dir_bytes": dir_bytes(saved),
@@ -320,6 +339,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             "learning_rate": cfg.lr,
             "lr_scheduler": "linear",
             "generation_budget_tokens": generation_budget(model, processor.tokenizer),
+            "decoding": decoding_record(),
             "max_label_positions": model.config.max_target_positions,
             "encoder_window_s": window_seconds(processor),
         },

@@ -1,0 +1,124 @@
+"""Evaluation decoding (issue 10, items 1 and 5): each utterance bounded by what its audio can hold, batches of
+similar duration, suppressed tokens from a precomputed mask. Transcripts of every utterance that ends by itself
+are identical to plain batched ``generate`` in dataset order (today's path before the change); a looping one is
+that path's transcript cut at its limit."""
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from transformers.generation.logits_process import SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor
+
+from arabicpeft import audio as audio_lib
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.data import SpeechCollator, load_test_sets
+from arabicpeft.evaluate import (MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record, evaluate_sets,
+                                 generation_budget, transcribe)
+from arabicpeft.model import LANGUAGE, TASK, load_model, window_seconds
+
+from conftest import SR, tone
+
+
+def _plain_generate(model, processor, ds, batch_size):
+    """Today's path before issue 10: batches in dataset order, one ``generate`` each, transformers' own
+    processors, the generation budget only. Returns the new token ids of each record (up to <|endoftext|>)."""
+    eos = processor.tokenizer.eos_token_id
+    out = []
+    loader = DataLoader(ds, batch_size=batch_size, collate_fn=SpeechCollator(processor, model.config.decoder_start_token_id))
+    for batch in loader:
+        with torch.no_grad():
+            ids = model.generate(input_features=batch["input_features"], language=LANGUAGE, task=TASK, num_beams=1,
+                                 do_sample=False)
+        out += [row[: int((row != eos).cumprod(0).sum())].tolist() for row in ids]
+    return out
+
+
+def _check_against_plain(model, processor, ds, batch_size):
+    """Transcripts of :func:`transcribe` vs :func:`_plain_generate`: each the plain path's first ``limit``
+    tokens (all of them when it ended by itself); returns (plain token ids, limits, at_limit flags)."""
+    tok = processor.tokenizer
+    plain = _plain_generate(model, processor, ds, batch_size)
+    lengths, reached = [], []
+    refs, hyps = transcribe(model, processor, ds, batch_size=batch_size, reference_tokens=lengths, at_limit=reached)
+    extractor = processor.feature_extractor
+    collator = SpeechCollator(processor, model.config.decoder_start_token_id)
+    seconds = [audio_lib.audio_frames(collator.features_and_labels(r)[0]) * extractor.hop_length / extractor.sampling_rate
+               for r in ds]
+    limits = decode_limits(seconds, lengths, generation_budget(model, tok)).tolist()
+    assert refs == tok.batch_decode([tok(t).input_ids for t in ds["text"]], skip_special_tokens=True)  # input order
+    for ids, limit, hyp, hit in zip(plain, limits, hyps, reached):
+        assert hyp == tok.decode(ids[:limit], skip_special_tokens=True)
+        assert hit == (len(ids) >= limit)
+    return plain, limits, reached
+
+
+def test_audio_frames_are_the_frames_before_the_padding(tiny_processor):
+    extractor = tiny_processor.feature_extractor
+    for seconds in (0.5, 1.37, 2.0):
+        samples = tone(seconds)
+        frames = audio_lib.audio_frames(audio_lib.log_mel(samples, extractor))
+        # frame t covers samples t*160 +- 200 (n_fft 400, centred): audio reaches frame ceil((n + 200) / 160) - 1
+        assert int(frames) == int(np.ceil((len(samples) + 200) / 160)), seconds
+    batch = np.stack([audio_lib.log_mel(tone(s), extractor) for s in (0.5, 2.0)])
+    assert audio_lib.audio_frames(batch).tolist() == [int(np.ceil((0.5 * SR + 200) / 160)), int(np.ceil((2 * SR + 200) / 160))]
+    assert audio_lib.audio_frames(np.zeros((80, 30), np.float32)) == 0
+
+
+def test_decode_limits():
+    limits = decode_limits([0.0, 1.0, 2.5, 29.0], [3, 40, 0, 10], budget=300, tokens_per_second=20)
+    assert limits.tolist() == [MIN_NEW_TOKENS, 40, MIN_NEW_TOKENS + 50, 300]  # the reference, then the budget rule
+    assert decode_limits([1.0], [5], budget=225, tokens_per_second=None).tolist() == [225]
+    assert decoding_record()["min_new_tokens"] == MIN_NEW_TOKENS and decoding_record(None)["tokens_per_second"] is None
+
+
+def test_precomputed_suppression_gives_transformers_scores():
+    generator = torch.Generator().manual_seed(0)
+    suppress, begin = [1, 2, 7, 50360, 50361], [220, 50257]
+    ours = SuppressTokens(suppress, begin)
+    ours.set_begin_index(4)
+    stock = [SuppressTokensLogitsProcessor(suppress), SuppressTokensAtBeginLogitsProcessor(begin, begin_index=4)]
+    for length in (4, 5, 9):  # the first generated step, then later ones
+        scores = torch.randn(3, 51865, generator=generator)
+        ids = torch.zeros(3, length, dtype=torch.long)
+        expected = scores
+        for proc in stock:
+            expected = proc(ids, expected)
+        assert torch.equal(ours(ids, scores.clone()), expected)
+
+
+def test_tiny_random_transcripts_are_the_plain_ones_cut_at_their_limits(tiny_processor):
+    """The random model loops on every clip: each transcript is the plain path's cut at its limit, in input order,
+    with batches that mix durations (records sorted by duration inside the batch window)."""
+    model = load_model("tiny-random").model
+    model.generation_config.max_length = 100  # the budget; every limit is below it (16 + 20 tokens/s x 4 s at most)
+    processor = tiny_processor
+    cfg = ExperimentConfig(dialect="all", source="sample", max_test_samples=3)
+    tests = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))[0]
+    ds = datasets.concatenate_datasets(list(tests.values()))
+    plain, limits, reached = _check_against_plain(model, processor, ds, batch_size=4)
+    assert any(reached) and min(limits) < max(limits)
+
+
+@pytest.fixture(scope="module")
+def base():
+    loaded = load_model("whisper-base")
+    # a smaller budget for the plain path's looping decodes keeps the test short; each limit is still below it
+    loaded.model.generation_config.max_length = 120
+    return loaded.model, loaded.processor
+
+
+# Sample test clips: whisper-base loops on the first three (to the budget), ends by itself on the others.
+LOOPING = ("levantine-te02-v1", "msa-te01-v1", "msa-te01-v5")
+ENDING = ("egyptian-te01-v1", "gulf-te03-v1", "iraqi-te04-v5", "maghrebi-te06-v5")
+
+
+def test_whisper_base_transcripts_are_todays_unless_they_loop(base):
+    model, processor = base
+    cfg = ExperimentConfig(dialect="all", source="sample")
+    tests = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))[0]
+    ds = datasets.concatenate_datasets(list(tests.values()))
+    ds = ds.select([list(ds["id"]).index(i) for i in ENDING[:2] + LOOPING + ENDING[2:]])
+    plain, limits, reached = _check_against_plain(model, processor, ds, batch_size=4)
+    assert reached == [i in LOOPING for i in ds["id"]]
+    assert all(len(ids) >= 120 for ids, hit in zip(plain, reached) if hit)  # they ran to the budget before
