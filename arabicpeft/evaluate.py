@@ -122,7 +122,8 @@ class SuppressTokens(LogitsProcessor):
     their vocabulary masks built once (per vocabulary size and device) instead of at every step: transformers 5
     rebuilds both (an arange over the 51,865-token vocabulary and an ``isin``) for every generated token, ~16% of
     a CPU evaluation profile. The same scores: -inf at ``suppress_tokens`` at every step, and at
-    ``begin_suppress_tokens`` too at the first generated step (``begin_index``, set by Whisper's ``generate``)."""
+    ``begin_suppress_tokens`` too at the first generated step (``begin_index``, set by Whisper's ``generate``; else
+    the length of the first call's ``input_ids``)."""
 
     def __init__(self, suppress_tokens, begin_suppress_tokens):
         self.tokens, self.begin_tokens = list(suppress_tokens or ()), list(begin_suppress_tokens or ())
@@ -139,6 +140,8 @@ class SuppressTokens(LogitsProcessor):
             first = every.clone()
             first[[t for t in self.begin_tokens if t < vocab]] = True
             self.masks = every, first
+        if self.begin_index is None:  # not set by the caller: the first call is the first generated step
+            self.begin_index = input_ids.shape[-1]
         first_step = input_ids.shape[-1] == self.begin_index
         return scores.masked_fill(self.masks[1] if first_step else self.masks[0], -float("inf"))
 

@@ -13,6 +13,7 @@ from transformers.generation.logits_process import SuppressTokensAtBeginLogitsPr
 from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import SpeechCollator, load_test_sets
+from arabicpeft.dialects import VARIETIES
 from arabicpeft.evaluate import (MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record, evaluate_sets,
                                  generation_budget, transcribe)
 from arabicpeft.model import LANGUAGE, TASK, load_model, window_seconds
@@ -93,7 +94,7 @@ def test_tiny_random_transcripts_are_the_plain_ones_cut_at_their_limits(tiny_pro
     model = load_model("tiny-random").model
     model.generation_config.max_length = 100  # the budget; every limit is below it (16 + 20 tokens/s x 4 s at most)
     processor = tiny_processor
-    cfg = ExperimentConfig(dialect="all", source="sample", max_test_samples=3)
+    cfg = ExperimentConfig(dialect="all", test_sets=list(VARIETIES), source="sample", max_test_samples=2)
     tests = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))[0]
     ds = datasets.concatenate_datasets(list(tests.values()))
     plain, limits, reached = _check_against_plain(model, processor, ds, batch_size=4)
@@ -115,7 +116,7 @@ ENDING = ("egyptian-te01-v1", "gulf-te03-v1", "iraqi-te04-v5", "maghrebi-te06-v5
 
 def test_whisper_base_transcripts_are_todays_unless_they_loop(base):
     model, processor = base
-    cfg = ExperimentConfig(dialect="all", source="sample")
+    cfg = ExperimentConfig(dialect="all", test_sets=list(VARIETIES), source="sample")
     tests = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))[0]
     ds = datasets.concatenate_datasets(list(tests.values()))
     ds = ds.select([list(ds["id"]).index(i) for i in ENDING[:2] + LOOPING + ENDING[2:]])

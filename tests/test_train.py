@@ -59,6 +59,10 @@ def test_results_file_records_everything(full_run):
     assert eff["trainable_parameters"] == eff["total_parameters"] > 0
     assert eff["weights_bytes"] > 4 * eff["total_parameters"] * 0.9  # fp32 safetensors
     assert eff["peak_memory"]["bytes"] > 0 and eff["train_samples_per_second"] > 0
+    # where the time went: every phase, in order, adding up to the run's wall time (the results file aside)
+    phases = eff["phase_seconds"]
+    assert list(phases) == ["setup", "model", "data", "evaluation_before", "training", "evaluation_after", "saving"]
+    assert min(phases.values()) >= 0 and sum(phases.values()) == pytest.approx(eff["run_wall_time_s"], abs=1.0)
     prov = first["provenance"]
     assert prov["versions"]["transformers"] and prov["hardware"]["cpu_count"] >= 1 and "created" in prov
     losses = [h["loss"] for h in read_results(out)["training"]["log_history"] if "loss" in h]
@@ -66,6 +70,7 @@ def test_results_file_records_everything(full_run):
     # what a rerun needs beyond the config: the learning rate and budget used, the model's origin
     assert prov["learning_rate"] == 1e-3
     assert prov["generation_budget_tokens"] == 20 and prov["max_label_positions"] == 448
+    assert prov["decoding"]["tokens_per_second"] == 20.0 and prov["decoding"]["sorted_by_duration"] is True
     assert prov["model"]["name"] == "tiny-random" and len(prov["model"]["sha256"]) == 64
 
 
