@@ -158,18 +158,22 @@ def eval_benchmark(args) -> None:
 
     def timed(**kw) -> dict:
         reached: list = []
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         refs, hyps = transcribe(model, processor, clips, at_limit=reached, desc=kw.pop("desc"), **kw)
-        wall = time.monotonic() - started
-        return {"wall_s": wall, "clips_per_s": len(clips) / wall, "rtf": wall / audio_s, "at_limit": sum(reached),
-                "wer": score(refs, hyps)["wer"], "hypotheses": hyps}
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu
+        return {"wall_s": wall, "cpu_s": cpu, "clips_per_s": len(clips) / wall, "rtf": wall / audio_s,
+                "at_limit": sum(reached), "wer": score(refs, hyps)["wer"], "hypotheses": hyps}
 
     rows = {name: {**kw, **timed(desc=name, **kw)} for name, kw in _eval_paths(args.batch_size).items()}
     today = rows["today's batched path"]
+    new = rows["new path (+ precomputed suppression)"]
     sweep = {}
     for n in args.sweep_threads:
         torch.set_num_threads(n)
         for batch in args.sweep_batch_sizes:
+            if (n, batch) == (threads, args.batch_size):  # the new path's row above, not decoded twice
+                sweep[f"{n}x{batch}"] = {**new, "threads": n, "batch_size": batch, "same_run_as_new_path": True}
+                continue
             sweep[f"{n}x{batch}"] = {"threads": n, "batch_size": batch,
                                      **timed(desc=f"new path, {n} thread(s), batch {batch}", batch_size=batch)}
     torch.set_num_threads(threads)
@@ -180,25 +184,30 @@ def eval_benchmark(args) -> None:
     print(f"eval benchmark: {args.model_path} on {len(clips)} sample test clips ({audio_s:.1f} s of audio), greedy, "
           f"{threads} thread(s) of {os.cpu_count()} cores, {platform.processor() or platform.machine()}, load average "
           f"{load_before[0]:.1f} before / {load_after[0]:.1f} after, {when}")
-    print(f"{'path':<38} {'batch':>5} {'wall s':>7} {'clips/s':>8} {'RTF':>6} {'at limit':>8} {'same text':>9} "
-          f"{'WER raw':>7} {'speed x':>7}")
-    for name, r in list(rows.items()) + [(f"  sweep: new path, {r['threads']} thread(s)", r) for r in sweep.values()]:
+    print(f"{'path':<38} {'batch':>5} {'wall s':>7} {'clips/s':>8} {'RTF':>6} {'CPU s':>7} {'at limit':>8} "
+          f"{'same text':>9} {'WER raw':>7} {'speed x':>7} {'CPU x':>6}")
+    for name, r in list(rows.items()) + [(f"  new path, {r['threads']} thread(s)" + " (= above)" * bool(
+            r.get("same_run_as_new_path")), r) for r in sweep.values()]:
         same = sum(a == b for a, b in zip(r["hypotheses"], today["hypotheses"]))
         r["same_text_as_today"] = same
         print(f"{name:<38} {r['batch_size']:>5} {r['wall_s']:7.1f} {r['clips_per_s']:8.3f} {r['rtf']:6.3f} "
-              f"{r['at_limit']:>8} {same:>4}/{len(clips):<4} {r['wer']:7.2f} {today['wall_s'] / r['wall_s']:7.2f}")
+              f"{r['cpu_s']:7.1f} {r['at_limit']:>8} {same:>4}/{len(clips):<4} {r['wer']:7.2f} "
+              f"{today['wall_s'] / r['wall_s']:7.2f} {today['cpu_s'] / r['cpu_s']:6.2f}")
     print(f"suppression per decoding step (batch {args.batch_size}): transformers {suppression['transformers']:.0f} us, "
           f"precomputed {suppression['precomputed']:.0f} us")
-    print("speed x: today's batched path's wall time / this row's. at limit: hypotheses that reached their token limit "
+    print("speed x (CPU x): today's batched path's wall (process CPU) time / this row's; CPU time is not inflated "
+          "by other processes' load or by this one being paused, wall time is. at limit: hypotheses that reached their token limit "
           "(the generation budget on today's path) instead of ending; same text: hypotheses identical to today's "
           "path. Measured side by side in one process; timings on a shared machine vary: compare rows of one run.")
-    new = rows["new path (+ precomputed suppression)"]
     summary = {"clips": len(clips), "threads": threads, "batch_size": args.batch_size,
                "new_clips_per_s": round(new["clips_per_s"], 3), "today_clips_per_s": round(today["clips_per_s"], 3),
                "loop_clips_per_s": round(rows["per-utterance generate loop"]["clips_per_s"], 3),
                "new_vs_today": round(today["wall_s"] / new["wall_s"], 2),
+               "new_vs_today_cpu": round(today["cpu_s"] / new["cpu_s"], 2),
                "new_vs_loop": round(rows["per-utterance generate loop"]["wall_s"] / new["wall_s"], 2),
+               "new_vs_loop_cpu": round(rows["per-utterance generate loop"]["cpu_s"] / new["cpu_s"], 2),
                "suppression_vs_transformers": round(rows["bounded + by duration"]["wall_s"] / new["wall_s"], 2),
+               "suppression_vs_transformers_cpu": round(rows["bounded + by duration"]["cpu_s"] / new["cpu_s"], 2),
                "same_text": f"{new['same_text_as_today']}/{len(clips)}", "at_limit_today": today["at_limit"],
                "at_limit_new": new["at_limit"],
                "suppress_step_us_transformers": round(suppression["transformers"]),
