@@ -125,6 +125,27 @@ def _suppression_step_us(model, batch_size: int) -> dict:
     return out
 
 
+class _PauseClock:
+    """Seconds this process was stopped (e.g. SIGSTOP by whoever schedules timed runs on a shared machine): a
+    daemon thread wakes every ``tick`` seconds, and a wake-up more than ``threshold`` seconds late counts as a
+    pause of its lateness. Read ``paused_s`` before and after a measurement."""
+
+    def __init__(self, tick: float = 0.05, threshold: float = 1.0):
+        import threading
+
+        self.tick, self.threshold, self.paused_s = tick, threshold, 0.0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            time.sleep(self.tick)
+            now = time.monotonic()
+            if now - last - self.tick > self.threshold:
+                self.paused_s += now - last - self.tick
+            last = now
+
+
 def eval_benchmark(args) -> None:
     """Evaluation decoding, side by side on the same clips in one process (see the module docstring)."""
     import datetime as dt
@@ -143,6 +164,7 @@ def eval_benchmark(args) -> None:
     from .results import provenance, write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-eval")
+    clock = _PauseClock()
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -158,11 +180,12 @@ def eval_benchmark(args) -> None:
 
     def timed(**kw) -> dict:
         reached: list = []
-        started, cpu = time.monotonic(), time.process_time()
+        started, cpu, paused = time.monotonic(), time.process_time(), clock.paused_s
         refs, hyps = transcribe(model, processor, clips, at_limit=reached, desc=kw.pop("desc"), **kw)
-        wall, cpu = time.monotonic() - started, time.process_time() - cpu
-        return {"wall_s": wall, "cpu_s": cpu, "clips_per_s": len(clips) / wall, "rtf": wall / audio_s,
-                "at_limit": sum(reached), "wer": score(refs, hyps)["wer"], "hypotheses": hyps}
+        paused = clock.paused_s - paused
+        wall, cpu = time.monotonic() - started - paused, time.process_time() - cpu
+        return {"wall_s": wall, "paused_s": paused, "cpu_s": cpu, "clips_per_s": len(clips) / wall,
+                "rtf": wall / audio_s, "at_limit": sum(reached), "wer": score(refs, hyps)["wer"], "hypotheses": hyps}
 
     rows = {name: {**kw, **timed(desc=name, **kw)} for name, kw in _eval_paths(args.batch_size).items()}
     today = rows["today's batched path"]
@@ -184,19 +207,20 @@ def eval_benchmark(args) -> None:
     print(f"eval benchmark: {args.model_path} on {len(clips)} sample test clips ({audio_s:.1f} s of audio), greedy, "
           f"{threads} thread(s) of {os.cpu_count()} cores, {platform.processor() or platform.machine()}, load average "
           f"{load_before[0]:.1f} before / {load_after[0]:.1f} after, {when}")
-    print(f"{'path':<38} {'batch':>5} {'wall s':>7} {'clips/s':>8} {'RTF':>6} {'CPU s':>7} {'at limit':>8} "
-          f"{'same text':>9} {'WER raw':>7} {'speed x':>7} {'CPU x':>6}")
+    print(f"{'path':<38} {'batch':>5} {'wall s':>7} {'clips/s':>8} {'RTF':>6} {'CPU s':>7} {'paused':>6} "
+          f"{'at limit':>8} {'same text':>9} {'WER raw':>7} {'speed x':>7} {'CPU x':>6}")
     for name, r in list(rows.items()) + [(f"  new path, {r['threads']} thread(s)" + " (= above)" * bool(
             r.get("same_run_as_new_path")), r) for r in sweep.values()]:
         same = sum(a == b for a, b in zip(r["hypotheses"], today["hypotheses"]))
         r["same_text_as_today"] = same
         print(f"{name:<38} {r['batch_size']:>5} {r['wall_s']:7.1f} {r['clips_per_s']:8.3f} {r['rtf']:6.3f} "
-              f"{r['cpu_s']:7.1f} {r['at_limit']:>8} {same:>4}/{len(clips):<4} {r['wer']:7.2f} "
+              f"{r['cpu_s']:7.1f} {r['paused_s']:6.0f} {r['at_limit']:>8} {same:>4}/{len(clips):<4} {r['wer']:7.2f} "
               f"{today['wall_s'] / r['wall_s']:7.2f} {today['cpu_s'] / r['cpu_s']:6.2f}")
     print(f"suppression per decoding step (batch {args.batch_size}): transformers {suppression['transformers']:.0f} us, "
           f"precomputed {suppression['precomputed']:.0f} us")
-    print("speed x (CPU x): today's batched path's wall (process CPU) time / this row's; CPU time is not inflated "
-          "by other processes' load or by this one being paused, wall time is. at limit: hypotheses that reached their token limit "
+    print("wall s: elapsed seconds less the seconds this process was stopped (paused). speed x (CPU x): today's "
+          "batched path's wall (process CPU) time / this row's; CPU time is not inflated by other processes' load, "
+          "wall time is. at limit: hypotheses that reached their token limit "
           "(the generation budget on today's path) instead of ending; same text: hypotheses identical to today's "
           "path. Measured side by side in one process; timings on a shared machine vary: compare rows of one run.")
     summary = {"clips": len(clips), "threads": threads, "batch_size": args.batch_size,
