@@ -368,12 +368,12 @@ def _inference_worker(args) -> None:
     window = plan["window_seconds"]
     if args.row.startswith("ct2"):
         from .export import describe_ct2, load_ct2
-        from .model import cut_features
+        from .model import window_extractor
 
         model, processor = load_ct2(plan["exports"][args.row], cpu_threads=threads)
         record = describe_ct2(model)
         if window:
-            cut_features(processor, window)  # CTranslate2's encoder takes the shorter features as they are
+            processor.feature_extractor = window_extractor(processor.feature_extractor, window)  # CTranslate2's encoder takes the shorter features as they are
     else:
         from .model import cut_encoder, load_model
 

@@ -14,6 +14,7 @@ METHODS = ("lora", "full")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "nf4")
 SOURCES = ("hub", "local", "sample")
 MIXTURES = ("natural", "balanced")  # how a pooled train set ("all") draws on its dialects
+FEATURE_CACHE_DTYPES = ("float32", "float16")  # values of a feature cache: float32 is lossless
 
 # LoRA target presets. Names match the Linear layers of transformers' Whisper.
 LORA_TARGETS = {
@@ -81,6 +82,11 @@ class ExperimentConfig:
     max_eval_samples: Optional[int] = _data(None, "validation utterances per evaluation (default: all; "
                                             "needed with streaming)")
     max_test_samples: Optional[int] = _data(None, "score at most this many utterances per test set (default: all)")
+    feature_cache: Optional[str] = _data(None, "folder of a compact log-mel cache (python -m arabicpeft cache): the "
+                                         "data are read from it, the same model inputs bitwise (float32); "
+                                         "splits not there yet are written first, in one pass over the source")
+    feature_cache_dtype: str = _data("float32", "values of a new feature cache: float32 (lossless) or float16 "
+                                     "(half the bytes, not lossless)", FEATURE_CACHE_DTYPES)
     encoder_seconds: Optional[float] = _data(None, "cut the encoder window to this many seconds (faster on CPU; "
                                              "every clip must be shorter). Default: 8 for source sample, "
                                              "else the model's 30")

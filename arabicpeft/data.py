@@ -5,7 +5,11 @@ Two record formats go through the same path:
 - **features** (the otozz hub sets): ``input_features`` (80 x 3000 log-mel) and ``labels`` (token ids with
   the ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` prefix and ``<|endoftext|>`` suffix);
 - **audio**: ``audio`` (a path, bytes or array) and ``text``; log-mel features are computed on the fly by
-  :class:`SpeechCollator`, never stored.
+  :class:`SpeechCollator` (batched on the GPU when there is one, see :func:`feature_device`).
+
+Either can be read from a compact feature cache instead (``feature_cache`` in the config; records of
+:mod:`arabicpeft.feature_cache`, written once by :func:`build_feature_cache`): they are features records whose
+model input :func:`input_features` rebuilds bitwise.
 
 The validation split is carved from train by the seed (80/20, as the paper), the test set is never used for
 model selection, and every filtered record is counted by reason in :attr:`DataSplits.report`.
@@ -32,6 +36,7 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects
+from . import feature_cache
 from .config import SAMPLE_DIR, ExperimentConfig
 from .environment import HUB_HOST, hub_offline_mode, hub_reachable
 from .errors import UserError
@@ -75,8 +80,10 @@ class DataSplits:
 
 
 def record_format(columns) -> str:
+    """"features" (otozz ``input_features`` + ``labels``, or feature-cache records) or "audio" (``audio`` +
+    ``text``); ValueError for anything else."""
     columns = set(columns)
-    if {"input_features", "labels"} <= columns:
+    if {"input_features", "labels"} <= columns or feature_cache.is_compact(columns):
         return "features"
     if {"audio", "text"} <= columns:
         return "audio"
@@ -121,10 +128,19 @@ def check_labels(labels, tokenizer, max_positions: int = MAX_LABEL_TOKENS, allow
         raise _EMPTY
 
 
+def input_features(record: dict) -> np.ndarray:
+    """The model input of a features record, float32 (mel bins x frames): its ``input_features``, or rebuilt
+    from a feature-cache record (bitwise the features it was made from, unless cached as float16)."""
+    if "input_features" in record:
+        return np.asarray(record["input_features"], dtype=np.float32)
+    return feature_cache.restore(record)
+
+
 def check_feature_record(record: dict, tokenizer, max_positions: int = MAX_LABEL_TOKENS,
                          allow_empty: bool = False) -> None:
-    """Validate one precomputed-feature record: finite ``input_features`` and usable ``labels``."""
-    if not np.all(np.isfinite(np.asarray(record["input_features"], dtype=np.float32))):
+    """Validate one precomputed-feature record (otozz or feature cache): finite features, usable ``labels``."""
+    values = [record["log_mel"], record["pad_value"]] if "log_mel" in record else [record["input_features"]]
+    if not all(np.all(np.isfinite(np.asarray(v, dtype=np.float32))) for v in values):
         raise InvalidRecord("non_finite", "The input_features hold NaN or infinite values: the model would "
                                           "transcribe noise. Recompute the features of this clip, or drop it.")
     check_labels(record["labels"], tokenizer, max_positions, allow_empty)
@@ -249,7 +265,7 @@ def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, repo
     if fmt == "features":
         def check(r):
             return _reason(check_feature_record, r, tokenizer, max_positions, score_empty)
-        columns = ["input_features", "labels"]
+        columns = list(feature_cache.COLUMNS) if "log_mel" in columns_of(ds) else ["input_features", "labels"]
     else:
         def check(r):
             return _reason(check_audio_record, r, tokenizer, max_seconds, max_positions, score_empty)
@@ -278,7 +294,7 @@ def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, repo
     report.update(rows_in=len(reasons), rows_used=len(kept), filtered=dict(counts))
     if score_empty:
         report["empty_transcript_scored"] = sum(is_empty_transcript(r, tokenizer)
-                                                for r in ds.select(kept).select_columns(columns[1:]))
+                                                for r in ds.select(kept).select_columns(columns[-1:]))
     if not kept:
         raise DataUnavailableError(f"Every one of the {len(reasons)} records was filtered out: {dict(counts)}. "
                                    "Check the data (see the reasons) or the model's limits.")
@@ -424,14 +440,27 @@ def _load_local(root: Path, variety: str, split: str, streaming: bool, pooled: b
 
 
 def load_raw(variety: str, split: str, source: str, data_path: Optional[str] = None,
-             streaming: bool = False, pooled: bool = False) -> tuple[AnyDataset, bool, Optional[str]]:
+             streaming: bool = False, pooled: bool = False, cache: Optional[str] = None
+             ) -> tuple[AnyDataset, bool, Optional[str]]:
     """One single-variety split ("train" or "test") from ``source``; returns (dataset, synthetic, hub revision:
     the dataset repo's commit sha, None for local data).
 
-    ``pooled``: the variety is one of several read together (a manifest must then say which row is which)."""
+    ``pooled``: the variety is one of several read together (a manifest must then say which row is which).
+    ``cache``: a feature cache folder (:mod:`arabicpeft.feature_cache`): the split is read from it, in the
+    source's order; :class:`~arabicpeft.feature_cache.CacheError` if it is not there or was built from
+    another source (:func:`build_feature_cache` writes it)."""
     entry = dialects.get(variety)
     if entry.is_pooled:
         raise ValueError(f"load_raw takes a single variety, not the pooled {variety!r}.")
+    if cache:
+        ds, meta = feature_cache.open_split(cache, variety, split)
+        built = (meta.get("source"), meta.get("data_path"))
+        if built != (source, data_path if source == "local" else None):
+            raise feature_cache.CacheError(
+                f"the feature cache {feature_cache.split_dir(cache, variety, split)} was built from source "
+                f"{built[0]}{' ' + str(built[1]) if built[1] else ''}, this run reads source {source}",
+                "point --feature-cache at another folder, or delete that split to rebuild it.")
+        return (ds.to_iterable_dataset() if streaming else ds), bool(meta.get("synthetic")), meta.get("hub_revision")
     if source == "hub":
         repo = entry.hub_train[0] if split == "train" else entry.hub_test[0]
         ds, revision = _load_hub(repo, streaming)
@@ -499,7 +528,7 @@ def record_key(record: dict) -> bytes:
     its position: distinct recordings of one transcript have distinct keys, a record read twice has one."""
     digest = hashlib.blake2b(digest_size=16)
     if "labels" in record:
-        digest.update(np.ascontiguousarray(record["input_features"], dtype=np.float32).tobytes())
+        digest.update(np.ascontiguousarray(input_features(record)).tobytes())  # a cached record: the same key
         digest.update(np.asarray(record["labels"], dtype=np.int64).tobytes())
     else:
         digest.update(_audio_bytes(record["audio"]))
@@ -539,7 +568,7 @@ def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_
         report[variety] = {"hub_id": dialects.get(variety).hub_test[0] if cfg.source == "hub" else None}
         try:
             ds, synth, revision = load_raw(variety, "test", cfg.source, cfg.data_path, cfg.streaming,
-                                           len(varieties) > 1)
+                                           len(varieties) > 1, cfg.feature_cache)
             synthetic |= synth
             report[variety]["hub_revision"] = revision
             fmt = record_format(columns_of(ds))
@@ -628,7 +657,8 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
 
     train_parts, revisions, fmt = [], [], None
     for variety in entry.parts:
-        ds, synth, revision = load_raw(variety, "train", cfg.source, cfg.data_path, cfg.streaming, entry.is_pooled)
+        ds, synth, revision = load_raw(variety, "train", cfg.source, cfg.data_path, cfg.streaming, entry.is_pooled,
+                                       cfg.feature_cache)
         synthetic |= synth
         revisions.append(revision)
         fmt = record_format(columns_of(ds))
@@ -671,10 +701,144 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
                       n_test={k: len(v) for k, v in tests.items()})
     report["synthetic"] = synthetic
     report["format"] = fmt
+    report["feature_path"] = feature_path(fmt, cfg.num_workers, cfg.feature_cache)
+    if cfg.feature_cache:
+        report["feature_cache"] = cache_report(cfg)
     return DataSplits(train, validation, tests, fmt, cfg.source, synthetic, report)
 
 
+# --- the feature cache ---------------------------------------------------------------------------
+
+
+def _cached_splits(cfg: ExperimentConfig) -> list[tuple[str, str]]:
+    """(variety, split) of every single-variety split a run of ``cfg`` reads."""
+    train = [(v, "train") for v in dialects.get(cfg.dialect).parts]
+    return train + [(v, "test") for name in cfg.test_set_names() for v in dialects.get(name).parts]
+
+
+def _extractor_settings(extractor) -> dict:
+    return {k: getattr(extractor, k) for k in ("feature_size", "sampling_rate", "hop_length", "chunk_length", "n_fft")}
+
+
+def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str, ...] = ("train", "test"),
+                        log=print) -> dict[str, dict]:
+    """Write into ``cfg.feature_cache`` every split a run of ``cfg`` reads (``splits`` of them: the training
+    set's varieties and the test sets) that is not there yet, by one pass over ``cfg.source``; a hub source is
+    streamed, so nothing but the cache is written to disk. Returns {"variety/split": its cache.json}, new or old.
+
+    Features records (otozz) keep their ``input_features`` and ``labels`` (bitwise, float32; or float16 when
+    ``cfg.feature_cache_dtype`` says so). Audio records get the log-mel of ``processor``'s feature extractor, as
+    :class:`SpeechCollator` computes it on the CPU, and the tokenizer's labels; audio that cannot be used
+    (undecodable, too short, longer than the window) is counted in the split's ``filtered``, not stored. Raises
+    :class:`~arabicpeft.feature_cache.CacheError` for a split cached with another dtype or feature extractor.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(cfg.feature_cache)
+    wanted = [(v, s) for v, s in dict.fromkeys(_cached_splits(cfg)) if s in splits]
+    out = {}
+    for variety, split in wanted:
+        meta = feature_cache.read_meta(root, variety, split)
+        folder = feature_cache.split_dir(root, variety, split)
+        settings = _extractor_settings(processor.feature_extractor) if processor is not None else None
+        if meta is not None:
+            if meta["dtype"] != cfg.feature_cache_dtype:
+                raise feature_cache.CacheError(f"{folder} is cached as {meta['dtype']}, this run asks for "
+                                               f"{cfg.feature_cache_dtype}", "use another --feature-cache folder.")
+            if meta.get("feature_extractor") and settings and meta["feature_extractor"] != settings:
+                raise feature_cache.CacheError(
+                    f"{folder} holds log-mel of another feature extractor ({meta['feature_extractor']}; this "
+                    f"model's: {settings})", "use another --feature-cache folder (e.g. one per encoder window).")
+            out[f"{variety}/{split}"] = meta
+            continue
+        pooled = sum(s == split for _, s in wanted) > 1
+        ds, synthetic, revision = load_raw(variety, split, cfg.source, cfg.data_path, cfg.source == "hub", pooled)
+        fmt = record_format(columns_of(ds))
+        entry = dialects.get(variety)
+        rows = len(ds) if hasattr(ds, "__len__") else (entry.train_rows if split == "train" else entry.test_rows)
+        frames = 3000
+        counts = collections.Counter({r: 0 for r in FILTER_REASONS})
+        if fmt == "audio":
+            if processor is None:
+                raise ValueError("Caching audio needs the model's processor (its feature extractor and tokenizer).")
+            extractor, frames = processor.feature_extractor, processor.feature_extractor.nb_max_frames
+            collator = SpeechCollator(processor, processor.tokenizer.convert_tokens_to_ids(START_OF_TRANSCRIPT),
+                                      feature_device="cpu")
+
+            def records():
+                for record in ds:
+                    reason = _reason(check_audio_record, record, processor.tokenizer, extractor.chunk_length,
+                                     MAX_LABEL_TOKENS, True)  # empty transcripts: kept (test sets score them)
+                    if reason:
+                        counts[reason] += 1
+                        continue
+                    yield collator.features_and_labels(record)
+        else:
+            def records():
+                for record in ds.with_format("numpy"):
+                    yield input_features(record), record["labels"]
+        need = feature_cache.needed_bytes(rows, frames, cfg.feature_cache_dtype)
+        free = shutil.disk_usage(next(p for p in (root, *root.parents) if p.exists())).free
+        log(f"caching {variety} {split} ({rows} utterances, {fmt} records from {cfg.source}) into {folder}: "
+            f"at most {need / 2**30:.1f} GiB (every clip filling the {frames}-frame window), {free / 2**30:.1f} GiB free")
+        info = {"source": cfg.source, "data_path": cfg.data_path if cfg.source == "local" else None,
+                "variety": variety, "split": split, "source_format": fmt, "synthetic": synthetic,
+                "hub_id": (entry.hub_train if split == "train" else entry.hub_test)[0] if cfg.source == "hub" else None,
+                "hub_revision": revision, "feature_extractor": settings if fmt == "audio" else None,
+                "model": cfg.model if fmt == "audio" else None, "filtered": counts,
+                "built_utc": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+                "versions": {"datasets": datasets.__version__, "numpy": np.__version__}}
+        with tqdm(total=rows, desc=f"cache {variety} {split}", unit="utt", leave=False) as bar:
+            feature_cache.write_split(records(), folder, cfg.feature_cache_dtype, info, progress=lambda n: bar.update(1))
+        out[f"{variety}/{split}"] = feature_cache.read_meta(root, variety, split)
+        written = out[f"{variety}/{split}"]
+        log(f"  {written['records']} utterances, {written['bytes'] / 2**20:.1f} MiB, "
+            f"{written['bytes_per_record'] / 1e3:.1f} kB each: {written['ratio_vs_arrow_float32']:.1f}x fewer bytes "
+            "than Arrow float32 features" + (f"; not cached: {dict((k, n) for k, n in counts.items() if n)}"
+                                              if sum(counts.values()) else ""))
+    return out
+
+
+CACHE_REPORT_KEYS = ("dtype", "lossless", "records", "bytes_per_record", "ratio_vs_arrow_float32", "source_format",
+                     "filtered", "hub_revision", "built_utc")
+
+
+def cache_report(cfg: ExperimentConfig) -> dict:
+    """For the results file: {"variety/split": what its cache.json says} of every cached split ``cfg`` reads."""
+    out = {"root": str(cfg.feature_cache)}
+    for variety, split in dict.fromkeys(_cached_splits(cfg)):
+        meta = feature_cache.read_meta(cfg.feature_cache, variety, split)
+        if meta is not None:
+            out[f"{variety}/{split}"] = {k: meta.get(k) for k in CACHE_REPORT_KEYS}
+    return out
+
+
 # --- batching --------------------------------------------------------------------------------------
+
+
+def feature_device(requested: str = "auto") -> str:
+    """Where :class:`SpeechCollator` computes log-mel features of audio records: ``"cuda"`` (the whole batch at
+    once on the GPU, through the feature extractor's torch path) when a GPU is present and the collator runs in
+    the main process, else ``"cpu"`` (clip by clip, in the DataLoader's workers when there are any: a forked
+    worker cannot use CUDA). ``requested`` other than "auto" is returned as is."""
+    if requested != "auto":
+        return requested
+    in_worker = torch.utils.data.get_worker_info() is not None
+    return "cuda" if torch.cuda.is_available() and not in_worker else "cpu"
+
+
+def feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -> str:
+    """How the log-mel model inputs of a run are obtained, in words, for the results file (see
+    :func:`feature_device`, chosen automatically)."""
+    if cache:
+        return f"read from the feature cache {cache} (computed once, when it was built)"
+    if fmt == "features":
+        return "precomputed (the records' input_features)"
+    if torch.cuda.is_available() and num_workers == 0:
+        return "computed per batch on the GPU (feature extractor's torch path) in the collator"
+    where = f"in {num_workers} DataLoader worker processes" if num_workers else "in the main process"
+    return f"computed per clip on the CPU {where}"
+
 
 
 @dataclass
@@ -688,11 +852,13 @@ class SpeechCollator:
 
     processor: Any
     decoder_start_token_id: int
+    feature_device: str = "auto"  # audio records: where log-mel is computed, see feature_device()
 
     def features_and_labels(self, record: dict) -> tuple[np.ndarray, list[int]]:
+        """(log-mel, label ids) of one record; audio is computed clip by clip on the CPU."""
         extractor = self.processor.feature_extractor
-        if "input_features" in record:
-            features = np.asarray(record["input_features"], dtype=np.float32)
+        if "labels" in record:
+            features = input_features(record)
             expected = (extractor.feature_size, extractor.nb_max_frames)
             if features.shape != expected:
                 raise ValueError(
@@ -705,7 +871,14 @@ class SpeechCollator:
         return audio_lib.log_mel(samples, extractor), self.processor.tokenizer(record["text"]).input_ids
 
     def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
-        features, labels = zip(*(self.features_and_labels(r) for r in records))
+        device = feature_device(self.feature_device) if records and "audio" in records[0] else "cpu"
+        if device == "cpu":
+            features, labels = zip(*(self.features_and_labels(r) for r in records))
+        else:  # one call for the batch: STFT and mel filters on the GPU, the result back on the CPU
+            extractor = self.processor.feature_extractor
+            features = extractor([audio_lib.load_audio(r["audio"]) for r in records], sampling_rate=audio_lib.SAMPLE_RATE,
+                                 return_tensors="np", device=device).input_features
+            labels = [self.processor.tokenizer(r["text"]).input_ids for r in records]
         labels = [ids[1:] if ids and ids[0] == self.decoder_start_token_id else ids for ids in labels]
         width = max(len(ids) for ids in labels)
         padded = torch.full((len(labels), width), -100, dtype=torch.long)

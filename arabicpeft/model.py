@@ -67,18 +67,29 @@ def cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProces
         encoder.embed_positions = table
         encoder.max_source_positions = positions
         model.config.max_source_positions = positions
-    cut_features(processor, seconds)
+    processor.feature_extractor = window_extractor(extractor, int(seconds))
 
 
-def cut_features(processor: WhisperProcessor, seconds: int) -> None:
-    """Give ``processor`` a feature extractor whose log-mel window is ``seconds`` long (frames
-    ``seconds * 100``), the other settings unchanged: the features of an encoder cut by :func:`cut_encoder`.
-    CTranslate2's Whisper encoder takes such features as they are (it uses the first frames/2 positions)."""
-    extractor = processor.feature_extractor
-    processor.feature_extractor = WhisperFeatureExtractor(
+def window_extractor(extractor: WhisperFeatureExtractor, seconds: int) -> WhisperFeatureExtractor:
+    """``extractor`` with a log-mel window of ``seconds`` (``seconds * 100`` frames), its other settings
+    unchanged: the features of an encoder cut by :func:`cut_encoder`. CTranslate2's Whisper encoder takes such
+    features as they are (it uses the first frames/2 positions)."""
+    return WhisperFeatureExtractor(
         feature_size=extractor.feature_size, sampling_rate=SAMPLE_RATE, hop_length=extractor.hop_length,
         chunk_length=int(seconds), n_fft=extractor.n_fft, padding_value=extractor.padding_value,
     )
+
+
+def load_processor(cfg: ExperimentConfig) -> WhisperProcessor:
+    """The processor (feature extractor, window cut as ``cfg.encoder_seconds`` says, and tokenizer) of
+    ``cfg.model``, without its weights: what audio needs to become model inputs."""
+    from .offline_model import resolve_model
+
+    processor = WhisperProcessor.from_pretrained(resolve_model(cfg.model))
+    processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
+    if cfg.encoder_seconds:
+        processor.feature_extractor = window_extractor(processor.feature_extractor, int(cfg.encoder_seconds))
+    return processor
 
 
 def window_seconds(processor: WhisperProcessor) -> int:

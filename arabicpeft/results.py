@@ -171,7 +171,7 @@ TRAINED, START = "trained", "start"  # the scored model: the run's result, or it
 BANK_TRAIN_SET = "bank"  # train_set of an adapter bank's evaluation (each test set decoded with its own adapter)
 # Config fields that say where or how a run was executed or scored, not what was trained: not part of a system.
 NOT_SYSTEM_FIELDS = ("seed", "output_dir", "resume_from", "time_budget_s", "num_workers", "eval_batch_size",
-                     "evaluate_before", "test_sets", "max_test_samples", "extra", "model", "init_adapter")
+                     "evaluate_before", "test_sets", "max_test_samples", "extra", "model", "init_adapter", "feature_cache")
 # Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
 METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
                  "learning_rate")

@@ -29,7 +29,7 @@ INCOMPLETE_FILE = "INCOMPLETE"
 # only while there is no checkpoint: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to
 # its max_steps (train.resume_checkpoint refuses another).
 RESUMABLE_FIELDS = {"max_steps", "time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before",
-                    "eval_batch_size", "num_workers"}
+                    "eval_batch_size", "num_workers", "feature_cache"}
 
 
 def config_changes(run_config: Path, cfg: ExperimentConfig) -> str:

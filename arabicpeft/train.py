@@ -17,7 +17,7 @@ from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTraine
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import ExperimentConfig, automatic_choices
-from .data import SYNTHETIC_NOTE, DataSplits, SpeechCollator, load_splits, settle_counts
+from .data import SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, load_splits, settle_counts
 from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
 from .export import write_model_card
 from .metrics import score
@@ -247,6 +247,9 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     done("setup")
     model, processor = build_model(cfg)
     done("model")
+    if cfg.feature_cache:
+        say(f"reading the data through the feature cache {cfg.feature_cache}")
+        build_feature_cache(cfg, processor, log=say)  # the splits not cached yet: one pass over the source
     say("loading the data")
     splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
                          max_positions=model.config.max_target_positions)
