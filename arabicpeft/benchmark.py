@@ -254,19 +254,26 @@ def _ints(text: str) -> list[int]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=("demo", "inference", "eval", "gpu", "memory", "_worker", "_steps"),
-                        default="demo", help="demo: the main job end to end (default); inference: transcription "
-                        "speed by backend; eval: evaluation decoding paths side by side; gpu: training step time, "
-                        "peak memory and evaluation clips/s of the replaced project's recipe vs ours (random weights, "
-                        "no download); memory: LoRA vs full fine-tuning on CPU")
+    parser.add_argument("mode", nargs="?", choices=("demo", "inference", "eval", "cache", "data", "gpu", "memory",
+                        "_worker", "_steps"), default="demo",
+                        help="demo: the main job end to end (default); inference: transcription speed by backend; "
+                        "eval: evaluation decoding paths side by side; cache: the feature cache's bytes, read speed "
+                        "and float16 WER effect; data: step time with each data path vs the model alone; gpu: training "
+                        "step time, peak memory and evaluation clips/s of the replaced project's recipe vs ours "
+                        "(random weights, no download); memory: LoRA vs full fine-tuning on CPU")
     parser.add_argument("--output-dir", help="where results go (default runs/benchmark-demo or "
                         "runs/benchmark-inference)")
     parser.add_argument("--model-path", default="whisper-base", help="inference: any model reference "
-                        "(an adapter is merged first)")
-    parser.add_argument("--max-clips", type=int, help="inference, eval: at most this many clips per test set "
+                        "(an adapter is merged first); cache: the model scored; data: the model trained, or "
+                        "small-config (whisper-small's shape, random weights: no download)")
+    parser.add_argument("--max-clips", type=int, help="inference, eval, cache: at most this many clips per test set "
                         f"(eval's default: {EVAL_CLIPS_PER_SET})")
-    parser.add_argument("--batch-size", type=int, help="inference: clips per batch, every backend (default 16); "
-                        "eval: of the batched paths (default 16); gpu/memory: training utterances per step (default 8)")
+    parser.add_argument("--batch-size", type=int, help="inference, cache: clips per batch, every backend (default 16); "
+                        "eval: of the batched paths (default 16); gpu/memory: training utterances per step (default 8); "
+                        "data: training batch (default 4)")
+    parser.add_argument("--max-length", type=int, default=48, help="cache: generation max_length of the WER check "
+                        "(default: the demo's 48)")
+    parser.add_argument("--workers", type=int, default=0, help="data: also a row with this many DataLoader workers")
     parser.add_argument("--threads", type=int, default=0, help="inference, eval: CPU threads for torch and "
                         "CTranslate2 alike (0: torch's default)")
     parser.add_argument("--sweep-threads", type=_ints, default=[1, 2], help="eval: thread counts to time the new "
@@ -279,7 +286,8 @@ def main(argv=None) -> None:
     parser.add_argument("--models", help="gpu: comma-separated Whisper sizes built with random weights (default: "
                         "small, and medium where the GPU has 40 GiB), or offline names/paths (tiny-random); memory: the "
                         f"model (default {MEMORY_MODEL})")
-    parser.add_argument("--steps", type=int, default=5, help="gpu/memory: timed training steps per recipe")
+    parser.add_argument("--steps", type=int, help="gpu/memory: timed training steps per recipe (default 5); data: "
+                        "measured steps per row (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="gpu/memory: untimed steps first")
     parser.add_argument("--eval-clips", type=int, default=16, help="gpu: clips transcribed by each evaluation path")
     parser.add_argument("--eval-batch-size", type=int, default=16, help="gpu: clips per batch, batched evaluation")
@@ -294,19 +302,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.study:
         return study_benchmark(args.study, args.output_dir or f"runs/benchmark-{args.study}")
-    if args.mode == "inference":
-        args.batch_size = args.batch_size or 16
-        return inference(args)
-    if args.mode == "eval":
-        args.batch_size = args.batch_size or 16
-        return eval_benchmark(args)
-    if args.mode == "_worker":
-        return _inference_worker(args)
-    if args.mode == "_steps":
-        return _step_worker(args)
-    if args.mode in ("gpu", "memory"):
-        args.batch_size = args.batch_size or 8
-        return step_benchmark(args)
+    # defaults that differ by benchmark: clips per batch (scoring) or utterances per step (training); timed steps
+    args.batch_size = args.batch_size or {"data": 4, "gpu": 8, "memory": 8}.get(args.mode, 16)
+    args.steps = args.steps or {"data": 3}.get(args.mode, 5)
+    modes = {"inference": inference, "eval": eval_benchmark, "cache": cache_benchmark, "data": data_benchmark,
+             "gpu": step_benchmark, "memory": step_benchmark, "_worker": _inference_worker, "_steps": _step_worker}
+    if args.mode in modes:
+        return modes[args.mode](args)
     args.output_dir = args.output_dir or "runs/benchmark-demo"
 
     started = time.monotonic()
@@ -865,6 +867,266 @@ def step_benchmark(args) -> None:
     failed = [name for name, r in results.items() if r.get("failed")]
     if failed:
         raise SystemExit(f"{len(failed)} benchmark job(s) failed: {', '.join(failed)} (see above and {path})")
+
+
+# --- cache: bytes, read speed and the float16 WER effect of the feature cache ------------------------------
+
+
+def _sample_test_sets(model_ref: str, max_clips, feature_cache=None, dtype: str = "float32"):
+    from . import dialects
+    from .config import ExperimentConfig
+
+    return ExperimentConfig(dialect="all", test_sets=list(dialects.VARIETIES), source="sample", model=model_ref,
+                            max_test_samples=max_clips, feature_cache=feature_cache, feature_cache_dtype=dtype)
+
+
+def _read_rate(ds, passes: int = 3) -> float:
+    """Utterances/s of reading every record of ``ds`` (numpy format) and rebuilding its 80 x 3000 input; best of
+    ``passes`` (the files are in the page cache: a warm read)."""
+    from .data import input_features
+
+    best = float("inf")
+    for _ in range(passes):
+        started = time.perf_counter()
+        for record in ds:
+            input_features(record)
+        best = min(best, time.perf_counter() - started)
+    return len(ds) / best
+
+
+def cache_benchmark(args) -> None:
+    """Bytes per utterance of the sample test set's log-mel (30 s window, the otozz shape) as Arrow float32 (how
+    otozz's input_features decode), Parquet, the lossless cache and the float16 cache; bitwise check of every
+    record; warm read throughput; WER of ``--model-path`` (whisper-base) on the float32 vs the float16 cache."""
+    import platform
+    import shutil
+
+    import datasets
+    import numpy as np
+    import torch
+
+    from . import feature_cache
+    from .audio import SAMPLE_RATE, load_audio
+    from .data import SpeechCollator, build_feature_cache, input_features, load_test_sets
+    from .evaluate import evaluate_sets, pooled_metrics
+    from .model import load_model
+    from .results import MIB, dir_bytes, provenance, write_json_atomic
+
+    out = Path(args.output_dir or "runs/benchmark-cache")
+    shutil.rmtree(out, ignore_errors=True)
+    loaded = load_model(args.model_path, precision="fp32", full_window=True)  # the 30 s window: otozz's shape
+    model, processor = loaded.model, loaded.processor
+    model.generation_config.max_length = args.max_length
+    tokenizer, collate = processor.tokenizer, SpeechCollator(processor, model.config.decoder_start_token_id, "cpu")
+
+    # The reference: the same log-mel as otozz stores it (Arrow float32, 80 lists of 3000), and as Parquet.
+    audio_sets, _, _ = load_test_sets(_sample_test_sets(args.model_path, args.max_clips), tokenizer, max_seconds=30)
+    pairs = [collate.features_and_labels(r) for ds in audio_sets.values() for r in ds]
+    seconds = sum(len(load_audio(r["audio"])) / SAMPLE_RATE for ds in audio_sets.values() for r in ds)
+    arrow = datasets.Dataset.from_dict(
+        {"input_features": [f for f, _ in pairs], "labels": [l for _, l in pairs]},
+        features=datasets.Features({"input_features": datasets.List(datasets.List(datasets.Value("float32"))),
+                                    "labels": datasets.List(datasets.Value("int64"))}))
+    arrow.save_to_disk(out / "arrow-float32")
+    arrow.to_parquet(str(out / "parquet" / "data.parquet"))
+    n = len(pairs)
+    sizes = {"arrow-float32": dir_bytes(out / "arrow-float32"), "parquet": dir_bytes(out / "parquet")}
+    build_s, tests = {}, {}
+    for dtype in feature_cache.DTYPES:
+        cfg = _sample_test_sets(args.model_path, args.max_clips, str(out / f"cache-{dtype}"), dtype)
+        started = time.monotonic()
+        metas = build_feature_cache(cfg, processor, splits=("test",), log=lambda m: None).values()
+        build_s[dtype] = time.monotonic() - started
+        # every clip of the test sets is cached (max_clips bounds what is read back): bytes per cached clip x n
+        sizes[f"cache-{dtype}"] = sum(m["bytes"] for m in metas) / sum(m["records"] for m in metas) * n
+        tests[dtype], _, _ = load_test_sets(cfg, tokenizer, max_seconds=30)
+    cached = [r for ds in tests["float32"].values() for r in ds]
+    identical = sum(np.array_equal(input_features(r).view(np.uint32), f.view(np.uint32)) and r["labels"].tolist() == l
+                    for r, (f, l) in zip(cached, pairs))
+    pad_is_max_minus_2 = sum(np.float32(r["pad_value"]) == np.float32(f.max() - np.float32(2)) for r, (f, _) in zip(cached, pairs))
+    kept = np.mean([r["log_mel"].size / 80 for r in cached])
+    half = [r for ds in tests["float16"].values() for r in ds]
+    max_err = max(float(np.abs(input_features(r) - f).max()) for r, (f, _) in zip(half, pairs))
+    rates = {"arrow-float32": _read_rate(datasets.load_from_disk(str(out / "arrow-float32")).with_format("numpy")),
+             **{f"cache-{d}": _read_rate(datasets.concatenate_datasets(list(tests[d].values()))) for d in tests}}
+    scores, hyps = {}, {}
+    for dtype in feature_cache.DTYPES:
+        _, rows = evaluate_sets(model, processor, tests[dtype], batch_size=args.batch_size)
+        scores[dtype] = pooled_metrics(rows)["raw"]
+        hyps[dtype] = rows[rows.scheme == "raw"]["hypothesis"].tolist()
+    same = sum(a == b for a, b in zip(hyps["float32"], hyps["float16"]))
+
+    print(f"cache benchmark: {n} sample test clips ({seconds:.1f} s of audio, {kept:.0f} of 3000 frames kept on "
+          f"average), log-mel of {args.model_path}'s extractor at the 30 s window; {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} torch thread(s), {time.strftime('%Y-%m-%d')}")
+    print(f"{'storage':<16} {'bytes/utt':>10} {'vs Arrow f32':>12} {'read utt/s':>11} {'note'}")
+    notes = {"arrow-float32": "as otozz input_features decode", "parquet": "datasets to_parquet (snappy), not memory-mappable",
+             "cache-float32": f"lossless: {identical}/{n} records bitwise identical",
+             "cache-float16": f"max abs error {max_err:.2g}"}
+    for name, size in sizes.items():
+        rate = f"{rates[name]:11.0f}" if name in rates else f"{'-':>11}"
+        print(f"{name:<16} {size / n:10.0f} {sizes['arrow-float32'] / size:11.2f}x {rate} {notes[name]}")
+    print(f"WER/CER (raw, %) of {args.model_path} greedy (max_length {args.max_length}), float32 cache: "
+          f"{scores['float32']['wer']:.2f}/{scores['float32']['cer']:.2f}, float16 cache: "
+          f"{scores['float16']['wer']:.2f}/{scores['float16']['cer']:.2f}; identical transcripts {same}/{n}")
+    print(f"padding value == max - 2 (bitwise) on {pad_is_max_minus_2}/{n} clips (stored anyway: 4 bytes); "
+          f"cache build {build_s['float32']:.1f} s (float32), {build_s['float16']:.1f} s (float16); "
+          f"disk: {sizes['cache-float32'] / seconds / 1e3:.1f} kB (float32) and {sizes['cache-float16'] / seconds / 1e3:.1f} kB "
+          "(float16) per second of audio. Timings under whatever load the machine has: compare rows of one run.")
+    summary = {"clips": n, "audio_s": round(seconds, 1), "kept_frames_mean": round(float(kept), 1),
+               "arrow_f32_bytes_per_utt": round(sizes["arrow-float32"] / n),
+               "cache_f32_bytes_per_utt": round(sizes["cache-float32"] / n),
+               "cache_f16_bytes_per_utt": round(sizes["cache-float16"] / n),
+               "ratio_lossless": round(sizes["arrow-float32"] / sizes["cache-float32"], 2),
+               "ratio_float16": round(sizes["arrow-float32"] / sizes["cache-float16"], 2),
+               "ratio_parquet": round(sizes["arrow-float32"] / sizes["parquet"], 2),
+               "bitwise_identical": f"{identical}/{n}",
+               "read_speedup_lossless": round(rates["cache-float32"] / rates["arrow-float32"], 2),
+               "read_speedup_float16": round(rates["cache-float16"] / rates["arrow-float32"], 2),
+               "wer_float32": round(scores["float32"]["wer"], 2), "wer_float16": round(scores["float16"]["wer"], 2),
+               "wer_float16_minus_float32": round(scores["float16"]["wer"] - scores["float32"]["wer"], 2),
+               "same_transcripts": f"{same}/{n}"}
+    write_json_atomic(out / "benchmark.json", {"summary": summary, "sizes": sizes, "read_utt_per_s": rates,
+                                               "scores": scores, "provenance": provenance()})
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+# --- data: step time with real collation vs the model alone ---------------------------------------------
+
+
+def _random_model_dir(name: str, out: Path) -> str:
+    """A Whisper with random weights built from the configuration of ``name`` ("small-config": whisper-small's
+    shape), with tiny-random's tokenizer and the standard 30 s extractor: speed does not depend on the weights."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
+
+    from .offline_model import resolve_model
+
+    tiny = resolve_model("tiny-random")
+    config = WhisperConfig.from_pretrained(tiny)
+    config.update(dict(d_model=768, encoder_layers=12, decoder_layers=12, encoder_attention_heads=12,
+                       decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
+                       max_source_positions=1500))
+    target = out / name
+    WhisperForConditionalGeneration(config).save_pretrained(target)
+    processor = WhisperProcessor.from_pretrained(tiny)
+    processor.feature_extractor = WhisperFeatureExtractor()
+    processor.save_pretrained(target)
+    return str(target)
+
+
+def data_benchmark(args) -> None:
+    """Step time of a LoRA training step (q,v; r 32) with each data path feeding it vs the model alone, side by
+    side in one process: audio with log-mel on the CPU clip by clip (in the main process or in workers), on
+    the GPU batched (when there is one), otozz-style Arrow float32 features, and the feature cache."""
+    import platform
+    import shutil
+    import statistics
+
+    import datasets
+    import numpy as np
+    import torch
+    from torch.utils.data import DataLoader
+
+    from . import feature_cache
+    from .config import ExperimentConfig
+    from .data import SpeechCollator, load_raw
+    from .model import build_model
+    from .results import provenance, write_json_atomic
+
+    out = Path(args.output_dir or "runs/benchmark-data")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    model_ref = _random_model_dir(args.model_path, out) if args.model_path == "small-config" else args.model_path
+    model, processor = build_model(ExperimentConfig(model=model_ref, method="lora", lora_targets="qv"))
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    model.to(device).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
+    start_id = model.config.decoder_start_token_id
+    batch, steps = args.batch_size, args.steps
+    n = batch * (steps + 1)  # one warm-up batch
+    audio, _, _ = load_raw("egyptian", "train", "sample")
+    audio = audio.select(range(n))
+    cpu_collate = SpeechCollator(processor, start_id, "cpu")
+    pairs = [cpu_collate.features_and_labels(r) for r in audio]
+    arrow = datasets.Dataset.from_dict({"input_features": [f for f, _ in pairs], "labels": [l for _, l in pairs]})
+    arrow.save_to_disk(out / "arrow-float32")
+    sources = {"audio, CPU per clip": (audio, cpu_collate, 0)}
+    if args.workers:
+        sources[f"audio, CPU, {args.workers} workers"] = (audio, cpu_collate, args.workers)
+    if cuda:
+        sources["audio, GPU batched"] = (audio, SpeechCollator(processor, start_id, "cuda"), 0)
+    sources["Arrow float32 features"] = (datasets.load_from_disk(str(out / "arrow-float32")).with_format("numpy"),
+                                         cpu_collate, 0)
+    for dtype in feature_cache.DTYPES:
+        folder = out / f"cache-{dtype}" / "egyptian_train_set"
+        feature_cache.write_split(iter(pairs), folder, dtype)
+        sources[f"feature cache {dtype}"] = (datasets.Dataset.from_file(str(folder / feature_cache.DATA_FILE))
+                                             .with_format("numpy"), cpu_collate, 0)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def step(inputs) -> None:
+        inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+        with autocast:
+            loss = model(**inputs).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        sync()
+
+    fixed = cpu_collate([arrow[i] for i in range(batch)])
+    step(fixed)  # warm-up
+    model_only = []
+    rows = {}
+    for name, (ds, collate, workers) in sources.items():
+        loader = DataLoader(ds, batch_size=batch, collate_fn=collate, num_workers=workers)
+        fetch, real = [], []
+        iterator = iter(loader)
+        step(next(iterator))  # warm-up batch (and worker start-up)
+        for _ in range(steps):
+            started = time.perf_counter()
+            inputs = next(iterator)
+            fetched = time.perf_counter()
+            step(inputs)
+            fetch.append(fetched - started)
+            real.append(time.perf_counter() - started)
+        for _ in range(max(1, steps // 2)):  # the model alone, interleaved with the rows: the same machine load
+            started = time.perf_counter()
+            step(fixed)
+            model_only.append(time.perf_counter() - started)
+        rows[name] = {"fetch_s": statistics.median(fetch), "step_with_data_s": statistics.median(real), "workers": workers}
+    alone = statistics.median(model_only)
+    gpu_diff = None
+    if cuda:
+        gpu = SpeechCollator(processor, start_id, "cuda")([audio[i] for i in range(batch)])["input_features"]
+        gpu_diff = float((gpu - fixed["input_features"]).abs().max())
+    where = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
+    print(f"data benchmark: LoRA (q,v, r 32) training step of {args.model_path}, batch {batch}, "
+          f"{processor.feature_extractor.chunk_length} s window, "
+          f"{'bf16 autocast' if cuda else 'fp32'}, on {where}, {torch.get_num_threads()} torch thread(s), "
+          f"{steps} measured steps per row (median), {time.strftime('%Y-%m-%d')}")
+    print(f"{'data path':<26} {'fetch+collate':>13} {'step with data':>14} {'model only':>10} {'collate/step':>12} "
+          f"{'with data / alone':>17}")
+    summary = {"model": args.model_path, "batch": batch, "device": device, "model_only_s": round(alone, 4)}
+    for name, r in rows.items():
+        print(f"{name:<26} {r['fetch_s']:12.3f}s {r['step_with_data_s']:13.3f}s {alone:9.3f}s "
+              f"{r['fetch_s'] / alone:12.3f} {r['step_with_data_s'] / alone:17.3f}")
+        key = name.replace(",", "").replace(" ", "_").lower()
+        summary.update({f"{key}_collate_over_step": round(r["fetch_s"] / alone, 3),
+                        f"{key}_with_data_over_alone": round(r["step_with_data_s"] / alone, 3)})
+    if gpu_diff is not None:
+        print(f"log-mel on the GPU vs the CPU: max abs difference {gpu_diff:.2g} (the feature cache and CPU paths are "
+              "bitwise equal to each other, not to the GPU's)")
+        summary["gpu_vs_cpu_logmel_max_abs_diff"] = f"{gpu_diff:.2g}"
+    print("fetch+collate: the DataLoader's next batch (workers: what the step still waits for); timings under "
+          "whatever load the machine has: compare rows of one run.")
+    write_json_atomic(out / "benchmark.json", {"rows": rows, "model_only_s": model_only, "summary": summary,
+                                               "provenance": provenance()})
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
 
 
 if __name__ == "__main__":

@@ -701,7 +701,7 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
                       n_test={k: len(v) for k, v in tests.items()})
     report["synthetic"] = synthetic
     report["format"] = fmt
-    report["feature_path"] = feature_path(fmt, cfg.num_workers, cfg.feature_cache)
+    report["feature_path"] = feature_path(fmt, feature_workers(fmt, cfg.num_workers), cfg.feature_cache)
     if cfg.feature_cache:
         report["feature_cache"] = cache_report(cfg)
     return DataSplits(train, validation, tests, fmt, cfg.source, synthetic, report)
@@ -825,6 +825,20 @@ def feature_device(requested: str = "auto") -> str:
         return requested
     in_worker = torch.utils.data.get_worker_info() is not None
     return "cuda" if torch.cuda.is_available() and not in_worker else "cpu"
+
+
+MAX_FEATURE_WORKERS = 4  # DataLoader workers chosen for audio on a GPU: 8 clips of log-mel take ~0.1 s on one core
+
+
+def feature_workers(fmt: str, num_workers: int) -> int:
+    """DataLoader workers for a run: ``num_workers`` as asked, except audio on a GPU with none asked, which gets
+    up to :data:`MAX_FEATURE_WORKERS` (one core left to the main process), so the log-mel of the next batches is
+    computed on the CPU while the GPU steps. Measured on an H200 (whisper-small shape, LoRA q/v, bf16, batch 8):
+    a step takes 65 ms; the log-mel of its 8 clips 105 ms on one core, 16.5 ms batched on the GPU; in workers
+    it overlaps the step. With a single core: 0 (the collator then batches the log-mel on the GPU)."""
+    if fmt != "audio" or num_workers or not torch.cuda.is_available():
+        return num_workers
+    return min(MAX_FEATURE_WORKERS, max(0, (os.cpu_count() or 1) - 1))
 
 
 def feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -17,7 +18,8 @@ from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTraine
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import ExperimentConfig, automatic_choices
-from .data import SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, load_splits, settle_counts
+from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, feature_workers, load_splits,
+                   settle_counts)
 from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
 from .export import write_model_card
 from .metrics import score
@@ -255,6 +257,11 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
                          max_positions=model.config.max_target_positions)
     if splits.synthetic:
         say(f"note: {SYNTHETIC_NOTE}")
+    workers = feature_workers(splits.format, cfg.num_workers)
+    if workers != cfg.num_workers:  # recorded: config.num_workers and data.feature_path of the results
+        say(f"note: log-mel of the audio computed in {workers} DataLoader workers, chosen automatically so that "
+            "the GPU does not wait for it; set num_workers to choose")
+        cfg = dataclasses.replace(cfg, num_workers=workers)
     done("data")
     trainable, total = count_parameters(model)
     eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=cfg.precision)
