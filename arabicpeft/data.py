@@ -756,7 +756,7 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
         fmt = record_format(columns_of(ds))
         entry = dialects.get(variety)
         rows = len(ds) if hasattr(ds, "__len__") else (entry.train_rows if split == "train" else entry.test_rows)
-        frames = 3000
+        frames = feature_cache.OTOZZ_FRAMES
         counts = collections.Counter({r: 0 for r in FILTER_REASONS})
         if fmt == "audio":
             if processor is None:
@@ -778,7 +778,7 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
                 for record in ds.with_format("numpy"):
                     yield input_features(record), record["labels"]
         need = feature_cache.needed_bytes(rows, frames, cfg.feature_cache_dtype)
-        free = shutil.disk_usage(next(p for p in (root, *root.parents) if p.exists())).free
+        free = feature_cache.free_bytes(root)
         log(f"caching {variety} {split} ({rows} utterances, {fmt} records from {cfg.source}) into {folder}: "
             f"at most {need / 2**30:.1f} GiB (every clip filling the {frames}-frame window), {free / 2**30:.1f} GiB free")
         info = {"source": cfg.source, "data_path": cfg.data_path if cfg.source == "local" else None,
@@ -820,7 +820,8 @@ def feature_device(requested: str = "auto") -> str:
     """Where :class:`SpeechCollator` computes log-mel features of audio records: ``"cuda"`` (the whole batch at
     once on the GPU, through the feature extractor's torch path) when a GPU is present and the collator runs in
     the main process, else ``"cpu"`` (clip by clip, in the DataLoader's workers when there are any: a forked
-    worker cannot use CUDA). ``requested`` other than "auto" is returned as is."""
+    worker cannot use CUDA; :func:`feature_workers` starts workers for audio on a GPU). ``requested`` other than
+    "auto" is returned as is."""
     if requested != "auto":
         return requested
     in_worker = torch.utils.data.get_worker_info() is not None
@@ -852,7 +853,6 @@ def feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) ->
         return "computed per batch on the GPU (feature extractor's torch path) in the collator"
     where = f"in {num_workers} DataLoader worker processes" if num_workers else "in the main process"
     return f"computed per clip on the CPU {where}"
-
 
 
 @dataclass

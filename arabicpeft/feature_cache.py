@@ -44,7 +44,7 @@ DATA_FILE = "log_mel.arrow"
 META_FILE = "cache.json"
 FORMAT_VERSION = 1
 WRITE_BATCH = 64  # records per Arrow record batch (~8 MB of 4 s clips)
-ARROW_FLOAT32_BYTES = 80 * 3000 * 4  # one otozz utterance's input_features as Arrow float32 (the ~0.96 MB)
+OTOZZ_FRAMES = 3000  # frames of an otozz input_features (Whisper's 30 s window)
 DISK_MARGIN_BYTES = 1 << 30  # a build stops while at least this much disk is still free
 
 
@@ -191,19 +191,13 @@ def write_split(records: Iterable[tuple[np.ndarray, list]], folder, dtype: str =
     return written
 
 
-def needed_bytes(records: int, kept_frames: float = 3000, dtype: str = "float32", mel_bins: int = 80) -> int:
+def needed_bytes(records: int, kept_frames: float = OTOZZ_FRAMES, dtype: str = "float32", mel_bins: int = 80) -> int:
     """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames each on average (worst case:
     the whole 30 s window), values plus ~1 KB of labels and offsets per record."""
     return int(records * (mel_bins * kept_frames * np.dtype(dtype).itemsize + 1024))
 
 
-def check_free_space(root, need: int) -> int:
-    """Free bytes where ``root`` lives; :class:`CacheError` when fewer than ``need`` + the margin."""
+def free_bytes(root) -> int:
+    """Free disk space where ``root`` is (or would be created), in bytes."""
     root = Path(root)
-    probe = next(p for p in (root, *root.parents) if p.exists())
-    free = shutil.disk_usage(probe).free
-    if free < need + DISK_MARGIN_BYTES:
-        raise CacheError(f"{free / 2**30:.1f} GiB free at {probe}, and the cache may need up to "
-                         f"{need / 2**30:.1f} GiB (+{DISK_MARGIN_BYTES / 2**30:.0f} GiB margin)",
-                         "free space, choose another --feature-cache folder, or cache one dialect at a time.")
-    return free
+    return shutil.disk_usage(next(p for p in (root, *root.parents) if p.exists())).free
