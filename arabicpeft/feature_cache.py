@@ -6,9 +6,9 @@ zero padding holds one value in all mel bins: ``(max(max_log - 8, -10) + 4) / 4`
 frames up to the last one that differs (bitwise) from the padding value, plus that value (4 bytes), and the
 80 x 3000 model input is rebuilt **bitwise identical** by :func:`restore`. The value is stored, not derived:
 ``max - 2`` of the stored features held bitwise on all 72 sample-set clips, but float rounding makes
-``fl(fl(M + 4) - 8)`` differ from ``fl(fl(M - 8) + 4)`` for ~11% of uniformly drawn maxima, and quiet clips
-(``max_log < -2``) pad at the ``1e-10`` floor instead. Trailing frames that equal the padding value (a clip's
-own silent end) are trimmed too; they are restored exactly all the same.
+``fl(fl(M + 4) - 8)`` differ from ``fl(fl(M - 8) + 4)`` for ~11% of maxima M drawn uniformly in [-2, 4], and
+quiet clips (``max_log < -2``) pad at the ``1e-10`` floor instead. Trailing frames that equal the padding
+value (a clip's own silent end) are trimmed too; they are restored exactly all the same.
 
 Storage: one Arrow file per split (pyarrow IPC stream, the format ``datasets`` memory-maps), written record
 batch by record batch while the source is read once (streamed from the hub, or any local/sample set), and
