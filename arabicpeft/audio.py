@@ -147,11 +147,12 @@ def audio_frames(features: np.ndarray) -> np.ndarray:
 
     Whisper pads every clip with zeros to its window before the log-mel; after its normalisation
     (``log10(max(mel, 1e-10))`` clamped at ``max - 8``, then ``(x + 4) / 4``) every padding frame holds one value
-    in all mel bins. A frame counts as padding when every mel bin equals the last frame's first bin; the count is
-    the frames before the trailing run of such frames (a clip's own digitally silent end is not counted either).
-    Frames are ``hop_length / sampling_rate`` seconds apart (10 ms for Whisper)."""
-    features = np.asarray(features)
-    padding = (features == features[..., :1, -1:]).all(axis=-2)  # (..., frames)
+    in all mel bins. A frame counts as padding when every mel bin is bitwise equal to the last frame's first bin
+    (bitwise, so that the feature cache restores the padding exactly); the count is the frames before the trailing
+    run of such frames (a clip's own digitally silent end is not counted either). Frames are
+    ``hop_length / sampling_rate`` seconds apart (10 ms for Whisper)."""
+    bits = np.ascontiguousarray(features, dtype=np.float32).view(np.uint32)
+    padding = (bits == bits[..., :1, -1:]).all(axis=-2)  # (..., frames)
     trailing = np.cumprod(padding[..., ::-1], axis=-1).sum(axis=-1)
     return features.shape[-1] - trailing
 

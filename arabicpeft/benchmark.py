@@ -125,27 +125,6 @@ def _suppression_step_us(model, batch_size: int) -> dict:
     return out
 
 
-class _PauseClock:
-    """Seconds this process was stopped (e.g. SIGSTOP by whoever schedules timed runs on a shared machine): a
-    daemon thread wakes every ``tick`` seconds, and a wake-up more than ``threshold`` seconds late counts as a
-    pause of its lateness. Read ``paused_s`` before and after a measurement."""
-
-    def __init__(self, tick: float = 0.05, threshold: float = 1.0):
-        import threading
-
-        self.tick, self.threshold, self.paused_s = tick, threshold, 0.0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        last = time.monotonic()
-        while True:
-            time.sleep(self.tick)
-            now = time.monotonic()
-            if now - last - self.tick > self.threshold:
-                self.paused_s += now - last - self.tick
-            last = now
-
-
 def eval_benchmark(args) -> None:
     """Evaluation decoding, side by side on the same clips in one process (see the module docstring)."""
     import datetime as dt
@@ -164,7 +143,6 @@ def eval_benchmark(args) -> None:
     from .results import provenance, write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-eval")
-    clock = _PauseClock()
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
@@ -180,11 +158,10 @@ def eval_benchmark(args) -> None:
 
     def timed(**kw) -> dict:
         reached: list = []
-        started, cpu, paused = time.monotonic(), time.process_time(), clock.paused_s
+        started, cpu = time.monotonic(), time.process_time()
         refs, hyps = transcribe(model, processor, clips, at_limit=reached, desc=kw.pop("desc"), **kw)
-        paused = clock.paused_s - paused
-        wall, cpu = time.monotonic() - started - paused, time.process_time() - cpu
-        return {"wall_s": wall, "paused_s": paused, "cpu_s": cpu, "clips_per_s": len(clips) / wall,
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu
+        return {"wall_s": wall, "cpu_s": cpu, "clips_per_s": len(clips) / wall,
                 "rtf": wall / audio_s, "at_limit": sum(reached), "wer": score(refs, hyps)["wer"], "hypotheses": hyps}
 
     rows = {name: {**kw, **timed(desc=name, **kw)} for name, kw in _eval_paths(args.batch_size).items()}
@@ -207,18 +184,18 @@ def eval_benchmark(args) -> None:
     print(f"eval benchmark: {args.model_path} on {len(clips)} sample test clips ({audio_s:.1f} s of audio), greedy, "
           f"{threads} thread(s) of {os.cpu_count()} cores, {platform.processor() or platform.machine()}, load average "
           f"{load_before[0]:.1f} before / {load_after[0]:.1f} after, {when}")
-    print(f"{'path':<38} {'batch':>5} {'wall s':>7} {'clips/s':>8} {'RTF':>6} {'CPU s':>7} {'paused':>6} "
+    print(f"{'path':<38} {'batch':>5} {'wall s':>7} {'clips/s':>8} {'RTF':>6} {'CPU s':>7} "
           f"{'at limit':>8} {'same text':>9} {'WER raw':>7} {'speed x':>7} {'CPU x':>6}")
     for name, r in list(rows.items()) + [(f"  new path, {r['threads']} thread(s)" + " (= above)" * bool(
             r.get("same_run_as_new_path")), r) for r in sweep.values()]:
         same = sum(a == b for a, b in zip(r["hypotheses"], today["hypotheses"]))
         r["same_text_as_today"] = same
         print(f"{name:<38} {r['batch_size']:>5} {r['wall_s']:7.1f} {r['clips_per_s']:8.3f} {r['rtf']:6.3f} "
-              f"{r['cpu_s']:7.1f} {r['paused_s']:6.0f} {r['at_limit']:>8} {same:>4}/{len(clips):<4} {r['wer']:7.2f} "
+              f"{r['cpu_s']:7.1f} {r['at_limit']:>8} {same:>4}/{len(clips):<4} {r['wer']:7.2f} "
               f"{today['wall_s'] / r['wall_s']:7.2f} {today['cpu_s'] / r['cpu_s']:6.2f}")
     print(f"suppression per decoding step (batch {args.batch_size}): transformers {suppression['transformers']:.0f} us, "
           f"precomputed {suppression['precomputed']:.0f} us")
-    print("wall s: elapsed seconds less the seconds this process was stopped (paused). speed x (CPU x): today's "
+    print("wall s: elapsed seconds. speed x (CPU x): today's "
           "batched path's wall (process CPU) time / this row's; CPU time is not inflated by other processes' load, "
           "wall time is. at limit: hypotheses that reached their token limit "
           "(the generation budget on today's path) instead of ending; same text: hypotheses identical to today's "
@@ -265,7 +242,8 @@ def main(argv=None) -> None:
                         "runs/benchmark-inference)")
     parser.add_argument("--model-path", default="whisper-base", help="inference: any model reference "
                         "(an adapter is merged first); cache: the model scored; data: the model trained, or "
-                        "small-config (whisper-small's shape, random weights: no download)")
+                        "random-SIZE (SIZE: tiny, base, small, medium, large-v2; OpenAI Whisper's architecture with random weights: no "
+                        "download)")
     parser.add_argument("--max-clips", type=int, help="inference, eval, cache: at most this many clips per test set "
                         f"(eval's default: {EVAL_CLIPS_PER_SET})")
     parser.add_argument("--batch-size", type=int, help="inference, cache: clips per batch, every backend (default 16); "
@@ -910,7 +888,7 @@ def cache_benchmark(args) -> None:
     from .data import SpeechCollator, build_feature_cache, input_features, load_test_sets
     from .evaluate import evaluate_sets, pooled_metrics
     from .model import load_model
-    from .results import MIB, dir_bytes, provenance, write_json_atomic
+    from .results import dir_bytes, provenance, write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-cache")
     shutil.rmtree(out, ignore_errors=True)
@@ -994,26 +972,6 @@ def cache_benchmark(args) -> None:
 # --- data: step time with real collation vs the model alone ---------------------------------------------
 
 
-def _random_model_dir(name: str, out: Path) -> str:
-    """A Whisper with random weights built from the configuration of ``name`` ("small-config": whisper-small's
-    shape), with tiny-random's tokenizer and the standard 30 s extractor: speed does not depend on the weights."""
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
-
-    from .offline_model import resolve_model
-
-    tiny = resolve_model("tiny-random")
-    config = WhisperConfig.from_pretrained(tiny)
-    config.update(dict(d_model=768, encoder_layers=12, decoder_layers=12, encoder_attention_heads=12,
-                       decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
-                       max_source_positions=1500))
-    target = out / name
-    WhisperForConditionalGeneration(config).save_pretrained(target)
-    processor = WhisperProcessor.from_pretrained(tiny)
-    processor.feature_extractor = WhisperFeatureExtractor()
-    processor.save_pretrained(target)
-    return str(target)
-
-
 def data_benchmark(args) -> None:
     """Step time of a LoRA training step (q,v; r 32) with each data path feeding it vs the model alone, side by
     side in one process: audio with log-mel on the CPU clip by clip (in the main process or in workers), on
@@ -1023,7 +981,6 @@ def data_benchmark(args) -> None:
     import statistics
 
     import datasets
-    import numpy as np
     import torch
     from torch.utils.data import DataLoader
 
@@ -1031,12 +988,14 @@ def data_benchmark(args) -> None:
     from .config import ExperimentConfig
     from .data import SpeechCollator, load_raw
     from .model import build_model
+    from .offline_model import random_whisper
     from .results import provenance, write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-data")
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    model_ref = _random_model_dir(args.model_path, out) if args.model_path == "small-config" else args.model_path
+    model_ref = random_whisper(args.model_path.removeprefix("random-"), tokenizer_dir=args.tokenizer_dir) \
+        if args.model_path.startswith("random-") else args.model_path
     model, processor = build_model(ExperimentConfig(model=model_ref, method="lora", lora_targets="qv"))
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

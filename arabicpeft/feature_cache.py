@@ -35,6 +35,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from . import dialects
+from .audio import audio_frames
 from .config import FEATURE_CACHE_DTYPES
 from .errors import UserError
 
@@ -54,13 +55,10 @@ class CacheError(UserError):
 
 def trim(features: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """``(kept, pad_value)``: the frames of ``features`` (mel_bins x frames, float32) up to the last frame that
-    is not, in every mel bin, bitwise equal to the last frame's value, and that value."""
+    is not, in every mel bin, bitwise equal to the last frame's value (:func:`arabicpeft.audio.audio_frames`),
+    and that value."""
     features = np.ascontiguousarray(features, dtype=np.float32)
-    bits = features.view(np.uint32)
-    pad_bits = bits[0, -1]
-    padding = (bits == pad_bits).all(axis=0)  # per frame: every mel bin holds the padding value
-    kept = len(padding) - int(np.argmin(padding[::-1])) if not padding.all() else 0
-    return features[:, :kept], np.array(pad_bits, dtype=np.uint32).view(np.float32)[()]
+    return features[:, :int(audio_frames(features))], features[0, -1]
 
 
 def compact(features: np.ndarray, labels, dtype: str = "float32") -> dict:
