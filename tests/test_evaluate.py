@@ -14,7 +14,7 @@ from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import SpeechCollator, load_test_sets
 from arabicpeft.dialects import VARIETIES
-from arabicpeft.evaluate import (MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record, evaluate_sets,
+from arabicpeft.evaluate import (MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record,
                                  generation_budget, transcribe)
 from arabicpeft.model import LANGUAGE, TASK, load_model, window_seconds
 
