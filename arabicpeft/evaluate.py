@@ -117,16 +117,23 @@ class TokenLimits(StoppingCriteria):
         return (input_ids.shape[1] - self.prompt) >= self.limits
 
 
+def first_timestamp_id(tokenizer) -> int:
+    """The id of ``<|0.00|>``, the first of Whisper's timestamp tokens (they follow ``<|notimestamps|>``)."""
+    return tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
+
+
 class SuppressTokens(LogitsProcessor):
     """transformers' ``SuppressTokensLogitsProcessor`` and ``SuppressTokensAtBeginLogitsProcessor`` in one, with
     their vocabulary masks built once (per vocabulary size and device) instead of at every step: transformers 5
     rebuilds both (an arange over the 51,865-token vocabulary and an ``isin``) for every generated token, ~16% of
     a CPU evaluation profile. The same scores: -inf at ``suppress_tokens`` at every step, and at
     ``begin_suppress_tokens`` too at the first generated step (``begin_index``, set by Whisper's ``generate``; else
-    the length of the first call's ``input_ids``)."""
+    the length of the first call's ``input_ids``). ``timestamps_from``: the first timestamp token id
+    (:func:`first_timestamp_id`): every token from it on is suppressed too (see :func:`transcribe`)."""
 
-    def __init__(self, suppress_tokens, begin_suppress_tokens):
+    def __init__(self, suppress_tokens, begin_suppress_tokens, timestamps_from: Optional[int] = None):
         self.tokens, self.begin_tokens = list(suppress_tokens or ()), list(begin_suppress_tokens or ())
+        self.timestamps_from = timestamps_from
         self.begin_index, self.masks = None, None
 
     def set_begin_index(self, begin_index: int) -> None:
@@ -137,6 +144,8 @@ class SuppressTokens(LogitsProcessor):
         if self.masks is None or self.masks[0].shape[0] != vocab or self.masks[0].device != scores.device:
             every = torch.zeros(vocab, dtype=torch.bool, device=scores.device)
             every[[t for t in self.tokens if t < vocab]] = True
+            if self.timestamps_from is not None:
+                every[self.timestamps_from:] = True
             first = every.clone()
             first[[t for t in self.begin_tokens if t < vocab]] = True
             self.masks = every, first
@@ -158,8 +167,12 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     off its log-mel by :func:`arabicpeft.audio.audio_frames`; None: the generation budget,
     :func:`generation_budget`), so a looping hypothesis stops at its own limit (:class:`TokenLimits`).
     ``by_duration``: records are read ``SORT_WINDOW_BATCHES`` batches at a time and decoded longest first in
-    batches of similar duration (False: in dataset order). ``suppress``: "precomputed" (:class:`SuppressTokens`)
-    or "transformers" (its own processors; the same transcripts, slower). ``at_limit``: a list that receives, per
+    batches of similar duration (False: in dataset order). ``suppress``: "precomputed" (:class:`SuppressTokens`,
+    which also suppresses timestamp tokens) or "transformers" (its own processors, slower; timestamp tokens
+    allowed). The transcripts are decoded without timestamps (``<|notimestamps|>``, as the training labels), so
+    a timestamp token is never right here; and transformers' Whisper ``generate`` takes one as the end of a
+    segment and decodes the rest of the clip again, shrinking the batch (which breaks peft's per-utterance
+    ``adapter_names``) — found with a barely trained adapter that emitted them. ``at_limit``: a list that receives, per
     record, whether its hypothesis reached its limit (a decode that did not end by itself).
 
     ``adapter_names`` (a peft model holding several named adapters): one adapter name per record, so a batch
@@ -184,7 +197,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     if suppress == "precomputed":
         gen = model.generation_config
         options.update(suppress_tokens=None, begin_suppress_tokens=None, logits_processor=LogitsProcessorList(
-            [SuppressTokens(gen.suppress_tokens, gen.begin_suppress_tokens)]))
+            [SuppressTokens(gen.suppress_tokens, gen.begin_suppress_tokens, first_timestamp_id(tokenizer))]))
     if adapter_names is not None and len(adapter_names) != len(dataset):
         raise ValueError(f"{len(adapter_names)} adapter names for {len(dataset)} records: give one per record.")
     was_training = model.training
@@ -229,32 +242,45 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
 
 
 def transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 16, max_length: Optional[int] = None,
-                   desc: str = "transcribing (ct2)", reference_tokens: Optional[list] = None
+                   desc: str = "transcribing (ct2)", reference_tokens: Optional[list] = None,
+                   tokens_per_second: Optional[float] = TOKENS_PER_SECOND, at_limit: Optional[list] = None
                    ) -> tuple[list[str], list[str]]:
     """:func:`transcribe` through CTranslate2: the same records, references and log-mel features (our
     collator), decoded greedily in batches by the ``faster_whisper.WhisperModel``'s CTranslate2 model with the
-    prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>``. ``max_length`` bounds the transcript
-    tokens, as transformers' ``generation_config.max_length`` does (see :func:`arabicpeft.export.ct2_max_length`).
-    ``reference_tokens``: as in :func:`transcribe`. Returns (references, hypotheses) in order."""
+    prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>``, timestamp tokens suppressed.
+    ``max_length`` bounds the transcript tokens, as transformers' ``generation_config.max_length`` does (see
+    :func:`arabicpeft.export.ct2_max_length`); each utterance is then cut at its :func:`decode_limits` (greedy
+    decoding is causal: the first ``limit`` tokens are those a per-utterance stop would give), so both backends
+    score the same bounded transcripts. ``reference_tokens``, ``at_limit``: as in :func:`transcribe`. Returns
+    (references, hypotheses) in order."""
     import ctranslate2
 
     from .export import ct2_max_length
 
-    tokenizer = processor.tokenizer
+    tokenizer, extractor = processor.tokenizer, processor.feature_extractor
     prompt = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", f"<|{LANGUAGE}|>", f"<|{TASK}|>",
                                               "<|notimestamps|>"])
+    budget = max_length or MAX_LABEL_TOKENS - len(prompt)
+    suppress = [-1, *range(first_timestamp_id(tokenizer), len(tokenizer))]  # -1: the model's own list
+    special = torch.tensor(tokenizer.all_special_ids)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=SpeechCollator(processor, prompt[0]))
     references, hypotheses = [], []
     for batch in tqdm(loader, desc=desc, unit="batch"):
+        labels = batch["labels"]
+        text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
+        seconds = audio_frames(batch["input_features"].numpy()) * extractor.hop_length / extractor.sampling_rate
+        limits = decode_limits(seconds, text_tokens, budget, tokens_per_second).tolist()
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch["input_features"].numpy()))
-        results = whisper.model.generate(features, [prompt] * len(batch["labels"]), beam_size=1,
-                                         max_length=ct2_max_length(max_length or MAX_LABEL_TOKENS - len(prompt)))
-        hypotheses += tokenizer.batch_decode([r.sequences_ids[0] for r in results], skip_special_tokens=True)
-        labels = batch["labels"].masked_fill(batch["labels"] == -100, tokenizer.pad_token_id)
-        references += tokenizer.batch_decode(labels, skip_special_tokens=True)
+        results = whisper.model.generate(features, [prompt] * len(labels), beam_size=1, suppress_tokens=suppress,
+                                         max_length=ct2_max_length(max(limits)))
+        ids = [r.sequences_ids[0][:limit] for r, limit in zip(results, limits)]
+        hypotheses += tokenizer.batch_decode(ids, skip_special_tokens=True)
+        references += tokenizer.batch_decode(labels.masked_fill(labels == -100, tokenizer.pad_token_id),
+                                             skip_special_tokens=True)
         if reference_tokens is not None:
-            text = (batch["labels"] >= 0) & ~torch.isin(batch["labels"], torch.tensor(tokenizer.all_special_ids))
-            reference_tokens += text.sum(dim=1).tolist()
+            reference_tokens += text_tokens.tolist()
+        if at_limit is not None:
+            at_limit += [len(i) >= limit for i, limit in zip(ids, limits)]
     return references, hypotheses
 
 
@@ -283,8 +309,8 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
     bounds its transcripts; None: the decoder's limit). Each summary also holds ``generation_budget_tokens``
     (:func:`generation_budget`), ``references_over_budget``: references longer than that budget, which no
     hypothesis could match in full (a warning is printed when there are any), and ``hypotheses_at_limit``:
-    hypotheses that reached their token limit instead of ending by themselves (transformers only; looping
-    decodes, cut at their limit)."""
+    hypotheses that reached their token limit instead of ending by themselves (looping decodes, cut at their
+    limit)."""
     ct2 = type(model).__module__.startswith("faster_whisper")
     metrics, frames = {}, []
     if ct2:  # the same cap as transformers: the decoder's 448 positions less the 4-token prompt
@@ -296,7 +322,8 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
         reached: list[bool] = []
         desc = f"{label}{name}".strip()
         if ct2:
-            refs, hyps = transcribe_ct2(model, processor, ds, batch_size, budget, desc=desc, reference_tokens=lengths)
+            refs, hyps = transcribe_ct2(model, processor, ds, batch_size, budget, desc=desc, reference_tokens=lengths,
+                                        tokens_per_second=tokens_per_second, at_limit=reached)
         else:
             refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=desc, precision=precision,
                                     reference_tokens=lengths, tokens_per_second=tokens_per_second, at_limit=reached)
@@ -310,8 +337,7 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
                           stacklevel=2)
         for summary in metrics[name].values():
             summary.update(generation_budget_tokens=budget, references_over_budget=over)
-            if not ct2:
-                summary["hypotheses_at_limit"] = sum(reached)
+            summary["hypotheses_at_limit"] = sum(reached)
         rows.insert(0, "test_set", name)
         frames.append(rows)
     return metrics, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
