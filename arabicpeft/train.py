@@ -42,10 +42,10 @@ DDP_TIMEOUT_S = 12 * 3600
 
 
 def processes() -> PartialState:
-    """The processes of this run, as torchrun, ``accelerate launch`` or :func:`train_on_gpus` started them (one
-    process otherwise): ``.num_processes`` (the world size), ``.is_main_process`` (rank 0),
-    ``.wait_for_everyone()``. The first call joins the process group (gloo on a CPU, NCCL on GPUs), which the
-    Trainer then uses as well."""
+    """The processes of this run, as torchrun, ``accelerate launch`` or
+    :func:`arabicpeft.environment.train_on_gpus` started them (one process otherwise): ``.num_processes`` (the
+    world size), ``.is_main_process`` (rank 0), ``.wait_for_everyone()``. The first call joins the process group
+    (gloo on a CPU, NCCL on GPUs), which the Trainer then uses as well."""
     return PartialState(cpu=not torch.cuda.is_available(), timeout=dt.timedelta(seconds=DDP_TIMEOUT_S))
 
 
@@ -296,11 +296,11 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     training show progress bars. The output folder is claimed only when training starts; a rerun resumes from
     the latest checkpoint and reads the starting model's scores back instead of recomputing them.
 
-    Launched as several processes (``torchrun --nproc_per_node N -m arabicpeft train ...``, ``accelerate
-    launch``, :func:`train_on_gpus`), the Trainer trains with DDP, each process taking ``batch_size / N`` of
-    every step's utterances; rank 0 alone scores the test sets, writes the output folder and logs, while the
-    others wait for it; every process returns the same path. Raises ConfigError when ``batch_size`` does not
-    split over the processes (:func:`per_device_batch`).
+    Launched as N processes (``torchrun --nproc_per_node N -m arabicpeft train ...``, ``accelerate launch``,
+    :func:`arabicpeft.environment.train_on_gpus`), the Trainer trains with DDP, each process taking
+    ``batch_size / N`` of every step's utterances; rank 0 alone scores the test sets, writes the output folder
+    and logs, while the others wait for it; every process returns the same path. Raises ConfigError when
+    ``batch_size`` does not split over the processes (:func:`per_device_batch`).
     """
     ranks = processes()
     main = ranks.is_main_process
@@ -457,3 +457,4 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     say("done")
     ranks.wait_for_everyone()
     return path
+
