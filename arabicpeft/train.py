@@ -30,8 +30,8 @@ from .errors import ConfigError
 from .export import write_model_card
 from .metrics import score
 from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
-from .results import (RESULTS_FILE, dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic, write_json_atomic,
-                      write_results)
+from .results import (RESULTS_FILE, dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic,
+                      write_json_atomic, write_results)
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RUN_CONFIG_FILE,
                       check_output_dir, claim_output_dir, config_changes, mark_complete, mark_incomplete, owned_by)
 
@@ -457,4 +457,3 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     say("done")
     ranks.wait_for_everyone()
     return path
-
