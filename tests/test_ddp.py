@@ -1,5 +1,6 @@
 """One run on two processes (DDP, gloo on the CPU): torchrun and accelerate's notebook launcher train on the same
-global batches as one process, to the same loss curve, and rank 0 alone writes the output folder."""
+global batches as one process, to the same loss curve (as do two gradient accumulation passes), and rank 0 alone
+writes the output folder."""
 
 import json
 import os
@@ -55,6 +56,7 @@ def runs(tmp_path_factory):
     cli = [sys.executable, "-m", "arabicpeft", *ARGS, "--output-dir"]
     return {
         "one process": launch(cli, root / "one"),
+        "accumulation": launch([*cli[:-1], "--gradient-accumulation-steps", 2, "--output-dir"], root / "accumulation"),
         "torchrun": launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", 2,
                             "-m", "arabicpeft", *ARGS, "--output-dir"], root / "torchrun"),
         "notebook_launcher": launch([sys.executable, "-c", NOTEBOOK.format(steps=STEPS, batch=BATCH)],
@@ -66,8 +68,9 @@ def curve(result: dict, key: str) -> list[float]:
     return [h[key] for h in result["training"]["log_history"] if key in h and "train_runtime" not in h]
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher"])
+@pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher", "accumulation"])
 def test_two_processes_train_the_loss_curve_of_one(runs, launcher):
+    """Two processes, or two accumulation passes in one, each on half of every step's batch."""
     results, _ = runs
     one, two = results["one process"], results[launcher]
     assert len(curve(one, "loss")) == STEPS
@@ -76,7 +79,8 @@ def test_two_processes_train_the_loss_curve_of_one(runs, launcher):
     assert curve(two, "eval_loss") == pytest.approx(curve(one, "eval_loss"), rel=1e-5)
     assert curve(one, "loss")[-1] < curve(one, "loss")[0]  # it trained
     assert (one["training"]["world_size"], one["training"]["per_device_batch_size"]) == (1, BATCH)
-    assert (two["training"]["world_size"], two["training"]["per_device_batch_size"]) == (2, BATCH // 2)
+    processes = 1 if launcher == "accumulation" else 2
+    assert (two["training"]["world_size"], two["training"]["per_device_batch_size"]) == (processes, BATCH // 2)
     assert two["config"]["batch_size"] == one["config"]["batch_size"] == BATCH  # the recipe is the global batch
 
 
