@@ -54,13 +54,17 @@ def launch(command: list, out: Path) -> dict:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddp")
     cli = [sys.executable, "-m", "arabicpeft", *ARGS, "--output-dir"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", 2, "-m",
+                "arabicpeft", *ARGS, "--output-dir"]
     return {
         "one process": launch(cli, root / "one"),
         "accumulation": launch([*cli[:-1], "--gradient-accumulation-steps", 2, "--output-dir"], root / "accumulation"),
-        "torchrun": launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", 2,
-                            "-m", "arabicpeft", *ARGS, "--output-dir"], root / "torchrun"),
+        "torchrun": launch(torchrun, root / "torchrun"),
         "notebook_launcher": launch([sys.executable, "-c", NOTEBOOK.format(steps=STEPS, batch=BATCH)],
                                     root / "notebook"),
+        # stopped by its time budget after step 1 (every rank at once), then the same command resumes it
+        "stopped": launch([*torchrun[:-1], "--time-budget-s", 1e-6, "--output-dir"], root / "resumed"),
+        "resumed": launch(torchrun, root / "resumed"),
     }, root
 
 
@@ -68,9 +72,10 @@ def curve(result: dict, key: str) -> list[float]:
     return [h[key] for h in result["training"]["log_history"] if key in h and "train_runtime" not in h]
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher", "accumulation"])
+@pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher", "accumulation", "resumed"])
 def test_two_processes_train_the_loss_curve_of_one(runs, launcher):
-    """Two processes, or two accumulation passes in one, each on half of every step's batch."""
+    """Two processes, or two accumulation passes in one, each on half of every step's batch; and two processes
+    stopped after step 1 and resumed."""
     results, _ = runs
     one, two = results["one process"], results[launcher]
     assert len(curve(one, "loss")) == STEPS
@@ -82,6 +87,15 @@ def test_two_processes_train_the_loss_curve_of_one(runs, launcher):
     processes = 1 if launcher == "accumulation" else 2
     assert (two["training"]["world_size"], two["training"]["per_device_batch_size"]) == (processes, BATCH // 2)
     assert two["config"]["batch_size"] == one["config"]["batch_size"] == BATCH  # the recipe is the global batch
+
+
+def test_every_process_stops_at_the_time_budget_and_resumes_where_rank_0_says(runs):
+    results, _ = runs
+    stopped, resumed = results["stopped"], results["resumed"]
+    assert stopped["training"]["stopped_by_time_budget_at_step"] == stopped["training"]["global_step"] == 1
+    assert stopped["training"]["world_size"] == 2
+    assert resumed["training"]["resumed_from"].endswith("checkpoint-1") and resumed["training"]["global_step"] == STEPS
+    assert resumed["metrics_before"] == stopped["metrics_before"]  # read back, not scored again
 
 
 def test_rank_0_alone_scores_the_starting_model_and_writes_the_folder(runs):
