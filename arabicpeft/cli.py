@@ -250,10 +250,13 @@ def cmd_train(args) -> Path:
 
 
 def _report_training(path: Path) -> Path:
-    say()
-    print_trained(path)
-    print_scores(path)
-    print_written(path)
+    from .train import processes
+
+    if processes().is_main_process:  # under torchrun every process returns the path: one report
+        say()
+        print_trained(path)
+        print_scores(path)
+        print_written(path)
     return path
 
 

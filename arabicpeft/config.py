@@ -103,9 +103,12 @@ class ExperimentConfig:
                                             "1e-3 for lora)")
     warmup_steps: int = _optim(500, "linear warm-up steps")
     max_steps: int = _optim(5000, "training steps (optimizer updates)")
-    batch_size: int = _optim(8, "training utterances per step and device")
+    batch_size: int = _optim(8, "training utterances per optimizer step, all processes (GPUs) and accumulation "
+                             "passes together: each pass of each process takes batch_size / (processes x "
+                             "gradient_accumulation_steps)")
     eval_batch_size: int = _optim(16, "utterances per batch when scoring")
-    gradient_accumulation_steps: int = _optim(1, "batches accumulated per optimizer step")
+    gradient_accumulation_steps: int = _optim(1, "forward/backward passes per optimizer step, each on a share of "
+                                              "batch_size (less memory; the step still trains on batch_size)")
     adam_beta2: float = _optim(0.999, "AdamW beta2 (the paper: 0.99)")
     weight_decay: float = _optim(0.0, "AdamW weight decay")
     gradient_checkpointing: bool = _optim(False, "recompute activations to save GPU memory (slower)")

@@ -171,6 +171,36 @@ def pin_single_gpu() -> Optional[str]:
     return "0"
 
 
+def _train(cfg):  # the function each launched process runs (imported there: peft must not load in the notebook)
+    from .train import run
+
+    return run(cfg)
+
+
+def train_on_gpus(cfg, num_processes: Optional[int] = None) -> Path:
+    """Train ``cfg`` (an :class:`~arabicpeft.config.ExperimentConfig`) with DDP from a notebook: accelerate's
+    ``notebook_launcher`` starts ``num_processes`` processes (default: one per visible CUDA GPU), each running
+    :func:`arabicpeft.train.run`; returns the path of the results JSON.
+
+    The processes are forked from the notebook, so call this in a fresh kernel before anything touches CUDA
+    (:func:`gpu_info` does) or imports ``arabicpeft.train`` (peft loads bitsandbytes): accelerate refuses
+    otherwise. Both GPUs must be visible: set ``CUDA_VISIBLE_DEVICES="0,1"`` before :func:`pin_single_gpu`
+    runs, which respects it. On a CPU, ``num_processes`` gloo processes (how the tests check it). Raises
+    UserError when no GPU is visible and ``num_processes`` is not given.
+    """
+    import torch
+    from accelerate import notebook_launcher
+
+    from .results import RESULTS_FILE
+
+    count = torch.cuda.device_count() if num_processes is None else num_processes  # via NVML: CUDA untouched
+    if count < 1:
+        raise UserError("no CUDA GPU is visible to train on", "train with arabicpeft.train.run(cfg) on this "
+                        "machine, or pass num_processes to run that many CPU processes.")
+    notebook_launcher(_train, (cfg,), num_processes=count)
+    return Path(cfg.output_dir) / RESULTS_FILE
+
+
 def gpu_info() -> dict:
     """{"cuda": bool, "count", "name", "capability" (major, minor), "memory_bytes", "cuda_version"}."""
     import torch

@@ -127,7 +127,8 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
     try:
         with _no_file_progress_bars() if Path(path).exists() else contextlib.nullcontext():
             model = WhisperForConditionalGeneration.from_pretrained(
-                path, quantization_config=quantization, device_map={"": 0} if quantization else None,
+                path, quantization_config=quantization,  # on this process's GPU (its rank's under DDP)
+                device_map={"": torch.cuda.current_device()} if quantization else None,
                 dtype=torch.float32)
     except OSError as e:  # transformers' message for a hub id it cannot fetch (offline, or no such repo)
         if Path(path).exists():

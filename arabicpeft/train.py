@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 import time
@@ -13,23 +14,55 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
                           TrainerCallback, set_seed)
+from transformers.loss.loss_utils import ForMaskedLMLoss
+from transformers.models.whisper.modeling_whisper import shift_tokens_right
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .config import ExperimentConfig, automatic_choices
 from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, feature_workers, load_splits,
                    settle_counts)
 from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
+from .errors import ConfigError
 from .export import write_model_card
 from .metrics import score
 from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
-from .results import (dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic, write_json_atomic,
-                      write_results)
+from .results import (RESULTS_FILE, dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic,
+                      write_json_atomic, write_results)
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RUN_CONFIG_FILE,
                       check_output_dir, claim_output_dir, config_changes, mark_complete, mark_incomplete, owned_by)
 
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a folder without it is incomplete
+# How long the processes of a multi-process (DDP) run wait for each other at a barrier: rank 0 alone scores the
+# test sets before and after training (hours for whole otozz test sets on a T4) while the others wait.
+DDP_TIMEOUT_S = 12 * 3600
+
+
+def processes() -> PartialState:
+    """The processes of this run, as torchrun, ``accelerate launch`` or
+    :func:`arabicpeft.environment.train_on_gpus` started them (one process otherwise): ``.num_processes`` (the
+    world size), ``.is_main_process`` (rank 0), ``.wait_for_everyone()``. The first call joins the process group
+    (gloo on a CPU, NCCL on GPUs), which the Trainer then uses as well."""
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=dt.timedelta(seconds=DDP_TIMEOUT_S))
+
+
+def per_device_batch(cfg: ExperimentConfig, world_size: int) -> int:
+    """Utterances per forward pass of one process: ``batch_size`` is the global batch of one optimizer step, split
+    over ``world_size`` processes and ``gradient_accumulation_steps`` passes, so a recipe trains the same on one
+    GPU or two. Raises ConfigError when it does not divide."""
+    if cfg.gradient_accumulation_steps < 1:
+        raise ConfigError(f"gradient_accumulation_steps must be at least 1, got {cfg.gradient_accumulation_steps}.")
+    passes = world_size * cfg.gradient_accumulation_steps
+    if cfg.batch_size < passes or cfg.batch_size % passes:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} (utterances per optimizer step) cannot be split evenly over {world_size} "
+            f"process(es) x {cfg.gradient_accumulation_steps} gradient accumulation step(s)",
+            f"choose a batch_size that is a multiple of {passes}, or change the number of processes or "
+            "gradient_accumulation_steps.")
+    return cfg.batch_size // passes
 
 
 class _TiedOutputProjection(logging.Filter):
@@ -65,7 +98,8 @@ class ReadableProgress(ProgressCallback):
 
 
 class TimeBudget(TrainerCallback):
-    """Stop training cleanly, with a checkpoint, once it has run ``seconds`` (e.g. Kaggle's 12 h limit)."""
+    """Stop training cleanly, with a checkpoint, once it has run ``seconds`` (e.g. Kaggle's 12 h limit). Under
+    DDP rank 0's clock decides for every process: one that stopped alone would leave the others waiting."""
 
     def __init__(self, seconds: float):
         self.seconds, self.start, self.stopped_at_step = seconds, None, None
@@ -74,7 +108,12 @@ class TimeBudget(TrainerCallback):
         self.start = time.monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.start > self.seconds:
+        if self.seconds == float("inf"):
+            return
+        stop = time.monotonic() - self.start > self.seconds
+        if args.world_size > 1:
+            stop = broadcast_object_list([stop], from_process=0)[0]
+        if stop:
             control.should_training_stop = control.should_save = True
             self.stopped_at_step = state.global_step
 
@@ -92,6 +131,32 @@ def wer_metric(tokenizer):
     return compute
 
 
+def token_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """The Trainer's ``compute_loss_func``: cross-entropy summed over this batch's label tokens (labels (batch,
+    tokens), -100 ignored; logits (batch, tokens, vocabulary)) and divided by ``num_items_in_batch``, the label
+    tokens of the whole optimizer step — every accumulation pass and, with DDP, every process (the Trainer counts
+    them; ``average_tokens_across_devices``). So a step's loss and gradient are the token mean over the global
+    batch, however it is split. Needed because Whisper's own loss is its batch's mean and ignores
+    ``num_items_in_batch``, while the Trainer, seeing ``**kwargs`` in its forward, treats it as normalised: under
+    DDP the loss and gradient came out multiplied by the world size, and accumulation passes were summed."""
+    logits = outputs["logits"]
+    return ForMaskedLMLoss(logits, labels, logits.shape[-1], num_items_in_batch=num_items_in_batch)
+
+
+class WithDecoderInputs:
+    """A collator's batch plus ``decoder_input_ids`` (the labels shifted right behind the decoder start token,
+    exactly as Whisper makes them from labels): with a ``compute_loss_func`` the Trainer takes the labels out of
+    the model's inputs, so the decoder needs them given."""
+
+    def __init__(self, collate, pad_token_id: int, decoder_start_token_id: int):
+        self.collate, self.pad_token_id, self.decoder_start_token_id = collate, pad_token_id, decoder_start_token_id
+
+    def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
+        batch = self.collate(records)
+        batch["decoder_input_ids"] = shift_tokens_right(batch["labels"], self.pad_token_id, self.decoder_start_token_id)
+        return batch
+
+
 def mixed_precision(precision: str, bf16_native: bool) -> dict:
     """Trainer flags: fp16/bf16 as asked; 8/4-bit LoRA under the GPU's native half type (fp16 on a T4)."""
     quantized = precision in ("int8", "nf4")
@@ -99,10 +164,11 @@ def mixed_precision(precision: str, bf16_native: bool) -> dict:
             "bf16": precision == "bf16" or (quantized and bf16_native)}
 
 
-def training_arguments(cfg: ExperimentConfig) -> Seq2SeqTrainingArguments:
+def training_arguments(cfg: ExperimentConfig, world_size: int = 1) -> Seq2SeqTrainingArguments:
+    """The Trainer's arguments for ``cfg`` run by ``world_size`` processes (see :func:`per_device_batch`)."""
     return Seq2SeqTrainingArguments(
         output_dir=str(Path(cfg.output_dir) / CHECKPOINT_DIR),
-        per_device_train_batch_size=cfg.batch_size,
+        per_device_train_batch_size=per_device_batch(cfg, world_size),
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.lr,
@@ -130,10 +196,14 @@ def training_arguments(cfg: ExperimentConfig) -> Seq2SeqTrainingArguments:
         dataloader_num_workers=cfg.num_workers,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        ddp_timeout=DDP_TIMEOUT_S,
+        # every trainable weight gets a gradient each step (frozen ones are not DDP's concern): no extra graph walk
+        ddp_find_unused_parameters=False,
     )
 
 
-def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits) -> tuple[Seq2SeqTrainer, TimeBudget]:
+def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
+                 world_size: int = 1) -> tuple[Seq2SeqTrainer, TimeBudget]:
     callbacks = []
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
@@ -141,12 +211,14 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits) ->
     callbacks.append(budget)
     trainer = Seq2SeqTrainer(
         model=model,
-        args=training_arguments(cfg),
+        args=training_arguments(cfg, world_size),
         train_dataset=splits.train,
         eval_dataset=splits.validation,
-        data_collator=SpeechCollator(processor, model.config.decoder_start_token_id),
+        data_collator=WithDecoderInputs(SpeechCollator(processor, model.config.decoder_start_token_id),
+                                        model.config.pad_token_id, model.config.decoder_start_token_id),
         processing_class=processor,
         compute_metrics=wer_metric(processor.tokenizer),
+        compute_loss_func=token_mean_loss,
         callbacks=callbacks,
     )
     if trainer.pop_callback(ProgressCallback) is not None:  # in a terminal; notebooks keep their HTML table
@@ -223,13 +295,22 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     Says what it does, phase by phase, through ``log`` (elapsed seconds first); the evaluations and the
     training show progress bars. The output folder is claimed only when training starts; a rerun resumes from
     the latest checkpoint and reads the starting model's scores back instead of recomputing them.
+
+    Launched as N processes (``torchrun --nproc_per_node N -m arabicpeft train ...``, ``accelerate launch``,
+    :func:`arabicpeft.environment.train_on_gpus`), the Trainer trains with DDP, each process taking
+    ``batch_size / N`` of every step's utterances; rank 0 alone scores the test sets, writes the output folder
+    and logs, while the others wait for it; every process returns the same path. Raises ConfigError when
+    ``batch_size`` does not split over the processes (:func:`per_device_batch`).
     """
+    ranks = processes()
+    main = ranks.is_main_process
     started = time.monotonic()
     phases: dict[str, float] = {}  # seconds per phase, in order: where the run's time went
     phase_start = started
 
     def say(message: str) -> None:
-        log(f"[{time.monotonic() - started:6.0f} s] {message}")
+        if main:
+            log(f"[{time.monotonic() - started:6.0f} s] {message}")
 
     def done(name: str) -> None:
         nonlocal phase_start
@@ -238,23 +319,30 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
         phase_start = now
 
     cfg, notes = automatic_choices(cfg)
+    device_batch = per_device_batch(cfg, ranks.num_processes)  # before any work
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     check_output_dir(cfg)  # before any work: a folder of another experiment is refused now
     checkpoint = resume_checkpoint(cfg)  # and a checkpoint of another schedule
+    if ranks.num_processes > 1:  # every process resumes what rank 0 found
+        checkpoint = broadcast_object_list([checkpoint], from_process=0)[0]
     say(f"{describe(cfg)}; output folder {out}")
+    if ranks.num_processes > 1:
+        say(f"{ranks.num_processes} processes (DDP), {device_batch} utterances each per forward pass")
     for note in notes:
         say(f"note: {note}")
     say(f"loading the model {cfg.model}" + (" and adding LoRA" if cfg.method == "lora" else ""))
     done("setup")
-    model, processor = build_model(cfg)
+    with ranks.main_process_first():  # rank 0 fills the download and model caches, the others then read them
+        model, processor = build_model(cfg)
     done("model")
-    if cfg.feature_cache:
-        say(f"reading the data through the feature cache {cfg.feature_cache}")
-        build_feature_cache(cfg, processor, log=say)  # the splits not cached yet: one pass over the source
-    say("loading the data")
-    splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
-                         max_positions=model.config.max_target_positions)
+    with ranks.main_process_first():  # the same for the data and feature caches
+        if cfg.feature_cache:
+            say(f"reading the data through the feature cache {cfg.feature_cache}")
+            build_feature_cache(cfg, processor, log=say)  # the splits not cached yet: one pass over the source
+        say("loading the data")
+        splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
+                             max_positions=model.config.max_target_positions)
     if splits.synthetic:
         say(f"note: {SYNTHETIC_NOTE}")
     workers = feature_workers(splits.format, cfg.num_workers)
@@ -267,7 +355,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     eval_kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=cfg.precision)
 
     before = before_rows = None
-    if cfg.evaluate_before:
+    if cfg.evaluate_before and main:  # once, by rank 0
         earlier = _before_scores(out) if owned_by(cfg) else None
         if earlier:
             say(f"the starting model's scores are already in {out / BEFORE_UTTERANCES_FILE}: not scored again")
@@ -280,11 +368,13 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
                 before, before_rows = evaluate_sets(model, processor, splits.test, label="before: ", **eval_kw)
         done("evaluation_before")
 
-    trainer, budget = make_trainer(cfg, model, processor, splits)
-    claim_output_dir(cfg)  # from here on the folder belongs to this experiment
-    if before_rows is not None and not (out / BEFORE_METRICS_FILE).is_file():
-        write_csv_atomic(out / BEFORE_UTTERANCES_FILE, before_rows)
-        write_json_atomic(out / BEFORE_METRICS_FILE, before)  # last: the pair is complete once it exists
+    trainer, budget = make_trainer(cfg, model, processor, splits, ranks.num_processes)
+    if main:
+        claim_output_dir(cfg)  # from here on the folder belongs to this experiment
+        if before_rows is not None and not (out / BEFORE_METRICS_FILE).is_file():
+            write_csv_atomic(out / BEFORE_UTTERANCES_FILE, before_rows)
+            write_json_atomic(out / BEFORE_METRICS_FILE, before)  # last: the pair is complete once it exists
+    ranks.wait_for_everyone()  # the others waited here while rank 0 scored the starting model
     n_train = splits.report.get("n_train", "streamed")
     if checkpoint:
         folder = Path(checkpoint).parent
@@ -299,6 +389,9 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     done("training")
     model = trainer.model  # the best checkpoint by validation WER (load_best_model_at_end)
     state = trainer.state
+    if not main:  # rank 0 scores, saves and writes alone; the path is the same for every process
+        ranks.wait_for_everyone()
+        return out / RESULTS_FILE
     say(f"scoring the trained model (step {state.global_step}) on {_clips(splits.test)}")
     after, after_rows = evaluate_sets(model, processor, splits.test, label="after: ", **eval_kw)
     done("evaluation_after")
@@ -325,6 +418,9 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             "best_validation_wer": state.best_metric,
             "stopped_by_time_budget_at_step": budget.stopped_at_step,
             "log_history": state.log_history,
+            # processes that trained (DDP world size) and each one's share of a step's batch_size utterances
+            "world_size": ranks.num_processes,
+            "per_device_batch_size": device_batch,
         },
         "efficiency": {
             "trainable_parameters": trainable,
@@ -339,7 +435,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             # Trainer's setup, steps and validation —, evaluation_after, saving): they add up to run_wall_time_s
             # but for the results file written after them
             "phase_seconds": phases,
-            "peak_memory": memory,
+            "peak_memory": memory,  # rank 0's process (or GPU) under DDP
             "weights_bytes": sum(p.stat().st_size for p in saved.glob("*.safetensors")),
             "saved_dir_bytes": dir_bytes(saved),
         },
@@ -359,4 +455,5 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     write_model_card(saved, read_results(path))  # README.md beside the adapter/model, with these scores
     mark_complete(out)
     say("done")
+    ranks.wait_for_everyone()
     return path
