@@ -267,6 +267,9 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, help="gpu/memory: timed training steps per recipe (default 5); data: "
                         "measured steps per row (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="gpu/memory: untimed steps first")
+    parser.add_argument("--recipes", help="gpu/memory: comma-separated recipe names to measure (default: all; the "
+                        "ratios are to the seed recipe (gpu) or full fine-tuning (memory) when measured, else the "
+                        "first)")
     parser.add_argument("--eval-clips", type=int, default=16, help="gpu: clips transcribed by each evaluation path")
     parser.add_argument("--eval-batch-size", type=int, default=16, help="gpu: clips per batch, batched evaluation")
     parser.add_argument("--max-new-tokens", type=int, default=120, help="gpu: tokens generated per clip at most "
@@ -779,6 +782,13 @@ def step_benchmark(args) -> None:
         models = [s.strip() for s in sizes if s.strip()]
         rows = {r.name: r for r in gpu_rows(half)}
         base = {}
+    if args.recipes:
+        wanted = [r.strip() for r in args.recipes.split(",") if r.strip()]
+        unknown = [r for r in wanted if r not in rows]
+        if unknown:
+            raise SystemExit(f"error: unknown {args.mode} recipe(s) {', '.join(unknown)} — choose from "
+                             f"{', '.join(rows)}")
+        rows = {r: rows[r] for r in wanted}
     jobs, skipped, references = {}, {}, {}
     for model in models:
         size = model.removeprefix("whisper-")

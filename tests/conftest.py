@@ -37,6 +37,25 @@ def _checkout_files() -> set[str] | None:
     return {line[3:] for line in listed.splitlines() if line[:2] in ("??", "!!") and "__pycache__/" not in line}
 
 
+# Under xdist (the README's ``-n 2 --dist loadfile``) whole files go to the workers in collection order: the
+# longest (measured) go first, so that the two workers finish together instead of one running them at the end.
+LONGEST_FIRST = ("tests/test_ddp.py", "tests/test_benchmark.py", "notebooks/04_paper_figures.ipynb",
+                 "tests/test_evaluate.py", "tests/test_resume.py", "notebooks/05_inference_export.ipynb",
+                 "notebooks/03_statistical_analysis.ipynb", "notebooks/06_adapter_bank.ipynb", "tests/test_kaggle.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+
+    def where(item) -> int:
+        try:
+            return rank.get(Path(item.path).resolve().relative_to(REPO).as_posix(), len(rank))
+        except ValueError:  # outside the repository
+            return len(rank)
+
+    items.sort(key=where)  # stable: the order within a file and among the others is kept
+
+
 def pytest_sessionstart(session):
     session.config.stash[_BEFORE] = _checkout_files()
 

@@ -64,13 +64,15 @@ def test_gpu_benchmark_on_cpu_writes_every_recipe_or_why_it_was_skipped(tmp_path
 
 
 def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
-    result, stdout = run_benchmark(tmp_path, "memory", *SMALL)
+    # four of the five recipes (each row is a fresh process; full-gc also runs in the gpu test)
+    result, stdout = run_benchmark(tmp_path, "memory", *SMALL, "--recipes", "lora-dropout0.05,lora-dropout0,"
+                                   "lora-dropout0-gc,full")
     rows = {k.split("/", 1)[1]: v for k, v in result["rows"].items()}
-    assert set(rows) == {"lora-dropout0.05", "lora-dropout0", "lora-dropout0-gc", "full", "full-gc"}
+    assert set(rows) == {"lora-dropout0.05", "lora-dropout0", "lora-dropout0-gc", "full"}
     assert not result["skipped"]
     qkvo = lora_parameters(2 * 4 + 2 * 2 * 4)  # q, k, v, out of 2 encoder and 2 x 2 decoder attention blocks
     assert {rows[n]["trainable_parameters"] for n in ("lora-dropout0.05", "lora-dropout0", "lora-dropout0-gc")} == {qkvo}
-    assert rows["full"]["trainable_parameters"] == rows["full-gc"]["trainable_parameters"] == rows["full"]["total_parameters"]
+    assert rows["full"]["trainable_parameters"] == rows["full"]["total_parameters"]
     # dropout and checkpointing change memory and time, not the first loss (no dropout in the forward of step 1's
     # base path, same initialisation): LoRA's B starts at zero, so every recipe starts from the same model
     assert rows["lora-dropout0"]["losses"][0] == pytest.approx(rows["full"]["losses"][0], rel=1e-4)
@@ -78,7 +80,7 @@ def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
     # layer's input; without it LoRA keeps less than full fine-tuning; checkpointing keeps less still
     saved = {name: row["saved_for_backward_bytes"] for name, row in rows.items()}
     assert saved["lora-dropout0.05"] > saved["lora-dropout0"] < saved["full"]
-    assert saved["lora-dropout0-gc"] < saved["lora-dropout0"] and saved["full-gc"] < saved["full"]
+    assert saved["lora-dropout0-gc"] < saved["lora-dropout0"]
     assert result["references"] == {"tiny-random": "full"}
     assert result["summary"]["tiny_random_full_memory_ratio"] == 1.0
     assert stdout.strip().splitlines()[-1].startswith("RESULT ")

@@ -59,12 +59,11 @@ def runs(tmp_path_factory):
     return {
         "one process": launch(cli, root / "one"),
         "accumulation": launch([*cli[:-1], "--gradient-accumulation-steps", 2, "--output-dir"], root / "accumulation"),
-        "torchrun": launch(torchrun, root / "torchrun"),
         "notebook_launcher": launch([sys.executable, "-c", NOTEBOOK.format(steps=STEPS, batch=BATCH)],
                                     root / "notebook"),
-        # stopped by its time budget after step 1 (every rank at once), then the same command resumes it
-        "stopped": launch([*torchrun[:-1], "--time-budget-s", 1e-6, "--output-dir"], root / "resumed"),
-        "resumed": launch(torchrun, root / "resumed"),
+        # torchrun: stopped by its time budget after step 1 (every rank at once), then the same command resumes it
+        "stopped": launch([*torchrun[:-1], "--time-budget-s", 1e-6, "--output-dir"], root / "torchrun"),
+        "torchrun": launch(torchrun, root / "torchrun"),
     }, root
 
 
@@ -72,10 +71,10 @@ def curve(result: dict, key: str) -> list[float]:
     return [h[key] for h in result["training"]["log_history"] if key in h and "train_runtime" not in h]
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher", "accumulation", "resumed"])
+@pytest.mark.parametrize("launcher", ["torchrun", "notebook_launcher", "accumulation"])
 def test_two_processes_train_the_loss_curve_of_one(runs, launcher):
-    """Two processes, or two accumulation passes in one, each on half of every step's batch; and two processes
-    stopped after step 1 and resumed."""
+    """Two processes (torchrun: stopped after step 1 and resumed), or two accumulation passes in one, each on
+    half of every step's batch."""
     results, _ = runs
     one, two = results["one process"], results[launcher]
     assert len(curve(one, "loss")) == STEPS
@@ -91,7 +90,7 @@ def test_two_processes_train_the_loss_curve_of_one(runs, launcher):
 
 def test_every_process_stops_at_the_time_budget_and_resumes_where_rank_0_says(runs):
     results, _ = runs
-    stopped, resumed = results["stopped"], results["resumed"]
+    stopped, resumed = results["stopped"], results["torchrun"]
     assert stopped["training"]["stopped_by_time_budget_at_step"] == stopped["training"]["global_step"] == 1
     assert stopped["training"]["world_size"] == 2
     assert resumed["training"]["resumed_from"].endswith("checkpoint-1") and resumed["training"]["global_step"] == STEPS
@@ -101,14 +100,13 @@ def test_every_process_stops_at_the_time_budget_and_resumes_where_rank_0_says(ru
 def test_rank_0_alone_scores_the_starting_model_and_writes_the_folder(runs):
     results, root = runs
     one, two = results["one process"], results["torchrun"]
-    assert two["metrics_before"] == one["metrics_before"]  # scored once, on every test utterance
+    assert two["metrics_before"] == one["metrics_before"]  # scored once (before the stop), on every test utterance
     assert two["metrics_before"]["egyptian"]["raw"]["n_utterances"] == 3
     for name in ("one", "torchrun"):
         rows = (root / name / "utterances_before.csv").read_text(encoding="utf-8").strip().splitlines()
         assert len(rows) == 1 + 3 * len(SCHEMES)  # a header and each utterance once per scheme
         assert not (root / name / "INCOMPLETE").exists()
-        steps = sorted(p.name for p in (root / name / "checkpoints").iterdir())
-        assert steps == ["checkpoint-3", "checkpoint-6"]
+        assert (root / name / "checkpoints" / "checkpoint-6" / "trainer_state.json").is_file()
 
 
 def test_the_global_batch_is_split_over_processes_and_accumulation():

@@ -16,7 +16,7 @@ from arabicpeft.data import SpeechCollator, load_test_sets
 from arabicpeft.dialects import VARIETIES
 from arabicpeft.evaluate import (MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record,
                                  generation_budget, transcribe)
-from arabicpeft.model import LANGUAGE, TASK, load_model, window_seconds
+from arabicpeft.model import LANGUAGE, TASK, cut_encoder, load_model, window_seconds
 
 from conftest import SR, tone
 
@@ -104,13 +104,15 @@ def test_tiny_random_transcripts_are_the_plain_ones_cut_at_their_limits(tiny_pro
 @pytest.fixture(scope="module")
 def base():
     loaded = load_model("whisper-base")
+    cut_encoder(loaded.model, loaded.processor, 8)  # the demo's window (every sample clip is shorter): ~4x faster
     # a smaller budget for the plain path's looping decodes keeps the test short; each limit is still below it
     loaded.model.generation_config.max_length = 120
     return loaded.model, loaded.processor
 
 
-# Sample test clips: whisper-base loops on the first three (to the budget), ends by itself on the others.
-LOOPING = ("levantine-te02-v1", "msa-te01-v1", "msa-te01-v5")
+# Sample test clips at the 8 s window: whisper-base loops on the first three (to the budget), ends by itself on the
+# others (of all 72 it loops on 5: these three, egyptian-te05-v5 and maghrebi-te06-v1).
+LOOPING = ("egyptian-te03-v5", "iraqi-te02-v1", "msa-te01-v5")
 ENDING = ("egyptian-te01-v1", "gulf-te03-v1", "iraqi-te04-v5", "maghrebi-te06-v5")
 
 
