@@ -93,6 +93,18 @@ def decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Opt
     return torch.clamp(torch.maximum(by_audio, references), max=budget)
 
 
+def batch_limits(batch: dict, processor, budget: int, tokens_per_second: Optional[float]
+                 ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
+    """(reference transcript tokens, audio seconds, :func:`decode_limits`) of a collated batch, each shape
+    (batch,): the durations are read off its log-mel (:func:`arabicpeft.audio.audio_frames`); special tokens are
+    not counted."""
+    labels, extractor = batch["labels"], processor.feature_extractor
+    special = torch.tensor(processor.tokenizer.all_special_ids)
+    text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
+    seconds = audio_frames(batch["input_features"].numpy()) * extractor.hop_length / extractor.sampling_rate
+    return text_tokens, seconds, decode_limits(seconds, text_tokens, budget, tokens_per_second)
+
+
 def decoding_record(tokens_per_second: Optional[float] = TOKENS_PER_SECOND, by_duration: bool = True) -> dict:
     """What :func:`transcribe` bounded and how it batched, for a results file's provenance (the torch threads are
     in its ``hardware``)."""
@@ -185,14 +197,13 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     """
     if suppress not in SUPPRESS_PROCESSORS:
         raise ValueError(f"suppress={suppress!r}: choose one of {', '.join(SUPPRESS_PROCESSORS)}.")
-    tokenizer, extractor = processor.tokenizer, processor.feature_extractor
+    tokenizer = processor.tokenizer
     collator = SpeechCollator(processor, model.config.decoder_start_token_id)
     window = batch_size * (SORT_WINDOW_BATCHES if by_duration else 1)
     loader = DataLoader(dataset, batch_size=window, collate_fn=collator, num_workers=num_workers)
     device = next(model.parameters()).device
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
     budget = generation_budget(model, tokenizer, max_new_tokens)
-    special = torch.tensor(tokenizer.all_special_ids)
     options = dict(language=LANGUAGE, task=TASK, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens)
     if suppress == "precomputed":
         gen = model.generation_config
@@ -208,9 +219,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
         with tqdm(total=total, desc=desc, unit="batch") as bar:
             for group in loader:
                 labels = group["labels"]
-                text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
-                seconds = audio_frames(group["input_features"].numpy()) * extractor.hop_length / extractor.sampling_rate
-                limits = decode_limits(seconds, text_tokens, budget, tokens_per_second)
+                text_tokens, seconds, limits = batch_limits(group, processor, budget, tokens_per_second)
                 order = np.argsort(-seconds, kind="stable") if by_duration else np.arange(len(labels))
                 texts, reached = [""] * len(labels), [False] * len(labels)
                 for start in range(0, len(order), batch_size):
@@ -257,19 +266,17 @@ def transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 16
 
     from .export import ct2_max_length
 
-    tokenizer, extractor = processor.tokenizer, processor.feature_extractor
+    tokenizer = processor.tokenizer
     prompt = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", f"<|{LANGUAGE}|>", f"<|{TASK}|>",
                                               "<|notimestamps|>"])
     budget = max_length or MAX_LABEL_TOKENS - len(prompt)
     suppress = [-1, *range(first_timestamp_id(tokenizer), len(tokenizer))]  # -1: the model's own list
-    special = torch.tensor(tokenizer.all_special_ids)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=SpeechCollator(processor, prompt[0]))
     references, hypotheses = [], []
     for batch in tqdm(loader, desc=desc, unit="batch"):
         labels = batch["labels"]
-        text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
-        seconds = audio_frames(batch["input_features"].numpy()) * extractor.hop_length / extractor.sampling_rate
-        limits = decode_limits(seconds, text_tokens, budget, tokens_per_second).tolist()
+        text_tokens, _, limits = batch_limits(batch, processor, budget, tokens_per_second)
+        limits = limits.tolist()
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch["input_features"].numpy()))
         results = whisper.model.generate(features, [prompt] * len(labels), beam_size=1, suppress_tokens=suppress,
                                          max_length=ct2_max_length(max(limits)))
