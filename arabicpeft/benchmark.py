@@ -500,14 +500,14 @@ MEMORY_MODEL = "whisper-base"  # the memory benchmark: the demo's model, at the 
 @dataclasses.dataclass(frozen=True)
 class StepRow:
     """One measured recipe: ``config`` are the :class:`ExperimentConfig` fields it sets (the rest are defaults);
-    ``needs``: "cuda" or "native-bf16", skipped with the reason printed where that is missing; ``autocast``:
+    rows whose precision this machine lacks (:data:`arabicpeft.device.PRECISION_HARDWARE`) are skipped with the
+    reason printed; ``autocast``:
     a mixed precision that overrides the one the project would pick for ``config`` (the seed recipe's fp16 also on a
     GPU whose native half precision is bf16)."""
 
     name: str
     what: str
     config: dict
-    needs: str = ""
     autocast: Optional[str] = None
 
 
@@ -518,14 +518,11 @@ def gpu_rows(half: str) -> list[StepRow]:
         # autocast, batch 8; its int8 preparation checkpoints gradients (peft's prepare_model_for_kbit_training default).
         StepRow("seed-int8-lora", "replaced project: int8 base + LoRA r32 q,v, fp16 autocast, grad. checkpointing",
                 dict(method="lora", precision="int8", lora_r=32, lora_alpha=64, lora_dropout=0.05, lora_targets="qv",
-                     gradient_checkpointing=True), needs="cuda", autocast="fp16"),
+                     gradient_checkpointing=True), autocast="fp16"),
         StepRow("lora-fp32", "LoRA (project defaults), fp32", dict(method="lora", precision="fp32")),
-        StepRow("lora-fp16", "LoRA (project defaults), fp16 mixed precision", dict(method="lora", precision="fp16"),
-                needs="cuda"),
-        StepRow("lora-bf16", "LoRA (project defaults), bf16 mixed precision", dict(method="lora", precision="bf16"),
-                needs="native-bf16"),
-        StepRow("lora-nf4", "QLoRA: NF4 base + LoRA (project defaults)", dict(method="lora", precision="nf4"),
-                needs="cuda"),
+        StepRow("lora-fp16", "LoRA (project defaults), fp16 mixed precision", dict(method="lora", precision="fp16")),
+        StepRow("lora-bf16", "LoRA (project defaults), bf16 mixed precision", dict(method="lora", precision="bf16")),
+        StepRow("lora-nf4", "QLoRA: NF4 base + LoRA (project defaults)", dict(method="lora", precision="nf4")),
         StepRow("full-gc", f"full fine-tuning, {half}, gradient checkpointing",
                 dict(method="full", precision=half, gradient_checkpointing=True)),
     ]
@@ -542,19 +539,6 @@ def memory_rows() -> list[StepRow]:
         StepRow("full", "full fine-tuning", dict(method="full")),
         StepRow("full-gc", "full fine-tuning, gradient checkpointing", dict(method="full", gradient_checkpointing=True)),
     ]
-
-
-def missing_hardware(needs: str) -> Optional[str]:
-    """Why a row cannot run here (None when it can)."""
-    import torch
-
-    from .model import native_bf16
-
-    if needs == "cuda" and not torch.cuda.is_available():
-        return "needs a CUDA GPU (bitsandbytes / fp16 mixed precision)"
-    if needs == "native-bf16" and torch.cuda.is_available() and not native_bf16():
-        return "this GPU has no native bf16 (compute capability < 8.0): fp16 is its half precision"
-    return None
 
 
 def synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
@@ -579,7 +563,7 @@ def synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
 
 def _step_worker(args) -> None:
     """One row of the gpu/memory benchmark in its own process (its own peak memory): writes {row}.json."""
-    from .environment import pin_single_gpu
+    from .device import pin_single_gpu
 
     pin_single_gpu()  # before torch touches CUDA: one process, one GPU
     import tempfile
@@ -755,8 +739,8 @@ def step_benchmark(args) -> None:
 
     import torch
 
-    from .environment import output_root
-    from .model import half_dtype
+    from .device import half_dtype, precision_problem
+    from .kaggle import output_root
     from .offline_model import ARCHITECTURES, random_whisper
     from .results import provenance, write_json_atomic
 
@@ -797,7 +781,7 @@ def step_benchmark(args) -> None:
         path = random_whisper(size, tokenizer_dir=args.tokenizer_dir) if size in ARCHITECTURES and args.mode == "gpu" \
             else model
         for row in rows.values():
-            why = missing_hardware(row.needs)
+            why = precision_problem(row.config.get("precision", "fp32"))
             key = f"{model}/{row.name}"
             if why:
                 skipped[key] = why

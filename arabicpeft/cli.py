@@ -9,8 +9,8 @@ How a command is built (a new one gets all of this by following the same pattern
 - **Options from the config.** :func:`add_config_options` turns fields of :class:`ExperimentConfig` into options
   whose help, default and choices come from the field itself (``_section`` in config.py), so ``--help`` cannot
   drift from the code. Options that are not config fields get a one-line help with their default too.
-- **Cheap checks first.** This module and config/environment import no torch: a command validates its config
-  and runs :func:`arabicpeft.environment.preflight` (paths, GPU driver, hub) before importing anything heavy,
+- **Cheap checks first.** This module and config/kaggle/device import no torch: a command validates its config
+  and runs :func:`arabicpeft.kaggle.preflight` (paths, GPU driver, hub) before importing anything heavy,
   so a mistake is reported within a second.
 - **Errors in one line.** Raise :class:`arabicpeft.errors.UserError` (``UserError(what, todo)``) for anything
   the user can fix; :func:`main` prints ``error: <what> — <todo>`` and exits 1 (usage errors: 2) without a
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import dialects
-from .config import PRECISIONS, ExperimentConfig, demo_config
+from .config import PRECISIONS, ExperimentConfig, choices, demo_config
 from .errors import UserError, is_user_error, one_line
 
 DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
@@ -120,14 +120,15 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConf
         kind = _field_type(field)
         default = None if default_note else getattr(defaults, field.name)
         help_text = (helps or {}).get(field.name) or field_help(field.name, default=default, note=default_note)
-        choices = field.metadata.get("choices")
+        allowed = choices(field.name)
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(kind) is list:
             group.add_argument(flag, type=_comma_list, default=default, metavar="A,B", help=help_text)
         else:
-            metavar = "{" + ",".join(choices) + "}" if choices else {int: "N", float: "X"}.get(kind, "TEXT")
-            group.add_argument(flag, type=kind, default=default, choices=choices, metavar=metavar, help=help_text)
+            metavar = "{" + ",".join(allowed) + "}" if allowed else {int: "N", float: "X"}.get(kind, "TEXT")
+            group.add_argument(flag, type=str if allowed else kind, default=default, choices=allowed, metavar=metavar,
+                               help=help_text)
 
 
 def config_from(args: argparse.Namespace, base: Optional[ExperimentConfig] = None) -> ExperimentConfig:
@@ -235,10 +236,11 @@ def print_trained(result_path) -> None:
 def _prepare(cfg: ExperimentConfig) -> None:
     """The cheap checks first (paths, GPU driver, hub: no torch), then the GPU's own abilities (a P100, bf16
     below Ampere, int8 below 7.5), which need torch. The output folder is checked by train.run, first thing."""
-    from . import environment
+    from .device import check_gpu
+    from .kaggle import preflight
 
-    environment.preflight(cfg)
-    environment.check_gpu(cfg.precision)
+    preflight(cfg)
+    check_gpu(cfg.precision)
 
 
 def cmd_train(args) -> Path:
@@ -261,7 +263,7 @@ def _report_training(path: Path) -> Path:
 
 
 def cmd_demo(args) -> Path:
-    from .environment import output_root
+    from .kaggle import output_root
 
     cfg = demo_config(output_dir=args.output_dir or str(output_root() / "demo"))
     if args.max_steps:  # the demo validates once, at its last step
@@ -280,7 +282,7 @@ def cmd_evaluate(args) -> Path:
 
     The results keep the training config (``config``, untouched) apart from the evaluation's own settings
     (``evaluation``), give each test set and the pooled corpus WER/CER, and record the backend."""
-    from .environment import check_model_name
+    from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)  # before the heavy imports, as every check below
     data_path = Path(args.data_path) if args.data_path else None
@@ -389,7 +391,7 @@ def _trained_config(reference) -> Optional[ExperimentConfig]:
 
 
 def cmd_transcribe(args) -> Path:
-    from .environment import check_model_name
+    from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)
     from .transcribe import collect_audio, transcribe_files, write_transcripts
@@ -415,7 +417,7 @@ def cmd_transcribe(args) -> Path:
 
 
 def cmd_merge(args) -> Path:
-    from .environment import check_model_name
+    from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)
     from .export import merge
@@ -424,7 +426,7 @@ def cmd_merge(args) -> Path:
 
 
 def cmd_export(args) -> Path:
-    from .environment import check_model_name
+    from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)
     from .export import export_ct2
@@ -479,7 +481,7 @@ def cmd_study(args) -> Path:
             unused = [k for k in options if k not in accepted]
             if unused:
                 raise UserError(f"study {name} has no option {', '.join('--' + k.replace('_', '-') for k in unused)}",
-                                f"see `python -m arabicpeft study --help`.")
+                                "see `python -m arabicpeft study --help`.")
         base = profiles.apply(ExperimentConfig(**overrides))
         design = study.design(name, base, **options)
     result = study.run_study(design, root=args.output_dir, dry_run=args.dry_run)
@@ -660,7 +662,7 @@ def main(argv=None) -> None:
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line, not only before the command
     try:
         args = build_parser().parse_args(argv)
-        from .environment import pin_single_gpu
+        from .device import pin_single_gpu
 
         pin_single_gpu()  # before torch sees CUDA: one GPU unless launched with torchrun (see its docstring)
         path = args.func(args)

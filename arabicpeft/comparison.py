@@ -16,7 +16,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .metrics import pool
-from .results import MIB, RESULTS_FILE, read_results, variant_of
+from .results import MIB, read_results, variant_of
+from .run_dir import RESULTS_FILE, checkpoint_step
 
 PALETTE = "Set2"
 
@@ -127,7 +128,7 @@ def training_curves(results: Iterable[ResultLike], labels: Optional[list[str]] =
         wer_ax.plot(wer["step"], wer["eval_wer"], color=color, marker="o", label=label)
         best = run.get("training", {}).get("best_checkpoint")
         if best and not wer.empty:
-            step = int(str(best).rstrip("/").split("-")[-1])
+            step = checkpoint_step(best)
             wer_ax.axvline(step, color=color, ls=":", lw=1)
     loss_ax.set(xlabel="step", ylabel="loss", title="Loss")
     wer_ax.set(xlabel="step", ylabel="validation WER (%)", title="Validation WER (dotted: best checkpoint)")

@@ -1,20 +1,36 @@
-"""One plain dataclass configures a run; the CLI, the notebooks and the results files share it."""
+"""One plain dataclass configures a run; the CLI, the widget pickers, the notebooks and the results files share it.
+
+:class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types, :func:`choices`), of
+each option's help (field metadata, which the CLI prints), and of which fields a rerun may change
+(:func:`resumable_fields`) or only say where and how a run executes (:func:`runtime_fields`).
+
+Public: :class:`ExperimentConfig`, :func:`choices`, :func:`resumable_fields`, :func:`runtime_fields`,
+:func:`automatic_choices`, :func:`demo_config`, the ``Literal`` types and their tuples (:data:`METHODS`,
+:data:`PRECISIONS`, :data:`SOURCES`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`), :data:`QUANTIZED`,
+:data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`,
+:data:`PAPER_GENERATION_MAX_LENGTH`.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 from . import dialects
 from .errors import ConfigError
 
-METHODS = ("lora", "full")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "nf4")
-SOURCES = ("hub", "local", "sample")
-MIXTURES = ("natural", "balanced")  # how a pooled train set ("all") draws on its dialects
-FEATURE_CACHE_DTYPES = ("float32", "float16")  # values of a feature cache: float32 is lossless
+Method = Literal["lora", "full"]
+Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]  # what each needs: arabicpeft.device.PRECISION_HARDWARE
+Source = Literal["hub", "local", "sample"]
+Mixture = Literal["natural", "balanced"]  # how a pooled train set ("all") draws on its dialects
+FeatureCacheDtype = Literal["float32", "float16"]  # values of a feature cache: float32 is lossless
+METHODS, PRECISIONS, SOURCES, MIXTURES, FEATURE_CACHE_DTYPES = (
+    typing.get_args(t) for t in (Method, Precision, Source, Mixture, FeatureCacheDtype))
+QUANTIZED = ("int8", "nf4")  # bitsandbytes-quantized base weights: LoRA only (QLoRA), never merged at that precision
 
 # LoRA target presets. Names match the Linear layers of transformers' Whisper.
 LORA_TARGETS = {
@@ -35,11 +51,13 @@ PAPER_GENERATION_MAX_LENGTH = 225
 
 
 def _section(title: str):
-    """A field maker for one section of :class:`ExperimentConfig`: every field carries its one-line help (and
-    its choices), which ``python -m arabicpeft train --help`` prints, so the documentation cannot drift."""
+    """A field maker for one section of :class:`ExperimentConfig`: every field carries its one-line help, which
+    ``python -m arabicpeft train --help`` prints, so the documentation cannot drift. ``resume``: a rerun into
+    the same output folder may change it and still continue the same run; ``runtime``: it says where or how the
+    run executes, not what is trained or scored."""
 
-    def documented(default, help: str, choices: Optional[tuple] = None):
-        meta = {"help": help, "section": title, "choices": choices}
+    def documented(default, help: str, resume: bool = False, runtime: bool = False):
+        meta = {"help": help, "section": title, "resume": resume, "runtime": runtime}
         if isinstance(default, (dict, list)):
             return field(default_factory=lambda: type(default)(default), metadata=meta)
         return field(default=default, metadata=meta)
@@ -58,35 +76,35 @@ class ExperimentConfig:
     CPU job. Each field's help (``dataclasses.fields(ExperimentConfig)[i].metadata["help"]``) is what the CLI
     shows."""
 
-    dialect: str = _what("egyptian", "training set: one variety, or all (the five dialects pooled, no MSA)",
-                         dialects.NAMES)
-    method: str = _what("lora", "lora: train a LoRA adapter (peft); full: fine-tune every weight", METHODS)
+    dialect: dialects.Name = _what("egyptian", "training set: one variety, or all (the five dialects pooled, no MSA)")
+    method: Method = _what("lora", "lora: train a LoRA adapter (peft); full: fine-tune every weight")
     model: str = _what("openai/whisper-small", "starting model: a hub id, a local directory, or an offline name")
-    precision: str = _what("fp32", "weights/compute precision; fp16, int8 and nf4 need a CUDA GPU", PRECISIONS)
+    precision: Precision = _what("fp32", "weights/compute precision; fp16, int8 and nf4 need a CUDA GPU")
     seed: int = _what(42, "picks the 80/20 train/validation split and the initialisation (paper: 42, 84, 168)")
 
-    source: str = _data("hub", "hub: the otozz datasets (needs internet); local: --data-path; sample: the "
-                        "embedded synthetic set", SOURCES)
+    source: Source = _data("hub", "hub: the otozz datasets (needs internet); local: --data-path; sample: the "
+                           "embedded synthetic set")
     data_path: Optional[str] = _data(None, "for source local: a folder of save_to_disk sets or a train/test "
                                      ".jsonl/.csv manifest with audio and text")
     streaming: bool = _data(False, "stream the hub data instead of caching it (one dialect decoded is ~20 GB)")
     val_fraction: float = _data(0.2, "share of the training set held out for validation (model selection)")
-    test_sets: Optional[list[str]] = _data(None, "comma-separated varieties to score on (default: the training "
+    test_sets: Optional[list[dialects.Name]] = _data(None, "comma-separated varieties to score on (default: the training "
                                            "set's own)")
     max_train_samples: Optional[int] = _data(None, "use at most this many training utterances (default: all)")
     train_fraction: float = _data(1.0, "train on the first round(fraction x n) training utterances (the paper's "
                                   "MSA train-size curve)")
-    mixture: str = _data("natural", "pooled sets: natural proportions, or balanced (equal utterances per dialect)",
-                         MIXTURES)
+    mixture: Mixture = _data("natural", "pooled sets: natural proportions, or balanced (equal utterances per "
+                             "dialect)")
     max_train_per_dialect: Optional[int] = _data(None, "pooled sets: at most this many utterances of each dialect")
     max_eval_samples: Optional[int] = _data(None, "validation utterances per evaluation (default: all; "
                                             "needed with streaming)")
     max_test_samples: Optional[int] = _data(None, "score at most this many utterances per test set (default: all)")
     feature_cache: Optional[str] = _data(None, "folder of a compact log-mel cache (python -m arabicpeft cache): the "
                                          "data are read from it, the same model inputs bitwise (float32); "
-                                         "splits not there yet are written first, in one pass over the source")
-    feature_cache_dtype: str = _data("float32", "values of a new feature cache: float32 (lossless) or float16 "
-                                     "(half the bytes, not lossless)", FEATURE_CACHE_DTYPES)
+                                         "splits not there yet are written first, in one pass over the source",
+                                         resume=True, runtime=True)
+    feature_cache_dtype: FeatureCacheDtype = _data("float32", "values of a new feature cache: float32 (lossless) or "
+                                                   "float16 (half the bytes, not lossless)")
     encoder_seconds: Optional[float] = _data(None, "cut the encoder window to this many seconds (faster on CPU; "
                                              "every clip must be shorter). Default: 8 for source sample, "
                                              "else the model's 30")
@@ -102,11 +120,12 @@ class ExperimentConfig:
     learning_rate: Optional[float] = _optim(None, "peak learning rate (default: 1e-5 for full, as the paper; "
                                             "1e-3 for lora)")
     warmup_steps: int = _optim(500, "linear warm-up steps")
-    max_steps: int = _optim(5000, "training steps (optimizer updates)")
+    max_steps: int = _optim(5000, "training steps (optimizer updates); a rerun may raise it while the run has no "
+                            "checkpoint (the learning-rate schedule belongs to it)", resume=True)
     batch_size: int = _optim(8, "training utterances per optimizer step, all processes (GPUs) and accumulation "
                              "passes together: each pass of each process takes batch_size / (processes x "
                              "gradient_accumulation_steps)")
-    eval_batch_size: int = _optim(16, "utterances per batch when scoring")
+    eval_batch_size: int = _optim(16, "utterances per batch when scoring", resume=True, runtime=True)
     gradient_accumulation_steps: int = _optim(1, "forward/backward passes per optimizer step, each on a share of "
                                               "batch_size (less memory; the step still trains on batch_size)")
     adam_beta2: float = _optim(0.999, "AdamW beta2 (the paper: 0.99)")
@@ -119,15 +138,17 @@ class ExperimentConfig:
     generation_max_length: Optional[int] = _optim(None, "longest transcript decoded, in tokens (default: the model's "
                                                   "limit, so every admitted reference can be matched; "
                                                   f"{PAPER_GENERATION_MAX_LENGTH} reproduces the paper)")
-    num_workers: int = _optim(0, "data-loader worker processes")
-    time_budget_s: Optional[float] = _optim(None, "stop training cleanly (and save) after this many seconds")
-    evaluate_before: bool = _optim(True, "score the starting model on the test sets too")
+    num_workers: int = _optim(0, "data-loader worker processes", resume=True, runtime=True)
+    time_budget_s: Optional[float] = _optim(None, "stop training cleanly (and save) after this many seconds",
+                                            resume=True, runtime=True)
+    evaluate_before: bool = _optim(True, "score the starting model on the test sets too", resume=True)
 
     output_dir: str = _where("runs/experiment", "folder for checkpoints, the model and results.json (a rerun "
-                             "with the same config resumes there)")
+                             "with the same config resumes there)", resume=True, runtime=True)
     resume_from: Optional[str] = _where(None, "a checkpoint or run folder to resume from (default: this run's "
-                                        "own latest checkpoint)")
-    extra: dict = _where({}, "free-form notes carried into the results file (not a command-line option)")
+                                        "own latest checkpoint)", resume=True, runtime=True)
+    extra: dict = _where({}, "free-form notes carried into the results file (not a command-line option)",
+                         resume=True)
 
     def __post_init__(self) -> None:
         try:
@@ -137,8 +158,8 @@ class ExperimentConfig:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for f in fields(self):
-            allowed, value = f.metadata.get("choices"), getattr(self, f.name)
-            if allowed and f.name != "dialect" and value not in allowed:
+            allowed, value = choices(f.name), getattr(self, f.name)
+            if allowed and f.name not in ("dialect", "test_sets") and value not in allowed:
                 raise ConfigError(f"Unknown {f.name} {value!r}", f"choose one of {', '.join(allowed)}.")
         if self.source == "local" and not self.data_path:
             raise ConfigError("source='local' needs data_path",
@@ -149,7 +170,7 @@ class ExperimentConfig:
             raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}.")
         if self.init_adapter and self.method != "lora":
             raise ConfigError("init_adapter continues a LoRA adapter: it needs method='lora'.")
-        if self.method == "full" and self.precision in ("int8", "nf4"):
+        if self.method == "full" and self.precision in QUANTIZED:
             raise ConfigError(
                 f"Full fine-tuning of a {self.precision}-quantized model is not possible (its weights are frozen "
                 "integers)", "use method='lora' (QLoRA) or precision fp32/fp16/bf16."
@@ -206,6 +227,31 @@ class ExperimentConfig:
             raise ConfigError(f"{model_dir} holds no {CONFIG_FILE}, so it is not a model saved by arabicpeft",
                               "give the 'model' folder inside a train run's output folder.")
         return cls.from_json(model_dir / CONFIG_FILE)
+
+
+@functools.cache
+def _hints() -> dict:
+    return typing.get_type_hints(ExperimentConfig)
+
+
+def choices(name: str) -> Optional[tuple]:
+    """The values config field ``name`` allows (its ``Literal`` type, also inside Optional or a list), or None
+    for a free value. The CLI's choices, the widget pickers and :class:`ExperimentConfig`'s validation use it."""
+    hint = _hints()[name]
+    while typing.get_origin(hint) in (typing.Union, list):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+
+
+def resumable_fields() -> frozenset[str]:
+    """The fields a rerun into the same output folder may change and still continue the same run."""
+    return frozenset(f.name for f in fields(ExperimentConfig) if f.metadata["resume"])
+
+
+def runtime_fields() -> frozenset[str]:
+    """The fields that say where or how a run executes (folders, workers, time budget), not what it trains or
+    scores."""
+    return frozenset(f.name for f in fields(ExperimentConfig) if f.metadata["runtime"])
 
 
 def automatic_choices(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str]]:

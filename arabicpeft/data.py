@@ -38,7 +38,7 @@ from . import audio as audio_lib
 from . import dialects
 from . import feature_cache
 from .config import SAMPLE_DIR, ExperimentConfig
-from .environment import HUB_HOST, hub_offline_mode, hub_reachable
+from .kaggle import HUB_HOST, hub_offline_mode, hub_reachable
 from .errors import UserError
 
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions (max_target_positions); callers pass the model's own

@@ -8,6 +8,7 @@ The data are the preprocessed MASC + Common Voice sets of Özyılmaz et al. (202
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 HUB_NAMESPACE = "otozz"
 
@@ -49,6 +50,7 @@ DIALECTS = (
 )
 VARIETIES = DIALECTS + ("msa",)  # every single variety, with a test set of its own
 NAMES = VARIETIES + ("all",)
+Name = Literal[NAMES]  # a config's dialect and test sets (dialects.get also accepts other capitalisations)
 
 REGISTRY: dict[str, Dialect] = {
     "egyptian": Dialect("egyptian", "Egyptian", "egyptian", 16_100, 4_433),

@@ -5,6 +5,9 @@ file, no GPU for a GPU precision, no network for the hub). The command line prin
 ``error: <what was wrong> — <what to do>``, and exits with status 1 (``--debug`` or ``ARABICPEFT_DEBUG=1``
 shows the traceback); in a notebook it is an ordinary exception with the same message. Every other exception
 is a bug and keeps its traceback.
+
+Public: :class:`UserError` and its kinds (:class:`ConfigError`, :class:`SetupError` and the setup errors),
+:func:`is_user_error`, :func:`one_line`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,30 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """An :class:`~arabicpeft.config.ExperimentConfig` value that cannot run (a ValueError, as before)."""
+
+
+class SetupError(UserError, RuntimeError):
+    """The machine or session cannot run what was asked (:mod:`arabicpeft.device`, :mod:`arabicpeft.kaggle`)."""
+
+
+class GPUUnavailableError(SetupError):
+    """The precision needs a CUDA GPU and none is visible."""
+
+
+class UnsupportedGPUError(SetupError):
+    """The GPU lacks what the run needs (kernels of Kaggle's PyTorch, bf16 or int8 arithmetic)."""
+
+
+class DiskSpaceError(SetupError):
+    """Too little free disk for the run's checkpoints or data cache."""
+
+
+class HubUnreachableError(SetupError):
+    """The run reads its model or data from the HuggingFace hub, and the hub cannot be reached."""
+
+
+class SessionTimeSpent(SetupError):
+    """No Kaggle session time is left for training."""
 
 
 def raised_by_arabicpeft(exc: BaseException) -> bool:

@@ -19,7 +19,8 @@ from tqdm import tqdm  # text bars, also in notebooks: a saved notebook keeps wh
 from .audio import audio_frames
 from .data import MAX_LABEL_TOKENS, AnyDataset, SpeechCollator
 from .metrics import summarize, utterance_errors
-from .model import LANGUAGE, TASK, half_dtype
+from .device import half_dtype
+from .model import LANGUAGE, TASK
 from .text import SCHEMES
 
 
@@ -356,18 +357,3 @@ def pooled_metrics(rows: pd.DataFrame) -> dict:
     if rows.empty:
         return {}
     return {scheme: summarize(part) for scheme, part in rows.groupby("scheme", sort=False)}
-
-
-def evaluate_ct2(reference, test_sets: dict[str, AnyDataset], compute_type: str = "int8", batch_size: int = 16,
-                 max_length: Optional[int] = None, cpu_threads: int = 0, label: str = "") -> tuple[dict, pd.DataFrame, dict]:
-    """Score any model reference through CTranslate2 (the study launcher's and ``evaluate --backend ct2``'s
-    final test scoring): the same test sets, references, normalizers and per-utterance rows as
-    :func:`evaluate_sets` with transformers. A reference that is not a CTranslate2 directory is converted on
-    the fly (adapters merged at their base's full window). Returns (metrics, rows, backend record with the
-    compute type CTranslate2 actually runs)."""
-    from .export import describe_ct2, load_ct2
-
-    whisper, processor = load_ct2(reference, compute_type=compute_type, cpu_threads=cpu_threads)
-    metrics, rows = evaluate_sets(whisper, processor, test_sets, batch_size=batch_size, label=label,
-                                  max_length=max_length)
-    return metrics, rows, {**describe_ct2(whisper), "requested_compute_type": compute_type, "max_length": max_length}

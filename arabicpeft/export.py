@@ -173,7 +173,8 @@ def load_ct2(reference, compute_type: str = "default", cpu_threads: int = 0, dev
 
 def _results_near(directory: Path) -> Optional[dict]:
     """The results of the run that produced ``directory`` (its parent's results.json), if any."""
-    from .results import RESULTS_FILE, read_results
+    from .results import read_results
+    from .run_dir import RESULTS_FILE
 
     for candidate in (directory / RESULTS_FILE, directory.parent / RESULTS_FILE):
         if candidate.is_file():

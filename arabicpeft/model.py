@@ -20,29 +20,11 @@ from torch import nn
 from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
 from .audio import SAMPLE_RATE
-from .config import CONFIG_FILE, ExperimentConfig
-from .environment import check_model_name
+from .config import CONFIG_FILE, QUANTIZED, ExperimentConfig
+from .device import check_gpu, half_dtype
+from .kaggle import check_model_name
 
 LANGUAGE, TASK = "ar", "transcribe"
-
-
-def native_bf16() -> bool:
-    """bf16 in hardware (compute capability >= 8.0). torch.cuda.is_bf16_supported() also counts emulation,
-    and so says yes on a T4 (7.5), where fp16 is the right half precision."""
-    return torch.cuda.is_available() and torch.cuda.get_device_capability(0) >= (8, 0)
-
-
-def half_dtype() -> torch.dtype:
-    """The half precision this GPU computes natively: bf16 on Ampere and later, else fp16."""
-    return torch.bfloat16 if native_bf16() else torch.float16
-
-
-def require_cuda(precision: str) -> None:
-    if precision in ("fp16", "int8", "nf4") and not torch.cuda.is_available():  # bf16 runs on CPU too
-        raise RuntimeError(
-            f"precision={precision!r} needs a CUDA GPU (bitsandbytes / fp16 mixed precision), and none is "
-            "available. On CPU use precision='fp32' (or 'bf16'); on Kaggle pick a GPU T4 accelerator."
-        )
 
 
 def cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProcessor, seconds: int) -> None:
@@ -109,10 +91,10 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
     """The starting model and its processor, quantized if asked, window cut, generation set to Arabic."""
     from .offline_model import resolve_model
 
-    require_cuda(cfg.precision)
+    check_gpu(cfg.precision)
     path = resolve_model(cfg.model)
     quantization = None
-    if cfg.precision in ("int8", "nf4"):
+    if cfg.precision in QUANTIZED:
         from transformers import BitsAndBytesConfig
 
         compute = half_dtype()
@@ -133,10 +115,14 @@ def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, W
     except OSError as e:  # transformers' message for a hub id it cannot fetch (offline, or no such repo)
         if Path(path).exists():
             raise
-        from .environment import NO_HUB_HELP, HubUnreachableError
+        from .errors import HubUnreachableError
+        from .kaggle import NO_HUB_HELP
 
         raise HubUnreachableError(f"could not load the model {cfg.model} from the hub or the HF cache "
                                   f"({str(e).splitlines()[0]})", f"check the hub id. {NO_HUB_HELP}") from e
+    # Whisper's encoder positions are fixed sinusoids (a buffer in OpenAI's model; transformers' WhisperEncoder
+    # freezes them), but transformers 5's from_pretrained hands them back trainable: full fine-tuning would train them.
+    model.model.encoder.embed_positions.requires_grad_(False)
     if quantization is None and torch.cuda.is_available():
         model.to("cuda")  # scoring before training (and `evaluate`) runs where training will
     processor = WhisperProcessor.from_pretrained(path)
@@ -175,7 +161,7 @@ def _no_file_progress_bars():
 def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if cfg.precision in ("int8", "nf4"):
+    if cfg.precision in QUANTIZED:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
@@ -248,7 +234,6 @@ def save_trained(model, processor, cfg: ExperimentConfig, out_dir: Path) -> Path
 
 
 MAX_NEW_TOKENS = 224  # tokens per 30 s window when transcribing: OpenAI Whisper's sample_len (448 // 2)
-MODEL_KINDS = ("base", "model", "adapter", "bank")
 
 
 @dataclasses.dataclass
@@ -338,7 +323,7 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
     on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
     long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
 
-    Raises :class:`arabicpeft.environment.SetupError` for a path that does not exist or a folder that holds no
+    Raises :class:`arabicpeft.errors.SetupError` for a path that does not exist or a folder that holds no
     model, ValueError for a CTranslate2 export (load it with :func:`arabicpeft.export.load_ct2`).
     """
     check_model_name(reference, saved=True)
@@ -383,12 +368,12 @@ def _load_base_reference(name: str, precision: Optional[str]) -> LoadedModel:
 def _load_full(path: Path, trained: ExperimentConfig, precision: Optional[str]) -> LoadedModel:
     if precision:
         cfg = dataclasses.replace(trained, precision=precision)
-    elif trained.precision in ("int8", "nf4"):  # a merged QLoRA adapter: its base was quantized, it is not
+    elif trained.precision in QUANTIZED:  # a merged QLoRA adapter: its base was quantized, it is not
         cfg = dataclasses.replace(trained, precision="fp32")
     else:
         cfg = trained
-    require_cuda(cfg.precision)
-    if cfg.precision in ("int8", "nf4"):
+    check_gpu(cfg.precision)
+    if cfg.precision in QUANTIZED:
         raise ValueError(f"{path} holds a fully fine-tuned or merged model; load it at fp32, fp16 or bf16.")
     with _no_file_progress_bars():
         model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
@@ -426,10 +411,3 @@ def load_bank(adapters: dict, precision: Optional[str] = None, full_window: bool
     adapters = {d: Path(p) for d, p in adapters.items()}
     parent = Path(os.path.commonpath([str(p.resolve()) for p in adapters.values()]))
     return _load_bank(parent, adapters, precision, full_window)
-
-
-def load_trained(path, precision: Optional[str] = None):
-    """Load what :func:`save_trained` wrote: returns (model, processor, config); see :func:`load_model`."""
-    ExperimentConfig.saved_in(path)  # a clear error for a folder that is not a saved model
-    loaded = load_model(path, precision=precision)
-    return loaded.model, loaded.processor, loaded.config

@@ -56,7 +56,6 @@ EOT_ID = 50257  # <|endoftext|>: eos, pad and bos
 SOT_ID = 50258  # <|startoftranscript|>: decoder start
 TRANSLATE_ID = 50358
 TRANSCRIBE_ID = 50359
-SOT_LM_ID = 50360
 SOT_PREV_ID = 50361  # <|startofprev|>: prompts
 NO_TIMESTAMPS_ID = 50363
 VOCAB_SIZE = 51865  # 50364 text + special tokens, then 1501 timestamps <|0.00|> .. <|30.00|>

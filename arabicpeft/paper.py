@@ -48,7 +48,6 @@ WILCOXON_OPTIONS = {"method": "exact", "alternative": "two-sided", "zero_method"
 # Means and SDs reported next to the tests: the paper prints population SDs (numpy's default, ddof = 0).
 DESCRIPTIVE_DDOF = 0
 # The authors rounded per-seed rates and seed-means to 2 decimals before testing (see seed_means).
-PAPER_DECIMALS = 2
 
 
 def _read(name: str, **kwargs) -> pd.DataFrame:

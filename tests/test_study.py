@@ -11,6 +11,8 @@ from arabicpeft import cli, study
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.results import load_runs, write_results
 
+NO_GPU = {"cuda": False, "count": 0, "name": None, "capability": None, "memory_bytes": None, "cuda_version": None}
+
 BASE = ExperimentConfig(model="tiny-random", source="sample", max_steps=2)
 
 
@@ -96,7 +98,7 @@ def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tm
     write_results(root / "train" / "full_egyptian_seed42", fake_result(design.plan()[2].cfg))  # finished
     write_results(root / "train" / "lora_gulf_seed42", fake_result(cut, stopped=1))  # cut by a time budget
     lines = []
-    manifest = study.run_study(design, root=root, gpu=False, log=lines.append)
+    manifest = study.run_study(design, root=root, gpu=NO_GPU, log=lines.append)
     runs = {r["name"]: r for r in json.loads(manifest.path.read_text())["runs"]}
     assert runs["train/lora_egyptian_seed42"]["status"] == "done"
     assert runs["train/full_egyptian_seed42"]["status"] == "done"  # not retrained
@@ -108,8 +110,8 @@ def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tm
     assert any(line.startswith("run 3/6: train: full egyptian seed 42 — finished earlier") for line in lines)
     assert "run 1/6: train: lora egyptian seed 42 — started" in lines
     assert all(c.extra["study"] == "peft_vs_full" and c.extra["stage"] == "train" for c in fake_train)
-    assert study.read_manifest(root)["counts"] == {"done": 2, "failed": 2, "skipped": 2}
-    again = study.run_study(design, root=root, gpu=False, log=lines.append)  # a rerun: only the failed ones
+    assert json.loads((root / study.MANIFEST_FILE).read_text(encoding="utf-8"))["counts"] == {"done": 2, "failed": 2, "skipped": 2}
+    again = study.run_study(design, root=root, gpu=NO_GPU, log=lines.append)  # a rerun: only the failed ones
     assert len(fake_train) == 5 and again.runs["train/lora_egyptian_seed42"]["status"] == "done"
 
 
@@ -122,7 +124,7 @@ def dataclasses_replace(cfg, **kw):
 def test_started_stage_waits_for_its_start_and_points_at_its_model(fake_train, tmp_path):
     design = study.mixing(BASE, targets=["egyptian", "gulf"], methods=["full"], seeds=[42], mixtures=["balanced"])
     design.stages[0].axes["mixture"] = ["balanced"]
-    manifest = study.run_study(design, root=tmp_path, gpu=False, log=lambda m: None)
+    manifest = study.run_study(design, root=tmp_path, gpu=NO_GPU, log=lambda m: None)
     finetune = [c for c in fake_train if c.extra["stage"] == "finetune"]
     pool_model = tmp_path / "pool" / "balanced_seed42" / "model"
     assert [c.model for c in finetune] == [str(pool_model)] * 2 and finetune[0].extra["init_from"] == str(pool_model)
@@ -131,37 +133,37 @@ def test_started_stage_waits_for_its_start_and_points_at_its_model(fake_train, t
     design = study.mixing(BASE.__class__(model="tiny-random", source="sample", dialect="gulf"), targets=["egyptian"],
                           methods=["lora"], seeds=[1], mixtures=["balanced"])
     design.stages[0].overrides["dialect"] = "gulf"  # make the pooled stage fail
-    manifest = study.run_study(design, root=tmp_path / "b", gpu=False, log=lambda m: None)
+    manifest = study.run_study(design, root=tmp_path / "b", gpu=NO_GPU, log=lambda m: None)
     assert manifest.runs["finetune/lora_egyptian_seed1"]["status"] == "failed"
     assert "start run pool/balanced_seed1 has not finished" in manifest.runs["finetune/lora_egyptian_seed1"]["reason"]
 
 
 def test_launcher_on_kaggle_stops_when_the_session_is_spent(monkeypatch, tmp_path):
     import arabicpeft.train
-    from arabicpeft import environment
+    from arabicpeft import kaggle
 
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
-    monkeypatch.setattr(environment, "KAGGLE_INPUT", tmp_path / "input")
-    monkeypatch.setattr(environment, "session_time_left_s", lambda: 0.0)
+    monkeypatch.setattr(kaggle, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(kaggle, "session_time_left_s", lambda: 0.0)
     monkeypatch.setattr(arabicpeft.train, "run", lambda cfg: pytest.fail("no run may start"))
     lines = []
     manifest = study.run_study(study.peft_vs_full(BASE, dialects=["egyptian"], seeds=[42]), root=tmp_path / "s",
-                               gpu=False, log=lines.append)
+                               gpu=NO_GPU, log=lines.append)
     assert all(r["status"] == "planned" and "attach" in r["reason"] for r in manifest.runs.values())
     assert any("not started" in line for line in lines)
 
 
 def test_launcher_restores_a_previous_kaggle_session_by_study_path(monkeypatch, tmp_path, fake_train):
-    from arabicpeft import environment
+    from arabicpeft import kaggle
 
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
-    monkeypatch.setattr(environment, "KAGGLE_INPUT", tmp_path / "input")
-    monkeypatch.setattr(environment, "KAGGLE_WORKING", tmp_path / "working")
+    monkeypatch.setattr(kaggle, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(kaggle, "KAGGLE_WORKING", tmp_path / "working")
     monkeypatch.delenv("ARABICPEFT_OUTPUT", raising=False)
     old = tmp_path / "input" / "my-output" / "runs" / "peft_vs_full" / "train" / "lora_egyptian_seed42"
     (old / "checkpoints" / "checkpoint-1").mkdir(parents=True)
     (old / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{}")
-    study.run_study(study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42]), gpu=False,
+    study.run_study(study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42]), gpu=NO_GPU,
                     log=lambda m: None)
     cfg = fake_train[0]
     assert Path(cfg.output_dir) == (tmp_path / "working" / "runs" / "peft_vs_full" / "train" / "lora_egyptian_seed42").resolve()
@@ -246,7 +248,7 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
 
     import torch
 
-    from arabicpeft.model import load_base, load_trained
+    from arabicpeft.model import load_base, load_model
 
     design = study.mixing(dataclasses_replace(BASE, lora_r=4, lora_alpha=8, lora_targets="qkvo"), methods=["full", "lora"],
                           seeds=[42], mixtures=["balanced"], pool_method="lora")
@@ -256,14 +258,12 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
     write_results(start_dir, fake_result(plan[0].cfg))
     cfgs = []
     for run in plan[1:]:
-        cfg = dataclasses_replace(run.cfg, extra=dict(run.cfg.extra))
-        study._start_model(run, tmp_path, cfg)
-        cfgs.append(cfg)
+        cfgs.append(study._start_model(run, tmp_path, run.cfg))
     merged = start_dir / study.MERGED_DIR
     assert [c.model for c in cfgs] == [str(merged)] * 2 and cfgs[1].init_adapter is None
     assert cfgs[0].extra["init_from"] == str(start_dir / "model")
     assert cfgs[1].extra["start"] == "pool/balanced+merged"
-    peft_model, _, _ = load_trained(adapters["egyptian"])
+    peft_model = load_model(adapters["egyptian"]).model
     merged_model, _ = load_base(cfgs[0])  # what the next stage trains: the merged model as its base
     features = torch.randn(1, 80, 2 * peft_model.config.max_source_positions)
     decoder = torch.tensor([[50258, 50272, 50359, 50363]])

