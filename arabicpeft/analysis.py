@@ -27,12 +27,12 @@ from .paper import POOLED_TRAIN_SET
 from .results import BANK_TRAIN_SET, START, TRAINED, TRAINING
 from .study import MSA
 
-METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
+_METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 # a system: one config, all its seeds (``system`` decides; the others are its readable parts)
-SYSTEM_KEYS = ["system", "study", "stage", "variant", "train_set"]
-CELL_KEYS = ["context", "train_set", "test_set"]  # what a method comparison pairs: same context, data, test set
-BASELINE, PEFT = "full", "lora"  # the default comparison: rate(lora) − rate(full)
-TWO_LEVEL, PAIRED = "two-level bootstrap (seeds, utterances)", "paired bootstrap (utterances)"
+_SYSTEM_KEYS = ["system", "study", "stage", "variant", "train_set"]
+_CELL_KEYS = ["context", "train_set", "test_set"]  # what a method comparison pairs: same context, data, test set
+_BASELINE, _PEFT = "full", "lora"  # the default comparison: rate(lora) − rate(full)
+_TWO_LEVEL, _PAIRED = "two-level bootstrap (seeds, utterances)", "paired bootstrap (utterances)"
 
 
 def project_path(path) -> Path:
@@ -55,12 +55,12 @@ def project_path(path) -> Path:
 
 def _metric_columns(metric: str) -> tuple[str, str]:
     try:
-        return METRICS[metric]
+        return _METRICS[metric]
     except KeyError as e:
-        raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.") from e
+        raise ValueError(f"Unknown metric {metric!r}; choose one of {', '.join(_METRICS)}.") from e
 
 
-def seed_matrix(rows: pd.DataFrame, metric: str = "wer") -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+def _seed_matrix(rows: pd.DataFrame, metric: str = "wer") -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
     """One system's per-utterance counts on one test set, one row per seed, aligned on utt_index.
 
     ``rows``: the ``Runs.utterances()`` rows of one system on one test set. Returns (seeds, errors of shape
@@ -95,7 +95,7 @@ def rate_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N
     variant, train_set, seed, test_set) with n_utterances and, per metric, ``{metric}``, ``{metric}_low``,
     ``{metric}_high`` (%).
     """
-    keys = SYSTEM_KEYS + ["seed", "test_set"]
+    keys = _SYSTEM_KEYS + ["seed", "test_set"]
     require_columns(utts, keys + ["utt_index"] + [c for m in metrics for c in _metric_columns(m)], "rate_table")
     rows = []
     for values, run in _stage(utts, TRAINED).groupby(keys, sort=False, dropna=False):
@@ -121,13 +121,13 @@ def system_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats
     sampling only) and ``{metric}_t_low`` / ``{metric}_t_high`` (t-interval over the k seeds, training
     variability only; NaN for one seed).
     """
-    keys = SYSTEM_KEYS + ["test_set"]
+    keys = _SYSTEM_KEYS + ["test_set"]
     require_columns(utts, keys + ["seed", "utt_index"], "system_table")
     rows = []
     for values, system in _stage(utts, TRAINED).groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, values))
         for metric in metrics:
-            seeds, errors, lengths, _ = seed_matrix(system, metric)
+            seeds, errors, lengths, _ = _seed_matrix(system, metric)
             ci = stats.bootstrap_ci(errors.mean(axis=0), lengths, n_boot=n_boot, seed=seed, level=level)
             over_seeds = stats.seed_summary(_seed_rates(errors, lengths), level=level)
             row.update(k=len(seeds), n_utterances=len(lengths))
@@ -153,7 +153,7 @@ def _matches(variants, name: str) -> list:
     return exact or [v for v in variants if str(v).split(" ")[0] == name]
 
 
-def compare_methods(utts: pd.DataFrame, a: str = BASELINE, b: str = PEFT, metrics=("wer", "cer"),
+def compare_methods(utts: pd.DataFrame, a: str = _BASELINE, b: str = _PEFT, metrics=("wer", "cer"),
                     n_boot: int = stats.N_RESAMPLES, seed: int = 0, level: float = stats.LEVEL) -> pd.DataFrame:
     """Variant ``b`` vs variant ``a`` (default every LoRA variant vs full fine-tuning) per cell and metric.
 
@@ -177,26 +177,26 @@ def compare_methods(utts: pd.DataFrame, a: str = BASELINE, b: str = PEFT, metric
     Returns columns context, train_set, test_set, stage (of the study), metric, a, b, k_a, k_b, n_utterances, rate_a, rate_b, delta,
     low, high, ci_method, paired_low, paired_high, p_b_worse, p, p_holm, hedges_g, seed_sd, equivalent.
     """
-    require_columns(utts, CELL_KEYS + ["variant", "seed", "utt_index"], "compare_methods")
+    require_columns(utts, _CELL_KEYS + ["variant", "seed", "utt_index"], "compare_methods")
     trained = _stage(utts, TRAINED)
     rows = []
-    for values, cell in trained.groupby(CELL_KEYS, sort=False, dropna=False):
+    for values, cell in trained.groupby(_CELL_KEYS, sort=False, dropna=False):
         by_variant = dict(tuple(cell.groupby("variant", sort=False)))
         baseline = _matches(by_variant, a)
         if not baseline:
             continue
         if len(baseline) > 1:
-            raise ValueError(f"Several variants match {a!r} in {dict(zip(CELL_KEYS, values))}: {baseline}. "
+            raise ValueError(f"Several variants match {a!r} in {dict(zip(_CELL_KEYS, values))}: {baseline}. "
                              "Name one variant label as the baseline.")
         for variant_b in _matches(by_variant, b):
             if variant_b == baseline[0]:
                 continue
             stage = cell["stage"].iloc[0] if "stage" in cell.columns else None
             for metric in metrics:
-                rows.append({**dict(zip(CELL_KEYS, values)), "stage": stage, "metric": metric,
+                rows.append({**dict(zip(_CELL_KEYS, values)), "stage": stage, "metric": metric,
                              **_compare(by_variant[baseline[0]], by_variant[variant_b], baseline[0], variant_b,
                                         metric, values[2], n_boot, seed, level)})
-    columns = CELL_KEYS + ["stage", "metric", "a", "b", "k_a", "k_b", "n_utterances", "rate_a", "rate_b", "delta", "low",
+    columns = _CELL_KEYS + ["stage", "metric", "a", "b", "k_a", "k_b", "n_utterances", "rate_a", "rate_b", "delta", "low",
                            "high", "ci_method", "paired_low", "paired_high", "p_b_worse", "p", "p_holm", "hedges_g",
                            "seed_sd", "equivalent"]
     out = pd.DataFrame(rows, columns=[c for c in columns if c != "p_holm"])
@@ -207,16 +207,16 @@ def compare_methods(utts: pd.DataFrame, a: str = BASELINE, b: str = PEFT, metric
 
 
 def _compare(rows_a, rows_b, a, b, metric, test_set, n_boot, seed, level) -> dict:
-    _, ea, la, ia = seed_matrix(rows_a, metric)
-    _, eb, lb, ib = seed_matrix(rows_b, metric)
+    _, ea, la, ia = _seed_matrix(rows_a, metric)
+    _, eb, lb, ib = _seed_matrix(rows_b, metric)
     if not (np.array_equal(ia, ib) and np.array_equal(la, lb)):
         raise ValueError(f"{a!r} and {b!r} were not scored on the same utterances of {test_set!r}.")
     paired = stats.paired_bootstrap(ea.mean(axis=0), eb.mean(axis=0), la, n_boot=n_boot, seed=seed, level=level)
     if len(ea) > 1 or len(eb) > 1:
         ci = stats.two_level_bootstrap(ea, eb, la, n_boot=n_boot, seed=seed, level=level)
-        how = TWO_LEVEL
+        how = _TWO_LEVEL
     else:
-        ci, how = paired, PAIRED
+        ci, how = paired, _PAIRED
     perm = stats.paired_permutation_test(ea.mean(axis=0), eb.mean(axis=0), la, n_perm=n_boot, seed=seed)
     rates_a, rates_b = _seed_rates(ea, la), _seed_rates(eb, la)
     spread = _pooled_sd(rates_a, rates_b)
@@ -259,7 +259,7 @@ def equivalence_statement(comparison: pd.DataFrame, metric: str = "wer") -> str:
                    "there the methods differ by less than retraining with another seed does.")
 
 
-EFFICIENCY_SUMMARY = {  # output column: (Runs.runs column, scale)
+_EFFICIENCY_SUMMARY = {  # output column: (Runs.runs column, scale)
     "trainable_parameters": ("trainable_parameters", 1.0),
     "trainable_percent": ("trainable_percent", 1.0),
     "peak_memory_mib": ("peak_memory_bytes", 1.0 / MIB),
@@ -278,7 +278,7 @@ def efficiency_summary(eff: pd.DataFrame, by=("system", "study", "stage", "varia
 
     ``eff``: ``load_runs(root).runs`` (training runs; evaluations have no training cost and are left out).
     Returns the ``by`` columns, k (runs),
-    peak_memory_kind, then for each quantity of :data:`EFFICIENCY_SUMMARY` (bytes converted to MiB) its mean
+    peak_memory_kind, then for each quantity of :data:`_EFFICIENCY_SUMMARY` (bytes converted to MiB) its mean
     and ``{name}_sd``.
     """
     by = list(by)
@@ -286,15 +286,15 @@ def efficiency_summary(eff: pd.DataFrame, by=("system", "study", "stage", "varia
         eff = eff[eff["kind"] == TRAINING]
     if "model_name" in by and "model_name" not in eff.columns and "model" in eff.columns:
         eff = eff.assign(model_name=eff["start_model"] if "start_model" in eff.columns else eff["model"])
-    require_columns(eff, by + [src for src, _ in EFFICIENCY_SUMMARY.values()] + ["peak_memory_kind"], "efficiency_summary")
+    require_columns(eff, by + [src for src, _ in _EFFICIENCY_SUMMARY.values()] + ["peak_memory_kind"], "efficiency_summary")
     scaled = eff[by].copy()
-    for name, (source, scale) in EFFICIENCY_SUMMARY.items():
+    for name, (source, scale) in _EFFICIENCY_SUMMARY.items():
         scaled[name] = eff[source].astype(float) * scale
     kinds = eff.groupby(by, sort=False, dropna=False)["peak_memory_kind"].agg(
         lambda k: ", ".join(sorted(set(map(str, k)))))
     grouped = scaled.groupby(by, sort=False, dropna=False)
     out = grouped.size().rename("k").to_frame().join(kinds)
-    for name in EFFICIENCY_SUMMARY:
+    for name in _EFFICIENCY_SUMMARY:
         out[name] = grouped[name].mean()
         out[f"{name}_sd"] = grouped[name].std()
     return out.reset_index()
@@ -337,7 +337,7 @@ def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("context"
                                       lengths: counts[(lengths, "mean")].to_numpy()}))
         trained = group[group["scored"] == TRAINED]
         for (train_set, test_set), cell in trained.groupby(["train_set", "test_set"], sort=False):
-            seeds, e, n, index = seed_matrix(cell, metric)
+            seeds, e, n, index = _seed_matrix(cell, metric)
             k[train_set] = len(seeds)
             rows.append(pd.DataFrame({"train_set": train_set, "test_set": test_set, "utt_index": index,
                                       errors: e.mean(axis=0), lengths: n}))

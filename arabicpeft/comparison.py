@@ -19,22 +19,22 @@ from .metrics import pool
 from .results import MIB, read_results, variant_of
 from .run_dir import RESULTS_FILE, checkpoint_step
 
-PALETTE = "Set2"
+_PALETTE = "Set2"
 
-ResultLike = Union[str, Path, dict]
+_ResultLike = Union[str, Path, dict]
 
 
 # --- tables -----------------------------------------------------------------------------------------
 
 
-def _load(result: ResultLike) -> dict:
+def _load(result: _ResultLike) -> dict:
     return result if isinstance(result, dict) else read_results(result)
 
 
 ALL_TEST_SETS = "all test sets"  # the row of scores_table pooled over every test set
 
 
-def scores_table(result: ResultLike) -> pd.DataFrame:
+def scores_table(result: _ResultLike) -> pd.DataFrame:
     """One run's scores: rows (test set, scheme), plus rows (:data:`ALL_TEST_SETS`, scheme) pooled over the test
     sets when there are several (Σ edits / Σ reference length); columns WER/CER (%) before and after training,
     utterances and empty hypotheses."""
@@ -58,7 +58,7 @@ def scores_table(result: ResultLike) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["test set", "scheme"])
 
 
-def run_summary(result: ResultLike) -> pd.Series:
+def run_summary(result: _ResultLike) -> pd.Series:
     """What one run did and where it saved it: steps, best checkpoint, time budget, resume, cost, files."""
     r = _load(result)
     cfg, training, eff = r["config"], r.get("training", {}), r["efficiency"]
@@ -91,7 +91,7 @@ def transcripts(result_path, scheme: str = "raw", n: int = 8) -> pd.DataFrame:
                                               "ref_words"]].reset_index(drop=True)
 
 
-def log_frame(result: ResultLike) -> pd.DataFrame:
+def _log_frame(result: _ResultLike) -> pd.DataFrame:
     """The Trainer log of one run as a frame with columns step, loss, eval_loss, eval_wer (NaN where absent)."""
     history = _load(result).get("training", {}).get("log_history") or []
     frame = pd.DataFrame(history)
@@ -107,10 +107,10 @@ def log_frame(result: ResultLike) -> pd.DataFrame:
 def _colors(n: int):
     import seaborn as sns
 
-    return sns.color_palette(PALETTE, max(n, 3))
+    return sns.color_palette(_PALETTE, max(n, 3))
 
 
-def training_curves(results: Iterable[ResultLike], labels: Optional[list[str]] = None) -> Figure:
+def training_curves(results: Iterable[_ResultLike], labels: Optional[list[str]] = None) -> Figure:
     """Training and validation loss (left) and validation WER (right) against the step, one colour per run."""
     runs = [_load(r) for r in results]
     if not runs:
@@ -119,7 +119,7 @@ def training_curves(results: Iterable[ResultLike], labels: Optional[list[str]] =
     fig = Figure(figsize=(11, 4), layout="constrained")
     loss_ax, wer_ax = fig.subplots(1, 2)
     for run, label, color in zip(runs, labels, _colors(len(runs))):
-        log = log_frame(run)
+        log = _log_frame(run)
         train = log.dropna(subset=["loss"])
         evals = log.dropna(subset=["eval_loss"])
         loss_ax.plot(train["step"], train["loss"], color=color, label=f"{label} train")

@@ -6,7 +6,7 @@ each option's help (field metadata, which the CLI prints), and of which fields a
 
 Public: :class:`ExperimentConfig`, :func:`choices`, :func:`resumable_fields`, :func:`runtime_fields`,
 :func:`automatic_choices`, :func:`demo_config`, the ``Literal`` types and their tuples (:data:`METHODS`,
-:data:`PRECISIONS`, :data:`SOURCES`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`), :data:`QUANTIZED`,
+:data:`PRECISIONS`, :data:`_SOURCES`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`), :data:`QUANTIZED`,
 :data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`,
 :data:`PAPER_GENERATION_MAX_LENGTH`.
 """
@@ -28,7 +28,7 @@ Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]  # what each needs: a
 Source = Literal["hub", "local", "sample"]
 Mixture = Literal["natural", "balanced"]  # how a pooled train set ("all") draws on its dialects
 FeatureCacheDtype = Literal["float32", "float16"]  # values of a feature cache: float32 is lossless
-METHODS, PRECISIONS, SOURCES, MIXTURES, FEATURE_CACHE_DTYPES = (
+METHODS, PRECISIONS, _SOURCES, MIXTURES, FEATURE_CACHE_DTYPES = (
     typing.get_args(t) for t in (Method, Precision, Source, Mixture, FeatureCacheDtype))
 QUANTIZED = ("int8", "nf4")  # bitsandbytes-quantized base weights: LoRA only (QLoRA), never merged at that precision
 

@@ -5,7 +5,7 @@ Two record formats go through the same path:
 - **features** (the otozz hub sets): ``input_features`` (80 x 3000 log-mel) and ``labels`` (token ids with
   the ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` prefix and ``<|endoftext|>`` suffix);
 - **audio**: ``audio`` (a path, bytes or array) and ``text``; log-mel features are computed on the fly by
-  :class:`SpeechCollator` (batched on the GPU when there is one, see :func:`feature_device`).
+  :class:`SpeechCollator` (batched on the GPU when there is one, see :func:`_feature_device`).
 
 Either can be read from a compact feature cache instead (``feature_cache`` in the config; records of
 :mod:`arabicpeft.feature_cache`, written once by :func:`build_feature_cache`): they are features records whose
@@ -42,13 +42,13 @@ from .kaggle import HUB_HOST, hub_offline_mode, hub_reachable
 from .errors import UserError
 
 MAX_LABEL_TOKENS = 448  # Whisper's decoder positions (max_target_positions); callers pass the model's own
-FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable", "non_finite")
+_FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable", "non_finite")
 MANIFEST_EXTENSIONS = (".jsonl", ".json", ".csv")
-START_OF_TRANSCRIPT = "<|startoftranscript|>"  # the collator strips it: it takes no decoder position of its own
+_START_OF_TRANSCRIPT = "<|startoftranscript|>"  # the collator strips it: it takes no decoder position of its own
 # Said wherever scores of synthetic data are shown (the sample set, or a manifest marked synthetic).
 SYNTHETIC_NOTE = ("the sample data is synthetic (espeak-ng speech of sentences written for this set), so its "
                   "scores show that training works, not how well Whisper recognises real Arabic dialects.")
-STREAM_SHUFFLE_BUFFER = 1_000  # records held to shuffle a training stream (~1 GB of otozz features)
+_STREAM_SHUFFLE_BUFFER = 1_000  # records held to shuffle a training stream (~1 GB of otozz features)
 
 AnyDataset = Union[datasets.Dataset, datasets.IterableDataset]
 
@@ -58,7 +58,7 @@ class DataUnavailableError(UserError, RuntimeError):
 
 
 class InvalidRecord(ValueError):
-    """One record that cannot be used; ``reason`` is one of :data:`FILTER_REASONS`."""
+    """One record that cannot be used; ``reason`` is one of :data:`_FILTER_REASONS`."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -79,7 +79,7 @@ class DataSplits:
 # --- record checks ---------------------------------------------------------------------------------
 
 
-def record_format(columns) -> str:
+def _record_format(columns) -> str:
     """"features" (otozz ``input_features`` + ``labels``, or feature-cache records) or "audio" (``audio`` +
     ``text``); ValueError for anything else."""
     columns = set(columns)
@@ -93,15 +93,15 @@ def record_format(columns) -> str:
     )
 
 
-def decoder_positions(labels, tokenizer) -> int:
+def _decoder_positions(labels, tokenizer) -> int:
     """Decoder positions a label sequence takes: its length, less a leading <|startoftranscript|>, which the
     collator strips (the model prepends it again as the decoder start)."""
     labels = list(labels)
-    start = tokenizer.convert_tokens_to_ids(START_OF_TRANSCRIPT)
+    start = tokenizer.convert_tokens_to_ids(_START_OF_TRANSCRIPT)
     return len(labels) - (1 if labels and labels[0] == start else 0)
 
 
-def is_empty_transcript(record: dict, tokenizer) -> bool:
+def _is_empty_transcript(record: dict, tokenizer) -> bool:
     """No transcript words: an audio record's text is blank, or a feature record's labels decode to nothing."""
     if "labels" in record:
         return not tokenizer.decode(list(record["labels"]), skip_special_tokens=True).strip()
@@ -113,11 +113,11 @@ _EMPTY = InvalidRecord("empty_transcript", "The transcript is empty: there is no
                                            "keep such clips and score them: hypothesis words count as insertions.)")
 
 
-def check_labels(labels, tokenizer, max_positions: int = MAX_LABEL_TOKENS, allow_empty: bool = False) -> None:
+def _check_labels(labels, tokenizer, max_positions: int = MAX_LABEL_TOKENS, allow_empty: bool = False) -> None:
     """Raise :class:`InvalidRecord` for labels that need more than ``max_positions`` decoder positions (the
-    model's ``max_target_positions``; see :func:`decoder_positions`), or, unless ``allow_empty``, that hold no
+    model's ``max_target_positions``; see :func:`_decoder_positions`), or, unless ``allow_empty``, that hold no
     transcript tokens."""
-    positions = decoder_positions(labels, tokenizer)
+    positions = _decoder_positions(labels, tokenizer)
     if positions > max_positions:
         raise InvalidRecord(
             "labels_too_long",
@@ -136,17 +136,17 @@ def input_features(record: dict) -> np.ndarray:
     return feature_cache.restore(record)
 
 
-def check_feature_record(record: dict, tokenizer, max_positions: int = MAX_LABEL_TOKENS,
+def _check_feature_record(record: dict, tokenizer, max_positions: int = MAX_LABEL_TOKENS,
                          allow_empty: bool = False) -> None:
     """Validate one precomputed-feature record (otozz or feature cache): finite features, usable ``labels``."""
     values = [record["log_mel"], record["pad_value"]] if "log_mel" in record else [record["input_features"]]
     if not all(np.all(np.isfinite(np.asarray(v, dtype=np.float32))) for v in values):
         raise InvalidRecord("non_finite", "The input_features hold NaN or infinite values: the model would "
                                           "transcribe noise. Recompute the features of this clip, or drop it.")
-    check_labels(record["labels"], tokenizer, max_positions, allow_empty)
+    _check_labels(record["labels"], tokenizer, max_positions, allow_empty)
 
 
-def check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
+def _check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
                        max_positions: int = MAX_LABEL_TOKENS, allow_empty: bool = False) -> None:
     """Validate one audio record (decodes it); raises :class:`InvalidRecord` with a reason and a message.
 
@@ -165,10 +165,10 @@ def check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.M
     except audio_lib.AudioError as e:
         reason = "too_short" if len(samples) < audio_lib.MIN_SECONDS * audio_lib.SAMPLE_RATE else "too_long"
         raise InvalidRecord(reason, str(e)) from e
-    check_labels(tokenizer(text).input_ids, tokenizer, max_positions, allow_empty)
+    _check_labels(tokenizer(text).input_ids, tokenizer, max_positions, allow_empty)
 
 
-def columns_of(ds: AnyDataset) -> list[str]:
+def _columns_of(ds: AnyDataset) -> list[str]:
     """Column names; a stream whose schema is not known up front is peeked at (one record)."""
     if ds.column_names:
         return list(ds.column_names)
@@ -183,12 +183,12 @@ def _reason(check, *args) -> Optional[str]:
     return None
 
 
-class StreamCounts:
+class _StreamCounts:
     """Filter counts of a stream, exact whatever the number of DataLoader worker processes.
 
     The filter runs in whichever process reads the stream (the main one, or each worker, which holds a copy of
     everything): so every process appends ``key<TAB>reason`` lines to a file of its own in one folder, and
-    :meth:`read` merges the files, counting each record (by :func:`record_key`) once however often it passed.
+    :meth:`read` merges the files, counting each record (by :func:`_record_key`) once however often it passed.
     """
 
     def __init__(self, score_empty: bool = False):
@@ -214,7 +214,7 @@ class StreamCounts:
                 reasons[key] = reason
                 if flag:
                     empty.add(key)
-        counts = collections.Counter({r: 0 for r in FILTER_REASONS})
+        counts = collections.Counter({r: 0 for r in _FILTER_REASONS})
         counts.update(r for r in reasons.values() if r)
         out = {"rows_in": len(reasons), "rows_used": sum(not r for r in reasons.values()), "filtered": dict(counts)}
         if self.score_empty:
@@ -227,7 +227,7 @@ def _remove_if_owner(folder: Path, owner: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-STREAM_COUNTS_KEY = "_stream_counts"  # where a streamed report keeps its StreamCounts; never written out
+_STREAM_COUNTS_KEY = "_stream_counts"  # where a streamed report keeps its StreamCounts; never written out
 
 
 def settle_counts(report: dict) -> dict:
@@ -235,11 +235,11 @@ def settle_counts(report: dict) -> dict:
     ready for a results file. Call it after training/evaluation: counts of a stream grow as it is read."""
     out = {}
     for key, value in report.items():
-        if key == STREAM_COUNTS_KEY:
+        if key == _STREAM_COUNTS_KEY:
             continue
         out[key] = settle_counts(value) if isinstance(value, dict) else value
-    if STREAM_COUNTS_KEY in report:
-        counts = report[STREAM_COUNTS_KEY].read()
+    if _STREAM_COUNTS_KEY in report:
+        counts = report[_STREAM_COUNTS_KEY].read()
         report.update(counts)
         out.update(counts)
     return out
@@ -253,33 +253,33 @@ def _numpy_features(ds: AnyDataset, fmt: str) -> AnyDataset:
     return ds.with_format("numpy") if fmt == "features" and not isinstance(ds, datasets.IterableDataset) else ds
 
 
-def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, report: dict,
+def _filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, report: dict,
                    max_positions: int = MAX_LABEL_TOKENS, score_empty: bool = False) -> AnyDataset:
     """Drop invalid records, counting each by reason into ``report`` (rows_in, rows_used, filtered).
 
     ``score_empty`` (test sets): records with an empty transcript are kept, to be scored (their hypothesis
     words are insertions), and counted in ``report["empty_transcript_scored"]``; otherwise they are filtered.
-    ``max_positions``: the model's decoder positions (``max_target_positions``), see :func:`check_labels`.
+    ``max_positions``: the model's decoder positions (``max_target_positions``), see :func:`_check_labels`.
     """
-    counts = collections.Counter({r: 0 for r in FILTER_REASONS})
+    counts = collections.Counter({r: 0 for r in _FILTER_REASONS})
     if fmt == "features":
         def check(r):
-            return _reason(check_feature_record, r, tokenizer, max_positions, score_empty)
-        columns = list(feature_cache.COLUMNS) if "log_mel" in columns_of(ds) else ["input_features", "labels"]
+            return _reason(_check_feature_record, r, tokenizer, max_positions, score_empty)
+        columns = list(feature_cache.COLUMNS) if "log_mel" in _columns_of(ds) else ["input_features", "labels"]
     else:
         def check(r):
-            return _reason(check_audio_record, r, tokenizer, max_seconds, max_positions, score_empty)
+            return _reason(_check_audio_record, r, tokenizer, max_seconds, max_positions, score_empty)
         columns = ["audio", "text"]
 
     if isinstance(ds, datasets.IterableDataset):
         # Streaming: counted as records go by, each record once however often (and in whatever order, the
         # stream being shuffled) it passes, in whichever process reads it; settle_counts() reads the counts.
-        tally = StreamCounts(score_empty)
-        report.update(tally.read(), counted="while streaming: the records seen", **{STREAM_COUNTS_KEY: tally})
+        tally = _StreamCounts(score_empty)
+        report.update(tally.read(), counted="while streaming: the records seen", **{_STREAM_COUNTS_KEY: tally})
 
         def keep(record):
             reason = check(record)
-            tally.add(record_key(record), reason, score_empty and not reason and is_empty_transcript(record, tokenizer))
+            tally.add(_record_key(record), reason, score_empty and not reason and _is_empty_transcript(record, tokenizer))
             return reason is None
 
         return ds.filter(keep)
@@ -293,7 +293,7 @@ def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, repo
     kept = [i for i, reason in enumerate(reasons) if reason is None]
     report.update(rows_in=len(reasons), rows_used=len(kept), filtered=dict(counts))
     if score_empty:
-        report["empty_transcript_scored"] = sum(is_empty_transcript(r, tokenizer)
+        report["empty_transcript_scored"] = sum(_is_empty_transcript(r, tokenizer)
                                                 for r in ds.select(kept).select_columns(columns[-1:]))
     if not kept:
         raise DataUnavailableError(f"Every one of the {len(reasons)} records was filtered out: {dict(counts)}. "
@@ -304,7 +304,7 @@ def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, repo
 # --- sources ---------------------------------------------------------------------------------------
 
 
-def hub_revision(repo_id: str) -> Optional[str]:
+def _hub_revision(repo_id: str) -> Optional[str]:
     """The commit sha of a hub dataset repo: asked of the hub, or under HF_HUB_OFFLINE read from the local
     hub cache (``refs/main``); None when the cache does not know it."""
     if hub_offline_mode():
@@ -330,7 +330,7 @@ def _load_hub(repo_id: str, streaming: bool) -> tuple[AnyDataset, Optional[str]]
             "(a directory holding e.g. egyptian_train_set/ saved with save_to_disk). If the dataset is already "
             "in your HF cache, set HF_HUB_OFFLINE=1. Nothing else will be trained on instead."
         )
-    revision = hub_revision(repo_id)
+    revision = _hub_revision(repo_id)
     try:
         return datasets.load_dataset(repo_id, split="train", streaming=streaming, revision=revision), revision
     except Exception as e:
@@ -523,7 +523,7 @@ def _audio_bytes(audio) -> bytes:
     return bytes(audio)
 
 
-def record_key(record: dict) -> bytes:
+def _record_key(record: dict) -> bytes:
     """A short digest of a record's content (its features or audio, and its labels or text), independent of
     its position: distinct recordings of one transcript have distinct keys, a record read twice has one."""
     digest = hashlib.blake2b(digest_size=16)
@@ -541,7 +541,7 @@ def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDa
         # A stream has no random access and its order changes when shuffled: each record goes to validation by
         # a seeded hash of its content, so it lands on the same side in every pass.
         def is_val(record):
-            digest = hashlib.blake2b(record_key(record), digest_size=8, key=str(seed).encode()).digest()
+            digest = hashlib.blake2b(_record_key(record), digest_size=8, key=str(seed).encode()).digest()
             return int.from_bytes(digest, "little") / 2**64 < fraction
 
         return ds.filter(lambda r: not is_val(r)), ds.filter(is_val)
@@ -571,8 +571,8 @@ def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_
                                            len(varieties) > 1, cfg.feature_cache)
             synthetic |= synth
             report[variety]["hub_revision"] = revision
-            fmt = record_format(columns_of(ds))
-            ds = _take(filter_records(ds, fmt, tokenizer, max_seconds, report[variety], max_positions,
+            fmt = _record_format(_columns_of(ds))
+            ds = _take(_filter_records(ds, fmt, tokenizer, max_seconds, report[variety], max_positions,
                                       score_empty=True), cfg.max_test_samples)
         except (DataUnavailableError, FileNotFoundError) as e:
             if not skip_empty or cfg.source == "hub":
@@ -634,8 +634,8 @@ def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, 
         if name not in parts:
             report[name].update(rows_in=0, rows_used=0, empty=f"{path} has no rows for {name!r}.")
             continue
-        fmt = record_format(columns_of(parts[name]))
-        ds = _take(filter_records(parts[name], fmt, tokenizer, max_seconds, report[name], max_positions,
+        fmt = _record_format(_columns_of(parts[name]))
+        ds = _take(_filter_records(parts[name], fmt, tokenizer, max_seconds, report[name], max_positions,
                                   score_empty=True), max_test_samples)
         tests[name] = _numpy_features(ds, fmt)
     return tests, report, synthetic
@@ -661,7 +661,7 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
                                        cfg.feature_cache)
         synthetic |= synth
         revisions.append(revision)
-        fmt = record_format(columns_of(ds))
+        fmt = _record_format(_columns_of(ds))
         train_parts.append(ds)
     train_parts, per_dialect = _mix(train_parts, entry.parts, cfg)
     pool = _concat(train_parts, cfg.seed)
@@ -670,7 +670,7 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     if per_dialect:
         report["mixture"] = {"mixture": cfg.mixture, "max_train_per_dialect": cfg.max_train_per_dialect,
                              "records_per_dialect": per_dialect}
-    pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions)
+    pool = _filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions)
     train, validation = _split_validation(pool, cfg.val_fraction, cfg.seed)
     train, validation = _take(train, cfg.max_train_samples), _take(validation, cfg.max_eval_samples)
     if cfg.train_fraction < 1.0:
@@ -678,7 +678,7 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
             raise ValueError("train_fraction < 1 needs a dataset of known size: set streaming=False.")
         train = _take(train, max(1, round(cfg.train_fraction * len(train))))
     if isinstance(train, datasets.IterableDataset):
-        train = train.shuffle(seed=cfg.seed, buffer_size=STREAM_SHUFFLE_BUFFER)
+        train = train.shuffle(seed=cfg.seed, buffer_size=_STREAM_SHUFFLE_BUFFER)
         report["split_method"] = "streaming: seeded hash of each record's content (differs from the non-streamed split)"
     else:
         report["split_method"] = "datasets.train_test_split(test_size=val_fraction, seed=seed), as the paper"
@@ -703,7 +703,7 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     report["format"] = fmt
     report["feature_path"] = feature_path(fmt, feature_workers(fmt, cfg.num_workers), cfg.feature_cache)
     if cfg.feature_cache:
-        report["feature_cache"] = cache_report(cfg)
+        report["feature_cache"] = _cache_report(cfg)
     return DataSplits(train, validation, tests, fmt, cfg.source, synthetic, report)
 
 
@@ -753,21 +753,21 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
             continue
         pooled = sum(s == split for _, s in wanted) > 1
         ds, synthetic, revision = load_raw(variety, split, cfg.source, cfg.data_path, cfg.source == "hub", pooled)
-        fmt = record_format(columns_of(ds))
+        fmt = _record_format(_columns_of(ds))
         entry = dialects.get(variety)
         rows = len(ds) if hasattr(ds, "__len__") else (entry.train_rows if split == "train" else entry.test_rows)
         frames = feature_cache.OTOZZ_FRAMES
-        counts = collections.Counter({r: 0 for r in FILTER_REASONS})
+        counts = collections.Counter({r: 0 for r in _FILTER_REASONS})
         if fmt == "audio":
             if processor is None:
                 raise ValueError("Caching audio needs the model's processor (its feature extractor and tokenizer).")
             extractor, frames = processor.feature_extractor, processor.feature_extractor.nb_max_frames
-            collator = SpeechCollator(processor, processor.tokenizer.convert_tokens_to_ids(START_OF_TRANSCRIPT),
+            collator = SpeechCollator(processor, processor.tokenizer.convert_tokens_to_ids(_START_OF_TRANSCRIPT),
                                       feature_device="cpu")
 
             def records():
                 for record in ds:
-                    reason = _reason(check_audio_record, record, processor.tokenizer, extractor.chunk_length,
+                    reason = _reason(_check_audio_record, record, processor.tokenizer, extractor.chunk_length,
                                      MAX_LABEL_TOKENS, True)  # empty transcripts: kept (test sets score them)
                     if reason:
                         counts[reason] += 1
@@ -799,24 +799,24 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
     return out
 
 
-CACHE_REPORT_KEYS = ("dtype", "lossless", "records", "bytes_per_record", "ratio_vs_arrow_float32", "source_format",
+_CACHE_REPORT_KEYS = ("dtype", "lossless", "records", "bytes_per_record", "ratio_vs_arrow_float32", "source_format",
                      "filtered", "hub_revision", "built_utc")
 
 
-def cache_report(cfg: ExperimentConfig) -> dict:
+def _cache_report(cfg: ExperimentConfig) -> dict:
     """For the results file: {"variety/split": what its cache.json says} of every cached split ``cfg`` reads."""
     out = {"root": str(cfg.feature_cache)}
     for variety, split in dict.fromkeys(_cached_splits(cfg)):
         meta = feature_cache.read_meta(cfg.feature_cache, variety, split)
         if meta is not None:
-            out[f"{variety}/{split}"] = {k: meta.get(k) for k in CACHE_REPORT_KEYS}
+            out[f"{variety}/{split}"] = {k: meta.get(k) for k in _CACHE_REPORT_KEYS}
     return out
 
 
 # --- batching --------------------------------------------------------------------------------------
 
 
-def feature_device(requested: str = "auto") -> str:
+def _feature_device(requested: str = "auto") -> str:
     """Where :class:`SpeechCollator` computes log-mel features of audio records: ``"cuda"`` (the whole batch at
     once on the GPU, through the feature extractor's torch path) when a GPU is present and the collator runs in
     the main process, else ``"cpu"`` (clip by clip, in the DataLoader's workers when there are any: a forked
@@ -828,23 +828,23 @@ def feature_device(requested: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() and not in_worker else "cpu"
 
 
-MAX_FEATURE_WORKERS = 4  # DataLoader workers chosen for audio on a GPU: 8 clips of log-mel take ~0.1 s on one core
+_MAX_FEATURE_WORKERS = 4  # DataLoader workers chosen for audio on a GPU: 8 clips of log-mel take ~0.1 s on one core
 
 
 def feature_workers(fmt: str, num_workers: int) -> int:
     """DataLoader workers for a run: ``num_workers`` as asked, except audio on a GPU with none asked, which gets
-    up to :data:`MAX_FEATURE_WORKERS` (one core left to the main process), so the log-mel of the next batches is
+    up to :data:`_MAX_FEATURE_WORKERS` (one core left to the main process), so the log-mel of the next batches is
     computed on the CPU while the GPU steps. Measured on an H200 (whisper-small shape, LoRA q/v, bf16, batch 8):
     a step takes 65 ms; the log-mel of its 8 clips 105 ms on one core, 16.5 ms batched on the GPU; in workers
     it overlaps the step. With a single core: 0 (the collator then batches the log-mel on the GPU)."""
     if fmt != "audio" or num_workers or not torch.cuda.is_available():
         return num_workers
-    return min(MAX_FEATURE_WORKERS, max(0, (os.cpu_count() or 1) - 1))
+    return min(_MAX_FEATURE_WORKERS, max(0, (os.cpu_count() or 1) - 1))
 
 
 def feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -> str:
     """How the log-mel model inputs of a run are obtained, in words, for the results file (see
-    :func:`feature_device`, chosen automatically)."""
+    :func:`_feature_device`, chosen automatically)."""
     if cache:
         return f"read from the feature cache {cache} (computed once, when it was built)"
     if fmt == "features":
@@ -866,7 +866,7 @@ class SpeechCollator:
 
     processor: Any
     decoder_start_token_id: int
-    feature_device: str = "auto"  # audio records: where log-mel is computed, see feature_device()
+    feature_device: str = "auto"  # audio records: where log-mel is computed, see _feature_device()
 
     def features_and_labels(self, record: dict) -> tuple[np.ndarray, list[int]]:
         """(log-mel, label ids) of one record; audio is computed clip by clip on the CPU."""
@@ -885,7 +885,7 @@ class SpeechCollator:
         return audio_lib.log_mel(samples, extractor), self.processor.tokenizer(record["text"]).input_ids
 
     def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
-        device = feature_device(self.feature_device) if records and "audio" in records[0] else "cpu"
+        device = _feature_device(self.feature_device) if records and "audio" in records[0] else "cpu"
         if device == "cpu":
             features, labels = zip(*(self.features_and_labels(r) for r in records))
         else:  # one call for the batch: STFT and mel filters on the GPU, the result back on the CPU

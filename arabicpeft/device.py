@@ -22,7 +22,7 @@ from .errors import GPUUnavailableError, UnsupportedGPUError, UserError, SetupEr
 
 
 @dataclass(frozen=True)
-class Needs:
+class _Needs:
     """What a precision needs. ``cuda``: a CUDA GPU at all; ``capability``: on a GPU, the lowest compute
     capability (major, minor) with the kernels it uses; ``why``: the kernels, for the error message."""
 
@@ -31,32 +31,32 @@ class Needs:
     why: str
 
 
-MIN_COMPUTE_CAPABILITY = (7, 0)  # Kaggle's PyTorch has no kernels for the P100 (6.0)
+_MIN_COMPUTE_CAPABILITY = (7, 0)  # Kaggle's PyTorch has no kernels for the P100 (6.0)
 # The one table of which precision needs which hardware: the model builder, the CLI's early checks, the
 # benchmark's recipes and the environment report all read it. Sources: bitsandbytes' LLM.int8 needs Turing
 # (7.5) tensor cores; bfloat16 arithmetic needs Ampere (8.0) — torch.cuda.is_bf16_supported() also counts
 # emulation, which is slow; on a CPU, torch computes bf16 everywhere (natively only with AVX512-BF16/AMX).
-PRECISION_HARDWARE: dict[str, Needs] = {
-    "fp32": Needs(False, MIN_COMPUTE_CAPABILITY, "fp32"),
-    "fp16": Needs(True, MIN_COMPUTE_CAPABILITY, "fp16 mixed precision (CUDA autocast)"),
-    "bf16": Needs(False, (8, 0), "bfloat16 arithmetic (Ampere or later)"),
-    "int8": Needs(True, (7, 5), "8-bit LLM.int8 matmuls (bitsandbytes)"),
-    "nf4": Needs(True, MIN_COMPUTE_CAPABILITY, "4-bit NF4 weights (bitsandbytes)"),
+PRECISION_HARDWARE: dict[str, _Needs] = {
+    "fp32": _Needs(False, _MIN_COMPUTE_CAPABILITY, "fp32"),
+    "fp16": _Needs(True, _MIN_COMPUTE_CAPABILITY, "fp16 mixed precision (CUDA autocast)"),
+    "bf16": _Needs(False, (8, 0), "bfloat16 arithmetic (Ampere or later)"),
+    "int8": _Needs(True, (7, 5), "8-bit LLM.int8 matmuls (bitsandbytes)"),
+    "nf4": _Needs(True, _MIN_COMPUTE_CAPABILITY, "4-bit NF4 weights (bitsandbytes)"),
 }
 
-SWITCH_TO_T4 = (
+_SWITCH_TO_T4 = (
     "Switch to a T4: in the notebook editor open the right-hand panel -> Session options -> Accelerator -> "
     "'GPU T4 x2', then Run All again (with the kaggle CLI: \"machine_shape\": \"NvidiaTeslaT4\" and "
     "\"enable_gpu\": true in kernel-metadata.json, as kaggle/build.py writes it)."
 )
-NO_GPU_HELP = (
+_NO_GPU_HELP = (
     "On Kaggle: right-hand panel -> Session options -> Accelerator -> 'GPU T4 x2' (a phone-verified account is "
     "needed for GPUs), then Run All again. Without a GPU, use precision fp32 (or bf16) and expect CPU speed (fine "
     "for source='sample', far too slow for the hub data)."
 )
 
 
-def no_gpu_driver() -> bool:
+def _no_gpu_driver() -> bool:
     """True when this Linux machine surely has no NVIDIA GPU (no driver): decided without importing torch."""
     return (sys.platform.startswith("linux") and not Path("/proc/driver/nvidia").exists()
             and not any(Path("/dev").glob("nvidia[0-9]*")))
@@ -112,16 +112,16 @@ def check_gpu(precision: Optional[str] = None, gpu: Optional[dict] = None) -> di
     T4), and :class:`~arabicpeft.errors.GPUUnavailableError` when ``precision`` needs a GPU and none is visible.
     """
     gpu = gpu_info() if gpu is None else gpu
-    if gpu["cuda"] and tuple(gpu["capability"]) < MIN_COMPUTE_CAPABILITY:
+    if gpu["cuda"] and tuple(gpu["capability"]) < _MIN_COMPUTE_CAPABILITY:
         cc = gpu["capability"]
         raise UnsupportedGPUError(
             f"This session runs on a {gpu['name']} (compute capability {cc[0]}.{cc[1]}). Kaggle's current PyTorch "
-            f"is built without kernels for compute capability below {MIN_COMPUTE_CAPABILITY[0]}."
-            f"{MIN_COMPUTE_CAPABILITY[1]} (the P100 is 6.0), so every CUDA operation fails with 'no kernel image is "
-            f"available'. {SWITCH_TO_T4}")
+            f"is built without kernels for compute capability below {_MIN_COMPUTE_CAPABILITY[0]}."
+            f"{_MIN_COMPUTE_CAPABILITY[1]} (the P100 is 6.0), so every CUDA operation fails with 'no kernel image is "
+            f"available'. {_SWITCH_TO_T4}")
     problem = precision and precision_problem(precision, gpu)
     if problem and not gpu["cuda"]:
-        raise GPUUnavailableError(problem, NO_GPU_HELP)
+        raise GPUUnavailableError(problem, _NO_GPU_HELP)
     if problem:
         raise UnsupportedGPUError(problem, "use precision fp16 (or nf4) on a T4, or fp32.")
     return gpu
@@ -130,8 +130,8 @@ def check_gpu(precision: Optional[str] = None, gpu: Optional[dict] = None) -> di
 def check_precision_without_torch(precision: str) -> None:
     """:func:`check_gpu` for a machine with no NVIDIA driver, decided in microseconds without importing torch
     (the CLI's early checks); raises :class:`~arabicpeft.errors.GPUUnavailableError`."""
-    if PRECISION_HARDWARE[precision].cuda and no_gpu_driver():
-        raise GPUUnavailableError(precision_problem(precision, {"cuda": False}), NO_GPU_HELP)
+    if PRECISION_HARDWARE[precision].cuda and _no_gpu_driver():
+        raise GPUUnavailableError(precision_problem(precision, {"cuda": False}), _NO_GPU_HELP)
 
 
 def native_bf16() -> bool:
@@ -166,7 +166,7 @@ def gpu_smoke_test(size: int = 4096, repeats: int = 10) -> dict:
 
     gpu = check_gpu()
     if not gpu["cuda"]:
-        raise GPUUnavailableError("no CUDA GPU is visible", NO_GPU_HELP)
+        raise GPUUnavailableError("no CUDA GPU is visible", _NO_GPU_HELP)
     a = torch.randn(size, size, device="cuda", dtype=torch.float16)
     b = torch.randn(size, size, device="cuda", dtype=torch.float16)
     (a @ b).sum().item()  # warm-up; also where a GPU without kernels fails

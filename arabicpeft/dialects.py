@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-HUB_NAMESPACE = "otozz"
+_HUB_NAMESPACE = "otozz"
 
 
 @dataclass(frozen=True)
-class Dialect:
+class _Dialect:
     name: str
     display: str
     hub_name: str = ""  # the spelling used in the otozz repo ids ("" for the pooled set)
@@ -29,11 +29,11 @@ class Dialect:
     @property
     def hub_train(self) -> tuple[str, ...]:
         """Hub dataset ids of the training data (several for the pooled set)."""
-        return tuple(f"{HUB_NAMESPACE}/{get(m).hub_name}_train_set" for m in self.parts)
+        return tuple(f"{_HUB_NAMESPACE}/{get(m).hub_name}_train_set" for m in self.parts)
 
     @property
     def hub_test(self) -> tuple[str, ...]:
-        return tuple(f"{HUB_NAMESPACE}/{get(m).hub_name}_test_set" for m in self.parts)
+        return tuple(f"{_HUB_NAMESPACE}/{get(m).hub_name}_test_set" for m in self.parts)
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -52,18 +52,18 @@ VARIETIES = DIALECTS + ("msa",)  # every single variety, with a test set of its 
 NAMES = VARIETIES + ("all",)
 Name = Literal[NAMES]  # a config's dialect and test sets (dialects.get also accepts other capitalisations)
 
-REGISTRY: dict[str, Dialect] = {
-    "egyptian": Dialect("egyptian", "Egyptian", "egyptian", 16_100, 4_433),
-    "gulf": Dialect("gulf", "Gulf", "gulf", 19_600, 5_408),
-    "iraqi": Dialect("iraqi", "Iraqi", "iraqi", 11_500, 3_142),
-    "levantine": Dialect("levantine", "Levantine", "levantine", 13_000, 3_562),
-    "maghrebi": Dialect("maghrebi", "Maghrebi", "maghrebi", 15_100, 4_172),
-    "msa": Dialect("msa", "MSA", "MSA", 38_800, 10_478),
-    "all": Dialect("all", "Dialect-pooled", "", 75_300, 20_717, members=DIALECTS),
+REGISTRY: dict[str, _Dialect] = {
+    "egyptian": _Dialect("egyptian", "Egyptian", "egyptian", 16_100, 4_433),
+    "gulf": _Dialect("gulf", "Gulf", "gulf", 19_600, 5_408),
+    "iraqi": _Dialect("iraqi", "Iraqi", "iraqi", 11_500, 3_142),
+    "levantine": _Dialect("levantine", "Levantine", "levantine", 13_000, 3_562),
+    "maghrebi": _Dialect("maghrebi", "Maghrebi", "maghrebi", 15_100, 4_172),
+    "msa": _Dialect("msa", "MSA", "MSA", 38_800, 10_478),
+    "all": _Dialect("all", "Dialect-pooled", "", 75_300, 20_717, members=DIALECTS),
 }
 
 
-def get(name: str) -> Dialect:
+def get(name: str) -> _Dialect:
     """The registry entry for ``name`` (case-insensitive); a clear error for an unknown name."""
     key = str(name).strip().lower()
     if key not in REGISTRY:

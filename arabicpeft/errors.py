@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Optional
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class UserError(Exception):
@@ -55,10 +55,10 @@ class SessionTimeSpent(SetupError):
     """No Kaggle session time is left for training."""
 
 
-def raised_by_arabicpeft(exc: BaseException) -> bool:
+def _raised_by_arabicpeft(exc: BaseException) -> bool:
     """Whether ``exc`` was raised by this package's own code (its innermost frame is in arabicpeft/)."""
     frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
+    return bool(frames) and _PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
 
 
 def is_user_error(exc: BaseException) -> bool:
@@ -66,7 +66,7 @@ def is_user_error(exc: BaseException) -> bool:
     (their messages say what to do). Exceptions from inside libraries, and every other type, are bugs."""
     if isinstance(exc, UserError):
         return True
-    return isinstance(exc, (ValueError, OSError, RuntimeError)) and raised_by_arabicpeft(exc)
+    return isinstance(exc, (ValueError, OSError, RuntimeError)) and _raised_by_arabicpeft(exc)
 
 
 def one_line(exc: BaseException) -> str:

@@ -71,13 +71,13 @@ def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) ->
 # 16 tokens more leave room for a clip of under a second. On the 72 sample test clips whisper-base's
 # hypotheses that end by themselves peak at 6.5 tokens/s (22 tokens on 3.4 s); those that loop run to the
 # generation budget (444 tokens) unless stopped.
-TOKENS_PER_SECOND = 20.0
-MIN_NEW_TOKENS = 16
-SORT_WINDOW_BATCHES = 8  # batches read ahead and decoded in order of duration (0.96 MB of features per 30 s clip)
-SUPPRESS_PROCESSORS = ("precomputed", "transformers")
+_TOKENS_PER_SECOND = 20.0
+_MIN_NEW_TOKENS = 16
+_SORT_WINDOW_BATCHES = 8  # batches read ahead and decoded in order of duration (0.96 MB of features per 30 s clip)
+_SUPPRESS_PROCESSORS = ("precomputed", "transformers")
 
 
-def decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Optional[float] = TOKENS_PER_SECOND
+def decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Optional[float] = _TOKENS_PER_SECOND
                   ) -> torch.Tensor:
     """Transcript tokens each utterance may decode: ``min(budget, max(reference, MIN_NEW_TOKENS +
     ceil(tokens_per_second x seconds)))``, shape (n,), int64.
@@ -90,11 +90,11 @@ def decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Opt
     references = torch.as_tensor(reference_tokens, dtype=torch.long)
     if tokens_per_second is None:
         return torch.full_like(references, budget)
-    by_audio = MIN_NEW_TOKENS + torch.ceil(torch.as_tensor(seconds, dtype=torch.float64) * tokens_per_second).long()
+    by_audio = _MIN_NEW_TOKENS + torch.ceil(torch.as_tensor(seconds, dtype=torch.float64) * tokens_per_second).long()
     return torch.clamp(torch.maximum(by_audio, references), max=budget)
 
 
-def batch_limits(batch: dict, processor, budget: int, tokens_per_second: Optional[float]
+def _batch_limits(batch: dict, processor, budget: int, tokens_per_second: Optional[float]
                  ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
     """(reference transcript tokens, audio seconds, :func:`decode_limits`) of a collated batch, each shape
     (batch,): the durations are read off its log-mel (:func:`arabicpeft.audio.audio_frames`); special tokens are
@@ -106,16 +106,16 @@ def batch_limits(batch: dict, processor, budget: int, tokens_per_second: Optiona
     return text_tokens, seconds, decode_limits(seconds, text_tokens, budget, tokens_per_second)
 
 
-def decoding_record(tokens_per_second: Optional[float] = TOKENS_PER_SECOND, by_duration: bool = True) -> dict:
+def decoding_record(tokens_per_second: Optional[float] = _TOKENS_PER_SECOND, by_duration: bool = True) -> dict:
     """What :func:`transcribe` bounded and how it batched, for a results file's provenance (the torch threads are
     in its ``hardware``)."""
-    rule = (f"min(generation budget, max(reference tokens, {MIN_NEW_TOKENS} + ceil({tokens_per_second:g} x audio "
+    rule = (f"min(generation budget, max(reference tokens, {_MIN_NEW_TOKENS} + ceil({tokens_per_second:g} x audio "
             "seconds)))" if tokens_per_second is not None else "the generation budget")
-    return {"tokens_per_second": tokens_per_second, "min_new_tokens": MIN_NEW_TOKENS if tokens_per_second else None,
+    return {"tokens_per_second": tokens_per_second, "min_new_tokens": _MIN_NEW_TOKENS if tokens_per_second else None,
             "limit_per_utterance": rule, "sorted_by_duration": by_duration}
 
 
-class TokenLimits(StoppingCriteria):
+class _TokenLimits(StoppingCriteria):
     """Stops each sequence of a batch once it holds ``limits[i]`` new tokens (shape (batch,)), as
     ``max_new_tokens`` would for a batch of one; finished sequences are padded by ``generate`` until the whole
     batch is done. New tokens are counted from the first call (one new token)."""
@@ -130,7 +130,7 @@ class TokenLimits(StoppingCriteria):
         return (input_ids.shape[1] - self.prompt) >= self.limits
 
 
-def first_timestamp_id(tokenizer) -> int:
+def _first_timestamp_id(tokenizer) -> int:
     """The id of ``<|0.00|>``, the first of Whisper's timestamp tokens (they follow ``<|notimestamps|>``)."""
     return tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
 
@@ -142,7 +142,7 @@ class SuppressTokens(LogitsProcessor):
     a CPU evaluation profile. The same scores: -inf at ``suppress_tokens`` at every step, and at
     ``begin_suppress_tokens`` too at the first generated step (``begin_index``, set by Whisper's ``generate``; else
     the length of the first call's ``input_ids``). ``timestamps_from``: the first timestamp token id
-    (:func:`first_timestamp_id`): every token from it on is suppressed too (see :func:`transcribe`)."""
+    (:func:`_first_timestamp_id`): every token from it on is suppressed too (see :func:`transcribe`)."""
 
     def __init__(self, suppress_tokens, begin_suppress_tokens, timestamps_from: Optional[int] = None):
         self.tokens, self.begin_tokens = list(suppress_tokens or ()), list(begin_suppress_tokens or ())
@@ -171,14 +171,14 @@ class SuppressTokens(LogitsProcessor):
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
                max_new_tokens: Optional[int] = None, desc: str = "transcribing",
                precision: str = "fp32", reference_tokens: Optional[list] = None,
-               adapter_names: Optional[list[str]] = None, tokens_per_second: Optional[float] = TOKENS_PER_SECOND,
+               adapter_names: Optional[list[str]] = None, tokens_per_second: Optional[float] = _TOKENS_PER_SECOND,
                by_duration: bool = True, suppress: str = "precomputed", at_limit: Optional[list] = None
                ) -> tuple[list[str], list[str]]:
     """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
 
     Each utterance decodes at most :func:`decode_limits` tokens (``tokens_per_second`` x its audio duration, read
     off its log-mel by :func:`arabicpeft.audio.audio_frames`; None: the generation budget,
-    :func:`generation_budget`), so a looping hypothesis stops at its own limit (:class:`TokenLimits`).
+    :func:`generation_budget`), so a looping hypothesis stops at its own limit (:class:`_TokenLimits`).
     ``by_duration``: records are read ``SORT_WINDOW_BATCHES`` batches at a time and decoded longest first in
     batches of similar duration (False: in dataset order). ``suppress``: "precomputed" (:class:`SuppressTokens`,
     which also suppresses timestamp tokens) or "transformers" (its own processors, slower; timestamp tokens
@@ -196,11 +196,11 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     each reference's number of transcript tokens (special tokens not counted), to compare with
     :func:`generation_budget`.
     """
-    if suppress not in SUPPRESS_PROCESSORS:
-        raise ValueError(f"suppress={suppress!r}: choose one of {', '.join(SUPPRESS_PROCESSORS)}.")
+    if suppress not in _SUPPRESS_PROCESSORS:
+        raise ValueError(f"suppress={suppress!r}: choose one of {', '.join(_SUPPRESS_PROCESSORS)}.")
     tokenizer = processor.tokenizer
     collator = SpeechCollator(processor, model.config.decoder_start_token_id)
-    window = batch_size * (SORT_WINDOW_BATCHES if by_duration else 1)
+    window = batch_size * (_SORT_WINDOW_BATCHES if by_duration else 1)
     loader = DataLoader(dataset, batch_size=window, collate_fn=collator, num_workers=num_workers)
     device = next(model.parameters()).device
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
@@ -209,7 +209,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     if suppress == "precomputed":
         gen = model.generation_config
         options.update(suppress_tokens=None, begin_suppress_tokens=None, logits_processor=LogitsProcessorList(
-            [SuppressTokens(gen.suppress_tokens, gen.begin_suppress_tokens, first_timestamp_id(tokenizer))]))
+            [SuppressTokens(gen.suppress_tokens, gen.begin_suppress_tokens, _first_timestamp_id(tokenizer))]))
     if adapter_names is not None and len(adapter_names) != len(dataset):
         raise ValueError(f"{len(adapter_names)} adapter names for {len(dataset)} records: give one per record.")
     was_training = model.training
@@ -220,7 +220,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
         with tqdm(total=total, desc=desc, unit="batch") as bar:
             for group in loader:
                 labels = group["labels"]
-                text_tokens, seconds, limits = batch_limits(group, processor, budget, tokens_per_second)
+                text_tokens, seconds, limits = _batch_limits(group, processor, budget, tokens_per_second)
                 order = np.argsort(-seconds, kind="stable") if by_duration else np.arange(len(labels))
                 texts, reached = [""] * len(labels), [False] * len(labels)
                 for start in range(0, len(order), batch_size):
@@ -229,7 +229,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
                     if adapter_names is not None:
                         per_batch["adapter_names"] = [adapter_names[len(hypotheses) + int(i)] for i in rows]
                     if tokens_per_second is not None:
-                        per_batch["stopping_criteria"] = StoppingCriteriaList([TokenLimits(limits[rows])])
+                        per_batch["stopping_criteria"] = StoppingCriteriaList([_TokenLimits(limits[rows])])
                     features = group["input_features"][rows].to(device=device, dtype=dtype)
                     with torch.no_grad(), _autocast(model, precision):
                         ids = model.generate(input_features=features, **options, **per_batch).cpu()
@@ -251,9 +251,9 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     return references, hypotheses
 
 
-def transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 16, max_length: Optional[int] = None,
+def _transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 16, max_length: Optional[int] = None,
                    desc: str = "transcribing (ct2)", reference_tokens: Optional[list] = None,
-                   tokens_per_second: Optional[float] = TOKENS_PER_SECOND, at_limit: Optional[list] = None
+                   tokens_per_second: Optional[float] = _TOKENS_PER_SECOND, at_limit: Optional[list] = None
                    ) -> tuple[list[str], list[str]]:
     """:func:`transcribe` through CTranslate2: the same records, references and log-mel features (our
     collator), decoded greedily in batches by the ``faster_whisper.WhisperModel``'s CTranslate2 model with the
@@ -271,12 +271,12 @@ def transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 16
     prompt = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", f"<|{LANGUAGE}|>", f"<|{TASK}|>",
                                               "<|notimestamps|>"])
     budget = max_length or MAX_LABEL_TOKENS - len(prompt)
-    suppress = [-1, *range(first_timestamp_id(tokenizer), len(tokenizer))]  # -1: the model's own list
+    suppress = [-1, *range(_first_timestamp_id(tokenizer), len(tokenizer))]  # -1: the model's own list
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=SpeechCollator(processor, prompt[0]))
     references, hypotheses = [], []
     for batch in tqdm(loader, desc=desc, unit="batch"):
         labels = batch["labels"]
-        text_tokens, _, limits = batch_limits(batch, processor, budget, tokens_per_second)
+        text_tokens, _, limits = _batch_limits(batch, processor, budget, tokens_per_second)
         limits = limits.tolist()
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch["input_features"].numpy()))
         results = whisper.model.generate(features, [prompt] * len(labels), beam_size=1, suppress_tokens=suppress,
@@ -307,13 +307,13 @@ def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] 
 
 def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size: int = 16,
                   num_workers: int = 0, label: str = "", precision: str = "fp32",
-                  max_length: Optional[int] = None, tokens_per_second: Optional[float] = TOKENS_PER_SECOND
+                  max_length: Optional[int] = None, tokens_per_second: Optional[float] = _TOKENS_PER_SECOND
                   ) -> tuple[dict, pd.DataFrame]:
     """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows).
 
     ``model``: a transformers/peft Whisper, decoded by :func:`transcribe` (each utterance bounded by
     ``tokens_per_second``, see :func:`decode_limits`; None: by the generation budget only), or a
-    ``faster_whisper.WhisperModel`` (the CTranslate2 backend, see :func:`transcribe_ct2`; ``max_length`` then
+    ``faster_whisper.WhisperModel`` (the CTranslate2 backend, see :func:`_transcribe_ct2`; ``max_length`` then
     bounds its transcripts; None: the decoder's limit). Each summary also holds ``generation_budget_tokens``
     (:func:`generation_budget`), ``references_over_budget``: references longer than that budget, which no
     hypothesis could match in full (a warning is printed when there are any), and ``hypotheses_at_limit``:
@@ -330,7 +330,7 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
         reached: list[bool] = []
         desc = f"{label}{name}".strip()
         if ct2:
-            refs, hyps = transcribe_ct2(model, processor, ds, batch_size, budget, desc=desc, reference_tokens=lengths,
+            refs, hyps = _transcribe_ct2(model, processor, ds, batch_size, budget, desc=desc, reference_tokens=lengths,
                                         tokens_per_second=tokens_per_second, at_limit=reached)
         else:
             refs, hyps = transcribe(model, processor, ds, batch_size, num_workers, desc=desc, precision=precision,

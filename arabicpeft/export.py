@@ -25,14 +25,14 @@ import torch
 from .model import CONFIG_FILE, load_model
 from .offline_model import MAX_TARGET_POSITIONS
 
-EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
-CARD_FILE = "README.md"
-CT2_QUANTIZATIONS = ("float32", "float16", "int8", "int8_float16", "int8_float32")
-MERGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+_EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
+_CARD_FILE = "README.md"
+_CT2_QUANTIZATIONS = ("float32", "float16", "int8", "int8_float16", "int8_float32")
+_MERGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 # Files faster-whisper (tokenizer.json, preprocessor_config.json) and transformers' WhisperProcessor read.
-PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
+_PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
                    "special_tokens_map.json", "added_tokens.json", "normalizer.json")
-UPLOAD_TARGETS = ("hf", "kaggle")
+_UPLOAD_TARGETS = ("hf", "kaggle")
 
 
 def ct2_max_length(new_tokens: int) -> int:
@@ -43,7 +43,7 @@ def ct2_max_length(new_tokens: int) -> int:
     return 2 * int(new_tokens)
 
 
-def is_ct2_dir(path) -> bool:
+def _is_ct2_dir(path) -> bool:
     """A CTranslate2 model directory (``model.bin`` beside its ``config.json``)."""
     return (Path(path) / "model.bin").is_file()
 
@@ -51,7 +51,7 @@ def is_ct2_dir(path) -> bool:
 def _write_export_info(out: Path, info: dict) -> None:
     from .results import provenance, write_json_atomic
 
-    write_json_atomic(out / EXPORT_FILE, {**info, "provenance": provenance()})
+    write_json_atomic(out / _EXPORT_FILE, {**info, "provenance": provenance()})
 
 
 def _copy_run_files(src: Path, out: Path) -> None:
@@ -67,8 +67,8 @@ def merge(reference, output_dir, dtype: str = "fp32") -> Path:
     config forces Arabic/transcribe (``max_length`` 448, the decoder's limit). Raises ValueError for anything
     but a single adapter (a merged or base model has nothing to merge; a bank has one model per dialect).
     """
-    if dtype not in MERGE_DTYPES:
-        raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(MERGE_DTYPES)}.")
+    if dtype not in _MERGE_DTYPES:
+        raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(_MERGE_DTYPES)}.")
     loaded = load_model(reference, precision="fp32", full_window=True)
     if loaded.kind != "adapter":
         raise ValueError(f"{reference} is a {loaded.kind} model, not a LoRA adapter: there is nothing to merge "
@@ -77,7 +77,7 @@ def merge(reference, output_dir, dtype: str = "fp32") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.merge_and_unload()
     model.generation_config.max_length = MAX_TARGET_POSITIONS
-    model.to(MERGE_DTYPES[dtype]).save_pretrained(out)
+    model.to(_MERGE_DTYPES[dtype]).save_pretrained(out)
     loaded.processor.save_pretrained(out)
     loaded.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json: what faster-whisper reads
     _copy_run_files(Path(loaded.source), out)
@@ -92,18 +92,18 @@ def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = 
     """Convert ``reference`` (a merged/full model directory, a LoRA adapter, which is merged first at fp32, an
     offline name or a hub id) into a CTranslate2 model in ``output_dir`` that ``faster_whisper.WhisperModel``
     loads, with CTranslate2's ``TransformersConverter`` and weight ``quantization`` (one of
-    :data:`CT2_QUANTIZATIONS`). ``force`` replaces an existing ``output_dir``."""
+    :data:`_CT2_QUANTIZATIONS`). ``force`` replaces an existing ``output_dir``."""
     from ctranslate2.converters import TransformersConverter
     from transformers import WhisperFeatureExtractor
 
-    if quantization not in CT2_QUANTIZATIONS:
-        raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(CT2_QUANTIZATIONS)}.")
+    if quantization not in _CT2_QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(_CT2_QUANTIZATIONS)}.")
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} exists and is not empty; pass force=True (--force) to replace it.")
     with tempfile.TemporaryDirectory(prefix="arabicpeft-merge-") as tmp:
         source, info = _transformers_dir(reference, Path(tmp))
-        copy = [f for f in PROCESSOR_FILES if (source / f).is_file()]
+        copy = [f for f in _PROCESSOR_FILES if (source / f).is_file()]
         TransformersConverter(str(source), copy_files=copy).convert(str(out), quantization=quantization, force=True)
         if not (out / "preprocessor_config.json").is_file():  # transformers 5 may keep it in processor_config.json
             WhisperFeatureExtractor.from_pretrained(str(source)).save_pretrained(str(out))
@@ -122,14 +122,14 @@ def _transformers_dir(reference, tmp: Path) -> tuple[Path, dict]:
     path = Path(str(reference)).expanduser()
     if path.is_dir() and not _is_adapter(path) and not (path / "config.json").is_file() and (path / "model").is_dir():
         path = path / "model"  # a run directory
-    if path.is_dir() and is_ct2_dir(path):
+    if path.is_dir() and _is_ct2_dir(path):
         raise ValueError(f"{path} is already a CTranslate2 export; convert from its transformers model instead.")
     if path.is_dir() and _is_adapter(path):
         merged = merge(path, tmp / "merged")
-        info = json.loads((merged / EXPORT_FILE).read_text(encoding="utf-8"))
+        info = json.loads((merged / _EXPORT_FILE).read_text(encoding="utf-8"))
         return merged, {"from": str(path.resolve()), "merged_on_the_fly": True, "window_seconds": info["window_seconds"]}
     if path.is_dir() and (path / "config.json").is_file():
-        origin = path / EXPORT_FILE
+        origin = path / _EXPORT_FILE
         before = json.loads(origin.read_text(encoding="utf-8")) if origin.is_file() else {}
         return path, {"from": str(path.resolve()), "merged_from": before.get("from")}
     if path.exists():
@@ -161,7 +161,7 @@ def load_ct2(reference, compute_type: str = "default", cpu_threads: int = 0, dev
         return whisper, processor
 
     path = Path(str(reference)).expanduser()
-    if path.is_dir() and is_ct2_dir(path):
+    if path.is_dir() and _is_ct2_dir(path):
         return load(path)
     with tempfile.TemporaryDirectory(prefix="arabicpeft-ct2-") as tmp:
         # the weights are read into memory here; the temporary files are not needed afterwards
@@ -190,11 +190,11 @@ def model_card_text(directory, results: Optional[dict] = None) -> str:
 
     directory = Path(directory)
     cfg = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")) if (directory / CONFIG_FILE).is_file() else {}
-    export = json.loads((directory / EXPORT_FILE).read_text(encoding="utf-8")) if (directory / EXPORT_FILE).is_file() else {}
+    export = json.loads((directory / _EXPORT_FILE).read_text(encoding="utf-8")) if (directory / _EXPORT_FILE).is_file() else {}
     if results is None:
         source = Path(export.get("from") or directory)
         results = _results_near(directory) or (_results_near(source) if source.exists() else None) or {}
-    kind = "ct2" if is_ct2_dir(directory) else "adapter" if _is_adapter(directory) else "model"
+    kind = "ct2" if _is_ct2_dir(directory) else "adapter" if _is_adapter(directory) else "model"
     library = {"ct2": "ctranslate2", "adapter": "peft", "model": "transformers"}[kind]
     data = results.get("data") or {}
     synthetic = bool(results.get("synthetic", cfg.get("source") == "sample"))
@@ -261,7 +261,7 @@ def model_card_text(directory, results: Optional[dict] = None) -> str:
 
 def write_model_card(directory, results: Optional[dict] = None) -> Path:
     """Write :func:`model_card_text` as ``README.md`` in ``directory``; returns its path."""
-    path = Path(directory) / CARD_FILE
+    path = Path(directory) / _CARD_FILE
     path.write_text(model_card_text(directory, results), encoding="utf-8")
     return path
 
@@ -269,7 +269,7 @@ def write_model_card(directory, results: Optional[dict] = None) -> Path:
 # --- upload ------------------------------------------------------------------------------------------------
 
 
-def check_upload_folder(folder) -> str:
+def _check_upload_folder(folder) -> str:
     """The kind of ``folder`` (``adapter``, ``model`` or ``ct2``) after checking it holds what that kind needs
     and a model card; ValueError naming what is missing otherwise."""
     from .model import _is_adapter
@@ -277,11 +277,11 @@ def check_upload_folder(folder) -> str:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a directory.")
-    kind = "ct2" if is_ct2_dir(folder) else "adapter" if _is_adapter(folder) else "model"
+    kind = "ct2" if _is_ct2_dir(folder) else "adapter" if _is_adapter(folder) else "model"
     needs = {"ct2": ["model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"],
              "adapter": ["adapter_config.json", "adapter_model.safetensors"],
              "model": ["config.json", "model.safetensors", "generation_config.json", "preprocessor_config.json"]}[kind]
-    missing = [f for f in needs + [CARD_FILE] if not (folder / f).is_file()]
+    missing = [f for f in needs + [_CARD_FILE] if not (folder / f).is_file()]
     if missing:
         raise ValueError(f"{folder} (a {kind} directory) lacks {', '.join(missing)}: it is not ready to upload. "
                          "Save it with arabicpeft (train, merge or export), which writes them all.")
@@ -299,9 +299,9 @@ def upload(folder, repo_id: str, target: str = "hf", token: Optional[str] = None
     """
     from .data import hub_offline_mode, hub_reachable
 
-    if target not in UPLOAD_TARGETS:
-        raise ValueError(f"Unknown upload target {target!r}; choose one of {', '.join(UPLOAD_TARGETS)}.")
-    kind = check_upload_folder(folder)
+    if target not in _UPLOAD_TARGETS:
+        raise ValueError(f"Unknown upload target {target!r}; choose one of {', '.join(_UPLOAD_TARGETS)}.")
+    kind = _check_upload_folder(folder)
     host = "huggingface.co" if target == "hf" else "www.kaggle.com"
     if (target == "hf" and hub_offline_mode()) or not hub_reachable(host):
         raise ConnectionError(

@@ -42,18 +42,18 @@ from .errors import UserError
 DTYPES = FEATURE_CACHE_DTYPES  # float32 is lossless; float16 halves the bytes of the stored frames
 COLUMNS = ("log_mel", "pad_value", "input_shape", "labels")
 DATA_FILE = "log_mel.arrow"
-META_FILE = "cache.json"
-FORMAT_VERSION = 1
-WRITE_BATCH = 64  # records per Arrow record batch (~8 MB of 4 s clips)
+_META_FILE = "cache.json"
+_FORMAT_VERSION = 1
+_WRITE_BATCH = 64  # records per Arrow record batch (~8 MB of 4 s clips)
 OTOZZ_FRAMES = 3000  # frames of an otozz input_features (Whisper's 30 s window)
-DISK_MARGIN_BYTES = 1 << 30  # a build stops while at least this much disk is still free
+_DISK_MARGIN_BYTES = 1 << 30  # a build stops while at least this much disk is still free
 
 
 class CacheError(UserError):
     """A feature cache that cannot be used or written; the message says why and what to do."""
 
 
-def trim(features: np.ndarray) -> tuple[np.ndarray, np.float32]:
+def _trim(features: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """``(kept, pad_value)``: the frames of ``features`` (mel_bins x frames, float32) up to the last frame that
     is not, in every mel bin, bitwise equal to the last frame's value (:func:`arabicpeft.audio.audio_frames`),
     and that value."""
@@ -61,11 +61,11 @@ def trim(features: np.ndarray) -> tuple[np.ndarray, np.float32]:
     return features[:, :int(audio_frames(features))], features[0, -1]
 
 
-def compact(features: np.ndarray, labels, dtype: str = "float32") -> dict:
+def _compact(features: np.ndarray, labels, dtype: str = "float32") -> dict:
     """One cache record from a model input ``features`` (mel_bins x frames, float32) and its ``labels``."""
     if dtype not in DTYPES:
         raise ValueError(f"Unknown cache dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
-    kept, pad_value = trim(features)
+    kept, pad_value = _trim(features)
     return {"log_mel": kept.astype(dtype).ravel(), "pad_value": np.float32(pad_value),
             "input_shape": np.asarray(features.shape, dtype=np.int32), "labels": np.asarray(labels, dtype=np.int64)}
 
@@ -92,7 +92,7 @@ def split_dir(root, variety: str, split: str) -> Path:
 
 def read_meta(root, variety: str, split: str) -> Optional[dict]:
     """What ``cache.json`` of a finished split says, or None when the split is not (completely) cached."""
-    meta = split_dir(root, variety, split) / META_FILE
+    meta = split_dir(root, variety, split) / _META_FILE
     return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else None
 
 
@@ -105,9 +105,9 @@ def open_split(root, variety: str, split: str):
     if meta is None:
         raise CacheError(f"the feature cache {root} holds no finished {variety} {split} split",
                          f"build it: python -m arabicpeft cache --dialect {variety} --feature-cache {root}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") != _FORMAT_VERSION:
         raise CacheError(f"the feature cache {split_dir(root, variety, split)} has format version "
-                         f"{meta.get('format_version')}, this arabicpeft reads {FORMAT_VERSION}",
+                         f"{meta.get('format_version')}, this arabicpeft reads {_FORMAT_VERSION}",
                          "delete that folder and build it again.")
     return datasets.Dataset.from_file(str(split_dir(root, variety, split) / DATA_FILE)), meta
 
@@ -121,7 +121,7 @@ def _schema(dtype: str):
 
 
 @dataclass
-class Written:
+class _Written:
     """What :func:`write_split` wrote: records, bytes of the Arrow file, frames kept and model-input values
     (mel bins x frames) summed over the records."""
 
@@ -137,12 +137,12 @@ class Written:
 
 
 def write_split(records: Iterable[tuple[np.ndarray, list]], folder, dtype: str = "float32", meta: Optional[dict] = None,
-                progress: Optional[Callable[[int], None]] = None) -> Written:
+                progress: Optional[Callable[[int], None]] = None) -> _Written:
     """Write ``(features, labels)`` pairs (features: mel_bins x frames float32) as one cache split in ``folder``.
 
     Written into ``folder.partial`` and renamed when complete, ``cache.json`` (``meta`` plus counts and bytes)
     last: an interrupted build leaves no split that looks finished. Stops with :class:`CacheError` when the
-    disk's free space falls below :data:`DISK_MARGIN_BYTES`.
+    disk's free space falls below :data:`_DISK_MARGIN_BYTES`.
     """
     import pyarrow as pa
 
@@ -159,31 +159,31 @@ def write_split(records: Iterable[tuple[np.ndarray, list]], folder, dtype: str =
             writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
             batch.clear()
             free = shutil.disk_usage(partial).free
-            if free < DISK_MARGIN_BYTES:
+            if free < _DISK_MARGIN_BYTES:
                 raise CacheError(f"only {free / 2**30:.2f} GiB of disk left after {n} records of {folder.name} "
                                  f"({(partial / DATA_FILE).stat().st_size / 2**30:.2f} GiB written)",
                                  "free disk space or put the cache elsewhere (--feature-cache), then rerun.")
 
     with pa.OSFile(str(partial / DATA_FILE), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for features, labels in records:
-            record = compact(features, labels, dtype)
+            record = _compact(features, labels, dtype)
             kept_frames += record["log_mel"].size // features.shape[0]
             input_values += features.size
             batch.append(record)
             n += 1
-            if len(batch) == WRITE_BATCH:
+            if len(batch) == _WRITE_BATCH:
                 flush(writer)
             if progress:
                 progress(n)
         flush(writer)
     size = (partial / DATA_FILE).stat().st_size
-    written = Written(n, size, kept_frames, input_values)
-    info = {**(meta or {}), "format_version": FORMAT_VERSION, "dtype": dtype, "lossless": dtype == "float32",
+    written = _Written(n, size, kept_frames, input_values)
+    info = {**(meta or {}), "format_version": _FORMAT_VERSION, "dtype": dtype, "lossless": dtype == "float32",
             "records": n, "bytes": size, "bytes_per_record": size / n if n else None,
             "kept_frames_mean": kept_frames / n if n else None,
             # the same model inputs as Arrow float32 (otozz: 80 x 3000 x 4 bytes each) / this file
             "ratio_vs_arrow_float32": written.ratio if n else None}
-    (partial / META_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False), encoding="utf-8")
+    (partial / _META_FILE).write_text(json.dumps(info, indent=1, ensure_ascii=False), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
     return written

@@ -3,9 +3,9 @@ session's run, the disk and the hub; the checks that stop a run early with what 
 
 Torch-free at import (the Kaggle bootstrap and the CLI's early checks import it before GPU pinning).
 
-Public: :func:`output_root`, :func:`on_kaggle`, :func:`session_time_left_s`, :func:`find_previous_run`,
-:func:`restore_previous_run`, :func:`prepare_run`, :func:`preflight`, :func:`check_model_name`,
-:func:`check_hub`, :func:`check_disk`, :func:`hub_reachable`, :func:`hub_offline_mode`, :data:`NO_HUB_HELP`,
+Public: :func:`output_root`, :func:`_on_kaggle`, :func:`_session_time_left_s`, :func:`_find_previous_run`,
+:func:`_restore_previous_run`, :func:`prepare_run`, :func:`preflight`, :func:`check_model_name`,
+:func:`_check_hub`, :func:`_check_disk`, :func:`hub_reachable`, :func:`hub_offline_mode`, :data:`NO_HUB_HELP`,
 :func:`environment_report`, :func:`report_frame`.
 """
 
@@ -27,25 +27,25 @@ from .config import SAMPLE_DIR, ExperimentConfig
 from .errors import DiskSpaceError, HubUnreachableError, SessionTimeSpent, SetupError
 from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, latest_checkpoint_step
 
-KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
-KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
-KAGGLE_INPUT = Path("/kaggle/input")  # attached datasets, read-only
-OUTPUT_ENV_VAR = "ARABICPEFT_OUTPUT"  # overrides where runs are written (tests, other platforms)
-RUNS_DIR = "runs"  # the runs root: ./runs, or /kaggle/working/runs on Kaggle
+_KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
+_KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
+_KAGGLE_INPUT = Path("/kaggle/input")  # attached datasets, read-only
+_OUTPUT_ENV_VAR = "ARABICPEFT_OUTPUT"  # overrides where runs are written (tests, other platforms)
+_RUNS_DIR = "runs"  # the runs root: ./runs, or /kaggle/working/runs on Kaggle
 
 # Kaggle stops a session after ~12 h. Training gets what is left after a safety hour and an hour kept for
 # the test-set evaluations (before and after training) and saving. These are margins we chose, not measurements.
-KAGGLE_SESSION_S = 12 * 3600
-SESSION_SAFETY_S = 3600
-EVAL_MARGIN_S = 3600
+_KAGGLE_SESSION_S = 12 * 3600
+_SESSION_SAFETY_S = 3600
+_EVAL_MARGIN_S = 3600
 _IMPORTED_AT = time.monotonic()  # the first cell imports this module: our best clock for "session start"
 
 HUB_HOST = "huggingface.co"
 # A hub repo id: "name" or "namespace/name" of letters, digits, '-', '_', '.'. Anything else is a local path.
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
-MIN_FREE_BYTES = 2 * 1024**3  # below this a run will not even fit its checkpoints
-ARROW_BYTES_PER_UTTERANCE = 0.96e6  # otozz sets decoded to Arrow (research notes §1): the non-streaming cache
+_MIN_FREE_BYTES = 2 * 1024**3  # below this a run will not even fit its checkpoints
+_ARROW_BYTES_PER_UTTERANCE = 0.96e6  # otozz sets decoded to Arrow (research notes §1): the non-streaming cache
 
 NO_HUB_HELP = (
     "On Kaggle: right-hand panel -> Session options -> Internet -> On "
@@ -59,13 +59,13 @@ NO_HUB_HELP = (
 # --- where we are -----------------------------------------------------------------------------------
 
 
-def kaggle_run_type() -> Optional[str]:
+def _kaggle_run_type() -> Optional[str]:
     """"Interactive" or "Batch" inside a Kaggle notebook, else None."""
-    return os.environ.get(KAGGLE_ENV_VAR) or None
+    return os.environ.get(_KAGGLE_ENV_VAR) or None
 
 
-def on_kaggle() -> bool:
-    return kaggle_run_type() is not None
+def _on_kaggle() -> bool:
+    return _kaggle_run_type() is not None
 
 
 _ci_root: Optional[Path] = None
@@ -82,16 +82,16 @@ def output_root() -> Path:
     global _ci_root
     from . import profiles
 
-    if os.environ.get(OUTPUT_ENV_VAR):
-        root = Path(os.environ[OUTPUT_ENV_VAR]).expanduser()
-    elif on_kaggle():
-        root = KAGGLE_WORKING / RUNS_DIR
+    if os.environ.get(_OUTPUT_ENV_VAR):
+        root = Path(os.environ[_OUTPUT_ENV_VAR]).expanduser()
+    elif _on_kaggle():
+        root = _KAGGLE_WORKING / _RUNS_DIR
     elif profiles.current() == "ci":
         if _ci_root is None or not _ci_root.is_dir():
             _ci_root = Path(tempfile.mkdtemp(prefix="arabicpeft-ci-"))
         root = _ci_root
     else:
-        root = Path(RUNS_DIR)
+        root = Path(_RUNS_DIR)
     root.mkdir(parents=True, exist_ok=True)
     return root.resolve()
 
@@ -106,17 +106,17 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def free_bytes(path) -> int:
+def _free_bytes(path) -> int:
     """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
     return shutil.disk_usage(_existing(Path(path))).free
 
 
-def check_disk(path, need_bytes: float = MIN_FREE_BYTES, what: str = "this run") -> int:
+def _check_disk(path, need_bytes: float = _MIN_FREE_BYTES, what: str = "this run") -> int:
     """Raise :class:`DiskSpaceError` unless ``need_bytes`` are free where ``path`` lives; returns the free bytes."""
-    free = free_bytes(path)
+    free = _free_bytes(path)
     if free < need_bytes:
         kaggle = (" On Kaggle /kaggle/working keeps at most ~20 GB: delete finished runs' checkpoints/ folders "
-                  "(the model/ folder and results.json are what you keep)." if on_kaggle() else "")
+                  "(the model/ folder and results.json are what you keep)." if _on_kaggle() else "")
         raise DiskSpaceError(
             f"Only {free / 1e9:.1f} GB free under {_existing(Path(path))}, but {what} needs about "
             f"{need_bytes / 1e9:.1f} GB. Free some space (old runs, ~/.cache/huggingface), or stream the hub "
@@ -125,7 +125,7 @@ def check_disk(path, need_bytes: float = MIN_FREE_BYTES, what: str = "this run")
     return free
 
 
-def dataset_cache_bytes(cfg) -> float:
+def _dataset_cache_bytes(cfg) -> float:
     """Bytes the hub datasets of ``cfg`` take in the HF cache when not streamed (0 when streamed or not hub)."""
     from . import dialects
 
@@ -133,7 +133,7 @@ def dataset_cache_bytes(cfg) -> float:
         return 0.0
     rows = sum(dialects.get(v).train_rows for v in dialects.get(cfg.dialect).parts)
     rows += sum(dialects.get(v).test_rows for t in cfg.test_set_names() for v in dialects.get(t).parts)
-    return rows * ARROW_BYTES_PER_UTTERANCE
+    return rows * _ARROW_BYTES_PER_UTTERANCE
 
 
 def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
@@ -159,14 +159,14 @@ def _hub_parts(cfg) -> list[str]:
     return parts
 
 
-def needs_hub(cfg) -> bool:
+def _needs_hub(cfg) -> bool:
     """Whether ``cfg`` reads data or the starting model from the HuggingFace hub."""
     return bool(_hub_parts(cfg))
 
 
-def check_hub(cfg) -> None:
+def _check_hub(cfg) -> None:
     """Raise :class:`HubUnreachableError` when ``cfg`` needs the hub and it cannot be reached."""
-    if needs_hub(cfg) and not hub_offline_mode() and not hub_reachable():
+    if _needs_hub(cfg) and not hub_offline_mode() and not hub_reachable():
         raise HubUnreachableError(f"cannot reach {HUB_HOST}, which this run needs for "
                                   f"{' and '.join(_hub_parts(cfg))}", NO_HUB_HELP)
 
@@ -182,7 +182,7 @@ def check_model_name(model, saved: bool = False) -> None:
     text = os.fspath(model)
     path = Path(text).expanduser()
     if not path.exists():
-        if text in OFFLINE_MODELS or HUB_ID.match(text):
+        if text in OFFLINE_MODELS or _HUB_ID.match(text):
             return
         raise SetupError(f"the model folder {text} does not exist",
                          f"check the path, or give a hub id such as openai/whisper-small or an offline name "
@@ -217,24 +217,24 @@ def preflight(cfg) -> None:
         raise SetupError(f"resume_from={cfg.resume_from} does not exist",
                          "give a checkpoint-* folder or a run folder, or leave it unset.")
     device.check_precision_without_torch(cfg.precision)
-    check_hub(cfg)
+    _check_hub(cfg)
 
 
-def session_time_left_s() -> Optional[float]:
+def _session_time_left_s() -> Optional[float]:
     """Seconds of the Kaggle session left for training (None off Kaggle: no limit).
 
     12 h minus the safety and evaluation margins minus the time since this module was imported (the first cell).
     """
-    if not on_kaggle():
+    if not _on_kaggle():
         return None
     used = time.monotonic() - _IMPORTED_AT
-    return max(0.0, KAGGLE_SESSION_S - SESSION_SAFETY_S - EVAL_MARGIN_S - used)
+    return max(0.0, _KAGGLE_SESSION_S - _SESSION_SAFETY_S - _EVAL_MARGIN_S - used)
 
 
 # --- resuming from a previous Kaggle session ---------------------------------------------------------
 
 
-def find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6) -> Optional[Path]:
+def _find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6) -> Optional[Path]:
     """A run directory from an earlier session, found under ``root`` (Kaggle's attached inputs).
 
     A run directory holds ``results.json`` or ``checkpoints/checkpoint-*/``; with ``name`` (a run name such as
@@ -243,7 +243,7 @@ def find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6)
     several, the one with the latest checkpoint (then: with results) wins. None if there is none.
     ``root`` defaults to /kaggle/input.
     """
-    root = Path(root) if root else KAGGLE_INPUT
+    root = Path(root) if root else _KAGGLE_INPUT
     if not root.is_dir():
         return None
     want = Path(name).parts if name else ()
@@ -262,8 +262,8 @@ def find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6)
     return max(found, key=lambda p: ((latest_checkpoint_step(p) or -1), (p / RESULTS_FILE).is_file()))
 
 
-def restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> Optional[Path]:
-    """Copy an earlier session's run (see :func:`find_previous_run`) into ``output_dir`` so training resumes.
+def _restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> Optional[Path]:
+    """Copy an earlier session's run (see :func:`_find_previous_run`) into ``output_dir`` so training resumes.
 
     Only when ``output_dir`` has no checkpoint and no results yet. The run is copied rather than pointed at
     with ``resume_from``: a checkpoint records the best checkpoint's path (``/kaggle/working/<run>/...``),
@@ -273,11 +273,11 @@ def restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> O
     output_dir = Path(output_dir)
     if latest_checkpoint_step(output_dir) is not None or (output_dir / RESULTS_FILE).is_file():
         return None
-    previous = find_previous_run(name or output_dir.name, root)  # same run name as in the earlier session
+    previous = _find_previous_run(name or output_dir.name, root)  # same run name as in the earlier session
     if previous is None or previous.resolve() == output_dir.resolve():
         return None
     size = sum(p.stat().st_size for p in previous.rglob("*") if p.is_file())
-    check_disk(output_dir, size + MIN_FREE_BYTES, what=f"copying the previous run {previous}")
+    _check_disk(output_dir, size + _MIN_FREE_BYTES, what=f"copying the previous run {previous}")
     shutil.copytree(previous, output_dir, dirs_exist_ok=True)
     return previous
 
@@ -291,7 +291,7 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
     2. :func:`preflight`, and the GPU check for ``cfg.precision`` (:func:`arabicpeft.device.check_gpu`);
     3. on Kaggle: restore a previous session's run of the same name from /kaggle/input (unless
        ``cfg.resume_from`` names a checkpoint or run directory explicitly; recorded as ``extra["restored_from"]``),
-       and cap ``time_budget_s`` at the session time left (:func:`session_time_left_s`);
+       and cap ``time_budget_s`` at the session time left (:func:`_session_time_left_s`);
     4. disk check: free space for checkpoints, plus the dataset cache when the hub data is not streamed.
 
     Raises the :class:`~arabicpeft.errors.SetupError` of the first check that fails.
@@ -299,24 +299,24 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
     cfg = dataclasses.replace(cfg, output_dir=str(Path(root or output_root()) / name))
     preflight(cfg)
     device.check_gpu(cfg.precision)
-    if restore_previous and on_kaggle() and not cfg.resume_from:  # an explicit resume_from wins
-        previous = restore_previous_run(cfg.output_dir, str(Path(Path(root).name) / name) if root else name)
+    if restore_previous and _on_kaggle() and not cfg.resume_from:  # an explicit resume_from wins
+        previous = _restore_previous_run(cfg.output_dir, str(Path(Path(root).name) / name) if root else name)
         if previous is not None:
             cfg = dataclasses.replace(cfg, extra={**cfg.extra, "restored_from": str(previous)})
             log(f"Restored the previous session's run from {previous} (latest checkpoint step "
                 f"{latest_checkpoint_step(cfg.output_dir)}); training resumes from it.")
-    left = session_time_left_s()
+    left = _session_time_left_s()
     if left is not None:
         cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s or float("inf"), left))
         if cfg.time_budget_s <= 0:
             raise SessionTimeSpent("No Kaggle session time is left for training. Save a version, attach its "
                                    "output as an input and run again: training resumes from the checkpoint.")
-    check_disk(cfg.output_dir)
-    cache = dataset_cache_bytes(cfg)
+    _check_disk(cfg.output_dir)
+    cache = _dataset_cache_bytes(cfg)
     if cache:
         import datasets
 
-        check_disk(datasets.config.HF_DATASETS_CACHE, cache + MIN_FREE_BYTES,
+        _check_disk(datasets.config.HF_DATASETS_CACHE, cache + _MIN_FREE_BYTES,
                    what=f"caching the {cfg.dialect} hub data (streaming=False)")
     if latest_checkpoint_step(cfg.output_dir) is not None:
         log(f"{cfg.output_dir} has checkpoints up to step {latest_checkpoint_step(cfg.output_dir)}: "
@@ -355,9 +355,9 @@ def environment_report(check_hub_access: bool = True) -> dict:
         "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
         "precisions that run here": ", ".join(p for p in device.PRECISION_HARDWARE
                                               if device.precision_problem(p, gpu) is None),
-        "Kaggle": kaggle_run_type() or "no",
+        "Kaggle": _kaggle_run_type() or "no",
         "output directory": str(root),
-        "free disk there (GB)": round(free_bytes(root) / 1e9, 1),
+        "free disk there (GB)": round(_free_bytes(root) / 1e9, 1),
         "profile": profiles.current(),
     })
     if check_hub_access:

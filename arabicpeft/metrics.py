@@ -15,14 +15,14 @@ import pandas as pd
 
 from .text import normalize
 
-PER_UTTERANCE_COLUMNS = ("reference", "hypothesis", "ref_words", "word_errors", "ref_chars", "char_errors")
+_PER_UTTERANCE_COLUMNS = ("reference", "hypothesis", "ref_words", "word_errors", "ref_chars", "char_errors")
 
 
 def utterance_errors(references: Sequence[str], hypotheses: Sequence[str], scheme: str = "raw") -> pd.DataFrame:
     """Per-utterance edit counts after normalizing both sides with ``scheme``.
 
     Returns a DataFrame with one row per utterance (same order) and the columns
-    :data:`PER_UTTERANCE_COLUMNS` (the normalized texts and integer counts).
+    :data:`_PER_UTTERANCE_COLUMNS` (the normalized texts and integer counts).
     """
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses: they must pair up.")
@@ -41,7 +41,7 @@ def utterance_errors(references: Sequence[str], hypotheses: Sequence[str], schem
                 chars.substitutions + chars.deletions + chars.insertions,
             )
         )
-    return pd.DataFrame(rows, columns=list(PER_UTTERANCE_COLUMNS))
+    return pd.DataFrame(rows, columns=list(_PER_UTTERANCE_COLUMNS))
 
 
 def summarize(per_utterance: pd.DataFrame) -> dict:

@@ -87,7 +87,7 @@ def _set_generation(model: WhisperForConditionalGeneration, max_length: Optional
     gen.max_length = max_length or model.config.max_target_positions
 
 
-def load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+def _load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
     """The starting model and its processor, quantized if asked, window cut, generation set to Arabic."""
     from .offline_model import resolve_model
 
@@ -158,7 +158,7 @@ def _no_file_progress_bars():
             hf_logging.enable_progress_bar()
 
 
-def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
+def _add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.precision in QUANTIZED:
@@ -179,9 +179,9 @@ def add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
 
 def build_model(cfg: ExperimentConfig):
     """(model, processor) ready for training with ``cfg.method``."""
-    model, processor = load_base(cfg)
+    model, processor = _load_base(cfg)
     if cfg.method == "lora":
-        model = add_lora(model, cfg)
+        model = _add_lora(model, cfg)
     if cfg.gradient_checkpointing:
         # With a frozen base, re-entrant checkpointing sees no input that requires grad and breaks.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -189,7 +189,7 @@ def build_model(cfg: ExperimentConfig):
     return model, processor
 
 
-WEIGHT_FILES = ("*.safetensors", "*.bin", "config.json")  # what a local model's checksum covers
+_WEIGHT_FILES = ("*.safetensors", "*.bin", "config.json")  # what a local model's checksum covers
 
 
 def model_source(cfg: ExperimentConfig, model) -> dict:
@@ -202,7 +202,7 @@ def model_source(cfg: ExperimentConfig, model) -> dict:
               "revision": getattr(model.config, "_commit_hash", None), "sha256": None}
     if path.is_dir():
         digest = hashlib.sha256()
-        for pattern in WEIGHT_FILES:
+        for pattern in _WEIGHT_FILES:
             for file in sorted(path.glob(pattern)):
                 digest.update(file.name.encode())
                 with open(file, "rb") as f:
@@ -337,7 +337,7 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
         cfg = _adapter_base_config(path, precision, full_window)
         from peft import PeftModel
 
-        base, processor = load_base(cfg)
+        base, processor = _load_base(cfg)
         with _peft_alias_warning_silenced(), _no_file_progress_bars():
             model = PeftModel.from_pretrained(base, str(path))
         model.eval()
@@ -360,7 +360,7 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
 
 
 def _load_base_reference(name: str, precision: Optional[str]) -> LoadedModel:
-    model, processor = load_base(ExperimentConfig(model=name, precision=precision or "fp32"))
+    model, processor = _load_base(ExperimentConfig(model=name, precision=precision or "fp32"))
     model.eval()
     return LoadedModel(model, processor, None, "base", name, precision=precision or "fp32")
 
@@ -395,7 +395,7 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
         raise ValueError(f"The adapters in {path} do not share one base (model, encoder_seconds, precision): "
                          f"{sorted(map(str, bases))}. A bank needs one base model.")
     first, *rest = bank
-    base, processor = load_base(cfgs[first])
+    base, processor = _load_base(cfgs[first])
     with _peft_alias_warning_silenced(), _no_file_progress_bars():
         model = PeftModel.from_pretrained(base, str(bank[first]), adapter_name=first)
         for dialect in rest:

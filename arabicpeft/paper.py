@@ -24,19 +24,19 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
+_REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
-DIALECTS_FILE = "ozyilmaz2025_dialects.csv"
-DIALECTS_PER_SEED_FILE = "ozyilmaz2025_dialects_per_seed.csv"
-MSA_TRAINSIZE_FILE = "ozyilmaz2025_msa_trainsize.csv"
-MSA_TRAINSIZE_PER_SEED_FILE = "ozyilmaz2025_msa_trainsize_per_seed.csv"
-LORA_BASELINE_FILE = "finetune_ar_dialects_lora.csv"
+_DIALECTS_FILE = "ozyilmaz2025_dialects.csv"
+_DIALECTS_PER_SEED_FILE = "ozyilmaz2025_dialects_per_seed.csv"
+_MSA_TRAINSIZE_FILE = "ozyilmaz2025_msa_trainsize.csv"
+_MSA_TRAINSIZE_PER_SEED_FILE = "ozyilmaz2025_msa_trainsize_per_seed.csv"
+_LORA_BASELINE_FILE = "finetune_ar_dialects_lora.csv"
 
 WITH_PRETRAINING = "with_msa_pretraining"
 WITHOUT_PRETRAINING = "without_pretraining"
 CONDITIONS = (WITHOUT_PRETRAINING, WITH_PRETRAINING)
 POOLED_TRAIN_SET = "all"  # the dialect-pooled model: the five dialect train sets concatenated
-FULL_MSA_FRACTION = 1.0  # "whisper-small + 100% MSA": the MSA-specific model and the pre-trained start
+_FULL_MSA_FRACTION = 1.0  # "whisper-small + 100% MSA": the MSA-specific model and the pre-trained start
 OVERALL = "overall"  # row label of the test over all (train, test) cells
 MEAN_ROW = "mean"  # row label of the column means in pooled_vs_specific
 
@@ -44,14 +44,14 @@ MEAN_ROW = "mean"  # row label of the column means in pooled_vs_specific
 # (2.33 and 2.96 twice each), and scipy's method="auto" then falls back to the normal approximation
 # (p = 8.2e-4, 8.4e-4 with continuity correction). With floating-point differences of the published means
 # the ties are broken by rounding noise, "auto" resolves to "exact" for n <= 50 and gives the same result.
-WILCOXON_OPTIONS = {"method": "exact", "alternative": "two-sided", "zero_method": "wilcox"}
+_WILCOXON_OPTIONS = {"method": "exact", "alternative": "two-sided", "zero_method": "wilcox"}
 # Means and SDs reported next to the tests: the paper prints population SDs (numpy's default, ddof = 0).
-DESCRIPTIVE_DDOF = 0
+_DESCRIPTIVE_DDOF = 0
 # The authors rounded per-seed rates and seed-means to 2 decimals before testing (see seed_means).
 
 
 def _read(name: str, **kwargs) -> pd.DataFrame:
-    path = REFERENCE_DIR / name
+    path = _REFERENCE_DIR / name
     try:
         return pd.read_csv(path, **kwargs)
     except FileNotFoundError as e:
@@ -64,7 +64,7 @@ def load_dialects() -> pd.DataFrame:
     Columns: condition, train_set, test_set, wer_mean, wer_sd, cer_mean, cer_sd, n. Rates in %; mean and
     SD (ddof = 1) over n = 3 seeds of the 2-decimal per-seed rates, rounded to 2 decimals.
     """
-    return _read(DIALECTS_FILE)
+    return _read(_DIALECTS_FILE)
 
 
 def load_dialects_per_seed() -> pd.DataFrame:
@@ -72,25 +72,25 @@ def load_dialects_per_seed() -> pd.DataFrame:
 
     Columns: condition, train_set, test_set, seed, wer, cer. Rates in %, rounded to 2 decimals by the authors.
     """
-    return _read(DIALECTS_PER_SEED_FILE)
+    return _read(_DIALECTS_PER_SEED_FILE)
 
 
-def load_msa_trainsize() -> pd.DataFrame:
+def _load_msa_trainsize() -> pd.DataFrame:
     """Published aggregates of paper Fig. 1 (MSA train size and zero-shot sizes, MSA test set), 10 rows.
 
     Columns: system, model, msa_fraction, wer_mean, wer_sd, cer_mean, cer_sd, n. ``msa_fraction`` is the
     fraction of the MSA train set used (0.0 for zero-shot whisper-small, NaN for the other zero-shot sizes).
     """
-    return _read(MSA_TRAINSIZE_FILE, dtype={"model": str})
+    return _read(_MSA_TRAINSIZE_FILE, dtype={"model": str})
 
 
-def load_msa_trainsize_per_seed() -> pd.DataFrame:
+def _load_msa_trainsize_per_seed() -> pd.DataFrame:
     """Per-seed results of paper Fig. 1, 30 rows. Columns: model, seed, wer, cer (%).
 
     ``model`` is a string: a train fraction ("0.2" ... "1.0") or a zero-shot model name. For zero-shot rows
     the "seed" picks a random 80% subset of the test set, not a training run.
     """
-    return _read(MSA_TRAINSIZE_PER_SEED_FILE, dtype={"model": str})
+    return _read(_MSA_TRAINSIZE_PER_SEED_FILE, dtype={"model": str})
 
 
 def load_lora_baseline() -> pd.DataFrame:
@@ -100,7 +100,7 @@ def load_lora_baseline() -> pd.DataFrame:
     peak_mem_mb, trainable (the last three only on own-dialect rows). Rates in %; their evaluation dropped
     empty predictions, which biases them down slightly.
     """
-    return _read(LORA_BASELINE_FILE)
+    return _read(_LORA_BASELINE_FILE)
 
 
 def msa_trainsize_tidy() -> pd.DataFrame:
@@ -108,11 +108,11 @@ def msa_trainsize_tidy() -> pd.DataFrame:
 
     Columns: model, seed, wer, cer, system, msa_fraction. The input of :func:`arabicpeft.plots.fig1_msa_trainsize`.
     """
-    labels = load_msa_trainsize()[["model", "system", "msa_fraction"]]
-    return load_msa_trainsize_per_seed().merge(labels, on="model", how="left", validate="many_to_one")
+    labels = _load_msa_trainsize()[["model", "system", "msa_fraction"]]
+    return _load_msa_trainsize_per_seed().merge(labels, on="model", how="left", validate="many_to_one")
 
 
-def seed_means(per_seed: pd.DataFrame, decimals: int | None = None) -> pd.DataFrame:
+def _seed_means(per_seed: pd.DataFrame, decimals: int | None = None) -> pd.DataFrame:
     """Aggregate a tidy per-seed frame to one row per (condition, train_set, test_set) cell.
 
     ``per_seed`` needs condition, train_set, test_set, wer, cer (any extra columns are ignored). Returns the
@@ -152,14 +152,14 @@ def _paired_cells(means: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _wilcoxon_row(without: np.ndarray, with_: np.ndarray) -> dict:
-    result = stats.wilcoxon(without, with_, **WILCOXON_OPTIONS)
+    result = stats.wilcoxon(without, with_, **_WILCOXON_OPTIONS)
     return {
         "statistic": float(result.statistic),
         "p": float(result.pvalue),
         "mean_without": float(np.mean(without)),
         "mean_with": float(np.mean(with_)),
-        "sd_without": float(np.std(without, ddof=DESCRIPTIVE_DDOF)),
-        "sd_with": float(np.std(with_, ddof=DESCRIPTIVE_DDOF)),
+        "sd_without": float(np.std(without, ddof=_DESCRIPTIVE_DDOF)),
+        "sd_with": float(np.std(with_, ddof=_DESCRIPTIVE_DDOF)),
         "n": int(len(without)),
     }
 
@@ -196,7 +196,7 @@ def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | No
     pooled = the ``all`` model; specific = each test set's own model (train_set == test_set); for the MSA test
     set, which has no dialect model, the 100%-MSA model of the train-size experiment (the row of
     ``load_msa_trainsize()`` with msa_fraction == 1.0). ``means`` defaults to :func:`load_dialects`, ``msa`` to
-    :func:`load_msa_trainsize` (pass ``msa=None`` with project means that contain an ``msa`` train set).
+    :func:`_load_msa_trainsize` (pass ``msa=None`` with project means that contain an ``msa`` train set).
 
     Returns one row per test set plus a ``mean`` row (column means), indexed by test_set, with columns
     wer_pooled, wer_specific, wer_diff (pooled − specific), wer_abs_diff and the same for cer, all in %.
@@ -209,10 +209,10 @@ def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | No
     pooled = with_[with_["train_set"] == POOLED_TRAIN_SET].set_index("test_set")[columns]
     specific = with_[with_["train_set"] == with_["test_set"]].set_index("test_set")[columns]
     if published or msa is not None:
-        msa = load_msa_trainsize() if msa is None else msa
-        full = msa[msa["msa_fraction"] == FULL_MSA_FRACTION]
+        msa = _load_msa_trainsize() if msa is None else msa
+        full = msa[msa["msa_fraction"] == _FULL_MSA_FRACTION]
         if len(full) != 1:
-            raise ValueError(f"Expected one msa_fraction == {FULL_MSA_FRACTION} row in the MSA data, got {len(full)}.")
+            raise ValueError(f"Expected one msa_fraction == {_FULL_MSA_FRACTION} row in the MSA data, got {len(full)}.")
         msa_test = [t for t in pooled.index if t not in specific.index]
         for test_set in msa_test:  # the test set(s) without a dialect-specific model: MSA
             specific.loc[test_set] = full[columns].iloc[0].to_numpy()
@@ -251,7 +251,7 @@ def pooled_vs_specific_per_seed() -> pd.DataFrame:
     per_seed = load_dialects_per_seed()
     long = pooled_vs_specific_long(per_seed[per_seed["condition"] == WITH_PRETRAINING])
     msa_tidy = msa_trainsize_tidy()
-    full = msa_tidy[msa_tidy["msa_fraction"] == FULL_MSA_FRACTION]
+    full = msa_tidy[msa_tidy["msa_fraction"] == _FULL_MSA_FRACTION]
     has_specific = set(long.loc[long["role"] == "specific", "test_set"])
     msa_test = sorted(set(long.loc[long["role"] == "pooled", "test_set"]) - has_specific)  # MSA: no dialect model
     extra = [full.assign(train_set=t, test_set=t, role="specific") for t in msa_test]

@@ -21,12 +21,12 @@ from . import dialects
 from .paper import CONDITIONS, POOLED_TRAIN_SET, WITH_PRETRAINING, WITHOUT_PRETRAINING
 from .results_table import require_columns
 
-CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
-ROLE_LABELS = {"pooled": "Dialect-pooled", "specific": "Dialect-specific"}
-METRIC_LABELS = {"wer": "WER (%)", "cer": "CER (%)"}
-HEATMAP_CMAP = "viridis_r"  # as in the paper: dark = low error
-PALETTE = "Set2"  # the authors' colour map
-DPI = 200
+_CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
+_ROLE_LABELS = {"pooled": "Dialect-pooled", "specific": "Dialect-specific"}
+_METRIC_LABELS = {"wer": "WER (%)", "cer": "CER (%)"}
+_HEATMAP_CMAP = "viridis_r"  # as in the paper: dark = low error
+_PALETTE = "Set2"  # the authors' colour map
+_DPI = 200
 
 
 def _display(name) -> str:
@@ -73,7 +73,7 @@ def fig1_msa_trainsize(
     refs = df[df["msa_fraction"].isna()]
     fig = Figure(figsize=(6 * len(metrics), 4.5), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    colors = ["0.15"] + sns.color_palette(PALETTE, max(1, refs["model"].nunique()))
+    colors = ["0.15"] + sns.color_palette(_PALETTE, max(1, refs["model"].nunique()))
     for ax, metric in zip(axes, metrics):
         points = _cell_stats(curve, ["msa_fraction"], metric).sort_values("msa_fraction")
         ax.errorbar(
@@ -90,7 +90,7 @@ def fig1_msa_trainsize(
         pad = 0.06 * (drawn.max() - drawn.min() or 1.0)
         ax.set_ylim(drawn.min() - pad, drawn.max() + pad)
         ax.set_xlabel("MSA training data used (%; 0 = before fine-tuning)")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
         ax.set_xticks(100 * points["msa_fraction"].to_numpy())
         ax.grid(axis="y", alpha=0.4)
         ax.legend(loc="center right", fontsize=8)
@@ -113,7 +113,7 @@ def fig2_pretraining(df: pd.DataFrame, metric: str = "wer") -> Figure:
     tests = _ordered(means["test_set"])
     conditions = [c for c in CONDITIONS if c in set(means["condition"])]
     conditions += sorted(set(means["condition"]) - set(conditions))
-    colors = sns.color_palette(PALETTE, len(conditions))
+    colors = sns.color_palette(_PALETTE, len(conditions))
     width = 0.8 / len(conditions)
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.subplots()
@@ -132,11 +132,11 @@ def fig2_pretraining(df: pd.DataFrame, metric: str = "wer") -> Figure:
         for x, v in zip(positions, values):  # the models themselves, spread evenly across the box
             spread = np.linspace(-0.25, 0.25, len(v)) * width if len(v) > 1 else np.zeros(len(v))
             ax.scatter(x + spread, v, s=10, color="0.2", zorder=3)
-        handles.append(Patch(facecolor=color, edgecolor="0.2", label=CONDITION_LABELS.get(condition, condition)))
+        handles.append(Patch(facecolor=color, edgecolor="0.2", label=_CONDITION_LABELS.get(condition, condition)))
     ax.set_xticks(np.arange(len(tests)), [_display(t) for t in tests])
     ax.set_xlabel("Test set")
     ax.legend(handles=handles, title="Pre-training", fontsize=8, loc="lower left")
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
     ax.grid(axis="y", alpha=0.4)
     ax.set_title("Models with and without MSA pre-training, per test set (box: train-set models)", fontweight="bold")
     return fig
@@ -152,20 +152,20 @@ def fig3_pooled_vs_specific(df: pd.DataFrame, metrics=("wer", "cer")) -> Figure:
     keys = ["role", "test_set", "seed"]
     require_columns(df, [*keys, *metrics], "fig3_pooled_vs_specific")
     _require_unique(df, keys, "fig3_pooled_vs_specific")
-    data = df.assign(**{"Test set": df["test_set"].map(_display), "Model": df["role"].map(ROLE_LABELS)})
+    data = df.assign(**{"Test set": df["test_set"].map(_display), "Model": df["role"].map(_ROLE_LABELS)})
     order = [_display(t) for t in _ordered(df["test_set"])]
     fig = Figure(figsize=(9, 3.6 * len(metrics)), layout="constrained")
     axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
     for ax, metric in zip(axes, metrics):
         sns.barplot(
-            data=data, x="Test set", y=metric, hue="Model", order=order, hue_order=list(ROLE_LABELS.values()),
-            errorbar="sd", capsize=0.15, err_kws={"linewidth": 1}, palette=PALETTE, ax=ax,
+            data=data, x="Test set", y=metric, hue="Model", order=order, hue_order=list(_ROLE_LABELS.values()),
+            errorbar="sd", capsize=0.15, err_kws={"linewidth": 1}, palette=_PALETTE, ax=ax,
         )
         cell = data.groupby(["test_set", "role"])[metric].mean().unstack("role")
         if {"pooled", "specific"} <= set(cell.columns):  # mean over the test sets that have both models
             mad = (cell["pooled"] - cell["specific"]).abs().mean()
             ax.set_title(f"{metric.upper()}: mean |pooled − specific| = {mad:.2f} points", fontsize=10)
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
         ax.grid(axis="y", alpha=0.4)
         ax.set_axisbelow(True)
         ax.legend(title=None, loc="upper left", fontsize=8)
@@ -221,7 +221,7 @@ def fig4_heatmap(
     ax = fig.subplots()
     sns.heatmap(
         mean.rename(index=_display, columns=_display), annot=heatmap_labels(mean, sd, decimals), fmt="",
-        cmap=HEATMAP_CMAP, cbar_kws={"label": METRIC_LABELS.get(metric, metric)}, annot_kws={"fontsize": 9}, ax=ax,
+        cmap=_HEATMAP_CMAP, cbar_kws={"label": _METRIC_LABELS.get(metric, metric)}, annot_kws={"fontsize": 9}, ax=ax,
     )
     ax.set_xlabel("Tested on")
     ax.set_ylabel("Fine-tuned on")
@@ -229,7 +229,7 @@ def fig4_heatmap(
     ax.tick_params(axis="x", labelrotation=30)
     title = f"{metric.upper()} (%) per train and test set"
     if condition is not None:
-        title += f", {CONDITION_LABELS.get(condition, condition)}"
+        title += f", {_CONDITION_LABELS.get(condition, condition)}"
     ax.set_title(title, fontweight="bold")
     return fig
 
@@ -239,7 +239,7 @@ def save_figure(fig: Figure, path_stem) -> list[Path]:
     paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     for path in paths:
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
+        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
     return paths
 
 
@@ -255,7 +255,7 @@ def _context_labels(df: pd.DataFrame) -> pd.Series:
     if "train_set" in df.columns and df["train_set"].nunique() > 1:
         parts = parts + df["train_set"].map(lambda t: [f"trained on {_display(t)}"])
     if "condition" in df.columns and df["condition"].nunique() > 1:
-        parts = parts + df["condition"].map(lambda c: [CONDITION_LABELS.get(c, c)])
+        parts = parts + df["condition"].map(lambda c: [_CONDITION_LABELS.get(c, c)])
     return parts.map(", ".join)
 
 
@@ -300,7 +300,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
     data = summary.assign(system=_system_labels(summary))
     _require_unique(data, ["system", "test_set"], "fig_rates")
     order, systems = _ordered(data["test_set"]), list(dict.fromkeys(data["system"]))
-    colors = sns.color_palette(PALETTE, len(systems))
+    colors = sns.color_palette(_PALETTE, len(systems))
     fig = Figure(figsize=(max(6, 1.6 * len(order) * len(metrics) + 2), 4.2), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
@@ -314,7 +314,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
                 x = np.array([order.index(t) for t in mine["test_set"]]) + (j - (len(systems) - 1) / 2) * width
                 ax.scatter(x, mine[metric], s=12, color="0.1", zorder=3)
         ax.set_xlabel("Test set")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
         ax.grid(axis="y", alpha=0.4)
         ax.set_axisbelow(True)
     axes[0].legend(fontsize=8, loc="best")
@@ -341,7 +341,7 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     rows = list(dict.fromkeys(data.sort_values("test_set", key=lambda s: s.map(rank), kind="stable")["row"]))
     fig = Figure(figsize=(5.5 * len(metrics), 1.0 + 0.6 * len(rows)), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
-    color = sns.color_palette(PALETTE, 1)[0]
+    color = sns.color_palette(_PALETTE, 1)[0]
     for ax, metric in zip(axes, metrics):
         mine = data[data["metric"] == metric].set_index("row").reindex(rows)
         y = np.arange(len(rows))
@@ -360,7 +360,7 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     return fig
 
 
-EFFICIENCY_PANELS = {  # load_runs(root).runs column: (axis label, scale, log axis)
+_EFFICIENCY_PANELS = {  # load_runs(root).runs column: (axis label, scale, log axis)
     "trainable_parameters": ("Trainable parameters", 1.0, True),
     "peak_memory_bytes": ("Peak memory (MiB)", 1.0 / 2**20, False),
     "train_wall_time_s": ("Training wall time (s)", 1.0, False),
@@ -369,7 +369,7 @@ EFFICIENCY_PANELS = {  # load_runs(root).runs column: (axis label, scale, log ax
 }
 
 
-def fig_efficiency(eff: pd.DataFrame, panels=tuple(EFFICIENCY_PANELS)) -> Figure:
+def fig_efficiency(eff: pd.DataFrame, panels=tuple(_EFFICIENCY_PANELS)) -> Figure:
     """The cost of each method: one panel per efficiency quantity, bar = mean over runs, whisker = SD, points =
     runs (seaborn). ``eff``: ``load_runs(root).runs``. The peak-memory panel
     names the kind of measurement (CUDA max allocated on GPU, the process's peak RSS on CPU)."""
@@ -381,10 +381,10 @@ def fig_efficiency(eff: pd.DataFrame, panels=tuple(EFFICIENCY_PANELS)) -> Figure
     fig = Figure(figsize=(2.9 * len(panels), 3.8), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, column in zip(axes, panels):
-        label, scale, log = EFFICIENCY_PANELS.get(column, (column, 1.0, False))
+        label, scale, log = _EFFICIENCY_PANELS.get(column, (column, 1.0, False))
         values = data.assign(value=data[column].astype(float) * scale)
         sns.barplot(data=values, x="system", y="value", hue="system", order=systems, hue_order=systems,
-                    palette=PALETTE, errorbar="sd", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
+                    palette=_PALETTE, errorbar="sd", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
         sns.stripplot(data=values, x="system", y="value", order=systems, color="0.1", size=3, ax=ax)
         if column == "peak_memory_bytes" and "peak_memory_kind" in data.columns:
             label += "\n[" + ", ".join(sorted(set(map(str, data["peak_memory_kind"].dropna())))) + "]"
@@ -414,7 +414,7 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
         data[hue] = "model"
     _require_unique(data, [hue, "train_set", "test_set"], "fig_gain_forgetting")
     levels = list(dict.fromkeys(data[hue]))
-    colors = sns.color_palette(PALETTE, len(levels))
+    colors = sns.color_palette(_PALETTE, len(levels))
     gain, forgetting = data[data["kind"] == "gain"], data[data["kind"] == "forgetting"]
     trains = _ordered(data["train_set"])
     several = len(trains) > 1

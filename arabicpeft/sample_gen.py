@@ -24,19 +24,19 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000          # Whisper's input rate
-MIN_SECONDS, MAX_SECONDS = 0.5, 7.0  # the demo crops Whisper's encoder window to 8 s
-PEAK = 0.9                   # normalise below full scale so Vorbis does not clip
-TRIM_TOP_DB = 40             # gentle: only strip real silence, never soft consonants
-TRIM_PAD_SECONDS = 0.1       # keep a little silence around the speech
+_SAMPLE_RATE = 16000          # Whisper's input rate
+_MIN_SECONDS, _MAX_SECONDS = 0.5, 7.0  # the demo crops Whisper's encoder window to 8 s
+_PEAK = 0.9                   # normalise below full scale so Vorbis does not clip
+_TRIM_TOP_DB = 40             # gentle: only strip real silence, never soft consonants
+_TRIM_PAD_SECONDS = 0.1       # keep a little silence around the speech
 # soundfile compression_level (0 = best, 1 = smallest). 0.9 keeps the set ~5.5 MB (each
 # Ogg file also carries ~3.5 KB of Vorbis headers); whisper-base transcribed these
 # clips no worse at 0.9 than the uncompressed audio.
-VORBIS_QUALITY = 0.9
-DEFAULT_OUT = Path(__file__).resolve().parent / "sample_data"
+_VORBIS_QUALITY = 0.9
+_DEFAULT_OUT = Path(__file__).resolve().parent / "sample_data"
 
 # (espeak-ng voice+variant, words per minute, pitch 0-99). Index + 1 = the "vN" in ids.
-VOICES = [
+_VOICES = [
     ("ar", 150, 50),
     ("ar+m3", 140, 40),
     ("ar+f3", 160, 60),
@@ -44,13 +44,13 @@ VOICES = [
     ("ar+f4", 145, 70),
 ]
 # v5 is held out of train on purpose: the test split measures an unseen speaker.
-SPLIT_VOICES = {"train": [1, 2, 3, 4], "test": [1, 5]}
-SPLIT_TAGS = {"train": "tr", "test": "te"}
+_SPLIT_VOICES = {"train": [1, 2, 3, 4], "test": [1, 5]}
+_SPLIT_TAGS = {"train": "tr", "test": "te"}
 
-DIALECTS = ["egyptian", "gulf", "iraqi", "levantine", "maghrebi", "msa"]
+_DIALECTS = ["egyptian", "gulf", "iraqi", "levantine", "maghrebi", "msa"]
 
 # Everyday colloquial sentences, written for this set. No test sentence occurs in train.
-SENTENCES = {
+_SENTENCES = {
     "egyptian": {
         "train": [
             "ازيك يا صاحبي عامل ايه النهارده",
@@ -216,20 +216,20 @@ SENTENCES = {
 }
 
 
-def voice_string(v: int) -> str:
+def _voice_string(v: int) -> str:
     """Human-readable voice spec as stored in the manifest, e.g. 'ar+m3 -s 140 -p 40'."""
-    name, speed, pitch = VOICES[v - 1]
+    name, speed, pitch = _VOICES[v - 1]
     return f"{name} -s {speed} -p {pitch}"
 
 
-def build_items() -> dict[str, list[dict]]:
+def _build_items() -> dict[str, list[dict]]:
     """All manifest rows per split, in a fixed order. Needs no espeak-ng."""
     items: dict[str, list[dict]] = {"train": [], "test": []}
-    for dialect in DIALECTS:
-        for split, tag in SPLIT_TAGS.items():
-            for n, text in enumerate(SENTENCES[dialect][split], start=1):
+    for dialect in _DIALECTS:
+        for split, tag in _SPLIT_TAGS.items():
+            for n, text in enumerate(_SENTENCES[dialect][split], start=1):
                 sentence_id = f"{dialect}-{tag}{n:02d}"
-                for v in SPLIT_VOICES[split]:
+                for v in _SPLIT_VOICES[split]:
                     uid = f"{sentence_id}-v{v}"
                     items[split].append({
                         "id": uid,
@@ -237,13 +237,13 @@ def build_items() -> dict[str, list[dict]]:
                         "text": text,
                         "dialect": dialect,
                         "sentence_id": sentence_id,
-                        "voice": voice_string(v),
+                        "voice": _voice_string(v),
                         "synthetic": True,
                     })
     return items
 
 
-def espeak_binary() -> str:
+def _espeak_binary() -> str:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise SystemExit("espeak-ng not found: install it with `apt-get install espeak-ng` "
@@ -251,45 +251,45 @@ def espeak_binary() -> str:
     return exe
 
 
-def synthesize(text: str, voice: str) -> np.ndarray:
+def _synthesize(text: str, voice: str) -> np.ndarray:
     """espeak-ng -> 16 kHz mono float32, peak-normalised, lightly trimmed."""
     name, *flags = voice.split()
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "tts.wav"
         # -b 1: the text argument is UTF-8. A file (-w) rather than --stdout because
         # the streamed WAV header carries no length.
-        subprocess.run([espeak_binary(), "-v", name, *flags, "-b", "1", "-w", str(wav), text],
+        subprocess.run([_espeak_binary(), "-v", name, *flags, "-b", "1", "-w", str(wav), text],
                        check=True, capture_output=True)
         y, sr = sf.read(wav, dtype="float32", always_2d=True)
     y = y.mean(axis=1)  # espeak is mono already; this just flattens
-    y = librosa.resample(y, orig_sr=sr, target_sr=SAMPLE_RATE)
-    _, (start, end) = librosa.effects.trim(y, top_db=TRIM_TOP_DB)
-    pad = int(TRIM_PAD_SECONDS * SAMPLE_RATE)
+    y = librosa.resample(y, orig_sr=sr, target_sr=_SAMPLE_RATE)
+    _, (start, end) = librosa.effects.trim(y, top_db=_TRIM_TOP_DB)
+    pad = int(_TRIM_PAD_SECONDS * _SAMPLE_RATE)
     y = y[max(0, start - pad): end + pad]
-    return (PEAK * y / np.max(np.abs(y))).astype(np.float32)
+    return (_PEAK * y / np.max(np.abs(y))).astype(np.float32)
 
 
-def write_clip(path: Path, y: np.ndarray) -> None:
-    sf.write(path, y, SAMPLE_RATE, format="OGG", subtype="VORBIS",
-             compression_level=VORBIS_QUALITY)
+def _write_clip(path: Path, y: np.ndarray) -> None:
+    sf.write(path, y, _SAMPLE_RATE, format="OGG", subtype="VORBIS",
+             compression_level=_VORBIS_QUALITY)
 
 
-def check_clip(path: Path) -> float:
+def _check_clip(path: Path) -> float:
     """Read the clip back with both soundfile and librosa; return its duration."""
     info = sf.info(path)
-    if info.samplerate != SAMPLE_RATE or info.channels != 1:
+    if info.samplerate != _SAMPLE_RATE or info.channels != 1:
         raise RuntimeError(f"{path}: {info.samplerate} Hz, {info.channels} ch")
     y, _ = librosa.load(path, sr=None, mono=False)
-    seconds = len(y) / SAMPLE_RATE
-    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
-        raise RuntimeError(f"{path}: {seconds:.2f} s outside [{MIN_SECONDS}, {MAX_SECONDS}] - shorten the sentence")
+    seconds = len(y) / _SAMPLE_RATE
+    if not _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+        raise RuntimeError(f"{path}: {seconds:.2f} s outside [{_MIN_SECONDS}, {_MAX_SECONDS}] - shorten the sentence")
     return seconds
 
 
-def generate(out: Path) -> dict[str, list[dict]]:
-    espeak_binary()  # fail fast, before writing anything
-    items = build_items()
-    texts = [t for d in SENTENCES.values() for s in d.values() for t in s]
+def _generate(out: Path) -> dict[str, list[dict]]:
+    _espeak_binary()  # fail fast, before writing anything
+    items = _build_items()
+    texts = [t for d in _SENTENCES.values() for s in d.values() for t in s]
     assert len(texts) == len(set(texts)), "duplicate sentence text"
     audio_dir = out / "audio"
     if audio_dir.exists():
@@ -299,16 +299,16 @@ def generate(out: Path) -> dict[str, list[dict]]:
     for split, rows in items.items():
         for row in rows:
             path = out / row["audio"]
-            write_clip(path, synthesize(row["text"], row["voice"]))
-            durations.append(check_clip(path))
+            _write_clip(path, _synthesize(row["text"], row["voice"]))
+            durations.append(_check_clip(path))
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     with open(out / "sentences.tsv", "w", encoding="utf-8") as f:
         f.write("sentence_id\tdialect\tsplit\ttext\n")
-        for split, tag in SPLIT_TAGS.items():
-            for dialect in DIALECTS:
-                for n, text in enumerate(SENTENCES[dialect][split], start=1):
+        for split, tag in _SPLIT_TAGS.items():
+            for dialect in _DIALECTS:
+                for n, text in enumerate(_SENTENCES[dialect][split], start=1):
                     f.write(f"{dialect}-{tag}{n:02d}\t{dialect}\t{split}\t{text}\n")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{len(items['train'])} train + {len(items['test'])} test clips, "
@@ -317,12 +317,12 @@ def generate(out: Path) -> dict[str, list[dict]]:
     return items
 
 
-def main(argv: list[str] | None = None) -> None:
+def _main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory")
+    parser.add_argument("--out", type=Path, default=_DEFAULT_OUT, help="output directory")
     args = parser.parse_args(argv)
-    generate(args.out)
+    _generate(args.out)
 
 
 if __name__ == "__main__":
-    main()
+    _main()

@@ -79,7 +79,7 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, 100.0 * num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def corpus_rate(errors, lengths) -> float:
+def _corpus_rate(errors, lengths) -> float:
     """Corpus error rate in %: sum(errors) / sum(lengths) x 100; NaN when every reference is empty."""
     errors, lengths = _as_arrays(errors, lengths)
     total = lengths.sum()
@@ -99,7 +99,7 @@ def bootstrap_ci(errors, lengths, n_boot: int = N_RESAMPLES, seed: int = 0, leve
         _rate(counts @ errors, counts @ lengths) for counts in _resample_counts(rng, errors.size, n_boot)
     ]
     low, high = _percentile_interval(np.concatenate(reps), level)
-    return {"estimate": corpus_rate(errors, lengths), "low": low, "high": high, "n_boot": n_boot, "level": level}
+    return {"estimate": _corpus_rate(errors, lengths), "low": low, "high": high, "n_boot": n_boot, "level": level}
 
 
 def paired_bootstrap(
@@ -120,7 +120,7 @@ def paired_bootstrap(
     reps = np.concatenate(reps)
     low, high = _percentile_interval(reps, level)
     return {
-        "delta": corpus_rate(errors_b, lengths) - corpus_rate(errors_a, lengths),
+        "delta": _corpus_rate(errors_b, lengths) - _corpus_rate(errors_a, lengths),
         "low": low,
         "high": high,
         "p_b_worse": float(np.mean(reps > 0)),
@@ -156,7 +156,7 @@ def paired_permutation_test(errors_a, errors_b, lengths, n_perm: int = N_RESAMPL
         count += int(np.sum(np.abs(signs @ diff) >= observed - tolerance))
         done += c
     return {
-        "delta": corpus_rate(errors_b, lengths) - corpus_rate(errors_a, lengths),
+        "delta": _corpus_rate(errors_b, lengths) - _corpus_rate(errors_a, lengths),
         "p": (count + 1) / (n_perm + 1),
         "n_perm": n_perm,
     }
@@ -258,7 +258,7 @@ def two_level_bootstrap(
     }
 
 
-def trained_on(train_set: str, test_set: str) -> bool:
+def _trained_on(train_set: str, test_set: str) -> bool:
     """Whether ``test_set`` is one of the varieties ``train_set`` was trained on: itself, or for a pooled set
     (``all``) each of its members. Names outside the dialect registry compare as plain labels."""
     if train_set == test_set:
@@ -269,14 +269,14 @@ def trained_on(train_set: str, test_set: str) -> bool:
         return False
 
 
-def gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Gain and forgetting of cross-dialect fine-tuning (research notes §6).
 
     ``R``: error rates (%), indexed by train set with one row labelled ``start`` for the starting model,
     columns = test sets; R[t, d] = rate on test set d of the model trained on t. Returns ``(gain,
     forgetting)``, two tidy frames:
 
-    - gain: one row per (t, d) where t was trained on d (:func:`trained_on`: d = t, or d one of the five
+    - gain: one row per (t, d) where t was trained on d (:func:`_trained_on`: d = t, or d one of the five
       dialects of the pooled ``all``): G_{t,d} = R[start, d] − R[t, d] (> 0: improved).
       Columns train_set, test_set, start, trained, gain.
     - forgetting: one row per (t, d) with d not trained on: F_{t,d} = R[t, d] − R[start, d] (> 0: got worse).
@@ -291,7 +291,7 @@ def gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame, 
             continue
         for d in R.columns:
             row = {"train_set": t, "test_set": d, "start": float(base[d]), "trained": float(R.loc[t, d])}
-            if trained_on(t, d):
+            if _trained_on(t, d):
                 gain.append({**row, "gain": row["start"] - row["trained"]})
             else:
                 forgetting.append({**row, "forgetting": row["trained"] - row["start"]})
@@ -319,8 +319,8 @@ def gain_forgetting_ci(
     model is paired with the starting model on the same test utterances (aligned on utt_index) and compared
     with :func:`paired_bootstrap`.
 
-    Returns a tidy frame: train_set, test_set, kind ("gain" where :func:`trained_on`, else "forgetting"), value (% points,
-    as in :func:`gain_forgetting`), low, high (percentile CI), p_positive (fraction of replicates > 0).
+    Returns a tidy frame: train_set, test_set, kind ("gain" where :func:`_trained_on`, else "forgetting"), value (% points,
+    as in :func:`_gain_forgetting`), low, high (percentile CI), p_positive (fraction of replicates > 0).
     """
     required = {"train_set", "test_set", "utt_index", errors, lengths}
     missing = required - set(utterances.columns)
@@ -343,7 +343,7 @@ def gain_forgetting_ci(
         if not np.array_equal(trained[lengths].to_numpy(), base[lengths].to_numpy()):
             raise ValueError(f"Reference lengths of {t!r} on {d!r} differ from the starting model's.")
         e_start, e_trained, n_ref = base[errors].to_numpy(), trained[errors].to_numpy(), base[lengths].to_numpy()
-        if trained_on(t, d):  # gain = start − trained: system "B" is the starting model
+        if _trained_on(t, d):  # gain = start − trained: system "B" is the starting model
             res = paired_bootstrap(e_trained, e_start, n_ref, n_boot=n_boot, seed=seed, level=level)
             kind = "gain"
         else:  # forgetting = trained − start

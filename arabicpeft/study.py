@@ -30,14 +30,14 @@ from .results import TRAINING, read_results, write_json_atomic
 from .run_dir import RESULTS_FILE, latest_checkpoint_step
 
 MSA = "msa"
-SEEDS = (42, 84, 168)  # the paper's seeds
-PAPER_DIALECTS = (*DIALECTS, POOLED)
-PAPER_TEST_SETS = (*DIALECTS, MSA)
-PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
-MANIFEST_FILE = "study.json"
-MANIFEST_SCHEMA = "arabicpeft.study/1"
-MERGED_DIR = "merged"  # a LoRA start merged into its base, saved inside the start run's directory
-BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: TRAINING)
+_SEEDS = (42, 84, 168)  # the paper's seeds
+_PAPER_DIALECTS = (*DIALECTS, POOLED)
+_PAPER_TEST_SETS = (*DIALECTS, MSA)
+_PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
+_MANIFEST_FILE = "study.json"
+_MANIFEST_SCHEMA = "arabicpeft.study/1"
+_MERGED_DIR = "merged"  # a LoRA start merged into its base, saved inside the start run's directory
+_BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: TRAINING)
 
 # Config overrides of each named variant; the base config (data, seed, steps, decoding) is shared.
 VARIANTS: dict[str, dict] = {
@@ -84,9 +84,9 @@ class Stage:
     def __post_init__(self):
         if isinstance(self.start, dict):
             self.start = Start(**self.start)
-        if self.kind not in (TRAINING, BANK):
-            raise ValueError(f"Stage {self.name!r}: kind must be {TRAINING!r} or {BANK!r}, got {self.kind!r}.")
-        if self.kind == BANK and not self.bank_of:
+        if self.kind not in (TRAINING, _BANK):
+            raise ValueError(f"Stage {self.name!r}: kind must be {TRAINING!r} or {_BANK!r}, got {self.kind!r}.")
+        if self.kind == _BANK and not self.bank_of:
             raise ValueError(f"Stage {self.name!r}: a bank stage needs bank_of (the stage of its adapters).")
         self.axes = {k: list(v) for k, v in self.axes.items()}
 
@@ -127,12 +127,12 @@ class StudyDesign:
             values = json.loads(text)
         return cls(**values)
 
-    def plan(self) -> list["PlannedRun"]:
+    def plan(self) -> list["_PlannedRun"]:
         """Every run in order, with its config; a started stage's runs name their start run.
 
         With ``order="seed"`` the runs of the first seed (in every stage) come first, then the next seed's; a
         start run always comes before the runs that start from it (starts share the seed or use the first)."""
-        runs: list[PlannedRun] = []
+        runs: list[_PlannedRun] = []
         for stage in self.stages:
             names = list(stage.axes)
             for values in itertools.product(*(stage.axes[n] for n in names)):
@@ -147,12 +147,12 @@ class StudyDesign:
 
 
 @dataclass
-class PlannedRun:
+class _PlannedRun:
     name: str  # "<stage>/<axis values>": the run's directory under the study root
     stage: Stage
     values: dict  # this run's axis values
     cfg: ExperimentConfig
-    start: Optional["PlannedRun"] = None
+    start: Optional["_PlannedRun"] = None
 
     @property
     def label(self) -> str:
@@ -171,7 +171,7 @@ def _value_text(key: str, value) -> str:
     return str(value).replace("/", "-").replace(" ", "")
 
 
-def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> PlannedRun:
+def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> _PlannedRun:
     fields = dict(stage.overrides)
     variant = values.get("variant")
     if variant is not None:
@@ -194,10 +194,10 @@ def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> 
                              f"match {want} (need exactly one): fix Start.match / Start.fixed.")
         start = found[0]
         cfg = dataclasses.replace(cfg, extra={**cfg.extra, "start": _start_label(start, stage.start, cfg)})
-    return PlannedRun(name, stage, values, cfg, start)
+    return _PlannedRun(name, stage, values, cfg, start)
 
 
-def _start_label(start: PlannedRun, how: Start, cfg: ExperimentConfig) -> str:
+def _start_label(start: _PlannedRun, how: Start, cfg: ExperimentConfig) -> str:
     """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]"."""
     values = "_".join(_value_text(k, v) for k, v in start.values.items() if k != "seed")
     label = f"{start.stage.name}/{values}" if values else start.stage.name
@@ -209,7 +209,7 @@ def _start_label(start: PlannedRun, how: Start, cfg: ExperimentConfig) -> str:
 # --- the ready-made designs -------------------------------------------------------------------------
 
 
-def peft_vs_full(base: ExperimentConfig, variants=("lora", "full"), dialects=DIALECTS, seeds=SEEDS,
+def peft_vs_full(base: ExperimentConfig, variants=("lora", "full"), dialects=DIALECTS, seeds=_SEEDS,
                  name: str = "peft_vs_full") -> StudyDesign:
     """Methods (any of :data:`VARIANTS`) x dialects x seeds under one protocol: same data, steps, selection
     and decoding (``base``); every model scored on ``base.test_sets`` (default: its own dialect)."""
@@ -217,8 +217,8 @@ def peft_vs_full(base: ExperimentConfig, variants=("lora", "full"), dialects=DIA
                                                      "seed": list(seeds)})])
 
 
-def paper(base: ExperimentConfig, methods=("full", "lora"), dialects=PAPER_DIALECTS, seeds=SEEDS,
-          msa_fractions=PAPER_MSA_FRACTIONS, test_sets=PAPER_TEST_SETS, lora_start: str = "merge",
+def paper(base: ExperimentConfig, methods=("full", "lora"), dialects=_PAPER_DIALECTS, seeds=_SEEDS,
+          msa_fractions=_PAPER_MSA_FRACTIONS, test_sets=_PAPER_TEST_SETS, lora_start: str = "merge",
           name: str = "paper") -> StudyDesign:
     """Özyılmaz et al. (2025) at ``base``'s scale, for each method.
 
@@ -249,7 +249,7 @@ def paper(base: ExperimentConfig, methods=("full", "lora"), dialects=PAPER_DIALE
     ])
 
 
-def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora"), seeds=SEEDS,
+def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora"), seeds=_SEEDS,
            mixtures=("natural", "balanced"), pool_method: str = "full", max_train_per_dialect: Optional[int] = None,
            test_sets=DIALECTS, lora_start: str = "merge", name: str = "mixing") -> StudyDesign:
     """The Tibetan dialect study's design (research notes §6), for Arabic.
@@ -275,7 +275,7 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
     ])
 
 
-def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=SEEDS, variants=("lora", "full"),
+def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=_SEEDS, variants=("lora", "full"),
                  test_sets=None, name: str = "adapter_bank") -> StudyDesign:
     """One adapter per dialect on one base, compared with one pooled adapter, the base and full fine-tunes.
 
@@ -292,7 +292,7 @@ def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=SEEDS, variant
     return StudyDesign(name, base, [
         Stage("dialect", {"variant": list(variants), "dialect": list(dialects), "seed": seeds}),
         Stage("pooled", {"seed": seeds}, {"method": "lora", "dialect": POOLED}),
-        Stage("bank", {"seed": seeds}, kind=BANK, bank_of="dialect"),
+        Stage("bank", {"seed": seeds}, kind=_BANK, bank_of="dialect"),
     ])
 
 
@@ -301,8 +301,8 @@ DESIGNS: dict[str, Callable[..., StudyDesign]] = {
 }
 
 
-MINI_DIALECTS = ("egyptian", "levantine")
-MINI_TEST_SETS = ("egyptian", "gulf", "levantine")
+_MINI_DIALECTS = ("egyptian", "levantine")
+_MINI_TEST_SETS = ("egyptian", "gulf", "levantine")
 
 
 def offline_mini_base() -> ExperimentConfig:
@@ -313,11 +313,11 @@ def offline_mini_base() -> ExperimentConfig:
 
     return dataclasses.replace(
         demo_config(), dialect="egyptian", max_steps=16, batch_size=4, warmup_steps=2, eval_steps=16,
-        max_eval_samples=8, max_test_samples=8, logging_steps=4, learning_rate=None, test_sets=list(MINI_TEST_SETS),
+        max_eval_samples=8, max_test_samples=8, logging_steps=4, learning_rate=None, test_sets=list(_MINI_TEST_SETS),
         evaluate_before=False, output_dir="runs/offline-mini")
 
 
-def offline_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
+def _offline_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
     """The offline mini-study: a small real ``peft_vs_full`` (LoRA vs full, Egyptian and Levantine, seeds 42
     and 84), ``mixing`` (a balanced pooled LoRA model, seed 42, then Egyptian with full vs LoRA, scored before
     and after: gain and forgetting), and the bank of the two dialect adapters of each seed (with the base
@@ -325,17 +325,17 @@ def offline_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
     clips, so the natural mixture equals the balanced one and only "balanced" is run. Only the runs whose
     starting model the analysis needs score it before training (the others would repeat the bank's base)."""
     base = base or offline_mini_base()
-    pvf = peft_vs_full(base, dialects=MINI_DIALECTS, seeds=(42, 84)).stages
+    pvf = peft_vs_full(base, dialects=_MINI_DIALECTS, seeds=(42, 84)).stages
     mix = mixing(base, seeds=(42,), mixtures=("balanced",), pool_method="lora", test_sets=base.test_sets).stages
     pool_steps = base.max_steps * 3 // 2  # the pooled set is 2.5x a dialect's: a few more steps
     mix[0] = dataclasses.replace(mix[0], overrides={**mix[0].overrides, "max_steps": pool_steps,
                                                     "eval_steps": max(base.eval_steps, pool_steps)})
     mix[1] = dataclasses.replace(mix[1], overrides={**mix[1].overrides, "evaluate_before": True})
-    bank = Stage("bank", {"seed": [42, 84]}, kind=BANK, bank_of="train")
+    bank = Stage("bank", {"seed": [42, 84]}, kind=_BANK, bank_of="train")
     return StudyDesign("offline-mini", base, [*pvf, *mix, bank], order="seed")
 
 
-PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": offline_mini}
+PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": _offline_mini}
 
 
 def design_options(name: str, options: dict) -> dict:
@@ -365,7 +365,7 @@ def design(name: str, base: Optional[ExperimentConfig] = None, **options) -> Stu
 # --- the launcher -----------------------------------------------------------------------------------
 
 
-def is_complete(results_path) -> bool:
+def _is_complete(results_path) -> bool:
     """A results file of a run that trained to its end (not stopped by the time budget)."""
     path = Path(results_path)
     if not path.is_file():
@@ -373,24 +373,24 @@ def is_complete(results_path) -> bool:
     return read_results(path).get("training", {}).get("stopped_by_time_budget_at_step") is None
 
 
-def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> ExperimentConfig:
+def _start_model(run: _PlannedRun, root: Path, cfg: ExperimentConfig) -> ExperimentConfig:
     """``cfg`` pointed at its start run's saved model (merging a LoRA start first, once), the path recorded."""
     from .export import merge
     from .run_dir import MODEL_DIR
 
     start_dir = root / run.start.name
     saved = start_dir / MODEL_DIR
-    if not is_complete(start_dir / RESULTS_FILE):
+    if not _is_complete(start_dir / RESULTS_FILE):
         raise RuntimeError(f"its start run {run.start.name} has not finished")
     if run.start.cfg.method == "lora":
         if run.stage.start.lora == "continue" and cfg.method == "lora":
             start = dict(model=run.start.cfg.model, init_adapter=str(saved))
         else:
-            merged = start_dir / MERGED_DIR
+            merged = start_dir / _MERGED_DIR
             if not merged.is_dir():  # merged once, into a temporary folder renamed when complete
                 import shutil
 
-                partial = start_dir / f".{MERGED_DIR}.partial"
+                partial = start_dir / f".{_MERGED_DIR}.partial"
                 shutil.rmtree(partial, ignore_errors=True)
                 merge(saved, partial)  # at the base's full window; a run with encoder_seconds cuts it again
                 partial.rename(merged)
@@ -400,11 +400,11 @@ def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> Experime
     return dataclasses.replace(cfg, **start, extra={**cfg.extra, "init_from": str(saved)})
 
 
-class Manifest:
+class _Manifest:
     """``study.json`` in the study root: the design and, per planned run, its status and reason."""
 
-    def __init__(self, root: Path, design: StudyDesign, plan: list[PlannedRun]):
-        self.path = root / MANIFEST_FILE
+    def __init__(self, root: Path, design: StudyDesign, plan: list[_PlannedRun]):
+        self.path = root / _MANIFEST_FILE
         self.design = design
         previous = {}
         if self.path.is_file():
@@ -424,12 +424,12 @@ class Manifest:
         counts = {}
         for r in self.runs.values():
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        return write_json_atomic(self.path, {"schema": MANIFEST_SCHEMA, "design": self.design.to_dict(),
+        return write_json_atomic(self.path, {"schema": _MANIFEST_SCHEMA, "design": self.design.to_dict(),
                                              "counts": counts, "runs": list(self.runs.values())})
 
 
 def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Optional[dict] = None,
-              log=print) -> Manifest | list[PlannedRun]:
+              log=print) -> _Manifest | list[_PlannedRun]:
     """Run every planned run of ``design`` into ``root`` (default: ``kaggle.output_root()/design.name``).
 
     Finished runs are skipped; unfinished ones resume from their checkpoint; on Kaggle each run's time budget
@@ -438,7 +438,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
     variants are skipped where ``gpu`` (:func:`arabicpeft.device.gpu_info`, probed when not given) lacks what
     their precision needs (:data:`arabicpeft.device.PRECISION_HARDWARE`), with the reason. A run that fails is recorded with its error, and so
     are the runs that would start from it; the others go on. ``dry_run``: print the planned runs, one per
-    line, and return them. Returns the :class:`Manifest` (also written to ``root/study.json``).
+    line, and return them. Returns the :class:`_Manifest` (also written to ``root/study.json``).
     """
     from . import device, kaggle
 
@@ -452,7 +452,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
     root = Path(root) if root else kaggle.output_root() / design.name
     root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
-    manifest = Manifest(root, design, plan)
+    manifest = _Manifest(root, design, plan)
     manifest.write()
     gpu = device.gpu_info() if gpu is None else gpu
     log(f"study {design.name}: {total} runs in {root}")
@@ -479,7 +479,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
             continue
         done = Path(cfg.output_dir) / RESULTS_FILE
-        if is_complete(done):
+        if _is_complete(done):
             log(f"{head} — finished earlier: {done}")
             manifest.mark(run.name, "done", results=done)
             continue
@@ -491,7 +491,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             log(f"{head} — failed: {type(e).__name__}: {e}")
             manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
             continue
-        if is_complete(path):
+        if _is_complete(path):
             manifest.mark(run.name, "done", results=path)
             log(f"{head} — done: {path}")
         else:
@@ -503,8 +503,8 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
     return manifest
 
 
-def _execute(run: PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
-    if run.stage.kind == BANK:
+def _execute(run: _PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
+    if run.stage.kind == _BANK:
         from .bank import evaluate_bank
 
         return evaluate_bank(cfg, _bank_adapters(run, root), cfg.output_dir)
@@ -513,11 +513,11 @@ def _execute(run: PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
     return train(cfg)
 
 
-def _bank_adapters(run: PlannedRun, root: Path) -> dict[str, Path]:
+def _bank_adapters(run: _PlannedRun, root: Path) -> dict[str, Path]:
     """{dialect: adapter directory} of the bank's source stage: its finished LoRA runs sharing this run's axes."""
     from .run_dir import MODEL_DIR
 
-    manifest = json.loads((root / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest = json.loads((root / _MANIFEST_FILE).read_text(encoding="utf-8"))
     adapters = {}
     for entry in manifest["runs"]:
         if entry["stage"] != run.stage.bank_of or entry["status"] != "done":

@@ -38,7 +38,7 @@ from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DI
 
 # How long the processes of a multi-process (DDP) run wait for each other at a barrier: rank 0 alone scores the
 # test sets before and after training (hours for whole otozz test sets on a T4) while the others wait.
-DDP_TIMEOUT_S = 12 * 3600
+_DDP_TIMEOUT_S = 12 * 3600
 
 
 def processes() -> PartialState:
@@ -46,10 +46,10 @@ def processes() -> PartialState:
     :func:`arabicpeft.device.train_on_gpus` started them (one process otherwise): ``.num_processes`` (the
     world size), ``.is_main_process`` (rank 0), ``.wait_for_everyone()``. The first call joins the process group
     (gloo on a CPU, NCCL on GPUs), which the Trainer then uses as well."""
-    return PartialState(cpu=not torch.cuda.is_available(), timeout=dt.timedelta(seconds=DDP_TIMEOUT_S))
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=dt.timedelta(seconds=_DDP_TIMEOUT_S))
 
 
-def per_device_batch(cfg: ExperimentConfig, world_size: int) -> int:
+def _per_device_batch(cfg: ExperimentConfig, world_size: int) -> int:
     """Utterances per forward pass of one process: ``batch_size`` is the global batch of one optimizer step, split
     over ``world_size`` processes and ``gradient_accumulation_steps`` passes, so a recipe trains the same on one
     GPU or two. Raises ConfigError when it does not divide."""
@@ -77,7 +77,7 @@ class _TiedOutputProjection(logging.Filter):
 logging.getLogger("transformers.trainer").addFilter(_TiedOutputProjection())
 
 
-class ReadableProgress(ProgressCallback):
+class _ReadableProgress(ProgressCallback):
     """The Trainer's progress bar (terminal), with each log written as one sentence instead of a dict."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -97,7 +97,7 @@ class ReadableProgress(ProgressCallback):
         self.training_bar.write(line)
 
 
-class TimeBudget(TrainerCallback):
+class _TimeBudget(TrainerCallback):
     """Stop training cleanly, with a checkpoint, once it has run ``seconds`` (e.g. Kaggle's 12 h limit). Under
     DDP rank 0's clock decides for every process: one that stopped alone would leave the others waiting."""
 
@@ -118,7 +118,7 @@ class TimeBudget(TrainerCallback):
             self.stopped_at_step = state.global_step
 
 
-def wer_metric(tokenizer):
+def _wer_metric(tokenizer):
     """compute_metrics for Seq2SeqTrainer: corpus WER/CER (raw) on the validation set."""
 
     def compute(pred):
@@ -143,7 +143,7 @@ def token_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> t
     return ForMaskedLMLoss(logits, labels, logits.shape[-1], num_items_in_batch=num_items_in_batch)
 
 
-class WithDecoderInputs:
+class _WithDecoderInputs:
     """A collator's batch plus ``decoder_input_ids`` (the labels shifted right behind the decoder start token,
     exactly as Whisper makes them from labels): with a ``compute_loss_func`` the Trainer takes the labels out of
     the model's inputs, so the decoder needs them given."""
@@ -157,7 +157,7 @@ class WithDecoderInputs:
         return batch
 
 
-def mixed_precision(precision: str, bf16_native: bool) -> dict:
+def _mixed_precision(precision: str, bf16_native: bool) -> dict:
     """Trainer flags: fp16/bf16 as asked; 8/4-bit LoRA under the GPU's native half type (fp16 on a T4)."""
     quantized = precision in QUANTIZED
     return {"fp16": precision == "fp16" or (quantized and not bf16_native),
@@ -165,10 +165,10 @@ def mixed_precision(precision: str, bf16_native: bool) -> dict:
 
 
 def training_arguments(cfg: ExperimentConfig, world_size: int = 1) -> Seq2SeqTrainingArguments:
-    """The Trainer's arguments for ``cfg`` run by ``world_size`` processes (see :func:`per_device_batch`)."""
+    """The Trainer's arguments for ``cfg`` run by ``world_size`` processes (see :func:`_per_device_batch`)."""
     return Seq2SeqTrainingArguments(
         output_dir=str(Path(cfg.output_dir) / CHECKPOINT_DIR),
-        per_device_train_batch_size=per_device_batch(cfg, world_size),
+        per_device_train_batch_size=_per_device_batch(cfg, world_size),
         per_device_eval_batch_size=cfg.eval_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.lr,
@@ -177,7 +177,7 @@ def training_arguments(cfg: ExperimentConfig, world_size: int = 1) -> Seq2SeqTra
         lr_scheduler_type="linear",
         adam_beta2=cfg.adam_beta2,
         weight_decay=cfg.weight_decay,
-        **mixed_precision(cfg.precision, native_bf16()),
+        **_mixed_precision(cfg.precision, native_bf16()),
         use_cpu=not torch.cuda.is_available(),  # lets bf16 autocast run on a CPU
         eval_strategy="steps",
         eval_steps=cfg.eval_steps,
@@ -196,37 +196,37 @@ def training_arguments(cfg: ExperimentConfig, world_size: int = 1) -> Seq2SeqTra
         dataloader_num_workers=cfg.num_workers,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        ddp_timeout=DDP_TIMEOUT_S,
+        ddp_timeout=_DDP_TIMEOUT_S,
         # every trainable weight gets a gradient each step (frozen ones are not DDP's concern): no extra graph walk
         ddp_find_unused_parameters=False,
     )
 
 
-def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
-                 world_size: int = 1) -> tuple[Seq2SeqTrainer, TimeBudget]:
+def _make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
+                 world_size: int = 1) -> tuple[Seq2SeqTrainer, _TimeBudget]:
     callbacks = []
     if cfg.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
-    budget = TimeBudget(cfg.time_budget_s if cfg.time_budget_s else float("inf"))
+    budget = _TimeBudget(cfg.time_budget_s if cfg.time_budget_s else float("inf"))
     callbacks.append(budget)
     trainer = Seq2SeqTrainer(
         model=model,
         args=training_arguments(cfg, world_size),
         train_dataset=splits.train,
         eval_dataset=splits.validation,
-        data_collator=WithDecoderInputs(SpeechCollator(processor, model.config.decoder_start_token_id),
+        data_collator=_WithDecoderInputs(SpeechCollator(processor, model.config.decoder_start_token_id),
                                         model.config.pad_token_id, model.config.decoder_start_token_id),
         processing_class=processor,
-        compute_metrics=wer_metric(processor.tokenizer),
+        compute_metrics=_wer_metric(processor.tokenizer),
         compute_loss_func=token_mean_loss,
         callbacks=callbacks,
     )
     if trainer.pop_callback(ProgressCallback) is not None:  # in a terminal; notebooks keep their HTML table
-        trainer.add_callback(ReadableProgress())
+        trainer.add_callback(_ReadableProgress())
     return trainer, budget
 
 
-def resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
+def _resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
     """The checkpoint to resume from: ``resume_from`` (a checkpoint, or a run directory such as a previous
     Kaggle output attached as a dataset), else the latest complete checkpoint in this run's own output
     directory. Raises ValueError when the checkpoint belongs to another schedule (max_steps) or config."""
@@ -293,7 +293,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     :func:`arabicpeft.device.train_on_gpus`), the Trainer trains with DDP, each process taking
     ``batch_size / N`` of every step's utterances; rank 0 alone scores the test sets, writes the output folder
     and logs, while the others wait for it; every process returns the same path. Raises ConfigError when
-    ``batch_size`` does not split over the processes (:func:`per_device_batch`).
+    ``batch_size`` does not split over the processes (:func:`_per_device_batch`).
     """
     ranks = processes()
     main = ranks.is_main_process
@@ -312,11 +312,11 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
         phase_start = now
 
     cfg, notes = automatic_choices(cfg)
-    device_batch = per_device_batch(cfg, ranks.num_processes)  # before any work
+    device_batch = _per_device_batch(cfg, ranks.num_processes)  # before any work
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
     check_output_dir(cfg)  # before any work: a folder of another experiment is refused now
-    checkpoint = resume_checkpoint(cfg)  # and a checkpoint of another schedule
+    checkpoint = _resume_checkpoint(cfg)  # and a checkpoint of another schedule
     if ranks.num_processes > 1:  # every process resumes what rank 0 found
         checkpoint = broadcast_object_list([checkpoint], from_process=0)[0]
     say(f"{describe(cfg)}; output folder {out}")
@@ -361,7 +361,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
                 before, before_rows = evaluate_sets(model, processor, splits.test, label="before: ", **eval_kw)
         done("evaluation_before")
 
-    trainer, budget = make_trainer(cfg, model, processor, splits, ranks.num_processes)
+    trainer, budget = _make_trainer(cfg, model, processor, splits, ranks.num_processes)
     if main:
         claim_output_dir(cfg)  # from here on the folder belongs to this experiment
         if before_rows is not None and not (out / BEFORE_METRICS_FILE).is_file():

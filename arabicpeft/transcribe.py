@@ -25,14 +25,14 @@ from .data import MANIFEST_EXTENSIONS, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
 
-BACKENDS = ("hf", "ct2")
-SUBTITLE_FORMATS = ("srt", "vtt")
-TRANSCRIPTS_FILE = "transcripts.jsonl"
-TRANSCRIBE_RUN_FILE = "transcribe.json"
+_BACKENDS = ("hf", "ct2")
+_SUBTITLE_FORMATS = ("srt", "vtt")
+_TRANSCRIPTS_FILE = "transcripts.jsonl"
+_TRANSCRIBE_RUN_FILE = "transcribe.json"
 
 
 @dataclass
-class Transcript:
+class _Transcript:
     """One file's transcript. Times in seconds from the start of the file; ``segments``: dicts with
     ``start``, ``end`` and ``text``; ``reference``: the manifest's text, when it gave one."""
 
@@ -128,12 +128,12 @@ def _hf_batch(loaded: LoadedModel, clips: list[np.ndarray], beam_size: int, max_
     return result
 
 
-FASTER_WHISPER_FRAMES = 3000  # faster-whisper pads every window to 30 s (audio.pad_or_trim) whatever the model's
+_FASTER_WHISPER_FRAMES = 3000  # faster-whisper pads every window to 30 s (audio.pad_or_trim) whatever the model's
 
 
 def _ct2_clip(whisper, clip: np.ndarray, beam_size: int, max_new_tokens: int) -> list[dict]:
     window = whisper.feature_extractor.chunk_length
-    if whisper.feature_extractor.nb_max_frames != FASTER_WHISPER_FRAMES:
+    if whisper.feature_extractor.nb_max_frames != _FASTER_WHISPER_FRAMES:
         raise ValueError(f"This CTranslate2 model has a {window} s encoder window; faster-whisper's transcribe "
                          "only handles 30 s windows. Use --backend hf, or export a model with the standard window.")
     duration = len(clip) / audio_lib.SAMPLE_RATE
@@ -154,7 +154,7 @@ def _ct2_clip(whisper, clip: np.ndarray, beam_size: int, max_new_tokens: int) ->
 
 
 def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_size: int = 8, beam_size: int = 1,
-                     max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True) -> list[Transcript]:
+                     max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True) -> list[_Transcript]:
     """Transcribe every item of :func:`collect_audio` (in order).
 
     ``model``: a :class:`arabicpeft.model.LoadedModel` for ``backend="hf"`` (an adapter bank switches to each
@@ -163,14 +163,14 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     """
     from tqdm.auto import tqdm
 
-    if backend not in BACKENDS:
-        raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    if backend not in _BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(_BACKENDS)}.")
     if backend == "hf" and model.kind == "bank":
         lacking = [i["path"] for i in items if not i.get("dialect")]
         if lacking:
             raise ValueError(f"An adapter bank needs each file's dialect ({len(lacking)} without, e.g. {lacking[0]}): "
                              "give --dialect or a manifest with a 'dialect' column.")
-    results: list[Optional[Transcript]] = [None] * len(items)
+    results: list[Optional[_Transcript]] = [None] * len(items)
     clips = {}
     for i, item in enumerate(items):
         clip = audio_lib.load_audio(item["path"])
@@ -198,9 +198,9 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     return results
 
 
-def _transcript(item: dict, clip: np.ndarray, segments: list[dict]) -> Transcript:
+def _transcript(item: dict, clip: np.ndarray, segments: list[dict]) -> _Transcript:
     text = " ".join(s["text"] for s in segments if s["text"]).strip()
-    return Transcript(item["path"], text, round(len(clip) / audio_lib.SAMPLE_RATE, 3), segments,
+    return _Transcript(item["path"], text, round(len(clip) / audio_lib.SAMPLE_RATE, 3), segments,
                       item.get("dialect"), item.get("reference"))
 
 
@@ -222,22 +222,22 @@ def to_srt(segments: Sequence[dict]) -> str:
                    for n, s in enumerate(cues, start=1))
 
 
-def to_vtt(segments: Sequence[dict]) -> str:
+def _to_vtt(segments: Sequence[dict]) -> str:
     """WebVTT text: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``."""
     return "WEBVTT\n\n" + "".join(f"{_timestamp(s['start'], '.')} --> {_timestamp(s['end'], '.')}\n{s['text'].strip()}\n\n"
                                   for s in segments if s["text"].strip())
 
 
-def write_transcripts(transcripts: Sequence[Transcript], out_dir, subtitles: Sequence[str] = (),
+def write_transcripts(transcripts: Sequence[_Transcript], out_dir, subtitles: Sequence[str] = (),
                       run_info: Optional[dict] = None) -> Path:
-    """Write ``transcripts.jsonl`` (one :class:`Transcript` per line, plus its subtitle files' names), the
+    """Write ``transcripts.jsonl`` (one :class:`_Transcript` per line, plus its subtitle files' names), the
     subtitle files asked for (``srt``/``vtt``, named after each audio file) and ``transcribe.json`` (what
     produced them: ``run_info`` plus provenance). Returns the JSONL path."""
     from .results import provenance, write_json_atomic
 
-    unknown = set(subtitles) - set(SUBTITLE_FORMATS)
+    unknown = set(subtitles) - set(_SUBTITLE_FORMATS)
     if unknown:
-        raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(SUBTITLE_FORMATS)}.")
+        raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(_SUBTITLE_FORMATS)}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -248,12 +248,12 @@ def write_transcripts(transcripts: Sequence[Transcript], out_dir, subtitles: Seq
         name = stem if stem not in used else f"{stem}-{len(used)}"  # two files of one name in two folders
         used.add(name)
         for fmt in subtitles:
-            (out_dir / f"{name}.{fmt}").write_text((to_srt if fmt == "srt" else to_vtt)(t.segments), encoding="utf-8")
+            (out_dir / f"{name}.{fmt}").write_text((to_srt if fmt == "srt" else _to_vtt)(t.segments), encoding="utf-8")
             row[fmt] = f"{name}.{fmt}"
         lines.append(json.dumps(row, ensure_ascii=False))
-    path = out_dir / TRANSCRIPTS_FILE
+    path = out_dir / _TRANSCRIPTS_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_json_atomic(out_dir / TRANSCRIBE_RUN_FILE, {**(run_info or {}), "n_files": len(transcripts),
+    write_json_atomic(out_dir / _TRANSCRIBE_RUN_FILE, {**(run_info or {}), "n_files": len(transcripts),
                                                       "audio_seconds": sum(t.duration for t in transcripts),
                                                       "provenance": provenance()})
     return path

@@ -17,11 +17,11 @@ from . import dialects
 from .config import METHODS, MIXTURES, ExperimentConfig, choices
 from .offline_model import OFFLINE_MODELS
 
-PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
+_PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
 # Starting models the picker suggests (any hub id or local folder can be typed in): the paper's, and the
 # offline ones that need no hub.
-SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", *OFFLINE_MODELS)
-NOTE = ("<b>Run All uses the parameters cell, not these widgets</b> (so do nbval and papermill). In an "
+_SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", *OFFLINE_MODELS)
+_NOTE = ("<b>Run All uses the parameters cell, not these widgets</b> (so do nbval and papermill). In an "
         "interactive session: change a value here, then run the cells below by hand. A change is applied to the "
         "config at once if the config stays valid.")
 _STYLE = {"description_width": "initial"}
@@ -35,7 +35,7 @@ def _control(name: str, value) -> widgets.ValueWidget:
         kind = widgets.ToggleButtons if len(allowed) <= 3 else widgets.Dropdown
         return kind(options=options, value=value, description=name, style=_STYLE)
     if name == "model":
-        return widgets.Combobox(options=list(dict.fromkeys((*SUGGESTED_MODELS, value))), value=value,
+        return widgets.Combobox(options=list(dict.fromkeys((*_SUGGESTED_MODELS, value))), value=value,
                                 description="model", ensure_option=False, style=_STYLE)
     if name in ("max_steps", "seed"):
         return widgets.BoundedIntText(value=value, min=0 if name == "seed" else 1, max=10**9, description=name,
@@ -51,18 +51,18 @@ def _control(name: str, value) -> widgets.ValueWidget:
     raise TypeError(f"No picker widget for the config field {name!r} (value {value!r}).")
 
 
-class ConfigPicker:
+class _ConfigPicker:
     """Widgets for ``fields`` of ``cfg``; each change is validated (as ExperimentConfig does) and written into
     ``cfg``. An invalid change (e.g. full fine-tuning of an int8 model) is undone and explained below."""
 
-    def __init__(self, cfg: ExperimentConfig, fields: Sequence[str] = PICKER_FIELDS):
+    def __init__(self, cfg: ExperimentConfig, fields: Sequence[str] = _PICKER_FIELDS):
         self.cfg = cfg
         self.controls = {name: _control(name, getattr(cfg, name)) for name in fields}
         self.message = widgets.HTML()
         self._undoing = False
         for name, control in self.controls.items():
             control.observe(lambda change, name=name: self._changed(name, change), names="value")
-        self.box = widgets.VBox([widgets.HTML(NOTE), *self.controls.values(), self.message])
+        self.box = widgets.VBox([widgets.HTML(_NOTE), *self.controls.values(), self.message])
 
     def _changed(self, name: str, change: dict) -> None:
         if self._undoing:
@@ -87,13 +87,13 @@ class ConfigPicker:
         return self.box._repr_mimebundle_(**kwargs)
 
 
-def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = PICKER_FIELDS) -> ConfigPicker:
-    """A :class:`ConfigPicker` for ``cfg`` (display it as a cell's last expression)."""
-    return ConfigPicker(cfg, fields)
+def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = _PICKER_FIELDS) -> _ConfigPicker:
+    """A :class:`_ConfigPicker` for ``cfg`` (display it as a cell's last expression)."""
+    return _ConfigPicker(cfg, fields)
 
 
-LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")
-STUDY_FIELDS = ("precision", "max_steps", *LORA_FIELDS)
+_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")
+_STUDY_FIELDS = ("precision", "max_steps", *_LORA_FIELDS)
 
 
 def _axis_control(name: str, values: list) -> widgets.ValueWidget:
@@ -108,12 +108,12 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
     return widgets.Text(value=", ".join(map(str, values)), description=name, style=_STYLE)
 
 
-class StudyPicker:
+class _StudyPicker:
     """A study chooser: the design (:data:`study.DESIGNS` and presets), its axes and fields of the base config
     (the LoRA fields by default). Each change is written into ``axes`` (the dict given, edited in place),
-    :attr:`design` and ``cfg`` (through a :class:`ConfigPicker`)."""
+    :attr:`design` and ``cfg`` (through a :class:`_ConfigPicker`)."""
 
-    def __init__(self, design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = STUDY_FIELDS):
+    def __init__(self, design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = _STUDY_FIELDS):
         from . import study
 
         self.design, self.axes = design, axes
@@ -123,7 +123,7 @@ class StudyPicker:
         self.axis_controls = {name: _axis_control(name, values) for name, values in axes.items()}
         for name, control in self.axis_controls.items():
             control.observe(lambda change, name=name: self._axis_changed(name, change["new"]), names="value")
-        self.config = ConfigPicker(cfg, fields)
+        self.config = _ConfigPicker(cfg, fields)
         self.box = widgets.VBox([self.design_control, *self.axis_controls.values(), self.config.box])
 
     def _axis_changed(self, name: str, value) -> None:
@@ -140,6 +140,6 @@ class StudyPicker:
         return self.box._repr_mimebundle_(**kwargs)
 
 
-def study_picker(design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = STUDY_FIELDS) -> StudyPicker:
-    """A :class:`StudyPicker` for ``design``, ``axes`` and ``cfg`` (display it as a cell's last expression)."""
-    return StudyPicker(design, axes, cfg, fields)
+def study_picker(design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = _STUDY_FIELDS) -> _StudyPicker:
+    """A :class:`_StudyPicker` for ``design``, ``axes`` and ``cfg`` (display it as a cell's last expression)."""
+    return _StudyPicker(design, axes, cfg, fields)

@@ -2,7 +2,6 @@
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +9,7 @@ import pytest
 
 from arabicpeft import analysis, results_table, stats
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.results import load_runs, results_files
+from arabicpeft.results import load_runs, _results_files
 from arabicpeft.paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
 
 N_BOOT = 500
@@ -101,9 +100,9 @@ def utts(study):
 
 
 def test_results_files(study, tmp_path):
-    assert len(results_files(study)) == 6
-    assert results_files(tmp_path / "missing") == []
-    assert results_files(tmp_path) == []
+    assert len(_results_files(study)) == 6
+    assert _results_files(tmp_path / "missing") == []
+    assert _results_files(tmp_path) == []
 
 
 def test_utterances_reads_every_run(study, utts):
@@ -193,8 +192,8 @@ def test_project_path(tmp_path, monkeypatch):
 
 
 def _rate(rows, metric="wer"):
-    errors, lengths = analysis.METRICS[metric]
-    return stats.corpus_rate(rows[errors], rows[lengths])
+    errors, lengths = analysis._METRICS[metric]
+    return stats._corpus_rate(rows[errors], rows[lengths])
 
 
 def test_rate_table_per_run(utts):
@@ -224,25 +223,25 @@ def test_system_table_means_over_seeds(utts):
 
 def test_seed_matrix_rejects_duplicates_and_mismatches(utts):
     rows = utts[(utts["scored"] == "trained") & (utts["method"] == "lora") & (utts["test_set"] == "gulf")]
-    seeds, errors, lengths, index = analysis.seed_matrix(rows)
+    seeds, errors, lengths, index = analysis._seed_matrix(rows)
     assert seeds == [42, 84, 168] and errors.shape == (3, N_UTT) and lengths.shape == (N_UTT,)
     with pytest.raises(ValueError, match="one run per seed"):
-        analysis.seed_matrix(pd.concat([rows, rows]))
+        analysis._seed_matrix(pd.concat([rows, rows]))
     broken = rows.copy()
     broken.loc[broken["seed"] == 42, "ref_words"] += 1
     with pytest.raises(ValueError, match="lengths"):
-        analysis.seed_matrix(broken)
+        analysis._seed_matrix(broken)
     with pytest.raises(ValueError, match="different utterances"):
-        analysis.seed_matrix(rows[~((rows["seed"] == 84) & (rows["utt_index"] == 3))])
+        analysis._seed_matrix(rows[~((rows["seed"] == 84) & (rows["utt_index"] == 3))])
     with pytest.raises(ValueError, match="metric"):
-        analysis.seed_matrix(rows, metric="bleu")
+        analysis._seed_matrix(rows, metric="bleu")
 
 
 def test_compare_methods(utts):
     table = analysis.compare_methods(utts, n_boot=N_BOOT)
     assert len(table) == len(TEST_SETS) * 2  # test sets x (wer, cer)
     assert (table["a"] == "full fp32 lr1e-05").all() and (table["b"] == "lora fp32 r32 a64 d0.05 qv lr0.001").all()
-    assert (table["ci_method"] == analysis.TWO_LEVEL).all()
+    assert (table["ci_method"] == analysis._TWO_LEVEL).all()
     np.testing.assert_allclose(table["p_holm"], stats.holm(table["p"]))  # one family: the whole table
     row = table[(table["test_set"] == "egyptian") & (table["metric"] == "wer")].iloc[0]
     trained = utts[(utts["scored"] == "trained") & (utts["test_set"] == "egyptian")]
@@ -258,7 +257,7 @@ def test_compare_methods(utts):
 def test_compare_methods_single_seed_identical_and_missing(utts):
     one = utts[utts["seed"] == 42]
     table = analysis.compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
-    assert (table["ci_method"] == analysis.PAIRED).all() and table["hedges_g"].isna().all()  # 2 runs: g undefined
+    assert (table["ci_method"] == analysis._PAIRED).all() and table["hedges_g"].isna().all()  # 2 runs: g undefined
     same = utts[utts["method"] == "full"]
     twin = pd.concat([same, same.assign(method="lora", variant="lora twin")])
     table = analysis.compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
@@ -288,7 +287,7 @@ def test_gain_forgetting_table_matches_point_values(utts):
         R = pd.DataFrame({t: [_rate(start[(start["test_set"] == t) & (start["seed"] == 42)]),
                               np.mean([_rate(g) for _, g in trained[trained["test_set"] == t].groupby("seed")])]
                           for t in TEST_SETS}, index=[stats.START, "egyptian"])
-        gain, forgetting = stats.gain_forgetting(R)
+        gain, forgetting = stats._gain_forgetting(R)
         r = rows.set_index("kind")
         assert r.loc["gain", "value"] == pytest.approx(gain["gain"].iloc[0])
         assert r.loc["forgetting", "value"] == pytest.approx(forgetting["forgetting"].iloc[0])

@@ -22,8 +22,8 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from arabicpeft import audio, profiles
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (DataUnavailableError, InvalidRecord, ManifestError, SpeechCollator, check_feature_record,
-                             check_labels, filter_records, load_splits, load_test_sets, read_manifest, record_format,
+from arabicpeft.data import (DataUnavailableError, InvalidRecord, ManifestError, SpeechCollator, _check_feature_record,
+                             _check_labels, _filter_records, load_splits, load_test_sets, read_manifest, _record_format,
                              settle_counts)
 from arabicpeft.metrics import score
 from arabicpeft.text import normalize
@@ -50,24 +50,24 @@ def _run_dir(tmp_path, **changes):
 
 
 def _resume(tmp_path, planned=20, asked=30, resume_from=None):
-    from arabicpeft.train import resume_checkpoint
+    from arabicpeft.train import _resume_checkpoint
 
     checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-10"
     checkpoint.mkdir(parents=True)
     (checkpoint / "trainer_state.json").write_text(json.dumps({"max_steps": planned}))
-    return resume_checkpoint(ExperimentConfig(output_dir=str(tmp_path / "run"), max_steps=asked,
+    return _resume_checkpoint(ExperimentConfig(output_dir=str(tmp_path / "run"), max_steps=asked,
                                               resume_from=resume_from))
 
 
 def _profile(name):
     import os
 
-    before = os.environ.get(profiles.ENV_VAR)
-    os.environ[profiles.ENV_VAR] = name
+    before = os.environ.get(profiles._ENV_VAR)
+    os.environ[profiles._ENV_VAR] = name
     try:
         return profiles.current()
     finally:
-        os.environ.pop(profiles.ENV_VAR) if before is None else os.environ.__setitem__(profiles.ENV_VAR, before)
+        os.environ.pop(profiles._ENV_VAR) if before is None else os.environ.__setitem__(profiles._ENV_VAR, before)
 
 
 def _empty_validation(tmp_path, tok, streaming):
@@ -121,7 +121,7 @@ ERRORS = [
     ("manifest without rows of the dialect", lambda t, k: (write_audio_manifest(t, [{"seconds": 1.0, "text": "نص", "dialect": "iraqi"}]),
                                                            load_splits(_local(t), k)),
      DataUnavailableError, r"no rows with dialect == 'gulf' \(it has \['iraqi'\]\). Add them, or pick"),
-    ("records of an unknown format", lambda t, k: record_format(["path", "sentence"]), ValueError,
+    ("records of an unknown format", lambda t, k: _record_format(["path", "sentence"]), ValueError,
      r"Unrecognised record format .*expected 'input_features' \+ 'labels'.*or 'audio' \+ 'text'"),
     ("every record filtered out", lambda t, k: (write_audio_manifest(t, [{"seconds": 0.01, "text": "نص"}] * 3),
                                                 load_splits(_local(t), k)),
@@ -235,7 +235,7 @@ def test_integer_pcm_gives_the_features_of_the_float_clip(tmp_path, tiny_process
     for dtype, zero, scale in ((np.int32, 0, 2**31), (np.int8, 0, 128), (np.uint8, 128, 128), (np.uint16, 2**15, 2**15)):
         samples = np.array([np.iinfo(dtype).min, zero, np.iinfo(dtype).max], dtype=dtype)
         expected = (samples.astype(np.float64) - zero) / scale
-        np.testing.assert_allclose(audio.to_float32(samples), expected, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(audio._to_float32(samples), expected, rtol=0, atol=1e-7)
 
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
@@ -262,11 +262,11 @@ def test_non_finite_features_are_filtered_and_counted(tiny_processor):
     feats[1][3, 4], feats[2][0, 0] = np.nan, np.inf
     ds = datasets.Dataset.from_dict({"input_features": feats, "labels": [otozz_labels(tok, f"نص {i}") for i in range(4)]})
     with pytest.raises(InvalidRecord, match="NaN or infinite values.*Recompute the features") as err:
-        check_feature_record({"input_features": feats[1], "labels": otozz_labels(tok, "نص")}, tok)
+        _check_feature_record({"input_features": feats[1], "labels": otozz_labels(tok, "نص")}, tok)
     assert err.value.reason == "non_finite"
     for stream in (False, True):
         report = {}
-        kept = filter_records(ds.to_iterable_dataset() if stream else ds, "features", tok, 30, report)
+        kept = _filter_records(ds.to_iterable_dataset() if stream else ds, "features", tok, 30, report)
         assert len(list(kept)) == 2
         report = settle_counts(report)
         assert report["rows_in"] == 4 and report["filtered"]["non_finite"] == 2
@@ -278,17 +278,17 @@ def test_the_label_limit_is_the_models_decoder_positions(tiny_processor):
     tok = tiny_processor.tokenizer
     fits = PREFIX + [400] * 444 + [EOT]
     assert len(fits) == 449
-    check_labels(fits, tok, max_positions=448)
+    _check_labels(fits, tok, max_positions=448)
     assert SpeechCollator(tiny_processor, SOT)([{"input_features": np.zeros((80, 800), np.float32),
                                                   "labels": fits}])["labels"].shape == (1, 448)
     with pytest.raises(InvalidRecord, match="450 tokens long and needs 449 decoder positions.*at most 448") as err:
-        check_labels(PREFIX + [400] * 445 + [EOT], tok, max_positions=448)
+        _check_labels(PREFIX + [400] * 445 + [EOT], tok, max_positions=448)
     assert err.value.reason == "labels_too_long"
-    check_labels(fits[1:], tok, max_positions=448)  # no <|startoftranscript|>: every id takes a position
+    _check_labels(fits[1:], tok, max_positions=448)  # no <|startoftranscript|>: every id takes a position
     with pytest.raises(InvalidRecord):
-        check_labels(fits[1:] + [400], tok, max_positions=448)
+        _check_labels(fits[1:] + [400], tok, max_positions=448)
     with pytest.raises(InvalidRecord, match="at most 100"):  # a smaller decoder: its own limit
-        check_labels(PREFIX + [400] * 100 + [EOT], tok, max_positions=100)
+        _check_labels(PREFIX + [400] * 100 + [EOT], tok, max_positions=100)
 
 
 @pytest.mark.parametrize("suffix, content", [
@@ -313,9 +313,9 @@ def test_manifests_with_a_bom_and_windows_line_endings_are_read(suffix, content,
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from arabicpeft.model import load_base
+    from arabicpeft.model import _load_base
 
-    model, processor = load_base(ExperimentConfig(model="tiny-random", generation_max_length=6))
+    model, processor = _load_base(ExperimentConfig(model="tiny-random", generation_max_length=6))
     return model, processor
 
 
@@ -363,7 +363,7 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
     tok = processor.tokenizer
     labels = PREFIX + tok.encode(" ".join(["كلمة"] * 200), add_special_tokens=False)[:289] + [EOT]
     assert len(labels) == 294
-    check_labels(labels, tok, max_positions=base.config.max_target_positions)  # admitted
+    _check_labels(labels, tok, max_positions=base.config.max_target_positions)  # admitted
     model = Parrot(base.config)
     model.generation_config = base.generation_config
     model.generation_config.use_cache = False
@@ -434,10 +434,10 @@ def test_records_sharing_a_transcript_are_distinct_and_never_leak(tmp_path, tiny
     assert settle_counts(splits.report)["train_pool"]["rows_in"] == 12
     # audio records: the same text, different arrays
     audio_rows = [{"audio": {"array": tone(1.0, 200 + 50 * i), "sampling_rate": SR}, "text": "نعم"} for i in range(4)]
-    from arabicpeft.data import record_key
+    from arabicpeft.data import _record_key
 
-    assert len({record_key(r) for r in audio_rows}) == 4
-    assert record_key(audio_rows[0]) == record_key({"audio": {"array": tone(1.0, 200), "sampling_rate": SR},
+    assert len({_record_key(r) for r in audio_rows}) == 4
+    assert _record_key(audio_rows[0]) == _record_key({"audio": {"array": tone(1.0, 200), "sampling_rate": SR},
                                                     "text": "نعم"})
 
 

@@ -19,14 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, env_extra=None, timeout=120) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k != cli.DEBUG_ENV_VAR}
+    environ = {k: v for k, v in os.environ.items() if k != cli._DEBUG_ENV_VAR}
     environ.update(PYTHONPATH=str(REPO), **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "arabicpeft", *map(str, args)], cwd=REPO, env=environ,
                           capture_output=True, text=True, timeout=timeout)
 
 
 def subparser(name: str) -> argparse.ArgumentParser:
-    parser = cli.build_parser()
+    parser = cli._build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return action.choices[name]
 
@@ -43,7 +43,7 @@ def test_top_level_help_says_what_it_does_and_to_start_with_demo():
 
 def test_every_train_option_has_help_and_its_default_from_the_config():
     options = {a.dest: a for a in subparser("train")._actions if a.option_strings and a.dest != "help"}
-    documented = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in cli.NOT_OPTIONS]
+    documented = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in cli._NOT_OPTIONS]
     assert set(options) == {f.name for f in documented}
     for f in documented:
         action = options[f.name]
@@ -104,7 +104,7 @@ def test_a_saved_model_path_that_is_not_one(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     done = run_cli("train", "--model", tmp_path / "nope", "--debug")
     assert done.returncode != 0 and "Traceback" in done.stderr
-    done = run_cli("train", "--model", tmp_path / "nope", env_extra={cli.DEBUG_ENV_VAR: "1"})
+    done = run_cli("train", "--model", tmp_path / "nope", env_extra={cli._DEBUG_ENV_VAR: "1"})
     assert "Traceback" in done.stderr
 
 
@@ -124,7 +124,7 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
     cases = ["train|--method|prefix", f"train|--model|{tmp_path}/nope", f"train|--source|local|--data-path|{tmp_path}/x",
              "train|--precision|nf4|--model|tiny-random|--source|sample", "demo|--max-steps|x",
              f"evaluate|--model-path|{tmp_path}|--output-dir|{tmp_path}/o"]
-    if not device.no_gpu_driver():
+    if not device._no_gpu_driver():
         cases.remove("train|--precision|nf4|--model|tiny-random|--source|sample")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", probe, *cases], cwd=tmp_path, capture_output=True, text=True,
@@ -135,7 +135,7 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
     print(f"{len(cases)} mistakes reported in {elapsed:.1f} s in one process (including its start)")
 
 
-@pytest.mark.skipif(not device.no_gpu_driver(), reason="this machine has a GPU driver")
+@pytest.mark.skipif(not device._no_gpu_driver(), reason="this machine has a GPU driver")
 def test_a_gpu_precision_without_a_gpu(tmp_path):
     assert_one_line_error(run_cli("train", "--precision", "fp16", "--model", "tiny-random", "--source", "sample"),
                           "precision fp16 needs a CUDA GPU", "precision fp32")
@@ -159,7 +159,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     def broken(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(cli, "cmd_demo", broken)
+    monkeypatch.setattr(cli, "_cmd_demo", broken)
     with pytest.raises(KeyError):
         cli.main(["demo"])
 
@@ -179,7 +179,7 @@ def test_score_table_per_test_set_and_pooled():
              "gulf": {s: summary(15, 30, 30, 150, 6) for s in schemes}}
     before = {"egyptian": {s: summary(10, 10, 20, 50, 4) for s in schemes},
               "gulf": {s: summary(30, 30, 60, 150, 6) for s in schemes}}
-    text = cli.format_scores({"metrics": after, "metrics_before": before})
+    text = cli._format_scores({"metrics": after, "metrics_before": before})
     lines = text.splitlines()
     assert lines[0].startswith("Scores before -> after training")
     assert "egyptian" in lines[1] and "WER 100.00 ->  50.00" in lines[1] and "4 utts" in lines[1]
@@ -187,5 +187,5 @@ def test_score_table_per_test_set_and_pooled():
     assert lines[3].split()[:4] == ["all", "test", "sets", "10"] and "WER 100.00 ->  50.00" in lines[3]
     assert "CER  40.00 ->  20.00" in lines[3]
     assert any("leaderboard" in line for line in lines) and any("ar_norm_v1" in line for line in lines)
-    single = cli.format_scores({"metrics": {"gulf": after["gulf"]}})
+    single = cli._format_scores({"metrics": {"gulf": after["gulf"]}})
     assert single.splitlines()[0].startswith("Scores of this model") and "->" not in single

@@ -78,12 +78,12 @@ def test_figures():
 def test_log_frame_tolerates_missing_columns():
     result = fake_result()
     result["training"]["log_history"] = [{"loss": 1.0, "step": 1}]
-    frame = comparison.log_frame(result)
+    frame = comparison._log_frame(result)
     assert list(frame.columns) == ["step", "loss", "eval_loss", "eval_wer"] and frame["eval_wer"].isna().all()
 
 
 def test_is_complete(tmp_path):
-    assert not study.is_complete(tmp_path / "absent.json")
+    assert not study._is_complete(tmp_path / "absent.json")
     done = write_results(tmp_path / "done", fake_result())
     cut = write_results(tmp_path / "cut", fake_result(stopped=700))
-    assert study.is_complete(done) and not study.is_complete(cut)
+    assert study._is_complete(done) and not study._is_complete(cut)

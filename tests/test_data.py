@@ -10,7 +10,7 @@ from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
 from arabicpeft import audio, dialects
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (DataUnavailableError, InvalidRecord, SpeechCollator, check_audio_record, check_labels,
+from arabicpeft.data import (DataUnavailableError, InvalidRecord, SpeechCollator, _check_audio_record, _check_labels,
                              load_splits, settle_counts)
 
 SOT = PREFIX[0]
@@ -155,13 +155,13 @@ def test_record_errors_say_what_is_wrong(tmp_path, tiny_processor):
 
     sf.write(sf_path, tone(31.0), 16_000)
     with pytest.raises(InvalidRecord, match="31.0 s long, longer than the 30 s") as err:
-        check_audio_record({"audio": str(sf_path), "text": "نص"}, tok)
+        _check_audio_record({"audio": str(sf_path), "text": "نص"}, tok)
     assert err.value.reason == "too_long"
     with pytest.raises(InvalidRecord, match="transcript is empty") as err:
-        check_audio_record({"audio": str(sf_path), "text": ""}, tok)
+        _check_audio_record({"audio": str(sf_path), "text": ""}, tok)
     assert err.value.reason == "empty_transcript"
     with pytest.raises(InvalidRecord, match="450 tokens long.*at most 448") as err:
-        check_labels(PREFIX + [400] * 445 + [EOT], tok)
+        _check_labels(PREFIX + [400] * 445 + [EOT], tok)
     assert err.value.reason == "labels_too_long"
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"\x00\x01garbage")
@@ -233,7 +233,7 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
         return ds.to_iterable_dataset() if streaming else ds
 
     monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
-    monkeypatch.setattr("arabicpeft.data.hub_revision", lambda repo_id: "0123abc")
+    monkeypatch.setattr("arabicpeft.data._hub_revision", lambda repo_id: "0123abc")
     monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     hub = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)

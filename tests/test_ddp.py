@@ -14,7 +14,7 @@ import torch
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.errors import ConfigError
 from arabicpeft.text import SCHEMES
-from arabicpeft.train import per_device_batch, token_mean_loss
+from arabicpeft.train import _per_device_batch, token_mean_loss
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, BATCH = 6, 4  # 16 training utterances: 4 steps an epoch, so the second epoch's order counts too
@@ -111,11 +111,11 @@ def test_rank_0_alone_scores_the_starting_model_and_writes_the_folder(runs):
 
 def test_the_global_batch_is_split_over_processes_and_accumulation():
     cfg = ExperimentConfig(batch_size=8, gradient_accumulation_steps=2)
-    assert per_device_batch(cfg, 1) == 4 and per_device_batch(cfg, 2) == 2 and per_device_batch(cfg, 4) == 1
+    assert _per_device_batch(cfg, 1) == 4 and _per_device_batch(cfg, 2) == 2 and _per_device_batch(cfg, 4) == 1
     with pytest.raises(ConfigError, match="batch_size 8 .* cannot be split evenly over 3 process"):
-        per_device_batch(cfg, 3)
+        _per_device_batch(cfg, 3)
     with pytest.raises(ConfigError, match="multiple of 16"):
-        per_device_batch(cfg, 8)
+        _per_device_batch(cfg, 8)
 
 
 def test_the_loss_is_the_token_mean_of_the_whole_step():

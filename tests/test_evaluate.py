@@ -14,7 +14,7 @@ from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import SpeechCollator, load_test_sets
 from arabicpeft.dialects import VARIETIES
-from arabicpeft.evaluate import (MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record,
+from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record,
                                  generation_budget, transcribe)
 from arabicpeft.model import LANGUAGE, TASK, cut_encoder, load_model, window_seconds
 
@@ -68,9 +68,9 @@ def test_audio_frames_are_the_frames_before_the_padding(tiny_processor):
 
 def test_decode_limits():
     limits = decode_limits([0.0, 1.0, 2.5, 29.0], [3, 40, 0, 10], budget=300, tokens_per_second=20)
-    assert limits.tolist() == [MIN_NEW_TOKENS, 40, MIN_NEW_TOKENS + 50, 300]  # the reference, then the budget rule
+    assert limits.tolist() == [_MIN_NEW_TOKENS, 40, _MIN_NEW_TOKENS + 50, 300]  # the reference, then the budget rule
     assert decode_limits([1.0], [5], budget=225, tokens_per_second=None).tolist() == [225]
-    assert decoding_record()["min_new_tokens"] == MIN_NEW_TOKENS and decoding_record(None)["tokens_per_second"] is None
+    assert decoding_record()["min_new_tokens"] == _MIN_NEW_TOKENS and decoding_record(None)["tokens_per_second"] is None
 
 
 def test_precomputed_suppression_gives_transformers_scores():

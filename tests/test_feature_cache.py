@@ -10,8 +10,8 @@ from transformers import WhisperFeatureExtractor, WhisperProcessor
 
 from arabicpeft import cli, feature_cache
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (SpeechCollator, build_feature_cache, feature_device, feature_path, input_features,
-                             load_splits, load_test_sets, record_key)
+from arabicpeft.data import (SpeechCollator, build_feature_cache, _feature_device, feature_path, input_features,
+                             load_splits, load_test_sets, _record_key)
 
 SOT = 50258
 
@@ -39,17 +39,17 @@ def otozz_records(tokenizer) -> dict:
 
 def test_trim_keeps_only_the_frames_before_the_padding_and_restores_them_bitwise(processor30):
     records = otozz_records(processor30.tokenizer)
-    kept = [feature_cache.trim(f)[0].shape[1] for f in records["input_features"]]
+    kept = [feature_cache._trim(f)[0].shape[1] for f in records["input_features"]]
     # audio of n samples reaches frame ceil(n / 160) at most; the full clip keeps all 3000 frames
     assert all(k <= int(np.ceil(s * 100)) + 2 for k, s in zip(kept[:4], (0.5, 1.7, 3.2, 6.0)))
     assert kept[4] == 3000
     assert kept[5] <= 102  # the silent second and a half after the audio is padding too
     quiet = records["input_features"][6]
-    assert feature_cache.trim(quiet)[1] == np.float32(-1.5)  # (-10 + 4) / 4: the 1e-10 floor, not max - 2
+    assert feature_cache._trim(quiet)[1] == np.float32(-1.5)  # (-10 + 4) / 4: the 1e-10 floor, not max - 2
     assert quiet.max() - np.float32(2) != np.float32(-1.5)
     for features, labels in zip(records["input_features"], records["labels"]):
         for dtype in feature_cache.DTYPES:
-            rebuilt = feature_cache.restore(feature_cache.compact(features, labels, dtype))
+            rebuilt = feature_cache.restore(feature_cache._compact(features, labels, dtype))
             assert rebuilt.dtype == np.float32 and rebuilt.shape == (80, 3000)
             if dtype == "float32":
                 assert np.array_equal(rebuilt.view(np.uint32), features.view(np.uint32))  # bitwise
@@ -60,9 +60,9 @@ def test_trim_keeps_only_the_frames_before_the_padding_and_restores_them_bitwise
 def test_signed_zero_padding_is_restored_bitwise():
     features = np.full((80, 3000), -0.0, dtype=np.float32)
     features[:, :10] = 0.0  # +0.0 frames look equal to the -0.0 padding, but are not the same bits
-    kept, pad = feature_cache.trim(features)
+    kept, pad = feature_cache._trim(features)
     assert kept.shape[1] == 10 and np.signbit(pad)
-    assert np.array_equal(feature_cache.restore(feature_cache.compact(features, [1])).view(np.uint32),
+    assert np.array_equal(feature_cache.restore(feature_cache._compact(features, [1])).view(np.uint32),
                           features.view(np.uint32))
 
 
@@ -73,7 +73,7 @@ def _fake_hub(monkeypatch, root, calls):
         return ds.to_iterable_dataset() if streaming else ds
 
     monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
-    monkeypatch.setattr("arabicpeft.data.hub_revision", lambda repo_id: "0123abc")
+    monkeypatch.setattr("arabicpeft.data._hub_revision", lambda repo_id: "0123abc")
     monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
@@ -97,7 +97,7 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
     for cached, features, labels in zip(ds.with_format("numpy"), train["input_features"], train["labels"]):
         assert np.array_equal(input_features(cached).view(np.uint32), features.view(np.uint32))
         assert cached["labels"].tolist() == labels
-        assert record_key(cached) == record_key({"input_features": features, "labels": labels})
+        assert _record_key(cached) == _record_key({"input_features": features, "labels": labels})
     # the data path: the same splits and the same collated batches as from the hub itself
     direct = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)
     cached = load_splits(cfg, processor30.tokenizer)
@@ -167,8 +167,8 @@ def test_cache_command_on_the_sample_set_gives_the_collators_features_bitwise(tm
 
 
 def test_audio_features_are_computed_where_the_machine_says():
-    assert feature_device("auto") == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
-    assert feature_device("cpu") == "cpu"
+    assert _feature_device("auto") == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    assert _feature_device("cpu") == "cpu"
     assert feature_path("features") == "precomputed (the records' input_features)"
     assert feature_path("audio", 0, "/c").startswith("read from the feature cache /c")
     if not __import__("torch").cuda.is_available():

@@ -16,11 +16,11 @@ from arabicpeft import export
 from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import SAMPLE_DIR, load_test_sets
-from arabicpeft.evaluate import evaluate_sets, pooled_metrics
-from arabicpeft.model import CONFIG_FILE, add_lora, load_base, load_model, save_trained
+from arabicpeft.evaluate import evaluate_sets
+from arabicpeft.model import CONFIG_FILE, _add_lora, _load_base, load_model, save_trained
 from arabicpeft.results import read_results
 from arabicpeft.text import SCHEMES
-from arabicpeft.transcribe import collect_audio, to_srt, to_vtt, transcribe_files, write_transcripts
+from arabicpeft.transcribe import _to_vtt, collect_audio, to_srt, transcribe_files
 
 GEN = 20  # tokens per transcript of the random tiny model
 
@@ -30,8 +30,8 @@ def _adapter(directory: Path, dialect: str, seed: int) -> Path:
     the identity, and merging it would prove nothing)."""
     cfg = ExperimentConfig(dialect=dialect, model="tiny-random", source="sample", lora_targets="qkvo",
                            generation_max_length=GEN, max_test_samples=6)
-    model, processor = load_base(cfg)
-    model = add_lora(model, cfg)
+    model, processor = _load_base(cfg)
+    model = _add_lora(model, cfg)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -76,7 +76,7 @@ def test_merge_equals_unmerged_at_fp32(adapter, merged):
     base.model.generation_config.max_length = GEN
     assert _hypotheses(base.model, base.processor, tests) != with_adapter  # the adapter changes the model
     assert (merged / CONFIG_FILE).is_file() and (merged / "README.md").is_file()
-    info = json.loads((merged / export.EXPORT_FILE).read_text())
+    info = json.loads((merged / export._EXPORT_FILE).read_text())
     assert info["kind"] == "merged" and info["dtype"] == "fp32" and info["provenance"]["versions"]["peft"]
 
 
@@ -104,7 +104,7 @@ def test_export_loads_in_faster_whisper_and_scores_like_hf(merged, tmp_path):
     float32_bytes = (out / "model.bin").stat().st_size
     int8 = export.export_ct2(merged, out, quantization="int8", force=True)
     assert (int8 / "model.bin").stat().st_size < 0.6 * float32_bytes
-    assert json.loads((int8 / export.EXPORT_FILE).read_text())["quantization"] == "int8"
+    assert json.loads((int8 / export._EXPORT_FILE).read_text())["quantization"] == "int8"
 
 
 def test_adapter_bank_decodes_each_file_with_its_dialect(tmp_path):
@@ -159,7 +159,7 @@ def test_subtitle_formats():
                 {"start": 3800.0, "end": 3801.0, "text": "  "}]
     assert to_srt(segments) == ("1\n00:00:00,000 --> 00:00:02,500\nمرحبا\n\n"
                                 "2\n00:01:01,250 --> 01:02:03,049\nكيف الحال\n\n")
-    assert to_vtt(segments) == ("WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nمرحبا\n\n"
+    assert _to_vtt(segments) == ("WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nمرحبا\n\n"
                                 "00:01:01.250 --> 01:02:03.049\nكيف الحال\n\n")
 
 
@@ -244,7 +244,7 @@ def test_model_card_fields(adapter):
 def test_upload_offline_says_it_needs_the_network(adapter, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     export.write_model_card(adapter)
-    assert export.check_upload_folder(adapter) == "adapter"
+    assert export._check_upload_folder(adapter) == "adapter"
     with pytest.raises(ConnectionError, match="needs the network"):
         export.upload(adapter, "someone/arabic-lora")
     (tmp_path / "adapter_config.json").write_text("{}")

@@ -17,17 +17,17 @@ from arabicpeft.config import ExperimentConfig
 
 @pytest.fixture
 def not_kaggle(monkeypatch):
-    monkeypatch.delenv(env.KAGGLE_ENV_VAR, raising=False)
-    monkeypatch.delenv(env.OUTPUT_ENV_VAR, raising=False)
+    monkeypatch.delenv(env._KAGGLE_ENV_VAR, raising=False)
+    monkeypatch.delenv(env._OUTPUT_ENV_VAR, raising=False)
 
 
 @pytest.fixture
 def kaggle(monkeypatch, tmp_path):
     """A fake Kaggle: the run-type variable set, /kaggle/working and /kaggle/input under tmp_path."""
-    monkeypatch.setenv(env.KAGGLE_ENV_VAR, "Batch")
-    monkeypatch.delenv(env.OUTPUT_ENV_VAR, raising=False)
-    monkeypatch.setattr(env, "KAGGLE_WORKING", tmp_path / "working")
-    monkeypatch.setattr(env, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setenv(env._KAGGLE_ENV_VAR, "Batch")
+    monkeypatch.delenv(env._OUTPUT_ENV_VAR, raising=False)
+    monkeypatch.setattr(env, "_KAGGLE_WORKING", tmp_path / "working")
+    monkeypatch.setattr(env, "_KAGGLE_INPUT", tmp_path / "input")
     return tmp_path
 
 
@@ -48,7 +48,7 @@ def test_output_root_on_kaggle_is_kaggle_working_runs(kaggle):
 
 
 def test_output_root_env_var_wins(monkeypatch, tmp_path, kaggle):
-    monkeypatch.setenv(env.OUTPUT_ENV_VAR, str(tmp_path / "mine"))
+    monkeypatch.setenv(env._OUTPUT_ENV_VAR, str(tmp_path / "mine"))
     assert env.output_root() == (tmp_path / "mine").resolve() and (tmp_path / "mine").is_dir()
 
 
@@ -67,43 +67,43 @@ def test_output_root_locally_is_runs_in_the_working_directory(monkeypatch, tmp_p
 
 
 def test_check_disk_says_what_to_do(tmp_path):
-    assert env.check_disk(tmp_path, need_bytes=1) > 0
+    assert env._check_disk(tmp_path, need_bytes=1) > 0
     with pytest.raises(DiskSpaceError, match="streaming=True"):
-        env.check_disk(tmp_path / "not" / "yet", need_bytes=1e18)
+        env._check_disk(tmp_path / "not" / "yet", need_bytes=1e18)
 
 
 def test_dataset_cache_bytes_only_for_unstreamed_hub_data():
     hub = ExperimentConfig(dialect="egyptian", source="hub", streaming=False)
-    assert env.dataset_cache_bytes(hub) == pytest.approx((16_100 + 4_433) * env.ARROW_BYTES_PER_UTTERANCE)
-    assert env.dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="hub", streaming=True)) == 0
-    assert env.dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="sample")) == 0
+    assert env._dataset_cache_bytes(hub) == pytest.approx((16_100 + 4_433) * env._ARROW_BYTES_PER_UTTERANCE)
+    assert env._dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="hub", streaming=True)) == 0
+    assert env._dataset_cache_bytes(ExperimentConfig(dialect="egyptian", source="sample")) == 0
 
 
 def test_needs_hub():
-    assert env.needs_hub(ExperimentConfig(source="hub", model="whisper-base"))
-    assert env.needs_hub(ExperimentConfig(source="sample", model="openai/whisper-small"))
-    assert not env.needs_hub(ExperimentConfig(source="sample", model="whisper-base"))
-    assert not env.needs_hub(ExperimentConfig(source="sample", model="tiny-random"))
+    assert env._needs_hub(ExperimentConfig(source="hub", model="whisper-base"))
+    assert env._needs_hub(ExperimentConfig(source="sample", model="openai/whisper-small"))
+    assert not env._needs_hub(ExperimentConfig(source="sample", model="whisper-base"))
+    assert not env._needs_hub(ExperimentConfig(source="sample", model="tiny-random"))
 
 
 def test_unreachable_hub_stops_with_what_to_do(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(env, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(HubUnreachableError, match="Internet"):
-        env.check_hub(ExperimentConfig(source="hub"))
-    env.check_hub(ExperimentConfig(source="sample", model="tiny-random"))  # offline run: no error
+        env._check_hub(ExperimentConfig(source="hub"))
+    env._check_hub(ExperimentConfig(source="sample", model="tiny-random"))  # offline run: no error
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the user says the cache has it
-    env.check_hub(ExperimentConfig(source="hub"))
+    env._check_hub(ExperimentConfig(source="hub"))
 
 
 def test_session_time_left(kaggle):
-    left = env.session_time_left_s()
-    limit = env.KAGGLE_SESSION_S - env.SESSION_SAFETY_S - env.EVAL_MARGIN_S
+    left = env._session_time_left_s()
+    limit = env._KAGGLE_SESSION_S - env._SESSION_SAFETY_S - env._EVAL_MARGIN_S
     assert 0 < left <= limit and limit - left < 3600
 
 
 def test_no_session_limit_off_kaggle(not_kaggle):
-    assert env.session_time_left_s() is None
+    assert env._session_time_left_s() is None
 
 
 def test_find_previous_run_by_name_and_latest_checkpoint(tmp_path):
@@ -111,27 +111,27 @@ def test_find_previous_run_by_name_and_latest_checkpoint(tmp_path):
     fake_run(root / "old-output" / "01_egyptian_lora_fp16_seed42", steps=(250,))
     fake_run(root / "newer-output" / "01_egyptian_lora_fp16_seed42", steps=(500, 750))
     fake_run(root / "newer-output" / "01_gulf_lora_fp16_seed42", steps=(1000,))
-    found = env.find_previous_run("01_egyptian_lora_fp16_seed42", root)
+    found = env._find_previous_run("01_egyptian_lora_fp16_seed42", root)
     assert found == root / "newer-output" / "01_egyptian_lora_fp16_seed42"
     assert latest_checkpoint_step(found) == 750
-    assert env.find_previous_run("01_iraqi_lora_fp16_seed42", root) is None
-    assert env.find_previous_run(None, tmp_path / "absent") is None
+    assert env._find_previous_run("01_iraqi_lora_fp16_seed42", root) is None
+    assert env._find_previous_run(None, tmp_path / "absent") is None
 
 
 def test_find_previous_run_matches_study_paths(tmp_path):
     root = tmp_path / "input"
     fake_run(root / "out" / "02_egyptian_seed42" / "lora", results=True)
     fake_run(root / "out" / "02_gulf_seed42" / "lora", steps=(900,))
-    assert env.find_previous_run("02_egyptian_seed42/lora", root) == root / "out" / "02_egyptian_seed42" / "lora"
+    assert env._find_previous_run("02_egyptian_seed42/lora", root) == root / "out" / "02_egyptian_seed42" / "lora"
 
 
 def test_restore_previous_run_copies_once(tmp_path):
     root = tmp_path / "input"
     fake_run(root / "out" / "run1", steps=(250, 500))
     target = tmp_path / "working" / "run1"
-    assert env.restore_previous_run(target, root=root) == root / "out" / "run1"
+    assert env._restore_previous_run(target, root=root) == root / "out" / "run1"
     assert latest_checkpoint_step(target) == 500
-    assert env.restore_previous_run(target, root=root) is None  # it has its own checkpoints now
+    assert env._restore_previous_run(target, root=root) is None  # it has its own checkpoints now
 
 
 def test_prepare_run_on_kaggle_restores_and_sets_a_time_budget(kaggle):
@@ -144,7 +144,7 @@ def test_prepare_run_on_kaggle_restores_and_sets_a_time_budget(kaggle):
     assert Path(cfg.output_dir) == (kaggle / "working" / "runs" / "01_egyptian_lora_fp32_seed42").resolve()
     assert latest_checkpoint_step(cfg.output_dir) == 250
     assert cfg.extra["restored_from"].endswith("my-notebook-output/01_egyptian_lora_fp32_seed42")
-    assert 0 < cfg.time_budget_s <= env.KAGGLE_SESSION_S - env.SESSION_SAFETY_S - env.EVAL_MARGIN_S
+    assert 0 < cfg.time_budget_s <= env._KAGGLE_SESSION_S - env._SESSION_SAFETY_S - env._EVAL_MARGIN_S
     assert any("resumes" in line for line in logged)
 
 
@@ -167,7 +167,7 @@ def test_prepare_run_keeps_a_shorter_budget_and_checks_precision(kaggle):
 
 
 def test_environment_report(monkeypatch, tmp_path, not_kaggle):
-    monkeypatch.setenv(env.OUTPUT_ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(env._OUTPUT_ENV_VAR, str(tmp_path))
     report = env.environment_report(check_hub_access=False)
     for key in ("python", "torch", "transformers", "peft", "GPU", "GPU compute capability", "free disk there (GB)",
                 "Kaggle", "profile", "arabicpeft commit"):
@@ -193,7 +193,7 @@ def test_preflight_checks_paths_and_the_gpu_without_loading_anything(tmp_path, m
         env.preflight(ExperimentConfig(model="tiny-random", source="local", data_path=str(tmp_path / "x")))
     with pytest.raises(SetupError, match="resume_from=.* does not exist"):
         env.preflight(ExperimentConfig(**offline, resume_from=str(tmp_path / "ckpt")))
-    monkeypatch.setattr(device, "no_gpu_driver", lambda: True)
+    monkeypatch.setattr(device, "_no_gpu_driver", lambda: True)
     with pytest.raises(GPUUnavailableError, match="precision nf4 needs a CUDA GPU"):
         env.preflight(ExperimentConfig(**offline, precision="nf4"))
     env.preflight(ExperimentConfig(**offline, precision="bf16"))  # bf16 runs on a CPU

@@ -44,13 +44,13 @@ def clip_features(base):
 
 def test_ct2_parse_consumes_every_byte_and_rejects_truncation():
     parts, _ = _base_parts()
-    variables, aliases = om.read_ctranslate2(parts)  # raises unless it ends at the last byte
+    variables, aliases = om._read_ctranslate2(parts)  # raises unless it ends at the last byte
     assert len(variables) == 212
     assert aliases == {"decoder/projection/weight": "decoder/embeddings/weight"}
     assert variables["decoder/embeddings/weight"].dtype == torch.float16
     assert int(variables["encoder/num_heads"]) == 8
     with pytest.raises(ValueError, match="truncated"):
-        om.read_ctranslate2(parts[:1])
+        om._read_ctranslate2(parts[:1])
 
 
 # ----------------------------------------------------------------------------- whisper-base
@@ -146,7 +146,7 @@ def test_tiny_random_is_deterministic_and_generates(tmp_path):
     from safetensors.torch import load_file
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    a, b, c = (om.tiny_random(tmp_path / name, seed=seed) for name, seed in
+    a, b, c = (om._tiny_random(tmp_path / name, seed=seed) for name, seed in
                (("a", 0), ("b", 0), ("c", 1)))
     wa, wb, wc = (load_file(Path(d) / "model.safetensors") for d in (a, b, c))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

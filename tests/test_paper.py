@@ -20,10 +20,10 @@ def test_loaders_shapes_and_columns():
     per_seed = paper.load_dialects_per_seed()
     assert list(per_seed.columns) == ["condition", "train_set", "test_set", "seed", "wer", "cer"]
     assert len(per_seed) == 216 and sorted(per_seed["seed"].unique()) == [42, 84, 168]
-    msa = paper.load_msa_trainsize()
+    msa = paper._load_msa_trainsize()
     assert list(msa.columns) == ["system", "model", "msa_fraction", "wer_mean", "wer_sd", "cer_mean", "cer_sd", "n"]
     assert len(msa) == 10
-    msa_seed = paper.load_msa_trainsize_per_seed()
+    msa_seed = paper._load_msa_trainsize_per_seed()
     assert list(msa_seed.columns) == ["model", "seed", "wer", "cer"] and len(msa_seed) == 30
     assert "1.0" in set(msa_seed["model"])  # kept as a string, not parsed to 1
     lora = paper.load_lora_baseline()
@@ -39,23 +39,23 @@ def test_published_cells():
 @pytest.mark.skipif(not SHARED_REFERENCE.is_dir(), reason="no shared/reference checkout beside the repo")
 def test_package_copies_match_shared_reference():
     for name in (
-        paper.DIALECTS_FILE,
-        paper.DIALECTS_PER_SEED_FILE,
-        paper.MSA_TRAINSIZE_FILE,
-        paper.MSA_TRAINSIZE_PER_SEED_FILE,
-        paper.LORA_BASELINE_FILE,
+        paper._DIALECTS_FILE,
+        paper._DIALECTS_PER_SEED_FILE,
+        paper._MSA_TRAINSIZE_FILE,
+        paper._MSA_TRAINSIZE_PER_SEED_FILE,
+        paper._LORA_BASELINE_FILE,
     ):
-        assert (paper.REFERENCE_DIR / name).read_bytes() == (SHARED_REFERENCE / name).read_bytes(), name
+        assert (paper._REFERENCE_DIR / name).read_bytes() == (SHARED_REFERENCE / name).read_bytes(), name
 
 
 def test_missing_reference_file_names_the_path(monkeypatch, tmp_path):
-    monkeypatch.setattr(paper, "REFERENCE_DIR", tmp_path)
+    monkeypatch.setattr(paper, "_REFERENCE_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match=str(tmp_path)):
         paper.load_dialects()
 
 
 def test_seed_means_reproduce_the_published_aggregates():
-    ours = paper.seed_means(paper.load_dialects_per_seed(), decimals=2)
+    ours = paper._seed_means(paper.load_dialects_per_seed(), decimals=2)
     published = paper.load_dialects()
     pd.testing.assert_frame_equal(ours, published, check_dtype=False)
 
@@ -89,9 +89,9 @@ def test_overall_wilcoxon_needs_the_exact_method():
 
 def test_unrounded_seed_means_do_not_reproduce_the_paper():
     """Documented caveat: the paper tested 2-decimal seed-means; unrounded ones tie differently."""
-    overall = paper.pretraining_tests(paper.seed_means(paper.load_dialects_per_seed())).loc[paper.OVERALL]
+    overall = paper.pretraining_tests(paper._seed_means(paper.load_dialects_per_seed())).loc[paper.OVERALL]
     assert overall["statistic"] == 120.5
-    rounded = paper.pretraining_tests(paper.seed_means(paper.load_dialects_per_seed(), decimals=2))
+    rounded = paper.pretraining_tests(paper._seed_means(paper.load_dialects_per_seed(), decimals=2))
     pd.testing.assert_frame_equal(rounded, paper.pretraining_tests())
 
 

@@ -32,7 +32,7 @@ def test_fig1_msa_trainsize():
     curve = ax.lines[0]
     # 0% (zero-shot whisper-small) plus the five fractions, mean over seeds
     np.testing.assert_allclose(np.asarray(curve.get_xdata(), float), [0, 20, 40, 60, 80, 100])
-    msa = paper.load_msa_trainsize().sort_values("msa_fraction").dropna(subset=["msa_fraction"])
+    msa = paper._load_msa_trainsize().sort_values("msa_fraction").dropna(subset=["msa_fraction"])
     np.testing.assert_allclose(np.asarray(curve.get_ydata(), float), msa["wer_mean"], atol=0.005)
     # four other zero-shot sizes as horizontal reference lines, named in the legend
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -161,7 +161,7 @@ def test_scores_start_rows_feed_gain_forgetting(results_dir):
     start = frame[frame["scored"] == "start"]
     assert set(start["train_set"]) == {stats.START}
     R = frame.drop_duplicates(["train_set", "test_set"]).pivot(index="train_set", columns="test_set", values="wer")
-    gain, forgetting = stats.gain_forgetting(R)
+    gain, forgetting = stats._gain_forgetting(R)
     assert gain.set_index("train_set")["gain"].to_dict() == {"egyptian": 20.0, "gulf": 12.0}
     assert forgetting.set_index("train_set")["forgetting"].to_dict() == {"egyptian": 3.0, "gulf": -2.0}
 

@@ -98,7 +98,7 @@ def test_sentences_tsv_matches_manifests(splits):
 
 def test_manifests_match_generator(splits):
     """The committed manifests are what sample_gen would write (sentences edited => regenerate)."""
-    assert sample_gen.build_items() == splits
+    assert sample_gen._build_items() == splits
 
 
 def test_audio_files_decode(splits):
@@ -134,8 +134,8 @@ def test_readme_says_synthetic():
 def test_regenerate_two_clips(tmp_path, splits):
     for r in (splits["train"][1], splits["test"][-1]):
         path = tmp_path / f"{r['id']}.ogg"
-        sample_gen.write_clip(path, sample_gen.synthesize(r["text"], r["voice"]))
-        seconds = sample_gen.check_clip(path)
+        sample_gen._write_clip(path, sample_gen._synthesize(r["text"], r["voice"]))
+        seconds = sample_gen._check_clip(path)
         committed = sf.info(DATA / r["audio"]).duration
         # deterministic synthesis: same length as the committed clip
         assert seconds == pytest.approx(committed, abs=0.01)

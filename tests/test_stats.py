@@ -28,22 +28,22 @@ def corpus():
 
 
 def test_corpus_rate_by_hand():
-    assert stats.corpus_rate([1, 2, 0], [4, 4, 2]) == pytest.approx(30.0)
+    assert stats._corpus_rate([1, 2, 0], [4, 4, 2]) == pytest.approx(30.0)
 
 
 def test_corpus_rate_keeps_empty_references():
     # The empty reference adds its 2 insertions to the numerator and nothing to the denominator.
-    assert stats.corpus_rate([1, 2], [4, 0]) == pytest.approx(75.0)
-    assert math.isnan(stats.corpus_rate([3], [0]))
+    assert stats._corpus_rate([1, 2], [4, 0]) == pytest.approx(75.0)
+    assert math.isnan(stats._corpus_rate([3], [0]))
 
 
 def test_corpus_rate_rejects_bad_input():
     with pytest.raises(ValueError):
-        stats.corpus_rate([1, 2], [3])
+        stats._corpus_rate([1, 2], [3])
     with pytest.raises(ValueError):
-        stats.corpus_rate([], [])
+        stats._corpus_rate([], [])
     with pytest.raises(ValueError):
-        stats.corpus_rate([-1], [3])
+        stats._corpus_rate([-1], [3])
 
 
 # bootstrap_ci --------------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def test_corpus_rate_rejects_bad_input():
 def test_bootstrap_ci_brackets_estimate_and_is_reproducible(corpus):
     errors, _, lengths = corpus
     ci = stats.bootstrap_ci(errors, lengths, n_boot=N_BOOT, seed=3)
-    assert ci["estimate"] == pytest.approx(stats.corpus_rate(errors, lengths))
+    assert ci["estimate"] == pytest.approx(stats._corpus_rate(errors, lengths))
     assert ci["low"] < ci["estimate"] < ci["high"]
     assert ci == stats.bootstrap_ci(errors, lengths, n_boot=N_BOOT, seed=3)
     assert ci != stats.bootstrap_ci(errors, lengths, n_boot=N_BOOT, seed=4)
@@ -117,7 +117,7 @@ def test_paired_bootstrap_identical_systems(corpus):
 def test_paired_bootstrap_detects_worse_system(corpus):
     errors_a, errors_b, lengths = corpus
     res = stats.paired_bootstrap(errors_a, errors_b, lengths, n_boot=N_BOOT, seed=1)
-    expected = stats.corpus_rate(errors_b, lengths) - stats.corpus_rate(errors_a, lengths)
+    expected = stats._corpus_rate(errors_b, lengths) - stats._corpus_rate(errors_a, lengths)
     assert res["delta"] == pytest.approx(expected)
     assert 0 < res["low"] < res["delta"] < res["high"]
     assert res["p_b_worse"] == 1.0
@@ -218,8 +218,8 @@ def test_two_level_bootstrap(corpus):
     a_seeds = np.stack([rng.binomial(lengths + 1, 0.30) for _ in range(3)])
     b_seeds = np.stack([rng.binomial(lengths + 1, 0.40) for _ in range(2)])  # k may differ per method
     res = stats.two_level_bootstrap(a_seeds, b_seeds, lengths, n_boot=N_BOOT, seed=0)
-    expected = np.mean([stats.corpus_rate(e, lengths) for e in b_seeds]) - np.mean(
-        [stats.corpus_rate(e, lengths) for e in a_seeds]
+    expected = np.mean([stats._corpus_rate(e, lengths) for e in b_seeds]) - np.mean(
+        [stats._corpus_rate(e, lengths) for e in a_seeds]
     )
     assert res["delta"] == pytest.approx(expected)
     assert 0 < res["low"] < res["delta"] < res["high"]
@@ -252,7 +252,7 @@ def _tibetan_full_ft():
 
 
 def test_gain_forgetting_by_hand():
-    gain, forgetting = stats.gain_forgetting(_tibetan_full_ft())
+    gain, forgetting = stats._gain_forgetting(_tibetan_full_ft())
     assert list(gain.columns) == ["train_set", "test_set", "start", "trained", "gain"]
     assert gain.to_dict("records") == [
         {"train_set": "amdo", "test_set": "amdo", "start": 64.0, "trained": 44.0, "gain": 20.0}
@@ -264,11 +264,11 @@ def test_gain_forgetting_by_hand():
 def test_gain_forgetting_pooled_row_and_missing_start():
     R = _tibetan_full_ft()
     R.loc["all"] = [60.0, 65.0, 62.0]
-    gain, forgetting = stats.gain_forgetting(R)
+    gain, forgetting = stats._gain_forgetting(R)
     assert list(gain["train_set"]) == ["amdo"]  # "all" is not a test set: no gain, only changes
     assert len(forgetting[forgetting["train_set"] == "all"]) == 3
     with pytest.raises(ValueError, match="start"):
-        stats.gain_forgetting(R.drop(index=stats.START))
+        stats._gain_forgetting(R.drop(index=stats.START))
 
 
 def test_pooled_model_gains_on_each_of_its_training_dialects():
@@ -279,11 +279,11 @@ def test_pooled_model_gains_on_each_of_its_training_dialects():
     start = {d: 80.0 for d in DIALECTS} | {"msa": 50.0}
     pooled = {d: 62.0 for d in DIALECTS} | {"msa": 55.0}
     R = pd.DataFrame([start, pooled], index=[stats.START, "all"])
-    gain, forgetting = stats.gain_forgetting(R)
+    gain, forgetting = stats._gain_forgetting(R)
     assert sorted(gain["test_set"]) == sorted(DIALECTS) and (gain["gain"] == 18.0).all()
     assert forgetting[["test_set", "forgetting"]].to_dict("records") == [{"test_set": "msa", "forgetting": 5.0}]
-    assert stats.trained_on("egyptian", "egyptian") and not stats.trained_on("egyptian", "gulf")
-    assert stats.trained_on("all", "gulf") and not stats.trained_on("all", "msa")
+    assert stats._trained_on("egyptian", "egyptian") and not stats._trained_on("egyptian", "gulf")
+    assert stats._trained_on("all", "gulf") and not stats._trained_on("all", "msa")
 
     rows = []
     for train_set, rates in ((stats.START, start), ("all", pooled)):
@@ -316,10 +316,10 @@ def test_gain_forgetting_ci_matches_point_values():
     table = stats.gain_forgetting_ci(utts, n_boot=N_BOOT)
     R = (
         utts.groupby(["train_set", "test_set"])
-        .apply(lambda g: stats.corpus_rate(g["word_errors"], g["ref_words"]), include_groups=False)
+        .apply(lambda g: stats._corpus_rate(g["word_errors"], g["ref_words"]), include_groups=False)
         .unstack("test_set")
     )
-    gain, forgetting = stats.gain_forgetting(R)
+    gain, forgetting = stats._gain_forgetting(R)
     row = table.set_index(["train_set", "test_set"])
     assert row.loc[("amdo", "amdo"), "kind"] == "gain"
     assert row.loc[("amdo", "amdo"), "value"] == pytest.approx(gain["gain"].iloc[0])

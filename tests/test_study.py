@@ -48,7 +48,7 @@ def test_paper_design_plans_both_methods_and_two_stage_lora():
     assert len(plan) == 2 * 2 * 2 + 2 * 2 * 2 * 2  # msa: methods x fractions x seeds; dialects: 2 conditions
     names = [r.name for r in plan]
     assert names[0] == "msa/full_frac0.5_seed42" and "with_msa_pretraining/lora_all_seed84" in names
-    assert all(r.cfg.test_sets == list(study.PAPER_TEST_SETS) for r in plan)
+    assert all(r.cfg.test_sets == list(study._PAPER_TEST_SETS) for r in plan)
     started = [r for r in plan if r.start is not None]
     assert len(started) == 8 and all(r.stage.name == "with_msa_pretraining" for r in started)
     by = {r.name: r for r in started}
@@ -110,7 +110,7 @@ def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tm
     assert any(line.startswith("run 3/6: train: full egyptian seed 42 — finished earlier") for line in lines)
     assert "run 1/6: train: lora egyptian seed 42 — started" in lines
     assert all(c.extra["study"] == "peft_vs_full" and c.extra["stage"] == "train" for c in fake_train)
-    assert json.loads((root / study.MANIFEST_FILE).read_text(encoding="utf-8"))["counts"] == {"done": 2, "failed": 2, "skipped": 2}
+    assert json.loads((root / study._MANIFEST_FILE).read_text(encoding="utf-8"))["counts"] == {"done": 2, "failed": 2, "skipped": 2}
     again = study.run_study(design, root=root, gpu=NO_GPU, log=lines.append)  # a rerun: only the failed ones
     assert len(fake_train) == 5 and again.runs["train/lora_egyptian_seed42"]["status"] == "done"
 
@@ -143,8 +143,8 @@ def test_launcher_on_kaggle_stops_when_the_session_is_spent(monkeypatch, tmp_pat
     from arabicpeft import kaggle
 
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
-    monkeypatch.setattr(kaggle, "KAGGLE_INPUT", tmp_path / "input")
-    monkeypatch.setattr(kaggle, "session_time_left_s", lambda: 0.0)
+    monkeypatch.setattr(kaggle, "_KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(kaggle, "_session_time_left_s", lambda: 0.0)
     monkeypatch.setattr(arabicpeft.train, "run", lambda cfg: pytest.fail("no run may start"))
     lines = []
     manifest = study.run_study(study.peft_vs_full(BASE, dialects=["egyptian"], seeds=[42]), root=tmp_path / "s",
@@ -157,8 +157,8 @@ def test_launcher_restores_a_previous_kaggle_session_by_study_path(monkeypatch, 
     from arabicpeft import kaggle
 
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
-    monkeypatch.setattr(kaggle, "KAGGLE_INPUT", tmp_path / "input")
-    monkeypatch.setattr(kaggle, "KAGGLE_WORKING", tmp_path / "working")
+    monkeypatch.setattr(kaggle, "_KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(kaggle, "_KAGGLE_WORKING", tmp_path / "working")
     monkeypatch.delenv("ARABICPEFT_OUTPUT", raising=False)
     old = tmp_path / "input" / "my-output" / "runs" / "peft_vs_full" / "train" / "lora_egyptian_seed42"
     (old / "checkpoints" / "checkpoint-1").mkdir(parents=True)
@@ -180,7 +180,7 @@ def adapters(tmp_path_factory):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from arabicpeft.model import load_base, save_trained
+    from arabicpeft.model import _load_base, save_trained
 
     root = tmp_path_factory.mktemp("adapters")
     paths = {}
@@ -188,7 +188,7 @@ def adapters(tmp_path_factory):
         cfg = ExperimentConfig(model="tiny-random", source="sample", dialect=dialect, generation_max_length=12,
                                lora_r=4, lora_alpha=8, lora_targets="qkvo")
         torch.manual_seed(i)
-        base, processor = load_base(cfg)
+        base, processor = _load_base(cfg)
         model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=cfg.target_modules(),
                                                 init_lora_weights=False))
         paths[dialect] = save_trained(model, processor, cfg, root / dialect / "model")
@@ -201,7 +201,7 @@ def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
     from arabicpeft import bank
     from arabicpeft.data import load_test_sets
     from arabicpeft.evaluate import transcribe
-    from arabicpeft.model import load_base
+    from arabicpeft.model import _load_base
 
     model, processor, cfg = bank.load_bank(adapters)
     assert set(model.peft_config) == {"egyptian", "levantine"}
@@ -216,7 +216,7 @@ def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
         alone[name] = transcribe(model, processor, mixed, batch_size=6)[1]
     with model.disable_adapter():
         disabled = transcribe(model, processor, mixed, batch_size=6)[1]
-    base, base_processor = load_base(cfg)
+    base, base_processor = _load_base(cfg)
     plain = transcribe(base, base_processor, mixed, batch_size=6)[1]
     assert disabled == plain  # the adapters disabled give exactly the base model's transcripts
     expected = [plain[i] if n == "__base__" else alone[n][i] for i, n in enumerate(names)]
@@ -248,7 +248,7 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
 
     import torch
 
-    from arabicpeft.model import load_base, load_model
+    from arabicpeft.model import _load_base, load_model
 
     design = study.mixing(dataclasses_replace(BASE, lora_r=4, lora_alpha=8, lora_targets="qkvo"), methods=["full", "lora"],
                           seeds=[42], mixtures=["balanced"], pool_method="lora")
@@ -259,12 +259,12 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
     cfgs = []
     for run in plan[1:]:
         cfgs.append(study._start_model(run, tmp_path, run.cfg))
-    merged = start_dir / study.MERGED_DIR
+    merged = start_dir / study._MERGED_DIR
     assert [c.model for c in cfgs] == [str(merged)] * 2 and cfgs[1].init_adapter is None
     assert cfgs[0].extra["init_from"] == str(start_dir / "model")
     assert cfgs[1].extra["start"] == "pool/balanced+merged"
     peft_model = load_model(adapters["egyptian"]).model
-    merged_model, _ = load_base(cfgs[0])  # what the next stage trains: the merged model as its base
+    merged_model, _ = _load_base(cfgs[0])  # what the next stage trains: the merged model as its base
     features = torch.randn(1, 80, 2 * peft_model.config.max_source_positions)
     decoder = torch.tensor([[50258, 50272, 50359, 50363]])
     with torch.no_grad():
@@ -274,7 +274,7 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
 
 
 def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
-    path = cli.cmd_evaluate(cli.build_parser().parse_args(
+    path = cli._cmd_evaluate(cli._build_parser().parse_args(
         ["evaluate", "--model-path", str(adapters["egyptian"]), "--dialect", "gulf", "--max-test-samples", "2",
          "--output-dir", str(tmp_path / "eval")]))
     result = json.loads(Path(path).read_text())
@@ -286,11 +286,11 @@ def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
 
 def test_balanced_mixture_takes_as_many_records_of_each_dialect():
     from arabicpeft.data import load_splits
-    from arabicpeft.model import load_base
+    from arabicpeft.model import _load_base
 
     cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="all", mixture="balanced",
                            max_train_per_dialect=5, test_sets=["egyptian"], max_test_samples=1)
-    _, processor = load_base(cfg)
+    _, processor = _load_base(cfg)
     splits = load_splits(cfg, processor.tokenizer)
     assert splits.report["mixture"]["records_per_dialect"] == {d: 5 for d in ("egyptian", "gulf", "iraqi",
                                                                                "levantine", "maghrebi")}
@@ -302,18 +302,18 @@ def test_balanced_mixture_takes_as_many_records_of_each_dialect():
 def test_offline_mini_preset_plans_both_studies_and_the_bank_and_shrinks_in_the_ci_profile(monkeypatch, capsys):
     from arabicpeft import profiles
 
-    full = study.offline_mini().plan()
+    full = study._offline_mini().plan()
     assert len(full) == 13 and {r.stage.name for r in full} == {"train", "pool", "finetune", "bank"}
     assert all(r.cfg.model == "whisper-base" and r.cfg.source == "sample" for r in full)
     assert [r.cfg.seed for r in full] == [42] * 8 + [84] * 5  # order "seed": the first seed's whole study first
     assert [r.cfg.evaluate_before for r in full if r.stage.name == "finetune"] == [True, True]
-    monkeypatch.setenv(profiles.ENV_VAR, "ci")
+    monkeypatch.setenv(profiles._ENV_VAR, "ci")
     cli.main(["study", "--preset", "offline-mini", "--dry-run"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
     assert len(lines) == 13
-    tiny = study.offline_mini(profiles.apply(study.offline_mini_base())).plan()
+    tiny = study._offline_mini(profiles.apply(study.offline_mini_base())).plan()
     assert all(r.cfg.model == "tiny-random" for r in tiny)
-    assert [r.cfg.max_steps for r in tiny if r.stage.name == "pool"] == [profiles.CI_OVERRIDES["max_steps"] * 3 // 2]
+    assert [r.cfg.max_steps for r in tiny if r.stage.name == "pool"] == [profiles._CI_OVERRIDES["max_steps"] * 3 // 2]
 
 
 def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.model import add_lora, build_model, count_parameters, load_base
+from arabicpeft.model import _add_lora, build_model, count_parameters, _load_base
 from arabicpeft.results import read_results
 from arabicpeft.text import SCHEMES
 
@@ -179,14 +179,14 @@ def test_evaluate_cli_reproduces_the_run_scores(full_run, capsys, tmp_path):
 
 def test_lora_with_adapter_disabled_is_exactly_the_base_model():
     cfg = ExperimentConfig(model="tiny-random", method="lora", lora_targets="all-linear", seed=0)
-    base, _ = load_base(cfg)
+    base, _ = _load_base(cfg)
     base.eval()
     torch.manual_seed(0)
     feats = torch.randn(2, 80, 800)
     dec = torch.tensor([[50258, 50272, 50359, 50363]] * 2)
     with torch.no_grad():
         reference = base(input_features=feats, decoder_input_ids=dec).logits.clone()
-        model = add_lora(base, cfg)
+        model = _add_lora(base, cfg)
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_()  # a trained-looking adapter that really changes the output
@@ -204,7 +204,7 @@ def test_lora_trainable_parameters_are_what_the_config_says():
     trainable, total = count_parameters(model)
     # 2 encoder self-attn + 2 decoder self-attn + 2 decoder cross-attn, q and v each: A (32x64) + B (64x32)
     assert trainable == 6 * 2 * (32 * 64 + 64 * 32)
-    assert total == trainable + count_parameters(load_base(cfg)[0])[1]
+    assert total == trainable + count_parameters(_load_base(cfg)[0])[1]
     dora, _ = build_model(ExperimentConfig(model="tiny-random", method="lora", use_dora=True))
     assert any("lora_magnitude_vector" in n for n, _ in dora.named_parameters())
 
@@ -232,13 +232,13 @@ def test_bad_config_values_fail_clearly():
 
 
 def test_mixed_precision_follows_the_gpu():
-    from arabicpeft.train import mixed_precision
+    from arabicpeft.train import _mixed_precision
 
-    assert mixed_precision("fp32", True) == {"fp16": False, "bf16": False}
-    assert mixed_precision("fp16", True) == {"fp16": True, "bf16": False}
-    assert mixed_precision("bf16", False) == {"fp16": False, "bf16": True}
-    assert mixed_precision("int8", False) == {"fp16": True, "bf16": False}  # T4 (7.5): no native bf16
-    assert mixed_precision("nf4", True) == {"fp16": False, "bf16": True}  # Ampere and later
+    assert _mixed_precision("fp32", True) == {"fp16": False, "bf16": False}
+    assert _mixed_precision("fp16", True) == {"fp16": True, "bf16": False}
+    assert _mixed_precision("bf16", False) == {"fp16": False, "bf16": True}
+    assert _mixed_precision("int8", False) == {"fp16": True, "bf16": False}  # T4 (7.5): no native bf16
+    assert _mixed_precision("nf4", True) == {"fp16": False, "bf16": True}  # Ampere and later
 
 
 def test_bf16_trains_on_cpu(tmp_path):

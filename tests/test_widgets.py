@@ -1,7 +1,7 @@
 """The picker starts at the parameters' values and writes every valid change into the same config object."""
 
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.widgets import PICKER_FIELDS, config_picker
+from arabicpeft.widgets import _PICKER_FIELDS, config_picker
 
 
 def parameters_config():
@@ -11,8 +11,8 @@ def parameters_config():
 def test_defaults_equal_the_parameters():
     cfg = parameters_config()
     picker = config_picker(cfg)
-    assert set(picker.controls) == set(PICKER_FIELDS)
-    assert picker.values() == {f: getattr(cfg, f) for f in PICKER_FIELDS}
+    assert set(picker.controls) == set(_PICKER_FIELDS)
+    assert picker.values() == {f: getattr(cfg, f) for f in _PICKER_FIELDS}
 
 
 def test_a_widget_change_updates_the_same_config():
@@ -60,12 +60,12 @@ def test_other_fields_and_display():
 
 
 def test_study_picker_writes_design_axes_and_lora_fields():
-    from arabicpeft.widgets import STUDY_FIELDS, study_picker
+    from arabicpeft.widgets import _STUDY_FIELDS, study_picker
 
     cfg = parameters_config()
     axes = {"variants": ["lora", "full"], "dialects": ["egyptian"], "seeds": [42, 84]}
     picker = study_picker("peft_vs_full", axes, cfg)
-    assert picker.design == "peft_vs_full" and set(picker.config.controls) == set(STUDY_FIELDS)
+    assert picker.design == "peft_vs_full" and set(picker.config.controls) == set(_STUDY_FIELDS)
     picker.design_control.value = "mixing"
     picker.axis_controls["dialects"].value = ("gulf", "iraqi")
     picker.axis_controls["seeds"].value = "42, 168"
