@@ -23,9 +23,8 @@ import pandas as pd
 from . import stats
 from .results import MIB
 from .results_table import require_columns
-from .paper import POOLED_TRAIN_SET
 from .results import BANK_TRAIN_SET, START, TRAINED, TRAINING
-from .study import MSA
+from .dialects import MSA, POOLED
 
 _METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 # a system: one config, all its seeds (``system`` decides; the others are its readable parts)
@@ -473,7 +472,7 @@ def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: i
     parts.append(base)
     training = on_sets[(on_sets["kind"] == TRAINING) & (on_sets["scored"] == TRAINED)
                        & on_sets["start_model"].isin(bank_start)]
-    pooled = training[training["dialect"] == POOLED_TRAIN_SET]
+    pooled = training[training["dialect"] == POOLED]
     parts.append(pooled.assign(role="pooled " + pooled["mixture"].astype(str)))
     own = training[(training["dialect"] == training["test_set"])]
     parts.append(own.assign(role="own dialect"))

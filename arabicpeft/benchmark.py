@@ -140,7 +140,8 @@ def _eval_benchmark(args) -> None:
     from .evaluate import decoding_record, transcribe
     from .metrics import score
     from .model import load_model, window_seconds
-    from .results import provenance, write_json_atomic
+    from .results import provenance
+    from .run_dir import write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-eval")
     if args.threads:
@@ -339,7 +340,8 @@ def _inference_worker(args) -> None:
     from .config import ExperimentConfig
     from .data import load_test_sets
     from .evaluate import evaluate_sets, pooled_metrics
-    from .results import peak_memory, reset_peak_memory, write_json_atomic
+    from .results import peak_memory, reset_peak_memory
+    from .run_dir import write_json_atomic
 
     out = Path(args.output_dir)
     plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
@@ -418,7 +420,8 @@ def _inference(args) -> None:
     from . import dialects
     from .export import export_ct2, merge
     from .config import ExperimentConfig
-    from .results import MIB, dir_bytes, provenance, write_json_atomic
+    from .results import MIB, dir_bytes, provenance
+    from .run_dir import write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-inference")
     out.mkdir(parents=True, exist_ok=True)
@@ -547,9 +550,8 @@ def _synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
     ordinary text ids) and <|endoftext|>. Random content: for speed and memory, not for accuracy."""
     import numpy as np
 
-    from .offline_model import EOT_ID, N_MELS, NO_TIMESTAMPS_ID, SOT_ID, TRANSCRIBE_ID
+    from .offline_model import AR_ID, EOT_ID, N_MELS, NO_TIMESTAMPS_ID, SOT_ID, TRANSCRIBE_ID
 
-    arabic = 50272  # <|ar|>
     rng = np.random.default_rng(seed)
     records = []
     for i in range(count):
@@ -557,7 +559,7 @@ def _synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
         text = rng.integers(220, EOT_ID, size=n).tolist()
         records.append({"id": f"synthetic-{i}",
                         "input_features": rng.uniform(-1, 1, size=(N_MELS, frames)).astype(np.float32),
-                        "labels": [SOT_ID, arabic, TRANSCRIBE_ID, NO_TIMESTAMPS_ID, *text, EOT_ID]})
+                        "labels": [SOT_ID, AR_ID, TRANSCRIBE_ID, NO_TIMESTAMPS_ID, *text, EOT_ID]})
     return records
 
 
@@ -574,7 +576,8 @@ def _step_worker(args) -> None:
     from .config import ExperimentConfig
     from .data import SpeechCollator
     from .model import build_model, count_parameters
-    from .results import peak_memory, reset_peak_memory, write_json_atomic
+    from .results import peak_memory, reset_peak_memory
+    from .run_dir import write_json_atomic
     from .train import training_arguments
 
     out = Path(args.output_dir)
@@ -684,7 +687,7 @@ def _eval_clips(model, processor, cfg, records: list[dict], plan: dict) -> dict:
 
 def _run_jobs(jobs: dict, settings: dict, out: Path) -> dict:
     """Each job in a fresh process (its own peak memory, no allocator state left by another row)."""
-    from .results import write_json_atomic
+    from .run_dir import write_json_atomic
 
     write_json_atomic(out / "plan.json", {**settings, "jobs": jobs})
     results = {}
@@ -742,7 +745,8 @@ def _step_benchmark(args) -> None:
     from .device import half_dtype, precision_problem
     from .kaggle import output_root
     from .offline_model import ARCHITECTURES, random_whisper
-    from .results import provenance, write_json_atomic
+    from .results import provenance
+    from .run_dir import write_json_atomic
 
     out = Path(args.output_dir or output_root() / f"benchmark-{args.mode}")
     out.mkdir(parents=True, exist_ok=True)
@@ -884,7 +888,8 @@ def _cache_benchmark(args) -> None:
     from .data import SpeechCollator, build_feature_cache, input_features, load_test_sets
     from .evaluate import evaluate_sets, pooled_metrics
     from .model import load_model
-    from .results import dir_bytes, provenance, write_json_atomic
+    from .results import dir_bytes, provenance
+    from .run_dir import write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-cache")
     shutil.rmtree(out, ignore_errors=True)
@@ -985,7 +990,8 @@ def _data_benchmark(args) -> None:
     from .data import SpeechCollator, load_raw
     from .model import build_model
     from .offline_model import random_whisper
-    from .results import provenance, write_json_atomic
+    from .results import provenance
+    from .run_dir import write_json_atomic
 
     out = Path(args.output_dir or "runs/benchmark-data")
     shutil.rmtree(out, ignore_errors=True)

@@ -306,7 +306,9 @@ def _cmd_evaluate(args) -> Path:
         evaluated = {"backend": "hf", **loaded.describe()}
         evaluated.pop("trained_config")
     max_seconds = window_seconds(processor)
-    max_positions = scorer.config.max_target_positions if args.backend == "hf" else 448  # CTranslate2: Whisper's
+    from .offline_model import MAX_TARGET_POSITIONS  # CTranslate2's models: every Whisper size's
+
+    max_positions = scorer.config.max_target_positions if args.backend == "hf" else MAX_TARGET_POSITIONS
     test_sets = args.test_sets or (list(dialects.get(args.dialect).parts) if args.dialect else None)
     if data_path is not None and (data_path.is_file() or is_saved_dataset(data_path)):
         tests, report, synthetic = load_test_path(data_path, processor.tokenizer, max_seconds, test_sets,
@@ -367,7 +369,8 @@ def _cmd_cache(args) -> Path:
     for note in notes:
         _say(f"note: {note}")
     from .data import build_feature_cache
-    from .results import provenance, write_json_atomic
+    from .results import provenance
+    from .run_dir import write_json_atomic
 
     # otozz hub sets hold features already; audio (sample, local manifests) needs the model's feature extractor
     processor = None

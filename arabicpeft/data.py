@@ -39,9 +39,9 @@ from . import dialects
 from . import feature_cache
 from .config import SAMPLE_DIR, ExperimentConfig
 from .kaggle import HUB_HOST, hub_offline_mode, hub_reachable
+from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
 from .errors import UserError
 
-MAX_LABEL_TOKENS = 448  # Whisper's decoder positions (max_target_positions); callers pass the model's own
 _FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable", "non_finite")
 MANIFEST_EXTENSIONS = (".jsonl", ".json", ".csv")
 _START_OF_TRANSCRIPT = "<|startoftranscript|>"  # the collator strips it: it takes no decoder position of its own
@@ -113,7 +113,7 @@ _EMPTY = InvalidRecord("empty_transcript", "The transcript is empty: there is no
                                            "keep such clips and score them: hypothesis words count as insertions.)")
 
 
-def _check_labels(labels, tokenizer, max_positions: int = MAX_LABEL_TOKENS, allow_empty: bool = False) -> None:
+def _check_labels(labels, tokenizer, max_positions: int = MAX_TARGET_POSITIONS, allow_empty: bool = False) -> None:
     """Raise :class:`InvalidRecord` for labels that need more than ``max_positions`` decoder positions (the
     model's ``max_target_positions``; see :func:`_decoder_positions`), or, unless ``allow_empty``, that hold no
     transcript tokens."""
@@ -136,7 +136,7 @@ def input_features(record: dict) -> np.ndarray:
     return feature_cache.restore(record)
 
 
-def _check_feature_record(record: dict, tokenizer, max_positions: int = MAX_LABEL_TOKENS,
+def _check_feature_record(record: dict, tokenizer, max_positions: int = MAX_TARGET_POSITIONS,
                          allow_empty: bool = False) -> None:
     """Validate one precomputed-feature record (otozz or feature cache): finite features, usable ``labels``."""
     values = [record["log_mel"], record["pad_value"]] if "log_mel" in record else [record["input_features"]]
@@ -147,7 +147,7 @@ def _check_feature_record(record: dict, tokenizer, max_positions: int = MAX_LABE
 
 
 def _check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
-                       max_positions: int = MAX_LABEL_TOKENS, allow_empty: bool = False) -> None:
+                       max_positions: int = MAX_TARGET_POSITIONS, allow_empty: bool = False) -> None:
     """Validate one audio record (decodes it); raises :class:`InvalidRecord` with a reason and a message.
 
     A missing audio file raises :class:`FileNotFoundError`: that is a broken path, not a bad utterance.
@@ -254,7 +254,7 @@ def _numpy_features(ds: AnyDataset, fmt: str) -> AnyDataset:
 
 
 def _filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, report: dict,
-                   max_positions: int = MAX_LABEL_TOKENS, score_empty: bool = False) -> AnyDataset:
+                   max_positions: int = MAX_TARGET_POSITIONS, score_empty: bool = False) -> AnyDataset:
     """Drop invalid records, counting each by reason into ``report`` (rows_in, rows_used, filtered).
 
     ``score_empty`` (test sets): records with an empty transcript are kept, to be scored (their hypothesis
@@ -552,7 +552,7 @@ def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDa
 
 
 def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
-                   max_positions: int = MAX_LABEL_TOKENS, skip_empty: bool = False
+                   max_positions: int = MAX_TARGET_POSITIONS, skip_empty: bool = False
                    ) -> tuple[dict[str, AnyDataset], dict, bool]:
     """The test sets named by ``cfg.test_set_names()`` (one per variety), filtered and counted.
 
@@ -590,7 +590,7 @@ def is_saved_dataset(path) -> bool:
 
 
 def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, test_sets: Optional[list] = None,
-                   max_test_samples: Optional[int] = None, max_positions: int = MAX_LABEL_TOKENS
+                   max_test_samples: Optional[int] = None, max_positions: int = MAX_TARGET_POSITIONS
                    ) -> tuple[dict[str, AnyDataset], dict, bool]:
     """Test data from one manifest file (``.jsonl``/``.csv``: ``audio`` + ``text``, optional ``dialect``) or
     one ``save_to_disk`` directory (features or audio records; a DatasetDict's ``test`` split, else its only
@@ -642,7 +642,7 @@ def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, 
 
 
 def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
-                max_positions: int = MAX_LABEL_TOKENS) -> DataSplits:
+                max_positions: int = MAX_TARGET_POSITIONS) -> DataSplits:
     """Train, validation and test sets for ``cfg.dialect`` from ``cfg.source``, filtered and counted.
 
     ``max_seconds`` / ``max_positions``: the model's encoder window and decoder positions (records beyond them
@@ -756,7 +756,7 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
         fmt = _record_format(_columns_of(ds))
         entry = dialects.get(variety)
         rows = len(ds) if hasattr(ds, "__len__") else (entry.train_rows if split == "train" else entry.test_rows)
-        frames = feature_cache.OTOZZ_FRAMES
+        frames = N_FRAMES
         counts = collections.Counter({r: 0 for r in _FILTER_REASONS})
         if fmt == "audio":
             if processor is None:
@@ -768,7 +768,7 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
             def records():
                 for record in ds:
                     reason = _reason(_check_audio_record, record, processor.tokenizer, extractor.chunk_length,
-                                     MAX_LABEL_TOKENS, True)  # empty transcripts: kept (test sets score them)
+                                     MAX_TARGET_POSITIONS, True)  # empty transcripts: kept (test sets score them)
                     if reason:
                         counts[reason] += 1
                         continue

@@ -48,8 +48,10 @@ DIALECTS = (
     "levantine",
     "maghrebi",
 )
-VARIETIES = DIALECTS + ("msa",)  # every single variety, with a test set of its own
-NAMES = VARIETIES + ("all",)
+MSA = "msa"  # Modern Standard Arabic: the paper's first stage, and a test set
+POOLED = "all"  # the paper's dialect-pooled train set: the five dialect train sets concatenated
+VARIETIES = DIALECTS + (MSA,)  # every single variety, with a test set of its own
+NAMES = VARIETIES + (POOLED,)
 Name = Literal[NAMES]  # a config's dialect and test sets (dialects.get also accepts other capitalisations)
 
 REGISTRY: dict[str, _Dialect] = {

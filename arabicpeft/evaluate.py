@@ -17,9 +17,10 @@ from tqdm import tqdm  # text bars, also in notebooks: a saved notebook keeps wh
 # is saved as its first frame, "0%", wherever the widget state is not stored, e.g. Kaggle's saved versions)
 
 from .audio import audio_frames
-from .data import MAX_LABEL_TOKENS, AnyDataset, SpeechCollator
+from .data import AnyDataset, SpeechCollator
 from .metrics import summarize, utterance_errors
 from .device import half_dtype
+from .offline_model import MAX_TARGET_POSITIONS
 from .model import LANGUAGE, TASK
 from .text import SCHEMES
 
@@ -270,7 +271,7 @@ def _transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 1
     tokenizer = processor.tokenizer
     prompt = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", f"<|{LANGUAGE}|>", f"<|{TASK}|>",
                                               "<|notimestamps|>"])
-    budget = max_length or MAX_LABEL_TOKENS - len(prompt)
+    budget = max_length or MAX_TARGET_POSITIONS - len(prompt)
     suppress = [-1, *range(_first_timestamp_id(tokenizer), len(tokenizer))]  # -1: the model's own list
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=SpeechCollator(processor, prompt[0]))
     references, hypotheses = [], []
@@ -322,7 +323,7 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
     ct2 = type(model).__module__.startswith("faster_whisper")
     metrics, frames = {}, []
     if ct2:  # the same cap as transformers: the decoder's 448 positions less the 4-token prompt
-        budget = min(max_length or MAX_LABEL_TOKENS, MAX_LABEL_TOKENS - len(processor.tokenizer.prefix_tokens))
+        budget = min(max_length or MAX_TARGET_POSITIONS, MAX_TARGET_POSITIONS - len(processor.tokenizer.prefix_tokens))
     else:
         budget = generation_budget(model, processor.tokenizer)
     for name, ds in test_sets.items():

@@ -49,7 +49,8 @@ def _is_ct2_dir(path) -> bool:
 
 
 def _write_export_info(out: Path, info: dict) -> None:
-    from .results import provenance, write_json_atomic
+    from .results import provenance
+    from .run_dir import write_json_atomic
 
     write_json_atomic(out / _EXPORT_FILE, {**info, "provenance": provenance()})
 

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from .offline_model import N_FRAMES, N_MELS
 from . import dialects
 from .audio import audio_frames
 from .config import FEATURE_CACHE_DTYPES
@@ -45,7 +46,6 @@ DATA_FILE = "log_mel.arrow"
 _META_FILE = "cache.json"
 _FORMAT_VERSION = 1
 _WRITE_BATCH = 64  # records per Arrow record batch (~8 MB of 4 s clips)
-OTOZZ_FRAMES = 3000  # frames of an otozz input_features (Whisper's 30 s window)
 _DISK_MARGIN_BYTES = 1 << 30  # a build stops while at least this much disk is still free
 
 
@@ -189,7 +189,7 @@ def write_split(records: Iterable[tuple[np.ndarray, list]], folder, dtype: str =
     return written
 
 
-def needed_bytes(records: int, kept_frames: float = OTOZZ_FRAMES, dtype: str = "float32", mel_bins: int = 80) -> int:
+def needed_bytes(records: int, kept_frames: float = N_FRAMES, dtype: str = "float32", mel_bins: int = N_MELS) -> int:
     """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames each on average (worst case:
     the whole 30 s window), values plus ~1 KB of labels and offsets per record."""
     return int(records * (mel_bins * kept_frames * np.dtype(dtype).itemsize + 1024))

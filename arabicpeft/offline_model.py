@@ -60,8 +60,10 @@ _SOT_PREV_ID = 50361  # <|startofprev|>: prompts
 NO_TIMESTAMPS_ID = 50363
 _VOCAB_SIZE = 51865  # 50364 text + special tokens, then 1501 timestamps <|0.00|> .. <|30.00|>
 _N_TIMESTAMPS = 1501
-MAX_TARGET_POSITIONS = 448
+AR_ID = 50272  # <|ar|>
+MAX_TARGET_POSITIONS = 448  # decoder positions: the longest label sequence, prompt included
 N_MELS = 80
+N_FRAMES = 3000  # log-mel frames of the 30 s window (hop 160 at 16 kHz): otozz features, faster-whisper's input
 
 # CTranslate2 dtype codes (model.bin binary version <= 6), as torch dtype names. torch is imported only where
 # tensors are made, so that the command line can list OFFLINE_MODELS in its help without importing it.

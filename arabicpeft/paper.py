@@ -24,6 +24,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from .dialects import POOLED
+
 _REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
 
 _DIALECTS_FILE = "ozyilmaz2025_dialects.csv"
@@ -35,7 +37,6 @@ _LORA_BASELINE_FILE = "finetune_ar_dialects_lora.csv"
 WITH_PRETRAINING = "with_msa_pretraining"
 WITHOUT_PRETRAINING = "without_pretraining"
 CONDITIONS = (WITHOUT_PRETRAINING, WITH_PRETRAINING)
-POOLED_TRAIN_SET = "all"  # the dialect-pooled model: the five dialect train sets concatenated
 _FULL_MSA_FRACTION = 1.0  # "whisper-small + 100% MSA": the MSA-specific model and the pre-trained start
 OVERALL = "overall"  # row label of the test over all (train, test) cells
 MEAN_ROW = "mean"  # row label of the column means in pooled_vs_specific
@@ -206,7 +207,7 @@ def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | No
     means = load_dialects() if published else means
     with_ = means[means["condition"] == WITH_PRETRAINING]
     columns = ["wer_mean", "cer_mean"]
-    pooled = with_[with_["train_set"] == POOLED_TRAIN_SET].set_index("test_set")[columns]
+    pooled = with_[with_["train_set"] == POOLED].set_index("test_set")[columns]
     specific = with_[with_["train_set"] == with_["test_set"]].set_index("test_set")[columns]
     if published or msa is not None:
         msa = _load_msa_trainsize() if msa is None else msa
@@ -230,7 +231,7 @@ def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | No
     return out
 
 
-def pooled_vs_specific_long(per_seed: pd.DataFrame, pooled_train_set: str = POOLED_TRAIN_SET) -> pd.DataFrame:
+def pooled_vs_specific_long(per_seed: pd.DataFrame, pooled_train_set: str = POOLED) -> pd.DataFrame:
     """Pick the pooled and the specific model's per-seed rows out of a tidy frame, for Fig. 3.
 
     ``per_seed`` needs train_set, test_set, seed, wer, cer (filter it to one condition and method first).

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from . import dialects
-from .paper import CONDITIONS, POOLED_TRAIN_SET, WITH_PRETRAINING, WITHOUT_PRETRAINING
+from .dialects import POOLED
+from .paper import CONDITIONS, WITH_PRETRAINING, WITHOUT_PRETRAINING
 from .results_table import require_columns
 
 _CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
@@ -194,7 +195,7 @@ def fig4_heatmap(
     df: pd.DataFrame,
     condition: str | None = WITH_PRETRAINING,
     metric: str = "wer",
-    drop_train_sets=(POOLED_TRAIN_SET,),
+    drop_train_sets=(POOLED,),
     decimals: int = 2,
 ) -> Figure:
     """Fig. 4: train set x test set heat-map of mean error rate, annotated "mean (± SD)" over seeds.

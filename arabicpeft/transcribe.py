@@ -24,6 +24,7 @@ from . import dialects
 from .data import MANIFEST_EXTENSIONS, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
+from .offline_model import N_FRAMES
 
 _BACKENDS = ("hf", "ct2")
 _SUBTITLE_FORMATS = ("srt", "vtt")
@@ -128,12 +129,9 @@ def _hf_batch(loaded: LoadedModel, clips: list[np.ndarray], beam_size: int, max_
     return result
 
 
-_FASTER_WHISPER_FRAMES = 3000  # faster-whisper pads every window to 30 s (audio.pad_or_trim) whatever the model's
-
-
 def _ct2_clip(whisper, clip: np.ndarray, beam_size: int, max_new_tokens: int) -> list[dict]:
     window = whisper.feature_extractor.chunk_length
-    if whisper.feature_extractor.nb_max_frames != _FASTER_WHISPER_FRAMES:
+    if whisper.feature_extractor.nb_max_frames != N_FRAMES:  # faster-whisper pads every window to 30 s
         raise ValueError(f"This CTranslate2 model has a {window} s encoder window; faster-whisper's transcribe "
                          "only handles 30 s windows. Use --backend hf, or export a model with the standard window.")
     duration = len(clip) / audio_lib.SAMPLE_RATE
@@ -233,7 +231,8 @@ def write_transcripts(transcripts: Sequence[_Transcript], out_dir, subtitles: Se
     """Write ``transcripts.jsonl`` (one :class:`_Transcript` per line, plus its subtitle files' names), the
     subtitle files asked for (``srt``/``vtt``, named after each audio file) and ``transcribe.json`` (what
     produced them: ``run_info`` plus provenance). Returns the JSONL path."""
-    from .results import provenance, write_json_atomic
+    from .results import provenance
+    from .run_dir import write_json_atomic
 
     unknown = set(subtitles) - set(_SUBTITLE_FORMATS)
     if unknown:

@@ -37,7 +37,7 @@ def test_peak_memory_window_can_be_reset():
 def test_results_files_get_the_permissions_of_other_new_files(tmp_path):
     import pandas as pd
 
-    from arabicpeft.results import write_csv_atomic, write_json_atomic
+    from arabicpeft.run_dir import write_csv_atomic, write_json_atomic
 
     (tmp_path / "plain.txt").write_text("x")
     plain = (tmp_path / "plain.txt").stat().st_mode & 0o777
