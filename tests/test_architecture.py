@@ -1,0 +1,63 @@
+"""The layout of ARCHITECTURE.md holds: every module imports only from layers below it, and the modules a Kaggle
+bootstrap or the command line imports first load no torch (GPU pinning must come before torch touches CUDA)."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
+# A module's rank is above the ranks of everything it imports (ARCHITECTURE.md draws the same layers).
+RANK = {
+    "__init__": 0, "errors": 0, "dialects": 0, "audio": 0, "text": 0, "results_table": 0, "sample_gen": 0,
+    "config": 1, "offline_model": 1, "stats": 1, "paper": 1,
+    "profiles": 2, "run_dir": 2, "plots": 2,
+    "device": 3,
+    "kaggle": 4,
+    "metrics": 5, "feature_cache": 5,
+    "data": 6, "model": 6, "results": 6,
+    "export": 7, "comparison": 7, "analysis": 7,
+    "evaluate": 8, "transcribe": 8,
+    "train": 9, "bank": 9,
+    "study": 10,
+    "widgets": 11,
+    "cli": 12, "benchmark": 12,
+    "__main__": 13,
+}
+# The one import up the layers, and why: the function each process started by device.train_on_gpus runs.
+UPWARD = {("device", "train")}
+
+
+def imports(path: Path) -> set[str]:
+    """The arabicpeft modules ``path`` imports (at the top or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(a.name for a in node.names if (PACKAGE / f"{a.name}.py").is_file())
+    return found
+
+
+def test_every_module_has_a_layer():
+    assert {p.stem for p in PACKAGE.glob("*.py")} == set(RANK)
+
+
+@pytest.mark.parametrize("module", sorted(RANK))
+def test_imports_point_down_the_layers(module):
+    upward = {m for m in imports(PACKAGE / f"{module}.py")
+              if RANK[m] >= RANK[module] and (module, m) not in UPWARD}
+    assert not upward, f"{module} (layer {RANK[module]}) imports {sorted(upward)} from its own layer or above"
+
+
+@pytest.mark.parametrize("modules", ["arabicpeft", "arabicpeft.device, arabicpeft.kaggle, arabicpeft.profiles",
+                                     "arabicpeft.cli", "arabicpeft.results, arabicpeft.run_dir, arabicpeft.config"])
+def test_no_torch_before_gpu_pinning(modules):
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
