@@ -1,5 +1,5 @@
-"""An ipywidgets picker bound to one ExperimentConfig: its widgets start at the config's values and write
-every change back into that same object.
+"""ipywidgets pickers: a config picker (its widgets start at a config's values; ``picker.config`` is the config
+with every valid change, the given one is never changed) and a study picker (design, axes, base config).
 
 Under Run All, nbval or papermill nobody touches a widget, so the parameters cell's values are what runs; in
 an interactive session, change a widget, then run the cells below it.
@@ -52,11 +52,12 @@ def _control(name: str, value) -> widgets.ValueWidget:
 
 
 class _ConfigPicker:
-    """Widgets for ``fields`` of ``cfg``; each change is validated (as ExperimentConfig does) and written into
-    ``cfg``. An invalid change (e.g. full fine-tuning of an int8 model) is undone and explained below."""
+    """Widgets for ``fields`` of ``cfg``; each change is validated (as ExperimentConfig does) and gives a new
+    :attr:`config` (``cfg`` itself is never changed). An invalid change (e.g. full fine-tuning of an int8 model)
+    is undone and explained below."""
 
     def __init__(self, cfg: ExperimentConfig, fields: Sequence[str] = _PICKER_FIELDS):
-        self.cfg = cfg
+        self.config = cfg  # the picked config: cfg with every change made so far
         self.controls = {name: _control(name, getattr(cfg, name)) for name in fields}
         self.message = widgets.HTML()
         self._undoing = False
@@ -68,7 +69,7 @@ class _ConfigPicker:
         if self._undoing:
             return
         try:
-            checked = dataclasses.replace(self.cfg, **{name: change["new"]})  # runs the config's validation
+            checked = dataclasses.replace(self.config, **{name: change["new"]})  # runs the config's validation
         except (ValueError, TypeError) as e:
             self._undoing = True
             try:
@@ -77,8 +78,8 @@ class _ConfigPicker:
                 self._undoing = False
             self.message.value = f"<b>Not applied</b> ({name} = {html.escape(repr(change['new']))}): {html.escape(str(e))}"
             return
-        setattr(self.cfg, name, getattr(checked, name))
-        self.message.value = f"{name} = {html.escape(repr(getattr(self.cfg, name)))} (applied to the config)"
+        self.config = checked
+        self.message.value = f"{name} = {html.escape(repr(getattr(checked, name)))} (picker.config has it)"
 
     def values(self) -> dict:
         return {name: control.value for name, control in self.controls.items()}
@@ -88,7 +89,8 @@ class _ConfigPicker:
 
 
 def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = _PICKER_FIELDS) -> _ConfigPicker:
-    """A :class:`_ConfigPicker` for ``cfg`` (display it as a cell's last expression)."""
+    """A picker for ``fields`` of ``cfg`` (display it as a cell's last expression); ``.config`` is the config
+    picked so far (``cfg`` until a widget changes)."""
     return _ConfigPicker(cfg, fields)
 
 
@@ -110,21 +112,25 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
 
 class _StudyPicker:
     """A study chooser: the design (:data:`study.DESIGNS` and presets), its axes and fields of the base config
-    (the LoRA fields by default). Each change is written into ``axes`` (the dict given, edited in place),
-    :attr:`design` and ``cfg`` (through a :class:`_ConfigPicker`)."""
+    (the LoRA fields by default). The choices so far: :attr:`design`, :attr:`axes` (a copy of the dict given)
+    and :attr:`base` (``cfg`` with the picked fields)."""
 
     def __init__(self, design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = _STUDY_FIELDS):
         from . import study
 
-        self.design, self.axes = design, axes
+        self.design, self.axes = design, {name: list(values) for name, values in axes.items()}
         self.design_control = widgets.Dropdown(options=[*study.DESIGNS, *study.PRESETS], value=design,
                                                description="design", style=_STYLE)
         self.design_control.observe(lambda change: setattr(self, "design", change["new"]), names="value")
         self.axis_controls = {name: _axis_control(name, values) for name, values in axes.items()}
         for name, control in self.axis_controls.items():
             control.observe(lambda change, name=name: self._axis_changed(name, change["new"]), names="value")
-        self.config = _ConfigPicker(cfg, fields)
-        self.box = widgets.VBox([self.design_control, *self.axis_controls.values(), self.config.box])
+        self._base = _ConfigPicker(cfg, fields)
+        self.box = widgets.VBox([self.design_control, *self.axis_controls.values(), self._base.box])
+
+    @property
+    def base(self) -> ExperimentConfig:
+        return self._base.config
 
     def _axis_changed(self, name: str, value) -> None:
         if isinstance(value, tuple):
@@ -134,12 +140,13 @@ class _StudyPicker:
         try:
             self.axes[name] = [kind(v.strip()) for v in value.split(",") if v.strip()]
         except ValueError as e:
-            self.config.message.value = f"<b>Not applied</b> ({name}): {html.escape(str(e))}"
+            self._base.message.value = f"<b>Not applied</b> ({name}): {html.escape(str(e))}"
 
     def _repr_mimebundle_(self, **kwargs):
         return self.box._repr_mimebundle_(**kwargs)
 
 
 def study_picker(design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = _STUDY_FIELDS) -> _StudyPicker:
-    """A :class:`_StudyPicker` for ``design``, ``axes`` and ``cfg`` (display it as a cell's last expression)."""
+    """A study picker for ``design``, ``axes`` and ``cfg`` (display it as a cell's last expression); read the
+    choices from its ``.design``, ``.axes`` and ``.base``."""
     return _StudyPicker(design, axes, cfg, fields)

@@ -1,4 +1,5 @@
-"""The picker starts at the parameters' values and writes every valid change into the same config object."""
+"""The picker starts at the parameters' values; every valid change gives a new picked config, the given one
+is never changed."""
 
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.widgets import _PICKER_FIELDS, config_picker
@@ -15,9 +16,10 @@ def test_defaults_equal_the_parameters():
     assert picker.values() == {f: getattr(cfg, f) for f in _PICKER_FIELDS}
 
 
-def test_a_widget_change_updates_the_same_config():
+def test_a_widget_change_gives_a_new_config():
     cfg = parameters_config()
     picker = config_picker(cfg)
+    assert picker.config is cfg  # nothing picked yet
     picker.controls["dialect"].value = "gulf"
     picker.controls["method"].value = "full"
     picker.controls["precision"].value = "bf16"
@@ -25,10 +27,13 @@ def test_a_widget_change_updates_the_same_config():
     picker.controls["max_steps"].value = 7
     picker.controls["source"].value = "sample"
     picker.controls["model"].value = "whisper-base"
-    assert (cfg.dialect, cfg.method, cfg.precision, cfg.seed, cfg.max_steps) == ("gulf", "full", "bf16", 168, 7)
-    assert (cfg.source, cfg.model) == ("sample", "whisper-base")
-    assert cfg.lr == 1e-5  # the method's default learning rate follows
-    assert "applied" in picker.message.value
+    picked = picker.config
+    assert (picked.dialect, picked.method, picked.precision, picked.seed, picked.max_steps) == (
+        "gulf", "full", "bf16", 168, 7)
+    assert (picked.source, picked.model) == ("sample", "whisper-base")
+    assert picked.lr == 1e-5  # the method's default learning rate follows
+    assert cfg == parameters_config()  # the parameters' config is unchanged
+    assert "picker.config has it" in picker.message.value
 
 
 def test_an_invalid_change_is_undone_and_explained():
@@ -36,10 +41,10 @@ def test_an_invalid_change_is_undone_and_explained():
     picker = config_picker(cfg)
     picker.controls["precision"].value = "int8"  # LoRA on an 8-bit model: valid
     picker.controls["method"].value = "full"  # full fine-tuning of int8 weights: impossible
-    assert cfg.method == "lora" and picker.controls["method"].value == "lora"
+    assert picker.config.method == "lora" and picker.controls["method"].value == "lora"
     assert "Not applied" in picker.message.value and "int8" in picker.message.value
     picker.controls["source"].value = "local"  # a local source without a data path
-    assert cfg.source == "hub" and "data_path" in picker.message.value
+    assert picker.config.source == "hub" and "data_path" in picker.message.value
 
 
 def test_the_picker_says_run_all_uses_the_parameters_cell():
@@ -54,25 +59,26 @@ def test_other_fields_and_display():
     picker.controls["lora_r"].value = 8
     picker.controls["use_dora"].value = True
     picker.controls["lora_targets"].value = "qkvo"
-    assert (cfg.lora_r, cfg.use_dora, cfg.lora_targets) == (8, True, "qkvo")
+    assert (picker.config.lora_r, picker.config.use_dora, picker.config.lora_targets) == (8, True, "qkvo")
     bundle = picker._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
 
 
-def test_study_picker_writes_design_axes_and_lora_fields():
+def test_study_picker_picks_design_axes_and_lora_fields():
     from arabicpeft.widgets import _STUDY_FIELDS, study_picker
 
     cfg = parameters_config()
     axes = {"variants": ["lora", "full"], "dialects": ["egyptian"], "seeds": [42, 84]}
     picker = study_picker("peft_vs_full", axes, cfg)
-    assert picker.design == "peft_vs_full" and set(picker.config.controls) == set(_STUDY_FIELDS)
+    assert picker.design == "peft_vs_full" and set(picker._base.controls) == set(_STUDY_FIELDS)
     picker.design_control.value = "mixing"
     picker.axis_controls["dialects"].value = ("gulf", "iraqi")
     picker.axis_controls["seeds"].value = "42, 168"
-    picker.config.controls["lora_r"].value = 16
-    picker.config.controls["use_dora"].value = True
+    picker._base.controls["lora_r"].value = 16
+    picker._base.controls["use_dora"].value = True
     assert picker.design == "mixing"
-    assert axes == {"variants": ["lora", "full"], "dialects": ["gulf", "iraqi"], "seeds": [42, 168]}
-    assert (cfg.lora_r, cfg.use_dora) == (16, True)
+    assert picker.axes == {"variants": ["lora", "full"], "dialects": ["gulf", "iraqi"], "seeds": [42, 168]}
+    assert axes == {"variants": ["lora", "full"], "dialects": ["egyptian"], "seeds": [42, 84]}  # not changed
+    assert (picker.base.lora_r, picker.base.use_dora) == (16, True) and cfg == parameters_config()
     picker.axis_controls["seeds"].value = "42, x"  # not an int: kept as it was, and said so
-    assert axes["seeds"] == [42, 168] and "Not applied" in picker.config.message.value
+    assert picker.axes["seeds"] == [42, 168] and "Not applied" in picker._base.message.value
