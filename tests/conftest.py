@@ -40,8 +40,8 @@ def _checkout_files() -> set[str] | None:
 # Under xdist (the README's ``-n 2 --dist loadfile``) whole files go to the workers in collection order: the
 # longest (measured) go first, so that the two workers finish together instead of one running them at the end.
 # (xdist would otherwise reorder the files by their number of tests, which puts the few long ones last.)
-LONGEST_FIRST = ("tests/test_ddp.py", "tests/test_benchmark.py", "notebooks/04_paper_figures.ipynb",
-                 "tests/test_evaluate.py", "tests/test_resume.py", "notebooks/05_inference_export.ipynb",
+LONGEST_FIRST = ("tests/test_e2e_ddp.py", "tests/test_benchmark.py", "notebooks/04_paper_figures.ipynb",
+                 "tests/test_evaluate.py", "tests/test_e2e_resume.py", "notebooks/05_inference_export.ipynb",
                  "notebooks/03_statistical_analysis.ipynb", "notebooks/06_adapter_bank.ipynb", "tests/test_kaggle_build.py")
 
 
@@ -80,6 +80,8 @@ def pytest_sessionfinish(session, exitstatus):
 SR = 16_000
 PREFIX = [50258, 50272, 50359, 50363]  # <|startoftranscript|><|ar|><|transcribe|><|notimestamps|>
 EOT = 50257
+SOT = PREFIX[0]
+GEN = 20  # tokens per transcript of the random tiny model
 
 
 @pytest.fixture(scope="session")
@@ -117,3 +119,74 @@ def write_audio_manifest(root: Path, rows: list[dict], split: str = "train") -> 
 def otozz_labels(tokenizer, text: str) -> list[int]:
     """Labels exactly as the otozz hub sets store them: prefix + text tokens + <|endoftext|>."""
     return PREFIX + tokenizer.encode(text, add_special_tokens=False) + [EOT]
+
+
+@pytest.fixture(scope="session")
+def processor30(tiny_processor):
+    """The real tokenizer with the standard 30 s extractor: the shape the otozz features have."""
+    from transformers import WhisperFeatureExtractor, WhisperProcessor
+
+    return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tiny_processor.tokenizer)
+
+
+def _local(tmp_path, **kw):
+    from arabicpeft.config import ExperimentConfig
+
+    return ExperimentConfig(dialect="gulf", source="local", data_path=str(tmp_path), **kw)
+
+
+def dataclasses_replace(cfg, **kw):
+    import dataclasses
+
+    return dataclasses.replace(cfg, **kw)
+
+
+# --- LoRA adapters on tiny-random with random non-zero weights (merging, export, the bank, evaluation) ------------
+# Module-scoped: building one takes about a second; each file that uses one gets its own.
+
+
+def _adapter(directory: Path, dialect: str, seed: int) -> Path:
+    """A tiny-random LoRA adapter saved by arabicpeft, with random non-zero B matrices (an untrained adapter is
+    the identity, and merging it would prove nothing)."""
+    import torch
+
+    from arabicpeft.config import ExperimentConfig
+    from arabicpeft.model import _add_lora, _load_base, save_trained
+
+    cfg = ExperimentConfig(dialect=dialect, model="tiny-random", source="sample", lora_targets="qkvo",
+                           generation_max_length=GEN, max_test_samples=6)
+    model, processor = _load_base(cfg)
+    model = _add_lora(model, cfg)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+    return save_trained(model, processor, cfg, directory)
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    return _adapter(tmp_path_factory.mktemp("adapter") / "model", "egyptian", 0)
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    """Two LoRA adapters on tiny-random with random (non-zero) weights, saved as a training run saves them."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from arabicpeft.config import ExperimentConfig
+    from arabicpeft.model import _load_base, save_trained
+
+    root = tmp_path_factory.mktemp("adapters")
+    paths = {}
+    for i, dialect in enumerate(("egyptian", "levantine")):
+        cfg = ExperimentConfig(model="tiny-random", source="sample", dialect=dialect, generation_max_length=12,
+                               lora_r=4, lora_alpha=8, lora_targets="qkvo")
+        torch.manual_seed(i)
+        base, processor = _load_base(cfg)
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=cfg.target_modules(),
+                                                init_lora_weights=False))
+        paths[dialect] = save_trained(model, processor, cfg, root / dialect / "model")
+    return paths

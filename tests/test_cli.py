@@ -1,19 +1,28 @@
 """The command line as a new user meets it: help that teaches, one-line errors before heavy imports, and one
-score table for every command that scores."""
+score table for every command that scores; the evaluate command (any model on any data, the training config
+kept apart from the evaluation's)."""
 
 import argparse
 import dataclasses
+import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from arabicpeft import cli
 from arabicpeft import device, kaggle
+from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
+from arabicpeft.data import SAMPLE_DIR
+from arabicpeft.model import CONFIG_FILE
+from arabicpeft.results import load_runs, read_results
+from arabicpeft.text import SCHEMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -189,3 +198,54 @@ def test_score_table_per_test_set_and_pooled():
     assert any("leaderboard" in line for line in lines) and any("ar_norm_v1" in line for line in lines)
     single = cli._format_scores({"metrics": {"gulf": after["gulf"]}})
     assert single.splitlines()[0].startswith("Scores of this model") and "->" not in single
+
+
+# --- the evaluate command: any model on any data, the training config kept ------------------------------
+
+
+def test_evaluate_base_model_on_a_manifest_with_pooled_scores(tmp_path, capsys):
+    frame = pd.read_json(SAMPLE_DIR / "test.jsonl", lines=True, dtype=False)
+    subset = pd.concat([frame[frame.dialect == "egyptian"].head(2), frame[frame.dialect == "iraqi"].head(3)])
+    subset = subset.assign(audio=[str(SAMPLE_DIR / a) for a in subset.audio])
+    manifest = tmp_path / "mine.jsonl"
+    subset.to_json(manifest, orient="records", lines=True, force_ascii=False)
+    main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--test-sets",
+          "egyptian,iraqi,gulf", "--output-dir", str(tmp_path / "eval"), "--batch-size", "8"])
+    captured = capsys.readouterr()
+    result = read_results(Path(captured.out.strip().splitlines()[-1]))
+    assert result["config"] is None and result["evaluated_model"]["kind"] == "base"
+    assert set(result["metrics"]) == {"egyptian", "iraqi"} and result["data"]["test"]["gulf"]["rows_used"] == 0
+    raw = result["metrics_pooled"]["raw"]
+    assert raw["n_utterances"] == 5
+    assert raw["word_errors"] == sum(result["metrics"][s]["raw"]["word_errors"] for s in ("egyptian", "iraqi"))
+    assert raw["wer"] == pytest.approx(100 * raw["word_errors"] / raw["ref_words"])
+    assert re.search(r"^  all test sets +5 utts +WER", captured.out, re.M)  # the pooled row of the score table
+    assert "test set gulf: no rows" in captured.out
+
+
+def test_evaluate_keeps_the_training_config_and_scores_through_ct2(adapter, tmp_path, capsys):
+    saved = json.loads((adapter / CONFIG_FILE).read_text())
+    main(["evaluate", "--model-path", str(adapter), "--source", "sample", "--test-sets", "gulf",
+          "--max-test-samples", "3", "--output-dir", str(tmp_path / "hf")])
+    main(["evaluate", "--model-path", str(adapter), "--source", "sample", "--test-sets", "gulf",
+          "--max-test-samples", "3", "--backend", "ct2", "--compute-type", "float32", "--output-dir", str(tmp_path / "ct2")])
+    hf, ct2 = read_results(tmp_path / "hf"), read_results(tmp_path / "ct2")
+    assert json.loads((adapter / CONFIG_FILE).read_text()) == saved
+    for r in (hf, ct2):
+        assert r["config"] == saved and r["evaluation"]["test_sets"] == ["gulf"] and r["config"]["dialect"] == "egyptian"
+    assert hf["evaluated_model"]["backend"] == "hf" and ct2["evaluated_model"]["backend"] == "ct2"
+    assert ct2["evaluated_model"]["compute_type"] == "float32"
+    assert ct2["metrics"]["gulf"]["raw"] == hf["metrics"]["gulf"]["raw"]  # same window (8 s) and weights at fp32
+    rows = pd.read_csv(tmp_path / "ct2" / "utterances.csv", keep_default_na=False)
+    assert len(rows) == 3 * len(SCHEMES) and set(rows.columns) == set(pd.read_csv(tmp_path / "hf" / "utterances.csv").columns)
+
+
+def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
+    path = cli._cmd_evaluate(cli._build_parser().parse_args(
+        ["evaluate", "--model-path", str(adapters["egyptian"]), "--dialect", "gulf", "--max-test-samples", "2",
+         "--output-dir", str(tmp_path / "eval")]))
+    result = json.loads(Path(path).read_text())
+    assert result["config"]["dialect"] == "egyptian"  # trained on egyptian, whatever it is scored on
+    assert result["evaluation"]["test_sets"] == ["gulf"] and list(result["metrics"]) == ["gulf"]
+    row = load_runs(tmp_path).runs.iloc[0]
+    assert (row["kind"], row["train_set"], row["eval_test_sets"]) == ("evaluation", "egyptian", "gulf")

@@ -4,8 +4,8 @@ in the notebooks' nbval tests)."""
 import pandas as pd
 from matplotlib.figure import Figure
 
-from arabicpeft import comparison, study
-from arabicpeft.results import variant_of, write_results
+from arabicpeft import comparison
+from arabicpeft.results import write_results
 
 
 def scores(wer, cer, n=6):
@@ -36,14 +36,6 @@ def fake_result(method="lora", precision="fp32", use_dora=False, wer=50.0, befor
                        "peak_memory": {"kind": memory_kind, "bytes": 512 * 1024**2},
                        "weights_bytes": 200_000, "saved_dir_bytes": 4_000_000},
     }
-
-
-def test_variant_labels():
-    assert variant_of({"method": "lora", "precision": "fp16", "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
-                       "lora_targets": "qkvo"}) == "lora fp16 r8 a16 d0.0 qkvo lr0.001"
-    assert variant_of({"method": "full", "precision": "fp32", "learning_rate": 3e-5}) == "full fp32 lr3e-05"
-    assert variant_of({"method": "lora", "precision": "nf4", "use_dora": True, "lora_r": 32, "lora_alpha": 64,
-                       "lora_dropout": 0.05, "lora_targets": "qv"}).startswith("dora nf4 r32")
 
 
 def test_scores_table_and_summary(tmp_path):
@@ -80,10 +72,3 @@ def test_log_frame_tolerates_missing_columns():
     result["training"]["log_history"] = [{"loss": 1.0, "step": 1}]
     frame = comparison._log_frame(result)
     assert list(frame.columns) == ["step", "loss", "eval_loss", "eval_wer"] and frame["eval_wer"].isna().all()
-
-
-def test_is_complete(tmp_path):
-    assert not study._is_complete(tmp_path / "absent.json")
-    done = write_results(tmp_path / "done", fake_result())
-    cut = write_results(tmp_path / "cut", fake_result(stopped=700))
-    assert study._is_complete(done) and not study._is_complete(cut)

@@ -1,5 +1,7 @@
 """The run config: choices, validation, what a resume may change, automatic choices."""
 
+import pytest
+
 from arabicpeft.config import ExperimentConfig
 
 
@@ -12,3 +14,45 @@ def test_the_sample_set_gets_the_short_encoder_window_automatically():
     assert kept.encoder_seconds == 30 and not none
     hub, none = automatic_choices(ExperimentConfig(source="hub"))
     assert hub.encoder_seconds is None and not none
+
+
+def test_lora_target_presets_and_custom_lists():
+    assert ExperimentConfig(lora_targets="qkvo").target_modules() == ["q_proj", "k_proj", "v_proj", "out_proj"]
+    assert ExperimentConfig(lora_targets="fc1, fc2").target_modules() == ["fc1", "fc2"]
+    assert "fc1" in ExperimentConfig(lora_targets="all-linear").target_modules()
+
+
+def test_bad_config_values_fail_clearly():
+    with pytest.raises(ValueError, match="Unknown method 'prefix' — choose one of lora, full"):
+        ExperimentConfig(method="prefix")
+    with pytest.raises(ValueError, match="Full fine-tuning of a int8-quantized model is not possible"):
+        ExperimentConfig(method="full", precision="int8")
+    with pytest.raises(ValueError, match="source='local' needs data_path"):
+        ExperimentConfig(source="local")
+
+
+# --- bad input: a clear error that says what was wrong and what to do ------------------------------------
+
+# (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)
+ERRORS = [
+    ("unknown dialect", lambda t, k: ExperimentConfig(dialect="sudanese"), ValueError,
+     r"Unknown dialect 'sudanese'. Valid names: egyptian, gulf"),
+    ("unknown method", lambda t, k: ExperimentConfig(method="prefix"), ValueError,
+     r"Unknown method 'prefix' — choose one of lora, full"),
+    ("unknown precision", lambda t, k: ExperimentConfig(precision="int3"), ValueError,
+     r"Unknown precision 'int3' — choose one of fp32"),
+    ("full fine-tuning of a quantized model", lambda t, k: ExperimentConfig(method="full", precision="nf4"),
+     ValueError, r"not possible .*use method='lora'"),
+    ("local source without a path", lambda t, k: ExperimentConfig(source="local"), ValueError,
+     r"source='local' needs data_path"),
+    ("validation fraction out of range", lambda t, k: ExperimentConfig(val_fraction=1.5), ValueError,
+     r"val_fraction must be between 0 and 1"),
+    ("unknown config field", lambda t, k: ExperimentConfig.from_dict({"lr": 1}), ValueError,
+     r"Unknown config fields: lr — remove them"),
+]
+
+
+@pytest.mark.parametrize("kind, call, error, message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_bad_input_is_a_clear_error(kind, call, error, message, tmp_path, tiny_processor):
+    with pytest.raises(error, match=message):
+        call(tmp_path, tiny_processor.tokenizer)

@@ -1,25 +1,36 @@
+"""The data path: the otozz feature format and audio manifests through every source, filtering (counted, never
+silent), splits, streaming, the collator, balanced mixtures.
+
+Below them, the bad-input catalogue of issue 9 (one entry per kind; each module's test file holds the errors that
+module raises, this one the data's): ERRORS and SKIPS, then the tests that hold the right values of the faults fixed
+(non-finite features, the label limit, manifests, stream counts, record keys).
+"""
+
 import time
+from pathlib import Path
 
 import datasets
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
-from conftest import EOT, PREFIX, otozz_labels, tone, write_audio_manifest
-from transformers import WhisperFeatureExtractor, WhisperProcessor
+from conftest import EOT, PREFIX, SOT, SR, _local, dataclasses_replace, otozz_labels, tone, write_audio_manifest
+from torch.utils.data import DataLoader
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
-from arabicpeft import audio, dialects
+from arabicpeft import audio
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (DataUnavailableError, InvalidRecord, SpeechCollator, _check_audio_record, _check_labels,
-                             load_splits, settle_counts)
+from arabicpeft.data import (DataUnavailableError, InvalidRecord, ManifestError, SpeechCollator, _check_audio_record,
+                             _check_feature_record, _check_labels, _feature_device, _filter_records, _record_format,
+                             feature_path, load_splits, load_test_sets, read_manifest, settle_counts)
 
-SOT = PREFIX[0]
-
-
-@pytest.fixture(scope="module")
-def processor30(tiny_processor):
-    """The real tokenizer with the standard 30 s extractor: the shape the otozz features have."""
-    return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tiny_processor.tokenizer)
+# the parts of the bad-input catalogue that other modules raise (it is counted below)
+import test_audio
+import test_config
+import test_profiles
+import test_run_dir
+import test_text
+import test_train
 
 
 def otozz_dir(tmp_path, tokenizer, n_train=20, n_test=6):
@@ -38,21 +49,9 @@ def otozz_dir(tmp_path, tokenizer, n_train=20, n_test=6):
     return tmp_path
 
 
-# --- registry --------------------------------------------------------------------------------------
-def test_registry():
-    assert dialects.get("all").parts == ("egyptian", "gulf", "iraqi", "levantine", "maghrebi")
-    assert "msa" not in dialects.get("all").parts
-    assert dialects.get("MSA").hub_train == ("otozz/MSA_train_set",)
-    assert dialects.get("egyptian").hub_test == ("otozz/egyptian_test_set",)
-    assert dialects.get("gulf").test_rows == 5408
-    with pytest.raises(ValueError, match="Unknown dialect 'sudanese'. Valid names: egyptian, gulf, iraqi, "
-                                         "levantine, maghrebi, msa, all"):
-        dialects.get("sudanese")
-    with pytest.raises(ValueError, match="Unknown dialect"):
-        ExperimentConfig(dialect="klingon")
-
-
 # --- otozz feature format through the local source ---------------------------------------------------
+
+
 def test_local_otozz_format_filters_and_splits(tmp_path, processor30):
     root = otozz_dir(tmp_path, processor30.tokenizer)
     cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), seed=42)
@@ -110,6 +109,8 @@ def test_hub_unreachable_stops_with_a_clear_message(monkeypatch, processor30):
 
 
 # --- audio format through a manifest -----------------------------------------------------------------
+
+
 def test_audio_manifest_filters_every_reason(tmp_path, tiny_processor):
     rows = [{"seconds": 1.0 + 0.1 * i, "text": f"مرحبا {i}", "dialect": "gulf"} for i in range(10)]
     rows += [
@@ -148,6 +149,8 @@ def test_missing_audio_files_and_directories_are_errors(tmp_path, tiny_processor
 
 
 # --- single-record errors (the messages a user sees) ----------------------------------------------------
+
+
 def test_record_errors_say_what_is_wrong(tmp_path, tiny_processor):
     tok = tiny_processor.tokenizer
     sf_path = tmp_path / "long.wav"
@@ -175,16 +178,9 @@ def test_record_errors_say_what_is_wrong(tmp_path, tiny_processor):
         audio.log_mel(tone(1.0), tiny_processor.feature_extractor, sampling_rate=8000)
 
 
-def test_load_audio_resamples_and_downmixes(tmp_path):
-    import soundfile as sf
-
-    stereo = np.stack([tone(1.0, 300), tone(1.0, 300)], axis=1)
-    sf.write(tmp_path / "s.wav", stereo[::2], 8_000)  # 8 kHz stereo
-    y = audio.load_audio(str(tmp_path / "s.wav"))
-    assert y.ndim == 1 and y.dtype == np.float32 and abs(len(y) - 16_000) <= 2
-
-
 # --- collator ----------------------------------------------------------------------------------------
+
+
 def test_collator_strips_start_token_once_and_pads(processor30):
     tok = processor30.tokenizer
     collate = SpeechCollator(processor30, decoder_start_token_id=SOT)
@@ -269,3 +265,267 @@ def test_pooled_manifest_needs_a_dialect_column(tmp_path, tiny_processor):
     cfg = ExperimentConfig(dialect="gulf", source="local", data_path=str(tmp_path))
     with pytest.raises(ValueError, match="Could not read the manifest .*test.jsonl"):
         load_splits(cfg, tiny_processor.tokenizer)
+
+
+def test_audio_features_are_computed_where_the_machine_says():
+    assert _feature_device("auto") == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    assert _feature_device("cpu") == "cpu"
+    assert feature_path("features") == "precomputed (the records' input_features)"
+    assert feature_path("audio", 0, "/c").startswith("read from the feature cache /c")
+    if not __import__("torch").cuda.is_available():
+        assert feature_path("audio", 2) == "computed per clip on the CPU in 2 DataLoader worker processes"
+
+
+def test_balanced_mixture_takes_as_many_records_of_each_dialect():
+    from arabicpeft.data import load_splits
+    from arabicpeft.model import _load_base
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="all", mixture="balanced",
+                           max_train_per_dialect=5, test_sets=["egyptian"], max_test_samples=1)
+    _, processor = _load_base(cfg)
+    splits = load_splits(cfg, processor.tokenizer)
+    assert splits.report["mixture"]["records_per_dialect"] == {d: 5 for d in ("egyptian", "gulf", "iraqi",
+                                                                               "levantine", "maghrebi")}
+    assert splits.report["n_train"] + splits.report["n_validation"] == 25
+    half = load_splits(dataclasses_replace(cfg, train_fraction=0.5), processor.tokenizer)
+    assert half.report["n_train"] == round(0.5 * splits.report["n_train"])
+
+
+# --- bad input (issue 9): clear errors, counted skips, conversions with the right value -----------------
+
+
+def _manifest(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+def _empty_validation(tmp_path, tok, streaming):
+    write_audio_manifest(tmp_path, [{"seconds": 1.0, "text": f"نص {i}"} for i in range(4)], "train")
+    write_audio_manifest(tmp_path, [{"seconds": 1.0, "text": "نص"}], "test")
+    # streamed: a tiny val_fraction sends every record to train; not streamed: max_eval_samples=0
+    cfg = (_local(tmp_path, streaming=True, max_eval_samples=4, val_fraction=1e-9) if streaming
+           else _local(tmp_path, max_eval_samples=0))
+    load_splits(cfg, tok)
+
+
+# (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)
+ERRORS = [
+    ("missing data directory", lambda t, k: load_splits(_local(t / "nowhere"), k), FileNotFoundError,
+     r"Local data directory not found: .*Check data_path"),
+    ("no manifest in the data directory", lambda t, k: load_splits(_local(t), k), FileNotFoundError,
+     r"No train data for gulf .*expected a save_to_disk directory gulf_train_set/ or a manifest"),
+    ("missing audio file", lambda t, k: (write_audio_manifest(t, [{"seconds": 1.0, "text": "نص"}]),
+                                         (t / "train-0.wav").unlink(), load_splits(_local(t), k)),
+     FileNotFoundError, r"1 audio file\(s\) listed in .*train.jsonl do not exist"),
+    ("unreadable JSONL manifest", lambda t, k: read_manifest(_manifest(
+        t, "train.jsonl", '{"audio": "a.wav", "text": "نص"}\n{"audio": "b.wav", "text": \n')), ManifestError,
+     r"train.jsonl, line 2: not valid JSON .*Each line must be one complete JSON object"),
+    ("unreadable CSV manifest", lambda t, k: read_manifest(_manifest(t, "train.csv", "audio,text\na.wav,نص\nb.wav,نص,زائد\n")),
+     ManifestError, r"train.csv: .*line 3.*Likely cause: a field holding a comma.*double quotes"),
+    ("manifest not in UTF-8", lambda t, k: read_manifest(_manifest(t, "train.csv", "audio,text\na.wav,caf\xe9\n".encode("latin-1"))),
+     ManifestError, r"train.csv, line 2: it is not UTF-8 text .*Save it as UTF-8"),
+    ("JSON manifest that is not a list", lambda t, k: read_manifest(_manifest(t, "train.json", '{"audio": "a.wav"}')),
+     ManifestError, r"must be a JSON list of objects"),
+    ("manifest without a text column", lambda t, k: (_manifest(t, "train.csv", "audio,transcript\na.wav,نص\n"),
+                                                     load_splits(_local(t), k)),
+     ValueError, r"lacks the column\(s\) \['text'\]: it needs 'audio' and 'text'"),
+    ("pooled manifest without a dialect column", lambda t, k: (write_audio_manifest(t, [{"seconds": 1.0, "text": "نص"}]),
+                                                               load_splits(ExperimentConfig(dialect="all", source="local", data_path=str(t)), k)),
+     ValueError, r"no 'dialect' column.*Add the column, or train one dialect"),
+    ("manifest without rows of the dialect", lambda t, k: (write_audio_manifest(t, [{"seconds": 1.0, "text": "نص", "dialect": "iraqi"}]),
+                                                           load_splits(_local(t), k)),
+     DataUnavailableError, r"no rows with dialect == 'gulf' \(it has \['iraqi'\]\). Add them, or pick"),
+    ("records of an unknown format", lambda t, k: _record_format(["path", "sentence"]), ValueError,
+     r"Unrecognised record format .*expected 'input_features' \+ 'labels'.*or 'audio' \+ 'text'"),
+    ("every record filtered out", lambda t, k: (write_audio_manifest(t, [{"seconds": 0.01, "text": "نص"}] * 3),
+                                                load_splits(_local(t), k)),
+     DataUnavailableError, r"Every one of the 3 records was filtered out: .*'too_short': 3.*Check the data"),
+    ("streaming without a validation size", lambda t, k: load_splits(_local(t, streaming=True), k), ValueError,
+     r"streaming=True needs max_eval_samples.*e.g. 500"),
+    ("empty validation split, streamed", lambda t, k: _empty_validation(t, k, True), DataUnavailableError,
+     r"The validation split is empty .*val_fraction=1e-09.*Use more training data, a larger val_fraction"),
+    ("empty validation split, not streamed", lambda t, k: _empty_validation(t, k, False), DataUnavailableError,
+     r"The validation split is empty .*max_eval_samples=0.*Use more training data"),
+    ("features of the wrong shape (128 mels)", lambda t, k: SpeechCollator(_Proc30(k), SOT)(
+        [{"input_features": np.zeros((128, 3000), np.float32), "labels": PREFIX + [EOT]}]), ValueError,
+     r"input_features of shape \(128, 3000\).*use an 80-mel Whisper"),
+]
+
+
+class _Proc30:
+    """The tiny tokenizer with the standard 30 s extractor (the otozz feature shape)."""
+
+    def __init__(self, tokenizer):
+        from transformers import WhisperFeatureExtractor
+
+        self.feature_extractor, self.tokenizer = WhisperFeatureExtractor(), tokenizer
+
+
+@pytest.mark.parametrize("kind, call, error, message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_bad_input_is_a_clear_error(kind, call, error, message, tmp_path, tiny_processor):
+    with pytest.raises(error, match=message):
+        call(tmp_path, tiny_processor.tokenizer)
+
+
+def _nan_tone():
+    y = tone(1.0)
+    y[100] = np.nan
+    return y
+
+
+# (kind, training-manifest row, filter reason); each row is one bad clip among good ones
+SKIPS = [
+    ("empty transcript (training)", {"seconds": 1.0, "text": "  "}, "empty_transcript"),
+    ("audio too short", {"seconds": 0.05, "text": "قصير"}, "too_short"),
+    ("audio longer than the encoder window", {"seconds": 9.0, "text": "طويل"}, "too_long"),
+    ("corrupt audio file", {"file_bytes": b"RIFF not really a wav", "text": "تالف"}, "undecodable"),
+    ("transcript longer than the decoder", {"seconds": 1.0, "text": "كلمة " * 500}, "labels_too_long"),
+    ("NaN in the audio", {"array": _nan_tone(), "text": "نص"}, "non_finite"),
+]
+
+
+@pytest.mark.parametrize("kind, row, reason", SKIPS, ids=[s[0] for s in SKIPS])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_bad_record_is_a_counted_skip(kind, row, reason, streaming, tmp_path, tiny_processor):
+    good = [{"seconds": 1.0 + 0.05 * i, "text": f"مرحبا {i}"} for i in range(10)]
+    if "array" in row:  # an in-memory record: written as a float WAV keeps the NaN
+        sf.write(tmp_path / "bad.wav", row["array"], SR, subtype="FLOAT")
+        row = {"file_bytes": (tmp_path / "bad.wav").read_bytes(), "text": row["text"]}
+    write_audio_manifest(tmp_path, good + [row], "train")
+    write_audio_manifest(tmp_path, good[:1], "test")
+    cfg = _local(tmp_path, streaming=streaming, max_eval_samples=10 if streaming else None, val_fraction=0.5)
+    splits = load_splits(cfg, tiny_processor.tokenizer, max_seconds=8)
+    if streaming:
+        list(splits.train)  # a stream is counted as it is read
+    pool = settle_counts(splits.report)["train_pool"]
+    assert (pool["rows_in"], pool["rows_used"]) == (11, 10)
+    assert pool["filtered"][reason] == 1 and sum(pool["filtered"].values()) == 1
+
+
+# The catalogue's errors live with the module that raises them: this file holds the data's.
+CATALOGUE_ERRORS = [*ERRORS, *test_audio.ERRORS, *test_config.ERRORS, *test_profiles.ERRORS,
+                    *test_run_dir.ERRORS, *test_text.ERRORS, *test_train.ERRORS]
+
+
+def test_the_catalogue_lists_at_least_25_kinds():
+    kinds = [e[0] for e in CATALOGUE_ERRORS] + [s[0] for s in SKIPS] + CONVERSIONS
+    assert len(kinds) >= 25 and len(set(kinds)) == len(kinds)
+
+
+CONVERSIONS = ["integer PCM array", "multi-channel array", "wrong sample rate (resampled)", "manifest with a BOM",
+               "manifest with Windows line endings", "NaN in precomputed features", "labels of 449/450 ids",
+               "empty transcript in a test set (scored)", "reference longer than the generation budget",
+               "records sharing a transcript", "stream read by DataLoader workers"]
+
+
+def test_non_finite_features_are_filtered_and_counted(tiny_processor):
+    """Item 3: a feature record with one NaN (or Inf) is filtered as non_finite, streamed or not (before: it
+    was transcribed as "!!!!!!!!!!!!" and scored)."""
+    tok = tiny_processor.tokenizer
+    feats = [np.zeros((80, 10), np.float32) + i for i in range(4)]
+    feats[1][3, 4], feats[2][0, 0] = np.nan, np.inf
+    ds = datasets.Dataset.from_dict({"input_features": feats, "labels": [otozz_labels(tok, f"نص {i}") for i in range(4)]})
+    with pytest.raises(InvalidRecord, match="NaN or infinite values.*Recompute the features") as err:
+        _check_feature_record({"input_features": feats[1], "labels": otozz_labels(tok, "نص")}, tok)
+    assert err.value.reason == "non_finite"
+    for stream in (False, True):
+        report = {}
+        kept = _filter_records(ds.to_iterable_dataset() if stream else ds, "features", tok, 30, report)
+        assert len(list(kept)) == 2
+        report = settle_counts(report)
+        assert report["rows_in"] == 4 and report["filtered"]["non_finite"] == 2
+
+
+def test_the_label_limit_is_the_models_decoder_positions(tiny_processor):
+    """Item 4: 449 ids starting with <|startoftranscript|> fit (the collator strips it: 448 decoder positions);
+    450 are filtered; the limit is the model's max_target_positions, not a constant."""
+    tok = tiny_processor.tokenizer
+    fits = PREFIX + [400] * 444 + [EOT]
+    assert len(fits) == 449
+    _check_labels(fits, tok, max_positions=448)
+    assert SpeechCollator(tiny_processor, SOT)([{"input_features": np.zeros((80, 800), np.float32),
+                                                  "labels": fits}])["labels"].shape == (1, 448)
+    with pytest.raises(InvalidRecord, match="450 tokens long and needs 449 decoder positions.*at most 448") as err:
+        _check_labels(PREFIX + [400] * 445 + [EOT], tok, max_positions=448)
+    assert err.value.reason == "labels_too_long"
+    _check_labels(fits[1:], tok, max_positions=448)  # no <|startoftranscript|>: every id takes a position
+    with pytest.raises(InvalidRecord):
+        _check_labels(fits[1:] + [400], tok, max_positions=448)
+    with pytest.raises(InvalidRecord, match="at most 100"):  # a smaller decoder: its own limit
+        _check_labels(PREFIX + [400] * 100 + [EOT], tok, max_positions=100)
+
+
+@pytest.mark.parametrize("suffix, content", [
+    (".csv", "\ufeffaudio,text,dialect\r\na.wav,مرحبا,gulf\r\nb.wav,\"نعم، لا\",gulf\r\n"),
+    (".jsonl", '\ufeff{"audio": "a.wav", "text": "مرحبا", "dialect": "gulf"}\r\n'
+               '{"audio": "b.wav", "text": "نعم، لا", "dialect": "gulf"}\r\n'),
+    (".json", '\ufeff[{"audio": "a.wav", "text": "مرحبا", "dialect": "gulf"},\r\n'
+              ' {"audio": "b.wav", "text": "نعم، لا", "dialect": "gulf"}]\r\n'),
+])
+def test_manifests_with_a_bom_and_windows_line_endings_are_read(suffix, content, tmp_path, tiny_processor):
+    """Item 5: UTF-8 with a byte-order mark and CRLF line endings, in CSV, JSONL and JSON."""
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, tone(1.0), SR)
+    (tmp_path / f"train{suffix}").write_bytes(content.encode("utf-8"))
+    frame = read_manifest(tmp_path / f"train{suffix}")
+    assert list(frame.columns) == ["audio", "text", "dialect"]
+    assert list(frame["text"]) == ["مرحبا", "نعم، لا"]
+    (tmp_path / f"test{suffix}").write_bytes(content.encode("utf-8"))
+    tests, report, _ = load_test_sets(_local(tmp_path), tiny_processor.tokenizer, max_seconds=8)
+    assert report["gulf"]["rows_used"] == 2 and list(tests["gulf"]["text"]) == ["مرحبا", "نعم، لا"]
+
+
+def _feature_dir(root: Path, tok, n: int, features=None, texts=None, bad=()):
+    """A local otozz-format copy with small (80 x 10) features; rows in ``bad`` get an empty transcript."""
+    texts = texts or [f"جملة {i}" for i in range(n)]
+    labels = [PREFIX + [EOT] if i in bad else otozz_labels(tok, texts[i]) for i in range(n)]
+    features = features or [np.full((80, 10), 0.01 * i, np.float32) for i in range(n)]
+    datasets.Dataset.from_dict({"input_features": features, "labels": labels}).save_to_disk(root / "egyptian_train_set")
+    datasets.Dataset.from_dict({"input_features": features[:2], "labels": labels[:2]}).save_to_disk(
+        root / "egyptian_test_set")
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_stream_counts_are_exact_whatever_the_dataloader_workers(workers, tmp_path, tiny_processor):
+    """Item 9: 16 rows (3 filtered) read through a DataLoader with 0, 1 or 2 workers are counted 16 / 13
+    (before: 6 with 1 worker through the API, 3 through the CLI)."""
+    tok = tiny_processor.tokenizer
+    root = _feature_dir(tmp_path, tok, 16, bad=(2, 7, 11))
+    cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True,
+                           max_eval_samples=1, seed=3)
+    splits = load_splits(cfg, tok)
+    for _ in range(2):  # two epochs: each record still counted once
+        seen = sum(len(b) for b in DataLoader(splits.train, batch_size=2, num_workers=workers, collate_fn=list))
+    pool = settle_counts(splits.report)["train_pool"]
+    assert pool["rows_in"] == 16 and pool["rows_used"] == 13 and pool["filtered"]["empty_transcript"] == 3
+    assert seen + len(splits.validation) <= 13
+
+
+def test_records_sharing_a_transcript_are_distinct_and_never_leak(tmp_path, tiny_processor):
+    """Item 10: 4 different recordings of "نعم" count as 4 (before: 1), and each lands on one side of the
+    streamed train/validation split in every pass."""
+    tok = tiny_processor.tokenizer
+    rng = np.random.default_rng(0)
+    features = [rng.normal(size=(80, 10)).astype(np.float32) for _ in range(12)]
+    texts = ["نعم"] * 4 + [f"جملة {i}" for i in range(8)]
+    root = _feature_dir(tmp_path, tok, 12, features=features, texts=texts)
+    cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True,
+                           max_eval_samples=12, val_fraction=0.4, seed=1)
+    splits = load_splits(cfg, tok)
+    key = lambda r: np.asarray(r["input_features"], dtype=np.float32).tobytes()  # noqa: E731
+    passes = [{key(r) for r in splits.train} for _ in range(2)]
+    validation = {key(r) for r in splits.validation}
+    assert passes[0] == passes[1] and not passes[0] & validation
+    assert len(passes[0]) + len(validation) == 12
+    yes = {f.tobytes() for f in features[:4]}
+    assert len(yes & (passes[0] | validation)) == 4
+    assert settle_counts(splits.report)["train_pool"]["rows_in"] == 12
+    # audio records: the same text, different arrays
+    audio_rows = [{"audio": {"array": tone(1.0, 200 + 50 * i), "sampling_rate": SR}, "text": "نعم"} for i in range(4)]
+    from arabicpeft.data import _record_key
+
+    assert len({_record_key(r) for r in audio_rows}) == 4
+    assert _record_key(audio_rows[0]) == _record_key({"audio": {"array": tone(1.0, 200), "sampling_rate": SR},
+                                                    "text": "نعم"})

@@ -1,24 +1,31 @@
 """Evaluation decoding (issue 10, items 1 and 5): each utterance bounded by what its audio can hold, batches of
 similar duration, suppressed tokens from a precomputed mask. Transcripts of every utterance that ends by itself
 are identical to plain batched ``generate`` in dataset order (today's path before the change); a looping one is
-that path's transcript cut at its limit."""
+that path's transcript cut at its limit.
+
+Then scoring (issue 9): empty test transcripts are scored, not filtered; a reference longer than the generation
+budget is counted and warned about."""
+
+import warnings
 
 import datasets
 import numpy as np
 import pytest
 import torch
+from conftest import EOT, PREFIX, _local, write_audio_manifest
 from torch.utils.data import DataLoader
+from transformers import WhisperForConditionalGeneration
 from transformers.generation.logits_process import SuppressTokensAtBeginLogitsProcessor, SuppressTokensLogitsProcessor
+from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import SpeechCollator, load_test_sets
+from arabicpeft.data import SpeechCollator, _check_labels, load_test_sets
 from arabicpeft.dialects import VARIETIES
 from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record,
                                  generation_budget, transcribe)
+from arabicpeft.metrics import score
 from arabicpeft.model import LANGUAGE, TASK, cut_encoder, load_model, window_seconds
-
-from conftest import SR, tone
 
 
 def _plain_generate(model, processor, ds, batch_size):
@@ -52,18 +59,6 @@ def _check_against_plain(model, processor, ds, batch_size):
         assert hyp == tok.decode(ids[:limit], skip_special_tokens=True)
         assert hit == (len(ids) >= limit)
     return plain, limits, reached
-
-
-def test_audio_frames_are_the_frames_before_the_padding(tiny_processor):
-    extractor = tiny_processor.feature_extractor
-    for seconds in (0.5, 1.37, 2.0):
-        samples = tone(seconds)
-        frames = audio_lib.audio_frames(audio_lib.log_mel(samples, extractor))
-        # frame t covers samples t*160 +- 200 (n_fft 400, centred): audio reaches frame ceil((n + 200) / 160) - 1
-        assert int(frames) == int(np.ceil((len(samples) + 200) / 160)), seconds
-    batch = np.stack([audio_lib.log_mel(tone(s), extractor) for s in (0.5, 2.0)])
-    assert audio_lib.audio_frames(batch).tolist() == [int(np.ceil((0.5 * SR + 200) / 160)), int(np.ceil((2 * SR + 200) / 160))]
-    assert audio_lib.audio_frames(np.zeros((80, 30), np.float32)) == 0
 
 
 def test_decode_limits():
@@ -125,3 +120,78 @@ def test_whisper_base_transcripts_are_todays_unless_they_loop(base):
     plain, limits, reached = _check_against_plain(model, processor, ds, batch_size=4)
     assert reached == [i in LOOPING for i in ds["id"]]
     assert all(len(ids) >= 120 for ids, hit in zip(plain, reached) if hit)  # they ran to the budget before
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    from arabicpeft.model import _load_base
+
+    model, processor = _load_base(ExperimentConfig(model="tiny-random", generation_max_length=6))
+    return model, processor
+
+
+def test_empty_test_transcripts_are_scored_not_filtered(tmp_path, tiny_model):
+    """Item 6: a test clip with an empty transcript is kept; its hypothesis words are insertions and
+    empty_references counts it. Training keeps filtering it (counted)."""
+    from arabicpeft.evaluate import evaluate_sets
+
+    model, processor = tiny_model
+    rows = [{"seconds": 1.0, "text": "مرحبا"}, {"seconds": 1.5, "text": ""}, {"seconds": 2.0, "text": "نعم"}]
+    write_audio_manifest(tmp_path, rows, "test")
+    tests, report, _ = load_test_sets(_local(tmp_path), processor.tokenizer, max_seconds=8)
+    assert len(tests["gulf"]) == 3 and report["gulf"]["empty_transcript_scored"] == 1
+    assert report["gulf"]["filtered"]["empty_transcript"] == 0
+    metrics, utts = evaluate_sets(model, processor, tests)
+    raw = metrics["gulf"]["raw"]
+    assert raw["n_utterances"] == 3 and raw["empty_references"] == 1 and raw["ref_words"] == 2
+    silent = utts[(utts.scheme == "raw") & (utts.utt_index == 1)].iloc[0]
+    assert silent.ref_words == 0 and silent.word_errors == len(silent.hypothesis.split()) > 0
+    assert raw["word_errors"] == utts[utts.scheme == "raw"].word_errors.sum()
+    # the same rule without a model
+    assert score(["", "a b"], ["x y", "a b"])["word_errors"] == 2
+
+
+class Parrot(WhisperForConditionalGeneration):
+    """Says its ``target`` ids whatever it hears: a model that produces a given reference, through the real
+    Whisper generate loop (prompt, suppressions, budget)."""
+
+    target: list = []
+
+    def forward(self, *args, decoder_input_ids=None, **kwargs):
+        step = decoder_input_ids.shape[1]  # no cache: the whole sequence so far
+        logits = torch.full((decoder_input_ids.shape[0], 1, self.config.vocab_size), -1e9)
+        logits[:, -1, self.target[step] if step < len(self.target) else EOT] = 0.0
+        return Seq2SeqLMOutput(logits=logits)
+
+
+def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_papers(tiny_model):
+    """Item 7: a kept 294-token reference is matched in full under the default budget; under the paper's 225
+    it is cut, counted in references_over_budget, and a warning says so."""
+    from arabicpeft.config import PAPER_GENERATION_MAX_LENGTH
+    from arabicpeft.evaluate import evaluate_sets, generation_budget
+
+    base, processor = tiny_model
+    tok = processor.tokenizer
+    labels = PREFIX + tok.encode(" ".join(["كلمة"] * 200), add_special_tokens=False)[:289] + [EOT]
+    assert len(labels) == 294
+    _check_labels(labels, tok, max_positions=base.config.max_target_positions)  # admitted
+    model = Parrot(base.config)
+    model.generation_config = base.generation_config
+    model.generation_config.use_cache = False
+    Parrot.target = labels
+    ds = datasets.Dataset.from_dict({"input_features": [np.zeros((80, 800), np.float32)], "labels": [labels]})
+    test_sets = {"long": ds.with_format("numpy")}
+
+    model.generation_config.max_length = base.config.max_target_positions  # the default (None -> model's limit)
+    assert generation_budget(model, tok) == 444
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no budget warning
+        metrics, _ = evaluate_sets(model, processor, test_sets)
+    assert metrics["long"]["raw"]["word_errors"] == 0 and metrics["long"]["raw"]["references_over_budget"] == 0
+
+    model.generation_config.max_length = PAPER_GENERATION_MAX_LENGTH
+    with pytest.warns(UserWarning, match="1 of 1 references are longer than the generation budget of 225 tokens "
+                                         r"\(longest 289\).*Raise generation_max_length"):
+        metrics, _ = evaluate_sets(model, processor, test_sets)
+    assert metrics["long"]["raw"]["references_over_budget"] == 1 and metrics["long"]["raw"]["word_errors"] > 0
+    assert metrics["long"]["raw"]["generation_budget_tokens"] == 225

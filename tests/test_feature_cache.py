@@ -5,20 +5,12 @@ import json
 import datasets
 import numpy as np
 import pytest
-from conftest import otozz_labels
-from transformers import WhisperFeatureExtractor, WhisperProcessor
+from conftest import SOT, otozz_labels
+from transformers import WhisperFeatureExtractor
 
 from arabicpeft import cli, feature_cache
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (SpeechCollator, build_feature_cache, _feature_device, feature_path, input_features,
-                             load_splits, load_test_sets, _record_key)
-
-SOT = 50258
-
-
-@pytest.fixture(scope="module")
-def processor30(tiny_processor):
-    return WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tiny_processor.tokenizer)
+from arabicpeft.data import SpeechCollator, build_feature_cache, input_features, load_splits, load_test_sets, _record_key
 
 
 def otozz_records(tokenizer) -> dict:
@@ -164,12 +156,3 @@ def test_cache_command_on_the_sample_set_gives_the_collators_features_bitwise(tm
             assert np.array_equal(fa.view(np.uint32), fb.view(np.uint32)) and la == list(lb)
             n += 1
     assert n == 72 == len(direct.train) + len(direct.validation) + len(direct.test["egyptian"])
-
-
-def test_audio_features_are_computed_where_the_machine_says():
-    assert _feature_device("auto") == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
-    assert _feature_device("cpu") == "cpu"
-    assert feature_path("features") == "precomputed (the records' input_features)"
-    assert feature_path("audio", 0, "/c").startswith("read from the feature cache /c")
-    if not __import__("torch").cuda.is_available():
-        assert feature_path("audio", 2) == "computed per clip on the CPU in 2 DataLoader worker processes"

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from arabicpeft.results import peak_memory, provenance, read_results, reset_peak_memory, write_results
+from arabicpeft.results import peak_memory, provenance, read_results, reset_peak_memory, variant_of, write_results
 
 
 def test_results_are_written_atomically_with_provenance_and_no_nan(tmp_path):
@@ -98,3 +98,11 @@ def test_load_runs_keeps_what_an_evaluation_evaluated_apart_from_what_was_traine
     assert frame.loc["evaluated", "system"] != frame.loc["trained", "system"]
     scores = runs.scores()
     assert set(scores["train_set"]) == {"gulf"} and set(scores["test_set"]) == {"egyptian"}
+
+
+def test_variant_labels():
+    assert variant_of({"method": "lora", "precision": "fp16", "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+                       "lora_targets": "qkvo"}) == "lora fp16 r8 a16 d0.0 qkvo lr0.001"
+    assert variant_of({"method": "full", "precision": "fp32", "learning_rate": 3e-5}) == "full fp32 lr3e-05"
+    assert variant_of({"method": "lora", "precision": "nf4", "use_dora": True, "lora_r": 32, "lora_alpha": 64,
+                       "lora_dropout": 0.05, "lora_targets": "qv"}).startswith("dora nf4 r32")

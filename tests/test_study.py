@@ -1,22 +1,23 @@
-"""The study launcher: designs as data, planning, skip/resume/failure bookkeeping, the manifest, the CLI; the
-adapter bank (named adapters, per-utterance adapters, adapter disabled == base) and merging an adapter."""
+"""The study launcher: designs as data, planning, skip/resume/failure bookkeeping, the manifest, the CLI; merging
+a LoRA start into the base of the next stage. (The adapter bank's tests are in test_bank.py.)"""
 
 import copy
 import json
 from pathlib import Path
 
 import pytest
+from conftest import dataclasses_replace
 
 from arabicpeft import cli, study
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.results import load_runs, write_results
+from arabicpeft.results import write_results
 
 NO_GPU = {"cuda": False, "count": 0, "name": None, "capability": None, "memory_bytes": None, "cuda_version": None}
 
 BASE = ExperimentConfig(model="tiny-random", source="sample", max_steps=2)
 
 
-def fake_result(cfg, stopped=None):
+def fake_result(cfg=BASE, stopped=None):
     return {"config": cfg.to_dict(), "data": {"source": "sample", "n_train": 40}, "synthetic": True,
             "metrics": {}, "training": {"global_step": 2, "stopped_by_time_budget_at_step": stopped},
             "efficiency": {}}
@@ -115,12 +116,6 @@ def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tm
     assert len(fake_train) == 5 and again.runs["train/lora_egyptian_seed42"]["status"] == "done"
 
 
-def dataclasses_replace(cfg, **kw):
-    import dataclasses
-
-    return dataclasses.replace(cfg, **kw)
-
-
 def test_started_stage_waits_for_its_start_and_points_at_its_model(fake_train, tmp_path):
     design = study.mixing(BASE, targets=["egyptian", "gulf"], methods=["full"], seeds=[42], mixtures=["balanced"])
     design.stages[0].axes["mixture"] = ["balanced"]
@@ -171,76 +166,7 @@ def test_launcher_restores_a_previous_kaggle_session_by_study_path(monkeypatch, 
     assert (Path(cfg.output_dir) / "checkpoints" / "checkpoint-1").is_dir()
 
 
-# --- real tiny models: the adapter bank and merging ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def adapters(tmp_path_factory):
-    """Two LoRA adapters on tiny-random with random (non-zero) weights, saved as a training run saves them."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from arabicpeft.model import _load_base, save_trained
-
-    root = tmp_path_factory.mktemp("adapters")
-    paths = {}
-    for i, dialect in enumerate(("egyptian", "levantine")):
-        cfg = ExperimentConfig(model="tiny-random", source="sample", dialect=dialect, generation_max_length=12,
-                               lora_r=4, lora_alpha=8, lora_targets="qkvo")
-        torch.manual_seed(i)
-        base, processor = _load_base(cfg)
-        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=cfg.target_modules(),
-                                                init_lora_weights=False))
-        paths[dialect] = save_trained(model, processor, cfg, root / dialect / "model")
-    return paths
-
-
-def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
-    import datasets
-
-    from arabicpeft import bank
-    from arabicpeft.data import load_test_sets
-    from arabicpeft.evaluate import transcribe
-    from arabicpeft.model import _load_base
-
-    model, processor, cfg = bank.load_bank(adapters)
-    assert set(model.peft_config) == {"egyptian", "levantine"}
-    tests, _, _ = load_test_sets(dataclasses_replace(cfg, test_sets=["egyptian", "levantine"], max_test_samples=3),
-                                 processor.tokenizer)
-    mixed = datasets.concatenate_datasets([tests["egyptian"], tests["levantine"]])
-    names = ["egyptian", "levantine", "egyptian", "levantine", "__base__", "egyptian"]
-    _, hyps = transcribe(model, processor, mixed, batch_size=6, adapter_names=names)  # one generate call
-    alone = {}
-    for name in ("egyptian", "levantine"):
-        model.set_adapter(name)
-        alone[name] = transcribe(model, processor, mixed, batch_size=6)[1]
-    with model.disable_adapter():
-        disabled = transcribe(model, processor, mixed, batch_size=6)[1]
-    base, base_processor = _load_base(cfg)
-    plain = transcribe(base, base_processor, mixed, batch_size=6)[1]
-    assert disabled == plain  # the adapters disabled give exactly the base model's transcripts
-    expected = [plain[i] if n == "__base__" else alone[n][i] for i, n in enumerate(names)]
-    assert hyps == expected
-    assert alone["egyptian"] != plain  # the adapters do change the output (so the test can fail)
-    with pytest.raises(ValueError, match="one per record"):
-        transcribe(model, processor, mixed, adapter_names=names[:2])
-
-
-def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_path):
-    from arabicpeft.bank import evaluate_bank
-
-    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "gulf", "levantine"],
-                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
-    path = evaluate_bank(cfg, adapters, tmp_path / "bank")
-    result = json.loads(path.read_text())
-    assert result["kind"] == "evaluation" and list(result["metrics"]) == ["egyptian", "levantine"]
-    assert result["evaluation"]["not_in_bank"] == ["gulf"]
-    assert result["efficiency"]["weights_bytes"] == sum(result["efficiency"]["adapters_bytes"].values()) > 0
-    runs = load_runs(tmp_path)
-    row = runs.runs.iloc[0]
-    assert (row["kind"], row["train_set"], row["stage"]) == ("evaluation", "bank", "bank")
-    scores = runs.scores()
-    assert set(scores["scored"]) == {"trained", "start"} and (scores["n_utterances"] == 2).all()
+# --- real tiny models: merging a LoRA start --------------------------------------------------------------------
 
 
 def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_path):
@@ -273,32 +199,6 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
     torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
-    path = cli._cmd_evaluate(cli._build_parser().parse_args(
-        ["evaluate", "--model-path", str(adapters["egyptian"]), "--dialect", "gulf", "--max-test-samples", "2",
-         "--output-dir", str(tmp_path / "eval")]))
-    result = json.loads(Path(path).read_text())
-    assert result["config"]["dialect"] == "egyptian"  # trained on egyptian, whatever it is scored on
-    assert result["evaluation"]["test_sets"] == ["gulf"] and list(result["metrics"]) == ["gulf"]
-    row = load_runs(tmp_path).runs.iloc[0]
-    assert (row["kind"], row["train_set"], row["eval_test_sets"]) == ("evaluation", "egyptian", "gulf")
-
-
-def test_balanced_mixture_takes_as_many_records_of_each_dialect():
-    from arabicpeft.data import load_splits
-    from arabicpeft.model import _load_base
-
-    cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="all", mixture="balanced",
-                           max_train_per_dialect=5, test_sets=["egyptian"], max_test_samples=1)
-    _, processor = _load_base(cfg)
-    splits = load_splits(cfg, processor.tokenizer)
-    assert splits.report["mixture"]["records_per_dialect"] == {d: 5 for d in ("egyptian", "gulf", "iraqi",
-                                                                               "levantine", "maghrebi")}
-    assert splits.report["n_train"] + splits.report["n_validation"] == 25
-    half = load_splits(dataclasses_replace(cfg, train_fraction=0.5), processor.tokenizer)
-    assert half.report["n_train"] == round(0.5 * splits.report["n_train"])
-
-
 def test_offline_mini_preset_plans_both_studies_and_the_bank_and_shrinks_in_the_ci_profile(monkeypatch, capsys):
     from arabicpeft import profiles
 
@@ -316,15 +216,8 @@ def test_offline_mini_preset_plans_both_studies_and_the_bank_and_shrinks_in_the_
     assert [r.cfg.max_steps for r in tiny if r.stage.name == "pool"] == [profiles._CI_OVERRIDES["max_steps"] * 3 // 2]
 
 
-def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tmp_path):
-    from arabicpeft import analysis
-    from arabicpeft.bank import evaluate_bank
-
-    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "levantine"],
-                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
-    evaluate_bank(cfg, adapters, tmp_path / "bank")
-    table = analysis.bank_comparison(load_runs(tmp_path).utterances(), n_boot=200)
-    assert set(table["role"]) == {"base", "adapter bank"} and len(table) == 4  # 2 roles x 2 test sets
-    result = json.loads((tmp_path / "bank" / "results.json").read_text())
-    base = table[table["role"] == "base"].set_index("test_set")["wer"]
-    assert base.to_dict() == pytest.approx({t: m["raw"]["wer"] for t, m in result["metrics_before"].items()})
+def test_is_complete(tmp_path):
+    assert not study._is_complete(tmp_path / "absent.json")
+    done = write_results(tmp_path / "done", fake_result())
+    cut = write_results(tmp_path / "cut", fake_result(stopped=700))
+    assert study._is_complete(done) and not study._is_complete(cut)

@@ -12,11 +12,15 @@ def v1(text):
 
 
 # --- raw -------------------------------------------------------------------------------------------
+
+
 def test_raw_only_collapses_whitespace():
     assert normalize("  السَّلامُ   عليكم،\tيا  أحمد  ", "raw") == "السَّلامُ عليكم، يا أحمد"
 
 
 # --- leaderboard -----------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -46,6 +50,8 @@ def test_leaderboard_keeps_alef_maqsura_and_ta_marbuta():
 
 
 # --- ar_norm_v1 ------------------------------------------------------------------------------------
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -87,6 +93,8 @@ def test_ar_norm_v1_is_kept_as_it_was():
 
 
 # --- ar_norm_v2 ------------------------------------------------------------------------------------
+
+
 def v2(text):
     return normalize(text, "ar_norm_v2")
 
@@ -141,3 +149,18 @@ def test_schemes_and_errors():
         normalize("نص", "basic")
     with pytest.raises(TypeError):
         normalize(None)
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+# (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)
+ERRORS = [
+    ("unknown normalizer", lambda t, k: normalize("نص", "basic"), ValueError,
+     r"Unknown normalization scheme 'basic'; choose one of raw, leaderboard"),
+]
+
+
+@pytest.mark.parametrize("kind, call, error, message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_bad_input_is_a_clear_error(kind, call, error, message, tmp_path, tiny_processor):
+    with pytest.raises(error, match=message):
+        call(tmp_path, tiny_processor.tokenizer)

@@ -1,4 +1,5 @@
-"""Real (tiny) runs through the whole pipeline: CLI -> data -> Seq2SeqTrainer -> evaluation -> results."""
+"""Real (tiny) runs through the whole pipeline: CLI -> data -> Seq2SeqTrainer -> evaluation -> results; resuming,
+time budgets, mixed precision, the global batch over processes and the token-mean loss."""
 
 import contextlib
 import io
@@ -9,12 +10,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import write_audio_manifest
 
 from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.model import _add_lora, build_model, count_parameters, _load_base
+from arabicpeft.data import DataUnavailableError
+from arabicpeft.errors import ConfigError
 from arabicpeft.results import read_results
 from arabicpeft.text import SCHEMES
+from arabicpeft.train import _per_device_batch, token_mean_loss
 
 TINY = ["--model", "tiny-random", "--source", "sample", "--dialect", "egyptian", "--learning-rate", "1e-3",
         "--warmup-steps", "0", "--batch-size", "8", "--eval-steps", "10", "--max-eval-samples", "8",
@@ -177,60 +181,6 @@ def test_evaluate_cli_reproduces_the_run_scores(full_run, capsys, tmp_path):
     assert evaluated["metrics"] == last["metrics"]  # greedy decoding of the saved best model is deterministic
 
 
-def test_lora_with_adapter_disabled_is_exactly_the_base_model():
-    cfg = ExperimentConfig(model="tiny-random", method="lora", lora_targets="all-linear", seed=0)
-    base, _ = _load_base(cfg)
-    base.eval()
-    torch.manual_seed(0)
-    feats = torch.randn(2, 80, 800)
-    dec = torch.tensor([[50258, 50272, 50359, 50363]] * 2)
-    with torch.no_grad():
-        reference = base(input_features=feats, decoder_input_ids=dec).logits.clone()
-        model = _add_lora(base, cfg)
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_()  # a trained-looking adapter that really changes the output
-        model.eval()
-        with model.disable_adapter():
-            off = model(input_features=feats, decoder_input_ids=dec).logits
-        on = model(input_features=feats, decoder_input_ids=dec).logits
-    assert torch.equal(off, reference)
-    assert not torch.allclose(on, reference)
-
-
-def test_lora_trainable_parameters_are_what_the_config_says():
-    cfg = ExperimentConfig(model="tiny-random", method="lora")  # r 32 on q_proj, v_proj
-    model, _ = build_model(cfg)
-    trainable, total = count_parameters(model)
-    # 2 encoder self-attn + 2 decoder self-attn + 2 decoder cross-attn, q and v each: A (32x64) + B (64x32)
-    assert trainable == 6 * 2 * (32 * 64 + 64 * 32)
-    assert total == trainable + count_parameters(_load_base(cfg)[0])[1]
-    dora, _ = build_model(ExperimentConfig(model="tiny-random", method="lora", use_dora=True))
-    assert any("lora_magnitude_vector" in n for n, _ in dora.named_parameters())
-
-
-def test_lora_target_presets_and_custom_lists():
-    assert ExperimentConfig(lora_targets="qkvo").target_modules() == ["q_proj", "k_proj", "v_proj", "out_proj"]
-    assert ExperimentConfig(lora_targets="fc1, fc2").target_modules() == ["fc1", "fc2"]
-    assert "fc1" in ExperimentConfig(lora_targets="all-linear").target_modules()
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
-@pytest.mark.parametrize("precision", ["int8", "nf4", "fp16"])
-def test_gpu_precisions_fail_clearly_on_cpu(precision):
-    with pytest.raises(RuntimeError, match=f"precision {precision} needs a CUDA GPU.*use precision fp32"):
-        build_model(ExperimentConfig(model="tiny-random", precision=precision))
-
-
-def test_bad_config_values_fail_clearly():
-    with pytest.raises(ValueError, match="Unknown method 'prefix' — choose one of lora, full"):
-        ExperimentConfig(method="prefix")
-    with pytest.raises(ValueError, match="Full fine-tuning of a int8-quantized model is not possible"):
-        ExperimentConfig(method="full", precision="int8")
-    with pytest.raises(ValueError, match="source='local' needs data_path"):
-        ExperimentConfig(source="local")
-
-
 def test_mixed_precision_follows_the_gpu():
     from arabicpeft.train import _mixed_precision
 
@@ -275,3 +225,70 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
     assert result["training"]["stopped_by_time_budget_at_step"] == 1 == result["training"]["global_step"]
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-1").is_dir()  # saved, so a rerun resumes from it
     assert result["metrics"]["iraqi"]["raw"]["n_utterances"] == 2  # and it was still evaluated
+
+
+def test_an_empty_validation_split_stops_before_any_training_step(tmp_path, tiny_processor):
+    """Item 11: at load time, never a KeyError for eval_wer after training."""
+    from arabicpeft.train import run
+
+    write_audio_manifest(tmp_path / "data", [{"seconds": 1.0, "text": f"نص {i}"} for i in range(4)], "train")
+    write_audio_manifest(tmp_path / "data", [{"seconds": 1.0, "text": "نص"}], "test")
+    cfg = ExperimentConfig(dialect="gulf", source="local", data_path=str(tmp_path / "data"), model="tiny-random",
+                           streaming=True, max_eval_samples=4, val_fraction=1e-9, max_steps=2,
+                           evaluate_before=False, output_dir=str(tmp_path / "run"))
+    with pytest.raises(DataUnavailableError, match="The validation split is empty"):
+        run(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_the_global_batch_is_split_over_processes_and_accumulation():
+    cfg = ExperimentConfig(batch_size=8, gradient_accumulation_steps=2)
+    assert _per_device_batch(cfg, 1) == 4 and _per_device_batch(cfg, 2) == 2 and _per_device_batch(cfg, 4) == 1
+    with pytest.raises(ConfigError, match="batch_size 8 .* cannot be split evenly over 3 process"):
+        _per_device_batch(cfg, 3)
+    with pytest.raises(ConfigError, match="multiple of 16"):
+        _per_device_batch(cfg, 8)
+
+
+def test_the_loss_is_the_token_mean_of_the_whole_step():
+    """Two halves of a batch, each normalised by the tokens of both, add up to the batch's token mean: what two
+    processes or two accumulation passes compute (Whisper's own loss would average the halves' means)."""
+    torch.manual_seed(0)
+    logits = torch.randn(4, 5, 11)
+    labels = torch.randint(0, 11, (4, 5))
+    labels[0, 2:] = labels[3, 1:] = -100  # unequal label lengths: 3 + 5 tokens in one half, 5 + 1 in the other
+    whole = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), ignore_index=-100)
+    tokens = labels.ne(-100).sum()
+    halves = sum(token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2], num_items_in_batch=tokens)
+                 for i in (0, 2))
+    assert halves.item() == pytest.approx(whole.item(), rel=1e-6)
+    means = [token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2]) for i in (0, 2)]
+    assert abs(sum(means).item() / 2 - whole.item()) > 1e-3  # what a mean of means would have trained on
+
+
+# --- bad input: a checkpoint that cannot be resumed -----------------------------------------------------
+
+
+def _resume(tmp_path, planned=20, asked=30, resume_from=None):
+    from arabicpeft.train import _resume_checkpoint
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-10"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"max_steps": planned}))
+    return _resume_checkpoint(ExperimentConfig(output_dir=str(tmp_path / "run"), max_steps=asked,
+                                              resume_from=resume_from))
+
+
+# (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)
+ERRORS = [
+    ("resume with another max_steps", lambda t, k: _resume(t), ValueError,
+     r"trained towards max_steps=20.*max_steps=30 would train on a broken schedule.*Rerun with max_steps=20"),
+    ("resume from a folder without a checkpoint", lambda t, k: _resume(t, 30, 30, resume_from=str(t)), FileNotFoundError,
+     r"No complete checkpoint-\* directory .*resume_from="),
+]
+
+
+@pytest.mark.parametrize("kind, call, error, message", ERRORS, ids=[e[0] for e in ERRORS])
+def test_bad_input_is_a_clear_error(kind, call, error, message, tmp_path, tiny_processor):
+    with pytest.raises(error, match=message):
+        call(tmp_path, tiny_processor.tokenizer)

@@ -9,12 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from arabicpeft.config import ExperimentConfig
-from arabicpeft.errors import ConfigError
 from arabicpeft.text import SCHEMES
-from arabicpeft.train import _per_device_batch, token_mean_loss
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS, BATCH = 6, 4  # 16 training utterances: 4 steps an epoch, so the second epoch's order counts too
@@ -107,28 +103,3 @@ def test_rank_0_alone_scores_the_starting_model_and_writes_the_folder(runs):
         assert len(rows) == 1 + 3 * len(SCHEMES)  # a header and each utterance once per scheme
         assert not (root / name / "INCOMPLETE").exists()
         assert (root / name / "checkpoints" / "checkpoint-6" / "trainer_state.json").is_file()
-
-
-def test_the_global_batch_is_split_over_processes_and_accumulation():
-    cfg = ExperimentConfig(batch_size=8, gradient_accumulation_steps=2)
-    assert _per_device_batch(cfg, 1) == 4 and _per_device_batch(cfg, 2) == 2 and _per_device_batch(cfg, 4) == 1
-    with pytest.raises(ConfigError, match="batch_size 8 .* cannot be split evenly over 3 process"):
-        _per_device_batch(cfg, 3)
-    with pytest.raises(ConfigError, match="multiple of 16"):
-        _per_device_batch(cfg, 8)
-
-
-def test_the_loss_is_the_token_mean_of_the_whole_step():
-    """Two halves of a batch, each normalised by the tokens of both, add up to the batch's token mean: what two
-    processes or two accumulation passes compute (Whisper's own loss would average the halves' means)."""
-    torch.manual_seed(0)
-    logits = torch.randn(4, 5, 11)
-    labels = torch.randint(0, 11, (4, 5))
-    labels[0, 2:] = labels[3, 1:] = -100  # unequal label lengths: 3 + 5 tokens in one half, 5 + 1 in the other
-    whole = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), ignore_index=-100)
-    tokens = labels.ne(-100).sum()
-    halves = sum(token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2], num_items_in_batch=tokens)
-                 for i in (0, 2))
-    assert halves.item() == pytest.approx(whole.item(), rel=1e-6)
-    means = [token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2]) for i in (0, 2)]
-    assert abs(sum(means).item() / 2 - whole.item()) > 1e-3  # what a mean of means would have trained on

@@ -1,0 +1,72 @@
+"""The adapter bank: named adapters on one base, an adapter per utterance (adapters disabled == base), its
+evaluation; real tiny models."""
+
+import json
+
+import pytest
+from conftest import dataclasses_replace
+
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.results import load_runs
+
+
+def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
+    import datasets
+
+    from arabicpeft import bank
+    from arabicpeft.data import load_test_sets
+    from arabicpeft.evaluate import transcribe
+    from arabicpeft.model import _load_base
+
+    model, processor, cfg = bank.load_bank(adapters)
+    assert set(model.peft_config) == {"egyptian", "levantine"}
+    tests, _, _ = load_test_sets(dataclasses_replace(cfg, test_sets=["egyptian", "levantine"], max_test_samples=3),
+                                 processor.tokenizer)
+    mixed = datasets.concatenate_datasets([tests["egyptian"], tests["levantine"]])
+    names = ["egyptian", "levantine", "egyptian", "levantine", "__base__", "egyptian"]
+    _, hyps = transcribe(model, processor, mixed, batch_size=6, adapter_names=names)  # one generate call
+    alone = {}
+    for name in ("egyptian", "levantine"):
+        model.set_adapter(name)
+        alone[name] = transcribe(model, processor, mixed, batch_size=6)[1]
+    with model.disable_adapter():
+        disabled = transcribe(model, processor, mixed, batch_size=6)[1]
+    base, base_processor = _load_base(cfg)
+    plain = transcribe(base, base_processor, mixed, batch_size=6)[1]
+    assert disabled == plain  # the adapters disabled give exactly the base model's transcripts
+    expected = [plain[i] if n == "__base__" else alone[n][i] for i, n in enumerate(names)]
+    assert hyps == expected
+    assert alone["egyptian"] != plain  # the adapters do change the output (so the test can fail)
+    with pytest.raises(ValueError, match="one per record"):
+        transcribe(model, processor, mixed, adapter_names=names[:2])
+
+
+def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_path):
+    from arabicpeft.bank import evaluate_bank
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "gulf", "levantine"],
+                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
+    path = evaluate_bank(cfg, adapters, tmp_path / "bank")
+    result = json.loads(path.read_text())
+    assert result["kind"] == "evaluation" and list(result["metrics"]) == ["egyptian", "levantine"]
+    assert result["evaluation"]["not_in_bank"] == ["gulf"]
+    assert result["efficiency"]["weights_bytes"] == sum(result["efficiency"]["adapters_bytes"].values()) > 0
+    runs = load_runs(tmp_path)
+    row = runs.runs.iloc[0]
+    assert (row["kind"], row["train_set"], row["stage"]) == ("evaluation", "bank", "bank")
+    scores = runs.scores()
+    assert set(scores["scored"]) == {"trained", "start"} and (scores["n_utterances"] == 2).all()
+
+
+def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tmp_path):
+    from arabicpeft import analysis
+    from arabicpeft.bank import evaluate_bank
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "levantine"],
+                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
+    evaluate_bank(cfg, adapters, tmp_path / "bank")
+    table = analysis.bank_comparison(load_runs(tmp_path).utterances(), n_boot=200)
+    assert set(table["role"]) == {"base", "adapter bank"} and len(table) == 4  # 2 roles x 2 test sets
+    result = json.loads((tmp_path / "bank" / "results.json").read_text())
+    base = table[table["role"] == "base"].set_index("test_set")["wer"]
+    assert base.to_dict() == pytest.approx({t: m["raw"]["wer"] for t, m in result["metrics_before"].items()})

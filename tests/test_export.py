@@ -1,0 +1,101 @@
+"""Merging an adapter, CTranslate2 export, model cards and upload. Real tiny runs: a LoRA adapter with non-zero
+random weights on tiny-random (so that merging changes the weights)."""
+
+import json
+
+import pytest
+from conftest import GEN
+
+from arabicpeft import export
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.data import load_test_sets
+from arabicpeft.evaluate import evaluate_sets
+from arabicpeft.model import CONFIG_FILE, load_model
+
+
+@pytest.fixture(scope="module")
+def merged(adapter, tmp_path_factory):
+    return export.merge(adapter, tmp_path_factory.mktemp("merged") / "merged", dtype="fp32")
+
+
+def _sample_tests(processor, n=6):
+    cfg = ExperimentConfig(dialect="egyptian", source="sample", max_test_samples=n)
+    return load_test_sets(cfg, processor.tokenizer, max_seconds=8)[0]
+
+
+def _hypotheses(model, processor, tests):
+    _, rows = evaluate_sets(model, processor, tests, batch_size=8)
+    return rows[rows.scheme == "raw"]["hypothesis"].tolist()
+
+
+def test_merge_equals_unmerged_at_fp32(adapter, merged):
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    unmerged = load_model(adapter)
+    assert unmerged.kind == "adapter" and unmerged.config.dialect == "egyptian"
+    plain = WhisperForConditionalGeneration.from_pretrained(merged)  # no peft, no arabicpeft
+    processor = WhisperProcessor.from_pretrained(merged)
+    assert plain.generation_config.language in ("ar", "<|ar|>") and plain.generation_config.task == "transcribe"
+    plain.generation_config.max_length = GEN
+    tests = _sample_tests(unmerged.processor)
+    with_adapter = _hypotheses(unmerged.model, unmerged.processor, tests)
+    assert _hypotheses(plain, processor, tests) == with_adapter
+    base = load_model("tiny-random")
+    base.model.generation_config.max_length = GEN
+    assert _hypotheses(base.model, base.processor, tests) != with_adapter  # the adapter changes the model
+    assert (merged / CONFIG_FILE).is_file() and (merged / "README.md").is_file()
+    info = json.loads((merged / export._EXPORT_FILE).read_text())
+    assert info["kind"] == "merged" and info["dtype"] == "fp32" and info["provenance"]["versions"]["peft"]
+
+
+def test_merge_refuses_what_is_not_an_adapter(merged):
+    with pytest.raises(ValueError, match="nothing to merge"):
+        export.merge(merged, merged.parent / "again")
+
+
+def test_export_loads_in_faster_whisper_and_scores_like_hf(merged, tmp_path):
+    from faster_whisper import WhisperModel
+
+    out = export.export_ct2(merged, tmp_path / "ct2", quantization="float32")
+    for name in ("model.bin", "tokenizer.json", "preprocessor_config.json", CONFIG_FILE, "README.md"):
+        assert (out / name).is_file(), name
+    assert isinstance(export.load_ct2(out)[0], WhisperModel)
+    whisper, processor = export.load_ct2(out, compute_type="float32")
+    assert export.describe_ct2(whisper)["compute_type"] == "float32"
+    hf = load_model(merged)
+    tests = _sample_tests(hf.processor)
+    hf.model.generation_config.max_length = GEN
+    _, rows = evaluate_sets(whisper, processor, tests, batch_size=8, max_length=GEN)
+    assert rows[rows.scheme == "raw"]["hypothesis"].tolist() == _hypotheses(hf.model, hf.processor, tests)
+    with pytest.raises(FileExistsError):
+        export.export_ct2(merged, out, quantization="int8")
+    float32_bytes = (out / "model.bin").stat().st_size
+    int8 = export.export_ct2(merged, out, quantization="int8", force=True)
+    assert (int8 / "model.bin").stat().st_size < 0.6 * float32_bytes
+    assert json.loads((int8 / export._EXPORT_FILE).read_text())["quantization"] == "int8"
+
+
+def test_model_card_fields(adapter):
+    results = {"synthetic": True, "data": {"n_train": 48, "n_validation": 12, "n_test": {"egyptian": 6},
+                                           "train_pool": {"hub_ids": None}, "test": {"egyptian": {"hub_id": None}}},
+               "metrics": {"egyptian": {"raw": {"wer": 91.5, "cer": 60.25, "n_utterances": 6}}},
+               "provenance": {"git_commit": "abc123"}}
+    text = export.model_card_text(adapter, results)
+    head = text.split("---")[1]
+    for field in ("language: ar", "library_name: peft", "base_model: tiny-random", "pipeline_tag: automatic-speech-recognition",
+                  "synthetic-data"):
+        assert field in head, field
+    assert "synthetic sample set" in text and "train 48, validation 12" in text and "`abc123`" in text
+    assert "| egyptian | raw | 91.50 | 60.25 | 6 |" in text
+    assert "PeftModel.from_pretrained" in text and "--backend ct2" not in text
+
+
+def test_upload_offline_says_it_needs_the_network(adapter, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    export.write_model_card(adapter)
+    assert export._check_upload_folder(adapter) == "adapter"
+    with pytest.raises(ConnectionError, match="needs the network"):
+        export.upload(adapter, "someone/arabic-lora")
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="adapter_model.safetensors, README.md"):
+        export.upload(tmp_path, "someone/arabic-lora")

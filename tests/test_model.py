@@ -1,0 +1,46 @@
+"""Building the model: LoRA on the base, its trainable parameters, the precisions a CPU cannot run."""
+
+import pytest
+import torch
+
+from arabicpeft.config import ExperimentConfig
+from arabicpeft.model import _add_lora, build_model, count_parameters, _load_base
+
+
+def test_lora_with_adapter_disabled_is_exactly_the_base_model():
+    cfg = ExperimentConfig(model="tiny-random", method="lora", lora_targets="all-linear", seed=0)
+    base, _ = _load_base(cfg)
+    base.eval()
+    torch.manual_seed(0)
+    feats = torch.randn(2, 80, 800)
+    dec = torch.tensor([[50258, 50272, 50359, 50363]] * 2)
+    with torch.no_grad():
+        reference = base(input_features=feats, decoder_input_ids=dec).logits.clone()
+        model = _add_lora(base, cfg)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # a trained-looking adapter that really changes the output
+        model.eval()
+        with model.disable_adapter():
+            off = model(input_features=feats, decoder_input_ids=dec).logits
+        on = model(input_features=feats, decoder_input_ids=dec).logits
+    assert torch.equal(off, reference)
+    assert not torch.allclose(on, reference)
+
+
+def test_lora_trainable_parameters_are_what_the_config_says():
+    cfg = ExperimentConfig(model="tiny-random", method="lora")  # r 32 on q_proj, v_proj
+    model, _ = build_model(cfg)
+    trainable, total = count_parameters(model)
+    # 2 encoder self-attn + 2 decoder self-attn + 2 decoder cross-attn, q and v each: A (32x64) + B (64x32)
+    assert trainable == 6 * 2 * (32 * 64 + 64 * 32)
+    assert total == trainable + count_parameters(_load_base(cfg)[0])[1]
+    dora, _ = build_model(ExperimentConfig(model="tiny-random", method="lora", use_dora=True))
+    assert any("lora_magnitude_vector" in n for n, _ in dora.named_parameters())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU error")
+@pytest.mark.parametrize("precision", ["int8", "nf4", "fp16"])
+def test_gpu_precisions_fail_clearly_on_cpu(precision):
+    with pytest.raises(RuntimeError, match=f"precision {precision} needs a CUDA GPU.*use precision fp32"):
+        build_model(ExperimentConfig(model="tiny-random", precision=precision))
