@@ -489,6 +489,24 @@ def inference(args) -> None:
     print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
 
 
+def inference_table(path) -> "pd.DataFrame":
+    """The rows of an ``inference`` benchmark (its ``benchmark.json``, or the folder holding it) side by side, one
+    row per backend: compute type, real-time factor (transcription s / audio s), clips/s, peak RSS (MiB), raw
+    pooled WER and CER (%), and "speed x hf" (the transformers fp32 row's RTF / this row's)."""
+    import pandas as pd
+
+    from .results import MIB
+
+    path = Path(path)
+    rows = json.loads((path / "benchmark.json" if path.is_dir() else path).read_text(encoding="utf-8"))["rows"]
+    table = pd.DataFrame({row: {"compute": r["compute_type"], "RTF": r["transcribe_s"] / r["audio_s"],
+                                "clips/s": r["clips"] / r["transcribe_s"], "peak RSS MiB": r["peak_memory"]["bytes"] / MIB,
+                                "WER": r["metrics_pooled"]["raw"]["wer"], "CER": r["metrics_pooled"]["raw"]["cer"]}
+                          for row, r in rows.items()}).T
+    table["speed x hf"] = table.loc["hf", "RTF"] / table["RTF"]
+    return table
+
+
 # ----------------------------------------------------------------------------- training steps: gpu and memory
 
 LABEL_TOKENS = (20, 120)  # transcript tokens of a synthetic utterance, uniform (otozz-like lengths)

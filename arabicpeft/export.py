@@ -88,6 +88,23 @@ def merge(reference, output_dir, dtype: str = "fp32") -> Path:
     return out
 
 
+def standalone(reference, output_dir, kind: str, dtype: str = "fp32") -> Path:
+    """A standalone transformers model of ``reference``: a LoRA adapter (``kind`` "adapter", as
+    :attr:`arabicpeft.model.LoadedModel.kind` says) merged into its base in ``output_dir`` (:func:`merge`);
+    any other model is already standalone and returned as ``Path(reference)``, nothing written."""
+    return merge(reference, output_dir, dtype=dtype) if kind == "adapter" else Path(reference)
+
+
+def disk_sizes(directories) -> "pd.DataFrame":
+    """Size on disk of each directory (each once, in order): columns directory and "MiB on disk" (1 decimal)."""
+    import pandas as pd
+
+    from .results import MIB, dir_bytes
+
+    unique = dict.fromkeys(Path(d) for d in directories)
+    return pd.DataFrame([{"directory": str(d), "MiB on disk": round(dir_bytes(d) / MIB, 1)} for d in unique])
+
+
 def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = False) -> Path:
     """Convert ``reference`` (a merged/full model directory, a LoRA adapter, which is merged first at fp32, an
     offline name or a hub id) into a CTranslate2 model in ``output_dir`` that ``faster_whisper.WhisperModel``

@@ -21,7 +21,7 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects
-from .data import MANIFEST_EXTENSIONS, read_manifest
+from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
 
@@ -90,6 +90,30 @@ def collect_audio(inputs: Iterable, dialect: Optional[str] = None) -> list[dict]
     for item in items:
         item["dialect"] = dialects.get(item["dialect"] or dialect).name if (item["dialect"] or dialect) else None
     return items
+
+
+def sample_clips(dialect: str) -> list[dict]:
+    """The embedded synthetic sample set's test clips of ``dialect`` (:func:`collect_audio` items of its
+    ``test.jsonl``, in manifest order). Raises ValueError when the sample set holds no test clip of it."""
+    name = dialects.get(dialect).name
+    items = [item for item in collect_audio([SAMPLE_DIR / "test.jsonl"]) if item["dialect"] == name]
+    if not items:
+        held = sorted({item["dialect"] for item in collect_audio([SAMPLE_DIR / "test.jsonl"])})
+        raise ValueError(f"The sample set has no test clip of {name!r}; it holds {', '.join(held)}.")
+    return items
+
+
+def concatenate_clips(items: Sequence[dict], path, repeat: int = 1) -> Path:
+    """Write the audio of ``items`` (:func:`collect_audio` items) one after another, the whole sequence
+    ``repeat`` times, as one WAV file at :data:`arabicpeft.audio.SAMPLE_RATE` (a long file made of short
+    clips, e.g. to try long-form decoding). Returns ``path``."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pieces = [audio_lib.load_audio(item["path"]) for item in items]
+    sf.write(path, np.concatenate(pieces * repeat), audio_lib.SAMPLE_RATE)
+    return path
 
 
 # --- decoding --------------------------------------------------------------------------------------
@@ -202,6 +226,14 @@ def _transcript(item: dict, clip: np.ndarray, segments: list[dict]) -> Transcrip
     text = " ".join(s["text"] for s in segments if s["text"]).strip()
     return Transcript(item["path"], text, round(len(clip) / audio_lib.SAMPLE_RATE, 3), segments,
                       item.get("dialect"), item.get("reference"))
+
+
+def transcripts_frame(transcripts: Sequence[Transcript]) -> "pd.DataFrame":
+    """One row per :class:`Transcript`: file (name), seconds (duration), reference and transcript."""
+    import pandas as pd
+
+    return pd.DataFrame([{"file": Path(t.path).name, "seconds": t.duration, "reference": t.reference,
+                          "transcript": t.text} for t in transcripts], columns=["file", "seconds", "reference", "transcript"])
 
 
 # --- subtitles and files ---------------------------------------------------------------------------

@@ -250,3 +250,36 @@ def test_upload_offline_says_it_needs_the_network(adapter, tmp_path, monkeypatch
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="adapter_model.safetensors, README.md"):
         export.upload(tmp_path, "someone/arabic-lora")
+
+
+def test_sample_clips_of_a_dialect_and_a_long_file_made_of_them(tmp_path):
+    from arabicpeft import audio, transcribe
+
+    clips = transcribe.sample_clips("gulf")
+    manifest = pd.read_json(SAMPLE_DIR / "test.jsonl", lines=True)
+    assert [Path(c["path"]).name for c in clips] == [Path(a).name for a in manifest.loc[manifest["dialect"] == "gulf", "audio"]]
+    assert all(c["dialect"] == "gulf" and c["reference"] for c in clips)
+    with pytest.raises(ValueError, match="no test clip of 'all'"):
+        transcribe.sample_clips("all")
+    two = clips[:2]
+    path = transcribe.concatenate_clips(two, tmp_path / "sub" / "long.wav", repeat=3)
+    pieces = [audio.load_audio(c["path"]) for c in two]
+    written, rate = sf.read(path, dtype="float32")
+    assert rate == audio.SAMPLE_RATE and len(written) == 3 * sum(len(p) for p in pieces)
+    np.testing.assert_allclose(written[len(pieces[0]):len(pieces[0]) + 100], pieces[1][:100], atol=1e-4)
+
+
+def test_transcripts_frame_and_disk_sizes(adapter, merged, tmp_path):
+    from arabicpeft.transcribe import Transcript, transcripts_frame
+
+    frame = transcripts_frame([Transcript("/a/b/x.wav", "نص", 2.5, reference="نص آخر")])
+    assert frame.to_dict("records") == [{"file": "x.wav", "seconds": 2.5, "reference": "نص آخر", "transcript": "نص"}]
+    assert list(transcripts_frame([]).columns) == ["file", "seconds", "reference", "transcript"]
+    assert export.standalone(merged, tmp_path / "not-written", kind="full") == Path(merged)
+    assert not (tmp_path / "not-written").exists()
+    out = export.standalone(adapter, tmp_path / "merged", kind="adapter")
+    assert (out / "config.json").is_file() and json.loads((out / export.EXPORT_FILE).read_text())["kind"] == "merged"
+    sizes = export.disk_sizes([adapter, out, adapter])
+    expected = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    assert sizes["directory"].tolist() == [str(adapter), str(out)]
+    assert sizes["MiB on disk"].iloc[1] == round(expected, 1) > 0

@@ -5,6 +5,7 @@ import copy
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from arabicpeft import cli, study
@@ -109,6 +110,10 @@ def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tm
     assert "run 1/6: train: lora egyptian seed 42 — started" in lines
     assert all(c.extra["study"] == "peft_vs_full" and c.extra["stage"] == "train" for c in fake_train)
     assert study.read_manifest(root)["counts"] == {"done": 2, "failed": 2, "skipped": 2}
+    table = manifest.table()
+    assert list(table.columns) == ["name", "status", "reason"] and len(table) == 6
+    assert sorted(table["status"]) == ["done", "done", "failed", "failed", "skipped", "skipped"]
+    assert table.set_index("status").loc["failed", "reason"].str.contains("gulf data unreadable").all()
     again = study.run_study(design, root=root, gpu=False, log=lines.append)  # a rerun: only the failed ones
     assert len(fake_train) == 5 and again.runs["train/lora_egyptian_seed42"]["status"] == "done"
 
@@ -328,3 +333,39 @@ def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tm
     result = json.loads((tmp_path / "bank" / "results.json").read_text())
     base = table[table["role"] == "base"].set_index("test_set")["wer"]
     assert base.to_dict() == pytest.approx({t: m["raw"]["wer"] for t, m in result["metrics_before"].items()})
+
+
+def test_run_if_empty_runs_a_design_only_into_an_empty_folder(fake_train, tmp_path):
+    design = study.peft_vs_full(BASE, variants=["lora", "full"], dialects=["egyptian"], seeds=[42])
+    runs = study.run_if_empty(design, tmp_path, gpu=False, log=lambda m: None)
+    assert sorted(runs.runs["variant"].str.split().str[0]) == ["full", "lora"] and len(fake_train) == 2
+    bigger = study.peft_vs_full(BASE, variants=["lora", "full", "dora"], dialects=["egyptian"], seeds=[42])
+    again = study.run_if_empty(bigger, tmp_path, gpu=False, log=lambda m: None)
+    assert len(fake_train) == 2 and len(again.runs) == 2  # a folder with results is read as it is
+
+
+def test_bank_cost_summary_and_compare_on_dialect(adapters, tmp_path):
+    from arabicpeft import bank
+    from arabicpeft.bank import evaluate_bank
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "levantine"],
+                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
+    result = json.loads(evaluate_bank(cfg, adapters, tmp_path / "bank").read_text())["efficiency"]
+    text = bank.cost_summary(tmp_path, cfg.seed)
+    assert text.startswith(f"Bank of 2 adapters: {result['weights_bytes'] / 2**20:.2f} MiB of adapter weights on disk")
+    base = result["total_parameters"] - result["adapter_parameters"]
+    assert f"({result['adapter_parameters']:,} adapter parameters on a {base:,}-parameter base)" in text
+    assert text.endswith(f"took {result['decode_wall_time_s']:.1f} s.")
+    with pytest.raises(FileNotFoundError, match="seed 7"):
+        bank.cost_summary(tmp_path, 7)
+    model, processor, loaded_cfg = bank.load_bank(adapters)
+    table = bank.compare_on_dialect(model, processor, loaded_cfg, "levantine", 2)
+    assert [c for c in table.columns if c.endswith("hypothesis")] == [
+        "levantine: hypothesis", "egyptian: hypothesis", "__base__: hypothesis"]
+    assert len(table) == 3 and table["utt_index"].iloc[-1] == "corpus WER (%)"  # 2 utterances and the corpus row
+    from arabicpeft.data import load_test_sets
+
+    tests, _, _ = load_test_sets(dataclasses_replace(loaded_cfg, test_sets=["levantine"], max_test_samples=2),
+                                 processor.tokenizer)
+    by_hand = bank.compare_adapters(model, processor, tests["levantine"], ["levantine", "egyptian", "__base__"])
+    pd.testing.assert_frame_equal(table, by_hand)
