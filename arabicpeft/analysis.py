@@ -519,7 +519,7 @@ def data_notice(frame: pd.DataFrame, root) -> Note:
     nothing (an empty Note)."""
     if frame.empty:
         return Note(f"No results in `{root}`: run a study into it, or point the notebook at a folder of results.")
-    return SYNTHETIC_NOTICE if frame["synthetic"].fillna(False).astype(bool).any() else Note("")
+    return SYNTHETIC_NOTICE if frame["synthetic"].eq(True).any() else Note("")
 
 
 def runs_overview(runs) -> list:

@@ -96,9 +96,10 @@ def sample_clips(dialect: str) -> list[dict]:
     """The embedded synthetic sample set's test clips of ``dialect`` (:func:`collect_audio` items of its
     ``test.jsonl``, in manifest order). Raises ValueError when the sample set holds no test clip of it."""
     name = dialects.get(dialect).name
-    items = [item for item in collect_audio([SAMPLE_DIR / "test.jsonl"]) if item["dialect"] == name]
+    every = collect_audio([SAMPLE_DIR / "test.jsonl"])
+    items = [item for item in every if item["dialect"] == name]
     if not items:
-        held = sorted({item["dialect"] for item in collect_audio([SAMPLE_DIR / "test.jsonl"])})
+        held = sorted({item["dialect"] for item in every})
         raise ValueError(f"The sample set has no test clip of {name!r}; it holds {', '.join(held)}.")
     return items
 
