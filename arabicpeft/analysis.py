@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import stats
 from .results import MIB
-from .results_table import require_columns
+from .results_table import require_columns, save_table
 from .results import BANK_TRAIN_SET, START, TRAINED, TRAINING
 from .dialects import MSA, POOLED
 
@@ -489,3 +489,214 @@ def scored_start(utts: pd.DataFrame) -> pd.DataFrame:
     :func:`gain_forgetting_table` (runs without a start have no gain or forgetting to report)."""
     training = utts[utts["kind"] == TRAINING] if "kind" in utts.columns else utts
     return training[training["path"].isin(set(training.loc[training["scored"] == START, "path"]))]
+
+
+# Notebook sections: each computes its table(s), writes them (CSV + LaTeX) and its figures (PNG + PDF) under
+# ``out_dir``, and returns what a notebook shows, in order (tables, figures and Note texts) ----------------------
+
+
+class Note(str):
+    """Markdown text that a notebook displays formatted (IPython reads ``_repr_markdown_``); a plain str otherwise."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+SYNTHETIC_NOTICE = Note("**Synthetic sample data:** some or all of these runs were trained and scored on the espeak-ng "
+                        "sample set. Their numbers only show that the pipeline works.")
+BANK_COLUMNS = ["role", "variant", "test_set", "k", "wer", "wer_low", "wer_high", "cer"]  # bank_comparison, shown
+
+
+def _file_label(variant: str) -> str:
+    """A variant label as part of a file name: "lora fp32 r32" -> "lora_fp32_r32"."""
+    return "_".join(str(variant).split())
+
+
+def data_notice(frame: pd.DataFrame, root) -> Note:
+    """What a reader must know before any number of ``frame`` (``Runs.runs`` or ``Runs.scores()`` rows read from
+    ``root``): that there are none, that some come from the synthetic sample set (:data:`SYNTHETIC_NOTICE`), or
+    nothing (an empty Note)."""
+    if frame.empty:
+        return Note(f"No results in `{root}`: run a study into it, or point the notebook at a folder of results.")
+    return SYNTHETIC_NOTICE if frame["synthetic"].eq(True).any() else Note("")
+
+
+def runs_overview(runs) -> list:
+    """A :class:`~arabicpeft.results.Runs` at a glance: a Note with each study manifest's run counts and the
+    :func:`data_notice`, and the runs per (kind, stage, variant, train set) with their seeds and test sets."""
+    lines = [f"study {m['design']['name']}: {m['counts']}" for m in runs.manifests()]
+    notice = Note("\n\n".join([*lines, data_notice(runs.runs, runs.root)]).strip())
+    if runs.runs.empty:
+        return [notice]
+    table = runs.runs.groupby(["kind", "stage", "variant", "train_set"], dropna=False).agg(
+        runs=("run_id", "nunique"), seeds=("seed", lambda s: sorted(set(s))), test_sets=("eval_test_sets", "first"))
+    return [notice, table]
+
+
+def rates_section(utts: pd.DataFrame, out_dir, scheme: str, n_boot: int = stats.N_RESAMPLES) -> list:
+    """WER/CER per run (:func:`rate_table`) and per system (:func:`system_table`), written as ``rates_per_run``
+    and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`). ``scheme`` names the scoring in the
+    captions. Returns [system table, figure]."""
+    from . import plots
+
+    out_dir = Path(out_dir)
+    per_run, rates = rate_table(utts, n_boot=n_boot), system_table(utts, n_boot=n_boot)
+    save_table(per_run, out_dir / "rates_per_run", caption=f"Corpus WER/CER (%, {scheme}) per run, 95% bootstrap CI",
+               label="tab:rates-per-run")
+    save_table(rates, out_dir / "rates", caption=f"Corpus WER/CER (%, {scheme}), mean over seeds", label="tab:rates")
+    fig = plots.fig_rates(rates, per_run=per_run)
+    plots.save_figure(fig, out_dir / "rates")
+    return [rates, fig]
+
+
+def comparison_section(utts: pd.DataFrame, out_dir, a: str = _BASELINE, b: str = _PEFT,
+                       n_boot: int = stats.N_RESAMPLES) -> list:
+    """``b`` vs ``a`` (:func:`compare_methods`), written as ``peft_vs_full`` (table and figure,
+    :func:`plots.fig_method_comparison`). Returns [the WER and CER :func:`equivalence_statement` as a Note,
+    the comparison table, the figure]."""
+    from . import plots
+
+    out_dir = Path(out_dir)
+    table = compare_methods(utts, a=a, b=b, n_boot=n_boot)
+    save_table(table, out_dir / "peft_vs_full", float_format="%.4g",
+               caption=f"{b} vs {a}: difference of seed means (% points)", label="tab:peft-vs-full")
+    fig = plots.fig_method_comparison(table)
+    plots.save_figure(fig, out_dir / "peft_vs_full")
+    statements = Note("\n\n".join(equivalence_statement(table, metric) for metric in ("wer", "cer")))
+    return [statements, table, fig]
+
+
+def matrix_section(scores: pd.DataFrame, out_dir, scheme: str) -> list:
+    """The train x test matrix of each method and study stage that has more than one cell: :func:`matrix_table`
+    and :func:`plots.fig4_heatmap` (all train sets, titled "<variant> (<stage>)"), both written as
+    ``matrix_<stage>_<variant>``. Returns [a Note "**<variant>** (<stage>)", table, figure] per matrix."""
+    from . import plots
+
+    shown = []
+    for stage in scores["stage"].dropna().unique():
+        for variant, part in by_method(scores, stages=[stage]).items():
+            if part["train_set"].nunique() * part["test_set"].nunique() < 2:
+                continue
+            stem = Path(out_dir) / f"matrix_{stage}_{_file_label(variant)}"
+            table = matrix_table(part)
+            save_table(table, stem, index=True, float_format=None,
+                       caption=f"WER (%, {scheme}), {variant}, stage {stage}: mean (± sd) over seeds")
+            fig = plots.fig4_heatmap(part, condition=None, drop_train_sets=())
+            fig.suptitle(f"{variant} ({stage})")
+            plots.save_figure(fig, stem)
+            shown += [Note(f"**{variant}** ({stage})"), table, fig]
+    return shown
+
+
+def gain_forgetting_section(utts: pd.DataFrame, out_dir, n_boot: int = stats.N_RESAMPLES) -> list:
+    """Gain and forgetting of every run that scored its starting model (:func:`scored_start`,
+    :func:`gain_forgetting_table` for WER and CER), written as ``gain_forgetting`` (table) and
+    ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting` by variant). Returns [WER figure,
+    CER figure, table], or [a Note] when no run scored its starting model."""
+    from . import plots
+
+    with_start = scored_start(utts)
+    if with_start.empty:
+        return [Note("No run scored its starting model (`evaluate_before`): no gain/forgetting table.")]
+    out_dir = Path(out_dir)
+    table = pd.concat([gain_forgetting_table(with_start, metric=m, n_boot=n_boot) for m in ("wer", "cer")],
+                      ignore_index=True)
+    save_table(table, out_dir / "gain_forgetting", label="tab:gain-forgetting",
+               caption="Gain and forgetting relative to the starting model (% points, 95% CI)")
+    figures = []
+    for metric in ("wer", "cer"):
+        figures.append(plots.fig_gain_forgetting(table[table["metric"] == metric], hue="variant"))
+        plots.save_figure(figures[-1], out_dir / f"gain_forgetting_{metric}")
+    return [*figures, table]
+
+
+def bank_section(utts: pd.DataFrame, out_dir, scheme: str, n_boot: int = stats.N_RESAMPLES) -> list:
+    """The adapter bank against its alternatives (:func:`bank_comparison`), written as ``bank_vs_pooled`` (table
+    and figure, :func:`plots.fig_rates`). Returns [the :data:`BANK_COLUMNS` of the table, the figure], or [a
+    Note] when the runs hold no adapter-bank evaluation."""
+    from . import plots
+
+    if not (utts["train_set"] == BANK_TRAIN_SET).any():
+        return [Note("No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one).")]
+    out_dir = Path(out_dir)
+    table = bank_comparison(utts, n_boot=n_boot)
+    save_table(table, out_dir / "bank_vs_pooled", float_format="%.4g",
+               caption=f"Adapter bank vs pooled and own-dialect models (%, {scheme}), mean over seeds")
+    fig = plots.fig_rates(table)
+    plots.save_figure(fig, out_dir / "bank_vs_pooled")
+    return [table[BANK_COLUMNS], fig]
+
+
+def msa_curve_section(scores: pd.DataFrame, out_dir, msa: str = MSA) -> list:
+    """The MSA train-size curve of each method (:func:`msa_trainsize_frame`, :func:`plots.fig1_msa_trainsize`),
+    table and figure written as ``msa_curve_<variant>``. Returns the figures, or [a Note] when the training runs
+    on ``msa`` do not span several train sizes."""
+    from . import plots
+
+    trained_msa = scores[(scores["dialect"] == msa) & (scores["kind"] == TRAINING)]
+    if trained_msa["n_train"].nunique() < 2:
+        return [Note("No MSA train-size curve in this study (the paper design has one).")]
+    figures = []
+    for variant, part in by_method(trained_msa).items():
+        curve = msa_trainsize_frame(scores[scores["path"].isin(set(part["path"]))], msa=msa)
+        stem = Path(out_dir) / f"msa_curve_{_file_label(variant)}"
+        save_table(curve, stem, float_format="%.4g")
+        figures.append(plots.fig1_msa_trainsize(curve, curve_label=f"{variant} on MSA"))
+        plots.save_figure(figures[-1], stem)
+    return figures
+
+
+def efficiency_section(runs_frame: pd.DataFrame, out_dir) -> list:
+    """:func:`efficiency_summary` of ``Runs.runs`` and :func:`plots.fig_efficiency`, both written as
+    ``efficiency``. Returns [figure, table]."""
+    from . import plots
+
+    table = efficiency_summary(runs_frame)
+    save_table(table, Path(out_dir) / "efficiency", float_format="%.4g", caption="Efficiency, mean and SD over seeds",
+               label="tab:efficiency")
+    fig = plots.fig_efficiency(runs_frame)
+    plots.save_figure(fig, Path(out_dir) / "efficiency")
+    return [fig, table]
+
+
+def paper_figures(scores: pd.DataFrame, out_dir, metrics=("wer", "cer"), msa: str = MSA) -> list:
+    """The paper's four figures from own results (a :func:`arabicpeft.study.paper` study), one set per method.
+
+    ``scores``: ``load_runs(root).scores()`` (empty: no figures). Per variant (:func:`by_method`; each figure
+    holds that variant's runs, with their starting models' scores): Fig. 1 (:func:`msa_trainsize_frame`), Fig. 2
+    and Fig. 4 (:func:`paper_dialects_frame`, with MSA pre-training for Fig. 4) once per metric in ``metrics``,
+    Fig. 3 (:func:`pooled_vs_specific_frame`). Each is written under ``out_dir`` as
+    ``fig1_msa_trainsize_<variant>``, ``fig2_pretraining_<metric>_<variant>``,
+    ``fig3_pooled_vs_specific_<variant>``, ``fig4_heatmap_<metric>_<variant>`` (PNG + PDF; spaces of the variant
+    label become "_"). Returns the figures, all Fig. 1s first, then Figs. 2, 3 and 4. Raises ValueError
+    (:func:`msa_trainsize_frame`) when a method has no runs trained on ``msa``.
+    """
+    from . import plots
+    from .paper import WITH_PRETRAINING
+
+    if scores.empty:
+        return []
+    methods = {v: scores[scores["path"].isin(set(rows["path"]))] for v, rows in by_method(scores).items()}
+
+    def titled(fig, variant):
+        fig.suptitle(variant)
+        return fig
+
+    drawings = [  # (file stem, one per metric?, draw(rows, variant, metric))
+        ("fig1_msa_trainsize", False, lambda rows, v, m: plots.fig1_msa_trainsize(
+            msa_trainsize_frame(rows, msa=msa), curve_label=f"own runs on MSA: {v}")),
+        ("fig2_pretraining", True, lambda rows, v, m: titled(
+            plots.fig2_pretraining(paper_dialects_frame(rows, msa=msa), metric=m), v)),
+        ("fig3_pooled_vs_specific", False, lambda rows, v, m: titled(
+            plots.fig3_pooled_vs_specific(pooled_vs_specific_frame(rows, msa=msa)), v)),
+        ("fig4_heatmap", True, lambda rows, v, m: titled(plots.fig4_heatmap(
+            paper_dialects_frame(rows, msa=msa), condition=WITH_PRETRAINING, metric=m), v)),
+    ]
+    figures = []
+    for stem, per_metric, draw in drawings:
+        for variant, rows in methods.items():
+            for metric in (metrics if per_metric else [None]):
+                figures.append(draw(rows, variant, metric))
+                name = "_".join(filter(None, [stem, metric, _file_label(variant)]))
+                plots.save_figure(figures[-1], Path(out_dir) / name)
+    return figures

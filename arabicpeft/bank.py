@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import ExperimentConfig
 from .model import count_parameters, window_seconds
-from .results import EVALUATION, dir_bytes, peak_memory, reset_peak_memory, write_results
+from .results import BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, peak_memory, reset_peak_memory, write_results
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
 
@@ -144,15 +144,46 @@ def compare_adapters(model, processor, dataset, adapter_names: list[str], batch_
     return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
 
 
-def study_bank(root, seed: int) -> dict[str, Path]:
-    """{dialect: adapter directory} of the adapter bank a study evaluated for ``seed`` (from its results file)."""
+def _bank_run(root, seed: int) -> pd.Series:
+    """The ``load_runs(root).runs`` row of the adapter-bank evaluation of ``seed``."""
     from .results import load_runs
 
     runs = load_runs(root).runs
-    bank = runs[(runs["train_set"] == "bank") & (runs["seed"] == seed)]
+    bank = runs[(runs["train_set"] == BANK_TRAIN_SET) & (runs["seed"] == seed)] if not runs.empty else runs
     if bank.empty:
         raise FileNotFoundError(f"No adapter-bank evaluation for seed {seed} under {root}: run a study with a bank "
                                 "stage (design adapter_bank or the offline-mini preset) first.")
+    return bank.iloc[0]
+
+
+def study_bank(root, seed: int) -> dict[str, Path]:
+    """{dialect: adapter directory} of the adapter bank a study evaluated for ``seed`` (from its results file)."""
     from .results import read_results
 
-    return {d: Path(p) for d, p in read_results(bank["path"].iloc[0])["config"]["extra"]["bank"].items()}
+    return {d: Path(p) for d, p in read_results(_bank_run(root, seed)["path"])["config"]["extra"]["bank"].items()}
+
+
+def cost_summary(root, seed: int) -> str:
+    """What the bank a study evaluated for ``seed`` costs, as one Markdown sentence from its results file: the
+    number of adapters, their weights on disk (MiB), the adapter parameters on a base of (total − adapter)
+    parameters, and the seconds that decoding the mixed-dialect test sets took. Raises FileNotFoundError when
+    ``root`` holds no bank evaluation of ``seed``."""
+    row = _bank_run(root, seed)
+    base = row["total_parameters"] - row["adapter_parameters"]
+    return (f"Bank of {len(study_bank(root, seed))} adapters: {row['weights_bytes'] / MIB:.2f} MiB of adapter weights "
+            f"on disk ({row['adapter_parameters']:,.0f} adapter parameters on a {base:,.0f}-parameter base); decoding "
+            f"the mixed-dialect test sets took {row['decode_wall_time_s']:.1f} s.")
+
+
+def compare_on_dialect(model, processor, cfg: ExperimentConfig, dialect: str, n_utterances: int,
+                       batch_size: int = 16) -> pd.DataFrame:
+    """The first ``n_utterances`` of ``dialect``'s test set (from ``cfg``'s model, source and data path) decoded
+    with the dialect's own adapter, the bank's first other adapter (if any) and the base model: the
+    :func:`compare_adapters` table. ``model``, ``processor``, ``cfg``: as :func:`load_bank` returns them."""
+    from .data import load_test_sets
+
+    wanted = ExperimentConfig(model=cfg.model, source=cfg.source, data_path=cfg.data_path, test_sets=[dialect],
+                              max_test_samples=n_utterances)
+    tests, _, _ = load_test_sets(wanted, processor.tokenizer)
+    others = [name for name in model.peft_config if name != dialect][:1]
+    return compare_adapters(model, processor, tests[dialect], [dialect, *others, BASE_ADAPTER], batch_size=batch_size)

@@ -54,10 +54,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .comparison import ALL_TEST_SETS, scores_table
 from .text import DEFAULT_NORMALIZER
+
+if TYPE_CHECKING:  # pandas is imported where a table is made
+    import pandas as pd
 
 _BUDGET_S = 600.0
 _STUDY_BUDGET_S = 45 * 60.0  # the offline mini-study's target on 2 CPU cores
@@ -490,6 +493,24 @@ def _inference(args) -> None:
     write_json_atomic(out / "benchmark.json", {"plan": plan, "audio_seconds": audio_s, "rows": results,
                                                "summary": summary, "provenance": provenance()})
     print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+def inference_table(path) -> "pd.DataFrame":
+    """The rows of an ``inference`` benchmark (its ``benchmark.json``, or the folder holding it) side by side, one
+    row per backend: compute type, real-time factor (transcription s / audio s), clips/s, peak RSS (MiB), raw
+    pooled WER and CER (%), and "speed x hf" (the transformers fp32 row's RTF / this row's)."""
+    import pandas as pd
+
+    from .results import MIB
+
+    path = Path(path)
+    rows = json.loads((path / "benchmark.json" if path.is_dir() else path).read_text(encoding="utf-8"))["rows"]
+    table = pd.DataFrame({row: {"compute": r["compute_type"], "RTF": r["transcribe_s"] / r["audio_s"],
+                                "clips/s": r["clips"] / r["transcribe_s"], "peak RSS MiB": r["peak_memory"]["bytes"] / MIB,
+                                "WER": r["metrics_pooled"]["raw"]["wer"], "CER": r["metrics_pooled"]["raw"]["cer"]}
+                          for row, r in rows.items()}).T
+    table["speed x hf"] = table.loc["hf", "RTF"] / table["RTF"]
+    return table
 
 
 # ----------------------------------------------------------------------------- training steps: gpu and memory

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .metrics import pool
-from .results import MIB, read_results, variant_of
+from .results import MIB, TRAINING, read_results, variant_of
 from .run_dir import RESULTS_FILE, checkpoint_step
 
 _PALETTE = "Set2"
@@ -137,3 +137,11 @@ def training_curves(results: Iterable[_ResultLike], labels: Optional[list[str]] 
     if any(r.get("synthetic") for r in runs):
         fig.suptitle("synthetic sample data: not a benchmark", color="firebrick")
     return fig
+
+
+def study_training_curves(runs: pd.DataFrame) -> Figure:
+    """:func:`training_curves` of every training run of a study (``load_runs(root).runs``; evaluations, which
+    have no training log, left out), each labelled "<variant> <train set> seed <seed>"."""
+    trained = runs[runs["kind"] == TRAINING]
+    labels = trained["variant"] + " " + trained["train_set"] + " seed " + trained["seed"].astype(str)
+    return training_curves(trained["path"], labels=list(labels))

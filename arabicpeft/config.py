@@ -41,7 +41,7 @@ LORA_TARGETS = {
 
 CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
 SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source="sample")
-SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_data.py)
+SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_gen.py)
 
 # Paper protocol (Özyılmaz et al. 2025) for full fine-tuning; LoRA needs a larger step size.
 DEFAULT_LR = {"full": 1e-5, "lora": 1e-3}

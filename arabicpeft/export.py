@@ -18,12 +18,15 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
 from .model import CONFIG_FILE, load_model
 from .offline_model import MAX_TARGET_POSITIONS
+
+if TYPE_CHECKING:  # pandas is imported where a table is made
+    import pandas as pd
 
 _EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
 _CARD_FILE = "README.md"
@@ -87,6 +90,23 @@ def merge(reference, output_dir, dtype: str = "fp32") -> Path:
                              "trained_encoder_seconds": loaded.config.encoder_seconds if loaded.config else None})
     write_model_card(out)
     return out
+
+
+def standalone(reference, output_dir, kind: str, dtype: str = "fp32") -> Path:
+    """A standalone transformers model of ``reference``: a LoRA adapter (``kind`` "adapter", as
+    :attr:`arabicpeft.model.LoadedModel.kind` says) merged into its base in ``output_dir`` (:func:`merge`);
+    any other model is already standalone and returned as ``Path(reference)``, nothing written."""
+    return merge(reference, output_dir, dtype=dtype) if kind == "adapter" else Path(reference)
+
+
+def disk_sizes(directories) -> "pd.DataFrame":
+    """Size on disk of each directory (each once, in order): columns directory and "MiB on disk" (1 decimal)."""
+    import pandas as pd
+
+    from .results import MIB, dir_bytes
+
+    unique = dict.fromkeys(Path(d) for d in directories)
+    return pd.DataFrame([{"directory": str(d), "MiB on disk": round(dir_bytes(d) / MIB, 1)} for d in unique])
 
 
 def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = False) -> Path:

@@ -13,6 +13,7 @@ The paper's statistics, reproduced:
 - :func:`pooled_vs_specific`: mean absolute WER/CER difference between the dialect-pooled model and the
   dialect-specific ones over the 6 test sets.
 - :func:`min_wilcoxon_p`, :func:`min_holm_p`: the smallest p-values such tests can reach at all.
+- :func:`interpretation`: the reproduced numbers and what tests of this size can and cannot show, as Markdown.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _WILCOXON_OPTIONS = {"method": "exact", "alternative": "two-sided", "zero_method
 # Means and SDs reported next to the tests: the paper prints population SDs (numpy's default, ddof = 0).
 _DESCRIPTIVE_DDOF = 0
 # The authors rounded per-seed rates and seed-means to 2 decimals before testing (see seed_means).
+SIGNIFICANCE = 0.05  # the level the paper's tests are read at (interpretation's "can / cannot reach" verdicts)
 
 
 def _read(name: str, **kwargs) -> pd.DataFrame:
@@ -279,3 +281,49 @@ def min_holm_p(n: int, m: int) -> float:
     if m < 1:
         raise ValueError(f"m must be at least 1, got {m}.")
     return float(multipletests([min_wilcoxon_p(n)] * m, method="holm")[1].min())
+
+
+def interpretation(tests: pd.DataFrame | None = None, pooled: pd.DataFrame | None = None,
+                   n_seeds: int | None = None) -> str:
+    """The paper's statistics in words, as Markdown: what was reproduced and what such tests can show.
+
+    ``tests``: :func:`pretraining_tests` output (default: on the published means); ``pooled``:
+    :func:`pooled_vs_specific` output (default: published); ``n_seeds``: seeds per system (default: the
+    published ``n``, 3). States the overall Wilcoxon W, p, means and population SDs (WER %), the pooled vs
+    specific mean absolute differences (% points), and the p-value floors of exact Wilcoxon tests on the
+    per-test-set n and on n_seeds (:func:`min_wilcoxon_p`) and of Holm over the per-test-set tests
+    (:func:`min_holm_p`), against the smallest Holm-adjusted p the data give.
+    """
+    tests = pretraining_tests() if tests is None else tests
+    pooled = pooled_vs_specific() if pooled is None else pooled
+    n_seeds = int(load_dialects()["n"].max()) if n_seeds is None else n_seeds
+    overall, mean = tests.loc[OVERALL], pooled.loc[MEAN_ROW]
+    n_models = int(tests.drop(index=OVERALL)["n"].max())
+    n_tests = len(tests) - 1
+    n_cells = int(overall["n"])
+    floor_models, floor_seeds = min_wilcoxon_p(n_models), min_wilcoxon_p(n_seeds)
+    floor_holm = min_holm_p(n_models, n_tests)
+    # the verdicts hold only where the floor itself is at or above the 0.05 level
+    seeds_verdict = (f", so no {n_seeds}-seed comparison can reach p < {SIGNIFICANCE}"
+                     if floor_seeds >= SIGNIFICANCE else "")
+    holm_verdict = (f", not below {SIGNIFICANCE} whatever the data: the per-test-set tests could not have been "
+                    "significant" if floor_holm >= SIGNIFICANCE else "")
+    return f"""
+**Reproduced.** Overall Wilcoxon over the {n_cells} (train, test) cells: W = {overall["statistic"]:.2f},
+p = {overall["p"]:.2g}; mean WER {overall["mean_without"]:.2f} without vs {overall["mean_with"]:.2f} with MSA
+pre-training (population SD {overall["sd_without"]:.2f} / {overall["sd_with"]:.2f}). Pooled vs specific: mean
+absolute difference {mean["wer_abs_diff"]:.2f} WER and {mean["cer_abs_diff"]:.2f} CER points.
+
+**What these tests can and cannot show.** An exact two-sided Wilcoxon signed-rank test on n pairs cannot give a
+p-value below 2 / 2^n, however large and consistent the effect:
+
+- n = {n_models} (the train-set models per test set): minimum p = {floor_models:.4g};
+- n = {n_seeds} (seeds, for any comparison of two systems over seeds): minimum p = {floor_seeds:.4g}{seeds_verdict};
+- Holm over the paper's {n_tests} per-test-set tests: the smallest adjusted p is {floor_holm:.4g}{holm_verdict}.
+  The smallest adjusted p the data give is {tests["p_holm"].min():.4g}.
+
+The overall test treats its {n_cells} cells as independent pairs, but they share models (each train set
+appears on every test set) and test sets, so its p-value overstates the evidence. The tests use seed-means and
+ignore the test-set sampling error of each WER; the project's own analysis (notebook 03) resamples utterances
+instead (bootstrap CIs, paired permutation tests).
+"""

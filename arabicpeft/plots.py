@@ -4,7 +4,7 @@ Each function takes per-seed rows (the published ones from :mod:`arabicpeft.pape
 ``arabicpeft.results.load_runs(root).scores()``), aggregates them itself (mean ± SD over seeds, ddof = 1) and
 returns a :class:`matplotlib.figure.Figure`. Figures are built without pyplot, so they work under any
 backend (Agg included), keep no global state, and display in notebooks as the returned object.
-:func:`save_figure` writes PNG and PDF.
+:func:`save_figure` writes PNG and PDF; :func:`published_figures` draws and writes all four from the published data.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from . import dialects
+from . import dialects, paper
 from .dialects import POOLED
 from .paper import CONDITIONS, WITH_PRETRAINING, WITHOUT_PRETRAINING
 from .results_table import require_columns
@@ -242,6 +242,22 @@ def save_figure(fig: Figure, path_stem) -> list[Path]:
     for path in paths:
         fig.savefig(path, dpi=_DPI, bbox_inches="tight")
     return paths
+
+
+def published_figures(out_dir) -> list[Figure]:
+    """The paper's Figs. 1–4 from its published per-seed results (:mod:`arabicpeft.paper`), each written under
+    ``out_dir`` as ``fig1_msa_trainsize``, ``fig2_pretraining``, ``fig3_pooled_vs_specific`` and ``fig4_heatmap``
+    (PNG + PDF, :func:`save_figure`; Fig. 4 with MSA pre-training). Returns the four figures in that order."""
+    per_seed = paper.load_dialects_per_seed()
+    figures = {
+        "fig1_msa_trainsize": fig1_msa_trainsize(paper.msa_trainsize_tidy()),
+        "fig2_pretraining": fig2_pretraining(per_seed),
+        "fig3_pooled_vs_specific": fig3_pooled_vs_specific(paper.pooled_vs_specific_per_seed()),
+        "fig4_heatmap": fig4_heatmap(per_seed, condition=WITH_PRETRAINING),
+    }
+    for stem, fig in figures.items():
+        save_figure(fig, Path(out_dir) / stem)
+    return list(figures.values())
 
 
 # Figures of the project's own analysis (arabicpeft.analysis tables) ---------------------------------------

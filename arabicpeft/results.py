@@ -220,7 +220,7 @@ def _labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return frame[varying].astype(str).apply(lambda r: " ".join(f"{c}={v}" for c, v in r.items()), axis=1)
 
 
-class _Runs:
+class Runs:
     """Every run under a runs root, as tidy frames (see :func:`load_runs`)."""
 
     def __init__(self, root: Path, runs: pd.DataFrame, contents: dict):
@@ -292,7 +292,7 @@ def _read_utterances(csv_path: Path, scheme: str) -> pd.DataFrame:
     return rows[_UTTERANCE_COLUMNS].astype({c: int for c in ["utt_index", *_COUNT_COLUMNS]})
 
 
-def load_runs(root) -> _Runs:
+def load_runs(root) -> Runs:
     """Read every results file under the runs root ``root`` into tidy frames (the one results reader).
 
     ``Runs.runs`` has one row per results file: every :class:`ExperimentConfig` field as a column (lists as
@@ -323,10 +323,10 @@ def load_runs(root) -> _Runs:
     if frame.empty:
         columns = [f for f in fields if f != "extra"] + ["run_id", "path", "kind", "study", "stage", "start_model",
                                                           "train_set", "condition", "variant", "system", "context"]
-        return _Runs(root, pd.DataFrame(columns=columns), contents)
+        return Runs(root, pd.DataFrame(columns=columns), contents)
     system_fields = [f for f in fields if f not in _NOT_SYSTEM_FIELDS] + ["start_model", "study", "stage", "kind",
                                                                          "condition"]
     frame["system"] = _labels(frame, system_fields)
     context_fields = [f for f in system_fields if f not in _METHOD_FIELDS and f != "dialect"]
     frame["context"] = _labels(frame, context_fields)
-    return _Runs(root, frame, contents)
+    return Runs(root, frame, contents)

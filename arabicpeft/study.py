@@ -20,13 +20,16 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .config import ExperimentConfig
 from .errors import SessionTimeSpent
 from .dialects import DIALECTS, MSA, POOLED
 from .results import TRAINING, read_results
 from .run_dir import RESULTS_FILE, latest_checkpoint_step, write_json_atomic
+
+if TYPE_CHECKING:  # pandas is imported where a table is made
+    import pandas as pd
 
 _SEEDS = (42, 84, 168)  # the paper's seeds
 _PAPER_DIALECTS = (*DIALECTS, POOLED)
@@ -418,6 +421,13 @@ class _Manifest:
                                updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self.write()
 
+    def table(self) -> "pd.DataFrame":
+        """One row per planned run: name, status (done, failed, skipped, stopped, planned) and reason."""
+        import pandas as pd
+
+        columns = ["name", "status", "reason"]
+        return pd.DataFrame([[r[c] for c in columns] for r in self.runs.values()], columns=columns)
+
     def write(self) -> Path:
         counts = {}
         for r in self.runs.values():
@@ -499,6 +509,17 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
     counts = json.loads(manifest.path.read_text(encoding="utf-8"))["counts"]
     log(f"study {design.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; manifest {manifest.path}")
     return manifest
+
+
+def run_if_empty(design: StudyDesign, root, gpu: Optional[dict] = None, log=print):
+    """The runs in ``root`` (:func:`arabicpeft.results.load_runs`), after running ``design`` into it with
+    :func:`run_study` when ``root`` holds no results file yet; a folder that holds results is read as it is (its
+    unfinished runs are not resumed: call :func:`run_study` for that). Returns a :class:`~arabicpeft.results.Runs`."""
+    from .results import load_runs
+
+    if load_runs(root).runs.empty:
+        run_study(design, root=root, gpu=gpu, log=log)
+    return load_runs(root)
 
 
 def _execute(run: _PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:

@@ -14,17 +14,20 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from . import audio as audio_lib
 from . import dialects
-from .data import MANIFEST_EXTENSIONS, read_manifest
+from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
 from .offline_model import N_FRAMES
+
+if TYPE_CHECKING:  # pandas is imported where a table is made
+    import pandas as pd
 
 _BACKENDS = ("hf", "ct2")
 _SUBTITLE_FORMATS = ("srt", "vtt")
@@ -33,7 +36,7 @@ _TRANSCRIBE_RUN_FILE = "transcribe.json"
 
 
 @dataclass
-class _Transcript:
+class Transcript:
     """One file's transcript. Times in seconds from the start of the file; ``segments``: dicts with
     ``start``, ``end`` and ``text``; ``reference``: the manifest's text, when it gave one."""
 
@@ -91,6 +94,31 @@ def collect_audio(inputs: Iterable, dialect: Optional[str] = None) -> list[dict]
     for item in items:
         item["dialect"] = dialects.get(item["dialect"] or dialect).name if (item["dialect"] or dialect) else None
     return items
+
+
+def sample_clips(dialect: str) -> list[dict]:
+    """The embedded synthetic sample set's test clips of ``dialect`` (:func:`collect_audio` items of its
+    ``test.jsonl``, in manifest order). Raises ValueError when the sample set holds no test clip of it."""
+    name = dialects.get(dialect).name
+    every = collect_audio([SAMPLE_DIR / "test.jsonl"])
+    items = [item for item in every if item["dialect"] == name]
+    if not items:
+        held = sorted({item["dialect"] for item in every})
+        raise ValueError(f"The sample set has no test clip of {name!r}; it holds {', '.join(held)}.")
+    return items
+
+
+def concatenate_clips(items: Sequence[dict], path, repeat: int = 1) -> Path:
+    """Write the audio of ``items`` (:func:`collect_audio` items) one after another, the whole sequence
+    ``repeat`` times, as one WAV file at :data:`arabicpeft.audio.SAMPLE_RATE` (a long file made of short
+    clips, e.g. to try long-form decoding). Returns ``path``."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pieces = [audio_lib.load_audio(item["path"]) for item in items]
+    sf.write(path, np.concatenate(pieces * repeat), audio_lib.SAMPLE_RATE)
+    return path
 
 
 # --- decoding --------------------------------------------------------------------------------------
@@ -152,7 +180,7 @@ def _ct2_clip(whisper, clip: np.ndarray, beam_size: int, max_new_tokens: int) ->
 
 
 def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_size: int = 8, beam_size: int = 1,
-                     max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True) -> list[_Transcript]:
+                     max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True) -> list[Transcript]:
     """Transcribe every item of :func:`collect_audio` (in order).
 
     ``model``: a :class:`arabicpeft.model.LoadedModel` for ``backend="hf"`` (an adapter bank switches to each
@@ -168,7 +196,7 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
         if lacking:
             raise ValueError(f"An adapter bank needs each file's dialect ({len(lacking)} without, e.g. {lacking[0]}): "
                              "give --dialect or a manifest with a 'dialect' column.")
-    results: list[Optional[_Transcript]] = [None] * len(items)
+    results: list[Optional[Transcript]] = [None] * len(items)
     clips = {}
     for i, item in enumerate(items):
         clip = audio_lib.load_audio(item["path"])
@@ -196,10 +224,18 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     return results
 
 
-def _transcript(item: dict, clip: np.ndarray, segments: list[dict]) -> _Transcript:
+def _transcript(item: dict, clip: np.ndarray, segments: list[dict]) -> Transcript:
     text = " ".join(s["text"] for s in segments if s["text"]).strip()
-    return _Transcript(item["path"], text, round(len(clip) / audio_lib.SAMPLE_RATE, 3), segments,
+    return Transcript(item["path"], text, round(len(clip) / audio_lib.SAMPLE_RATE, 3), segments,
                       item.get("dialect"), item.get("reference"))
+
+
+def transcripts_frame(transcripts: Sequence[Transcript]) -> "pd.DataFrame":
+    """One row per :class:`Transcript`: file (name), seconds (duration), reference and transcript."""
+    import pandas as pd
+
+    return pd.DataFrame([{"file": Path(t.path).name, "seconds": t.duration, "reference": t.reference,
+                          "transcript": t.text} for t in transcripts], columns=["file", "seconds", "reference", "transcript"])
 
 
 # --- subtitles and files ---------------------------------------------------------------------------
@@ -226,9 +262,9 @@ def _to_vtt(segments: Sequence[dict]) -> str:
                                   for s in segments if s["text"].strip())
 
 
-def write_transcripts(transcripts: Sequence[_Transcript], out_dir, subtitles: Sequence[str] = (),
+def write_transcripts(transcripts: Sequence[Transcript], out_dir, subtitles: Sequence[str] = (),
                       run_info: Optional[dict] = None) -> Path:
-    """Write ``transcripts.jsonl`` (one :class:`_Transcript` per line, plus its subtitle files' names), the
+    """Write ``transcripts.jsonl`` (one :class:`Transcript` per line, plus its subtitle files' names), the
     subtitle files asked for (``srt``/``vtt``, named after each audio file) and ``transcribe.json`` (what
     produced them: ``run_info`` plus provenance). Returns the JSONL path."""
     from .results import provenance

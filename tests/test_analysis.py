@@ -383,3 +383,78 @@ def test_equivalence_against_the_seed_spread(utts):
     assert (f"In {n_eq} of 2 cells" in text) if n_eq else ("In none of the 2 cells" in text)
     one_seed = analysis.compare_methods(utts[utts["seed"] == 42], metrics=("wer",), n_boot=N_BOOT)
     assert one_seed["equivalent"].isna().all() and "cannot be judged" in analysis.equivalence_statement(one_seed)
+
+
+# notebook sections: what each writes and returns -----------------------------------------------------------------
+
+
+def _written(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_notebook_03_sections_write_and_return_their_tables(study, tmp_path):
+    runs = load_runs(study)
+    utts, scores = runs.utterances(), runs.scores()
+    rates, fig = analysis.rates_section(utts, tmp_path, "raw", n_boot=N_BOOT)
+    pd.testing.assert_frame_equal(rates, analysis.system_table(utts, n_boot=N_BOOT))
+    assert pd.read_csv(tmp_path / "rates_per_run.csv")["wer"].tolist() == pytest.approx(
+        analysis.rate_table(utts, n_boot=N_BOOT)["wer"].tolist())
+    assert "Corpus WER/CER (%, raw), mean over seeds" in (tmp_path / "rates.tex").read_text(encoding="utf-8")
+    statement, table, _ = analysis.comparison_section(utts, tmp_path, n_boot=N_BOOT)
+    pd.testing.assert_frame_equal(table, analysis.compare_methods(utts, n_boot=N_BOOT))
+    assert statement == "\n\n".join(analysis.equivalence_statement(table, m) for m in ("wer", "cer"))
+    assert statement._repr_markdown_() == str(statement)
+    *gain_figures, gain = analysis.gain_forgetting_section(utts, tmp_path, n_boot=N_BOOT)
+    assert len(gain_figures) == 2 and sorted(set(gain["metric"])) == ["cer", "wer"]
+    pd.testing.assert_frame_equal(gain[gain["metric"] == "wer"].reset_index(drop=True),
+                                  analysis.gain_forgetting_table(utts, n_boot=N_BOOT))
+    [no_bank] = analysis.bank_section(utts, tmp_path, "raw", n_boot=N_BOOT)
+    assert no_bank.startswith("No adapter-bank evaluation")
+    [no_curve] = analysis.msa_curve_section(scores, tmp_path)
+    assert no_curve.startswith("No MSA train-size curve")
+    _, efficiency = analysis.efficiency_section(runs.runs, tmp_path)
+    pd.testing.assert_frame_equal(efficiency, analysis.efficiency_summary(runs.runs))
+    stems = ["efficiency", "gain_forgetting", "peft_vs_full", "rates"]
+    assert _written(tmp_path) == sorted(
+        [f"{s}.{e}" for s in stems for e in ("csv", "tex", "png", "pdf") if (s, e) not in {("gain_forgetting", "png"),
+                                                                                      ("gain_forgetting", "pdf")}]
+        + [f"gain_forgetting_{m}.{e}" for m in ("wer", "cer") for e in ("png", "pdf")]
+        + ["rates_per_run.csv", "rates_per_run.tex"])
+    [none] = analysis.gain_forgetting_section(utts[utts["scored"] == "trained"], tmp_path, n_boot=N_BOOT)
+    assert none.startswith("No run scored its starting model")
+
+
+def test_matrix_section_one_matrix_per_method_and_stage(study, tmp_path):
+    scores = load_runs(study).scores().assign(stage="train")
+    shown = analysis.matrix_section(scores, tmp_path, "raw")
+    assert [str(s) for s in shown[::3]] == ["**full fp32 lr1e-05** (train)", "**lora fp32 r32 a64 d0.05 qv lr0.001** (train)"]
+    full = scores[(scores["method"] == "full") & (scores["scored"] == "trained") & (scores["test_set"] == "gulf")]
+    assert shown[1].loc["egyptian", "gulf"] == f"{full['wer'].mean():.2f}\n(± {full['wer'].std():.2f})"
+    assert shown[2].get_suptitle() == "full fp32 lr1e-05 (train)"
+    assert _written(tmp_path) == sorted(f"matrix_train_{v}.{e}" for v in ("full_fp32_lr1e-05", "lora_fp32_r32_a64_d0.05_qv_lr0.001")
+                                        for e in ("csv", "tex", "png", "pdf"))
+    assert analysis.matrix_section(scores[scores["test_set"] == "gulf"], tmp_path / "none", "raw") == []  # one cell each
+
+
+def test_paper_figures_per_method_and_metric(grid, tmp_path):
+    figures = analysis.paper_figures(grid, tmp_path, metrics=("wer", "cer"))
+    assert len(figures) == 6  # one method: Figs. 1 and 3 once, Figs. 2 and 4 per metric
+    assert [f.get_suptitle() for f in figures] == ["MSA train size vs zero-shot Whisper sizes (MSA test set)", *["full fp32 lr1e-05"] * 5]
+    assert figures[0].axes[0].get_legend().get_texts()[0].get_text() == "own runs on MSA: full fp32 lr1e-05 (mean ± SD)"
+    label = "full_fp32_lr1e-05"
+    stems = [f"fig1_msa_trainsize_{label}", f"fig2_pretraining_wer_{label}", f"fig2_pretraining_cer_{label}",
+             f"fig3_pooled_vs_specific_{label}", f"fig4_heatmap_wer_{label}", f"fig4_heatmap_cer_{label}"]
+    assert _written(tmp_path) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
+    assert analysis.paper_figures(grid.iloc[:0], tmp_path / "empty") == [] and not (tmp_path / "empty").exists()
+
+
+def test_data_notice_and_runs_overview(study, tmp_path):
+    runs = load_runs(study)
+    assert analysis.data_notice(runs.runs, study) == analysis.SYNTHETIC_NOTICE
+    assert analysis.data_notice(runs.runs.assign(synthetic=False), study) == ""
+    assert analysis.data_notice(load_runs(tmp_path).runs, tmp_path) == (
+        f"No results in `{tmp_path}`: run a study into it, or point the notebook at a folder of results.")
+    notice, table = analysis.runs_overview(runs)
+    assert notice == analysis.SYNTHETIC_NOTICE
+    assert table["runs"].tolist() == [3, 3] and table["seeds"].tolist() == [[42, 84, 168]] * 2
+    assert analysis.runs_overview(load_runs(tmp_path))[0].startswith("No results in")

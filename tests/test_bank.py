@@ -3,6 +3,7 @@ evaluation; real tiny models."""
 
 import json
 
+import pandas as pd
 import pytest
 from conftest import dataclasses_replace
 
@@ -70,3 +71,30 @@ def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tm
     result = json.loads((tmp_path / "bank" / "results.json").read_text())
     base = table[table["role"] == "base"].set_index("test_set")["wer"]
     assert base.to_dict() == pytest.approx({t: m["raw"]["wer"] for t, m in result["metrics_before"].items()})
+
+
+def test_bank_cost_summary_and_compare_on_dialect(adapters, tmp_path):
+    from arabicpeft import bank
+    from arabicpeft.bank import evaluate_bank
+
+    cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "levantine"],
+                           max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
+    result = json.loads(evaluate_bank(cfg, adapters, tmp_path / "bank").read_text())["efficiency"]
+    text = bank.cost_summary(tmp_path, cfg.seed)
+    assert text.startswith(f"Bank of 2 adapters: {result['weights_bytes'] / 2**20:.2f} MiB of adapter weights on disk")
+    base = result["total_parameters"] - result["adapter_parameters"]
+    assert f"({result['adapter_parameters']:,} adapter parameters on a {base:,}-parameter base)" in text
+    assert text.endswith(f"took {result['decode_wall_time_s']:.1f} s.")
+    with pytest.raises(FileNotFoundError, match="seed 7"):
+        bank.cost_summary(tmp_path, 7)
+    model, processor, loaded_cfg = bank.load_bank(adapters)
+    table = bank.compare_on_dialect(model, processor, loaded_cfg, "levantine", 2)
+    assert [c for c in table.columns if c.endswith("hypothesis")] == [
+        "levantine: hypothesis", "egyptian: hypothesis", "__base__: hypothesis"]
+    assert len(table) == 3 and table["utt_index"].iloc[-1] == "corpus WER (%)"  # 2 utterances and the corpus row
+    from arabicpeft.data import load_test_sets
+
+    tests, _, _ = load_test_sets(dataclasses_replace(loaded_cfg, test_sets=["levantine"], max_test_samples=2),
+                                 processor.tokenizer)
+    by_hand = bank.compare_adapters(model, processor, tests["levantine"], ["levantine", "egyptian", "__base__"])
+    pd.testing.assert_frame_equal(table, by_hand)

@@ -87,3 +87,22 @@ def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
     assert result["references"] == {"tiny-random": "full"}
     assert result["summary"]["tiny_random_full_memory_ratio"] == 1.0
     assert stdout.strip().splitlines()[-1].startswith("RESULT ")
+
+
+def test_inference_table_reads_the_rows_of_benchmark_json(tmp_path):
+    from arabicpeft.benchmark import inference_table
+
+    def row(compute, transcribe_s, rss_mib, wer):
+        return {"compute_type": compute, "transcribe_s": transcribe_s, "audio_s": 40.0, "clips": 8,
+                "peak_memory": {"kind": "peak_rss", "bytes": rss_mib * 2**20},
+                "metrics_pooled": {"raw": {"wer": wer, "cer": wer / 2}}}
+
+    (tmp_path / "benchmark.json").write_text(json.dumps({"rows": {"hf": row("float32", 20.0, 900, 50.0),
+                                                                  "ct2-int8": row("int8", 5.0, 300, 52.0)}}))
+    table = inference_table(tmp_path)
+    assert list(table.index) == ["hf", "ct2-int8"]
+    assert table.loc["hf", "RTF"] == 0.5 and table.loc["ct2-int8", "RTF"] == 0.125
+    assert table.loc["ct2-int8", "speed x hf"] == 4.0 and table.loc["hf", "speed x hf"] == 1.0
+    assert table.loc["ct2-int8", "clips/s"] == 1.6 and table.loc["ct2-int8", "peak RSS MiB"] == 300
+    assert (table.loc["ct2-int8", "WER"], table.loc["ct2-int8", "CER"], table.loc["ct2-int8", "compute"]) == (52.0, 26.0, "int8")
+    assert inference_table(tmp_path / "benchmark.json").equals(table)

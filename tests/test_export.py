@@ -2,6 +2,7 @@
 random weights on tiny-random (so that merging changes the weights)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import GEN
@@ -99,3 +100,19 @@ def test_upload_offline_says_it_needs_the_network(adapter, tmp_path, monkeypatch
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(ValueError, match="adapter_model.safetensors, README.md"):
         export.upload(tmp_path, "someone/arabic-lora")
+
+
+def test_transcripts_frame_and_disk_sizes(adapter, merged, tmp_path):
+    from arabicpeft.transcribe import Transcript, transcripts_frame
+
+    frame = transcripts_frame([Transcript("/a/b/x.wav", "نص", 2.5, reference="نص آخر")])
+    assert frame.to_dict("records") == [{"file": "x.wav", "seconds": 2.5, "reference": "نص آخر", "transcript": "نص"}]
+    assert list(transcripts_frame([]).columns) == ["file", "seconds", "reference", "transcript"]
+    assert export.standalone(merged, tmp_path / "not-written", kind="full") == Path(merged)
+    assert not (tmp_path / "not-written").exists()
+    out = export.standalone(adapter, tmp_path / "merged", kind="adapter")
+    assert (out / "config.json").is_file() and json.loads((out / export._EXPORT_FILE).read_text())["kind"] == "merged"
+    sizes = export.disk_sizes([adapter, out, adapter])
+    expected = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
+    assert sizes["directory"].tolist() == [str(adapter), str(out)]
+    assert sizes["MiB on disk"].iloc[1] == round(expected, 1) > 0

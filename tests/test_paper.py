@@ -183,3 +183,28 @@ def test_msa_trainsize_tidy():
     small = tidy[tidy["model"] == "whisper-small"]
     assert (small["msa_fraction"] == 0.0).all()  # zero-shot whisper-small is the curve's 0% point
     assert tidy.loc[tidy["model"] == "whisper-tiny", "msa_fraction"].isna().all()
+
+
+def test_interpretation_states_the_published_tests_and_their_floors():
+    text = paper.interpretation()
+    assert "over the 36 (train, test) cells: W = 120.00,\np = 0.00051;" in text
+    assert "mean WER 86.77 without vs 83.87 with MSA" in text
+    assert "(population SD 11.94 / 13.24)" in text
+    assert "mean\nabsolute difference 8.42 WER and 3.37 CER points" in text
+    assert "n = 6 (the train-set models per test set): minimum p = 0.03125;" in text
+    assert "n = 3 (seeds, for any comparison of two systems over seeds): minimum p = 0.25, so no 3-seed" in text
+    assert "the smallest adjusted p is 0.1875, not below 0.05 whatever the data" in text
+    smallest = paper.pretraining_tests()["p_holm"].min()
+    assert smallest == pytest.approx(0.1875)  # MSA: W = 0 at n = 6, so the floor itself
+    assert "The smallest adjusted p the data give is 0.1875." in text
+
+
+def test_interpretation_verdicts_follow_the_floors():
+    """With enough pairs the floors fall below 0.05, and the text no longer says a test cannot reach it."""
+    text = paper.interpretation(n_seeds=6)
+    assert "n = 6 (seeds, for any comparison of two systems over seeds): minimum p = 0.03125;" in text
+    assert "seed comparison can reach" not in text
+    one_test = paper.pretraining_tests().loc[["msa", paper.OVERALL]]
+    text = paper.interpretation(one_test)
+    assert "Holm over the paper's 1 per-test-set tests: the smallest adjusted p is 0.03125." in text
+    assert "could not have been significant" not in text

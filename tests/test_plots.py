@@ -307,3 +307,15 @@ def test_fig_efficiency():
     assert "peak_rss" in memory.get_ylabel()
     assert fig.axes[0].get_yscale() == "log"
     assert sorted(b.get_height() for b in fig.axes[2].patches) == [8.0, 11.0]
+
+
+def test_published_figures_draw_and_write_the_four(tmp_path):
+    figures = plots.published_figures(tmp_path / "paper")
+    assert len(figures) == 4 and all(isinstance(f, Figure) for f in figures)
+    stems = ["fig1_msa_trainsize", "fig2_pretraining", "fig3_pooled_vs_specific", "fig4_heatmap"]
+    assert sorted(p.name for p in (tmp_path / "paper").iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
+    curve = figures[0].axes[0].lines[0]  # Fig. 1: the published MSA curve, mean over seeds
+    msa = paper._load_msa_trainsize().sort_values("msa_fraction").dropna(subset=["msa_fraction"])
+    np.testing.assert_allclose(np.asarray(curve.get_ydata(), float), msa["wer_mean"], atol=0.005)
+    heatmap = figures[3].axes[0]  # Fig. 4: with MSA pre-training, Egyptian on Egyptian as published
+    assert "72.15" in [t.get_text().split("\n")[0] for t in heatmap.texts]

@@ -112,6 +112,10 @@ def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tm
     assert "run 1/6: train: lora egyptian seed 42 — started" in lines
     assert all(c.extra["study"] == "peft_vs_full" and c.extra["stage"] == "train" for c in fake_train)
     assert json.loads((root / study._MANIFEST_FILE).read_text(encoding="utf-8"))["counts"] == {"done": 2, "failed": 2, "skipped": 2}
+    table = manifest.table()
+    assert list(table.columns) == ["name", "status", "reason"] and len(table) == 6
+    assert sorted(table["status"]) == ["done", "done", "failed", "failed", "skipped", "skipped"]
+    assert table.set_index("status").loc["failed", "reason"].str.contains("gulf data unreadable").all()
     again = study.run_study(design, root=root, gpu=NO_GPU, log=lines.append)  # a rerun: only the failed ones
     assert len(fake_train) == 5 and again.runs["train/lora_egyptian_seed42"]["status"] == "done"
 
@@ -221,3 +225,12 @@ def test_is_complete(tmp_path):
     done = write_results(tmp_path / "done", fake_result())
     cut = write_results(tmp_path / "cut", fake_result(stopped=700))
     assert study._is_complete(done) and not study._is_complete(cut)
+
+
+def test_run_if_empty_runs_a_design_only_into_an_empty_folder(fake_train, tmp_path):
+    design = study.peft_vs_full(BASE, variants=["lora", "full"], dialects=["egyptian"], seeds=[42])
+    runs = study.run_if_empty(design, tmp_path, gpu=NO_GPU, log=lambda m: None)
+    assert sorted(runs.runs["variant"].str.split().str[0]) == ["full", "lora"] and len(fake_train) == 2
+    bigger = study.peft_vs_full(BASE, variants=["lora", "full", "dora"], dialects=["egyptian"], seeds=[42])
+    again = study.run_if_empty(bigger, tmp_path, gpu=NO_GPU, log=lambda m: None)
+    assert len(fake_train) == 2 and len(again.runs) == 2  # a folder with results is read as it is

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from conftest import GEN, _adapter
@@ -97,3 +98,20 @@ def test_collect_audio_errors(tmp_path):
         collect_audio([tmp_path])
     with pytest.raises(ValueError, match="Valid names"):
         collect_audio([SAMPLE_DIR / "audio" / "gulf-te01-v1.ogg"], dialect="klingon")
+
+
+def test_sample_clips_of_a_dialect_and_a_long_file_made_of_them(tmp_path):
+    from arabicpeft import audio, transcribe
+
+    clips = transcribe.sample_clips("gulf")
+    manifest = pd.read_json(SAMPLE_DIR / "test.jsonl", lines=True)
+    assert [Path(c["path"]).name for c in clips] == [Path(a).name for a in manifest.loc[manifest["dialect"] == "gulf", "audio"]]
+    assert all(c["dialect"] == "gulf" and c["reference"] for c in clips)
+    with pytest.raises(ValueError, match="no test clip of 'all'"):
+        transcribe.sample_clips("all")
+    two = clips[:2]
+    path = transcribe.concatenate_clips(two, tmp_path / "sub" / "long.wav", repeat=3)
+    pieces = [audio.load_audio(c["path"]) for c in two]
+    written, rate = sf.read(path, dtype="float32")
+    assert rate == audio.SAMPLE_RATE and len(written) == 3 * sum(len(p) for p in pieces)
+    np.testing.assert_allclose(written[len(pieces[0]):len(pieces[0]) + 100], pieces[1][:100], atol=1e-4)
