@@ -265,6 +265,9 @@ def automatic_choices(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str
     return cfg, notes
 
 
+DEMO_RUN = "00_quickstart"  # the demo's run folder under the runs root (notebooks 00 and 05)
+
+
 def demo_config(output_dir: str = "runs/demo") -> ExperimentConfig:
     """The main job: whisper-base (from PyPI, no hub) + LoRA on the embedded synthetic sample set, on CPU.
 

@@ -21,7 +21,7 @@ from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTraine
 from transformers.loss.loss_utils import ForMaskedLMLoss
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
-from .config import QUANTIZED, ExperimentConfig, automatic_choices
+from .config import DEMO_RUN, QUANTIZED, ExperimentConfig, automatic_choices, demo_config
 from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, feature_workers, load_splits,
                    settle_counts)
 from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
@@ -279,6 +279,18 @@ def describe(cfg: ExperimentConfig) -> str:
     window = f", encoder window {cfg.encoder_seconds:g} s" if cfg.encoder_seconds else ""
     return (f"{what} of {cfg.model}{window}, {cfg.precision}, on {cfg.dialect} ({cfg.source} data), "
             f"{cfg.max_steps} steps of {cfg.batch_size}, seed {cfg.seed}")
+
+
+def demo_model(root=None) -> Path:
+    """The model folder of the demo run (:func:`arabicpeft.config.demo_config` under the current profile) in
+    ``root``/:data:`~arabicpeft.config.DEMO_RUN` (default root: the runs root), trained there first when it holds
+    no adapter yet."""
+    from . import kaggle, profiles
+
+    model_dir = Path(root or kaggle.output_root()) / DEMO_RUN / MODEL_DIR
+    if not (model_dir / "adapter_config.json").is_file():
+        run(kaggle.prepare_run(profiles.apply(demo_config()), DEMO_RUN, root=root))
+    return model_dir
 
 
 def run(cfg: ExperimentConfig, log=print) -> Path:
