@@ -11,6 +11,14 @@ test utterances (the test sets do not depend on the seed), so per-utterance coun
 methods on utt_index, and the mean over seeds of corpus rates equals the corpus rate of the seed-averaged
 counts (the reference lengths are shared). That makes the seed mean resamplable over utterances.
 All rates and differences are in % (points).
+
+Public: :func:`project_path`, :func:`rate_table`, :func:`system_table`, :func:`compare_methods`,
+:func:`equivalence_statement`, :func:`efficiency_summary`, :func:`gain_forgetting_table`,
+:func:`msa_trainsize_frame`, :func:`paper_dialects_frame`, :func:`pooled_vs_specific_frame`, :func:`by_method`,
+:func:`matrix_table`, :func:`bank_comparison`, :func:`scored_start`, :class:`Note`, :data:`SYNTHETIC_NOTICE`,
+:data:`BANK_COLUMNS`, :func:`data_notice`, :func:`runs_overview`, :func:`rates_section`, :func:`comparison_section`,
+:func:`matrix_section`, :func:`gain_forgetting_section`, :func:`bank_section`, :func:`msa_curve_section`,
+:func:`efficiency_section`, :func:`paper_figures`.
 """
 
 from __future__ import annotations

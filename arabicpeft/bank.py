@@ -3,6 +3,9 @@
 Each utterance is decoded with its dialect's adapter (the dialect label comes with the data); a batch that mixes
 dialects is decoded in one ``generate`` call with peft's per-sample ``adapter_names``. With every adapter
 disabled the bank is exactly the base model.
+
+Public: :data:`BASE_ADAPTER`, :func:`load_bank`, :func:`evaluate_bank`, :func:`compare_adapters`,
+:func:`study_bank`, :func:`cost_summary`, :func:`compare_on_dialect`.
 """
 
 from __future__ import annotations

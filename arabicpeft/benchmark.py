@@ -41,6 +41,8 @@ runs the same on the tiny model (the CPU test).
 full fine-tuning at equal batch on CPU, whisper-base at the sample set's 8 s window, each recipe in a fresh process.
 Both print ratios measured in one run and a ``RESULT key=value ...`` line, and write ``benchmark.json`` (device,
 versions, settings, every row) under the runs root.
+
+Public: :func:`main`, :func:`inference_table`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ How a command is built (a new one gets all of this by following the same pattern
 - **Scores in one table.** A command that scores prints :func:`_print_scores` (per test set and pooled over all
   of them, before/after when both exist), then :func:`_print_written` (what it wrote, results path last).
 - **Register it** in :func:`_build_parser` with ``set_defaults(func=...)``; the function returns the results path.
+
+Public: :class:`UsageError`, :func:`main`.
 """
 
 from __future__ import annotations

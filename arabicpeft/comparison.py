@@ -4,6 +4,9 @@ Every number here is read from a results file (see :mod:`arabicpeft.results`); s
 with :func:`arabicpeft.results.load_runs` and tabulated by :mod:`arabicpeft.analysis` (the efficiency table
 included).
 Figures are built without pyplot (as in :mod:`arabicpeft.plots`) and returned.
+
+Public: :data:`ALL_TEST_SETS`, :func:`scores_table`, :func:`run_summary`, :func:`transcripts`,
+:func:`training_curves`, :func:`study_training_curves`.
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@
 each option's help (field metadata, which the CLI prints), and of which fields a rerun may change
 (:func:`resumable_fields`) or only say where and how a run executes (:func:`runtime_fields`).
 
-Public: :class:`ExperimentConfig`, :func:`choices`, :func:`resumable_fields`, :func:`runtime_fields`,
-:func:`automatic_choices`, :func:`demo_config`, the ``Literal`` types and their tuples (:data:`METHODS`,
-:data:`PRECISIONS`, :data:`_SOURCES`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`), :data:`QUANTIZED`,
-:data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`,
-:data:`PAPER_GENERATION_MAX_LENGTH`.
+Public: :data:`Method`, :data:`Precision`, :data:`Source`, :data:`Mixture`, :data:`FeatureCacheDtype`,
+:data:`METHODS`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`, :data:`QUANTIZED`,
+:data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`DEFAULT_LR`,
+:data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :func:`choices`, :func:`resumable_fields`,
+:func:`runtime_fields`, :func:`automatic_choices`, :data:`DEMO_RUN`, :func:`demo_config`.
 """
 
 from __future__ import annotations

@@ -13,6 +13,12 @@ model input :func:`input_features` rebuilds bitwise.
 
 The validation split is carved from train by the seed (80/20, as the paper), the test set is never used for
 model selection, and every filtered record is counted by reason in :attr:`DataSplits.report`.
+
+Public: :data:`MANIFEST_EXTENSIONS`, :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`,
+:class:`InvalidRecord`, :class:`DataSplits`, :func:`input_features`, :func:`settle_counts`, :class:`ManifestError`,
+:func:`read_manifest`, :func:`load_raw`, :func:`load_test_sets`, :func:`is_saved_dataset`, :func:`load_test_path`,
+:func:`load_splits`, :func:`build_feature_cache`, :func:`feature_workers`, :func:`feature_path`,
+:class:`SpeechCollator`.
 """
 
 from __future__ import annotations

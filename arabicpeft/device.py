@@ -3,9 +3,9 @@
 Import this module before anything touches CUDA: it imports torch only inside functions, so that
 :func:`pin_single_gpu` can still choose the visible GPUs.
 
-Public: :data:`PRECISION_HARDWARE` (the one table of what each precision needs), :func:`precision_problem`,
-:func:`check_gpu`, :func:`gpu_info`, :func:`hardware`, :func:`gpu_summary`, :func:`gpu_smoke_test`,
-:func:`half_dtype`, :func:`native_bf16`, :func:`pin_single_gpu`, :func:`train_on_gpus`.
+Public: :data:`PRECISION_HARDWARE`, :func:`gpu_info`, :func:`hardware`, :func:`precision_problem`,
+:func:`check_gpu`, :func:`check_precision_without_torch`, :func:`native_bf16`, :func:`half_dtype`,
+:func:`gpu_summary`, :func:`gpu_smoke_test`, :func:`pin_single_gpu`, :func:`train_on_gpus`.
 """
 
 from __future__ import annotations

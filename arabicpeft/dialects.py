@@ -3,6 +3,9 @@
 The data are the preprocessed MASC + Common Voice sets of Özyılmaz et al. (2025) on the HuggingFace hub,
 ``otozz/{name}_{train,test}_set`` (MSA is spelled upper-case there). Each repo has a single split named
 ``train``, also the test repos. ``all`` is the paper's dialect-pooled set: the five dialects, without MSA.
+
+Public: :data:`DIALECTS`, :data:`MSA`, :data:`POOLED`, :data:`VARIETIES`, :data:`NAMES`, :data:`Name`,
+:data:`REGISTRY`, :func:`get`.
 """
 
 from __future__ import annotations

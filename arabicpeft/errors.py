@@ -6,7 +6,8 @@ file, no GPU for a GPU precision, no network for the hub). The command line prin
 shows the traceback); in a notebook it is an ordinary exception with the same message. Every other exception
 is a bug and keeps its traceback.
 
-Public: :class:`UserError` and its kinds (:class:`ConfigError`, :class:`SetupError` and the setup errors),
+Public: :class:`UserError`, :class:`ConfigError`, :class:`SetupError`, :class:`GPUUnavailableError`,
+:class:`UnsupportedGPUError`, :class:`DiskSpaceError`, :class:`HubUnreachableError`, :class:`SessionTimeSpent`,
 :func:`is_user_error`, :func:`one_line`.
 """
 

@@ -1,4 +1,8 @@
-"""Batched greedy transcription with Arabic + transcribe forced, scored under every normalizer."""
+"""Batched greedy transcription with Arabic + transcribe forced, scored under every normalizer.
+
+Public: :func:`generation_budget`, :func:`decode_limits`, :func:`decoding_record`, :class:`SuppressTokens`,
+:func:`transcribe`, :func:`score_all`, :func:`evaluate_sets`, :func:`pooled_metrics`.
+"""
 
 from __future__ import annotations
 

@@ -10,6 +10,9 @@
 
 Adapters trained with a cut encoder window (``encoder_seconds``) are merged onto the base at its full window:
 the standalone model then takes any audio, as OpenAI's does (LoRA does not touch the positional table).
+
+Public: :func:`ct2_max_length`, :func:`merge`, :func:`standalone`, :func:`disk_sizes`, :func:`export_ct2`,
+:func:`load_ct2`, :func:`model_card_text`, :func:`write_model_card`, :func:`upload`, :func:`describe_ct2`.
 """
 
 from __future__ import annotations

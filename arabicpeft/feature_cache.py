@@ -22,6 +22,10 @@ opened with :func:`datasets.Dataset.from_file`. Columns (one record = one uttera
 
 Each split folder ``{root}/{hub_name}_{split}_set/`` holds ``log_mel.arrow`` and ``cache.json`` (what it was
 built from, counts, bytes), which is written last: a folder without it is an unfinished build.
+
+Public: :data:`DTYPES`, :data:`COLUMNS`, :data:`DATA_FILE`, :class:`CacheError`, :func:`is_compact`,
+:func:`restore`, :func:`split_dir`, :func:`read_meta`, :func:`open_split`, :func:`write_split`,
+:func:`needed_bytes`, :func:`free_bytes`.
 """
 
 from __future__ import annotations

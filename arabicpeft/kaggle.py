@@ -3,9 +3,8 @@ session's run, the disk and the hub; the checks that stop a run early with what 
 
 Torch-free at import (the Kaggle bootstrap and the CLI's early checks import it before GPU pinning).
 
-Public: :func:`output_root`, :func:`_on_kaggle`, :func:`_session_time_left_s`, :func:`_find_previous_run`,
-:func:`_restore_previous_run`, :func:`prepare_run`, :func:`preflight`, :func:`check_model_name`,
-:func:`_check_hub`, :func:`_check_disk`, :func:`hub_reachable`, :func:`hub_offline_mode`, :data:`NO_HUB_HELP`,
+Public: :data:`HUB_HOST`, :data:`NO_HUB_HELP`, :func:`output_root`, :func:`hub_reachable`, :func:`hub_offline_mode`,
+:func:`check_model_name`, :func:`preflight`, :func:`prepare_run`, :func:`git_commit`, :func:`versions`,
 :func:`environment_report`, :func:`report_frame`.
 """
 

@@ -4,6 +4,8 @@ Corpus WER = sum of word edits / sum of reference words, never the mean of per-u
 No utterance is ever dropped: an empty hypothesis counts as deletions of every reference word, and an
 empty reference (counted in ``empty_references``) contributes its hypothesis words as insertions to the
 numerator and nothing to the denominator. CER counts spaces as characters, as jiwer does.
+
+Public: :func:`utterance_errors`, :func:`summarize`, :func:`pool`, :func:`score`.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 Current APIs only: quantization through ``BitsAndBytesConfig``, peft ``LoraConfig`` with ``task_type`` left
 unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in ``generation_config``.
+
+Public: :data:`LANGUAGE`, :data:`TASK`, :func:`cut_encoder`, :func:`window_extractor`, :func:`load_processor`,
+:func:`window_seconds`, :func:`build_model`, :func:`model_source`, :func:`count_parameters`, :func:`save_trained`,
+:data:`MAX_NEW_TOKENS`, :class:`LoadedModel`, :func:`load_model`, :func:`load_bank`.
 """
 
 from __future__ import annotations

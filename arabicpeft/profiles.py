@@ -3,6 +3,8 @@
 - ``full`` (default): the parameters cell's values are used as they are (Kaggle, a GPU, real data).
 - ``ci``: the same code path on a tiny randomly initialised Whisper, the embedded synthetic sample set and a
   few steps. Its numbers only show that the pipeline runs; they are labelled synthetic in every results file.
+
+Public: :func:`current`, :func:`apply`, :func:`profile_notice`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Results files: one JSON per run, written atomically, recording what produced every number."""
+"""Results files: one JSON per run, written atomically, recording what produced every number.
+
+Public: :data:`MIB`, :func:`provenance`, :func:`reset_peak_memory`, :func:`peak_memory`, :func:`dir_bytes`,
+:func:`write_results`, :func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`, :data:`TRAINED`, :data:`START`,
+:data:`BANK_TRAIN_SET`, :func:`variant_of`, :class:`Runs`, :func:`load_runs`.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
 """Tables for publication: a clear error for a frame that lacks columns, and CSV + LaTeX output.
 
 The frames come from the one results reader, :func:`arabicpeft.results.load_runs`.
+
+Public: :func:`require_columns`, :func:`save_table`.
 """
 
 from __future__ import annotations

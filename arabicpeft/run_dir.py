@@ -10,6 +10,12 @@
     <output_dir>/INCOMPLETE             only while model/ and results.json may describe different steps
 
 Torch-free, so that the command line checks a folder before its heavy imports.
+
+Public: :data:`CHECKPOINT_DIR`, :data:`MODEL_DIR`, :data:`TRAINER_STATE`, :data:`RUN_CONFIG_FILE`,
+:data:`RESULTS_FILE`, :data:`UTTERANCES_FILE`, :data:`BEFORE_UTTERANCES_FILE`, :data:`BEFORE_METRICS_FILE`,
+:func:`config_changes`, :func:`owned_by`, :func:`write_json_atomic`, :func:`write_csv_atomic`,
+:func:`checkpoint_step`, :func:`complete_checkpoints`, :func:`latest_checkpoint_step`, :func:`check_output_dir`,
+:func:`claim_output_dir`, :func:`mark_incomplete`, :func:`mark_complete`.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ clip lives in its words only, not in its accent.
 
 Output is deterministic (sentences, voices, ids, audio samples); only the Ogg
 container bytes differ between runs because libvorbis picks a random stream serial.
+
+Public: none (run as a script).
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ utterance is the unit of resampling: the percentile bootstrap of Bisani & Ney (2
 paired bootstrap and the paired approximate-randomisation test for two systems on the same test set, and a
 two-level bootstrap (seeds, then utterances) when several seeds per system are at hand. Across-seed summaries
 use scipy (t-interval, Welch) and statsmodels (Holm).
+
+Public: :data:`N_RESAMPLES`, :data:`LEVEL`, :data:`START`, :func:`bootstrap_ci`, :func:`paired_bootstrap`,
+:func:`paired_permutation_test`, :func:`seed_summary`, :func:`hedges_g`, :func:`holm`, :func:`two_level_bootstrap`,
+:func:`gain_forgetting_ci`.
 """
 
 from __future__ import annotations

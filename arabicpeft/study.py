@@ -10,6 +10,10 @@ runs skipped, unfinished ones resumed (on Kaggle also restored from a previous s
 an input, and held to the session's time budget, by :func:`arabicpeft.kaggle.prepare_run`), progress printed as
 "run 7/36: gulf lora seed 84 — resumed at step 1500", and a manifest ``study.json`` (planned, done, failed,
 with reasons) written after every run. :func:`arabicpeft.results.load_runs` reads the results.
+
+Public: :data:`VARIANTS`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, :func:`peft_vs_full`, :func:`paper`,
+:func:`mixing`, :func:`adapter_bank`, :data:`DESIGNS`, :func:`offline_mini_base`, :data:`PRESETS`,
+:func:`design_options`, :func:`design`, :func:`run_study`, :func:`run_if_empty`.
 """
 
 from __future__ import annotations

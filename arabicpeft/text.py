@@ -15,6 +15,8 @@ Four schemes, applied identically to references and hypotheses:
 
 Whisper's ``BasicTextNormalizer`` is deliberately not used: it replaces every combining mark with a space
 and so splits Arabic words at their diacritics (``السَّلامُ`` -> ``الس لام``).
+
+Public: :data:`SCHEMES`, :data:`DEFAULT_NORMALIZER`, :func:`normalize`.
 """
 
 from __future__ import annotations

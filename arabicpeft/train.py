@@ -1,4 +1,8 @@
-"""One run: ExperimentConfig -> data -> Seq2SeqTrainer -> evaluation -> results file."""
+"""One run: ExperimentConfig -> data -> Seq2SeqTrainer -> evaluation -> results file.
+
+Public: :func:`processes`, :func:`token_mean_loss`, :func:`training_arguments`, :func:`describe`,
+:func:`demo_model`, :func:`run`.
+"""
 
 from __future__ import annotations
 

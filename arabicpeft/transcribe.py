@@ -6,6 +6,9 @@ CTranslate2 export through ``faster_whisper.WhisperModel.transcribe``, which als
 Language Arabic and task transcribe are forced; decoding is greedy unless ``beam_size`` says otherwise. A clip
 no longer than the window is decoded in one piece without timestamps, exactly as training and evaluation
 decode, and gets one segment spanning the clip.
+
+Public: :class:`Transcript`, :func:`collect_audio`, :func:`sample_clips`, :func:`concatenate_clips`,
+:func:`transcribe_files`, :func:`transcripts_frame`, :func:`to_srt`, :func:`write_transcripts`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ with every valid change, the given one is never changed) and a study picker (des
 
 Under Run All, nbval or papermill nobody touches a widget, so the parameters cell's values are what runs; in
 an interactive session, change a widget, then run the cells below it.
+
+Public: :func:`config_picker`, :func:`study_picker`.
 """
 
 from __future__ import annotations
