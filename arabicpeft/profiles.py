@@ -20,7 +20,7 @@ _PROFILES = ("full", "ci")
 
 _CI_OVERRIDES = dict(
     model="tiny-random", source="sample", data_path=None, streaming=False, precision="fp32", encoder_seconds=None,
-    max_steps=6, warmup_steps=0, learning_rate=1e-3, batch_size=8, eval_batch_size=16, eval_steps=3,
+    max_steps=6, warmup_steps=0, learning_rate=1e-3, batch_size=8, eval_batch_size=16, eval_steps=6,
     early_stopping_patience=0, max_train_samples=48, max_eval_samples=8, max_test_samples=6,
     generation_max_length=12, logging_steps=2, time_budget_s=None,
 )

@@ -67,9 +67,10 @@ def test_gpu_benchmark_on_cpu_writes_every_recipe_or_why_it_was_skipped(tmp_path
 
 
 def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
-    # four of the five recipes (each row is a fresh process; full-gc also runs in the gpu test)
-    result, stdout = run_benchmark(tmp_path, "memory", *SMALL, "--recipes", "lora-dropout0.05,lora-dropout0,"
-                                   "lora-dropout0-gc,full")
+    # four of the five recipes (full-gc also runs in the gpu test), in one process: the gpu test runs the rows
+    # the default way, each in a fresh process
+    result, stdout = run_benchmark(tmp_path, "memory", *SMALL, "--in-process", "--recipes", "lora-dropout0.05,"
+                                   "lora-dropout0,lora-dropout0-gc,full")
     rows = {k.split("/", 1)[1]: v for k, v in result["rows"].items()}
     assert set(rows) == {"lora-dropout0.05", "lora-dropout0", "lora-dropout0-gc", "full"}
     assert not result["skipped"]
@@ -84,7 +85,7 @@ def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
     saved = {name: row["saved_for_backward_bytes"] for name, row in rows.items()}
     assert saved["lora-dropout0.05"] > saved["lora-dropout0"] < saved["full"]
     assert saved["lora-dropout0-gc"] < saved["lora-dropout0"]
-    assert result["references"] == {"tiny-random": "full"}
+    assert result["references"] == {"tiny-random": "full"} and result["settings"]["in_process"] is True
     assert result["summary"]["tiny_random_full_memory_ratio"] == 1.0
     assert stdout.strip().splitlines()[-1].startswith("RESULT ")
 
