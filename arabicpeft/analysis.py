@@ -29,10 +29,9 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .results import MIB
-from .results_table import require_columns, save_table
-from .results import BANK_TRAIN_SET, START, TRAINED, TRAINING
 from .dialects import MSA, POOLED
+from .results import BANK_TRAIN_SET, MIB, START, TRAINED, TRAINING
+from .results_table import require_columns, save_table
 
 _METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 # a system: one config, all its seeds (``system`` decides; the others are its readable parts)

@@ -272,11 +272,14 @@ def demo_config(output_dir: str = "runs/demo") -> ExperimentConfig:
     """The main job: whisper-base (from PyPI, no hub) + LoRA on the embedded synthetic sample set, on CPU.
 
     The encoder window is cut to 8 s (every sample clip is shorter) so that it trains on 2 CPU cores in
-    minutes; validation runs once, at the end, to keep the time for training.
+    minutes; validation runs once, at the end, to keep the time for training. LoRA dropout is 0: on this job it
+    trained 1.09x faster with 0.33 GiB less peak memory than 0.05 and scored within 3 words of it (README, "The main
+    job, measured"; .measured/demo-lora-dropout*.json).
     """
     return ExperimentConfig(
         dialect="all", method="lora", model="whisper-base", precision="fp32", seed=42, source="sample",
-        encoder_seconds=SAMPLE_ENCODER_SECONDS, lora_targets="qkvo", learning_rate=1e-3, warmup_steps=10, max_steps=60,
+        encoder_seconds=SAMPLE_ENCODER_SECONDS, lora_targets="qkvo", lora_dropout=0.0, learning_rate=1e-3,
+        warmup_steps=10, max_steps=60,
         batch_size=8, eval_batch_size=16, eval_steps=60, early_stopping_patience=None, max_eval_samples=30,
         logging_steps=10, generation_max_length=48, output_dir=output_dir,
     )
