@@ -182,8 +182,13 @@ def compare_on_dialect(model, processor, cfg: ExperimentConfig, dialect: str, n_
                        batch_size: int = 16) -> pd.DataFrame:
     """The first ``n_utterances`` of ``dialect``'s test set (from ``cfg``'s model, source and data path) decoded
     with the dialect's own adapter, the bank's first other adapter (if any) and the base model: the
-    :func:`compare_adapters` table. ``model``, ``processor``, ``cfg``: as :func:`load_bank` returns them."""
+    :func:`compare_adapters` table. ``model``, ``processor``, ``cfg``: as :func:`load_bank` returns them.
+    Raises ValueError when the bank has no adapter for ``dialect``."""
     from .data import load_test_sets
+
+    if dialect not in model.peft_config:
+        raise ValueError(f"this bank has no adapter for {dialect!r}: choose one of "
+                         f"{', '.join(n for n in model.peft_config if n != BASE_ADAPTER)}.")
 
     wanted = ExperimentConfig(model=cfg.model, source=cfg.source, data_path=cfg.data_path, test_sets=[dialect],
                               max_test_samples=n_utterances)

@@ -98,3 +98,5 @@ def test_bank_cost_summary_and_compare_on_dialect(adapters, tmp_path):
                                  processor.tokenizer)
     by_hand = bank.compare_adapters(model, processor, tests["levantine"], ["levantine", "egyptian", "__base__"])
     pd.testing.assert_frame_equal(table, by_hand)
+    with pytest.raises(ValueError, match="no adapter for 'gulf': choose one of egyptian, levantine"):
+        bank.compare_on_dialect(model, processor, loaded_cfg, "gulf", 2)

@@ -17,7 +17,9 @@ import pytest
 from nbclient import NotebookClient
 
 REPO = Path(__file__).resolve().parents[1]
-EXECUTED = ["00_setup_quickstart", "01_train_one_dialect"]
+# Executed from their build: 00 (the bootstrap, then a whole training run). Every notebook imports its embedded copy
+# through the same first cell, and nbval runs each notebook from source.
+EXECUTED = ["00_setup_quickstart"]
 
 
 def load_build():
