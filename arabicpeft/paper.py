@@ -124,7 +124,7 @@ def _seed_means(per_seed: pd.DataFrame, decimals: int | None = None) -> pd.DataF
     ``per_seed`` needs condition, train_set, test_set, wer, cer (any extra columns are ignored). Returns the
     layout of :func:`_load_dialects`: wer_mean, wer_sd, cer_mean, cer_sd (SD with ddof = 1; NaN for one seed)
     and n. ``decimals=2`` rounds as the authors did; it reproduces ``load_dialects()`` from
-    ``load_dialects_per_seed()`` exactly.
+    ``_load_dialects_per_seed()`` exactly.
     """
     keys = ["condition", "train_set", "test_set"]
     out = (

@@ -298,9 +298,9 @@ def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: st
 def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFrame | None = None) -> Figure:
     """WER/CER per test set and system: mean over seeds with its utterance bootstrap CI.
 
-    ``summary``: :func:`arabicpeft.analysis._system_table` output (columns method, test_set, ``{metric}``,
+    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns method, test_set, ``{metric}``,
     ``{metric}_low``, ``{metric}_high``; condition and train_set label the bars when they vary). ``per_run``
-    (optional, :func:`arabicpeft.analysis._rate_table`): each seed's rate drawn as a point on its bar.
+    (optional, the per-run table it writes as ``rates_per_run``): each seed's rate drawn as a point on its bar.
     One axes per metric.
     """
     require_columns(summary, [_method_column(summary), "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
@@ -334,7 +334,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
 def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     """Forest plot of method b − method a per test set, one axes per metric.
 
-    ``comparison``: :func:`arabicpeft.analysis._compare_methods` output (columns test_set, metric, a, b, delta,
+    ``comparison``: the table of :meth:`arabicpeft.analysis.StudyReport.comparison` (columns test_set, metric, a, b, delta,
     low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
     and Hedges' g. Positive: b has more errors than a.
     """
@@ -410,8 +410,8 @@ def fig_efficiency(eff: pd.DataFrame, panels=tuple(_EFFICIENCY_PANELS)) -> Figur
 def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     """Gain on the training dialect and forgetting on the other test sets, with CIs (research notes §6).
 
-    ``table``: :func:`arabicpeft.analysis._gain_forgetting_table` (or :func:`arabicpeft.stats.gain_forgetting_ci`)
-    output: columns train_set, test_set, kind ("gain" | "forgetting"), value, low, high and ``hue`` (one bar
+    ``table``: the table of :meth:`arabicpeft.analysis.StudyReport.gain_forgetting` (or
+    :func:`arabicpeft.stats.gain_forgetting_ci` output): columns train_set, test_set, kind ("gain" | "forgetting"), value, low, high and ``hue`` (one bar
     colour per level; a constant is used when the column is absent). Left axes: gain per train set
     (start − trained, > 0 = improved). Right axes: forgetting per (train set, other test set) (trained − start,
     > 0 = worse). Whiskers are the CIs.

@@ -298,3 +298,12 @@ def test_fig_efficiency():
     assert "peak_rss" in memory.get_ylabel()
     assert fig.axes[0].get_yscale() == "log"
     assert sorted(b.get_height() for b in fig.axes[2].patches) == [8.0, 11.0]
+
+
+def test_require_columns_names_what_is_missing():
+    frame = pd.DataFrame({"wer": [1.0]})
+    plots.require_columns(frame, ["wer"], "x")
+    with pytest.raises(ValueError, match=r"x needs column\(s\) \['cer'\]; got \['wer'\]"):
+        plots.require_columns(frame, ["wer", "cer"], "x")
+    with pytest.raises(ValueError, match="x: no rows"):
+        plots.require_columns(frame.iloc[:0], ["wer"], "x")
