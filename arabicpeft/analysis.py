@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import plots, profiles, stats
 from .dialects import MSA, POOLED
-from .results import BANK_TRAIN_SET, MIB, START, TRAINED, TRAINING
-from .paper import WITH_PRETRAINING
+from .paper import WITH_PRETRAINING, figure_data
 from .plots import require_columns
+from .results import BANK_TRAIN_SET, MIB, START, TRAINED, TRAINING
 
 _METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 # a system: one config, all its seeds (``system`` decides; the others are its readable parts)
@@ -433,8 +433,6 @@ def _by_method(scores: pd.DataFrame, stages=None) -> dict[str, pd.DataFrame]:
 def _matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) -> pd.DataFrame:
     """The train x test matrix of one method: cells "mean (± sd)" over seeds of ``metric`` (%), rows train sets,
     columns test sets (trained models only; raises when a (train, test, seed) cell holds several runs)."""
-    from .plots import heatmap_labels
-
     trained = _stage(scores, TRAINED)
     require_columns(trained, ["train_set", "test_set", "seed", metric], "matrix_table")
     if trained.duplicated(["train_set", "test_set", "seed"]).any():
@@ -442,7 +440,7 @@ def _matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) 
     cells = trained.groupby(["train_set", "test_set"])[metric].agg(["mean", "std"]).reset_index()
     mean = cells.pivot(index="train_set", columns="test_set", values="mean")
     sd = cells.pivot(index="train_set", columns="test_set", values="std")
-    return pd.DataFrame(heatmap_labels(mean, sd, decimals), index=mean.index, columns=mean.columns)
+    return pd.DataFrame(plots.heatmap_labels(mean, sd, decimals), index=mean.index, columns=mean.columns)
 
 
 def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: int = 0,
@@ -554,8 +552,6 @@ def _draw_paper_figures(frames: dict, metrics, curve_label: str, title: str | No
     then Fig. 2 once per metric of ``metrics`` (stem "fig2_pretraining_<metric>", or "fig2_pretraining" without
     ``metric_in_name``), Fig. 3, and Fig. 4 (with MSA pre-training) per metric. ``title``: the suptitle of
     Figs. 2–4 (Fig. 1 names its curve ``curve_label``)."""
-    from . import plots
-
     def named(stem, metric):
         return f"{stem}_{metric}" if metric_in_name else stem
 
@@ -576,14 +572,11 @@ def published_figures(out_dir) -> list:
     written under ``out_dir`` as ``fig1_msa_trainsize``, ``fig2_pretraining``, ``fig3_pooled_vs_specific`` and
     ``fig4_heatmap`` (PNG + PDF; Figs. 2 and 4 of WER, Fig. 4 with MSA pre-training). Returns the four figures
     in that order."""
-    from .paper import figure_data
-
     figures = _draw_paper_figures(figure_data(), ["wer"], curve_label="whisper-small fine-tuned on MSA",
                                   metric_in_name=False)
-    order = ["fig1_msa_trainsize", "fig2_pretraining", "fig3_pooled_vs_specific", "fig4_heatmap"]
-    for stem in order:
-        _save_figure(figures[stem], Path(out_dir) / stem)
-    return [figures[stem] for stem in order]
+    for stem, fig in figures.items():
+        _save_figure(fig, Path(out_dir) / stem)
+    return list(figures.values())
 
 
 class StudyReport:
@@ -602,8 +595,6 @@ class StudyReport:
     """
 
     def __init__(self, runs, output_dir=None, scheme: str = "raw", n_boot: int | None = None):
-        from . import profiles
-
         self.runs = runs
         self.output_dir = project_path(output_dir) if output_dir else Path(runs.root) / "analysis"
         self.scheme = scheme
@@ -638,8 +629,6 @@ class StudyReport:
         n_boot, each study manifest's run counts and what a reader must know first (no results, or results of
         the synthetic sample set), then the runs per (kind, stage, variant, train set) with their seeds and test
         sets (no table without runs)."""
-        from . import profiles
-
         runs = self.runs
         lines = [f"Results: `{runs.root}`; tables and figures: `{self.output_dir}`; profile "
                  f"{profiles.current()!r}, scheme {self.scheme!r}, n_boot = {self.n_boot}."]
@@ -657,8 +646,6 @@ class StudyReport:
         (:func:`_system_table`: mean over seeds, SD, bootstrap CI of the mean and t-interval over seeds), written
         as ``rates_per_run`` and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`). Returns
         [system table, figure]."""
-        from . import plots
-
         per_run = _rate_table(self.utterances, n_boot=self.n_boot)
         rates = _system_table(self.utterances, n_boot=self.n_boot)
         fig = plots.fig_rates(rates, per_run=per_run)
@@ -674,8 +661,6 @@ class StudyReport:
         spread), written as ``peft_vs_full`` (table and figure, :func:`plots.fig_method_comparison`). Returns
         [the WER and CER :func:`_equivalence_statement` as a Note, the table, the figure]. Raises ValueError
         when no cell has runs of both."""
-        from . import plots
-
         table = _compare_methods(self.utterances, a=a, b=b, n_boot=self.n_boot)
         fig = plots.fig_method_comparison(table)
         self._save("peft_vs_full", table, fig, float_format="%.4g",
@@ -688,8 +673,6 @@ class StudyReport:
         :func:`_matrix_table` ("mean (± sd)" over seeds of WER) and :func:`plots.fig4_heatmap` (all train sets,
         titled "<variant> (<stage>)"), both written as ``matrix_<stage>_<variant>``. Returns [a Note
         "**<variant>** (<stage>)", table, figure] per matrix."""
-        from . import plots
-
         scores, shown = self.scores, []
         for stage in scores["stage"].dropna().unique():
             for variant, part in _by_method(scores, stages=[stage]).items():
@@ -708,8 +691,6 @@ class StudyReport:
         :func:`_gain_forgetting_table` for WER and CER), written as ``gain_forgetting`` (table) and
         ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting` by variant). Returns [WER
         figure, CER figure, table], or [a Note] when no run scored its starting model."""
-        from . import plots
-
         with_start = _scored_start(self.utterances)
         if with_start.empty:
             return [_Note("No run scored its starting model (`evaluate_before`): no gain/forgetting table.")]
@@ -727,8 +708,6 @@ class StudyReport:
         """The adapter bank against its alternatives (:func:`bank_comparison`), written as ``bank_vs_pooled``
         (table and figure, :func:`plots.fig_rates`). Returns [the :data:`BANK_COLUMNS` of the table, the figure],
         or [a Note] when the runs hold no adapter-bank evaluation."""
-        from . import plots
-
         if not (self.utterances["train_set"] == BANK_TRAIN_SET).any():
             return [_Note("No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one).")]
         table = bank_comparison(self.utterances, n_boot=self.n_boot)
@@ -741,8 +720,6 @@ class StudyReport:
         """The MSA train-size curve of each method (:func:`_msa_trainsize_frame`, :func:`plots.fig1_msa_trainsize`),
         table and figure written as ``msa_curve_<variant>``. Returns the figures, or [a Note] when the training
         runs on ``msa`` do not span several train sizes."""
-        from . import plots
-
         scores = self.scores
         trained_msa = scores[(scores["dialect"] == msa) & (scores["kind"] == TRAINING)]
         if trained_msa["n_train"].nunique() < 2:
@@ -758,8 +735,6 @@ class StudyReport:
         """The efficiency table (:func:`_efficiency_summary`: per system, mean and SD over seeds of trainable
         parameters, peak memory, wall time, samples/s and bytes on disk) and :func:`plots.fig_efficiency`, both
         written as ``efficiency``. Returns [figure, table]."""
-        from . import plots
-
         table = _efficiency_summary(self.runs.runs)
         fig = plots.fig_efficiency(self.runs.runs)
         self._save("efficiency", table, fig, float_format="%.4g", caption="Efficiency, mean and SD over seeds",
