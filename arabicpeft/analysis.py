@@ -1,9 +1,13 @@
-"""Analysis of the project's own runs: rates with CIs, PEFT vs full, efficiency, gain and forgetting.
+"""Analysis of the project's own runs: rates with CIs, PEFT vs full, efficiency, gain and forgetting, the bank.
 
-The inputs are the tidy frames of the one results reader, :func:`arabicpeft.results.load_runs`: per-utterance
+:class:`StudyReport` is the analysis of one study (notebook 03): each of its methods computes one section's
+tables and figures, writes them (tables as CSV + LaTeX, figures as PNG + PDF) and returns them for display.
+Its inputs are the tidy frames of the one results reader, :func:`arabicpeft.results.load_runs`: per-utterance
 edit counts (``Runs.utterances()``), corpus scores (``Runs.scores()``) and the runs with their efficiency
-records (``Runs.runs``). Every number comes from them through :mod:`arabicpeft.stats`; the outputs are tidy
-tables for :func:`~arabicpeft.results_table.save_table` and the figures of :mod:`arabicpeft.plots`.
+records (``Runs.runs``). Every number comes from them through :mod:`arabicpeft.stats`; the figures are those
+of :mod:`arabicpeft.plots`. :func:`bank_comparison` is the adapter bank's table (notebook 06),
+:func:`published_figures` the paper's four figures from its published data (notebook 04), and
+:func:`project_path` resolves a notebook's relative paths against the project root.
 
 A *system* is a run without its seed (the reader's ``system`` column: every config field but the seed and
 where/how it was run). Its seeds are scored on the same
@@ -12,13 +16,8 @@ methods on utt_index, and the mean over seeds of corpus rates equals the corpus 
 counts (the reference lengths are shared). That makes the seed mean resamplable over utterances.
 All rates and differences are in % (points).
 
-Public: :func:`project_path`, :func:`rate_table`, :func:`system_table`, :func:`compare_methods`,
-:func:`equivalence_statement`, :func:`efficiency_summary`, :func:`gain_forgetting_table`,
-:func:`msa_trainsize_frame`, :func:`paper_dialects_frame`, :func:`pooled_vs_specific_frame`, :func:`by_method`,
-:func:`matrix_table`, :func:`bank_comparison`, :func:`scored_start`, :class:`Note`, :data:`SYNTHETIC_NOTICE`,
-:data:`BANK_COLUMNS`, :func:`data_notice`, :func:`runs_overview`, :func:`rates_section`, :func:`comparison_section`,
-:func:`matrix_section`, :func:`gain_forgetting_section`, :func:`bank_section`, :func:`msa_curve_section`,
-:func:`efficiency_section`, :func:`paper_figures`.
+Public: :func:`project_path`, :func:`bank_comparison`, :data:`BANK_COLUMNS`, :func:`published_figures`,
+:class:`StudyReport`.
 """
 
 from __future__ import annotations
@@ -28,10 +27,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import plots, profiles, stats
 from .dialects import MSA, POOLED
+from .paper import WITH_PRETRAINING, figure_data
+from .plots import require_columns
 from .results import BANK_TRAIN_SET, MIB, START, TRAINED, TRAINING
-from .results_table import require_columns, save_table
 
 _METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 # a system: one config, all its seeds (``system`` decides; the others are its readable parts)
@@ -93,7 +93,7 @@ def _seed_rates(errors: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return 100.0 * errors.sum(axis=1) / lengths.sum()
 
 
-def rate_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N_RESAMPLES, seed: int = 0,
+def _rate_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N_RESAMPLES, seed: int = 0,
                level: float = stats.LEVEL) -> pd.DataFrame:
     """Corpus WER/CER of every run on every test set with an utterance bootstrap CI (stats.bootstrap_ci).
 
@@ -117,7 +117,7 @@ def rate_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N
     return pd.DataFrame(rows)
 
 
-def system_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N_RESAMPLES, seed: int = 0,
+def _system_table(utts: pd.DataFrame, metrics=("wer", "cer"), n_boot: int = stats.N_RESAMPLES, seed: int = 0,
                  level: float = stats.LEVEL) -> pd.DataFrame:
     """Per system and test set: the mean over seeds of corpus WER/CER with two intervals.
 
@@ -159,7 +159,7 @@ def _matches(variants, name: str) -> list:
     return exact or [v for v in variants if str(v).split(" ")[0] == name]
 
 
-def compare_methods(utts: pd.DataFrame, a: str = _BASELINE, b: str = _PEFT, metrics=("wer", "cer"),
+def _compare_methods(utts: pd.DataFrame, a: str = _BASELINE, b: str = _PEFT, metrics=("wer", "cer"),
                     n_boot: int = stats.N_RESAMPLES, seed: int = 0, level: float = stats.LEVEL) -> pd.DataFrame:
     """Variant ``b`` vs variant ``a`` (default every LoRA variant vs full fine-tuning) per cell and metric.
 
@@ -244,8 +244,8 @@ def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(ss / dof))
 
 
-def equivalence_statement(comparison: pd.DataFrame, metric: str = "wer") -> str:
-    """One sentence per the :func:`compare_methods` table: in how many cells the CI of Δ lies within the
+def _equivalence_statement(comparison: pd.DataFrame, metric: str = "wer") -> str:
+    """One sentence per the :func:`_compare_methods` table: in how many cells the CI of Δ lies within the
     seed-to-seed spread (± pooled SD), and the largest |Δ|."""
     rows = comparison[comparison["metric"] == metric]
     if rows.empty:
@@ -277,7 +277,7 @@ _EFFICIENCY_SUMMARY = {  # output column: (Runs.runs column, scale)
 }
 
 
-def efficiency_summary(eff: pd.DataFrame, by=("system", "study", "stage", "variant", "train_set", "model_name")
+def _efficiency_summary(eff: pd.DataFrame, by=("system", "study", "stage", "variant", "train_set", "model_name")
                        ) -> pd.DataFrame:
     """The efficiency table (the only one): mean and SD (ddof = 1) over seeds of each efficiency quantity, per
     system (``by``: a system and its readable parts; never wider than a system).
@@ -306,7 +306,7 @@ def efficiency_summary(eff: pd.DataFrame, by=("system", "study", "stage", "varia
     return out.reset_index()
 
 
-def gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("context", "variant"),
+def _gain_forgetting_table(utts: pd.DataFrame, metric: str = "wer", by=("context", "variant"),
                           n_boot: int = stats.N_RESAMPLES, seed: int = 0, level: float = stats.LEVEL) -> pd.DataFrame:
     """Gain on the training dialect(s) (all five for the pooled ``all``) and forgetting on the other test sets,
     per ``by`` group (research notes §6).
@@ -376,7 +376,7 @@ def _stage(frame: pd.DataFrame, scored: str) -> pd.DataFrame:
     return frame[frame["scored"] == scored] if "scored" in frame.columns else frame
 
 
-def msa_trainsize_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
+def _msa_trainsize_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
     """Input of :func:`plots.fig1_msa_trainsize` from own results (a :func:`study.paper` study).
 
     ``frame``: ``load_runs(root).scores()`` rows of one method (filter on ``variant`` first). The runs trained on
@@ -401,31 +401,25 @@ def msa_trainsize_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
     return pd.concat([curve[columns], start[columns]], ignore_index=True)
 
 
-def paper_dialects_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
-    """Input of :func:`plots.fig2_pretraining` and :func:`plots.fig4_heatmap` from own results: the trained
-    rows of the dialect (and pooled) models, without the MSA train-size runs (as the paper's 6 x 6 matrices).
-    Filter ``frame`` to one method (``variant``) first: one matrix per method."""
+def _paper_frames(frame: pd.DataFrame, msa: str = MSA) -> dict[str, pd.DataFrame]:
+    """The inputs of the paper's figures from own results of one method (``Runs.scores()`` rows of a
+    :func:`study.paper` study, filtered on ``variant``), in the layout of :func:`paper.figure_data`:
+    "msa_trainsize" (:func:`_msa_trainsize_frame`), "dialects" (the trained dialect and pooled models, without
+    the MSA train-size runs: the paper's 6 x 6 matrices) and "pooled_vs_specific" (the models with MSA
+    pre-training, and for the MSA test set the model trained on the most MSA data, largest n_train)."""
     trained = _stage(frame, TRAINED)
-    return trained[trained["train_set"] != msa].reset_index(drop=True)
-
-
-def pooled_vs_specific_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
-    """Input of :func:`plots.fig3_pooled_vs_specific` from own results, as the paper: with MSA pre-training,
-    the pooled ``all`` model vs each test set's own model, and for the MSA test set the model trained on
-    the most MSA data (largest n_train). Returns paper.pooled_vs_specific_long rows (column role added)."""
-    from .paper import WITH_PRETRAINING, pooled_vs_specific_long
-
-    trained = _stage(frame, TRAINED)
-    with_ = trained[(trained["condition"] == WITH_PRETRAINING) & (trained["train_set"] != msa)]
+    dialects = trained[trained["train_set"] != msa].reset_index(drop=True)
     full_msa = trained[(trained["train_set"] == msa)]
     full_msa = full_msa[full_msa["n_train"] == full_msa["n_train"].max()]
-    return pooled_vs_specific_long(pd.concat([with_, full_msa], ignore_index=True))
+    with_ = dialects[dialects["condition"] == WITH_PRETRAINING]
+    return {"msa_trainsize": _msa_trainsize_frame(frame, msa=msa), "dialects": dialects,
+            "pooled_vs_specific": pd.concat([with_, full_msa], ignore_index=True)}
 
 
 # Study views: one matrix per method, the adapter bank against its alternatives ---------------------------
 
 
-def by_method(scores: pd.DataFrame, stages=None) -> dict[str, pd.DataFrame]:
+def _by_method(scores: pd.DataFrame, stages=None) -> dict[str, pd.DataFrame]:
     """``Runs.scores()`` rows of trained models split per fine-tuning method (the ``variant`` column), training
     runs only, optionally of the given study ``stages``: {variant: rows}. Each value holds one method, so a figure or
     table drawn from it never mixes methods."""
@@ -436,11 +430,9 @@ def by_method(scores: pd.DataFrame, stages=None) -> dict[str, pd.DataFrame]:
     return {variant: part for variant, part in rows.groupby("variant", sort=False)}
 
 
-def matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) -> pd.DataFrame:
+def _matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) -> pd.DataFrame:
     """The train x test matrix of one method: cells "mean (± sd)" over seeds of ``metric`` (%), rows train sets,
     columns test sets (trained models only; raises when a (train, test, seed) cell holds several runs)."""
-    from .plots import heatmap_labels
-
     trained = _stage(scores, TRAINED)
     require_columns(trained, ["train_set", "test_set", "seed", metric], "matrix_table")
     if trained.duplicated(["train_set", "test_set", "seed"]).any():
@@ -448,7 +440,7 @@ def matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) -
     cells = trained.groupby(["train_set", "test_set"])[metric].agg(["mean", "std"]).reset_index()
     mean = cells.pivot(index="train_set", columns="test_set", values="mean")
     sd = cells.pivot(index="train_set", columns="test_set", values="std")
-    return pd.DataFrame(heatmap_labels(mean, sd, decimals), index=mean.index, columns=mean.columns)
+    return pd.DataFrame(plots.heatmap_labels(mean, sd, decimals), index=mean.index, columns=mean.columns)
 
 
 def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: int = 0,
@@ -458,7 +450,7 @@ def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: i
     each test set's own single-dialect LoRA and full fine-tunes started from the base (the stage the bank's
     adapters come from, and any other such stage).
 
-    ``utts``: ``Runs.utterances()`` (with the start rows). Returns :func:`system_table` rows (mean over
+    ``utts``: ``Runs.utterances()`` (with the start rows). Returns :func:`_system_table` rows (mean over
     seeds, SD, utterance-bootstrap CI) with a ``role`` column ("base", "adapter bank", "pooled <mixture>",
     "own dialect") and ``variant`` relabelled "<role>: <variant>" for legends.
     """
@@ -485,33 +477,59 @@ def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: i
     parts.append(own.assign(role="own dialect"))
     rows = pd.concat(parts, ignore_index=True)
     rows["variant"] = rows["role"] + ": " + rows["variant"].astype(str)
-    table = system_table(rows, n_boot=n_boot, seed=seed, level=level)
+    table = _system_table(rows, n_boot=n_boot, seed=seed, level=level)
     roles = rows.drop_duplicates("variant").set_index("variant")["role"]
     table.insert(0, "role", table["variant"].map(roles))
     return table
 
 
-def scored_start(utts: pd.DataFrame) -> pd.DataFrame:
+def _scored_start(utts: pd.DataFrame) -> pd.DataFrame:
     """The rows of the training runs that also scored their starting model (``evaluate_before``): the input of
-    :func:`gain_forgetting_table` (runs without a start have no gain or forgetting to report)."""
+    :func:`_gain_forgetting_table` (runs without a start have no gain or forgetting to report)."""
     training = utts[utts["kind"] == TRAINING] if "kind" in utts.columns else utts
     return training[training["path"].isin(set(training.loc[training["scored"] == START, "path"]))]
 
 
-# Notebook sections: each computes its table(s), writes them (CSV + LaTeX) and its figures (PNG + PDF) under
-# ``out_dir``, and returns what a notebook shows, in order (tables, figures and Note texts) ----------------------
+# Writing: tables as CSV + LaTeX, figures as PNG + PDF --------------------------------------------------------
+
+_DPI = 200
 
 
-class Note(str):
+def _save_table(df: pd.DataFrame, path_stem, float_format: str | None = "%.2f", caption: str | None = None,
+                label: str | None = None, index: bool = False) -> list[Path]:
+    """Write ``df`` as ``{path_stem}.csv`` (full precision) and ``{path_stem}.tex`` (pandas ``to_latex``,
+    numbers formatted with ``float_format``, booktabs rules); returns the two paths. NaN is written as "--"
+    in LaTeX and as an empty field in the CSV."""
+    paths = [Path(f"{path_stem}.csv"), Path(f"{path_stem}.tex")]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(paths[0], index=index)
+    formatter = (lambda v: float_format % v) if float_format else None
+    latex = df.to_latex(index=index, float_format=formatter, na_rep="--", caption=caption, label=label,
+                        escape=True)
+    paths[1].write_text(latex, encoding="utf-8")
+    return paths
+
+
+def _save_figure(fig, path_stem) -> list[Path]:
+    """Write ``fig`` as ``{path_stem}.png`` (DPI 200) and ``{path_stem}.pdf``; returns the two paths."""
+    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    return paths
+
+
+class _Note(str):
     """Markdown text that a notebook displays formatted (IPython reads ``_repr_markdown_``); a plain str otherwise."""
 
     def _repr_markdown_(self) -> str:
         return str(self)
 
 
-SYNTHETIC_NOTICE = Note("**Synthetic sample data:** some or all of these runs were trained and scored on the espeak-ng "
-                        "sample set. Their numbers only show that the pipeline works.")
+_SYNTHETIC_NOTICE = _Note("**Synthetic sample data:** some or all of these runs were trained and scored on the "
+                          "espeak-ng sample set. Their numbers only show that the pipeline works.")
 BANK_COLUMNS = ["role", "variant", "test_set", "k", "wer", "wer_low", "wer_high", "cer"]  # bank_comparison, shown
+_CI_PROFILE_N_BOOT = 2_000  # bootstrap replicates under the ci profile (tiny runs: the numbers mean nothing)
 
 
 def _file_label(variant: str) -> str:
@@ -519,191 +537,235 @@ def _file_label(variant: str) -> str:
     return "_".join(str(variant).split())
 
 
-def data_notice(frame: pd.DataFrame, root) -> Note:
+def _data_notice(frame: pd.DataFrame, root) -> _Note:
     """What a reader must know before any number of ``frame`` (``Runs.runs`` or ``Runs.scores()`` rows read from
-    ``root``): that there are none, that some come from the synthetic sample set (:data:`SYNTHETIC_NOTICE`), or
+    ``root``): that there are none, that some come from the synthetic sample set (:data:`_SYNTHETIC_NOTICE`), or
     nothing (an empty Note)."""
     if frame.empty:
-        return Note(f"No results in `{root}`: run a study into it, or point the notebook at a folder of results.")
-    return SYNTHETIC_NOTICE if frame["synthetic"].eq(True).any() else Note("")
+        return _Note(f"No results in `{root}`: run a study into it, or point the notebook at a folder of results.")
+    return _SYNTHETIC_NOTICE if frame["synthetic"].eq(True).any() else _Note("")
 
 
-def runs_overview(runs) -> list:
-    """A :class:`~arabicpeft.results.Runs` at a glance: a Note with each study manifest's run counts and the
-    :func:`data_notice`, and the runs per (kind, stage, variant, train set) with their seeds and test sets."""
-    lines = [f"study {m['design']['name']}: {m['counts']}" for m in runs.manifests()]
-    notice = Note("\n\n".join([*lines, data_notice(runs.runs, runs.root)]).strip())
-    if runs.runs.empty:
-        return [notice]
-    table = runs.runs.groupby(["kind", "stage", "variant", "train_set"], dropna=False).agg(
-        runs=("run_id", "nunique"), seeds=("seed", lambda s: sorted(set(s))), test_sets=("eval_test_sets", "first"))
-    return [notice, table]
+def _draw_paper_figures(frames: dict, metrics, curve_label: str, title: str | None = None,
+                        metric_in_name: bool = True) -> dict:
+    """The paper's four figures from :func:`paper.figure_data`-shaped ``frames``: {file stem: figure}, Fig. 1,
+    then Fig. 2 once per metric of ``metrics`` (stem "fig2_pretraining_<metric>", or "fig2_pretraining" without
+    ``metric_in_name``), Fig. 3, and Fig. 4 (with MSA pre-training) per metric. ``title``: the suptitle of
+    Figs. 2–4 (Fig. 1 names its curve ``curve_label``)."""
+    def named(stem, metric):
+        return f"{stem}_{metric}" if metric_in_name else stem
 
-
-def rates_section(utts: pd.DataFrame, out_dir, scheme: str, n_boot: int = stats.N_RESAMPLES) -> list:
-    """WER/CER per run (:func:`rate_table`) and per system (:func:`system_table`), written as ``rates_per_run``
-    and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`). ``scheme`` names the scoring in the
-    captions. Returns [system table, figure]."""
-    from . import plots
-
-    out_dir = Path(out_dir)
-    per_run, rates = rate_table(utts, n_boot=n_boot), system_table(utts, n_boot=n_boot)
-    save_table(per_run, out_dir / "rates_per_run", caption=f"Corpus WER/CER (%, {scheme}) per run, 95% bootstrap CI",
-               label="tab:rates-per-run")
-    save_table(rates, out_dir / "rates", caption=f"Corpus WER/CER (%, {scheme}), mean over seeds", label="tab:rates")
-    fig = plots.fig_rates(rates, per_run=per_run)
-    plots.save_figure(fig, out_dir / "rates")
-    return [rates, fig]
-
-
-def comparison_section(utts: pd.DataFrame, out_dir, a: str = _BASELINE, b: str = _PEFT,
-                       n_boot: int = stats.N_RESAMPLES) -> list:
-    """``b`` vs ``a`` (:func:`compare_methods`), written as ``peft_vs_full`` (table and figure,
-    :func:`plots.fig_method_comparison`). Returns [the WER and CER :func:`equivalence_statement` as a Note,
-    the comparison table, the figure]."""
-    from . import plots
-
-    out_dir = Path(out_dir)
-    table = compare_methods(utts, a=a, b=b, n_boot=n_boot)
-    save_table(table, out_dir / "peft_vs_full", float_format="%.4g",
-               caption=f"{b} vs {a}: difference of seed means (% points)", label="tab:peft-vs-full")
-    fig = plots.fig_method_comparison(table)
-    plots.save_figure(fig, out_dir / "peft_vs_full")
-    statements = Note("\n\n".join(equivalence_statement(table, metric) for metric in ("wer", "cer")))
-    return [statements, table, fig]
-
-
-def matrix_section(scores: pd.DataFrame, out_dir, scheme: str) -> list:
-    """The train x test matrix of each method and study stage that has more than one cell: :func:`matrix_table`
-    and :func:`plots.fig4_heatmap` (all train sets, titled "<variant> (<stage>)"), both written as
-    ``matrix_<stage>_<variant>``. Returns [a Note "**<variant>** (<stage>)", table, figure] per matrix."""
-    from . import plots
-
-    shown = []
-    for stage in scores["stage"].dropna().unique():
-        for variant, part in by_method(scores, stages=[stage]).items():
-            if part["train_set"].nunique() * part["test_set"].nunique() < 2:
-                continue
-            stem = Path(out_dir) / f"matrix_{stage}_{_file_label(variant)}"
-            table = matrix_table(part)
-            save_table(table, stem, index=True, float_format=None,
-                       caption=f"WER (%, {scheme}), {variant}, stage {stage}: mean (± sd) over seeds")
-            fig = plots.fig4_heatmap(part, condition=None, drop_train_sets=())
-            fig.suptitle(f"{variant} ({stage})")
-            plots.save_figure(fig, stem)
-            shown += [Note(f"**{variant}** ({stage})"), table, fig]
-    return shown
-
-
-def gain_forgetting_section(utts: pd.DataFrame, out_dir, n_boot: int = stats.N_RESAMPLES) -> list:
-    """Gain and forgetting of every run that scored its starting model (:func:`scored_start`,
-    :func:`gain_forgetting_table` for WER and CER), written as ``gain_forgetting`` (table) and
-    ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting` by variant). Returns [WER figure,
-    CER figure, table], or [a Note] when no run scored its starting model."""
-    from . import plots
-
-    with_start = scored_start(utts)
-    if with_start.empty:
-        return [Note("No run scored its starting model (`evaluate_before`): no gain/forgetting table.")]
-    out_dir = Path(out_dir)
-    table = pd.concat([gain_forgetting_table(with_start, metric=m, n_boot=n_boot) for m in ("wer", "cer")],
-                      ignore_index=True)
-    save_table(table, out_dir / "gain_forgetting", label="tab:gain-forgetting",
-               caption="Gain and forgetting relative to the starting model (% points, 95% CI)")
-    figures = []
-    for metric in ("wer", "cer"):
-        figures.append(plots.fig_gain_forgetting(table[table["metric"] == metric], hue="variant"))
-        plots.save_figure(figures[-1], out_dir / f"gain_forgetting_{metric}")
-    return [*figures, table]
-
-
-def bank_section(utts: pd.DataFrame, out_dir, scheme: str, n_boot: int = stats.N_RESAMPLES) -> list:
-    """The adapter bank against its alternatives (:func:`bank_comparison`), written as ``bank_vs_pooled`` (table
-    and figure, :func:`plots.fig_rates`). Returns [the :data:`BANK_COLUMNS` of the table, the figure], or [a
-    Note] when the runs hold no adapter-bank evaluation."""
-    from . import plots
-
-    if not (utts["train_set"] == BANK_TRAIN_SET).any():
-        return [Note("No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one).")]
-    out_dir = Path(out_dir)
-    table = bank_comparison(utts, n_boot=n_boot)
-    save_table(table, out_dir / "bank_vs_pooled", float_format="%.4g",
-               caption=f"Adapter bank vs pooled and own-dialect models (%, {scheme}), mean over seeds")
-    fig = plots.fig_rates(table)
-    plots.save_figure(fig, out_dir / "bank_vs_pooled")
-    return [table[BANK_COLUMNS], fig]
-
-
-def msa_curve_section(scores: pd.DataFrame, out_dir, msa: str = MSA) -> list:
-    """The MSA train-size curve of each method (:func:`msa_trainsize_frame`, :func:`plots.fig1_msa_trainsize`),
-    table and figure written as ``msa_curve_<variant>``. Returns the figures, or [a Note] when the training runs
-    on ``msa`` do not span several train sizes."""
-    from . import plots
-
-    trained_msa = scores[(scores["dialect"] == msa) & (scores["kind"] == TRAINING)]
-    if trained_msa["n_train"].nunique() < 2:
-        return [Note("No MSA train-size curve in this study (the paper design has one).")]
-    figures = []
-    for variant, part in by_method(trained_msa).items():
-        curve = msa_trainsize_frame(scores[scores["path"].isin(set(part["path"]))], msa=msa)
-        stem = Path(out_dir) / f"msa_curve_{_file_label(variant)}"
-        save_table(curve, stem, float_format="%.4g")
-        figures.append(plots.fig1_msa_trainsize(curve, curve_label=f"{variant} on MSA"))
-        plots.save_figure(figures[-1], stem)
+    figures = {"fig1_msa_trainsize": plots.fig1_msa_trainsize(frames["msa_trainsize"], curve_label=curve_label)}
+    figures.update({named("fig2_pretraining", m): plots.fig2_pretraining(frames["dialects"], metric=m)
+                    for m in metrics})
+    figures["fig3_pooled_vs_specific"] = plots.fig3_pooled_vs_specific(frames["pooled_vs_specific"])
+    figures.update({named("fig4_heatmap", m): plots.fig4_heatmap(frames["dialects"], condition=WITH_PRETRAINING,
+                                                                 metric=m) for m in metrics})
+    for stem, fig in figures.items():
+        if title and stem != "fig1_msa_trainsize":
+            fig.suptitle(title)
     return figures
 
 
-def efficiency_section(runs_frame: pd.DataFrame, out_dir) -> list:
-    """:func:`efficiency_summary` of ``Runs.runs`` and :func:`plots.fig_efficiency`, both written as
-    ``efficiency``. Returns [figure, table]."""
-    from . import plots
+def published_figures(out_dir) -> list:
+    """The paper's Figs. 1–4 from its published per-seed results (:func:`arabicpeft.paper.figure_data`), each
+    written under ``out_dir`` as ``fig1_msa_trainsize``, ``fig2_pretraining``, ``fig3_pooled_vs_specific`` and
+    ``fig4_heatmap`` (PNG + PDF; Figs. 2 and 4 of WER, Fig. 4 with MSA pre-training). Returns the four figures
+    in that order."""
+    figures = _draw_paper_figures(figure_data(), ["wer"], curve_label="whisper-small fine-tuned on MSA",
+                                  metric_in_name=False)
+    for stem, fig in figures.items():
+        _save_figure(fig, Path(out_dir) / stem)
+    return list(figures.values())
 
-    table = efficiency_summary(runs_frame)
-    save_table(table, Path(out_dir) / "efficiency", float_format="%.4g", caption="Efficiency, mean and SD over seeds",
-               label="tab:efficiency")
-    fig = plots.fig_efficiency(runs_frame)
-    plots.save_figure(fig, Path(out_dir) / "efficiency")
-    return [fig, table]
 
+class StudyReport:
+    """The analysis of one study's runs, one section per method: each computes its tables and figures, writes
+    them under :attr:`output_dir` (tables as CSV + LaTeX, figures as PNG + PDF) and returns what a notebook
+    shows, in order (tables, figures and Markdown notes), for ``display(*section)``.
 
-def paper_figures(scores: pd.DataFrame, out_dir, metrics=("wer", "cer"), msa: str = MSA) -> list:
-    """The paper's four figures from own results (a :func:`arabicpeft.study.paper` study), one set per method.
+    ``runs``: a :class:`~arabicpeft.results.Runs` (``load_runs(root)`` or :func:`arabicpeft.study.run_if_empty`).
+    ``output_dir``: where the tables and figures go (relative paths: :func:`project_path`; None: the runs
+    root's ``analysis`` folder). ``scheme``: the scoring read ("raw", "leaderboard", "ar_norm_v2", ...), named
+    in the captions. ``n_boot``: bootstrap replicates and permutations (None: 10,000; 2,000 under the ci
+    profile).
 
-    ``scores``: ``load_runs(root).scores()`` (empty: no figures). Per variant (:func:`by_method`; each figure
-    holds that variant's runs, with their starting models' scores): Fig. 1 (:func:`msa_trainsize_frame`), Fig. 2
-    and Fig. 4 (:func:`paper_dialects_frame`, with MSA pre-training for Fig. 4) once per metric in ``metrics``,
-    Fig. 3 (:func:`pooled_vs_specific_frame`). Each is written under ``out_dir`` as
-    ``fig1_msa_trainsize_<variant>``, ``fig2_pretraining_<metric>_<variant>``,
-    ``fig3_pooled_vs_specific_<variant>``, ``fig4_heatmap_<metric>_<variant>`` (PNG + PDF; spaces of the variant
-    label become "_"). Returns the figures, all Fig. 1s first, then Figs. 2, 3 and 4. Raises ValueError
-    (:func:`msa_trainsize_frame`) when a method has no runs trained on ``msa``.
+    A *system* is a run without its seed (the reader's ``system`` column: every config field but the seed and
+    where/how it was run); nothing is averaged across systems. Rates and differences are in % (points).
     """
-    from . import plots
-    from .paper import WITH_PRETRAINING
 
-    if scores.empty:
-        return []
-    methods = {v: scores[scores["path"].isin(set(rows["path"]))] for v, rows in by_method(scores).items()}
+    def __init__(self, runs, output_dir=None, scheme: str = "raw", n_boot: int | None = None):
+        self.runs = runs
+        self.output_dir = project_path(output_dir) if output_dir else Path(runs.root) / "analysis"
+        self.scheme = scheme
+        self.n_boot = n_boot or (_CI_PROFILE_N_BOOT if profiles.current() == "ci" else stats.N_RESAMPLES)
+        self._utterances = self._scores = None
 
-    def titled(fig, variant):
-        fig.suptitle(variant)
-        return fig
+    def __repr__(self) -> str:
+        return f"StudyReport({self.runs!r} -> {self.output_dir}, scheme {self.scheme!r}, n_boot {self.n_boot})"
 
-    drawings = [  # (file stem, one per metric?, draw(rows, variant, metric))
-        ("fig1_msa_trainsize", False, lambda rows, v, m: plots.fig1_msa_trainsize(
-            msa_trainsize_frame(rows, msa=msa), curve_label=f"own runs on MSA: {v}")),
-        ("fig2_pretraining", True, lambda rows, v, m: titled(
-            plots.fig2_pretraining(paper_dialects_frame(rows, msa=msa), metric=m), v)),
-        ("fig3_pooled_vs_specific", False, lambda rows, v, m: titled(
-            plots.fig3_pooled_vs_specific(pooled_vs_specific_frame(rows, msa=msa)), v)),
-        ("fig4_heatmap", True, lambda rows, v, m: titled(plots.fig4_heatmap(
-            paper_dialects_frame(rows, msa=msa), condition=WITH_PRETRAINING, metric=m), v)),
-    ]
-    figures = []
-    for stem, per_metric, draw in drawings:
-        for variant, rows in methods.items():
-            for metric in (metrics if per_metric else [None]):
-                figures.append(draw(rows, variant, metric))
-                name = "_".join(filter(None, [stem, metric, _file_label(variant)]))
-                plots.save_figure(figures[-1], Path(out_dir) / name)
-    return figures
+    @property
+    def utterances(self) -> pd.DataFrame:
+        """``runs.utterances(scheme)``, read once: per-utterance counts of the trained and starting models."""
+        if self._utterances is None:
+            self._utterances = self.runs.utterances(scheme=self.scheme)
+        return self._utterances
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """``runs.scores(scheme)``, read once: corpus scores of the trained and starting models."""
+        if self._scores is None:
+            self._scores = self.runs.scores(scheme=self.scheme)
+        return self._scores
+
+    def _save(self, name: str, table: pd.DataFrame | None = None, fig=None, **table_options) -> None:
+        if table is not None:
+            _save_table(table, self.output_dir / name, **table_options)
+        if fig is not None:
+            _save_figure(fig, self.output_dir / name)
+
+    def overview(self) -> list:
+        """The runs at a glance: a Note with where the results are read from and written to, the profile and
+        n_boot, each study manifest's run counts and what a reader must know first (no results, or results of
+        the synthetic sample set), then the runs per (kind, stage, variant, train set) with their seeds and test
+        sets (no table without runs)."""
+        runs = self.runs
+        lines = [f"Results: `{runs.root}`; tables and figures: `{self.output_dir}`; profile "
+                 f"{profiles.current()!r}, scheme {self.scheme!r}, n_boot = {self.n_boot}."]
+        lines += [f"study {m['design']['name']}: {m['counts']}" for m in runs.manifests()]
+        notice = _Note("\n\n".join([*lines, _data_notice(runs.runs, runs.root)]).strip())
+        if runs.runs.empty:
+            return [notice]
+        table = runs.runs.groupby(["kind", "stage", "variant", "train_set"], dropna=False).agg(
+            runs=("run_id", "nunique"), seeds=("seed", lambda s: sorted(set(s))),
+            test_sets=("eval_test_sets", "first"))
+        return [notice, table]
+
+    def rates(self) -> list:
+        """WER/CER per run (:func:`_rate_table`: corpus rate with its utterance-bootstrap CI) and per system
+        (:func:`_system_table`: mean over seeds, SD, bootstrap CI of the mean and t-interval over seeds), written
+        as ``rates_per_run`` and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`). Returns
+        [system table, figure]."""
+        per_run = _rate_table(self.utterances, n_boot=self.n_boot)
+        rates = _system_table(self.utterances, n_boot=self.n_boot)
+        fig = plots.fig_rates(rates, per_run=per_run)
+        self._save("rates_per_run", per_run, caption=f"Corpus WER/CER (%, {self.scheme}) per run, 95% bootstrap CI",
+                   label="tab:rates-per-run")
+        self._save("rates", rates, fig, caption=f"Corpus WER/CER (%, {self.scheme}), mean over seeds",
+                   label="tab:rates")
+        return [rates, fig]
+
+    def comparison(self, a: str = _BASELINE, b: str = _PEFT) -> list:
+        """Variant ``b`` vs ``a`` (default every LoRA variant vs full fine-tuning; :func:`_compare_methods`: Δ with
+        two-level bootstrap CI, paired CI, Holm-adjusted permutation p, Hedges' g, equivalence within the seed
+        spread), written as ``peft_vs_full`` (table and figure, :func:`plots.fig_method_comparison`). Returns
+        [the WER and CER :func:`_equivalence_statement` as a Note, the table, the figure]. Raises ValueError
+        when no cell has runs of both."""
+        table = _compare_methods(self.utterances, a=a, b=b, n_boot=self.n_boot)
+        fig = plots.fig_method_comparison(table)
+        self._save("peft_vs_full", table, fig, float_format="%.4g",
+                   caption=f"{b} vs {a}: difference of seed means (% points)", label="tab:peft-vs-full")
+        statements = _Note("\n\n".join(_equivalence_statement(table, metric) for metric in ("wer", "cer")))
+        return [statements, table, fig]
+
+    def matrix(self) -> list:
+        """The train x test matrix of each method and study stage that has more than one cell:
+        :func:`_matrix_table` ("mean (± sd)" over seeds of WER) and :func:`plots.fig4_heatmap` (all train sets,
+        titled "<variant> (<stage>)"), both written as ``matrix_<stage>_<variant>``. Returns [a Note
+        "**<variant>** (<stage>)", table, figure] per matrix."""
+        scores, shown = self.scores, []
+        for stage in scores["stage"].dropna().unique():
+            for variant, part in _by_method(scores, stages=[stage]).items():
+                if part["train_set"].nunique() * part["test_set"].nunique() < 2:
+                    continue
+                table = _matrix_table(part)
+                fig = plots.fig4_heatmap(part, condition=None, drop_train_sets=())
+                fig.suptitle(f"{variant} ({stage})")
+                self._save(f"matrix_{stage}_{_file_label(variant)}", table, fig, index=True, float_format=None,
+                           caption=f"WER (%, {self.scheme}), {variant}, stage {stage}: mean (± sd) over seeds")
+                shown += [_Note(f"**{variant}** ({stage})"), table, fig]
+        return shown
+
+    def gain_forgetting(self) -> list:
+        """Gain and forgetting of every run that scored its starting model (:func:`_scored_start`,
+        :func:`_gain_forgetting_table` for WER and CER), written as ``gain_forgetting`` (table) and
+        ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting` by variant). Returns [WER
+        figure, CER figure, table], or [a Note] when no run scored its starting model."""
+        with_start = _scored_start(self.utterances)
+        if with_start.empty:
+            return [_Note("No run scored its starting model (`evaluate_before`): no gain/forgetting table.")]
+        table = pd.concat([_gain_forgetting_table(with_start, metric=m, n_boot=self.n_boot) for m in ("wer", "cer")],
+                          ignore_index=True)
+        self._save("gain_forgetting", table, label="tab:gain-forgetting",
+                   caption="Gain and forgetting relative to the starting model (% points, 95% CI)")
+        figures = []
+        for metric in ("wer", "cer"):
+            figures.append(plots.fig_gain_forgetting(table[table["metric"] == metric], hue="variant"))
+            self._save(f"gain_forgetting_{metric}", fig=figures[-1])
+        return [*figures, table]
+
+    def bank(self) -> list:
+        """The adapter bank against its alternatives (:func:`bank_comparison`), written as ``bank_vs_pooled``
+        (table and figure, :func:`plots.fig_rates`). Returns [the :data:`BANK_COLUMNS` of the table, the figure],
+        or [a Note] when the runs hold no adapter-bank evaluation."""
+        if not (self.utterances["train_set"] == BANK_TRAIN_SET).any():
+            return [_Note("No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one).")]
+        table = bank_comparison(self.utterances, n_boot=self.n_boot)
+        fig = plots.fig_rates(table)
+        self._save("bank_vs_pooled", table, fig, float_format="%.4g",
+                   caption=f"Adapter bank vs pooled and own-dialect models (%, {self.scheme}), mean over seeds")
+        return [table[BANK_COLUMNS], fig]
+
+    def msa_curve(self, msa: str = MSA) -> list:
+        """The MSA train-size curve of each method (:func:`_msa_trainsize_frame`, :func:`plots.fig1_msa_trainsize`),
+        table and figure written as ``msa_curve_<variant>``. Returns the figures, or [a Note] when the training
+        runs on ``msa`` do not span several train sizes."""
+        scores = self.scores
+        trained_msa = scores[(scores["dialect"] == msa) & (scores["kind"] == TRAINING)]
+        if trained_msa["n_train"].nunique() < 2:
+            return [_Note("No MSA train-size curve in this study (the paper design has one).")]
+        figures = []
+        for variant, part in _by_method(trained_msa).items():
+            curve = _msa_trainsize_frame(scores[scores["path"].isin(set(part["path"]))], msa=msa)
+            figures.append(plots.fig1_msa_trainsize(curve, curve_label=f"{variant} on MSA"))
+            self._save(f"msa_curve_{_file_label(variant)}", curve, figures[-1], float_format="%.4g")
+        return figures
+
+    def efficiency(self) -> list:
+        """The efficiency table (:func:`_efficiency_summary`: per system, mean and SD over seeds of trainable
+        parameters, peak memory, wall time, samples/s and bytes on disk) and :func:`plots.fig_efficiency`, both
+        written as ``efficiency``. Returns [figure, table]."""
+        table = _efficiency_summary(self.runs.runs)
+        fig = plots.fig_efficiency(self.runs.runs)
+        self._save("efficiency", table, fig, float_format="%.4g", caption="Efficiency, mean and SD over seeds",
+                   label="tab:efficiency")
+        return [fig, table]
+
+    def paper_figures(self, metrics=("wer", "cer"), msa: str = MSA) -> list:
+        """The paper's four figures from these runs (a :func:`arabicpeft.study.paper` study), one set per method.
+
+        Per variant (:func:`_by_method`; each figure holds that variant's runs, with their starting models'
+        scores; :func:`_paper_frames`): Fig. 1, Figs. 2 and 4 once per metric of ``metrics``, Fig. 3, each
+        titled with the variant and written as ``fig1_msa_trainsize_<variant>``,
+        ``fig2_pretraining_<metric>_<variant>``, ``fig3_pooled_vs_specific_<variant>``,
+        ``fig4_heatmap_<metric>_<variant>`` (spaces of the variant label become "_"). Returns the data notice
+        first when there is one (no results, or synthetic ones), then the figures: all Fig. 1s, then Figs. 2, 3
+        and 4. Raises ValueError (:func:`_msa_trainsize_frame`) when a method has no runs trained on ``msa``.
+        """
+        scores = self.scores
+        notice = _data_notice(scores, self.runs.root)
+        if scores.empty:
+            return [notice]
+        by_variant = {}
+        for variant, rows in _by_method(scores).items():
+            frames = _paper_frames(scores[scores["path"].isin(set(rows["path"]))], msa=msa)
+            by_variant[variant] = _draw_paper_figures(frames, metrics, curve_label=f"own runs on MSA: {variant}",
+                                                      title=variant)
+        figures = []
+        for stem in ["fig1_msa_trainsize", "fig2_pretraining", "fig3_pooled_vs_specific", "fig4_heatmap"]:
+            for variant, drawn in by_variant.items():
+                for name, fig in drawn.items():
+                    if name.startswith(stem):
+                        self._save(f"{name}_{_file_label(variant)}", fig=fig)
+                        figures.append(fig)
+        return ([notice] if notice else []) + figures

@@ -6,7 +6,7 @@ included).
 Figures are built without pyplot (as in :mod:`arabicpeft.plots`) and returned.
 
 Public: :data:`ALL_TEST_SETS`, :func:`scores_table`, :func:`run_summary`, :func:`transcripts`,
-:func:`training_curves`, :func:`study_training_curves`.
+:func:`training_curves`.
 """
 
 from __future__ import annotations
@@ -113,8 +113,17 @@ def _colors(n: int):
     return sns.color_palette(_PALETTE, max(n, 3))
 
 
-def training_curves(results: Iterable[_ResultLike], labels: Optional[list[str]] = None) -> Figure:
-    """Training and validation loss (left) and validation WER (right) against the step, one colour per run."""
+def training_curves(results: Union[Iterable[_ResultLike], pd.DataFrame], labels: Optional[list[str]] = None) -> Figure:
+    """Training and validation loss (left) and validation WER (right) against the step, one colour per run.
+
+    ``results``: results files, run directories or results dicts (labelled by their variant unless ``labels``
+    are given), or a study's ``load_runs(root).runs`` frame: its training runs (evaluations have no training
+    log), each labelled "<variant> <train set> seed <seed>". Raises ValueError when there is no run to plot.
+    """
+    if isinstance(results, pd.DataFrame):
+        trained = results[results["kind"] == TRAINING]
+        results = trained["path"]
+        labels = labels or list(trained["variant"] + " " + trained["train_set"] + " seed " + trained["seed"].astype(str))
     runs = [_load(r) for r in results]
     if not runs:
         raise ValueError("No runs to plot.")
@@ -141,10 +150,3 @@ def training_curves(results: Iterable[_ResultLike], labels: Optional[list[str]] 
         fig.suptitle("synthetic sample data: not a benchmark", color="firebrick")
     return fig
 
-
-def study_training_curves(runs: pd.DataFrame) -> Figure:
-    """:func:`training_curves` of every training run of a study (``load_runs(root).runs``; evaluations, which
-    have no training log, left out), each labelled "<variant> <train set> seed <seed>"."""
-    trained = runs[runs["kind"] == TRAINING]
-    labels = trained["variant"] + " " + trained["train_set"] + " seed " + trained["seed"].astype(str)
-    return training_curves(trained["path"], labels=list(labels))

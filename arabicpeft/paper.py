@@ -6,20 +6,17 @@ ASR via Whisper Fine-Tuning". Interspeech 2025, arXiv:2506.02627. The data files
 
 All WER/CER values are percentages (unnormalized corpus WER/CER x 100).
 
-The paper's statistics, reproduced:
-
-- :func:`pretraining_tests`: Wilcoxon signed-rank tests, without vs with MSA pre-training, per test set over
-  the 6 train-set models and overall over the 36 (train, test) cells; Holm over the 6 per-test-set tests.
-- :func:`pooled_vs_specific`: mean absolute WER/CER difference between the dialect-pooled model and the
-  dialect-specific ones over the 6 test sets.
-- :func:`min_wilcoxon_p`, :func:`min_holm_p`: the smallest p-values such tests can reach at all.
-- :func:`interpretation`: the reproduced numbers and what tests of this size can and cannot show, as Markdown.
+- :func:`figure_data`: the published per-seed rows behind the paper's four figures (drawn by
+  :mod:`arabicpeft.plots`, written by :func:`arabicpeft.analysis.published_figures`).
+- :func:`statistics`: the paper's statistics, reproduced: Wilcoxon signed-rank tests, without vs with MSA
+  pre-training, per test set over the 6 train-set models and overall over the 36 (train, test) cells (Holm over
+  the 6 per-test-set tests); the mean absolute WER/CER difference between the dialect-pooled model and the
+  dialect-specific ones over the 6 test sets; and what tests of this size can and cannot show (the smallest
+  p-values they can reach at all), as Markdown.
+- :data:`WITH_PRETRAINING`, :data:`WITHOUT_PRETRAINING`: the paper's two conditions (a study's runs carry them).
 
 Public: :data:`WITH_PRETRAINING`, :data:`WITHOUT_PRETRAINING`, :data:`CONDITIONS`, :data:`OVERALL`,
-:data:`MEAN_ROW`, :data:`SIGNIFICANCE`, :func:`load_dialects`, :func:`load_dialects_per_seed`,
-:func:`load_lora_baseline`, :func:`msa_trainsize_tidy`, :func:`pretraining_tests`, :func:`pooled_vs_specific`,
-:func:`pooled_vs_specific_long`, :func:`pooled_vs_specific_per_seed`, :func:`min_wilcoxon_p`, :func:`min_holm_p`,
-:func:`interpretation`.
+:data:`MEAN_ROW`, :func:`figure_data`, :func:`statistics`.
 """
 
 from __future__ import annotations
@@ -56,7 +53,7 @@ _WILCOXON_OPTIONS = {"method": "exact", "alternative": "two-sided", "zero_method
 # Means and SDs reported next to the tests: the paper prints population SDs (numpy's default, ddof = 0).
 _DESCRIPTIVE_DDOF = 0
 # The authors rounded per-seed rates and seed-means to 2 decimals before testing (see seed_means).
-SIGNIFICANCE = 0.05  # the level the paper's tests are read at (interpretation's "can / cannot reach" verdicts)
+_SIGNIFICANCE = 0.05  # the paper's tests are read at p < 0.05 (interpretation's verdicts); the project's CIs: stats.LEVEL
 
 
 def _read(name: str, **kwargs) -> pd.DataFrame:
@@ -67,7 +64,7 @@ def _read(name: str, **kwargs) -> pd.DataFrame:
         raise FileNotFoundError(f"Reference file missing from the package: {path}") from e
 
 
-def load_dialects() -> pd.DataFrame:
+def _load_dialects() -> pd.DataFrame:
     """Published aggregates of the dialect experiments (paper Fig. 4 and tables), 72 rows.
 
     Columns: condition, train_set, test_set, wer_mean, wer_sd, cer_mean, cer_sd, n. Rates in %; mean and
@@ -76,7 +73,7 @@ def load_dialects() -> pd.DataFrame:
     return _read(_DIALECTS_FILE)
 
 
-def load_dialects_per_seed() -> pd.DataFrame:
+def _load_dialects_per_seed() -> pd.DataFrame:
     """Per-seed results of the dialect experiments, 216 rows (2 conditions x 6 train x 6 test x 3 seeds).
 
     Columns: condition, train_set, test_set, seed, wer, cer. Rates in %, rounded to 2 decimals by the authors.
@@ -102,7 +99,7 @@ def _load_msa_trainsize_per_seed() -> pd.DataFrame:
     return _read(_MSA_TRAINSIZE_PER_SEED_FILE, dtype={"model": str})
 
 
-def load_lora_baseline() -> pd.DataFrame:
+def _load_lora_baseline() -> pd.DataFrame:
     """LoRA results of ziadtarek12/finetune-ar-dialects (the project arabicpeft replaces), 50 rows.
 
     Columns: train, variant (base | msa), test, wer_mean, wer_sd, cer_mean, cer_sd, n, train_time_s,
@@ -112,7 +109,7 @@ def load_lora_baseline() -> pd.DataFrame:
     return _read(_LORA_BASELINE_FILE)
 
 
-def msa_trainsize_tidy() -> pd.DataFrame:
+def _msa_trainsize_tidy() -> pd.DataFrame:
     """The Fig. 1 per-seed rows with ``system`` and ``msa_fraction`` joined from the aggregate file.
 
     Columns: model, seed, wer, cer, system, msa_fraction. The input of :func:`arabicpeft.plots.fig1_msa_trainsize`.
@@ -125,9 +122,9 @@ def _seed_means(per_seed: pd.DataFrame, decimals: int | None = None) -> pd.DataF
     """Aggregate a tidy per-seed frame to one row per (condition, train_set, test_set) cell.
 
     ``per_seed`` needs condition, train_set, test_set, wer, cer (any extra columns are ignored). Returns the
-    layout of :func:`load_dialects`: wer_mean, wer_sd, cer_mean, cer_sd (SD with ddof = 1; NaN for one seed)
+    layout of :func:`_load_dialects`: wer_mean, wer_sd, cer_mean, cer_sd (SD with ddof = 1; NaN for one seed)
     and n. ``decimals=2`` rounds as the authors did; it reproduces ``load_dialects()`` from
-    ``load_dialects_per_seed()`` exactly.
+    ``_load_dialects_per_seed()`` exactly.
     """
     keys = ["condition", "train_set", "test_set"]
     out = (
@@ -173,10 +170,10 @@ def _wilcoxon_row(without: np.ndarray, with_: np.ndarray) -> dict:
     }
 
 
-def pretraining_tests(means: pd.DataFrame | None = None, metric: str = "wer") -> pd.DataFrame:
+def _pretraining_tests(means: pd.DataFrame | None = None, metric: str = "wer") -> pd.DataFrame:
     """Wilcoxon signed-rank tests of MSA pre-training, as in the paper.
 
-    ``means``: seed-means in the layout of :func:`load_dialects` (default: the published ones). Per test set
+    ``means``: seed-means in the layout of :func:`_load_dialects` (default: the published ones). Per test set
     the test pairs the train-set models' seed-means without vs with pre-training (n = 6 in the paper); the
     ``overall`` row pairs all (train, test) cells (n = 36). Options: ``scipy.stats.wilcoxon(without, with,
     method="exact", alternative="two-sided", zero_method="wilcox")``; see ``WILCOXON_OPTIONS`` for why
@@ -186,7 +183,7 @@ def pretraining_tests(means: pd.DataFrame | None = None, metric: str = "wer") ->
     signed-rank sum), p, p_holm (Holm over the per-test-set tests; NaN on the overall row), mean_without,
     mean_with, sd_without, sd_with (population SDs, ddof = 0, in % like the means) and n (pairs).
     """
-    table = _paired_cells(load_dialects() if means is None else means, metric)
+    table = _paired_cells(_load_dialects() if means is None else means, metric)
     rows = {}
     for test_set, cells in table.groupby(level="test_set", sort=False):
         rows[test_set] = _wilcoxon_row(cells[WITHOUT_PRETRAINING].to_numpy(), cells[WITH_PRETRAINING].to_numpy())
@@ -199,12 +196,12 @@ def pretraining_tests(means: pd.DataFrame | None = None, metric: str = "wer") ->
     return out[["statistic", "p", "p_holm", "mean_without", "mean_with", "sd_without", "sd_with", "n"]]
 
 
-def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | None = None) -> pd.DataFrame:
+def _pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | None = None) -> pd.DataFrame:
     """Dialect-pooled vs dialect-specific models, with MSA pre-training, per test set (paper Fig. 3).
 
     pooled = the ``all`` model; specific = each test set's own model (train_set == test_set); for the MSA test
     set, which has no dialect model, the 100%-MSA model of the train-size experiment (the row of
-    ``load_msa_trainsize()`` with msa_fraction == 1.0). ``means`` defaults to :func:`load_dialects`, ``msa`` to
+    ``load_msa_trainsize()`` with msa_fraction == 1.0). ``means`` defaults to :func:`_load_dialects`, ``msa`` to
     :func:`_load_msa_trainsize` (pass ``msa=None`` with project means that contain an ``msa`` train set).
 
     Returns one row per test set plus a ``mean`` row (column means), indexed by test_set, with columns
@@ -212,7 +209,7 @@ def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | No
     The ``mean`` row's wer_abs_diff / cer_abs_diff are the paper's mean absolute differences.
     """
     published = means is None
-    means = load_dialects() if published else means
+    means = _load_dialects() if published else means
     with_ = means[means["condition"] == WITH_PRETRAINING]
     columns = ["wer_mean", "cer_mean"]
     pooled = with_[with_["train_set"] == POOLED].set_index("test_set")[columns]
@@ -239,36 +236,46 @@ def pooled_vs_specific(means: pd.DataFrame | None = None, msa: pd.DataFrame | No
     return out
 
 
-def pooled_vs_specific_long(per_seed: pd.DataFrame, pooled_train_set: str = POOLED) -> pd.DataFrame:
-    """Pick the pooled and the specific model's per-seed rows out of a tidy frame, for Fig. 3.
-
-    ``per_seed`` needs train_set, test_set, seed, wer, cer (filter it to one condition and method first).
-    Returns the rows with train_set == ``pooled_train_set`` (role "pooled") or train_set == test_set (role
-    "specific"), with a ``role`` column added.
-    """
-    pooled = per_seed[per_seed["train_set"] == pooled_train_set].assign(role="pooled")
-    specific = per_seed[per_seed["train_set"] == per_seed["test_set"]].assign(role="specific")
-    return pd.concat([pooled, specific], ignore_index=True)
-
-
-def pooled_vs_specific_per_seed() -> pd.DataFrame:
-    """The published per-seed rows behind paper Fig. 3 (with MSA pre-training).
-
-    Columns: role (pooled | specific), train_set, test_set, seed, wer, cer. The MSA test set's specific rows
-    are the 100%-MSA model of the train-size experiment (train_set "msa").
-    """
-    per_seed = load_dialects_per_seed()
-    long = pooled_vs_specific_long(per_seed[per_seed["condition"] == WITH_PRETRAINING])
-    msa_tidy = msa_trainsize_tidy()
+def _pooled_vs_specific_per_seed() -> pd.DataFrame:
+    """The published per-seed rows behind paper Fig. 3: every model with MSA pre-training, and for the MSA test
+    set, which has no dialect model, the 100%-MSA model of the train-size experiment (train_set = test_set =
+    "msa"). Columns: train_set, test_set, seed, wer, cer."""
+    per_seed = _load_dialects_per_seed()
+    with_ = per_seed[per_seed["condition"] == WITH_PRETRAINING]
+    msa_tidy = _msa_trainsize_tidy()
     full = msa_tidy[msa_tidy["msa_fraction"] == _FULL_MSA_FRACTION]
-    has_specific = set(long.loc[long["role"] == "specific", "test_set"])
-    msa_test = sorted(set(long.loc[long["role"] == "pooled", "test_set"]) - has_specific)  # MSA: no dialect model
-    extra = [full.assign(train_set=t, test_set=t, role="specific") for t in msa_test]
-    columns = ["role", "train_set", "test_set", "seed", "wer", "cer"]
-    return pd.concat([long[columns]] + [e[columns] for e in extra], ignore_index=True)
+    has_specific = set(with_.loc[with_["train_set"] == with_["test_set"], "test_set"])
+    msa_test = sorted(set(with_.loc[with_["train_set"] == POOLED, "test_set"]) - has_specific)
+    columns = ["train_set", "test_set", "seed", "wer", "cer"]
+    extra = [full.assign(train_set=t, test_set=t)[columns] for t in msa_test]
+    return pd.concat([with_[columns], *extra], ignore_index=True)
 
 
-def min_wilcoxon_p(n: int) -> float:
+def figure_data() -> dict[str, pd.DataFrame]:
+    """The published per-seed rows behind the paper's figures, in the layout of :mod:`arabicpeft.plots`.
+
+    Returns {"msa_trainsize": Fig. 1's rows (model, seed, wer, cer, system, msa_fraction: the MSA train-size
+    curve and the zero-shot Whisper sizes), "dialects": Figs. 2 and 4's rows (condition, train_set, test_set,
+    seed, wer, cer: 2 conditions x 6 train x 6 test x 3 seeds), "pooled_vs_specific": Fig. 3's rows
+    (:func:`_pooled_vs_specific_per_seed`)}. Rates in %, rounded to 2 decimals by the authors.
+    """
+    return {"msa_trainsize": _msa_trainsize_tidy(), "dialects": _load_dialects_per_seed(),
+            "pooled_vs_specific": _pooled_vs_specific_per_seed()}
+
+
+def statistics() -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The paper's statistics, reproduced from its published seed-means: (tests, pooled, text).
+
+    ``tests``: :func:`_pretraining_tests` (Wilcoxon signed-rank, without vs with MSA pre-training, per test set
+    and overall; Holm over the per-test-set tests), ``pooled``: :func:`_pooled_vs_specific` (its ``mean`` row
+    holds the paper's mean absolute pooled − specific differences), ``text``: :func:`_interpretation` of the two
+    (Markdown): what they reproduce and what tests of this size can and cannot show.
+    """
+    tests, pooled = _pretraining_tests(), _pooled_vs_specific()
+    return tests, pooled, _interpretation(tests, pooled)
+
+
+def _min_wilcoxon_p(n: int) -> float:
     """Smallest two-sided p-value an exact Wilcoxon signed-rank test on n pairs can give: 2 / 2**n.
 
     Reached when all n differences have the same sign (W = 0): 0.25 at n = 3 (seeds), 0.03125 at n = 6.
@@ -279,41 +286,41 @@ def min_wilcoxon_p(n: int) -> float:
     return min(1.0, 2.0 / 2**n)
 
 
-def min_holm_p(n: int, m: int) -> float:
+def _min_holm_p(n: int, m: int) -> float:
     """Smallest Holm-adjusted p-value over m exact Wilcoxon tests on n pairs each (statsmodels Holm).
 
     0.1875 for m = 6 tests of n = 6 pairs: the paper's per-test-set tests could never reach p < 0.05.
     """
     if m < 1:
         raise ValueError(f"m must be at least 1, got {m}.")
-    return float(multipletests([min_wilcoxon_p(n)] * m, method="holm")[1].min())
+    return float(multipletests([_min_wilcoxon_p(n)] * m, method="holm")[1].min())
 
 
-def interpretation(tests: pd.DataFrame | None = None, pooled: pd.DataFrame | None = None,
+def _interpretation(tests: pd.DataFrame | None = None, pooled: pd.DataFrame | None = None,
                    n_seeds: int | None = None) -> str:
     """The paper's statistics in words, as Markdown: what was reproduced and what such tests can show.
 
-    ``tests``: :func:`pretraining_tests` output (default: on the published means); ``pooled``:
-    :func:`pooled_vs_specific` output (default: published); ``n_seeds``: seeds per system (default: the
+    ``tests``: :func:`_pretraining_tests` output (default: on the published means); ``pooled``:
+    :func:`_pooled_vs_specific` output (default: published); ``n_seeds``: seeds per system (default: the
     published ``n``, 3). States the overall Wilcoxon W, p, means and population SDs (WER %), the pooled vs
     specific mean absolute differences (% points), and the p-value floors of exact Wilcoxon tests on the
-    per-test-set n and on n_seeds (:func:`min_wilcoxon_p`) and of Holm over the per-test-set tests
-    (:func:`min_holm_p`), against the smallest Holm-adjusted p the data give.
+    per-test-set n and on n_seeds (:func:`_min_wilcoxon_p`) and of Holm over the per-test-set tests
+    (:func:`_min_holm_p`), against the smallest Holm-adjusted p the data give.
     """
-    tests = pretraining_tests() if tests is None else tests
-    pooled = pooled_vs_specific() if pooled is None else pooled
-    n_seeds = int(load_dialects()["n"].max()) if n_seeds is None else n_seeds
+    tests = _pretraining_tests() if tests is None else tests
+    pooled = _pooled_vs_specific() if pooled is None else pooled
+    n_seeds = int(_load_dialects()["n"].max()) if n_seeds is None else n_seeds
     overall, mean = tests.loc[OVERALL], pooled.loc[MEAN_ROW]
     n_models = int(tests.drop(index=OVERALL)["n"].max())
     n_tests = len(tests) - 1
     n_cells = int(overall["n"])
-    floor_models, floor_seeds = min_wilcoxon_p(n_models), min_wilcoxon_p(n_seeds)
-    floor_holm = min_holm_p(n_models, n_tests)
+    floor_models, floor_seeds = _min_wilcoxon_p(n_models), _min_wilcoxon_p(n_seeds)
+    floor_holm = _min_holm_p(n_models, n_tests)
     # the verdicts hold only where the floor itself is at or above the 0.05 level
-    seeds_verdict = (f", so no {n_seeds}-seed comparison can reach p < {SIGNIFICANCE}"
-                     if floor_seeds >= SIGNIFICANCE else "")
-    holm_verdict = (f", not below {SIGNIFICANCE} whatever the data: the per-test-set tests could not have been "
-                    "significant" if floor_holm >= SIGNIFICANCE else "")
+    seeds_verdict = (f", so no {n_seeds}-seed comparison can reach p < {_SIGNIFICANCE}"
+                     if floor_seeds >= _SIGNIFICANCE else "")
+    holm_verdict = (f", not below {_SIGNIFICANCE} whatever the data: the per-test-set tests could not have been "
+                    "significant" if floor_holm >= _SIGNIFICANCE else "")
     return f"""
 **Reproduced.** Overall Wilcoxon over the {n_cells} (train, test) cells: W = {overall["statistic"]:.2f},
 p = {overall["p"]:.2g}; mean WER {overall["mean_without"]:.2f} without vs {overall["mean_with"]:.2f} with MSA

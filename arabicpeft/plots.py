@@ -1,19 +1,19 @@
-"""The paper's four figures (Özyılmaz et al. 2025, Figs. 1–4), drawn from tidy DataFrames.
+"""Every figure of the project, drawn from tidy DataFrames: the paper's four (Özyılmaz et al. 2025, Figs. 1–4) and
+the study's own (rates, method comparison, efficiency, gain and forgetting).
 
-Each function takes per-seed rows (the published ones from :mod:`arabicpeft.paper`, or a user's from
-``arabicpeft.results.load_runs(root).scores()``), aggregates them itself (mean ± SD over seeds, ddof = 1) and
+Each function takes tidy rows (the published ones from :func:`arabicpeft.paper.figure_data`, or a user's from
+``arabicpeft.results.load_runs(root)``), aggregates them itself (mean ± SD over seeds, ddof = 1) and
 returns a :class:`matplotlib.figure.Figure`. Figures are built without pyplot, so they work under any
-backend (Agg included), keep no global state, and display in notebooks as the returned object.
-:func:`save_figure` writes PNG and PDF; :func:`published_figures` draws and writes all four from the published data.
+backend (Agg included), keep no global state, and display in notebooks as the returned object;
+:class:`arabicpeft.analysis.StudyReport` writes them (PNG + PDF). :func:`require_columns` is the one check of a
+frame's columns, for these figures and the tables of :mod:`arabicpeft.analysis`.
 
-Public: :func:`fig1_msa_trainsize`, :func:`fig2_pretraining`, :func:`fig3_pooled_vs_specific`,
-:func:`heatmap_labels`, :func:`fig4_heatmap`, :func:`save_figure`, :func:`published_figures`, :func:`fig_rates`,
+Public: :func:`require_columns`, :func:`fig1_msa_trainsize`, :func:`fig2_pretraining`,
+:func:`fig3_pooled_vs_specific`, :func:`heatmap_labels`, :func:`fig4_heatmap`, :func:`fig_rates`,
 :func:`fig_method_comparison`, :func:`fig_efficiency`, :func:`fig_gain_forgetting`.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,17 +21,26 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from . import dialects, paper
+from . import dialects
 from .dialects import POOLED
 from .paper import CONDITIONS, WITH_PRETRAINING, WITHOUT_PRETRAINING
-from .results_table import require_columns
 
 _CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
 _ROLE_LABELS = {"pooled": "Dialect-pooled", "specific": "Dialect-specific"}
 _METRIC_LABELS = {"wer": "WER (%)", "cer": "CER (%)"}
 _HEATMAP_CMAP = "viridis_r"  # as in the paper: dark = low error
 _PALETTE = "Set2"  # the authors' colour map
-_DPI = 200
+
+
+def require_columns(df: pd.DataFrame, columns, what: str) -> None:
+    """A clear error when ``df`` lacks ``columns`` or has no rows (``what``: the caller, for the message).
+
+    Raises ValueError naming the missing columns and those ``df`` has, or saying it has no rows."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} needs column(s) {missing}; got {list(df.columns)}.")
+    if df.empty:
+        raise ValueError(f"{what}: no rows.")
 
 
 def _display(name) -> str:
@@ -65,7 +74,7 @@ def fig1_msa_trainsize(
 ) -> Figure:
     """Fig. 1: error rate on the MSA test set vs the fraction of MSA training data, with zero-shot sizes.
 
-    ``df``: per-seed rows with columns model, seed and the metrics (as :func:`arabicpeft.paper.msa_trainsize_tidy`);
+    ``df``: per-seed rows with columns model, seed and the metrics (as ``arabicpeft.paper.figure_data()["msa_trainsize"]``);
     ``msa_fraction`` (0–1) marks the fine-tuned points (NaN: a zero-shot reference model); without that
     column it is parsed from ``model``. The curve is mean ± SD over seeds at each fraction; each zero-shot
     model is a dashed horizontal line (its mean, named in the legend). One axes per metric.
@@ -148,15 +157,18 @@ def fig2_pretraining(df: pd.DataFrame, metric: str = "wer") -> Figure:
 
 
 def fig3_pooled_vs_specific(df: pd.DataFrame, metrics=("wer", "cer")) -> Figure:
-    """Fig. 3: dialect-pooled vs dialect-specific models per test set, mean ± SD over seeds.
+    """Fig. 3: the dialect-pooled model vs each test set's dialect-specific model, mean ± SD over seeds.
 
-    ``df``: per-seed rows with role ("pooled" | "specific"), test_set, seed and the metrics, as from
-    :func:`arabicpeft.paper.pooled_vs_specific_per_seed` or :func:`arabicpeft.paper.pooled_vs_specific_long`.
-    One axes per metric; its title gives the mean absolute pooled − specific difference over the test sets.
+    ``df``: per-seed rows with train_set, test_set, seed and the metrics, of one method and condition (as
+    ``arabicpeft.paper.figure_data()["pooled_vs_specific"]``): the rows of the pooled model (train_set ``all``)
+    are "pooled", those of each test set's own model (train_set == test_set) "specific"; other rows are left
+    out. One axes per metric; its title gives the mean absolute pooled − specific difference over the test sets.
+    Raises ValueError when a column is missing or a (model, test set, seed) has several rows.
     """
-    keys = ["role", "test_set", "seed"]
-    require_columns(df, [*keys, *metrics], "fig3_pooled_vs_specific")
-    _require_unique(df, keys, "fig3_pooled_vs_specific")
+    require_columns(df, ["train_set", "test_set", "seed", *metrics], "fig3_pooled_vs_specific")
+    role = np.select([df["train_set"] == POOLED, df["train_set"] == df["test_set"]], ["pooled", "specific"], "")
+    df = df.assign(role=role)[role != ""]
+    _require_unique(df, ["role", "test_set", "seed"], "fig3_pooled_vs_specific")
     data = df.assign(**{"Test set": df["test_set"].map(_display), "Model": df["role"].map(_ROLE_LABELS)})
     order = [_display(t) for t in _ordered(df["test_set"])]
     fig = Figure(figsize=(9, 3.6 * len(metrics)), layout="constrained")
@@ -239,31 +251,6 @@ def fig4_heatmap(
     return fig
 
 
-def save_figure(fig: Figure, path_stem) -> list[Path]:
-    """Write ``fig`` as ``{path_stem}.png`` (DPI 200) and ``{path_stem}.pdf``; returns the two paths."""
-    paths = [Path(f"{path_stem}.png"), Path(f"{path_stem}.pdf")]
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
-    return paths
-
-
-def published_figures(out_dir) -> list[Figure]:
-    """The paper's Figs. 1–4 from its published per-seed results (:mod:`arabicpeft.paper`), each written under
-    ``out_dir`` as ``fig1_msa_trainsize``, ``fig2_pretraining``, ``fig3_pooled_vs_specific`` and ``fig4_heatmap``
-    (PNG + PDF, :func:`save_figure`; Fig. 4 with MSA pre-training). Returns the four figures in that order."""
-    per_seed = paper.load_dialects_per_seed()
-    figures = {
-        "fig1_msa_trainsize": fig1_msa_trainsize(paper.msa_trainsize_tidy()),
-        "fig2_pretraining": fig2_pretraining(per_seed),
-        "fig3_pooled_vs_specific": fig3_pooled_vs_specific(paper.pooled_vs_specific_per_seed()),
-        "fig4_heatmap": fig4_heatmap(per_seed, condition=WITH_PRETRAINING),
-    }
-    for stem, fig in figures.items():
-        save_figure(fig, Path(out_dir) / stem)
-    return list(figures.values())
-
-
 # Figures of the project's own analysis (arabicpeft.analysis tables) ---------------------------------------
 
 
@@ -311,9 +298,9 @@ def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: st
 def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFrame | None = None) -> Figure:
     """WER/CER per test set and system: mean over seeds with its utterance bootstrap CI.
 
-    ``summary``: :func:`arabicpeft.analysis.system_table` output (columns method, test_set, ``{metric}``,
+    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns method, test_set, ``{metric}``,
     ``{metric}_low``, ``{metric}_high``; condition and train_set label the bars when they vary). ``per_run``
-    (optional, :func:`arabicpeft.analysis.rate_table`): each seed's rate drawn as a point on its bar.
+    (optional, the per-run table it writes as ``rates_per_run``): each seed's rate drawn as a point on its bar.
     One axes per metric.
     """
     require_columns(summary, [_method_column(summary), "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
@@ -347,7 +334,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
 def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     """Forest plot of method b − method a per test set, one axes per metric.
 
-    ``comparison``: :func:`arabicpeft.analysis.compare_methods` output (columns test_set, metric, a, b, delta,
+    ``comparison``: the table of :meth:`arabicpeft.analysis.StudyReport.comparison` (columns test_set, metric, a, b, delta,
     low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
     and Hedges' g. Positive: b has more errors than a.
     """
@@ -423,8 +410,8 @@ def fig_efficiency(eff: pd.DataFrame, panels=tuple(_EFFICIENCY_PANELS)) -> Figur
 def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     """Gain on the training dialect and forgetting on the other test sets, with CIs (research notes §6).
 
-    ``table``: :func:`arabicpeft.analysis.gain_forgetting_table` (or :func:`arabicpeft.stats.gain_forgetting_ci`)
-    output: columns train_set, test_set, kind ("gain" | "forgetting"), value, low, high and ``hue`` (one bar
+    ``table``: the table of :meth:`arabicpeft.analysis.StudyReport.gain_forgetting` (or
+    :func:`arabicpeft.stats.gain_forgetting_ci` output): columns train_set, test_set, kind ("gain" | "forgetting"), value, low, high and ``hue`` (one bar
     colour per level; a constant is used when the column is absent). Left axes: gain per train set
     (start − trained, > 0 = improved). Right axes: forgetting per (train set, other test set) (trained − start,
     > 0 = worse). Whiskers are the CIs.

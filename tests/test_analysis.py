@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
-from arabicpeft import analysis, results_table, stats
+from arabicpeft import analysis, paper, plots, stats
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.results import load_runs, _results_files
 from arabicpeft.paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
@@ -167,12 +168,31 @@ def test_condition_from_the_config_extra(tmp_path):
 
 def test_save_table_writes_csv_and_latex(tmp_path):
     table = pd.DataFrame({"test_set": ["egyptian", "gulf"], "wer": [12.3456, np.nan], "p_holm": [0.01, 1.0]})
-    csv, tex = results_table.save_table(table, tmp_path / "tables" / "t1", caption="WER", label="tab:wer")
+    csv, tex = analysis._save_table(table, tmp_path / "tables" / "t1", caption="WER", label="tab:wer")
     assert (csv.name, tex.name) == ("t1.csv", "t1.tex")
     pd.testing.assert_frame_equal(pd.read_csv(csv), table)
     latex = tex.read_text(encoding="utf-8")
     assert "\\begin{tabular}" in latex and "\\toprule" in latex and "\\caption{WER}" in latex
     assert "12.35" in latex and "--" in latex and "p\\_holm" in latex and "12.3456" not in latex
+
+
+def test_save_figure_writes_png_and_pdf(tmp_path):
+    paths = analysis._save_figure(plots.fig4_heatmap(paper.figure_data()["dialects"]), tmp_path / "sub" / "fig4")
+    assert [p.name for p in paths] == ["fig4.png", "fig4.pdf"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_published_figures_draw_and_write_the_four(tmp_path):
+    figures = analysis.published_figures(tmp_path / "paper")
+    assert len(figures) == 4 and all(isinstance(f, Figure) for f in figures)
+    stems = ["fig1_msa_trainsize", "fig2_pretraining", "fig3_pooled_vs_specific", "fig4_heatmap"]
+    assert sorted(p.name for p in (tmp_path / "paper").iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
+    curve = figures[0].axes[0].lines[0]  # Fig. 1: the published MSA curve, mean over seeds
+    msa = paper._load_msa_trainsize().sort_values("msa_fraction").dropna(subset=["msa_fraction"])
+    np.testing.assert_allclose(np.asarray(curve.get_ydata(), float), msa["wer_mean"], atol=0.005)
+    heatmap = figures[3].axes[0]  # Fig. 4: with MSA pre-training, Egyptian on Egyptian as published
+    assert "72.15" in [t.get_text().split("\n")[0] for t in heatmap.texts]
 
 
 def test_project_path(tmp_path, monkeypatch):
@@ -197,7 +217,7 @@ def _rate(rows, metric="wer"):
 
 
 def test_rate_table_per_run(utts):
-    table = analysis.rate_table(utts, n_boot=N_BOOT)
+    table = analysis._rate_table(utts, n_boot=N_BOOT)
     assert len(table) == 6 * len(TEST_SETS)  # start rows are left out
     row = table[table["variant"].str.startswith("lora") & (table["seed"] == 84) & (table["test_set"] == "gulf")].iloc[0]
     run = utts[(utts["scored"] == "trained") & (utts["method"] == "lora") & (utts["seed"] == 84)
@@ -208,7 +228,7 @@ def test_rate_table_per_run(utts):
 
 
 def test_system_table_means_over_seeds(utts):
-    table = analysis.system_table(utts, n_boot=N_BOOT)
+    table = analysis._system_table(utts, n_boot=N_BOOT)
     assert len(table) == 2 * len(TEST_SETS) and (table["k"] == 3).all()
     row = table[table["variant"].str.startswith("full") & (table["test_set"] == "egyptian")].iloc[0]
     runs = utts[(utts["scored"] == "trained") & (utts["method"] == "full") & (utts["test_set"] == "egyptian")]
@@ -238,7 +258,7 @@ def test_seed_matrix_rejects_duplicates_and_mismatches(utts):
 
 
 def test_compare_methods(utts):
-    table = analysis.compare_methods(utts, n_boot=N_BOOT)
+    table = analysis._compare_methods(utts, n_boot=N_BOOT)
     assert len(table) == len(TEST_SETS) * 2  # test sets x (wer, cer)
     assert (table["a"] == "full fp32 lr1e-05").all() and (table["b"] == "lora fp32 r32 a64 d0.05 qv lr0.001").all()
     assert (table["ci_method"] == analysis._TWO_LEVEL).all()
@@ -256,18 +276,18 @@ def test_compare_methods(utts):
 
 def test_compare_methods_single_seed_identical_and_missing(utts):
     one = utts[utts["seed"] == 42]
-    table = analysis.compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
+    table = analysis._compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
     assert (table["ci_method"] == analysis._PAIRED).all() and table["hedges_g"].isna().all()  # 2 runs: g undefined
     same = utts[utts["method"] == "full"]
     twin = pd.concat([same, same.assign(method="lora", variant="lora twin")])
-    table = analysis.compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
+    table = analysis._compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
     assert (table["delta"] == 0).all() and (table["p"] == 1).all()
     with pytest.raises(ValueError, match="both"):
-        analysis.compare_methods(same, n_boot=N_BOOT)
+        analysis._compare_methods(same, n_boot=N_BOOT)
 
 
 def test_efficiency_summary(study):
-    summary = analysis.efficiency_summary(load_runs(study).runs)
+    summary = analysis._efficiency_summary(load_runs(study).runs)
     summary = summary.assign(method=summary["variant"].str.split().str[0]).set_index("method")
     assert summary.loc["full", "k"] == 3 and summary.loc["full", "peak_memory_kind"] == "peak_rss"
     assert summary.loc["full", "peak_memory_mib"] == pytest.approx(900.0)
@@ -277,7 +297,7 @@ def test_efficiency_summary(study):
 
 
 def test_gain_forgetting_table_matches_point_values(utts):
-    table = analysis.gain_forgetting_table(utts, n_boot=N_BOOT)
+    table = analysis._gain_forgetting_table(utts, n_boot=N_BOOT)
     assert len(table) == 2 * len(TEST_SETS)  # per method: the gain on egyptian, the forgetting on gulf
     table = table.assign(method=table["variant"].str.split().str[0])
     for method, rows in table.groupby("method"):
@@ -301,8 +321,8 @@ def test_gain_forgetting_table_matches_point_values(utts):
 
 def test_gain_forgetting_table_needs_the_start(utts):
     with pytest.raises(ValueError, match="include_start"):
-        analysis.gain_forgetting_table(utts[utts["scored"] == "trained"], n_boot=N_BOOT)
-    cer = analysis.gain_forgetting_table(utts, metric="cer", n_boot=N_BOOT)
+        analysis._gain_forgetting_table(utts[utts["scored"] == "trained"], n_boot=N_BOOT)
+    cer = analysis._gain_forgetting_table(utts, metric="cer", n_boot=N_BOOT)
     assert (cer["metric"] == "cer").all() and not math.isnan(cer["value"].sum())
 
 
@@ -315,7 +335,7 @@ def _one(rng, p, n=20):
 
 
 @pytest.fixture(scope="module")
-def grid(tmp_path_factory):
+def grid_root(tmp_path_factory):
     """A tiny paper grid: MSA at two train sizes; egyptian and all, without and with MSA pre-training."""
     root = tmp_path_factory.mktemp("grid")
     rng = np.random.default_rng(5)
@@ -329,11 +349,16 @@ def grid(tmp_path_factory):
             for dialect in ("egyptian", "all"):
                 write_run(root / condition, f"{dialect}_{seed}", "full", seed, {t: _one(rng, 0.6) for t in sets},
                           start, dialect=dialect, extra=extra)
-    return load_runs(root).scores()
+    return root
+
+
+@pytest.fixture(scope="module")
+def grid(grid_root):
+    return load_runs(grid_root).scores()
 
 
 def test_msa_trainsize_frame_feeds_fig1(grid):
-    frame = analysis.msa_trainsize_frame(grid)
+    frame = analysis._msa_trainsize_frame(grid)
     assert list(frame.columns) == ["model", "seed", "wer", "cer", "system", "msa_fraction"]
     assert sorted(set(frame["msa_fraction"])) == [0.0, 0.5, 1.0]
     assert (frame["msa_fraction"] == 0.0).sum() == 4  # the starting model, once per MSA run
@@ -341,20 +366,20 @@ def test_msa_trainsize_frame_feeds_fig1(grid):
     expected = grid[(grid["train_set"] == "msa") & (grid["test_set"] == "msa") & (grid["n_train"] == 24)]
     assert sorted(half["wer"]) == sorted(expected["wer"])
     with pytest.raises(ValueError, match="No runs"):
-        analysis.msa_trainsize_frame(grid[grid["train_set"] != "msa"])
+        analysis._msa_trainsize_frame(grid[grid["train_set"] != "msa"])
 
 
-def test_paper_dialects_and_pooled_frames(grid):
-    dialects = analysis.paper_dialects_frame(grid)
+def test_paper_frames_dialects_and_pooled(grid):
+    frames = analysis._paper_frames(grid)
+    pd.testing.assert_frame_equal(frames["msa_trainsize"], analysis._msa_trainsize_frame(grid))
+    dialects = frames["dialects"]
     assert set(dialects["train_set"]) == {"egyptian", "all"} and set(dialects["scored"]) == {"trained"}
     assert set(dialects["condition"]) == {WITHOUT_PRETRAINING, WITH_PRETRAINING}
-    long = analysis.pooled_vs_specific_frame(grid)
-    roles = long.groupby(["role", "test_set"])["train_set"].agg(set).to_dict()
-    assert roles == {("pooled", "egyptian"): {"all"}, ("pooled", "msa"): {"all"},
-                     ("specific", "egyptian"): {"egyptian"}, ("specific", "msa"): {"msa"}}
-    assert (long.loc[long["train_set"] == "msa", "n_train"] == 48).all()  # the model with the most MSA data
-    assert (long.loc[long["train_set"] != "msa", "condition"] == WITH_PRETRAINING).all()
-    assert len(long) == 8  # 2 roles x 2 test sets x 2 seeds
+    pooled = frames["pooled_vs_specific"]
+    assert (pooled.loc[pooled["train_set"] == "msa", "n_train"] == 48).all()  # the model with the most MSA data
+    assert (pooled.loc[pooled["train_set"] != "msa", "condition"] == WITH_PRETRAINING).all()
+    fig3 = plots.fig3_pooled_vs_specific(pooled)  # pooled ("all") and own model on egyptian and msa, 2 seeds
+    assert len([bar for c in fig3.axes[0].containers for bar in c]) == 4
 
 
 def test_rate_table_refuses_to_merge_two_runs_of_one_seed():
@@ -366,11 +391,11 @@ def test_rate_table_refuses_to_merge_two_runs_of_one_seed():
                word_errors=1, ref_words=4, char_errors=2, ref_chars=10, scored="trained")
     rows = pd.DataFrame([{**one, "utt_index": 0}, {**one, "utt_index": 1}, {**one, "utt_index": 0}])
     with pytest.raises(ValueError, match="Several runs share"):
-        analysis.rate_table(rows, n_boot=100)
+        analysis._rate_table(rows, n_boot=100)
 
 
 def test_equivalence_against_the_seed_spread(utts):
-    table = analysis.compare_methods(utts, metrics=("wer",), n_boot=N_BOOT)
+    table = analysis._compare_methods(utts, metrics=("wer",), n_boot=N_BOOT)
     row = table.set_index("test_set").loc["egyptian"]
     rates = {m: np.array([_rate(g) for _, g in utts[(utts["scored"] == "trained") & (utts["method"] == m)
                                                    & (utts["test_set"] == "egyptian")].groupby("seed")])
@@ -378,11 +403,11 @@ def test_equivalence_against_the_seed_spread(utts):
     pooled = np.sqrt((rates["full"].var(ddof=1) * 2 + rates["lora"].var(ddof=1) * 2) / 4)
     assert row["seed_sd"] == pytest.approx(pooled)
     assert row["equivalent"] == (-pooled < row["low"] and row["high"] < pooled)
-    text = analysis.equivalence_statement(table)
+    text = analysis._equivalence_statement(table)
     n_eq = int(table["equivalent"].astype(bool).sum())
     assert (f"In {n_eq} of 2 cells" in text) if n_eq else ("In none of the 2 cells" in text)
-    one_seed = analysis.compare_methods(utts[utts["seed"] == 42], metrics=("wer",), n_boot=N_BOOT)
-    assert one_seed["equivalent"].isna().all() and "cannot be judged" in analysis.equivalence_statement(one_seed)
+    one_seed = analysis._compare_methods(utts[utts["seed"] == 42], metrics=("wer",), n_boot=N_BOOT)
+    assert one_seed["equivalent"].isna().all() and "cannot be judged" in analysis._equivalence_statement(one_seed)
 
 
 # notebook sections: what each writes and returns -----------------------------------------------------------------
@@ -392,52 +417,70 @@ def _written(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_notebook_03_sections_write_and_return_their_tables(study, tmp_path):
+def test_study_report_sections_write_and_return_their_tables(study, tmp_path):
     runs = load_runs(study)
-    utts, scores = runs.utterances(), runs.scores()
-    rates, fig = analysis.rates_section(utts, tmp_path, "raw", n_boot=N_BOOT)
-    pd.testing.assert_frame_equal(rates, analysis.system_table(utts, n_boot=N_BOOT))
+    utts = runs.utterances()
+    report = analysis.StudyReport(runs, tmp_path, n_boot=N_BOOT)
+    rates, fig = report.rates()
+    pd.testing.assert_frame_equal(rates, analysis._system_table(utts, n_boot=N_BOOT))
     assert pd.read_csv(tmp_path / "rates_per_run.csv")["wer"].tolist() == pytest.approx(
-        analysis.rate_table(utts, n_boot=N_BOOT)["wer"].tolist())
+        analysis._rate_table(utts, n_boot=N_BOOT)["wer"].tolist())
     assert "Corpus WER/CER (%, raw), mean over seeds" in (tmp_path / "rates.tex").read_text(encoding="utf-8")
-    statement, table, _ = analysis.comparison_section(utts, tmp_path, n_boot=N_BOOT)
-    pd.testing.assert_frame_equal(table, analysis.compare_methods(utts, n_boot=N_BOOT))
-    assert statement == "\n\n".join(analysis.equivalence_statement(table, m) for m in ("wer", "cer"))
+    statement, table, _ = report.comparison()
+    pd.testing.assert_frame_equal(table, analysis._compare_methods(utts, n_boot=N_BOOT))
+    assert statement == "\n\n".join(analysis._equivalence_statement(table, m) for m in ("wer", "cer"))
     assert statement._repr_markdown_() == str(statement)
-    *gain_figures, gain = analysis.gain_forgetting_section(utts, tmp_path, n_boot=N_BOOT)
+    *gain_figures, gain = report.gain_forgetting()
     assert len(gain_figures) == 2 and sorted(set(gain["metric"])) == ["cer", "wer"]
     pd.testing.assert_frame_equal(gain[gain["metric"] == "wer"].reset_index(drop=True),
-                                  analysis.gain_forgetting_table(utts, n_boot=N_BOOT))
-    [no_bank] = analysis.bank_section(utts, tmp_path, "raw", n_boot=N_BOOT)
+                                  analysis._gain_forgetting_table(utts, n_boot=N_BOOT))
+    [no_bank] = report.bank()
     assert no_bank.startswith("No adapter-bank evaluation")
-    [no_curve] = analysis.msa_curve_section(scores, tmp_path)
+    [no_curve] = report.msa_curve()
     assert no_curve.startswith("No MSA train-size curve")
-    _, efficiency = analysis.efficiency_section(runs.runs, tmp_path)
-    pd.testing.assert_frame_equal(efficiency, analysis.efficiency_summary(runs.runs))
+    _, efficiency = report.efficiency()
+    pd.testing.assert_frame_equal(efficiency, analysis._efficiency_summary(runs.runs))
     stems = ["efficiency", "gain_forgetting", "peft_vs_full", "rates"]
     assert _written(tmp_path) == sorted(
         [f"{s}.{e}" for s in stems for e in ("csv", "tex", "png", "pdf") if (s, e) not in {("gain_forgetting", "png"),
                                                                                       ("gain_forgetting", "pdf")}]
         + [f"gain_forgetting_{m}.{e}" for m in ("wer", "cer") for e in ("png", "pdf")]
         + ["rates_per_run.csv", "rates_per_run.tex"])
-    [none] = analysis.gain_forgetting_section(utts[utts["scored"] == "trained"], tmp_path, n_boot=N_BOOT)
+    report._utterances = utts[utts["scored"] == "trained"]
+    [none] = report.gain_forgetting()
     assert none.startswith("No run scored its starting model")
 
 
-def test_matrix_section_one_matrix_per_method_and_stage(study, tmp_path):
-    scores = load_runs(study).scores().assign(stage="train")
-    shown = analysis.matrix_section(scores, tmp_path, "raw")
+def test_study_report_defaults(study, monkeypatch):
+    runs = load_runs(study)
+    monkeypatch.setenv("ARABICPEFT_PROFILE", "ci")
+    report = analysis.StudyReport(runs)
+    assert report.output_dir == study / "analysis" and report.n_boot == 2_000 and report.scheme == "raw"
+    monkeypatch.delenv("ARABICPEFT_PROFILE")
+    assert analysis.StudyReport(runs, "rel/out").output_dir == analysis.project_path("rel/out")
+    assert analysis.StudyReport(runs).n_boot == stats.N_RESAMPLES
+    assert analysis.StudyReport(runs, scheme="leaderboard").utterances["word_errors"].sum() == (
+        runs.utterances(scheme="leaderboard")["word_errors"].sum())
+
+
+def test_study_report_matrix_one_per_method_and_stage(study, tmp_path):
+    report = analysis.StudyReport(load_runs(study), tmp_path)
+    scores = report.scores.assign(stage="train")
+    report._scores = scores
+    shown = report.matrix()
     assert [str(s) for s in shown[::3]] == ["**full fp32 lr1e-05** (train)", "**lora fp32 r32 a64 d0.05 qv lr0.001** (train)"]
     full = scores[(scores["method"] == "full") & (scores["scored"] == "trained") & (scores["test_set"] == "gulf")]
     assert shown[1].loc["egyptian", "gulf"] == f"{full['wer'].mean():.2f}\n(± {full['wer'].std():.2f})"
     assert shown[2].get_suptitle() == "full fp32 lr1e-05 (train)"
     assert _written(tmp_path) == sorted(f"matrix_train_{v}.{e}" for v in ("full_fp32_lr1e-05", "lora_fp32_r32_a64_d0.05_qv_lr0.001")
                                         for e in ("csv", "tex", "png", "pdf"))
-    assert analysis.matrix_section(scores[scores["test_set"] == "gulf"], tmp_path / "none", "raw") == []  # one cell each
+    report._scores = scores[scores["test_set"] == "gulf"]
+    assert report.matrix() == []  # one cell each
 
 
-def test_paper_figures_per_method_and_metric(grid, tmp_path):
-    figures = analysis.paper_figures(grid, tmp_path, metrics=("wer", "cer"))
+def test_study_report_paper_figures_per_method_and_metric(grid_root, tmp_path):
+    notice, *figures = analysis.StudyReport(load_runs(grid_root), tmp_path).paper_figures(metrics=("wer", "cer"))
+    assert notice == analysis._SYNTHETIC_NOTICE
     assert len(figures) == 6  # one method: Figs. 1 and 3 once, Figs. 2 and 4 per metric
     assert [f.get_suptitle() for f in figures] == ["MSA train size vs zero-shot Whisper sizes (MSA test set)", *["full fp32 lr1e-05"] * 5]
     assert figures[0].axes[0].get_legend().get_texts()[0].get_text() == "own runs on MSA: full fp32 lr1e-05 (mean ± SD)"
@@ -445,16 +488,19 @@ def test_paper_figures_per_method_and_metric(grid, tmp_path):
     stems = [f"fig1_msa_trainsize_{label}", f"fig2_pretraining_wer_{label}", f"fig2_pretraining_cer_{label}",
              f"fig3_pooled_vs_specific_{label}", f"fig4_heatmap_wer_{label}", f"fig4_heatmap_cer_{label}"]
     assert _written(tmp_path) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
-    assert analysis.paper_figures(grid.iloc[:0], tmp_path / "empty") == [] and not (tmp_path / "empty").exists()
+    [none] = analysis.StudyReport(load_runs(tmp_path / "empty"), tmp_path / "empty").paper_figures()
+    assert none.startswith("No results in") and not (tmp_path / "empty").exists()
 
 
-def test_data_notice_and_runs_overview(study, tmp_path):
+def test_data_notice_and_overview(study, tmp_path):
     runs = load_runs(study)
-    assert analysis.data_notice(runs.runs, study) == analysis.SYNTHETIC_NOTICE
-    assert analysis.data_notice(runs.runs.assign(synthetic=False), study) == ""
-    assert analysis.data_notice(load_runs(tmp_path).runs, tmp_path) == (
+    assert analysis._data_notice(runs.runs, study) == analysis._SYNTHETIC_NOTICE
+    assert analysis._data_notice(runs.runs.assign(synthetic=False), study) == ""
+    assert analysis._data_notice(load_runs(tmp_path).runs, tmp_path) == (
         f"No results in `{tmp_path}`: run a study into it, or point the notebook at a folder of results.")
-    notice, table = analysis.runs_overview(runs)
-    assert notice == analysis.SYNTHETIC_NOTICE
+    notice, table = analysis.StudyReport(runs, tmp_path / "out", n_boot=7).overview()
+    assert notice.startswith(f"Results: `{study}`; tables and figures: `{tmp_path / 'out'}`")
+    assert "n_boot = 7" in notice and notice.endswith(analysis._SYNTHETIC_NOTICE)
     assert table["runs"].tolist() == [3, 3] and table["seeds"].tolist() == [[42, 84, 168]] * 2
-    assert analysis.runs_overview(load_runs(tmp_path))[0].startswith("No results in")
+    [empty] = analysis.StudyReport(load_runs(tmp_path)).overview()
+    assert "No results in" in empty

@@ -74,14 +74,14 @@ def test_log_frame_tolerates_missing_columns():
     assert list(frame.columns) == ["step", "loss", "eval_loss", "eval_wer"] and frame["eval_wer"].isna().all()
 
 
-def test_study_training_curves_label_every_training_run(tmp_path):
+def test_training_curves_of_a_study_label_every_training_run(tmp_path):
     from arabicpeft.results import load_runs
 
     write_results(tmp_path / "lora", fake_result())
     write_results(tmp_path / "full", fake_result("full", wer=40.0))
     runs = load_runs(tmp_path).runs
     evaluation = runs.iloc[:1].assign(kind="evaluation", path="not read")  # no training log: left out
-    fig = comparison.study_training_curves(pd.concat([runs, evaluation], ignore_index=True))
+    fig = comparison.training_curves(pd.concat([runs, evaluation], ignore_index=True))
     labels = sorted(line.get_label() for line in fig.axes[1].lines if not line.get_label().startswith("_"))
     assert labels == sorted(f"{v} egyptian seed 42" for v in runs["variant"])
     assert len(labels) == 2 and any(label.startswith("full") for label in labels)

@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 
 @pytest.fixture(scope="module")
 def per_seed():
-    return paper.load_dialects_per_seed()
+    return paper._load_dialects_per_seed()
 
 
 def _bars(ax):
@@ -25,7 +25,7 @@ def _bars(ax):
 
 
 def test_fig1_msa_trainsize():
-    fig = plots.fig1_msa_trainsize(paper.msa_trainsize_tidy())
+    fig = plots.fig1_msa_trainsize(paper._msa_trainsize_tidy())
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 2  # WER and CER
     ax = fig.axes[0]
@@ -58,13 +58,13 @@ def test_fig2_rejects_mixed_methods(per_seed):
 
 
 def test_fig3_pooled_vs_specific():
-    fig = plots.fig3_pooled_vs_specific(paper.pooled_vs_specific_per_seed())
+    fig = plots.fig3_pooled_vs_specific(paper.figure_data()["pooled_vs_specific"])
     assert len(fig.axes) == 2
     wer_ax, cer_ax = fig.axes
     bars = _bars(wer_ax)
     assert len(bars) == 12  # 6 test sets x pooled/specific
     heights = sorted(round(b.get_height(), 2) for b in bars)
-    table = paper.pooled_vs_specific().drop(index=paper.MEAN_ROW)
+    table = paper._pooled_vs_specific().drop(index=paper.MEAN_ROW)
     expected = sorted(np.round(np.concatenate([table["wer_pooled"], table["wer_specific"]]), 2))
     np.testing.assert_allclose(heights, expected, atol=0.011)  # per-seed means vs 2-decimal published means
     assert "8.42" in wer_ax.get_title() and "3.37" in cer_ax.get_title()
@@ -97,13 +97,6 @@ def test_heatmap_labels():
     mean = pd.DataFrame([[72.146, np.nan]])
     sd = pd.DataFrame([[2.8349, np.nan]])
     assert plots.heatmap_labels(mean, sd).tolist() == [["72.15\n(± 2.83)", ""]]
-
-
-def test_save_figure_writes_png_and_pdf(tmp_path, per_seed):
-    paths = plots.save_figure(plots.fig4_heatmap(per_seed), tmp_path / "sub" / "fig4")
-    assert [p.name for p in paths] == ["fig4.png", "fig4.pdf"]
-    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert paths[1].read_bytes()[:5] == b"%PDF-"
 
 
 # load_runs(...).scores() -------------------------------------------------------------------------------------------
@@ -187,9 +180,7 @@ def test_scores_draws_fig2_and_fig3(results_dir):
     frame = load_runs(results_dir).scores(include_start=False)
     fig2 = plots.fig2_pretraining(frame)
     assert len(fig2.axes[0].patches) == 4  # 2 test sets x 2 conditions
-    long = paper.pooled_vs_specific_long(frame)
-    assert sorted(long["role"]) == ["pooled", "pooled", "specific", "specific"]
-    fig3 = plots.fig3_pooled_vs_specific(long)
+    fig3 = plots.fig3_pooled_vs_specific(frame)  # the pooled model and each test set's own; the others left out
     assert len(_bars(fig3.axes[0])) == 4
     assert "= 5.00 points" in fig3.axes[0].get_title()  # |75 − 70| and |85 − 80|
 
@@ -309,13 +300,10 @@ def test_fig_efficiency():
     assert sorted(b.get_height() for b in fig.axes[2].patches) == [8.0, 11.0]
 
 
-def test_published_figures_draw_and_write_the_four(tmp_path):
-    figures = plots.published_figures(tmp_path / "paper")
-    assert len(figures) == 4 and all(isinstance(f, Figure) for f in figures)
-    stems = ["fig1_msa_trainsize", "fig2_pretraining", "fig3_pooled_vs_specific", "fig4_heatmap"]
-    assert sorted(p.name for p in (tmp_path / "paper").iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
-    curve = figures[0].axes[0].lines[0]  # Fig. 1: the published MSA curve, mean over seeds
-    msa = paper._load_msa_trainsize().sort_values("msa_fraction").dropna(subset=["msa_fraction"])
-    np.testing.assert_allclose(np.asarray(curve.get_ydata(), float), msa["wer_mean"], atol=0.005)
-    heatmap = figures[3].axes[0]  # Fig. 4: with MSA pre-training, Egyptian on Egyptian as published
-    assert "72.15" in [t.get_text().split("\n")[0] for t in heatmap.texts]
+def test_require_columns_names_what_is_missing():
+    frame = pd.DataFrame({"wer": [1.0]})
+    plots.require_columns(frame, ["wer"], "x")
+    with pytest.raises(ValueError, match=r"x needs column\(s\) \['cer'\]; got \['wer'\]"):
+        plots.require_columns(frame, ["wer", "cer"], "x")
+    with pytest.raises(ValueError, match="x: no rows"):
+        plots.require_columns(frame.iloc[:0], ["wer"], "x")
