@@ -293,11 +293,14 @@ def saved_kind(path) -> Optional[str]:
     export's ``model.bin``), ``model`` (a transformers ``config.json``: merged, fully fine-tuned or a base), ``run``
     (a run directory whose ``model/`` holds an adapter or a model), else None (not a directory, an adapter bank
     or nothing loadable)."""
+    def marked(folder: Path) -> Optional[str]:
+        for kind, marker in (("adapter", "adapter_config.json"), ("ct2", "model.bin"), ("model", "config.json")):
+            if (folder / marker).is_file():
+                return kind
+        return None
+
     path = Path(path)
-    for kind, marker in (("adapter", "adapter_config.json"), ("ct2", "model.bin"), ("model", "config.json")):
-        if (path / marker).is_file():
-            return kind
-    return "run" if saved_kind(path / "model") in ("adapter", "model") else None
+    return marked(path) or ("run" if marked(path / "model") in ("adapter", "model") else None)
 
 
 def _is_adapter(path: Path) -> bool:
@@ -340,8 +343,8 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
     ``reference``: an adapter directory saved by arabicpeft (or any peft Whisper adapter), a merged or fully
     fine-tuned model directory, a run directory (its ``model/`` is used), an adapter bank (a directory whose
     subdirectories are adapters, or runs, on one base; one per dialect, or a mapping {dialect: adapter
-    directory}, e.g. of several runs), an offline name (``whisper-base``, ``tiny-random``) or a hub id. ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a
-    QLoRA adapter). ``full_window``: an adapter trained with a cut encoder window (``encoder_seconds``) is put
+    directory}, e.g. of several runs), an offline name (``whisper-base``, ``tiny-random``) or a hub id.
+    ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a QLoRA adapter). ``full_window``: an adapter trained with a cut encoder window (``encoder_seconds``) is put
     on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
     long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
 
