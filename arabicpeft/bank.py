@@ -4,8 +4,7 @@ Each utterance is decoded with its dialect's adapter (the dialect label comes wi
 dialects is decoded in one ``generate`` call with peft's per-sample ``adapter_names``. With every adapter
 disabled the bank is exactly the base model.
 
-Public: :data:`BASE_ADAPTER`, :func:`load_bank`, :func:`evaluate_bank`, :func:`compare_adapters`,
-:func:`study_bank`, :func:`cost_summary`, :func:`compare_on_dialect`.
+Public: :class:`AdapterBank`.
 """
 
 from __future__ import annotations
@@ -19,23 +18,82 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
-from .model import count_parameters, window_seconds
-from .results import BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, peak_memory, reset_peak_memory, write_results
+from .model import count_parameters, load_model
+from .results import (BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, peak_memory, read_results, reset_peak_memory,
+                      write_results)
 
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
+_BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
 
 
-def load_bank(adapters: dict[str, Path]):
-    """One base model with every adapter of ``adapters`` ({name, e.g. the dialect: adapter directory}), loaded by
-    :func:`arabicpeft.model.load_bank` (which checks that they share one base).
+class AdapterBank:
+    """An adapter bank loaded for decoding: one base Whisper with one LoRA adapter per dialect.
 
-    Returns (peft model, processor, the first adapter's config). Pass ``adapter_names`` to
-    :func:`evaluate.transcribe` to choose an adapter per utterance.
+    ``AdapterBank(adapters)``: {dialect: adapter directory} (e.g. the runs of a study; they must share one base
+    model, window and precision, else ValueError), loaded by :func:`arabicpeft.model.load_model`;
+    :meth:`from_study`: the bank a study evaluated. ``adapters``: {dialect: Path}; ``loaded``: the
+    :class:`arabicpeft.model.LoadedModel` (kind "bank"), whose ``model`` takes peft's per-utterance
+    ``adapter_names`` (e.g. in :func:`arabicpeft.evaluate.transcribe`) and whose ``config`` is the first adapter's
+    training config.
     """
-    from .model import load_bank as load
 
-    loaded = load(adapters)
-    return loaded.model, loaded.processor, loaded.config
+    def __init__(self, adapters: dict):
+        started = time.monotonic()
+        self.adapters = {d: Path(p) for d, p in adapters.items()}
+        self.loaded = load_model(self.adapters)
+        self._load_s = time.monotonic() - started
+        self._results = None  # this bank's evaluation (results.json), once evaluated or found in a study
+
+    @classmethod
+    def from_study(cls, root, seed: int) -> "AdapterBank":
+        """The adapter bank a study under ``root`` evaluated for ``seed`` (its adapters from that evaluation's
+        results file). Raises FileNotFoundError when ``root`` holds no bank evaluation of ``seed``."""
+        path = _bank_run(root, seed)["path"]
+        bank = cls(read_results(path)["config"]["extra"]["bank"])
+        bank._results = Path(path)
+        return bank
+
+    def evaluate(self, cfg: ExperimentConfig, out_dir) -> Path:
+        """Score the bank on the test sets of ``cfg`` that have an adapter, each utterance with its dialect's
+        adapter in mixed-dialect batches; the same utterances with the adapters disabled give the base model's
+        scores (``metrics_before``). Writes a results file of kind "evaluation" (config: ``cfg`` with the bank in
+        ``extra["bank"]``) with per-utterance rows, decoding time and the bank's size on disk and in parameters
+        (its ``run_wall_time_s`` includes loading the bank); returns its path. Raises ValueError when no test set
+        of ``cfg`` has an adapter."""
+        self._results = _evaluate(self, cfg, out_dir)
+        return self._results
+
+    def compare_on_dialect(self, dialect: str, n_utterances: int, batch_size: int = 16) -> pd.DataFrame:
+        """The first ``n_utterances`` of ``dialect``'s test set (from the bank's model, source and data path)
+        decoded with the dialect's own adapter, the bank's first other adapter (if any) and the base model (adapters
+        disabled), side by side: columns utt_index, reference, then per adapter the hypothesis and its word errors
+        (raw scheme), and a last row "corpus WER (%)" per adapter. Raises ValueError when the bank has no adapter
+        for ``dialect``."""
+        from .data import load_test_sets
+
+        model, processor, cfg = self.loaded.model, self.loaded.processor, self.loaded.config
+        if dialect not in model.peft_config:
+            raise ValueError(f"this bank has no adapter for {dialect!r}: choose one of "
+                             f"{', '.join(n for n in model.peft_config if n != _BASE_ADAPTER)}.")
+        wanted = ExperimentConfig(model=cfg.model, source=cfg.source, data_path=cfg.data_path, test_sets=[dialect],
+                                  max_test_samples=n_utterances)
+        tests, _, _ = load_test_sets(wanted, processor.tokenizer)
+        others = [name for name in model.peft_config if name != dialect][:1]
+        return _compare_adapters(model, processor, tests[dialect], [dialect, *others, _BASE_ADAPTER],
+                                 batch_size=batch_size)
+
+    def cost_summary(self) -> str:
+        """What the bank costs, as one Markdown sentence from its evaluation's results file: the number of
+        adapters, their weights on disk (MiB), the adapter parameters on a base of (total − adapter) parameters,
+        and the seconds that decoding the mixed-dialect test sets took. Raises ValueError for a bank not yet
+        evaluated (:meth:`evaluate`) nor found in a study (:meth:`from_study`)."""
+        if self._results is None:
+            raise ValueError("This bank has no evaluation yet: run AdapterBank.evaluate, or load a study's bank "
+                             "with AdapterBank.from_study.")
+        eff = read_results(self._results)["efficiency"]
+        base = eff["total_parameters"] - eff["adapter_parameters"]
+        return (f"Bank of {len(self.adapters)} adapters: {eff['weights_bytes'] / MIB:.2f} MiB of adapter weights "
+                f"on disk ({eff['adapter_parameters']:,.0f} adapter parameters on a {base:,.0f}-parameter base); "
+                f"decoding the mixed-dialect test sets took {eff['decode_wall_time_s']:.1f} s.")
 
 
 def _mixed_order(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -47,25 +105,20 @@ def _mixed_order(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.nd
     return [names[i] for i in order], order
 
 
-def evaluate_bank(cfg: ExperimentConfig, adapters: dict[str, Path], out_dir) -> Path:
-    """Score the bank of ``adapters`` ({dialect: adapter directory}) on the test sets of ``cfg`` that have an
-    adapter, each utterance with its dialect's adapter in mixed-dialect batches; the same utterances with the
-    adapters disabled give the base model's scores (``metrics_before``). Writes a results file of kind
-    "evaluation" (config: ``cfg`` with the bank in ``extra["bank"]``) with per-utterance rows, decoding time and
-    the bank's size on disk and in parameters; returns its path.
-    """
+def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
+    """:meth:`AdapterBank.evaluate`."""
     from .data import load_test_sets
     from .evaluate import score_all, transcribe
 
-    started = time.monotonic()
-    adapters = {d: Path(p) for d, p in adapters.items()}
-    model, processor, trained = load_bank(adapters)
+    started = time.monotonic() - bank._load_s  # the run's wall time counts loading the bank
+    adapters, loaded = bank.adapters, bank.loaded
+    model, processor, trained = loaded.model, loaded.processor, loaded.config
     wanted = [t for t in cfg.test_set_names() if t in adapters]
     if not wanted:
         raise ValueError(f"No test set of {cfg.test_set_names()} has an adapter in the bank ({list(adapters)}).")
     eval_cfg = dataclasses.replace(trained, test_sets=wanted, max_test_samples=cfg.max_test_samples,
                                    source=cfg.source, data_path=cfg.data_path, streaming=False)
-    tests, report, synthetic = load_test_sets(eval_cfg, processor.tokenizer, max_seconds=window_seconds(processor))
+    tests, report, synthetic = load_test_sets(eval_cfg, processor.tokenizer, max_seconds=loaded.window_seconds)
     pooled = datasets.concatenate_datasets([tests[t] for t in wanted])
     names, order = _mixed_order({t: len(tests[t]) for t in wanted}, seed=cfg.seed)
     mixed = pooled.select(order.tolist())
@@ -123,9 +176,9 @@ def evaluate_bank(cfg: ExperimentConfig, adapters: dict[str, Path], out_dir) -> 
     return write_results(out, result, pd.concat(rows, ignore_index=True))
 
 
-def compare_adapters(model, processor, dataset, adapter_names: list[str], batch_size: int = 16) -> pd.DataFrame:
+def _compare_adapters(model, processor, dataset, adapter_names: list[str], batch_size: int = 16) -> pd.DataFrame:
     """Each utterance of ``dataset`` decoded with each of ``adapter_names`` (names in the bank, or
-    :data:`BASE_ADAPTER` for the base model), side by side: columns utt_index, reference, then per name the
+    :data:`_BASE_ADAPTER` for the base model), side by side: columns utt_index, reference, then per name the
     hypothesis and its word errors (raw scheme), plus a last row "corpus WER (%)" per name."""
     from .evaluate import transcribe
     from .metrics import utterance_errors
@@ -157,41 +210,3 @@ def _bank_run(root, seed: int) -> pd.Series:
         raise FileNotFoundError(f"No adapter-bank evaluation for seed {seed} under {root}: run a study with a bank "
                                 "stage (design adapter_bank or the offline-mini preset) first.")
     return bank.iloc[0]
-
-
-def study_bank(root, seed: int) -> dict[str, Path]:
-    """{dialect: adapter directory} of the adapter bank a study evaluated for ``seed`` (from its results file)."""
-    from .results import read_results
-
-    return {d: Path(p) for d, p in read_results(_bank_run(root, seed)["path"])["config"]["extra"]["bank"].items()}
-
-
-def cost_summary(root, seed: int) -> str:
-    """What the bank a study evaluated for ``seed`` costs, as one Markdown sentence from its results file: the
-    number of adapters, their weights on disk (MiB), the adapter parameters on a base of (total − adapter)
-    parameters, and the seconds that decoding the mixed-dialect test sets took. Raises FileNotFoundError when
-    ``root`` holds no bank evaluation of ``seed``."""
-    row = _bank_run(root, seed)
-    base = row["total_parameters"] - row["adapter_parameters"]
-    return (f"Bank of {len(study_bank(root, seed))} adapters: {row['weights_bytes'] / MIB:.2f} MiB of adapter weights "
-            f"on disk ({row['adapter_parameters']:,.0f} adapter parameters on a {base:,.0f}-parameter base); decoding "
-            f"the mixed-dialect test sets took {row['decode_wall_time_s']:.1f} s.")
-
-
-def compare_on_dialect(model, processor, cfg: ExperimentConfig, dialect: str, n_utterances: int,
-                       batch_size: int = 16) -> pd.DataFrame:
-    """The first ``n_utterances`` of ``dialect``'s test set (from ``cfg``'s model, source and data path) decoded
-    with the dialect's own adapter, the bank's first other adapter (if any) and the base model: the
-    :func:`compare_adapters` table. ``model``, ``processor``, ``cfg``: as :func:`load_bank` returns them.
-    Raises ValueError when the bank has no adapter for ``dialect``."""
-    from .data import load_test_sets
-
-    if dialect not in model.peft_config:
-        raise ValueError(f"this bank has no adapter for {dialect!r}: choose one of "
-                         f"{', '.join(n for n in model.peft_config if n != BASE_ADAPTER)}.")
-
-    wanted = ExperimentConfig(model=cfg.model, source=cfg.source, data_path=cfg.data_path, test_sets=[dialect],
-                              max_test_samples=n_utterances)
-    tests, _, _ = load_test_sets(wanted, processor.tokenizer)
-    others = [name for name in model.peft_config if name != dialect][:1]
-    return compare_adapters(model, processor, tests[dialect], [dialect, *others, BASE_ADAPTER], batch_size=batch_size)

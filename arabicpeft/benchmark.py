@@ -42,7 +42,7 @@ full fine-tuning at equal batch on CPU, whisper-base at the sample set's 8 s win
 Both print ratios measured in one run and a ``RESULT key=value ...`` line, and write ``benchmark.json`` (device,
 versions, settings, every row) under the runs root.
 
-Public: :func:`main`, :func:`inference_table`.
+Public: :func:`inference`.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _eval_benchmark(args) -> None:
     from .data import load_test_sets
     from .evaluate import decoding_record, transcribe
     from .metrics import score
-    from .model import load_model, window_seconds
+    from .model import load_model
     from .results import provenance
     from .run_dir import write_json_atomic
 
@@ -157,7 +157,7 @@ def _eval_benchmark(args) -> None:
     model, processor = loaded.model, loaded.processor
     per_set = args.max_clips or _EVAL_CLIPS_PER_SET
     spec = ExperimentConfig(dialect="all", test_sets=list(dialects.VARIETIES), source="sample", max_test_samples=per_set)
-    tests, _, _ = load_test_sets(spec, processor.tokenizer, max_seconds=window_seconds(processor))
+    tests, _, _ = load_test_sets(spec, processor.tokenizer, max_seconds=loaded.window_seconds)
     clips = datasets.concatenate_datasets(list(tests.values()))
     audio_s = sum(sf.info(path).duration for path in clips["audio"])
     transcribe(model, processor, clips.select([0]), batch_size=1, desc="warm-up")  # one-time costs, not timed
@@ -235,7 +235,7 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def main(argv=None) -> None:
+def _main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", choices=("demo", "inference", "eval", "cache", "data", "gpu", "memory",
                         "_worker", "_steps"), default="demo",
@@ -295,7 +295,9 @@ def main(argv=None) -> None:
     # defaults that differ by benchmark: clips per batch (scoring) or utterances per step (training); timed steps
     args.batch_size = args.batch_size or {"data": 4, "gpu": 8, "memory": 8}.get(args.mode, 16)
     args.steps = args.steps or {"data": 3}.get(args.mode, 5)
-    modes = {"inference": _inference, "eval": _eval_benchmark, "cache": _cache_benchmark, "data": _data_benchmark,
+    modes = {"inference": lambda a: inference(a.model_path, a.output_dir, a.max_clips, a.batch_size, a.threads,
+                                              a.window),
+             "eval": _eval_benchmark, "cache": _cache_benchmark, "data": _data_benchmark,
              "gpu": _step_benchmark, "memory": _step_benchmark, "_worker": _inference_worker, "_steps": _step_worker}
     if args.mode in modes:
         return modes[args.mode](args)
@@ -360,21 +362,18 @@ def _inference_worker(args) -> None:
     started = time.monotonic()
     window = plan["window_seconds"]
     if args.row.startswith("ct2"):
-        from .export import describe_ct2, load_ct2
-        from .model import window_extractor
+        from .export import load_ct2
 
-        model, processor = load_ct2(plan["exports"][args.row], cpu_threads=threads)
-        record = describe_ct2(model)
-        if window:
-            processor.feature_extractor = window_extractor(processor.feature_extractor, window)  # CTranslate2's encoder takes the shorter features as they are
+        # CTranslate2's encoder takes the shorter features of a cut window as they are
+        model, processor, record = load_ct2(plan["exports"][args.row], cpu_threads=threads, window_seconds=window)
     else:
-        from .model import cut_encoder, load_model
+        from .model import load_model
 
         loaded = load_model(plan["adapter"] if args.row == "hf-adapter" else plan["hf_model"], precision="fp32",
                             full_window=True)
-        model, processor = loaded.model, loaded.processor
         if window:
-            cut_encoder(model.get_base_model() if hasattr(model, "get_base_model") else model, processor, window)
+            loaded.cut_window(window)
+        model, processor = loaded.model, loaded.processor
         if plan["max_length"]:
             model.generation_config.max_length = plan["max_length"]  # the bound CTranslate2 gets too
         record = {"backend": "hf", "compute_type": "float32"}
@@ -422,71 +421,81 @@ def _encoder_seconds(model, processor, dataset, batch_size: int) -> float:
     return (time.monotonic() - started) / 2
 
 
-def _inference(args) -> None:
+def inference(model_path: str = "whisper-base", output_dir=None, max_clips: Optional[int] = None,
+              batch_size: int = 16, threads: int = 0, window: str = "trained") -> "pd.DataFrame":
+    """The ``inference`` benchmark (``python -m arabicpeft.benchmark inference``, see the module docstring):
+    ``model_path`` (any model reference; an adapter or a run's adapter is merged first, fp32, full window) in
+    transformers fp32 against CTranslate2 float32 and int8 on the sample test sets (``max_clips`` per set), each
+    backend in a fresh process with ``threads`` CPU threads (0: torch's default), at the window ``window`` says
+    (``trained``: the model's own ``encoder_seconds``; ``full``: 30 s). Writes the exports and ``benchmark.json``
+    under ``output_dir`` (default ``runs/benchmark-inference``), prints the table and a ``RESULT`` line, and
+    returns the table: one row per backend (hf-adapter for an adapter, hf, ct2-float32, ct2-int8) with the
+    compute type, "RTF" (real-time factor: transcription s / audio s, loading excluded), clips/s, peak RSS (MiB),
+    raw pooled WER and CER (%), "speed x" (the hf row's transcription time / this row's), "RSS x" (this row's
+    peak RSS / the hf row's), "same text %" (hypotheses identical to the hf row's), "encoder %" (the encoder's
+    share of transcription time: one full batch timed alone, scaled to the clips) and "MiB on disk" (the
+    directory the row loads; NaN for a model from the hub cache). Raises SystemExit when a row fails."""
     import platform
 
     from . import dialects
-    from .export import export_ct2, merge
     from .config import ExperimentConfig
+    from .export import export_ct2, merge
+    from .model import saved_kind
     from .results import MIB, dir_bytes, provenance
     from .run_dir import write_json_atomic
 
-    out = Path(args.output_dir or "runs/benchmark-inference")
+    out = Path(output_dir or "runs/benchmark-inference")
     out.mkdir(parents=True, exist_ok=True)
-    reference = args.model_path
-    adapter = None
-    path = Path(reference)
-    if path.is_dir() and ((path / "adapter_config.json").is_file() or (path / "model" / "adapter_config.json").is_file()):
-        adapter = str(path if (path / "adapter_config.json").is_file() else path / "model")
-        hf_model = str(merge(adapter, out / "merged", dtype="fp32"))
-    else:
-        hf_model = reference
+    path = Path(model_path)
+    model_dir = path / "model" if saved_kind(path) == "run" else path
+    adapter = str(model_dir) if saved_kind(model_dir) == "adapter" else None
+    hf_model = str(merge(adapter, out / "merged", dtype="fp32")) if adapter else str(model_path)
     cfg = ExperimentConfig.saved_with(adapter or hf_model)
-    window = cfg.encoder_seconds if cfg and args.window == "trained" else None
+    cut = cfg.encoder_seconds if cfg and window == "trained" else None
     exports = {f"ct2-{q}": str(export_ct2(hf_model, out / f"ct2-{q}", quantization=q, force=True))
                for q in ("float32", "int8")}
     rows = [r for r in _INFERENCE_ROWS if r != "hf-adapter" or adapter]
-    plan = {"model": reference, "adapter": adapter, "hf_model": hf_model, "exports": exports,
+    plan = {"model": str(model_path), "adapter": adapter, "hf_model": hf_model, "exports": exports,
             "test_sets": list(dialects.VARIETIES), "max_length": (cfg or ExperimentConfig()).generation_max_length,
-            "window_seconds": window}
+            "window_seconds": cut}
     write_json_atomic(out / "plan.json", plan)
     results = {}
     for row in rows:  # a fresh process per row: its own peak RSS, no thread pools left over from another backend
         cmd = [sys.executable, "-m", "arabicpeft.benchmark", "_worker", "--row", row, "--output-dir", str(out),
-               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-        if args.max_clips:
-            cmd += ["--max-clips", str(args.max_clips)]
+               "--batch-size", str(batch_size), "--threads", str(threads)]
+        if max_clips:
+            cmd += ["--max-clips", str(max_clips)]
         # the package's own folder on the path: a notebook may have imported it from a folder added at run time
-        path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+        pythonpath = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                   os.environ.get("PYTHONPATH")]))
         proc = subprocess.run(cmd, capture_output=True, text=True,
-                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": path})
+                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath})
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             raise SystemExit(f"inference benchmark row {row} failed with exit code {proc.returncode}")
         results[row] = json.loads((out / f"{row}.json").read_text(encoding="utf-8"))
+    directories = {"hf-adapter": adapter, "hf": hf_model, **exports}
+    disk = {row: dir_bytes(d) / MIB for row, d in directories.items() if row in results and Path(d).is_dir()}
+    table = _inference_table(results, batch_size, disk)
 
     hf = results["hf"]
-    audio_s = hf["audio_s"]
-    print(f"inference benchmark: {reference} on {hf['clips']} sample test clips ({audio_s:.1f} s of audio), "
-          f"{hf['window_seconds']:g} s encoder window, batch {args.batch_size}, greedy, {hf['threads']} thread(s), {platform.processor() or platform.machine()}")
+    print(f"inference benchmark: {model_path} on {hf['clips']} sample test clips ({hf['audio_s']:.1f} s of audio), "
+          f"{hf['window_seconds']:g} s encoder window, batch {batch_size}, greedy, {hf['threads']} thread(s), "
+          f"{platform.processor() or platform.machine()}")
     print(f"{'backend':<12} {'compute':<14} {'RTF':>7} {'clips/s':>8} {'peak RSS':>10} {'WER':>7} {'CER':>7} "
           f"{'speed x':>8} {'RSS x':>6} {'same text':>9} {'encoder':>8}")
     summary = {}
-    for row, r in results.items():
-        raw = r["metrics_pooled"]["raw"]
-        rtf, speed = r["transcribe_s"] / audio_s, hf["transcribe_s"] / r["transcribe_s"]
-        same = sum(a == b for a, b in zip(r["hypotheses"], hf["hypotheses"])) / len(hf["hypotheses"])
-        rss = r["peak_memory"]["bytes"] / MIB
-        # the encoder's share of transcription time: one full batch timed alone, times the batches run
-        encoder = r["encoder_s_per_batch"] * r["clips"] / args.batch_size / r["transcribe_s"]
-        print(f"{row:<12} {r['compute_type']:<14} {rtf:7.3f} {r['clips'] / r['transcribe_s']:8.2f} {rss:8.0f} MiB "
-              f"{raw['wer']:7.2f} {raw['cer']:7.2f} {speed:8.2f} {rss / (hf['peak_memory']['bytes'] / MIB):6.2f} "
-              f"{100 * same:8.0f}% {100 * encoder:7.0f}%")
+    for row, r in table.iterrows():
+        print(f"{row:<12} {r['compute']:<14} {r['RTF']:7.3f} {r['clips/s']:8.2f} {r['peak RSS MiB']:8.0f} MiB "
+              f"{r['WER']:7.2f} {r['CER']:7.2f} {r['speed x']:8.2f} {r['RSS x']:6.2f} {r['same text %']:8.0f}% "
+              f"{r['encoder %']:7.0f}%")
         key = row.replace("-", "_")
-        summary.update({f"{key}_rtf": round(rtf, 4), f"{key}_speedup": round(speed, 3), f"{key}_wer": round(raw["wer"], 2),
-                        f"{key}_cer": round(raw["cer"], 2), f"{key}_peak_rss_mib": round(rss),
-                        f"{key}_encoder_share": round(encoder, 3)})
-    sizes = {name: dir_bytes(p) / MIB for name, p in {"merged": out / "merged", **exports}.items() if Path(p).is_dir()}
+        summary.update({f"{key}_rtf": round(r["RTF"], 4), f"{key}_speedup": round(r["speed x"], 3),
+                        f"{key}_wer": round(r["WER"], 2), f"{key}_cer": round(r["CER"], 2),
+                        f"{key}_peak_rss_mib": round(r["peak RSS MiB"]),
+                        f"{key}_encoder_share": round(r["encoder %"] / 100, 3)})
+    sizes = {("merged" if row == "hf" else row): mib for row, mib in disk.items()
+             if row.startswith("ct2") or (row == "hf" and adapter)}
     print("size on disk: " + ", ".join(f"{name} {mib:.1f} MiB" for name, mib in sizes.items()))
     print("WER/CER: raw (unnormalized) corpus rates pooled over the sample test sets, in %; RTF = transcription "
           "time / audio time (model loading excluded); encoder: its share of that time (one full batch timed alone, "
@@ -495,27 +504,29 @@ def _inference(args) -> None:
     summary["ct2_int8_wer_minus_hf"] = round(summary["ct2_int8_wer"] - summary["hf_wer"], 2)
     if adapter:
         summary["merged_wer_minus_adapter"] = round(summary["hf_wer"] - summary["hf_adapter_wer"], 2)
-    write_json_atomic(out / "benchmark.json", {"plan": plan, "audio_seconds": audio_s, "rows": results,
+    write_json_atomic(out / "benchmark.json", {"plan": plan, "audio_seconds": hf["audio_s"], "rows": results,
                                                "summary": summary, "provenance": provenance()})
     print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))
+    return table
 
 
-def inference_table(path) -> "pd.DataFrame":
-    """The rows of an ``inference`` benchmark (its ``benchmark.json``, or the folder holding it) side by side, one
-    row per backend: compute type, real-time factor (transcription s / audio s), clips/s, peak RSS (MiB), raw
-    pooled WER and CER (%), and "speed x hf" (the transformers fp32 row's RTF / this row's)."""
+def _inference_table(rows: dict, batch_size: int, disk_mib: dict) -> "pd.DataFrame":
+    """The rows of an inference benchmark ({row: its worker's record}, with the hf row) side by side, the
+    columns :func:`inference` describes; ``disk_mib``: {row: MiB on disk of what it loads}."""
     import pandas as pd
 
     from .results import MIB
 
-    path = Path(path)
-    rows = json.loads((path / "benchmark.json" if path.is_dir() else path).read_text(encoding="utf-8"))["rows"]
-    table = pd.DataFrame({row: {"compute": r["compute_type"], "RTF": r["transcribe_s"] / r["audio_s"],
-                                "clips/s": r["clips"] / r["transcribe_s"], "peak RSS MiB": r["peak_memory"]["bytes"] / MIB,
-                                "WER": r["metrics_pooled"]["raw"]["wer"], "CER": r["metrics_pooled"]["raw"]["cer"]}
-                          for row, r in rows.items()}).T
-    table["speed x hf"] = table.loc["hf", "RTF"] / table["RTF"]
-    return table
+    hf = rows["hf"]
+    return pd.DataFrame.from_dict({row: {
+        "compute": r["compute_type"], "RTF": r["transcribe_s"] / r["audio_s"],
+        "clips/s": r["clips"] / r["transcribe_s"], "peak RSS MiB": r["peak_memory"]["bytes"] / MIB,
+        "WER": r["metrics_pooled"]["raw"]["wer"], "CER": r["metrics_pooled"]["raw"]["cer"],
+        "speed x": hf["transcribe_s"] / r["transcribe_s"],
+        "RSS x": r["peak_memory"]["bytes"] / hf["peak_memory"]["bytes"],
+        "same text %": 100 * sum(a == b for a, b in zip(r["hypotheses"], hf["hypotheses"])) / len(hf["hypotheses"]),
+        "encoder %": 100 * r["encoder_s_per_batch"] * r["clips"] / batch_size / r["transcribe_s"],
+        "MiB on disk": disk_mib.get(row, float("nan"))} for row, r in rows.items()}, orient="index")
 
 
 # ----------------------------------------------------------------------------- training steps: gpu and memory
@@ -1125,4 +1136,4 @@ def _data_benchmark(args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _main()

@@ -293,13 +293,14 @@ def _cmd_evaluate(args) -> Path:
                         "save_to_disk directory.")
     from .data import SYNTHETIC_NOTE, is_saved_dataset, load_test_path, load_test_sets, settle_counts
     from .evaluate import decoding_record, evaluate_sets, pooled_metrics
-    from .model import load_model, window_seconds
+    from .model import load_model
     from .results import write_results
 
     if args.backend == "ct2":
         from .export import load_ct2
 
-        scorer, processor = load_ct2(args.model_path, compute_type=args.compute_type, cpu_threads=args.cpu_threads)
+        scorer, processor, described = load_ct2(args.model_path, compute_type=args.compute_type,
+                                                cpu_threads=args.cpu_threads)
         trained = _trained_config(args.model_path)
         evaluated = {"reference": str(args.model_path), "backend": "ct2"}
     else:
@@ -307,7 +308,7 @@ def _cmd_evaluate(args) -> Path:
         scorer, processor, trained = loaded.model, loaded.processor, loaded.config
         evaluated = {"backend": "hf", **loaded.describe()}
         evaluated.pop("trained_config")
-    max_seconds = window_seconds(processor)
+    max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
     from .offline_model import MAX_TARGET_POSITIONS  # CTranslate2's models: every Whisper size's
 
     max_positions = scorer.config.max_target_positions if args.backend == "hf" else MAX_TARGET_POSITIONS
@@ -336,10 +337,8 @@ def _cmd_evaluate(args) -> Path:
         _say(f"note: {SYNTHETIC_NOTE}")
     max_length = (trained or ExperimentConfig()).generation_max_length
     if args.backend == "ct2":
-        from .export import describe_ct2
-
         metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=args.batch_size, max_length=max_length)
-        evaluated.update(describe_ct2(scorer), requested_compute_type=args.compute_type, max_length=max_length)
+        evaluated.update(described, requested_compute_type=args.compute_type, max_length=max_length)
     else:
         metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=args.batch_size, precision=loaded.precision)
         evaluated.update(max_length=max_length)
@@ -379,7 +378,7 @@ def _cmd_cache(args) -> Path:
     if cfg.source != "hub":
         from .model import load_processor
 
-        processor = load_processor(cfg)
+        processor = load_processor(cfg.model, cfg.encoder_seconds)
     splits = build_feature_cache(cfg, processor, splits=tuple(args.splits), log=_say)
     total = sum(m["records"] for m in splits.values())
     size = sum(m["bytes"] for m in splits.values())
@@ -399,26 +398,26 @@ def _cmd_transcribe(args) -> Path:
     from .kaggle import check_model_name
 
     check_model_name(args.model_path, saved=True)
-    from .transcribe import collect_audio, transcribe_files, write_transcripts
+    from .transcribe import TRANSCRIPTS_FILE, collect_audio, transcribe_files
 
     items = collect_audio(args.audio, dialect=args.dialect)
     _say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
     if args.backend == "ct2":
-        from .export import describe_ct2, load_ct2
+        from .export import load_ct2
 
-        model, _ = load_ct2(args.model_path, compute_type=args.compute_type, cpu_threads=args.cpu_threads)
-        info = describe_ct2(model)
+        model, _, info = load_ct2(args.model_path, compute_type=args.compute_type, cpu_threads=args.cpu_threads)
     else:
         from .model import load_model
 
         model = load_model(args.model_path, precision=args.precision, full_window=True)
         info = {"backend": "hf", **model.describe()}
     transcripts = transcribe_files(model, items, backend=args.backend, batch_size=args.batch_size,
-                                   beam_size=args.beam_size, max_new_tokens=args.max_new_tokens)
+                                   beam_size=args.beam_size, max_new_tokens=args.max_new_tokens,
+                                   out_dir=args.output_dir, subtitles=args.subtitles,
+                                   run_info={"model": info, "beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens})
     for t in transcripts:
         _say(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
-    return write_transcripts(transcripts, args.output_dir, subtitles=args.subtitles,
-                             run_info={"model": info, "beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens})
+    return Path(args.output_dir) / TRANSCRIPTS_FILE
 
 
 def _cmd_merge(args) -> Path:

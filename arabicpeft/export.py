@@ -11,8 +11,8 @@
 Adapters trained with a cut encoder window (``encoder_seconds``) are merged onto the base at its full window:
 the standalone model then takes any audio, as OpenAI's does (LoRA does not touch the positional table).
 
-Public: :func:`ct2_max_length`, :func:`merge`, :func:`standalone`, :func:`disk_sizes`, :func:`export_ct2`,
-:func:`load_ct2`, :func:`model_card_text`, :func:`write_model_card`, :func:`upload`, :func:`describe_ct2`.
+Public: :func:`ct2_max_length`, :func:`merge`, :func:`export_ct2`, :func:`load_ct2`, :func:`write_model_card`,
+:func:`upload`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,12 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 
-from .model import CONFIG_FILE, load_model
+from .model import CONFIG_FILE, load_model, load_processor, saved_kind
 from .offline_model import MAX_TARGET_POSITIONS
-
-if TYPE_CHECKING:  # pandas is imported where a table is made
-    import pandas as pd
 
 _EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
 _CARD_FILE = "README.md"
@@ -47,11 +44,6 @@ def ct2_max_length(new_tokens: int) -> int:
     (OpenAI Whisper's ``sample_len = n_text_ctx // 2``), whatever the prompt's length; transformers'
     ``generation_config.max_length`` bounds the transcript tokens themselves."""
     return 2 * int(new_tokens)
-
-
-def _is_ct2_dir(path) -> bool:
-    """A CTranslate2 model directory (``model.bin`` beside its ``config.json``)."""
-    return (Path(path) / "model.bin").is_file()
 
 
 def _write_export_info(out: Path, info: dict) -> None:
@@ -95,28 +87,16 @@ def merge(reference, output_dir, dtype: str = "fp32") -> Path:
     return out
 
 
-def standalone(reference, output_dir, kind: str, dtype: str = "fp32") -> Path:
-    """A standalone transformers model of ``reference``: a LoRA adapter (``kind`` "adapter", as
-    :attr:`arabicpeft.model.LoadedModel.kind` says) merged into its base in ``output_dir`` (:func:`merge`);
-    any other model is already standalone and returned as ``Path(reference)``, nothing written."""
-    return merge(reference, output_dir, dtype=dtype) if kind == "adapter" else Path(reference)
-
-
-def disk_sizes(directories) -> "pd.DataFrame":
-    """Size on disk of each directory (each once, in order): columns directory and "MiB on disk" (1 decimal)."""
-    import pandas as pd
-
-    from .results import MIB, dir_bytes
-
-    unique = dict.fromkeys(Path(d) for d in directories)
-    return pd.DataFrame([{"directory": str(d), "MiB on disk": round(dir_bytes(d) / MIB, 1)} for d in unique])
-
-
-def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = False) -> Path:
-    """Convert ``reference`` (a merged/full model directory, a LoRA adapter, which is merged first at fp32, an
-    offline name or a hub id) into a CTranslate2 model in ``output_dir`` that ``faster_whisper.WhisperModel``
-    loads, with CTranslate2's ``TransformersConverter`` and weight ``quantization`` (one of
-    :data:`_CT2_QUANTIZATIONS`). ``force`` replaces an existing ``output_dir``."""
+def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = False,
+               merged_dir=None) -> Path:
+    """Convert ``reference`` (a merged/full model directory, a run directory, a LoRA adapter, which is merged
+    first at fp32, an offline name or a hub id) into a CTranslate2 model in ``output_dir`` that
+    ``faster_whisper.WhisperModel`` loads, with CTranslate2's ``TransformersConverter`` and weight ``quantization``
+    (one of :data:`_CT2_QUANTIZATIONS`). ``force`` replaces an existing ``output_dir``. ``merged_dir``: where to
+    keep the standalone transformers model an adapter is merged into (:func:`merge`; default: a temporary
+    directory); unused for any other reference. Returns ``output_dir``. Raises FileExistsError for a non-empty
+    ``output_dir`` without ``force``, ValueError for an unknown quantization or a reference that holds no
+    transformers model or adapter."""
     from ctranslate2.converters import TransformersConverter
     from transformers import WhisperFeatureExtractor
 
@@ -126,7 +106,7 @@ def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = 
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} exists and is not empty; pass force=True (--force) to replace it.")
     with tempfile.TemporaryDirectory(prefix="arabicpeft-merge-") as tmp:
-        source, info = _transformers_dir(reference, Path(tmp))
+        source, info = _transformers_dir(reference, Path(tmp), merged_dir)
         copy = [f for f in _PROCESSOR_FILES if (source / f).is_file()]
         TransformersConverter(str(source), copy_files=copy).convert(str(out), quantization=quantization, force=True)
         if not (out / "preprocessor_config.json").is_file():  # transformers 5 may keep it in processor_config.json
@@ -137,22 +117,21 @@ def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = 
     return out
 
 
-def _transformers_dir(reference, tmp: Path) -> tuple[Path, dict]:
-    """A transformers directory for ``reference``: the directory itself, a merge of an adapter into ``tmp``, or
-    the resolved offline/hub model. Returns (directory, what it came from)."""
-    from .model import _is_adapter
+def _transformers_dir(reference, tmp: Path, merged_dir=None) -> tuple[Path, dict]:
+    """A transformers directory for ``reference``: the directory itself, a merge of an adapter into
+    ``merged_dir`` (else ``tmp``), or the resolved offline/hub model. Returns (directory, what it came from)."""
     from .offline_model import resolve_model
 
     path = Path(str(reference)).expanduser()
-    if path.is_dir() and not _is_adapter(path) and not (path / "config.json").is_file() and (path / "model").is_dir():
-        path = path / "model"  # a run directory
-    if path.is_dir() and _is_ct2_dir(path):
+    if saved_kind(path) == "run":
+        path = path / "model"
+    if saved_kind(path) == "ct2":
         raise ValueError(f"{path} is already a CTranslate2 export; convert from its transformers model instead.")
-    if path.is_dir() and _is_adapter(path):
-        merged = merge(path, tmp / "merged")
+    if saved_kind(path) == "adapter":
+        merged = merge(path, merged_dir or tmp / "merged")
         info = json.loads((merged / _EXPORT_FILE).read_text(encoding="utf-8"))
         return merged, {"from": str(path.resolve()), "merged_on_the_fly": True, "window_seconds": info["window_seconds"]}
-    if path.is_dir() and (path / "config.json").is_file():
+    if saved_kind(path) == "model":
         origin = path / _EXPORT_FILE
         before = json.loads(origin.read_text(encoding="utf-8")) if origin.is_file() else {}
         return path, {"from": str(path.resolve()), "merged_from": before.get("from")}
@@ -167,25 +146,26 @@ def _transformers_dir(reference, tmp: Path) -> tuple[Path, dict]:
     return resolved, {"from": str(reference)}
 
 
-def load_ct2(reference, compute_type: str = "default", cpu_threads: int = 0, device: str = "auto"):
-    """(``faster_whisper.WhisperModel``, transformers ``WhisperProcessor``) for ``reference``: a CTranslate2
-    directory as it is, anything else converted at float32 into a temporary directory first (see
+def load_ct2(reference, compute_type: str = "default", cpu_threads: int = 0, device: str = "auto",
+             window_seconds: Optional[int] = None) -> tuple:
+    """(``faster_whisper.WhisperModel``, transformers ``WhisperProcessor``, description) for ``reference``: a
+    CTranslate2 directory as it is, anything else converted at float32 into a temporary directory first (see
     :func:`export_ct2`). ``compute_type`` is CTranslate2's (``default``: as stored; ``int8`` quantizes at load);
     ``cpu_threads`` 0: CTranslate2's default. The processor (same tokenizer and log-mel settings) gives
-    references and features for scoring; its tokenizer's prefix is Arabic/transcribe/no timestamps."""
+    references and features for scoring; its tokenizer's prefix is Arabic/transcribe/no timestamps;
+    ``window_seconds`` cuts its log-mel window (:func:`arabicpeft.model.load_processor`), which CTranslate2's
+    encoder takes as it is. The description, for results files: backend ``ct2``, the compute type and device the
+    model runs with, and faster-whisper's own window in seconds."""
     from faster_whisper import WhisperModel
-    from transformers import WhisperProcessor
-
-    from .model import LANGUAGE, TASK
 
     def load(directory: Path):
         whisper = WhisperModel(str(directory), device=device, compute_type=compute_type, cpu_threads=cpu_threads)
-        processor = WhisperProcessor.from_pretrained(str(directory))
-        processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
-        return whisper, processor
+        description = {"backend": "ct2", "compute_type": whisper.model.compute_type, "device": whisper.model.device,
+                       "window_seconds": whisper.feature_extractor.chunk_length}
+        return whisper, load_processor(directory, window_seconds), description
 
     path = Path(str(reference)).expanduser()
-    if path.is_dir() and _is_ct2_dir(path):
+    if saved_kind(path) == "ct2":
         return load(path)
     with tempfile.TemporaryDirectory(prefix="arabicpeft-ct2-") as tmp:
         # the weights are read into memory here; the temporary files are not needed afterwards
@@ -206,19 +186,17 @@ def _results_near(directory: Path) -> Optional[dict]:
     return None
 
 
-def model_card_text(directory, results: Optional[dict] = None) -> str:
+def _model_card_text(directory, results: Optional[dict] = None) -> str:
     """The model card of ``directory`` (an adapter, merged/full model or CTranslate2 export), as Markdown with
     Hugging Face YAML metadata: base model, data source and sizes, the synthetic flag, metrics per test set and
     normalizer with the run's commit, and how to load it with peft / transformers / faster-whisper."""
-    from .model import _is_adapter
-
     directory = Path(directory)
     cfg = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8")) if (directory / CONFIG_FILE).is_file() else {}
     export = json.loads((directory / _EXPORT_FILE).read_text(encoding="utf-8")) if (directory / _EXPORT_FILE).is_file() else {}
     if results is None:
         source = Path(export.get("from") or directory)
         results = _results_near(directory) or (_results_near(source) if source.exists() else None) or {}
-    kind = "ct2" if _is_ct2_dir(directory) else "adapter" if _is_adapter(directory) else "model"
+    kind = saved_kind(directory) if saved_kind(directory) in ("ct2", "adapter") else "model"
     library = {"ct2": "ctranslate2", "adapter": "peft", "model": "transformers"}[kind]
     data = results.get("data") or {}
     synthetic = bool(results.get("synthetic", cfg.get("source") == "sample"))
@@ -283,11 +261,15 @@ def model_card_text(directory, results: Optional[dict] = None) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(directory, results: Optional[dict] = None) -> Path:
-    """Write :func:`model_card_text` as ``README.md`` in ``directory``; returns its path."""
-    path = Path(directory) / _CARD_FILE
-    path.write_text(model_card_text(directory, results), encoding="utf-8")
-    return path
+def write_model_card(directory, results: Optional[dict] = None) -> str:
+    """Write the model card of ``directory`` (an adapter, merged/full model or CTranslate2 export) as its
+    ``README.md`` and return the Markdown written: Hugging Face YAML metadata (base model, data sets, tags), the
+    data source and sizes, the synthetic flag, test WER/CER per test set and normalizer with the run's commit, and
+    how to load it with peft / transformers / faster-whisper. ``results``: the run's results (default: the
+    ``results.json`` beside ``directory`` or beside what it was merged or exported from, if any)."""
+    text = _model_card_text(directory, results)
+    (Path(directory) / _CARD_FILE).write_text(text, encoding="utf-8")
+    return text
 
 
 # --- upload ------------------------------------------------------------------------------------------------
@@ -296,12 +278,10 @@ def write_model_card(directory, results: Optional[dict] = None) -> Path:
 def _check_upload_folder(folder) -> str:
     """The kind of ``folder`` (``adapter``, ``model`` or ``ct2``) after checking it holds what that kind needs
     and a model card; ValueError naming what is missing otherwise."""
-    from .model import _is_adapter
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a directory.")
-    kind = "ct2" if _is_ct2_dir(folder) else "adapter" if _is_adapter(folder) else "model"
+    kind = saved_kind(folder) if saved_kind(folder) in ("ct2", "adapter") else "model"
     needs = {"ct2": ["model.bin", "config.json", "tokenizer.json", "preprocessor_config.json"],
              "adapter": ["adapter_config.json", "adapter_model.safetensors"],
              "model": ["config.json", "model.safetensors", "generation_config.json", "preprocessor_config.json"]}[kind]
@@ -347,8 +327,3 @@ def upload(folder, repo_id: str, target: str = "hf", token: Optional[str] = None
     return kagglehub.model_upload(repo_id, str(folder), license_name=license_name,
                                   version_notes=f"arabicpeft {kind} upload")
 
-
-def describe_ct2(whisper) -> dict:
-    """What a loaded faster-whisper model runs as, for results files."""
-    return {"backend": "ct2", "compute_type": whisper.model.compute_type, "device": whisper.model.device,
-            "window_seconds": whisper.feature_extractor.chunk_length}

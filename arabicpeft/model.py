@@ -3,9 +3,9 @@
 Current APIs only: quantization through ``BitsAndBytesConfig``, peft ``LoraConfig`` with ``task_type`` left
 unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in ``generation_config``.
 
-Public: :data:`LANGUAGE`, :data:`TASK`, :func:`cut_encoder`, :func:`window_extractor`, :func:`load_processor`,
-:func:`window_seconds`, :func:`build_model`, :func:`model_source`, :func:`count_parameters`, :func:`save_trained`,
-:data:`MAX_NEW_TOKENS`, :class:`LoadedModel`, :func:`load_model`, :func:`load_bank`.
+Public: :data:`LANGUAGE`, :data:`TASK`, :func:`load_processor`, :func:`build_model`, :func:`model_source`,
+:func:`count_parameters`, :func:`save_trained`, :data:`MAX_NEW_TOKENS`, :class:`LoadedModel`, :func:`saved_kind`,
+:func:`load_model`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ from .kaggle import check_model_name
 LANGUAGE, TASK = "ar", "transcribe"
 
 
-def cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProcessor, seconds: int) -> None:
+def _cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProcessor, seconds: int) -> None:
     """Shrink the encoder window from 30 s to ``seconds`` (in place, model and feature extractor alike).
 
     Valid only when every clip is shorter than ``seconds`` and the same cut is used at inference: the
@@ -53,12 +53,12 @@ def cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProces
         encoder.embed_positions = table
         encoder.max_source_positions = positions
         model.config.max_source_positions = positions
-    processor.feature_extractor = window_extractor(extractor, int(seconds))
+    processor.feature_extractor = _window_extractor(extractor, int(seconds))
 
 
-def window_extractor(extractor: WhisperFeatureExtractor, seconds: int) -> WhisperFeatureExtractor:
+def _window_extractor(extractor: WhisperFeatureExtractor, seconds: int) -> WhisperFeatureExtractor:
     """``extractor`` with a log-mel window of ``seconds`` (``seconds * 100`` frames), its other settings
-    unchanged: the features of an encoder cut by :func:`cut_encoder`. CTranslate2's Whisper encoder takes such
+    unchanged: the features of an encoder cut by :func:`_cut_encoder`. CTranslate2's Whisper encoder takes such
     features as they are (it uses the first frames/2 positions)."""
     return WhisperFeatureExtractor(
         feature_size=extractor.feature_size, sampling_rate=SAMPLE_RATE, hop_length=extractor.hop_length,
@@ -66,21 +66,20 @@ def window_extractor(extractor: WhisperFeatureExtractor, seconds: int) -> Whispe
     )
 
 
-def load_processor(cfg: ExperimentConfig) -> WhisperProcessor:
-    """The processor (feature extractor, window cut as ``cfg.encoder_seconds`` says, and tokenizer) of
-    ``cfg.model``, without its weights: what audio needs to become model inputs."""
+def load_processor(reference, window_seconds: Optional[int] = None) -> WhisperProcessor:
+    """The processor (feature extractor and tokenizer, its prefix set to Arabic/transcribe/no timestamps) of
+    ``reference`` (an offline name, a hub id, or a directory: a transformers model, an adapter or a CTranslate2
+    export with their processor files), without its weights: what audio needs to become model inputs and what
+    decodes the tokens. ``window_seconds``: a log-mel window of that many seconds (``seconds * 100`` frames, the
+    features of an encoder cut to that window; CTranslate2's Whisper encoder takes them as they are), else the
+    extractor's own (30 s for OpenAI Whisper)."""
     from .offline_model import resolve_model
 
-    processor = WhisperProcessor.from_pretrained(resolve_model(cfg.model))
+    processor = WhisperProcessor.from_pretrained(resolve_model(os.fspath(reference)))
     processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
-    if cfg.encoder_seconds:
-        processor.feature_extractor = window_extractor(processor.feature_extractor, int(cfg.encoder_seconds))
+    if window_seconds:
+        processor.feature_extractor = _window_extractor(processor.feature_extractor, int(window_seconds))
     return processor
-
-
-def window_seconds(processor: WhisperProcessor) -> int:
-    """The encoder window of ``processor``'s feature extractor, in seconds."""
-    return int(processor.feature_extractor.chunk_length)
 
 
 def _set_generation(model: WhisperForConditionalGeneration, max_length: Optional[int]) -> None:
@@ -129,10 +128,9 @@ def _load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, 
     model.model.encoder.embed_positions.requires_grad_(False)
     if quantization is None and torch.cuda.is_available():
         model.to("cuda")  # scoring before training (and `evaluate`) runs where training will
-    processor = WhisperProcessor.from_pretrained(path)
-    processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
+    processor = load_processor(path)
     if cfg.encoder_seconds:
-        cut_encoder(model, processor, cfg.encoder_seconds)
+        _cut_encoder(model, processor, cfg.encoder_seconds)
     _set_generation(model, cfg.generation_max_length)
     return model, processor
 
@@ -260,7 +258,15 @@ class LoadedModel:
 
     @property
     def window_seconds(self) -> int:
-        return window_seconds(self.processor)
+        """The encoder window of the processor's feature extractor, in seconds."""
+        return int(self.processor.feature_extractor.chunk_length)
+
+    def cut_window(self, seconds: int) -> None:
+        """Shrink the encoder window to ``seconds`` (in place, model and feature extractor alike; an adapter's
+        base is cut under it): only valid when every clip is shorter, as training with ``encoder_seconds`` did.
+        Raises ValueError for a window longer than the model's or not a whole number of seconds."""
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        _cut_encoder(base, self.processor, seconds)
 
     def use_dialect(self, dialect: str) -> None:
         """Activate the bank's adapter for ``dialect``; a clear error when the bank has none for it."""
@@ -282,8 +288,23 @@ class LoadedModel:
                 "trained_config": self.config.to_dict() if self.config else None}
 
 
+def saved_kind(path) -> Optional[str]:
+    """What the directory ``path`` holds: ``adapter`` (a peft ``adapter_config.json``), ``ct2`` (a CTranslate2
+    export's ``model.bin``), ``model`` (a transformers ``config.json``: merged, fully fine-tuned or a base), ``run``
+    (a run directory whose ``model/`` holds an adapter or a model), else None (not a directory, an adapter bank
+    or nothing loadable)."""
+    def marked(folder: Path) -> Optional[str]:
+        for kind, marker in (("adapter", "adapter_config.json"), ("ct2", "model.bin"), ("model", "config.json")):
+            if (folder / marker).is_file():
+                return kind
+        return None
+
+    path = Path(path)
+    return marked(path) or ("run" if marked(path / "model") in ("adapter", "model") else None)
+
+
 def _is_adapter(path: Path) -> bool:
-    return (path / "adapter_config.json").is_file()
+    return saved_kind(path) == "adapter"
 
 
 def _adapter_base_config(path: Path, precision: Optional[str], full_window: bool) -> ExperimentConfig:
@@ -321,22 +342,26 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
 
     ``reference``: an adapter directory saved by arabicpeft (or any peft Whisper adapter), a merged or fully
     fine-tuned model directory, a run directory (its ``model/`` is used), an adapter bank (a directory whose
-    subdirectories are adapters, or runs, on one base; one per dialect), an offline name (``whisper-base``,
-    ``tiny-random``) or a hub id. ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a
-    QLoRA adapter). ``full_window``: an adapter trained with a cut encoder window (``encoder_seconds``) is put
+    subdirectories are adapters, or runs, on one base; one per dialect, or a mapping {dialect: adapter
+    directory}, e.g. of several runs), an offline name (``whisper-base``, ``tiny-random``) or a hub id.
+    ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a QLoRA adapter). ``full_window``: an adapter trained with a cut encoder window (``encoder_seconds``) is put
     on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
     long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
 
     Raises :class:`arabicpeft.errors.SetupError` for a path that does not exist or a folder that holds no
     model, ValueError for a CTranslate2 export (load it with :func:`arabicpeft.export.load_ct2`).
     """
+    if isinstance(reference, Mapping):  # a bank of adapters from anywhere, e.g. the runs of a study
+        adapters = {d: Path(p) for d, p in reference.items()}
+        parent = Path(os.path.commonpath([str(p.resolve()) for p in adapters.values()]))
+        return _load_bank(parent, adapters, precision, full_window)
     check_model_name(reference, saved=True)
     text = os.fspath(reference)
     path = Path(text).expanduser()
     if not path.exists():  # an offline name or a hub id
         return _load_base_reference(text, precision)
-    if not _is_adapter(path) and not (path / "config.json").is_file() and _is_adapter(path / "model"):
-        path = path / "model"  # a run directory
+    if saved_kind(path) == "run":
+        path = path / "model"
     if _is_adapter(path):
         cfg = _adapter_base_config(path, precision, full_window)
         from peft import PeftModel
@@ -383,8 +408,7 @@ def _load_full(path: Path, trained: ExperimentConfig, precision: Optional[str]) 
         model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
     if torch.cuda.is_available():
         model.to("cuda")
-    processor = WhisperProcessor.from_pretrained(path)
-    processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
+    processor = load_processor(path)
     _set_generation(model, cfg.generation_max_length)
     model.eval()
     return LoadedModel(model, processor, trained, "model", str(path), precision=cfg.precision)
@@ -407,11 +431,3 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
     model.eval()
     return LoadedModel(model, processor, ExperimentConfig.saved_with(bank[first]), "bank", str(path),
                        {d: str(p) for d, p in bank.items()}, precision=cfgs[first].precision)
-
-
-def load_bank(adapters: dict, precision: Optional[str] = None, full_window: bool = False) -> LoadedModel:
-    """One base with the adapters ``adapters`` ({dialect: adapter directory}, e.g. from several runs) as named
-    adapters; a bank directory (subdirectories that are adapters) loads with :func:`load_model`."""
-    adapters = {d: Path(p) for d, p in adapters.items()}
-    parent = Path(os.path.commonpath([str(p.resolve()) for p in adapters.values()]))
-    return _load_bank(parent, adapters, precision, full_window)

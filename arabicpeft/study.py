@@ -528,9 +528,9 @@ def run_if_empty(design: StudyDesign, root, gpu: Optional[dict] = None, log=prin
 
 def _execute(run: _PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
     if run.stage.kind == _BANK:
-        from .bank import evaluate_bank
+        from .bank import AdapterBank
 
-        return evaluate_bank(cfg, _bank_adapters(run, root), cfg.output_dir)
+        return AdapterBank(_bank_adapters(run, root)).evaluate(cfg, cfg.output_dir)
     from .train import run as train
 
     return train(cfg)

@@ -33,7 +33,7 @@ from .device import native_bf16
 from .errors import ConfigError
 from .export import write_model_card
 from .metrics import score
-from .model import build_model, count_parameters, model_source, save_trained, window_seconds
+from .model import build_model, count_parameters, model_source, save_trained
 from .results import dir_bytes, peak_memory, read_results, reset_peak_memory, write_results
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE,
                       RUN_CONFIG_FILE, TRAINER_STATE, check_output_dir, claim_output_dir, complete_checkpoints, config_changes,
@@ -349,7 +349,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             say(f"reading the data through the feature cache {cfg.feature_cache}")
             build_feature_cache(cfg, processor, log=say)  # the splits not cached yet: one pass over the source
         say("loading the data")
-        splits = load_splits(cfg, processor.tokenizer, max_seconds=window_seconds(processor),
+        splits = load_splits(cfg, processor.tokenizer, max_seconds=processor.feature_extractor.chunk_length,
                              max_positions=model.config.max_target_positions)
     if splits.synthetic:
         say(f"note: {SYNTHETIC_NOTE}")
@@ -455,7 +455,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             "generation_budget_tokens": generation_budget(model, processor.tokenizer),
             "decoding": decoding_record(),
             "max_label_positions": model.config.max_target_positions,
-            "encoder_window_s": window_seconds(processor),
+            "encoder_window_s": processor.feature_extractor.chunk_length,
         },
     }
     result["metrics_pooled"] = pooled_metrics(after_rows)

@@ -7,8 +7,8 @@ Language Arabic and task transcribe are forced; decoding is greedy unless ``beam
 no longer than the window is decoded in one piece without timestamps, exactly as training and evaluation
 decode, and gets one segment spanning the clip.
 
-Public: :class:`Transcript`, :func:`collect_audio`, :func:`sample_clips`, :func:`concatenate_clips`,
-:func:`transcribe_files`, :func:`transcripts_frame`, :func:`to_srt`, :func:`write_transcripts`.
+Public: :data:`TRANSCRIPTS_FILE`, :class:`Transcript`, :func:`collect_audio`, :func:`sample_clips`,
+:func:`concatenate_clips`, :func:`transcribe_files`, :func:`transcripts_frame`.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ if TYPE_CHECKING:  # pandas is imported where a table is made
 
 _BACKENDS = ("hf", "ct2")
 _SUBTITLE_FORMATS = ("srt", "vtt")
-_TRANSCRIPTS_FILE = "transcripts.jsonl"
+TRANSCRIPTS_FILE = "transcripts.jsonl"  # what transcribe_files(out_dir=...) writes: one transcript per line
 _TRANSCRIBE_RUN_FILE = "transcribe.json"
 
 
 @dataclass
 class Transcript:
     """One file's transcript. Times in seconds from the start of the file; ``segments``: dicts with
-    ``start``, ``end`` and ``text``; ``reference``: the manifest's text, when it gave one."""
+    ``start``, ``end`` and ``text``; ``reference``: the manifest's text, when it gave one. In a notebook it shows
+    as its duration, its number of segments and its SRT subtitles."""
 
     path: str
     text: str
@@ -49,6 +50,18 @@ class Transcript:
     segments: list = field(default_factory=list)
     dialect: Optional[str] = None
     reference: Optional[str] = None
+
+    def subtitles(self, fmt: str = "srt") -> str:
+        """The segments as subtitles: ``srt`` (SubRip: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm``) or ``vtt``
+        (WebVTT: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``); segments without text are left
+        out. Raises ValueError for another format."""
+        if fmt not in _SUBTITLE_FORMATS:
+            raise ValueError(f"Unknown subtitle format {fmt!r}; choose from {', '.join(_SUBTITLE_FORMATS)}.")
+        return (_to_srt if fmt == "srt" else _to_vtt)(self.segments)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's display of a cell's last expression
+        printer.text(f"{Path(self.path).name}: {self.duration:.1f} s of audio, {len(self.segments)} segment(s)\n\n"
+                     + self.subtitles("srt"))
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -183,17 +196,25 @@ def _ct2_clip(whisper, clip: np.ndarray, beam_size: int, max_new_tokens: int) ->
 
 
 def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_size: int = 8, beam_size: int = 1,
-                     max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True) -> list[Transcript]:
+                     max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True, out_dir=None,
+                     subtitles: Sequence[str] = (), run_info: Optional[dict] = None) -> list[Transcript]:
     """Transcribe every item of :func:`collect_audio` (in order).
 
     ``model``: a :class:`arabicpeft.model.LoadedModel` for ``backend="hf"`` (an adapter bank switches to each
     file's dialect adapter), a ``faster_whisper.WhisperModel`` for ``backend="ct2"``. ``max_new_tokens`` bounds
-    each window's transcript (224: Whisper's own default). Raises AudioError for undecodable or empty audio.
+    each window's transcript (224: Whisper's own default). With ``out_dir``, also writes there
+    :data:`TRANSCRIPTS_FILE` (one transcript per line, with its subtitle files' names), the ``subtitles`` asked
+    for (``srt``/``vtt``, one file per audio file, named after it) and ``transcribe.json`` (what produced them:
+    ``run_info`` plus provenance). Raises AudioError for undecodable or empty audio, ValueError for an unknown
+    backend or subtitle format (before any decoding).
     """
     from tqdm.auto import tqdm
 
     if backend not in _BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(_BACKENDS)}.")
+    unknown = set(subtitles) - set(_SUBTITLE_FORMATS)
+    if unknown:
+        raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(_SUBTITLE_FORMATS)}.")
     if backend == "hf" and model.kind == "bank":
         lacking = [i["path"] for i in items if not i.get("dialect")]
         if lacking:
@@ -224,6 +245,8 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
                     results[i] = _transcript(items[i], clips[i], segments)
                 bar.update(len(batch))
     bar.close()
+    if out_dir is not None:
+        _write_transcripts(results, out_dir, subtitles, run_info)
     return results
 
 
@@ -252,30 +275,25 @@ def _timestamp(seconds: float, separator: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
 
 
-def to_srt(segments: Sequence[dict]) -> str:
-    """SubRip text: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm`` (segments without text are left out)."""
+def _to_srt(segments: Sequence[dict]) -> str:
     cues = [s for s in segments if s["text"].strip()]
     return "".join(f"{n}\n{_timestamp(s['start'], ',')} --> {_timestamp(s['end'], ',')}\n{s['text'].strip()}\n\n"
                    for n, s in enumerate(cues, start=1))
 
 
 def _to_vtt(segments: Sequence[dict]) -> str:
-    """WebVTT text: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``."""
     return "WEBVTT\n\n" + "".join(f"{_timestamp(s['start'], '.')} --> {_timestamp(s['end'], '.')}\n{s['text'].strip()}\n\n"
                                   for s in segments if s["text"].strip())
 
 
-def write_transcripts(transcripts: Sequence[Transcript], out_dir, subtitles: Sequence[str] = (),
-                      run_info: Optional[dict] = None) -> Path:
-    """Write ``transcripts.jsonl`` (one :class:`Transcript` per line, plus its subtitle files' names), the
-    subtitle files asked for (``srt``/``vtt``, named after each audio file) and ``transcribe.json`` (what
-    produced them: ``run_info`` plus provenance). Returns the JSONL path."""
+def _write_transcripts(transcripts: Sequence[Transcript], out_dir, subtitles: Sequence[str] = (),
+                       run_info: Optional[dict] = None) -> Path:
+    """Write :data:`TRANSCRIPTS_FILE` (one :class:`Transcript` per line, plus its subtitle files' names), the
+    subtitle files asked for (named after each audio file) and ``transcribe.json`` (what produced them:
+    ``run_info`` plus provenance). Returns the JSONL path."""
     from .results import provenance
     from .run_dir import write_json_atomic
 
-    unknown = set(subtitles) - set(_SUBTITLE_FORMATS)
-    if unknown:
-        raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(_SUBTITLE_FORMATS)}.")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -286,10 +304,10 @@ def write_transcripts(transcripts: Sequence[Transcript], out_dir, subtitles: Seq
         name = stem if stem not in used else f"{stem}-{len(used)}"  # two files of one name in two folders
         used.add(name)
         for fmt in subtitles:
-            (out_dir / f"{name}.{fmt}").write_text((to_srt if fmt == "srt" else _to_vtt)(t.segments), encoding="utf-8")
+            (out_dir / f"{name}.{fmt}").write_text(t.subtitles(fmt), encoding="utf-8")
             row[fmt] = f"{name}.{fmt}"
         lines.append(json.dumps(row, ensure_ascii=False))
-    path = out_dir / _TRANSCRIPTS_FILE
+    path = out_dir / TRANSCRIPTS_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     write_json_atomic(out_dir / _TRANSCRIBE_RUN_FILE, {**(run_info or {}), "n_files": len(transcripts),
                                                       "audio_seconds": sum(t.duration for t in transcripts),

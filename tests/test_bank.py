@@ -2,6 +2,7 @@
 evaluation; real tiny models."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,12 +15,14 @@ from arabicpeft.results import load_runs
 def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
     import datasets
 
-    from arabicpeft import bank
+    from arabicpeft.bank import AdapterBank
     from arabicpeft.data import load_test_sets
     from arabicpeft.evaluate import transcribe
     from arabicpeft.model import _load_base
 
-    model, processor, cfg = bank.load_bank(adapters)
+    loaded = AdapterBank(adapters).loaded
+    model, processor, cfg = loaded.model, loaded.processor, loaded.config
+    assert loaded.kind == "bank" and loaded.adapters == {d: str(p) for d, p in adapters.items()}
     assert set(model.peft_config) == {"egyptian", "levantine"}
     tests, _, _ = load_test_sets(dataclasses_replace(cfg, test_sets=["egyptian", "levantine"], max_test_samples=3),
                                  processor.tokenizer)
@@ -43,11 +46,11 @@ def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
 
 
 def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_path):
-    from arabicpeft.bank import evaluate_bank
+    from arabicpeft.bank import AdapterBank
 
     cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "gulf", "levantine"],
                            max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
-    path = evaluate_bank(cfg, adapters, tmp_path / "bank")
+    path = AdapterBank(adapters).evaluate(cfg, tmp_path / "bank")
     result = json.loads(path.read_text())
     assert result["kind"] == "evaluation" and list(result["metrics"]) == ["egyptian", "levantine"]
     assert result["evaluation"]["not_in_bank"] == ["gulf"]
@@ -61,11 +64,11 @@ def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_p
 
 def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tmp_path):
     from arabicpeft import analysis
-    from arabicpeft.bank import evaluate_bank
+    from arabicpeft.bank import AdapterBank
 
     cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "levantine"],
                            max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
-    evaluate_bank(cfg, adapters, tmp_path / "bank")
+    AdapterBank(adapters).evaluate(cfg, tmp_path / "bank")
     table = analysis.bank_comparison(load_runs(tmp_path).utterances(), n_boot=200)
     assert set(table["role"]) == {"base", "adapter bank"} and len(table) == 4  # 2 roles x 2 test sets
     result = json.loads((tmp_path / "bank" / "results.json").read_text())
@@ -74,29 +77,32 @@ def test_bank_comparison_has_the_base_the_bank_and_the_alternatives(adapters, tm
 
 
 def test_bank_cost_summary_and_compare_on_dialect(adapters, tmp_path):
-    from arabicpeft import bank
-    from arabicpeft.bank import evaluate_bank
+    from arabicpeft.bank import AdapterBank, _compare_adapters
 
     cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "levantine"],
                            max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})
-    result = json.loads(evaluate_bank(cfg, adapters, tmp_path / "bank").read_text())["efficiency"]
-    text = bank.cost_summary(tmp_path, cfg.seed)
+    with pytest.raises(ValueError, match="no evaluation yet"):
+        AdapterBank(adapters).cost_summary()
+    result = json.loads(AdapterBank(adapters).evaluate(cfg, tmp_path / "bank").read_text())["efficiency"]
+    studied = AdapterBank.from_study(tmp_path, cfg.seed)
+    assert studied.adapters == {d: Path(p) for d, p in adapters.items()}
+    text = studied.cost_summary()
     assert text.startswith(f"Bank of 2 adapters: {result['weights_bytes'] / 2**20:.2f} MiB of adapter weights on disk")
     base = result["total_parameters"] - result["adapter_parameters"]
     assert f"({result['adapter_parameters']:,} adapter parameters on a {base:,}-parameter base)" in text
     assert text.endswith(f"took {result['decode_wall_time_s']:.1f} s.")
     with pytest.raises(FileNotFoundError, match="seed 7"):
-        bank.cost_summary(tmp_path, 7)
-    model, processor, loaded_cfg = bank.load_bank(adapters)
-    table = bank.compare_on_dialect(model, processor, loaded_cfg, "levantine", 2)
+        AdapterBank.from_study(tmp_path, 7)
+    table = studied.compare_on_dialect("levantine", 2)
     assert [c for c in table.columns if c.endswith("hypothesis")] == [
         "levantine: hypothesis", "egyptian: hypothesis", "__base__: hypothesis"]
     assert len(table) == 3 and table["utt_index"].iloc[-1] == "corpus WER (%)"  # 2 utterances and the corpus row
     from arabicpeft.data import load_test_sets
 
-    tests, _, _ = load_test_sets(dataclasses_replace(loaded_cfg, test_sets=["levantine"], max_test_samples=2),
+    model, processor = studied.loaded.model, studied.loaded.processor
+    tests, _, _ = load_test_sets(dataclasses_replace(studied.loaded.config, test_sets=["levantine"], max_test_samples=2),
                                  processor.tokenizer)
-    by_hand = bank.compare_adapters(model, processor, tests["levantine"], ["levantine", "egyptian", "__base__"])
+    by_hand = _compare_adapters(model, processor, tests["levantine"], ["levantine", "egyptian", "__base__"])
     pd.testing.assert_frame_equal(table, by_hand)
     with pytest.raises(ValueError, match="no adapter for 'gulf': choose one of egyptian, levantine"):
-        bank.compare_on_dialect(model, processor, loaded_cfg, "gulf", 2)
+        studied.compare_on_dialect("gulf", 2)

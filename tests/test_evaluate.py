@@ -25,7 +25,7 @@ from arabicpeft.dialects import VARIETIES
 from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record,
                                  generation_budget, transcribe)
 from arabicpeft.metrics import score
-from arabicpeft.model import LANGUAGE, TASK, cut_encoder, load_model, window_seconds
+from arabicpeft.model import LANGUAGE, TASK, load_model
 
 
 def _plain_generate(model, processor, ds, batch_size):
@@ -90,7 +90,7 @@ def test_tiny_random_transcripts_are_the_plain_ones_cut_at_their_limits(tiny_pro
     model.generation_config.max_length = 100  # the budget; every limit is below it (16 + 20 tokens/s x 4 s at most)
     processor = tiny_processor
     cfg = ExperimentConfig(dialect="all", test_sets=list(VARIETIES), source="sample", max_test_samples=2)
-    tests = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))[0]
+    tests = load_test_sets(cfg, processor.tokenizer, max_seconds=processor.feature_extractor.chunk_length)[0]
     ds = datasets.concatenate_datasets(list(tests.values()))
     plain, limits, reached = _check_against_plain(model, processor, ds, batch_size=4)
     assert any(reached) and min(limits) < max(limits)
@@ -99,7 +99,7 @@ def test_tiny_random_transcripts_are_the_plain_ones_cut_at_their_limits(tiny_pro
 @pytest.fixture(scope="module")
 def base():
     loaded = load_model("whisper-base")
-    cut_encoder(loaded.model, loaded.processor, 8)  # the demo's window (every sample clip is shorter): ~4x faster
+    loaded.cut_window(8)  # the demo's window (every sample clip is shorter): ~4x faster
     # a smaller budget for the plain path's looping decodes keeps the test short; each limit is still below it
     loaded.model.generation_config.max_length = 120
     return loaded.model, loaded.processor
@@ -114,7 +114,7 @@ ENDING = ("egyptian-te01-v1", "gulf-te03-v1", "iraqi-te04-v5", "maghrebi-te06-v5
 def test_whisper_base_transcripts_are_todays_unless_they_loop(base):
     model, processor = base
     cfg = ExperimentConfig(dialect="all", test_sets=list(VARIETIES), source="sample")
-    tests = load_test_sets(cfg, processor.tokenizer, max_seconds=window_seconds(processor))[0]
+    tests = load_test_sets(cfg, processor.tokenizer, max_seconds=processor.feature_extractor.chunk_length)[0]
     ds = datasets.concatenate_datasets(list(tests.values()))
     ds = ds.select([list(ds["id"]).index(i) for i in ENDING[:2] + LOOPING + ENDING[2:]])
     plain, limits, reached = _check_against_plain(model, processor, ds, batch_size=4)

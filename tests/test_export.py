@@ -2,7 +2,7 @@
 random weights on tiny-random (so that merging changes the weights)."""
 
 import json
-from pathlib import Path
+import shutil
 
 import pytest
 from conftest import GEN
@@ -61,8 +61,10 @@ def test_export_loads_in_faster_whisper_and_scores_like_hf(merged, tmp_path):
     for name in ("model.bin", "tokenizer.json", "preprocessor_config.json", CONFIG_FILE, "README.md"):
         assert (out / name).is_file(), name
     assert isinstance(export.load_ct2(out)[0], WhisperModel)
-    whisper, processor = export.load_ct2(out, compute_type="float32")
-    assert export.describe_ct2(whisper)["compute_type"] == "float32"
+    whisper, processor, described = export.load_ct2(out, compute_type="float32")
+    window = processor.feature_extractor.chunk_length
+    assert described == {"backend": "ct2", "compute_type": "float32", "device": "cpu", "window_seconds": window}
+    assert export.load_ct2(out, window_seconds=4)[1].feature_extractor.nb_max_frames == 400  # a cut window's log-mel
     hf = load_model(merged)
     tests = _sample_tests(hf.processor)
     hf.model.generation_config.max_length = GEN
@@ -76,12 +78,14 @@ def test_export_loads_in_faster_whisper_and_scores_like_hf(merged, tmp_path):
     assert json.loads((int8 / export._EXPORT_FILE).read_text())["quantization"] == "int8"
 
 
-def test_model_card_fields(adapter):
+def test_model_card_fields(adapter, tmp_path):
     results = {"synthetic": True, "data": {"n_train": 48, "n_validation": 12, "n_test": {"egyptian": 6},
                                            "train_pool": {"hub_ids": None}, "test": {"egyptian": {"hub_id": None}}},
                "metrics": {"egyptian": {"raw": {"wer": 91.5, "cer": 60.25, "n_utterances": 6}}},
                "provenance": {"git_commit": "abc123"}}
-    text = export.model_card_text(adapter, results)
+    shutil.copytree(adapter, tmp_path / "adapter")
+    text = export.write_model_card(tmp_path / "adapter", results)
+    assert (tmp_path / "adapter" / "README.md").read_text(encoding="utf-8") == text
     head = text.split("---")[1]
     for field in ("language: ar", "library_name: peft", "base_model: tiny-random", "pipeline_tag: automatic-speech-recognition",
                   "synthetic-data"):
@@ -102,17 +106,21 @@ def test_upload_offline_says_it_needs_the_network(adapter, tmp_path, monkeypatch
         export.upload(tmp_path, "someone/arabic-lora")
 
 
-def test_transcripts_frame_and_disk_sizes(adapter, merged, tmp_path):
+def test_transcripts_frame(tmp_path):
     from arabicpeft.transcribe import Transcript, transcripts_frame
 
     frame = transcripts_frame([Transcript("/a/b/x.wav", "نص", 2.5, reference="نص آخر")])
     assert frame.to_dict("records") == [{"file": "x.wav", "seconds": 2.5, "reference": "نص آخر", "transcript": "نص"}]
     assert list(transcripts_frame([]).columns) == ["file", "seconds", "reference", "transcript"]
-    assert export.standalone(merged, tmp_path / "not-written", kind="full") == Path(merged)
-    assert not (tmp_path / "not-written").exists()
-    out = export.standalone(adapter, tmp_path / "merged", kind="adapter")
-    assert (out / "config.json").is_file() and json.loads((out / export._EXPORT_FILE).read_text())["kind"] == "merged"
-    sizes = export.disk_sizes([adapter, out, adapter])
-    expected = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    assert sizes["directory"].tolist() == [str(adapter), str(out)]
-    assert sizes["MiB on disk"].iloc[1] == round(expected, 1) > 0
+
+
+def test_export_of_an_adapter_keeps_its_merge_where_asked(adapter, merged, tmp_path):
+    from arabicpeft.model import saved_kind
+
+    out = export.export_ct2(adapter, tmp_path / "ct2", quantization="int8", merged_dir=tmp_path / "merged")
+    assert saved_kind(out) == "ct2" and saved_kind(tmp_path / "merged") == "model"
+    assert json.loads((tmp_path / "merged" / export._EXPORT_FILE).read_text())["kind"] == "merged"
+    assert json.loads((out / export._EXPORT_FILE).read_text())["merged_on_the_fly"] is True
+    export.export_ct2(merged, tmp_path / "ct2-of-merged", quantization="int8", merged_dir=tmp_path / "unused")
+    assert not (tmp_path / "unused").exists()  # a merged model is exported as it is
+    assert (saved_kind(adapter), saved_kind(adapter.parent), saved_kind(tmp_path)) == ("adapter", "run", None)

@@ -15,7 +15,7 @@ from arabicpeft import export
 from arabicpeft.cli import main
 from arabicpeft.data import SAMPLE_DIR
 from arabicpeft.model import load_model
-from arabicpeft.transcribe import _to_vtt, collect_audio, to_srt, transcribe_files
+from arabicpeft.transcribe import Transcript, collect_audio, transcribe_files
 
 
 def test_adapter_bank_decodes_each_file_with_its_dialect(tmp_path):
@@ -66,12 +66,20 @@ def test_long_audio_is_transcribed_whole(tmp_path, backend):
 
 
 def test_subtitle_formats():
+    from IPython.lib.pretty import pretty
+
     segments = [{"start": 0.0, "end": 2.5, "text": " مرحبا "}, {"start": 61.25, "end": 3723.0491, "text": "كيف الحال"},
                 {"start": 3800.0, "end": 3801.0, "text": "  "}]
-    assert to_srt(segments) == ("1\n00:00:00,000 --> 00:00:02,500\nمرحبا\n\n"
-                                "2\n00:01:01,250 --> 01:02:03,049\nكيف الحال\n\n")
-    assert _to_vtt(segments) == ("WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nمرحبا\n\n"
-                                "00:01:01.250 --> 01:02:03.049\nكيف الحال\n\n")
+    t = Transcript("/a/long.wav", "مرحبا كيف الحال", 3801.0, segments)
+    srt = "1\n00:00:00,000 --> 00:00:02,500\nمرحبا\n\n2\n00:01:01,250 --> 01:02:03,049\nكيف الحال\n\n"
+    assert t.subtitles() == t.subtitles("srt") == srt
+    assert t.subtitles("vtt") == ("WEBVTT\n\n00:00:00.000 --> 00:00:02.500\nمرحبا\n\n"
+                                  "00:01:01.250 --> 01:02:03.049\nكيف الحال\n\n")
+    assert pretty(t) == "long.wav: 3801.0 s of audio, 3 segment(s)\n\n" + srt  # a notebook's display
+    with pytest.raises(ValueError, match="choose from srt, vtt"):
+        t.subtitles("ass")
+    with pytest.raises(ValueError, match="choose from srt, vtt"):  # before any decoding
+        transcribe_files(None, [], subtitles=["ass"])
 
 
 def test_transcribe_cli_writes_jsonl_and_subtitles(tmp_path, capsys):
