@@ -20,7 +20,7 @@ import pandas as pd
 
 from .config import ExperimentConfig
 from .model import count_parameters, window_seconds
-from .results import BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, peak_memory, reset_peak_memory, write_results
+from .results import BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, PeakMemory, write_results
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
 
@@ -55,7 +55,8 @@ def evaluate_bank(cfg: ExperimentConfig, adapters: dict[str, Path], out_dir) -> 
     the bank's size on disk and in parameters; returns its path.
     """
     from .data import load_test_sets
-    from .evaluate import score_all, transcribe
+    from .evaluate import transcribe
+    from .metrics import score_all
 
     started = time.monotonic()
     adapters = {d: Path(p) for d, p in adapters.items()}
@@ -70,13 +71,13 @@ def evaluate_bank(cfg: ExperimentConfig, adapters: dict[str, Path], out_dir) -> 
     names, order = _mixed_order({t: len(tests[t]) for t in wanted}, seed=cfg.seed)
     mixed = pooled.select(order.tolist())
     kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=trained.precision)
-    reset_peak_memory()
+    peak = PeakMemory()
     t0 = time.monotonic()
     refs, hyps = transcribe(model, processor, mixed, adapter_names=names, desc="bank (mixed batches)", **kw)
     decode_s = time.monotonic() - t0
     with model.disable_adapter():
         base_refs, base_hyps = transcribe(model, processor, mixed, desc="base (adapters disabled)", **kw)
-    memory = peak_memory()
+    memory = peak.read()
 
     metrics, before, rows, before_rows = {}, {}, [], []
     for t in wanted:

@@ -8,7 +8,7 @@ is a bug and keeps its traceback.
 
 Public: :class:`UserError`, :class:`ConfigError`, :class:`SetupError`, :class:`GPUUnavailableError`,
 :class:`UnsupportedGPUError`, :class:`DiskSpaceError`, :class:`HubUnreachableError`, :class:`SessionTimeSpent`,
-:func:`is_user_error`, :func:`one_line`.
+:func:`user_message`.
 """
 
 from __future__ import annotations
@@ -62,14 +62,11 @@ def _raised_by_arabicpeft(exc: BaseException) -> bool:
     return bool(frames) and _PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
 
 
-def is_user_error(exc: BaseException) -> bool:
-    """A :class:`UserError`, or a ValueError / OSError / RuntimeError that our own checks raised on purpose
-    (their messages say what to do). Exceptions from inside libraries, and every other type, are bugs."""
-    if isinstance(exc, UserError):
-        return True
-    return isinstance(exc, (ValueError, OSError, RuntimeError)) and _raised_by_arabicpeft(exc)
-
-
-def one_line(exc: BaseException) -> str:
-    """``exc``'s message on one line (whitespace runs collapsed)."""
+def user_message(exc: BaseException) -> Optional[str]:
+    """``exc``'s message on one line (whitespace runs collapsed) when it is the user's to fix: a
+    :class:`UserError`, or a ValueError / OSError / RuntimeError that our own checks raised on purpose (their
+    messages say what to do). None for a bug: exceptions from inside libraries, and every other type."""
+    ours = isinstance(exc, (ValueError, OSError, RuntimeError)) and _raised_by_arabicpeft(exc)
+    if not (isinstance(exc, UserError) or ours):
+        return None
     return " ".join(str(exc).split()) or type(exc).__name__
