@@ -29,15 +29,17 @@ import argparse
 import dataclasses
 import os
 import sys
+import traceback
 import typing
 from pathlib import Path
 from typing import Optional
 
 from . import dialects
 from .config import PRECISIONS, ExperimentConfig, demo_config
-from .errors import UserError, user_message
+from .errors import UserError
 
 _DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
+_PACKAGE_DIR = Path(__file__).resolve().parent
 _NOT_OPTIONS = {"extra"}  # config fields with no command-line option
 
 
@@ -659,6 +661,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raised_by_arabicpeft(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by this package's own code (its innermost frame is in arabicpeft/)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and _PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
+
+
+def _user_message(exc: BaseException) -> Optional[str]:
+    """``exc``'s message on one line (whitespace runs collapsed) when it is the user's to fix: a
+    :class:`~arabicpeft.errors.UserError`, or a ValueError / OSError / RuntimeError that our own checks raised on
+    purpose (their messages say what to do). None for a bug: exceptions from inside libraries, and every other
+    type."""
+    ours = isinstance(exc, (ValueError, OSError, RuntimeError)) and _raised_by_arabicpeft(exc)
+    if not (isinstance(exc, UserError) or ours):
+        return None
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> None:
     """Run one command; user errors end in one line on stderr and exit status 1 (usage: 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -678,7 +697,7 @@ def main(argv=None) -> None:
         print("error: interrupted — rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         raise SystemExit(130)
     except BaseException as exc:  # noqa: BLE001 - sorted into the user's mistakes and our bugs below
-        message = user_message(exc)
+        message = _user_message(exc)
         if debug or message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

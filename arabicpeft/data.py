@@ -15,8 +15,8 @@ The validation split is carved from train by the seed (80/20, as the paper), the
 model selection, and every filtered record is counted by reason in :attr:`DataSplits.report`.
 
 Public: :data:`MANIFEST_EXTENSIONS`, :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`,
-:class:`_InvalidRecord`, :class:`DataSplits`, :func:`settle_counts`, :class:`ManifestError`, :func:`read_manifest`,
-:func:`load_raw`, :func:`load_test_sets`, :func:`is_saved_dataset`, :func:`load_test_path`, :func:`load_splits`,
+:class:`DataSplits`, :func:`settle_counts`, :class:`ManifestError`, :func:`read_manifest`, :func:`load_raw`,
+:func:`load_test_sets`, :func:`is_saved_dataset`, :func:`load_test_path`, :func:`load_splits`,
 :func:`build_feature_cache`, :class:`SpeechCollator`.
 """
 
