@@ -166,7 +166,6 @@ def _write_split(records: Iterable[tuple[np.ndarray, list]], folder: Path, dtype
     """:meth:`FeatureCache.write` into ``folder``."""
     import pyarrow as pa
 
-    folder = Path(folder)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -89,7 +89,8 @@ def checkpoint_step(path) -> int:
 def _complete_checkpoints(folder: Path) -> list[Path]:
     """``checkpoint-N`` folders in ``folder`` holding a trainer state (a run killed while saving leaves one
     without), by step; [] when ``folder`` does not exist."""
-    found = [p for p in folder.glob(f"{_CHECKPOINT_PREFIX}-*") if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
+    found = [p for p in folder.glob(f"{_CHECKPOINT_PREFIX}-*")
+             if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
     return sorted(found, key=checkpoint_step)
 
 
