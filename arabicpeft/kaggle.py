@@ -1,5 +1,6 @@
 """Where a run is kept and what the session allows: the runs root, Kaggle's session clock and a previous
-session's run, the disk and the hub; the checks that stop a run early with what to do; the environment report.
+session's run, the disk and the hub; the checks that stop a run early with what to do; the environment report,
+and the part of it a results file records (:func:`environment`: commit, versions, hardware).
 
 Torch-free at import (the Kaggle bootstrap and the CLI's early checks import it before GPU pinning).
 
