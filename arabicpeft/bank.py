@@ -19,8 +19,7 @@ import pandas as pd
 
 from .config import ExperimentConfig
 from .model import count_parameters, load_model
-from .results import (BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, peak_memory, read_results, reset_peak_memory,
-                      write_results)
+from .results import BANK_TRAIN_SET, EVALUATION, MIB, PeakMemory, dir_bytes, read_results, write_results
 
 _BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
 
@@ -108,7 +107,8 @@ def _mixed_order(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.nd
 def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
     """:meth:`AdapterBank.evaluate`."""
     from .data import load_test_sets
-    from .evaluate import score_all, transcribe
+    from .evaluate import transcribe
+    from .metrics import score_all
 
     started = time.monotonic() - bank._load_s  # the run's wall time counts loading the bank
     adapters, loaded = bank.adapters, bank.loaded
@@ -123,13 +123,13 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
     names, order = _mixed_order({t: len(tests[t]) for t in wanted}, seed=cfg.seed)
     mixed = pooled.select(order.tolist())
     kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=trained.precision)
-    reset_peak_memory()
+    peak = PeakMemory()
     t0 = time.monotonic()
     refs, hyps = transcribe(model, processor, mixed, adapter_names=names, desc="bank (mixed batches)", **kw)
     decode_s = time.monotonic() - t0
     with model.disable_adapter():
         base_refs, base_hyps = transcribe(model, processor, mixed, desc="base (adapters disabled)", **kw)
-    memory = peak_memory()
+    memory = peak.read()
 
     metrics, before, rows, before_rows = {}, {}, [], []
     for t in wanted:

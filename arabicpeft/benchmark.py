@@ -349,8 +349,9 @@ def _inference_worker(args) -> None:
 
     from .config import ExperimentConfig
     from .data import load_test_sets
-    from .evaluate import evaluate_sets, pooled_metrics
-    from .results import peak_memory, reset_peak_memory
+    from .evaluate import evaluate_sets
+    from .metrics import pooled_metrics
+    from .results import PeakMemory
     from .run_dir import write_json_atomic
 
     out = Path(args.output_dir)
@@ -358,7 +359,7 @@ def _inference_worker(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    reset_peak_memory()
+    peak = PeakMemory()
     started = time.monotonic()
     window = plan["window_seconds"]
     if args.row.startswith("ct2"):
@@ -392,7 +393,7 @@ def _inference_worker(args) -> None:
     encoder_s = _encoder_seconds(model, processor, next(iter(tests.values())), args.batch_size)
     write_json_atomic(out / f"{args.row}.json", {
         **record, "row": args.row, "threads": threads, "audio_s": audio_s, "load_s": load_s, "transcribe_s": wall,
-        "encoder_s_per_batch": encoder_s, "clips": len(raw), "peak_memory": peak_memory(), "metrics_pooled": pooled,
+        "encoder_s_per_batch": encoder_s, "clips": len(raw), "peak_memory": peak.read(), "metrics_pooled": pooled,
         "hypotheses": raw["hypothesis"].tolist()})
 
 
@@ -613,7 +614,7 @@ def _step_worker(args) -> None:
     from .config import ExperimentConfig
     from .data import SpeechCollator
     from .model import build_model, count_parameters
-    from .results import peak_memory, reset_peak_memory
+    from .results import PeakMemory
     from .run_dir import write_json_atomic
     from .train import training_arguments
 
@@ -626,10 +627,10 @@ def _step_worker(args) -> None:
     scratch = tempfile.mkdtemp(prefix="arabicpeft-benchmark-")
     cfg = ExperimentConfig(**{**job["config"], "output_dir": scratch})
     set_seed(0)
-    reset_peak_memory()
+    peak = PeakMemory()
     try:
         model, processor = build_model(cfg)
-        record["after_load"] = peak_memory()
+        record["after_load"] = peak.read()
         record["trainable_parameters"], record["total_parameters"] = count_parameters(model)
         record["attention"] = getattr(model.config, "_attn_implementation", None)
         frames = processor.feature_extractor.nb_max_frames
@@ -671,7 +672,7 @@ def _step_worker(args) -> None:
                           world_size=targs.world_size)
     except torch.cuda.OutOfMemoryError as e:  # a result too: this recipe does not fit this GPU
         record["error"] = f"out of memory: {str(e).splitlines()[0]}"
-    record["peak_memory"] = peak_memory()
+    record["peak_memory"] = peak.read()
     shutil.rmtree(scratch, ignore_errors=True)
     write_json_atomic(out / _job_file(args.row), record)
 
@@ -906,7 +907,7 @@ def _sample_test_sets(model_ref: str, max_clips, feature_cache=None, dtype: str 
 def _read_rate(ds, passes: int = 3) -> float:
     """Utterances/s of reading every record of ``ds`` (numpy format) and rebuilding its 80 x 3000 input; best of
     ``passes`` (the files are in the page cache: a warm read)."""
-    from .data import input_features
+    from .feature_cache import input_features
 
     best = float("inf")
     for _ in range(passes):
@@ -930,8 +931,10 @@ def _cache_benchmark(args) -> None:
 
     from . import feature_cache
     from .audio import SAMPLE_RATE, load_audio
-    from .data import SpeechCollator, build_feature_cache, input_features, load_test_sets
-    from .evaluate import evaluate_sets, pooled_metrics
+    from .data import SpeechCollator, build_feature_cache, load_test_sets
+    from .feature_cache import input_features
+    from .evaluate import evaluate_sets
+    from .metrics import pooled_metrics
     from .model import load_model
     from .results import dir_bytes, provenance
     from .run_dir import write_json_atomic
@@ -1067,7 +1070,7 @@ def _data_benchmark(args) -> None:
                                          cpu_collate, 0)
     for dtype in feature_cache.DTYPES:
         folder = out / f"cache-{dtype}" / "egyptian_train_set"
-        feature_cache.write_split(iter(pairs), folder, dtype)
+        feature_cache.FeatureCache(folder.parent).write("egyptian", "train", iter(pairs), dtype)
         sources[f"feature cache {dtype}"] = (datasets.Dataset.from_file(str(folder / feature_cache.DATA_FILE))
                                              .with_format("numpy"), cpu_collate, 0)
 

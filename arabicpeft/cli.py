@@ -20,7 +20,7 @@ How a command is built (a new one gets all of this by following the same pattern
   of them, before/after when both exist), then :func:`_print_written` (what it wrote, results path last).
 - **Register it** in :func:`_build_parser` with ``set_defaults(func=...)``; the function returns the results path.
 
-Public: :class:`UsageError`, :func:`main`.
+Public: :func:`main`.
 """
 
 from __future__ import annotations
@@ -29,25 +29,27 @@ import argparse
 import dataclasses
 import os
 import sys
+import traceback
 import typing
 from pathlib import Path
 from typing import Optional
 
 from . import dialects
-from .config import PRECISIONS, ExperimentConfig, choices, demo_config
-from .errors import UserError, is_user_error, one_line
+from .config import PRECISIONS, ExperimentConfig, demo_config
+from .errors import UserError
 
 _DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
+_PACKAGE_DIR = Path(__file__).resolve().parent
 _NOT_OPTIONS = {"extra"}  # config fields with no command-line option
 
 
-class UsageError(UserError):
+class _UsageError(UserError):
     """A command line argparse cannot parse (exit status 2, as argparse's own)."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse would print the usage block, then exit 2
-        raise UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`.")
+        raise _UsageError(f"{self.prog}: {message}", f"see `{self.prog} --help`.")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -122,7 +124,7 @@ def _add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentCon
         kind = _field_type(field)
         default = None if default_note else getattr(defaults, field.name)
         help_text = (helps or {}).get(field.name) or _field_help(field.name, default=default, note=default_note)
-        allowed = choices(field.name)
+        allowed = ExperimentConfig.choices(field.name)
         if kind is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif typing.get_origin(kind) is list:
@@ -219,14 +221,13 @@ def _print_written(result_path) -> None:
 def _print_trained(result_path) -> None:
     """One paragraph: what was trained, for how many steps, on which data, and how long it took."""
     from .results import read_results
-    from .train import describe
 
     result = read_results(result_path)
     cfg, training, eff = ExperimentConfig.from_dict(result["config"]), result["training"], result["efficiency"]
     best = training.get("best_validation_wer")
     best_text = f", best validation WER {best:.2f}" if best is not None else ""
     resumed = f", resumed from {Path(training['resumed_from']).name}" if training.get("resumed_from") else ""
-    _say(f"Trained: {describe(cfg)}.")
+    _say(f"Trained: {cfg.describe()}.")
     _say(f"  reached step {training['global_step']}{resumed}{best_text}; {eff['trainable_parameters']:,} of "
         f"{eff['total_parameters']:,} parameters trained ({eff['trainable_percent']:.2f}%); training took "
         f"{eff['train_wall_time_s']:.0f} s, the whole run {eff['run_wall_time_s']:.0f} s.")
@@ -292,7 +293,8 @@ def _cmd_evaluate(args) -> Path:
         raise UserError(f"--data-path {data_path} does not exist", "give a data folder, a manifest or a "
                         "save_to_disk directory.")
     from .data import SYNTHETIC_NOTE, is_saved_dataset, load_test_path, load_test_sets, settle_counts
-    from .evaluate import decoding_record, evaluate_sets, pooled_metrics
+    from .evaluate import decoding_record, evaluate_sets
+    from .metrics import pooled_metrics
     from .model import load_model
     from .results import write_results
 
@@ -364,9 +366,8 @@ def _cmd_evaluate(args) -> Path:
 
 def _cmd_cache(args) -> Path:
     """Write the compact log-mel cache of a dialect's train and test sets (one pass over the source)."""
-    from .config import automatic_choices
 
-    cfg, notes = automatic_choices(_config_from(args, ExperimentConfig(feature_cache=args.output_dir)))
+    cfg, notes = _config_from(args, ExperimentConfig(feature_cache=args.output_dir)).automatic_choices()
     for note in notes:
         _say(f"note: {note}")
     from .data import build_feature_cache
@@ -659,6 +660,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raised_by_arabicpeft(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by this package's own code (its innermost frame is in arabicpeft/)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and _PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
+
+
+def _user_message(exc: BaseException) -> Optional[str]:
+    """``exc``'s message on one line (whitespace runs collapsed) when it is the user's to fix: a
+    :class:`~arabicpeft.errors.UserError`, or a ValueError / OSError / RuntimeError that our own checks raised on
+    purpose (their messages say what to do). None for a bug: exceptions from inside libraries, and every other
+    type."""
+    ours = isinstance(exc, (ValueError, OSError, RuntimeError)) and _raised_by_arabicpeft(exc)
+    if not (isinstance(exc, UserError) or ours):
+        return None
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv=None) -> None:
     """Run one command; user errors end in one line on stderr and exit status 1 (usage: 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -678,10 +696,11 @@ def main(argv=None) -> None:
         print("error: interrupted — rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         raise SystemExit(130)
     except BaseException as exc:  # noqa: BLE001 - sorted into the user's mistakes and our bugs below
-        if debug or not is_user_error(exc):
+        message = _user_message(exc)
+        if debug or message is None:
             raise
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        raise SystemExit(2 if isinstance(exc, UsageError) else 1)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(exc, _UsageError) else 1)
     print(Path(path).resolve())
 
 

@@ -1,14 +1,14 @@
 """One plain dataclass configures a run; the CLI, the widget pickers, the notebooks and the results files share it.
 
-:class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types, :func:`choices`), of
-each option's help (field metadata, which the CLI prints), and of which fields a rerun may change
-(:func:`resumable_fields`) or only say where and how a run executes (:func:`runtime_fields`).
+:class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types,
+:meth:`ExperimentConfig.choices`), of each option's help (field metadata, which the CLI prints), and of which
+fields a rerun may change (:meth:`ExperimentConfig.resumable_fields`) or only say where and how a run executes
+(:meth:`ExperimentConfig.runtime_fields`).
 
 Public: :data:`Method`, :data:`Precision`, :data:`Source`, :data:`Mixture`, :data:`FeatureCacheDtype`,
 :data:`METHODS`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`, :data:`QUANTIZED`,
 :data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`DEFAULT_LR`,
-:data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :func:`choices`, :func:`resumable_fields`,
-:func:`runtime_fields`, :func:`automatic_choices`, :data:`DEMO_RUN`, :func:`demo_config`.
+:data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :data:`DEMO_RUN`, :func:`demo_config`.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class ExperimentConfig:
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for f in fields(self):
-            allowed, value = choices(f.name), getattr(self, f.name)
+            allowed, value = self.choices(f.name), getattr(self, f.name)
             if allowed and f.name not in ("dialect", "test_sets") and value not in allowed:
                 raise ConfigError(f"Unknown {f.name} {value!r}", f"choose one of {', '.join(allowed)}.")
         if self.source == "local" and not self.data_path:
@@ -228,41 +228,48 @@ class ExperimentConfig:
                               "give the 'model' folder inside a train run's output folder.")
         return cls.from_json(model_dir / CONFIG_FILE)
 
+    @classmethod
+    def choices(cls, name: str) -> Optional[tuple]:
+        """The values field ``name`` allows (its ``Literal`` type, also inside Optional or a list), or None for a
+        free value. The CLI's choices, the widget pickers and the validation in ``__post_init__`` use it."""
+        hint = _hints()[name]
+        while typing.get_origin(hint) in (typing.Union, list):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+
+    @classmethod
+    def resumable_fields(cls) -> frozenset[str]:
+        """The fields a rerun into the same output folder may change and still continue the same run."""
+        return frozenset(f.name for f in fields(cls) if f.metadata["resume"])
+
+    @classmethod
+    def runtime_fields(cls) -> frozenset[str]:
+        """The fields that say where or how a run executes (folders, workers, time budget), not what it trains
+        or scores."""
+        return frozenset(f.name for f in fields(cls) if f.metadata["runtime"])
+
+    def automatic_choices(self) -> tuple["ExperimentConfig", list[str]]:
+        """This config with the values it leaves to us filled in (a new config), and a note for each: the encoder
+        window is cut to :data:`SAMPLE_ENCODER_SECONDS` for the sample set (every clip is shorter; ~4x faster
+        training on a CPU)."""
+        if self.encoder_seconds is not None or self.source != "sample":
+            return self, []
+        return replace(self, encoder_seconds=SAMPLE_ENCODER_SECONDS), [
+            f"encoder window cut to {SAMPLE_ENCODER_SECONDS} s, chosen automatically for the sample set (every "
+            "clip is shorter; ~4x faster on a CPU). Set encoder_seconds to choose another."]
+
+    def describe(self) -> str:
+        """One line: what this config trains, on what, for how long."""
+        what = (f"LoRA (r {self.lora_r}, alpha {self.lora_alpha}{', DoRA' if self.use_dora else ''} on "
+                f"{','.join(self.target_modules())})" if self.method == "lora" else "full fine-tuning")
+        window = f", encoder window {self.encoder_seconds:g} s" if self.encoder_seconds else ""
+        return (f"{what} of {self.model}{window}, {self.precision}, on {self.dialect} ({self.source} data), "
+                f"{self.max_steps} steps of {self.batch_size}, seed {self.seed}")
+
 
 @functools.cache
 def _hints() -> dict:
     return typing.get_type_hints(ExperimentConfig)
-
-
-def choices(name: str) -> Optional[tuple]:
-    """The values config field ``name`` allows (its ``Literal`` type, also inside Optional or a list), or None
-    for a free value. The CLI's choices, the widget pickers and :class:`ExperimentConfig`'s validation use it."""
-    hint = _hints()[name]
-    while typing.get_origin(hint) in (typing.Union, list):
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
-
-
-def resumable_fields() -> frozenset[str]:
-    """The fields a rerun into the same output folder may change and still continue the same run."""
-    return frozenset(f.name for f in fields(ExperimentConfig) if f.metadata["resume"])
-
-
-def runtime_fields() -> frozenset[str]:
-    """The fields that say where or how a run executes (folders, workers, time budget), not what it trains or
-    scores."""
-    return frozenset(f.name for f in fields(ExperimentConfig) if f.metadata["runtime"])
-
-
-def automatic_choices(cfg: ExperimentConfig) -> tuple[ExperimentConfig, list[str]]:
-    """``cfg`` with the values it leaves to us filled in, and a note for each: the encoder window is cut to
-    :data:`SAMPLE_ENCODER_SECONDS` for the sample set (every clip is shorter; ~4x faster training on a CPU)."""
-    notes = []
-    if cfg.encoder_seconds is None and cfg.source == "sample":
-        cfg = replace(cfg, encoder_seconds=SAMPLE_ENCODER_SECONDS)
-        notes.append(f"encoder window cut to {SAMPLE_ENCODER_SECONDS} s, chosen automatically for the sample set "
-                     "(every clip is shorter; ~4x faster on a CPU). Set encoder_seconds to choose another.")
-    return cfg, notes
 
 
 DEMO_RUN = "00_quickstart"  # the demo's run folder under the runs root (notebooks 00 and 05)

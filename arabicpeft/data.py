@@ -15,10 +15,9 @@ The validation split is carved from train by the seed (80/20, as the paper), the
 model selection, and every filtered record is counted by reason in :attr:`DataSplits.report`.
 
 Public: :data:`MANIFEST_EXTENSIONS`, :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`,
-:class:`InvalidRecord`, :class:`DataSplits`, :func:`input_features`, :func:`settle_counts`, :class:`ManifestError`,
-:func:`read_manifest`, :func:`load_raw`, :func:`load_test_sets`, :func:`is_saved_dataset`, :func:`load_test_path`,
-:func:`load_splits`, :func:`build_feature_cache`, :func:`feature_workers`, :func:`feature_path`,
-:class:`SpeechCollator`.
+:class:`DataSplits`, :func:`settle_counts`, :class:`ManifestError`, :func:`read_manifest`, :func:`load_raw`,
+:func:`load_test_sets`, :func:`is_saved_dataset`, :func:`load_test_path`, :func:`load_splits`,
+:func:`build_feature_cache`, :class:`SpeechCollator`.
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects
-from . import feature_cache
+from .feature_cache import COLUMNS as CACHE_COLUMNS, CacheError, FeatureCache, input_features
 from .config import SAMPLE_DIR, ExperimentConfig
 from .kaggle import HUB_HOST, hub_offline_mode, hub_reachable
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
@@ -63,7 +62,7 @@ class DataUnavailableError(UserError, RuntimeError):
     """The requested data cannot be read; we stop rather than train on anything else."""
 
 
-class InvalidRecord(ValueError):
+class _InvalidRecord(ValueError):
     """One record that cannot be used; ``reason`` is one of :data:`_FILTER_REASONS`."""
 
     def __init__(self, reason: str, message: str):
@@ -73,12 +72,17 @@ class InvalidRecord(ValueError):
 
 @dataclass
 class DataSplits:
+    """What :func:`load_splits` returns: the filtered splits, their record format, where they came from, the
+    DataLoader workers to read them with (the config's ``num_workers``, or chosen for audio on a GPU:
+    :func:`_feature_workers`) and the report of sizes and filter counts."""
+
     train: AnyDataset
     validation: AnyDataset
     test: dict[str, AnyDataset]
     format: str  # "features" or "audio"
     source: str
     synthetic: bool
+    num_workers: int
     report: dict = field(default_factory=dict)  # sizes and filter counts, copied into the results file
 
 
@@ -89,7 +93,7 @@ def _record_format(columns) -> str:
     """"features" (otozz ``input_features`` + ``labels``, or feature-cache records) or "audio" (``audio`` +
     ``text``); ValueError for anything else."""
     columns = set(columns)
-    if {"input_features", "labels"} <= columns or feature_cache.is_compact(columns):
+    if {"input_features", "labels"} <= columns or set(CACHE_COLUMNS) <= columns:
         return "features"
     if {"audio", "text"} <= columns:
         return "audio"
@@ -115,17 +119,17 @@ def _is_empty_transcript(record: dict, tokenizer) -> bool:
     return text is None or not str(text).strip()
 
 
-_EMPTY = InvalidRecord("empty_transcript", "The transcript is empty: there is nothing to learn from. (Test sets "
+_EMPTY = _InvalidRecord("empty_transcript", "The transcript is empty: there is nothing to learn from. (Test sets "
                                            "keep such clips and score them: hypothesis words count as insertions.)")
 
 
 def _check_labels(labels, tokenizer, max_positions: int = MAX_TARGET_POSITIONS, allow_empty: bool = False) -> None:
-    """Raise :class:`InvalidRecord` for labels that need more than ``max_positions`` decoder positions (the
+    """Raise :class:`_InvalidRecord` for labels that need more than ``max_positions`` decoder positions (the
     model's ``max_target_positions``; see :func:`_decoder_positions`), or, unless ``allow_empty``, that hold no
     transcript tokens."""
     positions = _decoder_positions(labels, tokenizer)
     if positions > max_positions:
-        raise InvalidRecord(
+        raise _InvalidRecord(
             "labels_too_long",
             f"The transcript is {len(labels)} tokens long and needs {positions} decoder positions; this Whisper's "
             f"decoder takes at most {max_positions} (max_target_positions). Split the utterance or drop it.",
@@ -134,27 +138,19 @@ def _check_labels(labels, tokenizer, max_positions: int = MAX_TARGET_POSITIONS, 
         raise _EMPTY
 
 
-def input_features(record: dict) -> np.ndarray:
-    """The model input of a features record, float32 (mel bins x frames): its ``input_features``, or rebuilt
-    from a feature-cache record (bitwise the features it was made from, unless cached as float16)."""
-    if "input_features" in record:
-        return np.asarray(record["input_features"], dtype=np.float32)
-    return feature_cache.restore(record)
-
-
 def _check_feature_record(record: dict, tokenizer, max_positions: int = MAX_TARGET_POSITIONS,
                          allow_empty: bool = False) -> None:
     """Validate one precomputed-feature record (otozz or feature cache): finite features, usable ``labels``."""
     values = [record["log_mel"], record["pad_value"]] if "log_mel" in record else [record["input_features"]]
     if not all(np.all(np.isfinite(np.asarray(v, dtype=np.float32))) for v in values):
-        raise InvalidRecord("non_finite", "The input_features hold NaN or infinite values: the model would "
+        raise _InvalidRecord("non_finite", "The input_features hold NaN or infinite values: the model would "
                                           "transcribe noise. Recompute the features of this clip, or drop it.")
     _check_labels(record["labels"], tokenizer, max_positions, allow_empty)
 
 
 def _check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
                        max_positions: int = MAX_TARGET_POSITIONS, allow_empty: bool = False) -> None:
-    """Validate one audio record (decodes it); raises :class:`InvalidRecord` with a reason and a message.
+    """Validate one audio record (decodes it); raises :class:`_InvalidRecord` with a reason and a message.
 
     A missing audio file raises :class:`FileNotFoundError`: that is a broken path, not a bad utterance.
     """
@@ -165,12 +161,12 @@ def _check_audio_record(record: dict, tokenizer, max_seconds: float = audio_lib.
     try:
         samples = audio_lib.load_audio(record["audio"])
     except audio_lib.AudioError as e:
-        raise InvalidRecord("non_finite" if isinstance(e, audio_lib.NonFiniteAudio) else "undecodable", str(e)) from e
+        raise _InvalidRecord("non_finite" if isinstance(e, audio_lib.NonFiniteAudio) else "undecodable", str(e)) from e
     try:
         audio_lib.check_duration(samples, max_seconds=max_seconds)
     except audio_lib.AudioError as e:
         reason = "too_short" if len(samples) < audio_lib.MIN_SECONDS * audio_lib.SAMPLE_RATE else "too_long"
-        raise InvalidRecord(reason, str(e)) from e
+        raise _InvalidRecord(reason, str(e)) from e
     _check_labels(tokenizer(text).input_ids, tokenizer, max_positions, allow_empty)
 
 
@@ -184,7 +180,7 @@ def _columns_of(ds: AnyDataset) -> list[str]:
 def _reason(check, *args) -> Optional[str]:
     try:
         check(*args)
-    except InvalidRecord as e:
+    except _InvalidRecord as e:
         return e.reason
     return None
 
@@ -271,7 +267,7 @@ def _filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, rep
     if fmt == "features":
         def check(r):
             return _reason(_check_feature_record, r, tokenizer, max_positions, score_empty)
-        columns = list(feature_cache.COLUMNS) if "log_mel" in _columns_of(ds) else ["input_features", "labels"]
+        columns = list(CACHE_COLUMNS) if "log_mel" in _columns_of(ds) else ["input_features", "labels"]
     else:
         def check(r):
             return _reason(_check_audio_record, r, tokenizer, max_seconds, max_positions, score_empty)
@@ -459,11 +455,11 @@ def load_raw(variety: str, split: str, source: str, data_path: Optional[str] = N
     if entry.is_pooled:
         raise ValueError(f"load_raw takes a single variety, not the pooled {variety!r}.")
     if cache:
-        ds, meta = feature_cache.open_split(cache, variety, split)
+        ds, meta = FeatureCache(cache).open(variety, split)
         built = (meta.get("source"), meta.get("data_path"))
         if built != (source, data_path if source == "local" else None):
-            raise feature_cache.CacheError(
-                f"the feature cache {feature_cache.split_dir(cache, variety, split)} was built from source "
+            raise CacheError(
+                f"the feature cache {FeatureCache(cache).split_dir(variety, split)} was built from source "
                 f"{built[0]}{' ' + str(built[1]) if built[1] else ''}, this run reads source {source}",
                 "point --feature-cache at another folder, or delete that split to rebuild it.")
         return (ds.to_iterable_dataset() if streaming else ds), bool(meta.get("synthetic")), meta.get("hub_revision")
@@ -707,10 +703,11 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
                       n_test={k: len(v) for k, v in tests.items()})
     report["synthetic"] = synthetic
     report["format"] = fmt
-    report["feature_path"] = feature_path(fmt, feature_workers(fmt, cfg.num_workers), cfg.feature_cache)
+    workers = _feature_workers(fmt, cfg.num_workers)
+    report["feature_path"] = _feature_path(fmt, workers, cfg.feature_cache)
     if cfg.feature_cache:
         report["feature_cache"] = _cache_report(cfg)
-    return DataSplits(train, validation, tests, fmt, cfg.source, synthetic, report)
+    return DataSplits(train, validation, tests, fmt, cfg.source, synthetic, workers, report)
 
 
 # --- the feature cache ---------------------------------------------------------------------------
@@ -740,19 +737,19 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
     """
     from tqdm.auto import tqdm
 
-    root = Path(cfg.feature_cache)
+    cache = FeatureCache(cfg.feature_cache)
     wanted = [(v, s) for v, s in dict.fromkeys(_cached_splits(cfg)) if s in splits]
     out = {}
     for variety, split in wanted:
-        meta = feature_cache.read_meta(root, variety, split)
-        folder = feature_cache.split_dir(root, variety, split)
+        meta = cache.meta(variety, split)
+        folder = cache.split_dir(variety, split)
         settings = _extractor_settings(processor.feature_extractor) if processor is not None else None
         if meta is not None:
             if meta["dtype"] != cfg.feature_cache_dtype:
-                raise feature_cache.CacheError(f"{folder} is cached as {meta['dtype']}, this run asks for "
-                                               f"{cfg.feature_cache_dtype}", "use another --feature-cache folder.")
+                raise CacheError(f"{folder} is cached as {meta['dtype']}, this run asks for "
+                                 f"{cfg.feature_cache_dtype}", "use another --feature-cache folder.")
             if meta.get("feature_extractor") and settings and meta["feature_extractor"] != settings:
-                raise feature_cache.CacheError(
+                raise CacheError(
                     f"{folder} holds log-mel of another feature extractor ({meta['feature_extractor']}; this "
                     f"model's: {settings})", "use another --feature-cache folder (e.g. one per encoder window).")
             out[f"{variety}/{split}"] = meta
@@ -783,8 +780,8 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
             def records():
                 for record in ds.with_format("numpy"):
                     yield input_features(record), record["labels"]
-        need = feature_cache.needed_bytes(rows, frames, cfg.feature_cache_dtype)
-        free = feature_cache.free_bytes(root)
+        need = cache.needed_bytes(rows, frames, cfg.feature_cache_dtype)
+        free = cache.free_bytes()
         log(f"caching {variety} {split} ({rows} utterances, {fmt} records from {cfg.source}) into {folder}: "
             f"at most {need / 2**30:.1f} GiB (every clip filling the {frames}-frame window), {free / 2**30:.1f} GiB free")
         info = {"source": cfg.source, "data_path": cfg.data_path if cfg.source == "local" else None,
@@ -795,8 +792,8 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
                 "built_utc": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
                 "versions": {"datasets": datasets.__version__, "numpy": np.__version__}}
         with tqdm(total=rows, desc=f"cache {variety} {split}", unit="utt", leave=False) as bar:
-            feature_cache.write_split(records(), folder, cfg.feature_cache_dtype, info, progress=lambda n: bar.update(1))
-        out[f"{variety}/{split}"] = feature_cache.read_meta(root, variety, split)
+            cache.write(variety, split, records(), cfg.feature_cache_dtype, info, progress=lambda n: bar.update(1))
+        out[f"{variety}/{split}"] = cache.meta(variety, split)
         written = out[f"{variety}/{split}"]
         log(f"  {written['records']} utterances, {written['bytes'] / 2**20:.1f} MiB, "
             f"{written['bytes_per_record'] / 1e3:.1f} kB each: {written['ratio_vs_arrow_float32']:.1f}x fewer bytes "
@@ -813,7 +810,7 @@ def _cache_report(cfg: ExperimentConfig) -> dict:
     """For the results file: {"variety/split": what its cache.json says} of every cached split ``cfg`` reads."""
     out = {"root": str(cfg.feature_cache)}
     for variety, split in dict.fromkeys(_cached_splits(cfg)):
-        meta = feature_cache.read_meta(cfg.feature_cache, variety, split)
+        meta = FeatureCache(cfg.feature_cache).meta(variety, split)
         if meta is not None:
             out[f"{variety}/{split}"] = {k: meta.get(k) for k in _CACHE_REPORT_KEYS}
     return out
@@ -826,7 +823,7 @@ def _feature_device(requested: str = "auto") -> str:
     """Where :class:`SpeechCollator` computes log-mel features of audio records: ``"cuda"`` (the whole batch at
     once on the GPU, through the feature extractor's torch path) when a GPU is present and the collator runs in
     the main process, else ``"cpu"`` (clip by clip, in the DataLoader's workers when there are any: a forked
-    worker cannot use CUDA; :func:`feature_workers` starts workers for audio on a GPU). ``requested`` other than
+    worker cannot use CUDA; :func:`_feature_workers` starts workers for audio on a GPU). ``requested`` other than
     "auto" is returned as is."""
     if requested != "auto":
         return requested
@@ -837,7 +834,7 @@ def _feature_device(requested: str = "auto") -> str:
 _MAX_FEATURE_WORKERS = 4  # DataLoader workers chosen for audio on a GPU: 8 clips of log-mel take ~0.1 s on one core
 
 
-def feature_workers(fmt: str, num_workers: int) -> int:
+def _feature_workers(fmt: str, num_workers: int) -> int:
     """DataLoader workers for a run: ``num_workers`` as asked, except audio on a GPU with none asked, which gets
     up to :data:`_MAX_FEATURE_WORKERS` (one core left to the main process), so the log-mel of the next batches is
     computed on the CPU while the GPU steps. Measured on an H200 (whisper-small shape, LoRA q/v, bf16, batch 8):
@@ -848,7 +845,7 @@ def feature_workers(fmt: str, num_workers: int) -> int:
     return min(_MAX_FEATURE_WORKERS, max(0, (os.cpu_count() or 1) - 1))
 
 
-def feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -> str:
+def _feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -> str:
     """How the log-mel model inputs of a run are obtained, in words, for the results file (see
     :func:`_feature_device`, chosen automatically)."""
     if cache:

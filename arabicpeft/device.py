@@ -3,15 +3,14 @@
 Import this module before anything touches CUDA: it imports torch only inside functions, so that
 :func:`pin_single_gpu` can still choose the visible GPUs.
 
-Public: :data:`PRECISION_HARDWARE`, :func:`gpu_info`, :func:`hardware`, :func:`precision_problem`,
-:func:`check_gpu`, :func:`cpu_bf16_note`, :func:`check_precision_without_torch`, :func:`native_bf16`,
-:func:`half_dtype`, :func:`gpu_summary`, :func:`gpu_smoke_test`, :func:`pin_single_gpu`, :func:`train_on_gpus`.
+Public: :data:`PRECISION_HARDWARE`, :func:`gpu_info`, :func:`precision_problem`, :func:`check_gpu`,
+:func:`check_precision_without_torch`, :func:`half_dtype`, :func:`gpu_summary`, :func:`gpu_smoke_test`,
+:func:`pin_single_gpu`, :func:`train_on_gpus`.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 import warnings
@@ -76,20 +75,6 @@ def gpu_info() -> dict:
             "cuda_version": torch.version.cuda}
 
 
-def hardware() -> dict:
-    """What a results file records of the machine: platform, CPU, torch threads and :func:`gpu_info`'s GPU."""
-    import torch
-
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    gpu = gpu_info()
-    if gpu["cuda"]:
-        cc = gpu["capability"]
-        info.update(gpu=gpu["name"], gpu_count=gpu["count"], compute_capability=f"{cc[0]}.{cc[1]}",
-                    gpu_memory_bytes=gpu["memory_bytes"], cuda_version=gpu["cuda_version"])
-    return info
-
-
 def precision_problem(precision: str, gpu: Optional[dict] = None) -> Optional[str]:
     """Why ``precision`` cannot run on this machine (``gpu``: :func:`gpu_info`, probed when not given), from
     :data:`PRECISION_HARDWARE`; None when it can."""
@@ -120,7 +105,7 @@ def check_gpu(precision: Optional[str] = None, gpu: Optional[dict] = None) -> di
             f"is built without kernels for compute capability below {_MIN_COMPUTE_CAPABILITY[0]}."
             f"{_MIN_COMPUTE_CAPABILITY[1]} (the P100 is 6.0), so every CUDA operation fails with 'no kernel image is "
             f"available'. {_SWITCH_TO_T4}")
-    note = precision and cpu_bf16_note(precision, gpu)
+    note = precision and _cpu_bf16_note(precision, gpu)
     if note:
         warnings.warn(note, stacklevel=2)
     problem = precision and precision_problem(precision, gpu)
@@ -137,7 +122,7 @@ def _cpu_has_native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def cpu_bf16_note(precision: str, gpu: Optional[dict] = None) -> Optional[str]:
+def _cpu_bf16_note(precision: str, gpu: Optional[dict] = None) -> Optional[str]:
     """A warning for bf16 on a CPU without native bf16 (AVX512-BF16 or AMX), where torch multiplies bf16
     matrices with a reference kernel: a tiny-random LoRA step took 17.8 s in bf16 against 0.65 s in fp32 on an
     AVX2 CPU (``python -m arabicpeft.benchmark gpu --models tiny-random --recipes lora-fp32,lora-bf16``). None
@@ -156,18 +141,13 @@ def check_precision_without_torch(precision: str) -> None:
         raise GPUUnavailableError(precision_problem(precision, {"cuda": False}), _NO_GPU_HELP)
 
 
-def native_bf16() -> bool:
-    """bf16 in hardware on GPU 0 (:data:`PRECISION_HARDWARE`'s compute capability for bf16)."""
-    import torch
-
-    return torch.cuda.is_available() and precision_problem("bf16") is None
-
-
 def half_dtype():
-    """The half precision this GPU computes natively: torch.bfloat16 on Ampere and later, else torch.float16."""
+    """The half precision GPU 0 computes natively: torch.bfloat16 on Ampere and later (bf16's compute capability
+    in :data:`PRECISION_HARDWARE`), else (also without a GPU) torch.float16."""
     import torch
 
-    return torch.bfloat16 if native_bf16() else torch.float16
+    native_bf16 = torch.cuda.is_available() and precision_problem("bf16") is None
+    return torch.bfloat16 if native_bf16 else torch.float16
 
 
 def gpu_summary(gpu: Optional[dict] = None) -> str:

@@ -1,23 +1,19 @@
 """The user's mistakes, told apart from our bugs.
 
 A :class:`UserError` is something the person running arabicpeft can fix (a wrong option value, a missing
-file, no GPU for a GPU precision, no network for the hub). The command line prints it as one line,
+file, no GPU for a GPU precision, no network for the hub). The command line (:mod:`arabicpeft.cli`) prints it,
+and a ValueError / OSError / RuntimeError our own checks raised, as one line,
 ``error: <what was wrong> — <what to do>``, and exits with status 1 (``--debug`` or ``ARABICPEFT_DEBUG=1``
 shows the traceback); in a notebook it is an ordinary exception with the same message. Every other exception
 is a bug and keeps its traceback.
 
 Public: :class:`UserError`, :class:`ConfigError`, :class:`SetupError`, :class:`GPUUnavailableError`,
-:class:`UnsupportedGPUError`, :class:`DiskSpaceError`, :class:`HubUnreachableError`, :class:`SessionTimeSpent`,
-:func:`is_user_error`, :func:`one_line`.
+:class:`UnsupportedGPUError`, :class:`DiskSpaceError`, :class:`HubUnreachableError`, :class:`SessionTimeSpent`.
 """
 
 from __future__ import annotations
 
-import traceback
-from pathlib import Path
 from typing import Optional
-
-_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class UserError(Exception):
@@ -54,22 +50,3 @@ class HubUnreachableError(SetupError):
 
 class SessionTimeSpent(SetupError):
     """No Kaggle session time is left for training."""
-
-
-def _raised_by_arabicpeft(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised by this package's own code (its innermost frame is in arabicpeft/)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    return bool(frames) and _PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
-
-
-def is_user_error(exc: BaseException) -> bool:
-    """A :class:`UserError`, or a ValueError / OSError / RuntimeError that our own checks raised on purpose
-    (their messages say what to do). Exceptions from inside libraries, and every other type, are bugs."""
-    if isinstance(exc, UserError):
-        return True
-    return isinstance(exc, (ValueError, OSError, RuntimeError)) and _raised_by_arabicpeft(exc)
-
-
-def one_line(exc: BaseException) -> str:
-    """``exc``'s message on one line (whitespace runs collapsed)."""
-    return " ".join(str(exc).split()) or type(exc).__name__

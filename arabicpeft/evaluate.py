@@ -1,7 +1,6 @@
 """Batched greedy transcription with Arabic + transcribe forced, scored under every normalizer.
 
-Public: :func:`generation_budget`, :func:`decode_limits`, :func:`decoding_record`, :class:`SuppressTokens`,
-:func:`transcribe`, :func:`score_all`, :func:`evaluate_sets`, :func:`pooled_metrics`.
+Public: :func:`decoding_record`, :class:`SuppressTokens`, :func:`transcribe`, :func:`evaluate_sets`.
 """
 
 from __future__ import annotations
@@ -22,11 +21,10 @@ from tqdm import tqdm  # text bars, also in notebooks: a saved notebook keeps wh
 
 from .audio import audio_frames
 from .data import AnyDataset, SpeechCollator
-from .metrics import summarize, utterance_errors
+from .metrics import score_all
 from .device import half_dtype
 from .offline_model import MAX_TARGET_POSITIONS
 from .model import LANGUAGE, TASK
-from .text import SCHEMES
 
 
 class _NotForWhisperFeatures(logging.Filter):
@@ -59,7 +57,7 @@ def _autocast(model, precision: str):
     return contextlib.nullcontext()
 
 
-def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) -> int:
+def _generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) -> int:
     """Transcript tokens one greedy decode can produce: ``max_new_tokens``, else the generation config's
     ``max_length`` (Whisper's generate counts it after the 4-token prompt), both capped at the decoder's
     ``max_target_positions`` less the prompt (448 - 4 = 444 for every Whisper size)."""
@@ -68,7 +66,7 @@ def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) ->
     return min(int(asked), cap) if asked else cap
 
 
-# Per-utterance decode limit (see decode_limits): a transcript may hold at most MIN_NEW_TOKENS + TOKENS_PER_SECOND
+# Per-utterance decode limit (see _decode_limits): a transcript may hold at most MIN_NEW_TOKENS + TOKENS_PER_SECOND
 # tokens per second of its audio. The sample set's 432 references (espeak-ng speech at 130-160 words per minute)
 # carry 3.2-6.6 Whisper tokens per second (mean 4.7; 0.57 tokens per character). Fast conversational speech runs
 # ~1.6x faster (~250 words per minute: ~11 tokens/s), and a hypothesis may spend more tokens per character than
@@ -82,14 +80,14 @@ _SORT_WINDOW_BATCHES = 8  # batches read ahead and decoded in order of duration 
 _SUPPRESS_PROCESSORS = ("precomputed", "transformers")
 
 
-def decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Optional[float] = _TOKENS_PER_SECOND
+def _decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Optional[float] = _TOKENS_PER_SECOND
                   ) -> torch.Tensor:
     """Transcript tokens each utterance may decode: ``min(budget, max(reference, MIN_NEW_TOKENS +
     ceil(tokens_per_second x seconds)))``, shape (n,), int64.
 
     ``seconds``: audio duration of each utterance (n,), e.g. from :func:`arabicpeft.audio.audio_frames`;
     ``reference_tokens``: its reference's transcript tokens (n,), so that a hypothesis matching its reference is
-    never cut; ``budget``: :func:`generation_budget`. ``tokens_per_second`` None: the budget for every utterance
+    never cut; ``budget``: :func:`_generation_budget`. ``tokens_per_second`` None: the budget for every utterance
     (no per-utterance limit). A hypothesis that ends by itself within its limit is decoded exactly as without it;
     one that reaches it (a looping decode) is cut there, instead of holding its whole batch to the budget."""
     references = torch.as_tensor(reference_tokens, dtype=torch.long)
@@ -101,14 +99,14 @@ def decode_limits(seconds, reference_tokens, budget: int, tokens_per_second: Opt
 
 def _batch_limits(batch: dict, processor, budget: int, tokens_per_second: Optional[float]
                  ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
-    """(reference transcript tokens, audio seconds, :func:`decode_limits`) of a collated batch, each shape
+    """(reference transcript tokens, audio seconds, :func:`_decode_limits`) of a collated batch, each shape
     (batch,): the durations are read off its log-mel (:func:`arabicpeft.audio.audio_frames`); special tokens are
     not counted."""
     labels, extractor = batch["labels"], processor.feature_extractor
     special = torch.tensor(processor.tokenizer.all_special_ids)
     text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
     seconds = audio_frames(batch["input_features"].numpy()) * extractor.hop_length / extractor.sampling_rate
-    return text_tokens, seconds, decode_limits(seconds, text_tokens, budget, tokens_per_second)
+    return text_tokens, seconds, _decode_limits(seconds, text_tokens, budget, tokens_per_second)
 
 
 def decoding_record(tokens_per_second: Optional[float] = _TOKENS_PER_SECOND, by_duration: bool = True) -> dict:
@@ -181,9 +179,9 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
                ) -> tuple[list[str], list[str]]:
     """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
 
-    Each utterance decodes at most :func:`decode_limits` tokens (``tokens_per_second`` x its audio duration, read
+    Each utterance decodes at most :func:`_decode_limits` tokens (``tokens_per_second`` x its audio duration, read
     off its log-mel by :func:`arabicpeft.audio.audio_frames`; None: the generation budget,
-    :func:`generation_budget`), so a looping hypothesis stops at its own limit (:class:`_TokenLimits`).
+    :func:`_generation_budget`), so a looping hypothesis stops at its own limit (:class:`_TokenLimits`).
     ``by_duration``: records are read ``SORT_WINDOW_BATCHES`` batches at a time and decoded longest first in
     batches of similar duration (False: in dataset order). ``suppress``: "precomputed" (:class:`SuppressTokens`,
     which also suppresses timestamp tokens) or "transformers" (its own processors, slower; timestamp tokens
@@ -199,7 +197,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     References are decoded from the labels (skip_special_tokens), so features and audio records alike are
     scored against exactly what the model was trained to produce. ``reference_tokens``: a list that receives
     each reference's number of transcript tokens (special tokens not counted), to compare with
-    :func:`generation_budget`.
+    :func:`_generation_budget`.
     """
     if suppress not in _SUPPRESS_PROCESSORS:
         raise ValueError(f"suppress={suppress!r}: choose one of {', '.join(_SUPPRESS_PROCESSORS)}.")
@@ -209,7 +207,7 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     loader = DataLoader(dataset, batch_size=window, collate_fn=collator, num_workers=num_workers)
     device = next(model.parameters()).device
     dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    budget = generation_budget(model, tokenizer, max_new_tokens)
+    budget = _generation_budget(model, tokenizer, max_new_tokens)
     options = dict(language=LANGUAGE, task=TASK, num_beams=1, do_sample=False, max_new_tokens=max_new_tokens)
     if suppress == "precomputed":
         gen = model.generation_config
@@ -264,7 +262,7 @@ def _transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 1
     collator), decoded greedily in batches by the ``faster_whisper.WhisperModel``'s CTranslate2 model with the
     prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>``, timestamp tokens suppressed.
     ``max_length`` bounds the transcript tokens, as transformers' ``generation_config.max_length`` does (see
-    :func:`arabicpeft.export.ct2_max_length`); each utterance is then cut at its :func:`decode_limits` (greedy
+    :func:`arabicpeft.export.ct2_max_length`); each utterance is then cut at its :func:`_decode_limits` (greedy
     decoding is causal: the first ``limit`` tokens are those a per-utterance stop would give), so both backends
     score the same bounded transcripts. ``reference_tokens``, ``at_limit``: as in :func:`transcribe`. Returns
     (references, hypotheses) in order."""
@@ -297,19 +295,6 @@ def _transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 1
     return references, hypotheses
 
 
-def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] = None) -> tuple[dict, pd.DataFrame]:
-    """Scores under every scheme: ({scheme: summary}, per-utterance rows for all schemes)."""
-    metrics, frames = {}, []
-    for scheme in SCHEMES:
-        rows = utterance_errors(references, hypotheses, scheme)
-        metrics[scheme] = summarize(rows)
-        rows.insert(0, "scheme", scheme)
-        rows.insert(0, "utt_id", ids if ids is not None else range(len(rows)))
-        rows.insert(0, "utt_index", range(len(rows)))
-        frames.append(rows)
-    return metrics, pd.concat(frames, ignore_index=True)
-
-
 def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size: int = 16,
                   num_workers: int = 0, label: str = "", precision: str = "fp32",
                   max_length: Optional[int] = None, tokens_per_second: Optional[float] = _TOKENS_PER_SECOND
@@ -317,10 +302,10 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
     """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows).
 
     ``model``: a transformers/peft Whisper, decoded by :func:`transcribe` (each utterance bounded by
-    ``tokens_per_second``, see :func:`decode_limits`; None: by the generation budget only), or a
+    ``tokens_per_second``, see :func:`_decode_limits`; None: by the generation budget only), or a
     ``faster_whisper.WhisperModel`` (the CTranslate2 backend, see :func:`_transcribe_ct2`; ``max_length`` then
     bounds its transcripts; None: the decoder's limit). Each summary also holds ``generation_budget_tokens``
-    (:func:`generation_budget`), ``references_over_budget``: references longer than that budget, which no
+    (:func:`_generation_budget`), ``references_over_budget``: references longer than that budget, which no
     hypothesis could match in full (a warning is printed when there are any), and ``hypotheses_at_limit``:
     hypotheses that reached their token limit instead of ending by themselves (looping decodes, cut at their
     limit)."""
@@ -329,7 +314,7 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
     if ct2:  # the same cap as transformers: the decoder's 448 positions less the 4-token prompt
         budget = min(max_length or MAX_TARGET_POSITIONS, MAX_TARGET_POSITIONS - len(processor.tokenizer.prefix_tokens))
     else:
-        budget = generation_budget(model, processor.tokenizer)
+        budget = _generation_budget(model, processor.tokenizer)
     for name, ds in test_sets.items():
         lengths: list[int] = []
         reached: list[bool] = []
@@ -354,11 +339,3 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
         rows.insert(0, "test_set", name)
         frames.append(rows)
     return metrics, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def pooled_metrics(rows: pd.DataFrame) -> dict:
-    """Corpus WER/CER over every test set at once ({scheme: summary}) from :func:`evaluate_sets`' rows:
-    Σ edits / Σ reference words over all utterances, never a mean of the per-set rates."""
-    if rows.empty:
-        return {}
-    return {scheme: summarize(part) for scheme, part in rows.groupby("scheme", sort=False)}

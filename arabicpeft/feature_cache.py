@@ -4,7 +4,7 @@ Whisper pads every clip with zeros to its window (30 s: 3000 frames) before the 
 normalisation (``log10(max(mel, 1e-10))``, clamped at ``max - 8``, then ``(x + 4) / 4``) every frame of that
 zero padding holds one value in all mel bins: ``(max(max_log - 8, -10) + 4) / 4``. So a clip is stored as its
 frames up to the last one that differs (bitwise) from the padding value, plus that value (4 bytes), and the
-80 x 3000 model input is rebuilt **bitwise identical** by :func:`restore`. The value is stored, not derived:
+80 x 3000 model input is rebuilt **bitwise identical** by :func:`input_features`. The value is stored, not derived:
 ``max - 2`` of the stored features held bitwise on all 72 sample-set clips, but float rounding makes
 ``fl(fl(M + 4) - 8)`` differ from ``fl(fl(M - 8) + 4)`` for ~11% of maxima M drawn uniformly in [-2, 4], and
 quiet clips (``max_log < -2``) pad at the ``1e-10`` floor instead. Trailing frames that equal the padding
@@ -23,9 +23,8 @@ opened with :func:`datasets.Dataset.from_file`. Columns (one record = one uttera
 Each split folder ``{root}/{hub_name}_{split}_set/`` holds ``log_mel.arrow`` and ``cache.json`` (what it was
 built from, counts, bytes), which is written last: a folder without it is an unfinished build.
 
-Public: :data:`DTYPES`, :data:`COLUMNS`, :data:`DATA_FILE`, :class:`CacheError`, :func:`is_compact`,
-:func:`restore`, :func:`split_dir`, :func:`read_meta`, :func:`open_split`, :func:`write_split`,
-:func:`needed_bytes`, :func:`free_bytes`.
+Public: :data:`DTYPES`, :data:`COLUMNS`, :data:`DATA_FILE`, :class:`CacheError`, :func:`input_features`,
+:class:`FeatureCache`.
 """
 
 from __future__ import annotations
@@ -74,14 +73,12 @@ def _compact(features: np.ndarray, labels, dtype: str = "float32") -> dict:
             "input_shape": np.asarray(features.shape, dtype=np.int32), "labels": np.asarray(labels, dtype=np.int64)}
 
 
-def is_compact(columns) -> bool:
-    """Whether records with these columns are cache records (see :data:`COLUMNS`)."""
-    return {"log_mel", "pad_value", "input_shape", "labels"} <= set(columns)
-
-
-def restore(record: dict) -> np.ndarray:
-    """The model input of a cache record: float32, shape ``input_shape`` (mel_bins x frames); bitwise the
+def input_features(record: dict) -> np.ndarray:
+    """The model input of a features record, float32 (mel bins x frames): an otozz record's ``input_features``,
+    or rebuilt from a cache record: ``input_shape``, the kept frames, then the padding value; bitwise the
     features the record was made from when the cache is float32."""
+    if "input_features" in record:
+        return np.asarray(record["input_features"], dtype=np.float32)
     mel_bins, frames = (int(x) for x in np.asarray(record["input_shape"]))
     kept = np.asarray(record["log_mel"]).reshape(mel_bins, -1)
     out = np.full((mel_bins, frames), np.float32(record["pad_value"]), dtype=np.float32)
@@ -89,31 +86,55 @@ def restore(record: dict) -> np.ndarray:
     return out
 
 
-def split_dir(root, variety: str, split: str) -> Path:
-    """The folder of one single-variety split: ``{root}/{hub_name}_{split}_set`` (as a local data folder)."""
-    return Path(root) / f"{dialects.get(variety).hub_name}_{split}_set"
+class FeatureCache:
+    """The feature cache in folder ``root``: one split folder per (single variety, split), see the module
+    docstring."""
 
+    def __init__(self, root):
+        self.root = Path(root)
 
-def read_meta(root, variety: str, split: str) -> Optional[dict]:
-    """What ``cache.json`` of a finished split says, or None when the split is not (completely) cached."""
-    meta = split_dir(root, variety, split) / _META_FILE
-    return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else None
+    def split_dir(self, variety: str, split: str) -> Path:
+        """The folder of one single-variety split: ``{root}/{hub_name}_{split}_set`` (as a local data folder)."""
+        return self.root / f"{dialects.get(variety).hub_name}_{split}_set"
 
+    def meta(self, variety: str, split: str) -> Optional[dict]:
+        """What ``cache.json`` of a finished split says, or None when the split is not (completely) cached."""
+        meta = self.split_dir(variety, split) / _META_FILE
+        return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else None
 
-def open_split(root, variety: str, split: str):
-    """(``datasets.Dataset`` of cache records, memory-mapped; its ``cache.json``). Raises :class:`CacheError`
-    when the split is not in the cache."""
-    import datasets
+    def open(self, variety: str, split: str):
+        """(``datasets.Dataset`` of cache records, memory-mapped; its ``cache.json``). Raises :class:`CacheError`
+        when the split is not in the cache or has another format version."""
+        import datasets
 
-    meta = read_meta(root, variety, split)
-    if meta is None:
-        raise CacheError(f"the feature cache {root} holds no finished {variety} {split} split",
-                         f"build it: python -m arabicpeft cache --dialect {variety} --feature-cache {root}")
-    if meta.get("format_version") != _FORMAT_VERSION:
-        raise CacheError(f"the feature cache {split_dir(root, variety, split)} has format version "
-                         f"{meta.get('format_version')}, this arabicpeft reads {_FORMAT_VERSION}",
-                         "delete that folder and build it again.")
-    return datasets.Dataset.from_file(str(split_dir(root, variety, split) / DATA_FILE)), meta
+        meta = self.meta(variety, split)
+        if meta is None:
+            raise CacheError(f"the feature cache {self.root} holds no finished {variety} {split} split",
+                             f"build it: python -m arabicpeft cache --dialect {variety} --feature-cache {self.root}")
+        if meta.get("format_version") != _FORMAT_VERSION:
+            raise CacheError(f"the feature cache {self.split_dir(variety, split)} has format version "
+                             f"{meta.get('format_version')}, this arabicpeft reads {_FORMAT_VERSION}",
+                             "delete that folder and build it again.")
+        return datasets.Dataset.from_file(str(self.split_dir(variety, split) / DATA_FILE)), meta
+
+    def write(self, variety: str, split: str, records: Iterable[tuple[np.ndarray, list]], dtype: str = "float32",
+              meta: Optional[dict] = None, progress: Optional[Callable[[int], None]] = None) -> _Written:
+        """Write ``(features, labels)`` pairs (features: mel_bins x frames float32) as the split's folder.
+
+        Written into ``<folder>.partial`` and renamed when complete, ``cache.json`` (``meta`` plus counts and
+        bytes) last: an interrupted build leaves no split that looks finished. Stops with :class:`CacheError`
+        when the disk's free space falls below :data:`_DISK_MARGIN_BYTES`."""
+        return _write_split(records, self.split_dir(variety, split), dtype, meta, progress)
+
+    def free_bytes(self) -> int:
+        """Free disk space where the cache is (or would be created), in bytes."""
+        return shutil.disk_usage(next(p for p in (self.root, *self.root.parents) if p.exists())).free
+
+    @staticmethod
+    def needed_bytes(records: int, kept_frames: float = N_FRAMES, dtype: str = "float32", mel_bins: int = N_MELS) -> int:
+        """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames each on average (worst case:
+        the whole 30 s window), values plus ~1 KB of labels and offsets per record."""
+        return int(records * (mel_bins * kept_frames * np.dtype(dtype).itemsize + 1024))
 
 
 def _schema(dtype: str):
@@ -126,7 +147,7 @@ def _schema(dtype: str):
 
 @dataclass
 class _Written:
-    """What :func:`write_split` wrote: records, bytes of the Arrow file, frames kept and model-input values
+    """What :meth:`FeatureCache.write` wrote: records, bytes of the Arrow file, frames kept and model-input values
     (mel bins x frames) summed over the records."""
 
     records: int
@@ -140,17 +161,11 @@ class _Written:
         return 4 * self.input_values / self.bytes if self.bytes else float("nan")
 
 
-def write_split(records: Iterable[tuple[np.ndarray, list]], folder, dtype: str = "float32", meta: Optional[dict] = None,
-                progress: Optional[Callable[[int], None]] = None) -> _Written:
-    """Write ``(features, labels)`` pairs (features: mel_bins x frames float32) as one cache split in ``folder``.
-
-    Written into ``folder.partial`` and renamed when complete, ``cache.json`` (``meta`` plus counts and bytes)
-    last: an interrupted build leaves no split that looks finished. Stops with :class:`CacheError` when the
-    disk's free space falls below :data:`_DISK_MARGIN_BYTES`.
-    """
+def _write_split(records: Iterable[tuple[np.ndarray, list]], folder: Path, dtype: str, meta: Optional[dict],
+                 progress: Optional[Callable[[int], None]]) -> _Written:
+    """:meth:`FeatureCache.write` into ``folder``."""
     import pyarrow as pa
 
-    folder = Path(folder)
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -192,14 +207,3 @@ def write_split(records: Iterable[tuple[np.ndarray, list]], folder, dtype: str =
     partial.rename(folder)
     return written
 
-
-def needed_bytes(records: int, kept_frames: float = N_FRAMES, dtype: str = "float32", mel_bins: int = N_MELS) -> int:
-    """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames each on average (worst case:
-    the whole 30 s window), values plus ~1 KB of labels and offsets per record."""
-    return int(records * (mel_bins * kept_frames * np.dtype(dtype).itemsize + 1024))
-
-
-def free_bytes(root) -> int:
-    """Free disk space where ``root`` is (or would be created), in bytes."""
-    root = Path(root)
-    return shutil.disk_usage(next(p for p in (root, *root.parents) if p.exists())).free

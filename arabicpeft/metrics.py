@@ -5,17 +5,17 @@ No utterance is ever dropped: an empty hypothesis counts as deletions of every r
 empty reference (counted in ``empty_references``) contributes its hypothesis words as insertions to the
 numerator and nothing to the denominator. CER counts spaces as characters, as jiwer does.
 
-Public: :func:`utterance_errors`, :func:`summarize`, :func:`pool`, :func:`score`.
+Public: :func:`utterance_errors`, :func:`pool`, :func:`score`, :func:`score_all`, :func:`pooled_metrics`.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import jiwer
 import pandas as pd
 
-from .text import normalize
+from .text import SCHEMES, normalize
 
 _PER_UTTERANCE_COLUMNS = ("reference", "hypothesis", "ref_words", "word_errors", "ref_chars", "char_errors")
 
@@ -46,7 +46,7 @@ def utterance_errors(references: Sequence[str], hypotheses: Sequence[str], schem
     return pd.DataFrame(rows, columns=list(_PER_UTTERANCE_COLUMNS))
 
 
-def summarize(per_utterance: pd.DataFrame) -> dict:
+def _summarize(per_utterance: pd.DataFrame) -> dict:
     """Corpus WER/CER (percent) and the counts behind them from :func:`utterance_errors` output."""
     ref_words = int(per_utterance["ref_words"].sum())
     ref_chars = int(per_utterance["ref_chars"].sum())
@@ -67,8 +67,8 @@ def summarize(per_utterance: pd.DataFrame) -> dict:
 
 
 def pool(summaries) -> dict:
-    """One corpus score over several test sets scored under the same scheme (each a :func:`summarize` dict):
-    Σ edits / Σ reference words (characters), as if the test sets were one corpus. Same keys as summarize."""
+    """One corpus score over several test sets scored under the same scheme (each a :func:`_summarize` dict):
+    Σ edits / Σ reference words (characters), as if the test sets were one corpus. Same keys as _summarize."""
     summaries = list(summaries)
     counts = {k: sum(s[k] for s in summaries) for k in
               ("n_utterances", "ref_words", "word_errors", "ref_chars", "char_errors", "empty_references",
@@ -84,4 +84,28 @@ def score(references: Sequence[str], hypotheses: Sequence[str], scheme: str = "r
     Returns a dict with ``wer``, ``cer``, ``n_utterances``, ``ref_words``, ``word_errors``, ``ref_chars``,
     ``char_errors``, ``empty_references`` and ``empty_hypotheses``.
     """
-    return summarize(utterance_errors(references, hypotheses, scheme))
+    return _summarize(utterance_errors(references, hypotheses, scheme))
+
+
+def score_all(references: list[str], hypotheses: list[str], ids: Optional[list] = None) -> tuple[dict, pd.DataFrame]:
+    """Scores under every normalization scheme (:data:`arabicpeft.text.SCHEMES`): ({scheme: summary as
+    :func:`score` gives it}, per-utterance rows of all schemes: ``utt_index``, ``utt_id`` (``ids``, else the
+    index), ``scheme``, then :func:`utterance_errors`' columns). ValueError when the lists do not pair up."""
+    metrics, frames = {}, []
+    for scheme in SCHEMES:
+        rows = utterance_errors(references, hypotheses, scheme)
+        metrics[scheme] = _summarize(rows)
+        rows.insert(0, "scheme", scheme)
+        rows.insert(0, "utt_id", ids if ids is not None else range(len(rows)))
+        rows.insert(0, "utt_index", range(len(rows)))
+        frames.append(rows)
+    return metrics, pd.concat(frames, ignore_index=True)
+
+
+def pooled_metrics(rows: pd.DataFrame) -> dict:
+    """Corpus WER/CER over every test set at once ({scheme: summary as :func:`score` gives it}) from the rows of
+    :func:`score_all` (:func:`arabicpeft.evaluate.evaluate_sets` concatenates them over its test sets):
+    Σ edits / Σ reference words over all utterances, never a mean of the per-set rates; {} for no rows."""
+    if rows.empty:
+        return {}
+    return {scheme: _summarize(part) for scheme, part in rows.groupby("scheme", sort=False)}

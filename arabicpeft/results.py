@@ -1,8 +1,8 @@
 """Results files: one JSON per run, written atomically, recording what produced every number.
 
-Public: :data:`MIB`, :func:`provenance`, :func:`reset_peak_memory`, :func:`peak_memory`, :func:`dir_bytes`,
-:func:`write_results`, :func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`, :data:`TRAINED`, :data:`START`,
-:data:`BANK_TRAIN_SET`, :func:`variant_of`, :class:`Runs`, :func:`load_runs`.
+Public: :data:`MIB`, :func:`provenance`, :class:`PeakMemory`, :func:`dir_bytes`, :func:`write_results`,
+:func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`, :data:`TRAINED`, :data:`START`, :data:`BANK_TRAIN_SET`,
+:func:`variant_of`, :class:`Runs`, :func:`load_runs`.
 """
 
 from __future__ import annotations
@@ -15,29 +15,18 @@ from typing import Optional
 
 import pandas as pd
 
-from .config import runtime_fields
-from .device import hardware
-from .kaggle import git_commit, versions
+from .config import ExperimentConfig
+from .kaggle import environment
 from .run_dir import RESULTS_FILE, UTTERANCES_FILE, write_csv_atomic, write_json_atomic
 
 _SCHEMA = "arabicpeft.results/1"
 MIB = 2**20  # bytes in a MiB, for tables of sizes
+
+
 def provenance() -> dict:
-    return {"git_commit": git_commit(), "versions": versions(), "hardware": hardware(),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
-
-
-def reset_peak_memory() -> None:
-    """Start a new peak-memory window (so several runs in one process do not share one peak)."""
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-        return
-    try:  # Linux >= 4.0: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # then peak_memory() reports the peak since the process started, and says so
+    """What produced a result, for its file: :func:`arabicpeft.kaggle.environment` (commit, versions, hardware)
+    and when (``created``, UTC, ISO 8601)."""
+    return {**environment(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def _vm_hwm_bytes() -> Optional[int]:
@@ -50,20 +39,38 @@ def _vm_hwm_bytes() -> Optional[int]:
     return None
 
 
-def peak_memory() -> dict:
-    """Peak memory since :func:`reset_peak_memory`: CUDA max allocated on GPU, else peak resident set size."""
-    import torch
+class PeakMemory:
+    """A peak-memory window, started when made (so several runs in one process do not share one peak);
+    :meth:`read` gives the peak since then."""
 
-    if torch.cuda.is_available():
-        return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated())}
-    hwm = _vm_hwm_bytes()
-    if hwm is not None:
-        return {"kind": "peak_rss", "bytes": hwm}
-    # ru_maxrss (KiB on Linux) cannot be reset: the whole process's peak since it started.
-    return {"kind": "peak_rss_process_lifetime", "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
+    def __init__(self):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:  # Linux >= 4.0: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass  # then read() reports the peak since the process started, and says so
+
+    def read(self) -> dict:
+        """{"kind", "bytes"}: CUDA max allocated on a GPU ("cuda_max_allocated"), else the peak resident set
+        size ("peak_rss"; "peak_rss_process_lifetime" where the peak cannot be reset)."""
+        import torch
+
+        if torch.cuda.is_available():
+            return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated())}
+        hwm = _vm_hwm_bytes()
+        if hwm is not None:
+            return {"kind": "peak_rss", "bytes": hwm}
+        # ru_maxrss (KiB on Linux) cannot be reset: the whole process's peak since it started.
+        return {"kind": "peak_rss_process_lifetime",
+                "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
 
 
 def dir_bytes(path) -> int:
+    """Bytes of every file under ``path``."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
@@ -95,7 +102,7 @@ TRAINING, EVALUATION = "training", "evaluation"  # run kinds: a training run, or
 TRAINED, START = "trained", "start"  # the scored model: the run's result, or its starting model (metrics_before)
 BANK_TRAIN_SET = "bank"  # train_set of an adapter bank's evaluation (each test set decoded with its own adapter)
 # Config fields that say where or how a run was executed or scored, not what was trained: not part of a system.
-_NOT_SYSTEM_FIELDS = (*sorted(runtime_fields()), "seed", "evaluate_before", "test_sets", "max_test_samples", "extra",
+_NOT_SYSTEM_FIELDS = (*sorted(ExperimentConfig.runtime_fields()), "seed", "evaluate_before", "test_sets", "max_test_samples", "extra",
                      "model", "init_adapter")
 # Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
 _METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
@@ -111,8 +118,6 @@ _COUNT_COLUMNS = ["ref_words", "word_errors", "ref_chars", "char_errors"]
 
 def _config_fields() -> list[str]:
     from dataclasses import fields
-
-    from .config import ExperimentConfig
 
     return [f.name for f in fields(ExperimentConfig)]
 

@@ -13,9 +13,7 @@ Torch-free, so that the command line checks a folder before its heavy imports.
 
 Public: :data:`CHECKPOINT_DIR`, :data:`MODEL_DIR`, :data:`TRAINER_STATE`, :data:`RUN_CONFIG_FILE`,
 :data:`RESULTS_FILE`, :data:`UTTERANCES_FILE`, :data:`BEFORE_UTTERANCES_FILE`, :data:`BEFORE_METRICS_FILE`,
-:func:`config_changes`, :func:`owned_by`, :func:`write_json_atomic`, :func:`write_csv_atomic`,
-:func:`checkpoint_step`, :func:`complete_checkpoints`, :func:`latest_checkpoint_step`, :func:`check_output_dir`,
-:func:`claim_output_dir`, :func:`mark_incomplete`, :func:`mark_complete`.
+:func:`write_json_atomic`, :func:`write_csv_atomic`, :func:`checkpoint_step`, :class:`RunDir`.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from .config import ExperimentConfig, resumable_fields
+from .config import ExperimentConfig
 from .errors import ConfigError
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
@@ -39,23 +37,6 @@ UTTERANCES_FILE = "utterances.csv"
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
 BEFORE_METRICS_FILE = "metrics_before.json"
 _INCOMPLETE_FILE = "INCOMPLETE"
-
-
-def config_changes(run_config: Path, cfg: ExperimentConfig) -> str:
-    """What ``cfg`` changes, outside :func:`arabicpeft.config.resumable_fields`, from the config saved at ``run_config`` ("" when
-    nothing changes or there is no saved config)."""
-    if not run_config.is_file():
-        return ""
-    before = json.loads(run_config.read_text(encoding="utf-8"))
-    resumable = resumable_fields()
-    return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
-                     if k not in resumable and before.get(k) != v)
-
-
-def owned_by(cfg: ExperimentConfig) -> bool:
-    """The folder was claimed by this experiment (the same config up to :func:`arabicpeft.config.resumable_fields`)."""
-    path = Path(cfg.output_dir) / RUN_CONFIG_FILE
-    return path.is_file() and not config_changes(path, cfg)
 
 
 def _clean(value):
@@ -105,47 +86,76 @@ def checkpoint_step(path) -> int:
     return int(step) if prefix == _CHECKPOINT_PREFIX and step.isdigit() else -1
 
 
-def complete_checkpoints(folder) -> list[Path]:
+def _complete_checkpoints(folder: Path) -> list[Path]:
     """``checkpoint-N`` folders in ``folder`` holding a trainer state (a run killed while saving leaves one
     without), by step; [] when ``folder`` does not exist."""
-    found = [p for p in Path(folder).glob(f"{_CHECKPOINT_PREFIX}-*")
+    found = [p for p in folder.glob(f"{_CHECKPOINT_PREFIX}-*")
              if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
     return sorted(found, key=checkpoint_step)
 
 
-def latest_checkpoint_step(run_dir) -> Optional[int]:
-    """The highest step among ``run_dir/checkpoints``' complete checkpoints, or None."""
-    complete = complete_checkpoints(Path(run_dir) / CHECKPOINT_DIR)
-    return checkpoint_step(complete[-1]) if complete else None
+class RunDir:
+    """One run's output folder ``path`` (the layout above): which experiment owns it, the checkpoint a rerun
+    resumes from, and whether its model and results are being replaced."""
 
+    def __init__(self, path):
+        self.path = Path(path)
 
-def check_output_dir(cfg: ExperimentConfig) -> None:
-    """Refuse an output folder claimed by a different experiment: its checkpoints would otherwise be resumed (or
-    its results reused) under ``cfg``'s name."""
-    changed = config_changes(Path(cfg.output_dir) / RUN_CONFIG_FILE, cfg)
-    if changed:
-        raise ConfigError(f"{cfg.output_dir} already holds a run with another config ({changed})",
-                          "use a new --output-dir (output_dir), or delete that folder to start over.")
+    def config_changes(self, cfg: ExperimentConfig) -> str:
+        """What ``cfg`` changes, outside :meth:`ExperimentConfig.resumable_fields`, from the config that owns the
+        folder ("" when nothing changes or no config owns it)."""
+        saved = self.path / RUN_CONFIG_FILE
+        if not saved.is_file():
+            return ""
+        before = json.loads(saved.read_text(encoding="utf-8"))
+        resumable = ExperimentConfig.resumable_fields()
+        return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
+                         if k not in resumable and before.get(k) != v)
 
+    def owned_by(self, cfg: ExperimentConfig) -> bool:
+        """The folder was claimed by this experiment (the same config up to the resumable fields)."""
+        return (self.path / RUN_CONFIG_FILE).is_file() and not self.config_changes(cfg)
 
-def claim_output_dir(cfg: ExperimentConfig) -> None:
-    """Record ``cfg`` as the owner of its output folder. :func:`arabicpeft.train.run` calls it when training
-    starts, so a run that fails before (a wrong path, no data, no network) leaves the folder unclaimed."""
-    check_output_dir(cfg)
-    write_json_atomic(Path(cfg.output_dir) / RUN_CONFIG_FILE, cfg.to_dict())
+    def check(self, cfg: ExperimentConfig) -> None:
+        """Raise :class:`~arabicpeft.errors.ConfigError` when the folder is claimed by a different experiment: its
+        checkpoints would otherwise be resumed (or its results reused) under ``cfg``'s name."""
+        changed = self.config_changes(cfg)
+        if changed:
+            raise ConfigError(f"{self.path} already holds a run with another config ({changed})",
+                              "use a new --output-dir (output_dir), or delete that folder to start over.")
 
+    def claim(self, cfg: ExperimentConfig) -> None:
+        """Record ``cfg`` as the owner of the folder (after :meth:`check`). :func:`arabicpeft.train.run` calls it
+        when training starts, so a run that fails before (a wrong path, no data, no network) leaves the folder
+        unclaimed."""
+        self.check(cfg)
+        write_json_atomic(self.path / RUN_CONFIG_FILE, cfg.to_dict())
 
-def mark_incomplete(out_dir, step: int) -> None:
-    """Say, in the folder, that its model and results are being replaced: an interruption from here until
-    :func:`mark_complete` leaves a folder that says so (and no stale results.json)."""
-    out = Path(out_dir)
-    (out / RESULTS_FILE).unlink(missing_ok=True)
-    (out / _INCOMPLETE_FILE).write_text(
-        f"This run was interrupted while saving the model of step {step} and its scores: model/ and results.json "
-        "may be missing or describe different steps. Rerun the same command: it resumes from the last checkpoint "
-        "and finishes.\n", encoding="utf-8")
+    def latest_step(self) -> Optional[int]:
+        """The highest step among the complete checkpoints in ``checkpoints/``, or None."""
+        complete = _complete_checkpoints(self.path / CHECKPOINT_DIR)
+        return checkpoint_step(complete[-1]) if complete else None
 
+    def resume_checkpoint(self) -> Optional[Path]:
+        """The checkpoint a run resumes from: the folder itself when it is a checkpoint (holds the trainer
+        state), else the latest complete ``checkpoint-N`` in ``checkpoints/``, else in the folder itself (a
+        copy of a checkpoints folder); None when there is none."""
+        if (self.path / TRAINER_STATE).is_file():
+            return self.path
+        for folder in (self.path / CHECKPOINT_DIR, self.path):
+            complete = _complete_checkpoints(folder)
+            if complete:
+                return complete[-1]
+        return None
 
-def mark_complete(out_dir) -> None:
-    (Path(out_dir) / _INCOMPLETE_FILE).unlink(missing_ok=True)
+    def mark_incomplete(self, step: int) -> None:
+        """Say, in the folder, that its model and results are being replaced: an interruption from here until
+        :meth:`mark_complete` leaves a folder that says so (and no stale results.json)."""
+        (self.path / RESULTS_FILE).unlink(missing_ok=True)
+        (self.path / _INCOMPLETE_FILE).write_text(
+            f"This run was interrupted while saving the model of step {step} and its scores: model/ and results.json "
+            "may be missing or describe different steps. Rerun the same command: it resumes from the last checkpoint "
+            "and finishes.\n", encoding="utf-8")
 
+    def mark_complete(self) -> None:
+        (self.path / _INCOMPLETE_FILE).unlink(missing_ok=True)

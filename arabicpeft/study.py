@@ -30,7 +30,7 @@ from .config import ExperimentConfig
 from .errors import SessionTimeSpent
 from .dialects import DIALECTS, MSA, POOLED
 from .results import TRAINING, read_results
-from .run_dir import RESULTS_FILE, latest_checkpoint_step, write_json_atomic
+from .run_dir import RESULTS_FILE, RunDir, write_json_atomic
 
 if TYPE_CHECKING:  # pandas is imported where a table is made
     import pandas as pd
@@ -495,7 +495,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             log(f"{head} — finished earlier: {done}")
             manifest.mark(run.name, "done", results=done)
             continue
-        step = latest_checkpoint_step(cfg.output_dir)
+        step = RunDir(cfg.output_dir).latest_step()
         log(f"{head} — " + (f"resumed at step {step}" if step is not None else "started"))
         try:
             path = _execute(run, cfg, root)

@@ -1,7 +1,6 @@
 """One run: ExperimentConfig -> data -> Seq2SeqTrainer -> evaluation -> results file.
 
-Public: :func:`processes`, :func:`token_mean_loss`, :func:`training_arguments`, :func:`describe`,
-:func:`demo_model`, :func:`run`.
+Public: :func:`processes`, :func:`training_arguments`, :func:`demo_model`, :func:`run`.
 """
 
 from __future__ import annotations
@@ -25,19 +24,19 @@ from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTraine
 from transformers.loss.loss_utils import ForMaskedLMLoss
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
-from .config import DEMO_RUN, QUANTIZED, ExperimentConfig, automatic_choices, demo_config
-from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, feature_workers, load_splits,
+from .config import DEMO_RUN, QUANTIZED, ExperimentConfig, demo_config
+from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, load_splits,
                    settle_counts)
-from .evaluate import decoding_record, evaluate_sets, generation_budget, pooled_metrics
-from .device import native_bf16
+from .evaluate import decoding_record, evaluate_sets
+from .metrics import pooled_metrics
+from .device import half_dtype
 from .errors import ConfigError
 from .export import write_model_card
 from .metrics import score
 from .model import build_model, count_parameters, model_source, save_trained
-from .results import dir_bytes, peak_memory, read_results, reset_peak_memory, write_results
+from .results import PeakMemory, dir_bytes, read_results, write_results
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE,
-                      RUN_CONFIG_FILE, TRAINER_STATE, check_output_dir, claim_output_dir, complete_checkpoints, config_changes,
-                      mark_complete, mark_incomplete, owned_by, write_csv_atomic, write_json_atomic)
+                      TRAINER_STATE, RunDir, write_csv_atomic, write_json_atomic)
 
 # How long the processes of a multi-process (DDP) run wait for each other at a barrier: rank 0 alone scores the
 # test sets before and after training (hours for whole otozz test sets on a T4) while the others wait.
@@ -134,7 +133,7 @@ def _wer_metric(tokenizer):
     return compute
 
 
-def token_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+def _token_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     """The Trainer's ``compute_loss_func``: cross-entropy summed over this batch's label tokens (labels (batch,
     tokens), -100 ignored; logits (batch, tokens, vocabulary)) and divided by ``num_items_in_batch``, the label
     tokens of the whole optimizer step — every accumulation pass and, with DDP, every process (the Trainer counts
@@ -180,7 +179,7 @@ def training_arguments(cfg: ExperimentConfig, world_size: int = 1) -> Seq2SeqTra
         lr_scheduler_type="linear",
         adam_beta2=cfg.adam_beta2,
         weight_decay=cfg.weight_decay,
-        **_mixed_precision(cfg.precision, native_bf16()),
+        **_mixed_precision(cfg.precision, half_dtype() == torch.bfloat16),
         use_cpu=not torch.cuda.is_available(),  # lets bf16 autocast run on a CPU
         eval_strategy="steps",
         eval_steps=cfg.eval_steps,
@@ -221,7 +220,7 @@ def _make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
                                         model.config.pad_token_id, model.config.decoder_start_token_id),
         processing_class=processor,
         compute_metrics=_wer_metric(processor.tokenizer),
-        compute_loss_func=token_mean_loss,
+        compute_loss_func=_token_mean_loss,
         callbacks=callbacks,
     )
     if trainer.pop_callback(ProgressCallback) is not None:  # in a terminal; notebooks keep their HTML table
@@ -233,16 +232,7 @@ def _resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
     """The checkpoint to resume from: ``resume_from`` (a checkpoint, or a run directory such as a previous
     Kaggle output attached as a dataset), else the latest complete checkpoint in this run's own output
     directory. Raises ValueError when the checkpoint belongs to another schedule (max_steps) or config."""
-    root = Path(cfg.resume_from or cfg.output_dir)
-    checkpoint = None
-    if (root / TRAINER_STATE).is_file():
-        checkpoint = root
-    else:
-        for folder in (root / CHECKPOINT_DIR, root):
-            complete = complete_checkpoints(folder)
-            if complete:
-                checkpoint = complete[-1]
-                break
+    checkpoint = RunDir(cfg.resume_from or cfg.output_dir).resume_checkpoint()
     if checkpoint is None:
         if cfg.resume_from:
             raise FileNotFoundError(f"No complete checkpoint-* directory (with {TRAINER_STATE}) found in "
@@ -255,7 +245,7 @@ def _resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
             f"so resuming it with max_steps={cfg.max_steps} would train on a broken schedule. Rerun with "
             f"max_steps={planned} to finish it, or start a new run (another output_dir) with max_steps={cfg.max_steps}."
         )
-    changed = config_changes(checkpoint.parent.parent / RUN_CONFIG_FILE, cfg)
+    changed = RunDir(checkpoint.parent.parent).config_changes(cfg)
     if changed and cfg.resume_from:
         raise ValueError(f"{checkpoint} comes from a run with another config ({changed}): resume it with its own "
                          "config, or start a new run without resume_from.")
@@ -274,15 +264,6 @@ def _clips(test_sets: dict) -> str:
     sizes = [len(ds) for ds in test_sets.values() if hasattr(ds, "__len__")]
     n = f"{sum(sizes)} " if len(sizes) == len(test_sets) else ""
     return f"{n}held-out clips ({len(test_sets)} test set{'s' * (len(test_sets) != 1)}: {', '.join(test_sets)})"
-
-
-def describe(cfg: ExperimentConfig) -> str:
-    """One line: what ``cfg`` trains, on what, for how long."""
-    what = (f"LoRA (r {cfg.lora_r}, alpha {cfg.lora_alpha}{', DoRA' if cfg.use_dora else ''} on "
-            f"{','.join(cfg.target_modules())})" if cfg.method == "lora" else "full fine-tuning")
-    window = f", encoder window {cfg.encoder_seconds:g} s" if cfg.encoder_seconds else ""
-    return (f"{what} of {cfg.model}{window}, {cfg.precision}, on {cfg.dialect} ({cfg.source} data), "
-            f"{cfg.max_steps} steps of {cfg.batch_size}, seed {cfg.seed}")
 
 
 def demo_model(root=None) -> Path:
@@ -326,15 +307,16 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
         phases[name] = phases.get(name, 0.0) + now - phase_start
         phase_start = now
 
-    cfg, notes = automatic_choices(cfg)
+    cfg, notes = cfg.automatic_choices()
     device_batch = _per_device_batch(cfg, ranks.num_processes)  # before any work
     set_seed(cfg.seed)
     out = Path(cfg.output_dir)
-    check_output_dir(cfg)  # before any work: a folder of another experiment is refused now
+    run_dir = RunDir(out)
+    run_dir.check(cfg)  # before any work: a folder of another experiment is refused now
     checkpoint = _resume_checkpoint(cfg)  # and a checkpoint of another schedule
     if ranks.num_processes > 1:  # every process resumes what rank 0 found
         checkpoint = broadcast_object_list([checkpoint], from_process=0)[0]
-    say(f"{describe(cfg)}; output folder {out}")
+    say(f"{cfg.describe()}; output folder {out}")
     if ranks.num_processes > 1:
         say(f"{ranks.num_processes} processes (DDP), {device_batch} utterances each per forward pass")
     for note in notes:
@@ -353,7 +335,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
                              max_positions=model.config.max_target_positions)
     if splits.synthetic:
         say(f"note: {SYNTHETIC_NOTE}")
-    workers = feature_workers(splits.format, cfg.num_workers)
+    workers = splits.num_workers
     if workers != cfg.num_workers:  # recorded: config.num_workers and data.feature_path of the results
         say(f"note: log-mel of the audio computed in {workers} DataLoader workers, chosen automatically so that "
             "the GPU does not wait for it; set num_workers to choose")
@@ -364,7 +346,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
 
     before = before_rows = None
     if cfg.evaluate_before and main:  # once, by rank 0
-        earlier = _before_scores(out) if owned_by(cfg) else None
+        earlier = _before_scores(out) if run_dir.owned_by(cfg) else None
         if earlier:
             say(f"the starting model's scores are already in {out / BEFORE_UTTERANCES_FILE}: not scored again")
             before, before_rows = earlier
@@ -378,7 +360,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
 
     trainer, budget = _make_trainer(cfg, model, processor, splits, ranks.num_processes)
     if main:
-        claim_output_dir(cfg)  # from here on the folder belongs to this experiment
+        run_dir.claim(cfg)  # from here on the folder belongs to this experiment
         if before_rows is not None and not (out / BEFORE_METRICS_FILE).is_file():
             write_csv_atomic(out / BEFORE_UTTERANCES_FILE, before_rows)
             write_json_atomic(out / BEFORE_METRICS_FILE, before)  # last: the pair is complete once it exists
@@ -391,9 +373,9 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     else:
         say(f"training {cfg.max_steps} steps of {cfg.batch_size} utterances ({n_train} training utterances, "
             f"{trainable:,} of {total:,} parameters trainable)")
-    reset_peak_memory()  # the peak of training alone, not of evaluation or of earlier runs in this process
+    peak = PeakMemory()  # the peak of training alone, not of evaluation or of earlier runs in this process
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
-    memory = peak_memory()
+    memory = peak.read()
     done("training")
     model = trainer.model  # the best checkpoint by validation WER (load_best_model_at_end)
     state = trainer.state
@@ -405,7 +387,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     done("evaluation_after")
 
     say(f"saving the {'adapter' if cfg.method == 'lora' else 'model'} and the results")
-    mark_incomplete(out, state.global_step)  # model/ and results.json are replaced together from here
+    run_dir.mark_incomplete(state.global_step)  # model/ and results.json are replaced together from here
     saved = save_trained(model, processor, cfg, out / MODEL_DIR)
     done("saving")
     result = {
@@ -452,7 +434,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             "model": model_source(cfg, model),
             "learning_rate": cfg.lr,
             "lr_scheduler": "linear",
-            "generation_budget_tokens": generation_budget(model, processor.tokenizer),
+            "generation_budget_tokens": next(iter(after.values()))["raw"]["generation_budget_tokens"],
             "decoding": decoding_record(),
             "max_label_positions": model.config.max_target_positions,
             "encoder_window_s": processor.feature_extractor.chunk_length,
@@ -461,7 +443,7 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     result["metrics_pooled"] = pooled_metrics(after_rows)
     path = write_results(out, result, after_rows)
     write_model_card(saved, read_results(path))  # README.md beside the adapter/model, with these scores
-    mark_complete(out)
+    run_dir.mark_complete()
     say("done")
     ranks.wait_for_everyone()
     return path

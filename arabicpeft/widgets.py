@@ -16,7 +16,7 @@ from typing import Sequence
 import ipywidgets as widgets
 
 from . import dialects
-from .config import METHODS, MIXTURES, ExperimentConfig, choices
+from .config import METHODS, MIXTURES, ExperimentConfig
 from .offline_model import OFFLINE_MODELS
 
 _PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
@@ -31,7 +31,7 @@ _STYLE = {"description_width": "initial"}
 
 def _control(name: str, value) -> widgets.ValueWidget:
     """A widget for one config field, starting at ``value``."""
-    allowed = choices(name)  # the field's Literal type: the same choices as the CLI and the validation
+    allowed = ExperimentConfig.choices(name)  # the field's Literal type: the same choices as the CLI and the validation
     if allowed:
         options = [(f"{dialects.get(n).display} ({n})", n) for n in allowed] if name == "dialect" else list(allowed)
         kind = widgets.ToggleButtons if len(allowed) <= 3 else widgets.Dropdown

@@ -6,13 +6,13 @@ from arabicpeft.config import ExperimentConfig
 
 
 def test_the_sample_set_gets_the_short_encoder_window_automatically():
-    from arabicpeft.config import SAMPLE_ENCODER_SECONDS, automatic_choices
+    from arabicpeft.config import SAMPLE_ENCODER_SECONDS
 
-    cfg, notes = automatic_choices(ExperimentConfig(model="whisper-base", source="sample"))
+    cfg, notes = ExperimentConfig(model="whisper-base", source="sample").automatic_choices()
     assert cfg.encoder_seconds == SAMPLE_ENCODER_SECONDS == 8 and "chosen automatically" in notes[0]
-    kept, none = automatic_choices(ExperimentConfig(source="sample", encoder_seconds=30))
+    kept, none = ExperimentConfig(source="sample", encoder_seconds=30).automatic_choices()
     assert kept.encoder_seconds == 30 and not none
-    hub, none = automatic_choices(ExperimentConfig(source="hub"))
+    hub, none = ExperimentConfig(source="hub").automatic_choices()
     assert hub.encoder_seconds is None and not none
 
 

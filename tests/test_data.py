@@ -20,9 +20,9 @@ from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
 from arabicpeft import audio
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (DataUnavailableError, InvalidRecord, ManifestError, SpeechCollator, _check_audio_record,
+from arabicpeft.data import (DataUnavailableError, _InvalidRecord, ManifestError, SpeechCollator, _check_audio_record,
                              _check_feature_record, _check_labels, _feature_device, _filter_records, _record_format,
-                             feature_path, load_splits, load_test_sets, read_manifest, settle_counts)
+                             _feature_path, load_splits, load_test_sets, read_manifest, settle_counts)
 
 # the parts of the bad-input catalogue that other modules raise (it is counted below)
 import test_audio
@@ -157,13 +157,13 @@ def test_record_errors_say_what_is_wrong(tmp_path, tiny_processor):
     import soundfile as sf
 
     sf.write(sf_path, tone(31.0), 16_000)
-    with pytest.raises(InvalidRecord, match="31.0 s long, longer than the 30 s") as err:
+    with pytest.raises(_InvalidRecord, match="31.0 s long, longer than the 30 s") as err:
         _check_audio_record({"audio": str(sf_path), "text": "نص"}, tok)
     assert err.value.reason == "too_long"
-    with pytest.raises(InvalidRecord, match="transcript is empty") as err:
+    with pytest.raises(_InvalidRecord, match="transcript is empty") as err:
         _check_audio_record({"audio": str(sf_path), "text": ""}, tok)
     assert err.value.reason == "empty_transcript"
-    with pytest.raises(InvalidRecord, match="450 tokens long.*at most 448") as err:
+    with pytest.raises(_InvalidRecord, match="450 tokens long.*at most 448") as err:
         _check_labels(PREFIX + [400] * 445 + [EOT], tok)
     assert err.value.reason == "labels_too_long"
     corrupt = tmp_path / "corrupt.wav"
@@ -270,10 +270,10 @@ def test_pooled_manifest_needs_a_dialect_column(tmp_path, tiny_processor):
 def test_audio_features_are_computed_where_the_machine_says():
     assert _feature_device("auto") == ("cuda" if __import__("torch").cuda.is_available() else "cpu")
     assert _feature_device("cpu") == "cpu"
-    assert feature_path("features") == "precomputed (the records' input_features)"
-    assert feature_path("audio", 0, "/c").startswith("read from the feature cache /c")
+    assert _feature_path("features") == "precomputed (the records' input_features)"
+    assert _feature_path("audio", 0, "/c").startswith("read from the feature cache /c")
     if not __import__("torch").cuda.is_available():
-        assert feature_path("audio", 2) == "computed per clip on the CPU in 2 DataLoader worker processes"
+        assert _feature_path("audio", 2) == "computed per clip on the CPU in 2 DataLoader worker processes"
 
 
 def test_balanced_mixture_takes_as_many_records_of_each_dialect():
@@ -426,7 +426,7 @@ def test_non_finite_features_are_filtered_and_counted(tiny_processor):
     feats = [np.zeros((80, 10), np.float32) + i for i in range(4)]
     feats[1][3, 4], feats[2][0, 0] = np.nan, np.inf
     ds = datasets.Dataset.from_dict({"input_features": feats, "labels": [otozz_labels(tok, f"نص {i}") for i in range(4)]})
-    with pytest.raises(InvalidRecord, match="NaN or infinite values.*Recompute the features") as err:
+    with pytest.raises(_InvalidRecord, match="NaN or infinite values.*Recompute the features") as err:
         _check_feature_record({"input_features": feats[1], "labels": otozz_labels(tok, "نص")}, tok)
     assert err.value.reason == "non_finite"
     for stream in (False, True):
@@ -446,13 +446,13 @@ def test_the_label_limit_is_the_models_decoder_positions(tiny_processor):
     _check_labels(fits, tok, max_positions=448)
     assert SpeechCollator(tiny_processor, SOT)([{"input_features": np.zeros((80, 800), np.float32),
                                                   "labels": fits}])["labels"].shape == (1, 448)
-    with pytest.raises(InvalidRecord, match="450 tokens long and needs 449 decoder positions.*at most 448") as err:
+    with pytest.raises(_InvalidRecord, match="450 tokens long and needs 449 decoder positions.*at most 448") as err:
         _check_labels(PREFIX + [400] * 445 + [EOT], tok, max_positions=448)
     assert err.value.reason == "labels_too_long"
     _check_labels(fits[1:], tok, max_positions=448)  # no <|startoftranscript|>: every id takes a position
-    with pytest.raises(InvalidRecord):
+    with pytest.raises(_InvalidRecord):
         _check_labels(fits[1:] + [400], tok, max_positions=448)
-    with pytest.raises(InvalidRecord, match="at most 100"):  # a smaller decoder: its own limit
+    with pytest.raises(_InvalidRecord, match="at most 100"):  # a smaller decoder: its own limit
         _check_labels(PREFIX + [400] * 100 + [EOT], tok, max_positions=100)
 
 

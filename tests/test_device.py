@@ -84,6 +84,6 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_that_fp32_is_faster(monkeypatch
     monkeypatch.setattr(device, "_cpu_has_native_bf16", lambda: False)
     with pytest.warns(UserWarning, match="bf16 on this CPU .* use precision fp32"):
         assert device.check_gpu("bf16", gpu=NO_GPU) is NO_GPU
-    assert device.cpu_bf16_note("bf16", A100) is None and device.cpu_bf16_note("fp32", NO_GPU) is None
+    assert device._cpu_bf16_note("bf16", A100) is None and device._cpu_bf16_note("fp32", NO_GPU) is None
     monkeypatch.setattr(device, "_cpu_has_native_bf16", lambda: True)
-    assert device.cpu_bf16_note("bf16", NO_GPU) is None
+    assert device._cpu_bf16_note("bf16", NO_GPU) is None

@@ -22,8 +22,8 @@ from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import SpeechCollator, _check_labels, load_test_sets
 from arabicpeft.dialects import VARIETIES
-from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, decode_limits, decoding_record,
-                                 generation_budget, transcribe)
+from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, _decode_limits, decoding_record,
+                                 _generation_budget, transcribe)
 from arabicpeft.metrics import score
 from arabicpeft.model import LANGUAGE, TASK, load_model
 
@@ -53,7 +53,7 @@ def _check_against_plain(model, processor, ds, batch_size):
     collator = SpeechCollator(processor, model.config.decoder_start_token_id)
     seconds = [audio_lib.audio_frames(collator.features_and_labels(r)[0]) * extractor.hop_length / extractor.sampling_rate
                for r in ds]
-    limits = decode_limits(seconds, lengths, generation_budget(model, tok)).tolist()
+    limits = _decode_limits(seconds, lengths, _generation_budget(model, tok)).tolist()
     assert refs == tok.batch_decode([tok(t).input_ids for t in ds["text"]], skip_special_tokens=True)  # input order
     for ids, limit, hyp, hit in zip(plain, limits, hyps, reached):
         assert hyp == tok.decode(ids[:limit], skip_special_tokens=True)
@@ -62,9 +62,9 @@ def _check_against_plain(model, processor, ds, batch_size):
 
 
 def test_decode_limits():
-    limits = decode_limits([0.0, 1.0, 2.5, 29.0], [3, 40, 0, 10], budget=300, tokens_per_second=20)
+    limits = _decode_limits([0.0, 1.0, 2.5, 29.0], [3, 40, 0, 10], budget=300, tokens_per_second=20)
     assert limits.tolist() == [_MIN_NEW_TOKENS, 40, _MIN_NEW_TOKENS + 50, 300]  # the reference, then the budget rule
-    assert decode_limits([1.0], [5], budget=225, tokens_per_second=None).tolist() == [225]
+    assert _decode_limits([1.0], [5], budget=225, tokens_per_second=None).tolist() == [225]
     assert decoding_record()["min_new_tokens"] == _MIN_NEW_TOKENS and decoding_record(None)["tokens_per_second"] is None
 
 
@@ -168,7 +168,7 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
     """Item 7: a kept 294-token reference is matched in full under the default budget; under the paper's 225
     it is cut, counted in references_over_budget, and a warning says so."""
     from arabicpeft.config import PAPER_GENERATION_MAX_LENGTH
-    from arabicpeft.evaluate import evaluate_sets, generation_budget
+    from arabicpeft.evaluate import evaluate_sets, _generation_budget
 
     base, processor = tiny_model
     tok = processor.tokenizer
@@ -183,7 +183,7 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
     test_sets = {"long": ds.with_format("numpy")}
 
     model.generation_config.max_length = base.config.max_target_positions  # the default (None -> model's limit)
-    assert generation_budget(model, tok) == 444
+    assert _generation_budget(model, tok) == 444
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no budget warning
         metrics, _ = evaluate_sets(model, processor, test_sets)

@@ -10,7 +10,8 @@ from transformers import WhisperFeatureExtractor
 
 from arabicpeft import cli, feature_cache
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import SpeechCollator, build_feature_cache, input_features, load_splits, load_test_sets, _record_key
+from arabicpeft.data import SpeechCollator, build_feature_cache, load_splits, load_test_sets, _record_key
+from arabicpeft.feature_cache import FeatureCache, input_features
 
 
 def otozz_records(tokenizer) -> dict:
@@ -41,7 +42,7 @@ def test_trim_keeps_only_the_frames_before_the_padding_and_restores_them_bitwise
     assert quiet.max() - np.float32(2) != np.float32(-1.5)
     for features, labels in zip(records["input_features"], records["labels"]):
         for dtype in feature_cache.DTYPES:
-            rebuilt = feature_cache.restore(feature_cache._compact(features, labels, dtype))
+            rebuilt = input_features(feature_cache._compact(features, labels, dtype))
             assert rebuilt.dtype == np.float32 and rebuilt.shape == (80, 3000)
             if dtype == "float32":
                 assert np.array_equal(rebuilt.view(np.uint32), features.view(np.uint32))  # bitwise
@@ -54,7 +55,7 @@ def test_signed_zero_padding_is_restored_bitwise():
     features[:, :10] = 0.0  # +0.0 frames look equal to the -0.0 padding, but are not the same bits
     kept, pad = feature_cache._trim(features)
     assert kept.shape[1] == 10 and np.signbit(pad)
-    assert np.array_equal(feature_cache.restore(feature_cache._compact(features, [1])).view(np.uint32),
+    assert np.array_equal(input_features(feature_cache._compact(features, [1])).view(np.uint32),
                           features.view(np.uint32))
 
 
@@ -85,7 +86,7 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
     meta = built["egyptian/train"]
     assert meta["records"] == 21 and meta["hub_revision"] == "0123abc" and meta["lossless"]
     # every cached record rebuilds the otozz features bitwise, with the same labels and the same record key
-    ds, _ = feature_cache.open_split(cache, "egyptian", "train")
+    ds, _ = FeatureCache(cache).open("egyptian", "train")
     for cached, features, labels in zip(ds.with_format("numpy"), train["input_features"], train["labels"]):
         assert np.array_equal(input_features(cached).view(np.uint32), features.view(np.uint32))
         assert cached["labels"].tolist() == labels
@@ -115,8 +116,8 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
 def test_float16_cache_halves_the_frames_and_is_refused_where_float32_was_built(tmp_path, processor30):
     records = otozz_records(processor30.tokenizer)
     pairs = list(zip(records["input_features"], records["labels"]))
-    full = feature_cache.write_split(iter(pairs), tmp_path / "a" / "egyptian_test_set", "float32")
-    half = feature_cache.write_split(iter(pairs), tmp_path / "b" / "egyptian_test_set", "float16")
+    full = FeatureCache(tmp_path / "a").write("egyptian", "test", iter(pairs), "float32")
+    half = FeatureCache(tmp_path / "b").write("egyptian", "test", iter(pairs), "float16")
     assert full.kept_frames == half.kept_frames and full.input_values == 7 * 80 * 3000
     values = full.kept_frames * 80
     assert full.bytes - half.bytes == pytest.approx(2 * values, abs=1024)  # 2 bytes a value saved, nothing else
@@ -129,7 +130,7 @@ def test_float16_cache_halves_the_frames_and_is_refused_where_float32_was_built(
                                              feature_cache=str(tmp_path / "a"), feature_cache_dtype="float16"),
                             splits=("test",), log=lambda m: None)
     with pytest.raises(feature_cache.CacheError, match="holds no finished egyptian train split.*arabicpeft cache"):
-        feature_cache.open_split(tmp_path / "a", "egyptian", "train")
+        FeatureCache(tmp_path / "a").open("egyptian", "train")
 
 
 def test_cache_command_on_the_sample_set_gives_the_collators_features_bitwise(tmp_path, tiny_processor, capsys):

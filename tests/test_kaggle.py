@@ -10,7 +10,7 @@ import pytest
 from arabicpeft import device
 from arabicpeft import kaggle as env
 from arabicpeft.errors import DiskSpaceError, GPUUnavailableError, HubUnreachableError, SetupError
-from arabicpeft.run_dir import latest_checkpoint_step
+from arabicpeft.run_dir import RunDir
 from arabicpeft.config import ExperimentConfig
 
 
@@ -113,7 +113,7 @@ def test_find_previous_run_by_name_and_latest_checkpoint(tmp_path):
     fake_run(root / "newer-output" / "01_gulf_lora_fp16_seed42", steps=(1000,))
     found = env._find_previous_run("01_egyptian_lora_fp16_seed42", root)
     assert found == root / "newer-output" / "01_egyptian_lora_fp16_seed42"
-    assert latest_checkpoint_step(found) == 750
+    assert RunDir(found).latest_step() == 750
     assert env._find_previous_run("01_iraqi_lora_fp16_seed42", root) is None
     assert env._find_previous_run(None, tmp_path / "absent") is None
 
@@ -130,7 +130,7 @@ def test_restore_previous_run_copies_once(tmp_path):
     fake_run(root / "out" / "run1", steps=(250, 500))
     target = tmp_path / "working" / "run1"
     assert env._restore_previous_run(target, root=root) == root / "out" / "run1"
-    assert latest_checkpoint_step(target) == 500
+    assert RunDir(target).latest_step() == 500
     assert env._restore_previous_run(target, root=root) is None  # it has its own checkpoints now
 
 
@@ -142,7 +142,7 @@ def test_prepare_run_on_kaggle_restores_and_sets_a_time_budget(kaggle):
     assert cfg == ExperimentConfig(dialect="egyptian", model="tiny-random", source="sample")  # a new config
     cfg = ready
     assert Path(cfg.output_dir) == (kaggle / "working" / "runs" / "01_egyptian_lora_fp32_seed42").resolve()
-    assert latest_checkpoint_step(cfg.output_dir) == 250
+    assert RunDir(cfg.output_dir).latest_step() == 250
     assert cfg.extra["restored_from"].endswith("my-notebook-output/01_egyptian_lora_fp32_seed42")
     assert 0 < cfg.time_budget_s <= env._KAGGLE_SESSION_S - env._SESSION_SAFETY_S - env._EVAL_MARGIN_S
     assert any("resumes" in line for line in logged)
@@ -152,7 +152,7 @@ def test_prepare_run_with_an_explicit_resume_from_copies_nothing(kaggle):
     previous = fake_run(kaggle / "input" / "out" / "run", steps=(250,))
     cfg = ExperimentConfig(model="tiny-random", source="sample", resume_from=str(previous))
     cfg = env.prepare_run(cfg, "run", log=lambda m: None)
-    assert "restored_from" not in cfg.extra and latest_checkpoint_step(cfg.output_dir) is None
+    assert "restored_from" not in cfg.extra and RunDir(cfg.output_dir).latest_step() is None
 
 
 def test_prepare_run_keeps_a_shorter_budget_and_checks_precision(kaggle):
@@ -168,7 +168,7 @@ def test_prepare_run_keeps_a_shorter_budget_and_checks_precision(kaggle):
 
 def test_environment_report(monkeypatch, tmp_path, not_kaggle):
     monkeypatch.setenv(env._OUTPUT_ENV_VAR, str(tmp_path))
-    report = env.environment_report(check_hub_access=False)
+    report = env._environment_report(check_hub_access=False)
     for key in ("python", "torch", "transformers", "peft", "GPU", "GPU compute capability", "free disk there (GB)",
                 "Kaggle", "profile", "arabicpeft commit"):
         assert key in report

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from arabicpeft.results import peak_memory, provenance, read_results, reset_peak_memory, variant_of, write_results
+from arabicpeft.results import PeakMemory, provenance, read_results, variant_of, write_results
 
 
 def test_results_are_written_atomically_with_provenance_and_no_nan(tmp_path):
@@ -26,10 +26,9 @@ def test_provenance_names_the_git_commit():
 def test_peak_memory_window_can_be_reset():
     block = np.ones(400_000_000 // 8)  # 400 MB resident
     block[::512] = 2.0
-    high = peak_memory()["bytes"]
+    high = PeakMemory().read()["bytes"]
     del block
-    reset_peak_memory()
-    low = peak_memory()
+    low = PeakMemory().read()
     if low["kind"] == "peak_rss":  # resettable on Linux; elsewhere the lifetime peak is reported as such
         assert low["bytes"] < high - 300_000_000
 

@@ -6,10 +6,10 @@ from arabicpeft.config import ExperimentConfig
 
 
 def _run_dir(tmp_path, **changes):
-    from arabicpeft.run_dir import claim_output_dir
+    from arabicpeft.run_dir import RunDir
 
-    claim_output_dir(ExperimentConfig(output_dir=str(tmp_path / "run")))
-    claim_output_dir(ExperimentConfig(output_dir=str(tmp_path / "run"), **changes))
+    RunDir(tmp_path / "run").claim(ExperimentConfig(output_dir=str(tmp_path / "run")))
+    RunDir(tmp_path / "run").claim(ExperimentConfig(output_dir=str(tmp_path / "run"), **changes))
 
 
 # (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)

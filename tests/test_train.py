@@ -18,7 +18,7 @@ from arabicpeft.data import DataUnavailableError
 from arabicpeft.errors import ConfigError
 from arabicpeft.results import read_results
 from arabicpeft.text import SCHEMES
-from arabicpeft.train import _per_device_batch, token_mean_loss
+from arabicpeft.train import _per_device_batch, _token_mean_loss
 
 TINY = ["--model", "tiny-random", "--source", "sample", "--dialect", "egyptian", "--learning-rate", "1e-3",
         "--warmup-steps", "0", "--batch-size", "8", "--eval-steps", "10", "--max-eval-samples", "8",
@@ -259,10 +259,10 @@ def test_the_loss_is_the_token_mean_of_the_whole_step():
     labels[0, 2:] = labels[3, 1:] = -100  # unequal label lengths: 3 + 5 tokens in one half, 5 + 1 in the other
     whole = torch.nn.functional.cross_entropy(logits.reshape(-1, 11), labels.reshape(-1), ignore_index=-100)
     tokens = labels.ne(-100).sum()
-    halves = sum(token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2], num_items_in_batch=tokens)
+    halves = sum(_token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2], num_items_in_batch=tokens)
                  for i in (0, 2))
     assert halves.item() == pytest.approx(whole.item(), rel=1e-6)
-    means = [token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2]) for i in (0, 2)]
+    means = [_token_mean_loss({"logits": logits[i:i + 2]}, labels[i:i + 2]) for i in (0, 2)]
     assert abs(sum(means).item() / 2 - whole.item()) > 1e-3  # what a mean of means would have trained on
 
 
