@@ -456,9 +456,10 @@ _PLAN_FIELDS = ("name", "stage", "kind", "values", "label", "start")  # of a man
 
 
 def _needs(run: _PlannedRun, plan: list[_PlannedRun]) -> list[_PlannedRun]:
-    """The runs ``run`` reads: its start model, or for a bank the runs of its source stage with its axis values."""
+    """The runs ``run`` reads: its start model, or for a bank the LoRA runs of its source stage with its axis
+    values (:func:`_bank_adapters`)."""
     if run.stage.kind == _BANK:
-        return [r for r in plan if r.stage.name == run.stage.bank_of
+        return [r for r in plan if r.stage.name == run.stage.bank_of and r.cfg.method == "lora"
                 and all(r.values.get(k) == v for k, v in run.values.items())]
     return [run.start] if run.start is not None else []
 

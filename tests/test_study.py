@@ -238,7 +238,7 @@ def test_run_if_empty_runs_a_design_only_into_an_empty_folder(fake_train, tmp_pa
 
 def test_shards_split_the_plan_and_keep_dependent_runs_together():
     design = study.adapter_bank(BASE, dialects=["egyptian", "gulf"], seeds=[42, 84])
-    plan = design.plan()  # 8 dialect runs, 2 pooled, 2 banks (each reads the 4 dialect runs of its seed)
+    plan = design.plan()  # 8 dialect runs, 2 pooled, 2 banks (each reads the 2 LoRA runs of its seed)
     one, two = study._shard(plan, 1, 2), study._shard(plan, 2, 2)
     assert sorted(r.name for r in one + two) == sorted(r.name for r in plan)
     assert not {r.name for r in one} & {r.name for r in two}
