@@ -459,6 +459,17 @@ _DESIGN_OPTIONS = {
 }
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``--shard K/N`` -> (K, N), 1 <= K <= N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 1/2)") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be between 1 and N")
+    return k, n
+
+
 def _cmd_study(args) -> Path:
     import inspect
 
@@ -489,7 +500,7 @@ def _cmd_study(args) -> Path:
                                 "see `python -m arabicpeft study --help`.")
         base = profiles.apply(ExperimentConfig(**overrides))
         design = study.design(name, base, **options)
-    result = study.run_study(design, root=args.output_dir, dry_run=args.dry_run)
+    result = study.run_study(design, root=args.output_dir, dry_run=args.dry_run, shard=args.shard)
     if args.dry_run:
         return Path(args.output_dir or ".")
     return result.path
@@ -585,6 +596,9 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--preset", help="a ready-made study: offline-mini (whisper-base on the sample set, CPU)")
     st.add_argument("--dry-run", action="store_true", help="print the planned runs, one per line; train nothing")
     st.add_argument("--output-dir", metavar="DIR", help="the study root (default: the runs root / the design's name)")
+    st.add_argument("--shard", metavar="K/N", type=_shard, help="run only part K of N of the study (runs that "
+                    "depend on each other stay together), e.g. one process per GPU: CUDA_VISIBLE_DEVICES=0 ... "
+                    "--shard 1/2 & CUDA_VISIBLE_DEVICES=1 ... --shard 2/2 & wait")
     for option, (kind, text) in _DESIGN_OPTIONS.items():
         st.add_argument("--" + option.replace("_", "-"), help=f"{text} (comma-separated; default: the design's)",
                         metavar="A,B", type=lambda s, kind=kind: [kind(x.strip()) for x in s.split(",") if x.strip()])

@@ -9,7 +9,8 @@ pooled model of the mixing study), or be an evaluation of an adapter bank (``kin
 runs skipped, unfinished ones resumed (on Kaggle also restored from a previous session's output attached as
 an input, and held to the session's time budget, by :func:`arabicpeft.kaggle.prepare_run`), progress printed as
 "run 7/36: gulf lora seed 84 — resumed at step 1500", and a manifest ``study.json`` (planned, done, failed,
-with reasons) written after every run. :func:`arabicpeft.results.load_runs` reads the results.
+with reasons) written after every run. With ``shard=(k, n)`` one process per GPU runs its part of the plan into
+the same root. :func:`arabicpeft.results.load_runs` reads the results.
 
 Public: :data:`VARIANTS`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, :func:`peft_vs_full`, :func:`paper`,
 :func:`mixing`, :func:`adapter_bank`, :data:`DESIGNS`, :func:`offline_mini_base`, :data:`PRESETS`,
@@ -406,24 +407,24 @@ def _start_model(run: _PlannedRun, root: Path, cfg: ExperimentConfig) -> Experim
 
 
 class _Manifest:
-    """``study.json`` in the study root: the design and, per planned run, its status and reason."""
+    """``study.json`` in the study root: the design and, per planned run, its status and reason.
 
-    def __init__(self, root: Path, design: StudyDesign, plan: list[_PlannedRun]):
+    Every write rereads the file under a lock (``study.json.lock``, :mod:`filelock`) and changes only this
+    process's entries, so the shards of a study (:func:`run_study` ``shard``) can run at once into one root."""
+
+    def __init__(self, root: Path, design: StudyDesign, plan: list[_PlannedRun], shard: Optional[str] = None):
         self.path = root / _MANIFEST_FILE
         self.design = design
-        previous = {}
-        if self.path.is_file():
-            previous = {r["name"]: r for r in json.loads(self.path.read_text(encoding="utf-8")).get("runs", [])}
+        self.shard = shard
         self.runs = {r.name: {"name": r.name, "stage": r.stage.name, "kind": r.stage.kind, "values": r.values,
-                              "label": r.label, "start": r.start.name if r.start else None,
-                              "status": previous.get(r.name, {}).get("status", "planned"),
-                              "reason": previous.get(r.name, {}).get("reason"),
-                              "results": previous.get(r.name, {}).get("results")} for r in plan}
+                              "label": r.label, "start": r.start.name if r.start else None, "status": "planned",
+                              "reason": None, "results": None} for r in plan}
+        self._update({})
 
     def mark(self, name: str, status: str, reason: Optional[str] = None, results=None) -> None:
-        self.runs[name].update(status=status, reason=reason, results=str(results) if results else None,
-                               updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        self.write()
+        self._update({name: dict(status=status, reason=reason, results=str(results) if results else None,
+                                 updated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 **({"shard": self.shard} if self.shard else {}))})
 
     def table(self) -> "pd.DataFrame":
         """One row per planned run: name, status (done, failed, skipped, stopped, planned) and reason."""
@@ -432,43 +433,106 @@ class _Manifest:
         columns = ["name", "status", "reason"]
         return pd.DataFrame([[r[c] for c in columns] for r in self.runs.values()], columns=columns)
 
-    def write(self) -> Path:
-        counts = {}
-        for r in self.runs.values():
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        return write_json_atomic(self.path, {"schema": _MANIFEST_SCHEMA, "design": self.design.to_dict(),
-                                             "counts": counts, "runs": list(self.runs.values())})
+    def _update(self, changes: dict) -> Path:
+        """Reread the file (what other shards wrote), apply ``changes`` ({run name: fields}), write it back."""
+        from filelock import FileLock
+
+        with FileLock(str(self.path) + ".lock"):
+            if self.path.is_file():
+                on_disk = {r["name"]: r for r in json.loads(self.path.read_text(encoding="utf-8")).get("runs", [])}
+                for name, entry in self.runs.items():  # the plan's fields from this design, the rest as recorded
+                    kept = {k: v for k, v in on_disk.get(name, {}).items() if k not in _PLAN_FIELDS}
+                    self.runs[name] = {**entry, **kept}
+            for name, fields in changes.items():
+                self.runs[name].update(fields)
+            counts = {}
+            for r in self.runs.values():
+                counts[r["status"]] = counts.get(r["status"], 0) + 1
+            return write_json_atomic(self.path, {"schema": _MANIFEST_SCHEMA, "design": self.design.to_dict(),
+                                                 "counts": counts, "runs": list(self.runs.values())})
+
+
+_PLAN_FIELDS = ("name", "stage", "kind", "values", "label", "start")  # of a manifest entry: from the design
+
+
+def _needs(run: _PlannedRun, plan: list[_PlannedRun]) -> list[_PlannedRun]:
+    """The runs ``run`` reads: its start model, or for a bank the LoRA runs of its source stage with its axis
+    values (:func:`_bank_adapters`)."""
+    if run.stage.kind == _BANK:
+        return [r for r in plan if r.stage.name == run.stage.bank_of and r.cfg.method == "lora"
+                and all(r.values.get(k) == v for k, v in run.values.items())]
+    return [run.start] if run.start is not None else []
+
+
+def _shard(plan: list[_PlannedRun], index: int, count: int) -> list[_PlannedRun]:
+    """Shard ``index`` (1-based) of ``count``: runs that depend on each other (a start and the runs that start
+    from it, a bank and its adapters) stay together; these groups are spread largest first onto the shard with
+    the fewest runs so far (so the shards get about equal numbers of runs). Runs keep the plan's order."""
+    group = {r.name: r.name for r in plan}  # union-find over run names
+
+    def root(name):
+        while group[name] != name:
+            group[name] = group[group[name]]
+            name = group[name]
+        return name
+
+    for run in plan:
+        for needed in _needs(run, plan):
+            group[root(needed.name)] = root(run.name)
+    groups: dict[str, list[str]] = {}
+    for run in plan:
+        groups.setdefault(root(run.name), []).append(run.name)
+    sizes = [0] * count
+    mine = set()
+    for members in sorted(groups.values(), key=len, reverse=True):  # stable: plan order among equal sizes
+        smallest = sizes.index(min(sizes))
+        sizes[smallest] += len(members)
+        if smallest == index - 1:
+            mine.update(members)
+    return [r for r in plan if r.name in mine]
 
 
 def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Optional[dict] = None,
-              log=print) -> _Manifest | list[_PlannedRun]:
+              log=print, shard: Optional[tuple[int, int]] = None) -> _Manifest | list[_PlannedRun]:
     """Run every planned run of ``design`` into ``root`` (default: ``kaggle.output_root()/design.name``).
 
     Finished runs are skipped; unfinished ones resume from their checkpoint; on Kaggle each run's time budget
     is capped at what is left of the session, a previous session's run attached as an input is restored first,
     and once the session is spent no further run starts (rerun with the output attached to continue). GPU-only
     variants are skipped where ``gpu`` (:func:`arabicpeft.device.gpu_info`, probed when not given) lacks what
-    their precision needs (:data:`arabicpeft.device.PRECISION_HARDWARE`), with the reason. A run that fails is recorded with its error, and so
-    are the runs that would start from it; the others go on. ``dry_run``: print the planned runs, one per
-    line, and return them. Returns the :class:`_Manifest` (also written to ``root/study.json``).
+    their precision needs (:data:`arabicpeft.device.PRECISION_HARDWARE`), with the reason. A run that fails is
+    recorded with its error, and so are the runs that would start from it; the others go on. ``dry_run``: print
+    the planned runs, one per line, and return them. Returns the :class:`_Manifest` (also written to
+    ``root/study.json``).
+
+    ``shard=(k, n)``: run only the k-th (1-based) of n disjoint parts of the plan, so that n processes, one per
+    GPU (``CUDA_VISIBLE_DEVICES=k-1``), run a study at once into one root; runs that depend on each other stay
+    in one part. Raises ValueError unless 1 <= k <= n.
     """
     from . import device, kaggle
 
     plan = design.plan()
-    total = len(plan)
+    label = f"study {design.name}"
+    mine = plan
+    if shard is not None:
+        k, n = shard
+        if not 1 <= k <= n:
+            raise ValueError(f"shard {k}/{n}: k must be between 1 and n.")
+        mine = _shard(plan, k, n)
+        label += f" shard {k}/{n}"
+    total = len(mine)
     if dry_run:
-        for i, run in enumerate(plan, start=1):
+        for i, run in enumerate(mine, start=1):
             start = f"  (starts from {run.start.name})" if run.start else ""
             log(f"run {i}/{total}: {run.name}  [{run.cfg.method}, {run.cfg.dialect}, seed {run.cfg.seed}]{start}")
-        return plan
+        return mine
     root = Path(root) if root else kaggle.output_root() / design.name
     root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
-    manifest = _Manifest(root, design, plan)
-    manifest.write()
+    manifest = _Manifest(root, design, plan, shard=f"{shard[0]}/{shard[1]}" if shard else None)
     gpu = device.gpu_info() if gpu is None else gpu
-    log(f"study {design.name}: {total} runs in {root}")
-    for i, run in enumerate(plan, start=1):
+    log(f"{label}: {total} of {len(plan)} runs in {root}" if shard else f"{label}: {total} runs in {root}")
+    for i, run in enumerate(mine, start=1):
         head = f"run {i}/{total}: {run.label}"
         problem = device.precision_problem(run.cfg.precision, gpu)
         if problem:
@@ -482,7 +546,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             cfg = kaggle.prepare_run(cfg, run.name, root=root, log=lambda m: log(f"    {m}"))
         except SessionTimeSpent as e:
             log(f"{head} — not started: {e}")
-            for later in plan[i - 1:]:
+            for later in mine[i - 1:]:
                 if manifest.runs[later.name]["status"] != "done":
                     manifest.mark(later.name, "planned", f"not started: {e}")
             break
@@ -511,7 +575,7 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             manifest.mark(run.name, "stopped", f"time budget reached at step {step}: rerun to resume", path)
             log(f"{head} — stopped by the time budget at step {step}: rerun (with this output attached) to resume")
     counts = json.loads(manifest.path.read_text(encoding="utf-8"))["counts"]
-    log(f"study {design.name}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; manifest {manifest.path}")
+    log(f"{label}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; manifest {manifest.path}")
     return manifest
 
 

@@ -1,5 +1,6 @@
-"""The layout of ARCHITECTURE.md holds: every module imports only from layers below it, and the modules a Kaggle
-bootstrap or the command line imports first load no torch (GPU pinning must come before torch touches CUDA)."""
+"""The layout of ARCHITECTURE.md holds: every module imports only from layers below it and uses no other module's
+private (_) names, and the modules a Kaggle bootstrap or the command line imports first load no torch (GPU
+pinning must come before torch touches CUDA)."""
 
 import ast
 import subprocess
@@ -42,6 +43,24 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+def private_uses(path: Path) -> set[str]:
+    """``module._name`` of another arabicpeft module that ``path`` imports or reads."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found, aliases = set(), {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            for a in node.names:
+                if node.module and a.name.startswith("_"):
+                    found.add(f"{node.module}.{a.name}")
+                elif not node.module:
+                    aliases[a.asname or a.name] = a.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            found.add(f"{aliases[node.value.id]}.{node.attr}")
+    return {name for name in found if name.split(".")[0] != path.stem}
+
+
 def test_every_module_has_a_layer():
     assert {p.stem for p in PACKAGE.glob("*.py")} == set(RANK)
 
@@ -51,6 +70,11 @@ def test_imports_point_down_the_layers(module):
     upward = {m for m in imports(PACKAGE / f"{module}.py")
               if RANK[m] >= RANK[module] and (module, m) not in UPWARD}
     assert not upward, f"{module} (layer {RANK[module]}) imports {sorted(upward)} from its own layer or above"
+
+
+def test_no_module_uses_another_modules_private_names():
+    used = {p.stem: private_uses(p) for p in PACKAGE.glob("*.py")}
+    assert not {m: sorted(names) for m, names in used.items() if names}
 
 
 @pytest.mark.parametrize("modules", ["arabicpeft", "arabicpeft.device, arabicpeft.kaggle, arabicpeft.profiles",

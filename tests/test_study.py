@@ -234,3 +234,53 @@ def test_run_if_empty_runs_a_design_only_into_an_empty_folder(fake_train, tmp_pa
     bigger = study.peft_vs_full(BASE, variants=["lora", "full", "dora"], dialects=["egyptian"], seeds=[42])
     again = study.run_if_empty(bigger, tmp_path, gpu=NO_GPU, log=lambda m: None)
     assert len(fake_train) == 2 and len(again.runs) == 2  # a folder with results is read as it is
+
+
+def test_shards_split_the_plan_and_keep_dependent_runs_together():
+    design = study.adapter_bank(BASE, dialects=["egyptian", "gulf"], seeds=[42, 84])
+    plan = design.plan()  # 8 dialect runs, 2 pooled, 2 banks (each reads the 2 LoRA runs of its seed)
+    one, two = study._shard(plan, 1, 2), study._shard(plan, 2, 2)
+    assert sorted(r.name for r in one + two) == sorted(r.name for r in plan)
+    assert not {r.name for r in one} & {r.name for r in two}
+    assert [r.name for r in one] == ["dialect/lora_egyptian_seed42", "dialect/lora_gulf_seed42",
+                                     "dialect/full_egyptian_seed42", "dialect/full_gulf_seed42",
+                                     "pooled/seed42", "bank/seed42"]
+    assert [r.name for r in two][-1] == "bank/seed84" and len(two) == 6
+    paper = study.paper(BASE, seeds=[1, 2]).plan()  # dialect runs start from the MSA run of their seed
+    parts = [study._shard(paper, k, 3) for k in (1, 2, 3)]
+    assert sum(map(len, parts)) == len(paper) and all(parts)
+    assert all(r.start in part for part in parts for r in part if r.start is not None)
+    assert study._shard(paper, 1, 1) == paper
+
+
+def test_shards_run_at_once_into_one_root(fake_train, tmp_path):
+    """Two processes, one shard each, at the same time: every run is trained once and the manifest keeps what
+    both wrote (each write rereads the file under a lock)."""
+    import multiprocessing
+
+    design = study.peft_vs_full(BASE, dialects=["egyptian", "levantine", "msa"], seeds=[42, 84])
+    ctx = multiprocessing.get_context("fork")  # the children inherit the fake train.run
+    shards = [ctx.Process(target=study.run_study, args=(design, tmp_path),
+                          kwargs=dict(gpu=NO_GPU, log=lambda m: None, shard=(k, 2))) for k in (1, 2)]
+    for p in shards:
+        p.start()
+    for p in shards:
+        p.join(120)
+    assert [p.exitcode for p in shards] == [0, 0]
+    manifest = json.loads((tmp_path / study._MANIFEST_FILE).read_text(encoding="utf-8"))
+    assert manifest["counts"] == {"done": 12}
+    assert sorted(r["shard"] for r in manifest["runs"]) == ["1/2"] * 6 + ["2/2"] * 6
+    assert all((Path(r["results"])).is_file() for r in manifest["runs"])
+    lines = []
+    study.run_study(design, root=tmp_path, gpu=NO_GPU, log=lines.append)  # unsharded rerun: nothing left to train
+    assert fake_train == [] and sum("finished earlier" in line for line in lines) == 12
+
+
+def test_study_command_takes_a_shard(capsys):
+    cli.main(["study", "peft_vs_full", "--dialects", "egyptian,gulf", "--seeds", "42", "--shard", "2/2", "--dry-run"])
+    assert capsys.readouterr().out.splitlines()[:2] == [  # the 2nd and 4th of the 4 single-run groups
+        "run 1/2: train/lora_gulf_seed42  [lora, gulf, seed 42]",
+        "run 2/2: train/full_gulf_seed42  [full, gulf, seed 42]"]
+    with pytest.raises(SystemExit):
+        cli.main(["study", "peft_vs_full", "--shard", "3/2", "--dry-run"])
+    assert "'3/2': K must be between 1 and N" in capsys.readouterr().err
