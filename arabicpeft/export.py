@@ -301,7 +301,7 @@ def upload(folder, repo_id: str, target: str = "hf", token: Optional[str] = None
     Needs the network and a token (``token``, or ``HF_TOKEN`` / ``huggingface-cli login``; Kaggle: its API
     credentials). Raises ConnectionError, before any upload, when the network or the hub is off.
     """
-    from .data import hub_offline_mode, hub_reachable
+    from .kaggle import hub_offline_mode, hub_reachable
 
     if target not in _UPLOAD_TARGETS:
         raise ValueError(f"Unknown upload target {target!r}; choose one of {', '.join(_UPLOAD_TARGETS)}.")

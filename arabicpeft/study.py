@@ -267,7 +267,7 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
 
     Every model is scored on every test set; the fine-tuned runs' scores before training are the balanced
     model's (R[0, d]), so gain on the target and forgetting elsewhere come with paired bootstrap CIs
-    (:func:`analysis.gain_forgetting_table`).
+    (:meth:`arabicpeft.analysis.StudyReport.gain_forgetting`).
     """
     if "balanced" not in mixtures:
         raise ValueError("The fine-tuning stage starts from the balanced pooled model: include 'balanced'.")
