@@ -443,7 +443,7 @@ def _matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) 
     return pd.DataFrame(plots.heatmap_labels(mean, sd, decimals), index=mean.index, columns=mean.columns)
 
 
-def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: int = 0,
+def bank_comparison(utts: pd.DataFrame, n_boot: int | None = None, seed: int = 0,
                     level: float = stats.LEVEL) -> pd.DataFrame:
     """The adapter bank against the alternatives on the test sets it covers: the base model (the bank's
     adapters disabled), every pooled model (dialect "all": natural or balanced mixture, LoRA or full), and
@@ -452,10 +452,12 @@ def bank_comparison(utts: pd.DataFrame, n_boot: int = stats.N_RESAMPLES, seed: i
 
     ``utts``: ``Runs.utterances()`` (with the start rows). Returns :func:`_system_table` rows (mean over
     seeds, SD, utterance-bootstrap CI) with a ``role`` column ("base", "adapter bank", "pooled <mixture>",
-    "own dialect") and ``variant`` relabelled "<role>: <variant>" for legends.
+    "own dialect") and ``variant`` relabelled "<role>: <variant>" for legends. ``n_boot``: bootstrap replicates
+    (None: as :class:`StudyReport`).
     """
     require_columns(utts, ["path", "train_set", "scored", "test_set", "dialect", "kind", "start_model"],
                     "bank_comparison")
+    n_boot = _n_boot(n_boot)
     # the bank's runs: their trained rows say train_set "bank", their start rows (adapters disabled) "start"
     bank = utts[utts["path"].isin(set(utts.loc[utts["train_set"] == BANK_TRAIN_SET, "path"]))]
     if bank.empty:
@@ -532,6 +534,11 @@ BANK_COLUMNS = ["role", "variant", "test_set", "k", "wer", "wer_low", "wer_high"
 _CI_PROFILE_N_BOOT = 2_000  # bootstrap replicates under the ci profile (tiny runs: the numbers mean nothing)
 
 
+def _n_boot(n_boot: int | None) -> int:
+    """``n_boot``, or the default: :data:`stats.N_RESAMPLES`, :data:`_CI_PROFILE_N_BOOT` under the ci profile."""
+    return n_boot or (_CI_PROFILE_N_BOOT if profiles.current() == "ci" else stats.N_RESAMPLES)
+
+
 def _file_label(variant: str) -> str:
     """A variant label as part of a file name: "lora fp32 r32" -> "lora_fp32_r32"."""
     return "_".join(str(variant).split())
@@ -598,7 +605,7 @@ class StudyReport:
         self.runs = runs
         self.output_dir = project_path(output_dir) if output_dir else Path(runs.root) / "analysis"
         self.scheme = scheme
-        self.n_boot = n_boot or (_CI_PROFILE_N_BOOT if profiles.current() == "ci" else stats.N_RESAMPLES)
+        self.n_boot = _n_boot(n_boot)
         self._utterances = self._scores = None
 
     def __repr__(self) -> str:
