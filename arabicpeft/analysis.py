@@ -31,7 +31,7 @@ from . import plots, profiles, stats
 from .dialects import MSA, POOLED
 from .paper import WITH_PRETRAINING, figure_data
 from .plots import require_columns
-from .results import BANK_TRAIN_SET, MIB, START, TRAINED, TRAINING
+from .results import BANK_TRAIN_SET, MIB, START, TRAINED, TRAINING, load_runs
 
 _METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_chars")}
 # a system: one config, all its seeds (``system`` decides; the others are its readable parts)
@@ -207,9 +207,13 @@ def _compare_methods(utts: pd.DataFrame, a: str = _BASELINE, b: str = _PEFT, met
                            "seed_sd", "equivalent"]
     out = pd.DataFrame(rows, columns=[c for c in columns if c != "p_holm"])
     if out.empty:
-        raise ValueError(f"No (context, train_set, test_set) cell has runs of both {a!r} and {b!r}.")
+        raise _NoPairs(f"No (context, train_set, test_set) cell has runs of both {a!r} and {b!r}.")
     out["p_holm"] = stats.holm(out["p"].to_numpy())
     return out[columns]
+
+
+class _NoPairs(ValueError):
+    """No runs of both methods to compare (a study still running, or a design without both)."""
 
 
 def _compare(rows_a, rows_b, a, b, metric, test_set, n_boot, seed, level) -> dict:
@@ -549,7 +553,9 @@ def _data_notice(frame: pd.DataFrame, root) -> _Note:
     ``root``): that there are none, that some come from the synthetic sample set (:data:`_SYNTHETIC_NOTICE`), or
     nothing (an empty Note)."""
     if frame.empty:
-        return _Note(f"No results in `{root}`: run a study into it, or point the notebook at a folder of results.")
+        missing = "" if Path(root).is_dir() else " (the folder does not exist: a typo?)"
+        return _Note(f"No results in `{root}`{missing}: run a study into it, or point the notebook at a folder of "
+                     "results.")
     return _SYNTHETIC_NOTICE if frame["synthetic"].eq(True).any() else _Note("")
 
 
@@ -591,7 +597,8 @@ class StudyReport:
     them under :attr:`output_dir` (tables as CSV + LaTeX, figures as PNG + PDF) and returns what a notebook
     shows, in order (tables, figures and Markdown notes), for ``display(*section)``.
 
-    ``runs``: a :class:`~arabicpeft.results.Runs` (``load_runs(root)`` or :func:`arabicpeft.study.run_if_empty`).
+    ``runs``: a :class:`~arabicpeft.results.Runs` (``load_runs(root)`` or :func:`arabicpeft.study.run_if_empty`),
+    or the folder to read it from. With no results there, every section returns [a Note saying so].
     ``output_dir``: where the tables and figures go (relative paths: :func:`project_path`; None: the runs
     root's ``analysis`` folder). ``scheme``: the scoring read ("raw", "leaderboard", "ar_norm_v2", ...), named
     in the captions. ``n_boot``: bootstrap replicates and permutations (None: 10,000; 2,000 under the ci
@@ -602,8 +609,8 @@ class StudyReport:
     """
 
     def __init__(self, runs, output_dir=None, scheme: str = "raw", n_boot: int | None = None):
-        self.runs = runs
-        self.output_dir = project_path(output_dir) if output_dir else Path(runs.root) / "analysis"
+        self.runs = runs if hasattr(runs, "runs") else load_runs(runs)
+        self.output_dir = project_path(output_dir) if output_dir else Path(self.runs.root) / "analysis"
         self.scheme = scheme
         self.n_boot = _n_boot(n_boot)
         self._utterances = self._scores = None
@@ -653,6 +660,8 @@ class StudyReport:
         (:func:`_system_table`: mean over seeds, SD, bootstrap CI of the mean and t-interval over seeds), written
         as ``rates_per_run`` and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`). Returns
         [system table, figure]."""
+        if self.runs.runs.empty:
+            return [_data_notice(self.runs.runs, self.runs.root)]
         per_run = _rate_table(self.utterances, n_boot=self.n_boot)
         rates = _system_table(self.utterances, n_boot=self.n_boot)
         fig = plots.fig_rates(rates, per_run=per_run)
@@ -666,9 +675,14 @@ class StudyReport:
         """Variant ``b`` vs ``a`` (default every LoRA variant vs full fine-tuning; :func:`_compare_methods`: Δ with
         two-level bootstrap CI, paired CI, Holm-adjusted permutation p, Hedges' g, equivalence within the seed
         spread), written as ``peft_vs_full`` (table and figure, :func:`plots.fig_method_comparison`). Returns
-        [the WER and CER :func:`_equivalence_statement` as a Note, the table, the figure]. Raises ValueError
-        when no cell has runs of both."""
-        table = _compare_methods(self.utterances, a=a, b=b, n_boot=self.n_boot)
+        [the WER and CER :func:`_equivalence_statement` as a Note, the table, the figure], or [a Note] when no
+        cell has runs of both (yet)."""
+        if self.runs.runs.empty:
+            return [_data_notice(self.runs.runs, self.runs.root)]
+        try:
+            table = _compare_methods(self.utterances, a=a, b=b, n_boot=self.n_boot)
+        except _NoPairs as e:
+            return [_Note(f"{e} No comparison: a study still running, or a design without both.")]
         fig = plots.fig_method_comparison(table)
         self._save("peft_vs_full", table, fig, float_format="%.4g",
                    caption=f"{b} vs {a}: difference of seed means (% points)", label="tab:peft-vs-full")
@@ -680,6 +694,8 @@ class StudyReport:
         :func:`_matrix_table` ("mean (± sd)" over seeds of WER) and :func:`plots.fig4_heatmap` (all train sets,
         titled "<variant> (<stage>)"), both written as ``matrix_<stage>_<variant>``. Returns [a Note
         "**<variant>** (<stage>)", table, figure] per matrix."""
+        if self.runs.runs.empty:
+            return [_data_notice(self.runs.runs, self.runs.root)]
         scores, shown = self.scores, []
         for stage in scores["stage"].dropna().unique():
             for variant, part in _by_method(scores, stages=[stage]).items():
@@ -698,6 +714,8 @@ class StudyReport:
         :func:`_gain_forgetting_table` for WER and CER), written as ``gain_forgetting`` (table) and
         ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting` by variant). Returns [WER
         figure, CER figure, table], or [a Note] when no run scored its starting model."""
+        if self.runs.runs.empty:
+            return [_data_notice(self.runs.runs, self.runs.root)]
         with_start = _scored_start(self.utterances)
         if with_start.empty:
             return [_Note("No run scored its starting model (`evaluate_before`): no gain/forgetting table.")]
@@ -715,6 +733,8 @@ class StudyReport:
         """The adapter bank against its alternatives (:func:`bank_comparison`), written as ``bank_vs_pooled``
         (table and figure, :func:`plots.fig_rates`). Returns [the :data:`BANK_COLUMNS` of the table, the figure],
         or [a Note] when the runs hold no adapter-bank evaluation."""
+        if self.runs.runs.empty:
+            return [_data_notice(self.runs.runs, self.runs.root)]
         if not (self.utterances["train_set"] == BANK_TRAIN_SET).any():
             return [_Note("No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one).")]
         table = bank_comparison(self.utterances, n_boot=self.n_boot)
@@ -727,6 +747,8 @@ class StudyReport:
         """The MSA train-size curve of each method (:func:`_msa_trainsize_frame`, :func:`plots.fig1_msa_trainsize`),
         table and figure written as ``msa_curve_<variant>``. Returns the figures, or [a Note] when the training
         runs on ``msa`` do not span several train sizes."""
+        if self.runs.runs.empty:
+            return [_data_notice(self.runs.runs, self.runs.root)]
         scores = self.scores
         trained_msa = scores[(scores["dialect"] == msa) & (scores["kind"] == TRAINING)]
         if trained_msa["n_train"].nunique() < 2:
@@ -742,6 +764,8 @@ class StudyReport:
         """The efficiency table (:func:`_efficiency_summary`: per system, mean and SD over seeds of trainable
         parameters, peak memory, wall time, samples/s and bytes on disk) and :func:`plots.fig_efficiency`, both
         written as ``efficiency``. Returns [figure, table]."""
+        if self.runs.runs.empty:
+            return [_data_notice(self.runs.runs, self.runs.root)]
         table = _efficiency_summary(self.runs.runs)
         fig = plots.fig_efficiency(self.runs.runs)
         self._save("efficiency", table, fig, float_format="%.4g", caption="Efficiency, mean and SD over seeds",

@@ -484,6 +484,10 @@ def _cmd_study(args) -> Path:
         overrides["test_sets"] = args.test_sets
     name = args.preset or args.design
     if name in study.PRESETS:
+        given = [k for k in _DESIGN_OPTIONS if getattr(args, k) is not None and k != "test_sets"]  # a config field too
+        if given:
+            raise UserError(f"the preset {name} takes no {', '.join('--' + k.replace('_', '-') for k in given)}",
+                            "drop them, or give a design (" + ", ".join(study.DESIGNS) + ") with its options.")
         base = study.offline_mini_base() if name == "offline-mini" else ExperimentConfig()
         base = profiles.apply(dataclasses.replace(base, **overrides))
         design = study.design(name, base)
@@ -501,8 +505,10 @@ def _cmd_study(args) -> Path:
         base = profiles.apply(ExperimentConfig(**overrides))
         design = study.design(name, base, **options)
     result = study.run_study(design, root=args.output_dir, dry_run=args.dry_run, shard=args.shard)
-    if args.dry_run:
-        return Path(args.output_dir or ".")
+    if args.dry_run:  # where the study would go
+        from .kaggle import output_root
+
+        return Path(args.output_dir) if args.output_dir else output_root() / design.name
     return result.path
 
 

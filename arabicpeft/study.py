@@ -19,6 +19,7 @@ Public: :data:`VARIANTS`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .config import ExperimentConfig
-from .errors import SessionTimeSpent
+from .errors import SessionTimeSpent, UserError
 from .dialects import DIALECTS, MSA, POOLED
 from .results import TRAINING, read_results
 from .run_dir import RESULTS_FILE, RunDir, write_json_atomic
@@ -42,6 +43,7 @@ _PAPER_TEST_SETS = (*DIALECTS, MSA)
 _PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
 _MANIFEST_FILE = "study.json"
 _MANIFEST_SCHEMA = "arabicpeft.study/1"
+_LOCKS_DIR = ".locks"  # in the study root: one lock per run, held by the process running it
 _MERGED_DIR = "merged"  # a LoRA start merged into its base, saved inside the start run's directory
 _BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: TRAINING)
 
@@ -419,7 +421,7 @@ class _Manifest:
         self.runs = {r.name: {"name": r.name, "stage": r.stage.name, "kind": r.stage.kind, "values": r.values,
                               "label": r.label, "start": r.start.name if r.start else None, "status": "planned",
                               "reason": None, "results": None} for r in plan}
-        self._update({})
+        self._update({}, same_design=shard is not None)
 
     def mark(self, name: str, status: str, reason: Optional[str] = None, results=None) -> None:
         self._update({name: dict(status=status, reason=reason, results=str(results) if results else None,
@@ -433,13 +435,21 @@ class _Manifest:
         columns = ["name", "status", "reason"]
         return pd.DataFrame([[r[c] for c in columns] for r in self.runs.values()], columns=columns)
 
-    def _update(self, changes: dict) -> Path:
-        """Reread the file (what other shards wrote), apply ``changes`` ({run name: fields}), write it back."""
+    def _update(self, changes: dict, same_design: bool = False) -> Path:
+        """Reread the file (what other shards wrote), apply ``changes`` ({run name: fields}), write it back.
+        ``same_design``: raise :class:`~arabicpeft.errors.UserError` when the file holds another design (the
+        parts of one study must plan the same runs, or some would run twice and others never)."""
         from filelock import FileLock
 
+        design = json.loads(json.dumps(self.design.to_dict()))
         with FileLock(str(self.path) + ".lock"):
             if self.path.is_file():
-                on_disk = {r["name"]: r for r in json.loads(self.path.read_text(encoding="utf-8")).get("runs", [])}
+                recorded = json.loads(self.path.read_text(encoding="utf-8"))
+                if same_design and recorded.get("design") != design:
+                    raise UserError(f"{self.path} holds another design than this part's {self.shard} (other "
+                                    "options, seeds or profile)", "give every part the same options, or delete "
+                                    "study.json to re-plan (finished runs are kept and skipped).")
+                on_disk = {r["name"]: r for r in recorded.get("runs", [])}
                 for name, entry in self.runs.items():  # the plan's fields from this design, the rest as recorded
                     kept = {k: v for k, v in on_disk.get(name, {}).items() if k not in _PLAN_FIELDS}
                     self.runs[name] = {**entry, **kept}
@@ -448,7 +458,7 @@ class _Manifest:
             counts = {}
             for r in self.runs.values():
                 counts[r["status"]] = counts.get(r["status"], 0) + 1
-            return write_json_atomic(self.path, {"schema": _MANIFEST_SCHEMA, "design": self.design.to_dict(),
+            return write_json_atomic(self.path, {"schema": _MANIFEST_SCHEMA, "design": design,
                                                  "counts": counts, "runs": list(self.runs.values())})
 
 
@@ -464,10 +474,9 @@ def _needs(run: _PlannedRun, plan: list[_PlannedRun]) -> list[_PlannedRun]:
     return [run.start] if run.start is not None else []
 
 
-def _shard(plan: list[_PlannedRun], index: int, count: int) -> list[_PlannedRun]:
-    """Shard ``index`` (1-based) of ``count``: runs that depend on each other (a start and the runs that start
-    from it, a bank and its adapters) stay together; these groups are spread largest first onto the shard with
-    the fewest runs so far (so the shards get about equal numbers of runs). Runs keep the plan's order."""
+def _groups(plan: list[_PlannedRun]) -> list[list[str]]:
+    """The run names of ``plan`` in groups that must run in one process: a start and the runs that start from
+    it, a bank and its adapters (:func:`_needs`). In plan order."""
     group = {r.name: r.name for r in plan}  # union-find over run names
 
     def root(name):
@@ -482,9 +491,15 @@ def _shard(plan: list[_PlannedRun], index: int, count: int) -> list[_PlannedRun]
     groups: dict[str, list[str]] = {}
     for run in plan:
         groups.setdefault(root(run.name), []).append(run.name)
+    return list(groups.values())
+
+
+def _shard(plan: list[_PlannedRun], index: int, count: int) -> list[_PlannedRun]:
+    """Shard ``index`` (1-based) of ``count``: the :func:`_groups` spread largest first onto the shard with the
+    fewest runs so far (so the shards get about equal numbers of runs). Runs keep the plan's order."""
     sizes = [0] * count
     mine = set()
-    for members in sorted(groups.values(), key=len, reverse=True):  # stable: plan order among equal sizes
+    for members in sorted(_groups(plan), key=len, reverse=True):  # stable: plan order among equal sizes
         smallest = sizes.index(min(sizes))
         sizes[smallest] += len(members)
         if smallest == index - 1:
@@ -507,8 +522,12 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
 
     ``shard=(k, n)``: run only the k-th (1-based) of n disjoint parts of the plan, so that n processes, one per
     GPU (``CUDA_VISIBLE_DEVICES=k-1``), run a study at once into one root; runs that depend on each other stay
-    in one part. Raises ValueError unless 1 <= k <= n.
+    in one part; a run another process holds (its lock under ``root/.locks``) is left to it. Raises ValueError
+    unless 1 <= k <= n, and :class:`~arabicpeft.errors.UserError` when part k is empty (more parts than groups
+    of runs) or ``root/study.json`` holds another design.
     """
+    from filelock import Timeout
+
     from . import device, kaggle
 
     plan = design.plan()
@@ -520,6 +539,11 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
             raise ValueError(f"shard {k}/{n}: k must be between 1 and n.")
         mine = _shard(plan, k, n)
         label += f" shard {k}/{n}"
+        if not mine:
+            groups = len(_groups(plan))
+            raise UserError(f"part {k} of {n} of study {design.name} is empty: its {len(plan)} runs form {groups} "
+                            "groups that each run in one process (a start and the runs that start from it, a bank "
+                            "and its adapters)", f"split it into at most {groups} parts (--shard K/{groups}).")
     total = len(mine)
     if dry_run:
         for i, run in enumerate(mine, start=1):
@@ -534,49 +558,81 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
     log(f"{label}: {total} of {len(plan)} runs in {root}" if shard else f"{label}: {total} runs in {root}")
     for i, run in enumerate(mine, start=1):
         head = f"run {i}/{total}: {run.label}"
-        problem = device.precision_problem(run.cfg.precision, gpu)
-        if problem:
-            log(f"{head} — skipped: {problem}")
-            manifest.mark(run.name, "skipped", problem)
-            continue
-        cfg = run.cfg
+        lock = _run_lock(root, run)
         try:
-            if run.start is not None:
-                cfg = _start_model(run, root, cfg)
-            cfg = kaggle.prepare_run(cfg, run.name, root=root, log=lambda m: log(f"    {m}"))
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"{head} — left alone: another process is running it ({lock.lock_file} is held)")
+            continue
+        try:
+            _attempt(run, head, manifest, root, gpu, log)
         except SessionTimeSpent as e:
             log(f"{head} — not started: {e}")
             for later in mine[i - 1:]:
                 if manifest.runs[later.name]["status"] != "done":
                     manifest.mark(later.name, "planned", f"not started: {e}")
             break
-        except Exception as e:  # recorded; the runs that do not depend on it go on
-            log(f"{head} — failed before training: {type(e).__name__}: {e}")
-            manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
-            continue
-        done = Path(cfg.output_dir) / RESULTS_FILE
-        if _is_complete(done):
-            log(f"{head} — finished earlier: {done}")
-            manifest.mark(run.name, "done", results=done)
-            continue
-        step = RunDir(cfg.output_dir).latest_step()
-        log(f"{head} — " + (f"resumed at step {step}" if step is not None else "started"))
-        try:
-            path = _execute(run, cfg, root)
-        except Exception as e:
-            log(f"{head} — failed: {type(e).__name__}: {e}")
-            manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
-            continue
-        if _is_complete(path):
-            manifest.mark(run.name, "done", results=path)
-            log(f"{head} — done: {path}")
-        else:
-            step = read_results(path).get("training", {}).get("stopped_by_time_budget_at_step")
-            manifest.mark(run.name, "stopped", f"time budget reached at step {step}: rerun to resume", path)
-            log(f"{head} — stopped by the time budget at step {step}: rerun (with this output attached) to resume")
+        finally:
+            lock.release()
     counts = json.loads(manifest.path.read_text(encoding="utf-8"))["counts"]
-    log(f"{label}: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + f"; manifest {manifest.path}")
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    if shard:
+        mine_counts = collections.Counter(manifest.runs[r.name]["status"] for r in mine)
+        summary = ", ".join(f"{n} {s}" for s, n in mine_counts.items()) + f" (whole study: {summary})"
+    log(f"{label}: {summary}; manifest {manifest.path}")
     return manifest
+
+
+def _run_lock(root: Path, run: _PlannedRun):
+    """The lock a process holds while it prepares, trains or scores ``run`` (``root/.locks/<run name>.lock``),
+    so that two processes never train one run into one folder at once."""
+    from filelock import FileLock
+
+    path = root / _LOCKS_DIR / f"{run.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path))
+
+
+def _attempt(run: _PlannedRun, head: str, manifest: _Manifest, root: Path, gpu: dict, log) -> None:
+    """Run (or skip, resume, record the failure of) one planned run, holding its lock; raises SessionTimeSpent."""
+    from . import device, kaggle
+
+    problem = device.precision_problem(run.cfg.precision, gpu)
+    if problem:
+        log(f"{head} — skipped: {problem}")
+        manifest.mark(run.name, "skipped", problem)
+        return
+    cfg = run.cfg
+    try:
+        if run.start is not None:
+            cfg = _start_model(run, root, cfg)
+        cfg = kaggle.prepare_run(cfg, run.name, root=root, log=lambda m: log(f"    {m}"))
+    except SessionTimeSpent:
+        raise
+    except Exception as e:  # recorded; the runs that do not depend on it go on
+        log(f"{head} — failed before training: {type(e).__name__}: {e}")
+        manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
+        return
+    done = Path(cfg.output_dir) / RESULTS_FILE
+    if _is_complete(done):
+        log(f"{head} — finished earlier: {done}")
+        manifest.mark(run.name, "done", results=done)
+        return
+    step = RunDir(cfg.output_dir).latest_step()
+    log(f"{head} — " + (f"resumed at step {step}" if step is not None else "started"))
+    try:
+        path = _execute(run, cfg, root)
+    except Exception as e:
+        log(f"{head} — failed: {type(e).__name__}: {e}")
+        manifest.mark(run.name, "failed", f"{type(e).__name__}: {e}")
+        return
+    if _is_complete(path):
+        manifest.mark(run.name, "done", results=path)
+        log(f"{head} — done: {path}")
+    else:
+        step = read_results(path).get("training", {}).get("stopped_by_time_budget_at_step")
+        manifest.mark(run.name, "stopped", f"time budget reached at step {step}: rerun to resume", path)
+        log(f"{head} — stopped by the time budget at step {step}: rerun (with this output attached) to resume")
 
 
 def run_if_empty(design: StudyDesign, root, gpu: Optional[dict] = None, log=print):

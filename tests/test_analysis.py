@@ -504,3 +504,16 @@ def test_data_notice_and_overview(study, tmp_path):
     assert table["runs"].tolist() == [3, 3] and table["seeds"].tolist() == [[42, 84, 168]] * 2
     [empty] = analysis.StudyReport(load_runs(tmp_path)).overview()
     assert "No results in" in empty
+
+
+def test_a_report_of_a_missing_or_unfinished_study_says_so_in_every_section(study, tmp_path):
+    report = analysis.StudyReport(tmp_path / "typo")  # a folder: read with load_runs
+    sections = ["rates", "comparison", "matrix", "gain_forgetting", "bank", "msa_curve", "efficiency"]
+    for name in sections:
+        [note] = getattr(report, name)()
+        assert note == (f"No results in `{tmp_path / 'typo'}` (the folder does not exist: a typo?): run a study "
+                        "into it, or point the notebook at a folder of results."), name
+    report = analysis.StudyReport(study, tmp_path, n_boot=7)  # as if its full fine-tunes had not finished yet
+    report._utterances = report.utterances[~report.utterances["variant"].str.startswith("full")]
+    [note] = report.comparison()
+    assert note.startswith("No (context, train_set, test_set) cell has runs of both 'full' and 'lora'.")

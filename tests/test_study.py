@@ -284,3 +284,40 @@ def test_study_command_takes_a_shard(capsys):
     with pytest.raises(SystemExit):
         cli.main(["study", "peft_vs_full", "--shard", "3/2", "--dry-run"])
     assert "'3/2': K must be between 1 and N" in capsys.readouterr().err
+
+
+def test_a_part_refuses_another_design_and_an_empty_part_says_how_many_parts_fit(fake_train, tmp_path):
+    from arabicpeft.errors import UserError
+
+    two_seeds = study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42, 84])
+    study.run_study(two_seeds, root=tmp_path, gpu=NO_GPU, log=lambda m: None, shard=(1, 2))
+    other_seeds = study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42, 168])
+    with pytest.raises(UserError, match="holds another design than this part's 2/2"):
+        study.run_study(other_seeds, root=tmp_path, gpu=NO_GPU, log=lambda m: None, shard=(2, 2))
+    with pytest.raises(UserError, match=r"its 2 runs form 2 groups .* at most 2 parts \(--shard K/2\)"):
+        study.run_study(two_seeds, root=tmp_path, dry_run=True, log=lambda m: None, shard=(3, 3))
+    assert len(fake_train) == 1
+
+
+def test_a_run_another_process_holds_is_left_to_it(fake_train, tmp_path):
+    design = study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian", "levantine"], seeds=[42])
+    held = study._run_lock(tmp_path, design.plan()[0])
+    held.acquire()  # another process would hold it the same way (filelock locks are per process and file)
+    lines = []
+    try:
+        manifest = study.run_study(design, root=tmp_path, gpu=NO_GPU, log=lines.append)
+    finally:
+        held.release()
+    assert [c.dialect for c in fake_train] == ["levantine"]
+    assert any(line.startswith("run 1/2: train: lora egyptian seed 42 — left alone: another process is running it")
+               for line in lines)
+    assert manifest.runs["train/lora_egyptian_seed42"]["status"] == "planned"
+
+
+def test_a_preset_refuses_design_options_and_a_dry_run_names_the_study_root(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("ARABICPEFT_OUTPUT", str(tmp_path))
+    with pytest.raises(SystemExit):
+        cli.main(["study", "--preset", "offline-mini", "--seeds", "42", "--dry-run"])
+    assert "error: the preset offline-mini takes no --seeds" in capsys.readouterr().err
+    cli.main(["study", "peft_vs_full", "--dialects", "egyptian", "--seeds", "42", "--dry-run"])
+    assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "peft_vs_full")
