@@ -238,7 +238,8 @@ def _ints(text: str) -> list[int]:
 def _main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", choices=("demo", "inference", "eval", "cache", "data", "gpu", "memory",
-                        "_worker", "_steps"), default="demo",
+                        "_worker", "_steps"), default="demo",  # the _ modes: the subprocess of one measured row
+                        metavar="{demo,inference,eval,cache,data,gpu,memory}",
                         help="demo: the main job end to end (default); inference: transcription speed by backend; "
                         "eval: evaluation decoding paths side by side; cache: the feature cache's bytes, read speed "
                         "and float16 WER effect; data: step time with each data path vs the model alone; gpu: training "
