@@ -330,13 +330,12 @@ def _bank_members(path: Path) -> dict[str, Path]:
     members: dict[str, list[Path]] = {}
     bad: dict[str, str] = {}
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        adapter = sub / "model" if saved_kind(sub) == "run" else sub
-        kind = saved_kind(adapter)
-        cfg = ExperimentConfig.saved_with(adapter) if kind == "adapter" else None
+        adapter, why = _member_adapter(sub)
+        cfg = None if why else ExperimentConfig.saved_with(adapter)
         if cfg is not None:
             members.setdefault(cfg.dialect, []).append(adapter)
         else:
-            bad[sub.name] = _NOT_A_MEMBER[kind]
+            bad[sub.name] = why or f"an adapter without {CONFIG_FILE}: its dialect is unknown"
     if members and bad:
         raise ValueError(f"The adapter bank {path} has subfolders that are not LoRA adapters: "
                          + "; ".join(f"{name}/ ({why})" for name, why in bad.items())
@@ -349,12 +348,41 @@ def _bank_members(path: Path) -> dict[str, Path]:
     return {d: ps[0] for d, ps in members.items()}
 
 
-_NOT_A_MEMBER = {  # why a bank subfolder of each saved_kind is not a member
+_NOT_A_MEMBER = {  # why a bank member of each saved_kind is not an adapter
     None: "holds no adapter_config.json, nor a run's model/",
     "model": "a full or merged model, not an adapter",
     "ct2": "a CTranslate2 export, not an adapter",
-    "adapter": f"an adapter without {CONFIG_FILE}: its dialect is unknown",
 }
+
+
+def _member_adapter(path: Path) -> tuple[Path, Optional[str]]:
+    """(the adapter folder of a bank member: ``path`` or its run's ``model/``, why it is not an adapter or None)."""
+    if not path.exists():
+        return path, "does not exist"
+    adapter = path / "model" if saved_kind(path) == "run" else path
+    kind = saved_kind(adapter)
+    return adapter, None if kind == "adapter" else _NOT_A_MEMBER[kind]
+
+
+def _mapped_members(reference: Mapping) -> dict[str, Path]:
+    """{dialect name: adapter dir} of a bank given as a mapping; ValueError for an empty mapping, an unknown
+    dialect, or a value that is not an adapter (nor a run holding one)."""
+    from . import dialects
+
+    if not reference:
+        raise ValueError("An adapter bank needs at least one adapter: give a mapping {dialect: adapter folder}, "
+                         "not an empty one.")
+    members, bad = {}, {}
+    for dialect, folder in reference.items():
+        adapter, why = _member_adapter(Path(folder).expanduser())
+        members[dialects.get(dialect).name] = adapter
+        if why:
+            bad[dialect] = f"{folder} ({why})"
+    if bad:
+        raise ValueError("Adapter bank members that are not LoRA adapters: "
+                         + "; ".join(f"{d}: {where}" for d, where in bad.items())
+                         + ". Give each dialect an adapter folder (or the run folder holding it in model/).")
+    return members
 
 
 def load_model(reference, precision: Optional[str] = None, full_window: bool = False) -> LoadedModel:
@@ -370,10 +398,12 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
 
     Raises :class:`arabicpeft.errors.SetupError` for a path that does not exist or a folder that holds no
     model, ValueError for a CTranslate2 export (load it with :func:`arabicpeft.export.load_ct2`) and for a bank
-    folder with a subfolder that is not an adapter with its run config (a full model, an empty or misnamed folder).
+    folder with a subfolder that is not an adapter with its run config (a full model, an empty or misnamed folder)
+    or a bank mapping that is empty, has an unknown dialect or a value that is not an adapter (nor a run holding
+    one).
     """
     if isinstance(reference, Mapping):  # a bank of adapters from anywhere, e.g. the runs of a study
-        adapters = {d: Path(p) for d, p in reference.items()}
+        adapters = _mapped_members(reference)
         parent = Path(os.path.commonpath([str(p.resolve()) for p in adapters.values()]))
         return _load_bank(parent, adapters, precision, full_window)
     check_model_name(reference, saved=True)

@@ -64,3 +64,22 @@ def test_a_bank_folder_with_members_that_are_not_adapters_is_refused_naming_each
     assert "levantin/ (holds no adapter_config.json" in message
     assert "ipynb" not in message and "egyptian/" not in message
     assert "Move them out of the bank folder" in message
+
+
+def test_a_bank_mapping_is_checked_and_takes_run_folders(adapters, tmp_path):
+    from arabicpeft.model import load_model
+
+    runs = {d: p.parent for d, p in adapters.items()}  # the run folders holding model/
+    loaded = load_model(runs)
+    assert loaded.kind == "bank" and loaded.adapters == {d: str(p) for d, p in adapters.items()}
+    with pytest.raises(ValueError, match=r"needs at least one adapter: give a mapping \{dialect: adapter folder\}"):
+        load_model({})
+    with pytest.raises(ValueError, match="Unknown dialect 'klingon'. Valid names: "):
+        load_model({"klingon": adapters["egyptian"]})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError) as caught:
+        load_model({"egyptian": adapters["egyptian"], "gulf": tmp_path / "nope", "levantine": tmp_path / "empty"})
+    assert str(caught.value) == (
+        f"Adapter bank members that are not LoRA adapters: gulf: {tmp_path / 'nope'} (does not exist); "
+        f"levantine: {tmp_path / 'empty'} (holds no adapter_config.json, nor a run's model/). Give each dialect an "
+        "adapter folder (or the run folder holding it in model/).")
