@@ -7,8 +7,8 @@ Language Arabic and task transcribe are forced; decoding is greedy unless ``beam
 no longer than the window is decoded in one piece without timestamps, exactly as training and evaluation
 decode, and gets one segment spanning the clip.
 
-Public: :data:`TRANSCRIPTS_FILE`, :data:`SUBTITLE_FORMATS`, :class:`Transcript`, :func:`collect_audio`, :func:`sample_clips`,
-:func:`concatenate_clips`, :func:`transcribe_files`, :func:`transcripts_frame`.
+Public: :data:`TRANSCRIPTS_FILE`, :data:`SUBTITLE_FORMATS`, :class:`Transcript`, :func:`collect_audio`,
+:func:`sample_clips`, :func:`concatenate_clips`, :func:`transcribe_files`, :func:`transcripts_frame`.
 """
 
 from __future__ import annotations
