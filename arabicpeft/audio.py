@@ -124,12 +124,27 @@ def load_audio(data: Any, sampling_rate: Optional[int] = None) -> np.ndarray:
         audio, rate = _decode(data)
     audio = _to_mono(audio)
     if audio.size == 0:
-        raise AudioError("The audio is empty (0 samples).")
+        named = f" {os.fspath(data)}" if isinstance(data, (str, os.PathLike)) else ""
+        raise AudioError(f"The audio{named} is empty (0 samples): give a clip with sound, or leave it out.")
     if not np.all(np.isfinite(audio)):
         raise NonFiniteAudio("The audio contains NaN or infinite samples: re-export the clip, or drop it.")
     if rate != SAMPLE_RATE:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
     return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def file_seconds(path) -> float:
+    """The duration of the audio file ``path`` in seconds, from its header (nothing is decoded: cheap enough to
+    check every input before a model loads). Raises :class:`AudioError` naming the file when libsndfile cannot
+    read it or it is shorter than :data:`MIN_SECONDS` (e.g. empty)."""
+    try:
+        info = sf.info(os.fspath(path))
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError for corrupt or unknown formats
+        raise AudioError(f"{path} cannot be read as audio ({e})") from e
+    seconds = info.frames / info.samplerate
+    if seconds < MIN_SECONDS:
+        raise AudioError(f"{path} is {seconds:.3f} s long ({info.frames} samples), shorter than {MIN_SECONDS} s")
+    return seconds
 
 
 def check_duration(audio: np.ndarray, max_seconds: float = MAX_SECONDS, min_seconds: float = MIN_SECONDS) -> float:

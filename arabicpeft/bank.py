@@ -27,8 +27,10 @@ _BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
 class AdapterBank:
     """An adapter bank loaded for decoding: one base Whisper with one LoRA adapter per dialect.
 
-    ``AdapterBank(adapters)``: {dialect: adapter directory} (e.g. the runs of a study; they must share one base
-    model, window and precision, else ValueError), loaded by :func:`arabicpeft.model.load_model`;
+    ``AdapterBank(adapters)``: {dialect: adapter directory, or the run directory holding it in ``model/``} (e.g.
+    the runs of a study; they must share one base model, window and precision, else ValueError; ValueError too for
+    an empty mapping, an unknown dialect or a member that is not an adapter), loaded by
+    :func:`arabicpeft.model.load_model`;
     :meth:`from_study`: the bank a study evaluated. ``adapters``: {dialect: Path}; ``loaded``: the
     :class:`arabicpeft.model.LoadedModel` (kind "bank"), whose ``model`` takes peft's per-utterance
     ``adapter_names`` (e.g. in :func:`arabicpeft.evaluate.transcribe`) and whose ``config`` is the first adapter's
@@ -37,8 +39,8 @@ class AdapterBank:
 
     def __init__(self, adapters: dict):
         started = time.monotonic()
-        self.adapters = {d: Path(p) for d, p in adapters.items()}
-        self.loaded = load_model(self.adapters)
+        self.loaded = load_model(adapters)
+        self.adapters = {d: Path(p) for d, p in self.loaded.adapters.items()}  # run folders resolved to model/
         self._load_s = time.monotonic() - started
         self._results = None  # this bank's evaluation (results.json), once evaluated or found in a study
 
@@ -66,8 +68,12 @@ class AdapterBank:
         decoded with the dialect's own adapter, the bank's first other adapter (if any) and the base model (adapters
         disabled), side by side: columns utt_index, reference, then per adapter the hypothesis and its word errors
         (raw scheme), and a last row "corpus WER (%)" per adapter. Raises ValueError when the bank has no adapter
-        for ``dialect``."""
+        for ``dialect`` or ``n_utterances`` is below 1."""
         from .data import load_test_sets
+
+        if int(n_utterances) < 1:
+            raise ValueError(f"compare_on_dialect needs n_utterances of at least 1, got {n_utterances}: give how "
+                             "many test utterances to decode.")
 
         model, processor, cfg = self.loaded.model, self.loaded.processor, self.loaded.config
         if dialect not in model.peft_config:

@@ -395,6 +395,19 @@ def _trained_config(reference) -> Optional[ExperimentConfig]:
     return ExperimentConfig.saved_with(reference) or ExperimentConfig.saved_with(Path(str(reference)) / "model")
 
 
+def _subtitle_formats(text: str) -> list[str]:
+    """``transcribe --subtitles``: the formats, lower-cased, checked while the arguments are parsed (before a
+    model loads)."""
+    from .transcribe import SUBTITLE_FORMATS  # imports torch: only when --subtitles is given
+
+    formats = [f.lower() for f in _comma_list(text)]
+    unknown = [f for f in formats if f not in SUBTITLE_FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown subtitle format(s) {', '.join(unknown)}: choose from "
+                                         f"{', '.join(SUBTITLE_FORMATS)}")
+    return formats
+
+
 def _cmd_transcribe(args) -> Path:
     from .kaggle import check_model_name
 
@@ -646,8 +659,8 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--beam-size", type=int, default=1, metavar="N", help="1: greedy, as evaluation (default: 1)")
     tr.add_argument("--max-new-tokens", type=int, default=224, metavar="N",
                     help="tokens per 30 s window at most (default: 224)")
-    tr.add_argument("--subtitles", type=_comma_list, default=[], metavar="A,B",
-                    help="comma-separated: srt, vtt (default: none)")
+    tr.add_argument("--subtitles", type=_subtitle_formats, default=[], metavar="A,B",
+                    help="comma-separated, any case: srt, vtt (default: none)")
     tr.set_defaults(func=_cmd_transcribe)
 
     mg = sub.add_parser("merge", help="merge a LoRA adapter into its base: a standalone transformers model",

@@ -231,7 +231,12 @@ class ExperimentConfig:
     @classmethod
     def choices(cls, name: str) -> Optional[tuple]:
         """The values field ``name`` allows (its ``Literal`` type, also inside Optional or a list), or None for a
-        free value. The CLI's choices, the widget pickers and the validation in ``__post_init__`` use it."""
+        free value. The CLI's choices, the widget pickers and the validation in ``__post_init__`` use it. Raises
+        :class:`~arabicpeft.errors.ConfigError` (a ValueError) when ``name`` is not a field."""
+        if name not in _hints():
+            with_choices = [f for f in _hints() if cls.choices(f)]
+            raise ConfigError(f"ExperimentConfig has no field {name!r}",
+                              f"ask for a field; these have choices: {', '.join(with_choices)}.")
         hint = _hints()[name]
         while typing.get_origin(hint) in (typing.Union, list):
             hint = next(a for a in typing.get_args(hint) if a is not type(None))

@@ -98,24 +98,37 @@ class FeatureCache:
         return self.root / f"{dialects.get(variety).hub_name}_{split}_set"
 
     def meta(self, variety: str, split: str) -> Optional[dict]:
-        """What ``cache.json`` of a finished split says, or None when the split is not (completely) cached."""
+        """What ``cache.json`` of a finished split says, or None when the split is not (completely) cached.
+        Raises :class:`CacheError` when ``cache.json`` is not readable JSON."""
         meta = self.split_dir(variety, split) / _META_FILE
-        return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else None
+        if not meta.is_file():
+            return None
+        try:
+            return json.loads(meta.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise _broken(meta, e) from e
 
     def open(self, variety: str, split: str):
         """(``datasets.Dataset`` of cache records, memory-mapped; its ``cache.json``). Raises :class:`CacheError`
-        when the split is not in the cache or has another format version."""
+        when the split is not in the cache, has another format version, or its ``cache.json`` or
+        :data:`DATA_FILE` is missing or broken (e.g. truncated); the message says which file and what to do."""
         import datasets
+        import pyarrow as pa
 
         meta = self.meta(variety, split)
         if meta is None:
             raise CacheError(f"the feature cache {self.root} holds no finished {variety} {split} split",
-                             f"build it: python -m arabicpeft cache --dialect {variety} --feature-cache {self.root}")
+                             f"build it: python -m arabicpeft cache --dialect {variety} --splits {split} "
+                             f"--output-dir {self.root} (with the --source and --data-path of your data)")
         if meta.get("format_version") != _FORMAT_VERSION:
             raise CacheError(f"the feature cache {self.split_dir(variety, split)} has format version "
                              f"{meta.get('format_version')}, this arabicpeft reads {_FORMAT_VERSION}",
                              "delete that folder and build it again.")
-        return datasets.Dataset.from_file(str(self.split_dir(variety, split) / DATA_FILE)), meta
+        data = self.split_dir(variety, split) / DATA_FILE
+        try:
+            return datasets.Dataset.from_file(str(data)), meta
+        except (pa.ArrowException, OSError) as e:  # ArrowInvalid for a truncated file, FileNotFoundError
+            raise _broken(data, e) from e
 
     def write(self, variety: str, split: str, records: Iterable[tuple[np.ndarray, list]], dtype: str = "float32",
               meta: Optional[dict] = None, progress: Optional[Callable[[int], None]] = None) -> _Written:
@@ -135,6 +148,13 @@ class FeatureCache:
         """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames each on average (worst case:
         the whole 30 s window), values plus ~1 KB of labels and offsets per record."""
         return int(records * (mel_bins * kept_frames * np.dtype(dtype).itemsize + 1024))
+
+
+def _broken(file: Path, error: Exception) -> CacheError:
+    return CacheError(f"the feature cache file {file} is missing or broken ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''})",
+                      f"delete that split folder ({file.parent}) and build it again with python -m arabicpeft "
+                      "cache.")
 
 
 def _schema(dtype: str):

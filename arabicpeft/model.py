@@ -324,17 +324,65 @@ def _adapter_base_config(path: Path, precision: Optional[str], full_window: bool
 
 
 def _bank_members(path: Path) -> dict[str, Path]:
-    """{dialect: adapter dir} for a directory whose subdirectories are adapters (or runs holding model/)."""
+    """{dialect: adapter dir} for a directory whose subdirectories are adapters (or runs holding model/); hidden
+    subdirectories (``.ipynb_checkpoints``) are not members. {} when no subdirectory is an adapter; ValueError
+    naming each subdirectory that is not a LoRA adapter with its saved run config, when some are."""
     members: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-        adapter = sub if _is_adapter(sub) else sub / "model"
-        if _is_adapter(adapter) and ExperimentConfig.saved_with(adapter):
-            members.setdefault(ExperimentConfig.saved_with(adapter).dialect, []).append(adapter)
+    bad: dict[str, str] = {}
+    for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        adapter, why = _member_adapter(sub)
+        cfg = None if why else ExperimentConfig.saved_with(adapter)
+        if cfg is not None:
+            members.setdefault(cfg.dialect, []).append(adapter)
+        else:
+            bad[sub.name] = why or f"an adapter without {CONFIG_FILE}: its dialect is unknown"
+    if members and bad:
+        raise ValueError(f"The adapter bank {path} has subfolders that are not LoRA adapters: "
+                         + "; ".join(f"{name}/ ({why})" for name, why in bad.items())
+                         + ". Move them out of the bank folder (or fix their names), or pass load_model a mapping "
+                         "{dialect: adapter folder} of the adapters you want.")
     twice = {d: [str(p) for p in ps] for d, ps in members.items() if len(ps) > 1}
     if twice:
         raise ValueError(f"The adapter bank {path} holds several adapters for one dialect: {twice}. "
                          "Keep one adapter per dialect in a bank directory.")
     return {d: ps[0] for d, ps in members.items()}
+
+
+_NOT_A_MEMBER = {  # why a bank member of each saved_kind is not an adapter
+    None: "holds no adapter_config.json, nor a run's model/",
+    "model": "a full or merged model, not an adapter",
+    "ct2": "a CTranslate2 export, not an adapter",
+}
+
+
+def _member_adapter(path: Path) -> tuple[Path, Optional[str]]:
+    """(the adapter folder of a bank member: ``path`` or its run's ``model/``, why it is not an adapter or None)."""
+    if not path.exists():
+        return path, "does not exist"
+    adapter = path / "model" if saved_kind(path) == "run" else path
+    kind = saved_kind(adapter)
+    return adapter, None if kind == "adapter" else _NOT_A_MEMBER[kind]
+
+
+def _mapped_members(reference: Mapping) -> dict[str, Path]:
+    """{dialect name: adapter dir} of a bank given as a mapping; ValueError for an empty mapping, an unknown
+    dialect, or a value that is not an adapter (nor a run holding one)."""
+    from . import dialects
+
+    if not reference:
+        raise ValueError("An adapter bank needs at least one adapter: give a mapping {dialect: adapter folder}, "
+                         "not an empty one.")
+    members, bad = {}, {}
+    for dialect, folder in reference.items():
+        adapter, why = _member_adapter(Path(folder).expanduser())
+        members[dialects.get(dialect).name] = adapter
+        if why:
+            bad[dialect] = f"{folder} ({why})"
+    if bad:
+        raise ValueError("Adapter bank members that are not LoRA adapters: "
+                         + "; ".join(f"{d}: {where}" for d, where in bad.items())
+                         + ". Give each dialect an adapter folder (or the run folder holding it in model/).")
+    return members
 
 
 def load_model(reference, precision: Optional[str] = None, full_window: bool = False) -> LoadedModel:
@@ -343,16 +391,20 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
     ``reference``: an adapter directory saved by arabicpeft (or any peft Whisper adapter), a merged or fully
     fine-tuned model directory, a run directory (its ``model/`` is used), an adapter bank (a directory whose
     subdirectories are adapters, or runs, on one base; one per dialect, or a mapping {dialect: adapter
-    directory}, e.g. of several runs), an offline name (``whisper-base``, ``tiny-random``) or a hub id.
+    directory}, e.g. of several runs; hidden subdirectories are ignored), an offline name (``whisper-base``,
+    ``tiny-random``) or a hub id.
     ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a QLoRA adapter). ``full_window``: an adapter trained with a cut encoder window (``encoder_seconds``) is put
     on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
     long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
 
     Raises :class:`arabicpeft.errors.SetupError` for a path that does not exist or a folder that holds no
-    model, ValueError for a CTranslate2 export (load it with :func:`arabicpeft.export.load_ct2`).
+    model, ValueError for a CTranslate2 export (load it with :func:`arabicpeft.export.load_ct2`) and for a bank
+    folder with a subfolder that is not an adapter with its run config (a full model, an empty or misnamed folder)
+    or a bank mapping that is empty, has an unknown dialect or a value that is not an adapter (nor a run holding
+    one).
     """
     if isinstance(reference, Mapping):  # a bank of adapters from anywhere, e.g. the runs of a study
-        adapters = {d: Path(p) for d, p in reference.items()}
+        adapters = _mapped_members(reference)
         parent = Path(os.path.commonpath([str(p.resolve()) for p in adapters.values()]))
         return _load_bank(parent, adapters, precision, full_window)
     check_model_name(reference, saved=True)

@@ -103,11 +103,18 @@ class RunDir:
 
     def config_changes(self, cfg: ExperimentConfig) -> str:
         """What ``cfg`` changes, outside :meth:`ExperimentConfig.resumable_fields`, from the config that owns the
-        folder ("" when nothing changes or no config owns it)."""
+        folder ("" when nothing changes or no config owns it). Raises :class:`~arabicpeft.errors.ConfigError` when
+        the folder's ``run_config.json`` is not a JSON object (broken, e.g. cut short)."""
         saved = self.path / RUN_CONFIG_FILE
         if not saved.is_file():
             return ""
-        before = json.loads(saved.read_text(encoding="utf-8"))
+        try:
+            before = json.loads(saved.read_text(encoding="utf-8"))
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            before = e
+        if not isinstance(before, dict):
+            raise ConfigError(f"{saved} is broken: not a JSON object of a run config ({before})",
+                              "delete that run folder to start over, or use a new --output-dir (output_dir).")
         resumable = ExperimentConfig.resumable_fields()
         return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
                          if k not in resumable and before.get(k) != v)
@@ -117,8 +124,13 @@ class RunDir:
         return (self.path / RUN_CONFIG_FILE).is_file() and not self.config_changes(cfg)
 
     def check(self, cfg: ExperimentConfig) -> None:
-        """Raise :class:`~arabicpeft.errors.ConfigError` when the folder is claimed by a different experiment: its
-        checkpoints would otherwise be resumed (or its results reused) under ``cfg``'s name."""
+        """Raise :class:`~arabicpeft.errors.ConfigError` when the folder is claimed by a different experiment (its
+        checkpoints would otherwise be resumed, or its results reused, under ``cfg``'s name) or its
+        ``run_config.json`` is broken, or when the folder (or a folder above it) is a file."""
+        existing = next(p for p in (self.path, *self.path.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"the output folder {self.path} cannot be made: {existing} is a file, not a folder",
+                              "give --output-dir (output_dir) a folder path, new or of an earlier run.")
         changed = self.config_changes(cfg)
         if changed:
             raise ConfigError(f"{self.path} already holds a run with another config ({changed})",

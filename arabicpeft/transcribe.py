@@ -7,8 +7,8 @@ Language Arabic and task transcribe are forced; decoding is greedy unless ``beam
 no longer than the window is decoded in one piece without timestamps, exactly as training and evaluation
 decode, and gets one segment spanning the clip.
 
-Public: :data:`TRANSCRIPTS_FILE`, :class:`Transcript`, :func:`collect_audio`, :func:`sample_clips`,
-:func:`concatenate_clips`, :func:`transcribe_files`, :func:`transcripts_frame`.
+Public: :data:`TRANSCRIPTS_FILE`, :data:`SUBTITLE_FORMATS`, :class:`Transcript`, :func:`collect_audio`,
+:func:`sample_clips`, :func:`concatenate_clips`, :func:`transcribe_files`, :func:`transcripts_frame`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pandas is imported where a table is made
     import pandas as pd
 
 _BACKENDS = ("hf", "ct2")
-_SUBTITLE_FORMATS = ("srt", "vtt")
+SUBTITLE_FORMATS = ("srt", "vtt")
 TRANSCRIPTS_FILE = "transcripts.jsonl"  # what transcribe_files(out_dir=...) writes: one transcript per line
 _TRANSCRIBE_RUN_FILE = "transcribe.json"
 
@@ -55,8 +55,8 @@ class Transcript:
         """The segments as subtitles: ``srt`` (SubRip: numbered cues ``HH:MM:SS,mmm --> HH:MM:SS,mmm``) or ``vtt``
         (WebVTT: a ``WEBVTT`` header, then cues ``HH:MM:SS.mmm --> HH:MM:SS.mmm``); segments without text are left
         out. Raises ValueError for another format."""
-        if fmt not in _SUBTITLE_FORMATS:
-            raise ValueError(f"Unknown subtitle format {fmt!r}; choose from {', '.join(_SUBTITLE_FORMATS)}.")
+        if fmt not in SUBTITLE_FORMATS:
+            raise ValueError(f"Unknown subtitle format {fmt!r}; choose from {', '.join(SUBTITLE_FORMATS)}.")
         return (_to_srt if fmt == "srt" else _to_vtt)(self.segments)
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's display of a cell's last expression
@@ -86,7 +86,9 @@ def collect_audio(inputs: Iterable, dialect: Optional[str] = None) -> list[dict]
     optional ``dialect`` and ``text``). ``dialect`` applies to every file without a manifest dialect.
 
     Returns dicts with ``path``, ``dialect`` and ``reference``. Raises FileNotFoundError for a missing input or a
-    manifest entry that does not exist, ValueError when nothing is found or a dialect is unknown.
+    manifest entry that does not exist, ValueError when nothing is found or a dialect is unknown,
+    :class:`arabicpeft.audio.AudioError` naming every file that cannot be read as audio or is too short (e.g.
+    empty), checked from the file headers before any model loads.
     """
     items = []
     for raw in inputs:
@@ -107,6 +109,16 @@ def collect_audio(inputs: Iterable, dialect: Optional[str] = None) -> list[dict]
     missing = [i["path"] for i in items if not os.path.exists(i["path"])]
     if missing:
         raise FileNotFoundError(f"{len(missing)} listed audio file(s) do not exist, e.g. {missing[0]}.")
+    unusable = []
+    for item in items:
+        try:
+            audio_lib.file_seconds(item["path"])
+        except audio_lib.AudioError as e:
+            unusable.append(str(e))
+    if unusable:
+        raise audio_lib.AudioError(f"{len(unusable)} of {len(items)} audio file(s) cannot be transcribed: "
+                                   + "; ".join(unusable) + ". Leave them out of the inputs (or re-encode them as "
+                                   "WAV, FLAC or OGG) and run again.")
     for item in items:
         item["dialect"] = dialects.get(item["dialect"] or dialect).name if (item["dialect"] or dialect) else None
     return items
@@ -212,9 +224,9 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
 
     if backend not in _BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(_BACKENDS)}.")
-    unknown = set(subtitles) - set(_SUBTITLE_FORMATS)
+    unknown = set(subtitles) - set(SUBTITLE_FORMATS)
     if unknown:
-        raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(_SUBTITLE_FORMATS)}.")
+        raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(SUBTITLE_FORMATS)}.")
     if backend == "hf" and model.kind == "bank":
         lacking = [i["path"] for i in items if not i.get("dialect")]
         if lacking:

@@ -18,6 +18,10 @@ ERRORS = [
      audio.AudioError, r"are not numbers: give float or integer PCM"),
     ("features at the wrong sample rate", lambda t, k: audio.log_mel(tone(1.0), None, sampling_rate=8000),
      audio.AudioError, r"need 16000 Hz audio, got 8000 Hz: decode it with arabicpeft.audio.load_audio"),
+    ("an empty audio file", lambda t, k: (sf.write(t / "empty.wav", np.zeros(0), SR), audio.load_audio(t / "empty.wav")),
+     audio.AudioError, r"The audio .*empty\.wav is empty \(0 samples\): give a clip with sound, or leave it out"),
+    ("an empty audio file's header", lambda t, k: (sf.write(t / "empty.wav", np.zeros(0), SR), audio.file_seconds(t / "empty.wav")),
+     audio.AudioError, r"empty\.wav is 0\.000 s long \(0 samples\), shorter than 0\.1 s"),
 ]
 
 

@@ -106,3 +106,10 @@ def test_bank_cost_summary_and_compare_on_dialect(adapters, tmp_path):
     pd.testing.assert_frame_equal(table, by_hand)
     with pytest.raises(ValueError, match="no adapter for 'gulf': choose one of egyptian, levantine"):
         studied.compare_on_dialect("gulf", 2)
+
+
+def test_compare_on_dialect_needs_at_least_one_utterance(adapters):
+    from arabicpeft.bank import AdapterBank
+
+    with pytest.raises(ValueError, match="needs n_utterances of at least 1, got 0: give how many test utterances"):
+        AdapterBank(adapters).compare_on_dialect("egyptian", 0)

@@ -249,3 +249,13 @@ def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
     assert result["evaluation"]["test_sets"] == ["gulf"] and list(result["metrics"]) == ["gulf"]
     row = load_runs(tmp_path).runs.iloc[0]
     assert (row["kind"], row["train_set"], row["eval_test_sets"]) == ("evaluation", "egyptian", "gulf")
+
+
+def test_transcribe_subtitles_are_checked_while_parsing_in_any_case(capsys):
+    args = cli._build_parser().parse_args(["transcribe", "x.wav", "--model-path", "tiny-random", "--output-dir", "o",
+                                           "--subtitles", "SRT,Vtt"])
+    assert args.subtitles == ["srt", "vtt"]
+    with pytest.raises(SystemExit) as exit_info:  # before any audio is read or model loaded (x.wav does not exist)
+        main(["transcribe", "x.wav", "--model-path", "tiny-random", "--output-dir", "o", "--subtitles", "srt,ass"])
+    assert exit_info.value.code == 2
+    assert "unknown subtitle format(s) ass: choose from srt, vtt" in capsys.readouterr().err

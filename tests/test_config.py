@@ -3,6 +3,7 @@
 import pytest
 
 from arabicpeft.config import ExperimentConfig
+from arabicpeft.errors import ConfigError
 
 
 def test_the_sample_set_gets_the_short_encoder_window_automatically():
@@ -49,6 +50,8 @@ ERRORS = [
      r"val_fraction must be between 0 and 1"),
     ("unknown config field", lambda t, k: ExperimentConfig.from_dict({"lr": 1}), ValueError,
      r"Unknown config fields: lr — remove them"),
+    ("choices of an unknown field", lambda t, k: ExperimentConfig.choices("bogus"), ConfigError,
+     r"^ExperimentConfig has no field 'bogus' — ask for a field; these have choices: dialect, method, precision, "),
 ]
 
 

@@ -157,3 +157,33 @@ def test_cache_command_on_the_sample_set_gives_the_collators_features_bitwise(tm
             assert np.array_equal(fa.view(np.uint32), fb.view(np.uint32)) and la == list(lb)
             n += 1
     assert n == 72 == len(direct.train) + len(direct.validation) + len(direct.test["egyptian"])
+
+
+def test_a_missing_split_suggests_a_cache_command_that_parses(tmp_path):
+    import shlex
+
+    with pytest.raises(feature_cache.CacheError) as caught:
+        FeatureCache(tmp_path / "c").open("gulf", "train")
+    todo = caught.value.todo
+    assert todo.startswith("build it: python -m arabicpeft cache ")
+    command = shlex.split(todo.removeprefix("build it: python -m arabicpeft ").split(" (with")[0])
+    args = cli._build_parser().parse_args(command)
+    assert (args.dialect, args.splits, args.output_dir) == ("gulf", ["train"], str(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("damage, broken", [
+    (lambda split: (split / "cache.json").write_text("{oops"), "cache.json"),
+    (lambda split: (split / feature_cache.DATA_FILE).write_bytes((split / feature_cache.DATA_FILE).read_bytes()[:1000]),
+     feature_cache.DATA_FILE),
+    (lambda split: (split / feature_cache.DATA_FILE).unlink(), feature_cache.DATA_FILE),
+], ids=["bad cache.json", "truncated arrow", "arrow missing"])
+def test_a_broken_split_names_its_file_and_says_to_rebuild(damage, broken, tmp_path, processor30):
+    records = otozz_records(processor30.tokenizer)
+    cache = FeatureCache(tmp_path)
+    cache.write("egyptian", "test", zip(records["input_features"], records["labels"]))
+    split = cache.split_dir("egyptian", "test")
+    damage(split)
+    with pytest.raises(feature_cache.CacheError) as caught:
+        cache.open("egyptian", "test")
+    assert caught.value.what.startswith(f"the feature cache file {split / broken} is missing or broken (")
+    assert caught.value.todo == f"delete that split folder ({split}) and build it again with python -m arabicpeft cache."

@@ -44,3 +44,42 @@ def test_lora_trainable_parameters_are_what_the_config_says():
 def test_gpu_precisions_fail_clearly_on_cpu(precision):
     with pytest.raises(RuntimeError, match=f"precision {precision} needs a CUDA GPU.*use precision fp32"):
         build_model(ExperimentConfig(model="tiny-random", precision=precision))
+
+
+def test_a_bank_folder_with_members_that_are_not_adapters_is_refused_naming_each(adapters, tmp_path):
+    import shutil
+
+    from arabicpeft.model import load_model
+
+    bank = tmp_path / "bank"
+    shutil.copytree(adapters["egyptian"], bank / "egyptian")
+    (bank / "full_gulf" / "model").mkdir(parents=True)
+    (bank / "full_gulf" / "model" / "config.json").write_text("{}")  # a full fine-tune's run: not an adapter
+    (bank / "levantin").mkdir()  # a typo'd, empty folder
+    (bank / ".ipynb_checkpoints").mkdir()  # hidden: not a member, not an error
+    with pytest.raises(ValueError) as caught:
+        load_model(bank)
+    message = str(caught.value)
+    assert "full_gulf/ (a full or merged model, not an adapter)" in message
+    assert "levantin/ (holds no adapter_config.json" in message
+    assert "ipynb" not in message and "egyptian/" not in message
+    assert "Move them out of the bank folder" in message
+
+
+def test_a_bank_mapping_is_checked_and_takes_run_folders(adapters, tmp_path):
+    from arabicpeft.model import load_model
+
+    runs = {d: p.parent for d, p in adapters.items()}  # the run folders holding model/
+    loaded = load_model(runs)
+    assert loaded.kind == "bank" and loaded.adapters == {d: str(p) for d, p in adapters.items()}
+    with pytest.raises(ValueError, match=r"needs at least one adapter: give a mapping \{dialect: adapter folder\}"):
+        load_model({})
+    with pytest.raises(ValueError, match="Unknown dialect 'klingon'. Valid names: "):
+        load_model({"klingon": adapters["egyptian"]})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError) as caught:
+        load_model({"egyptian": adapters["egyptian"], "gulf": tmp_path / "nope", "levantine": tmp_path / "empty"})
+    assert str(caught.value) == (
+        f"Adapter bank members that are not LoRA adapters: gulf: {tmp_path / 'nope'} (does not exist); "
+        f"levantine: {tmp_path / 'empty'} (holds no adapter_config.json, nor a run's model/). Give each dialect an "
+        "adapter folder (or the run folder holding it in model/).")

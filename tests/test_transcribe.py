@@ -108,6 +108,21 @@ def test_collect_audio_errors(tmp_path):
         collect_audio([SAMPLE_DIR / "audio" / "gulf-te01-v1.ogg"], dialect="klingon")
 
 
+def test_collect_audio_names_every_empty_or_undecodable_file_before_a_model_loads(tmp_path):
+    from arabicpeft.audio import AudioError
+
+    sf.write(tmp_path / "empty.wav", np.zeros(0), 16000)
+    (tmp_path / "text.wav").write_text("not audio")
+    good = SAMPLE_DIR / "audio" / "gulf-te01-v1.ogg"
+    with pytest.raises(AudioError) as caught:
+        collect_audio([good, tmp_path / "empty.wav", tmp_path / "text.wav"])
+    message = str(caught.value)
+    assert message.startswith("2 of 3 audio file(s) cannot be transcribed: ")
+    assert f"{tmp_path / 'empty.wav'} is 0.000 s long (0 samples)" in message
+    assert f"{tmp_path / 'text.wav'} cannot be read as audio" in message and "gulf-te01" not in message
+    assert message.endswith("Leave them out of the inputs (or re-encode them as WAV, FLAC or OGG) and run again.")
+
+
 def test_sample_clips_of_a_dialect_and_a_long_file_made_of_them(tmp_path):
     from arabicpeft import audio, transcribe
 
