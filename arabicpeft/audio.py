@@ -4,8 +4,8 @@ datasets >= 4 decodes audio through torchcodec, whose PyPI build needs CUDA libr
 machines; so audio stays as paths or undecoded bytes in our datasets and is decoded here.
 
 Public: :data:`SAMPLE_RATE`, :data:`MIN_SECONDS`, :data:`MAX_SECONDS`, :data:`AUDIO_EXTENSIONS`,
-:class:`AudioError`, :class:`NonFiniteAudio`, :func:`load_audio`, :func:`check_duration`, :func:`audio_frames`,
-:func:`log_mel`.
+:class:`AudioError`, :class:`NonFiniteAudio`, :func:`load_audio`, :func:`file_seconds`, :func:`check_duration`,
+:func:`audio_frames`, :func:`log_mel`.
 """
 
 from __future__ import annotations

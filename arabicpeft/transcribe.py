@@ -7,7 +7,7 @@ Language Arabic and task transcribe are forced; decoding is greedy unless ``beam
 no longer than the window is decoded in one piece without timestamps, exactly as training and evaluation
 decode, and gets one segment spanning the clip.
 
-Public: :data:`TRANSCRIPTS_FILE`, :data:`SUBTITLE_FORMATS`, :class:`Transcript`, :func:`collect_audio`,
+Public: :data:`SUBTITLE_FORMATS`, :data:`TRANSCRIPTS_FILE`, :class:`Transcript`, :func:`collect_audio`,
 :func:`sample_clips`, :func:`concatenate_clips`, :func:`transcribe_files`, :func:`transcripts_frame`.
 """
 
