@@ -139,6 +139,7 @@ def _dataset_cache_bytes(cfg) -> float:
 
 
 def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
+    """Whether a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (no request is made)."""
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
         return True

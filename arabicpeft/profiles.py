@@ -27,6 +27,8 @@ _CI_OVERRIDES = dict(
 
 
 def current() -> str:
+    """The run profile named by the environment variable ``ARABICPEFT_PROFILE`` ("full" when unset or empty);
+    raises ValueError for a name that is not a profile."""
     profile = os.environ.get(_ENV_VAR, "full").strip().lower() or "full"
     if profile not in _PROFILES:
         raise ValueError(f"{_ENV_VAR}={profile!r} is not a profile; choose one of {', '.join(_PROFILES)}.")

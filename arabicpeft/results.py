@@ -89,6 +89,8 @@ def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = No
 
 
 def read_results(path) -> dict:
+    """The content of a results file: ``path`` itself, or ``path/results.json`` for a run folder. Raises
+    FileNotFoundError when there is none (a run that has not finished) and ValueError when it is not JSON."""
     path = Path(path)
     return json.loads((path / RESULTS_FILE if path.is_dir() else path).read_text(encoding="utf-8"))
 

@@ -170,4 +170,5 @@ class RunDir:
             "and finishes.\n", encoding="utf-8")
 
     def mark_complete(self) -> None:
+        """Say that the folder's model and results are whole again (after :meth:`mark_incomplete`)."""
         (self.path / _INCOMPLETE_FILE).unlink(missing_ok=True)
