@@ -428,7 +428,8 @@ def _cmd_transcribe(args) -> Path:
     transcripts = transcribe_files(model, items, backend=args.backend, batch_size=args.batch_size,
                                    beam_size=args.beam_size, max_new_tokens=args.max_new_tokens,
                                    out_dir=args.output_dir, subtitles=args.subtitles,
-                                   run_info={"model": info, "beam_size": args.beam_size, "max_new_tokens": args.max_new_tokens})
+                                   run_info={"model": info, "beam_size": args.beam_size,
+                                             "max_new_tokens": args.max_new_tokens})
     for t in transcripts:
         _say(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
     return Path(args.output_dir) / TRANSCRIPTS_FILE

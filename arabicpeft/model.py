@@ -393,8 +393,8 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
     subdirectories are adapters, or runs, on one base; one per dialect, or a mapping {dialect: adapter
     directory}, e.g. of several runs; hidden subdirectories are ignored), an offline name (``whisper-base``,
     ``tiny-random``) or a hub id.
-    ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a QLoRA adapter). ``full_window``: an adapter trained with a cut encoder window (``encoder_seconds``) is put
-    on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
+    ``precision`` overrides the trained precision (e.g. ``fp32`` on a CPU for a QLoRA adapter). ``full_window``:
+    an adapter trained with a cut encoder window (``encoder_seconds``) is put on its base at the base's own window (30 s for OpenAI Whisper) instead of the cut one, as merge, export and
     long-form transcription need; a cut-window full fine-tune cannot be widened and keeps its window.
 
     Raises :class:`arabicpeft.errors.SetupError` for a path that does not exist or a folder that holds no

@@ -53,7 +53,8 @@ _WILCOXON_OPTIONS = {"method": "exact", "alternative": "two-sided", "zero_method
 # Means and SDs reported next to the tests: the paper prints population SDs (numpy's default, ddof = 0).
 _DESCRIPTIVE_DDOF = 0
 # The authors rounded per-seed rates and seed-means to 2 decimals before testing (see seed_means).
-_SIGNIFICANCE = 0.05  # the paper's tests are read at p < 0.05 (interpretation's verdicts); the project's CIs: stats.LEVEL
+# the paper's tests are read at p < 0.05 (the interpretation's verdicts); the project's own CIs use stats.LEVEL
+_SIGNIFICANCE = 0.05
 
 
 def _read(name: str, **kwargs) -> pd.DataFrame:

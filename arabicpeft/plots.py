@@ -74,8 +74,8 @@ def fig1_msa_trainsize(
 ) -> Figure:
     """Fig. 1: error rate on the MSA test set vs the fraction of MSA training data, with zero-shot sizes.
 
-    ``df``: per-seed rows with columns model, seed and the metrics (as ``arabicpeft.paper.figure_data()["msa_trainsize"]``);
-    ``msa_fraction`` (0–1) marks the fine-tuned points (NaN: a zero-shot reference model); without that
+    ``df``: per-seed rows with columns model, seed and the metrics (as
+    ``arabicpeft.paper.figure_data()["msa_trainsize"]``); ``msa_fraction`` (0–1) marks the fine-tuned points (NaN: a zero-shot reference model); without that
     column it is parsed from ``model``. The curve is mean ± SD over seeds at each fraction; each zero-shot
     model is a dashed horizontal line (its mean, named in the legend). One axes per metric.
     """
@@ -298,8 +298,8 @@ def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: st
 def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFrame | None = None) -> Figure:
     """WER/CER per test set and system: mean over seeds with its utterance bootstrap CI.
 
-    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns method, test_set, ``{metric}``,
-    ``{metric}_low``, ``{metric}_high``; condition and train_set label the bars when they vary). ``per_run``
+    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns method,
+    test_set, ``{metric}``, ``{metric}_low``, ``{metric}_high``; condition and train_set label the bars when they vary). ``per_run``
     (optional, the per-run table it writes as ``rates_per_run``): each seed's rate drawn as a point on its bar.
     One axes per metric.
     """
@@ -334,8 +334,8 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
 def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     """Forest plot of method b − method a per test set, one axes per metric.
 
-    ``comparison``: the table of :meth:`arabicpeft.analysis.StudyReport.comparison` (columns test_set, metric, a, b, delta,
-    low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
+    ``comparison``: the table of :meth:`arabicpeft.analysis.StudyReport.comparison` (columns test_set, metric, a,
+    b, delta, low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
     and Hedges' g. Positive: b has more errors than a.
     """
     require_columns(comparison, ["test_set", "metric", "a", "b", "delta", "low", "high", "p_holm", "hedges_g"],
@@ -411,8 +411,8 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     """Gain on the training dialect and forgetting on the other test sets, with CIs (research notes §6).
 
     ``table``: the table of :meth:`arabicpeft.analysis.StudyReport.gain_forgetting` (or
-    :func:`arabicpeft.stats.gain_forgetting_ci` output): columns train_set, test_set, kind ("gain" | "forgetting"), value, low, high and ``hue`` (one bar
-    colour per level; a constant is used when the column is absent). Left axes: gain per train set
+    :func:`arabicpeft.stats.gain_forgetting_ci` output): columns train_set, test_set, kind ("gain" |
+    "forgetting"), value, low, high and ``hue`` (one bar colour per level; a constant is used when the column is absent). Left axes: gain per train set
     (start − trained, > 0 = improved). Right axes: forgetting per (train set, other test set) (trained − start,
     > 0 = worse). Whiskers are the CIs.
     """

@@ -104,8 +104,8 @@ TRAINING, EVALUATION = "training", "evaluation"  # run kinds: a training run, or
 TRAINED, START = "trained", "start"  # the scored model: the run's result, or its starting model (metrics_before)
 BANK_TRAIN_SET = "bank"  # train_set of an adapter bank's evaluation (each test set decoded with its own adapter)
 # Config fields that say where or how a run was executed or scored, not what was trained: not part of a system.
-_NOT_SYSTEM_FIELDS = (*sorted(ExperimentConfig.runtime_fields()), "seed", "evaluate_before", "test_sets", "max_test_samples", "extra",
-                     "model", "init_adapter")
+_NOT_SYSTEM_FIELDS = (*sorted(ExperimentConfig.runtime_fields()), "seed", "evaluate_before", "test_sets",
+                      "max_test_samples", "extra", "model", "init_adapter")
 # Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
 _METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
                  "learning_rate")

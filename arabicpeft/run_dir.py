@@ -110,11 +110,11 @@ class RunDir:
             return ""
         try:
             before = json.loads(saved.read_text(encoding="utf-8"))
-        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
-            before = e
-        if not isinstance(before, dict):
-            raise ConfigError(f"{saved} is broken: not a JSON object of a run config ({before})",
-                              "delete that run folder to start over, or use a new --output-dir (output_dir).")
+            if not isinstance(before, dict):
+                raise ValueError(f"a JSON {type(before).__name__}")
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, not an object
+            raise ConfigError(f"{saved} is broken: not a JSON object of a run config ({e})",
+                              "delete that run folder to start over, or use a new --output-dir (output_dir).") from e
         resumable = ExperimentConfig.resumable_fields()
         return "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in cfg.to_dict().items()
                          if k not in resumable and before.get(k) != v)

@@ -28,11 +28,10 @@ from .config import DEMO_RUN, QUANTIZED, ExperimentConfig, demo_config
 from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, load_splits,
                    settle_counts)
 from .evaluate import decoding_record, evaluate_sets
-from .metrics import pooled_metrics
 from .device import half_dtype
 from .errors import ConfigError
 from .export import write_model_card
-from .metrics import score
+from .metrics import pooled_metrics, score
 from .model import build_model, count_parameters, model_source, save_trained
 from .results import PeakMemory, dir_bytes, read_results, write_results
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE,
