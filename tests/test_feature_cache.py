@@ -74,7 +74,12 @@ def _fake_hub(monkeypatch, root, calls):
 def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp_path, monkeypatch, processor30):
     records = otozz_records(processor30.tokenizer)
     hub = tmp_path / "hub"
-    train = {k: v * 3 for k, v in records.items()}  # 21 records: enough for an 80/20 split
+    # 63 distinct records (the 7 clips, each under 9 transcripts): the streamed path splits by a seeded hash of each
+    # record's content, and with 63 keys the chance that none lands on the 20% validation side is 0.8**63 < 1e-6,
+    # whatever the features' last bits (21 records of 7 distinct keys left it to luck: 0.8**7 = 21%)
+    n = 9 * len(records["labels"])
+    train = {"input_features": [records["input_features"][i % 7] for i in range(n)],
+             "labels": [otozz_labels(processor30.tokenizer, f"جملة رقم {i} من {n}") for i in range(n)]}
     datasets.Dataset.from_dict(train).save_to_disk(hub / "egyptian_train_set")
     datasets.Dataset.from_dict(records).save_to_disk(hub / "egyptian_test_set")
     calls = []
@@ -84,7 +89,7 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
     built = build_feature_cache(cfg, log=lambda m: None)
     assert calls == [("otozz/egyptian_train_set", True), ("otozz/egyptian_test_set", True)]  # streamed, once
     meta = built["egyptian/train"]
-    assert meta["records"] == 21 and meta["hub_revision"] == "0123abc" and meta["lossless"]
+    assert meta["records"] == n and meta["hub_revision"] == "0123abc" and meta["lossless"]
     # every cached record rebuilds the otozz features bitwise, with the same labels and the same record key
     ds, _ = FeatureCache(cache).open("egyptian", "train")
     for cached, features, labels in zip(ds.with_format("numpy"), train["input_features"], train["labels"]):
@@ -106,10 +111,10 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
     assert cached.report["train_pool"]["hub_revisions"] == ["0123abc"]
     assert "feature cache" in cached.report["feature_path"]
     # a streamed read of the cache puts each record on the same side of the hash split as the streamed hub
-    streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True, max_eval_samples=21),
+    streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True, max_eval_samples=n),
                            processor30.tokenizer)
     streamed_cache = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True,
-                                                  max_eval_samples=21, feature_cache=str(cache)), processor30.tokenizer)
+                                                  max_eval_samples=n, feature_cache=str(cache)), processor30.tokenizer)
     assert [x.tolist() for x in streamed.validation["labels"]] == [x.tolist() for x in streamed_cache.validation["labels"]]
 
 
