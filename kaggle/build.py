@@ -163,12 +163,12 @@ def git_commit() -> str:
 def kaggle_requirements(path: Path = REPO / "requirements.txt") -> list[str]:
     """requirements.txt without comments, :data:`NOT_INSTALLED_ON_KAGGLE` and the section under
     :data:`TEST_TOOLS_HEADING`; ValueError when that heading is missing (every test tool would be installed)."""
-    text = path.read_text(encoding="utf-8")
-    if TEST_TOOLS_HEADING not in text.splitlines():
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    if TEST_TOOLS_HEADING not in lines:
         raise ValueError(f"{path} has no line {TEST_TOOLS_HEADING!r}: put the tools that only run the tests and the "
                          "notebooks locally under it, last, so that the Kaggle build leaves them out.")
     out = []
-    for line in text.split(f"\n{TEST_TOOLS_HEADING}\n")[0].splitlines():
+    for line in lines[:lines.index(TEST_TOOLS_HEADING)]:
         line = line.split("#")[0].strip()
         if not line:
             continue
