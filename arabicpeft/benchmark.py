@@ -275,7 +275,7 @@ def _main(argv=None) -> None:
                         "measured steps per row (default 3)")
     parser.add_argument("--warmup-steps", type=int, default=2, help="gpu/memory: untimed steps first")
     parser.add_argument("--recipes", help="gpu/memory: comma-separated recipe names to measure (default: all; the "
-                        "ratios are to the seed recipe (gpu) or full fine-tuning (memory) when measured, else the "
+                        "ratios are to the replaced project's recipe (gpu) or full fine-tuning (memory) when measured, else the "
                         "first)")
     parser.add_argument("--eval-clips", type=int, default=16, help="gpu: clips transcribed by each evaluation path")
     parser.add_argument("--eval-batch-size", type=int, default=16, help="gpu: clips per batch, batched evaluation")
@@ -544,7 +544,7 @@ class _StepRow:
     """One measured recipe: ``config`` are the :class:`ExperimentConfig` fields it sets (the rest are defaults);
     rows whose precision this machine lacks (:data:`arabicpeft.device.PRECISION_HARDWARE`) are skipped with the
     reason printed; ``autocast``:
-    a mixed precision that overrides the one the project would pick for ``config`` (the seed recipe's fp16 also on a
+    a mixed precision that overrides the one the project would pick for ``config`` (the replaced project's fp16 also on a
     GPU whose native half precision is bf16)."""
 
     name: str

@@ -101,7 +101,7 @@ def check_gpu(precision: Optional[str] = None, gpu: Optional[dict] = None) -> di
     if gpu["cuda"] and tuple(gpu["capability"]) < _MIN_COMPUTE_CAPABILITY:
         cc = gpu["capability"]
         raise UnsupportedGPUError(
-            f"This session runs on a {gpu['name']} (compute capability {cc[0]}.{cc[1]}). Kaggle's current PyTorch "
+            f"This machine's GPU is a {gpu['name']} (compute capability {cc[0]}.{cc[1]}). Kaggle's current PyTorch "
             f"is built without kernels for compute capability below {_MIN_COMPUTE_CAPABILITY[0]}."
             f"{_MIN_COMPUTE_CAPABILITY[1]} (the P100 is 6.0), so every CUDA operation fails with 'no kernel image is "
             f"available'. {_SWITCH_TO_T4}")

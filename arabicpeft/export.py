@@ -18,6 +18,7 @@ Public: :func:`ct2_max_length`, :func:`merge`, :func:`export_ct2`, :func:`load_c
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Optional
 import torch
 
 from .model import CONFIG_FILE, load_model, load_processor, saved_kind
-from .offline_model import MAX_TARGET_POSITIONS
+from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
 
 _EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
 _CARD_FILE = "README.md"
@@ -201,27 +202,31 @@ def _model_card_text(directory, results: Optional[dict] = None) -> str:
     data = results.get("data") or {}
     synthetic = bool(results.get("synthetic", cfg.get("source") == "sample"))
     provenance = results.get("provenance") or {}
-    base = cfg.get("model", "unknown")
+    base = cfg.get("model") or export.get("from")  # an export of a model arabicpeft did not train: that model
+    base_ref, base_is_hub_id, base_what = _card_base(base) if base else ("unknown", False, "unknown")
     hub_ids = sorted({i for part in (data.get("train_pool") or {}, *(data.get("test") or {}).values())
                       for i in ((part or {}).get("hub_ids") or [(part or {}).get("hub_id")]) if i})
     meta = ["---", "language: ar", f"library_name: {library}", "pipeline_tag: automatic-speech-recognition",
-            f"base_model: {base}", "tags: [whisper, arabic, dialects, arabicpeft"
+            *([f"base_model: {base_ref}"] if base_is_hub_id else []), "tags: [whisper, arabic, dialects, arabicpeft"
             + (", lora" if cfg.get("method") == "lora" else "") + (", synthetic-data" if synthetic else "") + "]"]
     if hub_ids:
         meta.append("datasets: [" + ", ".join(i.split(":")[0] for i in hub_ids) + "]")
     meta.append("---")
     what = {"ct2": f"CTranslate2 export ({export.get('quantization')}) for faster-whisper",
             "adapter": "LoRA adapter", "model": "merged model" if export.get("kind") == "merged" else "Whisper model"}[kind]
-    lines = meta + ["", f"# {what}: Whisper for Arabic ({cfg.get('dialect', 'unknown')}), trained with arabicpeft", ""]
+    lines = meta + ["", f"# {what}: Whisper for Arabic ({cfg.get('dialect')}), trained with arabicpeft" if cfg
+                    else f"# {what} of `{base}`, converted with arabicpeft (not fine-tuned)", ""]
     if synthetic:
         lines += ["**Trained and scored on the synthetic sample set (espeak-ng speech) only: its numbers show that "
                   "the pipeline runs, not how it transcribes real Arabic speech.**", ""]
-    lines += [f"- base model: `{base}`; method: {cfg.get('method', '?')}, precision {cfg.get('precision', '?')}, "
-              f"seed {cfg.get('seed', '?')}, {cfg.get('max_steps', '?')} max steps",
-              f"- data source: {cfg.get('source', '?')}" + (f" ({', '.join(hub_ids)})" if hub_ids else "")
-              + (f"; train {data.get('n_train')}, validation {data.get('n_validation')}, test {data.get('n_test')} "
-                 "utterances" if data.get("n_train") is not None else ""),
-              f"- made by arabicpeft commit `{provenance.get('git_commit')}`"]
+    if cfg:
+        lines += [f"- base model: `{base}`; method: {cfg.get('method', '?')}, precision {cfg.get('precision', '?')}, "
+                  f"seed {cfg.get('seed', '?')}, {cfg.get('max_steps', '?')} max steps",
+                  f"- data source: {cfg.get('source', '?')}" + (f" ({', '.join(hub_ids)})" if hub_ids else "")
+                  + (f"; train {data.get('n_train')}, validation {data.get('n_validation')}, test {data.get('n_test')} "
+                     "utterances" if data.get("n_train") is not None else "")]
+    if provenance.get("git_commit"):
+        lines.append(f"- made by arabicpeft commit `{provenance['git_commit']}`")
     if export:
         lines.append(f"- {export.get('kind')} from `{export.get('from')}`" + (
             f", encoder window {export['window_seconds']} s" if export.get("window_seconds") else ""))
@@ -235,30 +240,72 @@ def _model_card_text(directory, results: Optional[dict] = None) -> str:
                 lines.append(f"| {test_set} | {scheme} | {wer} | {cer} | {m.get('n_utterances')} |")
         lines += ["", "Normalizers: `raw` (the paper's unnormalized text), `leaderboard` (Open Universal Arabic ASR "
                   "Leaderboard rules), `ar_norm_v1` (stricter; see arabicpeft.text)."]
-    lines += ["", "## How to load", ""]
-    if kind == "adapter":
-        lines += ["```python", "from peft import PeftModel", "from transformers import WhisperForConditionalGeneration, WhisperProcessor",
-                  f'base = WhisperForConditionalGeneration.from_pretrained("{base}")',
-                  'model = PeftModel.from_pretrained(base, "THIS_DIRECTORY")',
-                  'processor = WhisperProcessor.from_pretrained("THIS_DIRECTORY")',
-                  'ids = model.generate(input_features=features, language="ar", task="transcribe")', "```"]
-        if cfg.get("encoder_seconds"):
-            lines += ["", f"Trained with the encoder window cut to {cfg['encoder_seconds']} s: "
-                      "`arabicpeft.model.load_model(dir)` rebuilds that cut; `arabicpeft merge` puts the adapter on "
-                      "the full 30 s base."]
-    elif kind == "model":
-        lines += ["```python", "from transformers import WhisperForConditionalGeneration, WhisperProcessor",
-                  'model = WhisperForConditionalGeneration.from_pretrained("THIS_DIRECTORY")',
-                  'processor = WhisperProcessor.from_pretrained("THIS_DIRECTORY")',
-                  'ids = model.generate(input_features=features, language="ar", task="transcribe")', "```"]
-    else:
-        lines += ["```python", "from faster_whisper import WhisperModel",
-                  f'model = WhisperModel("THIS_DIRECTORY", compute_type="{export.get("quantization", "default")}")',
-                  'segments, info = model.transcribe("audio.wav", language="ar", task="transcribe", beam_size=1)',
-                  "```"]
-    lines += ["", "Or with arabicpeft: `python -m arabicpeft transcribe AUDIO --model-path THIS_DIRECTORY"
-              + (" --backend ct2" if kind == "ct2" else "") + " --output-dir OUT`.", ""]
+    lines += ["", "## How to load", "", *_how_to_load(kind, directory, f"{json.dumps(base_ref)}  # {base_what}",
+                                                      cfg.get("encoder_seconds"), export.get("quantization")), ""]
     return "\n".join(lines)
+
+
+def _card_base(model: str) -> tuple[str, bool, str]:
+    """(reference, is a hub id, what it is) of the base ``model`` a card's snippet loads: the hub copy of an
+    offline model (:data:`arabicpeft.offline_model.HUB_COPIES`), a hub id as it is, else the local folder it was
+    loaded from (an offline model without a hub copy, a local directory)."""
+    from .offline_model import HUB_COPIES, OFFLINE_MODELS, resolve_model
+
+    if model in HUB_COPIES:
+        return HUB_COPIES[model], True, f"the base it was trained on: {model}, the same weights on the hub"
+    if model in OFFLINE_MODELS or Path(model).expanduser().exists():
+        return (str(Path(resolve_model(model)).expanduser().resolve()), False,
+                "the base it was trained on: a folder on the machine that trained it")
+    return model, True, "the base it was trained on"
+
+
+def _how_to_load(kind: str, directory: Path, base: str, encoder_seconds: Optional[int],
+                 quantization: Optional[str]) -> list[str]:
+    """The card's "How to load" lines: a snippet that runs as written with plain transformers + peft (an adapter
+    on ``base``, the base model's Python literal and comment; a model) or faster-whisper (a CTranslate2 export) on
+    ``AUDIO``, then the arabicpeft command."""
+    here = str(directory.resolve())
+    model_dir = f"MODEL_DIR = {json.dumps(here)}  # this folder; once uploaded, its hub id"
+    audio = 'AUDIO = "audio.wav"  # an audio file: Whisper hears one window (30 s for OpenAI\'s models)'
+    decode = ["audio, rate = librosa.load(AUDIO, sr=16000)  # librosa reads and resamples any audio file",
+              'features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features',
+              'ids = model.generate(input_features=features, language="ar", task="transcribe")',
+              "print(processor.batch_decode(ids, skip_special_tokens=True)[0])"]
+    if kind == "adapter":
+        lines = ["```python", "import librosa", "from peft import PeftModel",
+                 "from transformers import WhisperForConditionalGeneration, WhisperProcessor", "", model_dir,
+                 f"BASE_MODEL = {base}", audio, "",
+                 "model = PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(BASE_MODEL), "
+                 "MODEL_DIR).eval()",
+                 "processor = WhisperProcessor.from_pretrained(BASE_MODEL)  # the base's full log-mel window",
+                 *decode, "```"]
+        if encoder_seconds:
+            lines += ["", f"Trained with the encoder window cut to {encoder_seconds} s, and scored at that "
+                      "window: the snippet runs the adapter on the base's full window, as `arabicpeft merge` does; "
+                      "`arabicpeft.model.load_model(MODEL_DIR)` rebuilds the cut."]
+    elif kind == "model":
+        lines = ["```python", "import librosa",
+                 "from transformers import WhisperForConditionalGeneration, WhisperProcessor", "", model_dir, audio, "",
+                 "model = WhisperForConditionalGeneration.from_pretrained(MODEL_DIR).eval()",
+                 "processor = WhisperProcessor.from_pretrained(MODEL_DIR)", *decode, "```"]
+    elif _feature_config(directory).get("nb_max_frames", N_FRAMES) != N_FRAMES:  # faster-whisper pads to 30 s
+        return [f"This export's encoder window is {_feature_config(directory)['chunk_length']} s, and "
+                "faster-whisper transcribes 30 s windows only: load the transformers model it was exported from, or "
+                "export one with the full window (`arabicpeft merge` puts an adapter on it)."]
+    else:
+        lines = ["```python", "from faster_whisper import WhisperModel", "", model_dir,
+                 'AUDIO = "audio.wav"  # an audio file of any length', "",
+                 f'model = WhisperModel(MODEL_DIR, compute_type="{quantization or "default"}")',
+                 'segments, info = model.transcribe(AUDIO, language="ar", task="transcribe", beam_size=1)',
+                 'print(" ".join(segment.text.strip() for segment in segments))', "```"]
+    return lines + ["", f"Or with arabicpeft: `python -m arabicpeft transcribe AUDIO --model-path {shlex.quote(here)}"
+                    + (" --backend ct2" if kind == "ct2" else "") + " --output-dir OUT`."]
+
+
+def _feature_config(directory: Path) -> dict:
+    """The log-mel settings saved in ``directory`` (``preprocessor_config.json``, what faster-whisper reads)."""
+    config = directory / "preprocessor_config.json"
+    return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
 
 
 def write_model_card(directory, results: Optional[dict] = None) -> str:

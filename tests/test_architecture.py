@@ -1,8 +1,10 @@
 """The layout of ARCHITECTURE.md holds: every module imports only from layers below it and uses no other module's
 private (_) names, and the modules a Kaggle bootstrap or the command line imports first load no torch (GPU
-pinning must come before torch touches CUDA)."""
+pinning must come before torch touches CUDA). What a user reads (code, comments, messages, notebooks, tests) holds
+no work-log words."""
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +87,27 @@ def test_no_torch_before_gpu_pinning(modules):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "False"
+
+
+# Work-log words: they tell a reader about our process, not about the code. Written with [ ] and [e] so that this
+# file does not match itself.
+WORK_LOG = re.compile(r"\bissues?[ ]#?\d+|\bitem[ ]\d+\b|seed[ ]recipe|this[ ]session|last[ ]stop|review[e]r", re.I)
+COMMIT = re.compile(r"\bcommit[ ]`?([0-9a-f]{7,40})\b")
+# Commits of other repositories that a source is pinned to.
+EXTERNAL_COMMITS = {"8fce859": "Open Universal Arabic ASR Leaderboard, eval.py (arabicpeft/text.py)"}
+
+
+def test_no_work_log_words_in_what_a_user_reads():
+    root = PACKAGE.parent
+    found = []
+    for folder in ("arabicpeft", "kaggle", "notebooks", "tests"):
+        for path in sorted((root / folder).rglob("*")):
+            rel = path.relative_to(root)
+            if (path.suffix not in (".py", ".ipynb", ".md", ".json") or rel.parts[:2] == ("kaggle", "build")
+                    or {"__pycache__", ".ipynb_checkpoints", "data"} & set(rel.parts)):
+                continue
+            for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                words = [m.group(0) for m in WORK_LOG.finditer(line)]
+                words += [m.group(0) for m in COMMIT.finditer(line) if m.group(1) not in EXTERNAL_COMMITS]
+                found += [f"{rel}:{n}: {w}" for w in words]
+    assert not found, "say what the code does instead:\n" + "\n".join(found)

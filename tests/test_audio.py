@@ -32,7 +32,7 @@ def test_bad_input_is_a_clear_error(kind, call, error, message, tmp_path, tiny_p
 
 
 def test_integer_pcm_gives_the_features_of_the_float_clip(tmp_path, tiny_processor):
-    """Item 1: a 1 s 300 Hz tone as int16 and as float32 (the float32 soundfile reads from that int16 file)
+    """A 1 s 300 Hz tone as int16 and as float32 (the float32 soundfile reads from that int16 file)
     gives the same log-mel (max abs diff < 1e-4); every integer type is scaled as soundfile scales files."""
     y = tone(1.0, 300)
     pcm = np.round(y * 32767).astype(np.int16)
@@ -54,7 +54,7 @@ def test_integer_pcm_gives_the_features_of_the_float_clip(tmp_path, tiny_process
 
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 def test_multichannel_arrays_become_mono_of_the_right_length(layout):
-    """Item 2: a (2, 16000) array at 16 kHz is 16,000 mono samples (before: 2 samples, filtered as 0.000 s)."""
+    """A (2, 16000) array at 16 kHz is 16,000 mono samples (before: 2 samples, filtered as 0.000 s)."""
     left, right = tone(1.0, 300), tone(1.0, 500)
     stereo = np.stack([left, right]) if layout == "channels_first" else np.stack([left, right], axis=1)
     mono = audio.load_audio({"array": stereo, "sampling_rate": SR})

@@ -58,7 +58,7 @@ def test_gpu_benchmark_on_cpu_writes_every_recipe_or_why_it_was_skipped(tmp_path
     assert first[0] == pytest.approx(first[1], rel=1e-4)
     evaluation = rows["tiny-random/eval"]
     assert evaluation["clips"] == 4 and evaluation["same_transcripts"] == 4  # fp32: batching changes no transcript
-    assert result["references"] == {"tiny-random": "lora-fp32"}  # the seed recipe needs CUDA
+    assert result["references"] == {"tiny-random": "lora-fp32"}  # the replaced project's recipe needs CUDA
     assert result["provenance"]["hardware"]["cuda"] is False
     result_line = stdout.strip().splitlines()[-1]
     assert result_line.startswith("RESULT ") and "world_size=1" in result_line

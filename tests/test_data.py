@@ -1,7 +1,7 @@
 """The data path: the otozz feature format and audio manifests through every source, filtering (counted, never
 silent), splits, streaming, the collator, balanced mixtures.
 
-Below them, the bad-input catalogue of issue 9 (one entry per kind; each module's test file holds the errors that
+Below them, the bad-input catalogue (one entry per kind; each module's test file holds the errors that
 module raises, this one the data's): ERRORS and SKIPS, then the tests that hold the right values of the faults fixed
 (non-finite features, the label limit, manifests, stream counts, record keys).
 """
@@ -291,7 +291,7 @@ def test_balanced_mixture_takes_as_many_records_of_each_dialect():
     assert half.report["n_train"] == round(0.5 * splits.report["n_train"])
 
 
-# --- bad input (issue 9): clear errors, counted skips, conversions with the right value -----------------
+# --- bad input: clear errors, counted skips, conversions with the right value ---------------------------
 
 
 def _manifest(tmp_path, name, content):
@@ -420,7 +420,7 @@ CONVERSIONS = ["integer PCM array", "multi-channel array", "wrong sample rate (r
 
 
 def test_non_finite_features_are_filtered_and_counted(tiny_processor):
-    """Item 3: a feature record with one NaN (or Inf) is filtered as non_finite, streamed or not (before: it
+    """A feature record with one NaN (or Inf) is filtered as non_finite, streamed or not (before: it
     was transcribed as "!!!!!!!!!!!!" and scored)."""
     tok = tiny_processor.tokenizer
     feats = [np.zeros((80, 10), np.float32) + i for i in range(4)]
@@ -438,7 +438,7 @@ def test_non_finite_features_are_filtered_and_counted(tiny_processor):
 
 
 def test_the_label_limit_is_the_models_decoder_positions(tiny_processor):
-    """Item 4: 449 ids starting with <|startoftranscript|> fit (the collator strips it: 448 decoder positions);
+    """449 ids starting with <|startoftranscript|> fit (the collator strips it: 448 decoder positions);
     450 are filtered; the limit is the model's max_target_positions, not a constant."""
     tok = tiny_processor.tokenizer
     fits = PREFIX + [400] * 444 + [EOT]
@@ -464,7 +464,7 @@ def test_the_label_limit_is_the_models_decoder_positions(tiny_processor):
               ' {"audio": "b.wav", "text": "نعم، لا", "dialect": "gulf"}]\r\n'),
 ])
 def test_manifests_with_a_bom_and_windows_line_endings_are_read(suffix, content, tmp_path, tiny_processor):
-    """Item 5: UTF-8 with a byte-order mark and CRLF line endings, in CSV, JSONL and JSON."""
+    """UTF-8 with a byte-order mark and CRLF line endings, in CSV, JSONL and JSON."""
     for name in ("a.wav", "b.wav"):
         sf.write(tmp_path / name, tone(1.0), SR)
     (tmp_path / f"train{suffix}").write_bytes(content.encode("utf-8"))
@@ -489,7 +489,7 @@ def _feature_dir(root: Path, tok, n: int, features=None, texts=None, bad=()):
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
 def test_stream_counts_are_exact_whatever_the_dataloader_workers(workers, tmp_path, tiny_processor):
-    """Item 9: 16 rows (3 filtered) read through a DataLoader with 0, 1 or 2 workers are counted 16 / 13
+    """16 rows (3 filtered) read through a DataLoader with 0, 1 or 2 workers are counted 16 / 13
     (before: 6 with 1 worker through the API, 3 through the CLI)."""
     tok = tiny_processor.tokenizer
     root = _feature_dir(tmp_path, tok, 16, bad=(2, 7, 11))
@@ -504,7 +504,7 @@ def test_stream_counts_are_exact_whatever_the_dataloader_workers(workers, tmp_pa
 
 
 def test_records_sharing_a_transcript_are_distinct_and_never_leak(tmp_path, tiny_processor):
-    """Item 10: 4 different recordings of "نعم" count as 4 (before: 1), and each lands on one side of the
+    """4 different recordings of "نعم" count as 4 (before: 1), and each lands on one side of the
     streamed train/validation split in every pass."""
     tok = tiny_processor.tokenizer
     rng = np.random.default_rng(0)

@@ -1,9 +1,9 @@
-"""Evaluation decoding (issue 10, items 1 and 5): each utterance bounded by what its audio can hold, batches of
+"""Evaluation decoding: each utterance bounded by what its audio can hold, batches of
 similar duration, suppressed tokens from a precomputed mask. Transcripts of every utterance that ends by itself
-are identical to plain batched ``generate`` in dataset order (today's path before the change); a looping one is
+are identical to plain batched ``generate`` in dataset order; a looping one is
 that path's transcript cut at its limit.
 
-Then scoring (issue 9): empty test transcripts are scored, not filtered; a reference longer than the generation
+Then scoring: empty test transcripts are scored, not filtered; a reference longer than the generation
 budget is counted and warned about."""
 
 import warnings
@@ -29,7 +29,7 @@ from arabicpeft.model import LANGUAGE, TASK, load_model
 
 
 def _plain_generate(model, processor, ds, batch_size):
-    """Today's path before issue 10: batches in dataset order, one ``generate`` each, transformers' own
+    """Plain batched decoding: batches in dataset order, one ``generate`` each, transformers' own
     processors, the generation budget only. Returns the new token ids of each record (up to <|endoftext|>)."""
     eos = processor.tokenizer.eos_token_id
     out = []
@@ -131,7 +131,7 @@ def tiny_model():
 
 
 def test_empty_test_transcripts_are_scored_not_filtered(tmp_path, tiny_model):
-    """Item 6: a test clip with an empty transcript is kept; its hypothesis words are insertions and
+    """A test clip with an empty transcript is kept; its hypothesis words are insertions and
     empty_references counts it. Training keeps filtering it (counted)."""
     from arabicpeft.evaluate import evaluate_sets
 
@@ -165,7 +165,7 @@ class Parrot(WhisperForConditionalGeneration):
 
 
 def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_papers(tiny_model):
-    """Item 7: a kept 294-token reference is matched in full under the default budget; under the paper's 225
+    """A kept 294-token reference is matched in full under the default budget; under the paper's 225
     it is cut, counted in references_over_budget, and a warning says so."""
     from arabicpeft.config import PAPER_GENERATION_MAX_LENGTH
     from arabicpeft.evaluate import evaluate_sets, _generation_budget

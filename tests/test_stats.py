@@ -272,7 +272,7 @@ def test_gain_forgetting_pooled_row_and_missing_start():
 
 
 def test_pooled_model_gains_on_each_of_its_training_dialects():
-    """Issue 9 item 15: the pooled `all` model was trained on the five dialects: each is a gain row (an 18-point
+    """The pooled `all` model was trained on the five dialects: each is a gain row (an 18-point
     fall in WER is gain +18.0, not forgetting -18.0); only MSA, not trained on, is forgetting."""
     from arabicpeft.dialects import DIALECTS
 

@@ -228,7 +228,7 @@ def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
 
 
 def test_an_empty_validation_split_stops_before_any_training_step(tmp_path, tiny_processor):
-    """Item 11: at load time, never a KeyError for eval_wer after training."""
+    """At load time, never a KeyError for eval_wer after training."""
     from arabicpeft.train import run
 
     write_audio_manifest(tmp_path / "data", [{"seconds": 1.0, "text": f"نص {i}"} for i in range(4)], "train")
