@@ -263,7 +263,7 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
     """The Tibetan dialect study's design (research notes §6), for Arabic.
 
     1. ``pool``: the five dialects pooled with ``mixtures`` ("natural" proportions vs "balanced": equal records
-       per dialect, at most ``max_train_per_dialect``), with ``pool_method``, per seed;
+       per dialect, at most ``max_train_per_dialect``, default ``base``'s), with ``pool_method``, per seed;
     2. ``finetune``: the balanced model of the same seed fine-tuned on each of ``targets`` with each of
        ``methods`` (a LoRA pooled model is merged first, or continued with ``lora_start="continue"``).
 
@@ -277,7 +277,8 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
     seeds = list(seeds)
     return StudyDesign(name, base, [
         Stage("pool", {"mixture": list(mixtures), "seed": seeds},
-              {"dialect": POOLED, "method": pool_method, "max_train_per_dialect": max_train_per_dialect}),
+              {"dialect": POOLED, "method": pool_method,
+               "max_train_per_dialect": max_train_per_dialect or base.max_train_per_dialect}),
         Stage("finetune", {"method": list(methods), "dialect": list(targets), "seed": seeds},
               start=Start("pool", match=("seed",), fixed={"mixture": "balanced"}, lora=lora_start)),
     ])

@@ -51,7 +51,7 @@ def test_top_level_help_says_what_it_does_and_to_start_with_demo():
 
 
 def test_every_train_option_has_help_and_its_default_from_the_config():
-    options = {a.dest: a for a in subparser("train")._actions if a.option_strings and a.dest != "help"}
+    options = {a.dest: a for a in subparser("train")._actions if a.option_strings and a.dest not in ("help", "rescore")}
     documented = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in cli._NOT_OPTIONS]
     assert set(options) == {f.name for f in documented}
     for f in documented:
@@ -59,7 +59,9 @@ def test_every_train_option_has_help_and_its_default_from_the_config():
         assert action.help.startswith(f.metadata["help"].replace("%", "%%"))  # one source: the field's metadata
         assert "default" in action.help.lower(), f.name
         assert action.default == f.default
-    assert options["max_steps"].help.endswith("(default: 5000)")
+    assert options["max_steps"].help.endswith("(default: 5000) [at least 1]")  # the range: the field's bounds
+    assert options["val_fraction"].help.endswith("(default: 0.2) [greater than 0 and less than 1]")
+    assert options["model"].help.endswith(")")  # no range for text
     assert "openai/whisper-small" in options["model"].help and "whisper-base, tiny-random" in options["model"].help
 
 
