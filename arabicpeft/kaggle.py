@@ -340,10 +340,10 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
                 f"{RunDir(cfg.output_dir).latest_step()}); training resumes from it.")
     left = _session_time_left_s()
     if left is not None:
-        cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s or float("inf"), left))
-        if cfg.time_budget_s <= 0:
+        if left <= 0:
             raise SessionTimeSpent("No Kaggle session time is left for training. Save a version, attach its "
                                    "output as an input and run again: training resumes from the checkpoint.")
+        cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s or float("inf"), left))
     _check_disk(cfg.output_dir)
     cache = _dataset_cache_bytes(cfg)
     if cache:
