@@ -271,16 +271,6 @@ def _print_trained(result_path) -> None:
 # --- commands ---------------------------------------------------------------------------------------------
 
 
-def _prepare(cfg: ExperimentConfig) -> None:
-    """The cheap checks first (paths, the output folder, GPU driver, hub: no torch), then the GPU's own abilities
-    (a P100, bf16 below Ampere, int8 below 7.5), which need torch."""
-    from .device import check_gpu
-    from .kaggle import preflight
-
-    preflight(cfg)
-    check_gpu(cfg.precision)
-
-
 def _refuse_unused(command: str, cfg: ExperimentConfig, given: list[str]) -> None:
     """A one-line error for the first option in ``given`` (config field names) that ``cfg`` does not use
     (:meth:`ExperimentConfig.unused_fields`)."""
@@ -299,16 +289,21 @@ def _cmd_train(args) -> Path:
 
 
 def _train(cfg: ExperimentConfig, rescore: bool) -> Path:
-    """``train`` and ``demo``: a finished run says where its results are and stops (``rescore``: scores it again);
-    else the cheap checks, then the run, holding its folder (a second process is refused at once)."""
+    """``train`` and ``demo``: a finished run says where its results are and stops (``rescore``: scores it again).
+    Else the cheap checks first (paths, the output folder, GPU driver, hub: :func:`arabicpeft.kaggle.preflight`, no
+    torch), then the run's folder is held (a second process is refused at once), then the GPU's own abilities (a
+    P100, bf16 below Ampere, int8 below 7.5: torch) and the run."""
+    from .device import check_gpu
+    from .kaggle import preflight
+    from .run_dir import RunDir
+
     finished = None if rescore else _finished(cfg)
     if finished:
         return finished
-    _prepare(cfg)
-    from .run_dir import RunDir
-
+    preflight(cfg)
     # torchrun's other processes do not hold the folder: rank 0 holds it for them (train.run)
     with RunDir(cfg.output_dir).hold() if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
+        check_gpu(cfg.precision)
         from .train import run
 
         return _report_training(run(cfg, rescore=rescore))

@@ -313,3 +313,85 @@ def test_transcribe_subtitles_are_checked_while_parsing_in_any_case(capsys):
         main(["transcribe", "x.wav", "--model-path", "tiny-random", "--output-dir", "o", "--subtitles", "srt,ass"])
     assert exit_info.value.code == 2
     assert "unknown subtitle format(s) ass: choose from srt, vtt" in capsys.readouterr().err
+
+
+def _unprivileged():
+    """``preexec_fn`` of a probe: root writes into any folder (CAP_DAC_OVERRIDE), so the probe runs without that
+    capability (dropped from its bounding set: the program it executes never gets it)."""
+    if os.geteuid() == 0:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0):  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """Item 12: a read-only output folder was found only after scoring (train) or decoding everything
+    (transcribe), as a raw OSError. Now train, evaluate, transcribe, merge and export refuse it first, in one line,
+    before torch is imported."""
+    base = tmp_path
+    try:
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        locked.chmod(0o555)
+        audio = str(next((SAMPLE_DIR / "audio").glob("*.ogg")))
+        out = f"{locked}/out"
+        cases = [f"train|--model|tiny-random|--source|sample|--output-dir|{out}",
+                 f"evaluate|--model-path|tiny-random|--dialect|egyptian|--source|sample|--output-dir|{out}",
+                 f"transcribe|{audio}|--model-path|tiny-random|--output-dir|{out}",
+                 f"merge|--model-path|tiny-random|--output-dir|{out}",
+                 f"export|--model-path|tiny-random|--output-dir|{out}"]
+        done, torch_imported = probe(cases, base, preexec_fn=_unprivileged)
+    finally:
+        (base / "locked").chmod(0o755)
+    assert not torch_imported
+    for argv, (code, err) in zip(cases, done):
+        assert code == 1 and err.strip().splitlines() == [
+            f"error: the output folder {out} is not writable (its nearest existing folder {locked} is not): "
+            "Permission denied — give --output-dir" + (" (output_dir)" if argv.startswith("train") else "")
+            + " a folder you can write to."], (argv, err)
+
+
+def test_a_second_process_into_one_output_folder_is_refused_at_once(tmp_path):
+    """Item 11 (transformers#28015): two train processes into one output folder both trained to the end. The
+    second is refused in one line, before torch is imported."""
+    from arabicpeft.run_dir import RunDir
+
+    out = tmp_path / "run"
+    with RunDir(out).hold():  # this process runs there now
+        done, torch_imported = probe([f"train|--model|tiny-random|--source|sample|--output-dir|{out}"], tmp_path)
+    (code, err), = done
+    assert code == 1 and err.strip().splitlines() == [
+        f"error: another process is running {out} now (it holds {out / '.lock'}) — wait for it to finish (a rerun "
+        "then resumes or reports the finished run), or give another --output-dir (output_dir)."]
+    assert not torch_imported
+
+
+def test_a_failed_save_says_what_happened_in_one_line(tmp_path):
+    """Item 12: a full disk while saving gave a raw traceback. Here the file-size limit (RLIMIT_FSIZE, 2 MB) makes
+    the first checkpoint of a full fine-tune (15 MB) fail to be written, a real failed write: one line that says
+    so and what to do; the rerun without the limit finishes, passing over the checkpoint cut short."""
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no kill\n"
+              "from arabicpeft.cli import main\n"
+              "import arabicpeft.train  # imported before the limit\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))\n"
+              "main(sys.argv[1:])\n")
+    args = ["train", "--model", "tiny-random", "--source", "sample", "--dialect", "egyptian", "--method", "full",
+            "--max-steps", "2", "--eval-steps", "2", "--warmup-steps", "0", "--batch-size", "4",
+            "--max-train-samples", "8", "--max-eval-samples", "2", "--max-test-samples", "2",
+            "--generation-max-length", "4", "--no-evaluate-before", "--early-stopping-patience", "0",
+            "--output-dir", str(tmp_path / "run")]
+    environ = {k: v for k, v in os.environ.items() if k not in (cli._DEBUG_ENV_VAR, "ARABICPEFT_PROFILE")}
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True,
+                          env={**environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("error: saving failed: ") and "File too large" in errors[0]
+    assert errors[0].endswith("and rerun the same command: a train run resumes from its last complete checkpoint.")
+    rerun = subprocess.run([sys.executable, "-m", "arabicpeft", *args], cwd=REPO, capture_output=True, text=True,
+                           env={**environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert read_results(tmp_path / "run")["training"]["global_step"] == 2
