@@ -759,7 +759,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "folder (default: as trained)"})
     ev.add_argument("--full-window", action="store_true", help="put an adapter trained with a cut encoder window "
                     "on its base's full 30 s window (as merge and the ct2 backend do)")
-    ev.add_argument("--batch-size", type=_at_least(1), default=16, metavar="N", help="utterances per batch (default: 16)")
+    ev.add_argument("--batch-size", type=_at_least(1), default=16, metavar="N",
+                    help="utterances per batch (default: 16)")
     ev.add_argument("--backend", choices=("hf", "ct2"), default="hf", help="hf: transformers; ct2: CTranslate2 "
                     "(converted on the fly unless given an export) (default: hf)")
     ev.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type: int8, "
@@ -816,8 +817,10 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cpu-threads", type=_at_least(0), default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
     tr.add_argument("--precision", choices=PRECISIONS, help="hf only: override the trained precision")
-    tr.add_argument("--batch-size", type=_at_least(1), default=8, metavar="N", help="hf only: clips per batch (default: 8)")
-    tr.add_argument("--beam-size", type=_at_least(1), default=1, metavar="N", help="1: greedy, as evaluation (default: 1)")
+    tr.add_argument("--batch-size", type=_at_least(1), default=8, metavar="N",
+                    help="hf only: clips per batch (default: 8)")
+    tr.add_argument("--beam-size", type=_at_least(1), default=1, metavar="N",
+                    help="1: greedy, as evaluation (default: 1)")
     tr.add_argument("--max-new-tokens", type=_at_least(1), default=224, metavar="N",
                     help="tokens per 30 s window at most (default: 224)")
     tr.add_argument("--subtitles", type=_subtitle_formats, default=[], metavar="A,B",

@@ -264,8 +264,8 @@ class ExperimentConfig:
         """Field ``name``'s valid range in words ("at least 1", "greater than 0 and less than 1"), or None for a
         field without bounds."""
         bounds = _fields()[name].metadata["bounds"]
-        return " and ".join(f"{_BOUNDS[kind][0]} {limit:g}" if isinstance(limit, float) else f"{_BOUNDS[kind][0]} {limit}"
-                            for kind, limit in bounds.items()) or None
+        return " and ".join(f"{_BOUNDS[kind][0]} {limit:g}" if isinstance(limit, float) else
+                            f"{_BOUNDS[kind][0]} {limit}" for kind, limit in bounds.items()) or None
 
     @classmethod
     def check_value(cls, name: str, value) -> None:
@@ -342,8 +342,9 @@ def _fields() -> dict:
 def _numeric_type(name: str):
     """int or float for a numeric field (also inside Optional), else None."""
     hint = _hints()[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)] if typing.get_origin(hint) is typing.Union else [hint]
-    return args[0] if args[0] in (int, float) else None
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint if hint in (int, float) else None
 
 
 DEMO_RUN = "00_quickstart"  # the demo's run folder under the runs root (notebooks 00 and 05)

@@ -138,13 +138,20 @@ def _dataset_cache_bytes(cfg) -> float:
     return rows * _ARROW_BYTES_PER_UTTERANCE
 
 
+_answered: set[str] = set()  # hosts that opened a connection in this process
+
+
 def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
-    """Whether a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (no request is made)."""
+    """Whether a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (no request is made). A host
+    that answered once in this process is not probed again (a command checks its model, then loads it)."""
+    if host in _answered:
+        return True
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
-        return True
     except OSError:
         return False
+    _answered.add(host)
+    return True
 
 
 def hub_offline_mode() -> bool:
@@ -170,7 +177,8 @@ def _hub_model(model) -> Optional[str]:
     from .offline_model import OFFLINE_MODELS
 
     text = os.fspath(model)
-    return text if text not in OFFLINE_MODELS and not Path(text).expanduser().exists() and _HUB_ID.match(text) else None
+    local = text in OFFLINE_MODELS or Path(text).expanduser().exists()
+    return text if not local and _HUB_ID.match(text) else None
 
 
 def _check_hub(cfg=None, model: Optional[str] = None) -> None:
@@ -184,6 +192,7 @@ def _check_hub(cfg=None, model: Optional[str] = None) -> None:
     if hub_offline_mode():
         if model:
             from huggingface_hub import try_to_load_from_cache
+
             from .offline_model import OFFLINE_MODELS
 
             if not any(isinstance(try_to_load_from_cache(model, name), str)

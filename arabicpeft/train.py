@@ -360,8 +360,8 @@ def _run(cfg: ExperimentConfig, log, rescore: bool, ranks: PartialState) -> Path
     checkpoint = _resume_checkpoint(cfg)  # and a checkpoint of another schedule
     if finished and checkpoint is None:
         raise ConfigError(f"{out} keeps no checkpoint to score again (checkpoints/ was deleted)",
-                          f"score the saved model instead: python -m arabicpeft evaluate --model-path {out / MODEL_DIR} "
-                          "--output-dir <another folder>.")
+                          "score the saved model instead: python -m arabicpeft evaluate --model-path "
+                          f"{out / MODEL_DIR} --output-dir <another folder>.")
     if ranks.num_processes > 1:  # every process resumes what rank 0 found
         checkpoint = broadcast_object_list([checkpoint], from_process=0)[0]
     say(f"{cfg.describe()}; output folder {out}")

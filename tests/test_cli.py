@@ -193,7 +193,8 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
     assert not torch_imported
     for (argv, fragment), (code, err) in zip(cases.items(), done):
         lines = err.strip().splitlines()
-        assert code in (1, 2) and len(lines) == 1 and lines[0].startswith("error: ") and " — " in lines[0], (argv, err)
+        assert code in (1, 2) and len(lines) == 1, (argv, err)
+        assert lines[0].startswith("error: ") and " — " in lines[0], (argv, err)
         assert fragment in lines[0], (argv, lines[0])
     print(f"{len(cases)} mistakes reported in {elapsed:.1f} s in one process (including its start)")
 

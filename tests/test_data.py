@@ -559,8 +559,8 @@ def test_a_clip_listed_twice_never_lands_on_both_sides(tmp_path, tiny_processor)
     twice.mkdir()
     for name in ("train.jsonl", "test.jsonl"):
         lines = (tmp_path / "once" / name).read_text(encoding="utf-8")
-        (twice / name).write_text(lines.replace('"audio": "', '"audio": "../once/') * (2 if name == "train.jsonl" else 1),
-                                  encoding="utf-8")
+        copies = 2 if name == "train.jsonl" else 1  # every training clip listed twice, the same file
+        (twice / name).write_text(lines.replace('"audio": "', '"audio": "../once/') * copies, encoding="utf-8")
     for streaming in (False, True):
         cfg = _local(twice, seed=42, streaming=streaming, val_fraction=0.5 if streaming else 0.2,
                      max_eval_samples=40 if streaming else None)  # streamed: 20 contents at 1/2, a side empty: 2e-6
