@@ -373,7 +373,7 @@ def test_a_second_process_into_one_output_folder_is_refused_at_once(tmp_path):
 def test_a_failed_save_says_what_happened_in_one_line(tmp_path):
     """Item 12: a full disk while saving gave a raw traceback. Here the file-size limit (RLIMIT_FSIZE, 2 MB) makes
     the first checkpoint of a full fine-tune (15 MB) fail to be written, a real failed write: one line that says
-    so and what to do; the rerun without the limit finishes, passing over the checkpoint cut short."""
+    so and what to do; the rerun without the limit finishes (the checkpoint cut short is not resumed)."""
     script = ("import resource, signal, sys\n"
               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no kill\n"
               "from arabicpeft.cli import main\n"
