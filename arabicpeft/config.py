@@ -6,7 +6,8 @@ fields a rerun may change (:meth:`ExperimentConfig.resumable_fields`) or only sa
 (:meth:`ExperimentConfig.runtime_fields`).
 
 Public: :data:`Method`, :data:`Precision`, :data:`Source`, :data:`Mixture`, :data:`FeatureCacheDtype`,
-:data:`METHODS`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`, :data:`QUANTIZED`,
+:data:`SubtitleFormat`, :data:`METHODS`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`,
+:data:`SUBTITLE_FORMATS`, :data:`QUANTIZED`,
 :data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`DEFAULT_LR`,
 :data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :data:`DEMO_RUN`, :func:`demo_config`.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import numbers
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -28,8 +30,9 @@ Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]  # what each needs: a
 Source = Literal["hub", "local", "sample"]
 Mixture = Literal["natural", "balanced"]  # how a pooled train set ("all") draws on its dialects
 FeatureCacheDtype = Literal["float32", "float16"]  # values of a feature cache: float32 is lossless
-METHODS, PRECISIONS, _SOURCES, MIXTURES, FEATURE_CACHE_DTYPES = (
-    typing.get_args(t) for t in (Method, Precision, Source, Mixture, FeatureCacheDtype))
+SubtitleFormat = Literal["srt", "vtt"]  # what arabicpeft.transcribe writes beside its JSONL
+METHODS, PRECISIONS, _SOURCES, MIXTURES, FEATURE_CACHE_DTYPES, SUBTITLE_FORMATS = (
+    typing.get_args(t) for t in (Method, Precision, Source, Mixture, FeatureCacheDtype, SubtitleFormat))
 QUANTIZED = ("int8", "nf4")  # bitsandbytes-quantized base weights: LoRA only (QLoRA), never merged at that precision
 
 # LoRA target presets. Names match the Linear layers of transformers' Whisper.
@@ -50,14 +53,23 @@ DEFAULT_LR = {"full": 1e-5, "lora": 1e-3}
 PAPER_GENERATION_MAX_LENGTH = 225
 
 
+# How a numeric field's bounds read in a message, by kind: "min"/"max" include the limit, "gt"/"lt" exclude it.
+_BOUNDS = {"min": ("at least", lambda v, b: v >= b), "gt": ("greater than", lambda v, b: v > b),
+           "max": ("at most", lambda v, b: v <= b), "lt": ("less than", lambda v, b: v < b)}
+
+
 def _section(title: str):
     """A field maker for one section of :class:`ExperimentConfig`: every field carries its one-line help, which
     ``python -m arabicpeft train --help`` prints, so the documentation cannot drift. ``resume``: a rerun into
     the same output folder may change it and still continue the same run; ``runtime``: it says where or how the
-    run executes, not what is trained or scored."""
+    run executes, not what is trained or scored. A numeric field declares its valid range here, once, as
+    bounds (``min=1``, ``gt=0``, ``max=1``, ``lt=1``): the config, the CLI and the widgets refuse a value outside
+    it (:meth:`ExperimentConfig.check_value`)."""
 
-    def documented(default, help: str, resume: bool = False, runtime: bool = False):
-        meta = {"help": help, "section": title, "resume": resume, "runtime": runtime}
+    def documented(default, help: str, resume: bool = False, runtime: bool = False, **bounds):
+        if set(bounds) - set(_BOUNDS):
+            raise TypeError(f"bounds are {', '.join(_BOUNDS)}, got {sorted(bounds)}")
+        meta = {"help": help, "section": title, "resume": resume, "runtime": runtime, "bounds": bounds}
         if isinstance(default, (dict, list)):
             return field(default_factory=lambda: type(default)(default), metadata=meta)
         return field(default=default, metadata=meta)
@@ -80,25 +92,30 @@ class ExperimentConfig:
     method: Method = _what("lora", "lora: train a LoRA adapter (peft); full: fine-tune every weight")
     model: str = _what("openai/whisper-small", "starting model: a hub id, a local directory, or an offline name")
     precision: Precision = _what("fp32", "weights/compute precision; fp16, int8 and nf4 need a CUDA GPU")
-    seed: int = _what(42, "picks the 80/20 train/validation split and the initialisation (paper: 42, 84, 168)")
+    seed: int = _what(42, "picks the 80/20 train/validation split and the initialisation (paper: 42, 84, 168)",
+                    min=0, max=2**32 - 1)  # numpy's seeds
 
     source: Source = _data("hub", "hub: the otozz datasets (needs internet); local: --data-path; sample: the "
                            "embedded synthetic set")
     data_path: Optional[str] = _data(None, "for source local: a folder of save_to_disk sets or a train/test "
                                      ".jsonl/.csv manifest with audio and text")
     streaming: bool = _data(False, "stream the hub data instead of caching it (one dialect decoded is ~20 GB)")
-    val_fraction: float = _data(0.2, "share of the training set held out for validation (model selection)")
+    val_fraction: float = _data(0.2, "share of the training set held out for validation (model selection)",
+                                gt=0, lt=1)
     test_sets: Optional[list[dialects.Name]] = _data(None, "comma-separated varieties to score on (default: the training "
                                            "set's own)")
-    max_train_samples: Optional[int] = _data(None, "use at most this many training utterances (default: all)")
+    max_train_samples: Optional[int] = _data(None, "use at most this many training utterances (default: all)",
+                                            min=1)
     train_fraction: float = _data(1.0, "train on the first round(fraction x n) training utterances (the paper's "
-                                  "MSA train-size curve)")
+                                  "MSA train-size curve)", gt=0, max=1)
     mixture: Mixture = _data("natural", "pooled sets: natural proportions, or balanced (equal utterances per "
                              "dialect)")
-    max_train_per_dialect: Optional[int] = _data(None, "pooled sets: at most this many utterances of each dialect")
+    max_train_per_dialect: Optional[int] = _data(None, "pooled sets: at most this many utterances of each dialect",
+                                                min=1)
     max_eval_samples: Optional[int] = _data(None, "validation utterances per evaluation (default: all; "
-                                            "needed with streaming)")
-    max_test_samples: Optional[int] = _data(None, "score at most this many utterances per test set (default: all)")
+                                            "needed with streaming)", min=1)
+    max_test_samples: Optional[int] = _data(None, "score at most this many utterances per test set (default: all)",
+                                           min=1)
     feature_cache: Optional[str] = _data(None, "folder of a compact log-mel cache (python -m arabicpeft cache): the "
                                          "data are read from it, the same model inputs bitwise (float32); "
                                          "splits not there yet are written first, in one pass over the source",
@@ -107,40 +124,42 @@ class ExperimentConfig:
                                                    "float16 (half the bytes, not lossless)")
     encoder_seconds: Optional[float] = _data(None, "cut the encoder window to this many seconds (faster on CPU; "
                                              "every clip must be shorter). Default: 8 for source sample, "
-                                             "else the model's 30")
+                                             "else the model's 30", gt=0)
 
-    lora_r: int = _lora(32, "LoRA rank")
-    lora_alpha: int = _lora(64, "LoRA scaling alpha (the update is scaled by alpha / r)")
-    lora_dropout: float = _lora(0.05, "dropout on the LoRA branch")
+    lora_r: int = _lora(32, "LoRA rank", min=1)
+    lora_alpha: int = _lora(64, "LoRA scaling alpha (the update is scaled by alpha / r)", gt=0)
+    lora_dropout: float = _lora(0.05, "dropout on the LoRA branch", min=0, lt=1)
     lora_targets: str = _lora("qv", f"layers that get an adapter: a preset ({', '.join(LORA_TARGETS)}) or "
                               "comma-separated module names")
     use_dora: bool = _lora(False, "DoRA: weight-decomposed LoRA")
     init_adapter: Optional[str] = _lora(None, "a saved LoRA adapter to continue training (instead of a fresh one)")
 
     learning_rate: Optional[float] = _optim(None, "peak learning rate (default: 1e-5 for full, as the paper; "
-                                            "1e-3 for lora)")
-    warmup_steps: int = _optim(500, "linear warm-up steps")
+                                            "1e-3 for lora)", gt=0)
+    warmup_steps: int = _optim(500, "linear warm-up steps", min=0)
     max_steps: int = _optim(5000, "training steps (optimizer updates); a rerun may raise it while the run has no "
-                            "checkpoint (the learning-rate schedule belongs to it)", resume=True)
+                            "checkpoint (the learning-rate schedule belongs to it)", resume=True, min=1)
     batch_size: int = _optim(8, "training utterances per optimizer step, all processes (GPUs) and accumulation "
                              "passes together: each pass of each process takes batch_size / (processes x "
-                             "gradient_accumulation_steps)")
-    eval_batch_size: int = _optim(16, "utterances per batch when scoring", resume=True, runtime=True)
+                             "gradient_accumulation_steps)", min=1)
+    eval_batch_size: int = _optim(16, "utterances per batch when scoring", resume=True, runtime=True,
+                                 min=1)
     gradient_accumulation_steps: int = _optim(1, "forward/backward passes per optimizer step, each on a share of "
-                                              "batch_size (less memory; the step still trains on batch_size)")
-    adam_beta2: float = _optim(0.999, "AdamW beta2 (the paper: 0.99)")
-    weight_decay: float = _optim(0.0, "AdamW weight decay")
+                                              "batch_size (less memory; the step still trains on batch_size)",
+                                              min=1)
+    adam_beta2: float = _optim(0.999, "AdamW beta2 (the paper: 0.99)", min=0, lt=1)
+    weight_decay: float = _optim(0.0, "AdamW weight decay", min=0)
     gradient_checkpointing: bool = _optim(False, "recompute activations to save GPU memory (slower)")
-    eval_steps: int = _optim(250, "validate and save a checkpoint every this many steps")
+    eval_steps: int = _optim(250, "validate and save a checkpoint every this many steps", min=1)
     early_stopping_patience: Optional[int] = _optim(3, "stop after this many validations without a better WER "
-                                                    "(0: never)")
-    logging_steps: int = _optim(25, "log the training loss every this many steps")
+                                                    "(0: never)", min=0)
+    logging_steps: int = _optim(25, "log the training loss every this many steps", min=1)
     generation_max_length: Optional[int] = _optim(None, "longest transcript decoded, in tokens (default: the model's "
                                                   "limit, so every admitted reference can be matched; "
-                                                  f"{PAPER_GENERATION_MAX_LENGTH} reproduces the paper)")
-    num_workers: int = _optim(0, "data-loader worker processes", resume=True, runtime=True)
+                                                  f"{PAPER_GENERATION_MAX_LENGTH} reproduces the paper)", min=1)
+    num_workers: int = _optim(0, "data-loader worker processes", resume=True, runtime=True, min=0)
     time_budget_s: Optional[float] = _optim(None, "stop training cleanly (and save) after this many seconds",
-                                            resume=True, runtime=True)
+                                            resume=True, runtime=True, gt=0)
     evaluate_before: bool = _optim(True, "score the starting model on the test sets too", resume=True)
 
     output_dir: str = _where("runs/experiment", "folder for checkpoints, the model and results.json (a rerun "
@@ -161,13 +180,11 @@ class ExperimentConfig:
             allowed, value = self.choices(f.name), getattr(self, f.name)
             if allowed and f.name not in ("dialect", "test_sets") and value not in allowed:
                 raise ConfigError(f"Unknown {f.name} {value!r}", f"choose one of {', '.join(allowed)}.")
+        for f in fields(self):
+            self.check_value(f.name, getattr(self, f.name))
         if self.source == "local" and not self.data_path:
             raise ConfigError("source='local' needs data_path",
                               "give a save_to_disk directory or an audio manifest folder (--data-path).")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1, got {self.val_fraction}.")
-        if not 0.0 < self.train_fraction <= 1.0:
-            raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}.")
         if self.init_adapter and self.method != "lora":
             raise ConfigError("init_adapter continues a LoRA adapter: it needs method='lora'.")
         if self.method == "full" and self.precision in QUANTIZED:
@@ -243,6 +260,29 @@ class ExperimentConfig:
         return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
 
     @classmethod
+    def valid_range(cls, name: str) -> Optional[str]:
+        """Field ``name``'s valid range in words ("at least 1", "greater than 0 and less than 1"), or None for a
+        field without bounds."""
+        bounds = _fields()[name].metadata["bounds"]
+        return " and ".join(f"{_BOUNDS[kind][0]} {limit:g}" if isinstance(limit, float) else
+                            f"{_BOUNDS[kind][0]} {limit}" for kind, limit in bounds.items()) or None
+
+    @classmethod
+    def check_value(cls, name: str, value) -> None:
+        """Raise :class:`~arabicpeft.errors.ConfigError` when ``value`` is not a number of field ``name``'s type
+        (an int for an int field) inside the range the field declares (:meth:`valid_range`). None passes (an
+        Optional field left unset); a field without bounds accepts anything."""
+        bounds = _fields()[name].metadata["bounds"]
+        if value is None or not bounds:
+            return
+        integer = _numeric_type(name) is int
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral if integer else numbers.Real):
+            raise ConfigError(f"{name} = {value!r} is not {'an integer' if integer else 'a number'}",
+                              f"{name} must be {'an integer' if integer else 'a number'} {cls.valid_range(name)}.")
+        if not all(_BOUNDS[kind][1](value, limit) for kind, limit in bounds.items()):  # NaN fails every bound
+            raise ConfigError(f"{name} = {value!r} is out of its range", f"{name} must be {cls.valid_range(name)}.")
+
+    @classmethod
     def resumable_fields(cls) -> frozenset[str]:
         """The fields a rerun into the same output folder may change and still continue the same run."""
         return frozenset(f.name for f in fields(cls) if f.metadata["resume"])
@@ -263,6 +303,23 @@ class ExperimentConfig:
             f"encoder window cut to {SAMPLE_ENCODER_SECONDS} s, chosen automatically for the sample set (every "
             "clip is shorter; ~4x faster on a CPU). Set encoder_seconds to choose another."]
 
+    def unused_fields(self) -> dict[str, str]:
+        """{field: why} for the fields this config leaves unused, whatever their value: a data path without source
+        local, LoRA settings of a full fine-tune, a mixture of a single dialect, a cache type without a cache.
+        The command line refuses such an option when it is given."""
+        unused = {}
+        if self.source != "local":
+            unused["data_path"] = "it is read only with --source local"
+        if self.method != "lora":
+            unused.update({name: "it is a LoRA setting and --method is full" for name in
+                           ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")})
+        if not dialects.get(self.dialect).is_pooled:
+            unused.update({name: f"it mixes the dialects of the pooled set (--dialect {dialects.POOLED}), and "
+                           f"{self.dialect} is one" for name in ("mixture", "max_train_per_dialect")})
+        if not self.feature_cache:
+            unused["feature_cache_dtype"] = "it is the value type of --feature-cache, which is not given"
+        return unused
+
     def describe(self) -> str:
         """One line: what this config trains, on what, for how long."""
         what = (f"LoRA (r {self.lora_r}, alpha {self.lora_alpha}{', DoRA' if self.use_dora else ''} on "
@@ -275,6 +332,19 @@ class ExperimentConfig:
 @functools.cache
 def _hints() -> dict:
     return typing.get_type_hints(ExperimentConfig)
+
+
+@functools.cache
+def _fields() -> dict:
+    return {f.name: f for f in fields(ExperimentConfig)}
+
+
+def _numeric_type(name: str):
+    """int or float for a numeric field (also inside Optional), else None."""
+    hint = _hints()[name]
+    if typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint if hint in (int, float) else None
 
 
 DEMO_RUN = "00_quickstart"  # the demo's run folder under the runs root (notebooks 00 and 05)

@@ -11,8 +11,9 @@ Either can be read from a compact feature cache instead (``feature_cache`` in th
 :mod:`arabicpeft.feature_cache`, written once by :func:`build_feature_cache`): they are features records whose
 model input :func:`input_features` rebuilds bitwise.
 
-The validation split is carved from train by the seed (80/20, as the paper), the test set is never used for
-model selection, and every filtered record is counted by reason in :attr:`DataSplits.report`.
+The validation split is carved from train by the seed (80/20, as the paper) and by record content (a record
+listed twice never lands on both sides: :func:`_split_validation`), the test set is never used for model
+selection, and every filtered record is counted by reason in :attr:`DataSplits.report`.
 
 Public: :data:`MANIFEST_EXTENSIONS`, :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`,
 :class:`DataSplits`, :func:`settle_counts`, :class:`ManifestError`, :func:`read_manifest`, :func:`load_raw`,
@@ -256,12 +257,15 @@ def _numpy_features(ds: AnyDataset, fmt: str) -> AnyDataset:
 
 
 def _filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, report: dict,
-                   max_positions: int = MAX_TARGET_POSITIONS, score_empty: bool = False) -> AnyDataset:
+                   max_positions: int = MAX_TARGET_POSITIONS, score_empty: bool = False,
+                   keys: Optional[list] = None) -> AnyDataset:
     """Drop invalid records, counting each by reason into ``report`` (rows_in, rows_used, filtered).
 
     ``score_empty`` (test sets): records with an empty transcript are kept, to be scored (their hypothesis
     words are insertions), and counted in ``report["empty_transcript_scored"]``; otherwise they are filtered.
     ``max_positions``: the model's decoder positions (``max_target_positions``), see :func:`_check_labels`.
+    ``keys`` (a list, not a stream): gets the :func:`_record_key` of every kept record, in order, from the same
+    read.
     """
     counts = collections.Counter({r: 0 for r in _FILTER_REASONS})
     if fmt == "features":
@@ -288,7 +292,11 @@ def _filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, rep
 
     # Only the columns a check needs are read, as numpy (a 0.96 MB feature array is one memory-mapped read).
     view = ds.select_columns(columns)
-    reasons = [check(r) for r in (view.with_format("numpy") if fmt == "features" else view)]
+    reasons = []
+    for record in view.with_format("numpy") if fmt == "features" else view:
+        reasons.append(check(record))
+        if keys is not None and reasons[-1] is None:
+            keys.append(_record_key(record))
     for reason in reasons:
         if reason:
             counts[reason] += 1
@@ -538,19 +546,52 @@ def _record_key(record: dict) -> bytes:
     return digest.digest()
 
 
-def _split_validation(ds: AnyDataset, fraction: float, seed: int) -> tuple[AnyDataset, AnyDataset]:
-    if isinstance(ds, datasets.IterableDataset):
-        # A stream has no random access and its order changes when shuffled: each record goes to validation by
-        # a seeded hash of its content, so it lands on the same side in every pass.
-        def is_val(record):
-            digest = hashlib.blake2b(_record_key(record), digest_size=8, key=str(seed).encode()).digest()
-            return int.from_bytes(digest, "little") / 2**64 < fraction
+def _in_validation(record: dict, fraction: float, seed: int) -> bool:
+    """Whether a streamed ``record`` belongs to the validation split: a seeded hash of its content
+    (:func:`_record_key`) below ``fraction``."""
+    digest = hashlib.blake2b(_record_key(record), digest_size=8, key=str(seed).encode()).digest()
+    return int.from_bytes(digest, "little") / 2**64 < fraction
 
-        return ds.filter(lambda r: not is_val(r)), ds.filter(is_val)
+
+def _split_validation(ds: AnyDataset, fraction: float, seed: int, keys: Optional[list] = None
+                      ) -> tuple[AnyDataset, AnyDataset, dict]:
+    """(train, validation, what the split did) of a filtered training pool, by record content on both paths, so
+    that a record listed twice (a duplicate in a manifest or a hub set) never lands on both sides.
+
+    A stream: each record goes to validation by :func:`_in_validation`, the same side in every pass. A dataset
+    (``keys``: its records' :func:`_record_key`): the paper's ``train_test_split(test_size=fraction, seed=seed)``,
+    then every record whose content repeats an earlier one's is put on the side of that first occurrence; with
+    no duplicates the split is exactly the paper's. The dict counts ``duplicates`` (records repeating an earlier
+    one) and ``moved`` (records that changed side), with the ``split_method`` in words."""
+    if isinstance(ds, datasets.IterableDataset):
+        # A stream has no random access and its order changes when shuffled.
+        return (ds.filter(lambda r: not _in_validation(r, fraction, seed)),
+                ds.filter(lambda r: _in_validation(r, fraction, seed)),
+                {"split_method": "streaming: seeded hash of each record's content, so identical records share a "
+                                 "side (differs from the non-streamed split)"})
     if len(ds) < 2:
         raise DataUnavailableError(f"Only {len(ds)} usable training record(s): too few to carve a validation split.")
-    parts = ds.train_test_split(test_size=fraction, seed=seed)  # the paper's 80/20 split by seed
-    return parts["train"], parts["test"]
+    # The paper's split by seed, of positions (the permutation depends only on the length and the seed).
+    positions = datasets.Dataset.from_dict({"i": np.arange(len(ds))}).train_test_split(test_size=fraction, seed=seed)
+    validation = set(positions["test"]["i"])
+    first: dict[bytes, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    side = [first[key] in validation for key in keys]  # the side of the content's first occurrence
+    moved = sum(side[i] != (i in validation) for i in range(len(ds)))
+    order = [*positions["test"]["i"], *positions["train"]["i"]]
+    info = {"duplicates": len(keys) - len(first), "moved": moved,
+            "split_method": "datasets.train_test_split(test_size=val_fraction, seed=seed), as the paper, then each "
+                            "record repeating an earlier one's content kept on that one's side "
+                            f"({len(keys) - len(first)} duplicate(s), {moved} moved)"}
+    return ds.select([i for i in order if not side[i]]), ds.select([i for i in order if side[i]]), info
+
+
+def _is_empty(ds: AnyDataset) -> bool:
+    """No record in ``ds``; a stream is read up to its first record (all of it, when it has none)."""
+    if isinstance(ds, datasets.IterableDataset):
+        return next(iter(ds), None) is None
+    return len(ds) == 0
 
 
 def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS,
@@ -648,8 +689,8 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     """Train, validation and test sets for ``cfg.dialect`` from ``cfg.source``, filtered and counted.
 
     ``max_seconds`` / ``max_positions``: the model's encoder window and decoder positions (records beyond them
-    are filtered, counted). Raises :class:`DataUnavailableError` when the validation split comes out empty:
-    at load time, before any training step."""
+    are filtered, counted). Raises :class:`DataUnavailableError` when the validation or the training split
+    comes out empty: at load time, before any training step."""
     if cfg.streaming and not cfg.max_eval_samples:
         raise ValueError("streaming=True needs max_eval_samples: the validation set is read from the stream once "
                          "and kept in memory (e.g. 500 utterances).")
@@ -672,29 +713,31 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     if per_dialect:
         report["mixture"] = {"mixture": cfg.mixture, "max_train_per_dialect": cfg.max_train_per_dialect,
                              "records_per_dialect": per_dialect}
-    pool = _filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions)
-    train, validation = _split_validation(pool, cfg.val_fraction, cfg.seed)
+    keys = None if isinstance(pool, datasets.IterableDataset) else []
+    pool = _filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions, keys=keys)
+    train, validation, split = _split_validation(pool, cfg.val_fraction, cfg.seed, keys)
+    report["split_method"] = split.pop("split_method")
+    report["train_pool"].update(split)  # duplicates and moved (not on a stream)
     train, validation = _take(train, cfg.max_train_samples), _take(validation, cfg.max_eval_samples)
     if cfg.train_fraction < 1.0:
         if isinstance(train, datasets.IterableDataset):
             raise ValueError("train_fraction < 1 needs a dataset of known size: set streaming=False.")
         train = _take(train, max(1, round(cfg.train_fraction * len(train))))
-    if isinstance(train, datasets.IterableDataset):
-        train = train.shuffle(seed=cfg.seed, buffer_size=_STREAM_SHUFFLE_BUFFER)
-        report["split_method"] = "streaming: seeded hash of each record's content (differs from the non-streamed split)"
-    else:
-        report["split_method"] = "datasets.train_test_split(test_size=val_fraction, seed=seed), as the paper"
     if isinstance(validation, datasets.IterableDataset):
         # Validation runs every eval_steps: read its records from the stream once, not at every evaluation.
         validation = datasets.Dataset.from_list(list(validation))
-    train, validation = _numpy_features(train, fmt), _numpy_features(validation, fmt) if len(validation) else validation
-    if len(validation) == 0:
-        seen = settle_counts(report["train_pool"]).get("rows_used")
-        raise DataUnavailableError(
-            f"The validation split is empty ({seen} usable training records read, val_fraction={cfg.val_fraction}, "
-            f"max_eval_samples={cfg.max_eval_samples}): training would fail at its first evaluation. Use more "
-            "training data, a larger val_fraction or max_eval_samples, or another seed."
-        )
+    for name, empty in (("validation", len(validation) == 0), ("training", _is_empty(train))):
+        if empty:
+            seen = settle_counts(report["train_pool"]).get("rows_used")
+            raise DataUnavailableError(
+                f"The {name} split is empty ({seen} usable training records read, val_fraction={cfg.val_fraction}, "
+                f"max_eval_samples={cfg.max_eval_samples}): training would fail at its first "
+                f"{'evaluation' if name == 'validation' else 'step'}. Use more training data, "
+                f"{'a larger' if name == 'validation' else 'a smaller'} val_fraction"
+                f"{' or max_eval_samples' if name == 'validation' else ''}, or another seed.")
+    if isinstance(train, datasets.IterableDataset):
+        train = train.shuffle(seed=cfg.seed, buffer_size=_STREAM_SHUFFLE_BUFFER)
+    train, validation = _numpy_features(train, fmt), _numpy_features(validation, fmt)
 
     tests, report["test"], test_synthetic = load_test_sets(cfg, tokenizer, max_seconds, max_positions)
     synthetic |= test_synthetic

@@ -27,7 +27,7 @@ from typing import Optional
 from . import device
 from .config import SAMPLE_DIR, ExperimentConfig
 from .errors import DiskSpaceError, HubUnreachableError, SessionTimeSpent, SetupError
-from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, RunDir
+from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, RunDir, check_output_folder
 
 _KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
 _KAGGLE_WORKING = Path("/kaggle/working")  # kept as the notebook's output (at most ~20 GB)
@@ -138,13 +138,20 @@ def _dataset_cache_bytes(cfg) -> float:
     return rows * _ARROW_BYTES_PER_UTTERANCE
 
 
+_answered: set[str] = set()  # hosts that opened a connection in this process
+
+
 def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
-    """Whether a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (no request is made)."""
+    """Whether a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (no request is made). A host
+    that answered once in this process is not probed again (a command checks its model, then loads it)."""
+    if host in _answered:
+        return True
     try:
         socket.create_connection((host, 443), timeout=timeout).close()
-        return True
     except OSError:
         return False
+    _answered.add(host)
+    return True
 
 
 def hub_offline_mode() -> bool:
@@ -154,10 +161,8 @@ def hub_offline_mode() -> bool:
 
 def _hub_parts(cfg) -> list[str]:
     """What ``cfg`` reads from the HuggingFace hub: its data, its starting model, both or nothing."""
-    from .offline_model import OFFLINE_MODELS
-
     parts = ["its data (source hub)"] if cfg.source == "hub" else []
-    if cfg.model not in OFFLINE_MODELS and not Path(cfg.model).expanduser().exists():
+    if _hub_model(cfg.model):
         parts.append(f"its model {cfg.model}")
     return parts
 
@@ -167,25 +172,57 @@ def _needs_hub(cfg) -> bool:
     return bool(_hub_parts(cfg))
 
 
-def _check_hub(cfg) -> None:
-    """Raise :class:`HubUnreachableError` when ``cfg`` needs the hub and it cannot be reached."""
-    if _needs_hub(cfg) and not hub_offline_mode() and not hub_reachable():
-        raise HubUnreachableError(f"cannot reach {HUB_HOST}, which this run needs for "
-                                  f"{' and '.join(_hub_parts(cfg))}", NO_HUB_HELP)
+def _hub_model(model) -> Optional[str]:
+    """``model`` when it names a hub model (no local folder of that name, not an offline model), else None."""
+    from .offline_model import OFFLINE_MODELS
+
+    text = os.fspath(model)
+    local = text in OFFLINE_MODELS or Path(text).expanduser().exists()
+    return text if not local and _HUB_ID.match(text) else None
 
 
-def check_model_name(model, saved: bool = False) -> None:
+def _check_hub(cfg=None, model: Optional[str] = None) -> None:
+    """Raise :class:`HubUnreachableError` when a run of ``cfg`` (its data and model), or the hub model ``model``,
+    needs the hub and cannot have it. Under HF_HUB_OFFLINE (asked first) a hub model must be in the local HF cache;
+    otherwise the hub must answer one probe. Said in one line at once, instead of a minute of HTTP retries."""
+    parts = _hub_parts(cfg) if cfg is not None else [f"its model {model}"]
+    model = _hub_model(cfg.model) if cfg is not None else model
+    if not parts:
+        return
+    if hub_offline_mode():
+        if model:
+            from huggingface_hub import try_to_load_from_cache
+
+            from .offline_model import OFFLINE_MODELS
+
+            if not any(isinstance(try_to_load_from_cache(model, name), str)
+                       for name in ("config.json", "adapter_config.json")):
+                raise HubUnreachableError(
+                    f"the model {model} is not in your HF cache, and HF_HUB_OFFLINE=1 keeps the hub out",
+                    f"give a local folder or an offline model ({', '.join(OFFLINE_MODELS)}), or download {model} "
+                    "with the network on (HF_HUB_OFFLINE unset) first.")
+    elif not hub_reachable():
+        raise HubUnreachableError(f"cannot reach {HUB_HOST}, which this run needs for {' and '.join(parts)}",
+                                  NO_HUB_HELP)
+
+
+def check_model_name(model, saved: bool = False, hub: bool = True) -> None:
     """Raise :class:`SetupError` when ``model`` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``)
     that does not exist: it would otherwise be sent to the hub and reported as a bad repo id. With ``saved``
     (a model to load for inference, :func:`arabicpeft.model.load_model`), an existing folder must also hold one:
     an adapter (``adapter_config.json``), a transformers model (``config.json``), a CTranslate2 export
-    (``model.bin``), a run (``model/``) or an adapter bank (subfolders that are adapters or runs)."""
+    (``model.bin``), a run (``model/``) or an adapter bank (subfolders that are adapters or runs). A hub id must
+    be reachable (``hub``: under HF_HUB_OFFLINE, in the local cache): :class:`HubUnreachableError` otherwise."""
     from .offline_model import OFFLINE_MODELS
 
     text = os.fspath(model)
     path = Path(text).expanduser()
     if not path.exists():
-        if text in OFFLINE_MODELS or _HUB_ID.match(text):
+        if text in OFFLINE_MODELS:
+            return
+        if _HUB_ID.match(text):
+            if hub:
+                _check_hub(model=text)
             return
         raise SetupError(f"the model folder {text} does not exist",
                          f"check the path, or give a hub id such as openai/whisper-small or an offline name "
@@ -207,8 +244,10 @@ def check_model_name(model, saved: bool = False) -> None:
 def preflight(cfg) -> None:
     """The checks that need no model, no data and no torch (well under a second, plus at most one network probe
     when the run needs the hub): the model, data and resume paths exist, a GPU precision has a GPU, and the hub
-    is reachable when the model or data come from it. Raises a :class:`~arabicpeft.errors.UserError`."""
-    check_model_name(cfg.model)
+    is reachable when the model or data come from it (under HF_HUB_OFFLINE: a hub model is in the local cache),
+    and the output folder can be written. Raises a :class:`~arabicpeft.errors.UserError`."""
+    check_model_name(cfg.model, hub=False)  # the hub is probed once, below, for the model and the data
+    check_output_folder(cfg.output_dir)
     if cfg.source == "local" and not Path(cfg.data_path).expanduser().exists():
         raise SetupError(f"the data folder {cfg.data_path} does not exist",
                          "check data_path (--data-path): a folder of save_to_disk sets or of train/test manifests.")
@@ -310,10 +349,10 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
                 f"{RunDir(cfg.output_dir).latest_step()}); training resumes from it.")
     left = _session_time_left_s()
     if left is not None:
-        cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s or float("inf"), left))
-        if cfg.time_budget_s <= 0:
+        if left <= 0:
             raise SessionTimeSpent("No Kaggle session time is left for training. Save a version, attach its "
                                    "output as an input and run again: training resumes from the checkpoint.")
+        cfg = dataclasses.replace(cfg, time_budget_s=min(cfg.time_budget_s or float("inf"), left))
     _check_disk(cfg.output_dir)
     cache = _dataset_cache_bytes(cfg)
     if cache:

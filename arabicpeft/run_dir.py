@@ -8,25 +8,30 @@
     <output_dir>/model/                 the adapter (LoRA) or the whole model (full), processor, config
     <output_dir>/results.json, utterances.csv   the scores of that saved model
     <output_dir>/INCOMPLETE             only while model/ and results.json may describe different steps
+    <output_dir>/.lock                  held by the one process running the run (filelock)
 
 Torch-free, so that the command line checks a folder before its heavy imports.
 
 Public: :data:`CHECKPOINT_DIR`, :data:`MODEL_DIR`, :data:`TRAINER_STATE`, :data:`RUN_CONFIG_FILE`,
 :data:`RESULTS_FILE`, :data:`UTTERANCES_FILE`, :data:`BEFORE_UTTERANCES_FILE`, :data:`BEFORE_METRICS_FILE`,
-:func:`write_json_atomic`, :func:`write_csv_atomic`, :func:`checkpoint_step`, :class:`RunDir`.
+:class:`RunInUseError`, :func:`write_json_atomic`, :func:`write_csv_atomic`, :func:`check_output_folder`,
+:func:`checkpoint_step`, :class:`RunDir`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import struct
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from .config import ExperimentConfig
-from .errors import ConfigError
+from .errors import ConfigError, SetupError
 
 CHECKPOINT_DIR, MODEL_DIR = "checkpoints", "model"
 _CHECKPOINT_PREFIX = "checkpoint"  # checkpoint-N: the Trainer's name (transformers' PREFIX_CHECKPOINT_DIR)
@@ -37,6 +42,11 @@ UTTERANCES_FILE = "utterances.csv"
 BEFORE_UTTERANCES_FILE = "utterances_before.csv"
 BEFORE_METRICS_FILE = "metrics_before.json"
 _INCOMPLETE_FILE = "INCOMPLETE"
+_LOCK_FILE = ".lock"
+
+
+class RunInUseError(SetupError):
+    """Another process holds the run's lock: it is running in that folder now (:meth:`RunDir.hold`)."""
 
 
 def _clean(value):
@@ -79,6 +89,25 @@ def write_csv_atomic(path, frame) -> Path:
     return _write_atomic(path, lambda f: frame.to_csv(f, index=False))
 
 
+def check_output_folder(path, option: str = "--output-dir (output_dir)") -> None:
+    """Raise a :class:`~arabicpeft.errors.UserError` unless files can be written into folder ``path`` (or, when
+    it does not exist yet, it can be made): a file on the way is a :class:`ConfigError`, a folder that refuses
+    writing (read-only, another owner) a :class:`SetupError`. Writes and removes one temporary file; makes no
+    folder. Called before any work, so that a run does not find out after hours of it."""
+    path = Path(path)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"the output folder {path} cannot be made: {existing} is a file, not a folder",
+                          f"give {option} a folder path, new or of an earlier run.")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        where = "" if existing == path else f" (its nearest existing folder {existing} is not)"
+        raise SetupError(f"the output folder {path} is not writable{where}: {e.strerror or e}",
+                         f"give {option} a folder you can write to.") from e
+
+
 def checkpoint_step(path) -> int:
     """The step N of a ``checkpoint-N`` folder path (a trailing slash allowed); -1 for any other name."""
     name = Path(str(path).rstrip("/")).name
@@ -86,12 +115,51 @@ def checkpoint_step(path) -> int:
     return int(step) if prefix == _CHECKPOINT_PREFIX and step.isdigit() else -1
 
 
+def _file_problem(path: Path) -> Optional[str]:
+    """How a checkpoint file is broken (cut short while it was written: a full disk, a killed process), or None.
+    JSON must parse; a safetensors file must be as long as its header says; a PyTorch file (.pt, .pth, .bin: a
+    zip archive) must end with its central directory, which is written last."""
+    try:
+        if path.suffix == ".json":
+            value = json.loads(path.read_text(encoding="utf-8"))
+            if path.name == TRAINER_STATE and not isinstance(value, dict):
+                return "is not a JSON object"
+        elif path.suffix == ".safetensors":
+            with open(path, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+            size = path.stat().st_size
+            if size != 8 + length + end:
+                return f"is {size} bytes long, not the {8 + length + end} its header gives"
+        elif path.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(path):
+            return "is not a whole PyTorch file (no zip central directory)"
+    except (OSError, ValueError, struct.error, KeyError, TypeError, IndexError) as e:  # unreadable or cut short
+        return f"cannot be read ({type(e).__name__}: {e})"
+    return None
+
+
+def _checkpoint_problem(folder: Path) -> Optional[str]:
+    """Why the checkpoint ``folder`` cannot be resumed ("optimizer.pt is ..."), or None when it is complete: it
+    holds the trainer state (the Trainer writes it last) and no file of it is broken (:func:`_file_problem`)."""
+    if not (folder / TRAINER_STATE).is_file():
+        return f"it has no {TRAINER_STATE} (cut off while saving)"
+    for path in sorted(folder.iterdir()):
+        problem = _file_problem(path) if path.is_file() else None
+        if problem:
+            return f"{path.name} {problem}"
+    return None
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """``checkpoint-N`` folders in ``folder``, by step; [] when ``folder`` does not exist."""
+    return sorted((p for p in folder.glob(f"{_CHECKPOINT_PREFIX}-*") if checkpoint_step(p) >= 0 and p.is_dir()),
+                  key=checkpoint_step)
+
+
 def _complete_checkpoints(folder: Path) -> list[Path]:
-    """``checkpoint-N`` folders in ``folder`` holding a trainer state (a run killed while saving leaves one
-    without), by step; [] when ``folder`` does not exist."""
-    found = [p for p in folder.glob(f"{_CHECKPOINT_PREFIX}-*")
-             if checkpoint_step(p) >= 0 and (p / TRAINER_STATE).is_file()]
-    return sorted(found, key=checkpoint_step)
+    """The checkpoints in ``folder`` a run can resume from (:func:`_checkpoint_problem`), by step."""
+    return [p for p in _checkpoints(folder) if _checkpoint_problem(p) is None]
 
 
 class RunDir:
@@ -126,11 +194,8 @@ class RunDir:
     def check(self, cfg: ExperimentConfig) -> None:
         """Raise :class:`~arabicpeft.errors.ConfigError` when the folder is claimed by a different experiment (its
         checkpoints would otherwise be resumed, or its results reused, under ``cfg``'s name) or its
-        ``run_config.json`` is broken, or when the folder (or a folder above it) is a file."""
-        existing = next(p for p in (self.path, *self.path.parents) if p.exists())
-        if not existing.is_dir():
-            raise ConfigError(f"the output folder {self.path} cannot be made: {existing} is a file, not a folder",
-                              "give --output-dir (output_dir) a folder path, new or of an earlier run.")
+        ``run_config.json`` is broken, or when the folder cannot be written (:func:`check_output_folder`)."""
+        check_output_folder(self.path)
         changed = self.config_changes(cfg)
         if changed:
             raise ConfigError(f"{self.path} already holds a run with another config ({changed})",
@@ -151,14 +216,69 @@ class RunDir:
     def resume_checkpoint(self) -> Optional[Path]:
         """The checkpoint a run resumes from: the folder itself when it is a checkpoint (holds the trainer
         state), else the latest complete ``checkpoint-N`` in ``checkpoints/``, else in the folder itself (a
-        copy of a checkpoints folder); None when there is none."""
+        copy of a checkpoints folder); None when there is none. A newer checkpoint that is damaged (a file cut
+        short, :meth:`damaged_checkpoints`) is passed over. Raises :class:`ConfigError` when the folder itself
+        is a damaged checkpoint."""
         if (self.path / TRAINER_STATE).is_file():
+            problem = _checkpoint_problem(self.path)
+            if problem:
+                raise ConfigError(f"the checkpoint {self.path} cannot be resumed: {problem}",
+                                  "resume from an earlier checkpoint-* folder, or from the run folder (its newest "
+                                  "complete checkpoint is taken).")
             return self.path
         for folder in (self.path / CHECKPOINT_DIR, self.path):
             complete = _complete_checkpoints(folder)
             if complete:
                 return complete[-1]
         return None
+
+    def damaged_checkpoints(self) -> list[str]:
+        """The checkpoints newer than :meth:`resume_checkpoint` that cannot be resumed, each as "checkpoint-N
+        (why)": what a resume passes over."""
+        if (self.path / TRAINER_STATE).is_file():
+            return []
+        resumed = self.resume_checkpoint()
+        after = checkpoint_step(resumed) if resumed is not None else -1
+        folder = resumed.parent if resumed is not None else self.path / CHECKPOINT_DIR
+        return [f"{p.name} ({_checkpoint_problem(p)})" for p in _checkpoints(folder)
+                if checkpoint_step(p) > after and _checkpoint_problem(p)]
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the run's lock (``<folder>/.lock``, :mod:`filelock`) for the block: the one process that runs the
+        run holds it, so two processes never train or score into one folder at once. A process may take it
+        again while it holds it (the study launcher, then :func:`arabicpeft.train.run`). Makes the folder.
+        Raises :class:`RunInUseError` at once when another process holds it."""
+        from filelock import FileLock, Timeout
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.path / _LOCK_FILE), is_singleton=True)  # one object per file: re-entrant
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunInUseError(f"another process is running {self.path} now (it holds {lock.lock_file})",
+                                "wait for it to finish (a rerun then resumes or reports the finished run), or give "
+                                "another --output-dir (output_dir).") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def finished(self, cfg: ExperimentConfig) -> Optional[Path]:
+        """The results file of this run when it is finished: ``cfg`` owns the folder (:meth:`owned_by`), its
+        results.json is whole (not being replaced: no INCOMPLETE), for ``cfg.max_steps``, and training was not
+        stopped by its time budget. None otherwise: a rerun then resumes (or refuses a changed max_steps)."""
+        path = self.path / RESULTS_FILE
+        if not path.is_file() or (self.path / _INCOMPLETE_FILE).exists() or not self.owned_by(cfg):
+            return None
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            return None  # broken: the run writes it again
+        training = result.get("training") or {}
+        if training.get("stopped_by_time_budget_at_step") is not None:
+            return None
+        return path if (result.get("config") or {}).get("max_steps") == cfg.max_steps else None
 
     def mark_incomplete(self, step: int) -> None:
         """Say, in the folder, that its model and results are being replaced: an interruption from here until

@@ -43,7 +43,6 @@ _PAPER_TEST_SETS = (*DIALECTS, MSA)
 _PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
 _MANIFEST_FILE = "study.json"
 _MANIFEST_SCHEMA = "arabicpeft.study/1"
-_LOCKS_DIR = ".locks"  # in the study root: one lock per run, held by the process running it
 _MERGED_DIR = "merged"  # a LoRA start merged into its base, saved inside the start run's directory
 _BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: TRAINING)
 
@@ -263,7 +262,7 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
     """The Tibetan dialect study's design (research notes §6), for Arabic.
 
     1. ``pool``: the five dialects pooled with ``mixtures`` ("natural" proportions vs "balanced": equal records
-       per dialect, at most ``max_train_per_dialect``), with ``pool_method``, per seed;
+       per dialect, at most ``max_train_per_dialect``, default ``base``'s), with ``pool_method``, per seed;
     2. ``finetune``: the balanced model of the same seed fine-tuned on each of ``targets`` with each of
        ``methods`` (a LoRA pooled model is merged first, or continued with ``lora_start="continue"``).
 
@@ -277,7 +276,8 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
     seeds = list(seeds)
     return StudyDesign(name, base, [
         Stage("pool", {"mixture": list(mixtures), "seed": seeds},
-              {"dialect": POOLED, "method": pool_method, "max_train_per_dialect": max_train_per_dialect}),
+              {"dialect": POOLED, "method": pool_method,
+               "max_train_per_dialect": max_train_per_dialect or base.max_train_per_dialect}),
         Stage("finetune", {"method": list(methods), "dialect": list(targets), "seed": seeds},
               start=Start("pool", match=("seed",), fixed={"mixture": "balanced"}, lora=lora_start)),
     ])
@@ -522,13 +522,12 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
 
     ``shard=(k, n)``: run only the k-th (1-based) of n disjoint parts of the plan, so that n processes, one per
     GPU (``CUDA_VISIBLE_DEVICES=k-1``), run a study at once into one root; runs that depend on each other stay
-    in one part; a run another process holds (its lock under ``root/.locks``) is left to it. Raises ValueError
+    in one part; a run another process holds (its lock, :meth:`RunDir.hold`) is left to it. Raises ValueError
     unless 1 <= k <= n, and :class:`~arabicpeft.errors.UserError` when part k is empty (more parts than groups
     of runs) or ``root/study.json`` holds another design.
     """
-    from filelock import Timeout
-
     from . import device, kaggle
+    from .run_dir import RunInUseError
 
     plan = design.plan()
     label = f"study {design.name}"
@@ -558,22 +557,17 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
     log(f"{label}: {total} of {len(plan)} runs in {root}" if shard else f"{label}: {total} runs in {root}")
     for i, run in enumerate(mine, start=1):
         head = f"run {i}/{total}: {run.label}"
-        lock = _run_lock(root, run)
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            log(f"{head} — left alone: another process is running it ({lock.lock_file} is held)")
-            continue
-        try:
-            _attempt(run, head, manifest, root, gpu, log)
+            with RunDir(root / run.name).hold():  # the run's own lock, which train.run takes again
+                _attempt(run, head, manifest, root, gpu, log)
+        except RunInUseError as e:
+            log(f"{head} — left alone: {e.what}")
         except SessionTimeSpent as e:
             log(f"{head} — not started: {e}")
             for later in mine[i - 1:]:
                 if manifest.runs[later.name]["status"] != "done":
                     manifest.mark(later.name, "planned", f"not started: {e}")
             break
-        finally:
-            lock.release()
     counts = json.loads(manifest.path.read_text(encoding="utf-8"))["counts"]
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     if shard:
@@ -581,16 +575,6 @@ def run_study(design: StudyDesign, root=None, dry_run: bool = False, gpu: Option
         summary = ", ".join(f"{n} {s}" for s, n in mine_counts.items()) + f" (whole study: {summary})"
     log(f"{label}: {summary}; manifest {manifest.path}")
     return manifest
-
-
-def _run_lock(root: Path, run: _PlannedRun):
-    """The lock a process holds while it prepares, trains or scores ``run`` (``root/.locks/<run name>.lock``),
-    so that two processes never train one run into one folder at once."""
-    from filelock import FileLock
-
-    path = root / _LOCKS_DIR / f"{run.name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path))
 
 
 def _attempt(run: _PlannedRun, head: str, manifest: _Manifest, root: Path, gpu: dict, log) -> None:

@@ -20,7 +20,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
-                          TrainerCallback, set_seed)
+                          TrainerCallback, TrainerState, set_seed)
 from transformers.loss.loss_utils import ForMaskedLMLoss
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
@@ -54,8 +54,6 @@ def _per_device_batch(cfg: ExperimentConfig, world_size: int) -> int:
     """Utterances per forward pass of one process: ``batch_size`` is the global batch of one optimizer step, split
     over ``world_size`` processes and ``gradient_accumulation_steps`` passes, so a recipe trains the same on one
     GPU or two. Raises ConfigError when it does not divide."""
-    if cfg.gradient_accumulation_steps < 1:
-        raise ConfigError(f"gradient_accumulation_steps must be at least 1, got {cfg.gradient_accumulation_steps}.")
     passes = world_size * cfg.gradient_accumulation_steps
     if cfg.batch_size < passes or cfg.batch_size % passes:
         raise ConfigError(
@@ -251,6 +249,38 @@ def _resume_checkpoint(cfg: ExperimentConfig) -> Optional[str]:
     return str(checkpoint)
 
 
+def _training_done(checkpoint: Path, cfg: ExperimentConfig) -> Optional[str]:
+    """Why training ended at ``checkpoint`` ("step 8 of 8", "early stopping after 3 validations without a better
+    WER"), or None when it has steps left. Resuming such a checkpoint would train one more step (the Trainer
+    checks for the end only after a step; transformers#35782), so it is not resumed but loaded."""
+    state = json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    step = state.get("global_step", 0)
+    if step >= cfg.max_steps:
+        return f"step {step} of {cfg.max_steps}"
+    waited = (((state.get("stateful_callbacks") or {}).get("EarlyStoppingCallback") or {}).get("attributes") or {}).get(
+        "early_stopping_patience_counter", 0)
+    if cfg.early_stopping_patience and waited >= cfg.early_stopping_patience:
+        return f"early stopping at step {step} after {waited} validations without a better WER"
+    return None
+
+
+def _load_weights(model, folder: Path) -> None:
+    """The trained weights of checkpoint ``folder`` into ``model``: its LoRA adapter (as the Trainer loads the best
+    adapter at the end of training), or every weight of a full fine-tune (the output projection, tied to the
+    token embeddings, is not saved)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model.load_adapter(str(folder), model.active_adapter, is_trainable=True)
+        return
+    from safetensors.torch import load_file
+
+    missing, unexpected = model.load_state_dict(load_file(folder / "model.safetensors", device="cpu"), strict=False)
+    if unexpected or set(missing) - {"proj_out.weight"}:
+        raise RuntimeError(f"{folder}/model.safetensors does not fit the model: missing {missing}, unexpected "
+                           f"{unexpected}")
+
+
 def _before_scores(folder: Path) -> Optional[tuple[dict, pd.DataFrame]]:
     """The starting model's scores saved in ``folder`` by an earlier session of this run, or None."""
     rows, metrics = folder / BEFORE_UTTERANCES_FILE, folder / BEFORE_METRICS_FILE
@@ -277,12 +307,16 @@ def demo_model(root=None) -> Path:
     return model_dir
 
 
-def run(cfg: ExperimentConfig, log=print) -> Path:
+def run(cfg: ExperimentConfig, log=print, rescore: bool = False) -> Path:
     """Train and evaluate as ``cfg`` says; returns the path of the results JSON.
 
     Says what it does, phase by phase, through ``log`` (elapsed seconds first); the evaluations and the
     training show progress bars. The output folder is claimed only when training starts; a rerun resumes from
-    the latest checkpoint and reads the starting model's scores back instead of recomputing them.
+    the latest complete checkpoint (passing over, and naming, newer ones cut short) and reads the starting
+    model's scores back instead of recomputing them. A rerun of a finished run (:meth:`RunDir.finished`) says
+    where its results are and returns them; ``rescore``: score its best checkpoint again (nothing is trained).
+    One process at a time runs in an output folder (:meth:`RunDir.hold`): another one raises
+    :class:`~arabicpeft.run_dir.RunInUseError`.
 
     Launched as N processes (``torchrun --nproc_per_node N -m arabicpeft train ...``, ``accelerate launch``,
     :func:`arabicpeft.device.train_on_gpus`), the Trainer trains with DDP, each process taking
@@ -291,6 +325,12 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     ``batch_size`` does not split over the processes (:func:`_per_device_batch`).
     """
     ranks = processes()
+    # rank 0 holds the folder for every process of the run
+    with RunDir(cfg.output_dir).hold() if ranks.is_main_process else contextlib.nullcontext():
+        return _run(cfg, log, rescore, ranks)
+
+
+def _run(cfg: ExperimentConfig, log, rescore: bool, ranks: PartialState) -> Path:
     main = ranks.is_main_process
     started = time.monotonic()
     phases: dict[str, float] = {}  # seconds per phase, in order: where the run's time went
@@ -312,10 +352,21 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
     out = Path(cfg.output_dir)
     run_dir = RunDir(out)
     run_dir.check(cfg)  # before any work: a folder of another experiment is refused now
+    finished = run_dir.finished(cfg)
+    if finished and not rescore:
+        say(f"this run is finished: its results are in {finished}. Nothing to train or score (rescore scores its "
+            "best checkpoint again).")
+        return finished
     checkpoint = _resume_checkpoint(cfg)  # and a checkpoint of another schedule
+    if finished and checkpoint is None:
+        raise ConfigError(f"{out} keeps no checkpoint to score again (checkpoints/ was deleted)",
+                          "score the saved model instead: python -m arabicpeft evaluate --model-path "
+                          f"{out / MODEL_DIR} --output-dir <another folder>.")
     if ranks.num_processes > 1:  # every process resumes what rank 0 found
         checkpoint = broadcast_object_list([checkpoint], from_process=0)[0]
     say(f"{cfg.describe()}; output folder {out}")
+    for damaged in run_dir.damaged_checkpoints() if checkpoint and not cfg.resume_from else []:
+        say(f"note: {damaged}: it cannot be resumed, so the run resumes from {Path(checkpoint).name}")
     if ranks.num_processes > 1:
         say(f"{ranks.num_processes} processes (DDP), {device_batch} utterances each per forward pass")
     for note in notes:
@@ -365,15 +416,23 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             write_json_atomic(out / BEFORE_METRICS_FILE, before)  # last: the pair is complete once it exists
     ranks.wait_for_everyone()  # the others waited here while rank 0 scored the starting model
     n_train = splits.report.get("n_train", "streamed")
+    ended = _training_done(Path(checkpoint), cfg) if checkpoint else None
     if checkpoint:
         folder = Path(checkpoint).parent
         folder = folder.parent if folder.name == CHECKPOINT_DIR else folder
-        say(f"resuming from {Path(checkpoint).name} of {folder}; training to step {cfg.max_steps}")
+        say(f"resuming from {Path(checkpoint).name} of {folder}; " + (
+            f"training ended there ({ended}): nothing left to train" if ended else f"training to step {cfg.max_steps}"))
     else:
         say(f"training {cfg.max_steps} steps of {cfg.batch_size} utterances ({n_train} training utterances, "
             f"{trainable:,} of {total:,} parameters trainable)")
     peak = PeakMemory()  # the peak of training alone, not of evaluation or of earlier runs in this process
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    if ended:  # the checkpoint's state, and its best checkpoint's weights, as the Trainer ends a run
+        trainer.state = TrainerState.load_from_json(str(Path(checkpoint) / TRAINER_STATE))
+        best = trainer.state.best_model_checkpoint
+        _load_weights(model, Path(best) if best and Path(best).is_dir() else Path(checkpoint))
+        train_metrics = {"train_runtime": 0.0}
+    else:
+        train_metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     memory = peak.read()
     done("training")
     model = trainer.model  # the best checkpoint by validation WER (load_best_model_at_end)
@@ -417,8 +476,8 @@ def run(cfg: ExperimentConfig, log=print) -> Path:
             "trainable_percent": 100.0 * trainable / total,
             # After a resume, time, speed and memory cover the training since the resume only.
             "measured_since_resume": checkpoint is not None,
-            "train_wall_time_s": train_output.metrics.get("train_runtime"),
-            "train_samples_per_second": train_output.metrics.get("train_samples_per_second"),
+            "train_wall_time_s": train_metrics.get("train_runtime"),
+            "train_samples_per_second": train_metrics.get("train_samples_per_second"),
             "run_wall_time_s": time.monotonic() - started,
             # seconds per phase of this process (setup, model, data, evaluation_before, training — the
             # Trainer's setup, steps and validation —, evaluation_after, saving): they add up to run_wall_time_s

@@ -24,6 +24,7 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects
+from .config import SUBTITLE_FORMATS
 from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # pandas is imported where a table is made
     import pandas as pd
 
 _BACKENDS = ("hf", "ct2")
-SUBTITLE_FORMATS = ("srt", "vtt")
 TRANSCRIPTS_FILE = "transcripts.jsonl"  # what transcribe_files(out_dir=...) writes: one transcript per line
 _TRANSCRIBE_RUN_FILE = "transcribe.json"
 

@@ -39,9 +39,8 @@ def _control(name: str, value) -> widgets.ValueWidget:
     if name == "model":
         return widgets.Combobox(options=list(dict.fromkeys((*_SUGGESTED_MODELS, value))), value=value,
                                 description="model", ensure_option=False, style=_STYLE)
-    if name in ("max_steps", "seed"):
-        return widgets.BoundedIntText(value=value, min=0 if name == "seed" else 1, max=10**9, description=name,
-                                      style=_STYLE)
+    # Numbers in plain text boxes: a value outside the field's range is refused, with the reason, by the config's
+    # validation (a bounded box would silently clamp it to the bound instead).
     if isinstance(value, bool):
         return widgets.Checkbox(value=value, description=name, style=_STYLE)
     if isinstance(value, int):

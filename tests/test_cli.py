@@ -51,7 +51,7 @@ def test_top_level_help_says_what_it_does_and_to_start_with_demo():
 
 
 def test_every_train_option_has_help_and_its_default_from_the_config():
-    options = {a.dest: a for a in subparser("train")._actions if a.option_strings and a.dest != "help"}
+    options = {a.dest: a for a in subparser("train")._actions if a.option_strings and a.dest not in ("help", "rescore")}
     documented = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in cli._NOT_OPTIONS]
     assert set(options) == {f.name for f in documented}
     for f in documented:
@@ -59,7 +59,9 @@ def test_every_train_option_has_help_and_its_default_from_the_config():
         assert action.help.startswith(f.metadata["help"].replace("%", "%%"))  # one source: the field's metadata
         assert "default" in action.help.lower(), f.name
         assert action.default == f.default
-    assert options["max_steps"].help.endswith("(default: 5000)")
+    assert options["max_steps"].help.endswith("(default: 5000) [at least 1]")  # the range: the field's bounds
+    assert options["val_fraction"].help.endswith("(default: 0.2) [greater than 0 and less than 1]")
+    assert options["model"].help.endswith(")")  # no range for text
     assert "openai/whisper-small" in options["model"].help and "whisper-base, tiny-random" in options["model"].help
 
 
@@ -117,30 +119,83 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in done.stderr
 
 
+# Runs each command line given as arguments (fields joined by "|") in one process, and prints, as JSON, each one's
+# exit status and stderr, and whether torch was imported at the end.
+_PROBE = (
+    "import contextlib, io, json, sys\n"
+    "from arabicpeft.cli import main\n"
+    "done = []\n"
+    "for argv in sys.argv[1:]:\n"
+    "    err = io.StringIO()\n"
+    "    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):\n"
+    "        try:\n"
+    "            main(argv.split('|'))\n"
+    "            code = 0\n"
+    "        except SystemExit as e:\n"
+    "            code = e.code\n"
+    "    done.append([code, err.getvalue()])\n"
+    "print(json.dumps({'done': done, 'torch': 'torch' in sys.modules}))\n"
+)
+
+
+def probe(cases: list[str], cwd, **popen) -> tuple[list, bool]:
+    """[(exit status, stderr)] of each command line in ``cases`` run by :data:`_PROBE` in one fresh process, and
+    whether it imported torch."""
+    done = subprocess.run([sys.executable, "-c", _PROBE, *cases], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120, **popen)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["done"], result["torch"]
+
+
 def test_user_errors_come_before_the_heavy_imports(tmp_path):
-    """Each mistake is found without importing torch: the process answers within seconds, not after the
-    10-60 s of imports a run needs (measured as 'torch was never imported', which holds on any machine)."""
-    probe = (
-        "import sys\n"
-        "from arabicpeft.cli import main\n"
-        "for argv in sys.argv[1:]:\n"
-        "    try:\n"
-        "        main(argv.split('|'))\n"
-        "    except SystemExit:\n"
-        "        pass\n"
-        "print('TORCH_IMPORTED', 'torch' in sys.modules)\n"
-    )
-    cases = ["train|--method|prefix", f"train|--model|{tmp_path}/nope", f"train|--source|local|--data-path|{tmp_path}/x",
-             "train|--precision|nf4|--model|tiny-random|--source|sample", "demo|--max-steps|x",
-             f"evaluate|--model-path|{tmp_path}|--output-dir|{tmp_path}/o"]
+    """Each mistake, for every command, is found without importing torch: the process answers within a second or
+    two, not after the 10-60 s of imports a run needs (measured as 'torch was never imported', which holds on any
+    machine). Each is one line that says what was wrong."""
+    audio = str(next((SAMPLE_DIR / "audio").glob("*.ogg")))
+    cases = {
+        "train|--method|prefix": "invalid choice: 'prefix'",
+        f"train|--model|{tmp_path}/nope": "does not exist",
+        f"train|--source|local|--data-path|{tmp_path}/x": "does not exist",
+        "train|--precision|nf4|--model|tiny-random|--source|sample": "needs a CUDA GPU",
+        "train|--max-steps|0": "argument --max-steps: 0 is out of range: it must be at least 1",
+        "train|--learning-rate|-1": "argument --learning-rate: -1 is out of range: it must be greater than 0",
+        "train|--generation-max-length|0": "argument --generation-max-length: 0 is out of range",
+        "train|--model|tiny-random|--source|sample|--data-path|d": "--data-path is not used here: it is read only "
+                                                                   "with --source local",
+        "train|--model|tiny-random|--source|sample|--method|full|--lora-r|8": "--lora-r is not used here: it is a LoRA",
+        "demo|--max-steps|x": "invalid int value: 'x'",
+        f"evaluate|--model-path|{tmp_path}|--output-dir|{tmp_path}/o": "holds no model",
+        f"evaluate|--model-path|whisper-small|--output-dir|{tmp_path}/o": "the model whisper-small is not in your "
+                                                                          "HF cache",
+        f"evaluate|--model-path|tiny-random|--output-dir|{tmp_path}/o|--compute-type|int8":
+            "--compute-type is not used here: it is an option of --backend ct2",
+        "study|peft_vs_full|--dialect|egyptian|--max-steps|2|--dry-run": "--dialect would be ignored there — give "
+                                                                         "--dialects instead",
+        "study|nope.json|--dry-run": "nope.json is neither a design",
+        f"cache|--output-dir|{tmp_path}/c|--source|local|--data-path|{tmp_path}/nope": "does not exist",
+        f"transcribe|{tmp_path}/missing.wav|--model-path|tiny-random|--output-dir|{tmp_path}/o":
+            f"audio input not found: {tmp_path}/missing.wav",
+        f"transcribe|{audio}|--model-path|tiny-random|--output-dir|{tmp_path}/o|--subtitles|srt,ass":
+            "unknown subtitle format(s) ass",
+        f"transcribe|{audio}|--model-path|whisper-small|--output-dir|{tmp_path}/o": "not in your HF cache",
+        f"transcribe|{audio}|--model-path|tiny-random|--output-dir|{tmp_path}/o|--backend|ct2|--batch-size|4":
+            "--batch-size is not used here: it is an option of --backend hf",
+        f"merge|--model-path|{tmp_path}/nope|--output-dir|{tmp_path}/o": "does not exist",
+        f"export|--model-path|{tmp_path}/nope|--output-dir|{tmp_path}/o": "does not exist",
+        f"upload|{tmp_path}/nope|--repo-id|a/b": "is not a folder",
+    }
     if not device._no_gpu_driver():
-        cases.remove("train|--precision|nf4|--model|tiny-random|--source|sample")
+        del cases["train|--precision|nf4|--model|tiny-random|--source|sample"]
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", probe, *cases], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    done, torch_imported = probe(list(cases), tmp_path)
     elapsed = time.monotonic() - started
-    assert "TORCH_IMPORTED False" in done.stdout, done.stdout + done.stderr
-    assert done.stderr.count("error: ") == len(cases) and "Traceback" not in done.stderr
+    assert not torch_imported
+    for (argv, fragment), (code, err) in zip(cases.items(), done):
+        lines = err.strip().splitlines()
+        assert code in (1, 2) and len(lines) == 1, (argv, err)
+        assert lines[0].startswith("error: ") and " — " in lines[0], (argv, err)
+        assert fragment in lines[0], (argv, lines[0])
     print(f"{len(cases)} mistakes reported in {elapsed:.1f} s in one process (including its start)")
 
 
@@ -259,3 +314,85 @@ def test_transcribe_subtitles_are_checked_while_parsing_in_any_case(capsys):
         main(["transcribe", "x.wav", "--model-path", "tiny-random", "--output-dir", "o", "--subtitles", "srt,ass"])
     assert exit_info.value.code == 2
     assert "unknown subtitle format(s) ass: choose from srt, vtt" in capsys.readouterr().err
+
+
+def _unprivileged():
+    """``preexec_fn`` of a probe: root writes into any folder (CAP_DAC_OVERRIDE), so the probe runs without that
+    capability (dropped from its bounding set: the program it executes never gets it)."""
+    if os.geteuid() == 0:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0):  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """Item 12: a read-only output folder was found only after scoring (train) or decoding everything
+    (transcribe), as a raw OSError. Now train, evaluate, transcribe, merge and export refuse it first, in one line,
+    before torch is imported."""
+    base = tmp_path
+    try:
+        locked = base / "locked"
+        locked.mkdir(mode=0o555)
+        locked.chmod(0o555)
+        audio = str(next((SAMPLE_DIR / "audio").glob("*.ogg")))
+        out = f"{locked}/out"
+        cases = [f"train|--model|tiny-random|--source|sample|--output-dir|{out}",
+                 f"evaluate|--model-path|tiny-random|--dialect|egyptian|--source|sample|--output-dir|{out}",
+                 f"transcribe|{audio}|--model-path|tiny-random|--output-dir|{out}",
+                 f"merge|--model-path|tiny-random|--output-dir|{out}",
+                 f"export|--model-path|tiny-random|--output-dir|{out}"]
+        done, torch_imported = probe(cases, base, preexec_fn=_unprivileged)
+    finally:
+        (base / "locked").chmod(0o755)
+    assert not torch_imported
+    for argv, (code, err) in zip(cases, done):
+        assert code == 1 and err.strip().splitlines() == [
+            f"error: the output folder {out} is not writable (its nearest existing folder {locked} is not): "
+            "Permission denied — give --output-dir" + (" (output_dir)" if argv.startswith("train") else "")
+            + " a folder you can write to."], (argv, err)
+
+
+def test_a_second_process_into_one_output_folder_is_refused_at_once(tmp_path):
+    """Item 11 (transformers#28015): two train processes into one output folder both trained to the end. The
+    second is refused in one line, before torch is imported."""
+    from arabicpeft.run_dir import RunDir
+
+    out = tmp_path / "run"
+    with RunDir(out).hold():  # this process runs there now
+        done, torch_imported = probe([f"train|--model|tiny-random|--source|sample|--output-dir|{out}"], tmp_path)
+    (code, err), = done
+    assert code == 1 and err.strip().splitlines() == [
+        f"error: another process is running {out} now (it holds {out / '.lock'}) — wait for it to finish (a rerun "
+        "then resumes or reports the finished run), or give another --output-dir (output_dir)."]
+    assert not torch_imported
+
+
+def test_a_failed_save_says_what_happened_in_one_line(tmp_path):
+    """Item 12: a full disk while saving gave a raw traceback. Here the file-size limit (RLIMIT_FSIZE, 2 MB) makes
+    the first checkpoint of a full fine-tune (15 MB) fail to be written, a real failed write: one line that says
+    so and what to do; the rerun without the limit finishes (the checkpoint cut short is not resumed)."""
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no kill\n"
+              "from arabicpeft.cli import main\n"
+              "import arabicpeft.train  # imported before the limit\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))\n"
+              "main(sys.argv[1:])\n")
+    args = ["train", "--model", "tiny-random", "--source", "sample", "--dialect", "egyptian", "--method", "full",
+            "--max-steps", "2", "--eval-steps", "2", "--warmup-steps", "0", "--batch-size", "4",
+            "--max-train-samples", "8", "--max-eval-samples", "2", "--max-test-samples", "2",
+            "--generation-max-length", "4", "--no-evaluate-before", "--early-stopping-patience", "0",
+            "--output-dir", str(tmp_path / "run")]
+    environ = {k: v for k, v in os.environ.items() if k not in (cli._DEBUG_ENV_VAR, "ARABICPEFT_PROFILE")}
+    done = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True, text=True,
+                          env={**environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("error: saving failed: ") and "File too large" in errors[0]
+    assert errors[0].endswith("and rerun the same command: a train run resumes from its last complete checkpoint.")
+    rerun = subprocess.run([sys.executable, "-m", "arabicpeft", *args], cwd=REPO, capture_output=True, text=True,
+                           env={**environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert read_results(tmp_path / "run")["training"]["global_step"] == 2

@@ -32,6 +32,41 @@ def test_bad_config_values_fail_clearly():
         ExperimentConfig(source="local")
 
 
+def test_every_numeric_field_declares_its_range_once_and_the_config_holds_it():
+    """Item 17: each int/float field has bounds in its metadata; a value just outside is refused, the bound itself
+    (when it is included) and the default are accepted, and NaN is refused."""
+    from dataclasses import fields, replace
+
+    from arabicpeft.config import _numeric_type
+
+    numeric = [f for f in fields(ExperimentConfig) if _numeric_type(f.name)]
+    assert len(numeric) == 25 and all(f.metadata["bounds"] for f in numeric)
+    assert [f.name for f in fields(ExperimentConfig) if f.metadata["bounds"]] == [f.name for f in numeric]
+    base = ExperimentConfig()
+    for f in numeric:
+        integer = _numeric_type(f.name) is int
+        for kind, limit in f.metadata["bounds"].items():
+            outside = {"min": limit - 1 if integer else limit - 1e-9, "gt": limit, "max": limit + 1 if integer
+                       else limit + 1e-9, "lt": limit}[kind]
+            with pytest.raises(ConfigError, match=f"^{f.name} = .* is out of its range — {f.name} must be "):
+                replace(base, **{f.name: outside})
+            if kind in ("min", "max"):
+                assert getattr(replace(base, **{f.name: limit}), f.name) == limit
+        if not integer:
+            with pytest.raises(ConfigError, match="out of its range"):
+                replace(base, **{f.name: float("nan")})
+    assert ExperimentConfig.valid_range("val_fraction") == "greater than 0 and less than 1"
+    assert ExperimentConfig.valid_range("seed") == "at least 0 and at most 4294967295"
+    assert ExperimentConfig.valid_range("model") is None
+
+
+def test_unused_fields_name_what_a_config_leaves_unused():
+    assert set(ExperimentConfig().unused_fields()) == {"data_path", "mixture", "max_train_per_dialect",
+                                                       "feature_cache_dtype"}
+    full = ExperimentConfig(method="full", dialect="all", source="local", data_path="d", feature_cache="c")
+    assert set(full.unused_fields()) == {"lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora"}
+
+
 # --- bad input: a clear error that says what was wrong and what to do ------------------------------------
 
 # (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)
@@ -47,7 +82,15 @@ ERRORS = [
     ("local source without a path", lambda t, k: ExperimentConfig(source="local"), ValueError,
      r"source='local' needs data_path"),
     ("validation fraction out of range", lambda t, k: ExperimentConfig(val_fraction=1.5), ValueError,
-     r"val_fraction must be between 0 and 1"),
+     r"val_fraction = 1.5 is out of its range — val_fraction must be greater than 0 and less than 1"),
+    ("zero training steps", lambda t, k: ExperimentConfig(max_steps=0), ConfigError,
+     r"^max_steps = 0 is out of its range — max_steps must be at least 1\.$"),
+    ("a negative learning rate", lambda t, k: ExperimentConfig(learning_rate=-1), ConfigError,
+     r"learning_rate = -1 is out of its range — learning_rate must be greater than 0"),
+    ("a zero generation budget", lambda t, k: ExperimentConfig(generation_max_length=0), ConfigError,
+     r"generation_max_length = 0 is out of its range — generation_max_length must be at least 1"),
+    ("a count given as text", lambda t, k: ExperimentConfig(max_steps="60"), ConfigError,
+     r"max_steps = '60' is not an integer — max_steps must be an integer at least 1"),
     ("unknown config field", lambda t, k: ExperimentConfig.from_dict({"lr": 1}), ValueError,
      r"Unknown config fields: lr — remove them"),
     ("choices of an unknown field", lambda t, k: ExperimentConfig.choices("bogus"), ConfigError,

@@ -71,17 +71,19 @@ def test_local_otozz_format_filters_and_splits(tmp_path, processor30):
     val42, train42 = val_labels(42)
     assert not val42 & train42  # disjoint
     assert val_labels(42)[0] == val42  # same seed, same split
-    assert val_labels(84)[0] != val42  # the seed picks the split
+    # the seed picks the split: two other seeds drawing both the same 4 of 18 would happen once in 3060**2
+    assert val_labels(84)[0] != val42 or val_labels(168)[0] != val42
 
 
 def test_streaming_counts_filtered_records_as_they_pass(tmp_path, processor30):
-    root = otozz_dir(tmp_path, processor30.tokenizer)
+    # 22 usable records, each hashed to one side with probability 1/2: a side is empty once in 2**21
+    root = otozz_dir(tmp_path, processor30.tokenizer, n_train=24)
     cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True,
-                           max_eval_samples=100)
+                           max_eval_samples=100, val_fraction=0.5)
     splits = load_splits(cfg, processor30.tokenizer)
     first = [tuple(r["labels"]) for r in splits.train]
     second = [tuple(r["labels"]) for r in splits.train]  # a second pass (epoch) over the stream
-    assert len(first) + len(splits.validation) == 18
+    assert len(first) + len(splits.validation) == 22
     assert sorted(first) == sorted(second)
     assert not set(first) & {tuple(r["labels"]) for r in splits.validation}  # same side in every pass
     # The stream's records reach the collator as lists, not through datasets' numpy formatter, which converts a
@@ -90,7 +92,7 @@ def test_streaming_counts_filtered_records_as_they_pass(tmp_path, processor30):
     assert isinstance(record["input_features"], list) and len(record["input_features"]) == 80
     assert np.asarray(record["input_features"], dtype=np.float32).shape == (80, 3000)
     pool = settle_counts(splits.report)["train_pool"]
-    assert pool["rows_in"] == 20 and pool["rows_used"] == 18  # every record counted once, whatever the passes
+    assert pool["rows_in"] == 24 and pool["rows_used"] == 22  # every record counted once, whatever the passes
     assert pool["filtered"]["labels_too_long"] == 1 and pool["filtered"]["empty_transcript"] == 1
     assert pool["counted"].startswith("while streaming")
     with pytest.raises(ValueError, match="streaming=True needs max_eval_samples"):
@@ -218,7 +220,7 @@ def test_collator_rejects_features_of_the_wrong_shape(tiny_processor):
 
 def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, processor30):
     """The network is the only thing replaced: load_dataset serves the saved copy of the hub repo it is asked for."""
-    root = otozz_dir(tmp_path, processor30.tokenizer)
+    root = otozz_dir(tmp_path, processor30.tokenizer, n_train=24)  # 22 usable: see the streamed split below
     calls = []
 
     def fake_load_dataset(repo_id, split, streaming, revision):
@@ -240,16 +242,19 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
     assert hub.report["train_pool"]["hub_ids"] == ["otozz/egyptian_train_set"]
     assert hub.report["train_pool"]["hub_revisions"] == ["0123abc"] == [hub.report["test"]["egyptian"]["hub_revision"]]
     assert [list(x) for x in hub.validation["labels"]] == [list(x) for x in local.validation["labels"]]
-    streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True, max_eval_samples=4),
-                           processor30.tokenizer)
+    streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True, max_eval_samples=4,
+                                            val_fraction=0.5), processor30.tokenizer)  # a side empty: 2**-21
     assert calls[-1] == ("otozz/egyptian_test_set", "train", True)
     batch = SpeechCollator(processor30, SOT)(list(streamed.test["egyptian"].take(2)))
     assert batch["input_features"].shape == (2, 80, 3000)
 
 
 def test_streamed_validation_is_read_once_into_a_fixed_set(tmp_path, processor30):
-    root = otozz_dir(tmp_path, processor30.tokenizer)
-    cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True, max_eval_samples=3)
+    # 34 usable records hashed to validation with probability 1/2: fewer than 3 there (or none in training)
+    # happens with probability 3.5e-8 (it was 27% with 18 records at 0.2)
+    root = otozz_dir(tmp_path, processor30.tokenizer, n_train=36)
+    cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True, max_eval_samples=3,
+                           val_fraction=0.5)
     splits = load_splits(cfg, processor30.tokenizer)
     assert isinstance(splits.validation, datasets.Dataset) and len(splits.validation) == 3
     assert splits.validation[0]["input_features"].shape == (80, 3000)
@@ -257,7 +262,7 @@ def test_streamed_validation_is_read_once_into_a_fixed_set(tmp_path, processor30
 
 
 def test_pooled_manifest_needs_a_dialect_column(tmp_path, tiny_processor):
-    write_audio_manifest(tmp_path, [{"seconds": 1.0, "text": "نص"}] * 5, "train")
+    write_audio_manifest(tmp_path, [{"seconds": 1.0 + 0.1 * i, "text": "نص"} for i in range(5)], "train")
     cfg = ExperimentConfig(dialect="all", source="local", data_path=str(tmp_path))
     with pytest.raises(ValueError, match="no 'dialect' column.*pooled set"):
         load_splits(cfg, tiny_processor.tokenizer)
@@ -300,13 +305,12 @@ def _manifest(tmp_path, name, content):
     return path
 
 
-def _empty_validation(tmp_path, tok, streaming):
-    write_audio_manifest(tmp_path, [{"seconds": 1.0, "text": f"نص {i}"} for i in range(4)], "train")
+def _empty_split(tmp_path, tok, val_fraction, streaming=True, rows=None):
+    write_audio_manifest(tmp_path, rows or [{"seconds": 1.0, "text": f"نص {i}"} for i in range(4)], "train")
     write_audio_manifest(tmp_path, [{"seconds": 1.0, "text": "نص"}], "test")
-    # streamed: a tiny val_fraction sends every record to train; not streamed: max_eval_samples=0
-    cfg = (_local(tmp_path, streaming=True, max_eval_samples=4, val_fraction=1e-9) if streaming
-           else _local(tmp_path, max_eval_samples=0))
-    load_splits(cfg, tok)
+    # streamed: a val_fraction of ~0 (~1) sends every record to train (validation); a hash lands in validation
+    # with probability val_fraction, so each case fails with probability 4e-9
+    load_splits(_local(tmp_path, streaming=streaming, max_eval_samples=4, val_fraction=val_fraction), tok)
 
 
 # (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)
@@ -343,10 +347,15 @@ ERRORS = [
      DataUnavailableError, r"Every one of the 3 records was filtered out: .*'too_short': 3.*Check the data"),
     ("streaming without a validation size", lambda t, k: load_splits(_local(t, streaming=True), k), ValueError,
      r"streaming=True needs max_eval_samples.*e.g. 500"),
-    ("empty validation split, streamed", lambda t, k: _empty_validation(t, k, True), DataUnavailableError,
+    ("empty validation split, streamed", lambda t, k: _empty_split(t, k, 1e-9), DataUnavailableError,
      r"The validation split is empty .*val_fraction=1e-09.*Use more training data, a larger val_fraction"),
-    ("empty validation split, not streamed", lambda t, k: _empty_validation(t, k, False), DataUnavailableError,
-     r"The validation split is empty .*max_eval_samples=0.*Use more training data"),
+    ("empty training split, streamed", lambda t, k: _empty_split(t, k, 1 - 1e-9), DataUnavailableError,
+     r"The training split is empty \(4 usable training records read, val_fraction=0.999999999.*first step. Use "
+     r"more training data, a smaller val_fraction, or another seed"),
+    # one clip listed 5 times is one record: it cannot be on both sides, so one side is empty (which one: the seed's)
+    ("one clip listed 5 times, not streamed", lambda t, k: _empty_split(t, k, 0.2, False, [{"seconds": 1.0,
+                                                                                             "text": "نص"}] * 5),
+     DataUnavailableError, r"The (validation|training) split is empty \(5 usable training records read"),
     ("features of the wrong shape (128 mels)", lambda t, k: SpeechCollator(_Proc30(k), SOT)(
         [{"input_features": np.zeros((128, 3000), np.float32), "labels": PREFIX + [EOT]}]), ValueError,
      r"input_features of shape \(128, 3000\).*use an 80-mel Whisper"),
@@ -388,18 +397,19 @@ SKIPS = [
 @pytest.mark.parametrize("kind, row, reason", SKIPS, ids=[s[0] for s in SKIPS])
 @pytest.mark.parametrize("streaming", [False, True])
 def test_bad_record_is_a_counted_skip(kind, row, reason, streaming, tmp_path, tiny_processor):
-    good = [{"seconds": 1.0 + 0.05 * i, "text": f"مرحبا {i}"} for i in range(10)]
+    # 24 good clips hashed to each side with probability 1/2 when streamed: a side is empty once in 2**23
+    good = [{"seconds": 1.0 + 0.05 * i, "text": f"مرحبا {i}"} for i in range(24)]
     if "array" in row:  # an in-memory record: written as a float WAV keeps the NaN
         sf.write(tmp_path / "bad.wav", row["array"], SR, subtype="FLOAT")
         row = {"file_bytes": (tmp_path / "bad.wav").read_bytes(), "text": row["text"]}
     write_audio_manifest(tmp_path, good + [row], "train")
     write_audio_manifest(tmp_path, good[:1], "test")
-    cfg = _local(tmp_path, streaming=streaming, max_eval_samples=10 if streaming else None, val_fraction=0.5)
+    cfg = _local(tmp_path, streaming=streaming, max_eval_samples=24 if streaming else None, val_fraction=0.5)
     splits = load_splits(cfg, tiny_processor.tokenizer, max_seconds=8)
     if streaming:
         list(splits.train)  # a stream is counted as it is read
     pool = settle_counts(splits.report)["train_pool"]
-    assert (pool["rows_in"], pool["rows_used"]) == (11, 10)
+    assert (pool["rows_in"], pool["rows_used"]) == (25, 24)
     assert pool["filtered"][reason] == 1 and sum(pool["filtered"].values()) == 1
 
 
@@ -489,39 +499,40 @@ def _feature_dir(root: Path, tok, n: int, features=None, texts=None, bad=()):
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
 def test_stream_counts_are_exact_whatever_the_dataloader_workers(workers, tmp_path, tiny_processor):
-    """16 rows (3 filtered) read through a DataLoader with 0, 1 or 2 workers are counted 16 / 13
-    (before: 6 with 1 worker through the API, 3 through the CLI)."""
+    """70 rows (3 filtered) read through a DataLoader with 0, 1 or 2 workers are counted 70 / 67
+    (before: 6 of 16 with 1 worker through the API, 3 through the CLI). 67 records: the hashed validation split is
+    empty with probability 0.8**67 = 3e-7."""
     tok = tiny_processor.tokenizer
-    root = _feature_dir(tmp_path, tok, 16, bad=(2, 7, 11))
+    root = _feature_dir(tmp_path, tok, 70, bad=(2, 7, 11))
     cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True,
                            max_eval_samples=1, seed=3)
     splits = load_splits(cfg, tok)
     for _ in range(2):  # two epochs: each record still counted once
         seen = sum(len(b) for b in DataLoader(splits.train, batch_size=2, num_workers=workers, collate_fn=list))
     pool = settle_counts(splits.report)["train_pool"]
-    assert pool["rows_in"] == 16 and pool["rows_used"] == 13 and pool["filtered"]["empty_transcript"] == 3
-    assert seen + len(splits.validation) <= 13
+    assert pool["rows_in"] == 70 and pool["rows_used"] == 67 and pool["filtered"]["empty_transcript"] == 3
+    assert seen + len(splits.validation) <= 67
 
 
 def test_records_sharing_a_transcript_are_distinct_and_never_leak(tmp_path, tiny_processor):
     """4 different recordings of "نعم" count as 4 (before: 1), and each lands on one side of the
-    streamed train/validation split in every pass."""
+    streamed train/validation split in every pass (40 records at 0.4: a side is empty with probability 1e-9)."""
     tok = tiny_processor.tokenizer
     rng = np.random.default_rng(0)
-    features = [rng.normal(size=(80, 10)).astype(np.float32) for _ in range(12)]
-    texts = ["نعم"] * 4 + [f"جملة {i}" for i in range(8)]
-    root = _feature_dir(tmp_path, tok, 12, features=features, texts=texts)
+    features = [rng.normal(size=(80, 10)).astype(np.float32) for _ in range(40)]
+    texts = ["نعم"] * 4 + [f"جملة {i}" for i in range(36)]
+    root = _feature_dir(tmp_path, tok, 40, features=features, texts=texts)
     cfg = ExperimentConfig(dialect="egyptian", source="local", data_path=str(root), streaming=True,
-                           max_eval_samples=12, val_fraction=0.4, seed=1)
+                           max_eval_samples=40, val_fraction=0.4, seed=1)
     splits = load_splits(cfg, tok)
     key = lambda r: np.asarray(r["input_features"], dtype=np.float32).tobytes()  # noqa: E731
     passes = [{key(r) for r in splits.train} for _ in range(2)]
     validation = {key(r) for r in splits.validation}
     assert passes[0] == passes[1] and not passes[0] & validation
-    assert len(passes[0]) + len(validation) == 12
+    assert len(passes[0]) + len(validation) == 40
     yes = {f.tobytes() for f in features[:4]}
     assert len(yes & (passes[0] | validation)) == 4
-    assert settle_counts(splits.report)["train_pool"]["rows_in"] == 12
+    assert settle_counts(splits.report)["train_pool"]["rows_in"] == 40
     # audio records: the same text, different arrays
     audio_rows = [{"audio": {"array": tone(1.0, 200 + 50 * i), "sampling_rate": SR}, "text": "نعم"} for i in range(4)]
     from arabicpeft.data import _record_key
@@ -529,3 +540,40 @@ def test_records_sharing_a_transcript_are_distinct_and_never_leak(tmp_path, tiny
     assert len({_record_key(r) for r in audio_rows}) == 4
     assert _record_key(audio_rows[0]) == _record_key({"audio": {"array": tone(1.0, 200), "sampling_rate": SR},
                                                     "text": "نعم"})
+
+
+def test_a_clip_listed_twice_never_lands_on_both_sides(tmp_path, tiny_processor):
+    """Item 14 (datasets#4261): a manifest listing each of 20 clips twice put 8 clips in both train and validation
+    on the non-streamed path. Both paths split by record content; the duplicates are counted; without
+    duplicates the split is exactly the paper's (datasets' train_test_split by seed)."""
+    tok = tiny_processor.tokenizer
+    write_audio_manifest(tmp_path / "once", [{"seconds": 1.0 + 0.05 * i, "text": f"جملة {i}"} for i in range(20)])
+    write_audio_manifest(tmp_path / "once", [{"seconds": 1.0, "text": "نص"}], "test")
+    once = load_splits(_local(tmp_path / "once", seed=42), tok, max_seconds=8)
+    paper = datasets.Dataset.from_json(str(tmp_path / "once" / "train.jsonl")).train_test_split(test_size=0.2, seed=42)
+    assert list(once.validation["text"]) == list(paper["test"]["text"])
+    assert list(once.train["text"]) == list(paper["train"]["text"])
+    assert (once.report["train_pool"]["duplicates"], once.report["train_pool"]["moved"]) == (0, 0)
+
+    twice = tmp_path / "twice"
+    twice.mkdir()
+    for name in ("train.jsonl", "test.jsonl"):
+        lines = (tmp_path / "once" / name).read_text(encoding="utf-8")
+        copies = 2 if name == "train.jsonl" else 1  # every training clip listed twice, the same file
+        (twice / name).write_text(lines.replace('"audio": "', '"audio": "../once/') * copies, encoding="utf-8")
+    for streaming in (False, True):
+        cfg = _local(twice, seed=42, streaming=streaming, val_fraction=0.5 if streaming else 0.2,
+                     max_eval_samples=40 if streaming else None)  # streamed: 20 contents at 1/2, a side empty: 2e-6
+        splits = load_splits(cfg, tok, max_seconds=8)
+        train = [r["text"] for r in splits.train]
+        validation = list(splits.validation["text"])
+        assert not set(train) & set(validation), streaming
+        assert sorted(set(train) | set(validation)) == sorted(f"جملة {i}" for i in range(20))
+        if not streaming:
+            pool = splits.report["train_pool"]
+            assert pool["rows_used"] == 40 and pool["duplicates"] == 20 and len(train) + len(validation) == 40
+            assert all(train.count(t) == 2 for t in train) and all(validation.count(t) == 2 for t in validation)
+            assert "20 duplicate(s)" in splits.report["split_method"]
+            assert splits.report["split_method"].startswith("datasets.train_test_split(test_size=val_fraction, seed")
+        else:
+            assert splits.report["split_method"].startswith("streaming: seeded hash of each record's content")

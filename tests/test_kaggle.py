@@ -5,7 +5,9 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
 from arabicpeft import device
 from arabicpeft import kaggle as env
@@ -37,7 +39,7 @@ def fake_run(root: Path, steps=(250, 500), results=False) -> Path:
         ckpt = root / "checkpoints" / f"checkpoint-{step}"
         ckpt.mkdir(parents=True)
         (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-        (ckpt / "adapter_model.safetensors").write_bytes(b"\0" * 16)
+        save_file({"lora_A": np.zeros((2, 4), np.float32)}, str(ckpt / "adapter_model.safetensors"))
     if results:
         (root / "results.json").write_text("{}")
     return root
@@ -92,8 +94,37 @@ def test_unreachable_hub_stops_with_what_to_do(monkeypatch):
     with pytest.raises(HubUnreachableError, match="Internet"):
         env._check_hub(ExperimentConfig(source="hub"))
     env._check_hub(ExperimentConfig(source="sample", model="tiny-random"))  # offline run: no error
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the user says the cache has it
-    env._check_hub(ExperimentConfig(source="hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the user says the cache has the data
+    env._check_hub(ExperimentConfig(source="hub", model="whisper-base"))
+
+
+def test_a_hub_model_is_checked_once_offline_mode_first(monkeypatch, tmp_path):
+    """Item 3: a hub id that cannot be had is one line at once (before: 61 s and 22 lines of HTTP retries)."""
+    import huggingface_hub
+
+    probes = []
+    monkeypatch.setattr(env, "hub_reachable", lambda *a, **k: probes.append(a) or False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for check in (lambda: env.check_model_name("whisper-small", saved=True),
+                  lambda: env.preflight(ExperimentConfig(model="whisper-small", source="sample",
+                                                         output_dir=str(tmp_path / "run")))):
+        with pytest.raises(HubUnreachableError, match=r"^the model whisper-small is not in your HF cache, and "
+                           r"HF_HUB_OFFLINE=1 keeps the hub out — give a local folder or an offline model "
+                           r"\(whisper-base, tiny-random\)"):
+            check()
+    assert probes == []  # offline mode: no network probe
+    snapshot = tmp_path / "models--org--cached" / "snapshots" / "abc"  # the HF cache's layout
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--org--cached" / "refs").mkdir()
+    (tmp_path / "models--org--cached" / "refs" / "main").write_text("abc")
+    env.check_model_name("org/cached", saved=True)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    with pytest.raises(HubUnreachableError, match=r"^cannot reach huggingface.co, which this run needs for its "
+                                                  r"data \(source hub\) and its model org/cached — On Kaggle"):
+        env.preflight(ExperimentConfig(model="org/cached", output_dir=str(tmp_path / "run")))
+    assert len(probes) == 1  # the model and the data: one probe
 
 
 def test_session_time_left(kaggle):
@@ -179,7 +210,7 @@ def test_environment_report(monkeypatch, tmp_path, not_kaggle):
 
 def test_a_model_written_as_a_path_must_exist(tmp_path):
     for hub_or_offline in ("openai/whisper-small", "whisper-base", "tiny-random", "my-model"):
-        env.check_model_name(hub_or_offline)
+        env.check_model_name(hub_or_offline, hub=False)
     env.check_model_name(str(tmp_path))  # an existing folder
     for path in (str(tmp_path / "nope"), "./nope", "~/nope-arabicpeft", "runs/egy/model"):
         with pytest.raises(SetupError, match="does not exist — check the path"):

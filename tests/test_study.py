@@ -299,18 +299,32 @@ def test_a_part_refuses_another_design_and_an_empty_part_says_how_many_parts_fit
     assert len(fake_train) == 1
 
 
+def _hold(folder, holding, release):
+    from arabicpeft.run_dir import RunDir
+
+    with RunDir(folder).hold():
+        holding.set()
+        release.wait(60)
+
+
 def test_a_run_another_process_holds_is_left_to_it(fake_train, tmp_path):
+    import multiprocessing
+
     design = study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian", "levantine"], seeds=[42])
-    held = study._run_lock(tmp_path, design.plan()[0])
-    held.acquire()  # another process would hold it the same way (filelock locks are per process and file)
+    ctx = multiprocessing.get_context("fork")
+    holding, release = ctx.Event(), ctx.Event()
+    other = ctx.Process(target=_hold, args=(tmp_path / design.plan()[0].name, holding, release))
+    other.start()  # another process holds the run's folder, as train.run does while it trains there
     lines = []
     try:
+        assert holding.wait(60)
         manifest = study.run_study(design, root=tmp_path, gpu=NO_GPU, log=lines.append)
     finally:
-        held.release()
+        release.set()
+        other.join(60)
     assert [c.dialect for c in fake_train] == ["levantine"]
-    assert any(line.startswith("run 1/2: train: lora egyptian seed 42 — left alone: another process is running it")
-               for line in lines)
+    assert any(line.startswith("run 1/2: train: lora egyptian seed 42 — left alone: another process is running "
+                               f"{tmp_path / 'train' / 'lora_egyptian_seed42'} now") for line in lines), lines
     assert manifest.runs["train/lora_egyptian_seed42"]["status"] == "planned"
 
 
@@ -321,3 +335,57 @@ def test_a_preset_refuses_design_options_and_a_dry_run_names_the_study_root(caps
     assert "error: the preset offline-mini takes no --seeds" in capsys.readouterr().err
     cli.main(["study", "peft_vs_full", "--dialects", "egyptian", "--seeds", "42", "--dry-run"])
     assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "peft_vs_full")
+
+
+def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monkeypatch, capsys):
+    """Item 2: `study peft_vs_full --dialect egyptian --max-steps 2` trained every design dialect for the ci
+    profile's 6 steps. Each config option that a design's axes or stages, or the ci profile, set for some run is
+    given to the study command: either every planned run carries it, or it is refused in one line that names the
+    option to use (or says the study decides it)."""
+    from arabicpeft import profiles
+
+    monkeypatch.setenv(profiles._ENV_VAR, "ci")
+    planned = []
+    monkeypatch.setattr(study, "run_study", lambda design, **kw: planned.append(design) or design.plan())
+    values = {"dialect": "iraqi", "method": "full", "precision": "bf16", "use_dora": True, "seed": 7,
+              "train_fraction": 0.5, "mixture": "balanced", "max_train_per_dialect": 5, "evaluate_before": True,
+              "max_steps": 2, "eval_steps": 2, "time_budget_s": 60.0, "model": "whisper-base", "source": "hub",
+              "max_test_samples": 3, "learning_rate": 0.01, "generation_max_length": 9}
+    use_instead = {"dialect": {"peft_vs_full": "--dialects", "paper": "--dialects", "mixing": "--targets",
+                               "adapter_bank": "--dialects"},
+                   "method": {"peft_vs_full": "--variants", "paper": "--methods", "mixing": "--methods",
+                              "adapter_bank": "--variants"},
+                   "seed": dict.fromkeys(study.DESIGNS, "--seeds"), "train_fraction": {"paper": "--msa-fractions"},
+                   "mixture": {"mixing": "--mixtures"}}
+    checked = set()
+    for name in [*study.DESIGNS, *study.PRESETS]:
+        head = ["--preset", name] if name in study.PRESETS else [name]
+        default = study.design(name, profiles.apply(study.offline_mini_base() if name in study.PRESETS else BASE))
+        overridden = {k for r in default.plan() for k in values if getattr(r.cfg, k) != getattr(default.base, k)}
+        for field in sorted(overridden | set(profiles._CI_OVERRIDES) & set(values)):
+            checked.add((name, field))
+            planned.clear()
+            flag = "--" + field.replace("_", "-")
+            argv = ["study", *head, "--dry-run", *([flag] if values[field] is True else [flag, str(values[field])])]
+            try:
+                cli.main(argv)
+            except SystemExit as exit_info:
+                err = capsys.readouterr().err.strip()
+                assert exit_info.code == 1 and len(err.splitlines()) == 1, (argv, err)
+                assert f"{flag} would be ignored there — " in err, (argv, err)
+                assert (f"give {use_instead[field][name]} instead" in err if name in use_instead.get(field, {})
+                        else "the study decides it" in err), (argv, err)
+                continue
+            capsys.readouterr()
+            runs = planned[0].plan()
+            if all(getattr(r.cfg, field) == values[field] for r in runs):
+                continue
+            # a stage may derive its value from the option (the preset's pooled runs train 1.5x max_steps): then
+            # every run's value follows the option when it changes
+            cli.main(argv[:-1] + [str(values[field] * 2)])
+            capsys.readouterr()
+            assert all(getattr(a.cfg, field) != getattr(b.cfg, field) for a, b in zip(runs, planned[-1].plan())), argv
+    # the cases of the issue: the dialect option is refused, the profile's max_steps gives way to the option
+    assert {("peft_vs_full", "dialect"), ("peft_vs_full", "max_steps"), ("offline-mini", "evaluate_before")} <= checked
+    cli.main(["study", "peft_vs_full", "--dialects", "egyptian", "--max-steps", "2", "--dry-run"])
+    assert {r.cfg.max_steps for r in planned[-1].plan()} == {2} and profiles._CI_OVERRIDES["max_steps"] != 2

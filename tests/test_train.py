@@ -292,3 +292,85 @@ ERRORS = [
 def test_bad_input_is_a_clear_error(kind, call, error, message, tmp_path, tiny_processor):
     with pytest.raises(error, match=message):
         call(tmp_path, tiny_processor.tokenizer)
+
+
+# --- a finished run, its rerun, and checkpoints cut short (items 4 and 10) --------------------------------
+
+LORA8 = ["train", "--model", "tiny-random", "--source", "sample", "--dialect", "egyptian", "--max-steps", "8",
+         "--eval-steps", "2", "--warmup-steps", "2", "--batch-size", "4", "--max-train-samples", "24",
+         "--max-eval-samples", "4", "--max-test-samples", "3", "--generation-max-length", "8",
+         "--no-evaluate-before", "--logging-steps", "1", "--early-stopping-patience", "0"]
+
+
+def checkpoints(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "checkpoints").iterdir())
+
+
+@pytest.fixture(scope="module")
+def lora8(tmp_path_factory):
+    """A LoRA run of 8 steps (steps do not fill whole epochs: 19 training clips, 4 a step), finished."""
+    out = tmp_path_factory.mktemp("lora8") / "run"
+    printed([*LORA8, "--output-dir", str(out)])
+    return out
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, tmp_path / "run"))
+
+
+def test_a_finished_run_says_where_its_results_are_and_stops(lora8, tmp_path):
+    """Item 4: rerunning the finished demo re-scored it for minutes. Now the rerun prints where the results are
+    and its scores, trains and scores nothing, and imports no torch."""
+    before = (lora8 / "results.json").read_bytes()
+    probe = ("import sys\nfrom arabicpeft.cli import main\nmain(sys.argv[1:])\n"
+             "print('TORCH_IMPORTED', 'torch' in sys.modules)\n")
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", probe, *LORA8, "--output-dir", str(lora8)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == (f"This run is finished: {lora8.resolve()} holds its model and scores. Nothing to train or "
+                        "score (add --rescore to score it again).")
+    assert lines[-2] == str((lora8 / "results.json").resolve()) and lines[-1] == "TORCH_IMPORTED False"
+    assert any(line.startswith("  egyptian      3 utts   WER") for line in lines)  # its scores
+    assert (lora8 / "results.json").read_bytes() == before and checkpoints(lora8) == ["checkpoint-2", "checkpoint-8"]
+
+
+def test_rescore_trains_nothing_and_scores_the_same_model(lora8, tmp_path):
+    """Items 4 and 10: --rescore scores the finished run again; a rerun at the end of training trained step 9,
+    then 10 (transformers#35782). Now it trains nothing: the same step, checkpoints and scores."""
+    out = copy_of(lora8, tmp_path)
+    first = read_results(out)
+    said = printed([*LORA8, "--output-dir", str(out), "--rescore"])
+    assert "resuming from checkpoint-8 of" in said
+    assert "training ended there (step 8 of 8): nothing left to train" in said
+    again = read_results(out)
+    assert again["training"]["global_step"] == 8 and checkpoints(out) == ["checkpoint-2", "checkpoint-8"]
+    assert again["metrics"] == first["metrics"] and again["training"]["best_checkpoint"] == first["training"][
+        "best_checkpoint"]
+    assert again["efficiency"]["train_wall_time_s"] == 0.0
+    (out / "results.json").unlink()  # killed while scoring: the rerun resumes at the end and only scores
+    assert read_results(Path(printed([*LORA8, "--output-dir", str(out)]).strip().splitlines()[-1]))["metrics"] == \
+        first["metrics"]
+    assert checkpoints(out) == ["checkpoint-2", "checkpoint-8"]
+
+
+def test_a_last_checkpoint_cut_short_is_passed_over_and_named(lora8, tmp_path):
+    """Item 10: a truncated adapter, optimizer or trainer state in the last checkpoint gave a raw traceback. The
+    run resumes from the newest complete checkpoint, says which one it passed over and why, and finishes. (Each
+    kind of file cut short: tests/test_run_dir.py.)"""
+    damaged = "optimizer.pt"
+    out = copy_of(lora8, tmp_path)
+    (out / "results.json").unlink()  # the run did not finish
+    path = out / "checkpoints" / "checkpoint-8" / damaged
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    said = printed([*LORA8, "--output-dir", str(out)])
+    assert f"note: checkpoint-8 ({damaged} " in said and "it cannot be resumed, so the run resumes from checkpoint-2" \
+        in said
+    result = read_results(out)
+    assert result["training"]["resumed_from"].endswith("checkpoint-2") and result["training"]["global_step"] == 8

@@ -82,3 +82,17 @@ def test_study_picker_picks_design_axes_and_lora_fields():
     assert (picker.base.lora_r, picker.base.use_dora) == (16, True) and cfg == parameters_config()
     picker.axis_controls["seeds"].value = "42, x"  # not an int: kept as it was, and said so
     assert picker.axes["seeds"] == [42, 168] and "Not applied" in picker._base.message.value
+
+
+def test_a_number_outside_its_declared_range_is_refused_in_one_line_not_clamped():
+    """Item 17: the widgets refuse what the config refuses (the field's declared range), and say why; a bounded
+    box would have clamped 0 to 1 silently."""
+    picker = config_picker(parameters_config())
+    picker.controls["max_steps"].value = 0
+    assert picker.config.max_steps == 123 and picker.controls["max_steps"].value == 123
+    assert "Not applied" in picker.message.value and "max_steps must be at least 1" in picker.message.value
+    picker.controls["seed"].value = -1
+    assert picker.config.seed == 84 and "seed must be at least 0" in picker.message.value
+    lr = config_picker(ExperimentConfig(learning_rate=1e-3), fields=("learning_rate",))
+    lr.controls["learning_rate"].value = -1.0
+    assert lr.config.learning_rate == 1e-3 and "learning_rate must be greater than 0" in lr.message.value
