@@ -329,7 +329,7 @@ def _unprivileged():
 
 
 def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path):
-    """Item 12: a read-only output folder was found only after scoring (train) or decoding everything
+    """a read-only output folder was found only after scoring (train) or decoding everything
     (transcribe), as a raw OSError. Now train, evaluate, transcribe, merge and export refuse it first, in one line,
     before torch is imported."""
     base = tmp_path
@@ -356,7 +356,7 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_
 
 
 def test_a_second_process_into_one_output_folder_is_refused_at_once(tmp_path):
-    """Item 11 (transformers#28015): two train processes into one output folder both trained to the end. The
+    """(transformers#28015) two train processes into one output folder both trained to the end. The
     second is refused in one line, before torch is imported."""
     from arabicpeft.run_dir import RunDir
 
@@ -371,7 +371,7 @@ def test_a_second_process_into_one_output_folder_is_refused_at_once(tmp_path):
 
 
 def test_a_failed_save_says_what_happened_in_one_line(tmp_path):
-    """Item 12: a full disk while saving gave a raw traceback. Here the file-size limit (RLIMIT_FSIZE, 2 MB) makes
+    """a full disk while saving gave a raw traceback. Here the file-size limit (RLIMIT_FSIZE, 2 MB) makes
     the first checkpoint of a full fine-tune (15 MB) fail to be written, a real failed write: one line that says
     so and what to do; the rerun without the limit finishes (the checkpoint cut short is not resumed)."""
     script = ("import resource, signal, sys\n"

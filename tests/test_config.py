@@ -33,7 +33,7 @@ def test_bad_config_values_fail_clearly():
 
 
 def test_every_numeric_field_declares_its_range_once_and_the_config_holds_it():
-    """Item 17: each int/float field has bounds in its metadata; a value just outside is refused, the bound itself
+    """each int/float field has bounds in its metadata; a value just outside is refused, the bound itself
     (when it is included) and the default are accepted, and NaN is refused."""
     from dataclasses import fields, replace
 

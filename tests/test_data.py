@@ -543,7 +543,7 @@ def test_records_sharing_a_transcript_are_distinct_and_never_leak(tmp_path, tiny
 
 
 def test_a_clip_listed_twice_never_lands_on_both_sides(tmp_path, tiny_processor):
-    """Item 14 (datasets#4261): a manifest listing each of 20 clips twice put 8 clips in both train and validation
+    """(datasets#4261) a manifest listing each of 20 clips twice put 8 clips in both train and validation
     on the non-streamed path. Both paths split by record content; the duplicates are counted; without
     duplicates the split is exactly the paper's (datasets' train_test_split by seed)."""
     tok = tiny_processor.tokenizer

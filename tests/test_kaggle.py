@@ -99,7 +99,7 @@ def test_unreachable_hub_stops_with_what_to_do(monkeypatch):
 
 
 def test_a_hub_model_is_checked_once_offline_mode_first(monkeypatch, tmp_path):
-    """Item 3: a hub id that cannot be had is one line at once (before: 61 s and 22 lines of HTTP retries)."""
+    """a hub id that cannot be had is one line at once (before: 61 s and 22 lines of HTTP retries)."""
     import huggingface_hub
 
     probes = []

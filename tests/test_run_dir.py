@@ -67,7 +67,7 @@ def _checkpoint(folder, step: int):
 
 @pytest.mark.parametrize("damaged", ["adapter_model.safetensors", "optimizer.pt", "trainer_state.json", None])
 def test_a_checkpoint_cut_short_is_passed_over_with_the_reason(damaged, tmp_path):
-    """Item 10: the newest checkpoint with a file cut short (a full disk, a kill while saving) is not resumed; the
+    """the newest checkpoint with a file cut short (a full disk, a kill while saving) is not resumed; the
     newest complete one is, and the one passed over is named with the file and why."""
     from arabicpeft.run_dir import RunDir
 
@@ -94,7 +94,7 @@ def test_a_checkpoint_cut_short_is_passed_over_with_the_reason(damaged, tmp_path
 
 
 def test_one_process_holds_a_run_and_may_take_it_again(tmp_path):
-    """Item 11: the lock of a run folder is held by one process; the holder (the study launcher, then train.run)
+    """the lock of a run folder is held by one process; the holder (the study launcher, then train.run)
     takes it again; another process is refused at once."""
     import subprocess
     import sys

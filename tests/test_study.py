@@ -338,7 +338,7 @@ def test_a_preset_refuses_design_options_and_a_dry_run_names_the_study_root(caps
 
 
 def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monkeypatch, capsys):
-    """Item 2: `study peft_vs_full --dialect egyptian --max-steps 2` trained every design dialect for the ci
+    """`study peft_vs_full --dialect egyptian --max-steps 2` trained every design dialect for the ci
     profile's 6 steps. Each config option that a design's axes or stages, or the ci profile, set for some run is
     given to the study command: either every planned run carries it, or it is refused in one line that names the
     option to use (or says the study decides it)."""

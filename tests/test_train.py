@@ -321,7 +321,7 @@ def copy_of(run: Path, tmp_path: Path) -> Path:
 
 
 def test_a_finished_run_says_where_its_results_are_and_stops(lora8, tmp_path):
-    """Item 4: rerunning the finished demo re-scored it for minutes. Now the rerun prints where the results are
+    """rerunning the finished demo re-scored it for minutes. Now the rerun prints where the results are
     and its scores, trains and scores nothing, and imports no torch."""
     before = (lora8 / "results.json").read_bytes()
     probe = ("import sys\nfrom arabicpeft.cli import main\nmain(sys.argv[1:])\n"
@@ -361,7 +361,7 @@ def test_rescore_trains_nothing_and_scores_the_same_model(lora8, tmp_path):
 
 
 def test_a_last_checkpoint_cut_short_is_passed_over_and_named(lora8, tmp_path):
-    """Item 10: a truncated adapter, optimizer or trainer state in the last checkpoint gave a raw traceback. The
+    """a truncated adapter, optimizer or trainer state in the last checkpoint gave a raw traceback. The
     run resumes from the newest complete checkpoint, says which one it passed over and why, and finishes. (Each
     kind of file cut short: tests/test_run_dir.py.)"""
     damaged = "optimizer.pt"

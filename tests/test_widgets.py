@@ -85,7 +85,7 @@ def test_study_picker_picks_design_axes_and_lora_fields():
 
 
 def test_a_number_outside_its_declared_range_is_refused_in_one_line_not_clamped():
-    """Item 17: the widgets refuse what the config refuses (the field's declared range), and say why; a bounded
+    """the widgets refuse what the config refuses (the field's declared range), and say why; a bounded
     box would have clamped 0 to 1 silently."""
     picker = config_picker(parameters_config())
     picker.controls["max_steps"].value = 0
