@@ -344,7 +344,7 @@ def _cmd_evaluate(args) -> Path:
 
     The results keep the training config (``config``, untouched) apart from the evaluation's own settings
     (``evaluation``), give each test set and the pooled corpus WER/CER, and record the backend."""
-    from .kaggle import check_model_name
+    from .hub import check_model_name
     from .run_dir import check_output_folder
 
     check_model_name(args.model_path, saved=True)  # before the heavy imports, as every check below
@@ -435,7 +435,7 @@ def _cmd_evaluate(args) -> Path:
 def _cmd_cache(args) -> Path:
     """Write the compact log-mel cache of a dialect's train and test sets (one pass over the source)."""
 
-    from .kaggle import check_model_name
+    from .hub import check_model_name
     from .run_dir import check_output_folder
 
     cfg, notes = _config_from(args, ExperimentConfig(feature_cache=args.output_dir)).automatic_choices()
@@ -501,7 +501,7 @@ def _refuse_given(command: str, args: argparse.Namespace, unused: dict[str, str]
 
 
 def _cmd_transcribe(args) -> Path:
-    from .kaggle import check_model_name
+    from .hub import check_model_name
     from .run_dir import check_output_folder
 
     missing = [a for a in args.audio if not Path(a).expanduser().exists()]
@@ -535,7 +535,7 @@ def _cmd_transcribe(args) -> Path:
 
 
 def _cmd_merge(args) -> Path:
-    from .kaggle import check_model_name
+    from .hub import check_model_name
     from .run_dir import check_output_folder
 
     check_model_name(args.model_path, saved=True)
@@ -546,7 +546,7 @@ def _cmd_merge(args) -> Path:
 
 
 def _cmd_export(args) -> Path:
-    from .kaggle import check_model_name
+    from .hub import check_model_name
     from .run_dir import check_output_folder
 
     check_model_name(args.model_path, saved=True)

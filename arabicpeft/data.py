@@ -44,9 +44,9 @@ from . import audio as audio_lib
 from . import dialects
 from .feature_cache import COLUMNS as CACHE_COLUMNS, CacheError, FeatureCache, input_features
 from .config import SAMPLE_DIR, ExperimentConfig
-from .kaggle import HUB_HOST, hub_offline_mode, hub_reachable
+from .hub import HUB_HOST, dataset_revision, hub_offline_mode, hub_reachable
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
-from .errors import UserError
+from .errors import DataUnavailableError
 
 _FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable", "non_finite")
 MANIFEST_EXTENSIONS = (".jsonl", ".json", ".csv")
@@ -57,10 +57,6 @@ SYNTHETIC_NOTE = ("the sample data is synthetic (espeak-ng speech of sentences w
 _STREAM_SHUFFLE_BUFFER = 1_000  # records held to shuffle a training stream (~1 GB of otozz features)
 
 AnyDataset = Union[datasets.Dataset, datasets.IterableDataset]
-
-
-class DataUnavailableError(UserError, RuntimeError):
-    """The requested data cannot be read; we stop rather than train on anything else."""
 
 
 class _InvalidRecord(ValueError):
@@ -314,23 +310,6 @@ def _filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, rep
 # --- sources ---------------------------------------------------------------------------------------
 
 
-def _hub_revision(repo_id: str) -> Optional[str]:
-    """The commit sha of a hub dataset repo: asked of the hub, or under HF_HUB_OFFLINE read from the local
-    hub cache (``refs/main``); None when the cache does not know it."""
-    if hub_offline_mode():
-        from huggingface_hub import constants
-
-        ref = Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}" / "refs" / "main"
-        return ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
-    from huggingface_hub import HfApi
-
-    try:
-        return HfApi().dataset_info(repo_id).sha
-    except Exception as e:
-        raise DataUnavailableError(f"Could not look up the hub dataset {repo_id}: {e}. Check the name and the "
-                                   "internet connection. Nothing else will be trained on instead.") from e
-
-
 def _load_hub(repo_id: str, streaming: bool) -> tuple[AnyDataset, Optional[str]]:
     """(dataset, revision): the data read at the commit recorded, so a rerun can pin the same data."""
     if not hub_offline_mode() and not hub_reachable():
@@ -340,7 +319,7 @@ def _load_hub(repo_id: str, streaming: bool) -> tuple[AnyDataset, Optional[str]]
             "(a directory holding e.g. egyptian_train_set/ saved with save_to_disk). If the dataset is already "
             "in your HF cache, set HF_HUB_OFFLINE=1. Nothing else will be trained on instead."
         )
-    revision = _hub_revision(repo_id)
+    revision = dataset_revision(repo_id)
     try:
         return datasets.load_dataset(repo_id, split="train", streaming=streaming, revision=revision), revision
     except Exception as e:

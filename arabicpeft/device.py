@@ -5,7 +5,7 @@ Import this module before anything touches CUDA: it imports torch only inside fu
 
 Public: :data:`PRECISION_HARDWARE`, :func:`gpu_info`, :func:`precision_problem`, :func:`check_gpu`,
 :func:`check_precision_without_torch`, :func:`half_dtype`, :func:`gpu_summary`, :func:`gpu_smoke_test`,
-:func:`pin_single_gpu`, :func:`train_on_gpus`.
+:func:`pin_single_gpu`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .errors import GPUUnavailableError, UnsupportedGPUError, UserError, SetupError
+from .errors import GPUUnavailableError, SetupError, UnsupportedGPUError
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,8 @@ def pin_single_gpu() -> Optional[str]:
     Why: in a plain Python process (a notebook) that sees two GPUs, as on Kaggle's "GPU T4 x2", the HF Trainer
     wraps the model in ``torch.nn.DataParallel``. That breaks bitsandbytes 8/4-bit models and PEFT, and gains
     little for Whisper at batch 8. One notebook therefore trains on one GPU; real multi-GPU training means
-    launching with ``torchrun`` (which sets ``LOCAL_RANK``; left alone here) or :func:`train_on_gpus`. The
+    launching with ``torchrun`` (which sets ``LOCAL_RANK``; left alone here) or
+    :func:`arabicpeft.multigpu.train_on_gpus`. The
     variable only works before torch initialises CUDA, so the first cell calls this.
     """
     if "LOCAL_RANK" in os.environ:  # launched by torchrun: one process per GPU already
@@ -205,33 +206,3 @@ def pin_single_gpu() -> Optional[str]:
         )
     os.environ["CUDA_VISIBLE_DEVICES"] = "0"
     return "0"
-
-
-def _train(cfg):  # the function each launched process runs (imported there: peft must not load in the notebook)
-    from .train import run
-
-    return run(cfg)
-
-
-def train_on_gpus(cfg, num_processes: Optional[int] = None) -> Path:
-    """Train ``cfg`` (an :class:`~arabicpeft.config.ExperimentConfig`) with DDP from a notebook: accelerate's
-    ``notebook_launcher`` starts ``num_processes`` processes (default: one per visible CUDA GPU), each running
-    :func:`arabicpeft.train.run`; returns the path of the results JSON.
-
-    The processes are forked from the notebook, so call this in a fresh kernel before anything touches CUDA
-    (:func:`gpu_info` does) or imports ``arabicpeft.train`` (peft loads bitsandbytes): accelerate refuses
-    otherwise. Both GPUs must be visible: set ``CUDA_VISIBLE_DEVICES="0,1"`` before :func:`pin_single_gpu`
-    runs, which respects it. On a CPU, ``num_processes`` gloo processes (how the tests check it). Raises
-    UserError when no GPU is visible and ``num_processes`` is not given.
-    """
-    import torch
-    from accelerate import notebook_launcher
-
-    from .run_dir import RESULTS_FILE
-
-    count = torch.cuda.device_count() if num_processes is None else num_processes  # via NVML: CUDA untouched
-    if count < 1:
-        raise UserError("no CUDA GPU is visible to train on", "train with arabicpeft.train.run(cfg) on this "
-                        "machine, or pass num_processes to run that many CPU processes.")
-    notebook_launcher(_train, (cfg,), num_processes=count)
-    return Path(cfg.output_dir) / RESULTS_FILE

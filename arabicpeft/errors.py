@@ -8,7 +8,8 @@ shows the traceback); in a notebook it is an ordinary exception with the same me
 is a bug and keeps its traceback.
 
 Public: :class:`UserError`, :class:`ConfigError`, :class:`SetupError`, :class:`GPUUnavailableError`,
-:class:`UnsupportedGPUError`, :class:`DiskSpaceError`, :class:`HubUnreachableError`, :class:`SessionTimeSpent`.
+:class:`UnsupportedGPUError`, :class:`DiskSpaceError`, :class:`HubUnreachableError`, :class:`SessionTimeSpent`,
+:class:`DataUnavailableError`.
 """
 
 from __future__ import annotations
@@ -50,3 +51,7 @@ class HubUnreachableError(SetupError):
 
 class SessionTimeSpent(SetupError):
     """No Kaggle session time is left for training."""
+
+
+class DataUnavailableError(UserError, RuntimeError):
+    """The requested data cannot be read; we stop rather than train on anything else."""

@@ -348,12 +348,12 @@ def upload(folder, repo_id: str, target: str = "hf", token: Optional[str] = None
     Needs the network and a token (``token``, or ``HF_TOKEN`` / ``huggingface-cli login``; Kaggle: its API
     credentials). Raises ConnectionError, before any upload, when the network or the hub is off.
     """
-    from .kaggle import hub_offline_mode, hub_reachable
+    from .hub import HUB_HOST, hub_offline_mode, hub_reachable
 
     if target not in _UPLOAD_TARGETS:
         raise ValueError(f"Unknown upload target {target!r}; choose one of {', '.join(_UPLOAD_TARGETS)}.")
     kind = _check_upload_folder(folder)
-    host = "huggingface.co" if target == "hf" else "www.kaggle.com"
+    host = HUB_HOST if target == "hf" else "www.kaggle.com"
     if (target == "hf" and hub_offline_mode()) or not hub_reachable(host):
         raise ConnectionError(
             f"Uploading needs the network: {host} cannot be reached"

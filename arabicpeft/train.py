@@ -44,7 +44,7 @@ _DDP_TIMEOUT_S = 12 * 3600
 
 def processes() -> PartialState:
     """The processes of this run, as torchrun, ``accelerate launch`` or
-    :func:`arabicpeft.device.train_on_gpus` started them (one process otherwise): ``.num_processes`` (the
+    :func:`arabicpeft.multigpu.train_on_gpus` started them (one process otherwise): ``.num_processes`` (the
     world size), ``.is_main_process`` (rank 0), ``.wait_for_everyone()``. The first call joins the process group
     (gloo on a CPU, NCCL on GPUs), which the Trainer then uses as well."""
     return PartialState(cpu=not torch.cuda.is_available(), timeout=dt.timedelta(seconds=_DDP_TIMEOUT_S))
@@ -319,7 +319,7 @@ def run(cfg: ExperimentConfig, log=print, rescore: bool = False) -> Path:
     :class:`~arabicpeft.run_dir.RunInUseError`.
 
     Launched as N processes (``torchrun --nproc_per_node N -m arabicpeft train ...``, ``accelerate launch``,
-    :func:`arabicpeft.device.train_on_gpus`), the Trainer trains with DDP, each process taking
+    :func:`arabicpeft.multigpu.train_on_gpus`), the Trainer trains with DDP, each process taking
     ``batch_size / N`` of every step's utterances; rank 0 alone scores the test sets, writes the output folder
     and logs, while the others wait for it; every process returns the same path. Raises ConfigError when
     ``batch_size`` does not split over the processes (:func:`_per_device_batch`).

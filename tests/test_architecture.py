@@ -16,21 +16,21 @@ PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
 RANK = {
     "__init__": 0, "errors": 0, "dialects": 0, "audio": 0, "text": 0, "sample_gen": 0,
     "config": 1, "offline_model": 1, "stats": 1, "paper": 1,
-    "profiles": 2, "run_dir": 2, "plots": 2,
+    "profiles": 2, "run_dir": 2, "plots": 2, "hub": 2,
     "device": 3,
-    "kaggle": 4,
+    "results": 4,
+    "kaggle": 5,
     "metrics": 5, "feature_cache": 5,
-    "data": 6, "model": 6, "results": 6,
+    "data": 6, "model": 6,
     "export": 7, "comparison": 7, "analysis": 7,
     "evaluate": 8, "transcribe": 8,
     "train": 9, "bank": 9,
-    "study": 10,
+    "study": 10, "multigpu": 10,
     "widgets": 11,
     "cli": 12, "benchmark": 12,
     "__main__": 13,
 }
-# The one import up the layers, and why: the function each process started by device.train_on_gpus runs.
-UPWARD = {("device", "train")}
+UPWARD: set = set()  # imports up the layers, each with its reason: none
 
 
 def imports(path: Path) -> set[str]:

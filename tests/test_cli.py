@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from arabicpeft import cli
-from arabicpeft import device, kaggle
+from arabicpeft import device, hub
 from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import SAMPLE_DIR
@@ -207,7 +207,7 @@ def test_a_gpu_precision_without_a_gpu(tmp_path):
 
 def test_no_network_gives_the_projects_hub_advice_for_model_or_data(monkeypatch, capsys, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(kaggle, "hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: False)
     for argv, needs in ((["train"], "its data (source hub) and its model openai/whisper-small"),
                         (["train", "--source", "sample"], "its model openai/whisper-small"),
                         (["train", "--model", "whisper-base"], "its data (source hub)")):

@@ -231,7 +231,7 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
         return ds.to_iterable_dataset() if streaming else ds
 
     monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
-    monkeypatch.setattr("arabicpeft.data._hub_revision", lambda repo_id: "0123abc")
+    monkeypatch.setattr("arabicpeft.data.dataset_revision", lambda repo_id: "0123abc")
     monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     hub = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)

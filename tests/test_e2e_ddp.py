@@ -22,7 +22,7 @@ ARGS = ["train", "--model", "tiny-random", "--source", "sample", "--dialect", "e
 NOTEBOOK = """
 import sys
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.device import train_on_gpus
+from arabicpeft.multigpu import train_on_gpus
 
 cfg = ExperimentConfig(model="tiny-random", source="sample", dialect="egyptian", max_steps={steps}, eval_steps=3,
                        warmup_steps=2, batch_size={batch}, max_train_samples=16, max_eval_samples=4,

@@ -66,7 +66,7 @@ def _fake_hub(monkeypatch, root, calls):
         return ds.to_iterable_dataset() if streaming else ds
 
     monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
-    monkeypatch.setattr("arabicpeft.data._hub_revision", lambda repo_id: "0123abc")
+    monkeypatch.setattr("arabicpeft.data.dataset_revision", lambda repo_id: "0123abc")
     monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
