@@ -255,21 +255,30 @@ def fig4_heatmap(
 
 
 def _context_labels(df: pd.DataFrame) -> pd.Series:
-    """Per row: the study stage, "trained on X" and the condition, each only when it varies in ``df`` ("" when
-    none does)."""
+    """Per row: the reader's ``context`` label (every field but the method, train set and seed that differs
+    between systems; :func:`arabicpeft.results.load_runs`) and "trained on X", each only when it varies in ``df``
+    ("" when none does). Frames without a ``context`` column name the study stage and condition instead."""
+    def varies(column):
+        return column in df.columns and df[column].nunique() > 1
+
     parts = pd.Series([[] for _ in range(len(df))], index=df.index)
-    if "stage" in df.columns and df["stage"].nunique() > 1:
+    if varies("context"):
+        parts = parts + df["context"].map(lambda c: [str(c)])
+    if "context" not in df.columns and varies("stage"):
         parts = parts + df["stage"].map(lambda s: [f"stage {s}"])
-    if "train_set" in df.columns and df["train_set"].nunique() > 1:
+    if varies("train_set"):
         parts = parts + df["train_set"].map(lambda t: [f"trained on {_display(t)}"])
-    if "condition" in df.columns and df["condition"].nunique() > 1:
+    if "context" not in df.columns and varies("condition"):
         parts = parts + df["condition"].map(lambda c: [_CONDITION_LABELS.get(c, c)])
     return parts.map(", ".join)
 
 
 def _system_labels(df: pd.DataFrame) -> pd.Series:
-    """One legend label per row: the method variant (else the method), plus stage, train set and condition
-    when they vary in ``df``."""
+    """One legend label per row: the reader's ``system`` label (every field that differs between systems:
+    :func:`arabicpeft.results.load_runs`), so that two systems never share a label; for frames without one,
+    the method variant (else the method) plus stage, train set and condition where they vary."""
+    if "system" in df.columns:
+        return df["system"].astype(str)
     context = _context_labels(df)
     method = df["variant"] if "variant" in df.columns else df["method"]
     return method.astype(str) + context.map(lambda c: f" ({c})" if c else "")
@@ -335,8 +344,10 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     """Forest plot of method b − method a per test set, one axes per metric.
 
     ``comparison``: the table of :meth:`arabicpeft.analysis.StudyReport.comparison` (columns test_set, metric, a,
-    b, delta, low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
-    and Hedges' g. Positive: b has more errors than a.
+    b, delta, low, high, p_holm, hedges_g; optional utt_low, utt_high, margin, equivalent). Each row is a point at
+    delta with its t-interval over seeds (thick; none with one seed per method) and, where given, the
+    utterance-level interval conditional on the seeds (thin, grey); dotted lines at ± the equivalence margin. The
+    text gives the Holm-adjusted p, Hedges' g and the TOST verdict. Positive: b has more errors than a.
     """
     require_columns(comparison, ["test_set", "metric", "a", "b", "delta", "low", "high", "p_holm", "hedges_g"],
              "fig_method_comparison")
@@ -347,23 +358,38 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     a, b = data["a"].iloc[0], data["b"].iloc[0]
     rank = {t: i for i, t in enumerate(_ordered(data["test_set"]))}
     rows = list(dict.fromkeys(data.sort_values("test_set", key=lambda s: s.map(rank), kind="stable")["row"]))
-    fig = Figure(figsize=(5.5 * len(metrics), 1.0 + 0.6 * len(rows)), layout="constrained")
+    fig = Figure(figsize=(6.5 * len(metrics), 1.2 + 0.7 * len(rows)), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
     color = sns.color_palette(_PALETTE, 1)[0]
     for ax, metric in zip(axes, metrics):
         mine = data[data["metric"] == metric].set_index("row").reindex(rows)
         y = np.arange(len(rows))
+        if {"utt_low", "utt_high"} <= set(mine.columns):
+            utt = np.vstack([mine["delta"] - mine["utt_low"], mine["utt_high"] - mine["delta"]])
+            ax.errorbar(mine["delta"], y + 0.15, xerr=np.nan_to_num(utt), fmt="none", ecolor="0.6", capsize=2,
+                        linewidth=1, label="utterances only (conditional on the seeds)")
         xerr = np.vstack([mine["delta"] - mine["low"], mine["high"] - mine["delta"]])
-        ax.errorbar(mine["delta"], y, xerr=np.nan_to_num(xerr), fmt="o", color=color, ecolor="0.2", capsize=4)
+        ax.errorbar(mine["delta"], y, xerr=np.nan_to_num(xerr), fmt="o", color=color, ecolor="0.2", capsize=4,
+                    linewidth=2, label="t-interval over seeds")
         ax.axvline(0.0, color="0.4", linewidth=1, linestyle="--")
+        margin = mine["margin"].dropna() if "margin" in mine.columns else pd.Series(dtype=float)
+        for m in margin.unique()[:1]:
+            for x in (-m, m):
+                ax.axvline(x, color="0.5", linewidth=1, linestyle=":")
         for yi, (_, r) in zip(y, mine.iterrows()):
             g = "n/a" if pd.isna(r["hedges_g"]) else f"{r['hedges_g']:.2f}"
-            ax.annotate(f"Holm p = {r['p_holm']:.3g}, g = {g}", (1.0, yi), xycoords=("axes fraction", "data"),
-                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+            p = "n/a" if pd.isna(r["p_holm"]) else f"{r['p_holm']:.3g}"
+            text = f"Holm p = {p}, g = {g}"
+            if "equivalent" in r.index and "margin" in r.index:
+                verdict = {True: "equivalent", False: "not shown"}.get(r["equivalent"], "n/a")
+                text += f"\nTOST ±{r['margin']:g}: {verdict}"
+            ax.annotate(text, (1.0, yi), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=8)
         ax.set_yticks(y, rows)
         ax.invert_yaxis()
         ax.set_xlabel(f"Δ{metric.upper()} = {b} − {a} (% points; > 0: {b} worse)")
         ax.grid(axis="x", alpha=0.4)
+    axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"{b} vs {a}: difference of seed means, 95% CI", fontweight="bold")
     return fig
 
@@ -412,9 +438,11 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
 
     ``table``: the table of :meth:`arabicpeft.analysis.StudyReport.gain_forgetting` (or
     :func:`arabicpeft.stats.gain_forgetting_ci` output): columns train_set, test_set, kind ("gain" |
-    "forgetting"), value, low, high and ``hue`` (one bar colour per level; a constant is used when the column is absent). Left axes: gain per train set
-    (start − trained, > 0 = improved). Right axes: forgetting per (train set, other test set) (trained − start,
-    > 0 = worse). Whiskers are the CIs.
+    "forgetting"), value, low, high and ``hue`` (one bar colour per level; a constant is used when the column is
+    absent). Left axes: gain per train set, or per (train set, test set) for a pooled set that gains on each of
+    its dialects ("All → Egyptian") (start − trained, > 0 = improved). Right axes: forgetting per (train set,
+    other test set) (trained − start, > 0 = worse). Whiskers are the CIs. Raises ValueError when a ``hue`` level
+    has two rows for one (train set, test set).
     """
     require_columns(table, ["train_set", "test_set", "kind", "value", "low", "high"], "fig_gain_forgetting")
     data = table.copy()
@@ -423,27 +451,39 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     _require_unique(data, [hue, "train_set", "test_set"], "fig_gain_forgetting")
     levels = list(dict.fromkeys(data[hue]))
     colors = sns.color_palette(_PALETTE, len(levels))
-    gain, forgetting = data[data["kind"] == "gain"], data[data["kind"] == "forgetting"]
-    trains = _ordered(data["train_set"])
+    trains, tests = _ordered(data["train_set"]), _ordered(data["test_set"])
     several = len(trains) > 1
-    forgetting = forgetting.assign(cell=[f"{t}\u2192{d}" if several else d for t, d in
-                                         zip(forgetting["train_set"], forgetting["test_set"])])
-    cells = [f"{t}\u2192{d}" if several else d for t in trains for d in _ordered(data["test_set"])
-             if ((forgetting["train_set"] == t) & (forgetting["test_set"] == d)).any()]
-    cell_labels = [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in cells]
-    widths = [max(1, len(trains)), max(1, len(cells))]
+
+    def cells(rows, always_pair: bool):
+        """The x cells of ``rows``: "train→test", or the train set alone where it names the cell."""
+        alone = rows["train_set"] == rows["test_set"] if not always_pair else pd.Series(False, index=rows.index)
+        names = [t if a else f"{t}\u2192{d}" for t, d, a in zip(rows["train_set"], rows["test_set"], alone)]
+        order = [n for t in trains for d in tests for n in ([t] if t == d and not always_pair else [f"{t}\u2192{d}"])
+                 if n in set(names)]
+        return rows.assign(cell=names), list(dict.fromkeys(order))
+
+    gain, gain_cells = cells(data[data["kind"] == "gain"], always_pair=False)
+    forgetting, forgetting_cells = cells(data[data["kind"] == "forgetting"], always_pair=several)
+    if not several:  # one train set: the forgetting cells are its test sets
+        forgetting = forgetting.assign(cell=forgetting["test_set"])
+        forgetting_cells = [d for d in tests if d in set(forgetting["test_set"])]
+
+    def labels(order):
+        return [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in order]
+
+    widths = [max(1, len(gain_cells)), max(1, len(forgetting_cells))]
     fig = Figure(figsize=(2.0 + 1.3 * sum(widths) * max(1, len(levels) / 2), 4.2), layout="constrained")
     axes = fig.subplots(1, 2, width_ratios=widths)
     panels = [
-        (axes[0], gain, "train_set", trains, [_display(t) for t in trains],
-         "Gain on the training dialect\n(start − trained; > 0: improved)", "Training dialect (= test set)"),
-        (axes[1], forgetting, "cell", cells, cell_labels,
+        (axes[0], gain, gain_cells, "Gain on the training dialect(s)\n(start − trained; > 0: improved)",
+         "Training dialect (= test set)"),
+        (axes[1], forgetting, forgetting_cells,
          "Forgetting on the other test sets\n(trained − start; > 0: got worse)",
          "Trained on \u2192 tested on" if several else "Test set"),
     ]
-    for ax, rows, x, order, labels, title, xlabel in panels:
+    for ax, rows, order, title, xlabel in panels:
         if len(order):
-            _grouped_bars(ax, rows, x, hue, "value", "low", "high", order, levels, colors, labels)
+            _grouped_bars(ax, rows, "cell", hue, "value", "low", "high", order, levels, colors, labels(order))
         ax.axhline(0.0, color="0.3", linewidth=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
