@@ -284,6 +284,16 @@ def _system_labels(df: pd.DataFrame) -> pd.Series:
     return method.astype(str) + context.map(lambda c: f" ({c})" if c else "")
 
 
+def _palette(n: int) -> list:
+    """``n`` distinct colours: the authors' Set2 while it has enough (8), else evenly spaced hues."""
+    return sns.color_palette(_PALETTE if n <= 8 else "husl", n)
+
+
+def _legend_below(fig, handles, labels, n: int) -> None:
+    """One legend for the whole figure under its axes, one entry per line (system labels are long)."""
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=1 if n > 4 else n, frameon=False)
+
+
 def _method_column(df: pd.DataFrame) -> str:
     return "variant" if "variant" in df.columns else "method"
 
@@ -307,18 +317,19 @@ def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: st
 def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFrame | None = None) -> Figure:
     """WER/CER per test set and system: mean over seeds with its utterance bootstrap CI.
 
-    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns method,
-    test_set, ``{metric}``, ``{metric}_low``, ``{metric}_high``; condition and train_set label the bars when they vary). ``per_run``
-    (optional, the per-run table it writes as ``rates_per_run``): each seed's rate drawn as a point on its bar.
-    One axes per metric.
+    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns system or
+    method, test_set, ``{metric}``, ``{metric}_low``, ``{metric}_high``; one bar per system, named in the legend
+    under the axes by :func:`_system_labels`). ``per_run`` (optional, the per-run table it writes as
+    ``rates_per_run``): each seed's rate drawn as a point on its bar. One axes per metric.
     """
     require_columns(summary, [_method_column(summary), "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
              "fig_rates")
     data = summary.assign(system=_system_labels(summary))
     _require_unique(data, ["system", "test_set"], "fig_rates")
     order, systems = _ordered(data["test_set"]), list(dict.fromkeys(data["system"]))
-    colors = sns.color_palette(_PALETTE, len(systems))
-    fig = Figure(figsize=(max(6, 1.6 * len(order) * len(metrics) + 2), 4.2), layout="constrained")
+    colors = _palette(len(systems))
+    width = max(6, 1.6 * len(order) * len(metrics) + 2, 0.065 * max(map(len, systems)))
+    fig = Figure(figsize=(width, 4.2 + (0.2 * len(systems) if len(systems) > 4 else 0.3)), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         _grouped_bars(ax, data, "test_set", "system", metric, f"{metric}_low", f"{metric}_high", order, systems,
@@ -334,7 +345,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
         ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
         ax.grid(axis="y", alpha=0.4)
         ax.set_axisbelow(True)
-    axes[0].legend(fontsize=8, loc="best")
+    _legend_below(fig, *axes[0].get_legend_handles_labels(), len(systems))
     fig.suptitle("Error rate per test set: mean over seeds, 95% utterance-bootstrap CI" +
                  (" (points: seeds)" if per_run is not None else ""), fontweight="bold")
     return fig
@@ -387,10 +398,10 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
                         va="center", fontsize=8)
         ax.set_yticks(y, rows)
         ax.invert_yaxis()
-        ax.set_xlabel(f"Δ{metric.upper()} = {b} − {a} (% points; > 0: {b} worse)")
+        ax.set_xlabel(f"Δ{metric.upper()} = b − a (% points; > 0: b has more errors)")
         ax.grid(axis="x", alpha=0.4)
     axes[0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"{b} vs {a}: difference of seed means, 95% CI", fontweight="bold")
+    fig.suptitle(f"b = {b} vs a = {a}: difference of seed means, 95% CI", fontweight="bold")
     return fig
 
 
@@ -404,30 +415,33 @@ _EFFICIENCY_PANELS = {  # load_runs(root).runs column: (axis label, scale, log a
 
 
 def fig_efficiency(eff: pd.DataFrame, panels=tuple(_EFFICIENCY_PANELS)) -> Figure:
-    """The cost of each method: one panel per efficiency quantity, bar = mean over runs, whisker = SD, points =
-    runs (seaborn). ``eff``: ``load_runs(root).runs``. The peak-memory panel
-    names the kind of measurement (CUDA max allocated on GPU, the process's peak RSS on CPU)."""
+    """The cost of each system: one panel per efficiency quantity, a horizontal bar per system (named on the left
+    by :func:`_system_labels`) = mean over runs, whisker = SD, points = runs (seaborn). ``eff``:
+    ``load_runs(root).runs``. The peak-memory panel names the kind of measurement (CUDA max allocated on GPU, the
+    process's peak RSS on CPU)."""
     require_columns(eff, [_method_column(eff), *panels], "fig_efficiency")
     if "kind" in eff.columns:
         eff = eff[eff["kind"] != "evaluation"]  # evaluations have no training cost
     data = eff.assign(system=_system_labels(eff))
     systems = list(dict.fromkeys(data["system"]))
-    fig = Figure(figsize=(2.9 * len(panels), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    width = 2.6 * len(panels) + 0.065 * max(map(len, systems))
+    fig = Figure(figsize=(width, 1.2 + 0.35 * len(systems)), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, column in zip(axes, panels):
         label, scale, log = _EFFICIENCY_PANELS.get(column, (column, 1.0, False))
         values = data.assign(value=data[column].astype(float) * scale)
-        sns.barplot(data=values, x="system", y="value", hue="system", order=systems, hue_order=systems,
-                    palette=_PALETTE, errorbar="sd", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
-        sns.stripplot(data=values, x="system", y="value", order=systems, color="0.1", size=3, ax=ax)
+        sns.barplot(data=values, y="system", x="value", hue="system", order=systems, hue_order=systems,
+                    palette=_palette(len(systems)), errorbar="sd", capsize=0.2, err_kws={"linewidth": 1},
+                    legend=False, orient="h", ax=ax)
+        sns.stripplot(data=values, y="system", x="value", order=systems, color="0.1", size=3, orient="h", ax=ax)
         if column == "peak_memory_bytes" and "peak_memory_kind" in data.columns:
             label += "\n[" + ", ".join(sorted(set(map(str, data["peak_memory_kind"].dropna())))) + "]"
         if log:
-            ax.set_yscale("log")
-        ax.set_ylabel(label)
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", labelrotation=20)
-        ax.grid(axis="y", alpha=0.4)
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", alpha=0.4)
         ax.set_axisbelow(True)
     fig.suptitle("Efficiency: mean ± SD over runs (points: runs)", fontweight="bold")
     return fig
@@ -450,7 +464,7 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
         data[hue] = "model"
     _require_unique(data, [hue, "train_set", "test_set"], "fig_gain_forgetting")
     levels = list(dict.fromkeys(data[hue]))
-    colors = sns.color_palette(_PALETTE, len(levels))
+    colors = _palette(len(levels))
     trains, tests = _ordered(data["train_set"]), _ordered(data["test_set"])
     several = len(trains) > 1
 
@@ -472,7 +486,8 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
         return [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in order]
 
     widths = [max(1, len(gain_cells)), max(1, len(forgetting_cells))]
-    fig = Figure(figsize=(2.0 + 1.3 * sum(widths) * max(1, len(levels) / 2), 4.2), layout="constrained")
+    width = max(2.0 + 1.3 * sum(widths) * max(1, len(levels) / 2), 0.065 * max(len(str(v)) for v in levels))
+    fig = Figure(figsize=(width, 4.2 + (0.2 * len(levels) if len(levels) > 4 else 0.3)), layout="constrained")
     axes = fig.subplots(1, 2, width_ratios=widths)
     panels = [
         (axes[0], gain, gain_cells, "Gain on the training dialect(s)\n(start − trained; > 0: improved)",
@@ -492,7 +507,7 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     metric = str(data["metric"].iloc[0]).upper() if "metric" in data.columns else "Error rate"
     axes[0].set_ylabel(f"{metric} change (% points)")
     handles = [Patch(facecolor=c, edgecolor="0.2", label=str(level)) for level, c in zip(levels, colors)]
-    axes[1].legend(handles=handles, fontsize=8, loc="best")
+    _legend_below(fig, handles, [str(level) for level in levels], len(levels))
     fig.suptitle(f"Cross-dialect gain and forgetting relative to the starting model ({metric}, 95% CI)",
                  fontweight="bold")
     return fig

@@ -595,7 +595,7 @@ def _every_section(root, out):
     assert systems.nunique() == len(report.runs.runs.drop_duplicates(["system"]))
     rates, fig = shown["rates"]
     assert len(rates) == len(rates.drop_duplicates(["system", "test_set"]))  # one row per system and test set
-    legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
     assert legend == set(rates["system"]) and len(legend) == rates["system"].nunique()
     assert set(rates["system"]) <= set(systems)
     for name, items in shown.items():
