@@ -768,8 +768,8 @@ class StudyReport:
         (:func:`_system_table`: mean over seeds, SD, bootstrap CI of the mean and t-interval over seeds), written
         as ``rates_per_run`` and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`, one bar per
         system, labelled by it). Returns [system table, figure]."""
-        if self._no_results():
-            return self._no_results()
+        if notice := self._no_results():
+            return notice
         per_run = _rate_table(self.utterances, n_boot=self.n_boot)
         rates = _system_table(self.utterances, n_boot=self.n_boot)
         fig = plots.fig_rates(rates, per_run=per_run)
@@ -785,8 +785,8 @@ class StudyReport:
         and the utterance-level CI and permutation p conditional on the seeds), written as ``peft_vs_full`` (table
         and figure, :func:`plots.fig_method_comparison`). Returns [the WER and CER :func:`_comparison_statement`
         as a Note, the table, the figure], or [a Note] when no cell has runs of both (yet)."""
-        if self._no_results():
-            return self._no_results()
+        if notice := self._no_results():
+            return notice
         try:
             table = _compare_methods(self.utterances, a=a, b=b, margin=self.margin, n_boot=self.n_boot)
         except _NoPairs as e:
@@ -804,8 +804,8 @@ class StudyReport:
         cell: :func:`_matrix_table` ("mean (± sd)" over seeds of WER) and :func:`plots.fig4_heatmap` (all train
         sets, titled by the group), both written as ``matrix_<group>``. Returns [a Note "**<group>**", table,
         figure] per matrix."""
-        if self._no_results():
-            return self._no_results()
+        if notice := self._no_results():
+            return notice
         shown = []
         for group, part in _by_group(self.scores).items():
             if part["train_set"].nunique() * part["test_set"].nunique() < 2:
@@ -824,8 +824,8 @@ class StudyReport:
         ``gain_forgetting`` (table) and ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting`,
         one colour per group). Returns [WER figure, CER figure, table], or [a Note] when no run scored its
         starting model."""
-        if self._no_results():
-            return self._no_results()
+        if notice := self._no_results():
+            return notice
         with_start = _scored_start(self.utterances)
         if with_start.empty:
             return [_Note("No run scored its starting model (`evaluate_before`): no gain/forgetting table.")]
@@ -844,8 +844,8 @@ class StudyReport:
         """The adapter bank against its alternatives (:func:`bank_comparison`), written as ``bank_vs_pooled``
         (table and figure, :func:`plots.fig_rates`). Returns [the :data:`BANK_COLUMNS` of the table, the figure],
         or [a Note] when the runs hold no adapter-bank evaluation."""
-        if self._no_results():
-            return self._no_results()
+        if notice := self._no_results():
+            return notice
         if not (self.utterances["train_set"] == BANK_TRAIN_SET).any():
             return [_Note("No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one).")]
         table = bank_comparison(self.utterances, n_boot=self.n_boot)
@@ -858,8 +858,8 @@ class StudyReport:
         """The MSA train-size curve of each method (:func:`_msa_trainsize_frame`, :func:`plots.fig1_msa_trainsize`),
         table and figure written as ``msa_curve_<variant>``. Returns the figures, or [a Note] when the training
         runs on ``msa`` do not span several train sizes."""
-        if self._no_results():
-            return self._no_results()
+        if notice := self._no_results():
+            return notice
         scores = self.scores
         trained_msa = scores[(scores["dialect"] == msa) & (scores["kind"] == TRAINING)]
         if trained_msa["n_train"].nunique() < 2:
@@ -875,8 +875,8 @@ class StudyReport:
         """The efficiency table (:func:`_efficiency_summary`: per system, mean and SD over seeds of trainable
         parameters, peak memory, wall time, samples/s and bytes on disk) and :func:`plots.fig_efficiency`, both
         written as ``efficiency``. Returns [figure, table], or [a Note] without training runs."""
-        if self._no_results():
-            return self._no_results()
+        if notice := self._no_results():
+            return notice
         if not (self.runs.runs["kind"] == TRAINING).any():
             return [_Note("No training runs (evaluations only): no training cost to report.")]
         table = _efficiency_summary(self.runs.runs)

@@ -468,19 +468,15 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     trains, tests = _ordered(data["train_set"]), _ordered(data["test_set"])
     several = len(trains) > 1
 
-    def cells(rows, always_pair: bool):
-        """The x cells of ``rows``: "train→test", or the train set alone where it names the cell."""
-        alone = rows["train_set"] == rows["test_set"] if not always_pair else pd.Series(False, index=rows.index)
-        names = [t if a else f"{t}\u2192{d}" for t, d, a in zip(rows["train_set"], rows["test_set"], alone)]
-        order = [n for t in trains for d in tests for n in ([t] if t == d and not always_pair else [f"{t}\u2192{d}"])
-                 if n in set(names)]
-        return rows.assign(cell=names), list(dict.fromkeys(order))
+    def cells(rows, name):
+        """``rows`` with their x cell (``name(train set, test set)``), and the cells in registry order."""
+        present = set(zip(rows["train_set"], rows["test_set"]))
+        order = list(dict.fromkeys(name(t, d) for t in trains for d in tests if (t, d) in present))
+        return rows.assign(cell=[name(t, d) for t, d in zip(rows["train_set"], rows["test_set"])]), order
 
-    gain, gain_cells = cells(data[data["kind"] == "gain"], always_pair=False)
-    forgetting, forgetting_cells = cells(data[data["kind"] == "forgetting"], always_pair=several)
-    if not several:  # one train set: the forgetting cells are its test sets
-        forgetting = forgetting.assign(cell=forgetting["test_set"])
-        forgetting_cells = [d for d in tests if d in set(forgetting["test_set"])]
+    gain, gain_cells = cells(data[data["kind"] == "gain"], lambda t, d: t if t == d else f"{t}\u2192{d}")
+    forgetting, forgetting_cells = cells(data[data["kind"] == "forgetting"],
+                                         lambda t, d: f"{t}\u2192{d}" if several else d)
 
     def labels(order):
         return [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in order]

@@ -20,6 +20,12 @@ Two sources of uncertainty, two kinds of method (research notes §6):
 
 Across-seed summaries use scipy (t-interval, Welch) and statsmodels (Holm).
 
+Sources: Bisani & Ney (2004), "Bootstrap estimates for confidence intervals in ASR performance evaluation",
+ICASSP; Schuirmann (1987), "A comparison of the two one-sided tests procedure and the power approach for
+assessing the equivalence of average bioavailability", J. Pharmacokinetics and Biopharmaceutics 15(6):657–680;
+Lakens (2017), "Equivalence tests: a practical primer for t tests, correlations, and meta-analyses", Social
+Psychological and Personality Science 8(4):355–362; Welch (1947), Biometrika 34:28–35.
+
 Public: :data:`N_RESAMPLES`, :data:`LEVEL`, :data:`EQUIVALENCE_MARGIN`, :data:`PAIRED_T`, :data:`WELCH_T`,
 :data:`START`, :func:`bootstrap_ci`, :func:`paired_bootstrap`, :func:`paired_permutation_test`, :func:`seed_summary`,
 :func:`seed_t_test`, :func:`tost`, :func:`hedges_g`, :func:`holm`, :func:`gain_forgetting_ci`.

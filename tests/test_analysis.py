@@ -656,7 +656,7 @@ def test_report_on_a_mixing_study(design_root, tmp_path):
     assert (pools["published_records"] == 50).all()  # 5 dialects x the cap of 10
     assert "natural 75,300, balanced 57,500" in pools_note
     *_, gain = shown["gain_forgetting"]
-    assert set(gain.loc[gain["train_set"] == "egyptian", "group"].str.split(" | ").str[0]) == {"full", "lora"}
+    assert set(gain.loc[gain["train_set"] == "egyptian", "group"].str.split().str[0]) == {"full", "lora"}
     assert gain["group"].nunique() == 4  # the two pools (natural, balanced) and the two fine-tunes
     _, table, _ = shown["comparison"]
     assert set(table["context"].str.contains("from pool/balanced")) == {True}
