@@ -195,7 +195,8 @@ def adapters(tmp_path_factory):
 
 # --- a ci-profile study of every design (tests/test_analysis.py runs every StudyReport section on each) ---------
 # Real runs of tiny-random on the sample set through the study launcher, shrunk further (2 steps, 4 test clips per
-# set) so that the 28 runs take a few minutes; each design's folder is made once per session, when first asked for.
+# set): 28 runs, about 8 CPU-minutes in all (3-50 s a run, as loaded as the machine is); each design's folder is made
+# once per session, when first asked for.
 
 
 def _tiny_base():
