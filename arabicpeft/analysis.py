@@ -10,10 +10,13 @@ of :mod:`arabicpeft.plots`. :func:`bank_comparison` is the adapter bank's table 
 :func:`project_path` resolves a notebook's relative paths against the project root.
 
 A *system* is a run without its seed (the reader's ``system`` column: every config field but the seed and
-where/how it was run). Its seeds are scored on the same
-test utterances (the test sets do not depend on the seed), so per-utterance counts line up across seeds and
-methods on utt_index, and the mean over seeds of corpus rates equals the corpus rate of the seed-averaged
-counts (the reference lengths are shared). That makes the seed mean resamplable over utterances.
+where/how it was run, with its start, stage and kind; a continued adapter and a run stopped by its time budget are
+systems of their own). Every table and figure names a system by that label — each field that differs between
+systems — so two systems never share a bar, a row or a legend entry. Its seeds are scored on the same test
+utterances (the test sets do not depend on the seed), so per-utterance counts line up across seeds and methods on
+utt_index, and the mean over seeds of corpus rates equals the corpus rate of the seed-averaged counts (the
+reference lengths are shared). Claims about methods are made over seeds (:func:`stats.seed_t_test`,
+:func:`stats.tost`); the utterance-level intervals and tests beside them are conditional on the seeds trained.
 All rates and differences are in % (points).
 
 Public: :func:`project_path`, :func:`bank_comparison`, :data:`BANK_COLUMNS`, :func:`published_figures`,
@@ -22,6 +25,8 @@ Public: :func:`project_path`, :func:`bank_comparison`, :data:`BANK_COLUMNS`, :fu
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +34,8 @@ import pandas as pd
 
 from . import plots, profiles, stats
 from .dialects import MSA, POOLED
-from .paper import WITH_PRETRAINING, figure_data
+from .dialects import get as dialect_entry
+from .paper import WITH_PRETRAINING, WITHOUT_PRETRAINING, figure_data
 from .plots import require_columns
 from .results import BANK_TRAIN_SET, MIB, START, TRAINED, TRAINING, load_runs
 
@@ -38,7 +44,6 @@ _METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_cha
 _SYSTEM_KEYS = ["system", "study", "stage", "variant", "train_set"]
 _CELL_KEYS = ["context", "train_set", "test_set"]  # what a method comparison pairs: same context, data, test set
 _BASELINE, _PEFT = "full", "lora"  # the default comparison: rate(lora) − rate(full)
-_TWO_LEVEL, _PAIRED = "two-level bootstrap (seeds, utterances)", "paired bootstrap (utterances)"
 
 
 def project_path(path) -> Path:
@@ -160,28 +165,33 @@ def _matches(variants, name: str) -> list:
 
 
 def _compare_methods(utts: pd.DataFrame, a: str = _BASELINE, b: str = _PEFT, metrics=("wer", "cer"),
-                    n_boot: int = stats.N_RESAMPLES, seed: int = 0, level: float = stats.LEVEL) -> pd.DataFrame:
+                    margin: float = stats.EQUIVALENCE_MARGIN, n_boot: int = stats.N_RESAMPLES, seed: int = 0,
+                    level: float = stats.LEVEL) -> pd.DataFrame:
     """Variant ``b`` vs variant ``a`` (default every LoRA variant vs full fine-tuning) per cell and metric.
 
     A cell is (context, train_set, test_set): runs that differ only in their fine-tuning method and seed
     (``a``/``b``: a variant label, or a method name — "lora", "full", "dora" — matching every variant of it; a
-    cell with several variants matching ``a`` raises: name one). Per ``b`` variant:
+    cell with several variants matching ``a`` raises: name one). Per ``b`` variant, over seeds (the claim about
+    methods; :func:`stats.seed_t_test`, :func:`stats.tost`):
 
-    - delta = mean-over-seeds rate(b) − rate(a) (% points; > 0: b has more errors), with a percentile CI from
-      :func:`stats.two_level_bootstrap` (seeds resampled per method, utterances shared) when either method has
-      two or more seeds, else :func:`stats.paired_bootstrap` (column ci_method says which); p_b_worse is the
-      fraction of replicates with delta > 0; paired_low / paired_high: the utterance-only paired bootstrap
-      CI of the seed-averaged counts (test-set sampling only).
-    - p: :func:`stats.paired_permutation_test` on the seed-averaged per-utterance counts (n_perm = n_boot);
-      p_holm: Holm over every row of the table (one family: all cells and metrics).
+    - delta = mean-over-seeds rate(b) − rate(a) (% points; > 0: b has more errors); low, high: its t-interval
+      at ``level``; p: the two-sided t-test; test: paired by seed where both methods ran the same seeds (a seed
+      is a split and data order both share), else Welch's t; all NaN with one seed per method (test None).
+      p_holm: Holm over every row with a p (one family: all cells and metrics).
+    - margin, p_equivalence, equivalent: two one-sided tests (TOST, alpha = 1 − ``level``) of |delta| <
+      ``margin`` (% points): True means equivalence is shown at that margin, False that it is not (None with
+      one seed per method).
     - hedges_g: :func:`stats.hedges_g` of the per-seed corpus rates, b vs a (> 0: b has more errors); NaN
-      when undefined (fewer than 3 runs in all, or no spread in either method).
-    - seed_sd: the pooled seed-to-seed SD of the two methods' corpus rates (ddof = 1; NaN with one seed each)
-      and equivalent: whether the CI of delta lies within ± seed_sd — "the methods differ by less than
-      retraining with another seed does" (NaN without a seed spread).
+      when undefined (fewer than 3 runs in all, or no spread in either method); seed_sd: the pooled
+      seed-to-seed SD of the two methods' corpus rates (ddof = 1; NaN with one seed each).
+    - conditional on these seeds (test-set sampling only; how much the utterances alone move delta for these
+      trained models, not a test of the methods): utt_low, utt_high, :func:`stats.paired_bootstrap` CI of the
+      seed-averaged per-utterance counts, and utt_p, :func:`stats.paired_permutation_test` on them (n_perm =
+      n_boot).
 
-    Returns columns context, train_set, test_set, stage (of the study), metric, a, b, k_a, k_b, n_utterances, rate_a, rate_b, delta,
-    low, high, ci_method, paired_low, paired_high, p_b_worse, p, p_holm, hedges_g, seed_sd, equivalent.
+    Returns columns context, train_set, test_set, stage (of the study), metric, a, b, k_a, k_b, n_utterances,
+    rate_a, rate_b, delta, low, high, df, test, p, p_holm, margin, p_equivalence, equivalent, hedges_g, seed_sd,
+    utt_low, utt_high, utt_p.
     """
     require_columns(utts, _CELL_KEYS + ["variant", "seed", "utt_index"], "compare_methods")
     trained = _stage(utts, TRAINED)
@@ -201,42 +211,43 @@ def _compare_methods(utts: pd.DataFrame, a: str = _BASELINE, b: str = _PEFT, met
             for metric in metrics:
                 rows.append({**dict(zip(_CELL_KEYS, values)), "stage": stage, "metric": metric,
                              **_compare(by_variant[baseline[0]], by_variant[variant_b], baseline[0], variant_b,
-                                        metric, values[2], n_boot, seed, level)})
-    columns = _CELL_KEYS + ["stage", "metric", "a", "b", "k_a", "k_b", "n_utterances", "rate_a", "rate_b", "delta", "low",
-                           "high", "ci_method", "paired_low", "paired_high", "p_b_worse", "p", "p_holm", "hedges_g",
-                           "seed_sd", "equivalent"]
-    out = pd.DataFrame(rows, columns=[c for c in columns if c != "p_holm"])
+                                        metric, values[2], margin, n_boot, seed, level)})
+    out = pd.DataFrame(rows, columns=[c for c in _COMPARISON_COLUMNS if c != "p_holm"])
     if out.empty:
         raise _NoPairs(f"No (context, train_set, test_set) cell has runs of both {a!r} and {b!r}.")
-    out["p_holm"] = stats.holm(out["p"].to_numpy())
-    return out[columns]
+    tested = out["p"].notna().to_numpy()
+    out["p_holm"] = np.nan
+    out.loc[tested, "p_holm"] = stats.holm(out.loc[tested, "p"].to_numpy())
+    return out[_COMPARISON_COLUMNS]
+
+
+_COMPARISON_COLUMNS = _CELL_KEYS + [
+    "stage", "metric", "a", "b", "k_a", "k_b", "n_utterances", "rate_a", "rate_b", "delta", "low", "high", "df",
+    "test", "p", "p_holm", "margin", "p_equivalence", "equivalent", "hedges_g", "seed_sd", "utt_low", "utt_high",
+    "utt_p"]
 
 
 class _NoPairs(ValueError):
     """No runs of both methods to compare (a study still running, or a design without both)."""
 
 
-def _compare(rows_a, rows_b, a, b, metric, test_set, n_boot, seed, level) -> dict:
-    _, ea, la, ia = _seed_matrix(rows_a, metric)
-    _, eb, lb, ib = _seed_matrix(rows_b, metric)
+def _compare(rows_a, rows_b, a, b, metric, test_set, margin, n_boot, seed, level) -> dict:
+    seeds_a, ea, la, ia = _seed_matrix(rows_a, metric)
+    seeds_b, eb, lb, ib = _seed_matrix(rows_b, metric)
     if not (np.array_equal(ia, ib) and np.array_equal(la, lb)):
         raise ValueError(f"{a!r} and {b!r} were not scored on the same utterances of {test_set!r}.")
-    paired = stats.paired_bootstrap(ea.mean(axis=0), eb.mean(axis=0), la, n_boot=n_boot, seed=seed, level=level)
-    if len(ea) > 1 or len(eb) > 1:
-        ci = stats.two_level_bootstrap(ea, eb, la, n_boot=n_boot, seed=seed, level=level)
-        how = _TWO_LEVEL
-    else:
-        ci, how = paired, _PAIRED
-    perm = stats.paired_permutation_test(ea.mean(axis=0), eb.mean(axis=0), la, n_perm=n_boot, seed=seed)
     rates_a, rates_b = _seed_rates(ea, la), _seed_rates(eb, la)
-    spread = _pooled_sd(rates_a, rates_b)
-    equivalent = (bool(-spread < ci["low"] and ci["high"] < spread) if np.isfinite(spread) and spread > 0
-                  else float("nan"))
+    paired = list(seeds_a) == list(seeds_b)  # _seed_matrix orders the seeds: row i of both is seed i
+    over_seeds = stats.seed_t_test(rates_a, rates_b, paired=paired, level=level)
+    equivalence = stats.tost(rates_a, rates_b, paired=paired, margin=margin, alpha=1.0 - level)
+    utt = stats.paired_bootstrap(ea.mean(axis=0), eb.mean(axis=0), la, n_boot=n_boot, seed=seed, level=level)
+    perm = stats.paired_permutation_test(ea.mean(axis=0), eb.mean(axis=0), la, n_perm=n_boot, seed=seed)
     return {"a": a, "b": b, "k_a": len(ea), "k_b": len(eb), "n_utterances": len(la), "rate_a": rates_a.mean(),
-            "rate_b": rates_b.mean(), "delta": ci["delta"], "low": ci["low"], "high": ci["high"], "ci_method": how,
-            "paired_low": paired["low"], "paired_high": paired["high"], "p_b_worse": ci["p_b_worse"],
-            "p": perm["p"], "hedges_g": _hedges_g_or_nan(rates_b, rates_a), "seed_sd": spread,
-            "equivalent": equivalent}
+            "rate_b": rates_b.mean(), "delta": over_seeds["delta"], "low": over_seeds["low"],
+            "high": over_seeds["high"], "df": over_seeds["df"], "test": over_seeds["test"], "p": over_seeds["p"],
+            "margin": margin, "p_equivalence": equivalence["p"], "equivalent": equivalence["equivalent"],
+            "hedges_g": _hedges_g_or_nan(rates_b, rates_a), "seed_sd": _pooled_sd(rates_a, rates_b),
+            "utt_low": utt["low"], "utt_high": utt["high"], "utt_p": perm["p"]}
 
 
 def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
@@ -248,25 +259,42 @@ def _pooled_sd(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(ss / dof))
 
 
-def _equivalence_statement(comparison: pd.DataFrame, metric: str = "wer") -> str:
-    """One sentence per the :func:`_compare_methods` table: in how many cells the CI of Δ lies within the
-    seed-to-seed spread (± pooled SD), and the largest |Δ|."""
+def _comparison_statement(comparison: pd.DataFrame, metric: str = "wer") -> str:
+    """What the :func:`_compare_methods` table shows for ``metric``, in words: the largest |Δ|; in how many cells
+    the methods differ over seeds (Holm p < 1 − LEVEL); in how many equivalence within the margin is shown
+    (TOST), the margin printed with the verdict; and the cells neither can be judged in (one seed per method:
+    their utterance-level columns are conditional on that seed; or no spread over seeds at all)."""
     rows = comparison[comparison["metric"] == metric]
+    name = metric.upper()
     if rows.empty:
-        return f"No {metric.upper()} comparison."
-    judged = rows.dropna(subset=["equivalent"])
+        return f"No {name} comparison."
     worst = rows.loc[rows["delta"].abs().idxmax()]
-    text = (f"{metric.upper()}: largest |Δ| = {abs(worst['delta']):.2f} points ({worst['b']} vs {worst['a']}, "
-            f"{worst['train_set']} -> {worst['test_set']}). ")
-    if judged.empty:
-        return text + "No seed-to-seed spread (one seed per method): equivalence cannot be judged."
-    n_eq = int(judged["equivalent"].astype(bool).sum())
-    spread = f"± the seed-to-seed SD (median {judged['seed_sd'].median():.2f} points)"
-    if n_eq == 0:
-        return text + (f"In none of the {len(judged)} cells with a seed spread does the {int(100 * stats.LEVEL)}% CI "
-                       f"of Δ lie within {spread}: equivalence is not shown.")
-    return text + (f"In {n_eq} of {len(judged)} cells the {int(100 * stats.LEVEL)}% CI of Δ lies within {spread}: "
-                   "there the methods differ by less than retraining with another seed does.")
+    text = (f"{name}: largest |Δ| = {abs(worst['delta']):.2f} points ({worst['b']} vs {worst['a']}, "
+            f"{worst['train_set']} -> {worst['test_set']}).")
+    one_seed, judged = rows["test"].isna(), rows["p"].notna()
+    flat = ~one_seed & ~judged
+    alpha = 1.0 - stats.LEVEL
+    if judged.any():
+        done = rows[judged]
+        differ = int((done["p_holm"] < alpha).sum())
+        equivalent = int(done["equivalent"].astype(bool).sum())
+        tests = ", ".join(sorted(set(done["test"])))
+        seeds = sorted(set(done["k_a"]) | set(done["k_b"]))
+        text += (f" Over seeds ({tests}, k = {'–'.join(map(str, seeds[::max(1, len(seeds) - 1)]))}): the methods "
+                 f"differ in {differ} of {len(done)} cells (Holm p < {alpha:g}); equivalence within "
+                 f"±{done['margin'].iloc[0]:g} {name} points (TOST, alpha = {alpha:g}) is shown in {equivalent} of "
+                 f"{len(done)}")
+        text += "." if equivalent == len(done) else (
+            f", not shown in the other {len(done) - equivalent} (their {100 * (1 - 2 * alpha):g}% t-interval reaches "
+            "beyond the margin; that is no evidence of a difference either).")
+    if one_seed.any():
+        text += (f" {int(one_seed.sum())} of {len(rows)} cells have one seed per method: no test over seeds and no "
+                 "equivalence test is possible there (their utterance-level utt_* columns are conditional on that "
+                 "seed and say nothing about the methods); train more seeds.")
+    if flat.any():
+        text += (f" {int(flat.sum())} of {len(rows)} cells show no spread over seeds at all (every seed the same "
+                 "difference, e.g. every model at 100%): not judged.")
+    return text
 
 
 _EFFICIENCY_SUMMARY = {  # output column: (Runs.runs column, scale)
@@ -423,15 +451,27 @@ def _paper_frames(frame: pd.DataFrame, msa: str = MSA) -> dict[str, pd.DataFrame
 # Study views: one matrix per method, the adapter bank against its alternatives ---------------------------
 
 
-def _by_method(scores: pd.DataFrame, stages=None) -> dict[str, pd.DataFrame]:
+def _by_method(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """``Runs.scores()`` rows of trained models split per fine-tuning method (the ``variant`` column), training
-    runs only, optionally of the given study ``stages``: {variant: rows}. Each value holds one method, so a figure or
-    table drawn from it never mixes methods."""
+    runs only: {variant: rows}. Each value holds one method, so a figure drawn from it never mixes methods."""
     rows = _stage(scores, TRAINED)
     rows = rows[rows["kind"] == TRAINING] if "kind" in rows.columns else rows
-    if stages is not None:
-        rows = rows[rows["stage"].isin(list(stages))]
     return {variant: part for variant, part in rows.groupby("variant", sort=False)}
+
+
+def _group_label(variant: str, context: str) -> str:
+    """A method in its context as one label: "lora fp32 ... | stage=pool mixture=balanced" ("all": the variant)."""
+    return str(variant) if str(context) == "all" else f"{variant} | {context}"
+
+
+def _by_group(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``Runs.scores()`` rows of trained models of training runs, one group per (context, variant): runs that
+    differ only in their train set and seed, {:func:`_group_label`: rows}. A matrix or figure drawn from one
+    group never mixes methods, stages, starts, mixtures or anything else that makes another system."""
+    rows = _stage(scores, TRAINED)
+    rows = rows[rows["kind"] == TRAINING] if "kind" in rows.columns else rows
+    return {_group_label(variant, context): part
+            for (context, variant), part in rows.groupby(["context", "variant"], sort=False)}
 
 
 def _matrix_table(scores: pd.DataFrame, metric: str = "wer", decimals: int = 2) -> pd.DataFrame:
@@ -456,8 +496,8 @@ def bank_comparison(utts: pd.DataFrame, n_boot: int | None = None, seed: int = 0
 
     ``utts``: ``Runs.utterances()`` (with the start rows). Returns :func:`_system_table` rows (mean over
     seeds, SD, utterance-bootstrap CI) with a ``role`` column ("base", "adapter bank", "pooled <mixture>",
-    "own dialect") and ``variant`` relabelled "<role>: <variant>" for legends. ``n_boot``: bootstrap replicates
-    (None: as :class:`StudyReport`).
+    "own dialect"), and ``system`` and ``variant`` relabelled "<role>: <label>" for legends. ``n_boot``: bootstrap
+    replicates (None: as :class:`StudyReport`).
     """
     require_columns(utts, ["path", "train_set", "scored", "test_set", "dialect", "kind", "start_model"],
                     "bank_comparison")
@@ -483,9 +523,10 @@ def bank_comparison(utts: pd.DataFrame, n_boot: int | None = None, seed: int = 0
     parts.append(own.assign(role="own dialect"))
     rows = pd.concat(parts, ignore_index=True)
     rows["variant"] = rows["role"] + ": " + rows["variant"].astype(str)
+    rows["system"] = rows["role"] + ": " + rows["system"].astype(str)
     table = _system_table(rows, n_boot=n_boot, seed=seed, level=level)
-    roles = rows.drop_duplicates("variant").set_index("variant")["role"]
-    table.insert(0, "role", table["variant"].map(roles))
+    roles = rows.drop_duplicates("system").set_index("system")["role"]
+    table.insert(0, "role", table["system"].map(roles))
     return table
 
 
@@ -543,9 +584,54 @@ def _n_boot(n_boot: int | None) -> int:
     return n_boot or (_CI_PROFILE_N_BOOT if profiles.current() == "ci" else stats.N_RESAMPLES)
 
 
-def _file_label(variant: str) -> str:
-    """A variant label as part of a file name: "lora fp32 r32" -> "lora_fp32_r32"."""
-    return "_".join(str(variant).split())
+def _file_label(label: str) -> str:
+    """A label as part of a file name: runs of characters other than letters, digits, ".", "+" and "-" become
+    "_" ("lora fp32 r32" -> "lora_fp32_r32"); past 80 characters it is cut and a hash of the whole added."""
+    name = re.sub(r"[^A-Za-z0-9.+-]+", "_", str(label)).strip("_")
+    if len(name) > 80:
+        name = f"{name[:70]}_{hashlib.sha1(str(label).encode('utf-8')).hexdigest()[:8]}"
+    return name
+
+
+def _published_pool_size(mixture: str, cap: float | None = None) -> int:
+    """Records of the pooled set ``all`` drawn as ``mixture`` from the published train sizes of its dialects
+    (:data:`arabicpeft.dialects.REGISTRY`), at most ``cap`` per dialect: natural = their sum (75,300),
+    balanced = 5 x the smallest (5 x 11,500 = 57,500)."""
+    cap = cap if cap is not None and np.isfinite(cap) else float("inf")
+    sizes = [min(cap, dialect_entry(d).train_rows) for d in dialect_entry(POOLED).parts]
+    return int(len(sizes) * min(sizes) if mixture == "balanced" else sum(sizes))
+
+
+def _pool_sizes(runs: pd.DataFrame) -> pd.DataFrame:
+    """The pooled (``all``) training runs' train pools: per system and seed its mixture, cap per dialect,
+    records per dialect (JSON, where capped or balanced), pool_records (in the pool after the mixture, before
+    filters and the validation split; the run's data report) and n_train (after them), with published_records:
+    the same mixture and cap over the full otozz train sets (:func:`_published_pool_size`). Empty without
+    pooled training runs."""
+    columns = ["system", "mixture", "max_train_per_dialect", "seed", "records_per_dialect", "pool_records", "n_train",
+               "published_records"]
+    pooled = runs[(runs["kind"] == TRAINING) & (runs["dialect"] == POOLED)] if not runs.empty else runs
+    if pooled.empty:
+        return pd.DataFrame(columns=columns)
+    pooled = pooled.assign(published_records=[_published_pool_size(m, c) for m, c in
+                                              zip(pooled["mixture"], pooled["max_train_per_dialect"])])
+    return pooled[columns].reset_index(drop=True)
+
+
+def _pool_statement(pools: pd.DataFrame) -> _Note:
+    """The sizes of the natural and balanced pools side by side, so that size is not taken for balance."""
+    sizes = pools.groupby("mixture")[["pool_records", "published_records"]].first()
+    ours = ", ".join(f"{m} {int(r):,}" for m, r in sizes["pool_records"].dropna().items()) or "not recorded"
+    published = ", ".join(f"{m} {_published_pool_size(m):,}" for m in ("natural", "balanced"))
+    text = (f"**Pooled train sets.** Records in the pools of these runs (before filters and the validation split): "
+            f"{ours}. On the full otozz train sets (published sizes, `arabicpeft.dialects`): {published} "
+            "(balanced: 5 x the smallest dialect). ")
+    if len(sizes) > 1 and sizes["pool_records"].nunique() > 1:
+        text += ("The balanced pool is smaller as well as balanced: a difference between the two models is one of "
+                 "size and balance together.")
+    else:
+        text += "A balanced pool of the full sets is smaller as well as balanced: size is not balance."
+    return _Note(text)
 
 
 def _data_notice(frame: pd.DataFrame, root) -> _Note:
@@ -595,24 +681,35 @@ def published_figures(out_dir) -> list:
 class StudyReport:
     """The analysis of one study's runs, one section per method: each computes its tables and figures, writes
     them under :attr:`output_dir` (tables as CSV + LaTeX, figures as PNG + PDF) and returns what a notebook
-    shows, in order (tables, figures and Markdown notes), for ``display(*section)``.
+    shows, in order (tables, figures and Markdown notes), for ``display(*section)``. Every section runs on every
+    design (:data:`arabicpeft.study.DESIGNS`, and a folder of single runs and evaluations); a section a study has
+    no data for returns [a Note saying so].
 
     ``runs``: a :class:`~arabicpeft.results.Runs` (``load_runs(root)`` or :func:`arabicpeft.study.run_if_empty`),
     or the folder to read it from. With no results there, every section returns [a Note saying so].
     ``output_dir``: where the tables and figures go (relative paths: :func:`project_path`; None: the runs
     root's ``analysis`` folder). ``scheme``: the scoring read ("raw", "leaderboard", "ar_norm_v2", ...), named
     in the captions. ``n_boot``: bootstrap replicates and permutations (None: 10,000; 2,000 under the ci
-    profile).
+    profile). ``margin``: the equivalence margin of :meth:`comparison` in % points (default
+    :data:`stats.EQUIVALENCE_MARGIN`, 1 point; why there), set before looking at the results.
 
     A *system* is a run without its seed (the reader's ``system`` column: every config field but the seed and
-    where/how it was run); nothing is averaged across systems. Rates and differences are in % (points).
+    where/how it was run, its start, stage and kind); nothing is averaged across systems, and every table and
+    figure names a system by that label (each field that differs between systems). Runs stopped by their time
+    budget before their last step are left out (:attr:`left_out`; :meth:`overview` counts and names them).
+    Rates and differences are in % (points).
     """
 
-    def __init__(self, runs, output_dir=None, scheme: str = "raw", n_boot: int | None = None):
-        self.runs = runs if hasattr(runs, "runs") else load_runs(runs)
+    def __init__(self, runs, output_dir=None, scheme: str = "raw", n_boot: int | None = None,
+                 margin: float = stats.EQUIVALENCE_MARGIN):
+        runs = runs if hasattr(runs, "runs") else load_runs(runs)
+        stopped = runs.runs["stopped_by_time_budget"].eq(True) if not runs.runs.empty else pd.Series(dtype=bool)
+        self.left_out = runs.runs[stopped]  # unfinished: never averaged with finished runs, nor shown
+        self.runs = runs.subset(~stopped) if stopped.any() else runs
         self.output_dir = project_path(output_dir) if output_dir else Path(self.runs.root) / "analysis"
         self.scheme = scheme
         self.n_boot = _n_boot(n_boot)
+        self.margin = margin
         self._utterances = self._scores = None
 
     def __repr__(self) -> str:
@@ -638,30 +735,41 @@ class StudyReport:
         if fig is not None:
             _save_figure(fig, self.output_dir / name)
 
+    def _no_results(self) -> list | None:
+        """[the no-results Note] when there are no (finished) runs, else None."""
+        return [_data_notice(self.runs.runs, self.runs.root)] if self.runs.runs.empty else None
+
     def overview(self) -> list:
         """The runs at a glance: a Note with where the results are read from and written to, the profile and
-        n_boot, each study manifest's run counts and what a reader must know first (no results, or results of
-        the synthetic sample set), then the runs per (kind, stage, variant, train set) with their seeds and test
-        sets (no table without runs)."""
+        n_boot, each study manifest's run counts, the runs left out (stopped by their time budget) and what a
+        reader must know first (no results, or results of the synthetic sample set); then the runs per system
+        (runs, seeds, test sets); then, where the study trained on pooled sets, :func:`_pool_sizes` (natural vs
+        balanced, in these runs and by the published sizes) as a Note and a table."""
         runs = self.runs
         lines = [f"Results: `{runs.root}`; tables and figures: `{self.output_dir}`; profile "
                  f"{profiles.current()!r}, scheme {self.scheme!r}, n_boot = {self.n_boot}."]
         lines += [f"study {m['design']['name']}: {m['counts']}" for m in runs.manifests()]
+        if not self.left_out.empty:
+            lines.append(f"Left out of every section: {len(self.left_out)} run(s) stopped by their time budget before "
+                         f"their last step ({', '.join(map(str, self.left_out['run_id']))}); rerun the study to "
+                         "finish them.")
         notice = _Note("\n\n".join([*lines, _data_notice(runs.runs, runs.root)]).strip())
         if runs.runs.empty:
             return [notice]
-        table = runs.runs.groupby(["kind", "stage", "variant", "train_set"], dropna=False).agg(
-            runs=("run_id", "nunique"), seeds=("seed", lambda s: sorted(set(s))),
+        table = runs.runs.groupby("system", sort=False, dropna=False).agg(
+            kind=("kind", "first"), stage=("stage", "first"), variant=("variant", "first"),
+            train_set=("train_set", "first"), runs=("run_id", "nunique"), seeds=("seed", lambda s: sorted(set(s))),
             test_sets=("eval_test_sets", "first"))
-        return [notice, table]
+        pools = _pool_sizes(runs.runs)
+        return [notice, table] + ([_pool_statement(pools), pools] if not pools.empty else [])
 
     def rates(self) -> list:
         """WER/CER per run (:func:`_rate_table`: corpus rate with its utterance-bootstrap CI) and per system
         (:func:`_system_table`: mean over seeds, SD, bootstrap CI of the mean and t-interval over seeds), written
-        as ``rates_per_run`` and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`). Returns
-        [system table, figure]."""
-        if self.runs.runs.empty:
-            return [_data_notice(self.runs.runs, self.runs.root)]
+        as ``rates_per_run`` and ``rates`` (tables) and ``rates`` (figure, :func:`plots.fig_rates`, one bar per
+        system, labelled by it). Returns [system table, figure]."""
+        if notice := self._no_results():
+            return notice
         per_run = _rate_table(self.utterances, n_boot=self.n_boot)
         rates = _system_table(self.utterances, n_boot=self.n_boot)
         fig = plots.fig_rates(rates, per_run=per_run)
@@ -673,59 +781,62 @@ class StudyReport:
 
     def comparison(self, a: str = _BASELINE, b: str = _PEFT) -> list:
         """Variant ``b`` vs ``a`` (default every LoRA variant vs full fine-tuning; :func:`_compare_methods`: Δ with
-        two-level bootstrap CI, paired CI, Holm-adjusted permutation p, Hedges' g, equivalence within the seed
-        spread), written as ``peft_vs_full`` (table and figure, :func:`plots.fig_method_comparison`). Returns
-        [the WER and CER :func:`_equivalence_statement` as a Note, the table, the figure], or [a Note] when no
-        cell has runs of both (yet)."""
-        if self.runs.runs.empty:
-            return [_data_notice(self.runs.runs, self.runs.root)]
+        its t-interval and Holm-adjusted t-test over seeds, TOST equivalence within :attr:`margin`, Hedges' g,
+        and the utterance-level CI and permutation p conditional on the seeds), written as ``peft_vs_full`` (table
+        and figure, :func:`plots.fig_method_comparison`). Returns [the WER and CER :func:`_comparison_statement`
+        as a Note, the table, the figure], or [a Note] when no cell has runs of both (yet)."""
+        if notice := self._no_results():
+            return notice
         try:
-            table = _compare_methods(self.utterances, a=a, b=b, n_boot=self.n_boot)
+            table = _compare_methods(self.utterances, a=a, b=b, margin=self.margin, n_boot=self.n_boot)
         except _NoPairs as e:
             return [_Note(f"{e} No comparison: a study still running, or a design without both.")]
         fig = plots.fig_method_comparison(table)
         self._save("peft_vs_full", table, fig, float_format="%.4g",
-                   caption=f"{b} vs {a}: difference of seed means (% points)", label="tab:peft-vs-full")
-        statements = _Note("\n\n".join(_equivalence_statement(table, metric) for metric in ("wer", "cer")))
+                   caption=f"{b} vs {a}: difference of seed means (% points), t-interval and TOST (margin "
+                           f"{self.margin:g}) over seeds", label="tab:peft-vs-full")
+        statements = _Note("\n\n".join(_comparison_statement(table, metric) for metric in ("wer", "cer")))
         return [statements, table, fig]
 
     def matrix(self) -> list:
-        """The train x test matrix of each method and study stage that has more than one cell:
-        :func:`_matrix_table` ("mean (± sd)" over seeds of WER) and :func:`plots.fig4_heatmap` (all train sets,
-        titled "<variant> (<stage>)"), both written as ``matrix_<stage>_<variant>``. Returns [a Note
-        "**<variant>** (<stage>)", table, figure] per matrix."""
-        if self.runs.runs.empty:
-            return [_data_notice(self.runs.runs, self.runs.root)]
-        scores, shown = self.scores, []
-        for stage in scores["stage"].dropna().unique():
-            for variant, part in _by_method(scores, stages=[stage]).items():
-                if part["train_set"].nunique() * part["test_set"].nunique() < 2:
-                    continue
-                table = _matrix_table(part)
-                fig = plots.fig4_heatmap(part, condition=None, drop_train_sets=())
-                fig.suptitle(f"{variant} ({stage})")
-                self._save(f"matrix_{stage}_{_file_label(variant)}", table, fig, index=True, float_format=None,
-                           caption=f"WER (%, {self.scheme}), {variant}, stage {stage}: mean (± sd) over seeds")
-                shown += [_Note(f"**{variant}** ({stage})"), table, fig]
+        """The train x test matrix of each group of training runs that differ only in their train set and seed
+        (one method, one context: study stage, start, mixture, ...; :func:`_by_group`) and have more than one
+        cell: :func:`_matrix_table` ("mean (± sd)" over seeds of WER) and :func:`plots.fig4_heatmap` (all train
+        sets, titled by the group), both written as ``matrix_<group>``. Returns [a Note "**<group>**", table,
+        figure] per matrix."""
+        if notice := self._no_results():
+            return notice
+        shown = []
+        for group, part in _by_group(self.scores).items():
+            if part["train_set"].nunique() * part["test_set"].nunique() < 2:
+                continue
+            table = _matrix_table(part)
+            fig = plots.fig4_heatmap(part, condition=None, drop_train_sets=())
+            fig.suptitle(group)
+            self._save(f"matrix_{_file_label(group)}", table, fig, index=True, float_format=None,
+                       caption=f"WER (%, {self.scheme}), {group}: mean (± sd) over seeds")
+            shown += [_Note(f"**{group}**"), table, fig]
         return shown
 
     def gain_forgetting(self) -> list:
         """Gain and forgetting of every run that scored its starting model (:func:`_scored_start`,
-        :func:`_gain_forgetting_table` for WER and CER), written as ``gain_forgetting`` (table) and
-        ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting` by variant). Returns [WER
-        figure, CER figure, table], or [a Note] when no run scored its starting model."""
-        if self.runs.runs.empty:
-            return [_data_notice(self.runs.runs, self.runs.root)]
+        :func:`_gain_forgetting_table` for WER and CER, one group per context and method), written as
+        ``gain_forgetting`` (table) and ``gain_forgetting_{wer,cer}`` (figures, :func:`plots.fig_gain_forgetting`,
+        one colour per group). Returns [WER figure, CER figure, table], or [a Note] when no run scored its
+        starting model."""
+        if notice := self._no_results():
+            return notice
         with_start = _scored_start(self.utterances)
         if with_start.empty:
             return [_Note("No run scored its starting model (`evaluate_before`): no gain/forgetting table.")]
         table = pd.concat([_gain_forgetting_table(with_start, metric=m, n_boot=self.n_boot) for m in ("wer", "cer")],
                           ignore_index=True)
+        table.insert(0, "group", [_group_label(v, c) for v, c in zip(table["variant"], table["context"])])
         self._save("gain_forgetting", table, label="tab:gain-forgetting",
                    caption="Gain and forgetting relative to the starting model (% points, 95% CI)")
         figures = []
         for metric in ("wer", "cer"):
-            figures.append(plots.fig_gain_forgetting(table[table["metric"] == metric], hue="variant"))
+            figures.append(plots.fig_gain_forgetting(table[table["metric"] == metric], hue="group"))
             self._save(f"gain_forgetting_{metric}", fig=figures[-1])
         return [*figures, table]
 
@@ -733,8 +844,8 @@ class StudyReport:
         """The adapter bank against its alternatives (:func:`bank_comparison`), written as ``bank_vs_pooled``
         (table and figure, :func:`plots.fig_rates`). Returns [the :data:`BANK_COLUMNS` of the table, the figure],
         or [a Note] when the runs hold no adapter-bank evaluation."""
-        if self.runs.runs.empty:
-            return [_data_notice(self.runs.runs, self.runs.root)]
+        if notice := self._no_results():
+            return notice
         if not (self.utterances["train_set"] == BANK_TRAIN_SET).any():
             return [_Note("No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one).")]
         table = bank_comparison(self.utterances, n_boot=self.n_boot)
@@ -747,8 +858,8 @@ class StudyReport:
         """The MSA train-size curve of each method (:func:`_msa_trainsize_frame`, :func:`plots.fig1_msa_trainsize`),
         table and figure written as ``msa_curve_<variant>``. Returns the figures, or [a Note] when the training
         runs on ``msa`` do not span several train sizes."""
-        if self.runs.runs.empty:
-            return [_data_notice(self.runs.runs, self.runs.root)]
+        if notice := self._no_results():
+            return notice
         scores = self.scores
         trained_msa = scores[(scores["dialect"] == msa) & (scores["kind"] == TRAINING)]
         if trained_msa["n_train"].nunique() < 2:
@@ -763,9 +874,11 @@ class StudyReport:
     def efficiency(self) -> list:
         """The efficiency table (:func:`_efficiency_summary`: per system, mean and SD over seeds of trainable
         parameters, peak memory, wall time, samples/s and bytes on disk) and :func:`plots.fig_efficiency`, both
-        written as ``efficiency``. Returns [figure, table]."""
-        if self.runs.runs.empty:
-            return [_data_notice(self.runs.runs, self.runs.root)]
+        written as ``efficiency``. Returns [figure, table], or [a Note] without training runs."""
+        if notice := self._no_results():
+            return notice
+        if not (self.runs.runs["kind"] == TRAINING).any():
+            return [_Note("No training runs (evaluations only): no training cost to report.")]
         table = _efficiency_summary(self.runs.runs)
         fig = plots.fig_efficiency(self.runs.runs)
         self._save("efficiency", table, fig, float_format="%.4g", caption="Efficiency, mean and SD over seeds",
@@ -781,12 +894,18 @@ class StudyReport:
         ``fig2_pretraining_<metric>_<variant>``, ``fig3_pooled_vs_specific_<variant>``,
         ``fig4_heatmap_<metric>_<variant>`` (spaces of the variant label become "_"). Returns the data notice
         first when there is one (no results, or synthetic ones), then the figures: all Fig. 1s, then Figs. 2, 3
-        and 4. Raises ValueError (:func:`_msa_trainsize_frame`) when a method has no runs trained on ``msa``.
+        and 4; or [a Note] for a study that is not of the paper's design (no runs of both conditions and on
+        ``msa``).
         """
         scores = self.scores
         notice = _data_notice(scores, self.runs.root)
         if scores.empty:
             return [notice]
+        trained = _stage(scores, TRAINED)
+        conditions = set(trained["condition"])
+        if not ({WITH_PRETRAINING, WITHOUT_PRETRAINING} <= conditions and (trained["train_set"] == msa).any()):
+            return [_Note("Not a study of the paper's design (no runs trained on MSA and on the dialects with and "
+                          "without MSA pre-training): no paper figures.")]
         by_variant = {}
         for variant, rows in _by_method(scores).items():
             frames = _paper_frames(scores[scores["path"].isin(set(rows["path"]))], msa=msa)

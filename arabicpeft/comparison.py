@@ -118,12 +118,13 @@ def training_curves(results: Union[Iterable[_ResultLike], pd.DataFrame], labels:
 
     ``results``: results files, run directories or results dicts (labelled by their variant unless ``labels``
     are given), or a study's ``load_runs(root).runs`` frame: its training runs (evaluations have no training
-    log), each labelled "<variant> <train set> seed <seed>". Raises ValueError when there is no run to plot.
+    log), each labelled "<system> seed <seed>" (the reader's system label: every field that differs between the
+    systems). Raises ValueError when there is no run to plot.
     """
     if isinstance(results, pd.DataFrame):
         trained = results[results["kind"] == TRAINING]
         results = trained["path"]
-        labels = labels or list(trained["variant"] + " " + trained["train_set"] + " seed " + trained["seed"].astype(str))
+        labels = labels or list(trained["system"].astype(str) + " seed " + trained["seed"].astype(str))
     runs = [_load(r) for r in results]
     if not runs:
         raise ValueError("No runs to plot.")

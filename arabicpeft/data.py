@@ -480,7 +480,10 @@ def _mix(parts: list[AnyDataset], varieties, cfg: ExperimentConfig) -> tuple[lis
     """The dialect parts of a pooled train set as ``cfg.mixture`` asks; returns (parts, {variety: records}).
 
     "natural" keeps each dialect's records (at most ``max_train_per_dialect``); "balanced" takes the same
-    number from each: the smallest dialect's size, capped at ``max_train_per_dialect``. Counted before the
+    number from each: the smallest dialect's size, capped at ``max_train_per_dialect``. Where fewer records
+    than a dialect has are taken, they are drawn at random without replacement (seeded by ``cfg.seed`` and the
+    dialect's position; kept in their order), not its first ones; a stream is shuffled in a buffer of
+    :data:`_STREAM_SHUFFLE_BUFFER` records first, so its draw is only as random as that. Counted before the
     record filters (which then report what they drop). A single-dialect set is returned unchanged.
     """
     if len(parts) == 1 or (cfg.mixture == "natural" and not cfg.max_train_per_dialect):
@@ -495,8 +498,19 @@ def _mix(parts: list[AnyDataset], varieties, cfg: ExperimentConfig) -> tuple[lis
         counts = [min(cap, min(len(p) for p in parts))] * len(parts)
     else:
         counts = [min(cap, len(p)) for p in parts]
-    parts = [_take(p, int(n)) for p, n in zip(parts, counts)]
+    parts = [_draw(p, int(n), [cfg.seed, i]) for i, (p, n) in enumerate(zip(parts, counts))]
     return parts, {v: int(n) for v, n in zip(varieties, counts)}
+
+
+def _draw(ds: AnyDataset, n: int, seed) -> AnyDataset:
+    """``n`` records of ``ds`` drawn at random without replacement (numpy ``default_rng(seed)``), in their order in
+    ``ds``; all of it when it has no more. A stream: its first ``n`` after a seeded buffer shuffle."""
+    if isinstance(ds, datasets.IterableDataset):
+        return ds.shuffle(seed=int(np.random.default_rng(seed).integers(2**31)),
+                          buffer_size=_STREAM_SHUFFLE_BUFFER).take(n)
+    if n >= len(ds):
+        return ds
+    return ds.select(np.sort(np.random.default_rng(seed).choice(len(ds), size=n, replace=False)))
 
 
 def _audio_bytes(audio) -> bytes:

@@ -255,24 +255,43 @@ def fig4_heatmap(
 
 
 def _context_labels(df: pd.DataFrame) -> pd.Series:
-    """Per row: the study stage, "trained on X" and the condition, each only when it varies in ``df`` ("" when
-    none does)."""
+    """Per row: the reader's ``context`` label (every field but the method, train set and seed that differs
+    between systems; :func:`arabicpeft.results.load_runs`) and "trained on X", each only when it varies in ``df``
+    ("" when none does). Frames without a ``context`` column name the study stage and condition instead."""
+    def varies(column):
+        return column in df.columns and df[column].nunique() > 1
+
     parts = pd.Series([[] for _ in range(len(df))], index=df.index)
-    if "stage" in df.columns and df["stage"].nunique() > 1:
+    if varies("context"):
+        parts = parts + df["context"].map(lambda c: [str(c)])
+    if "context" not in df.columns and varies("stage"):
         parts = parts + df["stage"].map(lambda s: [f"stage {s}"])
-    if "train_set" in df.columns and df["train_set"].nunique() > 1:
+    if varies("train_set"):
         parts = parts + df["train_set"].map(lambda t: [f"trained on {_display(t)}"])
-    if "condition" in df.columns and df["condition"].nunique() > 1:
+    if "context" not in df.columns and varies("condition"):
         parts = parts + df["condition"].map(lambda c: [_CONDITION_LABELS.get(c, c)])
     return parts.map(", ".join)
 
 
 def _system_labels(df: pd.DataFrame) -> pd.Series:
-    """One legend label per row: the method variant (else the method), plus stage, train set and condition
-    when they vary in ``df``."""
+    """One legend label per row: the reader's ``system`` label (every field that differs between systems:
+    :func:`arabicpeft.results.load_runs`), so that two systems never share a label; for frames without one,
+    the method variant (else the method) plus stage, train set and condition where they vary."""
+    if "system" in df.columns:
+        return df["system"].astype(str)
     context = _context_labels(df)
     method = df["variant"] if "variant" in df.columns else df["method"]
     return method.astype(str) + context.map(lambda c: f" ({c})" if c else "")
+
+
+def _palette(n: int) -> list:
+    """``n`` distinct colours: the authors' Set2 while it has enough (8), else evenly spaced hues."""
+    return sns.color_palette(_PALETTE if n <= 8 else "husl", n)
+
+
+def _legend_below(fig, handles, labels, n: int) -> None:
+    """One legend for the whole figure under its axes, one entry per line (system labels are long)."""
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=1 if n > 4 else n, frameon=False)
 
 
 def _method_column(df: pd.DataFrame) -> str:
@@ -298,18 +317,19 @@ def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: st
 def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFrame | None = None) -> Figure:
     """WER/CER per test set and system: mean over seeds with its utterance bootstrap CI.
 
-    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns method,
-    test_set, ``{metric}``, ``{metric}_low``, ``{metric}_high``; condition and train_set label the bars when they vary). ``per_run``
-    (optional, the per-run table it writes as ``rates_per_run``): each seed's rate drawn as a point on its bar.
-    One axes per metric.
+    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns system or
+    method, test_set, ``{metric}``, ``{metric}_low``, ``{metric}_high``; one bar per system, named in the legend
+    under the axes by :func:`_system_labels`). ``per_run`` (optional, the per-run table it writes as
+    ``rates_per_run``): each seed's rate drawn as a point on its bar. One axes per metric.
     """
     require_columns(summary, [_method_column(summary), "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
              "fig_rates")
     data = summary.assign(system=_system_labels(summary))
     _require_unique(data, ["system", "test_set"], "fig_rates")
     order, systems = _ordered(data["test_set"]), list(dict.fromkeys(data["system"]))
-    colors = sns.color_palette(_PALETTE, len(systems))
-    fig = Figure(figsize=(max(6, 1.6 * len(order) * len(metrics) + 2), 4.2), layout="constrained")
+    colors = _palette(len(systems))
+    width = max(6, 1.6 * len(order) * len(metrics) + 2, 0.065 * max(map(len, systems)))
+    fig = Figure(figsize=(width, 4.2 + (0.2 * len(systems) if len(systems) > 4 else 0.3)), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         _grouped_bars(ax, data, "test_set", "system", metric, f"{metric}_low", f"{metric}_high", order, systems,
@@ -325,7 +345,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
         ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
         ax.grid(axis="y", alpha=0.4)
         ax.set_axisbelow(True)
-    axes[0].legend(fontsize=8, loc="best")
+    _legend_below(fig, *axes[0].get_legend_handles_labels(), len(systems))
     fig.suptitle("Error rate per test set: mean over seeds, 95% utterance-bootstrap CI" +
                  (" (points: seeds)" if per_run is not None else ""), fontweight="bold")
     return fig
@@ -335,8 +355,10 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     """Forest plot of method b − method a per test set, one axes per metric.
 
     ``comparison``: the table of :meth:`arabicpeft.analysis.StudyReport.comparison` (columns test_set, metric, a,
-    b, delta, low, high, p_holm, hedges_g). Each row is a point at delta with its CI; the text gives the Holm-adjusted p
-    and Hedges' g. Positive: b has more errors than a.
+    b, delta, low, high, p_holm, hedges_g; optional utt_low, utt_high, margin, equivalent). Each row is a point at
+    delta with its t-interval over seeds (thick; none with one seed per method) and, where given, the
+    utterance-level interval conditional on the seeds (thin, grey); dotted lines at ± the equivalence margin. The
+    text gives the Holm-adjusted p, Hedges' g and the TOST verdict. Positive: b has more errors than a.
     """
     require_columns(comparison, ["test_set", "metric", "a", "b", "delta", "low", "high", "p_holm", "hedges_g"],
              "fig_method_comparison")
@@ -347,24 +369,39 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     a, b = data["a"].iloc[0], data["b"].iloc[0]
     rank = {t: i for i, t in enumerate(_ordered(data["test_set"]))}
     rows = list(dict.fromkeys(data.sort_values("test_set", key=lambda s: s.map(rank), kind="stable")["row"]))
-    fig = Figure(figsize=(5.5 * len(metrics), 1.0 + 0.6 * len(rows)), layout="constrained")
+    fig = Figure(figsize=(6.5 * len(metrics), 1.2 + 0.7 * len(rows)), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
     color = sns.color_palette(_PALETTE, 1)[0]
     for ax, metric in zip(axes, metrics):
         mine = data[data["metric"] == metric].set_index("row").reindex(rows)
         y = np.arange(len(rows))
+        if {"utt_low", "utt_high"} <= set(mine.columns):
+            utt = np.vstack([mine["delta"] - mine["utt_low"], mine["utt_high"] - mine["delta"]])
+            ax.errorbar(mine["delta"], y + 0.15, xerr=np.nan_to_num(utt), fmt="none", ecolor="0.6", capsize=2,
+                        linewidth=1, label="utterances only (conditional on the seeds)")
         xerr = np.vstack([mine["delta"] - mine["low"], mine["high"] - mine["delta"]])
-        ax.errorbar(mine["delta"], y, xerr=np.nan_to_num(xerr), fmt="o", color=color, ecolor="0.2", capsize=4)
+        ax.errorbar(mine["delta"], y, xerr=np.nan_to_num(xerr), fmt="o", color=color, ecolor="0.2", capsize=4,
+                    linewidth=2, label="t-interval over seeds")
         ax.axvline(0.0, color="0.4", linewidth=1, linestyle="--")
+        margin = mine["margin"].dropna() if "margin" in mine.columns else pd.Series(dtype=float)
+        for m in margin.unique()[:1]:
+            for x in (-m, m):
+                ax.axvline(x, color="0.5", linewidth=1, linestyle=":")
         for yi, (_, r) in zip(y, mine.iterrows()):
             g = "n/a" if pd.isna(r["hedges_g"]) else f"{r['hedges_g']:.2f}"
-            ax.annotate(f"Holm p = {r['p_holm']:.3g}, g = {g}", (1.0, yi), xycoords=("axes fraction", "data"),
-                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+            p = "n/a" if pd.isna(r["p_holm"]) else f"{r['p_holm']:.3g}"
+            text = f"Holm p = {p}, g = {g}"
+            if "equivalent" in r.index and "margin" in r.index:
+                verdict = {True: "equivalent", False: "not shown"}.get(r["equivalent"], "n/a")
+                text += f"\nTOST ±{r['margin']:g}: {verdict}"
+            ax.annotate(text, (1.0, yi), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
+                        va="center", fontsize=8)
         ax.set_yticks(y, rows)
         ax.invert_yaxis()
-        ax.set_xlabel(f"Δ{metric.upper()} = {b} − {a} (% points; > 0: {b} worse)")
+        ax.set_xlabel(f"Δ{metric.upper()} = b − a (% points; > 0: b has more errors)")
         ax.grid(axis="x", alpha=0.4)
-    fig.suptitle(f"{b} vs {a}: difference of seed means, 95% CI", fontweight="bold")
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"b = {b} vs a = {a}: difference of seed means, 95% CI", fontweight="bold")
     return fig
 
 
@@ -378,30 +415,33 @@ _EFFICIENCY_PANELS = {  # load_runs(root).runs column: (axis label, scale, log a
 
 
 def fig_efficiency(eff: pd.DataFrame, panels=tuple(_EFFICIENCY_PANELS)) -> Figure:
-    """The cost of each method: one panel per efficiency quantity, bar = mean over runs, whisker = SD, points =
-    runs (seaborn). ``eff``: ``load_runs(root).runs``. The peak-memory panel
-    names the kind of measurement (CUDA max allocated on GPU, the process's peak RSS on CPU)."""
+    """The cost of each system: one panel per efficiency quantity, a horizontal bar per system (named on the left
+    by :func:`_system_labels`) = mean over runs, whisker = SD, points = runs (seaborn). ``eff``:
+    ``load_runs(root).runs``. The peak-memory panel names the kind of measurement (CUDA max allocated on GPU, the
+    process's peak RSS on CPU)."""
     require_columns(eff, [_method_column(eff), *panels], "fig_efficiency")
     if "kind" in eff.columns:
         eff = eff[eff["kind"] != "evaluation"]  # evaluations have no training cost
     data = eff.assign(system=_system_labels(eff))
     systems = list(dict.fromkeys(data["system"]))
-    fig = Figure(figsize=(2.9 * len(panels), 3.8), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    width = 2.6 * len(panels) + 0.065 * max(map(len, systems))
+    fig = Figure(figsize=(width, 1.2 + 0.35 * len(systems)), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, column in zip(axes, panels):
         label, scale, log = _EFFICIENCY_PANELS.get(column, (column, 1.0, False))
         values = data.assign(value=data[column].astype(float) * scale)
-        sns.barplot(data=values, x="system", y="value", hue="system", order=systems, hue_order=systems,
-                    palette=_PALETTE, errorbar="sd", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
-        sns.stripplot(data=values, x="system", y="value", order=systems, color="0.1", size=3, ax=ax)
+        sns.barplot(data=values, y="system", x="value", hue="system", order=systems, hue_order=systems,
+                    palette=_palette(len(systems)), errorbar="sd", capsize=0.2, err_kws={"linewidth": 1},
+                    legend=False, orient="h", ax=ax)
+        sns.stripplot(data=values, y="system", x="value", order=systems, color="0.1", size=3, orient="h", ax=ax)
         if column == "peak_memory_bytes" and "peak_memory_kind" in data.columns:
             label += "\n[" + ", ".join(sorted(set(map(str, data["peak_memory_kind"].dropna())))) + "]"
         if log:
-            ax.set_yscale("log")
-        ax.set_ylabel(label)
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", labelrotation=20)
-        ax.grid(axis="y", alpha=0.4)
+            ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("")
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="x", alpha=0.4)
         ax.set_axisbelow(True)
     fig.suptitle("Efficiency: mean ± SD over runs (points: runs)", fontweight="bold")
     return fig
@@ -412,9 +452,11 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
 
     ``table``: the table of :meth:`arabicpeft.analysis.StudyReport.gain_forgetting` (or
     :func:`arabicpeft.stats.gain_forgetting_ci` output): columns train_set, test_set, kind ("gain" |
-    "forgetting"), value, low, high and ``hue`` (one bar colour per level; a constant is used when the column is absent). Left axes: gain per train set
-    (start − trained, > 0 = improved). Right axes: forgetting per (train set, other test set) (trained − start,
-    > 0 = worse). Whiskers are the CIs.
+    "forgetting"), value, low, high and ``hue`` (one bar colour per level; a constant is used when the column is
+    absent). Left axes: gain per train set, or per (train set, test set) for a pooled set that gains on each of
+    its dialects ("All → Egyptian") (start − trained, > 0 = improved). Right axes: forgetting per (train set,
+    other test set) (trained − start, > 0 = worse). Whiskers are the CIs. Raises ValueError when a ``hue`` level
+    has two rows for one (train set, test set).
     """
     require_columns(table, ["train_set", "test_set", "kind", "value", "low", "high"], "fig_gain_forgetting")
     data = table.copy()
@@ -422,28 +464,37 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
         data[hue] = "model"
     _require_unique(data, [hue, "train_set", "test_set"], "fig_gain_forgetting")
     levels = list(dict.fromkeys(data[hue]))
-    colors = sns.color_palette(_PALETTE, len(levels))
-    gain, forgetting = data[data["kind"] == "gain"], data[data["kind"] == "forgetting"]
-    trains = _ordered(data["train_set"])
+    colors = _palette(len(levels))
+    trains, tests = _ordered(data["train_set"]), _ordered(data["test_set"])
     several = len(trains) > 1
-    forgetting = forgetting.assign(cell=[f"{t}\u2192{d}" if several else d for t, d in
-                                         zip(forgetting["train_set"], forgetting["test_set"])])
-    cells = [f"{t}\u2192{d}" if several else d for t in trains for d in _ordered(data["test_set"])
-             if ((forgetting["train_set"] == t) & (forgetting["test_set"] == d)).any()]
-    cell_labels = [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in cells]
-    widths = [max(1, len(trains)), max(1, len(cells))]
-    fig = Figure(figsize=(2.0 + 1.3 * sum(widths) * max(1, len(levels) / 2), 4.2), layout="constrained")
+
+    def cells(rows, name):
+        """``rows`` with their x cell (``name(train set, test set)``), and the cells in registry order."""
+        present = set(zip(rows["train_set"], rows["test_set"]))
+        order = list(dict.fromkeys(name(t, d) for t in trains for d in tests if (t, d) in present))
+        return rows.assign(cell=[name(t, d) for t, d in zip(rows["train_set"], rows["test_set"])]), order
+
+    gain, gain_cells = cells(data[data["kind"] == "gain"], lambda t, d: t if t == d else f"{t}\u2192{d}")
+    forgetting, forgetting_cells = cells(data[data["kind"] == "forgetting"],
+                                         lambda t, d: f"{t}\u2192{d}" if several else d)
+
+    def labels(order):
+        return [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in order]
+
+    widths = [max(1, len(gain_cells)), max(1, len(forgetting_cells))]
+    width = max(2.0 + 1.3 * sum(widths) * max(1, len(levels) / 2), 0.065 * max(len(str(v)) for v in levels))
+    fig = Figure(figsize=(width, 4.2 + (0.2 * len(levels) if len(levels) > 4 else 0.3)), layout="constrained")
     axes = fig.subplots(1, 2, width_ratios=widths)
     panels = [
-        (axes[0], gain, "train_set", trains, [_display(t) for t in trains],
-         "Gain on the training dialect\n(start − trained; > 0: improved)", "Training dialect (= test set)"),
-        (axes[1], forgetting, "cell", cells, cell_labels,
+        (axes[0], gain, gain_cells, "Gain on the training dialect(s)\n(start − trained; > 0: improved)",
+         "Training dialect (= test set)"),
+        (axes[1], forgetting, forgetting_cells,
          "Forgetting on the other test sets\n(trained − start; > 0: got worse)",
          "Trained on \u2192 tested on" if several else "Test set"),
     ]
-    for ax, rows, x, order, labels, title, xlabel in panels:
+    for ax, rows, order, title, xlabel in panels:
         if len(order):
-            _grouped_bars(ax, rows, x, hue, "value", "low", "high", order, levels, colors, labels)
+            _grouped_bars(ax, rows, "cell", hue, "value", "low", "high", order, levels, colors, labels(order))
         ax.axhline(0.0, color="0.3", linewidth=1)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(xlabel)
@@ -452,7 +503,7 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     metric = str(data["metric"].iloc[0]).upper() if "metric" in data.columns else "Error rate"
     axes[0].set_ylabel(f"{metric} change (% points)")
     handles = [Patch(facecolor=c, edgecolor="0.2", label=str(level)) for level, c in zip(levels, colors)]
-    axes[1].legend(handles=handles, fontsize=8, loc="best")
+    _legend_below(fig, handles, [str(level) for level in levels], len(levels))
     fig.suptitle(f"Cross-dialect gain and forgetting relative to the starting model ({metric}, 95% CI)",
                  fontweight="bold")
     return fig

@@ -22,6 +22,7 @@ import pandas as pd
 
 from . import device
 from .config import ExperimentConfig
+from .dialects import REGISTRY
 from .run_dir import RESULTS_FILE, UTTERANCES_FILE, write_csv_atomic, write_json_atomic
 
 _SCHEMA = "arabicpeft.results/1"
@@ -168,6 +169,13 @@ BANK_TRAIN_SET = "bank"  # train_set of an adapter bank's evaluation (each test 
 # Config fields that say where or how a run was executed or scored, not what was trained: not part of a system.
 _NOT_SYSTEM_FIELDS = (*sorted(ExperimentConfig.runtime_fields()), "seed", "evaluate_before", "test_sets",
                       "max_test_samples", "extra", "model", "init_adapter")
+# What a system is besides its config fields: where it started (the start run's label; a continued adapter is not
+# a fresh one), which stage of which study made it and how (a training run or an evaluation), and whether it
+# trained to its last step (a run its time budget stopped is not averaged with finished ones).
+_SYSTEM_EXTRA_FIELDS = ("start_model", "continues_adapter", "study", "stage", "kind", "condition",
+                        "stopped_by_time_budget")
+_POOL_FIELDS = ("mixture", "max_train_per_dialect")  # config fields of a pooled train set only
+_POOLED_NAMES = tuple(n for n, d in REGISTRY.items() if d.is_pooled)
 # Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
 _METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
                  "learning_rate")
@@ -224,19 +232,25 @@ def _hashable(value):
 
 
 def _condition_of(config: dict) -> str:
-    """The paper's condition of a run: ``extra["condition"]`` (or a ``condition`` field) if set; otherwise a run
-    started from another run's model (``extra["init_from"]``) is "with_msa_pretraining", else
-    "without_pretraining"."""
+    """What a run started from, as the paper's condition: ``extra["condition"]`` where the design set it (the
+    paper's "with_msa_pretraining" / "without_pretraining"); a run the launcher started from another run's model
+    says which, without the method and seed of that run ("from pool/balanced": the mixing study's fine-tunes;
+    "from another run's model" for results without that record); else "without_pretraining" (its starting model
+    as given)."""
     extra = config.get("extra") if isinstance(config.get("extra"), dict) else {}
     condition = config.get("condition") or extra.get("condition")
     if condition:
         return str(condition)
-    return "with_msa_pretraining" if (config.get("init_from") or extra.get("init_from")) else "without_pretraining"
+    start = extra.get("start_context") or extra.get("start")
+    if start:
+        return f"from {start}"
+    return "from another run's model" if extra.get("init_from") else "without_pretraining"
 
 
 def variant_of(config: dict) -> str:
     """The fine-tuning method of a run as one label: "full fp32 lr1e-05", "lora fp32 r32 a64 d0.05 qv lr0.001",
-    "dora nf4 r16 ..." (every :data:`_METHOD_FIELDS` value that applies; the learning rate as run)."""
+    "dora nf4 r16 ..." (every :data:`_METHOD_FIELDS` value that applies; the learning rate as run), ending in
+    "continued" for a LoRA run that trains a saved adapter on (``init_adapter``)."""
     from .config import DEFAULT_LR
 
     method = config.get("method")
@@ -249,6 +263,8 @@ def variant_of(config: dict) -> str:
              f"d{config.get('lora_dropout')}", str(config.get("lora_targets"))]
     if lr is not None:
         parts.append(f"lr{lr:g}")
+    if config.get("init_adapter"):
+        parts.append("continued")  # trains a saved adapter on, not a fresh one
     return " ".join(parts)
 
 
@@ -262,11 +278,19 @@ def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
     evaluation = content.get("evaluation") or {}
     row = {f: _hashable(config.get(f)) for f in fields if f != "extra"}
     bank = extra.get("bank")
+    if bank:  # a config names one dialect: a bank's is its base config's, not what the bank holds
+        row["dialect"] = "+".join(bank)
+    if not bank and config.get("dialect") not in _POOLED_NAMES:  # how a pool is drawn: no meaning for one dialect
+        row.update({f: None for f in _POOL_FIELDS})
+    pool = data.get("train_pool") or {}
     row.update({
         "run_id": content.get("run_id"), "path": str(path), "kind": kind,
         "study": extra.get("study"), "stage": extra.get("stage"),
         "start_model": extra.get("start") or config.get("model"),
+        # the start without what varies with the run (its method, seed): what a method comparison pairs on
+        "start_context": extra.get("start_context") or extra.get("start") or config.get("model"),
         "init_from": extra.get("init_from"),
+        "continues_adapter": bool(config.get("init_adapter")),
         # what the model was trained on: an evaluation never rewrites it; an adapter bank is its own kind
         "train_set": BANK_TRAIN_SET if bank else config.get("dialect"),
         "condition": _condition_of(config),
@@ -274,8 +298,11 @@ def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
         "eval_test_sets": _hashable(evaluation.get("test_sets") or list((content.get("metrics") or {}).keys())),
         "data_source": data.get("source"), "synthetic": data.get("synthetic", content.get("synthetic")),
         "n_train": data.get("n_train"),
+        "pool_records": pool.get("rows_in"),  # the train pool (all dialects, after the mixture) before filters
+        "records_per_dialect": _hashable((data.get("mixture") or {}).get("records_per_dialect")),
         "steps": training.get("global_step"),
         "trained_to_end": (training.get("stopped_by_time_budget_at_step") is None) if training else None,
+        "stopped_by_time_budget": training.get("stopped_by_time_budget_at_step") is not None,
         "best_validation_wer": training.get("best_validation_wer"),
         "peak_memory_bytes": (eff.get("peak_memory") or {}).get("bytes"),
         "peak_memory_kind": (eff.get("peak_memory") or {}).get("kind"),
@@ -287,11 +314,16 @@ def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
 
 
 def _labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """"field=value ..." over the ``columns`` whose values differ between rows ("all" when none does)."""
+    """"field=value ..." over the ``columns`` whose values differ between rows ("all" when none does); a pool
+    field (:data:`_POOL_FIELDS`) is named only where it applies (a pooled train set)."""
     varying = [c for c in columns if frame[c].astype(str).nunique() > 1]
     if not varying:
         return pd.Series("all", index=frame.index)
-    return frame[varying].astype(str).apply(lambda r: " ".join(f"{c}={v}" for c, v in r.items()), axis=1)
+
+    def label(row) -> str:
+        return " ".join(f"{c}={v}" for c, v in row.items() if not (c in _POOL_FIELDS and pd.isna(v))) or "all"
+
+    return frame[varying].astype(object).apply(label, axis=1)
 
 
 class Runs:
@@ -348,6 +380,12 @@ class Runs:
             return pd.DataFrame(columns=columns)
         return pd.concat(frames, ignore_index=True)[columns]
 
+    def subset(self, keep) -> "Runs":
+        """The runs where the boolean Series ``keep`` (aligned with :attr:`runs`) is True, their ``system`` and
+        ``context`` labels made anew over them (a field that no longer differs is no longer named)."""
+        kept = self.runs[keep]
+        return Runs(self.root, _with_systems(kept) if not kept.empty else kept, self._contents)
+
     def manifests(self) -> list[dict]:
         """The study manifests (``study.json``) under the root."""
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(self.root.rglob("study.json"))]
@@ -370,20 +408,28 @@ def load_runs(root) -> Runs:
     """Read every results file under the runs root ``root`` into tidy frames (the one results reader).
 
     ``Runs.runs`` has one row per results file: every :class:`ExperimentConfig` field as a column (lists as
-    comma-joined strings; ``extra`` left out, its notes below), then run_id, path, kind ("training" or
+    comma-joined strings; ``extra`` left out, its notes below; an adapter bank's ``dialect`` is the dialects of
+    its adapters, "egyptian+levantine", not its config's one value), then run_id, path, kind ("training" or
     "evaluation" of a saved model, e.g. ``evaluate`` or an adapter bank), study and stage (of the launcher),
     start_model (the base it started from: a seed-free label such as "msa/full_frac1+merged" when it started
-    from another run), init_from, train_set (what the model was trained on: the config's dialect, never the
-    evaluation's test sets; "bank" for an adapter bank), condition (paper), variant (the fine-tuning method,
-    :func:`variant_of`), eval_test_sets (what was scored), data_source, synthetic, n_train, steps,
-    trained_to_end, best_validation_wer, the efficiency record (peak_memory_bytes and _kind, parameters,
+    from another run), start_context (that label without the start run's method: "msa/frac1"), init_from,
+    continues_adapter (a LoRA run that trains a saved adapter on: ``init_adapter``), train_set (what the model
+    was trained on: the config's dialect, never the evaluation's test sets; "bank" for an adapter bank),
+    condition (what it started from: :func:`_condition_of`), variant (the fine-tuning method,
+    :func:`variant_of`), eval_test_sets (what was scored), data_source, synthetic, n_train, pool_records (records
+    in the train pool after the mixture, before filters and the validation split), records_per_dialect (of a
+    pooled set drawn with a cap or balanced; JSON), steps, trained_to_end (False: stopped by its time budget
+    before its last step; None for an evaluation) and stopped_by_time_budget (the same, False for an
+    evaluation), best_validation_wer, the efficiency record (peak_memory_bytes and _kind, parameters,
     times, bytes on disk), and:
 
     - ``system``: the run without its seed — every config field except :data:`_NOT_SYSTEM_FIELDS` (where and how
-      it was run or scored; the starting model as start_model), plus study, stage, kind. Labelled by the fields
-      that differ between the runs read ("all" if none); nothing is ever averaged across systems.
-    - ``context``: the system without its method (:data:`_METHOD_FIELDS`) and train set: the runs a method
-      comparison or a gain/forgetting table pairs up.
+      it was run or scored; the starting model as start_model), plus :data:`_SYSTEM_EXTRA_FIELDS` (start,
+      continued adapter, study, stage, kind, condition, trained to the end). Labelled "field=value ..." by every
+      one of these that differs between the runs read ("all" if none); nothing is ever averaged across systems,
+      so neither a continued adapter with fresh ones nor a run its time budget stopped with finished ones.
+    - ``context``: the system without its method (:data:`_METHOD_FIELDS`, a continued adapter) and train set,
+      started from start_context: the runs a method comparison or a gain/forgetting table pairs up.
 
     :meth:`Runs.scores` and :meth:`Runs.utterances` give the corpus scores and per-utterance counts with these
     columns. A missing or empty root gives empty frames; an unreadable results file raises.
@@ -396,11 +442,16 @@ def load_runs(root) -> Runs:
     frame = pd.DataFrame(rows)
     if frame.empty:
         columns = [f for f in fields if f != "extra"] + ["run_id", "path", "kind", "study", "stage", "start_model",
-                                                          "train_set", "condition", "variant", "system", "context"]
+                                                          "start_context", "continues_adapter", "train_set",
+                                                          "condition", "variant", "synthetic", "trained_to_end",
+                                                          "stopped_by_time_budget", "system", "context"]
         return Runs(root, pd.DataFrame(columns=columns), contents)
-    system_fields = [f for f in fields if f not in _NOT_SYSTEM_FIELDS] + ["start_model", "study", "stage", "kind",
-                                                                         "condition"]
-    frame["system"] = _labels(frame, system_fields)
-    context_fields = [f for f in system_fields if f not in _METHOD_FIELDS and f != "dialect"]
-    frame["context"] = _labels(frame, context_fields)
-    return Runs(root, frame, contents)
+    return Runs(root, _with_systems(frame), contents)
+
+
+def _with_systems(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (``Runs.runs`` rows) with its ``system`` and ``context`` labels made over these rows."""
+    system_fields = [f for f in _config_fields() if f not in _NOT_SYSTEM_FIELDS] + list(_SYSTEM_EXTRA_FIELDS)
+    context_fields = [f for f in system_fields if f not in (*_METHOD_FIELDS, "continues_adapter", "dialect")]
+    return frame.assign(system=_labels(frame, system_fields),
+                        context=_labels(frame, ["start_context" if f == "start_model" else f for f in context_fields]))

@@ -200,15 +200,20 @@ def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> 
             raise ValueError(f"Stage {stage.name!r}, run {name}: {len(found)} runs of stage {stage.start.stage!r} "
                              f"match {want} (need exactly one): fix Start.match / Start.fixed.")
         start = found[0]
-        cfg = dataclasses.replace(cfg, extra={**cfg.extra, "start": _start_label(start, stage.start, cfg)})
+        cfg = dataclasses.replace(cfg, extra={**cfg.extra, "start": _start_label(start, stage.start, cfg),
+                                              "start_context": _start_label(start, stage.start)})
     return _PlannedRun(name, stage, values, cfg, start)
 
 
-def _start_label(start: _PlannedRun, how: Start, cfg: ExperimentConfig) -> str:
-    """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]"."""
-    values = "_".join(_value_text(k, v) for k, v in start.values.items() if k != "seed")
+def _start_label(start: _PlannedRun, how: Start, cfg: Optional[ExperimentConfig] = None) -> str:
+    """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]", how a
+    LoRA start is used read from ``cfg``. Without ``cfg``: the start without what varies with the run
+    (``how.match``, e.g. its method) nor how it is used ("msa/frac1"): what runs of several methods that each
+    start from their own method's model have in common, so that a comparison of methods pairs them."""
+    skip = {"seed"} if cfg is not None else {"seed", *how.match}
+    values = "_".join(_value_text(k, v) for k, v in start.values.items() if k not in skip)
     label = f"{start.stage.name}/{values}" if values else start.stage.name
-    if start.cfg.method == "lora":
+    if cfg is not None and start.cfg.method == "lora":
         label += "+continued" if (how.lora == "continue" and cfg.method == "lora") else "+merged"
     return label
 
@@ -232,9 +237,10 @@ def paper(base: ExperimentConfig, methods=("full", "lora"), dialects=_PAPER_DIAL
     1. ``msa``: MSA at each of ``msa_fractions`` of its train set (Fig. 1) x seeds;
     2. ``without_pretraining``: ``dialects`` (with pooled ``all``) x seeds from ``base.model``;
     3. ``with_msa_pretraining``: the same, started from the whole-MSA model of the same method and the first
-       seed (the paper's single pre-trained model). For LoRA (two-stage LoRA): the MSA adapter is merged into
-       the base and a fresh dialect adapter trained on the merged model (``lora_start="continue"``: keep
-       training the MSA adapter instead).
+       seed (the paper's single pre-trained model; ``extra["start_context"]`` "msa/frac1" says what the methods'
+       starts have in common, so a comparison of methods pairs them). For LoRA (two-stage LoRA): the MSA
+       adapter is merged into the base and a fresh dialect adapter trained on the merged model
+       (``lora_start="continue"``: keep training the MSA adapter instead).
 
     Every model is scored on ``test_sets`` (the 6 x 6 matrix). The conditions are recorded as
     ``extra["condition"]``.
@@ -268,7 +274,9 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
 
     Every model is scored on every test set; the fine-tuned runs' scores before training are the balanced
     model's (R[0, d]), so gain on the target and forgetting elsewhere come with paired bootstrap CIs
-    (:meth:`arabicpeft.analysis.StudyReport.gain_forgetting`).
+    (:meth:`arabicpeft.analysis.StudyReport.gain_forgetting`). The fine-tunes record their start
+    (``extra["start"]``, "pool/balanced"), which the reader reports as their condition ("from pool/balanced"): no
+    MSA pre-training is involved.
     """
     if "balanced" not in mixtures:
         raise ValueError("The fine-tuning stage starts from the balanced pooled model: include 'balanced'.")
@@ -292,7 +300,10 @@ def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=_SEEDS, varian
     2. ``pooled``: one LoRA adapter on the pooled dialects, per seed;
     3. ``bank``: per seed, every dialect adapter loaded on one base (peft named adapters); each test set decoded
        with its dialect's adapter, mixed-dialect batches in one ``generate`` call; the adapters disabled give
-       the base model (scored too). Records what the bank costs on disk and in memory.
+       the base model (scored too). Records what the bank costs on disk and in memory. Its results name the
+       bank's dialects (``extra["bank"]``; :func:`arabicpeft.results.load_runs` reports them as its dialect,
+       "egyptian+levantine", and its train set as "bank"): a config holds one dialect, and the bank stage's is
+       the base config's, which the evaluation does not read.
     """
     test_sets = list(test_sets or dialects)
     base = dataclasses.replace(base, test_sets=test_sets)

@@ -40,7 +40,8 @@ def _checkout_files() -> set[str] | None:
 # Under xdist (the README's ``-n 2 --dist loadfile``) whole files go to the workers in collection order: the
 # longest (measured) go first, so that the two workers finish together instead of one running them at the end.
 # (xdist would otherwise reorder the files by their number of tests, which puts the few long ones last.)
-LONGEST_FIRST = ("tests/test_e2e_ddp.py", "tests/test_benchmark.py", "notebooks/04_paper_figures.ipynb",
+LONGEST_FIRST = ("tests/test_e2e_ddp.py", "tests/test_analysis.py", "tests/test_benchmark.py",
+                 "notebooks/04_paper_figures.ipynb",
                  "tests/test_evaluate.py", "tests/test_e2e_resume.py", "notebooks/05_inference_export.ipynb",
                  "notebooks/03_statistical_analysis.ipynb", "notebooks/06_adapter_bank.ipynb", "tests/test_kaggle_build.py")
 
@@ -190,3 +191,68 @@ def adapters(tmp_path_factory):
                                                 init_lora_weights=False))
         paths[dialect] = save_trained(model, processor, cfg, root / dialect / "model")
     return paths
+
+
+# --- a ci-profile study of every design (tests/test_analysis.py runs every StudyReport section on each) ---------
+# Real runs of tiny-random on the sample set through the study launcher, shrunk further (2 steps, 4 test clips per
+# set): 28 runs, about 8 CPU-minutes in all (3-50 s a run, as loaded as the machine is); each design's folder is made
+# once per session, when first asked for.
+
+
+def _tiny_base():
+    """The ci profile's config, shrunk to the least that trains, validates and scores: 2 steps of 4 clips, 4
+    validation and 4 test clips per set, 6 decoded tokens."""
+    from arabicpeft import profiles
+    from arabicpeft.config import ExperimentConfig
+
+    return dataclasses_replace(profiles.apply(ExperimentConfig(), "ci"), max_steps=2, eval_steps=2, batch_size=4,
+                               max_train_samples=8, max_eval_samples=4, max_test_samples=4, generation_max_length=6,
+                               logging_steps=1)
+
+
+def design_study(name: str):
+    """The small design ``name`` of every design the report must analyse (:data:`arabicpeft.study.DESIGNS`)."""
+    from arabicpeft import study
+
+    base = _tiny_base()
+    if name == "peft_vs_full":  # two seeds: the seed-aware statistics have a spread to work with
+        return study.peft_vs_full(dataclasses_replace(base, test_sets=["egyptian", "gulf"]), dialects=["egyptian"],
+                                  seeds=[42, 84])
+    if name == "paper":
+        return study.paper(base, dialects=["egyptian", "all"], seeds=[42], msa_fractions=[0.5, 1.0],
+                           test_sets=["egyptian", "msa"])
+    if name == "mixing":
+        return study.mixing(base, seeds=[42], max_train_per_dialect=10, test_sets=["egyptian", "gulf"])
+    if name == "adapter_bank":
+        return study.adapter_bank(base, dialects=["egyptian", "levantine"], seeds=[42])
+    raise ValueError(name)
+
+
+def run_design_study(name: str, root: Path) -> Path:
+    """``root`` holding a finished ci-profile study of design ``name`` (``"train_evaluate"``: one training run and
+    an ``evaluate`` of its model, as a user's folder would hold them)."""
+    from arabicpeft import cli, study
+
+    if name == "train_evaluate":
+        from arabicpeft.train import run
+
+        cfg = dataclasses_replace(_tiny_base(), test_sets=["egyptian", "gulf"], output_dir=str(root / "train"))
+        run(cfg, log=lambda m: None)
+        cli.main(["evaluate", "--model-path", str(root / "train" / "model"), "--output-dir", str(root / "evaluate"),
+                  "--test-sets", "egyptian,gulf", "--max-test-samples", "4"])
+        return root
+    study.run_study(design_study(name), root=root, log=lambda m: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def design_root(tmp_path_factory):
+    """``design_root(name)``: the folder of a finished ci-profile study of design ``name`` (made once)."""
+    made = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            made[name] = run_design_study(name, tmp_path_factory.mktemp(name))
+        return made[name]
+
+    return get

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from scipy import stats as sps
 
 from arabicpeft import analysis, paper, plots, stats
 from arabicpeft.config import ExperimentConfig
@@ -154,16 +155,22 @@ def test_runs_efficiency_columns(study, tmp_path):
     assert bare["trainable_parameters"].isna().all() and bare["peak_memory_bytes"].isna().all()
 
 
-def test_condition_from_the_config_extra(tmp_path):
+def test_condition_says_what_a_run_started_from(tmp_path):
     counts = {"gulf": {"ref_words": np.array([3]), "word_errors": np.array([1]), "ref_chars": np.array([9]),
                        "char_errors": np.array([2])}}
-    write_run(tmp_path, "a", "full", 1, counts, extra={"init_from": "runs/msa/model"})
+    write_run(tmp_path, "a", "full", 1, counts, extra={"condition": WITH_PRETRAINING, "init_from": "runs/msa/model"})
     write_run(tmp_path, "b", "full", 1, counts, extra={"condition": "my_condition"})
     write_run(tmp_path, "c", "full", 1, counts)
+    # a mixing fine-tune: started from the balanced pooled model, which is no MSA pre-training (issue 20.6)
+    write_run(tmp_path, "d", "full", 1, counts, extra={"start": "pool/balanced", "start_context": "pool/balanced",
+                                                       "init_from": "runs/mixing/pool/balanced_seed1/model"})
+    write_run(tmp_path, "e", "full", 1, counts, extra={"init_from": "runs/x/model"})  # older results: no start label
     frame = load_runs(tmp_path).runs.set_index("run_id")
     assert frame.loc["a", "condition"] == WITH_PRETRAINING and frame.loc["a", "init_from"] == "runs/msa/model"
     assert frame.loc["b", "condition"] == "my_condition"
     assert frame.loc["c", "condition"] == WITHOUT_PRETRAINING
+    assert frame.loc["d", "condition"] == "from pool/balanced" and frame.loc["d", "start_model"] == "pool/balanced"
+    assert frame.loc["e", "condition"] == "from another run's model"
 
 
 def test_save_table_writes_csv_and_latex(tmp_path):
@@ -257,31 +264,59 @@ def test_seed_matrix_rejects_duplicates_and_mismatches(utts):
         analysis._seed_matrix(rows, metric="bleu")
 
 
-def test_compare_methods(utts):
+def _seed_rates(utts, method, test_set, metric="wer"):
+    rows = utts[(utts["scored"] == "trained") & (utts["method"] == method) & (utts["test_set"] == test_set)]
+    return np.array([_rate(g, metric) for _, g in rows.groupby("seed")])  # seeds 42, 84, 168 in order
+
+
+def test_compare_methods_tests_over_seeds_paired_by_seed(utts):
     table = analysis._compare_methods(utts, n_boot=N_BOOT)
     assert len(table) == len(TEST_SETS) * 2  # test sets x (wer, cer)
     assert (table["a"] == "full fp32 lr1e-05").all() and (table["b"] == "lora fp32 r32 a64 d0.05 qv lr0.001").all()
-    assert (table["ci_method"] == analysis._TWO_LEVEL).all()
+    assert (table["test"] == stats.PAIRED_T).all() and (table["df"] == 2).all()  # the same 3 seeds: paired
     np.testing.assert_allclose(table["p_holm"], stats.holm(table["p"]))  # one family: the whole table
     row = table[(table["test_set"] == "egyptian") & (table["metric"] == "wer")].iloc[0]
+    full, lora = _seed_rates(utts, "full", "egyptian"), _seed_rates(utts, "lora", "egyptian")
+    d = lora - full
+    half = sps.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    assert row["rate_a"] == pytest.approx(full.mean()) and row["rate_b"] == pytest.approx(lora.mean())
+    assert row["delta"] == pytest.approx(d.mean())
+    assert (row["low"], row["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert row["p"] == pytest.approx(sps.ttest_rel(lora, full).pvalue)
+    assert row["hedges_g"] == pytest.approx(stats.hedges_g(lora, full))
+    assert row["delta"] > 0  # lora gains less on egyptian (the fixture's design)
     trained = utts[(utts["scored"] == "trained") & (utts["test_set"] == "egyptian")]
-    rates = {m: np.array([_rate(g) for _, g in trained[trained["method"] == m].groupby("seed")]) for m in ("full", "lora")}
-    assert row["rate_a"] == pytest.approx(rates["full"].mean()) and row["rate_b"] == pytest.approx(rates["lora"].mean())
-    assert row["delta"] == pytest.approx(rates["lora"].mean() - rates["full"].mean())
-    assert row["delta"] > 0 and row["low"] < row["delta"] < row["high"]  # lora gains less on egyptian
-    assert row["hedges_g"] == pytest.approx(stats.hedges_g(rates["lora"], rates["full"]))
+    mean_counts = {m: trained[trained["method"] == m].groupby("utt_index")[["word_errors", "ref_words"]].mean()
+                   for m in ("full", "lora")}
+    utt = stats.paired_bootstrap(mean_counts["full"]["word_errors"], mean_counts["lora"]["word_errors"],
+                                 mean_counts["full"]["ref_words"], n_boot=N_BOOT)
+    assert (row["utt_low"], row["utt_high"]) == pytest.approx((utt["low"], utt["high"]))  # conditional on the seeds
     gulf = table[(table["test_set"] == "gulf") & (table["metric"] == "wer")].iloc[0]
-    assert gulf["delta"] < 0 and gulf["p"] < 0.05  # full forgets more on gulf
+    assert gulf["delta"] < 0 and gulf["utt_p"] < 0.05  # full forgets more on gulf
+
+
+def test_compare_methods_unpaired_seeds_use_welch(utts):
+    mixed = utts[~((utts["method"] == "lora") & (utts["seed"] == 168))]  # lora: 42, 84; full: 42, 84, 168
+    mixed = mixed.assign(seed=np.where(mixed["method"] == "lora", mixed["seed"] + 1, mixed["seed"]))
+    row = analysis._compare_methods(mixed, metrics=("wer",), n_boot=N_BOOT).set_index("test_set").loc["egyptian"]
+    full, lora = _seed_rates(utts, "full", "egyptian"), _seed_rates(utts, "lora", "egyptian")[:2]
+    assert row["test"] == stats.WELCH_T and (row["k_a"], row["k_b"]) == (3, 2)
+    assert row["p"] == pytest.approx(sps.ttest_ind(lora, full, equal_var=False).pvalue)
 
 
 def test_compare_methods_single_seed_identical_and_missing(utts):
     one = utts[utts["seed"] == 42]
     table = analysis._compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
-    assert (table["ci_method"] == analysis._PAIRED).all() and table["hedges_g"].isna().all()  # 2 runs: g undefined
+    assert table["test"].isna().all() and table["p"].isna().all() and table["p_holm"].isna().all()
+    assert table["low"].isna().all() and table["equivalent"].isna().all() and table["hedges_g"].isna().all()
+    assert table["utt_p"].notna().all()  # the utterance-level test, conditional on that seed, is still given
+    statement = analysis._comparison_statement(table)
+    assert "2 of 2 cells have one seed per method" in statement and "conditional on that seed" in statement
     same = utts[utts["method"] == "full"]
     twin = pd.concat([same, same.assign(method="lora", variant="lora twin")])
     table = analysis._compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
-    assert (table["delta"] == 0).all() and (table["p"] == 1).all()
+    assert (table["delta"] == 0).all() and (table["utt_p"] == 1).all()
+    assert table["p"].isna().all()  # no spread over seeds at all: no t-test
     with pytest.raises(ValueError, match="both"):
         analysis._compare_methods(same, n_boot=N_BOOT)
 
@@ -345,7 +380,8 @@ def grid_root(tmp_path_factory):
         for n_train, p in ((24, 0.7), (48, 0.5)):
             write_run(root / "msa", f"{n_train}_{seed}", "full", seed, {t: _one(rng, p) for t in sets}, start,
                       dialect="msa", n_train=n_train)
-        for condition, extra in (("without", None), ("with", {"init_from": "msa/48_42/model"})):
+        for condition, extra in (("without", None), ("with", {"condition": WITH_PRETRAINING,
+                                                              "init_from": "msa/48_42/model"})):
             for dialect in ("egyptian", "all"):
                 write_run(root / condition, f"{dialect}_{seed}", "full", seed, {t: _one(rng, 0.6) for t in sets},
                           start, dialect=dialect, extra=extra)
@@ -394,20 +430,18 @@ def test_rate_table_refuses_to_merge_two_runs_of_one_seed():
         analysis._rate_table(rows, n_boot=100)
 
 
-def test_equivalence_against_the_seed_spread(utts):
-    table = analysis._compare_methods(utts, metrics=("wer",), n_boot=N_BOOT)
-    row = table.set_index("test_set").loc["egyptian"]
-    rates = {m: np.array([_rate(g) for _, g in utts[(utts["scored"] == "trained") & (utts["method"] == m)
-                                                   & (utts["test_set"] == "egyptian")].groupby("seed")])
-             for m in ("full", "lora")}
-    pooled = np.sqrt((rates["full"].var(ddof=1) * 2 + rates["lora"].var(ddof=1) * 2) / 4)
-    assert row["seed_sd"] == pytest.approx(pooled)
-    assert row["equivalent"] == (-pooled < row["low"] and row["high"] < pooled)
-    text = analysis._equivalence_statement(table)
-    n_eq = int(table["equivalent"].astype(bool).sum())
-    assert (f"In {n_eq} of 2 cells" in text) if n_eq else ("In none of the 2 cells" in text)
-    one_seed = analysis._compare_methods(utts[utts["seed"] == 42], metrics=("wer",), n_boot=N_BOOT)
-    assert one_seed["equivalent"].isna().all() and "cannot be judged" in analysis._equivalence_statement(one_seed)
+def test_equivalence_is_a_tost_against_the_stated_margin(utts):
+    for margin in (1.0, 50.0):
+        table = analysis._compare_methods(utts, metrics=("wer",), margin=margin, n_boot=N_BOOT)
+        for test_set, row in table.set_index("test_set").iterrows():
+            full, lora = _seed_rates(utts, "full", test_set), _seed_rates(utts, "lora", test_set)
+            expected = stats.tost(full, lora, paired=True, margin=margin)
+            assert row["margin"] == margin and row["p_equivalence"] == pytest.approx(expected["p"])
+            assert row["equivalent"] == expected["equivalent"]
+        text = analysis._comparison_statement(table)
+        n_eq = int(table["equivalent"].astype(bool).sum())
+        assert f"equivalence within ±{margin:g} WER points (TOST, alpha = 0.05) is shown in {n_eq} of 2" in text
+        assert (n_eq, margin) in ((0, 1.0), (2, 50.0))  # the fixture's methods differ by several points
 
 
 # notebook sections: what each writes and returns -----------------------------------------------------------------
@@ -428,12 +462,13 @@ def test_study_report_sections_write_and_return_their_tables(study, tmp_path):
     assert "Corpus WER/CER (%, raw), mean over seeds" in (tmp_path / "rates.tex").read_text(encoding="utf-8")
     statement, table, _ = report.comparison()
     pd.testing.assert_frame_equal(table, analysis._compare_methods(utts, n_boot=N_BOOT))
-    assert statement == "\n\n".join(analysis._equivalence_statement(table, m) for m in ("wer", "cer"))
+    assert statement == "\n\n".join(analysis._comparison_statement(table, m) for m in ("wer", "cer"))
     assert statement._repr_markdown_() == str(statement)
     *gain_figures, gain = report.gain_forgetting()
     assert len(gain_figures) == 2 and sorted(set(gain["metric"])) == ["cer", "wer"]
-    pd.testing.assert_frame_equal(gain[gain["metric"] == "wer"].reset_index(drop=True),
+    pd.testing.assert_frame_equal(gain[gain["metric"] == "wer"].drop(columns="group").reset_index(drop=True),
                                   analysis._gain_forgetting_table(utts, n_boot=N_BOOT))
+    assert set(gain["group"]) == set(gain["variant"])  # one context: the method names the group
     [no_bank] = report.bank()
     assert no_bank.startswith("No adapter-bank evaluation")
     [no_curve] = report.msa_curve()
@@ -463,17 +498,22 @@ def test_study_report_defaults(study, monkeypatch):
         runs.utterances(scheme="leaderboard")["word_errors"].sum())
 
 
-def test_study_report_matrix_one_per_method_and_stage(study, tmp_path):
+def test_study_report_matrix_one_per_method_and_context(study, tmp_path):
     report = analysis.StudyReport(load_runs(study), tmp_path)
-    scores = report.scores.assign(stage="train")
-    report._scores = scores
+    scores = report.scores
     shown = report.matrix()
-    assert [str(s) for s in shown[::3]] == ["**full fp32 lr1e-05** (train)", "**lora fp32 r32 a64 d0.05 qv lr0.001** (train)"]
+    assert [str(s) for s in shown[::3]] == ["**full fp32 lr1e-05**", "**lora fp32 r32 a64 d0.05 qv lr0.001**"]
     full = scores[(scores["method"] == "full") & (scores["scored"] == "trained") & (scores["test_set"] == "gulf")]
     assert shown[1].loc["egyptian", "gulf"] == f"{full['wer'].mean():.2f}\n(± {full['wer'].std():.2f})"
-    assert shown[2].get_suptitle() == "full fp32 lr1e-05 (train)"
-    assert _written(tmp_path) == sorted(f"matrix_train_{v}.{e}" for v in ("full_fp32_lr1e-05", "lora_fp32_r32_a64_d0.05_qv_lr0.001")
-                                        for e in ("csv", "tex", "png", "pdf"))
+    assert shown[2].get_suptitle() == "full fp32 lr1e-05"
+    assert _written(tmp_path) == sorted(f"matrix_{v}.{e}" for e in ("csv", "tex", "png", "pdf")
+                                        for v in ("full_fp32_lr1e-05", "lora_fp32_r32_a64_d0.05_qv_lr0.001"))
+    # runs that differ in anything but method, train set and seed (here a stage) never share a matrix
+    staged = scores.assign(context=np.where(scores["seed"] == 42, "stage=a", "stage=b"))
+    report._scores = staged
+    titles = sorted(str(s) for s in report.matrix()[::3])
+    assert titles == sorted(f"**{v} | stage={s}**" for s in ("a", "b")
+                            for v in ("full fp32 lr1e-05", "lora fp32 r32 a64 d0.05 qv lr0.001"))
     report._scores = scores[scores["test_set"] == "gulf"]
     assert report.matrix() == []  # one cell each
 
@@ -506,6 +546,27 @@ def test_data_notice_and_overview(study, tmp_path):
     assert "No results in" in empty
 
 
+def test_a_report_leaves_out_runs_stopped_by_their_time_budget_and_counts_them(study, tmp_path):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(study, root)
+    path = write_run(root, "lora_168_cut", "lora", 168, {t: {"ref_words": np.array([3]), "word_errors": np.array([3]),
+                                                            "ref_chars": np.array([9]), "char_errors": np.array([9])}
+                                                        for t in TEST_SETS})
+    content = json.loads(path.read_text())
+    content["training"] = {"global_step": 1, "stopped_by_time_budget_at_step": 1}  # 1 of 6 steps
+    path.write_text(json.dumps(content))
+    report = analysis.StudyReport(root, tmp_path / "out", n_boot=N_BOOT)
+    assert list(report.left_out["run_id"]) == ["lora_168_cut"] and len(report.runs.runs) == 6
+    notice, table = report.overview()
+    assert "Left out of every section: 1 run(s) stopped by their time budget before their last step (lora_168_cut)" \
+        in notice
+    assert table["runs"].tolist() == [3, 3]
+    finished = analysis.StudyReport(study, tmp_path / "o2", n_boot=N_BOOT)
+    pd.testing.assert_frame_equal(report.rates()[0], finished.rates()[0])  # labelled anew: as if never there
+
+
 def test_a_report_of_a_missing_or_unfinished_study_says_so_in_every_section(study, tmp_path):
     report = analysis.StudyReport(tmp_path / "typo")  # a folder: read with load_runs
     sections = ["rates", "comparison", "matrix", "gain_forgetting", "bank", "msa_curve", "efficiency"]
@@ -517,3 +578,112 @@ def test_a_report_of_a_missing_or_unfinished_study_says_so_in_every_section(stud
     report._utterances = report.utterances[~report.utterances["variant"].str.startswith("full")]
     [note] = report.comparison()
     assert note.startswith("No (context, train_set, test_set) cell has runs of both 'full' and 'lora'.")
+
+
+# every design: a ci-profile study of each (conftest.design_root) through every section of the report (issue 20) ---
+
+SECTIONS = ["overview", "rates", "comparison", "matrix", "gain_forgetting", "bank", "msa_curve", "efficiency",
+            "paper_figures"]
+
+
+def _every_section(root, out):
+    """{section: what it returned} for every StudyReport section on the runs under ``root``; each figure's legend
+    and each table name every system apart (no two systems share a label)."""
+    report = analysis.StudyReport(root, out, n_boot=200)
+    shown = {name: getattr(report, name)() for name in SECTIONS}
+    systems = report.runs.runs["system"]
+    assert systems.nunique() == len(report.runs.runs.drop_duplicates(["system"]))
+    rates, fig = shown["rates"]
+    assert len(rates) == len(rates.drop_duplicates(["system", "test_set"]))  # one row per system and test set
+    legend = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert legend == set(rates["system"]) and len(legend) == rates["system"].nunique()
+    assert set(rates["system"]) <= set(systems)
+    for name, items in shown.items():
+        assert items and all(isinstance(i, (str, pd.DataFrame, Figure)) for i in items), name
+    return report, shown
+
+
+def test_report_on_a_peft_vs_full_study(design_root, tmp_path):
+    report, shown = _every_section(design_root("peft_vs_full"), tmp_path)
+    statement, table, _ = shown["comparison"]
+    assert (table["test"] == stats.PAIRED_T).all() and (table["k_a"] == 2).all() and (table["df"] == 1).all()
+    utts = report.utterances
+    for _, row in table.iterrows():  # the t-test over the two seeds' rates, paired by seed
+        rates = {m: _seed_rates(utts, m, row["test_set"], row["metric"]) for m in ("full", "lora")}
+        expected = stats.seed_t_test(rates["full"], rates["lora"], paired=True)
+        assert row["delta"] == pytest.approx(expected["delta"])
+        assert row["p"] == pytest.approx(expected["p"], nan_ok=True)
+    for metric, rows in table.groupby("metric"):  # the statement says what each cell allows, the margin with it
+        tested = f"equivalence within ±1 {metric.upper()} points (TOST, alpha = 0.05)"
+        assert (tested in statement) == rows["p"].notna().any()
+        assert ("show no spread over seeds" in statement) >= rows["p"].isna().any()
+    assert [str(s) for s in shown["bank"]] == [
+        "No adapter-bank evaluation in this study (designs adapter_bank and offline-mini have one)."]
+
+
+def test_report_on_a_paper_study(design_root, tmp_path):
+    report, shown = _every_section(design_root("paper"), tmp_path)
+    runs = report.runs.runs
+    assert len(runs) == 12 and runs["system"].nunique() == 12  # one seed: every run is a system of its own
+    _, table, _ = shown["comparison"]
+    # LoRA and full started from their own method's MSA model are paired: the same start context
+    with_msa = table[table["stage"] == WITH_PRETRAINING]
+    assert len(with_msa) == 2 * 2 * 2  # train sets (egyptian, all) x test sets (egyptian, msa) x metrics
+    assert set(runs.loc[runs["stage"] == WITH_PRETRAINING, "start_context"]) == {"msa/frac1"}
+    assert set(runs.loc[runs["stage"] == WITH_PRETRAINING, "start_model"]) == {"msa/full_frac1",
+                                                                               "msa/lora_frac1+merged"}
+    *_, gain = shown["gain_forgetting"]
+    pooled = gain[(gain["train_set"] == "all") & (gain["metric"] == "wer")]
+    assert set(zip(pooled["test_set"], pooled["kind"])) == {("egyptian", "gain"), ("msa", "forgetting")}
+    assert gain["group"].nunique() == 2 * 4  # methods x (msa at two sizes, without, with pre-training)
+    assert len(shown["msa_curve"]) == 2 and len(shown["paper_figures"]) == 1 + 2 * 6  # notice + per method
+    matrices = [str(s) for s in shown["matrix"][::3]]
+    assert len(matrices) == len(set(matrices)) == 8
+
+
+def test_report_on_a_mixing_study(design_root, tmp_path):
+    report, shown = _every_section(design_root("mixing"), tmp_path)
+    runs = report.runs.runs.set_index("stage")
+    finetune = runs.loc["finetune"]
+    assert set(finetune["condition"]) == {"from pool/balanced"}  # not "with_msa_pretraining" (issue 20.6)
+    assert set(finetune["start_model"]) == {"pool/balanced"}
+    pool = runs.loc["pool"].set_index("mixture")
+    assert pool.loc["natural", "system"] != pool.loc["balanced", "system"]
+    assert json.loads(pool.loc["balanced", "records_per_dialect"]) == {
+        d: 10 for d in ("egyptian", "gulf", "iraqi", "levantine", "maghrebi")}
+    notice, overview, pools_note, pools = shown["overview"]
+    assert set(pools["mixture"]) == {"natural", "balanced"} and (pools["pool_records"] == 50).all()
+    assert (pools["published_records"] == 50).all()  # 5 dialects x the cap of 10
+    assert "natural 75,300, balanced 57,500" in pools_note
+    *_, gain = shown["gain_forgetting"]
+    assert set(gain.loc[gain["train_set"] == "egyptian", "group"].str.split().str[0]) == {"full", "lora"}
+    assert gain["group"].nunique() == 4  # the two pools (natural, balanced) and the two fine-tunes
+    _, table, _ = shown["comparison"]
+    assert set(table["context"].str.contains("from pool/balanced")) == {True}
+
+
+def test_report_on_an_adapter_bank_study(design_root, tmp_path):
+    report, shown = _every_section(design_root("adapter_bank"), tmp_path)
+    runs = report.runs.runs
+    bank = runs[runs["train_set"] == "bank"].iloc[0]
+    assert bank["dialect"] == "egyptian+levantine" and "dialect=egyptian+levantine" in bank["system"]
+    *_, gain = shown["gain_forgetting"]
+    pooled = gain[(gain["train_set"] == "all") & (gain["metric"] == "wer")]
+    assert sorted(pooled["test_set"]) == ["egyptian", "levantine"] and set(pooled["kind"]) == {"gain"}
+    wer_figure = shown["gain_forgetting"][0]
+    ticks = [t.get_text() for t in wer_figure.axes[0].get_xticklabels()]
+    assert ticks == ["Egyptian", "Levantine", "Dialect-pooled → Egyptian", "Dialect-pooled → Levantine"]
+    table, _ = shown["bank"]
+    assert set(table["role"]) == {"adapter bank", "base", "pooled natural", "own dialect"}
+
+
+def test_report_on_a_training_run_and_an_evaluation_of_its_model(design_root, tmp_path):
+    report, shown = _every_section(design_root("train_evaluate"), tmp_path)
+    rates, _ = shown["rates"]
+    assert sorted(set(rates["system"])) == ["kind=evaluation", "kind=training"]
+    by = rates.set_index(["system", "test_set"])["wer"]
+    for test_set in ("egyptian", "gulf"):  # the same model on the same utterances scores the same
+        assert by[("kind=evaluation", test_set)] == pytest.approx(by[("kind=training", test_set)])
+    assert shown["comparison"][0].startswith("No (context, train_set, test_set) cell has runs of both")
+    fig, efficiency = shown["efficiency"]
+    assert list(efficiency["system"]) == ["kind=training"]  # an evaluation has no training cost

@@ -296,6 +296,27 @@ def test_balanced_mixture_takes_as_many_records_of_each_dialect():
     assert half.report["n_train"] == round(0.5 * splits.report["n_train"])
 
 
+
+def test_a_balanced_or_capped_pool_draws_its_records_at_random_seeded():
+    import datasets
+
+    from arabicpeft.data import _mix
+
+    sizes = {"egyptian": 30, "gulf": 50, "iraqi": 20}
+    parts = [datasets.Dataset.from_dict({"i": list(range(n))}) for n in sizes.values()]
+    cfg = ExperimentConfig(dialect="all", mixture="balanced", seed=42)
+    drawn, counts = _mix(parts, list(sizes), cfg)
+    assert counts == {"egyptian": 20, "gulf": 20, "iraqi": 20}  # the smallest dialect's size
+    picked = [p["i"] for p in drawn]
+    assert picked[2] == list(range(20))  # the smallest dialect: all of it
+    assert picked[0] != list(range(20)) and picked[1] != list(range(20))  # not the first 20
+    assert all(len(set(p)) == 20 and p == sorted(p) for p in picked)  # without replacement, in their order
+    assert [p["i"] for p in _mix(parts, list(sizes), cfg)[0]] == picked  # seeded
+    other = [p["i"] for p in _mix(parts, list(sizes), dataclasses_replace(cfg, seed=84))[0]]
+    assert other[0] != picked[0]
+    natural, counts = _mix(parts, list(sizes), dataclasses_replace(cfg, mixture="natural", max_train_per_dialect=25))
+    assert counts == {"egyptian": 25, "gulf": 25, "iraqi": 20} and natural[1]["i"] != list(range(25))
+
 # --- bad input: clear errors, counted skips, conversions with the right value ---------------------------
 
 

@@ -107,12 +107,12 @@ def _scores(wer, cer):
             "char_errors": 5 * cer}
 
 
-def _write_run(path, dialect, seed, metrics, init_from=None, before=None):
+def _write_run(path, dialect, seed, metrics, condition=None, before=None):
     content = {
         "schema": "arabicpeft.results/1",
         "run_id": f"{dialect}-{seed}",
         "config": {"dialect": dialect, "method": "lora", "model": "openai/whisper-tiny", "seed": seed,
-                   "precision": "fp32", "init_from": init_from, "lora_r": 32},
+                   "precision": "fp32", "lora_r": 32, "extra": {"condition": condition} if condition else {}},
         "data": {"source": "sample", "synthetic": True, "n_train": 8},
         "metrics": {t: {"raw": _scores(*v), "ar_norm_v1": _scores(v[0] - 5, v[1] - 2)} for t, v in metrics.items()},
         "utterances_file": "utterances.csv",
@@ -130,7 +130,7 @@ def results_dir(tmp_path):
     _write_run(tmp_path / "egy" / "results.json", "egyptian", 42,
                {"egyptian": (70.0, 40.0), "gulf": (95.0, 70.0)}, before=before)
     _write_run(tmp_path / "gulf" / "results.json", "gulf", 42,
-               {"egyptian": (88.0, 60.0), "gulf": (80.0, 62.0)}, init_from="runs/msa", before=before)
+               {"egyptian": (88.0, 60.0), "gulf": (80.0, 62.0)}, condition=paper.WITH_PRETRAINING, before=before)
     # a JSON file that is not a results file (a LoRA adapter's config) must be skipped
     (tmp_path / "egy" / "adapter_config.json").write_text(json.dumps({"r": 32}), encoding="utf-8")
     return tmp_path
@@ -144,7 +144,7 @@ def test_scores_reads_runs(results_dir):
     assert (row["wer"], row["cer"], row["seed"], row["method"]) == (70.0, 40.0, 42, "lora")
     assert row["condition"] == paper.WITHOUT_PRETRAINING and row["scheme"] == "raw" and row["scored"] == "trained"
     gulf = frame[frame["train_set"] == "gulf"]
-    assert (gulf["condition"] == paper.WITH_PRETRAINING).all()  # started from another checkpoint
+    assert (gulf["condition"] == paper.WITH_PRETRAINING).all()  # as its design recorded it
     normalized = load_runs(results_dir).scores(scheme="ar_norm_v1", include_start=False)
     assert normalized.loc[normalized["test_set"] == "egyptian", "wer"].min() == 65.0
 
@@ -218,7 +218,7 @@ def test_fig_gain_forgetting_bars_and_cis():
     np.testing.assert_allclose(_errorbar_extents(gain_ax), [(18.0, 23.0), (1.0, 6.0)])
     np.testing.assert_allclose(_errorbar_extents(forgetting_ax), [(15, 20), (13, 18), (0, 5), (-3, 2)])
     assert "Gain" in gain_ax.get_title() and "Forgetting" in forgetting_ax.get_title()
-    assert [t.get_text() for t in forgetting_ax.get_legend().get_texts()] == ["full", "lora"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["full", "lora"]
     assert "WER" in fig.get_suptitle()
 
 
@@ -236,6 +236,23 @@ def test_fig_gain_forgetting_several_train_sets_and_errors():
         plots.fig_gain_forgetting(pd.concat([table, table]))
     with pytest.raises(ValueError, match="kind"):
         plots.fig_gain_forgetting(table.drop(columns="kind"))
+
+
+def test_fig_gain_forgetting_a_pooled_model_gains_on_each_of_its_dialects():
+    """The pooled set ``all`` gains on every dialect it holds: one gain bar per (all, dialect), not five on one."""
+    rows = [{"group": g, "metric": "wer", "train_set": t, "test_set": d, "kind": k, "value": v, "low": v - 1,
+             "high": v + 1}
+            for g in ("lora | stage=pooled", "lora | stage=dialect")
+            for t, d, k, v in (("all", "egyptian", "gain", 4.0), ("all", "gulf", "gain", 6.0),
+                               ("egyptian", "egyptian", "gain", 8.0), ("egyptian", "gulf", "forgetting", 2.0))
+            if (t == "all") == g.endswith("pooled")]
+    fig = plots.fig_gain_forgetting(pd.DataFrame(rows), hue="group")
+    gain_ax, forgetting_ax = fig.axes
+    assert [t.get_text() for t in gain_ax.get_xticklabels()] == [
+        "Egyptian", "Dialect-pooled \u2192 Egyptian", "Dialect-pooled \u2192 Gulf"]
+    assert sorted(b.get_height() for b in gain_ax.patches) == [4.0, 6.0, 8.0]
+    assert [t.get_text() for t in forgetting_ax.get_xticklabels()] == ["Egyptian \u2192 Gulf"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["lora | stage=pooled", "lora | stage=dialect"]
 
 
 def test_fig_gain_forgetting_from_stats_output():
@@ -266,7 +283,7 @@ def test_fig_rates_bars_points_and_cis():
     points = np.concatenate([c.get_offsets()[:, 1] for c in wer_ax.collections
                              if isinstance(c, matplotlib.collections.PathCollection)])
     assert sorted(points) == sorted(per_run["wer"])
-    assert [t.get_text() for t in wer_ax.get_legend().get_texts()] == ["full", "lora"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["full", "lora"]
     with pytest.raises(ValueError, match="filter"):
         plots.fig_rates(pd.concat([summary, summary]))
 
@@ -281,9 +298,37 @@ def test_fig_method_comparison():
     assert [t.get_text() for t in wer_ax.get_yticklabels()] == ["Egyptian", "MSA"]
     texts = [t.get_text() for t in wer_ax.texts]
     assert texts == ["Holm p = 0.5, g = n/a", "Holm p = 0.04, g = 1.20"]
-    assert "lora − full" in wer_ax.get_xlabel()
+    assert "b − a" in wer_ax.get_xlabel() and fig.get_suptitle().startswith("b = lora vs a = full")
     xs = np.asarray(wer_ax.lines[0].get_xdata(), dtype=float)
     np.testing.assert_allclose(xs, [-2.0, 1.0])
+
+
+def test_fig_method_comparison_over_seeds_with_the_utterance_level_beside_and_the_tost_verdict():
+    table = pd.DataFrame({"test_set": ["egyptian", "gulf", "msa"], "metric": "wer", "a": "full", "b": "lora",
+                          "context": "stage=train", "delta": [0.2, 3.0, 1.0], "low": [-0.5, 1.0, np.nan],
+                          "high": [0.9, 5.0, np.nan], "p_holm": [0.6, 0.01, np.nan], "hedges_g": [0.1, 2.0, np.nan],
+                          "utt_low": [0.0, 2.5, 0.4], "utt_high": [0.4, 3.5, 1.6], "margin": 1.0,
+                          "equivalent": [True, False, None]})
+    ax = plots.fig_method_comparison(table).axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["Holm p = 0.6, g = 0.10\nTOST ±1: equivalent", "Holm p = 0.01, g = 2.00\nTOST ±1: not shown",
+                     "Holm p = n/a, g = n/a\nTOST ±1: n/a"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Egyptian", "Gulf", "MSA"]  # one context: not repeated
+    assert sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":") == [-1.0, 1.0]
+    whiskers = [c for c in ax.collections if isinstance(c, matplotlib.collections.LineCollection)]
+    utt, seeds = whiskers[0].get_segments(), whiskers[1].get_segments()  # drawn first: the utterance-level one
+    np.testing.assert_allclose([s[:, 0] for s in utt], [[0.0, 0.4], [2.5, 3.5], [0.4, 1.6]])
+    np.testing.assert_allclose([s[:, 0] for s in seeds], [[-0.5, 0.9], [1.0, 5.0], [1.0, 1.0]])  # none: one seed
+
+
+def test_fig_rates_names_each_system_by_its_label():
+    """Two systems of one method (here a training run and an evaluation of its model) are two bars, each named by
+    the reader's system label, never merged under their method."""
+    summary = pd.DataFrame({"system": ["kind=training", "kind=evaluation"], "variant": "lora", "test_set": "egyptian",
+                            "wer": [50.0, 50.0], "wer_low": [45.0, 45.0], "wer_high": [55.0, 55.0]})
+    fig = plots.fig_rates(summary, metrics=("wer",))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["kind=training", "kind=evaluation"]
+    assert len(fig.axes[0].patches) == 2
 
 
 def test_fig_efficiency():
@@ -294,10 +339,11 @@ def test_fig_efficiency():
     fig = plots.fig_efficiency(eff)
     assert len(fig.axes) == 5
     memory = fig.axes[1]
-    assert sorted(round(b.get_height()) for b in memory.patches) == [512, 1024]  # MiB, mean over runs
-    assert "peak_rss" in memory.get_ylabel()
-    assert fig.axes[0].get_yscale() == "log"
-    assert sorted(b.get_height() for b in fig.axes[2].patches) == [8.0, 11.0]
+    assert sorted(round(b.get_width()) for b in memory.patches) == [512, 1024]  # MiB, mean over runs
+    assert "peak_rss" in memory.get_xlabel()
+    assert fig.axes[0].get_xscale() == "log"
+    assert sorted(b.get_width() for b in fig.axes[2].patches) == [8.0, 11.0]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["full", "lora"]  # the systems, on the left
 
 
 def test_require_columns_names_what_is_missing():

@@ -48,7 +48,7 @@ def test_results_files_get_the_permissions_of_other_new_files(tmp_path):
 # --- load_runs: the one results reader ------------------------------------------------------------------------
 
 
-def _write(root, name, kind="training", **fields):
+def _write(root, name, kind="training", stopped=None, **fields):
     from arabicpeft.config import ExperimentConfig
 
     extra = fields.pop("extra", {})
@@ -57,6 +57,8 @@ def _write(root, name, kind="training", **fields):
                                     "ref_chars": 10, "char_errors": 2}}}
     content = {"run_id": name, "config": cfg.to_dict(), "metrics": metrics, "data": {"source": "sample"},
                "efficiency": {"peak_memory": {"kind": "peak_rss", "bytes": 2**30}, "trainable_parameters": 7}}
+    if kind == "training":
+        content["training"] = {"global_step": stopped or 6, "stopped_by_time_budget_at_step": stopped}
     if kind == "evaluation":
         content.update(kind="evaluation", evaluated_model=str(root / "x" / "model"),
                        evaluation={"test_sets": ["egyptian"]})
@@ -105,3 +107,40 @@ def test_variant_labels():
     assert variant_of({"method": "full", "precision": "fp32", "learning_rate": 3e-5}) == "full fp32 lr3e-05"
     assert variant_of({"method": "lora", "precision": "nf4", "use_dora": True, "lora_r": 32, "lora_alpha": 64,
                        "lora_dropout": 0.05, "lora_targets": "qv"}).startswith("dora nf4 r32")
+
+
+def test_unlike_runs_are_never_one_system(tmp_path):
+    """Issue 20.4: a LoRA run that trains a saved adapter on is not a fresh adapter, and a run its time budget
+    stopped is not a finished one: each is a system of its own, so nothing averages them together."""
+    from arabicpeft.results import load_runs
+
+    for seed in (42, 84, 168):
+        _write(tmp_path, f"fresh_{seed}", seed=seed)
+    _write(tmp_path, "continued_42", seed=42, init_adapter=f"{tmp_path}/msa/model")
+    _write(tmp_path, "stopped_84", seed=84, stopped=1)
+    runs = load_runs(tmp_path).runs.set_index("run_id")
+    assert runs["system"].nunique() == 3
+    assert len({runs.loc["fresh_42", "system"], runs.loc["fresh_84", "system"], runs.loc["fresh_168", "system"]}) == 1
+    assert runs.loc["continued_42", "system"] == "continues_adapter=True stopped_by_time_budget=False"
+    assert runs.loc["stopped_84", "system"] == "continues_adapter=False stopped_by_time_budget=True"
+    assert runs.loc["continued_42", "variant"].endswith(" continued") and runs.loc["continued_42", "continues_adapter"]
+    assert not runs.loc["stopped_84", "trained_to_end"] and runs.loc["fresh_84", "trained_to_end"]
+    # the continued adapter is another method in the same context (a comparison may pair it); the stopped run is not
+    assert runs.loc["continued_42", "context"] == runs.loc["fresh_42", "context"] != runs.loc["stopped_84", "context"]
+
+
+def test_an_adapter_bank_and_a_single_dialect_run_say_what_they_are(tmp_path):
+    """Issue 20.6: a bank's dialect is its adapters' dialects, not its base config's; how a pool is drawn
+    (mixture, cap) is named only for a pooled train set."""
+    from arabicpeft.results import load_runs
+
+    _write(tmp_path, "bank", kind="evaluation", dialect="egyptian",
+           extra={"bank": {"egyptian": "a/model", "levantine": "b/model"}})
+    _write(tmp_path, "egyptian", dialect="egyptian", mixture="balanced")  # a single dialect: no pool to draw
+    _write(tmp_path, "pooled", dialect="all", mixture="balanced")
+    runs = load_runs(tmp_path).runs.set_index("run_id")
+    assert runs.loc["bank", "dialect"] == "egyptian+levantine" and runs.loc["bank", "train_set"] == "bank"
+    assert "dialect=egyptian+levantine" in runs.loc["bank", "system"]
+    assert runs.loc["egyptian", ["mixture", "max_train_per_dialect"]].isna().all()
+    assert "mixture" not in runs.loc["egyptian", "system"]
+    assert "mixture=balanced" in runs.loc["pooled", "system"]

@@ -58,6 +58,8 @@ def test_paper_design_plans_both_methods_and_two_stage_lora():
     assert by["with_msa_pretraining/full_all_seed42"].start.name == "msa/full_frac1_seed42"
     assert by["with_msa_pretraining/lora_egyptian_seed84"].cfg.extra["start"] == "msa/lora_frac1+merged"
     assert by["with_msa_pretraining/full_all_seed42"].cfg.extra["condition"] == "with_msa_pretraining"
+    # what both methods' starts have in common (each starts from its own method's MSA model): a comparison pairs them
+    assert {r.cfg.extra["start_context"] for r in started} == {"msa/frac1"}
     cont = study.paper(BASE, methods=["lora"], dialects=["gulf"], seeds=[42], msa_fractions=[1.0],
                        lora_start="continue").plan()
     assert cont[-1].cfg.extra["start"] == "msa/lora_frac1+continued"
@@ -76,6 +78,7 @@ def test_designs_are_data_saved_whole_and_read_back(tmp_path):
     pool = again.plan()[1].cfg
     assert (pool.dialect, pool.mixture, pool.max_train_per_dialect, pool.method) == ("all", "balanced", 5, "full")
     assert again.plan()[3].start.name == "pool/balanced_seed42"
+    assert again.plan()[3].cfg.extra["start"] == again.plan()[3].cfg.extra["start_context"] == "pool/balanced"
     with pytest.raises(ValueError, match="Unknown study design"):
         study.design("nope")
 
