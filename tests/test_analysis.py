@@ -161,7 +161,7 @@ def test_condition_says_what_a_run_started_from(tmp_path):
     write_run(tmp_path, "a", "full", 1, counts, extra={"condition": WITH_PRETRAINING, "init_from": "runs/msa/model"})
     write_run(tmp_path, "b", "full", 1, counts, extra={"condition": "my_condition"})
     write_run(tmp_path, "c", "full", 1, counts)
-    # a mixing fine-tune: started from the balanced pooled model, which is no MSA pre-training (issue 20.6)
+    # a mixing fine-tune: started from the balanced pooled model, which is no MSA pre-training
     write_run(tmp_path, "d", "full", 1, counts, extra={"start": "pool/balanced", "start_context": "pool/balanced",
                                                        "init_from": "runs/mixing/pool/balanced_seed1/model"})
     write_run(tmp_path, "e", "full", 1, counts, extra={"init_from": "runs/x/model"})  # older results: no start label
@@ -580,7 +580,7 @@ def test_a_report_of_a_missing_or_unfinished_study_says_so_in_every_section(stud
     assert note.startswith("No (context, train_set, test_set) cell has runs of both 'full' and 'lora'.")
 
 
-# every design: a ci-profile study of each (conftest.design_root) through every section of the report (issue 20) ---
+# every design: a ci-profile study of each (conftest.design_root) through every section of the report ---
 
 SECTIONS = ["overview", "rates", "comparison", "matrix", "gain_forgetting", "bank", "msa_curve", "efficiency",
             "paper_figures"]
@@ -645,7 +645,7 @@ def test_report_on_a_mixing_study(design_root, tmp_path):
     report, shown = _every_section(design_root("mixing"), tmp_path)
     runs = report.runs.runs.set_index("stage")
     finetune = runs.loc["finetune"]
-    assert set(finetune["condition"]) == {"from pool/balanced"}  # not "with_msa_pretraining" (issue 20.6)
+    assert set(finetune["condition"]) == {"from pool/balanced"}  # not "with_msa_pretraining"
     assert set(finetune["start_model"]) == {"pool/balanced"}
     pool = runs.loc["pool"].set_index("mixture")
     assert pool.loc["natural", "system"] != pool.loc["balanced", "system"]

@@ -110,7 +110,7 @@ def test_variant_labels():
 
 
 def test_unlike_runs_are_never_one_system(tmp_path):
-    """Issue 20.4: a LoRA run that trains a saved adapter on is not a fresh adapter, and a run its time budget
+    """a LoRA run that trains a saved adapter on is not a fresh adapter, and a run its time budget
     stopped is not a finished one: each is a system of its own, so nothing averages them together."""
     from arabicpeft.results import load_runs
 
@@ -130,7 +130,7 @@ def test_unlike_runs_are_never_one_system(tmp_path):
 
 
 def test_an_adapter_bank_and_a_single_dialect_run_say_what_they_are(tmp_path):
-    """Issue 20.6: a bank's dialect is its adapters' dialects, not its base config's; how a pool is drawn
+    """a bank's dialect is its adapters' dialects, not its base config's; how a pool is drawn
     (mixture, cap) is named only for a pooled train set."""
     from arabicpeft.results import load_runs
 

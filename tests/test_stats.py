@@ -279,7 +279,7 @@ def test_tost_matches_statsmodels():
         stats.tost(a, b, paired=True, margin=0)
 
 
-# Simulated studies with a known truth (issue 20): a test set of N_UTT utterances per study; per seed, each
+# Simulated studies with a known truth: a test set of N_UTT utterances per study; per seed, each
 # method's model errs on each utterance with probability p_i + (seed effect + method shift) / 100. The seed effect
 # has a part both methods of a seed share (the same split and data order) and a part of their own. With no
 # clipping, the expected corpus rate difference B − A over seeds, on the study's test set, is exactly DELTA.
@@ -320,7 +320,7 @@ def tost_rates(seed_sd: float, delta: float, margin: float = 1.0, ks=(3, 5, 10),
 
 
 @pytest.mark.parametrize("paired", [True, False])
-@pytest.mark.parametrize("seed_sd", [1.2, 2.75])  # the seed SDs of the audit (issue 20)
+@pytest.mark.parametrize("seed_sd", [1.2, 2.75])  # the seed SDs of the audit
 def test_seed_t_test_holds_coverage_and_type_one_error_at_three_seeds(paired, seed_sd):
     rates = seed_test_error_rates(seed_sd, paired=paired)
     assert rates["coverage"] >= 0.93 and rates["type_one_error"] <= 0.07, rates
