@@ -409,7 +409,7 @@ def _stage(frame: pd.DataFrame, scored: str) -> pd.DataFrame:
 
 
 def _msa_trainsize_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
-    """Input of :func:`plots.fig1_msa_trainsize` from own results (a :func:`study.paper` study).
+    """Input of :func:`plots.fig1_msa_trainsize` from own results (a :func:`designs.paper` study).
 
     ``frame``: ``load_runs(root).scores()`` rows of one method (filter on ``variant`` first). The runs trained on
     ``msa`` and scored on the ``msa`` test set become the curve, at msa_fraction = n_train / the largest
@@ -435,7 +435,7 @@ def _msa_trainsize_frame(frame: pd.DataFrame, msa: str = MSA) -> pd.DataFrame:
 
 def _paper_frames(frame: pd.DataFrame, msa: str = MSA) -> dict[str, pd.DataFrame]:
     """The inputs of the paper's figures from own results of one method (``Runs.scores()`` rows of a
-    :func:`study.paper` study, filtered on ``variant``), in the layout of :func:`paper.figure_data`:
+    :func:`designs.paper` study, filtered on ``variant``), in the layout of :func:`paper.figure_data`:
     "msa_trainsize" (:func:`_msa_trainsize_frame`), "dialects" (the trained dialect and pooled models, without
     the MSA train-size runs: the paper's 6 x 6 matrices) and "pooled_vs_specific" (the models with MSA
     pre-training, and for the MSA test set the model trained on the most MSA data, largest n_train)."""
@@ -682,7 +682,7 @@ class StudyReport:
     """The analysis of one study's runs, one section per method: each computes its tables and figures, writes
     them under :attr:`output_dir` (tables as CSV + LaTeX, figures as PNG + PDF) and returns what a notebook
     shows, in order (tables, figures and Markdown notes), for ``display(*section)``. Every section runs on every
-    design (:data:`arabicpeft.study.DESIGNS`, and a folder of single runs and evaluations); a section a study has
+    design (:data:`arabicpeft.designs.DESIGNS`, and a folder of single runs and evaluations); a section a study has
     no data for returns [a Note saying so].
 
     ``runs``: a :class:`~arabicpeft.results.Runs` (``load_runs(root)`` or :func:`arabicpeft.study.run_if_empty`),
@@ -886,7 +886,7 @@ class StudyReport:
         return [fig, table]
 
     def paper_figures(self, metrics=("wer", "cer"), msa: str = MSA) -> list:
-        """The paper's four figures from these runs (a :func:`arabicpeft.study.paper` study), one set per method.
+        """The paper's four figures from these runs (a :func:`arabicpeft.designs.paper` study), one set per method.
 
         Per variant (:func:`_by_method`; each figure holds that variant's runs, with their starting models'
         scores; :func:`_paper_frames`): Fig. 1, Figs. 2 and 4 once per metric of ``metrics``, Fig. 3, each

@@ -596,16 +596,16 @@ def _shard(text: str) -> tuple[int, int]:
 def _cmd_study(args) -> Path:
     import inspect
 
-    from . import profiles, study
+    from . import designs, profiles, study
     from .run_dir import check_output_folder
 
     if not args.design and not args.preset:
-        raise UserError("study: no design given", "give a DESIGN (" + ", ".join(study.DESIGNS)
-                        + ", or a .json/.yaml file) or --preset " + "/".join(study.PRESETS) + ".")
+        raise UserError("study: no design given", "give a DESIGN (" + ", ".join(designs.DESIGNS)
+                        + ", or a .json/.yaml file) or --preset " + "/".join(designs.PRESETS) + ".")
     name = args.preset or args.design
-    if name not in study.PRESETS and name not in study.DESIGNS and not Path(name).is_file():
-        raise UserError(f"study: {name} is neither a design ({', '.join(study.DESIGNS)}), a preset "
-                        f"({', '.join(study.PRESETS)}) nor a design file", "check the name or the path.")
+    if name not in designs.PRESETS and name not in designs.DESIGNS and not Path(name).is_file():
+        raise UserError(f"study: {name} is neither a design ({', '.join(designs.DESIGNS)}), a preset "
+                        f"({', '.join(designs.PRESETS)}) nor a design file", "check the name or the path.")
     if args.output_dir:
         check_output_folder(args.output_dir, "--output-dir")
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
@@ -613,14 +613,14 @@ def _cmd_study(args) -> Path:
     if args.test_sets:  # a design option that is also a config field: every run is scored on these
         overrides["test_sets"] = args.test_sets
     options = {k: getattr(args, k) for k in _DESIGN_OPTIONS if getattr(args, k) is not None and k != "test_sets"}
-    if name in study.PRESETS:
+    if name in designs.PRESETS:
         if options:
             raise UserError(f"the preset {name} takes no {', '.join('--' + k.replace('_', '-') for k in options)}",
-                            "drop them, or give a design (" + ", ".join(study.DESIGNS) + ") with its options.")
-        base = study.offline_mini_base() if name == "offline-mini" else ExperimentConfig()
+                            "drop them, or give a design (" + ", ".join(designs.DESIGNS) + ") with its options.")
+        base = designs.offline_mini_base() if name == "offline-mini" else ExperimentConfig()
         accepted = {}
     else:
-        factory = study.DESIGNS.get(name)
+        factory = designs.DESIGNS.get(name)
         accepted = inspect.signature(factory).parameters if factory is not None else {}
         if args.test_sets and "test_sets" in accepted:
             options["test_sets"] = args.test_sets
@@ -629,10 +629,10 @@ def _cmd_study(args) -> Path:
             raise UserError(f"study {name} has no option {', '.join('--' + k.replace('_', '-') for k in unused)}",
                             "see `python -m arabicpeft study --help`.")
         # a design file brings its own base config; a named design starts from the defaults
-        base = ExperimentConfig() if factory is not None else study.StudyDesign.from_file(name).base
+        base = ExperimentConfig() if factory is not None else designs.StudyDesign.from_file(name).base
 
     def build(**changes):  # the profile first: an option given wins over its value
-        return study.design(name, dataclasses.replace(profiles.apply(base), **{**overrides, **changes}), **options)
+        return designs.design(name, dataclasses.replace(profiles.apply(base), **{**overrides, **changes}), **options)
 
     design = build()
     _refuse_overridden(name, build, design, overrides, [k for k in _DESIGN_OPTIONS if k in accepted])

@@ -101,10 +101,10 @@ _STUDY_FIELDS = ("precision", "max_steps", *_LORA_FIELDS)
 
 def _axis_control(name: str, values: list) -> widgets.ValueWidget:
     """A multiple choice for an axis with known options, else a comma-separated text box."""
-    from . import study
+    from . import designs
 
     options = {"dialects": dialects.NAMES, "targets": dialects.NAMES, "test_sets": dialects.VARIETIES,
-               "variants": tuple(study.VARIANTS), "methods": METHODS, "mixtures": MIXTURES}.get(name)
+               "variants": tuple(designs.VARIANTS), "methods": METHODS, "mixtures": MIXTURES}.get(name)
     if options is not None:
         return widgets.SelectMultiple(options=list(options), value=tuple(values), description=name,
                                       rows=min(len(options), 7), style=_STYLE)
@@ -112,15 +112,15 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
 
 
 class _StudyPicker:
-    """A study chooser: the design (:data:`study.DESIGNS` and presets), its axes and fields of the base config
+    """A study chooser: the design (:data:`designs.DESIGNS` and presets), its axes and fields of the base config
     (the LoRA fields by default). The choices so far: :attr:`design`, :attr:`axes` (a copy of the dict given)
     and :attr:`base` (``cfg`` with the picked fields)."""
 
     def __init__(self, design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = _STUDY_FIELDS):
-        from . import study
+        from . import designs
 
         self.design, self.axes = design, {name: list(values) for name, values in axes.items()}
-        self.design_control = widgets.Dropdown(options=[*study.DESIGNS, *study.PRESETS], value=design,
+        self.design_control = widgets.Dropdown(options=[*designs.DESIGNS, *designs.PRESETS], value=design,
                                                description="design", style=_STYLE)
         self.design_control.observe(lambda change: setattr(self, "design", change["new"]), names="value")
         self.axis_controls = {name: _axis_control(name, values) for name, values in axes.items()}

@@ -211,27 +211,27 @@ def _tiny_base():
 
 
 def design_study(name: str):
-    """The small design ``name`` of every design the report must analyse (:data:`arabicpeft.study.DESIGNS`)."""
-    from arabicpeft import study
+    """The small design ``name`` of every design the report must analyse (:data:`arabicpeft.designs.DESIGNS`)."""
+    from arabicpeft import designs
 
     base = _tiny_base()
     if name == "peft_vs_full":  # two seeds: the seed-aware statistics have a spread to work with
-        return study.peft_vs_full(dataclasses_replace(base, test_sets=["egyptian", "gulf"]), dialects=["egyptian"],
+        return designs.peft_vs_full(dataclasses_replace(base, test_sets=["egyptian", "gulf"]), dialects=["egyptian"],
                                   seeds=[42, 84])
     if name == "paper":
-        return study.paper(base, dialects=["egyptian", "all"], seeds=[42], msa_fractions=[0.5, 1.0],
+        return designs.paper(base, dialects=["egyptian", "all"], seeds=[42], msa_fractions=[0.5, 1.0],
                            test_sets=["egyptian", "msa"])
     if name == "mixing":
-        return study.mixing(base, seeds=[42], max_train_per_dialect=10, test_sets=["egyptian", "gulf"])
+        return designs.mixing(base, seeds=[42], max_train_per_dialect=10, test_sets=["egyptian", "gulf"])
     if name == "adapter_bank":
-        return study.adapter_bank(base, dialects=["egyptian", "levantine"], seeds=[42])
+        return designs.adapter_bank(base, dialects=["egyptian", "levantine"], seeds=[42])
     raise ValueError(name)
 
 
 def run_design_study(name: str, root: Path) -> Path:
     """``root`` holding a finished ci-profile study of design ``name`` (``"train_evaluate"``: one training run and
     an ``evaluate`` of its model, as a user's folder would hold them)."""
-    from arabicpeft import cli, study
+    from arabicpeft import cli, designs, study
 
     if name == "train_evaluate":
         from arabicpeft.train import run

@@ -25,7 +25,7 @@ RANK = {
     "export": 7, "comparison": 7, "analysis": 7,
     "evaluate": 8, "transcribe": 8,
     "train": 9, "bank": 9,
-    "study": 10, "multigpu": 10,
+    "designs": 7, "study": 10, "multigpu": 10,
     "widgets": 11,
     "cli": 12, "benchmark": 12,
     "__main__": 13,

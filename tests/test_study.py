@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import dataclasses_replace
 
-from arabicpeft import cli, study
+from arabicpeft import cli, designs, study
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.results import write_results
 
@@ -44,12 +44,12 @@ def fake_train(monkeypatch, tmp_path):
 
 
 def test_paper_design_plans_both_methods_and_two_stage_lora():
-    design = study.paper(BASE, dialects=["egyptian", "all"], seeds=[42, 84], msa_fractions=[0.5, 1.0])
+    design = designs.paper(BASE, dialects=["egyptian", "all"], seeds=[42, 84], msa_fractions=[0.5, 1.0])
     plan = design.plan()
     assert len(plan) == 2 * 2 * 2 + 2 * 2 * 2 * 2  # msa: methods x fractions x seeds; dialects: 2 conditions
     names = [r.name for r in plan]
     assert names[0] == "msa/full_frac0.5_seed42" and "with_msa_pretraining/lora_all_seed84" in names
-    assert all(r.cfg.test_sets == list(study._PAPER_TEST_SETS) for r in plan)
+    assert all(r.cfg.test_sets == list(designs._PAPER_TEST_SETS) for r in plan)
     started = [r for r in plan if r.start is not None]
     assert len(started) == 8 and all(r.stage.name == "with_msa_pretraining" for r in started)
     by = {r.name: r for r in started}
@@ -60,18 +60,18 @@ def test_paper_design_plans_both_methods_and_two_stage_lora():
     assert by["with_msa_pretraining/full_all_seed42"].cfg.extra["condition"] == "with_msa_pretraining"
     # what both methods' starts have in common (each starts from its own method's MSA model): a comparison pairs them
     assert {r.cfg.extra["start_context"] for r in started} == {"msa/frac1"}
-    cont = study.paper(BASE, methods=["lora"], dialects=["gulf"], seeds=[42], msa_fractions=[1.0],
+    cont = designs.paper(BASE, methods=["lora"], dialects=["gulf"], seeds=[42], msa_fractions=[1.0],
                        lora_start="continue").plan()
     assert cont[-1].cfg.extra["start"] == "msa/lora_frac1+continued"
     with pytest.raises(ValueError, match="include 1.0"):
-        study.paper(BASE, msa_fractions=[0.5])
+        designs.paper(BASE, msa_fractions=[0.5])
 
 
 def test_designs_are_data_saved_whole_and_read_back(tmp_path):
-    design = study.mixing(BASE, seeds=[42], max_train_per_dialect=5)
+    design = designs.mixing(BASE, seeds=[42], max_train_per_dialect=5)
     path = tmp_path / "design.json"
     path.write_text(json.dumps(design.to_dict()))
-    again = study.design(str(path))
+    again = designs.design(str(path))
     assert again.to_dict() == design.to_dict()
     assert [r.name for r in again.plan()] == ["pool/natural_seed42", "pool/balanced_seed42",
                                               "finetune/full_egyptian_seed42", "finetune/lora_egyptian_seed42"]
@@ -80,7 +80,7 @@ def test_designs_are_data_saved_whole_and_read_back(tmp_path):
     assert again.plan()[3].start.name == "pool/balanced_seed42"
     assert again.plan()[3].cfg.extra["start"] == again.plan()[3].cfg.extra["start_context"] == "pool/balanced"
     with pytest.raises(ValueError, match="Unknown study design"):
-        study.design("nope")
+        designs.design("nope")
 
 
 def test_dry_run_prints_one_line_per_planned_run_and_trains_nothing(capsys, monkeypatch):
@@ -95,7 +95,7 @@ def test_dry_run_prints_one_line_per_planned_run_and_trains_nothing(capsys, monk
 
 
 def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tmp_path):
-    design = study.peft_vs_full(BASE, variants=["lora", "full", "lora-int8"], dialects=["egyptian", "gulf"],
+    design = designs.peft_vs_full(BASE, variants=["lora", "full", "lora-int8"], dialects=["egyptian", "gulf"],
                                 seeds=[42])
     root = tmp_path / "pvf"
     cut = dataclasses_replace(design.plan()[1].cfg, output_dir=str(root / "train" / "lora_gulf_seed42"))
@@ -124,7 +124,7 @@ def test_launcher_skips_finished_resumes_cut_and_records_failures(fake_train, tm
 
 
 def test_started_stage_waits_for_its_start_and_points_at_its_model(fake_train, tmp_path):
-    design = study.mixing(BASE, targets=["egyptian", "gulf"], methods=["full"], seeds=[42], mixtures=["balanced"])
+    design = designs.mixing(BASE, targets=["egyptian", "gulf"], methods=["full"], seeds=[42], mixtures=["balanced"])
     design.stages[0].axes["mixture"] = ["balanced"]
     manifest = study.run_study(design, root=tmp_path, gpu=NO_GPU, log=lambda m: None)
     finetune = [c for c in fake_train if c.extra["stage"] == "finetune"]
@@ -132,7 +132,7 @@ def test_started_stage_waits_for_its_start_and_points_at_its_model(fake_train, t
     assert [c.model for c in finetune] == [str(pool_model)] * 2 and finetune[0].extra["init_from"] == str(pool_model)
     assert manifest.runs["finetune/full_gulf_seed42"]["status"] == "failed"
     # a start that failed: the runs that start from it fail too, with the reason
-    design = study.mixing(BASE.__class__(model="tiny-random", source="sample", dialect="gulf"), targets=["egyptian"],
+    design = designs.mixing(BASE.__class__(model="tiny-random", source="sample", dialect="gulf"), targets=["egyptian"],
                           methods=["lora"], seeds=[1], mixtures=["balanced"])
     design.stages[0].overrides["dialect"] = "gulf"  # make the pooled stage fail
     manifest = study.run_study(design, root=tmp_path / "b", gpu=NO_GPU, log=lambda m: None)
@@ -149,7 +149,7 @@ def test_launcher_on_kaggle_stops_when_the_session_is_spent(monkeypatch, tmp_pat
     monkeypatch.setattr(kaggle, "_session_time_left_s", lambda: 0.0)
     monkeypatch.setattr(arabicpeft.train, "run", lambda cfg: pytest.fail("no run may start"))
     lines = []
-    manifest = study.run_study(study.peft_vs_full(BASE, dialects=["egyptian"], seeds=[42]), root=tmp_path / "s",
+    manifest = study.run_study(designs.peft_vs_full(BASE, dialects=["egyptian"], seeds=[42]), root=tmp_path / "s",
                                gpu=NO_GPU, log=lines.append)
     assert all(r["status"] == "planned" and "attach" in r["reason"] for r in manifest.runs.values())
     assert any("not started" in line for line in lines)
@@ -165,7 +165,7 @@ def test_launcher_restores_a_previous_kaggle_session_by_study_path(monkeypatch, 
     old = tmp_path / "input" / "my-output" / "runs" / "peft_vs_full" / "train" / "lora_egyptian_seed42"
     (old / "checkpoints" / "checkpoint-1").mkdir(parents=True)
     (old / "checkpoints" / "checkpoint-1" / "trainer_state.json").write_text("{}")
-    study.run_study(study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42]), gpu=NO_GPU,
+    study.run_study(designs.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42]), gpu=NO_GPU,
                     log=lambda m: None)
     cfg = fake_train[0]
     assert Path(cfg.output_dir) == (tmp_path / "working" / "runs" / "peft_vs_full" / "train" / "lora_egyptian_seed42").resolve()
@@ -183,7 +183,7 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
 
     from arabicpeft.model import _load_base, load_model
 
-    design = study.mixing(dataclasses_replace(BASE, lora_r=4, lora_alpha=8, lora_targets="qkvo"), methods=["full", "lora"],
+    design = designs.mixing(dataclasses_replace(BASE, lora_r=4, lora_alpha=8, lora_targets="qkvo"), methods=["full", "lora"],
                           seeds=[42], mixtures=["balanced"], pool_method="lora")
     plan = design.plan()
     start_dir = tmp_path / "pool" / "balanced_seed42"
@@ -209,7 +209,7 @@ def test_a_lora_start_is_merged_into_the_base_of_the_next_stage(adapters, tmp_pa
 def test_offline_mini_preset_plans_both_studies_and_the_bank_and_shrinks_in_the_ci_profile(monkeypatch, capsys):
     from arabicpeft import profiles
 
-    full = study._offline_mini().plan()
+    full = designs._offline_mini().plan()
     assert len(full) == 13 and {r.stage.name for r in full} == {"train", "pool", "finetune", "bank"}
     assert all(r.cfg.model == "whisper-base" and r.cfg.source == "sample" for r in full)
     assert [r.cfg.seed for r in full] == [42] * 8 + [84] * 5  # order "seed": the first seed's whole study first
@@ -218,7 +218,7 @@ def test_offline_mini_preset_plans_both_studies_and_the_bank_and_shrinks_in_the_
     cli.main(["study", "--preset", "offline-mini", "--dry-run"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("run ")]
     assert len(lines) == 13
-    tiny = study._offline_mini(profiles.apply(study.offline_mini_base())).plan()
+    tiny = designs._offline_mini(profiles.apply(designs.offline_mini_base())).plan()
     assert all(r.cfg.model == "tiny-random" for r in tiny)
     assert [r.cfg.max_steps for r in tiny if r.stage.name == "pool"] == [profiles._CI_OVERRIDES["max_steps"] * 3 // 2]
 
@@ -231,16 +231,16 @@ def test_is_complete(tmp_path):
 
 
 def test_run_if_empty_runs_a_design_only_into_an_empty_folder(fake_train, tmp_path):
-    design = study.peft_vs_full(BASE, variants=["lora", "full"], dialects=["egyptian"], seeds=[42])
+    design = designs.peft_vs_full(BASE, variants=["lora", "full"], dialects=["egyptian"], seeds=[42])
     runs = study.run_if_empty(design, tmp_path, gpu=NO_GPU, log=lambda m: None)
     assert sorted(runs.runs["variant"].str.split().str[0]) == ["full", "lora"] and len(fake_train) == 2
-    bigger = study.peft_vs_full(BASE, variants=["lora", "full", "dora"], dialects=["egyptian"], seeds=[42])
+    bigger = designs.peft_vs_full(BASE, variants=["lora", "full", "dora"], dialects=["egyptian"], seeds=[42])
     again = study.run_if_empty(bigger, tmp_path, gpu=NO_GPU, log=lambda m: None)
     assert len(fake_train) == 2 and len(again.runs) == 2  # a folder with results is read as it is
 
 
 def test_shards_split_the_plan_and_keep_dependent_runs_together():
-    design = study.adapter_bank(BASE, dialects=["egyptian", "gulf"], seeds=[42, 84])
+    design = designs.adapter_bank(BASE, dialects=["egyptian", "gulf"], seeds=[42, 84])
     plan = design.plan()  # 8 dialect runs, 2 pooled, 2 banks (each reads the 2 LoRA runs of its seed)
     one, two = study._shard(plan, 1, 2), study._shard(plan, 2, 2)
     assert sorted(r.name for r in one + two) == sorted(r.name for r in plan)
@@ -249,7 +249,7 @@ def test_shards_split_the_plan_and_keep_dependent_runs_together():
                                      "dialect/full_egyptian_seed42", "dialect/full_gulf_seed42",
                                      "pooled/seed42", "bank/seed42"]
     assert [r.name for r in two][-1] == "bank/seed84" and len(two) == 6
-    paper = study.paper(BASE, seeds=[1, 2]).plan()  # dialect runs start from the MSA run of their seed
+    paper = designs.paper(BASE, seeds=[1, 2]).plan()  # dialect runs start from the MSA run of their seed
     parts = [study._shard(paper, k, 3) for k in (1, 2, 3)]
     assert sum(map(len, parts)) == len(paper) and all(parts)
     assert all(r.start in part for part in parts for r in part if r.start is not None)
@@ -261,7 +261,7 @@ def test_shards_run_at_once_into_one_root(fake_train, tmp_path):
     both wrote (each write rereads the file under a lock)."""
     import multiprocessing
 
-    design = study.peft_vs_full(BASE, dialects=["egyptian", "levantine", "msa"], seeds=[42, 84])
+    design = designs.peft_vs_full(BASE, dialects=["egyptian", "levantine", "msa"], seeds=[42, 84])
     ctx = multiprocessing.get_context("fork")  # the children inherit the fake train.run
     shards = [ctx.Process(target=study.run_study, args=(design, tmp_path),
                           kwargs=dict(gpu=NO_GPU, log=lambda m: None, shard=(k, 2))) for k in (1, 2)]
@@ -292,9 +292,9 @@ def test_study_command_takes_a_shard(capsys):
 def test_a_part_refuses_another_design_and_an_empty_part_says_how_many_parts_fit(fake_train, tmp_path):
     from arabicpeft.errors import UserError
 
-    two_seeds = study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42, 84])
+    two_seeds = designs.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42, 84])
     study.run_study(two_seeds, root=tmp_path, gpu=NO_GPU, log=lambda m: None, shard=(1, 2))
-    other_seeds = study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42, 168])
+    other_seeds = designs.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian"], seeds=[42, 168])
     with pytest.raises(UserError, match="holds another design than this part's 2/2"):
         study.run_study(other_seeds, root=tmp_path, gpu=NO_GPU, log=lambda m: None, shard=(2, 2))
     with pytest.raises(UserError, match=r"its 2 runs form 2 groups .* at most 2 parts \(--shard K/2\)"):
@@ -313,7 +313,7 @@ def _hold(folder, holding, release):
 def test_a_run_another_process_holds_is_left_to_it(fake_train, tmp_path):
     import multiprocessing
 
-    design = study.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian", "levantine"], seeds=[42])
+    design = designs.peft_vs_full(BASE, variants=["lora"], dialects=["egyptian", "levantine"], seeds=[42])
     ctx = multiprocessing.get_context("fork")
     holding, release = ctx.Event(), ctx.Event()
     other = ctx.Process(target=_hold, args=(tmp_path / design.plan()[0].name, holding, release))
@@ -358,12 +358,12 @@ def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monke
                                "adapter_bank": "--dialects"},
                    "method": {"peft_vs_full": "--variants", "paper": "--methods", "mixing": "--methods",
                               "adapter_bank": "--variants"},
-                   "seed": dict.fromkeys(study.DESIGNS, "--seeds"), "train_fraction": {"paper": "--msa-fractions"},
+                   "seed": dict.fromkeys(designs.DESIGNS, "--seeds"), "train_fraction": {"paper": "--msa-fractions"},
                    "mixture": {"mixing": "--mixtures"}}
     checked = set()
-    for name in [*study.DESIGNS, *study.PRESETS]:
-        head = ["--preset", name] if name in study.PRESETS else [name]
-        default = study.design(name, profiles.apply(study.offline_mini_base() if name in study.PRESETS else BASE))
+    for name in [*designs.DESIGNS, *designs.PRESETS]:
+        head = ["--preset", name] if name in designs.PRESETS else [name]
+        default = designs.design(name, profiles.apply(designs.offline_mini_base() if name in designs.PRESETS else BASE))
         overridden = {k for r in default.plan() for k in values if getattr(r.cfg, k) != getattr(default.base, k)}
         for field in sorted(overridden | set(profiles._CI_OVERRIDES) & set(values)):
             checked.add((name, field))

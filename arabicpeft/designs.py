@@ -1,0 +1,370 @@
+"""A study is data: a base :class:`ExperimentConfig`, named axes and stages (:mod:`arabicpeft.study` runs it).
+
+Every experiment of the project is a :class:`StudyDesign`: stages run in order, each the product of its axes
+(config fields, or ``variant``: a named set of config overrides such as "lora", "full", "dora"); a stage may
+start from the models saved by an earlier stage (:class:`Start`: the MSA model of the paper, the balanced
+pooled model of the mixing study), or be an evaluation of an adapter bank (``kind="bank"``). Designs:
+:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank` (:data:`DESIGNS`), and the ready-made
+:data:`PRESETS`. :meth:`StudyDesign.plan` lists the runs (:class:`PlannedRun`), each with its config and the run
+it starts from. Nothing here trains or reads a run: pure data.
+
+Public: :data:`VARIANTS`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, :class:`PlannedRun`,
+:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :data:`DESIGNS`, :func:`offline_mini_base`,
+:data:`PRESETS`, :func:`design_options`, :func:`design`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from .config import ExperimentConfig
+from .dialects import DIALECTS, MSA, POOLED
+from .results import TRAINING
+
+_SEEDS = (42, 84, 168)  # the paper's seeds
+_PAPER_DIALECTS = (*DIALECTS, POOLED)
+_PAPER_TEST_SETS = (*DIALECTS, MSA)
+_PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
+BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: results.TRAINING)
+
+# Config overrides of each named variant; the base config (data, seed, steps, decoding) is shared.
+VARIANTS: dict[str, dict] = {
+    "lora": {"method": "lora"},
+    "full": {"method": "full"},
+    "lora-int8": {"method": "lora", "precision": "int8"},
+    "lora-nf4": {"method": "lora", "precision": "nf4"},
+    "dora": {"method": "lora", "use_dora": True},
+}
+@dataclass
+class Start:
+    """A stage's runs start from the model saved by a run of ``stage``: the run whose axis values equal this
+    run's on ``match`` and equal ``fixed`` (e.g. ``{"train_fraction": 1.0, "seed": 42}``).
+
+    ``lora``: how a LoRA start is used — "merge" (merge the adapter into its base, then a fresh adapter or full
+    fine-tuning on the merged model) or "continue" (LoRA runs keep training that adapter).
+    """
+
+    stage: str
+    match: tuple = ("seed",)
+    fixed: dict = field(default_factory=dict)
+    lora: str = "merge"
+
+    def __post_init__(self):
+        if self.lora not in ("merge", "continue"):
+            raise ValueError(f"Start.lora must be 'merge' or 'continue', got {self.lora!r}.")
+        self.match = tuple(self.match)
+
+
+@dataclass
+class Stage:
+    """One step of a study: every combination of ``axes`` (config field or "variant" -> values) is a run of
+    ``base`` + ``overrides`` + those values. ``kind="bank"``: no training; per combination (usually per seed),
+    the LoRA adapters of stage ``bank_of`` (one per dialect) are loaded together and each test set is decoded
+    with its dialect's adapter (:mod:`arabicpeft.bank`)."""
+
+    name: str
+    axes: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
+    start: Optional[Start] = None
+    kind: str = TRAINING
+    bank_of: Optional[str] = None
+
+    def __post_init__(self):
+        if isinstance(self.start, dict):
+            self.start = Start(**self.start)
+        if self.kind not in (TRAINING, BANK):
+            raise ValueError(f"Stage {self.name!r}: kind must be {TRAINING!r} or {BANK!r}, got {self.kind!r}.")
+        if self.kind == BANK and not self.bank_of:
+            raise ValueError(f"Stage {self.name!r}: a bank stage needs bank_of (the stage of its adapters).")
+        self.axes = {k: list(v) for k, v in self.axes.items()}
+
+
+@dataclass
+class StudyDesign:
+    """A named study: ``base`` config and ``stages`` (run in order). Saved whole in the study manifest."""
+
+    name: str
+    base: ExperimentConfig
+    stages: list
+    order: str = "stage"  # "stage": stage by stage; "seed": all stages of the first seed first (results sooner)
+
+    def __post_init__(self):
+        if self.order not in ("stage", "seed"):
+            raise ValueError(f"order must be 'stage' or 'seed', got {self.order!r}.")
+        if isinstance(self.base, dict):
+            self.base = ExperimentConfig.from_dict(self.base)
+        self.stages = [Stage(**s) if isinstance(s, dict) else s for s in self.stages]
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Stage names must be unique, got {names}.")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "base": self.base.to_dict(), "stages": [dataclasses.asdict(s) for s in self.stages],
+                "order": self.order}
+
+    @classmethod
+    def from_file(cls, path) -> "StudyDesign":
+        """A design from a JSON or YAML file with keys name, base (config fields), stages (see :class:`Stage`)."""
+        path = Path(path)
+        text = path.read_text(encoding="utf-8")
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+        return cls(**values)
+
+    def plan(self) -> list["PlannedRun"]:
+        """Every run in order, with its config; a started stage's runs name their start run.
+
+        With ``order="seed"`` the runs of the first seed (in every stage) come first, then the next seed's; a
+        start run always comes before the runs that start from it (starts share the seed or use the first)."""
+        runs: list[PlannedRun] = []
+        for stage in self.stages:
+            names = list(stage.axes)
+            for values in itertools.product(*(stage.axes[n] for n in names)):
+                runs.append(_planned(self, stage, dict(zip(names, values)), runs))
+        if self.order == "seed":
+            seeds = list(dict.fromkeys(r.cfg.seed for r in runs))
+            runs = sorted(runs, key=lambda r: seeds.index(r.cfg.seed))  # stable: stage order within a seed
+            for i, run in enumerate(runs):
+                if run.start is not None and runs.index(run.start) > i:
+                    raise ValueError(f"order='seed' would run {run.name} before its start {run.start.name}.")
+        return runs
+
+
+@dataclass
+class PlannedRun:
+    name: str  # "<stage>/<axis values>": the run's directory under the study root
+    stage: Stage
+    values: dict  # this run's axis values
+    cfg: ExperimentConfig
+    start: Optional["PlannedRun"] = None
+
+    @property
+    def label(self) -> str:
+        """Progress label: the axis values, e.g. "gulf lora seed 84"."""
+        parts = [f"seed {v}" if k == "seed" else _value_text(k, v) for k, v in self.values.items()]
+        return f"{self.stage.name}: " + (" ".join(parts) or "run")
+
+
+def _value_text(key: str, value) -> str:
+    if isinstance(value, bool):
+        return key if value else f"no-{key}"
+    if key == "train_fraction":
+        return f"frac{value:g}"
+    if key == "seed":
+        return f"seed{value}"
+    return str(value).replace("/", "-").replace(" ", "")
+
+
+def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> PlannedRun:
+    fields = dict(stage.overrides)
+    variant = values.get("variant")
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {variant!r}; choose from {', '.join(VARIANTS)}.")
+        fields.update(VARIANTS[variant])
+    fields.update({k: v for k, v in values.items() if k != "variant"})
+    extra = {**design.base.extra, **fields.pop("extra", {}), "study": design.name, "stage": stage.name}
+    if variant is not None:
+        extra["variant"] = variant
+    cfg = dataclasses.replace(design.base, **fields, extra=extra)
+    name = f"{stage.name}/" + ("_".join(_value_text(k, v) for k, v in values.items()) or "run")
+    start = None
+    if stage.start is not None:
+        want = {**{k: values[k] for k in stage.start.match if k in values}, **stage.start.fixed}
+        found = [r for r in earlier if r.stage.name == stage.start.stage
+                 and all(r.values.get(k, getattr(r.cfg, k, None)) == v for k, v in want.items())]
+        if len(found) != 1:
+            raise ValueError(f"Stage {stage.name!r}, run {name}: {len(found)} runs of stage {stage.start.stage!r} "
+                             f"match {want} (need exactly one): fix Start.match / Start.fixed.")
+        start = found[0]
+        cfg = dataclasses.replace(cfg, extra={**cfg.extra, "start": _start_label(start, stage.start, cfg),
+                                              "start_context": _start_label(start, stage.start)})
+    return PlannedRun(name, stage, values, cfg, start)
+
+
+def _start_label(start: PlannedRun, how: Start, cfg: Optional[ExperimentConfig] = None) -> str:
+    """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]", how a
+    LoRA start is used read from ``cfg``. Without ``cfg``: the start without what varies with the run
+    (``how.match``, e.g. its method) nor how it is used ("msa/frac1"): what runs of several methods that each
+    start from their own method's model have in common, so that a comparison of methods pairs them."""
+    skip = {"seed"} if cfg is not None else {"seed", *how.match}
+    values = "_".join(_value_text(k, v) for k, v in start.values.items() if k not in skip)
+    label = f"{start.stage.name}/{values}" if values else start.stage.name
+    if cfg is not None and start.cfg.method == "lora":
+        label += "+continued" if (how.lora == "continue" and cfg.method == "lora") else "+merged"
+    return label
+
+
+# --- the ready-made designs -------------------------------------------------------------------------
+
+
+def peft_vs_full(base: ExperimentConfig, variants=("lora", "full"), dialects=DIALECTS, seeds=_SEEDS,
+                 name: str = "peft_vs_full") -> StudyDesign:
+    """Methods (any of :data:`VARIANTS`) x dialects x seeds under one protocol: same data, steps, selection
+    and decoding (``base``); every model scored on ``base.test_sets`` (default: its own dialect)."""
+    return StudyDesign(name, base, [Stage("train", {"variant": list(variants), "dialect": list(dialects),
+                                                     "seed": list(seeds)})])
+
+
+def paper(base: ExperimentConfig, methods=("full", "lora"), dialects=_PAPER_DIALECTS, seeds=_SEEDS,
+          msa_fractions=_PAPER_MSA_FRACTIONS, test_sets=_PAPER_TEST_SETS, lora_start: str = "merge",
+          name: str = "paper") -> StudyDesign:
+    """Özyılmaz et al. (2025) at ``base``'s scale, for each method.
+
+    1. ``msa``: MSA at each of ``msa_fractions`` of its train set (Fig. 1) x seeds;
+    2. ``without_pretraining``: ``dialects`` (with pooled ``all``) x seeds from ``base.model``;
+    3. ``with_msa_pretraining``: the same, started from the whole-MSA model of the same method and the first
+       seed (the paper's single pre-trained model; ``extra["start_context"]`` "msa/frac1" says what the methods'
+       starts have in common, so a comparison of methods pairs them). For LoRA (two-stage LoRA): the MSA
+       adapter is merged into the base and a fresh dialect adapter trained on the merged model
+       (``lora_start="continue"``: keep training the MSA adapter instead).
+
+    Every model is scored on ``test_sets`` (the 6 x 6 matrix). The conditions are recorded as
+    ``extra["condition"]``.
+    """
+    from .paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
+
+    fractions = sorted(set(msa_fractions))
+    if any(not 0.0 < f <= 1.0 for f in fractions) or 1.0 not in fractions:
+        raise ValueError(f"MSA fractions must lie in (0, 1] and include 1.0 (the pre-trained start), got {fractions}.")
+    base = dataclasses.replace(base, test_sets=list(test_sets))
+    methods, seeds = list(methods), list(seeds)
+    return StudyDesign(name, base, [
+        Stage(MSA, {"method": methods, "train_fraction": fractions, "seed": seeds}, {"dialect": MSA}),
+        Stage(WITHOUT_PRETRAINING, {"method": methods, "dialect": list(dialects), "seed": seeds},
+              {"extra": {"condition": WITHOUT_PRETRAINING}}),
+        Stage(WITH_PRETRAINING, {"method": methods, "dialect": list(dialects), "seed": seeds},
+              {"extra": {"condition": WITH_PRETRAINING}},
+              start=Start(MSA, match=("method",), fixed={"train_fraction": 1.0, "seed": seeds[0]}, lora=lora_start)),
+    ])
+
+
+def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora"), seeds=_SEEDS,
+           mixtures=("natural", "balanced"), pool_method: str = "full", max_train_per_dialect: Optional[int] = None,
+           test_sets=DIALECTS, lora_start: str = "merge", name: str = "mixing") -> StudyDesign:
+    """The Tibetan dialect study's design (research notes §6), for Arabic.
+
+    1. ``pool``: the five dialects pooled with ``mixtures`` ("natural" proportions vs "balanced": equal records
+       per dialect, at most ``max_train_per_dialect``, default ``base``'s), with ``pool_method``, per seed;
+    2. ``finetune``: the balanced model of the same seed fine-tuned on each of ``targets`` with each of
+       ``methods`` (a LoRA pooled model is merged first, or continued with ``lora_start="continue"``).
+
+    Every model is scored on every test set; the fine-tuned runs' scores before training are the balanced
+    model's (R[0, d]), so gain on the target and forgetting elsewhere come with paired bootstrap CIs
+    (:meth:`arabicpeft.analysis.StudyReport.gain_forgetting`). The fine-tunes record their start
+    (``extra["start"]``, "pool/balanced"), which the reader reports as their condition ("from pool/balanced"): no
+    MSA pre-training is involved.
+    """
+    if "balanced" not in mixtures:
+        raise ValueError("The fine-tuning stage starts from the balanced pooled model: include 'balanced'.")
+    base = dataclasses.replace(base, test_sets=list(test_sets))
+    seeds = list(seeds)
+    return StudyDesign(name, base, [
+        Stage("pool", {"mixture": list(mixtures), "seed": seeds},
+              {"dialect": POOLED, "method": pool_method,
+               "max_train_per_dialect": max_train_per_dialect or base.max_train_per_dialect}),
+        Stage("finetune", {"method": list(methods), "dialect": list(targets), "seed": seeds},
+              start=Start("pool", match=("seed",), fixed={"mixture": "balanced"}, lora=lora_start)),
+    ])
+
+
+def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=_SEEDS, variants=("lora", "full"),
+                 test_sets=None, name: str = "adapter_bank") -> StudyDesign:
+    """One adapter per dialect on one base, compared with one pooled adapter, the base and full fine-tunes.
+
+    1. ``dialect``: ``variants`` x ``dialects`` x seeds (the LoRA adapters form the bank; "full" gives the
+       per-dialect full fine-tunes to compare with);
+    2. ``pooled``: one LoRA adapter on the pooled dialects, per seed;
+    3. ``bank``: per seed, every dialect adapter loaded on one base (peft named adapters); each test set decoded
+       with its dialect's adapter, mixed-dialect batches in one ``generate`` call; the adapters disabled give
+       the base model (scored too). Records what the bank costs on disk and in memory. Its results name the
+       bank's dialects (``extra["bank"]``; :func:`arabicpeft.results.load_runs` reports them as its dialect,
+       "egyptian+levantine", and its train set as "bank"): a config holds one dialect, and the bank stage's is
+       the base config's, which the evaluation does not read.
+    """
+    test_sets = list(test_sets or dialects)
+    base = dataclasses.replace(base, test_sets=test_sets)
+    seeds = list(seeds)
+    return StudyDesign(name, base, [
+        Stage("dialect", {"variant": list(variants), "dialect": list(dialects), "seed": seeds}),
+        Stage("pooled", {"seed": seeds}, {"method": "lora", "dialect": POOLED}),
+        Stage("bank", {"seed": seeds}, kind=BANK, bank_of="dialect"),
+    ])
+
+
+DESIGNS: dict[str, Callable[..., StudyDesign]] = {
+    "peft_vs_full": peft_vs_full, "paper": paper, "mixing": mixing, "adapter_bank": adapter_bank,
+}
+
+
+_MINI_DIALECTS = ("egyptian", "levantine")
+_MINI_TEST_SETS = ("egyptian", "gulf", "levantine")
+
+
+def offline_mini_base() -> ExperimentConfig:
+    """whisper-base (from PyPI) on the synthetic sample set, CPU-sized: 8 s encoder window, 16 steps of 4
+    clips, the learning rate of each method (:data:`config.DEFAULT_LR`), 8 validation clips, three test sets of
+    8 clips."""
+    from .config import demo_config
+
+    return dataclasses.replace(
+        demo_config(), dialect="egyptian", max_steps=16, batch_size=4, warmup_steps=2, eval_steps=16,
+        max_eval_samples=8, max_test_samples=8, logging_steps=4, learning_rate=None, test_sets=list(_MINI_TEST_SETS),
+        evaluate_before=False, output_dir="runs/offline-mini")
+
+
+def _offline_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
+    """The offline mini-study: a small real ``peft_vs_full`` (LoRA vs full, Egyptian and Levantine, seeds 42
+    and 84), ``mixing`` (a balanced pooled LoRA model, seed 42, then Egyptian with full vs LoRA, scored before
+    and after: gain and forgetting), and the bank of the two dialect adapters of each seed (with the base
+    model: adapters disabled) vs the pooled adapter. On the sample set every dialect has the same number of
+    clips, so the natural mixture equals the balanced one and only "balanced" is run. Only the runs whose
+    starting model the analysis needs score it before training (the others would repeat the bank's base)."""
+    base = base or offline_mini_base()
+    pvf = peft_vs_full(base, dialects=_MINI_DIALECTS, seeds=(42, 84)).stages
+    mix = mixing(base, seeds=(42,), mixtures=("balanced",), pool_method="lora", test_sets=base.test_sets).stages
+    pool_steps = base.max_steps * 3 // 2  # the pooled set is 2.5x a dialect's: a few more steps
+    mix[0] = dataclasses.replace(mix[0], overrides={**mix[0].overrides, "max_steps": pool_steps,
+                                                    "eval_steps": max(base.eval_steps, pool_steps)})
+    mix[1] = dataclasses.replace(mix[1], overrides={**mix[1].overrides, "evaluate_before": True})
+    bank = Stage("bank", {"seed": [42, 84]}, kind=BANK, bank_of="train")
+    return StudyDesign("offline-mini", base, [*pvf, *mix, bank], order="seed")
+
+
+PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": _offline_mini}
+
+
+def design_options(name: str, options: dict) -> dict:
+    """The entries of ``options`` that design ``name`` takes (a notebook's parameters cell holds the axes of
+    every design; each design uses its own). Presets and design files take none."""
+    import inspect
+
+    if name not in DESIGNS:
+        return {}
+    accepted = inspect.signature(DESIGNS[name]).parameters
+    return {k: v for k, v in options.items() if k in accepted and k not in ("base", "name")}
+
+
+def design(name: str, base: Optional[ExperimentConfig] = None, **options) -> StudyDesign:
+    """A design by name (:data:`DESIGNS`, a preset of :data:`PRESETS`, or a .json/.yaml design file)."""
+    if name in PRESETS:
+        return PRESETS[name](base)
+    if name in DESIGNS:
+        return DESIGNS[name](base if base is not None else ExperimentConfig(), **options)
+    if Path(name).suffix in (".json", ".yaml", ".yml"):
+        loaded = StudyDesign.from_file(name)
+        return dataclasses.replace(loaded, base=base) if base is not None else loaded
+    raise ValueError(f"Unknown study design {name!r}: choose one of {', '.join([*DESIGNS, *PRESETS])} "
+                     "or give a .json/.yaml design file.")
+
+
+# --- the launcher -----------------------------------------------------------------------------------
