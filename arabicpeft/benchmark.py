@@ -17,8 +17,9 @@ to the generation budget, transformers' suppression processors), the per-utteran
 duration, and the new path (that plus the precomputed suppression mask, :mod:`arabicpeft.evaluate`'s default);
 then the new path at each ``--sweep-threads`` x ``--sweep-batch-sizes``, the suppression processors alone
 per decoding step, and :func:`arabicpeft.transcribe.transcribe_files` of the same clips with transformers'
-suppression processors vs the precomputed mask (its default). It prints clips/s, real-time factor, hypotheses at their limit, transcripts identical to
-today's path and the speed ratio, and ends with a ``RESULT key=value ...`` line.
+suppression processors vs the precomputed mask (its default). It prints clips/s, real-time factor, hypotheses at
+their limit, transcripts identical to today's path and the speed ratio, and ends with a ``RESULT key=value ...``
+line.
 
 ``inference`` transcribes the same clips (the sample test set) with transformers fp32 (batched greedy),
 CTranslate2 float32 and CTranslate2 int8 (the same batches, greedy), each in a fresh process so that peak RSS

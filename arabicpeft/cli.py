@@ -467,7 +467,8 @@ def _cmd_transcribe(args) -> Path:
     _say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
     if left_out:
         _say(f"note: left out {len(left_out)} file(s) of the folder(s) given, not in a format libsndfile decodes "
-             f"({', '.join(AUDIO_EXTENSIONS)}): {', '.join(left_out)}. Re-encode them (e.g. as WAV) to transcribe them.")
+             f"({', '.join(AUDIO_EXTENSIONS)}): {', '.join(left_out)}. Re-encode them (e.g. as WAV) to transcribe "
+             "them.")
     if args.backend == "ct2":
         from .export import load_ct2
 

@@ -69,13 +69,13 @@ def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) ->
 
 
 # Per-utterance decode limit (see decode_limits): a transcript may hold at most MIN_NEW_TOKENS + TOKENS_PER_SECOND
-# tokens per second of its audio (the audio alone: the test transcript is never read while decoding). The sample set's 432 references (espeak-ng speech at 130-160 words per minute)
-# carry 3.2-6.6 Whisper tokens per second (mean 4.7; 0.57 tokens per character). Fast conversational speech runs
-# ~1.6x faster (~250 words per minute: ~11 tokens/s), and a hypothesis may spend more tokens per character than
-# its reference (other words, Latin or mixed script): 20 tokens/s is 3x the sample set's fastest reference, and
-# 16 tokens more leave room for a clip of under a second. On the 72 sample test clips whisper-base's
-# hypotheses that end by themselves peak at 6.5 tokens/s (22 tokens on 3.4 s); those that loop run to the
-# generation budget (444 tokens) unless stopped.
+# tokens per second of its audio (the audio alone: the test transcript is never read while decoding). The sample
+# set's 432 references (espeak-ng speech at 130-160 words per minute) carry 3.2-6.6 Whisper tokens per second
+# (mean 4.7; 0.57 tokens per character). Fast conversational speech runs ~1.6x faster (~250 words per minute:
+# ~11 tokens/s), and a hypothesis may spend more tokens per character than its reference (other words, Latin or
+# mixed script): 20 tokens/s is 3x the sample set's fastest reference, and 16 tokens more leave room for a clip of
+# under a second. On the 72 sample test clips whisper-base's hypotheses that end by themselves peak at 6.5
+# tokens/s (22 tokens on 3.4 s); those that loop run to the generation budget (444 tokens) unless stopped.
 _TOKENS_PER_SECOND = 20.0
 _MIN_NEW_TOKENS = 16
 _SORT_WINDOW_BATCHES = 8  # batches read ahead and decoded in order of duration (0.96 MB of features per 30 s clip)

@@ -82,7 +82,7 @@ def _manifest_items(path: Path) -> list[dict]:
         raise ValueError(f"The manifest {path} has no 'audio' column (paths relative to the manifest's folder).")
     rows = frame.to_dict("records")
     for row in rows:  # an empty cell: --dialect applies
-        row["dialect"] = row["dialect"].strip() or None if isinstance(row.get("dialect"), str) else None
+        row["dialect"] = (row["dialect"].strip() or None) if isinstance(row.get("dialect"), str) else None
     dialect_names([row["dialect"] for row in rows], f"The manifest {path}", allow_empty=True)  # all known
     return [{"path": str((path.parent / str(row["audio"])).resolve()), "dialect": row["dialect"],
              "reference": row.get("text") if isinstance(row.get("text"), str) else None} for row in rows]
@@ -282,7 +282,7 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
             bar.update()
     else:
         groups: dict = {}  # one adapter per batch, the longest pieces first
-        for n in sorted(range(len(pieces)), key=lambda n: pieces[n][1] - pieces[n][2]):
+        for n in sorted(range(len(pieces)), key=lambda n: pieces[n][1] - pieces[n][2]):  # start - end: longest first
             groups.setdefault(items[pieces[n][0]].get("dialect") if model.kind == "bank" else None, []).append(n)
         for dialect, indices in groups.items():
             if dialect:

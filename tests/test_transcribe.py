@@ -16,7 +16,8 @@ from arabicpeft.cli import main
 from arabicpeft.data import SAMPLE_DIR
 from arabicpeft.model import load_model
 from arabicpeft import audio as audio_lib
-from arabicpeft.transcribe import Transcript, _subtitle_names, _write_transcripts, collect_audio, sample_clips, transcribe_files
+from arabicpeft.transcribe import (Transcript, _subtitle_names, _write_transcripts, collect_audio, sample_clips,
+                                   transcribe_files)
 
 
 def refuse_transformers_suppression(monkeypatch):
@@ -226,19 +227,28 @@ def test_subtitle_names_never_collide(tmp_path):
     assert [(tmp_path / r["srt"]).read_text(encoding="utf-8").splitlines()[2] for r in rows] == ["نص 0", "نص 1", "نص 2"]
 
 
-def test_files_left_out_of_a_folder_are_named_and_counted(tmp_path):
+def test_files_left_out_of_a_folder_are_named_and_counted(tmp_path, capsys):
     """A folder with a WAV, an .m4a libsndfile cannot decode and a text file: one file is transcribed, the two
-    others are named (before: "Transcribing 1 file(s)" and nothing else)."""
-    sf.write(tmp_path / "a.wav", np.zeros(16000, np.float32) + 0.1, 16000)
-    (tmp_path / "b.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
-    (tmp_path / "notes.txt").write_text("not audio")
+    others are named and counted (before: "Transcribing 1 file(s)" and nothing else)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sf.write(folder / "a.wav", np.zeros(16000, np.float32) + 0.1, 16000)
+    (folder / "b.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    (folder / "notes.txt").write_text("not audio")
     left_out: list = []
-    items = collect_audio([tmp_path], left_out=left_out)
-    assert [i["path"] for i in items] == [str(tmp_path / "a.wav")]
-    assert left_out == [str(tmp_path / "b.m4a"), str(tmp_path / "notes.txt")]
-    (tmp_path / "a.wav").unlink()
+    items = collect_audio([folder], left_out=left_out)
+    others = [str(folder / "b.m4a"), str(folder / "notes.txt")]
+    assert [i["path"] for i in items] == [str(folder / "a.wav")] and left_out == others
+    main(["transcribe", str(folder), "--model-path", "tiny-random", "--max-new-tokens", "4", "--output-dir",
+          str(tmp_path / "out")])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "Transcribing 1 file(s) with tiny-random (hf)."
+    assert out[1].startswith("note: left out 2 file(s) of the folder(s) given, not in a format libsndfile decodes (")
+    assert out[1].endswith(f"): {others[0]}, {others[1]}. Re-encode them (e.g. as WAV) to transcribe them.")
+    assert json.loads((tmp_path / "out" / "transcribe.json").read_text())["left_out"] == others
+    (folder / "a.wav").unlink()
     with pytest.raises(ValueError, match=r"holds no audio files .*; it holds 2 other file\(s\), e.g. .*b.m4a. Re-encode"):
-        collect_audio([tmp_path])
+        collect_audio([folder])
 
 
 def test_an_unknown_dialect_in_a_manifest_names_the_manifest_and_row(tmp_path):
