@@ -2,7 +2,7 @@
 
 Public: :data:`SUPPRESS_PROCESSORS`, :func:`generation_budget`, :func:`decode_limits`, :func:`decoding_record`,
 :class:`SuppressTokens`, :func:`decoding_options`, :func:`generate_limited`, :func:`transcribe`,
-:func:`evaluate_sets`.
+:func:`evaluate_sets`, :func:`feature_seconds`.
 """
 
 from __future__ import annotations
@@ -104,11 +104,18 @@ def _batch_limits(batch: dict, processor, budget: int, tokens_per_second: Option
     """(reference transcript tokens, audio seconds, :func:`decode_limits`) of a collated batch, each shape
     (batch,): the durations are read off its log-mel (:func:`arabicpeft.audio.audio_frames`), the limits from
     them alone; the reference tokens (special tokens not counted) are only counted, for the report."""
-    labels, extractor = batch["labels"], processor.feature_extractor
+    labels = batch["labels"]
     special = torch.tensor(processor.tokenizer.all_special_ids)
     text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
-    seconds = audio_frames(batch["input_features"].numpy()) * extractor.hop_length / extractor.sampling_rate
+    seconds = feature_seconds(batch["input_features"], processor.feature_extractor)
     return text_tokens, seconds, decode_limits(seconds, budget, tokens_per_second)
+
+
+def feature_seconds(features: torch.Tensor, extractor) -> np.ndarray:
+    """Seconds of audio in each log-mel window of ``features`` (batch, mel_bins, frames), read off its padding
+    (:func:`arabicpeft.audio.audio_frames`, ``extractor.hop_length`` samples a frame): the duration every
+    :func:`decode_limits` is given, in evaluation and transcription alike. Shape (batch,)."""
+    return audio_frames(features.float().cpu().numpy()) * extractor.hop_length / extractor.sampling_rate
 
 
 def decoding_record(tokens_per_second: Optional[float] = _TOKENS_PER_SECOND, by_duration: bool = True) -> dict:

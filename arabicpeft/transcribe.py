@@ -26,7 +26,7 @@ import numpy as np
 from . import audio as audio_lib
 from . import dialects
 from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, dialect_names, read_manifest
-from .evaluate import decode_limits, decoding_options, generate_limited, generation_budget
+from .evaluate import decode_limits, decoding_options, feature_seconds, generate_limited, generation_budget
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
@@ -199,20 +199,22 @@ def _hf_batch(loaded: LoadedModel, pieces: list[np.ndarray], max_new_tokens: int
               ) -> tuple[list[str], list[bool]]:
     """(transcript, reached its limit) of each piece (at most one window each) of one batch, decoded as
     :func:`arabicpeft.evaluate.transcribe` decodes: :func:`arabicpeft.evaluate.decoding_options`, each piece
-    bounded by :func:`arabicpeft.evaluate.decode_limits` of its duration within ``max_new_tokens``."""
+    bounded by :func:`arabicpeft.evaluate.decode_limits` of its duration (read off its log-mel, as evaluation
+    reads it) within ``max_new_tokens``."""
     model, processor = loaded.model, loaded.processor
-    inputs = processor.feature_extractor(pieces, sampling_rate=audio_lib.SAMPLE_RATE, return_tensors="pt")
-    parameter = next(p for p in model.parameters() if p.is_floating_point())
-    features = inputs.input_features.to(parameter.device, parameter.dtype)
-    limits = decode_limits([len(p) / audio_lib.SAMPLE_RATE for p in pieces],
+    extractor = processor.feature_extractor
+    features = extractor(pieces, sampling_rate=audio_lib.SAMPLE_RATE, return_tensors="pt").input_features
+    limits = decode_limits(feature_seconds(features, extractor),
                            generation_budget(model, processor.tokenizer, max_new_tokens))
+    parameter = next(p for p in model.parameters() if p.is_floating_point())
+    features = features.to(parameter.device, parameter.dtype)
     texts, reached = generate_limited(model, processor.tokenizer, features, limits, options, loaded.precision)
     return [t.strip() for t in texts], reached
 
 
 def _ct2_piece(whisper, piece: np.ndarray, beam_size: int, max_new_tokens: int) -> tuple[str, bool]:
-    """(transcript, reached its limit) of one piece (at most one window) through faster-whisper, bounded as
-    :func:`_hf_batch` bounds it."""
+    """(transcript, reached its limit) of one piece (at most one window) through faster-whisper, bounded by
+    :func:`arabicpeft.evaluate.decode_limits` of its duration in samples."""
     window = whisper.feature_extractor.chunk_length
     if whisper.feature_extractor.nb_max_frames != N_FRAMES:  # faster-whisper pads every window to 30 s
         raise ValueError(f"This CTranslate2 model has a {window} s encoder window; faster-whisper's transcribe "

@@ -131,7 +131,7 @@ def _cut_window_adapter(directory: Path, seconds: int) -> Path:
     from arabicpeft.model import _add_lora, _load_base, save_trained
 
     cfg = ExperimentConfig(dialect="gulf", model="tiny-random", source="sample", lora_targets="qkvo",
-                           generation_max_length=GEN, encoder_seconds=seconds)
+                           encoder_seconds=seconds)  # the model's limit: each decode runs to its audio's limit
     model, processor = _load_base(cfg)
     model = _add_lora(model, cfg)
     generator = torch.Generator().manual_seed(3)
@@ -144,8 +144,9 @@ def _cut_window_adapter(directory: Path, seconds: int) -> Path:
 
 def test_transcribe_decodes_as_evaluate_at_the_trained_window(tmp_path, capsys):
     """An adapter trained at a 6 s window: transcribe gives exactly evaluate's hypotheses (before: transcribe put
-    it on the 30 s window and differed on 6 of 6 real clips); --window full decodes at its base's 8 s instead.
-    Neither command lets a transformers warning through."""
+    it on the 30 s window and differed on 6 of 6 real clips), each cut at the same limit of its audio's duration
+    (tiny-random loops); --window full decodes at its base's 8 s instead. Neither command lets a transformers
+    warning through."""
     import logging
 
     adapter = _cut_window_adapter(tmp_path / "adapter", 6)
@@ -164,7 +165,7 @@ def test_transcribe_decodes_as_evaluate_at_the_trained_window(tmp_path, capsys):
         runs = {}
         for window in ("trained", "full"):
             out = tmp_path / window
-            main(["transcribe", *audio, "--model-path", str(adapter), "--max-new-tokens", str(GEN), "--window", window,
+            main(["transcribe", *audio, "--model-path", str(adapter), "--max-new-tokens", "444", "--window", window,
                   "--output-dir", str(out)])
             runs[window] = ([json.loads(line)["text"] for line in (out / "transcripts.jsonl").read_text().splitlines()],
                             json.loads((out / "transcribe.json").read_text())["model"]["window_seconds"])
