@@ -15,9 +15,11 @@ repeat it before comparing.
 by side in one process: a per-utterance ``generate`` loop, today's batched path (dataset order, every utterance
 to the generation budget, transformers' suppression processors), the per-utterance limit with batches by
 duration, and the new path (that plus the precomputed suppression mask, :mod:`arabicpeft.evaluate`'s default);
-then the new path at each ``--sweep-threads`` x ``--sweep-batch-sizes``, and the suppression processors alone
-per decoding step. It prints clips/s, real-time factor, hypotheses at their limit, transcripts identical to
-today's path and the speed ratio, and ends with a ``RESULT key=value ...`` line.
+then the new path at each ``--sweep-threads`` x ``--sweep-batch-sizes``, the suppression processors alone
+per decoding step, and :func:`arabicpeft.transcribe.transcribe_files` of the same clips with transformers'
+suppression processors vs the precomputed mask (its default). It prints clips/s, real-time factor, hypotheses at
+their limit, transcripts identical to today's path and the speed ratio, and ends with a ``RESULT key=value ...``
+line.
 
 ``inference`` transcribes the same clips (the sample test set) with transformers fp32 (batched greedy),
 CTranslate2 float32 and CTranslate2 int8 (the same batches, greedy), each in a fresh process so that peak RSS
@@ -130,6 +132,27 @@ def _suppression_step_us(model, batch_size: int) -> dict:
     return out
 
 
+def _transcribe_files_rows(loaded, paths: list, batch_size: int) -> dict:
+    """:func:`arabicpeft.transcribe.transcribe_files` of ``paths`` with each suppression of
+    :data:`arabicpeft.evaluate.SUPPRESS_PROCESSORS`: {suppression: wall and CPU seconds, clips/s, segments at their
+    limit, transcripts identical to the transformers processors' ("same_text"), transcripts}."""
+    from .evaluate import SUPPRESS_PROCESSORS
+    from .transcribe import collect_audio, transcribe_files
+
+    items = collect_audio(paths)
+    rows = {}
+    for suppress in SUPPRESS_PROCESSORS:
+        started, cpu = time.monotonic(), time.process_time()
+        transcripts = transcribe_files(loaded, items, batch_size=batch_size, suppress=suppress, progress=False)
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu
+        rows[suppress] = {"wall_s": wall, "cpu_s": cpu, "clips_per_s": len(items) / wall,
+                          "at_limit": sum(t.segments_at_limit for t in transcripts),
+                          "transcripts": [t.text for t in transcripts]}
+    for row in rows.values():
+        row["same_text"] = sum(a == b for a, b in zip(row["transcripts"], rows["transformers"]["transcripts"]))
+    return rows
+
+
 def _eval_benchmark(args) -> None:
     """Evaluation decoding, side by side on the same clips in one process (see the module docstring)."""
     import datetime as dt
@@ -184,6 +207,7 @@ def _eval_benchmark(args) -> None:
                                      **timed(desc=f"new path, {n} thread(s), batch {batch}", batch_size=batch)}
     torch.set_num_threads(threads)
     suppression = _suppression_step_us(model, args.batch_size)
+    files = _transcribe_files_rows(loaded, list(clips["audio"]), args.batch_size)
     load_after = os.getloadavg()
 
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -201,6 +225,10 @@ def _eval_benchmark(args) -> None:
               f"{today['wall_s'] / r['wall_s']:7.2f} {today['cpu_s'] / r['cpu_s']:6.2f}")
     print(f"suppression per decoding step (batch {args.batch_size}): transformers {suppression['transformers']:.0f} us, "
           f"precomputed {suppression['precomputed']:.0f} us")
+    for name, r in files.items():
+        print(f"transcribe_files, {name + ' suppression':<24} wall {r['wall_s']:6.1f} s, CPU {r['cpu_s']:6.1f} s, "
+              f"{r['clips_per_s']:.3f} clips/s, {r['at_limit']} at limit, same text as transformers' "
+              f"{r['same_text']}/{len(clips)}")
     print("wall s: elapsed seconds. speed x (CPU x): today's "
           "batched path's wall (process CPU) time / this row's; CPU time is not inflated by other processes' load, "
           "wall time is. at limit: hypotheses that reached their token limit "
@@ -218,14 +246,19 @@ def _eval_benchmark(args) -> None:
                "same_text": f"{new['same_text_as_today']}/{len(clips)}", "at_limit_today": today["at_limit"],
                "at_limit_new": new["at_limit"],
                "suppress_step_us_transformers": round(suppression["transformers"]),
-               "suppress_step_us_precomputed": round(suppression["precomputed"])}
+               "suppress_step_us_precomputed": round(suppression["precomputed"]),
+               "transcribe_files_s_transformers": round(files["transformers"]["wall_s"], 1),
+               "transcribe_files_s_precomputed": round(files["precomputed"]["wall_s"], 1),
+               "transcribe_files_speedup": round(files["transformers"]["wall_s"] / files["precomputed"]["wall_s"], 2),
+               "transcribe_files_speedup_cpu": round(files["transformers"]["cpu_s"] / files["precomputed"]["cpu_s"], 2),
+               "transcribe_files_same_text": f"{files['precomputed']['same_text']}/{len(clips)}"}
     if sweep:
         best = min(sweep.values(), key=lambda r: r["wall_s"])
         summary.update(best_threads=best["threads"], best_batch_size=best["batch_size"],
                        best_clips_per_s=round(best["clips_per_s"], 3))
     write_json_atomic(out / "benchmark.json", {
         "model": args.model_path, "clips": list(clips["id"]), "audio_seconds": audio_s, "rows": rows,
-        "sweep": sweep, "suppression_step_us": suppression, "decoding": decoding_record(),
+        "sweep": sweep, "suppression_step_us": suppression, "transcribe_files": files, "decoding": decoding_record(),
         "load_average": {"before": load_before, "after": load_after}, "summary": summary, "provenance": provenance()})
     print(f"results: {out.resolve() / 'benchmark.json'}")
     print("RESULT " + " ".join(f"{k}={v}" for k, v in summary.items()))

@@ -43,6 +43,8 @@ from .errors import UserError
 _DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _NOT_OPTIONS = {"extra"}  # config fields with no command-line option
+_WINDOW_HELP = ("the encoder window decoded at: trained (the window the model was trained with, as its own "
+                "evaluation), full (its base's, 30 s for OpenAI Whisper) or a number of seconds (default: trained)")
 
 
 class _UsageError(UserError):
@@ -343,7 +345,8 @@ def _cmd_evaluate(args) -> Path:
     """Score any model reference on dialect test sets, a local data layout, one manifest or a saved dataset.
 
     The results keep the training config (``config``, untouched) apart from the evaluation's own settings
-    (``evaluation``), give each test set and the pooled corpus WER/CER, and record the backend."""
+    (``evaluation``: window, generation bound, backend, ...), give each test set and the pooled corpus WER/CER,
+    and record the backend. Decoded as ``transcribe`` decodes: at the trained window unless ``--window``."""
     from .hub import check_model_name
     from .run_dir import check_output_folder
 
@@ -353,8 +356,9 @@ def _cmd_evaluate(args) -> Path:
     if data_path is not None and not data_path.exists():
         raise UserError(f"--data-path {data_path} does not exist", "give a data folder, a manifest or a "
                         "save_to_disk directory.")
-    _refuse_given("evaluate", args, _backend_options(args.backend, hf=("precision", "full_window")))
-    from .data import SYNTHETIC_NOTE, is_saved_dataset, load_test_path, load_test_sets, settle_counts
+    _refuse_given("evaluate", args, _backend_options(args.backend, hf=("precision",)))
+    ExperimentConfig(generation_max_length=args.generation_max_length)  # its range, checked where it is declared
+    from .data import is_saved_dataset, load_test_path, load_test_sets, settle_counts
 
     one_set = data_path is not None and (data_path.is_file() or is_saved_dataset(data_path))
     _refuse_given("evaluate", args, {
@@ -363,21 +367,24 @@ def _cmd_evaluate(args) -> Path:
         **({"dialect": "--test-sets names the test sets"} if args.test_sets and not one_set else {})})
     from .evaluate import decoding_record, evaluate_sets
     from .metrics import pooled_metrics
-    from .model import load_model
     from .results import write_results
 
+    trained = _trained_config(args.model_path)
     if args.backend == "ct2":
         from .export import load_ct2
 
+        window = {"trained": trained.encoder_seconds if trained else None, "full": None}.get(args.window, args.window)
         scorer, processor, described = load_ct2(args.model_path, compute_type=args.compute_type,
-                                                cpu_threads=args.cpu_threads)
-        trained = _trained_config(args.model_path)
+                                                cpu_threads=args.cpu_threads, window_seconds=window)
         evaluated = {"reference": str(args.model_path), "backend": "ct2"}
     else:
-        loaded = load_model(args.model_path, precision=args.precision, full_window=args.full_window)
+        loaded = _load_at_window(args)
         scorer, processor, trained = loaded.model, loaded.processor, loaded.config
+        if args.generation_max_length is not None:  # else as loaded: the trained value
+            scorer.generation_config.max_length = args.generation_max_length
         evaluated = {"backend": "hf", **loaded.describe()}
         evaluated.pop("trained_config")
+    max_length = args.generation_max_length or (trained.generation_max_length if trained else None)
     max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
     from .offline_model import MAX_TARGET_POSITIONS  # CTranslate2's models: every Whisper size's
 
@@ -402,10 +409,10 @@ def _cmd_evaluate(args) -> Path:
             build_feature_cache(spec, processor, splits=("test",), log=_say)
         tests, report, synthetic = load_test_sets(spec, processor.tokenizer, max_seconds, max_positions,
                                                   skip_empty=True)
-    _say(f"Scoring {args.model_path} ({args.backend}) on {', '.join(report)} ({source} data).")
+    _say(f"Scoring {args.model_path} ({args.backend}) on {', '.join(report)} ({source} data), "
+         f"{max_seconds:g} s encoder window.")
     if synthetic:
-        _say(f"note: {SYNTHETIC_NOTE}")
-    max_length = (trained or ExperimentConfig()).generation_max_length
+        _say(f"note: {_synthetic_note(source, args.data_path)}")
     if args.backend == "ct2":
         metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=args.batch_size, max_length=max_length)
         evaluated.update(described, requested_compute_type=args.compute_type, max_length=max_length)
@@ -417,19 +424,56 @@ def _cmd_evaluate(args) -> Path:
               "evaluation": {"test_sets": list(report), "source": source, "data_path": args.data_path,
                              "max_test_samples": args.max_test_samples, "streaming": bool(args.streaming),
                              "batch_size": args.batch_size, "backend": args.backend,
-                             "compute_type": evaluated.get("compute_type", evaluated.get("precision"))},
+                             "compute_type": evaluated.get("compute_type", evaluated.get("precision")),
+                             "window": args.window, "window_seconds": max_seconds,
+                             "generation_max_length": max_length},
               "data": {"source": source, "synthetic": synthetic, "test": settle_counts(report)},
               # a model trained on the synthetic set gives synthetic numbers on any data
               "synthetic": synthetic or bool(trained and trained.source == "sample"),
               "metrics": metrics, "metrics_pooled": pooled_metrics(rows),
               "provenance": {"generation_budget_tokens": next(iter(next(iter(metrics.values())).values()))[
-                  "generation_budget_tokens"] if metrics else None,
-                             "decoding": decoding_record() if args.backend == "hf" else None}}
+                  "generation_budget_tokens"] if metrics else None, "decoding": decoding_record()}}
     path = write_results(args.output_dir, result, rows)
     _say()
     _print_scores(path)
     _print_written(path)
     return path
+
+
+def _synthetic_note(source: str, data_path: Optional[str]) -> str:
+    """What to say of scores on synthetic data: the sample set's note, or which data marked itself synthetic."""
+    from .data import SYNTHETIC_NOTE
+
+    if source == "sample":
+        return SYNTHETIC_NOTE
+    return (f"{data_path} marks its records synthetic (its 'synthetic' column), so their scores show that training "
+            "works, not how well Whisper recognises real Arabic dialects.")
+
+
+def _window(text: str):
+    """``--window``: ``trained``, ``full`` or a whole number of seconds, checked while the arguments are parsed."""
+    if text in ("trained", "full"):
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give trained, full or a whole number of seconds (e.g. 8)")
+    return int(text)
+
+
+def _load_at_window(args):
+    """The transformers model of ``args.model_path`` (at ``args.precision``) at ``args.window``: the window it
+    was trained with, the base's full window or a number of seconds; evaluate and transcribe load it alike."""
+    from .model import load_model
+
+    loaded = load_model(args.model_path, precision=args.precision, full_window=args.window != "trained")
+    if args.window == "full" and loaded.kind == "model" and loaded.config and loaded.config.encoder_seconds:
+        raise UserError(f"--window full: {args.model_path} was fully fine-tuned with a {loaded.window_seconds} s "
+                        "encoder window, which cannot be widened", "leave --window out (its trained window)")
+    if isinstance(args.window, int):
+        try:
+            loaded.cut_window(args.window)
+        except ValueError as e:
+            raise UserError(f"--window {args.window}: {e}", "give a window no longer than the model's") from e
+    return loaded
 
 
 def _cmd_cache(args) -> Path:
@@ -511,26 +555,41 @@ def _cmd_transcribe(args) -> Path:
     _refuse_given("transcribe", args, _backend_options(args.backend, hf=("precision", "batch_size")))
     check_model_name(args.model_path, saved=True)
     check_output_folder(args.output_dir, "--output-dir")
+    if args.backend == "ct2" and isinstance(args.window, int):
+        raise UserError(f"--window {args.window} with --backend ct2: faster-whisper transcribes 30 s windows",
+                        "use --backend hf for another window")
+    from .audio import AUDIO_EXTENSIONS
     from .transcribe import TRANSCRIPTS_FILE, collect_audio, transcribe_files
 
-    items = collect_audio(args.audio, dialect=args.dialect)
+    left_out: list[str] = []
+    items = collect_audio(args.audio, dialect=args.dialect, left_out=left_out)
     _say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
+    if left_out:
+        _say(f"note: left out {len(left_out)} file(s) of the folder(s) given, not in a format libsndfile decodes "
+             f"({', '.join(AUDIO_EXTENSIONS)}): {', '.join(left_out)}. Re-encode them (e.g. as WAV) to transcribe "
+             "them.")
     if args.backend == "ct2":
         from .export import load_ct2
 
         model, _, info = load_ct2(args.model_path, compute_type=args.compute_type, cpu_threads=args.cpu_threads)
     else:
-        from .model import load_model
-
-        model = load_model(args.model_path, precision=args.precision, full_window=True)
+        model = _load_at_window(args)
         info = {"backend": "hf", **model.describe()}
     transcripts = transcribe_files(model, items, backend=args.backend, batch_size=args.batch_size,
                                    beam_size=args.beam_size, max_new_tokens=args.max_new_tokens,
                                    out_dir=args.output_dir, subtitles=args.subtitles,
-                                   run_info={"model": info, "beam_size": args.beam_size,
-                                             "max_new_tokens": args.max_new_tokens})
+                                   run_info={"model": info, "window": args.window, "beam_size": args.beam_size,
+                                             "max_new_tokens": args.max_new_tokens, "left_out": left_out})
     for t in transcripts:
         _say(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
+    cut = {t.path: t.segments_at_limit for t in transcripts if t.segments_at_limit}
+    if cut:
+        _say(f"note: {sum(cut.values())} segment(s) of {len(cut)} file(s) reached their token limit and were cut "
+             "there (a looping decode, or more speech than --max-new-tokens allows): "
+             + ", ".join(f"{path} ({n})" for path, n in cut.items()) + ".")
+    silent = [t.path for t in transcripts if not t.segments]
+    if silent:
+        _say(f"note: no speech found in {len(silent)} file(s) (voice-activity detection): {', '.join(silent)}.")
     return Path(args.output_dir) / TRANSCRIPTS_FILE
 
 
@@ -748,7 +807,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model-path", required=True, metavar="REF", help=model_help)
     ev.add_argument("--output-dir", required=True, metavar="DIR", help="where results.json and utterances.csv go")
     _add_config_options(ev, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "streaming",
-                                                "precision", "max_test_samples", "feature_cache"],
+                                                "precision", "max_test_samples", "feature_cache",
+                                                "generation_max_length"],
                        default_note="default: as the model was trained",
                        helps={"dialect": "score on this variety's test set(s) when --test-sets is not given "
                                          "(default: the training dialect)",
@@ -756,9 +816,12 @@ def _build_parser() -> argparse.ArgumentParser:
                                            "dialects (default: the training dialect's)",
                               "data_path": "a local data folder (test.jsonl or {name}_test_set/), one manifest "
                                            "(.jsonl/.csv with audio, text, optional dialect) or one save_to_disk "
-                                           "folder (default: as trained)"})
-    ev.add_argument("--full-window", action="store_true", help="put an adapter trained with a cut encoder window "
-                    "on its base's full 30 s window (as merge and the ct2 backend do)")
+                                           "folder (default: as trained)",
+                              "generation_max_length": "longest transcript decoded, in tokens (default: as the "
+                                                       "model was trained, else the model's limit; 225 reproduces "
+                                                       "the paper)"})
+    ev.add_argument("--window", type=_window, default="trained", metavar="{trained,full,SECONDS}",
+                    help=_WINDOW_HELP)
     ev.add_argument("--batch-size", type=_at_least(1), default=16, metavar="N",
                     help="utterances per batch (default: 16)")
     ev.add_argument("--backend", choices=("hf", "ct2"), default="hf", help="hf: transformers; ct2: CTranslate2 "
@@ -817,12 +880,14 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cpu-threads", type=_at_least(0), default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
     tr.add_argument("--precision", choices=PRECISIONS, help="hf only: override the trained precision")
+    tr.add_argument("--window", type=_window, default="trained", metavar="{trained,full,SECONDS}",
+                    help=_WINDOW_HELP + "; ct2: the export's 30 s window")
     tr.add_argument("--batch-size", type=_at_least(1), default=8, metavar="N",
                     help="hf only: clips per batch (default: 8)")
     tr.add_argument("--beam-size", type=_at_least(1), default=1, metavar="N",
                     help="1: greedy, as evaluation (default: 1)")
     tr.add_argument("--max-new-tokens", type=_at_least(1), default=224, metavar="N",
-                    help="tokens per 30 s window at most (default: 224)")
+                    help="tokens per segment at most, within 16 + 20 per second of its audio (default: 224)")
     tr.add_argument("--subtitles", type=_subtitle_formats, default=[], metavar="A,B",
                     help="comma-separated, any case: srt, vtt (default: none)")
     tr.set_defaults(func=_cmd_transcribe, parser=tr)

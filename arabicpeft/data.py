@@ -17,12 +17,13 @@ selection, and every filtered record is counted by reason in :attr:`DataSplits.r
 
 Public: :data:`MANIFEST_EXTENSIONS`, :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`,
 :class:`DataSplits`, :func:`settle_counts`, :class:`ManifestError`, :func:`read_manifest`, :func:`load_raw`,
-:func:`load_test_sets`, :func:`is_saved_dataset`, :func:`load_test_path`, :func:`load_splits`,
+:func:`load_test_sets`, :func:`is_saved_dataset`, :func:`dialect_names`, :func:`load_test_path`, :func:`load_splits`,
 :func:`build_feature_cache`, :class:`SpeechCollator`.
 """
 
 from __future__ import annotations
 
+import codecs
 import collections
 import hashlib
 import io
@@ -332,14 +333,30 @@ class ManifestError(ValueError):
     """A manifest that cannot be read; the message names the file, the line and the likely cause."""
 
 
+def _utf16_byte_order(raw: bytes) -> Optional[str]:
+    """``little-endian`` or ``big-endian`` when ``raw`` looks like UTF-16 text (a UTF-16 byte-order mark, or NUL
+    bytes, which UTF-8 text does not hold, in at least a tenth of its odd or even offsets: the high bytes of ASCII
+    characters), else None."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "little-endian" if raw.startswith(codecs.BOM_UTF16_LE) else "big-endian"
+    odd, even = raw[1::2].count(0), raw[0::2].count(0)
+    if max(odd, even) < max(1, len(raw) // 20):  # not a stray NUL or two
+        return None
+    return "little-endian" if odd > even else "big-endian"
+
+
 def read_manifest(path) -> pd.DataFrame:
     """A manifest (``.jsonl``: one JSON object a line; ``.json``: a list of objects; ``.csv``) as a frame.
 
     UTF-8 with or without a byte-order mark, Unix or Windows line endings. Raises :class:`ManifestError`
-    naming the file, the line and the likely cause.
+    naming the file, the line and the likely cause (UTF-16 text, with or without a byte-order mark, is named).
     """
     path = Path(path)
     raw = path.read_bytes()
+    utf16 = _utf16_byte_order(raw)
+    if utf16:
+        raise ManifestError(f"Could not read the manifest {path}: it is UTF-16 ({utf16}) text, not UTF-8. Save it as "
+                            "UTF-8.")
     try:
         text = raw.decode("utf-8-sig")  # drops a byte-order mark (Excel and Notepad write one)
     except UnicodeDecodeError as e:
@@ -625,6 +642,26 @@ def is_saved_dataset(path) -> bool:
     return path.is_dir() and any((path / f).is_file() for f in ("state.json", "dataset_dict.json"))
 
 
+def dialect_names(values: list, where: str, allow_empty: bool = False) -> list[str]:
+    """The sorted registry names of a 'dialect' column's ``values`` (``allow_empty``: empty cells and None are
+    passed over). Raises ValueError naming ``where`` (the manifest or dataset), each unknown value and the first
+    row (1-based) that holds it."""
+    names, unknown = set(), {}
+    for row, value in enumerate(values, start=1):
+        if allow_empty and (value is None or not str(value).strip()):
+            continue
+        known = dialects.REGISTRY.get(str(value).strip().lower())
+        if known:
+            names.add(known.name)
+        else:
+            unknown.setdefault(str(value), row)
+    if unknown:
+        raise ValueError(f"{where} has unknown dialect(s) in its 'dialect' column: "
+                         + ", ".join(f"{v!r} (first at row {row})" for v, row in unknown.items())
+                         + f". Valid names: {', '.join(dialects.NAMES)}; fix those values.")
+    return sorted(names)
+
+
 def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, test_sets: Optional[list] = None,
                    max_test_samples: Optional[int] = None, max_positions: int = MAX_TARGET_POSITIONS
                    ) -> tuple[dict[str, AnyDataset], dict, bool]:
@@ -641,7 +678,7 @@ def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, 
         columns = read_manifest(path)
         if "dialect" in columns:
             parts, synthetic = {}, False
-            for name in sorted({dialects.get(d).name for d in columns["dialect"].astype(str)}):
+            for name in dialect_names(columns["dialect"].astype(str).tolist(), f"The manifest {path}"):
                 parts[name], synth = _load_manifest(path, name, pooled=True)
                 synthetic |= synth
         else:
@@ -655,7 +692,7 @@ def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, 
                 raise ValueError(f"{path} holds the splits {sorted(datasets.load_from_disk(str(path)))}: "
                                  "which one is the test set? Save only it, or name it 'test'.")
         if "dialect" in ds.column_names:
-            names = sorted({dialects.get(d).name for d in ds.unique("dialect")})
+            names = dialect_names(ds["dialect"], f"The dataset {path}")
             parts = {n: ds.filter(lambda r, n=n: str(r["dialect"]).lower() == n) for n in names}
         else:
             parts = {path.name: ds}

@@ -1,14 +1,16 @@
 """Transcribe audio files of any length with a trained model, as JSONL and SRT/VTT subtitles.
 
-Two backends give the same records: ``hf`` (transformers; clips longer than the encoder window go through
-Whisper's own long-form decoding, ``generate`` with timestamps, window after window) and ``ct2`` (a
-CTranslate2 export through ``faster_whisper.WhisperModel.transcribe``, which also walks the whole file).
-Language Arabic and task transcribe are forced; decoding is greedy unless ``beam_size`` says otherwise. A clip
-no longer than the window is decoded in one piece without timestamps, exactly as training and evaluation
-decode, and gets one segment spanning the clip.
+Two backends give the same records: ``hf`` (transformers, at the encoder window the model was loaded with) and
+``ct2`` (a CTranslate2 export through ``faster_whisper.WhisperModel.transcribe``, 30 s window). Both decode as
+evaluation does (:mod:`arabicpeft.evaluate`: language Arabic and task transcribe forced, no timestamps, greedy
+unless ``beam_size`` says otherwise, each transcript bounded by its audio's duration). A clip no longer than the
+window is decoded in one piece and gets one segment spanning the clip; a longer one is cut into its speech regions
+by voice-activity detection (Silero VAD from faster-whisper, as faster-whisper's batched pipeline does), each
+decoded in one piece and given one segment.
 
 Public: :data:`SUBTITLE_FORMATS`, :data:`TRANSCRIPTS_FILE`, :class:`Transcript`, :func:`collect_audio`,
-:func:`sample_clips`, :func:`concatenate_clips`, :func:`transcribe_files`, :func:`transcripts_frame`.
+:func:`sample_clips`, :func:`concatenate_clips`, :func:`speech_regions`, :func:`transcribe_files`,
+:func:`transcripts_frame`.
 """
 
 from __future__ import annotations
@@ -20,15 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 import numpy as np
-import torch
 
 from . import audio as audio_lib
 from . import dialects
 from .config import SUBTITLE_FORMATS
-from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, read_manifest
+from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, dialect_names, read_manifest
+from .evaluate import decode_limits, decoding_options, feature_seconds, generate_limited, generation_budget
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
-from .offline_model import N_FRAMES
+from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
 
 if TYPE_CHECKING:  # pandas is imported where a table is made
     import pandas as pd
@@ -41,8 +43,9 @@ _TRANSCRIBE_RUN_FILE = "transcribe.json"
 @dataclass
 class Transcript:
     """One file's transcript. Times in seconds from the start of the file; ``segments``: dicts with
-    ``start``, ``end`` and ``text``; ``reference``: the manifest's text, when it gave one. In a notebook it shows
-    as its duration, its number of segments and its SRT subtitles."""
+    ``start``, ``end``, ``text`` and ``at_limit`` (its decode reached its token limit and was cut there: a
+    looping decode); no segment when the file holds no speech; ``reference``: the manifest's text, when it gave
+    one. In a notebook it shows as its duration, its number of segments and its SRT subtitles."""
 
     path: str
     text: str
@@ -59,9 +62,15 @@ class Transcript:
             raise ValueError(f"Unknown subtitle format {fmt!r}; choose from {', '.join(SUBTITLE_FORMATS)}.")
         return (_to_srt if fmt == "srt" else _to_vtt)(self.segments)
 
+    @property
+    def segments_at_limit(self) -> int:
+        """How many segments reached their token limit (cut there)."""
+        return sum(bool(s.get("at_limit")) for s in self.segments)
+
     def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's display of a cell's last expression
-        printer.text(f"{Path(self.path).name}: {self.duration:.1f} s of audio, {len(self.segments)} segment(s)\n\n"
-                     + self.subtitles("srt"))
+        cut = f" ({self.segments_at_limit} cut at their token limit)" if self.segments_at_limit else ""
+        printer.text(f"{Path(self.path).name}: {self.duration:.1f} s of audio, {len(self.segments)} segment(s){cut}"
+                     "\n\n" + self.subtitles("srt"))
 
 
 # --- inputs ----------------------------------------------------------------------------------------
@@ -71,24 +80,25 @@ def _manifest_items(path: Path) -> list[dict]:
     frame = read_manifest(path)
     if "audio" not in frame:
         raise ValueError(f"The manifest {path} has no 'audio' column (paths relative to the manifest's folder).")
-    items = []
-    for row in frame.to_dict("records"):
-        text = row.get("text")
-        items.append({"path": str((path.parent / str(row["audio"])).resolve()),
-                      "dialect": row.get("dialect") if isinstance(row.get("dialect"), str) else None,
-                      "reference": text if isinstance(text, str) else None})
-    return items
+    rows = frame.to_dict("records")
+    for row in rows:  # an empty cell: --dialect applies
+        row["dialect"] = (row["dialect"].strip() or None) if isinstance(row.get("dialect"), str) else None
+    dialect_names([row["dialect"] for row in rows], f"The manifest {path}", allow_empty=True)  # all known
+    return [{"path": str((path.parent / str(row["audio"])).resolve()), "dialect": row["dialect"],
+             "reference": row.get("text") if isinstance(row.get("text"), str) else None} for row in rows]
 
 
-def collect_audio(inputs: Iterable, dialect: Optional[str] = None) -> list[dict]:
+def collect_audio(inputs: Iterable, dialect: Optional[str] = None, left_out: Optional[list] = None) -> list[dict]:
     """The files to transcribe: each input is an audio file, a folder (searched recursively for
     :data:`arabicpeft.audio.AUDIO_EXTENSIONS`) or a manifest (``.jsonl``/``.csv`` with an ``audio`` column and
     optional ``dialect`` and ``text``). ``dialect`` applies to every file without a manifest dialect.
+    ``left_out``: a list that receives the path of every other file in those folders (e.g. ``.m4a``, which
+    libsndfile cannot decode), sorted, so that the caller can name and count them.
 
     Returns dicts with ``path``, ``dialect`` and ``reference``. Raises FileNotFoundError for a missing input or a
-    manifest entry that does not exist, ValueError when nothing is found or a dialect is unknown,
-    :class:`arabicpeft.audio.AudioError` naming every file that cannot be read as audio or is too short (e.g.
-    empty), checked from the file headers before any model loads.
+    manifest entry that does not exist, ValueError when nothing is found or a dialect is unknown (a manifest's
+    named with its row), :class:`arabicpeft.audio.AudioError` naming every file that cannot be read as audio or is
+    too short (e.g. empty), checked from the file headers before any model loads.
     """
     items = []
     for raw in inputs:
@@ -96,10 +106,16 @@ def collect_audio(inputs: Iterable, dialect: Optional[str] = None) -> list[dict]
         if not path.exists():
             raise FileNotFoundError(f"Audio input not found: {path}.")
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in audio_lib.AUDIO_EXTENSIONS)
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            found = [p for p in files if p.suffix.lower() in audio_lib.AUDIO_EXTENSIONS]
+            others = [str(p.resolve()) for p in files if p.suffix.lower() not in audio_lib.AUDIO_EXTENSIONS]
             if not found:
-                raise ValueError(f"{path} holds no audio files ({', '.join(audio_lib.AUDIO_EXTENSIONS)}).")
+                held = f"; it holds {len(others)} other file(s), e.g. {others[0]}" if others else ""
+                raise ValueError(f"{path} holds no audio files ({', '.join(audio_lib.AUDIO_EXTENSIONS)}){held}. "
+                                 "Re-encode the audio as WAV, FLAC or OGG.")
             items += [{"path": str(p.resolve()), "dialect": None, "reference": None} for p in found]
+            if left_out is not None:
+                left_out += others
         elif path.suffix.lower() in MANIFEST_EXTENSIONS:
             items += _manifest_items(path)
         else:
@@ -149,76 +165,94 @@ def concatenate_clips(items: Sequence[dict], path, repeat: int = 1) -> Path:
     return path
 
 
-# --- decoding --------------------------------------------------------------------------------------
+# --- decoding ---------------------------------------------------------------------------------------
 
 
-def _text_of(tokenizer, ids, timestamp_begin: int) -> str:
-    return tokenizer.decode([int(t) for t in ids if int(t) < timestamp_begin], skip_special_tokens=True).strip()
+# Silero VAD (faster-whisper's, as its BatchedInferencePipeline uses it) finds the speech of a file longer than the
+# window: regions of speech with 0.4 s of audio either side, apart where at least 2 s of silence lie between
+# (faster-whisper's defaults), and never longer than the window (a longer stretch is split at its last pause).
+_VAD_MIN_SILENCE_MS = 2000
+_VAD_SPEECH_PAD_MS = 400
+_CT2_BUDGET = MAX_TARGET_POSITIONS - 4  # CTranslate2's decoder positions less the 4-token prompt
 
 
-def _hf_batch(loaded: LoadedModel, clips: list[np.ndarray], beam_size: int, max_new_tokens: int) -> list[list[dict]]:
-    """Segments for each clip of one batch; long clips (> window) take Whisper's long-form path."""
+def speech_regions(clip: np.ndarray, window_seconds: float) -> list[tuple[int, int]]:
+    """The speech of 16 kHz mono ``clip`` as (start, end) sample indices, in order, each at most
+    ``window_seconds`` long: Silero voice-activity detection (``faster_whisper.vad``, offline; threshold 0.5, a
+    region ends after 2 s of silence, 0.4 s of audio kept either side). [] when the clip holds no speech."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    options = VadOptions(max_speech_duration_s=window_seconds, min_silence_duration_ms=_VAD_MIN_SILENCE_MS,
+                         speech_pad_ms=_VAD_SPEECH_PAD_MS)
+    return [(int(c["start"]), int(c["end"])) for c in get_speech_timestamps(clip, options, audio_lib.SAMPLE_RATE)]
+
+
+def _pieces(clip: np.ndarray, window_seconds: float) -> list[tuple[int, int]]:
+    """What is decoded of a clip: the whole clip when it fits the window (as training and evaluation decode),
+    else its :func:`speech_regions`."""
+    if len(clip) <= window_seconds * audio_lib.SAMPLE_RATE:
+        return [(0, len(clip))]
+    return speech_regions(clip, window_seconds)
+
+
+def _hf_batch(loaded: LoadedModel, pieces: list[np.ndarray], max_new_tokens: int, options: dict
+              ) -> tuple[list[str], list[bool]]:
+    """(transcript, reached its limit) of each piece (at most one window each) of one batch, decoded as
+    :func:`arabicpeft.evaluate.transcribe` decodes: :func:`arabicpeft.evaluate.decoding_options`, each piece
+    bounded by :func:`arabicpeft.evaluate.decode_limits` of its duration (read off its log-mel, as evaluation
+    reads it) within ``max_new_tokens``."""
     model, processor = loaded.model, loaded.processor
-    extractor, tokenizer = processor.feature_extractor, processor.tokenizer
-    long_form = max(len(c) for c in clips) > extractor.n_samples
-    if long_form:  # the whole clip, never truncated; the mask tells generate where each clip ends
-        inputs = extractor(clips, sampling_rate=audio_lib.SAMPLE_RATE, return_tensors="pt", truncation=False,
-                           padding="longest", return_attention_mask=True)
-    else:
-        inputs = extractor(clips, sampling_rate=audio_lib.SAMPLE_RATE, return_tensors="pt")
+    extractor = processor.feature_extractor
+    features = extractor(pieces, sampling_rate=audio_lib.SAMPLE_RATE, return_tensors="pt").input_features
+    limits = decode_limits(feature_seconds(features, extractor),
+                           generation_budget(model, processor.tokenizer, max_new_tokens))
     parameter = next(p for p in model.parameters() if p.is_floating_point())
-    kwargs = dict(input_features=inputs.input_features.to(parameter.device, parameter.dtype), language=LANGUAGE,
-                  task=TASK, num_beams=beam_size, do_sample=False, max_new_tokens=max_new_tokens)
-    ts_begin = model.generation_config.no_timestamps_token_id + 1
-    with torch.no_grad():
-        if not long_form:
-            ids = model.generate(**kwargs)
-            return [[{"start": 0.0, "end": len(c) / audio_lib.SAMPLE_RATE, "text": _text_of(tokenizer, row, ts_begin)}]
-                    for c, row in zip(clips, ids)]
-        out = model.generate(**kwargs, attention_mask=inputs.attention_mask.to(parameter.device),
-                             return_timestamps=True, return_segments=True)
-    result = []
-    for clip, segments in zip(clips, out["segments"]):
-        duration = len(clip) / audio_lib.SAMPLE_RATE
-        result.append([{"start": round(float(s["start"]), 3), "end": round(min(float(s["end"]), duration), 3),
-                        "text": _text_of(tokenizer, s["tokens"], ts_begin)} for s in segments])
-    return result
+    features = features.to(parameter.device, parameter.dtype)
+    texts, reached = generate_limited(model, processor.tokenizer, features, limits, options, loaded.precision)
+    return [t.strip() for t in texts], reached
 
 
-def _ct2_clip(whisper, clip: np.ndarray, beam_size: int, max_new_tokens: int) -> list[dict]:
+def _ct2_piece(whisper, piece: np.ndarray, beam_size: int, max_new_tokens: int) -> tuple[str, bool]:
+    """(transcript, reached its limit) of one piece (at most one window) through faster-whisper, bounded by
+    :func:`arabicpeft.evaluate.decode_limits` of its duration in samples."""
     window = whisper.feature_extractor.chunk_length
     if whisper.feature_extractor.nb_max_frames != N_FRAMES:  # faster-whisper pads every window to 30 s
         raise ValueError(f"This CTranslate2 model has a {window} s encoder window; faster-whisper's transcribe "
                          "only handles 30 s windows. Use --backend hf, or export a model with the standard window.")
-    duration = len(clip) / audio_lib.SAMPLE_RATE
+    [limit] = decode_limits([len(piece) / audio_lib.SAMPLE_RATE], min(max_new_tokens, _CT2_BUDGET)).tolist()
     # faster-whisper asks CTranslate2 for max_length = prompt + max_new_tokens, of which CTranslate2 generates
-    # half (export.ct2_max_length): ask for what yields max_new_tokens transcript tokens.
-    prompt = 4 if duration <= window else 3  # <|notimestamps|> only without timestamps
+    # half (export.ct2_max_length): ask for what yields `limit` transcript tokens after the 4-token prompt.
     segments, _ = whisper.transcribe(
-        clip, language=LANGUAGE, task=TASK, beam_size=beam_size, temperature=0.0, vad_filter=False,
-        condition_on_previous_text=False, without_timestamps=duration <= window,
-        max_new_tokens=ct2_max_length(max_new_tokens) - prompt,
-        no_speech_threshold=None,  # never drop a window as "silence": every window is transcribed
+        piece, language=LANGUAGE, task=TASK, beam_size=beam_size, temperature=0.0, vad_filter=False,
+        condition_on_previous_text=False, without_timestamps=True, max_new_tokens=ct2_max_length(limit) - 4,
+        no_speech_threshold=None,  # never drop a piece as "silence": voice-activity detection chose it
     )
-    out = [{"start": round(s.start, 3), "end": round(min(s.end, duration), 3), "text": s.text.strip()}
-           for s in segments]
-    if duration <= window and len(out) == 1:
-        out[0].update(start=0.0, end=round(duration, 3))
-    return out
+    segments = list(segments)
+    text = " ".join(s.text.strip() for s in segments if s.text.strip())
+    return text, sum(len(s.tokens) for s in segments) >= limit
 
 
 def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_size: int = 8, beam_size: int = 1,
                      max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True, out_dir=None,
-                     subtitles: Sequence[str] = (), run_info: Optional[dict] = None) -> list[Transcript]:
+                     subtitles: Sequence[str] = (), run_info: Optional[dict] = None,
+                     suppress: str = "precomputed") -> list[Transcript]:
     """Transcribe every item of :func:`collect_audio` (in order).
 
     ``model``: a :class:`arabicpeft.model.LoadedModel` for ``backend="hf"`` (an adapter bank switches to each
-    file's dialect adapter), a ``faster_whisper.WhisperModel`` for ``backend="ct2"``. ``max_new_tokens`` bounds
-    each window's transcript (224: Whisper's own default). With ``out_dir``, also writes there
-    :data:`TRANSCRIPTS_FILE` (one transcript per line, with its subtitle files' names), the ``subtitles`` asked
-    for (``srt``/``vtt``, one file per audio file, named after it) and ``transcribe.json`` (what produced them:
-    ``run_info`` plus provenance). Raises AudioError for undecodable or empty audio, ValueError for an unknown
-    backend or subtitle format (before any decoding).
+    file's dialect adapter; decoded at the window it was loaded with), a ``faster_whisper.WhisperModel`` for
+    ``backend="ct2"`` (30 s window). A file no longer than the window is decoded whole, exactly as
+    :func:`arabicpeft.evaluate.transcribe` decodes a test clip, and gets one segment spanning it; a longer file is
+    cut into its :func:`speech_regions` (voice-activity detection: silence is not decoded, so it cannot be
+    hallucinated over, and speech after a long pause is found), each decoded the same way and one segment with the
+    region's times. ``max_new_tokens`` bounds each segment's transcript (224: Whisper's own default), within
+    which each segment may decode at most :func:`arabicpeft.evaluate.decode_limits` tokens of its duration; a
+    segment that reaches its limit (a looping decode, cut there) is marked ``at_limit``. ``suppress``: the
+    suppression processors of the hf backend (:func:`arabicpeft.evaluate.decoding_options`). With ``out_dir``,
+    also writes there :data:`TRANSCRIPTS_FILE` (one transcript per line, with its subtitle files' names), the
+    ``subtitles`` asked for (``srt``/``vtt``, one file per audio file, named after it, unique) and
+    ``transcribe.json`` (what produced them: ``run_info`` plus counts and provenance). Raises AudioError for
+    undecodable or empty audio, ValueError for an unknown backend, suppression or subtitle format (before any
+    decoding).
     """
     from tqdm.auto import tqdm
 
@@ -227,36 +261,47 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     unknown = set(subtitles) - set(SUBTITLE_FORMATS)
     if unknown:
         raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(SUBTITLE_FORMATS)}.")
-    if backend == "hf" and model.kind == "bank":
-        lacking = [i["path"] for i in items if not i.get("dialect")]
-        if lacking:
-            raise ValueError(f"An adapter bank needs each file's dialect ({len(lacking)} without, e.g. {lacking[0]}): "
-                             "give --dialect or a manifest with a 'dialect' column.")
-    results: list[Optional[Transcript]] = [None] * len(items)
-    clips = {}
+    if backend == "hf":
+        options = decoding_options(model.model, model.processor.tokenizer, suppress, num_beams=beam_size)
+        if model.kind == "bank":
+            lacking = [i["path"] for i in items if not i.get("dialect")]
+            if lacking:
+                raise ValueError(f"An adapter bank needs each file's dialect ({len(lacking)} without, e.g. "
+                                 f"{lacking[0]}): give --dialect or a manifest with a 'dialect' column.")
+    window = (model.processor.feature_extractor.chunk_length if backend == "hf"
+              else model.feature_extractor.chunk_length)
+    clips, pieces = [], []  # pieces: (file index, start, end) in samples
     for i, item in enumerate(items):
         clip = audio_lib.load_audio(item["path"])
         audio_lib.check_duration(clip, max_seconds=float("inf"))
-        clips[i] = clip
-    bar = tqdm(total=len(items), desc="transcribing", unit="file", disable=not progress)
+        clips.append(clip)
+        pieces += [(i, start, end) for start, end in _pieces(clip, window)]
+    decoded: dict[int, tuple[str, bool]] = {}
+    bar = tqdm(total=len(pieces), desc="transcribing", unit="segment", disable=not progress)
     if backend == "ct2":
-        for i in range(len(items)):
-            results[i] = _transcript(items[i], clips[i], _ct2_clip(model, clips[i], beam_size, max_new_tokens))
+        for n, (i, start, end) in enumerate(pieces):
+            decoded[n] = _ct2_piece(model, clips[i][start:end], beam_size, max_new_tokens)
             bar.update()
     else:
-        window = model.processor.feature_extractor.n_samples
-        groups: dict = {}
-        for i, item in enumerate(items):  # one adapter and one decoding mode per batch
-            groups.setdefault((item.get("dialect") if model.kind == "bank" else None, len(clips[i]) > window), []).append(i)
-        for (dialect, _), indices in groups.items():
+        groups: dict = {}  # one adapter per batch, the longest pieces first
+        for n in sorted(range(len(pieces)), key=lambda n: pieces[n][1] - pieces[n][2]):  # start - end: longest first
+            groups.setdefault(items[pieces[n][0]].get("dialect") if model.kind == "bank" else None, []).append(n)
+        for dialect, indices in groups.items():
             if dialect:
                 model.use_dialect(dialect)
             for start in range(0, len(indices), batch_size):
                 batch = indices[start:start + batch_size]
-                for i, segments in zip(batch, _hf_batch(model, [clips[i] for i in batch], beam_size, max_new_tokens)):
-                    results[i] = _transcript(items[i], clips[i], segments)
+                audio = [clips[pieces[n][0]][pieces[n][1]:pieces[n][2]] for n in batch]
+                for n, text, hit in zip(batch, *_hf_batch(model, audio, max_new_tokens, options)):
+                    decoded[n] = text, hit
                 bar.update(len(batch))
     bar.close()
+    segments: list[list[dict]] = [[] for _ in items]
+    for n, (i, start, end) in enumerate(pieces):
+        text, hit = decoded[n]
+        segments[i].append({"start": round(start / audio_lib.SAMPLE_RATE, 3),
+                            "end": round(end / audio_lib.SAMPLE_RATE, 3), "text": text, "at_limit": hit})
+    results = [_transcript(item, clip, segs) for item, clip, segs in zip(items, clips, segments)]
     if out_dir is not None:
         _write_transcripts(results, out_dir, subtitles, run_info)
     return results
@@ -298,30 +343,47 @@ def _to_vtt(segments: Sequence[dict]) -> str:
                                   for s in segments if s["text"].strip())
 
 
+def _subtitle_names(paths: Sequence[str]) -> list[str]:
+    """A unique file name stem for each path: its own stem, or for a later file of the same stem ``stem-2``,
+    ``stem-3``, ... skipping every name taken or held by another input (``x/a-2.wav``, ``x/a.wav`` and ``y/a.wav``
+    give ``a-2``, ``a``, ``a-3``). Compared case-insensitively, for file systems that are."""
+    stems = [Path(p).stem for p in paths]
+    taken = {stem.casefold() for stem in stems}
+    used: set[str] = set()
+    names = []
+    for stem in stems:
+        name, k = stem, 1
+        while name.casefold() in used or (k > 1 and name.casefold() in taken):
+            k += 1
+            name = f"{stem}-{k}"
+        used.add(name.casefold())
+        names.append(name)
+    return names
+
+
 def _write_transcripts(transcripts: Sequence[Transcript], out_dir, subtitles: Sequence[str] = (),
                        run_info: Optional[dict] = None) -> Path:
     """Write :data:`TRANSCRIPTS_FILE` (one :class:`Transcript` per line, plus its subtitle files' names), the
-    subtitle files asked for (named after each audio file) and ``transcribe.json`` (what produced them:
-    ``run_info`` plus provenance). Returns the JSONL path."""
+    subtitle files asked for (named after each audio file, unique: :func:`_subtitle_names`) and
+    ``transcribe.json`` (what produced them: ``run_info`` plus the files, seconds, segments cut at their limit,
+    files without speech and provenance). Returns the JSONL path."""
     from .results import provenance
     from .run_dir import write_json_atomic
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
     lines = []
-    for t in transcripts:
+    for t, name in zip(transcripts, _subtitle_names([t.path for t in transcripts])):
         row = asdict(t)
-        stem = Path(t.path).stem
-        name = stem if stem not in used else f"{stem}-{len(used)}"  # two files of one name in two folders
-        used.add(name)
         for fmt in subtitles:
             (out_dir / f"{name}.{fmt}").write_text(t.subtitles(fmt), encoding="utf-8")
             row[fmt] = f"{name}.{fmt}"
         lines.append(json.dumps(row, ensure_ascii=False))
     path = out_dir / TRANSCRIPTS_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    write_json_atomic(out_dir / _TRANSCRIBE_RUN_FILE, {**(run_info or {}), "n_files": len(transcripts),
-                                                      "audio_seconds": sum(t.duration for t in transcripts),
-                                                      "provenance": provenance()})
+    write_json_atomic(out_dir / _TRANSCRIBE_RUN_FILE, {
+        **(run_info or {}), "n_files": len(transcripts), "audio_seconds": sum(t.duration for t in transcripts),
+        "segments": sum(len(t.segments) for t in transcripts),
+        "segments_at_limit": sum(t.segments_at_limit for t in transcripts),
+        "files_without_speech": [t.path for t in transcripts if not t.segments], "provenance": provenance()})
     return path

@@ -45,8 +45,12 @@ def test_adapter_bank_per_utterance_adapters_and_disabled_equals_base(adapters):
         transcribe(model, processor, mixed, adapter_names=names[:2])
 
 
-def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_path):
+def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_path, monkeypatch):
+    from test_transcribe import refuse_transformers_suppression
+
     from arabicpeft.bank import AdapterBank
+
+    refuse_transformers_suppression(monkeypatch)  # the bank decodes with the precomputed suppression
 
     cfg = ExperimentConfig(model="tiny-random", source="sample", test_sets=["egyptian", "gulf", "levantine"],
                            max_test_samples=2, eval_batch_size=4, extra={"study": "s", "stage": "bank"})

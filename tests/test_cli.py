@@ -276,6 +276,9 @@ def test_evaluate_base_model_on_a_manifest_with_pooled_scores(tmp_path, capsys):
     assert raw["wer"] == pytest.approx(100 * raw["word_errors"] / raw["ref_words"])
     assert re.search(r"^  all test sets +5 utts +WER", captured.out, re.M)  # the pooled row of the score table
     assert "test set gulf: no rows" in captured.out
+    # the manifest's synthetic column is what makes the note, and the note names it (not "the sample data")
+    assert f"note: {manifest} marks its records synthetic (its 'synthetic' column)" in captured.out
+    assert "the sample data" not in captured.out
 
 
 def test_evaluate_keeps_the_training_config_and_scores_through_ct2(adapter, tmp_path, capsys):
@@ -304,6 +307,53 @@ def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
     assert result["evaluation"]["test_sets"] == ["gulf"] and list(result["metrics"]) == ["gulf"]
     row = load_runs(tmp_path).runs.iloc[0]
     assert (row["kind"], row["train_set"], row["eval_test_sets"]) == ("evaluation", "egyptian", "gulf")
+
+
+def test_evaluate_scores_a_base_model_at_a_runs_window_and_bound(tmp_path, capsys):
+    """--window and --generation-max-length (before: evaluate advised raising generation_max_length but had no
+    option for it, nor for the window): tiny-random (8 s window) scored at 6 s with at most 10 tokens."""
+    main(["evaluate", "--model-path", "tiny-random", "--source", "sample", "--test-sets", "gulf", "--max-test-samples",
+          "2", "--window", "6", "--generation-max-length", "10", "--output-dir", str(tmp_path / "eval")])
+    out = capsys.readouterr().out
+    result = read_results(tmp_path / "eval")
+    assert result["evaluated_model"]["window_seconds"] == 6 and result["evaluation"]["window_seconds"] == 6
+    assert result["evaluation"]["window"] == 6 and result["evaluation"]["generation_max_length"] == 10
+    assert result["metrics"]["gulf"]["raw"]["generation_budget_tokens"] == 10
+    assert "(sample data), 6 s encoder window." in out and "note: the sample data is synthetic" in out
+    assert "min(generation budget, 16 + ceil(20 x audio seconds))" == result["provenance"]["decoding"]["limit_per_utterance"]
+    for window, message in (("0", "'0': give trained, full or a whole number of seconds"),
+                            ("wide", "'wide': give trained, full or a whole number of seconds")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["evaluate", "--model-path", "tiny-random", "--window", window, "--output-dir", str(tmp_path / "x")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model-path", "tiny-random", "--dialect", "gulf", "--source", "sample", "--window", "40",
+              "--output-dir", str(tmp_path / "x")])
+    assert capsys.readouterr().err.startswith("error: --window 40: encoder_seconds=40 exceeds this model's window (8 s)")
+
+
+def test_evaluate_on_a_real_manifest_says_no_synthetic_note_and_names_an_unknown_dialect(tmp_path, capsys):
+    from conftest import write_audio_manifest
+
+    manifest = write_audio_manifest(tmp_path / "data", [{"seconds": 1.5, "text": "نعم", "dialect": "gulf"},
+                                                        {"seconds": 2.0, "text": "لا", "dialect": "gulf"}], "test")
+    main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--output-dir", str(tmp_path / "e")])
+    out = capsys.readouterr().out
+    assert "Scoring tiny-random (hf) on gulf (local data), 8 s encoder window." in out and "note:" not in out
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    manifest.write_text("\n".join([lines[0], lines[1].replace('"gulf"', '"Khaleeji"')]), encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--output-dir", str(tmp_path / "f")])
+    assert capsys.readouterr().err.startswith(f"error: The manifest {manifest} has unknown dialect(s) in its 'dialect' "
+                                              "column: 'Khaleeji' (first at row 2). Valid names: egyptian, ")
+
+
+def test_transcribe_through_ct2_refuses_another_window_before_loading(capsys):
+    clip = str(SAMPLE_DIR / "audio" / "gulf-te01-v1.ogg")
+    with pytest.raises(SystemExit):
+        main(["transcribe", clip, "--model-path", "whisper-base", "--backend", "ct2", "--window", "8", "--output-dir", "o"])
+    assert capsys.readouterr().err.startswith("error: --window 8 with --backend ct2: faster-whisper transcribes 30 s "
+                                              "windows — use --backend hf for another window")
 
 
 def test_transcribe_subtitles_are_checked_while_parsing_in_any_case(capsys):

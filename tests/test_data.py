@@ -350,6 +350,9 @@ ERRORS = [
      ManifestError, r"train.csv: .*line 3.*Likely cause: a field holding a comma.*double quotes"),
     ("manifest not in UTF-8", lambda t, k: read_manifest(_manifest(t, "train.csv", "audio,text\na.wav,caf\xe9\n".encode("latin-1"))),
      ManifestError, r"train.csv, line 2: it is not UTF-8 text .*Save it as UTF-8"),
+    ("manifest in UTF-16 without a byte-order mark", lambda t, k: read_manifest(_manifest(
+        t, "train.jsonl", '{"audio": "a.wav", "text": "نص"}\n'.encode("utf-16-le"))), ManifestError,
+     r"train.jsonl: it is UTF-16 \(little-endian\) text, not UTF-8. Save it as UTF-8"),
     ("JSON manifest that is not a list", lambda t, k: read_manifest(_manifest(t, "train.json", '{"audio": "a.wav"}')),
      ManifestError, r"must be a JSON list of objects"),
     ("manifest without a text column", lambda t, k: (_manifest(t, "train.csv", "audio,transcript\na.wav,نص\n"),

@@ -22,8 +22,8 @@ from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import SpeechCollator, _check_labels, load_test_sets
 from arabicpeft.dialects import VARIETIES
-from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, _decode_limits, decoding_record,
-                                 _generation_budget, transcribe)
+from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, generation_budget, decode_limits, decoding_record,
+                                 transcribe)
 from arabicpeft.metrics import score
 from arabicpeft.model import LANGUAGE, TASK, load_model
 
@@ -47,13 +47,14 @@ def _check_against_plain(model, processor, ds, batch_size):
     tokens (all of them when it ended by itself); returns (plain token ids, limits, at_limit flags)."""
     tok = processor.tokenizer
     plain = _plain_generate(model, processor, ds, batch_size)
-    lengths, reached = [], []
-    refs, hyps = transcribe(model, processor, ds, batch_size=batch_size, reference_tokens=lengths, at_limit=reached)
+    reached, used = [], []
+    refs, hyps = transcribe(model, processor, ds, batch_size=batch_size, at_limit=reached, limits=used)
     extractor = processor.feature_extractor
     collator = SpeechCollator(processor, model.config.decoder_start_token_id)
     seconds = [audio_lib.audio_frames(collator.features_and_labels(r)[0]) * extractor.hop_length / extractor.sampling_rate
                for r in ds]
-    limits = _decode_limits(seconds, lengths, _generation_budget(model, tok)).tolist()
+    limits = decode_limits(seconds, generation_budget(model, tok)).tolist()
+    assert used == limits
     assert refs == tok.batch_decode([tok(t).input_ids for t in ds["text"]], skip_special_tokens=True)  # input order
     for ids, limit, hyp, hit in zip(plain, limits, hyps, reached):
         assert hyp == tok.decode(ids[:limit], skip_special_tokens=True)
@@ -61,11 +62,14 @@ def _check_against_plain(model, processor, ds, batch_size):
     return plain, limits, reached
 
 
-def test_decode_limits():
-    limits = _decode_limits([0.0, 1.0, 2.5, 29.0], [3, 40, 0, 10], budget=300, tokens_per_second=20)
-    assert limits.tolist() == [_MIN_NEW_TOKENS, 40, _MIN_NEW_TOKENS + 50, 300]  # the reference, then the budget rule
-    assert _decode_limits([1.0], [5], budget=225, tokens_per_second=None).tolist() == [225]
-    assert decoding_record()["min_new_tokens"] == _MIN_NEW_TOKENS and decoding_record(None)["tokens_per_second"] is None
+def test_decode_limits_read_the_audio_and_the_budget_alone():
+    limits = decode_limits([0.0, 1.0, 2.5, 29.0], budget=300, tokens_per_second=20)
+    assert limits.tolist() == [_MIN_NEW_TOKENS, _MIN_NEW_TOKENS + 20, _MIN_NEW_TOKENS + 50, 300]
+    assert decode_limits([1.0], budget=225, tokens_per_second=None).tolist() == [225]
+    record = decoding_record()
+    assert record["min_new_tokens"] == _MIN_NEW_TOKENS and decoding_record(None)["tokens_per_second"] is None
+    assert record["limit_per_utterance"] == f"min(generation budget, {_MIN_NEW_TOKENS} + ceil(20 x audio seconds))"
+    assert "reference" not in record["limit_per_utterance"] and "not the transcript" in record["limit_reads"]
 
 
 def test_precomputed_suppression_gives_transformers_scores():
@@ -164,34 +168,67 @@ class Parrot(WhisperForConditionalGeneration):
         return Seq2SeqLMOutput(logits=logits)
 
 
+def _parrot(base, target):
+    model = Parrot(base.config)
+    model.generation_config = base.generation_config
+    model.generation_config.use_cache = False
+    Parrot.target = target
+    return model
+
+
+def _features_of(seconds: int) -> np.ndarray:
+    """Log-mel features of tiny-random's 8 s window: ``seconds`` of (random) audio, then one padding value."""
+    features = np.random.default_rng(0).normal(size=(80, 800)).astype(np.float32)
+    features[:, seconds * 100:] = -0.5
+    return features
+
+
 def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_papers(tiny_model):
     """A kept 294-token reference is matched in full under the default budget; under the paper's 225
-    it is cut, counted in references_over_budget, and a warning says so."""
+    it is cut, counted in references_over_budget, and a warning says so. Decoded to the budget alone
+    (tokens_per_second=None): 289 tokens are more than 8 s of audio may hold (see the next test)."""
     from arabicpeft.config import PAPER_GENERATION_MAX_LENGTH
-    from arabicpeft.evaluate import evaluate_sets, _generation_budget
+    from arabicpeft.evaluate import evaluate_sets, generation_budget
 
     base, processor = tiny_model
     tok = processor.tokenizer
     labels = PREFIX + tok.encode(" ".join(["كلمة"] * 200), add_special_tokens=False)[:289] + [EOT]
     assert len(labels) == 294
     _check_labels(labels, tok, max_positions=base.config.max_target_positions)  # admitted
-    model = Parrot(base.config)
-    model.generation_config = base.generation_config
-    model.generation_config.use_cache = False
-    Parrot.target = labels
-    ds = datasets.Dataset.from_dict({"input_features": [np.zeros((80, 800), np.float32)], "labels": [labels]})
+    model = _parrot(base, labels)
+    ds = datasets.Dataset.from_dict({"input_features": [_features_of(8)], "labels": [labels]})
     test_sets = {"long": ds.with_format("numpy")}
 
     model.generation_config.max_length = base.config.max_target_positions  # the default (None -> model's limit)
-    assert _generation_budget(model, tok) == 444
+    assert generation_budget(model, tok) == 444
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no budget warning
-        metrics, _ = evaluate_sets(model, processor, test_sets)
+        metrics, _ = evaluate_sets(model, processor, test_sets, tokens_per_second=None)
     assert metrics["long"]["raw"]["word_errors"] == 0 and metrics["long"]["raw"]["references_over_budget"] == 0
 
     model.generation_config.max_length = PAPER_GENERATION_MAX_LENGTH
     with pytest.warns(UserWarning, match="1 of 1 references are longer than the generation budget of 225 tokens "
-                                         r"\(longest 289\).*Raise generation_max_length"):
-        metrics, _ = evaluate_sets(model, processor, test_sets)
+                                         r"\(longest 289\).*Raise generation_max_length \(evaluate --generation-max-length"):
+        metrics, _ = evaluate_sets(model, processor, test_sets, tokens_per_second=None)
     assert metrics["long"]["raw"]["references_over_budget"] == 1 and metrics["long"]["raw"]["word_errors"] > 0
     assert metrics["long"]["raw"]["generation_budget_tokens"] == 225
+
+
+def test_the_bound_reads_the_audio_not_the_reference(tiny_model):
+    """Issue 20, item 5: the same 289-token reference on 8 s of audio is cut at that audio's limit (16 + 20 x 8 =
+    176 tokens), though the budget (444) would hold it: the test transcript is not read while decoding. It is
+    counted (references_over_limit) and warned about, and the hypothesis is the reference's first 176 tokens."""
+    from arabicpeft.evaluate import evaluate_sets
+
+    base, processor = tiny_model
+    tok = processor.tokenizer
+    text = tok.encode(" ".join(["كلمة"] * 200), add_special_tokens=False)[:289]
+    model = _parrot(base, PREFIX + text + [EOT])
+    model.generation_config.max_length = base.config.max_target_positions
+    ds = datasets.Dataset.from_dict({"input_features": [_features_of(8)], "labels": [PREFIX + text + [EOT]]})
+    with pytest.warns(UserWarning, match=r"1 of 1 references are longer than their per-utterance limit \(16 \+ 20 "
+                                         r"tokens per second of audio\)"):
+        metrics, rows = evaluate_sets(model, processor, {"short": ds.with_format("numpy")})
+    raw = metrics["short"]["raw"]
+    assert raw["references_over_budget"] == 0 and raw["references_over_limit"] == 1 and raw["hypotheses_at_limit"] == 1
+    assert rows[rows.scheme == "raw"].hypothesis.iloc[0] == tok.decode(text[:_MIN_NEW_TOKENS + 160]).strip()
