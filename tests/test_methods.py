@@ -103,3 +103,17 @@ def test_a_method_declared_in_one_place_trains_saves_reloads_scores_and_is_its_o
 
     runs = load_runs(tmp_path / "runs").runs
     assert list(runs["variant"]) == ["lora-r4 fp32 lora_alpha=64 lora_dropout=0.05 lora_targets=qv lr0.001"]
+
+
+def test_an_adapter_of_a_method_that_does_not_merge_is_refused_by_merge(monkeypatch, tmp_path):
+    import dataclasses
+
+    from conftest import _adapter
+
+    from arabicpeft.export import merge
+
+    monkeypatch.setitem(methods.METHODS, "lora-kept", dataclasses.replace(LORA_R4, name="lora-kept", merges=False))
+    adapter = _adapter(tmp_path / "model", "egyptian", 0, method="lora-kept")
+    with pytest.raises(ValueError, match="is a LoRA of rank 4 adapter, which does not merge into its base"):
+        merge(adapter, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()
