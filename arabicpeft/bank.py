@@ -170,7 +170,8 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
         "utterances_before_file": "utterances_before.csv",
         "efficiency": {
             "total_parameters": total,
-            "adapter_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n),
+            # the adapters' weights are named with their tuner's prefix ("lora_", "ia3_", ...)
+            "adapter_parameters": sum(p.numel() for n, p in model.named_parameters() if model.base_model.prefix in n),
             "adapters_bytes": adapter_bytes,
             "weights_bytes": sum(adapter_bytes.values()),
             "saved_dir_bytes": sum(dir_bytes(p) for p in adapters.values()),

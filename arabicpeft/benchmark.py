@@ -650,7 +650,7 @@ def _step_worker(args) -> None:
     from .model import build_model, count_parameters
     from .results import PeakMemory
     from .run_dir import write_json_atomic
-    from .train import training_arguments
+    from .trainer import training_arguments
 
     out = Path(args.output_dir)
     plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))

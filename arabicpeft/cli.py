@@ -36,7 +36,7 @@ import typing
 from pathlib import Path
 from typing import Optional
 
-from . import dialects
+from . import dialects, methods
 from .config import PRECISIONS, SUBTITLE_FORMATS, ExperimentConfig, demo_config
 from .errors import UserError
 
@@ -246,8 +246,8 @@ def _print_written(result_path) -> None:
     folder = path.parent
     model = folder / MODEL_DIR
     if model.is_dir():
-        method = (result.get("config") or {}).get("method")
-        _say(f"{'adapter (LoRA)' if method == 'lora' else 'model':<22}{model}")
+        method = methods.METHODS.get((result.get("config") or {}).get("method"))
+        _say(f"{f'adapter ({method.title})' if method and method.peft_config else 'model':<22}{model}")
     per_utterance = [folder / name for name in (result.get("utterances_file"), BEFORE_UTTERANCES_FILE)
                      if name and (folder / name).is_file()]
     if per_utterance:
@@ -630,7 +630,7 @@ def _cmd_upload(args) -> Path:
 _DESIGN_OPTIONS = {
     "variants": (str, "peft_vs_full / adapter_bank: lora, full, dora, lora-int8, lora-nf4",
                  ("method", "precision", "use_dora")),
-    "methods": (str, "paper / mixing: lora, full", ("method",)),
+    "methods": (str, f"paper / mixing: {', '.join(methods.METHODS)}", ("method",)),
     "dialects": (str, "the dialects (train sets) of the design", ("dialect",)),
     "targets": (str, "mixing: the dialects the balanced model is fine-tuned on", ("dialect",)),
     "mixtures": (str, "mixing: natural, balanced", ("mixture",)),

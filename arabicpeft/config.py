@@ -1,14 +1,14 @@
 """One plain dataclass configures a run; the CLI, the widget pickers, the notebooks and the results files share it.
 
-:class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types,
-:meth:`ExperimentConfig.choices`), of each option's help (field metadata, which the CLI prints), and of which
-fields a rerun may change (:meth:`ExperimentConfig.resumable_fields`) or only say where and how a run executes
-(:meth:`ExperimentConfig.runtime_fields`).
+:class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types and the methods of
+:mod:`arabicpeft.methods`: :meth:`ExperimentConfig.choices`), of each option's help (field metadata, which the
+CLI prints), and of which fields a rerun may change (:meth:`ExperimentConfig.resumable_fields`) or only say
+where and how a run executes (:meth:`ExperimentConfig.runtime_fields`).
 
-Public: :data:`Method`, :data:`Precision`, :data:`Source`, :data:`Mixture`, :data:`FeatureCacheDtype`,
-:data:`SubtitleFormat`, :data:`METHODS`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`,
+Public: :data:`Precision`, :data:`Source`, :data:`Mixture`, :data:`FeatureCacheDtype`,
+:data:`SubtitleFormat`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`,
 :data:`SUBTITLE_FORMATS`, :data:`QUANTIZED`,
-:data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`DEFAULT_LR`,
+:data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`,
 :data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :data:`DEMO_RUN`, :func:`demo_config`.
 """
 
@@ -20,20 +20,20 @@ import numbers
 import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
-from . import dialects
+from . import dialects, methods
 from .errors import ConfigError
 
-Method = Literal["lora", "full"]
 Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]  # what each needs: arabicpeft.device.PRECISION_HARDWARE
 Source = Literal["hub", "local", "sample"]
 Mixture = Literal["natural", "balanced"]  # how a pooled train set ("all") draws on its dialects
 FeatureCacheDtype = Literal["float32", "float16"]  # values of a feature cache: float32 is lossless
 SubtitleFormat = Literal["srt", "vtt"]  # what arabicpeft.transcribe writes beside its JSONL
-METHODS, PRECISIONS, _SOURCES, MIXTURES, FEATURE_CACHE_DTYPES, SUBTITLE_FORMATS = (
-    typing.get_args(t) for t in (Method, Precision, Source, Mixture, FeatureCacheDtype, SubtitleFormat))
-QUANTIZED = ("int8", "nf4")  # bitsandbytes-quantized base weights: LoRA only (QLoRA), never merged at that precision
+PRECISIONS, _SOURCES, MIXTURES, FEATURE_CACHE_DTYPES, SUBTITLE_FORMATS = (
+    typing.get_args(t) for t in (Precision, Source, Mixture, FeatureCacheDtype, SubtitleFormat))
+# bitsandbytes-quantized base weights: only a method that declares it trains on them (QLoRA); never merged at them
+QUANTIZED = ("int8", "nf4")
 
 # LoRA target presets. Names match the Linear layers of transformers' Whisper.
 LORA_TARGETS = {
@@ -46,8 +46,6 @@ CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to
 SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source="sample")
 SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_gen.py)
 
-# Paper protocol (Özyılmaz et al. 2025) for full fine-tuning; LoRA needs a larger step size.
-DEFAULT_LR = {"full": 1e-5, "lora": 1e-3}
 # The paper's decoding budget (their evaluate_dialects.py), for exact reproduction: it cuts references longer
 # than 225 tokens, which the 448-position label filter admits. Our default (None) is the model's own limit.
 PAPER_GENERATION_MAX_LENGTH = 225
@@ -62,14 +60,17 @@ def _section(title: str):
     """A field maker for one section of :class:`ExperimentConfig`: every field carries its one-line help, which
     ``python -m arabicpeft train --help`` prints, so the documentation cannot drift. ``resume``: a rerun into
     the same output folder may change it and still continue the same run; ``runtime``: it says where or how the
-    run executes, not what is trained or scored. A numeric field declares its valid range here, once, as
-    bounds (``min=1``, ``gt=0``, ``max=1``, ``lt=1``): the config, the CLI and the widgets refuse a value outside
-    it (:meth:`ExperimentConfig.check_value`)."""
+    run executes, not what is trained or scored. ``choices``: for a field whose values are a registry's names,
+    a function giving them, asked at each use (so an entry added later is allowed). A numeric field declares its
+    valid range here, once, as bounds (``min=1``, ``gt=0``, ``max=1``, ``lt=1``): the config, the CLI and the
+    widgets refuse a value outside it (:meth:`ExperimentConfig.check_value`)."""
 
-    def documented(default, help: str, resume: bool = False, runtime: bool = False, **bounds):
+    def documented(default, help: str, resume: bool = False, runtime: bool = False,
+                   choices: Optional[Callable[[], tuple]] = None, **bounds):
         if set(bounds) - set(_BOUNDS):
             raise TypeError(f"bounds are {', '.join(_BOUNDS)}, got {sorted(bounds)}")
-        meta = {"help": help, "section": title, "resume": resume, "runtime": runtime, "bounds": bounds}
+        meta = {"help": help, "section": title, "resume": resume, "runtime": runtime, "bounds": bounds,
+                "choices": choices}
         if isinstance(default, (dict, list)):
             return field(default_factory=lambda: type(default)(default), metadata=meta)
         return field(default=default, metadata=meta)
@@ -89,7 +90,8 @@ class ExperimentConfig:
     shows."""
 
     dialect: dialects.Name = _what("egyptian", "training set: one variety, or all (the five dialects pooled, no MSA)")
-    method: Method = _what("lora", "lora: train a LoRA adapter (peft); full: fine-tune every weight")
+    method: str = _what("lora", "; ".join(f"{m.name}: {m.help}" for m in methods.METHODS.values()),
+                        choices=lambda: tuple(methods.METHODS))
     model: str = _what("openai/whisper-small", "starting model: a hub id, a local directory, or an offline name")
     precision: Precision = _what("fp32", "weights/compute precision; fp16, int8 and nf4 need a CUDA GPU")
     seed: int = _what(42, "picks the 80/20 train/validation split and the initialisation (paper: 42, 84, 168)",
@@ -132,10 +134,10 @@ class ExperimentConfig:
     lora_targets: str = _lora("qv", f"layers that get an adapter: a preset ({', '.join(LORA_TARGETS)}) or "
                               "comma-separated module names")
     use_dora: bool = _lora(False, "DoRA: weight-decomposed LoRA")
-    init_adapter: Optional[str] = _lora(None, "a saved LoRA adapter to continue training (instead of a fresh one)")
+    init_adapter: Optional[str] = _lora(None, "a saved adapter to continue training (instead of a fresh one)")
 
-    learning_rate: Optional[float] = _optim(None, "peak learning rate (default: 1e-5 for full, as the paper; "
-                                            "1e-3 for lora)", gt=0)
+    learning_rate: Optional[float] = _optim(None, "peak learning rate (default: the method's own, " + ", ".join(
+        f"{m.name} {m.learning_rate:g}" for m in methods.METHODS.values()) + ")", gt=0)
     warmup_steps: int = _optim(500, "linear warm-up steps", min=0)
     max_steps: int = _optim(5000, "training steps (optimizer updates); a rerun may raise it while the run has no "
                             "checkpoint (the learning-rate schedule belongs to it)", resume=True, min=1)
@@ -185,18 +187,22 @@ class ExperimentConfig:
         if self.source == "local" and not self.data_path:
             raise ConfigError("source='local' needs data_path",
                               "give a save_to_disk directory or an audio manifest folder (--data-path).")
-        if self.init_adapter and self.method != "lora":
-            raise ConfigError("init_adapter continues a LoRA adapter: it needs method='lora'.")
-        if self.method == "full" and self.precision in QUANTIZED:
+        method = methods.get(self.method)
+        if self.init_adapter and not method.peft_config:
+            raise ConfigError(f"init_adapter continues a saved adapter, and method {self.method} trains no adapter",
+                              f"choose an adapter method ({', '.join(_methods_with('peft_config'))}).")
+        if self.precision in QUANTIZED and not method.quantized:
             raise ConfigError(
-                f"Full fine-tuning of a {self.precision}-quantized model is not possible (its weights are frozen "
-                "integers)", "use method='lora' (QLoRA) or precision fp32/fp16/bf16."
-            )
+                f"{method.title[0].upper()}{method.title[1:]} of a {self.precision}-quantized model is not possible "
+                "(its base weights are frozen integers)",
+                f"use {' or '.join(f'method={n!r}' for n in _methods_with('quantized'))} or precision fp32/fp16/bf16.")
         self.target_modules()  # validate early
 
     @property
     def lr(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.method]
+        """The peak learning rate: ``learning_rate``, else the method's default (``methods.get(method)
+        .learning_rate``, with its source)."""
+        return self.learning_rate if self.learning_rate is not None else methods.get(self.method).learning_rate
 
     def target_modules(self) -> list[str]:
         if self.lora_targets in LORA_TARGETS:
@@ -247,13 +253,17 @@ class ExperimentConfig:
 
     @classmethod
     def choices(cls, name: str) -> Optional[tuple]:
-        """The values field ``name`` allows (its ``Literal`` type, also inside Optional or a list), or None for a
-        free value. The CLI's choices, the widget pickers and the validation in ``__post_init__`` use it. Raises
-        :class:`~arabicpeft.errors.ConfigError` (a ValueError) when ``name`` is not a field."""
+        """The values field ``name`` allows (its ``Literal`` type, also inside Optional or a list, or the names in
+        its registry: ``method``), or None for a free value. The CLI's choices, the widget pickers and the
+        validation in ``__post_init__`` use it. Raises :class:`~arabicpeft.errors.ConfigError` (a ValueError)
+        when ``name`` is not a field."""
         if name not in _hints():
             with_choices = [f for f in _hints() if cls.choices(f)]
             raise ConfigError(f"ExperimentConfig has no field {name!r}",
                               f"ask for a field; these have choices: {', '.join(with_choices)}.")
+        registry = _fields()[name].metadata["choices"]
+        if registry:
+            return tuple(registry())
         hint = _hints()[name]
         while typing.get_origin(hint) in (typing.Union, list):
             hint = next(a for a in typing.get_args(hint) if a is not type(None))
@@ -305,14 +315,16 @@ class ExperimentConfig:
 
     def unused_fields(self) -> dict[str, str]:
         """{field: why} for the fields this config leaves unused, whatever their value: a data path without source
-        local, LoRA settings of a full fine-tune, a mixture of a single dialect, a cache type without a cache.
-        The command line refuses such an option when it is given."""
+        local, the settings of the other methods (LoRA settings of a full fine-tune), a mixture of a single dialect,
+        a cache type without a cache. The command line refuses such an option when it is given."""
         unused = {}
         if self.source != "local":
             unused["data_path"] = "it is read only with --source local"
-        if self.method != "lora":
-            unused.update({name: "it is a LoRA setting and --method is full" for name in
-                           ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")})
+        mine = methods.get(self.method).fields
+        for name in methods.all_fields():
+            if name not in mine:
+                owners = " / ".join(m.title for m in methods.METHODS.values() if name in m.fields)
+                unused[name] = f"it is a {owners} setting and --method is {self.method}"
         if not dialects.get(self.dialect).is_pooled:
             unused.update({name: f"it mixes the dialects of the pooled set (--dialect {dialects.POOLED}), and "
                            f"{self.dialect} is one" for name in ("mixture", "max_train_per_dialect")})
@@ -322,8 +334,9 @@ class ExperimentConfig:
 
     def describe(self) -> str:
         """One line: what this config trains, on what, for how long."""
-        what = (f"LoRA (r {self.lora_r}, alpha {self.lora_alpha}{', DoRA' if self.use_dora else ''} on "
-                f"{','.join(self.target_modules())})" if self.method == "lora" else "full fine-tuning")
+        method = methods.get(self.method)
+        settings = ", ".join(f"{f}={getattr(self, f)}" for f in method.fields)
+        what = f"{method.title} ({settings})" if settings else method.title
         window = f", encoder window {self.encoder_seconds:g} s" if self.encoder_seconds else ""
         return (f"{what} of {self.model}{window}, {self.precision}, on {self.dialect} ({self.source} data), "
                 f"{self.max_steps} steps of {self.batch_size}, seed {self.seed}")
@@ -337,6 +350,11 @@ def _hints() -> dict:
 @functools.cache
 def _fields() -> dict:
     return {f.name: f for f in fields(ExperimentConfig)}
+
+
+def _methods_with(flag: str) -> list[str]:
+    """The names of the methods whose declaration has ``flag`` (e.g. ``quantized``) set."""
+    return [name for name, method in methods.METHODS.items() if getattr(method, flag)]
 
 
 def _numeric_type(name: str):

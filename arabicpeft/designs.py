@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 from .config import ExperimentConfig
 from .dialects import DIALECTS, MSA, POOLED
+from .methods import get as get_method
 from .results import TRAINING
 
 _SEEDS = (42, 84, 168)  # the paper's seeds
@@ -45,8 +46,8 @@ class Start:
     """A stage's runs start from the model saved by a run of ``stage``: the run whose axis values equal this
     run's on ``match`` and equal ``fixed`` (e.g. ``{"train_fraction": 1.0, "seed": 42}``).
 
-    ``lora``: how a LoRA start is used — "merge" (merge the adapter into its base, then a fresh adapter or full
-    fine-tuning on the merged model) or "continue" (LoRA runs keep training that adapter).
+    ``lora``: how an adapter start is used — "merge" (merge the adapter into its base, then a fresh adapter or
+    full fine-tuning on the merged model) or "continue" (runs of the start's method keep training that adapter).
     """
 
     stage: str
@@ -59,13 +60,21 @@ class Start:
             raise ValueError(f"Start.lora must be 'merge' or 'continue', got {self.lora!r}.")
         self.match = tuple(self.match)
 
+    def use(self, start: ExperimentConfig, cfg: ExperimentConfig) -> Optional[str]:
+        """How a run configured ``cfg`` uses the model of its start run configured ``start``: None for a whole
+        model (used as it is), else "continue" (it trains the start's adapter on: ``lora`` "continue" and the
+        same method) or "merge" (the adapter merged into its base first)."""
+        if not get_method(start.method).peft_config:
+            return None
+        return "continue" if self.lora == "continue" and cfg.method == start.method else "merge"
+
 
 @dataclass
 class Stage:
     """One step of a study: every combination of ``axes`` (config field or "variant" -> values) is a run of
     ``base`` + ``overrides`` + those values. ``kind="bank"``: no training; per combination (usually per seed),
-    the LoRA adapters of stage ``bank_of`` (one per dialect) are loaded together and each test set is decoded
-    with its dialect's adapter (:mod:`arabicpeft.bank`)."""
+    the adapters of stage ``bank_of`` (one per dialect, of a method a bank holds) are loaded together and each
+    test set is decoded with its dialect's adapter (:mod:`arabicpeft.bank`)."""
 
     name: str
     axes: dict = field(default_factory=dict)
@@ -192,15 +201,16 @@ def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> 
 
 
 def _start_label(start: PlannedRun, how: Start, cfg: Optional[ExperimentConfig] = None) -> str:
-    """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]", how a
-    LoRA start is used read from ``cfg``. Without ``cfg``: the start without what varies with the run
-    (``how.match``, e.g. its method) nor how it is used ("msa/frac1"): what runs of several methods that each
-    start from their own method's model have in common, so that a comparison of methods pairs them."""
+    """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]", how an
+    adapter start is used read from ``cfg`` (:meth:`Start.use`). Without ``cfg``: the start without what varies
+    with the run (``how.match``, e.g. its method) nor how it is used ("msa/frac1"): what runs of several methods
+    that each start from their own method's model have in common, so that a comparison of methods pairs them."""
     skip = {"seed"} if cfg is not None else {"seed", *how.match}
     values = "_".join(_value_text(k, v) for k, v in start.values.items() if k not in skip)
     label = f"{start.stage.name}/{values}" if values else start.stage.name
-    if cfg is not None and start.cfg.method == "lora":
-        label += "+continued" if (how.lora == "continue" and cfg.method == "lora") else "+merged"
+    use = how.use(start.cfg, cfg) if cfg is not None else None
+    if use:
+        label += "+continued" if use == "continue" else "+merged"
     return label
 
 
@@ -312,8 +322,8 @@ _MINI_TEST_SETS = ("egyptian", "gulf", "levantine")
 
 def offline_mini_base() -> ExperimentConfig:
     """whisper-base (from PyPI) on the synthetic sample set, CPU-sized: 8 s encoder window, 16 steps of 4
-    clips, the learning rate of each method (:data:`config.DEFAULT_LR`), 8 validation clips, three test sets of
-    8 clips."""
+    clips, the learning rate of each method (its declared default, :data:`arabicpeft.methods.METHODS`), 8
+    validation clips, three test sets of 8 clips."""
     from .config import demo_config
 
     return dataclasses.replace(

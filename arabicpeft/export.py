@@ -26,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from . import methods
 from .model import CONFIG_FILE, load_model, load_processor, saved_kind
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
 
@@ -60,19 +61,24 @@ def _copy_run_files(src: Path, out: Path) -> None:
 
 
 def merge(reference, output_dir, dtype: str = "fp32") -> Path:
-    """Merge the LoRA adapter ``reference`` into its base and save a standalone model in ``output_dir``.
+    """Merge the adapter ``reference`` into its base and save a standalone model in ``output_dir``.
 
     ``dtype``: ``fp32`` or ``fp16`` weights. The directory loads with plain
     ``WhisperForConditionalGeneration.from_pretrained`` and ``WhisperProcessor.from_pretrained``; its generation
     config forces Arabic/transcribe (``max_length`` 448, the decoder's limit). Raises ValueError for anything
-    but a single adapter (a merged or base model has nothing to merge; a bank has one model per dialect).
+    but a single adapter (a merged or base model has nothing to merge; a bank has one model per dialect) and for
+    an adapter of a method that does not merge (:attr:`arabicpeft.methods.Method.merges`).
     """
     if dtype not in _MERGE_DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(_MERGE_DTYPES)}.")
     loaded = load_model(reference, precision="fp32", full_window=True)
     if loaded.kind != "adapter":
-        raise ValueError(f"{reference} is a {loaded.kind} model, not a LoRA adapter: there is nothing to merge "
+        raise ValueError(f"{reference} is a {loaded.kind} model, not an adapter: there is nothing to merge "
                          "(export it directly; merge one bank member at a time).")
+    method = methods.get(loaded.config.method) if loaded.config else None
+    if method and not method.merges:
+        raise ValueError(f"{reference} is a {method.title} adapter, which does not merge into its base: use it as "
+                         "an adapter (evaluate, transcribe) instead.")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.merge_and_unload()
@@ -206,14 +212,17 @@ def _model_card_text(directory, results: Optional[dict] = None) -> str:
     base_ref, base_is_hub_id, base_what = _card_base(base) if base else ("unknown", False, "unknown")
     hub_ids = sorted({i for part in (data.get("train_pool") or {}, *(data.get("test") or {}).values())
                       for i in ((part or {}).get("hub_ids") or [(part or {}).get("hub_id")]) if i})
+    method = methods.METHODS.get(cfg.get("method"))
+    adapter_method = method if method and method.peft_config else None
     meta = ["---", "language: ar", f"library_name: {library}", "pipeline_tag: automatic-speech-recognition",
             *([f"base_model: {base_ref}"] if base_is_hub_id else []), "tags: [whisper, arabic, dialects, arabicpeft"
-            + (", lora" if cfg.get("method") == "lora" else "") + (", synthetic-data" if synthetic else "") + "]"]
+            + (f", {adapter_method.name}" if adapter_method else "") + (", synthetic-data" if synthetic else "") + "]"]
     if hub_ids:
         meta.append("datasets: [" + ", ".join(i.split(":")[0] for i in hub_ids) + "]")
     meta.append("---")
     what = {"ct2": f"CTranslate2 export ({export.get('quantization')}) for faster-whisper",
-            "adapter": "LoRA adapter", "model": "merged model" if export.get("kind") == "merged" else "Whisper model"}[kind]
+            "adapter": f"{adapter_method.title if adapter_method else 'peft'} adapter",
+            "model": "merged model" if export.get("kind") == "merged" else "Whisper model"}[kind]
     lines = meta + ["", f"# {what}: Whisper for Arabic ({cfg.get('dialect')}), trained with arabicpeft" if cfg
                     else f"# {what} of `{base}`, converted with arabicpeft (not fine-tuned)", ""]
     if synthetic:

@@ -1,7 +1,7 @@
-"""Build Whisper for training: full fine-tuning or LoRA/DoRA via peft, at fp32/fp16/bf16 or 8/4-bit.
+"""Build Whisper for training: full fine-tuning or an adapter (:mod:`arabicpeft.methods`), at fp32/fp16/bf16 or
+8/4-bit.
 
-Current APIs only: quantization through ``BitsAndBytesConfig``, peft ``LoraConfig`` with ``task_type`` left
-unset (SEQ_2_SEQ_LM would pass ``input_ids`` to Whisper), generation settings in ``generation_config``.
+Current APIs only: quantization through ``BitsAndBytesConfig``, generation settings in ``generation_config``.
 
 Public: :data:`LANGUAGE`, :data:`TASK`, :func:`load_processor`, :func:`build_model`, :func:`model_source`,
 :func:`count_parameters`, :func:`save_trained`, :data:`MAX_NEW_TOKENS`, :class:`LoadedModel`, :func:`saved_kind`,
@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
+from . import methods
 from .audio import SAMPLE_RATE
 from .config import CONFIG_FILE, QUANTIZED, ExperimentConfig
 from .device import check_gpu, half_dtype
@@ -136,15 +136,6 @@ def _load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, 
 
 
 @contextlib.contextmanager
-def _peft_alias_warning_silenced():
-    """peft's PeftModel reads transformers' deprecated ``is_gradient_checkpointing`` alias: a FutureWarning about
-    peft's code, not ours, harmless until transformers 6 removes the alias. Silenced deliberately, here only."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        yield
-
-
-@contextlib.contextmanager
 def _no_file_progress_bars():
     """Silences transformers' "Loading weights" / "Writing model shards" bars while it reads or writes local files
     (deliberately: under a second here, and in a notebook they are widgets that a saved notebook shows frozen at
@@ -160,30 +151,11 @@ def _no_file_progress_bars():
             hf_logging.enable_progress_bar()
 
 
-def _add_lora(model: WhisperForConditionalGeneration, cfg: ExperimentConfig):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if cfg.precision in QUANTIZED:
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False},
-        )
-    if cfg.init_adapter:  # continue a saved adapter (e.g. the MSA adapter of a two-stage study)
-        from peft import PeftModel
-
-        with _peft_alias_warning_silenced(), _no_file_progress_bars():
-            return PeftModel.from_pretrained(model, str(cfg.init_adapter), is_trainable=True)
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=cfg.target_modules(), use_dora=cfg.use_dora)
-    with _peft_alias_warning_silenced():
-        return get_peft_model(model, lora)
-
-
 def build_model(cfg: ExperimentConfig):
     """(model, processor) ready for training with ``cfg.method``."""
     model, processor = _load_base(cfg)
-    if cfg.method == "lora":
-        model = _add_lora(model, cfg)
+    if methods.get(cfg.method).peft_config:
+        model = methods.add_adapter(model, cfg, cfg.target_modules())
     if cfg.gradient_checkpointing:
         # With a frozen base, re-entrant checkpointing sees no input that requires grad and breaks.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -419,7 +391,7 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
         from peft import PeftModel
 
         base, processor = _load_base(cfg)
-        with _peft_alias_warning_silenced(), _no_file_progress_bars():
+        with methods.peft_warnings_silenced(), _no_file_progress_bars():
             model = PeftModel.from_pretrained(base, str(path))
         model.eval()
         return LoadedModel(model, processor, ExperimentConfig.saved_with(path), "adapter", str(path),
@@ -476,7 +448,7 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
                          f"{sorted(map(str, bases))}. A bank needs one base model.")
     first, *rest = bank
     base, processor = _load_base(cfgs[first])
-    with _peft_alias_warning_silenced(), _no_file_progress_bars():
+    with methods.peft_warnings_silenced(), _no_file_progress_bars():
         model = PeftModel.from_pretrained(base, str(bank[first]), adapter_name=first)
         for dialect in rest:
             model.load_adapter(str(bank[dialect]), adapter_name=dialect)

@@ -20,7 +20,7 @@ from typing import Optional
 
 import pandas as pd
 
-from . import device
+from . import device, methods
 from .config import ExperimentConfig
 from .dialects import REGISTRY
 from .run_dir import RESULTS_FILE, UTTERANCES_FILE, write_csv_atomic, write_json_atomic
@@ -176,9 +176,6 @@ _SYSTEM_EXTRA_FIELDS = ("start_model", "continues_adapter", "study", "stage", "k
                         "stopped_by_time_budget")
 _POOL_FIELDS = ("mixture", "max_train_per_dialect")  # config fields of a pooled train set only
 _POOLED_NAMES = tuple(n for n, d in REGISTRY.items() if d.is_pooled)
-# Config fields that make one fine-tuning method (the "variant" of a system): what a PEFT-vs-full table compares.
-_METHOD_FIELDS = ("method", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
-                 "learning_rate")
 _SCORE_KEYS = ("wer", "cer", "n_utterances", "ref_words", "word_errors", "ref_chars", "char_errors")
 _EFFICIENCY_KEYS = ("trainable_parameters", "total_parameters", "trainable_percent", "train_wall_time_s",
                    "train_samples_per_second", "run_wall_time_s", "weights_bytes", "saved_dir_bytes",
@@ -247,22 +244,25 @@ def _condition_of(config: dict) -> str:
     return "from another run's model" if extra.get("init_from") else "without_pretraining"
 
 
-def variant_of(config: dict) -> str:
-    """The fine-tuning method of a run as one label: "full fp32 lr1e-05", "lora fp32 r32 a64 d0.05 qv lr0.001",
-    "dora nf4 r16 ..." (every :data:`_METHOD_FIELDS` value that applies; the learning rate as run), ending in
-    "continued" for a LoRA run that trains a saved adapter on (``init_adapter``)."""
-    from .config import DEFAULT_LR
+def _method_fields() -> tuple[str, ...]:
+    """Config fields that make one fine-tuning method (the "variant" of a system), what a PEFT-vs-full table
+    compares: the method, precision and learning rate, and every field some method reads
+    (:func:`arabicpeft.methods.all_fields`), so that a new method's fields are never left out."""
+    return ("method", "precision", "learning_rate", *methods.all_fields())
 
-    method = config.get("method")
+
+def variant_of(config: dict) -> str:
+    """The fine-tuning method of a saved config (a dict) as one label: "full fp32 lr1e-05", "lora fp32 r32 a64
+    d0.05 qv lr0.001", "dora nf4 r16 ...": the method's label words (:meth:`arabicpeft.methods.Method.label_words`:
+    its kind, then its fields) with the precision after the kind and the learning rate as run (the method's
+    default when unset), ending in "continued" for a run that trains a saved adapter on (``init_adapter``). A
+    method not in :data:`arabicpeft.methods.METHODS` is named as saved ("?" when none), without fields."""
+    name = config.get("method")
+    method = methods.METHODS.get(name)
+    kind, *words = method.label_words(config) if method else (name or "?",)
     lr = config.get("learning_rate")
-    lr = lr if lr is not None else DEFAULT_LR.get(method)
-    if method == "full":
-        return f"full {config.get('precision')} lr{lr:g}" if lr is not None else f"full {config.get('precision')}"
-    kind = "dora" if config.get("use_dora") else (method or "?")
-    parts = [kind, str(config.get("precision")), f"r{config.get('lora_r')}", f"a{config.get('lora_alpha')}",
-             f"d{config.get('lora_dropout')}", str(config.get("lora_targets"))]
-    if lr is not None:
-        parts.append(f"lr{lr:g}")
+    lr = lr if lr is not None else (method.learning_rate if method else None)
+    parts = [kind, str(config.get("precision")), *words, *([f"lr{lr:g}"] if lr is not None else [])]
     if config.get("init_adapter"):
         parts.append("continued")  # trains a saved adapter on, not a fresh one
     return " ".join(parts)
@@ -294,7 +294,7 @@ def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
         # what the model was trained on: an evaluation never rewrites it; an adapter bank is its own kind
         "train_set": BANK_TRAIN_SET if bank else config.get("dialect"),
         "condition": _condition_of(config),
-        "variant": "lora bank" if bank else variant_of(config),
+        "variant": f"{config.get('method')} bank" if bank else variant_of(config),
         "eval_test_sets": _hashable(evaluation.get("test_sets") or list((content.get("metrics") or {}).keys())),
         "data_source": data.get("source"), "synthetic": data.get("synthetic", content.get("synthetic")),
         "n_train": data.get("n_train"),
@@ -413,7 +413,7 @@ def load_runs(root) -> Runs:
     "evaluation" of a saved model, e.g. ``evaluate`` or an adapter bank), study and stage (of the launcher),
     start_model (the base it started from: a seed-free label such as "msa/full_frac1+merged" when it started
     from another run), start_context (that label without the start run's method: "msa/frac1"), init_from,
-    continues_adapter (a LoRA run that trains a saved adapter on: ``init_adapter``), train_set (what the model
+    continues_adapter (a run that trains a saved adapter on: ``init_adapter``), train_set (what the model
     was trained on: the config's dialect, never the evaluation's test sets; "bank" for an adapter bank),
     condition (what it started from: :func:`_condition_of`), variant (the fine-tuning method,
     :func:`variant_of`), eval_test_sets (what was scored), data_source, synthetic, n_train, pool_records (records
@@ -428,7 +428,7 @@ def load_runs(root) -> Runs:
       continued adapter, study, stage, kind, condition, trained to the end). Labelled "field=value ..." by every
       one of these that differs between the runs read ("all" if none); nothing is ever averaged across systems,
       so neither a continued adapter with fresh ones nor a run its time budget stopped with finished ones.
-    - ``context``: the system without its method (:data:`_METHOD_FIELDS`, a continued adapter) and train set,
+    - ``context``: the system without its method (:func:`_method_fields`, a continued adapter) and train set,
       started from start_context: the runs a method comparison or a gain/forgetting table pairs up.
 
     :meth:`Runs.scores` and :meth:`Runs.utterances` give the corpus scores and per-utterance counts with these
@@ -452,6 +452,6 @@ def load_runs(root) -> Runs:
 def _with_systems(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` (``Runs.runs`` rows) with its ``system`` and ``context`` labels made over these rows."""
     system_fields = [f for f in _config_fields() if f not in _NOT_SYSTEM_FIELDS] + list(_SYSTEM_EXTRA_FIELDS)
-    context_fields = [f for f in system_fields if f not in (*_METHOD_FIELDS, "continues_adapter", "dialect")]
+    context_fields = [f for f in system_fields if f not in (*_method_fields(), "continues_adapter", "dialect")]
     return frame.assign(system=_labels(frame, system_fields),
                         context=_labels(frame, ["start_context" if f == "start_model" else f for f in context_fields]))

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from . import methods
 from .config import ExperimentConfig
 from .designs import BANK, PlannedRun, StudyDesign
 from .errors import SessionTimeSpent, UserError
@@ -30,7 +31,7 @@ if TYPE_CHECKING:  # pandas is imported where a table is made
 
 _MANIFEST_FILE = "study.json"
 _MANIFEST_SCHEMA = "arabicpeft.study/1"
-_MERGED_DIR = "merged"  # a LoRA start merged into its base, saved inside the start run's directory
+_MERGED_DIR = "merged"  # an adapter start merged into its base, saved inside the start run's directory
 
 
 def _is_complete(results_path) -> bool:
@@ -42,7 +43,8 @@ def _is_complete(results_path) -> bool:
 
 
 def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` pointed at its start run's saved model (merging a LoRA start first, once), the path recorded."""
+    """``cfg`` pointed at its start run's saved model (merging an adapter start first, once, or continuing it:
+    :meth:`~arabicpeft.designs.Start.use`), the path recorded."""
     from .export import merge
     from .run_dir import MODEL_DIR
 
@@ -50,19 +52,19 @@ def _start_model(run: PlannedRun, root: Path, cfg: ExperimentConfig) -> Experime
     saved = start_dir / MODEL_DIR
     if not _is_complete(start_dir / RESULTS_FILE):
         raise RuntimeError(f"its start run {run.start.name} has not finished")
-    if run.start.cfg.method == "lora":
-        if run.stage.start.lora == "continue" and cfg.method == "lora":
-            start = dict(model=run.start.cfg.model, init_adapter=str(saved))
-        else:
-            merged = start_dir / _MERGED_DIR
-            if not merged.is_dir():  # merged once, into a temporary folder renamed when complete
-                import shutil
+    use = run.stage.start.use(run.start.cfg, cfg)
+    if use == "continue":
+        start = dict(model=run.start.cfg.model, init_adapter=str(saved))
+    elif use == "merge":
+        merged = start_dir / _MERGED_DIR
+        if not merged.is_dir():  # merged once, into a temporary folder renamed when complete
+            import shutil
 
-                partial = start_dir / f".{_MERGED_DIR}.partial"
-                shutil.rmtree(partial, ignore_errors=True)
-                merge(saved, partial)  # at the base's full window; a run with encoder_seconds cuts it again
-                partial.rename(merged)
-            start = dict(model=str(merged))
+            partial = start_dir / f".{_MERGED_DIR}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            merge(saved, partial)  # at the base's full window; a run with encoder_seconds cuts it again
+            partial.rename(merged)
+        start = dict(model=str(merged))
     else:
         start = dict(model=str(saved))
     return dataclasses.replace(cfg, **start, extra={**cfg.extra, "init_from": str(saved)})
@@ -126,10 +128,10 @@ _PLAN_FIELDS = ("name", "stage", "kind", "values", "label", "start")  # of a man
 
 
 def _needs(run: PlannedRun, plan: list[PlannedRun]) -> list[PlannedRun]:
-    """The runs ``run`` reads: its start model, or for a bank the LoRA runs of its source stage with its axis
-    values (:func:`_bank_adapters`)."""
+    """The runs ``run`` reads: its start model, or for a bank the runs of its source stage with its axis values
+    whose method a bank holds (:func:`_bank_adapters`)."""
     if run.stage.kind == BANK:
-        return [r for r in plan if r.stage.name == run.stage.bank_of and r.cfg.method == "lora"
+        return [r for r in plan if r.stage.name == run.stage.bank_of and methods.get(r.cfg.method).bank
                 and all(r.values.get(k) == v for k, v in run.values.items())]
     return [run.start] if run.start is not None else []
 
@@ -301,7 +303,8 @@ def _execute(run: PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
 
 
 def _bank_adapters(run: PlannedRun, root: Path) -> dict[str, Path]:
-    """{dialect: adapter directory} of the bank's source stage: its finished LoRA runs sharing this run's axes."""
+    """{dialect: adapter directory} of the bank's source stage: its finished runs of a method a bank holds
+    (:attr:`arabicpeft.methods.Method.bank`) sharing this run's axes."""
     from .run_dir import MODEL_DIR
 
     manifest = json.loads((root / _MANIFEST_FILE).read_text(encoding="utf-8"))
@@ -312,12 +315,12 @@ def _bank_adapters(run: PlannedRun, root: Path) -> dict[str, Path]:
         if any(entry["values"].get(k) != v for k, v in run.values.items()):
             continue
         cfg = read_results(entry["results"])["config"]
-        if cfg["method"] != "lora":
+        if not methods.get(cfg["method"]).bank:
             continue
         if cfg["dialect"] in adapters:
-            raise ValueError(f"Two LoRA runs of stage {run.stage.bank_of!r} for {cfg['dialect']!r}: the bank takes one "
-                             "adapter per dialect; restrict the stage's variants.")
+            raise ValueError(f"Two adapter runs of stage {run.stage.bank_of!r} for {cfg['dialect']!r}: the bank takes "
+                             "one adapter per dialect; restrict the stage's variants.")
         adapters[cfg["dialect"]] = Path(entry["results"]).parent / MODEL_DIR
     if not adapters:
-        raise RuntimeError(f"no finished LoRA run in stage {run.stage.bank_of!r} matches {run.values}")
+        raise RuntimeError(f"no finished adapter run in stage {run.stage.bank_of!r} matches {run.values}")
     return adapters

@@ -15,8 +15,8 @@ from typing import Sequence
 
 import ipywidgets as widgets
 
-from . import dialects
-from .config import METHODS, MIXTURES, ExperimentConfig
+from . import dialects, methods
+from .config import MIXTURES, ExperimentConfig
 from .offline_model import OFFLINE_MODELS
 
 _PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
@@ -31,7 +31,7 @@ _STYLE = {"description_width": "initial"}
 
 def _control(name: str, value) -> widgets.ValueWidget:
     """A widget for one config field, starting at ``value``."""
-    allowed = ExperimentConfig.choices(name)  # the field's Literal type: the same choices as the CLI and the validation
+    allowed = ExperimentConfig.choices(name)  # the same choices as the CLI and the validation
     if allowed:
         options = [(f"{dialects.get(n).display} ({n})", n) for n in allowed] if name == "dialect" else list(allowed)
         kind = widgets.ToggleButtons if len(allowed) <= 3 else widgets.Dropdown
@@ -95,8 +95,7 @@ def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = _PICKER_FIELDS)
     return _ConfigPicker(cfg, fields)
 
 
-_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")
-_STUDY_FIELDS = ("precision", "max_steps", *_LORA_FIELDS)
+_STUDY_FIELDS = ("precision", "max_steps", *methods.all_fields())  # the settings of every method
 
 
 def _axis_control(name: str, values: list) -> widgets.ValueWidget:
@@ -104,7 +103,8 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
     from . import designs
 
     options = {"dialects": dialects.NAMES, "targets": dialects.NAMES, "test_sets": dialects.VARIETIES,
-               "variants": tuple(designs.VARIANTS), "methods": METHODS, "mixtures": MIXTURES}.get(name)
+               "variants": tuple(designs.VARIANTS), "methods": ExperimentConfig.choices("method"),
+               "mixtures": MIXTURES}.get(name)
     if options is not None:
         return widgets.SelectMultiple(options=list(options), value=tuple(values), description=name,
                                       rows=min(len(options), 7), style=_STYLE)
@@ -113,8 +113,8 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
 
 class _StudyPicker:
     """A study chooser: the design (:data:`designs.DESIGNS` and presets), its axes and fields of the base config
-    (the LoRA fields by default). The choices so far: :attr:`design`, :attr:`axes` (a copy of the dict given)
-    and :attr:`base` (``cfg`` with the picked fields)."""
+    (by default the precision, steps and every method's settings). The choices so far: :attr:`design`,
+    :attr:`axes` (a copy of the dict given) and :attr:`base` (``cfg`` with the picked fields)."""
 
     def __init__(self, design: str, axes: dict, cfg: ExperimentConfig, fields: Sequence[str] = _STUDY_FIELDS):
         from . import designs

@@ -152,12 +152,13 @@ def _adapter(directory: Path, dialect: str, seed: int, **fields) -> Path:
     import torch
 
     from arabicpeft.config import ExperimentConfig
-    from arabicpeft.model import _add_lora, _load_base, save_trained
+    from arabicpeft.methods import add_adapter
+    from arabicpeft.model import _load_base, save_trained
 
     cfg = ExperimentConfig(dialect=dialect, model="tiny-random", source="sample", lora_targets="qkvo",
                            generation_max_length=GEN, max_test_samples=6, **fields)
     model, processor = _load_base(cfg)
-    model = _add_lora(model, cfg)
+    model = add_adapter(model, cfg, cfg.target_modules())
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():

@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
 # A module's rank is above the ranks of everything it imports (ARCHITECTURE.md draws the same layers).
 RANK = {
     "__init__": 0, "errors": 0, "dialects": 0, "audio": 0, "text": 0, "sample_gen": 0,
+    "methods": 0.5,  # above errors, below config (which validates a method against it)
     "config": 1, "offline_model": 1, "stats": 1, "paper": 1,
     "profiles": 2, "run_dir": 2, "plots": 2, "hub": 2,
     "device": 3,
@@ -22,8 +23,8 @@ RANK = {
     "kaggle": 5,
     "metrics": 5, "feature_cache": 5,
     "data": 6, "model": 6,
-    "export": 7, "comparison": 7, "analysis": 7,
-    "evaluate": 8, "designs": 7,
+    "export": 7, "comparison": 7, "analysis": 7, "trainer": 7, "designs": 7,
+    "evaluate": 8,
     "train": 9, "bank": 9, "transcribe": 9,
     "study": 10, "multigpu": 10,
     "widgets": 11,

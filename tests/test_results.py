@@ -109,6 +109,36 @@ def test_variant_labels():
                        "lora_dropout": 0.05, "lora_targets": "qv"}).startswith("dora nf4 r32")
 
 
+# Configs of results files as arabicpeft wrote them before methods had a registry (abridged: a field left out reads
+# as None in every row alike).
+_OLD_CONFIGS = {
+    "lora": {"method": "lora", "precision": "fp32", "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.05,
+             "lora_targets": "qv", "use_dora": False},
+    "dora": {"method": "lora", "precision": "nf4", "lora_r": 16, "lora_alpha": 64, "lora_dropout": 0.05,
+             "lora_targets": "qkvo", "use_dora": True, "learning_rate": 5e-4},
+    "full": {"method": "full", "precision": "fp32", "lora_r": 32, "lora_alpha": 64, "lora_dropout": 0.05,
+             "lora_targets": "qv", "use_dora": False},
+}
+
+
+def test_old_results_files_read_and_label_as_before(tmp_path):
+    """the variant labels and the comparison cells of files written before the methods registry are unchanged:
+    the method fields (method, precision, learning rate, the LoRA settings) are the variant, not the context."""
+    from arabicpeft.results import load_runs
+
+    for name, method in _OLD_CONFIGS.items():
+        config = {"dialect": "egyptian", "model": "openai/whisper-small", "source": "hub", "seed": 42,
+                  "learning_rate": None, "init_adapter": None, "extra": {}, **method}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({
+            "schema": "arabicpeft.results/1", "run_id": name, "config": config, "data": {"source": "hub"},
+            "metrics": {"egyptian": {"raw": {"wer": 50.0, "cer": 20.0, "n_utterances": 2}}}}), encoding="utf-8")
+    runs = load_runs(tmp_path).runs.set_index("run_id")
+    assert runs["variant"].to_dict() == {"dora": "dora nf4 r16 a64 d0.05 qkvo lr0.0005",
+                                         "full": "full fp32 lr1e-05", "lora": "lora fp32 r32 a64 d0.05 qv lr0.001"}
+    assert runs["context"].nunique() == 1 and runs["system"].nunique() == 3
+
+
 def test_unlike_runs_are_never_one_system(tmp_path):
     """a LoRA run that trains a saved adapter on is not a fresh adapter, and a run its time budget
     stopped is not a finished one: each is a system of its own, so nothing averages them together."""
