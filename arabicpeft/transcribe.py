@@ -25,7 +25,7 @@ import torch
 from . import audio as audio_lib
 from . import dialects
 from .config import SUBTITLE_FORMATS
-from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, read_manifest
+from .sources import MANIFEST_EXTENSIONS, SAMPLE_DIR, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
 from .offline_model import N_FRAMES

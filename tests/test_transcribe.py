@@ -13,7 +13,7 @@ from conftest import GEN, _adapter
 
 from arabicpeft import export
 from arabicpeft.cli import main
-from arabicpeft.data import SAMPLE_DIR
+from arabicpeft.sources import SAMPLE_DIR
 from arabicpeft.model import load_model
 from arabicpeft.transcribe import Transcript, collect_audio, transcribe_files
 
