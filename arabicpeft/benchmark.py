@@ -1069,8 +1069,9 @@ def _data_benchmark(args) -> None:
 
     from . import feature_cache
     from .config import ExperimentConfig
-    from .data import SpeechCollator, load_raw
+    from .data import SpeechCollator
     from .model import build_model
+    from .sources import load_raw
     from .offline_model import random_whisper
     from .results import provenance
     from .run_dir import write_json_atomic
@@ -1089,7 +1090,7 @@ def _data_benchmark(args) -> None:
     start_id = model.config.decoder_start_token_id
     batch, steps = args.batch_size, args.steps
     n = batch * (steps + 1)  # one warm-up batch
-    audio, _, _ = load_raw("egyptian", "train", "sample")
+    audio = load_raw(ExperimentConfig(source="sample"), "egyptian", "train").dataset
     audio = audio.select(range(n))
     cpu_collate = SpeechCollator(processor, start_id, "cpu")
     pairs = [cpu_collate.features_and_labels(r) for r in audio]

@@ -479,25 +479,26 @@ def _load_at_window(args):
 def _cmd_cache(args) -> Path:
     """Write the compact log-mel cache of a dialect's train and test sets (one pass over the source)."""
 
+    from . import sources
     from .hub import check_model_name
     from .run_dir import check_output_folder
 
     cfg, notes = _config_from(args, ExperimentConfig(feature_cache=args.output_dir)).automatic_choices()
     check_output_folder(args.output_dir, "--output-dir")  # the cheap checks, before the heavy imports
-    if cfg.source == "local" and not Path(cfg.data_path).expanduser().exists():
-        raise UserError(f"--data-path {cfg.data_path} does not exist", "give a folder of save_to_disk sets or of "
-                        "train/test manifests.")
-    if cfg.source != "hub":  # otozz hub sets need no model
+    source = sources.of(cfg)
+    if source.check:
+        source.check(cfg)
+    features = source.records == "features"  # features need no model; audio its feature extractor and tokenizer
+    if not features:
         check_model_name(cfg.model)
     for note in notes:
         _say(f"note: {note}")
-    from .data import build_feature_cache
+    from .caching import build_feature_cache
     from .results import provenance
     from .run_dir import write_json_atomic
 
-    # otozz hub sets hold features already; audio (sample, local manifests) needs the model's feature extractor
     processor = None
-    if cfg.source != "hub":
+    if not features:
         from .model import load_processor
 
         processor = load_processor(cfg.model, cfg.encoder_seconds)

@@ -1,14 +1,15 @@
 """One plain dataclass configures a run; the CLI, the widget pickers, the notebooks and the results files share it.
 
-:class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types and the methods of
-:mod:`arabicpeft.methods`: :meth:`ExperimentConfig.choices`), of each option's help (field metadata, which the
-CLI prints), and of which fields a rerun may change (:meth:`ExperimentConfig.resumable_fields`) or only say
-where and how a run executes (:meth:`ExperimentConfig.runtime_fields`).
+:class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types and the names of a
+registry: :data:`arabicpeft.sources.SOURCES`, :data:`arabicpeft.methods.METHODS`; :meth:`ExperimentConfig.choices`),
+of each option's help (field metadata, which the CLI prints), and of which fields a rerun may change
+(:meth:`ExperimentConfig.resumable_fields`) or only say where and how a run executes
+(:meth:`ExperimentConfig.runtime_fields`).
 
-Public: :data:`Precision`, :data:`Source`, :data:`Mixture`, :data:`FeatureCacheDtype`,
+Public: :data:`Precision`, :data:`Mixture`, :data:`FeatureCacheDtype`,
 :data:`SubtitleFormat`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`,
 :data:`SUBTITLE_FORMATS`, :data:`QUANTIZED`,
-:data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`,
+:data:`LORA_TARGETS`, :data:`CONFIG_FILE`,
 :data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :data:`DEMO_RUN`, :func:`demo_config`.
 """
 
@@ -22,16 +23,16 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Literal, Optional
 
-from . import dialects, methods
+from . import dialects, methods, sources
 from .errors import ConfigError
+from .sources import SAMPLE_ENCODER_SECONDS
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]  # what each needs: arabicpeft.device.PRECISION_HARDWARE
-Source = Literal["hub", "local", "sample"]
 Mixture = Literal["natural", "balanced"]  # how a pooled train set ("all") draws on its dialects
 FeatureCacheDtype = Literal["float32", "float16"]  # values of a feature cache: float32 is lossless
 SubtitleFormat = Literal["srt", "vtt"]  # what arabicpeft.transcribe writes beside its JSONL
-PRECISIONS, _SOURCES, MIXTURES, FEATURE_CACHE_DTYPES, SUBTITLE_FORMATS = (
-    typing.get_args(t) for t in (Precision, Source, Mixture, FeatureCacheDtype, SubtitleFormat))
+PRECISIONS, MIXTURES, FEATURE_CACHE_DTYPES, SUBTITLE_FORMATS = (
+    typing.get_args(t) for t in (Precision, Mixture, FeatureCacheDtype, SubtitleFormat))
 # bitsandbytes-quantized base weights: only a method that declares it trains on them (QLoRA); never merged at them
 QUANTIZED = ("int8", "nf4")
 
@@ -43,8 +44,6 @@ LORA_TARGETS = {
 }
 
 CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
-SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source="sample")
-SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_gen.py)
 
 # The paper's decoding budget (their evaluate_dialects.py), for exact reproduction: it cuts references longer
 # than 225 tokens, which the 448-position label filter admits. Our default (None) is the model's own limit.
@@ -97,8 +96,8 @@ class ExperimentConfig:
     seed: int = _what(42, "picks the 80/20 train/validation split and the initialisation (paper: 42, 84, 168)",
                     min=0, max=2**32 - 1)  # numpy's seeds
 
-    source: Source = _data("hub", "hub: the otozz datasets (needs internet); local: --data-path; sample: the "
-                           "embedded synthetic set")
+    source: str = _data("hub", "; ".join(f"{s.name}: {s.help}" for s in sources.SOURCES.values()),
+                        choices=lambda: tuple(sources.SOURCES))
     data_path: Optional[str] = _data(None, "for source local: a folder of save_to_disk sets or a train/test "
                                      ".jsonl/.csv manifest with audio and text")
     streaming: bool = _data(False, "stream the hub data instead of caching it (one dialect decoded is ~20 GB)")
@@ -184,8 +183,8 @@ class ExperimentConfig:
                 raise ConfigError(f"Unknown {f.name} {value!r}", f"choose one of {', '.join(allowed)}.")
         for f in fields(self):
             self.check_value(f.name, getattr(self, f.name))
-        if self.source == "local" and not self.data_path:
-            raise ConfigError("source='local' needs data_path",
+        if sources.of(self).needs_data_path and not self.data_path:
+            raise ConfigError(f"source={self.source!r} needs data_path",
                               "give a save_to_disk directory or an audio manifest folder (--data-path).")
         method = methods.get(self.method)
         if self.init_adapter and not method.peft_config:
@@ -305,21 +304,23 @@ class ExperimentConfig:
 
     def automatic_choices(self) -> tuple["ExperimentConfig", list[str]]:
         """This config with the values it leaves to us filled in (a new config), and a note for each: the encoder
-        window is cut to :data:`SAMPLE_ENCODER_SECONDS` for the sample set (every clip is shorter; ~4x faster
-        training on a CPU)."""
-        if self.encoder_seconds is not None or self.source != "sample":
+        window is cut to the source's ``max_clip_seconds`` when it declares one (the sample set: every clip is
+        shorter than :data:`~arabicpeft.sources.SAMPLE_ENCODER_SECONDS`; ~4x faster training on a CPU)."""
+        seconds = sources.of(self).max_clip_seconds
+        if self.encoder_seconds is not None or seconds is None:
             return self, []
-        return replace(self, encoder_seconds=SAMPLE_ENCODER_SECONDS), [
-            f"encoder window cut to {SAMPLE_ENCODER_SECONDS} s, chosen automatically for the sample set (every "
+        return replace(self, encoder_seconds=seconds), [
+            f"encoder window cut to {seconds:g} s, chosen automatically for the {self.source} set (every "
             "clip is shorter; ~4x faster on a CPU). Set encoder_seconds to choose another."]
 
     def unused_fields(self) -> dict[str, str]:
-        """{field: why} for the fields this config leaves unused, whatever their value: a data path without source
-        local, the settings of the other methods (LoRA settings of a full fine-tune), a mixture of a single dialect,
-        a cache type without a cache. The command line refuses such an option when it is given."""
+        """{field: why} for the fields this config leaves unused, whatever their value: a data path of a source
+        that reads none, the settings of the other methods (LoRA settings of a full fine-tune), a mixture of a single
+        dialect, a cache type without a cache. The command line refuses such an option when it is given."""
         unused = {}
-        if self.source != "local":
-            unused["data_path"] = "it is read only with --source local"
+        if not sources.of(self).needs_data_path:
+            unused["data_path"] = "it is read only with " + " or ".join(
+                f"--source {s.name}" for s in sources.SOURCES.values() if s.needs_data_path)
         mine = methods.get(self.method).fields
         for name in methods.all_fields():
             if name not in mine:

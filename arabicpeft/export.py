@@ -29,6 +29,7 @@ import torch
 from . import methods
 from .model import CONFIG_FILE, load_model, load_processor, saved_kind
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
+from .sources import SOURCES
 
 _EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
 _CARD_FILE = "README.md"
@@ -206,7 +207,8 @@ def _model_card_text(directory, results: Optional[dict] = None) -> str:
     kind = saved_kind(directory) if saved_kind(directory) in ("ct2", "adapter") else "model"
     library = {"ct2": "ctranslate2", "adapter": "peft", "model": "transformers"}[kind]
     data = results.get("data") or {}
-    synthetic = bool(results.get("synthetic", cfg.get("source") == "sample"))
+    trained_on = SOURCES.get(cfg.get("source"))  # an old results file without "synthetic": its source says
+    synthetic = bool(results.get("synthetic", trained_on is not None and trained_on.synthetic))
     provenance = results.get("provenance") or {}
     base = cfg.get("model") or export.get("from")  # an export of a model arabicpeft did not train: that model
     base_ref, base_is_hub_id, base_what = _card_base(base) if base else ("unknown", False, "unknown")

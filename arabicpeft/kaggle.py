@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import device
-from .config import SAMPLE_DIR, ExperimentConfig
+from . import device, sources
+from .config import ExperimentConfig
 from .errors import DiskSpaceError, SessionTimeSpent, SetupError
 from .hub import check_hub_model, check_model_name, hub_model, hub_offline_mode, hub_reachable
 from .results import git_commit, versions
@@ -112,10 +112,11 @@ def _check_disk(path, need_bytes: float = _MIN_FREE_BYTES, what: str = "this run
 
 
 def _dataset_cache_bytes(cfg) -> float:
-    """Bytes the hub datasets of ``cfg`` take in the HF cache when not streamed (0 when streamed or not hub)."""
+    """Bytes the hub datasets of ``cfg`` take in the HF cache when not streamed (0 when streamed or not from the
+    hub): the otozz sets' published sizes, in feature records."""
     from . import dialects
 
-    if cfg.source != "hub" or cfg.streaming:
+    if not sources.of(cfg).needs_hub or cfg.streaming:
         return 0.0
     rows = sum(dialects.get(v).train_rows for v in dialects.get(cfg.dialect).parts)
     rows += sum(dialects.get(v).test_rows for t in cfg.test_set_names() for v in dialects.get(t).parts)
@@ -124,7 +125,7 @@ def _dataset_cache_bytes(cfg) -> float:
 
 def _hub_parts(cfg) -> list[str]:
     """What ``cfg`` reads from the HuggingFace hub: its data, its starting model, both or nothing."""
-    parts = ["its data (source hub)"] if cfg.source == "hub" else []
+    parts = [f"its data (source {cfg.source})"] if sources.of(cfg).needs_hub else []
     if hub_model(cfg.model):
         parts.append(f"its model {cfg.model}")
     return parts
@@ -150,13 +151,9 @@ def preflight(cfg) -> None:
     and the output folder can be written. Raises a :class:`~arabicpeft.errors.UserError`."""
     check_model_name(cfg.model, hub=False)  # the hub is probed once, below, for the model and the data
     check_output_folder(cfg.output_dir)
-    if cfg.source == "local" and not Path(cfg.data_path).expanduser().exists():
-        raise SetupError(f"the data folder {cfg.data_path} does not exist",
-                         "check data_path (--data-path): a folder of save_to_disk sets or of train/test manifests.")
-    if cfg.source == "sample" and not any((SAMPLE_DIR / "audio").glob("*.ogg")):
-        raise SetupError("this copy of arabicpeft carries no sample audio (a Kaggle build of a notebook that trains "
-                         "on hub data leaves it out)", "use notebook 00 for the sample set, train on source hub, or "
-                         "build with `python kaggle/build.py --with-sample`.")
+    source = sources.of(cfg)
+    if source.check:
+        source.check(cfg)  # its data is there (a data folder, the embedded sample audio)
     if cfg.resume_from and not Path(cfg.resume_from).expanduser().exists():
         raise SetupError(f"resume_from={cfg.resume_from} does not exist",
                          "give a checkpoint-* folder or a run folder, or leave it unset.")

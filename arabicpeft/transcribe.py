@@ -26,8 +26,8 @@ import numpy as np
 from . import audio as audio_lib
 from . import dialects
 from .config import SUBTITLE_FORMATS
-from .data import MANIFEST_EXTENSIONS, SAMPLE_DIR, dialect_names, read_manifest
 from .evaluate import decode_limits, decoding_options, feature_seconds, generate_limited, generation_budget
+from .sources import MANIFEST_EXTENSIONS, SAMPLE_DIR, dialect_names, read_manifest
 from .export import ct2_max_length
 from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES

@@ -19,7 +19,7 @@ from arabicpeft import cli
 from arabicpeft import device, hub
 from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import SAMPLE_DIR
+from arabicpeft.sources import SAMPLE_DIR
 from arabicpeft.model import CONFIG_FILE
 from arabicpeft.results import load_runs, read_results
 from arabicpeft.text import SCHEMES

@@ -7,7 +7,7 @@ from arabicpeft.errors import ConfigError
 
 
 def test_the_sample_set_gets_the_short_encoder_window_automatically():
-    from arabicpeft.config import SAMPLE_ENCODER_SECONDS
+    from arabicpeft.sources import SAMPLE_ENCODER_SECONDS
 
     cfg, notes = ExperimentConfig(model="whisper-base", source="sample").automatic_choices()
     assert cfg.encoder_seconds == SAMPLE_ENCODER_SECONDS == 8 and "chosen automatically" in notes[0]

@@ -20,9 +20,11 @@ from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
 from arabicpeft import audio
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (DataUnavailableError, _InvalidRecord, ManifestError, SpeechCollator, _check_audio_record,
-                             _check_feature_record, _check_labels, _feature_device, _filter_records, _record_format,
-                             _feature_path, load_splits, load_test_sets, read_manifest, settle_counts)
+from arabicpeft.data import (DataUnavailableError, SpeechCollator, _feature_device, _feature_path, load_splits,
+                             load_test_sets, settle_counts)
+from arabicpeft.records import (_InvalidRecord, _check_feature_record, _check_labels, check_audio_record,
+                                filter_records, record_format, record_key)
+from arabicpeft.sources import ManifestError, read_manifest
 
 # the parts of the bad-input catalogue that other modules raise (it is counted below)
 import test_audio
@@ -102,7 +104,7 @@ def test_streaming_counts_filtered_records_as_they_pass(tmp_path, processor30):
 
 def test_hub_unreachable_stops_with_a_clear_message(monkeypatch, processor30):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr("arabicpeft.sources.hub_reachable", lambda *a, **k: False)
     started = time.monotonic()
     with pytest.raises(DataUnavailableError, match=r"Cannot reach huggingface.co to load otozz/gulf_train_set.*"
                                                    r"source='local'.*Nothing else will be trained on"):
@@ -160,10 +162,10 @@ def test_record_errors_say_what_is_wrong(tmp_path, tiny_processor):
 
     sf.write(sf_path, tone(31.0), 16_000)
     with pytest.raises(_InvalidRecord, match="31.0 s long, longer than the 30 s") as err:
-        _check_audio_record({"audio": str(sf_path), "text": "نص"}, tok)
+        check_audio_record({"audio": str(sf_path), "text": "نص"}, tok)
     assert err.value.reason == "too_long"
     with pytest.raises(_InvalidRecord, match="transcript is empty") as err:
-        _check_audio_record({"audio": str(sf_path), "text": ""}, tok)
+        check_audio_record({"audio": str(sf_path), "text": ""}, tok)
     assert err.value.reason == "empty_transcript"
     with pytest.raises(_InvalidRecord, match="450 tokens long.*at most 448") as err:
         _check_labels(PREFIX + [400] * 445 + [EOT], tok)
@@ -230,9 +232,9 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
         ds = ds["train"] if isinstance(ds, datasets.DatasetDict) else ds
         return ds.to_iterable_dataset() if streaming else ds
 
-    monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
-    monkeypatch.setattr("arabicpeft.data.dataset_revision", lambda repo_id: "0123abc")
-    monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
+    monkeypatch.setattr("arabicpeft.sources.hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr("arabicpeft.sources.dataset_revision", lambda repo_id: "0123abc")
+    monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     hub = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)
     local = load_splits(ExperimentConfig(dialect="egyptian", source="local", data_path=str(root)),
@@ -364,7 +366,7 @@ ERRORS = [
     ("manifest without rows of the dialect", lambda t, k: (write_audio_manifest(t, [{"seconds": 1.0, "text": "نص", "dialect": "iraqi"}]),
                                                            load_splits(_local(t), k)),
      DataUnavailableError, r"no rows with dialect == 'gulf' \(it has \['iraqi'\]\). Add them, or pick"),
-    ("records of an unknown format", lambda t, k: _record_format(["path", "sentence"]), ValueError,
+    ("records of an unknown format", lambda t, k: record_format(["path", "sentence"]), ValueError,
      r"Unrecognised record format .*expected 'input_features' \+ 'labels'.*or 'audio' \+ 'text'"),
     ("every record filtered out", lambda t, k: (write_audio_manifest(t, [{"seconds": 0.01, "text": "نص"}] * 3),
                                                 load_splits(_local(t), k)),
@@ -465,7 +467,7 @@ def test_non_finite_features_are_filtered_and_counted(tiny_processor):
     assert err.value.reason == "non_finite"
     for stream in (False, True):
         report = {}
-        kept = _filter_records(ds.to_iterable_dataset() if stream else ds, "features", tok, 30, report)
+        kept = filter_records(ds.to_iterable_dataset() if stream else ds, "features", tok, 30, report)
         assert len(list(kept)) == 2
         report = settle_counts(report)
         assert report["rows_in"] == 4 and report["filtered"]["non_finite"] == 2
@@ -559,10 +561,8 @@ def test_records_sharing_a_transcript_are_distinct_and_never_leak(tmp_path, tiny
     assert settle_counts(splits.report)["train_pool"]["rows_in"] == 40
     # audio records: the same text, different arrays
     audio_rows = [{"audio": {"array": tone(1.0, 200 + 50 * i), "sampling_rate": SR}, "text": "نعم"} for i in range(4)]
-    from arabicpeft.data import _record_key
-
-    assert len({_record_key(r) for r in audio_rows}) == 4
-    assert _record_key(audio_rows[0]) == _record_key({"audio": {"array": tone(1.0, 200), "sampling_rate": SR},
+    assert len({record_key(r) for r in audio_rows}) == 4
+    assert record_key(audio_rows[0]) == record_key({"audio": {"array": tone(1.0, 200), "sampling_rate": SR},
                                                     "text": "نعم"})
 
 

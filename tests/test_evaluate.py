@@ -20,7 +20,8 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import SpeechCollator, _check_labels, load_test_sets
+from arabicpeft.data import SpeechCollator, load_test_sets
+from arabicpeft.records import _check_labels
 from arabicpeft.dialects import VARIETIES
 from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, generation_budget, decode_limits, decoding_record,
                                  transcribe)

@@ -10,7 +10,9 @@ from transformers import WhisperFeatureExtractor
 
 from arabicpeft import cli, feature_cache
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import SpeechCollator, build_feature_cache, load_splits, load_test_sets, _record_key
+from arabicpeft.caching import build_feature_cache
+from arabicpeft.data import SpeechCollator, load_splits, load_test_sets
+from arabicpeft.records import record_key
 from arabicpeft.feature_cache import FeatureCache, input_features
 
 
@@ -65,9 +67,9 @@ def _fake_hub(monkeypatch, root, calls):
         ds = datasets.load_from_disk(str(root / repo_id.split("/")[1]))
         return ds.to_iterable_dataset() if streaming else ds
 
-    monkeypatch.setattr("arabicpeft.data.hub_reachable", lambda *a, **k: True)
-    monkeypatch.setattr("arabicpeft.data.dataset_revision", lambda repo_id: "0123abc")
-    monkeypatch.setattr("arabicpeft.data.datasets.load_dataset", fake_load_dataset)
+    monkeypatch.setattr("arabicpeft.sources.hub_reachable", lambda *a, **k: True)
+    monkeypatch.setattr("arabicpeft.sources.dataset_revision", lambda repo_id: "0123abc")
+    monkeypatch.setattr("datasets.load_dataset", fake_load_dataset)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
 
@@ -95,7 +97,7 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
     for cached, features, labels in zip(ds.with_format("numpy"), train["input_features"], train["labels"]):
         assert np.array_equal(input_features(cached).view(np.uint32), features.view(np.uint32))
         assert cached["labels"].tolist() == labels
-        assert _record_key(cached) == _record_key({"input_features": features, "labels": labels})
+        assert record_key(cached) == record_key({"input_features": features, "labels": labels})
     # the data path: the same splits and the same collated batches as from the hub itself
     direct = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)
     cached = load_splits(cfg, processor30.tokenizer)

@@ -129,12 +129,12 @@ def test_the_payload_holds_the_package_and_its_data(built):
 
 
 def test_without_the_sample_audio_source_sample_stops_and_says_why(tmp_path, monkeypatch):
-    from arabicpeft import kaggle
+    from arabicpeft import kaggle, sources
     from arabicpeft.config import ExperimentConfig
     from arabicpeft.errors import SetupError
 
     (tmp_path / "audio").mkdir()
-    monkeypatch.setattr(kaggle, "SAMPLE_DIR", tmp_path)
+    monkeypatch.setattr(sources, "SAMPLE_DIR", tmp_path)
     with pytest.raises(SetupError, match="no sample audio.*--with-sample"):
         kaggle.preflight(ExperimentConfig(model="tiny-random", source="sample"))
 

@@ -13,7 +13,7 @@ from conftest import GEN, _adapter
 
 from arabicpeft import export
 from arabicpeft.cli import main
-from arabicpeft.data import SAMPLE_DIR
+from arabicpeft.sources import SAMPLE_DIR
 from arabicpeft.model import load_model
 from arabicpeft import audio as audio_lib
 from arabicpeft.transcribe import (Transcript, _subtitle_names, _write_transcripts, collect_audio, sample_clips,
