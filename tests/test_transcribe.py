@@ -127,13 +127,14 @@ def _cut_window_adapter(directory: Path, seconds: int) -> Path:
     ``seconds`` window (tiny-random's own is 8 s)."""
     import torch
 
+    from arabicpeft import methods
     from arabicpeft.config import ExperimentConfig
-    from arabicpeft.model import _add_lora, _load_base, save_trained
+    from arabicpeft.model import _load_base, save_trained
 
     cfg = ExperimentConfig(dialect="gulf", model="tiny-random", source="sample", lora_targets="qkvo",
                            encoder_seconds=seconds)  # the model's limit: each decode runs to its audio's limit
     model, processor = _load_base(cfg)
-    model = _add_lora(model, cfg)
+    model = methods.add_adapter(model, cfg, cfg.target_modules())
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name, p in model.named_parameters():
