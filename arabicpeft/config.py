@@ -8,7 +8,7 @@ fields a rerun may change (:meth:`ExperimentConfig.resumable_fields`) or only sa
 Public: :data:`Method`, :data:`Precision`, :data:`Source`, :data:`Mixture`, :data:`FeatureCacheDtype`,
 :data:`SubtitleFormat`, :data:`METHODS`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`,
 :data:`SUBTITLE_FORMATS`, :data:`QUANTIZED`,
-:data:`LORA_TARGETS`, :data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`DEFAULT_LR`,
+:data:`CONFIG_FILE`, :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`DEFAULT_LR`,
 :data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :data:`DEMO_RUN`, :func:`demo_config`.
 """
 
@@ -34,13 +34,6 @@ SubtitleFormat = Literal["srt", "vtt"]  # what arabicpeft.transcribe writes besi
 METHODS, PRECISIONS, _SOURCES, MIXTURES, FEATURE_CACHE_DTYPES, SUBTITLE_FORMATS = (
     typing.get_args(t) for t in (Method, Precision, Source, Mixture, FeatureCacheDtype, SubtitleFormat))
 QUANTIZED = ("int8", "nf4")  # bitsandbytes-quantized base weights: LoRA only (QLoRA), never merged at that precision
-
-# LoRA target presets. Names match the Linear layers of transformers' Whisper.
-LORA_TARGETS = {
-    "qv": ["q_proj", "v_proj"],  # the project we replace, and the LoRA paper's default
-    "qkvo": ["q_proj", "k_proj", "v_proj", "out_proj"],
-    "all-linear": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
-}
 
 CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
 SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source="sample")
@@ -129,8 +122,8 @@ class ExperimentConfig:
     lora_r: int = _lora(32, "LoRA rank", min=1)
     lora_alpha: int = _lora(64, "LoRA scaling alpha (the update is scaled by alpha / r)", gt=0)
     lora_dropout: float = _lora(0.05, "dropout on the LoRA branch", min=0, lt=1)
-    lora_targets: str = _lora("qv", f"layers that get an adapter: a preset ({', '.join(LORA_TARGETS)}) or "
-                              "comma-separated module names")
+    lora_targets: str = _lora("qv", "layers that get an adapter: a preset of the model's family (Whisper: qv, "
+                              "qkvo, all-linear; arabicpeft.backbones) or comma-separated module names")
     use_dora: bool = _lora(False, "DoRA: weight-decomposed LoRA")
     init_adapter: Optional[str] = _lora(None, "a saved LoRA adapter to continue training (instead of a fresh one)")
 
@@ -192,19 +185,12 @@ class ExperimentConfig:
                 f"Full fine-tuning of a {self.precision}-quantized model is not possible (its weights are frozen "
                 "integers)", "use method='lora' (QLoRA) or precision fp32/fp16/bf16."
             )
-        self.target_modules()  # validate early
+        if not any(m.strip() for m in self.lora_targets.split(",")):
+            raise ConfigError("lora_targets is empty", "give a preset of the model's family (e.g. qv) or module names.")
 
     @property
     def lr(self) -> float:
         return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.method]
-
-    def target_modules(self) -> list[str]:
-        if self.lora_targets in LORA_TARGETS:
-            return list(LORA_TARGETS[self.lora_targets])
-        modules = [m.strip() for m in self.lora_targets.split(",") if m.strip()]
-        if not modules:
-            raise ConfigError(f"lora_targets must be one of {', '.join(LORA_TARGETS)} or module names.")
-        return modules
 
     def test_set_names(self) -> list[str]:
         return list(self.test_sets) if self.test_sets else list(dialects.get(self.dialect).parts)
@@ -323,7 +309,7 @@ class ExperimentConfig:
     def describe(self) -> str:
         """One line: what this config trains, on what, for how long."""
         what = (f"LoRA (r {self.lora_r}, alpha {self.lora_alpha}{', DoRA' if self.use_dora else ''} on "
-                f"{','.join(self.target_modules())})" if self.method == "lora" else "full fine-tuning")
+                f"{self.lora_targets})" if self.method == "lora" else "full fine-tuning")
         window = f", encoder window {self.encoder_seconds:g} s" if self.encoder_seconds else ""
         return (f"{what} of {self.model}{window}, {self.precision}, on {self.dialect} ({self.source} data), "
                 f"{self.max_steps} steps of {self.batch_size}, seed {self.seed}")

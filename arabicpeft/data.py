@@ -5,7 +5,7 @@ Two record formats go through the same path:
 - **features** (the otozz hub sets): ``input_features`` (80 x 3000 log-mel) and ``labels`` (token ids with
   the ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` prefix and ``<|endoftext|>`` suffix);
 - **audio**: ``audio`` (a path, bytes or array) and ``text``; log-mel features are computed on the fly by
-  :class:`SpeechCollator` (batched on the GPU when there is one, see :func:`_feature_device`).
+  the model's collator (its backbone's, :mod:`arabicpeft.backbones`; batched on the GPU when there is one).
 
 Either can be read from a compact feature cache instead (``feature_cache`` in the config; records of
 :mod:`arabicpeft.feature_cache`, written once by :func:`build_feature_cache`): they are features records whose
@@ -18,7 +18,7 @@ selection, and every filtered record is counted by reason in :attr:`DataSplits.r
 Public: :data:`MANIFEST_EXTENSIONS`, :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`,
 :class:`DataSplits`, :func:`settle_counts`, :class:`ManifestError`, :func:`read_manifest`, :func:`load_raw`,
 :func:`load_test_sets`, :func:`is_saved_dataset`, :func:`dialect_names`, :func:`load_test_path`, :func:`load_splits`,
-:func:`build_feature_cache`, :class:`SpeechCollator`.
+:func:`build_feature_cache`.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects
+from . import backbones
 from .feature_cache import COLUMNS as CACHE_COLUMNS, CacheError, FeatureCache, input_features
 from .config import SAMPLE_DIR, ExperimentConfig
 from .hub import HUB_HOST, dataset_revision, hub_offline_mode, hub_reachable
-from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
+from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES, N_MELS, resolve_model
 from .errors import DataUnavailableError
 
 _FILTER_REASONS = ("empty_transcript", "too_short", "too_long", "labels_too_long", "undecodable", "non_finite")
@@ -803,8 +804,8 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
     streamed, so nothing but the cache is written to disk. Returns {"variety/split": its cache.json}, new or old.
 
     Features records (otozz) keep their ``input_features`` and ``labels`` (bitwise, float32; or float16 when
-    ``cfg.feature_cache_dtype`` says so). Audio records get the log-mel of ``processor``'s feature extractor, as
-    :class:`SpeechCollator` computes it on the CPU, and the tokenizer's labels; audio that cannot be used
+    ``cfg.feature_cache_dtype`` says so). Audio records get the log-mel of ``processor``'s feature extractor and
+    the labels, as the model's collator computes them on the CPU; audio that cannot be used
     (undecodable, too short, longer than the window) is counted in the split's ``filtered``, not stored. Raises
     :class:`~arabicpeft.feature_cache.CacheError` for a split cached with another dtype or feature extractor.
     """
@@ -832,14 +833,14 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
         fmt = _record_format(_columns_of(ds))
         entry = dialects.get(variety)
         rows = len(ds) if hasattr(ds, "__len__") else (entry.train_rows if split == "train" else entry.test_rows)
-        frames = N_FRAMES
+        frames, mel_bins = N_FRAMES, N_MELS
         counts = collections.Counter({r: 0 for r in _FILTER_REASONS})
         if fmt == "audio":
             if processor is None:
                 raise ValueError("Caching audio needs the model's processor (its feature extractor and tokenizer).")
-            extractor, frames = processor.feature_extractor, processor.feature_extractor.nb_max_frames
-            collator = SpeechCollator(processor, processor.tokenizer.convert_tokens_to_ids(_START_OF_TRANSCRIPT),
-                                      feature_device="cpu")
+            extractor = processor.feature_extractor
+            frames, mel_bins = extractor.nb_max_frames, extractor.feature_size
+            collator = backbones.get(resolve_model(cfg.model)).collator(processor, feature_device="cpu")
 
             def records():
                 for record in ds:
@@ -853,7 +854,7 @@ def build_feature_cache(cfg: ExperimentConfig, processor=None, splits: tuple[str
             def records():
                 for record in ds.with_format("numpy"):
                     yield input_features(record), record["labels"]
-        need = cache.needed_bytes(rows, frames, cfg.feature_cache_dtype)
+        need = cache.needed_bytes(rows, frames, mel_bins, cfg.feature_cache_dtype)
         free = cache.free_bytes()
         log(f"caching {variety} {split} ({rows} utterances, {fmt} records from {cfg.source}) into {folder}: "
             f"at most {need / 2**30:.1f} GiB (every clip filling the {frames}-frame window), {free / 2**30:.1f} GiB free")
@@ -892,18 +893,6 @@ def _cache_report(cfg: ExperimentConfig) -> dict:
 # --- batching --------------------------------------------------------------------------------------
 
 
-def _feature_device(requested: str = "auto") -> str:
-    """Where :class:`SpeechCollator` computes log-mel features of audio records: ``"cuda"`` (the whole batch at
-    once on the GPU, through the feature extractor's torch path) when a GPU is present and the collator runs in
-    the main process, else ``"cpu"`` (clip by clip, in the DataLoader's workers when there are any: a forked
-    worker cannot use CUDA; :func:`_feature_workers` starts workers for audio on a GPU). ``requested`` other than
-    "auto" is returned as is."""
-    if requested != "auto":
-        return requested
-    in_worker = torch.utils.data.get_worker_info() is not None
-    return "cuda" if torch.cuda.is_available() and not in_worker else "cpu"
-
-
 _MAX_FEATURE_WORKERS = 4  # DataLoader workers chosen for audio on a GPU: 8 clips of log-mel take ~0.1 s on one core
 
 
@@ -919,8 +908,8 @@ def _feature_workers(fmt: str, num_workers: int) -> int:
 
 
 def _feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -> str:
-    """How the log-mel model inputs of a run are obtained, in words, for the results file (see
-    :func:`_feature_device`, chosen automatically)."""
+    """How the log-mel model inputs of a run are obtained, in words, for the results file (where the model's
+    collator computes them, chosen automatically: :mod:`arabicpeft.backbones`)."""
     if cache:
         return f"read from the feature cache {cache} (computed once, when it was built)"
     if fmt == "features":
@@ -929,49 +918,3 @@ def _feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -
         return "computed per batch on the GPU (feature extractor's torch path) in the collator"
     where = f"in {num_workers} DataLoader worker processes" if num_workers else "in the main process"
     return f"computed per clip on the CPU {where}"
-
-
-@dataclass
-class SpeechCollator:
-    """Pads a batch of either record format into ``input_features`` and ``labels`` (-100 = ignored).
-
-    A leading ``<|startoftranscript|>`` is removed from each label sequence by comparing with
-    ``decoder_start_token_id`` (50258), not ``bos_token_id`` (50257, <|endoftext|>): the model prepends it
-    again when it shifts the labels right, so the decoder sees the otozz prefix exactly once.
-    """
-
-    processor: Any
-    decoder_start_token_id: int
-    feature_device: str = "auto"  # audio records: where log-mel is computed, see _feature_device()
-
-    def features_and_labels(self, record: dict) -> tuple[np.ndarray, list[int]]:
-        """(log-mel, label ids) of one record; audio is computed clip by clip on the CPU."""
-        extractor = self.processor.feature_extractor
-        if "labels" in record:
-            features = input_features(record)
-            expected = (extractor.feature_size, extractor.nb_max_frames)
-            if features.shape != expected:
-                raise ValueError(
-                    f"input_features of shape {features.shape}, but the model takes {expected} "
-                    "(mel bins x frames). otozz features are 80 x 3000: use an 80-mel Whisper (not large-v3) "
-                    "and keep the full 30 s encoder window (encoder_seconds unset)."
-                )
-            return features, list(record["labels"])
-        samples = audio_lib.load_audio(record["audio"])
-        return audio_lib.log_mel(samples, extractor), self.processor.tokenizer(record["text"]).input_ids
-
-    def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
-        device = _feature_device(self.feature_device) if records and "audio" in records[0] else "cpu"
-        if device == "cpu":
-            features, labels = zip(*(self.features_and_labels(r) for r in records))
-        else:  # one call for the batch: STFT and mel filters on the GPU, the result back on the CPU
-            extractor = self.processor.feature_extractor
-            features = extractor([audio_lib.load_audio(r["audio"]) for r in records], sampling_rate=audio_lib.SAMPLE_RATE,
-                                 return_tensors="np", device=device).input_features
-            labels = [self.processor.tokenizer(r["text"]).input_ids for r in records]
-        labels = [ids[1:] if ids and ids[0] == self.decoder_start_token_id else ids for ids in labels]
-        width = max(len(ids) for ids in labels)
-        padded = torch.full((len(labels), width), -100, dtype=torch.long)
-        for row, ids in enumerate(labels):
-            padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return {"input_features": torch.from_numpy(np.stack(features)), "labels": padded}

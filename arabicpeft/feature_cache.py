@@ -37,7 +37,6 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from .offline_model import N_FRAMES, N_MELS
 from . import dialects
 from .audio import audio_frames
 from .config import FEATURE_CACHE_DTYPES
@@ -144,9 +143,9 @@ class FeatureCache:
         return shutil.disk_usage(next(p for p in (self.root, *self.root.parents) if p.exists())).free
 
     @staticmethod
-    def needed_bytes(records: int, kept_frames: float = N_FRAMES, dtype: str = "float32", mel_bins: int = N_MELS) -> int:
-        """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames each on average (worst case:
-        the whole 30 s window), values plus ~1 KB of labels and offsets per record."""
+    def needed_bytes(records: int, kept_frames: float, mel_bins: int, dtype: str = "float32") -> int:
+        """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames of ``mel_bins`` values each on
+        average (worst case: the whole window), values plus ~1 KB of labels and offsets per record."""
         return int(records * (mel_bins * kept_frames * np.dtype(dtype).itemsize + 1024))
 
 

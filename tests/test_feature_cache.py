@@ -10,7 +10,8 @@ from transformers import WhisperFeatureExtractor
 
 from arabicpeft import cli, feature_cache
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import SpeechCollator, build_feature_cache, load_splits, load_test_sets, _record_key
+from arabicpeft.backbones import WhisperCollator
+from arabicpeft.data import build_feature_cache, load_splits, load_test_sets, _record_key
 from arabicpeft.feature_cache import FeatureCache, input_features
 
 
@@ -100,7 +101,7 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
     direct = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)
     cached = load_splits(cfg, processor30.tokenizer)
     assert calls[2:] == [("otozz/egyptian_train_set", False), ("otozz/egyptian_test_set", False)]  # direct only
-    collate = SpeechCollator(processor30, SOT)
+    collate = WhisperCollator(processor30, SOT)
     for a, b in [(direct.train, cached.train), (direct.validation, cached.validation),
                  (direct.test["egyptian"], cached.test["egyptian"])]:
         assert len(a) == len(b)
@@ -152,7 +153,7 @@ def test_cache_command_on_the_sample_set_gives_the_collators_features_bitwise(tm
     cached = load_splits(ExperimentConfig(**{**cfg.to_dict(), "feature_cache": str(out)}), tiny_processor.tokenizer,
                          max_seconds=8)
     assert direct.format == "audio" and cached.format == "features"
-    collate = SpeechCollator(tiny_processor, SOT)
+    collate = WhisperCollator(tiny_processor, SOT)
     n = 0
     for a, b in [(direct.train, cached.train), (direct.validation, cached.validation),
                  (direct.test["egyptian"], cached.test["egyptian"])]:
