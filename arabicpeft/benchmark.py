@@ -114,7 +114,7 @@ def _suppression_step_us(model, batch_size: int) -> dict:
     from transformers.generation.logits_process import (SuppressTokensAtBeginLogitsProcessor,
                                                         SuppressTokensLogitsProcessor)
 
-    from .evaluate import SuppressTokens
+    from .backbones import SuppressTokens
 
     gen = model.generation_config
     scores, ids = torch.randn(batch_size, model.config.vocab_size), torch.zeros(batch_size, 6, dtype=torch.long)
@@ -134,9 +134,9 @@ def _suppression_step_us(model, batch_size: int) -> dict:
 
 def _transcribe_files_rows(loaded, paths: list, batch_size: int) -> dict:
     """:func:`arabicpeft.transcribe.transcribe_files` of ``paths`` with each suppression of
-    :data:`arabicpeft.evaluate.SUPPRESS_PROCESSORS`: {suppression: wall and CPU seconds, clips/s, segments at their
+    :data:`arabicpeft.backbones.SUPPRESS_PROCESSORS`: {suppression: wall and CPU seconds, clips/s, segments at their
     limit, transcripts identical to the transformers processors' ("same_text"), transcripts}."""
-    from .evaluate import SUPPRESS_PROCESSORS
+    from .backbones import SUPPRESS_PROCESSORS
     from .transcribe import collect_audio, transcribe_files
 
     items = collect_audio(paths)
@@ -437,7 +437,7 @@ def _encoder_seconds(model, processor, dataset, batch_size: int) -> float:
     import numpy as np
     import torch
 
-    from .data import SpeechCollator
+    from .backbones import WhisperCollator as SpeechCollator
 
     features = SpeechCollator(processor, 0)([dataset[0]] * batch_size)["input_features"]
     if type(model).__module__.startswith("faster_whisper"):
@@ -646,7 +646,7 @@ def _step_worker(args) -> None:
     from transformers import Seq2SeqTrainer, TrainerCallback, set_seed
 
     from .config import ExperimentConfig
-    from .data import SpeechCollator
+    from .backbones import WhisperCollator as SpeechCollator
     from .model import build_model, count_parameters
     from .results import PeakMemory
     from .run_dir import write_json_atomic
@@ -965,7 +965,8 @@ def _cache_benchmark(args) -> None:
 
     from . import feature_cache
     from .audio import SAMPLE_RATE, load_audio
-    from .data import SpeechCollator, build_feature_cache, load_test_sets
+    from .backbones import WhisperCollator as SpeechCollator
+    from .data import build_feature_cache, load_test_sets
     from .feature_cache import input_features
     from .evaluate import evaluate_sets
     from .metrics import pooled_metrics
@@ -1069,7 +1070,7 @@ def _data_benchmark(args) -> None:
 
     from . import feature_cache
     from .config import ExperimentConfig
-    from .data import SpeechCollator
+    from .backbones import WhisperCollator as SpeechCollator
     from .model import build_model
     from .sources import load_raw
     from .offline_model import random_whisper

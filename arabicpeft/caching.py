@@ -17,10 +17,9 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from . import audio as audio_lib
-from . import dialects, sources
+from . import backbones, dialects, sources
 from .feature_cache import CacheError, FeatureCache, input_features
-from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
+from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES, N_MELS, resolve_model
 from .records import FILTER_REASONS, check_audio_record, columns_of, filter_reason, record_format
 
 _CACHE_REPORT_KEYS = ("dtype", "lossless", "records", "bytes_per_record", "ratio_vs_arrow_float32", "source_format",
@@ -67,7 +66,7 @@ def build_feature_cache(cfg, processor=None, splits: tuple[str, ...] = ("train",
 
     Features records (otozz) keep their ``input_features`` and ``labels`` (bitwise, float32; or float16 when
     ``cfg.feature_cache_dtype`` says so). Audio records get the log-mel of ``processor``'s feature extractor, as
-    :class:`~arabicpeft.data.SpeechCollator` computes it on the CPU, and the tokenizer's labels; audio that cannot
+    the model's collator (:mod:`arabicpeft.backbones`) computes it on the CPU, and the tokenizer's labels; audio that cannot
     be used (undecodable, too short, longer than the window) is counted in the split's ``filtered``, not stored.
     Raises :class:`~arabicpeft.feature_cache.CacheError` for a split cached with another dtype or feature
     extractor.
@@ -98,14 +97,16 @@ def _check_built(meta: dict, cfg, settings, folder) -> None:
             f"{settings})", "use another --feature-cache folder (e.g. one per encoder window).")
 
 
-def _model_inputs(ds, fmt: str, processor, counts: collections.Counter):
-    """(frames of the model input, the (log-mel, label ids) of each usable record of ``ds``, lazily); unusable
-    audio is counted into ``counts`` as it is met."""
+def _model_inputs(ds, fmt: str, processor, model: str, counts: collections.Counter):
+    """(frames and mel bins of the model input, the (log-mel, label ids) of each usable record of ``ds``, lazily: audio as the
+    collator of ``model``'s backbone computes it on the CPU); unusable audio is counted into ``counts`` as it is
+    met."""
     if fmt != "audio":
-        return N_FRAMES, ((input_features(r), r["labels"]) for r in ds.with_format("numpy"))
+        return N_FRAMES, N_MELS, ((input_features(r), r["labels"]) for r in ds.with_format("numpy"))
     if processor is None:
         raise ValueError("Caching audio needs the model's processor (its feature extractor and tokenizer).")
     extractor, tokenizer = processor.feature_extractor, processor.tokenizer
+    collator = backbones.get(resolve_model(model)).collator(processor, feature_device="cpu")
 
     def records():
         for record in ds:
@@ -114,11 +115,9 @@ def _model_inputs(ds, fmt: str, processor, counts: collections.Counter):
             if reason:
                 counts[reason] += 1
                 continue
-            # what SpeechCollator.features_and_labels computes on the CPU (tests/test_feature_cache.py: bitwise)
-            features = audio_lib.log_mel(audio_lib.load_audio(record["audio"]), extractor)
-            yield features, tokenizer(record["text"]).input_ids
+            yield collator.features_and_labels(record)  # tests/test_feature_cache.py: bitwise as in training
 
-    return extractor.nb_max_frames, records()
+    return extractor.nb_max_frames, extractor.feature_size, records()
 
 
 def _build_split(cfg, cache: FeatureCache, processor, variety: str, split: str, pooled: bool, log) -> dict:
@@ -131,8 +130,8 @@ def _build_split(cfg, cache: FeatureCache, processor, variety: str, split: str, 
     entry = dialects.get(variety)
     rows = len(ds) if hasattr(ds, "__len__") else (entry.train_rows if split == "train" else entry.test_rows)
     counts = collections.Counter({r: 0 for r in FILTER_REASONS})
-    frames, records = _model_inputs(ds, fmt, processor, counts)
-    need, free = cache.needed_bytes(rows, frames, cfg.feature_cache_dtype), cache.free_bytes()
+    frames, mel_bins, records = _model_inputs(ds, fmt, processor, cfg.model, counts)
+    need, free = cache.needed_bytes(rows, frames, mel_bins, cfg.feature_cache_dtype), cache.free_bytes()
     log(f"caching {variety} {split} ({rows} utterances, {fmt} records from {cfg.source}) into {folder}: "
         f"at most {need / 2**30:.1f} GiB (every clip filling the {frames}-frame window), {free / 2**30:.1f} GiB free")
     audio = fmt == "audio"

@@ -6,11 +6,8 @@ of each option's help (field metadata, which the CLI prints), and of which field
 (:meth:`ExperimentConfig.resumable_fields`) or only say where and how a run executes
 (:meth:`ExperimentConfig.runtime_fields`).
 
-Public: :data:`Precision`, :data:`Mixture`, :data:`FeatureCacheDtype`,
-:data:`SubtitleFormat`, :data:`PRECISIONS`, :data:`MIXTURES`, :data:`FEATURE_CACHE_DTYPES`,
-:data:`SUBTITLE_FORMATS`, :data:`QUANTIZED`,
-:data:`LORA_TARGETS`, :data:`CONFIG_FILE`,
-:data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :data:`DEMO_RUN`, :func:`demo_config`.
+Public: :data:`Precision`, :data:`Mixture`, :data:`SubtitleFormat`, :data:`PRECISIONS`, :data:`MIXTURES`,
+:data:`SUBTITLE_FORMATS`, :data:`QUANTIZED`, :data:`CONFIG_FILE`, :data:`PAPER_GENERATION_MAX_LENGTH`, :class:`ExperimentConfig`, :data:`DEMO_RUN`, :func:`demo_config`.
 """
 
 from __future__ import annotations
@@ -25,23 +22,15 @@ from typing import Callable, Literal, Optional
 
 from . import dialects, methods, sources
 from .errors import ConfigError
+from .feature_cache import Dtype as FeatureCacheDtype
 from .sources import SAMPLE_ENCODER_SECONDS
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]  # what each needs: arabicpeft.device.PRECISION_HARDWARE
 Mixture = Literal["natural", "balanced"]  # how a pooled train set ("all") draws on its dialects
-FeatureCacheDtype = Literal["float32", "float16"]  # values of a feature cache: float32 is lossless
 SubtitleFormat = Literal["srt", "vtt"]  # what arabicpeft.transcribe writes beside its JSONL
-PRECISIONS, MIXTURES, FEATURE_CACHE_DTYPES, SUBTITLE_FORMATS = (
-    typing.get_args(t) for t in (Precision, Mixture, FeatureCacheDtype, SubtitleFormat))
+PRECISIONS, MIXTURES, SUBTITLE_FORMATS = (typing.get_args(t) for t in (Precision, Mixture, SubtitleFormat))
 # bitsandbytes-quantized base weights: only a method that declares it trains on them (QLoRA); never merged at them
 QUANTIZED = ("int8", "nf4")
-
-# LoRA target presets. Names match the Linear layers of transformers' Whisper.
-LORA_TARGETS = {
-    "qv": ["q_proj", "v_proj"],  # the project we replace, and the LoRA paper's default
-    "qkvo": ["q_proj", "k_proj", "v_proj", "out_proj"],
-    "all-linear": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
-}
 
 CONFIG_FILE = "arabicpeft_config.json"  # saved next to an adapter/model: how to rebuild its base
 
@@ -130,8 +119,8 @@ class ExperimentConfig:
     lora_r: int = _lora(32, "LoRA rank", min=1)
     lora_alpha: int = _lora(64, "LoRA scaling alpha (the update is scaled by alpha / r)", gt=0)
     lora_dropout: float = _lora(0.05, "dropout on the LoRA branch", min=0, lt=1)
-    lora_targets: str = _lora("qv", f"layers that get an adapter: a preset ({', '.join(LORA_TARGETS)}) or "
-                              "comma-separated module names")
+    lora_targets: str = _lora("qv", "layers that get an adapter: a preset of the model's family (Whisper: qv, "
+                              "qkvo, all-linear; arabicpeft.backbones) or comma-separated module names")
     use_dora: bool = _lora(False, "DoRA: weight-decomposed LoRA")
     init_adapter: Optional[str] = _lora(None, "a saved adapter to continue training (instead of a fresh one)")
 
@@ -195,21 +184,14 @@ class ExperimentConfig:
                 f"{method.title[0].upper()}{method.title[1:]} of a {self.precision}-quantized model is not possible "
                 "(its base weights are frozen integers)",
                 f"use {' or '.join(f'method={n!r}' for n in _methods_with('quantized'))} or precision fp32/fp16/bf16.")
-        self.target_modules()  # validate early
+        if not any(m.strip() for m in self.lora_targets.split(",")):
+            raise ConfigError("lora_targets is empty", "give a preset of the model's family (e.g. qv) or module names.")
 
     @property
     def lr(self) -> float:
         """The peak learning rate: ``learning_rate``, else the method's default (``methods.get(method)
         .learning_rate``, with its source)."""
         return self.learning_rate if self.learning_rate is not None else methods.get(self.method).learning_rate
-
-    def target_modules(self) -> list[str]:
-        if self.lora_targets in LORA_TARGETS:
-            return list(LORA_TARGETS[self.lora_targets])
-        modules = [m.strip() for m in self.lora_targets.split(",") if m.strip()]
-        if not modules:
-            raise ConfigError(f"lora_targets must be one of {', '.join(LORA_TARGETS)} or module names.")
-        return modules
 
     def test_set_names(self) -> list[str]:
         return list(self.test_sets) if self.test_sets else list(dialects.get(self.dialect).parts)

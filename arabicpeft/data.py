@@ -3,8 +3,8 @@
 pooled mixture; and the batching of records into model inputs.
 
 Two record formats go through the same path: **features** (the otozz hub sets, or a feature cache: 80 x 3000
-log-mel and label ids) and **audio** (audio and its transcript; log-mel features are computed on the fly by
-:class:`SpeechCollator`, batched on the GPU when there is one, see :func:`_feature_device`).
+log-mel and label ids) and **audio** (audio and its transcript; log-mel features are computed on the fly by the
+model's collator: its backbone's, :mod:`arabicpeft.backbones`, batched on the GPU when there is one).
 
 The validation split is carved from train by the seed (80/20, as the paper) and by record content (a record
 listed twice never lands on both sides: :func:`_split_validation`), the test set is never used for model
@@ -12,7 +12,7 @@ selection, and every filtered record is counted by reason in :attr:`DataSplits.r
 
 Public: :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`, :class:`DataSplits`,
 :func:`settle_counts`, :func:`load_test_sets`, :func:`load_test_path`, :func:`load_splits`,
-:func:`build_feature_cache` (:mod:`arabicpeft.caching`'s), :class:`SpeechCollator`.
+:func:`build_feature_cache` (:mod:`arabicpeft.caching`'s).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects, sources
-from .caching import build_feature_cache, cache_report, read_cached
+from .caching import build_feature_cache, cache_report, read_cached  # noqa: F401 (build_feature_cache: public here)
 from .config import ExperimentConfig
 from .errors import DataUnavailableError
-from .feature_cache import input_features
 from .offline_model import MAX_TARGET_POSITIONS
 from .records import AnyDataset, columns_of, filter_records, record_format, record_key, settle_counts
 from .sources import is_saved_dataset  # noqa: F401 (the evaluate command reads it from here)
@@ -321,18 +320,6 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
 # --- batching --------------------------------------------------------------------------------------
 
 
-def _feature_device(requested: str = "auto") -> str:
-    """Where :class:`SpeechCollator` computes log-mel features of audio records: ``"cuda"`` (the whole batch at
-    once on the GPU, through the feature extractor's torch path) when a GPU is present and the collator runs in
-    the main process, else ``"cpu"`` (clip by clip, in the DataLoader's workers when there are any: a forked
-    worker cannot use CUDA; :func:`_feature_workers` starts workers for audio on a GPU). ``requested`` other than
-    "auto" is returned as is."""
-    if requested != "auto":
-        return requested
-    in_worker = torch.utils.data.get_worker_info() is not None
-    return "cuda" if torch.cuda.is_available() and not in_worker else "cpu"
-
-
 _MAX_FEATURE_WORKERS = 4  # DataLoader workers chosen for audio on a GPU: 8 clips of log-mel take ~0.1 s on one core
 
 
@@ -348,8 +335,8 @@ def _feature_workers(fmt: str, num_workers: int) -> int:
 
 
 def _feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -> str:
-    """How the log-mel model inputs of a run are obtained, in words, for the results file (see
-    :func:`_feature_device`, chosen automatically)."""
+    """How the log-mel model inputs of a run are obtained, in words, for the results file (where the model's
+    collator computes them, chosen automatically: :mod:`arabicpeft.backbones`)."""
     if cache:
         return f"read from the feature cache {cache} (computed once, when it was built)"
     if fmt == "features":
@@ -358,50 +345,3 @@ def _feature_path(fmt: str, num_workers: int = 0, cache: Optional[str] = None) -
         return "computed per batch on the GPU (feature extractor's torch path) in the collator"
     where = f"in {num_workers} DataLoader worker processes" if num_workers else "in the main process"
     return f"computed per clip on the CPU {where}"
-
-
-@dataclass
-class SpeechCollator:
-    """Pads a batch of either record format into ``input_features`` and ``labels`` (-100 = ignored).
-
-    A leading ``<|startoftranscript|>`` is removed from each label sequence by comparing with
-    ``decoder_start_token_id`` (50258), not ``bos_token_id`` (50257, <|endoftext|>): the model prepends it
-    again when it shifts the labels right, so the decoder sees the otozz prefix exactly once.
-    """
-
-    processor: Any
-    decoder_start_token_id: int
-    feature_device: str = "auto"  # audio records: where log-mel is computed, see _feature_device()
-
-    def features_and_labels(self, record: dict) -> tuple[np.ndarray, list[int]]:
-        """(log-mel, label ids) of one record; audio is computed clip by clip on the CPU."""
-        extractor = self.processor.feature_extractor
-        if "labels" in record:
-            features = input_features(record)
-            expected = (extractor.feature_size, extractor.nb_max_frames)
-            if features.shape != expected:
-                raise ValueError(
-                    f"input_features of shape {features.shape}, but the model takes {expected} "
-                    "(mel bins x frames). otozz features are 80 x 3000: use an 80-mel Whisper (not large-v3) "
-                    "and keep the full 30 s encoder window (encoder_seconds unset)."
-                )
-            return features, list(record["labels"])
-        samples = audio_lib.load_audio(record["audio"])
-        return audio_lib.log_mel(samples, extractor), self.processor.tokenizer(record["text"]).input_ids
-
-    def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
-        device = _feature_device(self.feature_device) if records and "audio" in records[0] else "cpu"
-        if device == "cpu":
-            features, labels = zip(*(self.features_and_labels(r) for r in records))
-        else:  # one call for the batch: STFT and mel filters on the GPU, the result back on the CPU
-            extractor = self.processor.feature_extractor
-            features = extractor([audio_lib.load_audio(r["audio"]) for r in records], sampling_rate=audio_lib.SAMPLE_RATE,
-                                 return_tensors="np", device=device).input_features
-            labels = [self.processor.tokenizer(r["text"]).input_ids for r in records]
-        labels = [ids[1:] if ids and ids[0] == self.decoder_start_token_id else ids for ids in labels]
-        width = max(len(ids) for ids in labels)
-        padded = torch.full((len(labels), width), -100, dtype=torch.long)
-        for row, ids in enumerate(labels):
-            padded[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return {"input_features": torch.from_numpy(np.stack(features)), "labels": padded}
-

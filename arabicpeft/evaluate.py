@@ -1,14 +1,16 @@
 """Batched greedy transcription with Arabic + transcribe forced, scored under every normalizer.
 
-Public: :data:`SUPPRESS_PROCESSORS`, :func:`generation_budget`, :func:`decode_limits`, :func:`decoding_record`,
-:class:`SuppressTokens`, :func:`decoding_options`, :func:`generate_limited`, :func:`transcribe`,
-:func:`evaluate_sets`, :func:`feature_seconds`.
+What differs between model families (the collator, the prompt, suppressed tokens, the generation budget, how a
+clip's duration is read off its model input) is asked of the model's backbone (:mod:`arabicpeft.backbones`);
+this module holds the rest: per-utterance token limits, batching by duration, CTranslate2 decoding, scoring.
+
+Public: :func:`decode_limits`, :func:`decoding_record`, :func:`generate_limited`, :func:`transcribe`,
+:func:`evaluate_sets`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import warnings
 from typing import Optional
 
@@ -17,37 +19,15 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import StoppingCriteria, StoppingCriteriaList
 from tqdm import tqdm  # text bars, also in notebooks: a saved notebook keeps where they ended (a widget bar
 # is saved as its first frame, "0%", wherever the widget state is not stored, e.g. Kaggle's saved versions)
 
-from .audio import audio_frames
-from .data import AnyDataset, SpeechCollator
+from . import backbones
+from .data import AnyDataset
 from .metrics import score_all
 from .device import half_dtype
 from .offline_model import MAX_TARGET_POSITIONS
-from .model import LANGUAGE, TASK
-
-
-class _NotForWhisperFeatures(logging.Filter):
-    """Drops two transformers generation warnings that do not apply to our ``generate`` calls (silenced here,
-    deliberately, because nothing we pass can avoid them):
-
-    - "Passing `generation_config` together with generation-related arguments ...": transformers' own Whisper
-      ``generate`` passes both to its parent class (its suppress-token workaround); callers cannot change that.
-    - "The attention mask is not set with a batched input ... you may observe unexpected behavior": it guards
-      against batches of padded *token* sequences. Our inputs are log-mel windows of one fixed size (every clip
-      padded with silence to the window, as Whisper was trained), and Whisper's encoder takes no attention mask.
-    """
-
-    PREFIXES = ("Passing `generation_config` together with generation-related arguments",
-                "The attention mask is not set with a batched input")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith(self.PREFIXES)
-
-
-logging.getLogger("transformers.generation.utils").addFilter(_NotForWhisperFeatures())
 
 
 def _autocast(model, precision: str):
@@ -57,15 +37,6 @@ def _autocast(model, precision: str):
     if device.type == "cuda" and precision != "fp32":
         return torch.autocast("cuda", dtype=half_dtype())
     return contextlib.nullcontext()
-
-
-def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) -> int:
-    """Transcript tokens one greedy decode can produce: ``max_new_tokens``, else the generation config's
-    ``max_length`` (Whisper's generate counts it after the 4-token prompt), both capped at the decoder's
-    ``max_target_positions`` less the prompt (448 - 4 = 444 for every Whisper size)."""
-    cap = model.config.max_target_positions - len(tokenizer.prefix_tokens)
-    asked = max_new_tokens if max_new_tokens is not None else model.generation_config.max_length
-    return min(int(asked), cap) if asked else cap
 
 
 # Per-utterance decode limit (see decode_limits): a transcript may hold at most MIN_NEW_TOKENS + TOKENS_PER_SECOND
@@ -79,15 +50,14 @@ def generation_budget(model, tokenizer, max_new_tokens: Optional[int] = None) ->
 _TOKENS_PER_SECOND = 20.0
 _MIN_NEW_TOKENS = 16
 _SORT_WINDOW_BATCHES = 8  # batches read ahead and decoded in order of duration (0.96 MB of features per 30 s clip)
-SUPPRESS_PROCESSORS = ("precomputed", "transformers")  # decoding_options(suppress=...)
 
 
 def decode_limits(seconds, budget: int, tokens_per_second: Optional[float] = _TOKENS_PER_SECOND) -> torch.Tensor:
     """Transcript tokens each utterance may decode, from its audio and the model alone: ``min(budget,
     MIN_NEW_TOKENS + ceil(tokens_per_second x seconds))``, shape (n,), int64.
 
-    ``seconds``: audio duration of each utterance (n,), e.g. from :func:`arabicpeft.audio.audio_frames`;
-    ``budget``: :func:`generation_budget`. ``tokens_per_second`` None: the budget for every utterance (no
+    ``seconds``: audio duration of each utterance (n,), e.g. from its backbone's ``seconds``;
+    ``budget``: its backbone's ``generation_budget``. ``tokens_per_second`` None: the budget for every utterance (no
     per-utterance limit). The test transcript is never read: a hypothesis that ends by itself within its limit is
     decoded exactly as without it; one that reaches it (a looping decode) is cut there, instead of holding its
     whole batch to the budget. :func:`evaluate_sets` counts the references longer than their limit
@@ -99,23 +69,17 @@ def decode_limits(seconds, budget: int, tokens_per_second: Optional[float] = _TO
     return torch.clamp(by_audio, max=int(budget))
 
 
-def _batch_limits(batch: dict, processor, budget: int, tokens_per_second: Optional[float]
+def _batch_limits(batch: dict, backbone, processor, budget: int, tokens_per_second: Optional[float]
                  ) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
     """(reference transcript tokens, audio seconds, :func:`decode_limits`) of a collated batch, each shape
-    (batch,): the durations are read off its log-mel (:func:`arabicpeft.audio.audio_frames`), the limits from
-    them alone; the reference tokens (special tokens not counted) are only counted, for the report."""
+    (batch,): the durations are read off its model input (the backbone's ``seconds``: evaluation and
+    transcription alike), the limits from them alone; the reference tokens (special tokens not counted) are only
+    counted, for the report."""
     labels = batch["labels"]
     special = torch.tensor(processor.tokenizer.all_special_ids)
     text_tokens = ((labels >= 0) & ~torch.isin(labels, special)).sum(dim=1)
-    seconds = feature_seconds(batch["input_features"], processor.feature_extractor)
+    seconds = backbone.seconds(processor, batch)
     return text_tokens, seconds, decode_limits(seconds, budget, tokens_per_second)
-
-
-def feature_seconds(features: torch.Tensor, extractor) -> np.ndarray:
-    """Seconds of audio in each log-mel window of ``features`` (batch, mel_bins, frames), read off its padding
-    (:func:`arabicpeft.audio.audio_frames`, ``extractor.hop_length`` samples a frame): the duration every
-    :func:`decode_limits` is given, in evaluation and transcription alike. Shape (batch,)."""
-    return audio_frames(features.float().cpu().numpy()) * extractor.hop_length / extractor.sampling_rate
 
 
 def decoding_record(tokens_per_second: Optional[float] = _TOKENS_PER_SECOND, by_duration: bool = True) -> dict:
@@ -146,83 +110,29 @@ class _TokenLimits(StoppingCriteria):
         return (input_ids.shape[1] - self.prompt) >= limits
 
 
-def _first_timestamp_id(tokenizer) -> int:
-    """The id of ``<|0.00|>``, the first of Whisper's timestamp tokens (they follow ``<|notimestamps|>``)."""
-    return tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
+def generate_limited(model, processor, inputs: dict, limits: torch.Tensor, options: dict, precision: str = "fp32",
+                     adapter_names: Optional[list[str]] = None) -> tuple[list[str], list[bool]]:
+    """One batched ``generate``: (transcripts, whether each reached its limit), in the order of the rows.
 
-
-class SuppressTokens(LogitsProcessor):
-    """transformers' ``SuppressTokensLogitsProcessor`` and ``SuppressTokensAtBeginLogitsProcessor`` in one, with
-    their vocabulary masks built once (per vocabulary size and device) instead of at every step: transformers 5
-    rebuilds both (an arange over the 51,865-token vocabulary and an ``isin``) for every generated token, ~16% of
-    a CPU evaluation profile. The same scores: -inf at ``suppress_tokens`` at every step, and at
-    ``begin_suppress_tokens`` too at the first generated step (``begin_index``, set by Whisper's ``generate``; else
-    the length of the first call's ``input_ids``). ``timestamps_from``: the first timestamp token id
-    (:func:`_first_timestamp_id`): every token from it on is suppressed too (see :func:`transcribe`)."""
-
-    def __init__(self, suppress_tokens, begin_suppress_tokens, timestamps_from: Optional[int] = None):
-        self.tokens, self.begin_tokens = list(suppress_tokens or ()), list(begin_suppress_tokens or ())
-        self.timestamps_from = timestamps_from
-        self.begin_index, self.masks = None, None
-
-    def set_begin_index(self, begin_index: int) -> None:
-        self.begin_index = begin_index
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        vocab = scores.shape[-1]
-        if self.masks is None or self.masks[0].shape[0] != vocab or self.masks[0].device != scores.device:
-            every = torch.zeros(vocab, dtype=torch.bool, device=scores.device)
-            every[[t for t in self.tokens if t < vocab]] = True
-            if self.timestamps_from is not None:
-                every[self.timestamps_from:] = True
-            first = every.clone()
-            first[[t for t in self.begin_tokens if t < vocab]] = True
-            self.masks = every, first
-        if self.begin_index is None:  # not set by the caller: the first call is the first generated step
-            self.begin_index = input_ids.shape[-1]
-        first_step = input_ids.shape[-1] == self.begin_index
-        return scores.masked_fill(self.masks[1] if first_step else self.masks[0], -float("inf"))
-
-
-def decoding_options(model, tokenizer, suppress: str = "precomputed", num_beams: int = 1) -> dict:
-    """The keyword arguments of every transformers ``generate`` call that decodes a transcript here and in
-    :mod:`arabicpeft.transcribe` (so that evaluation, transcription and the adapter bank decode alike): Arabic
-    and transcribe forced, greedy unless ``num_beams``, and ``suppress``: "precomputed" (:class:`SuppressTokens`,
-    which also suppresses timestamp tokens) or "transformers" (its own processors, slower; timestamp tokens
-    allowed). Transcripts are decoded without timestamps (``<|notimestamps|>``, as the training labels), so a
-    timestamp token is never right; and transformers' Whisper ``generate`` takes one as the end of a segment and
-    decodes the rest of the clip again, shrinking the batch (which breaks peft's per-utterance
-    ``adapter_names``) — found with a barely trained adapter that emitted them. Raises ValueError for another
-    ``suppress``. The bound is :func:`generate_limited`'s."""
-    if suppress not in SUPPRESS_PROCESSORS:
-        raise ValueError(f"suppress={suppress!r}: choose one of {', '.join(SUPPRESS_PROCESSORS)}.")
-    options = dict(language=LANGUAGE, task=TASK, num_beams=num_beams, do_sample=False)
-    if suppress == "precomputed":
-        gen = model.generation_config
-        options.update(suppress_tokens=None, begin_suppress_tokens=None, logits_processor=LogitsProcessorList(
-            [SuppressTokens(gen.suppress_tokens, gen.begin_suppress_tokens, _first_timestamp_id(tokenizer))]))
-    return options
-
-
-def generate_limited(model, tokenizer, features: torch.Tensor, limits: torch.Tensor, options: dict,
-                     precision: str = "fp32", adapter_names: Optional[list[str]] = None
-                     ) -> tuple[list[str], list[bool]]:
-    """One batched ``generate``: (transcripts, whether each reached its limit), in the order of ``features``.
-
-    ``features``: log-mel windows, shape (batch, mel_bins, frames), on the model's device and dtype; ``limits``:
-    transcript tokens each may decode (:func:`decode_limits`), shape (batch,): the largest is the call's
-    ``max_length`` (Whisper's ``generate`` counts it after the prompt), each sequence stops at its own
-    (:class:`_TokenLimits`); ``options``: :func:`decoding_options`; ``adapter_names``: one peft adapter name per
-    row ("__base__" = no adapter). A transcript reached its limit when it holds that many tokens before
-    ``<|endoftext|>`` (a decode that did not end by itself)."""
+    ``inputs``: model inputs of the batch (its backbone's collator or ``audio_inputs``, without labels; moved to
+    the model's device here, floating point ones to its dtype); ``limits``: transcript tokens each may decode
+    (:func:`decode_limits`), shape (batch,): the largest bounds the call, each sequence stops at its own
+    (:class:`_TokenLimits`); ``options``: the backbone's ``decoding_options``; ``adapter_names``: one peft adapter
+    name per row ("__base__" = no adapter). A transcript reached its limit when it holds that many tokens before
+    its end token (a decode that did not end by itself)."""
+    backbone = backbones.of(model)
+    device = next(model.parameters()).device
+    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
+    inputs = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in inputs.items()}
     limits = torch.as_tensor(limits, dtype=torch.long)
     extra = {"adapter_names": adapter_names} if adapter_names is not None else {}
     with torch.no_grad(), _autocast(model, precision):
-        ids = model.generate(input_features=features, max_length=int(limits.max()), **options, **extra,
-                             stopping_criteria=StoppingCriteriaList([_TokenLimits(limits)])).cpu()
-    # new tokens before the first <|endoftext|> (also the padding of finished sequences)
-    decoded = (ids != tokenizer.eos_token_id).cumprod(dim=1).sum(dim=1)
-    return tokenizer.batch_decode(ids, skip_special_tokens=True), (decoded >= limits).tolist()
+        ids = backbone.generate(model, inputs, int(limits.max()), options, **extra,
+                                stopping_criteria=StoppingCriteriaList([_TokenLimits(limits)])).cpu()
+    # new tokens before the first end token (finished sequences are padded with it)
+    ends = torch.tensor(model.generation_config.eos_token_id).reshape(-1)
+    decoded = (~torch.isin(ids, ends)).cumprod(dim=1).sum(dim=1)
+    return processor.tokenizer.batch_decode(ids, skip_special_tokens=True), (decoded >= limits).tolist()
 
 
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
@@ -234,13 +144,12 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     """Greedy transcripts of every record in ``dataset``; returns (references, hypotheses) in order.
 
     Each utterance decodes at most :func:`decode_limits` tokens (``tokens_per_second`` x its audio duration, read
-    off its log-mel by :func:`arabicpeft.audio.audio_frames`, within the generation budget
-    :func:`generation_budget`; None: the budget), so a looping hypothesis stops at its own limit; the test
-    transcript is not read while decoding. ``by_duration``: records are read ``SORT_WINDOW_BATCHES`` batches at a
-    time and decoded longest first in batches of similar duration (False: in dataset order). ``suppress``: see
-    :func:`decoding_options` (every ``generate`` option is its). ``at_limit``: a list that receives, per record,
-    whether its hypothesis reached its limit (a decode that did not end by itself); ``limits``: a list that
-    receives each record's limit.
+    off its model input by the backbone's ``seconds``, within the backbone's ``generation_budget``; None: the
+    budget), so a looping hypothesis stops at its own limit; the test transcript is not read while decoding.
+    ``by_duration``: records are read ``SORT_WINDOW_BATCHES`` batches at a time and decoded longest first in
+    batches of similar duration (False: in dataset order). ``suppress``: see the backbone's ``decoding_options``
+    (every ``generate`` option is its). ``at_limit``: a list that receives, per record, whether its hypothesis
+    reached its limit (a decode that did not end by itself); ``limits``: a list that receives each record's limit.
 
     ``adapter_names`` (a peft model holding several named adapters): one adapter name per record, so a batch
     that mixes dialects decodes each utterance with its own adapter in one ``generate`` call (peft's
@@ -250,13 +159,12 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
     each reference's number of transcript tokens (special tokens not counted), to compare with the limits.
     """
     tokenizer = processor.tokenizer
-    options = decoding_options(model, tokenizer, suppress)
-    collator = SpeechCollator(processor, model.config.decoder_start_token_id)
+    backbone = backbones.of(model)
+    options = backbone.decoding_options(model, processor, suppress)
     window = batch_size * (_SORT_WINDOW_BATCHES if by_duration else 1)
-    loader = DataLoader(dataset, batch_size=window, collate_fn=collator, num_workers=num_workers)
-    device = next(model.parameters()).device
-    dtype = next(p for p in model.parameters() if p.is_floating_point()).dtype
-    budget = generation_budget(model, tokenizer, max_new_tokens)
+    loader = DataLoader(dataset, batch_size=window, collate_fn=backbone.collator(processor, model),
+                        num_workers=num_workers)
+    budget = backbone.generation_budget(model, processor, max_new_tokens)
     if adapter_names is not None and len(adapter_names) != len(dataset):
         raise ValueError(f"{len(adapter_names)} adapter names for {len(dataset)} records: give one per record.")
     was_training = model.training
@@ -267,15 +175,16 @@ def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_
         with tqdm(total=total, desc=desc, unit="batch") as bar:
             for group in loader:
                 labels = group["labels"]
-                text_tokens, seconds, group_limits = _batch_limits(group, processor, budget, tokens_per_second)
+                text_tokens, seconds, group_limits = _batch_limits(group, backbone, processor, budget,
+                                                                   tokens_per_second)
                 order = np.argsort(-seconds, kind="stable") if by_duration else np.arange(len(labels))
                 texts, reached = [""] * len(labels), [False] * len(labels)
                 for start in range(0, len(order), batch_size):
                     rows = torch.as_tensor(order[start:start + batch_size])
                     names = (None if adapter_names is None
                              else [adapter_names[len(hypotheses) + int(i)] for i in rows])
-                    features = group["input_features"][rows].to(device=device, dtype=dtype)
-                    batch_texts, batch_reached = generate_limited(model, tokenizer, features, group_limits[rows],
+                    inputs = {k: v[rows] for k, v in group.items() if k != "labels"}
+                    batch_texts, batch_reached = generate_limited(model, processor, inputs, group_limits[rows],
                                                                   options, precision, names)
                     for row, text, hit in zip(rows.tolist(), batch_texts, batch_reached):
                         texts[row], reached[row] = text, hit
@@ -298,9 +207,9 @@ def _transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 1
                    desc: str = "transcribing (ct2)", reference_tokens: Optional[list] = None,
                    tokens_per_second: Optional[float] = _TOKENS_PER_SECOND, at_limit: Optional[list] = None,
                    limits: Optional[list] = None) -> tuple[list[str], list[str]]:
-    """:func:`transcribe` through CTranslate2: the same records, references and log-mel features (our
-    collator), decoded greedily in batches by the ``faster_whisper.WhisperModel``'s CTranslate2 model with the
-    prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>``, timestamp tokens suppressed.
+    """:func:`transcribe` through CTranslate2: the same records, references and log-mel features (the collator
+    of the family CTranslate2 runs), decoded greedily in batches by the ``faster_whisper.WhisperModel``'s
+    CTranslate2 model with the prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>``, timestamp tokens suppressed.
     ``max_length`` bounds the transcript tokens, as transformers' ``generation_config.max_length`` does (see
     :func:`arabicpeft.export.ct2_max_length`); each utterance is then cut at its :func:`decode_limits` (greedy
     decoding is causal: the first ``limit`` tokens are those a per-utterance stop would give), so both backends
@@ -310,16 +219,15 @@ def _transcribe_ct2(whisper, processor, dataset: AnyDataset, batch_size: int = 1
 
     from .export import ct2_max_length
 
-    tokenizer = processor.tokenizer
-    prompt = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", f"<|{LANGUAGE}|>", f"<|{TASK}|>",
-                                              "<|notimestamps|>"])
+    tokenizer, backbone = processor.tokenizer, backbones.exporting("ct2")
+    prompt = backbone.prompt_ids(processor)
     budget = max_length or MAX_TARGET_POSITIONS - len(prompt)
-    suppress = [-1, *range(_first_timestamp_id(tokenizer), len(tokenizer))]  # -1: the model's own list
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=SpeechCollator(processor, prompt[0]))
+    suppress = [-1, *range(backbone.timestamps_from(processor), len(tokenizer))]  # -1: the model's own list
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=backbone.collator(processor))
     references, hypotheses = [], []
     for batch in tqdm(loader, desc=desc, unit="batch"):
         labels = batch["labels"]
-        text_tokens, _, batch_limits = _batch_limits(batch, processor, budget, tokens_per_second)
+        text_tokens, _, batch_limits = _batch_limits(batch, backbone, processor, budget, tokens_per_second)
         batch_limits = batch_limits.tolist()
         features = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch["input_features"].numpy()))
         results = whisper.model.generate(features, [prompt] * len(labels), beam_size=1, suppress_tokens=suppress,
@@ -343,11 +251,11 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
                   ) -> tuple[dict, pd.DataFrame]:
     """Score ``model`` on each test set: ({test_set: {scheme: summary}}, per-utterance rows).
 
-    ``model``: a transformers/peft Whisper, decoded by :func:`transcribe` (each utterance bounded by
+    ``model``: a transformers/peft model, decoded by :func:`transcribe` (each utterance bounded by
     ``tokens_per_second``, see :func:`decode_limits`; None: by the generation budget only), or a
     ``faster_whisper.WhisperModel`` (the CTranslate2 backend, see :func:`_transcribe_ct2`; ``max_length`` then
     bounds its transcripts; None: the decoder's limit). Each summary also holds ``generation_budget_tokens``
-    (:func:`generation_budget`), ``references_over_budget``: references longer than that budget, which no
+    (the backbone's ``generation_budget``), ``references_over_budget``: references longer than that budget, which no
     hypothesis could match in full (a warning is printed when there are any), ``references_over_limit``:
     references longer than their own per-utterance limit (the budget's among them; a warning too when the
     per-utterance limit cut any), and ``hypotheses_at_limit``: hypotheses that reached their token limit instead
@@ -358,7 +266,7 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
     if ct2:  # the same cap as transformers: the decoder's 448 positions less the 4-token prompt
         budget = min(max_length or MAX_TARGET_POSITIONS, MAX_TARGET_POSITIONS - len(processor.tokenizer.prefix_tokens))
     else:
-        budget = generation_budget(model, processor.tokenizer)
+        budget = backbones.of(model).generation_budget(model, processor)
     for name, ds in test_sets.items():
         lengths: list[int] = []
         reached: list[bool] = []

@@ -26,16 +26,16 @@ from typing import Optional
 
 import torch
 
-from . import methods
+from . import backbones, methods
 from .model import CONFIG_FILE, load_model, load_processor, saved_kind
-from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
+from .offline_model import N_FRAMES
 from .sources import SOURCES
 
 _EXPORT_FILE = "arabicpeft_export.json"  # what a merge or export was made from, and how
 _CARD_FILE = "README.md"
 _CT2_QUANTIZATIONS = ("float32", "float16", "int8", "int8_float16", "int8_float32")
 _MERGE_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
-# Files faster-whisper (tokenizer.json, preprocessor_config.json) and transformers' WhisperProcessor read.
+# Files faster-whisper (tokenizer.json, preprocessor_config.json) and transformers' processors read.
 _PROCESSOR_FILES = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json",
                    "special_tokens_map.json", "added_tokens.json", "normalizer.json")
 _UPLOAD_TARGETS = ("hf", "kaggle")
@@ -64,11 +64,11 @@ def _copy_run_files(src: Path, out: Path) -> None:
 def merge(reference, output_dir, dtype: str = "fp32") -> Path:
     """Merge the adapter ``reference`` into its base and save a standalone model in ``output_dir``.
 
-    ``dtype``: ``fp32`` or ``fp16`` weights. The directory loads with plain
-    ``WhisperForConditionalGeneration.from_pretrained`` and ``WhisperProcessor.from_pretrained``; its generation
-    config forces Arabic/transcribe (``max_length`` 448, the decoder's limit). Raises ValueError for anything
-    but a single adapter (a merged or base model has nothing to merge; a bank has one model per dialect) and for
-    an adapter of a method that does not merge (:attr:`arabicpeft.methods.Method.merges`).
+    ``dtype``: ``fp32`` or ``fp16`` weights. The directory loads with plain transformers (its family's model and
+    processor classes' ``from_pretrained``); its generation config forces Arabic/transcribe (``max_length``: the
+    decoder's limit, 448 for Whisper). Raises ValueError for anything but a single adapter (a merged or base model
+    has nothing to merge; a bank has one model per dialect) and for an adapter of a method that does not merge
+    (:attr:`arabicpeft.methods.Method.merges`).
     """
     if dtype not in _MERGE_DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}; choose one of {', '.join(_MERGE_DTYPES)}.")
@@ -83,7 +83,7 @@ def merge(reference, output_dir, dtype: str = "fp32") -> Path:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.merge_and_unload()
-    model.generation_config.max_length = MAX_TARGET_POSITIONS
+    backbones.of(model).set_generation(model, None)  # the decoder's limit: the merged model decodes any audio
     model.to(_MERGE_DTYPES[dtype]).save_pretrained(out)
     loaded.processor.save_pretrained(out)
     loaded.processor.feature_extractor.save_pretrained(out)  # preprocessor_config.json: what faster-whisper reads
@@ -104,12 +104,19 @@ def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = 
     keep the standalone transformers model an adapter is merged into (:func:`merge`; default: a temporary
     directory); unused for any other reference. Returns ``output_dir``. Raises FileExistsError for a non-empty
     ``output_dir`` without ``force``, ValueError for an unknown quantization or a reference that holds no
-    transformers model or adapter."""
+    transformers model or adapter, or of a model family CTranslate2 does not run (before anything loads)."""
     from ctranslate2.converters import TransformersConverter
-    from transformers import WhisperFeatureExtractor
+
+    from .hub import check_model_name
+    from .offline_model import resolve_model
 
     if quantization not in _CT2_QUANTIZATIONS:
         raise ValueError(f"Unknown quantization {quantization!r}; choose one of {', '.join(_CT2_QUANTIZATIONS)}.")
+    check_model_name(str(reference), saved=True)
+    if saved_kind(Path(str(reference)).expanduser()) != "ct2":  # refused below, as already an export
+        family = backbones.family_of(resolve_model(str(reference)))
+        if "ct2" not in backbones.get(family).exports:
+            raise ValueError(f"CTranslate2 export supports {backbones.exporting('ct2').family}; {family} does not.")
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} exists and is not empty; pass force=True (--force) to replace it.")
@@ -118,7 +125,7 @@ def export_ct2(reference, output_dir, quantization: str = "int8", force: bool = 
         copy = [f for f in _PROCESSOR_FILES if (source / f).is_file()]
         TransformersConverter(str(source), copy_files=copy).convert(str(out), quantization=quantization, force=True)
         if not (out / "preprocessor_config.json").is_file():  # transformers 5 may keep it in processor_config.json
-            WhisperFeatureExtractor.from_pretrained(str(source)).save_pretrained(str(out))
+            load_processor(source).feature_extractor.save_pretrained(str(out))
         _copy_run_files(source, out)
         _write_export_info(out, {"kind": "ct2", "quantization": quantization, **info})
     write_model_card(out)
@@ -156,7 +163,7 @@ def _transformers_dir(reference, tmp: Path, merged_dir=None) -> tuple[Path, dict
 
 def load_ct2(reference, compute_type: str = "default", cpu_threads: int = 0, device: str = "auto",
              window_seconds: Optional[int] = None) -> tuple:
-    """(``faster_whisper.WhisperModel``, transformers ``WhisperProcessor``, description) for ``reference``: a
+    """(``faster_whisper.WhisperModel``, its transformers processor, description) for ``reference``: a
     CTranslate2 directory as it is, anything else converted at float32 into a temporary directory first (see
     :func:`export_ct2`). ``compute_type`` is CTranslate2's (``default``: as stored; ``int8`` quantizes at load);
     ``cpu_threads`` 0: CTranslate2's default. The processor (same tokenizer and log-mel settings) gives
@@ -278,27 +285,14 @@ def _how_to_load(kind: str, directory: Path, base: str, encoder_seconds: Optiona
     here = str(directory.resolve())
     model_dir = f"MODEL_DIR = {json.dumps(here)}  # this folder; once uploaded, its hub id"
     audio = 'AUDIO = "audio.wav"  # an audio file: Whisper hears one window (30 s for OpenAI\'s models)'
-    decode = ["audio, rate = librosa.load(AUDIO, sr=16000)  # librosa reads and resamples any audio file",
-              'features = processor(audio, sampling_rate=rate, return_tensors="pt").input_features',
-              'ids = model.generate(input_features=features, language="ar", task="transcribe")',
-              "print(processor.batch_decode(ids, skip_special_tokens=True)[0])"]
-    if kind == "adapter":
-        lines = ["```python", "import librosa", "from peft import PeftModel",
-                 "from transformers import WhisperForConditionalGeneration, WhisperProcessor", "", model_dir,
-                 f"BASE_MODEL = {base}", audio, "",
-                 "model = PeftModel.from_pretrained(WhisperForConditionalGeneration.from_pretrained(BASE_MODEL), "
-                 "MODEL_DIR).eval()",
-                 "processor = WhisperProcessor.from_pretrained(BASE_MODEL)  # the base's full log-mel window",
-                 *decode, "```"]
-        if encoder_seconds:
+    if kind in ("adapter", "model"):
+        imports, code = backbones.get(directory).card_snippet(adapter=kind == "adapter")
+        names = [model_dir, *([f"BASE_MODEL = {base}"] if kind == "adapter" else []), audio]
+        lines = ["```python", *imports, "", *names, "", *code, "```"]
+        if kind == "adapter" and encoder_seconds:
             lines += ["", f"Trained with the encoder window cut to {encoder_seconds} s, and scored at that "
                       "window: the snippet runs the adapter on the base's full window, as `arabicpeft merge` does; "
                       "`arabicpeft.model.load_model(MODEL_DIR)` rebuilds the cut."]
-    elif kind == "model":
-        lines = ["```python", "import librosa",
-                 "from transformers import WhisperForConditionalGeneration, WhisperProcessor", "", model_dir, audio, "",
-                 "model = WhisperForConditionalGeneration.from_pretrained(MODEL_DIR).eval()",
-                 "processor = WhisperProcessor.from_pretrained(MODEL_DIR)", *decode, "```"]
     elif _feature_config(directory).get("nb_max_frames", N_FRAMES) != N_FRAMES:  # faster-whisper pads to 30 s
         return [f"This export's encoder window is {_feature_config(directory)['chunk_length']} s, and "
                 "faster-whisper transcribes 30 s windows only: load the transformers model it was exported from, or "

@@ -23,7 +23,7 @@ opened with :func:`datasets.Dataset.from_file`. Columns (one record = one uttera
 Each split folder ``{root}/{hub_name}_{split}_set/`` holds ``log_mel.arrow`` and ``cache.json`` (what it was
 built from, counts, bytes), which is written last: a folder without it is an unfinished build.
 
-Public: :data:`DTYPES`, :data:`COLUMNS`, :data:`DATA_FILE`, :class:`CacheError`, :func:`input_features`,
+Public: :data:`Dtype`, :data:`DTYPES`, :data:`COLUMNS`, :data:`DATA_FILE`, :class:`CacheError`, :func:`input_features`,
 :class:`FeatureCache`.
 """
 
@@ -33,17 +33,17 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+import typing
+from typing import Callable, Iterable, Literal, Optional
 
 import numpy as np
 
-from .offline_model import N_FRAMES, N_MELS
 from . import dialects
 from .audio import audio_frames
-from .config import FEATURE_CACHE_DTYPES
 from .errors import UserError
 
-DTYPES = FEATURE_CACHE_DTYPES  # float32 is lossless; float16 halves the bytes of the stored frames
+Dtype = Literal["float32", "float16"]  # values of a cache: float32 is lossless; float16 halves the stored frames
+DTYPES = typing.get_args(Dtype)
 COLUMNS = ("log_mel", "pad_value", "input_shape", "labels")
 DATA_FILE = "log_mel.arrow"
 _META_FILE = "cache.json"
@@ -144,9 +144,9 @@ class FeatureCache:
         return shutil.disk_usage(next(p for p in (self.root, *self.root.parents) if p.exists())).free
 
     @staticmethod
-    def needed_bytes(records: int, kept_frames: float = N_FRAMES, dtype: str = "float32", mel_bins: int = N_MELS) -> int:
-        """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames each on average (worst case:
-        the whole 30 s window), values plus ~1 KB of labels and offsets per record."""
+    def needed_bytes(records: int, kept_frames: float, mel_bins: int, dtype: str = "float32") -> int:
+        """Bytes a split of ``records`` utterances takes at ``kept_frames`` frames of ``mel_bins`` values each on
+        average (worst case: the whole window), values plus ~1 KB of labels and offsets per record."""
         return int(records * (mel_bins * kept_frames * np.dtype(dtype).itemsize + 1024))
 
 

@@ -1,11 +1,11 @@
-"""Build Whisper for training: full fine-tuning or an adapter (:mod:`arabicpeft.methods`), at fp32/fp16/bf16 or
-8/4-bit.
+"""Build a model for training (full fine-tuning or an adapter of :mod:`arabicpeft.methods`, at fp32/fp16/bf16 or
+8/4-bit) and load any saved model for inference; what differs between model families is asked of the model's
+backbone (:mod:`arabicpeft.backbones`, found from its config's ``model_type``).
 
 Current APIs only: quantization through ``BitsAndBytesConfig``, generation settings in ``generation_config``.
 
-Public: :data:`LANGUAGE`, :data:`TASK`, :func:`load_processor`, :func:`build_model`, :func:`model_source`,
-:func:`count_parameters`, :func:`save_trained`, :data:`MAX_NEW_TOKENS`, :class:`LoadedModel`, :func:`saved_kind`,
-:func:`load_model`.
+Public: :func:`load_processor`, :func:`build_model`, :func:`model_source`, :func:`count_parameters`,
+:func:`save_trained`, :data:`MAX_NEW_TOKENS`, :class:`LoadedModel`, :func:`saved_kind`, :func:`load_model`.
 """
 
 from __future__ import annotations
@@ -20,102 +20,54 @@ from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
-from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor
 
-from . import methods
-from .audio import SAMPLE_RATE
+from . import backbones, methods
 from .config import CONFIG_FILE, QUANTIZED, ExperimentConfig
 from .device import check_gpu, half_dtype
 from .hub import check_model_name
 
-LANGUAGE, TASK = "ar", "transcribe"
 
-
-def _cut_encoder(model: WhisperForConditionalGeneration, processor: WhisperProcessor, seconds: int) -> None:
-    """Shrink the encoder window from 30 s to ``seconds`` (in place, model and feature extractor alike).
-
-    Valid only when every clip is shorter than ``seconds`` and the same cut is used at inference: the
-    positional embeddings are sliced, the rest of the model is unchanged. It makes CPU training ~4x faster.
-    """
-    if int(seconds) != seconds or seconds <= 0:
-        raise ValueError(f"encoder_seconds must be a whole number of seconds, got {seconds}.")
-    extractor = processor.feature_extractor
-    frames = int(seconds) * SAMPLE_RATE // extractor.hop_length
-    positions = frames // 2  # the encoder's two convolutions halve the frame rate once
-    encoder = model.model.encoder
-    if positions > encoder.embed_positions.num_embeddings:
-        raise ValueError(f"encoder_seconds={seconds} exceeds this model's window "
-                         f"({encoder.embed_positions.num_embeddings * 2 * extractor.hop_length // SAMPLE_RATE} s).")
-    if positions < encoder.embed_positions.num_embeddings:
-        table = nn.Embedding(positions, encoder.embed_positions.embedding_dim)
-        table.weight.data = encoder.embed_positions.weight.data[:positions].clone()
-        table.requires_grad_(False)
-        encoder.embed_positions = table
-        encoder.max_source_positions = positions
-        model.config.max_source_positions = positions
-    processor.feature_extractor = _window_extractor(extractor, int(seconds))
-
-
-def _window_extractor(extractor: WhisperFeatureExtractor, seconds: int) -> WhisperFeatureExtractor:
-    """``extractor`` with a log-mel window of ``seconds`` (``seconds * 100`` frames), its other settings
-    unchanged: the features of an encoder cut by :func:`_cut_encoder`. CTranslate2's Whisper encoder takes such
-    features as they are (it uses the first frames/2 positions)."""
-    return WhisperFeatureExtractor(
-        feature_size=extractor.feature_size, sampling_rate=SAMPLE_RATE, hop_length=extractor.hop_length,
-        chunk_length=int(seconds), n_fft=extractor.n_fft, padding_value=extractor.padding_value,
-    )
-
-
-def load_processor(reference, window_seconds: Optional[int] = None) -> WhisperProcessor:
-    """The processor (feature extractor and tokenizer, its prefix set to Arabic/transcribe/no timestamps) of
-    ``reference`` (an offline name, a hub id, or a directory: a transformers model, an adapter or a CTranslate2
-    export with their processor files), without its weights: what audio needs to become model inputs and what
-    decodes the tokens. ``window_seconds``: a log-mel window of that many seconds (``seconds * 100`` frames, the
-    features of an encoder cut to that window; CTranslate2's Whisper encoder takes them as they are), else the
-    extractor's own (30 s for OpenAI Whisper)."""
+def load_processor(reference, window_seconds: Optional[int] = None):
+    """The processor (feature extractor and tokenizer, Arabic and transcription forced) of ``reference`` (an
+    offline name, a hub id, or a directory: a transformers model, an adapter or a CTranslate2 export with their
+    processor files), without its weights: what audio needs to become model inputs and what decodes the tokens.
+    ``window_seconds``: a log-mel window of that many seconds (the features of an encoder cut to that window;
+    CTranslate2's Whisper encoder takes them as they are), else the extractor's own (30 s for OpenAI Whisper)."""
     from .offline_model import resolve_model
 
-    processor = WhisperProcessor.from_pretrained(resolve_model(os.fspath(reference)))
-    processor.tokenizer.set_prefix_tokens(language=LANGUAGE, task=TASK, predict_timestamps=False)
-    if window_seconds:
-        processor.feature_extractor = _window_extractor(processor.feature_extractor, int(window_seconds))
-    return processor
+    path = resolve_model(os.fspath(reference))
+    return backbones.get(path).load_processor(path, window_seconds)
 
 
-def _set_generation(model: WhisperForConditionalGeneration, max_length: Optional[int]) -> None:
-    gen = model.generation_config
-    gen.language, gen.task = LANGUAGE, TASK
-    gen.forced_decoder_ids = None  # deprecated; language/task above are the current way
-    # Whisper's generate counts max_length after the prompt and caps it at max_target_positions.
-    gen.max_length = max_length or model.config.max_target_positions
+def _quantization(precision: str):
+    """transformers' ``BitsAndBytesConfig`` of a quantized precision (int8; nf4 with double quantization, computing
+    in the GPU's native half type), None for the others."""
+    if precision not in QUANTIZED:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if precision == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=half_dtype())
 
 
-def _load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, WhisperProcessor]:
+def _load_base(cfg: ExperimentConfig):
     """The starting model and its processor, quantized if asked, window cut, generation set to Arabic."""
     from .offline_model import resolve_model
 
     check_gpu(cfg.precision)
     path = resolve_model(cfg.model)
-    quantization = None
-    if cfg.precision in QUANTIZED:
-        from transformers import BitsAndBytesConfig
-
-        compute = half_dtype()
-        quantization = (
-            BitsAndBytesConfig(load_in_8bit=True)
-            if cfg.precision == "int8"
-            else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                    bnb_4bit_compute_dtype=compute)
-        )
+    quantization = _quantization(cfg.precision)
     # Weights stay fp32 for fp16/bf16 (the Trainer runs mixed precision with fp32 master weights), also when a
     # checkpoint was saved in half precision: transformers 5 would otherwise keep the saved dtype.
     try:
+        backbone = backbones.get(path)
         with _no_file_progress_bars() if Path(path).exists() else contextlib.nullcontext():
-            model = WhisperForConditionalGeneration.from_pretrained(
+            model = backbone.load_model(
                 path, quantization_config=quantization,  # on this process's GPU (its rank's under DDP)
-                device_map={"": torch.cuda.current_device()} if quantization else None,
-                dtype=torch.float32)
-    except OSError as e:  # transformers' message for a hub id it cannot fetch (offline, or no such repo)
+                device_map={"": torch.cuda.current_device()} if quantization else None, dtype=torch.float32)
+    except OSError as e:  # a hub id that cannot be fetched (offline, or no such repo)
         if Path(path).exists():
             raise
         from .errors import HubUnreachableError
@@ -123,15 +75,12 @@ def _load_base(cfg: ExperimentConfig) -> tuple[WhisperForConditionalGeneration, 
 
         raise HubUnreachableError(f"could not load the model {cfg.model} from the hub or the HF cache "
                                   f"({str(e).splitlines()[0]})", f"check the hub id. {NO_HUB_HELP}") from e
-    # Whisper's encoder positions are fixed sinusoids (a buffer in OpenAI's model; transformers' WhisperEncoder
-    # freezes them), but transformers 5's from_pretrained hands them back trainable: full fine-tuning would train them.
-    model.model.encoder.embed_positions.requires_grad_(False)
     if quantization is None and torch.cuda.is_available():
         model.to("cuda")  # scoring before training (and `evaluate`) runs where training will
-    processor = load_processor(path)
+    processor = backbone.load_processor(path)
     if cfg.encoder_seconds:
-        _cut_encoder(model, processor, cfg.encoder_seconds)
-    _set_generation(model, cfg.generation_max_length)
+        backbone.cut_window(model, processor, cfg.encoder_seconds)
+    backbone.set_generation(model, cfg.generation_max_length)
     return model, processor
 
 
@@ -155,7 +104,7 @@ def build_model(cfg: ExperimentConfig):
     """(model, processor) ready for training with ``cfg.method``."""
     model, processor = _load_base(cfg)
     if methods.get(cfg.method).peft_config:
-        model = methods.add_adapter(model, cfg, cfg.target_modules())
+        model = methods.add_adapter(model, cfg, backbones.of(model).target_modules(cfg))
     if cfg.gradient_checkpointing:
         # With a frozen base, re-entrant checkpointing sees no input that requires grad and breaks.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -214,14 +163,14 @@ MAX_NEW_TOKENS = 224  # tokens per 30 s window when transcribing: OpenAI Whisper
 class LoadedModel:
     """What :func:`load_model` resolved a reference to.
 
-    ``kind``: ``base`` (an untrained Whisper: offline name, hub id or plain transformers directory), ``model``
+    ``kind``: ``base`` (an untrained model: offline name, hub id or plain transformers directory), ``model``
     (a merged or fully fine-tuned directory), ``adapter`` (one LoRA adapter on its base) or ``bank`` (one base
     with one named adapter per dialect; :meth:`use_dialect` picks one). ``config`` is the training config saved
     with the model (None for a base model); ``adapters`` maps each bank dialect to its adapter directory.
     """
 
     model: Any
-    processor: WhisperProcessor
+    processor: Any
     config: Optional[ExperimentConfig]
     kind: str
     source: str
@@ -238,7 +187,7 @@ class LoadedModel:
         base is cut under it): only valid when every clip is shorter, as training with ``encoder_seconds`` did.
         Raises ValueError for a window longer than the model's or not a whole number of seconds."""
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        _cut_encoder(base, self.processor, seconds)
+        backbones.of(base).cut_window(base, self.processor, seconds)
 
     def use_dialect(self, dialect: str) -> None:
         """Activate the bank's adapter for ``dialect``; a clear error when the bank has none for it."""
@@ -360,7 +309,7 @@ def _mapped_members(reference: Mapping) -> dict[str, Path]:
 def load_model(reference, precision: Optional[str] = None, full_window: bool = False) -> LoadedModel:
     """Load any model reference for inference (eval mode, Arabic + transcribe forced).
 
-    ``reference``: an adapter directory saved by arabicpeft (or any peft Whisper adapter), a merged or fully
+    ``reference``: an adapter directory saved by arabicpeft (or any peft adapter on a supported model), a merged or fully
     fine-tuned model directory, a run directory (its ``model/`` is used), an adapter bank (a directory whose
     subdirectories are adapters, or runs, on one base; one per dialect, or a mapping {dialect: adapter
     directory}, e.g. of several runs; hidden subdirectories are ignored), an offline name (``whisper-base``,
@@ -401,7 +350,7 @@ def load_model(reference, precision: Optional[str] = None, full_window: bool = F
                          "(evaluate/transcribe --backend ct2).")
     if (path / "config.json").is_file():
         cfg = ExperimentConfig.saved_with(path)
-        if cfg is None:  # a plain transformers Whisper directory (e.g. a local copy of a hub model)
+        if cfg is None:  # a plain transformers model directory (e.g. a local copy of a hub model)
             return _load_base_reference(str(path), precision)
         return _load_full(path, cfg, precision)
     bank = _bank_members(path) if path.is_dir() else {}
@@ -428,12 +377,13 @@ def _load_full(path: Path, trained: ExperimentConfig, precision: Optional[str]) 
     check_gpu(cfg.precision)
     if cfg.precision in QUANTIZED:
         raise ValueError(f"{path} holds a fully fine-tuned or merged model; load it at fp32, fp16 or bf16.")
+    backbone = backbones.get(path)
     with _no_file_progress_bars():
-        model = WhisperForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+        model = backbone.load_model(path, dtype=torch.float32)
     if torch.cuda.is_available():
         model.to("cuda")
-    processor = load_processor(path)
-    _set_generation(model, cfg.generation_max_length)
+    processor = backbone.load_processor(path)
+    backbone.set_generation(model, cfg.generation_max_length)
     model.eval()
     return LoadedModel(model, processor, trained, "model", str(path), precision=cfg.precision)
 

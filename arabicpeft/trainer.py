@@ -18,10 +18,10 @@ from accelerate.utils import broadcast_object_list
 from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTrainer, Seq2SeqTrainingArguments,
                           TrainerCallback)
 from transformers.loss.loss_utils import ForMaskedLMLoss
-from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
+from . import backbones
 from .config import QUANTIZED, ExperimentConfig
-from .data import DataSplits, SpeechCollator
+from .data import DataSplits
 from .device import half_dtype
 from .errors import ConfigError
 from .metrics import score
@@ -124,20 +124,6 @@ def _token_mean_loss(outputs, labels: torch.Tensor, num_items_in_batch=None) -> 
     return ForMaskedLMLoss(logits, labels, logits.shape[-1], num_items_in_batch=num_items_in_batch)
 
 
-class _WithDecoderInputs:
-    """A collator's batch plus ``decoder_input_ids`` (the labels shifted right behind the decoder start token,
-    exactly as Whisper makes them from labels): with a ``compute_loss_func`` the Trainer takes the labels out of
-    the model's inputs, so the decoder needs them given."""
-
-    def __init__(self, collate, pad_token_id: int, decoder_start_token_id: int):
-        self.collate, self.pad_token_id, self.decoder_start_token_id = collate, pad_token_id, decoder_start_token_id
-
-    def __call__(self, records: list[dict]) -> dict[str, torch.Tensor]:
-        batch = self.collate(records)
-        batch["decoder_input_ids"] = shift_tokens_right(batch["labels"], self.pad_token_id, self.decoder_start_token_id)
-        return batch
-
-
 def _mixed_precision(precision: str, bf16_native: bool) -> dict:
     """Trainer flags: fp16/bf16 as asked; 8/4-bit LoRA under the GPU's native half type (fp16 on a T4)."""
     quantized = precision in QUANTIZED
@@ -195,8 +181,7 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
         args=training_arguments(cfg, world_size),
         train_dataset=splits.train,
         eval_dataset=splits.validation,
-        data_collator=_WithDecoderInputs(SpeechCollator(processor, model.config.decoder_start_token_id),
-                                        model.config.pad_token_id, model.config.decoder_start_token_id),
+        data_collator=backbones.of(model).collator(processor, model, training=True),
         processing_class=processor,
         compute_metrics=_wer_metric(processor.tokenizer),
         compute_loss_func=_token_mean_loss,

@@ -26,10 +26,11 @@ import numpy as np
 from . import audio as audio_lib
 from . import dialects
 from .config import SUBTITLE_FORMATS
-from .evaluate import decode_limits, decoding_options, feature_seconds, generate_limited, generation_budget
+from . import backbones
+from .evaluate import decode_limits, generate_limited
 from .sources import MANIFEST_EXTENSIONS, SAMPLE_DIR, dialect_names, read_manifest
 from .export import ct2_max_length
-from .model import LANGUAGE, MAX_NEW_TOKENS, TASK, LoadedModel
+from .model import MAX_NEW_TOKENS, LoadedModel
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
 
 if TYPE_CHECKING:  # pandas is imported where a table is made
@@ -198,17 +199,15 @@ def _pieces(clip: np.ndarray, window_seconds: float) -> list[tuple[int, int]]:
 def _hf_batch(loaded: LoadedModel, pieces: list[np.ndarray], max_new_tokens: int, options: dict
               ) -> tuple[list[str], list[bool]]:
     """(transcript, reached its limit) of each piece (at most one window each) of one batch, decoded as
-    :func:`arabicpeft.evaluate.transcribe` decodes: :func:`arabicpeft.evaluate.decoding_options`, each piece
-    bounded by :func:`arabicpeft.evaluate.decode_limits` of its duration (read off its log-mel, as evaluation
-    reads it) within ``max_new_tokens``."""
+    :func:`arabicpeft.evaluate.transcribe` decodes: the backbone's ``decoding_options``, each piece bounded by
+    :func:`arabicpeft.evaluate.decode_limits` of its duration (read off its model input, as evaluation reads it)
+    within ``max_new_tokens``."""
     model, processor = loaded.model, loaded.processor
-    extractor = processor.feature_extractor
-    features = extractor(pieces, sampling_rate=audio_lib.SAMPLE_RATE, return_tensors="pt").input_features
-    limits = decode_limits(feature_seconds(features, extractor),
-                           generation_budget(model, processor.tokenizer, max_new_tokens))
-    parameter = next(p for p in model.parameters() if p.is_floating_point())
-    features = features.to(parameter.device, parameter.dtype)
-    texts, reached = generate_limited(model, processor.tokenizer, features, limits, options, loaded.precision)
+    backbone = backbones.of(model)
+    inputs = backbone.audio_inputs(processor, pieces)
+    limits = decode_limits(backbone.seconds(processor, inputs),
+                           backbone.generation_budget(model, processor, max_new_tokens))
+    texts, reached = generate_limited(model, processor, inputs, limits, options, loaded.precision)
     return [t.strip() for t in texts], reached
 
 
@@ -220,10 +219,11 @@ def _ct2_piece(whisper, piece: np.ndarray, beam_size: int, max_new_tokens: int) 
         raise ValueError(f"This CTranslate2 model has a {window} s encoder window; faster-whisper's transcribe "
                          "only handles 30 s windows. Use --backend hf, or export a model with the standard window.")
     [limit] = decode_limits([len(piece) / audio_lib.SAMPLE_RATE], min(max_new_tokens, _CT2_BUDGET)).tolist()
+    task = backbones.exporting("ct2").task  # of the family faster-whisper runs
     # faster-whisper asks CTranslate2 for max_length = prompt + max_new_tokens, of which CTranslate2 generates
     # half (export.ct2_max_length): ask for what yields `limit` transcript tokens after the 4-token prompt.
     segments, _ = whisper.transcribe(
-        piece, language=LANGUAGE, task=TASK, beam_size=beam_size, temperature=0.0, vad_filter=False,
+        piece, language=backbones.LANGUAGE, task=task, beam_size=beam_size, temperature=0.0, vad_filter=False,
         condition_on_previous_text=False, without_timestamps=True, max_new_tokens=ct2_max_length(limit) - 4,
         no_speech_threshold=None,  # never drop a piece as "silence": voice-activity detection chose it
     )
@@ -247,7 +247,7 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     region's times. ``max_new_tokens`` bounds each segment's transcript (224: Whisper's own default), within
     which each segment may decode at most :func:`arabicpeft.evaluate.decode_limits` tokens of its duration; a
     segment that reaches its limit (a looping decode, cut there) is marked ``at_limit``. ``suppress``: the
-    suppression processors of the hf backend (:func:`arabicpeft.evaluate.decoding_options`). With ``out_dir``,
+    suppression processors of the hf backend (the backbone's ``decoding_options``). With ``out_dir``,
     also writes there :data:`TRANSCRIPTS_FILE` (one transcript per line, with its subtitle files' names), the
     ``subtitles`` asked for (``srt``/``vtt``, one file per audio file, named after it, unique) and
     ``transcribe.json`` (what produced them: ``run_info`` plus counts and provenance). Raises AudioError for
@@ -262,7 +262,8 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     if unknown:
         raise ValueError(f"Unknown subtitle format(s) {sorted(unknown)}; choose from {', '.join(SUBTITLE_FORMATS)}.")
     if backend == "hf":
-        options = decoding_options(model.model, model.processor.tokenizer, suppress, num_beams=beam_size)
+        options = backbones.of(model.model).decoding_options(model.model, model.processor, suppress,
+                                                             num_beams=beam_size)
         if model.kind == "bank":
             lacking = [i["path"] for i in items if not i.get("dialect")]
             if lacking:

@@ -152,13 +152,14 @@ def _adapter(directory: Path, dialect: str, seed: int, **fields) -> Path:
     import torch
 
     from arabicpeft.config import ExperimentConfig
+    from arabicpeft.backbones import BACKBONES
     from arabicpeft.methods import add_adapter
     from arabicpeft.model import _load_base, save_trained
 
     cfg = ExperimentConfig(dialect=dialect, model="tiny-random", source="sample", lora_targets="qkvo",
                            generation_max_length=GEN, max_test_samples=6, **fields)
     model, processor = _load_base(cfg)
-    model = add_adapter(model, cfg, cfg.target_modules())
+    model = add_adapter(model, cfg, BACKBONES["whisper"].target_modules(cfg))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -178,6 +179,7 @@ def adapters(tmp_path_factory):
     import torch
     from peft import LoraConfig, get_peft_model
 
+    from arabicpeft.backbones import BACKBONES
     from arabicpeft.config import ExperimentConfig
     from arabicpeft.model import _load_base, save_trained
 
@@ -188,7 +190,7 @@ def adapters(tmp_path_factory):
                                lora_r=4, lora_alpha=8, lora_targets="qkvo")
         torch.manual_seed(i)
         base, processor = _load_base(cfg)
-        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=cfg.target_modules(),
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=BACKBONES["whisper"].target_modules(cfg),
                                                 init_lora_weights=False))
         paths[dialect] = save_trained(model, processor, cfg, root / dialect / "model")
     return paths
@@ -232,7 +234,7 @@ def design_study(name: str):
 def run_design_study(name: str, root: Path) -> Path:
     """``root`` holding a finished ci-profile study of design ``name`` (``"train_evaluate"``: one training run and
     an ``evaluate`` of its model, as a user's folder would hold them)."""
-    from arabicpeft import cli, designs, study
+    from arabicpeft import cli, study
 
     if name == "train_evaluate":
         from arabicpeft.train import run

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
 from arabicpeft import audio
+from arabicpeft.backbones import WhisperCollator, _feature_device
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import (DataUnavailableError, SpeechCollator, _feature_device, _feature_path, load_splits,
-                             load_test_sets, settle_counts)
+from arabicpeft.data import DataUnavailableError, _feature_path, load_splits, load_test_sets, settle_counts
 from arabicpeft.records import (_InvalidRecord, _check_feature_record, _check_labels, check_audio_record,
                                 filter_records, record_format, record_key)
 from arabicpeft.sources import ManifestError, read_manifest
@@ -187,7 +187,7 @@ def test_record_errors_say_what_is_wrong(tmp_path, tiny_processor):
 
 def test_collator_strips_start_token_once_and_pads(processor30):
     tok = processor30.tokenizer
-    collate = SpeechCollator(processor30, decoder_start_token_id=SOT)
+    collate = WhisperCollator(processor30, decoder_start_token_id=SOT)
     short, longer = otozz_labels(tok, "نعم"), otozz_labels(tok, "ذهب الولد الى المدرسة")
     feats = np.zeros((80, 3000), dtype=np.float32)
     batch = collate([{"input_features": feats, "labels": short}, {"input_features": feats, "labels": longer}])
@@ -205,7 +205,7 @@ def test_collator_strips_start_token_once_and_pads(processor30):
 
 def test_audio_and_feature_records_give_the_same_labels(tiny_processor):
     text = "شلونك اليوم"
-    collate = SpeechCollator(tiny_processor, decoder_start_token_id=SOT)
+    collate = WhisperCollator(tiny_processor, decoder_start_token_id=SOT)
     from_audio = collate([{"audio": {"array": tone(1.0), "sampling_rate": 16_000}, "text": text}])
     assert from_audio["input_features"].shape == (1, 80, 800)  # the tiny model's 8 s window
     assert from_audio["labels"][0].tolist() == otozz_labels(tiny_processor.tokenizer, text)[1:]
@@ -213,7 +213,7 @@ def test_audio_and_feature_records_give_the_same_labels(tiny_processor):
 
 
 def test_collator_rejects_features_of_the_wrong_shape(tiny_processor):
-    collate = SpeechCollator(tiny_processor, decoder_start_token_id=SOT)
+    collate = WhisperCollator(tiny_processor, decoder_start_token_id=SOT)
     with pytest.raises(ValueError, match=r"input_features of shape \(128, 3000\).*80-mel Whisper"):
         collate([{"input_features": np.zeros((128, 3000), np.float32), "labels": PREFIX + [EOT]}])
     assert torch.is_tensor(collate([{"input_features": np.zeros((80, 800), np.float32),
@@ -247,7 +247,7 @@ def test_hub_source_runs_the_same_path_as_a_local_copy(tmp_path, monkeypatch, pr
     streamed = load_splits(ExperimentConfig(dialect="egyptian", source="hub", streaming=True, max_eval_samples=4,
                                             val_fraction=0.5), processor30.tokenizer)  # a side empty: 2**-21
     assert calls[-1] == ("otozz/egyptian_test_set", "train", True)
-    batch = SpeechCollator(processor30, SOT)(list(streamed.test["egyptian"].take(2)))
+    batch = WhisperCollator(processor30, SOT)(list(streamed.test["egyptian"].take(2)))
     assert batch["input_features"].shape == (2, 80, 3000)
 
 
@@ -382,7 +382,7 @@ ERRORS = [
     ("one clip listed 5 times, not streamed", lambda t, k: _empty_split(t, k, 0.2, False, [{"seconds": 1.0,
                                                                                              "text": "نص"}] * 5),
      DataUnavailableError, r"The (validation|training) split is empty \(5 usable training records read"),
-    ("features of the wrong shape (128 mels)", lambda t, k: SpeechCollator(_Proc30(k), SOT)(
+    ("features of the wrong shape (128 mels)", lambda t, k: WhisperCollator(_Proc30(k), SOT)(
         [{"input_features": np.zeros((128, 3000), np.float32), "labels": PREFIX + [EOT]}]), ValueError,
      r"input_features of shape \(128, 3000\).*use an 80-mel Whisper"),
 ]
@@ -480,7 +480,7 @@ def test_the_label_limit_is_the_models_decoder_positions(tiny_processor):
     fits = PREFIX + [400] * 444 + [EOT]
     assert len(fits) == 449
     _check_labels(fits, tok, max_positions=448)
-    assert SpeechCollator(tiny_processor, SOT)([{"input_features": np.zeros((80, 800), np.float32),
+    assert WhisperCollator(tiny_processor, SOT)([{"input_features": np.zeros((80, 800), np.float32),
                                                   "labels": fits}])["labels"].shape == (1, 448)
     with pytest.raises(_InvalidRecord, match="450 tokens long and needs 449 decoder positions.*at most 448") as err:
         _check_labels(PREFIX + [400] * 445 + [EOT], tok, max_positions=448)

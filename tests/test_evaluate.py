@@ -20,13 +20,14 @@ from transformers.modeling_outputs import Seq2SeqLMOutput
 
 from arabicpeft import audio as audio_lib
 from arabicpeft.config import ExperimentConfig
-from arabicpeft.data import SpeechCollator, load_test_sets
+from arabicpeft.backbones import LANGUAGE, SuppressTokens, Whisper, WhisperCollator
+from arabicpeft.data import load_test_sets
 from arabicpeft.records import _check_labels
 from arabicpeft.dialects import VARIETIES
-from arabicpeft.evaluate import (_MIN_NEW_TOKENS, SuppressTokens, generation_budget, decode_limits, decoding_record,
+from arabicpeft.evaluate import (_MIN_NEW_TOKENS, decode_limits, decoding_record,
                                  transcribe)
 from arabicpeft.metrics import score
-from arabicpeft.model import LANGUAGE, TASK, load_model
+from arabicpeft.model import load_model
 
 
 def _plain_generate(model, processor, ds, batch_size):
@@ -34,10 +35,10 @@ def _plain_generate(model, processor, ds, batch_size):
     processors, the generation budget only. Returns the new token ids of each record (up to <|endoftext|>)."""
     eos = processor.tokenizer.eos_token_id
     out = []
-    loader = DataLoader(ds, batch_size=batch_size, collate_fn=SpeechCollator(processor, model.config.decoder_start_token_id))
+    loader = DataLoader(ds, batch_size=batch_size, collate_fn=WhisperCollator(processor, model.config.decoder_start_token_id))
     for batch in loader:
         with torch.no_grad():
-            ids = model.generate(input_features=batch["input_features"], language=LANGUAGE, task=TASK, num_beams=1,
+            ids = model.generate(input_features=batch["input_features"], language=LANGUAGE, task=Whisper.task, num_beams=1,
                                  do_sample=False)
         out += [row[: int((row != eos).cumprod(0).sum())].tolist() for row in ids]
     return out
@@ -51,10 +52,10 @@ def _check_against_plain(model, processor, ds, batch_size):
     reached, used = [], []
     refs, hyps = transcribe(model, processor, ds, batch_size=batch_size, at_limit=reached, limits=used)
     extractor = processor.feature_extractor
-    collator = SpeechCollator(processor, model.config.decoder_start_token_id)
+    collator = WhisperCollator(processor, model.config.decoder_start_token_id)
     seconds = [audio_lib.audio_frames(collator.features_and_labels(r)[0]) * extractor.hop_length / extractor.sampling_rate
                for r in ds]
-    limits = decode_limits(seconds, generation_budget(model, tok)).tolist()
+    limits = decode_limits(seconds, Whisper().generation_budget(model, processor)).tolist()
     assert used == limits
     assert refs == tok.batch_decode([tok(t).input_ids for t in ds["text"]], skip_special_tokens=True)  # input order
     for ids, limit, hyp, hit in zip(plain, limits, hyps, reached):
@@ -189,7 +190,7 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
     it is cut, counted in references_over_budget, and a warning says so. Decoded to the budget alone
     (tokens_per_second=None): 289 tokens are more than 8 s of audio may hold (see the next test)."""
     from arabicpeft.config import PAPER_GENERATION_MAX_LENGTH
-    from arabicpeft.evaluate import evaluate_sets, generation_budget
+    from arabicpeft.evaluate import evaluate_sets
 
     base, processor = tiny_model
     tok = processor.tokenizer
@@ -201,7 +202,7 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
     test_sets = {"long": ds.with_format("numpy")}
 
     model.generation_config.max_length = base.config.max_target_positions  # the default (None -> model's limit)
-    assert generation_budget(model, tok) == 444
+    assert Whisper().generation_budget(model, processor) == 444
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no budget warning
         metrics, _ = evaluate_sets(model, processor, test_sets, tokens_per_second=None)
@@ -216,7 +217,7 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
 
 
 def test_the_bound_reads_the_audio_not_the_reference(tiny_model):
-    """the same 289-token reference on 8 s of audio is cut at that audio's limit (16 + 20 x 8 =
+    """The same 289-token reference on 8 s of audio is cut at that audio's limit (16 + 20 x 8 =
     176 tokens), though the budget (444) would hold it: the test transcript is not read while decoding. It is
     counted (references_over_limit) and warned about, and the hypothesis is the reference's first 176 tokens."""
     from arabicpeft.evaluate import evaluate_sets

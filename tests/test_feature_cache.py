@@ -10,8 +10,9 @@ from transformers import WhisperFeatureExtractor
 
 from arabicpeft import cli, feature_cache
 from arabicpeft.config import ExperimentConfig
+from arabicpeft.backbones import WhisperCollator
 from arabicpeft.caching import build_feature_cache
-from arabicpeft.data import SpeechCollator, load_splits, load_test_sets
+from arabicpeft.data import load_splits, load_test_sets
 from arabicpeft.records import record_key
 from arabicpeft.feature_cache import FeatureCache, input_features
 
@@ -102,7 +103,7 @@ def test_otozz_hub_set_is_streamed_once_into_the_cache_and_read_back_bitwise(tmp
     direct = load_splits(ExperimentConfig(dialect="egyptian", source="hub"), processor30.tokenizer)
     cached = load_splits(cfg, processor30.tokenizer)
     assert calls[2:] == [("otozz/egyptian_train_set", False), ("otozz/egyptian_test_set", False)]  # direct only
-    collate = SpeechCollator(processor30, SOT)
+    collate = WhisperCollator(processor30, SOT)
     for a, b in [(direct.train, cached.train), (direct.validation, cached.validation),
                  (direct.test["egyptian"], cached.test["egyptian"])]:
         assert len(a) == len(b)
@@ -154,7 +155,7 @@ def test_cache_command_on_the_sample_set_gives_the_collators_features_bitwise(tm
     cached = load_splits(ExperimentConfig(**{**cfg.to_dict(), "feature_cache": str(out)}), tiny_processor.tokenizer,
                          max_seconds=8)
     assert direct.format == "audio" and cached.format == "features"
-    collate = SpeechCollator(tiny_processor, SOT)
+    collate = WhisperCollator(tiny_processor, SOT)
     n = 0
     for a, b in [(direct.train, cached.train), (direct.validation, cached.validation),
                  (direct.test["egyptian"], cached.test["egyptian"])]:

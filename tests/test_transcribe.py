@@ -22,11 +22,11 @@ from arabicpeft.transcribe import (Transcript, _subtitle_names, _write_transcrip
 
 def refuse_transformers_suppression(monkeypatch):
     """Make transformers' two suppression processors fail if called: every decoding path must use the
-    precomputed :class:`arabicpeft.evaluate.SuppressTokens` (they rebuild their masks at every step)."""
+    precomputed :class:`arabicpeft.backbones.SuppressTokens` (they rebuild their masks at every step)."""
     from transformers.generation import logits_process
 
     def refuse(self, *args, **kwargs):
-        raise AssertionError(f"{type(self).__name__} was called: decode with evaluate.decoding_options")
+        raise AssertionError(f"{type(self).__name__} was called: decode with the backbone's decoding_options")
 
     for cls in (logits_process.SuppressTokensLogitsProcessor, logits_process.SuppressTokensAtBeginLogitsProcessor):
         monkeypatch.setattr(cls, "__call__", refuse)
@@ -129,12 +129,13 @@ def _cut_window_adapter(directory: Path, seconds: int) -> Path:
 
     from arabicpeft import methods
     from arabicpeft.config import ExperimentConfig
+    from arabicpeft.backbones import BACKBONES
     from arabicpeft.model import _load_base, save_trained
 
     cfg = ExperimentConfig(dialect="gulf", model="tiny-random", source="sample", lora_targets="qkvo",
                            encoder_seconds=seconds)  # the model's limit: each decode runs to its audio's limit
     model, processor = _load_base(cfg)
-    model = methods.add_adapter(model, cfg, cfg.target_modules())
+    model = methods.add_adapter(model, cfg, BACKBONES["whisper"].target_modules(cfg))
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name, p in model.named_parameters():
