@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
 # A module's rank is above the ranks of everything it imports (ARCHITECTURE.md draws the same layers).
 RANK = {
-    "__init__": 0, "errors": 0, "dialects": 0, "audio": 0, "text": 0, "sample_gen": 0,
+    "__init__": 0, "errors": 0, "dialects": 0, "audio": 0, "text": 0,
     "config": 1, "offline_model": 1, "stats": 1, "paper": 1,
     "profiles": 2, "run_dir": 2, "plots": 2, "hub": 2,
     "device": 3,
