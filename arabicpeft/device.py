@@ -125,7 +125,7 @@ def _cpu_has_native_bf16() -> bool:
 def _cpu_bf16_note(precision: str, gpu: Optional[dict] = None) -> Optional[str]:
     """A warning for bf16 on a CPU without native bf16 (AVX512-BF16 or AMX), where torch multiplies bf16
     matrices with a reference kernel: a tiny-random LoRA step took 17.8 s in bf16 against 0.65 s in fp32 on an
-    AVX2 CPU (``python -m arabicpeft.benchmark gpu --models tiny-random --recipes lora-fp32,lora-bf16``). None
+    AVX2 CPU (``python benchmarks/gpu.py --models tiny-random --recipes lora-fp32,lora-bf16``). None
     otherwise."""
     gpu = gpu_info() if gpu is None else gpu
     if precision != "bf16" or gpu["cuda"] or _cpu_has_native_bf16():
