@@ -342,11 +342,8 @@ def _cmd_demo(args) -> Path:
 
 
 def _cmd_evaluate(args) -> Path:
-    """Score any model reference on dialect test sets, a local data layout, one manifest or a saved dataset.
-
-    The results keep the training config (``config``, untouched) apart from the evaluation's own settings
-    (``evaluation``: window, generation bound, backend, ...), give each test set and the pooled corpus WER/CER,
-    and record the backend. Decoded as ``transcribe`` decodes: at the trained window unless ``--window``."""
+    """Score any model reference on dialect test sets, a local data layout, one manifest or a saved dataset:
+    :func:`arabicpeft.evaluate.run` after the checks that need no model (options given but not used here)."""
     from .hub import check_model_name
     from .run_dir import check_output_folder
 
@@ -358,96 +355,24 @@ def _cmd_evaluate(args) -> Path:
                         "save_to_disk directory.")
     _refuse_given("evaluate", args, _backend_options(args.backend, hf=("precision",)))
     ExperimentConfig(generation_max_length=args.generation_max_length)  # its range, checked where it is declared
-    from .data import is_saved_dataset, load_test_path, load_test_sets, settle_counts
+    from .data import is_saved_dataset
 
     one_set = data_path is not None and (data_path.is_file() or is_saved_dataset(data_path))
     _refuse_given("evaluate", args, {
         **{name: "a manifest or saved dataset given as --data-path is read as it is" for name in
            ("dialect", "source", "streaming", "feature_cache") if one_set},
         **({"dialect": "--test-sets names the test sets"} if args.test_sets and not one_set else {})})
-    from .evaluate import decoding_record, evaluate_sets
-    from .metrics import pooled_metrics
-    from .results import write_results
+    from .evaluate import run
 
-    trained = _trained_config(args.model_path)
-    if args.backend == "ct2":
-        from .export import load_ct2
-
-        window = {"trained": trained.encoder_seconds if trained else None, "full": None}.get(args.window, args.window)
-        scorer, processor, described = load_ct2(args.model_path, compute_type=args.compute_type,
-                                                cpu_threads=args.cpu_threads, window_seconds=window)
-        evaluated = {"reference": str(args.model_path), "backend": "ct2"}
-    else:
-        loaded = _load_at_window(args)
-        scorer, processor, trained = loaded.model, loaded.processor, loaded.config
-        if args.generation_max_length is not None:  # else as loaded: the trained value
-            scorer.generation_config.max_length = args.generation_max_length
-        evaluated = {"backend": "hf", **loaded.describe()}
-        evaluated.pop("trained_config")
-    max_length = args.generation_max_length or (trained.generation_max_length if trained else None)
-    max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
-    from .offline_model import MAX_TARGET_POSITIONS  # CTranslate2's models: every Whisper size's
-
-    max_positions = scorer.config.max_target_positions if args.backend == "hf" else MAX_TARGET_POSITIONS
-    test_sets = args.test_sets or (list(dialects.get(args.dialect).parts) if args.dialect else None)
-    if one_set:
-        tests, report, synthetic = load_test_path(data_path, processor.tokenizer, max_seconds, test_sets,
-                                                  args.max_test_samples, max_positions)
-        source = "local"
-    else:
-        source = args.source or ("local" if data_path else trained.source if trained else "hub")
-        dialect = args.dialect or (trained.dialect if trained else None)
-        if not (dialect or test_sets):
-            raise UserError("a base model has no training dialect", "give --dialect or --test-sets.")
-        spec = ExperimentConfig(dialect=dialect or "all", source=source, data_path=args.data_path,
-                                test_sets=test_sets, max_test_samples=args.max_test_samples,
-                                streaming=bool(args.streaming), feature_cache=args.feature_cache,
-                                feature_cache_dtype=trained.feature_cache_dtype if trained else "float32")
-        if spec.feature_cache:
-            from .data import build_feature_cache
-
-            build_feature_cache(spec, processor, splits=("test",), log=_say)
-        tests, report, synthetic = load_test_sets(spec, processor.tokenizer, max_seconds, max_positions,
-                                                  skip_empty=True)
-    _say(f"Scoring {args.model_path} ({args.backend}) on {', '.join(report)} ({source} data), "
-         f"{max_seconds:g} s encoder window.")
-    if synthetic:
-        _say(f"note: {_synthetic_note(source, args.data_path)}")
-    if args.backend == "ct2":
-        metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=args.batch_size, max_length=max_length)
-        evaluated.update(described, requested_compute_type=args.compute_type, max_length=max_length)
-    else:
-        metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=args.batch_size, precision=loaded.precision)
-        evaluated.update(max_length=max_length)
-    result = {"run_id": Path(args.output_dir).name, "kind": "evaluation", "evaluated_model": evaluated,
-              "config": trained.to_dict() if trained else None,
-              "evaluation": {"test_sets": list(report), "source": source, "data_path": args.data_path,
-                             "max_test_samples": args.max_test_samples, "streaming": bool(args.streaming),
-                             "batch_size": args.batch_size, "backend": args.backend,
-                             "compute_type": evaluated.get("compute_type", evaluated.get("precision")),
-                             "window": args.window, "window_seconds": max_seconds,
-                             "generation_max_length": max_length},
-              "data": {"source": source, "synthetic": synthetic, "test": settle_counts(report)},
-              # a model trained on the synthetic set gives synthetic numbers on any data
-              "synthetic": synthetic or bool(trained and trained.source == "sample"),
-              "metrics": metrics, "metrics_pooled": pooled_metrics(rows),
-              "provenance": {"generation_budget_tokens": next(iter(next(iter(metrics.values())).values()))[
-                  "generation_budget_tokens"] if metrics else None, "decoding": decoding_record()}}
-    path = write_results(args.output_dir, result, rows)
+    path = run(args.model_path, args.output_dir, dialect=args.dialect, test_sets=args.test_sets, source=args.source,
+               data_path=args.data_path, max_test_samples=args.max_test_samples, streaming=bool(args.streaming),
+               feature_cache=args.feature_cache, generation_max_length=args.generation_max_length,
+               window=args.window, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
+               compute_type=args.compute_type, cpu_threads=args.cpu_threads, log=_say)
     _say()
     _print_scores(path)
     _print_written(path)
     return path
-
-
-def _synthetic_note(source: str, data_path: Optional[str]) -> str:
-    """What to say of scores on synthetic data: the sample set's note, or which data marked itself synthetic."""
-    from .data import SYNTHETIC_NOTE
-
-    if source == "sample":
-        return SYNTHETIC_NOTE
-    return (f"{data_path} marks its records synthetic (its 'synthetic' column), so their scores show that training "
-            "works, not how well Whisper recognises real Arabic dialects.")
 
 
 def _window(text: str):
@@ -457,23 +382,6 @@ def _window(text: str):
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give trained, full or a whole number of seconds (e.g. 8)")
     return int(text)
-
-
-def _load_at_window(args):
-    """The transformers model of ``args.model_path`` (at ``args.precision``) at ``args.window``: the window it
-    was trained with, the base's full window or a number of seconds; evaluate and transcribe load it alike."""
-    from .model import load_model
-
-    loaded = load_model(args.model_path, precision=args.precision, full_window=args.window != "trained")
-    if args.window == "full" and loaded.kind == "model" and loaded.config and loaded.config.encoder_seconds:
-        raise UserError(f"--window full: {args.model_path} was fully fine-tuned with a {loaded.window_seconds} s "
-                        "encoder window, which cannot be widened", "leave --window out (its trained window)")
-    if isinstance(args.window, int):
-        try:
-            loaded.cut_window(args.window)
-        except ValueError as e:
-            raise UserError(f"--window {args.window}: {e}", "give a window no longer than the model's") from e
-    return loaded
 
 
 def _cmd_cache(args) -> Path:
@@ -509,11 +417,6 @@ def _cmd_cache(args) -> Path:
     path = Path(args.output_dir) / "feature_cache.json"
     write_json_atomic(path, {"config": cfg.to_dict(), "splits": splits, "provenance": provenance()})
     return path
-
-
-def _trained_config(reference) -> Optional[ExperimentConfig]:
-    """The training config saved with a model directory (or its run's model/), if any."""
-    return ExperimentConfig.saved_with(reference) or ExperimentConfig.saved_with(Path(str(reference)) / "model")
 
 
 def _subtitle_formats(text: str) -> list[str]:
@@ -573,7 +476,9 @@ def _cmd_transcribe(args) -> Path:
 
         model, _, info = load_ct2(args.model_path, compute_type=args.compute_type, cpu_threads=args.cpu_threads)
     else:
-        model = _load_at_window(args)
+        from .evaluate import load_at_window
+
+        model = load_at_window(args.model_path, args.precision, args.window)
         info = {"backend": "hf", **model.describe()}
     transcripts = transcribe_files(model, items, backend=args.backend, batch_size=args.batch_size,
                                    beam_size=args.beam_size, max_new_tokens=args.max_new_tokens,

@@ -100,7 +100,8 @@ def _measure_row(row: str, out: Path, batch_size: int, threads: int, max_clips: 
     from .data import load_test_sets
     from .evaluate import evaluate_sets
     from .metrics import pooled_metrics
-    from .results import PeakMemory, provenance
+    from .device import PeakMemory
+    from .results import provenance
     from .run_dir import write_json_atomic
 
     plan = json.loads((out / _PLAN_FILE).read_text(encoding="utf-8"))

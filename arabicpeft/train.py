@@ -28,12 +28,12 @@ from .config import DEMO_RUN, QUANTIZED, ExperimentConfig, demo_config
 from .data import (SYNTHETIC_NOTE, DataSplits, SpeechCollator, build_feature_cache, load_splits,
                    settle_counts)
 from .evaluate import decoding_record, evaluate_sets
-from .device import half_dtype
+from .device import PeakMemory, half_dtype
 from .errors import ConfigError
 from .export import write_model_card
 from .metrics import pooled_metrics, score
 from .model import build_model, count_parameters, model_source, save_trained
-from .results import PeakMemory, dir_bytes, read_results, write_results
+from .results import TRAINING, dir_bytes, read_results, record, write_results
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE,
                       TRAINER_STATE, RunDir, write_csv_atomic, write_json_atomic)
 
@@ -448,15 +448,11 @@ def _run(cfg: ExperimentConfig, log, rescore: bool, ranks: PartialState) -> Path
     run_dir.mark_incomplete(state.global_step)  # model/ and results.json are replaced together from here
     saved = save_trained(model, processor, cfg, out / MODEL_DIR)
     done("saving")
-    result = {
-        "run_id": out.name,
-        "config": cfg.to_dict(),
-        "data": settle_counts(splits.report),
-        "synthetic": splits.synthetic,
-        "metrics": after,
-        "metrics_before": before,
-        "utterances_before_file": BEFORE_UTTERANCES_FILE if before_rows is not None else None,
-        "training": {
+    result = record(
+        out, kind=TRAINING, config=cfg.to_dict(), data=settle_counts(splits.report), synthetic=splits.synthetic,
+        metrics=after, metrics_pooled=pooled_metrics(after_rows), metrics_before=before,
+        utterances_before_file=BEFORE_UTTERANCES_FILE if before_rows is not None else None,
+        training={
             "resumed_from": checkpoint,
             "global_step": state.global_step,
             "best_checkpoint": state.best_model_checkpoint,
@@ -470,7 +466,7 @@ def _run(cfg: ExperimentConfig, log, rescore: bool, ranks: PartialState) -> Path
             "world_size": ranks.num_processes,
             "per_device_batch_size": device_batch,
         },
-        "efficiency": {
+        efficiency={
             "trainable_parameters": trainable,
             "total_parameters": total,
             "trainable_percent": 100.0 * trainable / total,
@@ -488,17 +484,15 @@ def _run(cfg: ExperimentConfig, log, rescore: bool, ranks: PartialState) -> Path
             "saved_dir_bytes": dir_bytes(saved),
         },
         # What a rerun needs beyond the config: the values the config left to defaults, and the model's origin.
-        "provenance": {
+        provenance={
             "model": model_source(cfg, model),
             "learning_rate": cfg.lr,
             "lr_scheduler": "linear",
-            "generation_budget_tokens": next(iter(after.values()))["raw"]["generation_budget_tokens"],
             "decoding": decoding_record(),
             "max_label_positions": model.config.max_target_positions,
             "encoder_window_s": processor.feature_extractor.chunk_length,
         },
-    }
-    result["metrics_pooled"] = pooled_metrics(after_rows)
+    )
     path = write_results(out, result, after_rows)
     write_model_card(saved, read_results(path))  # README.md beside the adapter/model, with these scores
     run_dir.mark_complete()

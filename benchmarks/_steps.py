@@ -93,7 +93,7 @@ def measure_job(name: str, out: Path) -> None:
 
     from arabicpeft.config import ExperimentConfig
     from arabicpeft.model import build_model, count_parameters
-    from arabicpeft.results import PeakMemory
+    from arabicpeft.device import PeakMemory
     from arabicpeft.run_dir import write_json_atomic
 
     plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))

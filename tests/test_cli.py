@@ -329,7 +329,7 @@ def test_evaluate_scores_a_base_model_at_a_runs_window_and_bound(tmp_path, capsy
     with pytest.raises(SystemExit):
         main(["evaluate", "--model-path", "tiny-random", "--dialect", "gulf", "--source", "sample", "--window", "40",
               "--output-dir", str(tmp_path / "x")])
-    assert capsys.readouterr().err.startswith("error: --window 40: encoder_seconds=40 exceeds this model's window (8 s)")
+    assert capsys.readouterr().err.startswith("error: window 40: encoder_seconds=40 exceeds this model's window (8 s)")
 
 
 def test_evaluate_on_a_real_manifest_says_no_synthetic_note_and_names_an_unknown_dialect(tmp_path, capsys):
