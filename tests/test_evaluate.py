@@ -215,9 +215,9 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
 
 
 def test_the_bound_reads_the_audio_not_the_reference(tiny_model):
-    """Issue 20, item 5: the same 289-token reference on 8 s of audio is cut at that audio's limit (16 + 20 x 8 =
-    176 tokens), though the budget (444) would hold it: the test transcript is not read while decoding. It is
-    counted (references_over_limit) and warned about, and the hypothesis is the reference's first 176 tokens."""
+    """The same 289-token reference on 8 s of audio is cut at that audio's limit (16 + 20 x 8 = 176 tokens), though
+    the budget (444) would hold it: the test transcript is not read while decoding. It is counted
+    (references_over_limit) and warned about, and the hypothesis is the reference's first 176 tokens."""
     from arabicpeft.evaluate import evaluate_sets
 
     base, processor = tiny_model
