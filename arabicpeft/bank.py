@@ -159,7 +159,8 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
     config = dataclasses.replace(cfg, extra={**cfg.extra, "bank": {d: str(p) for d, p in adapters.items()}})
     result = record(
         out, kind=EVALUATION, config=config.to_dict(),
-        data={"source": cfg.source, "synthetic": synthetic, "test": report, "n_test": {t: len(tests[t]) for t in wanted}},
+        data={"source": cfg.source, "synthetic": synthetic, "test": report,
+              "n_test": {t: len(tests[t]) for t in wanted}},
         synthetic=synthetic, metrics=metrics, metrics_pooled=pooled_metrics(rows), metrics_before=before,
         utterances_before_file=BEFORE_UTTERANCES_FILE,
         evaluated_model={d: str(p.resolve()) for d, p in adapters.items()},

@@ -447,10 +447,12 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
                                                     cpu_threads, generation_max_length)
     max_length = generation_max_length or (trained.generation_max_length if trained else None)
     max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
+    # label positions: the model's; a CTranslate2 model's are every Whisper size's
+    max_positions = scorer.config.max_target_positions if backend == "hf" else MAX_TARGET_POSITIONS
     tests, report, synthetic, source = _evaluation_sets(
-        trained, processor, max_seconds, scorer.config.max_target_positions if backend == "hf" else MAX_TARGET_POSITIONS,
-        dialect=dialect, test_sets=test_sets, source=source, data_path=data_path, max_test_samples=max_test_samples,
-        streaming=streaming, feature_cache=feature_cache, log=log)
+        trained, processor, max_seconds, max_positions, dialect=dialect, test_sets=test_sets, source=source,
+        data_path=data_path, max_test_samples=max_test_samples, streaming=streaming, feature_cache=feature_cache,
+        log=log)
     log(f"Scoring {model_path} ({backend}) on {', '.join(report)} ({source} data), {max_seconds:g} s encoder window.")
     if synthetic:
         log(f"note: {_synthetic_note(source, data_path)}")
@@ -466,10 +468,11 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
         # a model trained on the synthetic set gives synthetic numbers on any data
         synthetic=synthetic or bool(trained and trained.source == "sample"),
         metrics=metrics, metrics_pooled=pooled_metrics(rows), evaluated_model=evaluated,
-        evaluation={"test_sets": list(report), "source": source, "data_path": None if data_path is None else str(data_path),
-                    "max_test_samples": max_test_samples, "streaming": bool(streaming), "batch_size": batch_size,
-                    "backend": backend, "compute_type": evaluated.get("compute_type", evaluated.get("precision")),
-                    "window": window, "window_seconds": max_seconds, "generation_max_length": max_length},
+        evaluation={"test_sets": list(report), "source": source,
+                    "data_path": None if data_path is None else str(data_path), "max_test_samples": max_test_samples,
+                    "streaming": bool(streaming), "batch_size": batch_size, "backend": backend,
+                    "compute_type": evaluated.get("compute_type", evaluated.get("precision")), "window": window,
+                    "window_seconds": max_seconds, "generation_max_length": max_length},
         provenance={"decoding": decoding_record()})
     return write_results(output_dir, result, rows)
 

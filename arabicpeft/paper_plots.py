@@ -243,7 +243,7 @@ def own_figure_data(frame: pd.DataFrame, msa: str = MSA) -> dict[str, pd.DataFra
 
 
 def draw_figures(frames: dict, metrics, curve_label: str, title: str | None = None,
-                        metric_in_name: bool = True) -> dict:
+                 metric_in_name: bool = True) -> dict:
     """The paper's four figures from :func:`paper.figure_data`-shaped ``frames``: {file stem: figure}, Fig. 1,
     then Fig. 2 once per metric of ``metrics`` (stem "fig2_pretraining_<metric>", or "fig2_pretraining" without
     ``metric_in_name``), Fig. 3, and Fig. 4 (with MSA pre-training) per metric. ``title``: the suptitle of

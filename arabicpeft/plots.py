@@ -189,7 +189,8 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
              "fig_method_comparison")
     metrics = list(dict.fromkeys(comparison["metric"]))
     context = _context_labels(comparison)
-    data = comparison.assign(row=comparison["test_set"].map(display_name) + context.map(lambda c: f"\n({c})" if c else ""))
+    data = comparison.assign(row=comparison["test_set"].map(display_name)
+                             + context.map(lambda c: f"\n({c})" if c else ""))
     require_unique(data, ["metric", "row"], "fig_method_comparison")
     a, b = data["a"].iloc[0], data["b"].iloc[0]
     rank = {t: i for i, t in enumerate(ordered(data["test_set"]))}

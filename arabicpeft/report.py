@@ -126,7 +126,7 @@ def published_figures(out_dir) -> list:
     ``fig4_heatmap`` (PNG + PDF; Figs. 2 and 4 of WER, Fig. 4 with MSA pre-training). Returns the four figures
     in that order."""
     figures = paper_plots.draw_figures(figure_data(), ["wer"], curve_label="whisper-small fine-tuned on MSA",
-                                  metric_in_name=False)
+                                       metric_in_name=False)
     for stem, fig in figures.items():
         _save_figure(fig, Path(out_dir) / stem)
     return list(figures.values())
@@ -343,8 +343,8 @@ class StudyReport:
         """The paper's four figures from these runs (a :func:`arabicpeft.designs.paper` study), one set per method.
 
         Per variant (:func:`by_method`; each figure holds that variant's runs, with their starting models'
-        scores; :func:`arabicpeft.paper_plots.own_figure_data`): Fig. 1, Figs. 2 and 4 once per metric of ``metrics``, Fig. 3, each
-        titled with the variant and written as ``fig1_msa_trainsize_<variant>``,
+        scores; :func:`arabicpeft.paper_plots.own_figure_data`): Fig. 1, Figs. 2 and 4 once per metric of
+        ``metrics``, Fig. 3, each titled with the variant and written as ``fig1_msa_trainsize_<variant>``,
         ``fig2_pretraining_<metric>_<variant>``, ``fig3_pooled_vs_specific_<variant>``,
         ``fig4_heatmap_<metric>_<variant>`` (spaces of the variant label become "_"). Returns the data notice
         first when there is one (no results, or synthetic ones), then the figures: all Fig. 1s, then Figs. 2, 3
@@ -364,7 +364,7 @@ class StudyReport:
         for variant, rows in by_method(scores).items():
             frames = paper_plots.own_figure_data(scores[scores["path"].isin(set(rows["path"]))], msa=msa)
             by_variant[variant] = paper_plots.draw_figures(frames, metrics, curve_label=f"own runs on MSA: {variant}",
-                                                      title=variant)
+                                                           title=variant)
         figures = []
         for stem in ["fig1_msa_trainsize", "fig2_pretraining", "fig3_pooled_vs_specific", "fig4_heatmap"]:
             for variant, drawn in by_variant.items():

@@ -1,9 +1,9 @@
 """Results files: one JSON per run, written atomically, recording what produced every number (the config, the
 data, the code's commit, the library versions and the hardware: :func:`environment`).
 
-Public: :data:`MIB`, :func:`provenance`, :func:`git_commit`, :func:`versions`, :func:`environment`, :func:`dir_bytes`, :func:`write_results`,
-:func:`record`, :func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`, :data:`TRAINED`, :data:`START`, :data:`BANK_TRAIN_SET`,
-:func:`variant_of`, :class:`Runs`, :func:`load_runs`.
+Public: :data:`MIB`, :func:`provenance`, :func:`git_commit`, :func:`versions`, :func:`environment`,
+:func:`dir_bytes`, :func:`write_results`, :func:`record`, :func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`,
+:data:`TRAINED`, :data:`START`, :data:`BANK_TRAIN_SET`, :func:`variant_of`, :class:`Runs`, :func:`load_runs`.
 """
 
 from __future__ import annotations

@@ -245,7 +245,7 @@ def test_run_is_the_evaluate_command_from_python(tmp_path):
                window=6, generation_max_length=10, log=said.append)
     result = read_results(path)
     assert path == tmp_path / "eval" / "results.json" and (tmp_path / "eval" / "utterances.csv").is_file()
-    assert (result["kind"], result["run_id"], result["config"], result["synthetic"]) == ("evaluation", "eval", None, True)
+    assert (result["kind"], result["run_id"], result["config"]) == ("evaluation", "eval", None) and result["synthetic"]
     assert list(result["metrics"]) == ["gulf", "msa"] and result["metrics_pooled"]["raw"]["n_utterances"] == 4
     assert result["evaluated_model"]["window_seconds"] == 6 and result["evaluated_model"]["kind"] == "base"
     assert {k: result["evaluation"][k] for k in ("window", "window_seconds", "generation_max_length", "source")} == {
