@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig
+from .device import PeakMemory
 from .model import count_parameters, load_model
-from .results import BANK_TRAIN_SET, EVALUATION, MIB, PeakMemory, dir_bytes, read_results, write_results
+from .results import BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, read_results, record, write_results
+from .run_dir import BEFORE_UTTERANCES_FILE, write_csv_atomic
 
 _BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
 
@@ -113,8 +115,8 @@ def _mixed_order(sizes: dict[str, int], seed: int = 0) -> tuple[list[str], np.nd
 def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
     """:meth:`AdapterBank.evaluate`."""
     from .data import load_test_sets
-    from .evaluate import transcribe
-    from .metrics import score_all
+    from .evaluate import decoding_record, transcribe
+    from .metrics import pooled_metrics, score_all
 
     started = time.monotonic() - bank._load_s  # the run's wall time counts loading the bank
     adapters, loaded = bank.adapters, bank.loaded
@@ -150,25 +152,22 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
             frames.append(frame)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pd.concat(before_rows, ignore_index=True).to_csv(out / "utterances_before.csv", index=False)
+    write_csv_atomic(out / BEFORE_UTTERANCES_FILE, pd.concat(before_rows, ignore_index=True))
+    rows = pd.concat(rows, ignore_index=True)
     _, total = count_parameters(model)
     adapter_bytes = {d: sum(f.stat().st_size for f in p.glob("*.safetensors")) for d, p in adapters.items()}
     config = dataclasses.replace(cfg, extra={**cfg.extra, "bank": {d: str(p) for d, p in adapters.items()}})
-    result = {
-        "run_id": out.name,
-        "kind": EVALUATION,
-        "evaluated_model": {d: str(p.resolve()) for d, p in adapters.items()},
-        "config": config.to_dict(),
-        "evaluation": {"test_sets": wanted, "source": cfg.source, "adapter_per_test_set": {t: t for t in wanted},
-                       "batches": "mixed dialects, one adapter per utterance (peft adapter_names)",
-                       "not_in_bank": [t for t in cfg.test_set_names() if t not in adapters]},
-        "data": {"source": cfg.source, "synthetic": synthetic, "test": report,
-                 "n_test": {t: len(tests[t]) for t in wanted}},
-        "synthetic": synthetic,
-        "metrics": metrics,
-        "metrics_before": before,
-        "utterances_before_file": "utterances_before.csv",
-        "efficiency": {
+    result = record(
+        out, kind=EVALUATION, config=config.to_dict(),
+        data={"source": cfg.source, "synthetic": synthetic, "test": report,
+              "n_test": {t: len(tests[t]) for t in wanted}},
+        synthetic=synthetic, metrics=metrics, metrics_pooled=pooled_metrics(rows), metrics_before=before,
+        utterances_before_file=BEFORE_UTTERANCES_FILE,
+        evaluated_model={d: str(p.resolve()) for d, p in adapters.items()},
+        evaluation={"test_sets": wanted, "source": cfg.source, "adapter_per_test_set": {t: t for t in wanted},
+                    "batches": "mixed dialects, one adapter per utterance (peft adapter_names)",
+                    "not_in_bank": [t for t in cfg.test_set_names() if t not in adapters]},
+        efficiency={
             "total_parameters": total,
             # the adapters' weights are named with their tuner's prefix ("lora_", "ia3_", ...)
             "adapter_parameters": sum(p.numel() for n, p in model.named_parameters() if model.base_model.prefix in n),
@@ -179,8 +178,8 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
             "run_wall_time_s": time.monotonic() - started,
             "peak_memory": memory,
         },
-    }
-    return write_results(out, result, pd.concat(rows, ignore_index=True))
+        provenance={"decoding": decoding_record()})
+    return write_results(out, result, rows)
 
 
 def _compare_adapters(model, processor, dataset, adapter_names: list[str], batch_size: int = 16) -> pd.DataFrame:

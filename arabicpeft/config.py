@@ -357,7 +357,7 @@ def demo_config(output_dir: str = "runs/demo") -> ExperimentConfig:
     The encoder window is cut to 8 s (every sample clip is shorter) so that it trains on 2 CPU cores in
     minutes; validation runs once, at the end, to keep the time for training. LoRA dropout is 0: on this job it
     trained 1.09x faster with 0.33 GiB less peak memory than 0.05 and scored within 3 words of it (README, "The main
-    job, measured"; .measured/demo-lora-dropout*.json).
+    job, measured"; benchmarks/results/demo-lora-dropout*.json).
     """
     return ExperimentConfig(
         dialect="all", method="lora", model="whisper-base", precision="fp32", seed=42, source="sample",

@@ -11,8 +11,7 @@ listed twice never lands on both sides: :func:`_split_validation`), the test set
 selection, and every filtered record is counted by reason in :attr:`DataSplits.report`.
 
 Public: :data:`SYNTHETIC_NOTE`, :data:`AnyDataset`, :class:`DataUnavailableError`, :class:`DataSplits`,
-:func:`settle_counts`, :func:`load_test_sets`, :func:`load_test_path`, :func:`load_splits`,
-:func:`build_feature_cache` (:mod:`arabicpeft.caching`'s).
+:func:`settle_counts`, :func:`load_test_sets`, :func:`load_test_path`, :func:`load_splits`.
 """
 
 from __future__ import annotations
@@ -28,12 +27,11 @@ import torch
 
 from . import audio as audio_lib
 from . import dialects, sources
-from .caching import build_feature_cache, cache_report, read_cached  # noqa: F401 (build_feature_cache: public here)
+from .caching import cache_report, read_cached
 from .config import ExperimentConfig
 from .errors import DataUnavailableError
 from .offline_model import MAX_TARGET_POSITIONS
 from .records import AnyDataset, columns_of, filter_records, record_format, record_key, settle_counts
-from .sources import is_saved_dataset  # noqa: F401 (the evaluate command reads it from here)
 
 # Said wherever scores of synthetic data are shown (the sample set, or a manifest marked synthetic).
 SYNTHETIC_NOTE = ("the sample data is synthetic (espeak-ng speech of sentences written for this set), so its "

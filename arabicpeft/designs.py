@@ -270,7 +270,7 @@ def mixing(base: ExperimentConfig, targets=("egyptian",), methods=("full", "lora
 
     Every model is scored on every test set; the fine-tuned runs' scores before training are the balanced
     model's (R[0, d]), so gain on the target and forgetting elsewhere come with paired bootstrap CIs
-    (:meth:`arabicpeft.analysis.StudyReport.gain_forgetting`). The fine-tunes record their start
+    (:meth:`arabicpeft.report.StudyReport.gain_forgetting`). The fine-tunes record their start
     (``extra["start"]``, "pool/balanced"), which the reader reports as their condition ("from pool/balanced"): no
     MSA pre-training is involved.
     """

@@ -1,16 +1,18 @@
-"""The device a run computes on: which GPU is visible, what it can do, and which precision needs which hardware.
+"""The device a run computes on: which GPU is visible, what it can do, which precision needs which hardware, and
+the peak memory a run uses there (:class:`PeakMemory`).
 
 Import this module before anything touches CUDA: it imports torch only inside functions, so that
 :func:`pin_single_gpu` can still choose the visible GPUs.
 
 Public: :data:`PRECISION_HARDWARE`, :func:`gpu_info`, :func:`precision_problem`, :func:`check_gpu`,
 :func:`check_precision_without_torch`, :func:`half_dtype`, :func:`gpu_summary`, :func:`gpu_smoke_test`,
-:func:`pin_single_gpu`.
+:func:`pin_single_gpu`, :class:`PeakMemory`.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import time
 import warnings
@@ -125,7 +127,7 @@ def _cpu_has_native_bf16() -> bool:
 def _cpu_bf16_note(precision: str, gpu: Optional[dict] = None) -> Optional[str]:
     """A warning for bf16 on a CPU without native bf16 (AVX512-BF16 or AMX), where torch multiplies bf16
     matrices with a reference kernel: a tiny-random LoRA step took 17.8 s in bf16 against 0.65 s in fp32 on an
-    AVX2 CPU (``python -m arabicpeft.benchmark gpu --models tiny-random --recipes lora-fp32,lora-bf16``). None
+    AVX2 CPU (``python benchmarks/gpu.py --models tiny-random --recipes lora-fp32,lora-bf16``). None
     otherwise."""
     gpu = gpu_info() if gpu is None else gpu
     if precision != "bf16" or gpu["cuda"] or _cpu_has_native_bf16():
@@ -206,3 +208,43 @@ def pin_single_gpu() -> Optional[str]:
         )
     os.environ["CUDA_VISIBLE_DEVICES"] = "0"
     return "0"
+
+
+def _vm_hwm_bytes() -> Optional[int]:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class PeakMemory:
+    """A peak-memory window, started when made (so several runs in one process do not share one peak);
+    :meth:`read` gives the peak since then."""
+
+    def __init__(self):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+            return
+        try:  # Linux >= 4.0: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass  # then read() reports the peak since the process started, and says so
+
+    def read(self) -> dict:
+        """{"kind", "bytes"}: CUDA max allocated on a GPU ("cuda_max_allocated"), else the peak resident set
+        size ("peak_rss"; "peak_rss_process_lifetime" where the peak cannot be reset)."""
+        import torch
+
+        if torch.cuda.is_available():
+            return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated())}
+        hwm = _vm_hwm_bytes()
+        if hwm is not None:
+            return {"kind": "peak_rss", "bytes": hwm}
+        # ru_maxrss (KiB on Linux) cannot be reset: the whole process's peak since it started.
+        return {"kind": "peak_rss_process_lifetime",
+                "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}

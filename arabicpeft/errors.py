@@ -9,12 +9,17 @@ is a bug and keeps its traceback.
 
 Public: :class:`UserError`, :class:`ConfigError`, :class:`SetupError`, :class:`GPUUnavailableError`,
 :class:`UnsupportedGPUError`, :class:`DiskSpaceError`, :class:`HubUnreachableError`, :class:`SessionTimeSpent`,
-:class:`DataUnavailableError`.
+:class:`DataUnavailableError`, :func:`user_message`, :func:`write_failure`.
 """
 
 from __future__ import annotations
 
+import errno
+import traceback
+from pathlib import Path
 from typing import Optional
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class UserError(Exception):
@@ -55,3 +60,41 @@ class SessionTimeSpent(SetupError):
 
 class DataUnavailableError(UserError, RuntimeError):
     """The requested data cannot be read; we stop rather than train on anything else."""
+
+
+def _raised_here(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by this package's own code (its innermost frame is in arabicpeft/)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and _PACKAGE_DIR in Path(frames[-1].filename).resolve().parents
+
+
+def user_message(exc: BaseException) -> Optional[str]:
+    """``exc``'s message on one line (whitespace runs collapsed) when it is the user's to fix: a
+    :class:`~arabicpeft.errors.UserError`, or a ValueError / OSError / RuntimeError that our own checks raised on
+    purpose (their messages say what to do). None for a bug: exceptions from inside libraries, and every other
+    type."""
+    ours = isinstance(exc, (ValueError, OSError, RuntimeError)) and _raised_here(exc)
+    if not (isinstance(exc, UserError) or ours):
+        return None
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# Writing failed for lack of room (a full disk or quota, a file-size limit) or on a read-only filesystem: the
+# errno of an OSError, or the text of the errors torch.save and safetensors raise instead.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+_WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large", "Read-only file system",
+                   "file write failed", "StorageFull")
+
+
+def write_failure(exc: BaseException) -> Optional[str]:
+    """One line saying that saving failed and what to do, when ``exc`` (or an exception it was raised from) is a
+    failed write (:data:`_WRITE_ERRNOS`, :data:`_WRITE_FAILURES`), wherever it was raised (our code, torch,
+    safetensors, the Trainer's checkpoints); None otherwise."""
+    seen = exc
+    while seen is not None:
+        text = " ".join(str(seen).split())
+        if (isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS) or any(f in text for f in _WRITE_FAILURES):
+            return (f"saving failed: {text[:300]} — free disk space where the output goes (or choose another "
+                    "--output-dir) and rerun the same command: a train run resumes from its last complete checkpoint.")
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -23,7 +23,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from tqdm import tqdm  # text bars, also in notebooks: a saved notebook keeps where they ended (a widget bar
 # is saved as its first frame, "0%", wherever the widget state is not stored, e.g. Kaggle's saved versions)
 
-from . import backbones
+from . import backbones, sources
 from .data import AnyDataset
 from .metrics import score_all
 from .device import half_dtype
@@ -299,3 +299,151 @@ def evaluate_sets(model, processor, test_sets: dict[str, AnyDataset], batch_size
         rows.insert(0, "test_set", name)
         frames.append(rows)
     return metrics, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --- the evaluate command's pipeline (python -m arabicpeft evaluate; a notebook calls run() alike) -------------
+
+
+def load_at_window(reference, precision: Optional[str] = None, window="trained"):
+    """The transformers model of ``reference`` (:func:`arabicpeft.model.load_model`; ``precision`` None: as it
+    was trained) at ``window``: ``"trained"`` (the window it was trained with), ``"full"`` (its base's full
+    window) or a whole number of seconds. Evaluation and transcription load a model alike. Raises
+    :class:`~arabicpeft.errors.UserError` for a window a model cannot take (a cut-window full fine-tune cannot be
+    widened; no window longer than the model's)."""
+    from .errors import UserError
+    from .model import load_model
+
+    loaded = load_model(reference, precision=precision, full_window=window != "trained")
+    if window == "full" and loaded.kind == "model" and loaded.config and loaded.config.encoder_seconds:
+        raise UserError(f"window full: {reference} was fully fine-tuned with a {loaded.window_seconds} s encoder "
+                        "window, which cannot be widened", "keep its trained window (window trained)")
+    if isinstance(window, int):
+        try:
+            loaded.cut_window(window)
+        except ValueError as e:
+            raise UserError(f"window {window}: {e}", "give a window no longer than the model's") from e
+    return loaded
+
+
+def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Optional[list] = None,
+        source: Optional[str] = None, data_path=None, max_test_samples: Optional[int] = None,
+        streaming: bool = False, feature_cache: Optional[str] = None, generation_max_length: Optional[int] = None,
+        window="trained", batch_size: int = 16, backend: str = "hf", precision: Optional[str] = None,
+        compute_type: str = "default", cpu_threads: int = 0, log=print):
+    """Score the model ``model_path`` (any reference :func:`arabicpeft.model.load_model` takes; with ``backend``
+    "ct2" also a CTranslate2 export) and write its results file and per-utterance rows into ``output_dir``;
+    returns the results file's path (what ``python -m arabicpeft evaluate`` runs).
+
+    The data: ``data_path`` given as one manifest or one ``save_to_disk`` folder is read as it is
+    (:func:`arabicpeft.data.load_test_path`; ``test_sets`` keeps those names); otherwise the test sets of
+    ``test_sets`` or of ``dialect`` (default: the training dialect) from ``source`` (default: a local folder when
+    ``data_path`` is given, else the source the model was trained on, else the hub), at most ``max_test_samples``
+    each, read through ``feature_cache`` when given (written first where missing). Decoded at ``window`` (see
+    :func:`load_at_window`; CTranslate2: "trained" or "full") with ``batch_size`` utterances per batch, transcripts
+    bounded by ``generation_max_length`` tokens (default: as trained); ``precision`` (hf) or ``compute_type`` and
+    ``cpu_threads`` (ct2) as :func:`arabicpeft.export.load_ct2` takes them. ``log`` receives what is scored.
+
+    The record (:func:`arabicpeft.results.record`, kind "evaluation") keeps the training config (``config``,
+    untouched) apart from the evaluation's own settings (``evaluation``: window, generation bound, backend, ...),
+    describes the model (``evaluated_model``) and gives each test set and the pooled corpus WER/CER. Raises
+    :class:`~arabicpeft.errors.UserError` when a base model is given neither ``dialect`` nor ``test_sets``."""
+    from .data import settle_counts
+    from .metrics import pooled_metrics
+    from .results import EVALUATION, record, write_results
+
+    scorer, processor, trained, evaluated = _scorer(model_path, backend, window, precision, compute_type,
+                                                    cpu_threads, generation_max_length)
+    max_length = generation_max_length or (trained.generation_max_length if trained else None)
+    max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
+    # label positions: the model's; a CTranslate2 model's are every Whisper size's
+    max_positions = scorer.config.max_target_positions if backend == "hf" else MAX_TARGET_POSITIONS
+    tests, report, synthetic, source = _evaluation_sets(
+        trained, processor, max_seconds, max_positions, dialect=dialect, test_sets=test_sets, source=source,
+        data_path=data_path, max_test_samples=max_test_samples, streaming=streaming, feature_cache=feature_cache,
+        log=log)
+    log(f"Scoring {model_path} ({backend}) on {', '.join(report)} ({source} data), {max_seconds:g} s encoder window.")
+    if synthetic:
+        log(f"note: {_synthetic_note(source, data_path)}")
+    if backend == "ct2":
+        metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=batch_size, max_length=max_length)
+        evaluated.update(requested_compute_type=compute_type, max_length=max_length)
+    else:
+        metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=batch_size, precision=evaluated["precision"])
+        evaluated.update(max_length=max_length)
+    result = record(
+        output_dir, kind=EVALUATION, config=trained.to_dict() if trained else None,
+        data={"source": source, "synthetic": synthetic, "test": settle_counts(report)},
+        # a model trained on the synthetic set gives synthetic numbers on any data
+        synthetic=synthetic or bool(trained and sources.of(trained).synthetic),
+        metrics=metrics, metrics_pooled=pooled_metrics(rows), evaluated_model=evaluated,
+        evaluation={"test_sets": list(report), "source": source,
+                    "data_path": None if data_path is None else str(data_path), "max_test_samples": max_test_samples,
+                    "streaming": bool(streaming), "batch_size": batch_size, "backend": backend,
+                    "compute_type": evaluated.get("compute_type", evaluated.get("precision")), "window": window,
+                    "window_seconds": max_seconds, "generation_max_length": max_length},
+        provenance={"decoding": decoding_record()})
+    return write_results(output_dir, result, rows)
+
+
+def _scorer(model_path, backend: str, window, precision, compute_type: str, cpu_threads: int,
+            generation_max_length: Optional[int]) -> tuple:
+    """(model, processor, training config or None, description of the model) as :func:`run` decodes them."""
+    from pathlib import Path
+
+    from .config import ExperimentConfig
+
+    trained = ExperimentConfig.saved_with(model_path) or ExperimentConfig.saved_with(Path(str(model_path)) / "model")
+    if backend == "ct2":
+        from .export import load_ct2
+
+        seconds = {"trained": trained.encoder_seconds if trained else None, "full": None}.get(window, window)
+        scorer, processor, described = load_ct2(model_path, compute_type=compute_type, cpu_threads=cpu_threads,
+                                                window_seconds=seconds)
+        return scorer, processor, trained, {"reference": str(model_path), "backend": "ct2", **described}
+    loaded = load_at_window(model_path, precision, window)
+    if generation_max_length is not None:  # else as loaded: the trained value
+        loaded.model.generation_config.max_length = generation_max_length
+    evaluated = {"backend": "hf", **loaded.describe()}
+    evaluated.pop("trained_config")
+    return loaded.model, loaded.processor, loaded.config, evaluated
+
+
+def _evaluation_sets(trained, processor, max_seconds: float, max_positions: int, *, dialect, test_sets, source,
+                     data_path, max_test_samples, streaming, feature_cache, log) -> tuple:
+    """(test sets, their report, synthetic, the source read) of :func:`run`."""
+    from pathlib import Path
+
+    from . import dialects
+    from .config import ExperimentConfig
+    from .caching import build_feature_cache
+    from .data import load_test_path, load_test_sets
+    from .sources import is_saved_dataset
+    from .errors import UserError
+
+    test_sets = test_sets or (list(dialects.get(dialect).parts) if dialect else None)
+    path = Path(data_path) if data_path is not None else None
+    if path is not None and (path.is_file() or is_saved_dataset(path)):  # one manifest or saved dataset
+        return (*load_test_path(path, processor.tokenizer, max_seconds, test_sets, max_test_samples, max_positions),
+                "local")
+    source = source or ("local" if path else trained.source if trained else "hub")
+    dialect = dialect or (trained.dialect if trained else None)
+    if not (dialect or test_sets):
+        raise UserError("a base model has no training dialect", "give a dialect or test sets (--dialect, --test-sets).")
+    spec = ExperimentConfig(dialect=dialect or "all", source=source, data_path=None if path is None else str(data_path),
+                            test_sets=test_sets, max_test_samples=max_test_samples, streaming=bool(streaming),
+                            feature_cache=feature_cache,
+                            feature_cache_dtype=trained.feature_cache_dtype if trained else "float32")
+    if spec.feature_cache:
+        build_feature_cache(spec, processor, splits=("test",), log=log)
+    return (*load_test_sets(spec, processor.tokenizer, max_seconds, max_positions, skip_empty=True), source)
+
+
+def _synthetic_note(source: str, data_path) -> str:
+    """What to say of scores on synthetic data: the sample set's note, or which data marked itself synthetic."""
+    from .data import SYNTHETIC_NOTE
+    from .sources import SOURCES
+
+    if SOURCES[source].synthetic:  # the source itself (the sample set), not the data it was pointed at
+        return SYNTHETIC_NOTE
+    return (f"{data_path} marks its records synthetic (its 'synthetic' column), so their scores show that training "
+            "works, not how well Whisper recognises real Arabic dialects.")

@@ -15,7 +15,7 @@ batch by record batch while the source is read once (streamed from the hub, or a
 opened with :func:`datasets.Dataset.from_file`. Columns (one record = one utterance):
 
 - ``log_mel``: the kept frames, mel-major, flattened: ``mel_bins x kept_frames`` values, float32 (lossless)
-  or float16 (half the bytes; lossy, its WER effect measured by ``python -m arabicpeft.benchmark cache``);
+  or float16 (half the bytes; lossy, its WER effect measured by ``python benchmarks/cache.py``);
 - ``pad_value``: float32, the padding value of the frames not stored;
 - ``input_shape``: ``[mel_bins, frames]`` of the model input (e.g. ``[80, 3000]``);
 - ``labels``: int64 token ids, as the otozz sets hold them (prefix and ``<|endoftext|>`` included).

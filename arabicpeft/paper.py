@@ -7,7 +7,7 @@ ASR via Whisper Fine-Tuning". Interspeech 2025, arXiv:2506.02627. The data files
 All WER/CER values are percentages (unnormalized corpus WER/CER x 100).
 
 - :func:`figure_data`: the published per-seed rows behind the paper's four figures (drawn by
-  :mod:`arabicpeft.plots`, written by :func:`arabicpeft.analysis.published_figures`).
+  :mod:`arabicpeft.paper_plots`, written by :func:`arabicpeft.report.published_figures`).
 - :func:`statistics`: the paper's statistics, reproduced: Wilcoxon signed-rank tests, without vs with MSA
   pre-training, per test set over the 6 train-set models and overall over the 36 (train, test) cells (Holm over
   the 6 per-test-set tests); the mean absolute WER/CER difference between the dialect-pooled model and the
@@ -113,7 +113,7 @@ def _load_lora_baseline() -> pd.DataFrame:
 def _msa_trainsize_tidy() -> pd.DataFrame:
     """The Fig. 1 per-seed rows with ``system`` and ``msa_fraction`` joined from the aggregate file.
 
-    Columns: model, seed, wer, cer, system, msa_fraction. The input of :func:`arabicpeft.plots.fig1_msa_trainsize`.
+    Columns: model, seed, wer, cer, system, msa_fraction. The input of :func:`arabicpeft.paper_plots.fig1_msa_trainsize`.
     """
     labels = _load_msa_trainsize()[["model", "system", "msa_fraction"]]
     return _load_msa_trainsize_per_seed().merge(labels, on="model", how="left", validate="many_to_one")

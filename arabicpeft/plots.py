@@ -1,15 +1,15 @@
-"""Every figure of the project, drawn from tidy DataFrames: the paper's four (Özyılmaz et al. 2025, Figs. 1–4) and
-the study's own (rates, method comparison, efficiency, gain and forgetting).
+"""The figures of a study's own analysis (rates, method comparison, efficiency, gain and forgetting), and the
+conventions every figure of the project shares (:mod:`arabicpeft.paper_plots` draws the paper's four): display
+names and order of the test sets, labels, palette, and :func:`require_columns`, the one check of a frame's
+columns, for these figures and the tables of :mod:`arabicpeft.analysis` and :mod:`arabicpeft.tables`.
 
-Each function takes tidy rows (the published ones from :func:`arabicpeft.paper.figure_data`, or a user's from
-``arabicpeft.results.load_runs(root)``), aggregates them itself (mean ± SD over seeds, ddof = 1) and
-returns a :class:`matplotlib.figure.Figure`. Figures are built without pyplot, so they work under any
-backend (Agg included), keep no global state, and display in notebooks as the returned object;
-:class:`arabicpeft.analysis.StudyReport` writes them (PNG + PDF). :func:`require_columns` is the one check of a
-frame's columns, for these figures and the tables of :mod:`arabicpeft.analysis`.
+Each figure function takes tidy rows (a table of :mod:`arabicpeft.analysis`, or ``load_runs(root).runs``) and
+returns a :class:`matplotlib.figure.Figure`. Figures are built without pyplot, so they work under any backend (Agg
+included), keep no global state, and display in notebooks as the returned object;
+:class:`arabicpeft.report.StudyReport` writes them (PNG + PDF).
 
-Public: :func:`require_columns`, :func:`fig1_msa_trainsize`, :func:`fig2_pretraining`,
-:func:`fig3_pooled_vs_specific`, :func:`heatmap_labels`, :func:`fig4_heatmap`, :func:`fig_rates`,
+Public: :data:`CONDITION_LABELS`, :data:`METRIC_LABELS`, :data:`PALETTE`, :func:`require_columns`,
+:func:`require_unique`, :func:`display_name`, :func:`ordered`, :func:`heatmap_labels`, :func:`fig_rates`,
 :func:`fig_method_comparison`, :func:`fig_efficiency`, :func:`fig_gain_forgetting`.
 """
 
@@ -22,14 +22,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from . import dialects
-from .dialects import POOLED
-from .paper import CONDITIONS, WITH_PRETRAINING, WITHOUT_PRETRAINING
+from .paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
 
-_CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
-_ROLE_LABELS = {"pooled": "Dialect-pooled", "specific": "Dialect-specific"}
-_METRIC_LABELS = {"wer": "WER (%)", "cer": "CER (%)"}
-_HEATMAP_CMAP = "viridis_r"  # as in the paper: dark = low error
-_PALETTE = "Set2"  # the authors' colour map
+CONDITION_LABELS = {WITHOUT_PRETRAINING: "without MSA pre-training", WITH_PRETRAINING: "with MSA pre-training"}
+METRIC_LABELS = {"wer": "WER (%)", "cer": "CER (%)"}
+PALETTE = "Set2"  # the authors' colour map
 
 
 def require_columns(df: pd.DataFrame, columns, what: str) -> None:
@@ -43,7 +40,14 @@ def require_columns(df: pd.DataFrame, columns, what: str) -> None:
         raise ValueError(f"{what}: no rows.")
 
 
-def _display(name) -> str:
+def require_unique(df: pd.DataFrame, keys, what: str) -> None:
+    if df.duplicated(list(keys)).any():
+        raise ValueError(
+            f"{what}: several rows per {tuple(keys)}; filter the frame to one method/condition/scheme first."
+        )
+
+
+def display_name(name) -> str:
     """Display name of a dialect/test set ("egyptian" -> "Egyptian"), the name itself if unknown."""
     try:
         return dialects.get(name).display
@@ -51,145 +55,10 @@ def _display(name) -> str:
         return str(name)
 
 
-def _ordered(names) -> list:
+def ordered(names) -> list:
     """Names in registry order (dialects, MSA, pooled), unknown names after them, alphabetically."""
     rank = {n: i for i, n in enumerate(dialects.NAMES)}
     return sorted(set(names), key=lambda n: (rank.get(n, len(rank)), str(n)))
-
-
-def _require_unique(df: pd.DataFrame, keys, what: str) -> None:
-    if df.duplicated(list(keys)).any():
-        raise ValueError(
-            f"{what}: several rows per {tuple(keys)}; filter the frame to one method/condition/scheme first."
-        )
-
-
-def _cell_stats(df: pd.DataFrame, keys, metric: str) -> pd.DataFrame:
-    """Mean and SD (ddof = 1; NaN for one seed) over seeds of ``metric`` per ``keys`` cell."""
-    return df.groupby(list(keys), sort=False)[metric].agg(mean="mean", sd="std", k="size").reset_index()
-
-
-def fig1_msa_trainsize(
-    df: pd.DataFrame, metrics=("wer", "cer"), curve_label: str = "whisper-small fine-tuned on MSA"
-) -> Figure:
-    """Fig. 1: error rate on the MSA test set vs the fraction of MSA training data, with zero-shot sizes.
-
-    ``df``: per-seed rows with columns model, seed and the metrics (as
-    ``arabicpeft.paper.figure_data()["msa_trainsize"]``); ``msa_fraction`` (0–1) marks the fine-tuned points (NaN: a zero-shot reference model); without that
-    column it is parsed from ``model``. The curve is mean ± SD over seeds at each fraction; each zero-shot
-    model is a dashed horizontal line (its mean, named in the legend). One axes per metric.
-    """
-    require_columns(df, ["model", "seed", *metrics], "fig1_msa_trainsize")
-    df = df.copy()
-    if "msa_fraction" not in df.columns:
-        df["msa_fraction"] = pd.to_numeric(df["model"], errors="coerce")
-    curve = df[df["msa_fraction"].notna()]
-    refs = df[df["msa_fraction"].isna()]
-    fig = Figure(figsize=(6 * len(metrics), 4.5), layout="constrained")
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
-    colors = ["0.15"] + sns.color_palette(_PALETTE, max(1, refs["model"].nunique()))
-    for ax, metric in zip(axes, metrics):
-        points = _cell_stats(curve, ["msa_fraction"], metric).sort_values("msa_fraction")
-        ax.errorbar(
-            100 * points["msa_fraction"], points["mean"], yerr=points["sd"].fillna(0), marker="o", capsize=4,
-            color=colors[0], label=f"{curve_label} (mean ± SD)",
-        )
-        ref_stats = _cell_stats(refs, ["model"], metric).sort_values("mean", ascending=False)
-        for color, (_, ref) in zip(colors[1:], ref_stats.iterrows()):
-            label = f"{ref['model']} zero-shot ({ref['mean']:.2f})"
-            ax.axhline(ref["mean"], linestyle="--", linewidth=1.2, color=color, label=label)
-        # axhline does not pad the y-range: set it from every value drawn so no line sits on the frame.
-        drawn = np.concatenate([points["mean"] - points["sd"].fillna(0), points["mean"] + points["sd"].fillna(0),
-                                ref_stats["mean"]])
-        pad = 0.06 * (drawn.max() - drawn.min() or 1.0)
-        ax.set_ylim(drawn.min() - pad, drawn.max() + pad)
-        ax.set_xlabel("MSA training data used (%; 0 = before fine-tuning)")
-        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
-        ax.set_xticks(100 * points["msa_fraction"].to_numpy())
-        ax.grid(axis="y", alpha=0.4)
-        ax.legend(loc="center right", fontsize=8)
-    fig.suptitle("MSA train size vs zero-shot Whisper sizes (MSA test set)", fontweight="bold")
-    return fig
-
-
-def fig2_pretraining(df: pd.DataFrame, metric: str = "wer") -> Figure:
-    """Fig. 2: with vs without MSA pre-training, per test set.
-
-    ``df``: per-seed rows with condition, train_set, test_set, seed and ``metric`` (one method). Each box shows
-    the train-set models' seed-means on one test set for one condition (the pairs the paper's per-test-set
-    Wilcoxon test compares): box = quartiles, whiskers = min–max, solid line = median, dotted = mean; the
-    points are those models.
-    """
-    keys = ["condition", "train_set", "test_set", "seed"]
-    require_columns(df, [*keys, metric], "fig2_pretraining")
-    _require_unique(df, keys, "fig2_pretraining")
-    means = df.groupby(keys[:3], sort=False)[metric].mean().reset_index()
-    tests = _ordered(means["test_set"])
-    conditions = [c for c in CONDITIONS if c in set(means["condition"])]
-    conditions += sorted(set(means["condition"]) - set(conditions))
-    colors = sns.color_palette(_PALETTE, len(conditions))
-    width = 0.8 / len(conditions)
-    fig = Figure(figsize=(9, 4.5), layout="constrained")
-    ax = fig.subplots()
-    handles = []
-    # Plain matplotlib boxes (not seaborn.boxplot, which passes the `vert` argument matplotlib 3.11 deprecates).
-    for j, (condition, color) in enumerate(zip(conditions, colors)):
-        offset = (j - (len(conditions) - 1) / 2) * width
-        mine = means[means["condition"] == condition]
-        values = [mine.loc[mine["test_set"] == t, metric].to_numpy() for t in tests]
-        positions = np.arange(len(tests)) + offset
-        ax.boxplot(
-            values, positions=positions, widths=0.85 * width, whis=(0, 100), patch_artist=True,
-            showmeans=True, meanline=True, showfliers=False, boxprops={"facecolor": color},
-            medianprops={"color": "0.15"}, meanprops={"color": "0.15", "linestyle": ":"},
-        )
-        for x, v in zip(positions, values):  # the models themselves, spread evenly across the box
-            spread = np.linspace(-0.25, 0.25, len(v)) * width if len(v) > 1 else np.zeros(len(v))
-            ax.scatter(x + spread, v, s=10, color="0.2", zorder=3)
-        handles.append(Patch(facecolor=color, edgecolor="0.2", label=_CONDITION_LABELS.get(condition, condition)))
-    ax.set_xticks(np.arange(len(tests)), [_display(t) for t in tests])
-    ax.set_xlabel("Test set")
-    ax.legend(handles=handles, title="Pre-training", fontsize=8, loc="lower left")
-    ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
-    ax.grid(axis="y", alpha=0.4)
-    ax.set_title("Models with and without MSA pre-training, per test set (box: train-set models)", fontweight="bold")
-    return fig
-
-
-def fig3_pooled_vs_specific(df: pd.DataFrame, metrics=("wer", "cer")) -> Figure:
-    """Fig. 3: the dialect-pooled model vs each test set's dialect-specific model, mean ± SD over seeds.
-
-    ``df``: per-seed rows with train_set, test_set, seed and the metrics, of one method and condition (as
-    ``arabicpeft.paper.figure_data()["pooled_vs_specific"]``): the rows of the pooled model (train_set ``all``)
-    are "pooled", those of each test set's own model (train_set == test_set) "specific"; other rows are left
-    out. One axes per metric; its title gives the mean absolute pooled − specific difference over the test sets.
-    Raises ValueError when a column is missing or a (model, test set, seed) has several rows.
-    """
-    require_columns(df, ["train_set", "test_set", "seed", *metrics], "fig3_pooled_vs_specific")
-    role = np.select([df["train_set"] == POOLED, df["train_set"] == df["test_set"]], ["pooled", "specific"], "")
-    df = df.assign(role=role)[role != ""]
-    _require_unique(df, ["role", "test_set", "seed"], "fig3_pooled_vs_specific")
-    data = df.assign(**{"Test set": df["test_set"].map(_display), "Model": df["role"].map(_ROLE_LABELS)})
-    order = [_display(t) for t in _ordered(df["test_set"])]
-    fig = Figure(figsize=(9, 3.6 * len(metrics)), layout="constrained")
-    axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, metric in zip(axes, metrics):
-        sns.barplot(
-            data=data, x="Test set", y=metric, hue="Model", order=order, hue_order=list(_ROLE_LABELS.values()),
-            errorbar="sd", capsize=0.15, err_kws={"linewidth": 1}, palette=_PALETTE, ax=ax,
-        )
-        cell = data.groupby(["test_set", "role"])[metric].mean().unstack("role")
-        if {"pooled", "specific"} <= set(cell.columns):  # mean over the test sets that have both models
-            mad = (cell["pooled"] - cell["specific"]).abs().mean()
-            ax.set_title(f"{metric.upper()}: mean |pooled − specific| = {mad:.2f} points", fontsize=10)
-        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
-        ax.grid(axis="y", alpha=0.4)
-        ax.set_axisbelow(True)
-        ax.legend(title=None, loc="upper left", fontsize=8)
-    for ax in axes[1:]:
-        ax.get_legend().remove()
-    fig.suptitle("Dialect-pooled vs dialect-specific models", fontweight="bold")
-    return fig
 
 
 def heatmap_labels(mean: pd.DataFrame, sd: pd.DataFrame, decimals: int = 2) -> np.ndarray:
@@ -205,50 +74,6 @@ def heatmap_labels(mean: pd.DataFrame, sd: pd.DataFrame, decimals: int = 2) -> n
             else:
                 labels[i, j] = f"{m:.{decimals}f}\n(± {s:.{decimals}f})"
     return labels
-
-
-def fig4_heatmap(
-    df: pd.DataFrame,
-    condition: str | None = WITH_PRETRAINING,
-    metric: str = "wer",
-    drop_train_sets=(POOLED,),
-    decimals: int = 2,
-) -> Figure:
-    """Fig. 4: train set x test set heat-map of mean error rate, annotated "mean (± SD)" over seeds.
-
-    ``df``: per-seed rows with train_set, test_set, seed, ``metric`` and, unless ``condition`` is None,
-    condition (only rows of ``condition`` are drawn). The pooled ``all`` row is dropped as in the paper
-    (``drop_train_sets``). Colour map viridis_r; annotations use :func:`heatmap_labels`.
-    """
-    keys = ["train_set", "test_set", "seed"]
-    require_columns(df, [*keys, metric], "fig4_heatmap")
-    if condition is not None:
-        require_columns(df, ["condition"], "fig4_heatmap")
-        df = df[df["condition"] == condition]
-        if df.empty:
-            raise ValueError(f"fig4_heatmap: no rows with condition {condition!r}.")
-    df = df[~df["train_set"].isin(drop_train_sets)]
-    require_columns(df, keys, "fig4_heatmap")
-    _require_unique(df, keys, "fig4_heatmap")
-    cells = _cell_stats(df, ["train_set", "test_set"], metric)
-    rows, cols = _ordered(cells["train_set"]), _ordered(cells["test_set"])
-    mean = cells.pivot(index="train_set", columns="test_set", values="mean").reindex(index=rows, columns=cols)
-    sd = cells.pivot(index="train_set", columns="test_set", values="sd").reindex(index=rows, columns=cols)
-    fig = Figure(figsize=(1.35 * len(cols) + 2.5, 1.0 * len(rows) + 1.8), layout="constrained")
-    ax = fig.subplots()
-    sns.heatmap(
-        mean.rename(index=_display, columns=_display), annot=heatmap_labels(mean, sd, decimals), fmt="",
-        cmap=_HEATMAP_CMAP, cbar_kws={"label": _METRIC_LABELS.get(metric, metric)}, annot_kws={"fontsize": 9}, ax=ax,
-    )
-    ax.set_xlabel("Tested on")
-    ax.set_ylabel("Fine-tuned on")
-    ax.tick_params(axis="y", labelrotation=0)
-    ax.tick_params(axis="x", labelrotation=30)
-    title = f"{metric.upper()} (%) per train and test set"
-    if condition is not None:
-        title += f", {_CONDITION_LABELS.get(condition, condition)}"
-    ax.set_title(title, fontweight="bold")
-    return fig
 
 
 # Figures of the project's own analysis (arabicpeft.analysis tables) ---------------------------------------
@@ -267,9 +92,9 @@ def _context_labels(df: pd.DataFrame) -> pd.Series:
     if "context" not in df.columns and varies("stage"):
         parts = parts + df["stage"].map(lambda s: [f"stage {s}"])
     if varies("train_set"):
-        parts = parts + df["train_set"].map(lambda t: [f"trained on {_display(t)}"])
+        parts = parts + df["train_set"].map(lambda t: [f"trained on {display_name(t)}"])
     if "context" not in df.columns and varies("condition"):
-        parts = parts + df["condition"].map(lambda c: [_CONDITION_LABELS.get(c, c)])
+        parts = parts + df["condition"].map(lambda c: [CONDITION_LABELS.get(c, c)])
     return parts.map(", ".join)
 
 
@@ -286,7 +111,7 @@ def _system_labels(df: pd.DataFrame) -> pd.Series:
 
 def _palette(n: int) -> list:
     """``n`` distinct colours: the authors' Set2 while it has enough (8), else evenly spaced hues."""
-    return sns.color_palette(_PALETTE if n <= 8 else "husl", n)
+    return sns.color_palette(PALETTE if n <= 8 else "husl", n)
 
 
 def _legend_below(fig, handles, labels, n: int) -> None:
@@ -317,7 +142,7 @@ def _grouped_bars(ax, table: pd.DataFrame, x: str, hue: str, value: str, low: st
 def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFrame | None = None) -> Figure:
     """WER/CER per test set and system: mean over seeds with its utterance bootstrap CI.
 
-    ``summary``: the per-system rates table of :meth:`arabicpeft.analysis.StudyReport.rates` (columns system or
+    ``summary``: the per-system rates table of :meth:`arabicpeft.report.StudyReport.rates` (columns system or
     method, test_set, ``{metric}``, ``{metric}_low``, ``{metric}_high``; one bar per system, named in the legend
     under the axes by :func:`_system_labels`). ``per_run`` (optional, the per-run table it writes as
     ``rates_per_run``): each seed's rate drawn as a point on its bar. One axes per metric.
@@ -325,15 +150,15 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
     require_columns(summary, [_method_column(summary), "test_set", *[f"{m}{s}" for m in metrics for s in ("", "_low", "_high")]],
              "fig_rates")
     data = summary.assign(system=_system_labels(summary))
-    _require_unique(data, ["system", "test_set"], "fig_rates")
-    order, systems = _ordered(data["test_set"]), list(dict.fromkeys(data["system"]))
+    require_unique(data, ["system", "test_set"], "fig_rates")
+    order, systems = ordered(data["test_set"]), list(dict.fromkeys(data["system"]))
     colors = _palette(len(systems))
     width = max(6, 1.6 * len(order) * len(metrics) + 2, 0.065 * max(map(len, systems)))
     fig = Figure(figsize=(width, 4.2 + (0.2 * len(systems) if len(systems) > 4 else 0.3)), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
         _grouped_bars(ax, data, "test_set", "system", metric, f"{metric}_low", f"{metric}_high", order, systems,
-                      colors, [_display(t) for t in order])
+                      colors, [display_name(t) for t in order])
         if per_run is not None:
             runs = per_run.assign(system=_system_labels(per_run))
             width = 0.8 / len(systems)
@@ -342,7 +167,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
                 x = np.array([order.index(t) for t in mine["test_set"]]) + (j - (len(systems) - 1) / 2) * width
                 ax.scatter(x, mine[metric], s=12, color="0.1", zorder=3)
         ax.set_xlabel("Test set")
-        ax.set_ylabel(_METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
         ax.grid(axis="y", alpha=0.4)
         ax.set_axisbelow(True)
     _legend_below(fig, *axes[0].get_legend_handles_labels(), len(systems))
@@ -354,7 +179,7 @@ def fig_rates(summary: pd.DataFrame, metrics=("wer", "cer"), per_run: pd.DataFra
 def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     """Forest plot of method b − method a per test set, one axes per metric.
 
-    ``comparison``: the table of :meth:`arabicpeft.analysis.StudyReport.comparison` (columns test_set, metric, a,
+    ``comparison``: the table of :meth:`arabicpeft.report.StudyReport.comparison` (columns test_set, metric, a,
     b, delta, low, high, p_holm, hedges_g; optional utt_low, utt_high, margin, equivalent). Each row is a point at
     delta with its t-interval over seeds (thick; none with one seed per method) and, where given, the
     utterance-level interval conditional on the seeds (thin, grey); dotted lines at ± the equivalence margin. The
@@ -364,14 +189,15 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
              "fig_method_comparison")
     metrics = list(dict.fromkeys(comparison["metric"]))
     context = _context_labels(comparison)
-    data = comparison.assign(row=comparison["test_set"].map(_display) + context.map(lambda c: f"\n({c})" if c else ""))
-    _require_unique(data, ["metric", "row"], "fig_method_comparison")
+    data = comparison.assign(row=comparison["test_set"].map(display_name)
+                             + context.map(lambda c: f"\n({c})" if c else ""))
+    require_unique(data, ["metric", "row"], "fig_method_comparison")
     a, b = data["a"].iloc[0], data["b"].iloc[0]
-    rank = {t: i for i, t in enumerate(_ordered(data["test_set"]))}
+    rank = {t: i for i, t in enumerate(ordered(data["test_set"]))}
     rows = list(dict.fromkeys(data.sort_values("test_set", key=lambda s: s.map(rank), kind="stable")["row"]))
     fig = Figure(figsize=(6.5 * len(metrics), 1.2 + 0.7 * len(rows)), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)[0]
-    color = sns.color_palette(_PALETTE, 1)[0]
+    color = sns.color_palette(PALETTE, 1)[0]
     for ax, metric in zip(axes, metrics):
         mine = data[data["metric"] == metric].set_index("row").reindex(rows)
         y = np.arange(len(rows))
@@ -450,7 +276,7 @@ def fig_efficiency(eff: pd.DataFrame, panels=tuple(_EFFICIENCY_PANELS)) -> Figur
 def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     """Gain on the training dialect and forgetting on the other test sets, with CIs (research notes §6).
 
-    ``table``: the table of :meth:`arabicpeft.analysis.StudyReport.gain_forgetting` (or
+    ``table``: the table of :meth:`arabicpeft.report.StudyReport.gain_forgetting` (or
     :func:`arabicpeft.stats.gain_forgetting_ci` output): columns train_set, test_set, kind ("gain" |
     "forgetting"), value, low, high and ``hue`` (one bar colour per level; a constant is used when the column is
     absent). Left axes: gain per train set, or per (train set, test set) for a pooled set that gains on each of
@@ -462,10 +288,10 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     data = table.copy()
     if hue not in data.columns:
         data[hue] = "model"
-    _require_unique(data, [hue, "train_set", "test_set"], "fig_gain_forgetting")
+    require_unique(data, [hue, "train_set", "test_set"], "fig_gain_forgetting")
     levels = list(dict.fromkeys(data[hue]))
     colors = _palette(len(levels))
-    trains, tests = _ordered(data["train_set"]), _ordered(data["test_set"])
+    trains, tests = ordered(data["train_set"]), ordered(data["test_set"])
     several = len(trains) > 1
 
     def cells(rows, name):
@@ -479,7 +305,7 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
                                          lambda t, d: f"{t}\u2192{d}" if several else d)
 
     def labels(order):
-        return [" \u2192 ".join(_display(p) for p in c.split("\u2192")) for c in order]
+        return [" \u2192 ".join(display_name(p) for p in c.split("\u2192")) for c in order]
 
     widths = [max(1, len(gain_cells)), max(1, len(forgetting_cells))]
     width = max(2.0 + 1.3 * sum(widths) * max(1, len(levels) / 2), 0.065 * max(len(str(v)) for v in levels))

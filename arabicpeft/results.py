@@ -1,9 +1,9 @@
 """Results files: one JSON per run, written atomically, recording what produced every number (the config, the
 data, the code's commit, the library versions and the hardware: :func:`environment`).
 
-Public: :data:`MIB`, :func:`provenance`, :func:`git_commit`, :func:`versions`, :func:`environment`, :class:`PeakMemory`, :func:`dir_bytes`, :func:`write_results`,
-:func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`, :data:`TRAINED`, :data:`START`, :data:`BANK_TRAIN_SET`,
-:func:`variant_of`, :class:`Runs`, :func:`load_runs`.
+Public: :data:`MIB`, :func:`provenance`, :func:`git_commit`, :func:`versions`, :func:`environment`,
+:func:`dir_bytes`, :func:`write_results`, :func:`record`, :func:`read_results`, :data:`TRAINING`, :data:`EVALUATION`,
+:data:`TRAINED`, :data:`START`, :data:`BANK_TRAIN_SET`, :func:`variant_of`, :class:`Runs`, :func:`load_runs`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -92,46 +91,6 @@ def environment() -> dict:
     return {"git_commit": git_commit(), "versions": versions(), "hardware": _hardware()}
 
 
-def _vm_hwm_bytes() -> Optional[int]:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-class PeakMemory:
-    """A peak-memory window, started when made (so several runs in one process do not share one peak);
-    :meth:`read` gives the peak since then."""
-
-    def __init__(self):
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-            return
-        try:  # Linux >= 4.0: writing 5 to clear_refs resets the peak RSS (VmHWM) of this process
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass  # then read() reports the peak since the process started, and says so
-
-    def read(self) -> dict:
-        """{"kind", "bytes"}: CUDA max allocated on a GPU ("cuda_max_allocated"), else the peak resident set
-        size ("peak_rss"; "peak_rss_process_lifetime" where the peak cannot be reset)."""
-        import torch
-
-        if torch.cuda.is_available():
-            return {"kind": "cuda_max_allocated", "bytes": int(torch.cuda.max_memory_allocated())}
-        hwm = _vm_hwm_bytes()
-        if hwm is not None:
-            return {"kind": "peak_rss", "bytes": hwm}
-        # ru_maxrss (KiB on Linux) cannot be reset: the whole process's peak since it started.
-        return {"kind": "peak_rss_process_lifetime",
-                "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
-
-
 def dir_bytes(path) -> int:
     """Bytes of every file under ``path``."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
@@ -149,6 +108,31 @@ def write_results(out_dir, result: dict, utterances: Optional[pd.DataFrame] = No
         write_csv_atomic(out_dir / UTTERANCES_FILE, utterances)
         result["utterances_file"] = UTTERANCES_FILE
     return write_json_atomic(out_dir / RESULTS_FILE, result)
+
+
+def record(out_dir, *, kind: str, config: Optional[dict], data: dict, synthetic: bool, metrics: dict,
+           metrics_pooled: Optional[dict], metrics_before: Optional[dict] = None,
+           utterances_before_file: Optional[str] = None, evaluated_model=None, evaluation: Optional[dict] = None,
+           training: Optional[dict] = None, efficiency: Optional[dict] = None,
+           provenance: Optional[dict] = None) -> dict:
+    """The content of one results file, in the one shape every run writes (:func:`write_results` adds the schema
+    and the environment): ``run_id`` (the name of ``out_dir``), ``kind`` (:data:`TRAINING` or :data:`EVALUATION`),
+    ``config`` (the training config as a dict; None for a model trained elsewhere), ``data`` (what was read, with
+    counts), ``synthetic`` (the scores are on synthetic data, or of a model trained on it), ``metrics``
+    ({test_set: {scheme: summary}}), ``metrics_pooled`` ({scheme: summary} over every test set), ``metrics_before``
+    and ``utterances_before_file`` (the starting model's scores; None: not scored); then the sections given:
+    ``evaluated_model`` and ``evaluation`` (an evaluation's model and its settings), ``training``, ``efficiency``
+    and ``provenance`` (what the run adds to the environment; the generation budget is taken from ``metrics``
+    where they record it)."""
+    budget = next(iter(metrics.values()), {}).get("raw", {}).get("generation_budget_tokens")
+    if budget is not None:
+        provenance = {"generation_budget_tokens": budget, **(provenance or {})}
+    sections = {"evaluated_model": evaluated_model, "evaluation": evaluation, "training": training,
+                "efficiency": efficiency, "provenance": provenance}
+    return {"run_id": Path(out_dir).name, "kind": kind, "config": config, "data": data, "synthetic": synthetic,
+            "metrics": metrics, "metrics_pooled": metrics_pooled, "metrics_before": metrics_before,
+            "utterances_before_file": utterances_before_file,
+            **{name: value for name, value in sections.items() if value is not None}}
 
 
 def read_results(path) -> dict:

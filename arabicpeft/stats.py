@@ -394,15 +394,9 @@ def _gain_forgetting(R: pd.DataFrame, start: str = START) -> tuple[pd.DataFrame,
     )
 
 
-def gain_forgetting_ci(
-    utterances: pd.DataFrame,
-    start: str = START,
-    errors: str = "word_errors",
-    lengths: str = "ref_words",
-    n_boot: int = N_RESAMPLES,
-    seed: int = 0,
-    level: float = LEVEL,
-) -> pd.DataFrame:
+def gain_forgetting_ci(utterances: pd.DataFrame, start: str = START, errors: str = "word_errors",
+                       lengths: str = "ref_words", n_boot: int = N_RESAMPLES, seed: int = 0,
+                       level: float = LEVEL) -> pd.DataFrame:
     """Gain and forgetting with paired bootstrap CIs from per-utterance edit counts.
 
     ``utterances``: one row per (train_set, test_set, utterance), columns train_set (``start`` for the
@@ -441,15 +435,6 @@ def gain_forgetting_ci(
         else:  # forgetting = trained − start
             res = paired_bootstrap(e_start, e_trained, n_ref, n_boot=n_boot, seed=seed, level=level)
             kind = "forgetting"
-        rows.append(
-            {
-                "train_set": t,
-                "test_set": d,
-                "kind": kind,
-                "value": res["delta"],
-                "low": res["low"],
-                "high": res["high"],
-                "p_positive": res["p_b_worse"],
-            }
-        )
+        rows.append({"train_set": t, "test_set": d, "kind": kind, "value": res["delta"], "low": res["low"],
+                     "high": res["high"], "p_positive": res["p_b_worse"]})
     return pd.DataFrame(rows, columns=["train_set", "test_set", "kind", "value", "low", "high", "p_positive"])

@@ -25,13 +25,15 @@ from transformers import Seq2SeqTrainer, TrainerState, set_seed
 
 from . import methods
 from .config import DEMO_RUN, ExperimentConfig, demo_config
-from .data import SYNTHETIC_NOTE, DataSplits, build_feature_cache, load_splits, settle_counts
+from .caching import build_feature_cache
+from .data import SYNTHETIC_NOTE, DataSplits, load_splits, settle_counts
 from .evaluate import decoding_record, evaluate_sets
+from .device import PeakMemory
 from .errors import ConfigError
 from .export import write_model_card
 from .metrics import pooled_metrics
 from .model import build_model, count_parameters, model_source, save_trained
-from .results import PeakMemory, dir_bytes, read_results, write_results
+from .results import TRAINING, dir_bytes, read_results, record, write_results
 from .run_dir import (BEFORE_METRICS_FILE, BEFORE_UTTERANCES_FILE, CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE,
                       TRAINER_STATE, RunDir, write_csv_atomic, write_json_atomic)
 from .trainer import DDP_TIMEOUT_S, TimeBudget, load_weights, make_trainer, per_device_batch
@@ -314,8 +316,7 @@ def _score_and_save(cfg: ExperimentConfig, training: _Training, processor, split
     run_dir.mark_incomplete(state.global_step)  # model/ and results.json are replaced together from here
     saved = save_trained(model, processor, cfg, out / MODEL_DIR)
     clock.done("saving")
-    result = _results_record(cfg, training, processor, splits, (after, *before), saved, clock)
-    result["metrics_pooled"] = pooled_metrics(after_rows)
+    result = _results_record(cfg, training, processor, splits, (after, after_rows, *before), saved, clock)
     path = write_results(out, result, after_rows)
     write_model_card(saved, read_results(path))  # README.md beside the adapter/model, with these scores
     run_dir.mark_complete()
@@ -325,19 +326,16 @@ def _score_and_save(cfg: ExperimentConfig, training: _Training, processor, split
 
 def _results_record(cfg: ExperimentConfig, training: _Training, processor, splits: DataSplits, scores: tuple,
                     saved: Path, clock: _Clock) -> dict:
-    """The results record of a training run; ``scores``: (after, before, before_rows) of :func:`evaluate_sets`."""
-    after, before, before_rows = scores
+    """The results record of a training run (:func:`arabicpeft.results.record`); ``scores``: (after, after_rows,
+    before, before_rows) of :func:`evaluate_sets`."""
+    after, after_rows, before, before_rows = scores
     model, state, checkpoint = training.trainer.model, training.trainer.state, training.checkpoint
     trainable, total = training.parameters
-    return {
-        "run_id": Path(cfg.output_dir).name,
-        "config": cfg.to_dict(),
-        "data": settle_counts(splits.report),
-        "synthetic": splits.synthetic,
-        "metrics": after,
-        "metrics_before": before,
-        "utterances_before_file": BEFORE_UTTERANCES_FILE if before_rows is not None else None,
-        "training": {
+    return record(
+        cfg.output_dir, kind=TRAINING, config=cfg.to_dict(), data=settle_counts(splits.report),
+        synthetic=splits.synthetic, metrics=after, metrics_pooled=pooled_metrics(after_rows), metrics_before=before,
+        utterances_before_file=BEFORE_UTTERANCES_FILE if before_rows is not None else None,
+        training={
             "resumed_from": checkpoint,
             "global_step": state.global_step,
             "best_checkpoint": state.best_model_checkpoint,
@@ -351,7 +349,7 @@ def _results_record(cfg: ExperimentConfig, training: _Training, processor, split
             "world_size": training.world_size,
             "per_device_batch_size": training.device_batch,
         },
-        "efficiency": {
+        efficiency={
             "trainable_parameters": trainable,
             "total_parameters": total,
             "trainable_percent": 100.0 * trainable / total,
@@ -369,13 +367,12 @@ def _results_record(cfg: ExperimentConfig, training: _Training, processor, split
             "saved_dir_bytes": dir_bytes(saved),
         },
         # What a rerun needs beyond the config: the values the config left to defaults, and the model's origin.
-        "provenance": {
+        provenance={
             "model": model_source(cfg, model),
             "learning_rate": cfg.lr,
             "lr_scheduler": "linear",
-            "generation_budget_tokens": next(iter(after.values()))["raw"]["generation_budget_tokens"],
             "decoding": decoding_record(),
             "max_label_positions": model.config.max_target_positions,
             "encoder_window_s": processor.feature_extractor.chunk_length,
         },
-    }
+    )

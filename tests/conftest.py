@@ -40,7 +40,7 @@ def _checkout_files() -> set[str] | None:
 # Under xdist (the README's ``-n 2 --dist loadfile``) whole files go to the workers in collection order: the
 # longest (measured) go first, so that the two workers finish together instead of one running them at the end.
 # (xdist would otherwise reorder the files by their number of tests, which puts the few long ones last.)
-LONGEST_FIRST = ("tests/test_e2e_ddp.py", "tests/test_analysis.py", "tests/test_benchmark.py",
+LONGEST_FIRST = ("tests/test_e2e_ddp.py", "tests/test_analysis.py", "tests/test_benchmarks.py",
                  "notebooks/04_paper_figures.ipynb",
                  "tests/test_evaluate.py", "tests/test_e2e_resume.py", "notebooks/05_inference_export.ipynb",
                  "notebooks/03_statistical_analysis.ipynb", "notebooks/06_adapter_bank.ipynb", "tests/test_kaggle_build.py")

@@ -1,4 +1,5 @@
-"""Reading a directory of runs (per-utterance errors, efficiency, tables) and the analysis built on it."""
+"""Reading a directory of runs (per-utterance errors, efficiency, tables) and the analysis built on it: the statistics
+(analysis), the descriptive tables (tables) and the study report (report)."""
 
 import json
 import math
@@ -9,10 +10,12 @@ import pytest
 from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from arabicpeft import analysis, paper, plots, stats
+from arabicpeft import analysis, paper, paper_plots, stats, tables
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.results import load_runs, _results_files
 from arabicpeft.paper import WITH_PRETRAINING, WITHOUT_PRETRAINING
+from arabicpeft.report import (_SYNTHETIC_NOTICE, StudyReport, _data_notice, _save_figure, _save_table, project_path,
+                               published_figures)
 
 N_BOOT = 500
 N_UTT = 60
@@ -175,7 +178,7 @@ def test_condition_says_what_a_run_started_from(tmp_path):
 
 def test_save_table_writes_csv_and_latex(tmp_path):
     table = pd.DataFrame({"test_set": ["egyptian", "gulf"], "wer": [12.3456, np.nan], "p_holm": [0.01, 1.0]})
-    csv, tex = analysis._save_table(table, tmp_path / "tables" / "t1", caption="WER", label="tab:wer")
+    csv, tex = _save_table(table, tmp_path / "tables" / "t1", caption="WER", label="tab:wer")
     assert (csv.name, tex.name) == ("t1.csv", "t1.tex")
     pd.testing.assert_frame_equal(pd.read_csv(csv), table)
     latex = tex.read_text(encoding="utf-8")
@@ -184,14 +187,14 @@ def test_save_table_writes_csv_and_latex(tmp_path):
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path):
-    paths = analysis._save_figure(plots.fig4_heatmap(paper.figure_data()["dialects"]), tmp_path / "sub" / "fig4")
+    paths = _save_figure(paper_plots.fig4_heatmap(paper.figure_data()["dialects"]), tmp_path / "sub" / "fig4")
     assert [p.name for p in paths] == ["fig4.png", "fig4.pdf"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths[1].read_bytes()[:5] == b"%PDF-"
 
 
 def test_published_figures_draw_and_write_the_four(tmp_path):
-    figures = analysis.published_figures(tmp_path / "paper")
+    figures = published_figures(tmp_path / "paper")
     assert len(figures) == 4 and all(isinstance(f, Figure) for f in figures)
     stems = ["fig1_msa_trainsize", "fig2_pretraining", "fig3_pooled_vs_specific", "fig4_heatmap"]
     assert sorted(p.name for p in (tmp_path / "paper").iterdir()) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
@@ -203,16 +206,16 @@ def test_published_figures_draw_and_write_the_four(tmp_path):
 
 
 def test_project_path(tmp_path, monkeypatch):
-    assert analysis.project_path(tmp_path / "x") == tmp_path / "x"
+    assert project_path(tmp_path / "x") == tmp_path / "x"
     (tmp_path / "proj" / "arabicpeft").mkdir(parents=True)
     (tmp_path / "proj" / "arabicpeft" / "__init__.py").write_text("")
     (tmp_path / "proj" / "pyproject.toml").write_text("")
     (tmp_path / "proj" / "notebooks").mkdir()
     monkeypatch.chdir(tmp_path / "proj" / "notebooks")  # a notebook kernel's working directory
-    assert analysis.project_path("runs/study") == (tmp_path / "proj" / "runs" / "study").resolve()
+    assert project_path("runs/study") == (tmp_path / "proj" / "runs" / "study").resolve()
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # no project above: the working directory
-    assert analysis.project_path("runs/study") == (tmp_path / "elsewhere" / "runs" / "study").resolve()
+    assert project_path("runs/study") == (tmp_path / "elsewhere" / "runs" / "study").resolve()
 
 
 # analysis -------------------------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ def _rate(rows, metric="wer"):
 
 
 def test_rate_table_per_run(utts):
-    table = analysis._rate_table(utts, n_boot=N_BOOT)
+    table = analysis.rate_table(utts, n_boot=N_BOOT)
     assert len(table) == 6 * len(TEST_SETS)  # start rows are left out
     row = table[table["variant"].str.startswith("lora") & (table["seed"] == 84) & (table["test_set"] == "gulf")].iloc[0]
     run = utts[(utts["scored"] == "trained") & (utts["method"] == "lora") & (utts["seed"] == 84)
@@ -235,7 +238,7 @@ def test_rate_table_per_run(utts):
 
 
 def test_system_table_means_over_seeds(utts):
-    table = analysis._system_table(utts, n_boot=N_BOOT)
+    table = analysis.system_table(utts, n_boot=N_BOOT)
     assert len(table) == 2 * len(TEST_SETS) and (table["k"] == 3).all()
     row = table[table["variant"].str.startswith("full") & (table["test_set"] == "egyptian")].iloc[0]
     runs = utts[(utts["scored"] == "trained") & (utts["method"] == "full") & (utts["test_set"] == "egyptian")]
@@ -270,7 +273,7 @@ def _seed_rates(utts, method, test_set, metric="wer"):
 
 
 def test_compare_methods_tests_over_seeds_paired_by_seed(utts):
-    table = analysis._compare_methods(utts, n_boot=N_BOOT)
+    table = analysis.compare_methods(utts, n_boot=N_BOOT)
     assert len(table) == len(TEST_SETS) * 2  # test sets x (wer, cer)
     assert (table["a"] == "full fp32 lr1e-05").all() and (table["b"] == "lora fp32 r32 a64 d0.05 qv lr0.001").all()
     assert (table["test"] == stats.PAIRED_T).all() and (table["df"] == 2).all()  # the same 3 seeds: paired
@@ -298,7 +301,7 @@ def test_compare_methods_tests_over_seeds_paired_by_seed(utts):
 def test_compare_methods_unpaired_seeds_use_welch(utts):
     mixed = utts[~((utts["method"] == "lora") & (utts["seed"] == 168))]  # lora: 42, 84; full: 42, 84, 168
     mixed = mixed.assign(seed=np.where(mixed["method"] == "lora", mixed["seed"] + 1, mixed["seed"]))
-    row = analysis._compare_methods(mixed, metrics=("wer",), n_boot=N_BOOT).set_index("test_set").loc["egyptian"]
+    row = analysis.compare_methods(mixed, metrics=("wer",), n_boot=N_BOOT).set_index("test_set").loc["egyptian"]
     full, lora = _seed_rates(utts, "full", "egyptian"), _seed_rates(utts, "lora", "egyptian")[:2]
     assert row["test"] == stats.WELCH_T and (row["k_a"], row["k_b"]) == (3, 2)
     assert row["p"] == pytest.approx(sps.ttest_ind(lora, full, equal_var=False).pvalue)
@@ -306,23 +309,23 @@ def test_compare_methods_unpaired_seeds_use_welch(utts):
 
 def test_compare_methods_single_seed_identical_and_missing(utts):
     one = utts[utts["seed"] == 42]
-    table = analysis._compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
+    table = analysis.compare_methods(one, metrics=("wer",), n_boot=N_BOOT)
     assert table["test"].isna().all() and table["p"].isna().all() and table["p_holm"].isna().all()
     assert table["low"].isna().all() and table["equivalent"].isna().all() and table["hedges_g"].isna().all()
     assert table["utt_p"].notna().all()  # the utterance-level test, conditional on that seed, is still given
-    statement = analysis._comparison_statement(table)
+    statement = analysis.comparison_statement(table)
     assert "2 of 2 cells have one seed per method" in statement and "conditional on that seed" in statement
     same = utts[utts["method"] == "full"]
     twin = pd.concat([same, same.assign(method="lora", variant="lora twin")])
-    table = analysis._compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
+    table = analysis.compare_methods(twin, metrics=("wer",), n_boot=N_BOOT)
     assert (table["delta"] == 0).all() and (table["utt_p"] == 1).all()
     assert table["p"].isna().all()  # no spread over seeds at all: no t-test
     with pytest.raises(ValueError, match="both"):
-        analysis._compare_methods(same, n_boot=N_BOOT)
+        analysis.compare_methods(same, n_boot=N_BOOT)
 
 
 def test_efficiency_summary(study):
-    summary = analysis._efficiency_summary(load_runs(study).runs)
+    summary = tables.efficiency_summary(load_runs(study).runs)
     summary = summary.assign(method=summary["variant"].str.split().str[0]).set_index("method")
     assert summary.loc["full", "k"] == 3 and summary.loc["full", "peak_memory_kind"] == "peak_rss"
     assert summary.loc["full", "peak_memory_mib"] == pytest.approx(900.0)
@@ -332,7 +335,7 @@ def test_efficiency_summary(study):
 
 
 def test_gain_forgetting_table_matches_point_values(utts):
-    table = analysis._gain_forgetting_table(utts, n_boot=N_BOOT)
+    table = analysis.gain_forgetting_table(utts, n_boot=N_BOOT)
     assert len(table) == 2 * len(TEST_SETS)  # per method: the gain on egyptian, the forgetting on gulf
     table = table.assign(method=table["variant"].str.split().str[0])
     for method, rows in table.groupby("method"):
@@ -356,8 +359,8 @@ def test_gain_forgetting_table_matches_point_values(utts):
 
 def test_gain_forgetting_table_needs_the_start(utts):
     with pytest.raises(ValueError, match="include_start"):
-        analysis._gain_forgetting_table(utts[utts["scored"] == "trained"], n_boot=N_BOOT)
-    cer = analysis._gain_forgetting_table(utts, metric="cer", n_boot=N_BOOT)
+        analysis.gain_forgetting_table(utts[utts["scored"] == "trained"], n_boot=N_BOOT)
+    cer = analysis.gain_forgetting_table(utts, metric="cer", n_boot=N_BOOT)
     assert (cer["metric"] == "cer").all() and not math.isnan(cer["value"].sum())
 
 
@@ -394,7 +397,7 @@ def grid(grid_root):
 
 
 def test_msa_trainsize_frame_feeds_fig1(grid):
-    frame = analysis._msa_trainsize_frame(grid)
+    frame = paper_plots.msa_trainsize_frame(grid)
     assert list(frame.columns) == ["model", "seed", "wer", "cer", "system", "msa_fraction"]
     assert sorted(set(frame["msa_fraction"])) == [0.0, 0.5, 1.0]
     assert (frame["msa_fraction"] == 0.0).sum() == 4  # the starting model, once per MSA run
@@ -402,19 +405,19 @@ def test_msa_trainsize_frame_feeds_fig1(grid):
     expected = grid[(grid["train_set"] == "msa") & (grid["test_set"] == "msa") & (grid["n_train"] == 24)]
     assert sorted(half["wer"]) == sorted(expected["wer"])
     with pytest.raises(ValueError, match="No runs"):
-        analysis._msa_trainsize_frame(grid[grid["train_set"] != "msa"])
+        paper_plots.msa_trainsize_frame(grid[grid["train_set"] != "msa"])
 
 
 def test_paper_frames_dialects_and_pooled(grid):
-    frames = analysis._paper_frames(grid)
-    pd.testing.assert_frame_equal(frames["msa_trainsize"], analysis._msa_trainsize_frame(grid))
+    frames = paper_plots.own_figure_data(grid)
+    pd.testing.assert_frame_equal(frames["msa_trainsize"], paper_plots.msa_trainsize_frame(grid))
     dialects = frames["dialects"]
     assert set(dialects["train_set"]) == {"egyptian", "all"} and set(dialects["scored"]) == {"trained"}
     assert set(dialects["condition"]) == {WITHOUT_PRETRAINING, WITH_PRETRAINING}
     pooled = frames["pooled_vs_specific"]
     assert (pooled.loc[pooled["train_set"] == "msa", "n_train"] == 48).all()  # the model with the most MSA data
     assert (pooled.loc[pooled["train_set"] != "msa", "condition"] == WITH_PRETRAINING).all()
-    fig3 = plots.fig3_pooled_vs_specific(pooled)  # pooled ("all") and own model on egyptian and msa, 2 seeds
+    fig3 = paper_plots.fig3_pooled_vs_specific(pooled)  # pooled ("all") and own model on egyptian and msa, 2 seeds
     assert len([bar for c in fig3.axes[0].containers for bar in c]) == 4
 
 
@@ -427,18 +430,18 @@ def test_rate_table_refuses_to_merge_two_runs_of_one_seed():
                word_errors=1, ref_words=4, char_errors=2, ref_chars=10, scored="trained")
     rows = pd.DataFrame([{**one, "utt_index": 0}, {**one, "utt_index": 1}, {**one, "utt_index": 0}])
     with pytest.raises(ValueError, match="Several runs share"):
-        analysis._rate_table(rows, n_boot=100)
+        analysis.rate_table(rows, n_boot=100)
 
 
 def test_equivalence_is_a_tost_against_the_stated_margin(utts):
     for margin in (1.0, 50.0):
-        table = analysis._compare_methods(utts, metrics=("wer",), margin=margin, n_boot=N_BOOT)
+        table = analysis.compare_methods(utts, metrics=("wer",), margin=margin, n_boot=N_BOOT)
         for test_set, row in table.set_index("test_set").iterrows():
             full, lora = _seed_rates(utts, "full", test_set), _seed_rates(utts, "lora", test_set)
             expected = stats.tost(full, lora, paired=True, margin=margin)
             assert row["margin"] == margin and row["p_equivalence"] == pytest.approx(expected["p"])
             assert row["equivalent"] == expected["equivalent"]
-        text = analysis._comparison_statement(table)
+        text = analysis.comparison_statement(table)
         n_eq = int(table["equivalent"].astype(bool).sum())
         assert f"equivalence within ±{margin:g} WER points (TOST, alpha = 0.05) is shown in {n_eq} of 2" in text
         assert (n_eq, margin) in ((0, 1.0), (2, 50.0))  # the fixture's methods differ by several points
@@ -454,27 +457,27 @@ def _written(folder):
 def test_study_report_sections_write_and_return_their_tables(study, tmp_path):
     runs = load_runs(study)
     utts = runs.utterances()
-    report = analysis.StudyReport(runs, tmp_path, n_boot=N_BOOT)
+    report = StudyReport(runs, tmp_path, n_boot=N_BOOT)
     rates, fig = report.rates()
-    pd.testing.assert_frame_equal(rates, analysis._system_table(utts, n_boot=N_BOOT))
+    pd.testing.assert_frame_equal(rates, analysis.system_table(utts, n_boot=N_BOOT))
     assert pd.read_csv(tmp_path / "rates_per_run.csv")["wer"].tolist() == pytest.approx(
-        analysis._rate_table(utts, n_boot=N_BOOT)["wer"].tolist())
+        analysis.rate_table(utts, n_boot=N_BOOT)["wer"].tolist())
     assert "Corpus WER/CER (%, raw), mean over seeds" in (tmp_path / "rates.tex").read_text(encoding="utf-8")
     statement, table, _ = report.comparison()
-    pd.testing.assert_frame_equal(table, analysis._compare_methods(utts, n_boot=N_BOOT))
-    assert statement == "\n\n".join(analysis._comparison_statement(table, m) for m in ("wer", "cer"))
+    pd.testing.assert_frame_equal(table, analysis.compare_methods(utts, n_boot=N_BOOT))
+    assert statement == "\n\n".join(analysis.comparison_statement(table, m) for m in ("wer", "cer"))
     assert statement._repr_markdown_() == str(statement)
     *gain_figures, gain = report.gain_forgetting()
     assert len(gain_figures) == 2 and sorted(set(gain["metric"])) == ["cer", "wer"]
     pd.testing.assert_frame_equal(gain[gain["metric"] == "wer"].drop(columns="group").reset_index(drop=True),
-                                  analysis._gain_forgetting_table(utts, n_boot=N_BOOT))
+                                  analysis.gain_forgetting_table(utts, n_boot=N_BOOT))
     assert set(gain["group"]) == set(gain["variant"])  # one context: the method names the group
     [no_bank] = report.bank()
     assert no_bank.startswith("No adapter-bank evaluation")
     [no_curve] = report.msa_curve()
     assert no_curve.startswith("No MSA train-size curve")
     _, efficiency = report.efficiency()
-    pd.testing.assert_frame_equal(efficiency, analysis._efficiency_summary(runs.runs))
+    pd.testing.assert_frame_equal(efficiency, tables.efficiency_summary(runs.runs))
     stems = ["efficiency", "gain_forgetting", "peft_vs_full", "rates"]
     assert _written(tmp_path) == sorted(
         [f"{s}.{e}" for s in stems for e in ("csv", "tex", "png", "pdf") if (s, e) not in {("gain_forgetting", "png"),
@@ -489,17 +492,17 @@ def test_study_report_sections_write_and_return_their_tables(study, tmp_path):
 def test_study_report_defaults(study, monkeypatch):
     runs = load_runs(study)
     monkeypatch.setenv("ARABICPEFT_PROFILE", "ci")
-    report = analysis.StudyReport(runs)
+    report = StudyReport(runs)
     assert report.output_dir == study / "analysis" and report.n_boot == 2_000 and report.scheme == "raw"
     monkeypatch.delenv("ARABICPEFT_PROFILE")
-    assert analysis.StudyReport(runs, "rel/out").output_dir == analysis.project_path("rel/out")
-    assert analysis.StudyReport(runs).n_boot == stats.N_RESAMPLES
-    assert analysis.StudyReport(runs, scheme="leaderboard").utterances["word_errors"].sum() == (
+    assert StudyReport(runs, "rel/out").output_dir == project_path("rel/out")
+    assert StudyReport(runs).n_boot == stats.N_RESAMPLES
+    assert StudyReport(runs, scheme="leaderboard").utterances["word_errors"].sum() == (
         runs.utterances(scheme="leaderboard")["word_errors"].sum())
 
 
 def test_study_report_matrix_one_per_method_and_context(study, tmp_path):
-    report = analysis.StudyReport(load_runs(study), tmp_path)
+    report = StudyReport(load_runs(study), tmp_path)
     scores = report.scores
     shown = report.matrix()
     assert [str(s) for s in shown[::3]] == ["**full fp32 lr1e-05**", "**lora fp32 r32 a64 d0.05 qv lr0.001**"]
@@ -519,8 +522,8 @@ def test_study_report_matrix_one_per_method_and_context(study, tmp_path):
 
 
 def test_study_report_paper_figures_per_method_and_metric(grid_root, tmp_path):
-    notice, *figures = analysis.StudyReport(load_runs(grid_root), tmp_path).paper_figures(metrics=("wer", "cer"))
-    assert notice == analysis._SYNTHETIC_NOTICE
+    notice, *figures = StudyReport(load_runs(grid_root), tmp_path).paper_figures(metrics=("wer", "cer"))
+    assert notice == _SYNTHETIC_NOTICE
     assert len(figures) == 6  # one method: Figs. 1 and 3 once, Figs. 2 and 4 per metric
     assert [f.get_suptitle() for f in figures] == ["MSA train size vs zero-shot Whisper sizes (MSA test set)", *["full fp32 lr1e-05"] * 5]
     assert figures[0].axes[0].get_legend().get_texts()[0].get_text() == "own runs on MSA: full fp32 lr1e-05 (mean ± SD)"
@@ -528,21 +531,21 @@ def test_study_report_paper_figures_per_method_and_metric(grid_root, tmp_path):
     stems = [f"fig1_msa_trainsize_{label}", f"fig2_pretraining_wer_{label}", f"fig2_pretraining_cer_{label}",
              f"fig3_pooled_vs_specific_{label}", f"fig4_heatmap_wer_{label}", f"fig4_heatmap_cer_{label}"]
     assert _written(tmp_path) == sorted(f"{s}.{e}" for s in stems for e in ("png", "pdf"))
-    [none] = analysis.StudyReport(load_runs(tmp_path / "empty"), tmp_path / "empty").paper_figures()
+    [none] = StudyReport(load_runs(tmp_path / "empty"), tmp_path / "empty").paper_figures()
     assert none.startswith("No results in") and not (tmp_path / "empty").exists()
 
 
 def test_data_notice_and_overview(study, tmp_path):
     runs = load_runs(study)
-    assert analysis._data_notice(runs.runs, study) == analysis._SYNTHETIC_NOTICE
-    assert analysis._data_notice(runs.runs.assign(synthetic=False), study) == ""
-    assert analysis._data_notice(load_runs(tmp_path).runs, tmp_path) == (
+    assert _data_notice(runs.runs, study) == _SYNTHETIC_NOTICE
+    assert _data_notice(runs.runs.assign(synthetic=False), study) == ""
+    assert _data_notice(load_runs(tmp_path).runs, tmp_path) == (
         f"No results in `{tmp_path}`: run a study into it, or point the notebook at a folder of results.")
-    notice, table = analysis.StudyReport(runs, tmp_path / "out", n_boot=7).overview()
+    notice, table = StudyReport(runs, tmp_path / "out", n_boot=7).overview()
     assert notice.startswith(f"Results: `{study}`; tables and figures: `{tmp_path / 'out'}`")
-    assert "n_boot = 7" in notice and notice.endswith(analysis._SYNTHETIC_NOTICE)
+    assert "n_boot = 7" in notice and notice.endswith(_SYNTHETIC_NOTICE)
     assert table["runs"].tolist() == [3, 3] and table["seeds"].tolist() == [[42, 84, 168]] * 2
-    [empty] = analysis.StudyReport(load_runs(tmp_path)).overview()
+    [empty] = StudyReport(load_runs(tmp_path)).overview()
     assert "No results in" in empty
 
 
@@ -557,24 +560,24 @@ def test_a_report_leaves_out_runs_stopped_by_their_time_budget_and_counts_them(s
     content = json.loads(path.read_text())
     content["training"] = {"global_step": 1, "stopped_by_time_budget_at_step": 1}  # 1 of 6 steps
     path.write_text(json.dumps(content))
-    report = analysis.StudyReport(root, tmp_path / "out", n_boot=N_BOOT)
+    report = StudyReport(root, tmp_path / "out", n_boot=N_BOOT)
     assert list(report.left_out["run_id"]) == ["lora_168_cut"] and len(report.runs.runs) == 6
     notice, table = report.overview()
     assert "Left out of every section: 1 run(s) stopped by their time budget before their last step (lora_168_cut)" \
         in notice
     assert table["runs"].tolist() == [3, 3]
-    finished = analysis.StudyReport(study, tmp_path / "o2", n_boot=N_BOOT)
+    finished = StudyReport(study, tmp_path / "o2", n_boot=N_BOOT)
     pd.testing.assert_frame_equal(report.rates()[0], finished.rates()[0])  # labelled anew: as if never there
 
 
 def test_a_report_of_a_missing_or_unfinished_study_says_so_in_every_section(study, tmp_path):
-    report = analysis.StudyReport(tmp_path / "typo")  # a folder: read with load_runs
+    report = StudyReport(tmp_path / "typo")  # a folder: read with load_runs
     sections = ["rates", "comparison", "matrix", "gain_forgetting", "bank", "msa_curve", "efficiency"]
     for name in sections:
         [note] = getattr(report, name)()
         assert note == (f"No results in `{tmp_path / 'typo'}` (the folder does not exist: a typo?): run a study "
                         "into it, or point the notebook at a folder of results."), name
-    report = analysis.StudyReport(study, tmp_path, n_boot=7)  # as if its full fine-tunes had not finished yet
+    report = StudyReport(study, tmp_path, n_boot=7)  # as if its full fine-tunes had not finished yet
     report._utterances = report.utterances[~report.utterances["variant"].str.startswith("full")]
     [note] = report.comparison()
     assert note.startswith("No (context, train_set, test_set) cell has runs of both 'full' and 'lora'.")
@@ -589,7 +592,7 @@ SECTIONS = ["overview", "rates", "comparison", "matrix", "gain_forgetting", "ban
 def _every_section(root, out):
     """{section: what it returned} for every StudyReport section on the runs under ``root``; each figure's legend
     and each table name every system apart (no two systems share a label)."""
-    report = analysis.StudyReport(root, out, n_boot=200)
+    report = StudyReport(root, out, n_boot=200)
     shown = {name: getattr(report, name)() for name in SECTIONS}
     systems = report.runs.runs["system"]
     assert systems.nunique() == len(report.runs.runs.drop_duplicates(["system"]))

@@ -59,6 +59,11 @@ def test_evaluate_bank_writes_an_evaluation_that_load_runs_reads(adapters, tmp_p
     assert result["kind"] == "evaluation" and list(result["metrics"]) == ["egyptian", "levantine"]
     assert result["evaluation"]["not_in_bank"] == ["gulf"]
     assert result["efficiency"]["weights_bytes"] == sum(result["efficiency"]["adapters_bytes"].values()) > 0
+    # the one record shape: pooled scores over the bank's test sets, the decoding used
+    pooled = result["metrics_pooled"]["raw"]
+    assert pooled["n_utterances"] == 4 and pooled["word_errors"] == sum(
+        m["raw"]["word_errors"] for m in result["metrics"].values())
+    assert result["provenance"]["decoding"]["sorted_by_duration"] is True
     runs = load_runs(tmp_path)
     row = runs.runs.iloc[0]
     assert (row["kind"], row["train_set"], row["stage"]) == ("evaluation", "bank", "bank")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from arabicpeft import cli
+from arabicpeft import cli, commands, console
 from arabicpeft import device, hub
 from arabicpeft.cli import main
 from arabicpeft.config import ExperimentConfig
@@ -52,7 +52,7 @@ def test_top_level_help_says_what_it_does_and_to_start_with_demo():
 
 def test_every_train_option_has_help_and_its_default_from_the_config():
     options = {a.dest: a for a in subparser("train")._actions if a.option_strings and a.dest not in ("help", "rescore")}
-    documented = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in cli._NOT_OPTIONS]
+    documented = [f for f in dataclasses.fields(ExperimentConfig) if f.name not in commands.NOT_OPTIONS]
     assert set(options) == {f.name for f in documented}
     for f in documented:
         action = options[f.name]
@@ -243,7 +243,7 @@ def test_score_table_per_test_set_and_pooled():
              "gulf": {s: summary(15, 30, 30, 150, 6) for s in schemes}}
     before = {"egyptian": {s: summary(10, 10, 20, 50, 4) for s in schemes},
               "gulf": {s: summary(30, 30, 60, 150, 6) for s in schemes}}
-    text = cli._format_scores({"metrics": after, "metrics_before": before})
+    text = console.format_scores({"metrics": after, "metrics_before": before})
     lines = text.splitlines()
     assert lines[0].startswith("Scores before -> after training")
     assert "egyptian" in lines[1] and "WER 100.00 ->  50.00" in lines[1] and "4 utts" in lines[1]
@@ -251,7 +251,7 @@ def test_score_table_per_test_set_and_pooled():
     assert lines[3].split()[:4] == ["all", "test", "sets", "10"] and "WER 100.00 ->  50.00" in lines[3]
     assert "CER  40.00 ->  20.00" in lines[3]
     assert any("leaderboard" in line for line in lines) and any("ar_norm_v1" in line for line in lines)
-    single = cli._format_scores({"metrics": {"gulf": after["gulf"]}})
+    single = console.format_scores({"metrics": {"gulf": after["gulf"]}})
     assert single.splitlines()[0].startswith("Scores of this model") and "->" not in single
 
 
@@ -299,7 +299,7 @@ def test_evaluate_keeps_the_training_config_and_scores_through_ct2(adapter, tmp_
 
 
 def test_evaluate_keeps_what_the_model_was_trained_on(adapters, tmp_path):
-    path = cli._cmd_evaluate(cli._build_parser().parse_args(
+    path = commands.evaluate(cli._build_parser().parse_args(
         ["evaluate", "--model-path", str(adapters["egyptian"]), "--dialect", "gulf", "--max-test-samples", "2",
          "--output-dir", str(tmp_path / "eval")]))
     result = json.loads(Path(path).read_text())
@@ -329,7 +329,7 @@ def test_evaluate_scores_a_base_model_at_a_runs_window_and_bound(tmp_path, capsy
     with pytest.raises(SystemExit):
         main(["evaluate", "--model-path", "tiny-random", "--dialect", "gulf", "--source", "sample", "--window", "40",
               "--output-dir", str(tmp_path / "x")])
-    assert capsys.readouterr().err.startswith("error: --window 40: encoder_seconds=40 exceeds this model's window (8 s)")
+    assert capsys.readouterr().err.startswith("error: window 40: encoder_seconds=40 exceeds this model's window (8 s)")
 
 
 def test_evaluate_on_a_real_manifest_says_no_synthetic_note_and_names_an_unknown_dialect(tmp_path, capsys):

@@ -1,7 +1,8 @@
-"""The device: which precision needs which hardware (one table), GPU checks, pinning, the smoke test."""
+"""The device: which precision needs which hardware (one table), GPU checks, pinning, the smoke test, peak memory."""
 
 import os
 
+import numpy as np
 import pytest
 
 from arabicpeft import device
@@ -87,3 +88,13 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_that_fp32_is_faster(monkeypatch
     assert device._cpu_bf16_note("bf16", A100) is None and device._cpu_bf16_note("fp32", NO_GPU) is None
     monkeypatch.setattr(device, "_cpu_has_native_bf16", lambda: True)
     assert device._cpu_bf16_note("bf16", NO_GPU) is None
+
+
+def test_peak_memory_window_can_be_reset():
+    block = np.ones(400_000_000 // 8)  # 400 MB resident
+    block[::512] = 2.0
+    high = device.PeakMemory().read()["bytes"]
+    del block
+    low = device.PeakMemory().read()
+    if low["kind"] == "peak_rss":  # resettable on Linux; elsewhere the lifetime peak is reported as such
+        assert low["bytes"] < high - 300_000_000

@@ -217,9 +217,9 @@ def test_a_long_reference_fits_the_default_budget_and_is_counted_under_the_paper
 
 
 def test_the_bound_reads_the_audio_not_the_reference(tiny_model):
-    """The same 289-token reference on 8 s of audio is cut at that audio's limit (16 + 20 x 8 =
-    176 tokens), though the budget (444) would hold it: the test transcript is not read while decoding. It is
-    counted (references_over_limit) and warned about, and the hypothesis is the reference's first 176 tokens."""
+    """The same 289-token reference on 8 s of audio is cut at that audio's limit (16 + 20 x 8 = 176 tokens), though
+    the budget (444) would hold it: the test transcript is not read while decoding. It is counted
+    (references_over_limit) and warned about, and the hypothesis is the reference's first 176 tokens."""
     from arabicpeft.evaluate import evaluate_sets
 
     base, processor = tiny_model
@@ -234,3 +234,27 @@ def test_the_bound_reads_the_audio_not_the_reference(tiny_model):
     raw = metrics["short"]["raw"]
     assert raw["references_over_budget"] == 0 and raw["references_over_limit"] == 1 and raw["hypotheses_at_limit"] == 1
     assert rows[rows.scheme == "raw"].hypothesis.iloc[0] == tok.decode(text[:_MIN_NEW_TOKENS + 160]).strip()
+
+
+def test_run_is_the_evaluate_command_from_python(tmp_path):
+    """What ``python -m arabicpeft evaluate`` runs, called as a notebook calls it: the same results file."""
+    from arabicpeft.errors import UserError
+    from arabicpeft.evaluate import run
+    from arabicpeft.results import load_runs, read_results
+
+    said = []
+    path = run("tiny-random", tmp_path / "eval", test_sets=["gulf", "msa"], source="sample", max_test_samples=2,
+               window=6, generation_max_length=10, log=said.append)
+    result = read_results(path)
+    assert path == tmp_path / "eval" / "results.json" and (tmp_path / "eval" / "utterances.csv").is_file()
+    assert (result["kind"], result["run_id"], result["config"]) == ("evaluation", "eval", None) and result["synthetic"]
+    assert list(result["metrics"]) == ["gulf", "msa"] and result["metrics_pooled"]["raw"]["n_utterances"] == 4
+    assert result["evaluated_model"]["window_seconds"] == 6 and result["evaluated_model"]["kind"] == "base"
+    assert {k: result["evaluation"][k] for k in ("window", "window_seconds", "generation_max_length", "source")} == {
+        "window": 6, "window_seconds": 6, "generation_max_length": 10, "source": "sample"}
+    assert result["provenance"]["generation_budget_tokens"] == 10 and result["provenance"]["decoding"]
+    assert said[0] == "Scoring tiny-random (hf) on gulf, msa (sample data), 6 s encoder window."
+    assert said[1].startswith("note: the sample data is synthetic")
+    assert load_runs(tmp_path).runs["kind"].tolist() == ["evaluation"]
+    with pytest.raises(UserError, match="a base model has no training dialect"):
+        run("tiny-random", tmp_path / "x", source="sample", log=said.append)

@@ -124,6 +124,9 @@ def test_the_payload_holds_the_package_and_its_data(built):
     assert sum(n.startswith("arabicpeft/sample_data/audio/") for n in names) == len(
         list((REPO / "arabicpeft" / "sample_data" / "audio").iterdir()))
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
+    # tools, not package code: the benchmarks and the sample-set generator stay out of every notebook
+    assert not [n for n in names if "benchmark" in n or "sample_gen" in n or "make_sample_set" in n]
+    assert "arabicpeft/inference.py" in names  # notebook 05's backend table is package code
     hub = set(payload_of(nbformat.read(built / "01_train_one_dialect" / "01_train_one_dialect.ipynb", 4)).namelist())
     assert hub == {n for n in names if not n.startswith("arabicpeft/sample_data/audio/")}
 

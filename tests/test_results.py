@@ -1,8 +1,6 @@
 import json
 
-import numpy as np
-
-from arabicpeft.results import PeakMemory, provenance, read_results, variant_of, write_results
+from arabicpeft.results import EVALUATION, TRAINING, provenance, read_results, record, variant_of, write_results
 
 
 def test_results_are_written_atomically_with_provenance_and_no_nan(tmp_path):
@@ -23,14 +21,23 @@ def test_provenance_names_the_git_commit():
         assert len(commit.split("-")[0]) == 40 and int(commit[:40], 16) >= 0
 
 
-def test_peak_memory_window_can_be_reset():
-    block = np.ones(400_000_000 // 8)  # 400 MB resident
-    block[::512] = 2.0
-    high = PeakMemory().read()["bytes"]
-    del block
-    low = PeakMemory().read()
-    if low["kind"] == "peak_rss":  # resettable on Linux; elsewhere the lifetime peak is reported as such
-        assert low["bytes"] < high - 300_000_000
+def test_one_record_shape_for_every_kind_of_run(tmp_path):
+    metrics = {"gulf": {"raw": {"wer": 50.0, "generation_budget_tokens": 444}}}
+    trained = record(tmp_path / "run-1", kind=TRAINING, config={"dialect": "gulf"}, data={"n_train": 8},
+                     synthetic=False, metrics=metrics, metrics_pooled={"raw": {"wer": 50.0}},
+                     training={"global_step": 3}, provenance={"lr_scheduler": "linear"})
+    assert list(trained) == ["run_id", "kind", "config", "data", "synthetic", "metrics", "metrics_pooled",
+                             "metrics_before", "utterances_before_file", "training", "provenance"]
+    assert trained["run_id"] == "run-1" and trained["metrics_before"] is None
+    # the generation budget is read off the scores, beside what the run adds
+    assert trained["provenance"] == {"generation_budget_tokens": 444, "lr_scheduler": "linear"}
+    evaluated = record(tmp_path / "eval", kind=EVALUATION, config=None, data={}, synthetic=True,
+                       metrics={"gulf": {"raw": {"wer": 1.0}}}, metrics_pooled=None, evaluated_model={"kind": "base"},
+                       evaluation={"window": "trained"})
+    assert evaluated["evaluated_model"] == {"kind": "base"}
+    assert "provenance" not in evaluated and "training" not in evaluated  # sections not given are left out
+    written = read_results(write_results(tmp_path / "eval", evaluated))
+    assert written["kind"] == EVALUATION and written["provenance"]["git_commit"] == provenance()["git_commit"]
 
 
 def test_results_files_get_the_permissions_of_other_new_files(tmp_path):

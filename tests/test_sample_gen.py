@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from arabicpeft import sample_gen
+import make_sample_set  # tests/make_sample_set.py: the generator of the set
 from arabicpeft.config import SAMPLE_ENCODER_SECONDS
 
-DATA = Path(sample_gen.__file__).resolve().parent / "sample_data"
+DATA = Path(__file__).resolve().parents[1] / "arabicpeft" / "sample_data"
 DIALECTS = {"egyptian", "gulf", "iraqi", "levantine", "maghrebi", "msa"}
 FIELDS = {"id", "audio", "text", "dialect", "sentence_id", "voice", "synthetic"}
 
@@ -97,8 +97,8 @@ def test_sentences_tsv_matches_manifests(splits):
 
 
 def test_manifests_match_generator(splits):
-    """The committed manifests are what sample_gen would write (sentences edited => regenerate)."""
-    assert sample_gen._build_items() == splits
+    """The committed manifests are what tests/make_sample_set.py would write (sentences edited => regenerate)."""
+    assert make_sample_set.build_items() == splits
 
 
 def test_audio_files_decode(splits):
@@ -126,7 +126,7 @@ def test_total_size_under_10mb():
 def test_readme_says_synthetic():
     readme = (DATA / "README.md").read_text(encoding="utf-8")
     assert "SYNTHETIC" in readme and "espeak-ng" in readme
-    assert "python -m arabicpeft.sample_gen" in readme
+    assert "python tests/make_sample_set.py" in readme
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -134,8 +134,8 @@ def test_readme_says_synthetic():
 def test_regenerate_two_clips(tmp_path, splits):
     for r in (splits["train"][1], splits["test"][-1]):
         path = tmp_path / f"{r['id']}.ogg"
-        sample_gen._write_clip(path, sample_gen._synthesize(r["text"], r["voice"]))
-        seconds = sample_gen._check_clip(path)
+        make_sample_set.write_clip(path, make_sample_set.synthesize(r["text"], r["voice"]))
+        seconds = make_sample_set.check_clip(path)
         committed = sf.info(DATA / r["audio"]).duration
         # deterministic synthesis: same length as the committed clip
         assert seconds == pytest.approx(committed, abs=0.01)

@@ -1,26 +1,33 @@
-"""The gpu and memory benchmarks, run on CPU with the tiny random model: the rows and values they write.
+"""The benchmark scripts (benchmarks/NAME.py), run as a user runs them: the gpu and memory benchmarks on CPU with
+the tiny random model (the rows and values they write), every script's options, and that benchmarks stay tools
+outside the package.
 
 No timings are asserted (they depend on the machine); parameter counts, skipped recipes, losses and transcripts are.
 """
 
+import ast
 import json
 import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
+from setuptools.config.pyprojecttoml import read_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = ("demo", "inference", "eval", "cache", "data", "gpu", "memory", "study")
 SMALL = ["--models", "tiny-random", "--steps", "1", "--warmup-steps", "1", "--encoder-seconds", "2"]
 
 
 def run_benchmark(tmp_path, *args) -> tuple[dict, str]:
     env = {**os.environ, "ARABICPEFT_OUTPUT": str(tmp_path), "CUDA_VISIBLE_DEVICES": "",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run([sys.executable, "-m", "arabicpeft.benchmark", *args], capture_output=True, text=True,
-                          env=env, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / f"{args[0]}.py"), *args[1:]], capture_output=True,
+                          text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / f"benchmark-{args[0]}" / "benchmark.json").read_text(encoding="utf-8"))
     return result, proc.stdout
@@ -90,23 +97,26 @@ def test_memory_benchmark_rows_compare_lora_with_full_fine_tuning(tmp_path):
     assert stdout.strip().splitlines()[-1].startswith("RESULT ")
 
 
-def test_inference_table_puts_the_rows_side_by_side():
-    from arabicpeft.benchmark import _inference_table
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_benchmark_is_a_script_with_its_own_options(name):
+    # from another folder, without PYTHONPATH: the script finds the checkout's package itself
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--help"], capture_output=True, text=True,
+                          env=env, cwd=ROOT.parent)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"usage: {name}.py") and "--output-dir" in proc.stdout
 
-    def row(compute, transcribe_s, rss_mib, wer, hypotheses):
-        return {"compute_type": compute, "transcribe_s": transcribe_s, "audio_s": 40.0, "clips": 8,
-                "peak_memory": {"kind": "peak_rss", "bytes": rss_mib * 2**20}, "encoder_s_per_batch": 0.5,
-                "metrics_pooled": {"raw": {"wer": wer, "cer": wer / 2}}, "hypotheses": hypotheses}
 
-    table = _inference_table({"hf": row("float32", 20.0, 900, 50.0, ["a", "b", "c", "d"]),
-                              "ct2-int8": row("int8", 5.0, 300, 52.0, ["a", "b", "c", "x"])},
-                             batch_size=4, disk_mib={"ct2-int8": 77.5})
-    assert list(table.index) == ["hf", "ct2-int8"]
-    assert table.loc["hf", "RTF"] == 0.5 and table.loc["ct2-int8", "RTF"] == 0.125
-    assert table.loc["ct2-int8", "speed x"] == 4.0 and table.loc["hf", "speed x"] == 1.0
-    assert table.loc["ct2-int8", "clips/s"] == 1.6 and table.loc["ct2-int8", "peak RSS MiB"] == 300
-    assert table.loc["ct2-int8", "RSS x"] == pytest.approx(1 / 3)
-    assert (table.loc["ct2-int8", "WER"], table.loc["ct2-int8", "CER"], table.loc["ct2-int8", "compute"]) == (52.0, 26.0, "int8")
-    assert (table.loc["hf", "same text %"], table.loc["ct2-int8", "same text %"]) == (100.0, 75.0)
-    assert table.loc["ct2-int8", "encoder %"] == 20.0  # 0.5 s per batch of 4, 8 clips, in 5 s
-    assert table.loc["ct2-int8", "MiB on disk"] == 77.5 and math.isnan(table.loc["hf", "MiB on disk"])
+def test_benchmarks_are_tools_outside_the_package():
+    assert sorted(p.stem for p in BENCHMARKS.glob("[!_]*.py")) == sorted(SCRIPTS)
+    # nothing in the package imports them (so neither the wheel nor a Kaggle build carries them) ...
+    for path in (ROOT / "arabicpeft").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            assert not [n for n in names if n.split(".")[0] in {"benchmarks", "_common", "_steps", *SCRIPTS}], path
+    # ... and the wheel's packages are arabicpeft's alone
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # setuptools calls its [tool.setuptools] support beta
+        packages = read_configuration(ROOT / "pyproject.toml", expand=True)["tool"]["setuptools"]["packages"]
+    assert "arabicpeft" in packages and all(p.split(".")[0] == "arabicpeft" for p in packages)

