@@ -34,6 +34,7 @@ def config_from(args: argparse.Namespace, base: Optional[ExperimentConfig] = Non
 
 
 def train(args) -> Path:
+    """``train``: the config from the options (unused ones refused), then :func:`_train`."""
     cfg = config_from(args)
     _refuse_given("train", args, cfg.unused_fields())
     return _train(cfg, args.rescore)
@@ -90,6 +91,7 @@ def _report_training(path: Path) -> Path:
 
 
 def demo(args) -> Path:
+    """``demo``: whisper-base + LoRA on the sample set (:func:`arabicpeft.config.demo_config`), trained and scored."""
     from .kaggle import output_root
 
     cfg = demo_config(output_dir=args.output_dir or str(output_root() / "demo"))
@@ -189,6 +191,8 @@ def _refuse_given(command: str, args: argparse.Namespace, unused: dict[str, str]
 
 
 def transcribe(args) -> Path:
+    """``transcribe``: audio files, folders or manifests to transcripts (JSONL, optional SRT/VTT) with either
+    backend; the inputs, the options and the output folder are checked before a model loads. Returns the JSONL's path."""
     from .hub import check_model_name
     from .run_dir import check_output_folder
 
@@ -240,6 +244,7 @@ def transcribe(args) -> Path:
 
 
 def merge(args) -> Path:
+    """``merge``: an adapter merged into its base (:func:`arabicpeft.export.merge`); returns the merged folder."""
     from .hub import check_model_name
     from .run_dir import check_output_folder
 
@@ -251,6 +256,7 @@ def merge(args) -> Path:
 
 
 def export(args) -> Path:
+    """``export``: a CTranslate2 export (:func:`arabicpeft.export.export_ct2`); returns the export's folder."""
     from .hub import check_model_name
     from .run_dir import check_output_folder
 
@@ -262,6 +268,7 @@ def export(args) -> Path:
 
 
 def upload(args) -> Path:
+    """``upload``: a folder written by train, merge or export to the HF hub or Kaggle Models; returns the folder."""
     if not Path(args.folder).is_dir():
         raise UserError(f"{args.folder} is not a folder", "give a folder written by train (its model/), merge or "
                         "export.")
@@ -290,6 +297,9 @@ NOT_STUDY_OPTIONS = ("output_dir", "resume_from", "test_sets")  # a study's root
 
 
 def study(args) -> Path:
+    """``study``: a design or preset with its options and config overrides, each override refused in one line
+    where the design sets that field itself (:func:`_refuse_overridden`), then :func:`arabicpeft.study.run_study`.
+    Returns study.json's path (a dry run: the study root)."""
     import inspect
 
     from . import designs, profiles, study

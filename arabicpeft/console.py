@@ -59,6 +59,7 @@ def format_scores(result: dict) -> str:
 
 
 def print_scores(result_path) -> None:
+    """Print the score table (:func:`format_scores`) of the results file ``result_path``."""
     from .results import read_results
 
     say(format_scores(read_results(result_path)))

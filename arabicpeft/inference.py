@@ -154,9 +154,10 @@ def _encoder_seconds(model, processor, dataset, batch_size: int) -> float:
     import numpy as np
     import torch
 
-    from .data import SpeechCollator
+    from .backbones import BACKBONES
 
-    features = SpeechCollator(processor, 0)([dataset[0]] * batch_size)["input_features"]
+    # both backends are Whisper (CTranslate2 converts Whisper only): its collator makes the log-mel
+    features = BACKBONES["whisper"].collator(processor)([dataset[0]] * batch_size)["input_features"]
     if type(model).__module__.startswith("faster_whisper"):
         import ctranslate2
 

@@ -1,5 +1,5 @@
 """The Seq2SeqTrainer of a run: its arguments (the global batch split over processes and accumulation passes,
-mixed precision), the collator with the decoder's inputs, the token-mean loss, the validation WER, a readable
+mixed precision), the backbone's training collator, the token-mean loss, the validation WER, a readable
 progress log, the time budget, and loading a checkpoint's weights as the Trainer ends a run.
 
 Public: :data:`DDP_TIMEOUT_S`, :func:`per_device_batch`, :class:`TimeBudget`, :func:`training_arguments`,

@@ -223,7 +223,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     def broken(args):
         raise KeyError("a bug")
 
-    monkeypatch.setattr(cli, "_cmd_demo", broken)
+    monkeypatch.setattr(commands, "demo", broken)
     with pytest.raises(KeyError):
         cli.main(["demo"])
 
