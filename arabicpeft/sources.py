@@ -18,7 +18,8 @@ by :mod:`arabicpeft.data`. Torch-free: ``datasets`` and ``pandas`` are imported 
 :mod:`arabicpeft.config` validates ``source`` against this table.
 
 Public: :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`MANIFEST_EXTENSIONS`, :data:`RECORDS`,
-:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :func:`relation`, :func:`load_raw`,
+:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :func:`relation`,
+:func:`scored_relation`, :func:`load_raw`,
 :class:`ManifestError`, :func:`read_manifest`, :func:`is_saved_dataset`, :func:`dialect_names`,
 :func:`read_test_path`.
 """
@@ -299,6 +300,18 @@ def relation(trained: Optional[dict], source: str, test_set: str, data: Optional
         return "related"
     declared = [(SOURCES[a], b) for a, b in ((trained["source"], source), (source, trained["source"])) if a in SOURCES]
     return "related" if any(b in s.related for s, b in declared) else "held-out"
+
+
+def scored_relation(result: dict, test_set: str) -> Optional[str]:
+    """:func:`relation` of a results file's scored set ``test_set`` (a transformed one's label ``"{set}+{spec}"``
+    read as its set): as its evaluation recorded it, else from its training config and the data scored."""
+    from .transforms import split_name
+
+    ev, config = result.get("evaluation") or {}, result.get("config") or {}
+    if test_set in (ev.get("relation") or {}):
+        return ev["relation"][test_set]
+    return relation(config, ev.get("source") or config.get("source"), split_name(test_set)[0],
+                    ev.get("data_path") if ev else config.get("data_path"))
 
 
 def load_raw(cfg, variety: str, split: str, pooled: bool = False) -> SourceSplit:
