@@ -2,7 +2,7 @@
 
 ``python benchmarks/noise.py [--root DIR] [--snrs 20,10,5,0] [--noises white,babble]``
 
-Trains the demo first when ``DIR/demo`` holds no adapter yet (``train.demo_model``: whisper-base + LoRA on the
+Trains the demo first when ``DIR`` holds no demo adapter yet (``train.demo_model``: whisper-base + LoRA on the
 synthetic sample set, ~10 minutes on 2 CPU cores), then scores both models through ``evaluate.run`` on the demo's
 test sets (its five dialects, 12 held-out clips each) clean and under each noise at each SNR
 (:mod:`arabicpeft.transforms`: the noise scaled to the SNR over each clip's active speech, seeded per clip), both at

@@ -85,3 +85,21 @@ def test_transforms_of_features_are_refused_before_the_model_loads(tmp_path):
     with pytest.raises(UserError, match="a feature cache holds log-mel features"):
         evaluation_sets.check_transforms("telephone", "sample", None, str(tmp_path / "cache"))
     assert evaluation_sets.check_transforms("clean", "hub", None, None) == [None]  # clean features are fine
+
+
+def test_the_report_draws_the_noise_curve_and_marks_held_out_sets(scored, tmp_path):
+    from arabicpeft.report import StudyReport
+
+    root, result = scored
+    report = StudyReport(root, output_dir=tmp_path, n_boot=10)
+    table, fig = report.noise_curve()
+    assert table[["noise", "snr_db"]].values.tolist() == [["clean", np.inf], ["white", 10.0]]
+    clean = result["metrics"]
+    words = sum(clean[s]["raw"]["word_errors"] for s in ("egyptian", "gulf"))
+    total = sum(clean[s]["raw"]["ref_words"] for s in ("egyptian", "gulf"))
+    assert table.loc[0, "wer"] == pytest.approx(100 * words / total) and table.loc[0, "n_utterances"] == 10
+    assert [line.get_label() for line in fig.axes[0].lines][-1].endswith("white noise")
+    assert (tmp_path / "noise_curve.csv").is_file() and (tmp_path / "noise_curve.png").is_file()
+    note, marked = report.held_out()
+    assert marked["relation"].astype(str).tolist() == ["trained"] * 3 + ["related"] * 3
+    assert "trained 3, related 3, held-out 0" in note and (tmp_path / "held_out.csv").is_file()
