@@ -389,7 +389,7 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
                     "streaming": bool(streaming), "batch_size": batch_size, "backend": backend,
                     "compute_type": evaluated.get("compute_type", evaluated.get("precision")), "window": window,
                     "window_seconds": max_seconds, "generation_max_length": max_length,
-                    "transforms": [t.record() if t else transforms_lib.CLEAN for t in parsed],
+                    "transforms": [t.record() if t else {"spec": transforms_lib.CLEAN} for t in parsed],
                     "transform_seed": transform_seed,
                     **sets.trained_on(trained, report, source, data_path)},
         provenance={"decoding": decoding_record()})

@@ -1,6 +1,6 @@
 """WER against SNR: whisper-base zero-shot vs the demo's LoRA adapter on the sample test set under additive noise.
 
-``python benchmarks/noise.py [--root DIR] [--snrs 20,10,5,0] [--noises white,babble]``
+``python benchmarks/noise.py [--output-dir DIR] [--snrs 20,10,5,0] [--noises white,babble]``
 
 Trains the demo first when ``DIR`` holds no demo adapter yet (``train.demo_model``: whisper-base + LoRA on the
 synthetic sample set, ~10 minutes on 2 CPU cores), then scores both models through ``evaluate.run`` on the demo's
@@ -48,8 +48,8 @@ def pooled(result_path: Path, scheme: str) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default="runs/benchmark-noise", help="runs root: the demo (trained there when "
-                        "missing) and the evaluations (default runs/benchmark-noise)")
+    parser.add_argument("--output-dir", default="runs/benchmark-noise", help="a runs root: the demo (trained there "
+                        "when missing) and the evaluations (default runs/benchmark-noise)")
     parser.add_argument("--snrs", type=ints, default=[20, 10, 5, 0], help="SNRs in dB (default 20,10,5,0)")
     parser.add_argument("--noises", default="white", help="comma-separated: white, pink, babble (default white)")
     parser.add_argument("--max-test-samples", type=int, default=None, help="clips per test set (default: all)")
@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     from arabicpeft.results import provenance
     from arabicpeft.sources import SAMPLE_ENCODER_SECONDS
 
-    root, cfg = Path(args.root), profiles.apply(demo_config())
+    root, cfg = Path(args.output_dir), profiles.apply(demo_config())
     started = time.monotonic()
     demo = train.demo_model(root)
     trained_s = time.monotonic() - started

@@ -26,7 +26,7 @@ def test_evaluate_writes_each_transformed_set_under_its_label(scored):
     labels = ["egyptian", "egyptian+noise-white-10dB", "egyptian+speed-0.9",
               "gulf", "gulf+noise-white-10dB", "gulf+speed-0.9"]
     assert list(result["metrics"]) == labels and result["evaluation"]["test_sets"] == labels
-    assert [t if isinstance(t, str) else t["spec"] for t in result["evaluation"]["transforms"]] == [
+    assert [t["spec"] for t in result["evaluation"]["transforms"]] == [
         "clean", "noise-white-10dB", "speed-0.9"]
     assert result["evaluation"]["transform_seed"] == 7
     noisy = result["data"]["test"]["gulf+noise-white-10dB"]
