@@ -31,7 +31,7 @@ Mixed clips are not clipped to [-1, 1] (that would change the SNR): the log-mel 
 
 Public: :data:`CLEAN`, :data:`BABBLE_TALKERS`, :data:`ACTIVE_DB`, :class:`Transform`, :data:`TRANSFORMS`,
 :func:`parse`, :func:`split_name`, :func:`active_mask`, :func:`snr_db`, :func:`mix_at_snr`, :func:`white`,
-:func:`pink`, :func:`telephone`, :func:`speed`, :func:`apply`, :func:`transform_set`.
+:func:`pink`, :func:`babble`, :func:`telephone`, :func:`speed`, :func:`apply`, :func:`transform_set`.
 """
 
 from __future__ import annotations
