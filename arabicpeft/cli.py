@@ -306,6 +306,11 @@ def _add_evaluate(sub) -> None:
                     "int8_float32, float32, float16, ... (default: as stored)")
     ev.add_argument("--cpu-threads", type=_at_least(0), default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
+    ev.add_argument("--transform", default=None, metavar="SPEC[,SPEC...]", help="score each set also (or only) "
+                    "under these robustness transforms: clean, noise-{white,pink,babble}-SNRdB, telephone, speed-F "
+                    "(e.g. clean,noise-white-10dB); docs/robustness.md")
+    ev.add_argument("--transform-seed", type=_at_least(0), default=0, metavar="N", help="seed of the transforms' "
+                    "noise (default: 0)")
     ev.set_defaults(func=commands.evaluate, parser=ev)
 
 

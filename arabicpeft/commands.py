@@ -124,13 +124,17 @@ def evaluate(args) -> Path:
         **{name: "a manifest or saved dataset given as --data-path is read as it is" for name in
            ("dialect", "source", "streaming", "feature_cache") if one_set},
         **({"dialect": "--test-sets names the test sets"} if args.test_sets and not one_set else {})})
+    from .evaluation_sets import check_transforms
+
+    check_transforms(args.transform, args.source, None, args.feature_cache)  # the grammar, a features source
     from .evaluate import run
 
     path = run(args.model_path, args.output_dir, dialect=args.dialect, test_sets=args.test_sets, source=args.source,
                data_path=args.data_path, max_test_samples=args.max_test_samples, streaming=bool(args.streaming),
                feature_cache=args.feature_cache, generation_max_length=args.generation_max_length,
                window=args.window, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
-               compute_type=args.compute_type, cpu_threads=args.cpu_threads, log=console.say)
+               compute_type=args.compute_type, cpu_threads=args.cpu_threads, transforms=args.transform,
+               transform_seed=args.transform_seed, log=console.say)
     console.say()
     console.print_scores(path)
     console.print_written(path)

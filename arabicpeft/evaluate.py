@@ -329,7 +329,7 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
         source: Optional[str] = None, data_path=None, max_test_samples: Optional[int] = None,
         streaming: bool = False, feature_cache: Optional[str] = None, generation_max_length: Optional[int] = None,
         window="trained", batch_size: int = 16, backend: str = "hf", precision: Optional[str] = None,
-        compute_type: str = "default", cpu_threads: int = 0, log=print):
+        compute_type: str = "default", cpu_threads: int = 0, transforms=None, transform_seed: int = 0, log=print):
     """Score the model ``model_path`` (any reference :func:`arabicpeft.model.load_model` takes; with ``backend``
     "ct2" also a CTranslate2 export) and write its results file and per-utterance rows into ``output_dir``;
     returns the results file's path (what ``python -m arabicpeft evaluate`` runs).
@@ -341,29 +341,37 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
     each, read through ``feature_cache`` when given (written first where missing). Decoded at ``window`` (see
     :func:`load_at_window`; CTranslate2: "trained" or "full") with ``batch_size`` utterances per batch, transcripts
     bounded by ``generation_max_length`` tokens (default: as trained); ``precision`` (hf) or ``compute_type`` and
-    ``cpu_threads`` (ct2) as :func:`arabicpeft.export.load_ct2` takes them. ``log`` receives what is scored.
+    ``cpu_threads`` (ct2) as :func:`arabicpeft.export.load_ct2` takes them. ``transforms``: robustness transforms
+    (specs, :mod:`arabicpeft.transforms`; "clean" keeps the set as it is), each set scored under each as
+    ``"{set}+{spec}"``, seeded by ``transform_seed``. ``log`` receives what is scored.
 
     The record (:func:`arabicpeft.results.record`, kind "evaluation") keeps the training config (``config``,
     untouched) apart from the evaluation's own settings (``evaluation``: window, generation bound, backend, ...),
-    describes the model (``evaluated_model``) and gives each test set and the pooled corpus WER/CER. Raises
-    :class:`~arabicpeft.errors.UserError` when a base model is given neither ``dialect`` nor ``test_sets``."""
+    describes the model (``evaluated_model``), what it was trained on and how each set relates to that
+    (:func:`arabicpeft.evaluation_sets.trained_on`), and gives each test set and the pooled corpus WER/CER. Raises
+    :class:`~arabicpeft.errors.UserError` when a base model is given neither ``dialect`` nor ``test_sets``, or
+    for a transform of log-mel features (before the model loads)."""
+    from . import evaluation_sets as sets
+    from . import transforms as transforms_lib
     from .data import settle_counts
     from .metrics import pooled_metrics
     from .results import EVALUATION, record, write_results
 
+    parsed = sets.check_transforms(transforms, source, _trained_config(model_path), feature_cache)
     scorer, processor, trained, evaluated = _scorer(model_path, backend, window, precision, compute_type,
                                                     cpu_threads, generation_max_length)
     max_length = generation_max_length or (trained.generation_max_length if trained else None)
     max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
     # label positions: the model's; a CTranslate2 model's are every Whisper size's
     max_positions = scorer.config.max_target_positions if backend == "hf" else MAX_TARGET_POSITIONS
-    tests, report, synthetic, source = _evaluation_sets(
+    tests, report, synthetic, source = sets.evaluation_sets(
         trained, processor, max_seconds, max_positions, dialect=dialect, test_sets=test_sets, source=source,
         data_path=data_path, max_test_samples=max_test_samples, streaming=streaming, feature_cache=feature_cache,
         log=log)
+    tests, report = sets.transformed(tests, report, parsed, transform_seed, max_seconds)
     log(f"Scoring {model_path} ({backend}) on {', '.join(report)} ({source} data), {max_seconds:g} s encoder window.")
     if synthetic:
-        log(f"note: {_synthetic_note(source, data_path)}")
+        log(f"note: {sets.synthetic_note(source, data_path)}")
     if backend == "ct2":
         metrics, rows = evaluate_sets(scorer, processor, tests, batch_size=batch_size, max_length=max_length)
         evaluated.update(requested_compute_type=compute_type, max_length=max_length)
@@ -375,24 +383,32 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
         data={"source": source, "synthetic": synthetic, "test": settle_counts(report)},
         # a model trained on the synthetic set gives synthetic numbers on any data
         synthetic=synthetic or bool(trained and sources.of(trained).synthetic),
-        metrics=metrics, metrics_pooled=pooled_metrics(rows), evaluated_model=evaluated,
+        metrics=metrics, metrics_pooled=pooled_metrics(sets.pooled_rows(rows, parsed)), evaluated_model=evaluated,
         evaluation={"test_sets": list(report), "source": source,
                     "data_path": None if data_path is None else str(data_path), "max_test_samples": max_test_samples,
                     "streaming": bool(streaming), "batch_size": batch_size, "backend": backend,
                     "compute_type": evaluated.get("compute_type", evaluated.get("precision")), "window": window,
-                    "window_seconds": max_seconds, "generation_max_length": max_length},
+                    "window_seconds": max_seconds, "generation_max_length": max_length,
+                    "transforms": [t.record() if t else {"spec": transforms_lib.CLEAN} for t in parsed],
+                    "transform_seed": transform_seed,
+                    **sets.trained_on(trained, report, source, data_path)},
         provenance={"decoding": decoding_record()})
     return write_results(output_dir, result, rows)
+
+
+def _trained_config(model_path):
+    """The training config saved with the model ``model_path`` (or its run's ``model`` folder); None if none."""
+    from pathlib import Path
+
+    from .config import ExperimentConfig
+
+    return ExperimentConfig.saved_with(model_path) or ExperimentConfig.saved_with(Path(str(model_path)) / "model")
 
 
 def _scorer(model_path, backend: str, window, precision, compute_type: str, cpu_threads: int,
             generation_max_length: Optional[int]) -> tuple:
     """(model, processor, training config or None, description of the model) as :func:`run` decodes them."""
-    from pathlib import Path
-
-    from .config import ExperimentConfig
-
-    trained = ExperimentConfig.saved_with(model_path) or ExperimentConfig.saved_with(Path(str(model_path)) / "model")
+    trained = _trained_config(model_path)
     if backend == "ct2":
         from .export import load_ct2
 
@@ -406,44 +422,3 @@ def _scorer(model_path, backend: str, window, precision, compute_type: str, cpu_
     evaluated = {"backend": "hf", **loaded.describe()}
     evaluated.pop("trained_config")
     return loaded.model, loaded.processor, loaded.config, evaluated
-
-
-def _evaluation_sets(trained, processor, max_seconds: float, max_positions: int, *, dialect, test_sets, source,
-                     data_path, max_test_samples, streaming, feature_cache, log) -> tuple:
-    """(test sets, their report, synthetic, the source read) of :func:`run`."""
-    from pathlib import Path
-
-    from . import dialects
-    from .config import ExperimentConfig
-    from .caching import build_feature_cache
-    from .data import load_test_path, load_test_sets
-    from .sources import is_saved_dataset
-    from .errors import UserError
-
-    test_sets = test_sets or (list(dialects.get(dialect).parts) if dialect else None)
-    path = Path(data_path) if data_path is not None else None
-    if path is not None and (path.is_file() or is_saved_dataset(path)):  # one manifest or saved dataset
-        return (*load_test_path(path, processor.tokenizer, max_seconds, test_sets, max_test_samples, max_positions),
-                "local")
-    source = source or ("local" if path else trained.source if trained else "hub")
-    dialect = dialect or (trained.dialect if trained else None)
-    if not (dialect or test_sets):
-        raise UserError("a base model has no training dialect", "give a dialect or test sets (--dialect, --test-sets).")
-    spec = ExperimentConfig(dialect=dialect or "all", source=source, data_path=None if path is None else str(data_path),
-                            test_sets=test_sets, max_test_samples=max_test_samples, streaming=bool(streaming),
-                            feature_cache=feature_cache,
-                            feature_cache_dtype=trained.feature_cache_dtype if trained else "float32")
-    if spec.feature_cache:
-        build_feature_cache(spec, processor, splits=("test",), log=log)
-    return (*load_test_sets(spec, processor.tokenizer, max_seconds, max_positions, skip_empty=True), source)
-
-
-def _synthetic_note(source: str, data_path) -> str:
-    """What to say of scores on synthetic data: the sample set's note, or which data marked itself synthetic."""
-    from .data import SYNTHETIC_NOTE
-    from .sources import SOURCES
-
-    if SOURCES[source].synthetic:  # the source itself (the sample set), not the data it was pointed at
-        return SYNTHETIC_NOTE
-    return (f"{data_path} marks its records synthetic (its 'synthetic' column), so their scores show that training "
-            "works, not how well Whisper recognises real Arabic dialects.")

@@ -10,7 +10,7 @@ included), keep no global state, and display in notebooks as the returned object
 
 Public: :data:`CONDITION_LABELS`, :data:`METRIC_LABELS`, :data:`PALETTE`, :func:`require_columns`,
 :func:`require_unique`, :func:`display_name`, :func:`ordered`, :func:`heatmap_labels`, :func:`fig_rates`,
-:func:`fig_method_comparison`, :func:`fig_efficiency`, :func:`fig_gain_forgetting`.
+:func:`fig_method_comparison`, :func:`fig_efficiency`, :func:`fig_gain_forgetting`, :func:`fig_noise_curve`.
 """
 
 from __future__ import annotations
@@ -332,4 +332,32 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     _legend_below(fig, handles, [str(level) for level in levels], len(levels))
     fig.suptitle(f"Cross-dialect gain and forgetting relative to the starting model ({metric}, 95% CI)",
                  fontweight="bold")
+    return fig
+
+
+def fig_noise_curve(table: pd.DataFrame, metrics=("wer", "cer")) -> Figure:
+    """Error rate against SNR, one axes per metric: a line per system and noise over the SNRs (dB, noisier to the
+    left), the system's clean score as a dashed line in its colour. ``table``:
+    :func:`arabicpeft.tables.noise_curve` (columns system, noise, snr_db, ``{metric}``; noise "clean" at
+    snr_db inf)."""
+    require_columns(table, ["system", "noise", "snr_db", *metrics], "fig_noise_curve")
+    systems = list(dict.fromkeys(table["system"].astype(str)))
+    colors = dict(zip(systems, _palette(len(systems))))
+    markers = dict(zip(sorted(set(table["noise"]) - {"clean"}), "osD^v"))
+    fig = Figure(figsize=(5.2 * len(metrics), 4.2 + 0.2 * len(systems)), layout="constrained")
+    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        for (system, noise), part in table.groupby([table["system"].astype(str), "noise"], sort=False):
+            if noise == "clean":
+                ax.axhline(part[metric].iloc[0], color=colors[system], linestyle="--", linewidth=1,
+                           label=f"{system}: clean")
+                continue
+            part = part.sort_values("snr_db")
+            ax.plot(part["snr_db"], part[metric], marker=markers[noise], color=colors[system],
+                    label=f"{system}: {noise} noise")
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.grid(alpha=0.4)
+    _legend_below(fig, *axes[0].get_legend_handles_labels(), len(axes[0].get_legend_handles_labels()[1]))
+    fig.suptitle("Error rate against SNR (pooled over test sets, mean over seeds)", fontweight="bold")
     return fig

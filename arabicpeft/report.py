@@ -22,8 +22,8 @@ from .analysis import (BANK_COLUMNS, BASELINE, PEFT, NoPairs, bank_comparison, b
 from .dialects import MSA
 from .paper import WITH_PRETRAINING, WITHOUT_PRETRAINING, figure_data
 from .results import BANK_TRAIN_SET, TRAINED, TRAINING, load_runs
-from .tables import (by_group, by_method, efficiency_summary, group_label, matrix_table, pool_sizes,
-                     published_pool_size, scored_start)
+from .tables import (by_group, by_method, efficiency_summary, group_label, held_out_table, matrix_table,
+                     noise_curve, pool_sizes, published_pool_size, scored_start)
 
 
 def project_path(path) -> Path:
@@ -324,6 +324,37 @@ class StudyReport:
             figures.append(paper_plots.fig1_msa_trainsize(curve, curve_label=f"{variant} on MSA"))
             self._save(f"msa_curve_{_file_label(variant)}", curve, figures[-1], float_format="%.4g")
         return figures
+
+    def noise_curve(self) -> list:
+        """WER/CER against SNR (:func:`arabicpeft.tables.noise_curve`: per system and noise, pooled over test sets,
+        mean over seeds; the clean score beside it) and :func:`plots.fig_noise_curve`, written as ``noise_curve``.
+        Returns [table, figure], or [a Note] when no run holds scores on noisy test sets."""
+        if notice := self._no_results():
+            return notice
+        table = noise_curve(self.scores)
+        if table.empty:
+            return [_Note("No scores on noisy test sets in these runs: score a model with e.g. `evaluate "
+                          "--transform clean,noise-white-20dB,noise-white-10dB,noise-white-5dB,noise-white-0dB`.")]
+        fig = plots.fig_noise_curve(table)
+        self._save("noise_curve", table, fig, caption=f"WER/CER (%, {self.scheme}) against SNR, pooled over test "
+                   "sets, mean over seeds", label="tab:noise-curve")
+        return [table, fig]
+
+    def held_out(self) -> list:
+        """Each system's WER/CER per test set with the sets it was trained on, those related to its training data
+        (same or related source) and held-out ones marked apart (:func:`arabicpeft.tables.held_out_table`), written
+        as ``held_out``. Returns [a Note, table], or [a Note] when no scored set has a known relation."""
+        if notice := self._no_results():
+            return notice
+        table = held_out_table(self.scores)
+        if table.empty:
+            return [_Note("No scored set with a known relation to its model's training data (base models only).")]
+        self._save("held_out", table, caption=f"WER/CER (%, {self.scheme}) on sets trained on, related to the "
+                   "training data, and held out", label="tab:held-out")
+        counts = table["relation"].value_counts().reindex(table["relation"].cat.categories, fill_value=0)
+        return [_Note("Scores on sets related to the training data (the same recordings or source) are not "
+                      "held-out scores; rows per relation: " + ", ".join(f"{k} {v}" for k, v in counts.items())),
+                table]
 
     def efficiency(self) -> list:
         """The efficiency table (:func:`efficiency_summary`: per system, mean and SD over seeds of trainable

@@ -19,7 +19,7 @@ from typing import Optional
 
 import pandas as pd
 
-from . import device, methods
+from . import device, methods, sources
 from .config import ExperimentConfig
 from .dialects import REGISTRY
 from .run_dir import RESULTS_FILE, UTTERANCES_FILE, write_csv_atomic, write_json_atomic
@@ -321,7 +321,8 @@ class Runs:
 
     def scores(self, scheme: str = _DEFAULT_SCHEME, include_start: bool = True) -> pd.DataFrame:
         """One row per (run, scored model, test set): the run's columns, ``scored`` ("trained" | "start": the
-        starting model scored before training, with ``train_set`` = "start"), test_set, scheme and the
+        starting model scored before training, with ``train_set`` = "start"), test_set (a transformed one labelled
+        "{set}+{spec}"), relation (to the training data: :func:`arabicpeft.sources.scored_relation`), scheme and the
         corpus scores (wer, cer in %; n_utterances, ref_words, word_errors, ref_chars, char_errors)."""
         rows = []
         for run in self.runs.to_dict("records"):
@@ -335,8 +336,9 @@ class Runs:
                     if values is None:
                         continue
                     rows.append({**run, "scored": scored, "train_set": train_set, "test_set": test_set,
+                                 "relation": sources.scored_relation(content, test_set) if scored == TRAINED else None,
                                  "scheme": scheme, **{k: values.get(k) for k in _SCORE_KEYS}})
-        columns = [*self.runs.columns, "scored", "test_set", "scheme", *_SCORE_KEYS]
+        columns = [*self.runs.columns, "scored", "test_set", "relation", "scheme", *_SCORE_KEYS]
         frame = pd.DataFrame(rows, columns=columns)
         for column in ("wer", "cer"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce")

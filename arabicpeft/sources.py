@@ -18,7 +18,8 @@ by :mod:`arabicpeft.data`. Torch-free: ``datasets`` and ``pandas`` are imported 
 :mod:`arabicpeft.config` validates ``source`` against this table.
 
 Public: :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`MANIFEST_EXTENSIONS`, :data:`RECORDS`,
-:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :func:`load_raw`,
+:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :func:`relation`,
+:func:`scored_relation`, :func:`load_raw`,
 :class:`ManifestError`, :func:`read_manifest`, :func:`is_saved_dataset`, :func:`dialect_names`,
 :func:`read_test_path`.
 """
@@ -70,6 +71,8 @@ class Source:
     max_clip_seconds: Optional[float] = None  # every clip is shorter: the automatic encoder window
     check: Optional[Callable[[Any], None]] = None  # check(cfg): a SetupError when the data is not there (cheap:
     # no network, no datasets), before anything loads
+    related: tuple[str, ...] = ()  # sources drawn from the same recordings (a model trained on one is not
+    # held out on the other); the relation is symmetric: declared on either side
 
     def __post_init__(self):
         if self.records not in RECORDS:
@@ -276,6 +279,39 @@ def of(cfg) -> Source:
     """The declaration of the source ``cfg`` reads (``cfg.source``'s). Every module asks this, not :func:`get`,
     about a config's data, so that options of a config that refine what its source reads have one place here."""
     return get(cfg.source)
+
+
+def relation(trained: Optional[dict], source: str, test_set: str, data: Optional[str] = None) -> Optional[str]:
+    """How the test set ``test_set`` of ``source`` (``data``: its data_path or dataset, if any) stands to the training
+    data of a model whose saved config is ``trained`` (a dict: source, dialect, data_path/dataset): "trained" (one of
+    its training varieties, from the same data), "related" (other data of the same or a related source, see
+    :attr:`Source.related`), "held-out"; None for a model with no training config (a base model)."""
+    if not trained or not trained.get("source"):
+        return None
+
+    def where(name: str, value: Optional[str]) -> Optional[str]:  # a path counts only for a source that reads one
+        return value if name not in SOURCES or SOURCES[name].needs_data_path else None
+
+    if trained["source"] == source:
+        if (trained.get("dataset") or where(source, trained.get("data_path"))) == where(source, data):
+            dialect = trained.get("dialect")
+            parts = dialects.get(dialect).parts if str(dialect).lower() in dialects.REGISTRY else (dialect,)
+            return "trained" if test_set in parts else "related"
+        return "related"
+    declared = [(SOURCES[a], b) for a, b in ((trained["source"], source), (source, trained["source"])) if a in SOURCES]
+    return "related" if any(b in s.related for s, b in declared) else "held-out"
+
+
+def scored_relation(result: dict, test_set: str) -> Optional[str]:
+    """:func:`relation` of a results file's scored set ``test_set`` (a transformed one's label ``"{set}+{spec}"``
+    read as its set): as its evaluation recorded it, else from its training config and the data scored."""
+    from .transforms import split_name
+
+    ev, config = result.get("evaluation") or {}, result.get("config") or {}
+    if test_set in (ev.get("relation") or {}):
+        return ev["relation"][test_set]
+    return relation(config, ev.get("source") or config.get("source"), split_name(test_set)[0],
+                    ev.get("data_path") if ev else config.get("data_path"))
 
 
 def load_raw(cfg, variety: str, split: str, pooled: bool = False) -> SourceSplit:

@@ -2,7 +2,8 @@
 the efficiency summary and the pooled train sets' sizes (:class:`arabicpeft.report.StudyReport` writes them).
 
 Public: :func:`by_method`, :func:`group_label`, :func:`by_group`, :func:`matrix_table`, :func:`scored_start`,
-:func:`efficiency_summary`, :func:`published_pool_size`, :func:`pool_sizes`.
+:func:`efficiency_summary`, :func:`published_pool_size`, :func:`pool_sizes`, :data:`RELATIONS`, :func:`noise_curve`,
+:func:`held_out_table`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from .dialects import POOLED
 from .dialects import get as dialect_entry
 from .plots import heatmap_labels, require_columns
 from .results import MIB, START, TRAINED, TRAINING
+from .transforms import split_name
+
+RELATIONS = ("trained", "related", "held-out")  # how a scored set stands to the training data, in table order
 
 
 def by_method(scores: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -124,3 +128,41 @@ def pool_sizes(runs: pd.DataFrame) -> pd.DataFrame:
     pooled = pooled.assign(published_records=[published_pool_size(m, c) for m, c in
                                               zip(pooled["mixture"], pooled["max_train_per_dialect"])])
     return pooled[columns].reset_index(drop=True)
+
+
+def noise_curve(scores: pd.DataFrame) -> pd.DataFrame:
+    """WER/CER (%) against SNR of each system that holds scores on noisy test sets ("{set}+noise-KIND-SNRdB",
+    :mod:`arabicpeft.transforms`): per run, each condition's scores pooled over its test sets (Σ errors / Σ
+    reference words), then the mean over the system's runs (seeds). Columns system, noise (white, pink, babble;
+    "clean" for the untransformed sets, snr_db inf), snr_db, wer, cer, runs, n_utterances; empty when no run holds
+    noisy scores."""
+    rows = scored_rows(scores, TRAINED).copy()
+    transforms = [split_name(t)[1] for t in rows["test_set"]]
+    rows["noise"] = [t.kind.removeprefix("noise-") if t and t.snr_db is not None else None if t else "clean"
+                     for t in transforms]
+    rows["snr_db"] = [t.snr_db if t else np.inf for t in transforms]
+    rows = rows[rows["noise"].notna() & rows["path"].isin(rows.loc[rows["noise"].ne("clean"), "path"])]
+    if rows.empty:
+        return pd.DataFrame(columns=["system", "noise", "snr_db", "wer", "cer", "runs", "n_utterances"])
+    per_run = rows.groupby(["system", "path", "noise", "snr_db"], sort=False).agg(
+        word_errors=("word_errors", "sum"), ref_words=("ref_words", "sum"), char_errors=("char_errors", "sum"),
+        ref_chars=("ref_chars", "sum"), n_utterances=("n_utterances", "sum")).reset_index()
+    per_run["wer"] = 100 * per_run["word_errors"] / per_run["ref_words"]
+    per_run["cer"] = 100 * per_run["char_errors"] / per_run["ref_chars"]
+    table = per_run.groupby(["system", "noise", "snr_db"], sort=False).agg(
+        wer=("wer", "mean"), cer=("cer", "mean"), runs=("path", "nunique"), n_utterances=("n_utterances", "first"))
+    return table.reset_index().sort_values(["system", "noise", "snr_db"], ascending=[True, True, False],
+                                           ignore_index=True)
+
+
+def held_out_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """WER/CER (%) of each system per scored test set, marked by how the set stands to the system's training
+    data (relation: trained on, related (same or a related source: :func:`arabicpeft.sources.relation`), held
+    out), in that order: mean over runs; columns relation, system, test_set, wer, cer, runs. Sets of models with
+    no training config (base models) have no relation and are left out."""
+    rows = scored_rows(scores, TRAINED)
+    rows = rows[rows["relation"].notna()]
+    table = rows.groupby(["relation", "system", "test_set"], sort=False).agg(
+        wer=("wer", "mean"), cer=("cer", "mean"), runs=("path", "nunique")).reset_index()
+    table["relation"] = pd.Categorical(table["relation"], categories=RELATIONS, ordered=True)
+    return table.sort_values(["relation", "system", "test_set"], ignore_index=True)

@@ -15,14 +15,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
 # A module's rank is above the ranks of everything it imports (ARCHITECTURE.md draws the same layers).
 RANK = {
     "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "text": 0,
-    "device": 1, "feature_cache": 1, "methods": 1, "metrics": 1, "paper": 1, "stats": 1,
+    "device": 1, "feature_cache": 1, "transforms": 1, "methods": 1, "metrics": 1, "paper": 1, "stats": 1,
     "backbones": 2, "plots": 2,
     "offline_model": 3,
     "hub": 4, "records": 4,
     "sources": 5,
     "caching": 6, "config": 6,
     "data": 7, "model": 7, "profiles": 7, "run_dir": 7,
-    "results": 8, "trainer": 8,
+    "evaluation_sets": 8, "results": 8, "trainer": 8,
     "analysis": 9, "comparison": 9, "designs": 9, "export": 9, "kaggle": 9,
     "console": 10, "evaluate": 10, "paper_plots": 10, "tables": 10, "widgets": 10,
     "bank": 11, "inference": 11, "report": 11, "train": 11, "transcribe": 11,

@@ -170,6 +170,10 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
                                                                           "HF cache",
         f"evaluate|--model-path|tiny-random|--output-dir|{tmp_path}/o|--compute-type|int8":
             "--compute-type is not used here: it is an option of --backend ct2",
+        f"evaluate|--model-path|tiny-random|--output-dir|{tmp_path}/o|--source|hub|--transform|noise-white-10dB":
+            "transform noise-white-10dB: the hub source holds log-mel features, not waveforms",
+        f"evaluate|--model-path|tiny-random|--output-dir|{tmp_path}/o|--transform|noise-white-loud":
+            "transform 'noise-white-loud' is not declared",
         "study|peft_vs_full|--dialect|egyptian|--max-steps|2|--dry-run": "--dialect would be ignored there — give "
                                                                          "--dialects instead",
         "study|nope.json|--dry-run": "nope.json is neither a design",

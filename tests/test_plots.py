@@ -185,3 +185,16 @@ def test_require_columns_names_what_is_missing():
         plots.require_columns(frame, ["wer", "cer"], "x")
     with pytest.raises(ValueError, match="x: no rows"):
         plots.require_columns(frame.iloc[:0], ["wer"], "x")
+
+
+def test_fig_noise_curve_draws_a_line_per_system_and_noise_and_the_clean_score_dashed():
+    from arabicpeft.plots import fig_noise_curve
+
+    table = pd.DataFrame({"system": ["a"] * 4, "noise": ["clean", "white", "white", "white"],
+                          "snr_db": [np.inf, 20.0, 10.0, 0.0], "wer": [10.0, 12.0, 20.0, 60.0],
+                          "cer": [5.0, 6.0, 9.0, 30.0]})
+    fig = fig_noise_curve(table)
+    clean, white = fig.axes[0].lines
+    assert list(clean.get_ydata()) == [10.0, 10.0] and clean.get_linestyle() == "--"
+    assert list(white.get_xdata()) == [0.0, 10.0, 20.0] and list(white.get_ydata()) == [60.0, 20.0, 12.0]
+    assert white.get_label() == "a: white noise" and fig.axes[1].lines[1].get_ydata()[0] == 30.0
