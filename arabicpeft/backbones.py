@@ -7,8 +7,8 @@ calls (:mod:`arabicpeft.evaluate` keeps per-utterance limits, batching, scoring)
 target presets, the test-model builder and what export supports. torch and transformers load inside functions.
 
 Public: :data:`LANGUAGE`, :data:`SUPPRESS_PROCESSORS`, :class:`SuppressTokens` (:mod:`arabicpeft.whisper_tokens`),
-:class:`WhisperCollator`,
-:class:`Whisper`, :data:`BACKBONES`, :func:`family_of`, :func:`get`, :func:`of`, :func:`exporting`.
+:class:`WhisperCollator`, :class:`Whisper`, :data:`BACKBONES`, :func:`config_of`, :func:`family_of`, :func:`get`,
+:func:`of`, :func:`exporting`.
 """
 
 from __future__ import annotations
@@ -399,11 +399,8 @@ def _registered(model_type: str, what: str) -> Whisper:
     return BACKBONES[model_type]
 
 
-def family_of(reference) -> str:
-    """The family (the ``model_type`` in ``config.json``) of a model folder, a run folder (its ``model/``), an
-    adapter (its base: peft's ``base_model_name_or_path``), a CTranslate2 export (the family exporting to it) or a
-    hub id (config.json only). Offline names resolve to folders first (:func:`arabicpeft.offline_model.resolve_model`).
-    OSError when the config cannot be read; ValueError for an unregistered model_type, naming the supported ones."""
+def _model_folder(reference) -> str:
+    """A run folder's ``model/``, an adapter's base (peft's ``base_model_name_or_path``), else ``reference``."""
     text = os.fspath(reference)
     path = Path(text).expanduser()
     if (path / "model").is_dir() and not (path / "config.json").is_file():  # a run folder
@@ -412,11 +409,25 @@ def family_of(reference) -> str:
         base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
         if not base:
             raise OSError(f"{path} is a peft adapter without base_model_name_or_path: its base model is unknown.")
-        return family_of(base)
-    if (path / "model.bin").is_file():
+        return _model_folder(base)
+    return str(path) if path.is_dir() else text
+
+
+def config_of(reference) -> dict:
+    """The ``config.json`` of a model folder, a run folder (its ``model/``), an adapter (its base) or a hub id (that
+    one file, :func:`_read_config`); OSError when it cannot be read."""
+    return _read_config(_model_folder(reference))
+
+
+def family_of(reference) -> str:
+    """The family (the ``model_type`` in ``config.json``) of a model folder, a run folder (its ``model/``), an
+    adapter (its base: peft's ``base_model_name_or_path``), a CTranslate2 export (the family exporting to it) or a
+    hub id (config.json only). Offline names resolve to folders first (:func:`arabicpeft.offline_model.resolve_model`).
+    OSError when the config cannot be read; ValueError for an unregistered model_type, naming the supported ones."""
+    folder = _model_folder(reference)
+    if (Path(folder) / "model.bin").is_file():
         return exporting("ct2").family
-    model_type = _read_config(str(path) if path.is_dir() else text).get("model_type")
-    return _registered(model_type, text).family
+    return _registered(_read_config(folder).get("model_type"), os.fspath(reference)).family
 
 
 def get(reference) -> Whisper:
