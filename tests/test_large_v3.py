@@ -125,14 +125,17 @@ def test_lora_and_full_train_save_reload_and_evaluate_alike(lora_run, tmp_path_f
     assert trainable == read_results(full)["efficiency"]["total_parameters"] - 400 * 64  # positions stay fixed
 
 
-def test_transcribe_a_large_v3_adapter(lora_run, tmp_path, capsys):
+def test_transcribe_with_large_v3s_prompt(lora_run, tmp_path, capsys):
     audio = sorted((SAMPLE_DIR / "audio").glob("egyptian-te0*.ogg"))[:2]
-    main(["transcribe", *map(str, audio), "--model-path", str(lora_run / "model"), "--max-new-tokens", "6",
-          "--output-dir", str(tmp_path)])
-    rows = [json.loads(line) for line in Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text(
-        encoding="utf-8").splitlines()]
-    assert [r["path"] for r in rows] == [str(a.resolve()) for a in audio]
-    assert all(r["text"] and "<|" not in r["text"] and 1 < r["duration"] < 8 for r in rows)
+    for name, model in (("base", V3), ("adapter", str(lora_run / "model"))):
+        main(["transcribe", *map(str, audio), "--model-path", model, "--max-new-tokens", "6", "--output-dir",
+              str(tmp_path / name)])
+        rows = [json.loads(line) for line in Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text(
+            encoding="utf-8").splitlines()]
+        assert [r["path"] for r in rows] == [str(a.resolve()) for a in audio]
+        assert all("<|" not in r["text"] and 1 < r["duration"] < 8 for r in rows)  # no prompt token decoded
+        if name == "base":  # the random base decodes words (the 2-step adapter may end at once)
+            assert all(len(r["text"].split()) >= 2 for r in rows)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +152,7 @@ def test_merge_equals_unmerged_at_fp32(v3_adapters, tmp_path):
     unmerged = load_model(v3_adapters["egyptian"])
     plain, processor = WhisperForConditionalGeneration.from_pretrained(merged), WhisperProcessor.from_pretrained(merged)
     plain.generation_config.max_length = GEN
-    tests = _sample_tests(unmerged.processor, n=4)
+    tests = _sample_tests(unmerged.processor, n=3)
     with_adapter = _hypotheses(unmerged.model, unmerged.processor, tests)
     assert _hypotheses(plain, processor, tests) == with_adapter
     base = load_model(V3)
@@ -171,12 +174,12 @@ def test_the_bank_decodes_each_utterance_with_its_adapter(v3_adapters):
     tests, _, _ = load_test_sets(cfg, processor.tokenizer)
     mixed = datasets.concatenate_datasets([tests["egyptian"], tests["levantine"]])
     names = ["egyptian", "levantine", "__base__", "levantine"]
-    hyps = transcribe(model, processor, mixed, batch_size=4, adapter_names=names)[1]  # one generate call
+    hyps = transcribe(model, processor, mixed, batch_size=4, max_new_tokens=8, adapter_names=names)[1]  # one call
     alone = {}
     for name in ("egyptian", "levantine"):
         model.set_adapter(name)
-        alone[name] = transcribe(model, processor, mixed, batch_size=4)[1]
+        alone[name] = transcribe(model, processor, mixed, batch_size=4, max_new_tokens=8)[1]
     with model.disable_adapter():
-        alone["__base__"] = transcribe(model, processor, mixed, batch_size=4)[1]
+        alone["__base__"] = transcribe(model, processor, mixed, batch_size=4, max_new_tokens=8)[1]
     assert hyps == [alone[n][i] for i, n in enumerate(names)]
     assert alone["egyptian"] != alone["__base__"]  # the adapters change the output (so the test can fail)
