@@ -77,9 +77,7 @@ class WhisperCollator:
     label_tokens: Optional[str] = None
 
     def __post_init__(self):
-        stored = whisper_tokens.LABEL_LAYOUTS[self.label_tokens] if self.label_tokens else None
-        model = whisper_tokens.of_tokenizer(self.processor.tokenizer) if stored else None
-        self.remake_from = stored if stored and stored != model else None  # the layout to re-make labels from
+        self.remake_from = whisper_tokens.to_remake(self.label_tokens, self.processor.tokenizer)
 
     def features_and_labels(self, record: dict) -> tuple[np.ndarray, list[int]]:
         """(log-mel, label ids) of one record; audio is computed clip by clip on the CPU. Raises ValueError for

@@ -12,8 +12,8 @@ n_vocab 51866), so every token after the languages sits one id higher: whisper-s
 
 Torch-free at import (the early checks of :func:`arabicpeft.kaggle.preflight` use it before anything loads).
 
-Public: :data:`PROMPT_TOKENS`, :data:`LABEL_LAYOUTS`, :func:`of_tokenizer`, :func:`of_files`, :func:`remake_labels`,
-:func:`with_cantonese`, :class:`SuppressTokens`.
+Public: :data:`PROMPT_TOKENS`, :data:`LABEL_LAYOUTS`, :func:`of_tokenizer`, :func:`of_files`, :func:`to_remake`,
+:func:`remake_labels`, :func:`with_cantonese`, :class:`SuppressTokens`.
 """
 
 from __future__ import annotations
@@ -64,6 +64,13 @@ def of_files(reference: str) -> dict[str, Optional[int]]:
     added = json.loads(_tokenizer_file(reference).read_text(encoding="utf-8")).get("added_tokens", [])
     ids = {t["content"]: t["id"] for t in added}
     return {token: ids.get(token) for token in PROMPT_TOKENS}
+
+
+def to_remake(label_tokens: Optional[str], tokenizer) -> Optional[dict[str, int]]:
+    """The layout of stored labels (``label_tokens``, a key of :data:`LABEL_LAYOUTS`; None: labels made by the
+    model's own tokenizer) when it differs from ``tokenizer``'s, so the labels must be re-made; else None."""
+    stored = LABEL_LAYOUTS[label_tokens] if label_tokens else None
+    return stored if stored and stored != of_tokenizer(tokenizer) else None
 
 
 def remake_labels(labels, layout: dict[str, int], tokenizer) -> list[int]:
