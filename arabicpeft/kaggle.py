@@ -147,7 +147,7 @@ def _check_hub(cfg) -> None:
 
 
 def _audio_sources() -> str:
-    return ", ".join(f"{s.name} ({s.help})" for s in sources.SOURCES.values() if s.records != "features")
+    return " or ".join(f"{s.name} ({s.help})" for s in sources.SOURCES.values() if s.records != "features")
 
 
 def check_model_fits_source(cfg) -> Optional[str]:
@@ -165,15 +165,16 @@ def check_model_fits_source(cfg) -> Optional[str]:
         return None  # nothing stored in a model's format
     model = resolve_model(cfg.model) if cfg.model in OFFLINE_MODELS else cfg.model
     try:
-        backbone, config = backbones.get(model), backbones.config_of(model)
-        mels = backbone.feature_size(config)
-        layout = backbone.label_layout(model) if source.label_tokens else None
+        backbone = backbones.get(model)
+        mels = backbone.feature_size(backbones.config_of(model))
+        if source.n_mels and mels != source.n_mels:
+            raise ConfigError(f"source {source.name} holds {source.n_mels}-bin log-mel features, but {cfg.model} "
+                              f"takes {mels} mel bins", f"train it on audio: --source {_audio_sources()}; or use a "
+                              f"model of {source.n_mels} mel bins (whisper tiny ... large-v2).")
+        layout = backbone.label_layout(model) if source.label_tokens else None  # its tokenizer.json, only now
     except OSError as e:
-        raise SetupError(f"cannot read the model {cfg.model}: {e}", "check --model (a folder or hub id).") from e
-    if source.n_mels and mels != source.n_mels:
-        raise ConfigError(f"source {source.name} holds {source.n_mels}-bin log-mel features, but {cfg.model} takes "
-                          f"{mels} mel bins", f"train it on audio: --source {_audio_sources()}; or use a "
-                          f"{source.n_mels}-bin model (whisper tiny ... large-v2).")
+        raise SetupError(str(e), "check --model (a model folder, or a hub id in your HF cache or with the network "
+                         "on).") from e
     stored = LABEL_LAYOUTS.get(source.label_tokens)
     if layout is None or layout == stored:
         return None

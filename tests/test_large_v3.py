@@ -83,7 +83,7 @@ def test_a_features_source_is_checked_against_the_model_before_anything_loads(tm
         return kaggle.check_model_fits_source(ExperimentConfig(model=model, source="hub", dialect="egyptian"))
 
     with pytest.raises(ConfigError, match=r"source hub holds 80-bin log-mel features, but tiny-random-large-v3 "
-                                          r"takes 128 mel bins — train it on audio: --source local .*, sample"):
+                                          r"takes 128 mel bins — train it on audio: --source local .* or sample"):
         fits(V3)
     base = json.loads((Path(resolve_model("tiny-random")) / "tokenizer.json").read_text(encoding="utf-8"))
     v3 = json.loads((Path(resolve_model(V3)) / "tokenizer.json").read_text(encoding="utf-8"))
@@ -93,7 +93,7 @@ def test_a_features_source_is_checked_against_the_model_before_anything_loads(tm
     note = fits(_model_folder(tmp_path / "v3-80", 80, v3))  # an 80-mel model in large-v3's layout
     assert "re-made from their text" in note and "'<|transcribe|>': 50360" in note
     assert fits(_model_folder(tmp_path / "small", 80, base)) is None  # otozz's own layout
-    with pytest.raises(SetupError, match="cannot read the model openai/whisper-large-v3"):
+    with pytest.raises(SetupError, match="cannot read the config.json of openai/whisper-large-v3"):
         fits("openai/whisper-large-v3")  # HF_HUB_OFFLINE, not cached: its config.json cannot be read
     assert kaggle.check_model_fits_source(ExperimentConfig(model=V3, source="sample")) is None  # audio
 
