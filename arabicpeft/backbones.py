@@ -6,8 +6,9 @@ processor (Arabic and transcription forced), labels, collators, language forcing
 calls (:mod:`arabicpeft.evaluate` keeps per-utterance limits, batching, scoring), the encoder-window cut, LoRA
 target presets, the test-model builder and what export supports. torch and transformers load inside functions.
 
-Public: :data:`LANGUAGE`, :data:`SUPPRESS_PROCESSORS`, :class:`SuppressTokens`, :class:`WhisperCollator`,
-:class:`Whisper`, :data:`BACKBONES`, :func:`family_of`, :func:`get`, :func:`of`, :func:`exporting`.
+Public: :data:`LANGUAGE`, :data:`SUPPRESS_PROCESSORS`, :class:`SuppressTokens` (:mod:`arabicpeft.whisper_tokens`),
+:class:`WhisperCollator`, :class:`Whisper`, :data:`BACKBONES`, :func:`config_of`, :func:`family_of`, :func:`get`,
+:func:`of`, :func:`exporting`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import audio as audio_lib
+from . import whisper_tokens
 from .feature_cache import input_features
+from .whisper_tokens import SuppressTokens  # Whisper's decoding piece, public here as before
 
 LANGUAGE = "ar"  # every family transcribes Arabic (ISO 639-1; each family spells it its own way in its prompt)
 SUPPRESS_PROCESSORS = ("precomputed", "transformers")  # Whisper.decoding_options(suppress=...)
@@ -62,11 +65,19 @@ class WhisperCollator:
     audio records (``audio``, ``text``) into ``input_features`` (batch, mel bins, frames) and ``labels`` (batch,
     tokens; -100 = ignored). A leading ``decoder_start_token_id`` (``<|startoftranscript|>``, 50258; not
     ``bos_token_id``, 50257) is dropped from each label sequence: the model prepends it again when it shifts the
-    labels right, so the decoder sees the otozz prefix exactly once."""
+    labels right, so the decoder sees the otozz prefix exactly once. ``label_tokens``: the layout of the records'
+    stored labels (a key of :data:`arabicpeft.whisper_tokens.LABEL_LAYOUTS`, a features source's
+    ``label_tokens``); labels in a layout other than the model tokenizer's (otozz labels for large-v3) are made
+    again from their text with the model's tokenizer (:func:`arabicpeft.whisper_tokens.remake_labels`), never
+    trained on as stored."""
 
     processor: Any
     decoder_start_token_id: int
     feature_device: str = "auto"  # audio records: where log-mel is computed, see _feature_device()
+    label_tokens: Optional[str] = None
+
+    def __post_init__(self):
+        self.remake_from = whisper_tokens.to_remake(self.label_tokens, self.processor.tokenizer)
 
     def features_and_labels(self, record: dict) -> tuple[np.ndarray, list[int]]:
         """(log-mel, label ids) of one record; audio is computed clip by clip on the CPU. Raises ValueError for
@@ -78,10 +89,13 @@ class WhisperCollator:
             if features.shape != expected:
                 raise ValueError(
                     f"input_features of shape {features.shape}, but the model takes {expected} "
-                    "(mel bins x frames). otozz features are 80 x 3000: use an 80-mel Whisper (not large-v3) "
-                    "and keep the full 30 s encoder window (encoder_seconds unset)."
+                    "(mel bins x frames). otozz features are 80 x 3000: use an 80-mel Whisper (tiny ... large-v2; "
+                    "large-v3 takes 128) and keep the full 30 s encoder window (encoder_seconds unset)."
                 )
-            return features, list(record["labels"])
+            labels = record["labels"]
+            if self.remake_from:
+                return features, whisper_tokens.remake_labels(labels, self.remake_from, self.processor.tokenizer)
+            return features, list(labels)
         samples = audio_lib.load_audio(record["audio"])
         return audio_lib.log_mel(samples, extractor), _text_labels(self.processor.tokenizer, record["text"])
 
@@ -120,47 +134,15 @@ class _WithDecoderInputs:
         return batch
 
 
-class SuppressTokens:
-    """transformers' ``SuppressTokensLogitsProcessor`` and ``SuppressTokensAtBeginLogitsProcessor`` in one logits
-    processor, their vocabulary masks built once (per vocabulary size and device) instead of at every step (~16% of
-    a CPU evaluation profile in transformers 5). The same scores: -inf at ``suppress_tokens`` at every step, and at
-    ``begin_suppress_tokens`` too at the first generated step (``begin_index``, set by Whisper's ``generate``; else
-    the length of the first call's ``input_ids``); with ``timestamps_from`` (:meth:`Whisper.timestamps_from`)
-    every token from it on as well (see :meth:`Whisper.decoding_options`)."""
-
-    def __init__(self, suppress_tokens, begin_suppress_tokens, timestamps_from: Optional[int] = None):
-        self.tokens, self.begin_tokens = list(suppress_tokens or ()), list(begin_suppress_tokens or ())
-        self.timestamps_from = timestamps_from
-        self.begin_index, self.masks = None, None
-
-    def set_begin_index(self, begin_index: int) -> None:
-        self.begin_index = begin_index
-
-    def __call__(self, input_ids, scores):
-        import torch
-
-        vocab = scores.shape[-1]
-        if self.masks is None or self.masks[0].shape[0] != vocab or self.masks[0].device != scores.device:
-            every = torch.zeros(vocab, dtype=torch.bool, device=scores.device)
-            every[[t for t in self.tokens if t < vocab]] = True
-            if self.timestamps_from is not None:
-                every[self.timestamps_from:] = True
-            first = every.clone()
-            first[[t for t in self.begin_tokens if t < vocab]] = True
-            self.masks = every, first
-        if self.begin_index is None:  # not set by the caller: the first call is the first generated step
-            self.begin_index = input_ids.shape[-1]
-        first_step = input_ids.shape[-1] == self.begin_index
-        return scores.masked_fill(self.masks[1] if first_step else self.masks[0], -float("inf"))
-
-
 # --- the Whisper family -----------------------------------------------------------------------------------------
 
 
 class Whisper:
-    """OpenAI Whisper (multilingual tiny ... large-v2) as transformers' ``WhisperForConditionalGeneration``: an
-    encoder-decoder on log-mel windows (80 mel bins, 30 s), told the language and task by its decoder prompt
-    ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` (in ``generation_config``)."""
+    """OpenAI Whisper (multilingual tiny ... large-v2, large-v3, large-v3-turbo) as transformers'
+    ``WhisperForConditionalGeneration``: an encoder-decoder on log-mel windows (30 s; 80 mel bins, large-v3 128:
+    read from the model's config), told the language and task by its decoder prompt
+    ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` (in ``generation_config``), whose ids are read
+    from the model's own tokenizer (large-v3 shifts them: :mod:`arabicpeft.whisper_tokens`)."""
 
     family = "whisper"
     exports = ("ct2",)  # CTranslate2 (faster-whisper)
@@ -206,8 +188,14 @@ class Whisper:
         gen.max_length = max_length or model.config.max_target_positions
 
     def feature_size(self, config) -> int:
-        """Mel bins of the log-mel the model takes (80; large-v3: 128), from its config."""
-        return int(config.num_mel_bins)
+        """Mel bins of the log-mel the model takes (80; large-v3: 128), from its config (a transformers config, or
+        the dict of its ``config.json``)."""
+        return int(config["num_mel_bins"] if isinstance(config, dict) else config.num_mel_bins)
+
+    def label_layout(self, reference: str) -> dict:
+        """The ids the tokenizer of a model folder or hub id gives the label tokens
+        (:func:`arabicpeft.whisper_tokens.of_files`: its tokenizer.json only); OSError when it cannot be read."""
+        return whisper_tokens.of_files(reference)
 
     def cut_window(self, model, processor, seconds: int) -> None:
         """Shrink the encoder window to ``seconds`` (in place, model and feature extractor alike): the positional
@@ -256,12 +244,14 @@ class Whisper:
         """Label ids of the transcript ``text``: prefix, text tokens, ``<|endoftext|>`` (as the otozz sets')."""
         return _text_labels(processor.tokenizer, text)
 
-    def collator(self, processor, model=None, *, training: bool = False, feature_device: str = "auto") -> Callable:
-        """records -> batch (:class:`WhisperCollator`); ``training``: with ``decoder_input_ids`` too, made from the
-        labels as ``model`` makes them (the Trainer's batches)."""
+    def collator(self, processor, model=None, *, training: bool = False, feature_device: str = "auto",
+                 label_tokens: Optional[str] = None) -> Callable:
+        """records -> batch (:class:`WhisperCollator`; ``label_tokens``: the layout of stored labels, re-made for
+        the model's tokenizer when it differs); ``training``: with ``decoder_input_ids`` too, made from the labels
+        as ``model`` makes them (the Trainer's batches)."""
         start = (model.config.decoder_start_token_id if model is not None
                  else processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>"))
-        collate = WhisperCollator(processor, start, feature_device)
+        collate = WhisperCollator(processor, start, feature_device, label_tokens)
         return _WithDecoderInputs(collate, model.config.pad_token_id, start) if training else collate
 
     def audio_inputs(self, processor, clips: list) -> dict:
@@ -407,11 +397,8 @@ def _registered(model_type: str, what: str) -> Whisper:
     return BACKBONES[model_type]
 
 
-def family_of(reference) -> str:
-    """The family (the ``model_type`` in ``config.json``) of a model folder, a run folder (its ``model/``), an
-    adapter (its base: peft's ``base_model_name_or_path``), a CTranslate2 export (the family exporting to it) or a
-    hub id (config.json only). Offline names resolve to folders first (:func:`arabicpeft.offline_model.resolve_model`).
-    OSError when the config cannot be read; ValueError for an unregistered model_type, naming the supported ones."""
+def _model_folder(reference) -> str:
+    """A run folder's ``model/``, an adapter's base (peft's ``base_model_name_or_path``), else ``reference``."""
     text = os.fspath(reference)
     path = Path(text).expanduser()
     if (path / "model").is_dir() and not (path / "config.json").is_file():  # a run folder
@@ -420,11 +407,25 @@ def family_of(reference) -> str:
         base = json.loads((path / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
         if not base:
             raise OSError(f"{path} is a peft adapter without base_model_name_or_path: its base model is unknown.")
-        return family_of(base)
-    if (path / "model.bin").is_file():
+        return _model_folder(base)
+    return str(path) if path.is_dir() else text
+
+
+def config_of(reference) -> dict:
+    """The ``config.json`` of a model folder, a run folder (its ``model/``), an adapter (its base) or a hub id (that
+    one file, :func:`_read_config`); OSError when it cannot be read."""
+    return _read_config(_model_folder(reference))
+
+
+def family_of(reference) -> str:
+    """The family (the ``model_type`` in ``config.json``) of a model folder, a run folder (its ``model/``), an
+    adapter (its base: peft's ``base_model_name_or_path``), a CTranslate2 export (the family exporting to it) or a
+    hub id (config.json only). Offline names resolve to folders first (:func:`arabicpeft.offline_model.resolve_model`).
+    OSError when the config cannot be read; ValueError for an unregistered model_type, naming the supported ones."""
+    folder = _model_folder(reference)
+    if (Path(folder) / "model.bin").is_file():
         return exporting("ct2").family
-    model_type = _read_config(str(path) if path.is_dir() else text).get("model_type")
-    return _registered(model_type, text).family
+    return _registered(_read_config(folder).get("model_type"), os.fspath(reference)).family
 
 
 def get(reference) -> Whisper:

@@ -32,6 +32,7 @@ from .config import ExperimentConfig
 from .errors import DataUnavailableError
 from .offline_model import MAX_TARGET_POSITIONS
 from .records import AnyDataset, columns_of, filter_records, record_format, record_key, settle_counts
+from .whisper_tokens import to_remake
 
 # Said wherever scores of synthetic data are shown (the sample set, or a manifest marked synthetic).
 SYNTHETIC_NOTE = ("the sample data is synthetic (espeak-ng speech of sentences written for this set), so its "
@@ -294,7 +295,8 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     source = sources.of(cfg)
     report: dict[str, Any] = {"source": cfg.source, "data_path": cfg.data_path, "streaming": cfg.streaming,
                               "source_records": {"records": source.records, "n_mels": source.n_mels,
-                                                 "label_tokens": source.label_tokens}}
+                                                 "label_tokens": source.label_tokens,
+                                                 "labels_remade": bool(to_remake(source.label_tokens, tokenizer))}}
     pool, fmt, synthetic = _train_pool(cfg, report)
     keys = None if isinstance(pool, datasets.IterableDataset) else []
     pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions, keys=keys)

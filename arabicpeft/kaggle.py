@@ -5,12 +5,14 @@ session's run, the disk; the checks that stop a run early with what to do (the h
 
 Torch-free at import (the Kaggle bootstrap and the CLI's early checks import it before GPU pinning).
 
-Public: :func:`output_root`, :func:`preflight`, :func:`prepare_run`, :func:`report_frame`.
+Public: :func:`output_root`, :func:`check_model_fits_source`, :func:`preflight`, :func:`prepare_run`,
+:func:`report_frame`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import platform
 import shutil
@@ -19,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from . import device, sources
+from . import backbones, device, sources
 from .config import ExperimentConfig
-from .errors import DiskSpaceError, SessionTimeSpent, SetupError
+from .errors import ConfigError, DiskSpaceError, SessionTimeSpent, SetupError
 from .hub import check_hub_model, check_model_name, hub_model, hub_offline_mode, hub_reachable
 from .results import git_commit, versions
 from .run_dir import CHECKPOINT_DIR, MODEL_DIR, RESULTS_FILE, RunDir, check_output_folder
@@ -144,11 +146,51 @@ def _check_hub(cfg) -> None:
         check_hub_model(hub_model(cfg.model), needs=" and ".join(parts))
 
 
+def _audio_sources() -> str:
+    return " or ".join(f"{s.name} ({s.help})" for s in sources.SOURCES.values() if s.records != "features")
+
+
+def check_model_fits_source(cfg) -> Optional[str]:
+    """Before the model's weights or the data are fetched: the model's mel bins (its ``config.json``; a hub id's
+    only) against a features source's stored log-mel (``n_mels``), and its tokenizer's label-token ids (its
+    ``tokenizer.json``) against the layout of the source's stored labels (``label_tokens``). Raises
+    :class:`~arabicpeft.errors.ConfigError` when the features cannot serve the model (naming sources with audio)
+    or its tokenizer lacks a label token; returns a note when the labels will be re-made from their text with the
+    model's tokenizer (another layout: :class:`arabicpeft.backbones.WhisperCollator`), else None."""
+    from .offline_model import OFFLINE_MODELS, resolve_model
+    from .whisper_tokens import LABEL_LAYOUTS
+
+    source = sources.of(cfg)
+    if not (source.n_mels or source.label_tokens):
+        return None  # nothing stored in a model's format
+    model = resolve_model(cfg.model) if cfg.model in OFFLINE_MODELS else cfg.model
+    try:
+        backbone = backbones.get(model)
+        mels = backbone.feature_size(backbones.config_of(model))
+        if source.n_mels and mels != source.n_mels:
+            raise ConfigError(f"source {source.name} holds {source.n_mels}-bin log-mel features, but {cfg.model} "
+                              f"takes {mels} mel bins", f"train it on audio: --source {_audio_sources()}; or use a "
+                              f"model of {source.n_mels} mel bins (whisper tiny ... large-v2).")
+        layout = backbone.label_layout(model) if source.label_tokens else None  # its tokenizer.json, only now
+    except OSError as e:
+        raise SetupError(str(e), "check --model (a model folder, or a hub id in your HF cache or with the network "
+                         "on).") from e
+    stored = LABEL_LAYOUTS.get(source.label_tokens)
+    if layout is None or layout == stored:
+        return None
+    missing = [token for token, i in layout.items() if i is None]
+    if missing:
+        raise ConfigError(f"the tokenizer of {cfg.model} has no {' '.join(missing)}, which the labels of source "
+                          f"{source.name} hold", "use a multilingual Whisper (not an English-only .en model).")
+    return (f"the labels of source {source.name} use other token ids than {cfg.model}'s tokenizer "
+            f"({stored} vs {layout}): they are re-made from their text with the model's tokenizer")
+
+
 def preflight(cfg) -> None:
     """The checks that need no model, no data and no torch (well under a second, plus at most one network probe
     when the run needs the hub): the model, data and resume paths exist, a GPU precision has a GPU, and the hub
     is reachable when the model or data come from it (under HF_HUB_OFFLINE: a hub model is in the local cache),
-    and the output folder can be written. Raises a :class:`~arabicpeft.errors.UserError`."""
+    the output folder can be written, and the model fits a features source (:func:`check_model_fits_source`). Raises a :class:`~arabicpeft.errors.UserError`."""
     check_model_name(cfg.model, hub=False)  # the hub is probed once, below, for the model and the data
     check_output_folder(cfg.output_dir)
     source = sources.of(cfg)
@@ -159,6 +201,9 @@ def preflight(cfg) -> None:
                          "give a checkpoint-* folder or a run folder, or leave it unset.")
     device.check_precision_without_torch(cfg.precision)
     _check_hub(cfg)
+    note = check_model_fits_source(cfg)
+    if note:
+        logging.getLogger(__name__).warning(note)
 
 
 def _session_time_left_s() -> Optional[float]:

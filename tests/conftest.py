@@ -79,7 +79,9 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 SR = 16_000
-PREFIX = [50258, 50272, 50359, 50363]  # <|startoftranscript|><|ar|><|transcribe|><|notimestamps|>
+# The otozz sets' label prefix <|startoftranscript|><|ar|><|transcribe|><|notimestamps|> and <|endoftext|>: the ids of
+# whisper tiny ... large-v2 (tiny-random, whisper-base), as they store them. large-v3's: tests/test_large_v3.py.
+PREFIX = [50258, 50272, 50359, 50363]
 EOT = 50257
 SOT = PREFIX[0]
 GEN = 20  # tokens per transcript of the random tiny model
@@ -146,9 +148,10 @@ def dataclasses_replace(cfg, **kw):
 # Module-scoped: building one takes about a second; each file that uses one gets its own.
 
 
-def _adapter(directory: Path, dialect: str, seed: int, **fields) -> Path:
-    """A tiny-random LoRA adapter saved by arabicpeft, with random non-zero B matrices (an untrained adapter is
-    the identity, and merging it would prove nothing); ``fields``: other config fields (e.g. encoder_seconds)."""
+def _adapter(directory: Path, dialect: str, seed: int, model: str = "tiny-random", **fields) -> Path:
+    """A LoRA adapter on ``model`` (an offline tiny model) saved by arabicpeft, with random non-zero B matrices (an
+    untrained adapter is the identity, and merging it would prove nothing); ``fields``: other config fields (e.g.
+    encoder_seconds)."""
     import torch
 
     from arabicpeft.config import ExperimentConfig
@@ -156,7 +159,7 @@ def _adapter(directory: Path, dialect: str, seed: int, **fields) -> Path:
     from arabicpeft.methods import add_adapter
     from arabicpeft.model import _load_base, save_trained
 
-    cfg = ExperimentConfig(dialect=dialect, model="tiny-random", source="sample", lora_targets="qkvo",
+    cfg = ExperimentConfig(dialect=dialect, model=model, source="sample", lora_targets="qkvo",
                            generation_max_length=GEN, max_test_samples=6, **fields)
     model, processor = _load_base(cfg)
     model = add_adapter(model, cfg, BACKBONES["whisper"].target_modules(cfg))

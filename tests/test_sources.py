@@ -61,7 +61,8 @@ def test_a_source_declared_in_a_test_alone_trains_and_is_scored(tmp_path, monkey
     # 16 records: 4 to validation (20 %, rounded up), 12 to training, cut to max_train_samples 8
     assert (results["data"]["n_train"], results["data"]["n_validation"]) == (8, 4)
     assert results["data"]["test"]["egyptian"]["rows_used"] == 4 and results["data"]["format"] == "audio"
-    assert results["data"]["source_records"] == {"records": "audio", "n_mels": None, "label_tokens": None}
+    assert results["data"]["source_records"] == {"records": "audio", "n_mels": None, "label_tokens": None,
+                                                 "labels_remade": False}
     assert results["synthetic"] is False  # nothing in the declaration says so
     # scored on the reader's transcripts: the 4 Egyptian test rows of the CSV, under every normalizer
     rows = pd.read_csv(Path(cfg.output_dir) / results["utterances_file"], keep_default_na=False)
