@@ -420,7 +420,7 @@ def _evaluation_sets(trained, processor, max_seconds: float, max_positions: int,
     from .sources import is_saved_dataset
     from .errors import UserError
 
-    test_sets = test_sets or (list(dialects.get(dialect).parts) if dialect else None)
+    test_sets = test_sets or (list(dialects.variety(dialect).parts) if dialect else None)
     path = Path(data_path) if data_path is not None else None
     if path is not None and (path.is_file() or is_saved_dataset(path)):  # one manifest or saved dataset
         return (*load_test_path(path, processor.tokenizer, max_seconds, test_sets, max_test_samples, max_positions),

@@ -9,7 +9,15 @@ adding a source is one declaration in that table and its reader.
   log-mel + whisper-small's label ids), read at the commit :func:`arabicpeft.hub.dataset_revision` records;
 - ``local``: a folder (``data_path``) of ``save_to_disk`` copies of those sets or of train/test manifests
   (:func:`read_manifest`: ``audio`` + ``text``, optional ``dialect`` and ``synthetic``);
-- ``sample``: the embedded synthetic sample set (a manifest folder, :data:`SAMPLE_DIR`).
+- ``sample``: the embedded synthetic sample set (a manifest folder, :data:`SAMPLE_DIR`);
+- ``hub`` with ``--dataset REPO[:CONFIG]`` (or a local folder ``datasets.load_dataset`` reads): any audio dataset,
+  its columns named by the config (:mod:`arabicpeft.hub_audio`);
+- the named recipes of public Arabic sets (``fleurs-ar``, ``casablanca`` ...): one :class:`~arabicpeft.hub_audio.
+  HubDataset` each, its repo, configs, splits and columns taken from the dataset's card (``card``).
+
+A source declares its varieties (``varieties``; None: whatever its data holds, e.g. a manifest's or a dialect
+column's values) and the members of its pooled set ``all`` (``pooled``); the config checks a run's varieties
+against them.
 
 A reader is ``read(cfg, variety, split, pooled) -> SourceSplit``: one single-variety split ("train" or "test")
 of an :class:`~arabicpeft.config.ExperimentConfig` (the whole config, so a reader takes what options it needs),
@@ -29,13 +37,14 @@ import codecs
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
-from . import dialects
+from . import dialects, hub_audio
 from .errors import ConfigError, DataUnavailableError, SetupError
 from .hub import HUB_HOST, dataset_revision, hub_offline_mode, hub_reachable
+from .hub_audio import HubDataset
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source "sample")
 SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_gen.py)
@@ -70,6 +79,11 @@ class Source:
     max_clip_seconds: Optional[float] = None  # every clip is shorter: the automatic encoder window
     check: Optional[Callable[[Any], None]] = None  # check(cfg): a SetupError when the data is not there (cheap:
     # no network, no datasets), before anything loads
+    varieties: Optional[tuple[str, ...]] = dialects.VARIETIES  # the single varieties it holds (None: whatever
+    # its data names: a manifest's or a dialect column's values, or the run's --dialect for the whole dataset)
+    pooled: tuple[str, ...] = dialects.DIALECTS  # what its pooled set "all" joins by default (--pool overrides)
+    hub_dataset: Optional[HubDataset] = None  # an audio dataset of the hub it reads (a recipe), or how --dataset
+    # is read (the hub source: hub_audio.GENERIC)
 
     def __post_init__(self):
         if self.records not in RECORDS:
@@ -105,6 +119,21 @@ def _read_otozz(cfg, variety: str, split: str, pooled: bool) -> SourceSplit:
     repo = (entry.hub_train if split == "train" else entry.hub_test)[0]
     ds, revision = _load_hub(repo, cfg.streaming)
     return SourceSplit(ds, revision, repo)
+
+
+def _read_hub_audio(cfg, variety: str, split: str, pooled: bool) -> SourceSplit:
+    """One split of a hub audio dataset: the source's recipe, with the config's --dataset and column options."""
+    recipe = get(cfg.source).hub_dataset
+    if recipe.unavailable and not cfg.dataset:
+        raise DataUnavailableError(recipe.unavailable, f"then give its folder: --source {cfg.source} --dataset FOLDER.")
+    ds, revision, hub_id = hub_audio.read(cfg, recipe, variety, split, pooled)
+    return SourceSplit(ds, revision, hub_id)
+
+
+def _check_hub_dataset(cfg) -> None:
+    recipe = get(cfg.source).hub_dataset
+    if recipe.unavailable and not cfg.dataset:
+        raise SetupError(recipe.unavailable, f"then give its folder: --source {cfg.source} --dataset FOLDER.")
 
 
 # --- manifests and local folders ------------------------------------------------------------------------
@@ -216,7 +245,7 @@ def _read_folder(root: Path, variety: str, split: str, streaming: bool, pooled: 
     if not root.exists():
         raise FileNotFoundError(f"Local data directory not found: {root}. Check data_path: it must be a folder "
                                 "holding the save_to_disk copies or the train/test manifests.")
-    saved = root / f"{dialects.get(variety).hub_name}_{split}_set"
+    saved = root / f"{dialects.variety(variety).hub_name}_{split}_set"
     if saved.is_dir():
         ds = datasets.load_from_disk(str(saved))
         if isinstance(ds, datasets.DatasetDict):  # the otozz repos keep everything in one split named "train"
@@ -257,9 +286,11 @@ def _check_sample_audio(cfg) -> None:
 # --- the table ---------------------------------------------------------------------------------------
 
 SOURCES: dict[str, Source] = {
-    "hub": Source("hub", "the otozz datasets (needs internet)", "features", _read_otozz, needs_hub=True,
-                  n_mels=80, label_tokens="whisper"),
-    "local": Source("local", "--data-path", "any", _read_local, needs_data_path=True, check=_check_data_path),
+    "hub": Source("hub", "the otozz datasets (needs internet); with --dataset: any hub audio dataset or local folder",
+                  "features", _read_otozz, needs_hub=True, n_mels=80, label_tokens="whisper",
+                  hub_dataset=hub_audio.GENERIC),
+    "local": Source("local", "--data-path", "any", _read_local, needs_data_path=True, check=_check_data_path,
+                    varieties=None),
     "sample": Source("sample", "the embedded synthetic set", "audio", _read_sample, synthetic=True,
                      max_clip_seconds=SAMPLE_ENCODER_SECONDS, check=_check_sample_audio),
 }
@@ -274,15 +305,23 @@ def get(name: str) -> Source:
 
 def of(cfg) -> Source:
     """The declaration of the source ``cfg`` reads (``cfg.source``'s). Every module asks this, not :func:`get`,
-    about a config's data, so that options of a config that refine what its source reads have one place here."""
-    return get(cfg.source)
+    about a config's data, so that options of a config that refine what its source reads have one place here:
+    ``--dataset`` makes the hub source (or a recipe) read that audio dataset, from the hub or a local folder."""
+    source = get(cfg.source)
+    dataset = getattr(cfg, "dataset", None)  # configs saved before the option read the same
+    if source.hub_dataset is None or not (dataset or source.read is _read_hub_audio):
+        return source
+    varieties = source.hub_dataset.varieties
+    local = bool(dataset) and hub_audio.is_local(hub_audio.parse_dataset(dataset)[0])
+    return replace(source, records="audio", read=_read_hub_audio, needs_hub=not local, n_mels=None,
+                   label_tokens=None, varieties=varieties, pooled=varieties or ())
 
 
 def load_raw(cfg, variety: str, split: str, pooled: bool = False) -> SourceSplit:
     """One single-variety split ("train" or "test") of ``cfg.source``, as its reader gives it (unfiltered), marked
     synthetic when the source is. ``pooled``: the variety is one of several read together (a manifest must then
     say which row is which)."""
-    if dialects.get(variety).is_pooled:
+    if variety == dialects.POOLED:
         raise ValueError(f"load_raw takes a single variety, not the pooled {variety!r}.")
     source = of(cfg)
     read = source.read(cfg, variety, split, pooled)
