@@ -90,7 +90,8 @@ class _ConfigPicker:
         self.message.value = f"{name} = {html.escape(repr(getattr(checked, name)))} (picker.config has it)"
 
     def values(self) -> dict:
-        return {name: control.value for name, control in self.controls.items()}
+        return {name: (control.value or None) if name in _OPTIONAL_TEXT else control.value
+                for name, control in self.controls.items()}
 
     def _repr_mimebundle_(self, **kwargs):
         return self.box._repr_mimebundle_(**kwargs)

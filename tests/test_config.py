@@ -92,7 +92,7 @@ ERRORS = [
     ("no LoRA targets", lambda t, k: ExperimentConfig(lora_targets=" , "), ConfigError,
      r"^lora_targets is empty — give a preset of the model's family \(e.g. qv\) or module names\.$"),
     ("choices of an unknown field", lambda t, k: ExperimentConfig.choices("bogus"), ConfigError,
-     r"^ExperimentConfig has no field 'bogus' — ask for a field; these have choices: method, source, precision, "),
+     r"^ExperimentConfig has no field 'bogus' — ask for a field; these have choices: method, precision, source, "),
 ]
 
 
