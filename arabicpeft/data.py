@@ -296,6 +296,9 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
     report: dict[str, Any] = {"source": cfg.source, "data_path": cfg.data_path, "streaming": cfg.streaming,
                               "source_records": {"records": source.records, "n_mels": source.n_mels,
                                                  "label_tokens": source.label_tokens}}
+    recipe = source.hub_dataset
+    if recipe is not None and recipe.repo:  # a named recipe: where its data is described, under which licence
+        report["source_records"].update(card=recipe.card, licence=recipe.licence)
     pool, fmt, synthetic = _train_pool(cfg, report)
     keys = None if isinstance(pool, datasets.IterableDataset) else []
     pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions, keys=keys)

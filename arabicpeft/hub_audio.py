@@ -132,6 +132,8 @@ def _open(repo: str, config: Optional[str], split: str, streaming: bool):
                                        "its folder as --dataset.")
         revision = _hub_call(name, dataset_revision, repo)
     path = str(Path(repo).expanduser()) if local else repo
+    if local and config and (Path(path) / config).is_dir() and config not in datasets.get_dataset_config_names(path):
+        path, config = str(Path(path) / config), None  # a download of one config (e.g. a parquet export's folder)
     try:
         splits = _hub_call(name, datasets.get_dataset_split_names, path, config, revision=revision)
     except ValueError as e:  # datasets names the configs it has ("BuilderConfig 'x' not found. Available: [...]")

@@ -33,9 +33,6 @@ Public: :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`MANIFEST_EXTE
 
 from __future__ import annotations
 
-import codecs
-import io
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +42,7 @@ from . import dialects, hub_audio
 from .errors import ConfigError, DataUnavailableError, SetupError
 from .hub import HUB_HOST, dataset_revision, hub_offline_mode, hub_reachable
 from .hub_audio import HubDataset
+from .manifests import ManifestError, read_manifest  # noqa: F401 (public here: the manifests of local folders)
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source "sample")
 SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_gen.py)
@@ -139,78 +137,6 @@ def _check_hub_dataset(cfg) -> None:
 # --- manifests and local folders ------------------------------------------------------------------------
 
 
-class ManifestError(ValueError):
-    """A manifest that cannot be read; the message names the file, the line and the likely cause."""
-
-
-def _utf16_byte_order(raw: bytes) -> Optional[str]:
-    """``little-endian`` or ``big-endian`` when ``raw`` looks like UTF-16 text (a UTF-16 byte-order mark, or NUL
-    bytes, which UTF-8 text does not hold, in at least a tenth of its odd or even offsets: the high bytes of ASCII
-    characters), else None."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "little-endian" if raw.startswith(codecs.BOM_UTF16_LE) else "big-endian"
-    odd, even = raw[1::2].count(0), raw[0::2].count(0)
-    if max(odd, even) < max(1, len(raw) // 20):  # not a stray NUL or two
-        return None
-    return "little-endian" if odd > even else "big-endian"
-
-
-def read_manifest(path):
-    """A manifest (``.jsonl``: one JSON object a line; ``.json``: a list of objects; ``.csv``) as a pandas frame.
-
-    UTF-8 with or without a byte-order mark, Unix or Windows line endings. Raises :class:`ManifestError`
-    naming the file, the line and the likely cause (UTF-16 text, with or without a byte-order mark, is named).
-    """
-    import pandas as pd
-
-    path = Path(path)
-    raw = path.read_bytes()
-    utf16 = _utf16_byte_order(raw)
-    if utf16:
-        raise ManifestError(f"Could not read the manifest {path}: it is UTF-16 ({utf16}) text, not UTF-8. Save it as "
-                            "UTF-8.")
-    try:
-        text = raw.decode("utf-8-sig")  # drops a byte-order mark (Excel and Notepad write one)
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ManifestError(f"Could not read the manifest {path}, line {line}: it is not UTF-8 text ({e.reason} "
-                            f"at byte {e.start}). Save it as UTF-8.") from e
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if path.suffix == ".csv":
-        try:
-            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError) as e:
-            detail = " ".join(str(e).split()).rstrip(".")  # pandas' message names the line
-            raise ManifestError(f"Could not read the manifest {path}: {detail}. Likely cause: a field holding a comma, "
-                                "a quote or a line break is not quoted; put such fields in double quotes.") from e
-    if path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"Could not read the manifest {path}, line {e.lineno}: not valid JSON ({e.msg}, "
-                                f"column {e.colno}). A .json manifest is a list of objects; use .jsonl for one "
-                                "object a line.") from e
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ManifestError(f"The manifest {path} must be a JSON list of objects like "
-                                '[{"audio": "a.wav", "text": "..."}], got a ' + type(rows).__name__ + ".")
-        return pd.DataFrame(rows)
-    rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"Could not read the manifest {path}, line {number}: not valid JSON ({e.msg}, "
-                                f"column {e.colno}). Each line must be one complete JSON object, e.g. "
-                                '{"audio": "a.wav", "text": "..."}.') from e
-        if not isinstance(row, dict):
-            raise ManifestError(f"Could not read the manifest {path}, line {number}: a JSON "
-                                f"{type(row).__name__}, not an object with 'audio' and 'text'.")
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def _load_manifest(path: Path, variety: str, pooled: bool):
     """(dataset of ``audio`` (absolute paths) + ``text``, synthetic) of the rows of ``variety`` in a manifest."""
     import datasets
@@ -293,6 +219,47 @@ SOURCES: dict[str, Source] = {
                     varieties=None),
     "sample": Source("sample", "the embedded synthetic set", "audio", _read_sample, synthetic=True,
                      max_clip_seconds=SAMPLE_ENCODER_SECONDS, check=_check_sample_audio),
+    # Named recipes of public Arabic sets: every repo id, config, split and column from the dataset's card.
+    "casablanca": Source("casablanca", "Casablanca, 8 dialects by country (test sets; needs internet)", "audio",
+                         _read_hub_audio, needs_hub=True, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "UBC-NLP/Casablanca", "https://huggingface.co/datasets/UBC-NLP/Casablanca", configs={
+            "algeria": "Algeria", "egypt": "Egypt", "jordan": "Jordan", "mauritania": "Mauritania",
+            "morocco": "Morocco", "palestine": "Palestine", "uae": "UAE", "yemen": "Yemen"},
+        train_split=None, test_split="test", text_column="transcription", licence="CC BY-NC-ND 4.0",
+        citation="Talafha et al. 2024, Casablanca: Data and Models for Multidialectal Arabic Speech Recognition, "
+                 "arXiv:2410.04527")),
+    "mediaspeech": Source("mediaspeech", "MediaSpeech Arabic media speech (a test set; needs internet)", "audio",
+                          _read_hub_audio, needs_hub=True, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "ymoslem/MediaSpeech", "https://huggingface.co/datasets/ymoslem/MediaSpeech",
+        configs={"mediaspeech": "ar"}, train_split=None, test_split="train", text_column="sentence",
+        licence="CC BY 4.0", citation="Kolobov et al. 2021, MediaSpeech: Multilanguage ASR Benchmark and Dataset, "
+                                      "arXiv:2103.16193")),
+    "mgb2": Source("mgb2", "MGB-2 Aljazeera broadcasts, a community copy on the hub (needs internet)", "audio",
+                   _read_hub_audio, needs_hub=True, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "MohamedRashad/mgb2-arabic", "https://huggingface.co/datasets/MohamedRashad/mgb2-arabic",
+        configs={"mgb2": "default"}, text_column="transcript",
+        licence="not stated on the card; the MGB-2 challenge data is QCRI's (arabicspeech.org): check its terms",
+        citation="Ali et al. 2016, The MGB-2 Challenge: Arabic Multi-Dialect Broadcast Media Recognition, "
+                 "arXiv:1609.05625")),
+    "cv-ar": Source("cv-ar", "Common Voice 17 Arabic (a local copy: it left the hub)", "audio", _read_hub_audio,
+                    check=_check_hub_dataset, hub_dataset=HubDataset(
+        "mozilla-foundation/common_voice_17_0", "https://huggingface.co/datasets/mozilla-foundation/common_voice_17_0",
+        configs={"common_voice": "ar"}, text_column="sentence", licence="CC0 1.0",
+        gated="the hub repo asked to accept Mozilla's terms", citation="Ardila et al. 2020, Common Voice: A Massively"
+        "-Multilingual Speech Corpus, arXiv:1912.06670",
+        unavailable="Common Voice is no longer loadable from the hub (its repo is a gated loading script, which "
+                    "datasets 5 does not run, and Mozilla distributes new releases itself): download the Arabic "
+                    "release from commonvoice.mozilla.org (or a parquet copy of config 'ar' with columns audio and "
+                    "sentence)")),
+    "fleurs-ar": Source("fleurs-ar", "FLEURS Egyptian Arabic, ar_eg (a local copy of the hub's parquet export)",
+                        "audio", _read_hub_audio, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "google/fleurs", "https://huggingface.co/datasets/google/fleurs", configs={"fleurs": "ar_eg"},
+        text_column="transcription", licence="CC BY 4.0", citation="Conneau et al. 2022, FLEURS: Few-shot Learning "
+                                                                   "Evaluation of Universal Representations of Speech, arXiv:2205.12446",
+        unavailable="google/fleurs is a loading-script dataset, which datasets 5 does not run: download config "
+                    "ar_eg of its parquet export (huggingface_hub.snapshot_download('google/fleurs', repo_type="
+                    "'dataset', revision='refs/convert/parquet', allow_patterns='ar_eg/*'); its ar_eg/ folder holds "
+                    "train/, validation/ and test/)")),
 }
 
 

@@ -27,22 +27,28 @@ def _sample_rows(split: str, per_variety: int) -> pd.DataFrame:
 
 
 def write_parquet_repo(root: Path, splits: dict[str, pd.DataFrame], audio: str, columns: dict[str, list],
-                       config: str = "default") -> None:
-    """``root/{config}/{split}-00000-of-00001.parquet`` for each split, the audio (bytes of the sample clips) as a
-    datasets ``Audio`` column named ``audio``, the other ``columns`` {name: values per split, concatenated} as
-    given; and a README whose YAML names the config's data files, as a hub dataset repo holds them."""
-    at = 0
+                       config: str = "default", folder: str = "", readme: bool = True, features=None) -> None:
+    """``root/{folder}/{split}-00000-of-00001.parquet`` for each split (``folder``: the config's name unless
+    given; ``{split}/0000.parquet`` without a README, as the hub's parquet export lays a config out), the audio
+    (bytes of the sample clips) as a datasets ``Audio`` column ``audio``, the other ``columns`` {name: values per
+    split, concatenated} as given (``features``: their datasets types); and a README whose YAML names the
+    config's data files, as a hub dataset repo holds them."""
+    folder, at = folder or config, 0
     for split, rows in splits.items():
         data = {audio: [{"bytes": (SAMPLE_DIR / a).read_bytes(), "path": Path(a).name} for a in rows.audio]}
         data.update({name: values[at:at + len(rows)] for name, values in columns.items()})
         at += len(rows)
         ds = datasets.Dataset.from_dict(data).cast_column(audio, datasets.Audio(sampling_rate=16_000))
-        (root / config).mkdir(parents=True, exist_ok=True)
-        ds.to_parquet(str(root / config / f"{split}-00000-of-00001.parquet"))
-    readme = root / "README.md"
-    head = readme.read_text(encoding="utf-8").split("---")[1] if readme.exists() else "\nconfigs:\n"
-    files = "".join(f"  - split: {s}\n    path: {config}/{s}-*\n" for s in splits)
-    readme.write_text(f"---{head}- config_name: {config}\n  data_files:\n{files}---\n", encoding="utf-8")
+        for name, kind in (features or {}).items():
+            ds = ds.cast_column(name, kind)
+        name = f"{split}-00000-of-00001.parquet" if readme else f"{split}/0000.parquet"
+        (root / folder / name).parent.mkdir(parents=True, exist_ok=True)
+        ds.to_parquet(str(root / folder / name))
+    if readme:
+        card = root / "README.md"
+        head = card.read_text(encoding="utf-8").split("---")[1] if card.exists() else "\nconfigs:\n"
+        files = "".join(f"  - split: {s}\n    path: {folder}/{s}-*\n" for s in splits)
+        card.write_text(f"---{head}- config_name: {config}\n  data_files:\n{files}---\n", encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +213,104 @@ def test_varieties_are_checked_against_what_the_source_declares():
         "egyptian", "gulf", "iraqi", "levantine", "maghrebi"]
     assert ExperimentConfig(source="hub").unused_fields().get("dataset") is None  # hub without --dataset: otozz
     assert sources.of(ExperimentConfig(source="hub")).read is sources.get("hub").read
+
+
+# --- the named recipes: a local copy in each one's exact schema (its card's columns, configs and splits) --------
+
+def _recipe_copy(root: Path, name: str) -> tuple[Path, dict]:
+    """A local copy of recipe ``name`` in its card's schema, from the sample clips; returns (folder, {(variety,
+    split): the transcripts it holds})."""
+    egy, gulf = (_sample_rows("train", 4).query(f"dialect == '{d}'") for d in OWN)
+    held = {}
+
+    def put(variety, config, splits, columns, **kw):
+        frames = {s: f for s, f in splits.items()}
+        values = {c: [v for f in frames.values() for v in fill(f)] for c, fill in columns.items()}
+        write_parquet_repo(root, frames, "audio", values, config=config, **kw)
+        held.update({(variety, s): sorted(f.text) for s, f in frames.items()})
+
+    text = lambda f: list(f.text)  # noqa: E731
+    strings = lambda f: [str(i) for i in range(len(f))]  # noqa: E731
+    if name == "casablanca":  # a config per country, splits validation + test, no training split
+        for variety, config, rows in (("egypt", "Egypt", egy), ("morocco", "Morocco", gulf)):
+            put(variety, config, {"validation": rows, "test": rows.head(2)},
+                {"seg_id": strings, "transcription": text, "gender": lambda f: ["female"] * len(f),
+                 "duration": lambda f: [2.5] * len(f)})
+    elif name == "mediaspeech":  # config ar, one split named train
+        put("mediaspeech", "ar", {"train": egy}, {"sentence": text})
+    elif name == "mgb2":  # the default config in data/, splits train / validation / test
+        put("mgb2", "default", {"train": egy, "validation": gulf.head(2), "test": gulf},
+            {"transcript": text, **{c: strings for c in ("duration", "quality", "segment_id", "recording_id",
+                                                         "show_title", "broadcast_date", "genre", "service")}},
+            folder="data")
+    elif name == "cv-ar":  # config ar, splits train / validation / test, 48 kHz audio in the card (any rate reads)
+        put("common_voice", "ar", {"train": egy, "validation": gulf.head(2), "test": gulf},
+            {"sentence": text, **{c: strings for c in ("client_id", "path", "age", "gender", "accent", "locale",
+                                                       "segment", "variant", "continuation")},
+             "up_votes": lambda f: [2] * len(f), "down_votes": lambda f: [0] * len(f)})
+    elif name == "fleurs-ar":  # the parquet export's ar_eg/{train,validation,test}/0000.parquet, no README
+        put("fleurs", "ar_eg", {"train": egy, "validation": gulf.head(2), "test": gulf},
+            {"id": lambda f: list(range(len(f))), "num_samples": lambda f: [1] * len(f), "path": strings,
+             "transcription": text, "raw_transcription": text, "gender": lambda f: [0] * len(f),
+             "lang_id": lambda f: [2] * len(f), "language": lambda f: ["Arabic"] * len(f),
+             "lang_group_id": lambda f: [0] * len(f)}, readme=False,
+            features={"gender": datasets.ClassLabel(names=["male", "female", "other"])})
+    return root, held
+
+
+RECIPES = ("casablanca", "mediaspeech", "mgb2", "cv-ar", "fleurs-ar")
+
+
+@pytest.fixture(scope="module")
+def recipe_copies(tmp_path_factory) -> dict:
+    return {name: _recipe_copy(tmp_path_factory.mktemp(name), name) for name in RECIPES}
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_a_recipe_reads_a_copy_in_its_cards_schema(recipe_copies, name):
+    folder, held = recipe_copies[name]
+    recipe = sources.get(name).hub_dataset
+    assert recipe.card.startswith("https://huggingface.co/datasets/") and recipe.licence and recipe.citation
+    varieties = sorted({v for v, _ in held})
+    assert sources.of(ExperimentConfig(source=name, dataset=str(folder), dialect=varieties[0])).varieties == \
+        tuple(recipe.configs)
+    for (variety, split), texts in held.items():
+        if split not in (recipe.train_split, recipe.test_split):
+            continue
+        cfg = ExperimentConfig(source=name, dataset=str(folder), dialect=variety)
+        read = sources.load_raw(cfg, variety, "train" if split == recipe.train_split else "test")
+        assert sorted(read.dataset["text"]) == texts and set(read.dataset.column_names) == {"audio", "text"}
+        assert read.hub_id is None  # a local copy
+
+
+def test_a_recipe_that_left_the_hub_refuses_in_one_line_before_anything_loads():
+    from arabicpeft import kaggle
+
+    cfg = ExperimentConfig(source="cv-ar", dialect="common_voice")
+    with pytest.raises(Exception) as caught:
+        kaggle.preflight(cfg)
+    line = user_message(caught.value)
+    assert line.startswith("Common Voice is no longer loadable from the hub") and line.endswith(
+        "then give its folder: --source cv-ar --dataset FOLDER.")
+    with pytest.raises(ConfigError, match="Unknown dialect 'egyptian' for source casablanca — choose one of algeria, "
+                                          "egypt, jordan, mauritania, morocco, palestine, uae, yemen or all"):
+        ExperimentConfig(source="casablanca")
+    with pytest.raises(DataUnavailableError, match="has no training split .* — train on another source"):
+        sources.load_raw(ExperimentConfig(source="casablanca", dataset="x/y", dialect="egypt"), "egypt", "train")
+
+
+def test_training_and_scoring_through_a_recipe(recipe_copies, tmp_path):
+    """Casablanca's validation split trained on (--split-train), its test splits of two countries scored."""
+    from arabicpeft.results import read_results
+    from arabicpeft.train import run
+
+    folder, held = recipe_copies["casablanca"]
+    cfg = dataclasses_replace(_tiny_base(), source="casablanca", dataset=str(folder), split_train="validation",
+                              dialect="egypt", test_sets=["egypt", "morocco"], output_dir=str(tmp_path / "run"))
+    results = read_results(run(cfg, log=lambda m: None))
+    data = results["data"]
+    assert results["training"]["global_step"] == 2
+    assert (data["train_pool"]["rows_in"], data["train_pool"]["rows_used"]) == (4, 4)
+    assert {k: v["rows_used"] for k, v in data["test"].items()} == {"egypt": 2, "morocco": 2}
+    assert data["source_records"]["card"] == "https://huggingface.co/datasets/UBC-NLP/Casablanca"
+    assert data["source_records"]["licence"] == "CC BY-NC-ND 4.0"
