@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from . import console, methods
+from . import console, dialects, methods
 from .config import ExperimentConfig, demo_config
 from .errors import UserError
 
@@ -364,7 +364,9 @@ def _refuse_overridden(name: str, build, design, overrides: dict, design_options
 def _another_value(field: str, value, build):
     """``build(**{field: v})`` for a value ``v`` other than ``value`` that gives a valid design, or None."""
     kind = type(value)
-    candidates = ([c for c in ExperimentConfig.choices(field) if c != value] if ExperimentConfig.choices(field)
+    known = ExperimentConfig.choices(field) or (dialects.NAMES if field == "dialect" else None)  # varieties are
+    # open (any a source declares): the paper's are the values to try
+    candidates = ([c for c in known if c != value] if known
                   else [not value] if kind is bool else [value + 1] if kind is int
                   else [value / 2 if value else 0.5] if kind is float else [f"{value}-other"] if kind is str else [])
     for candidate in candidates:
