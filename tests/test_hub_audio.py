@@ -314,3 +314,13 @@ def test_training_and_scoring_through_a_recipe(recipe_copies, tmp_path):
     assert {k: v["rows_used"] for k, v in data["test"].items()} == {"egypt": 2, "morocco": 2}
     assert data["source_records"]["card"] == "https://huggingface.co/datasets/UBC-NLP/Casablanca"
     assert data["source_records"]["licence"] == "CC BY-NC-ND 4.0"
+
+
+def test_a_study_design_takes_own_varieties(repo):
+    from arabicpeft import designs
+
+    base = _cfg(repo, test_sets=None)
+    plan = designs.peft_vs_full(base, dialects=["sudanese", "najdi"], seeds=[42]).plan()
+    assert sorted({(r.cfg.dialect, r.cfg.method) for r in plan}) == [
+        ("najdi", "full"), ("najdi", "lora"), ("sudanese", "full"), ("sudanese", "lora")]
+    assert all(r.cfg.dataset == str(repo) and r.cfg.test_set_names() == [r.cfg.dialect] for r in plan)
