@@ -168,7 +168,8 @@ def _check_columns(ds, name: str, columns: dict) -> None:
                                        f"{', '.join(kinds)})", f"name the {role} column with --{role}-column.")
     text = columns["text"]
     if not _is_text(kinds[text]):
-        raise DataUnavailableError(f"The column {text!r} of the dataset {name} holds {kinds[text]}, not text",
+        kind = getattr(kinds[text], "dtype", None) or getattr(kinds[text], "__name__", type(kinds[text]).__name__)
+        raise DataUnavailableError(f"The column {text!r} of the dataset {name} holds {kind} values, not text",
                                    "name the transcript column with --text-column.")
 
 

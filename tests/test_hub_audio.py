@@ -153,7 +153,7 @@ BAD = [
      "The dataset {repo} has no column 'transcript' for the text (its columns: clip, sentence, accent, n) — name the "
      "text column with --text-column."),
     ("text column not text", {"text_column": "n"}, "sudanese", "train",
-     "The column 'n' of the dataset {repo} holds Value('int64'), not text — name the transcript column with "
+     "The column 'n' of the dataset {repo} holds int64 values, not text — name the transcript column with "
      "--text-column."),
     ("missing split", {"split_train": "training"}, "sudanese", "train",
      "The dataset {repo} has no split 'training' (its splits: train, test) — name one with --split-train / "
