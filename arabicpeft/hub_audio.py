@@ -13,7 +13,7 @@ dataset, the column or split, and what to do (:class:`~arabicpeft.errors.DataUna
 the first record is decoded.
 
 Public: :class:`HubDataset`, :data:`GENERIC`, :data:`TOKEN_HELP`, :func:`parse_dataset`, :func:`is_local`,
-:func:`settings`, :func:`read`.
+:func:`settings`, :func:`check_local`, :func:`read`.
 """
 
 from __future__ import annotations
@@ -213,6 +213,22 @@ def _of_variety(ds, name: str, column: str, variety: str, streaming: bool):
                                        f"{column!r} (its values: {', '.join(sorted(named))})",
                                        "pick one of those with --dialect / --test-sets.")
     return ds.filter(matches)
+
+
+def check_local(cfg, recipe: HubDataset) -> None:
+    """The configs, splits and columns a run of ``cfg`` reads from a local dataset folder, from its files' schema
+    (streamed: nothing decoded or cached), so that a mistake stops the run before any model loads. A hub dataset
+    is checked when it is read (that needs the network)."""
+    s = settings(cfg, recipe)
+    if not s["repo"] or not is_local(s["repo"]):
+        return
+    names = {cfg.dialect, *cfg.test_set_names()} - {dialects.POOLED}
+    configs = {recipe.configs.get(v, s["config"]) for v in names | set(cfg.parts(cfg.dialect))}
+    columns = {"audio": s["audio"], "text": s["text"], "dialect": None if recipe.configs else s["dialect"]}
+    for config in sorted(configs, key=str):
+        for split in filter(None, (s["train"], s["test"])):
+            ds, _, name = _open(s["repo"], config, split, streaming=True)
+            _check_columns(ds, name, columns)
 
 
 def read(cfg, recipe: HubDataset, variety: str, split: str, pooled: bool):

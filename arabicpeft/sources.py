@@ -132,6 +132,7 @@ def _check_hub_dataset(cfg) -> None:
     recipe = get(cfg.source).hub_dataset
     if recipe.unavailable and not cfg.dataset:
         raise SetupError(recipe.unavailable, f"then give its folder: --source {cfg.source} --dataset FOLDER.")
+    hub_audio.check_local(cfg, recipe)
 
 
 # --- manifests and local folders ------------------------------------------------------------------------
@@ -281,7 +282,7 @@ def of(cfg) -> Source:
     varieties = source.hub_dataset.varieties
     local = bool(dataset) and hub_audio.is_local(hub_audio.parse_dataset(dataset)[0])
     return replace(source, records="audio", read=_read_hub_audio, needs_hub=not local, n_mels=None,
-                   label_tokens=None, varieties=varieties, pooled=varieties or ())
+                   label_tokens=None, varieties=varieties, pooled=varieties or (), check=_check_hub_dataset)
 
 
 def load_raw(cfg, variety: str, split: str, pooled: bool = False) -> SourceSplit:

@@ -324,3 +324,12 @@ def test_a_study_design_takes_own_varieties(repo):
     assert sorted({(r.cfg.dialect, r.cfg.method) for r in plan}) == [
         ("najdi", "full"), ("najdi", "lora"), ("sudanese", "full"), ("sudanese", "lora")]
     assert all(r.cfg.dataset == str(repo) and r.cfg.test_set_names() == [r.cfg.dialect] for r in plan)
+
+
+def test_the_early_checks_stop_a_bad_column_before_any_model_loads(repo):
+    """kaggle.preflight (no model, no torch) reads a local dataset's schema: a missing column stops the run there."""
+    from arabicpeft import kaggle
+
+    with pytest.raises(DataUnavailableError, match="has no column 'transcript' for the text"):
+        kaggle.preflight(_cfg(repo, text_column="transcript", model="tiny-random"))
+    kaggle.preflight(_cfg(repo, model="tiny-random"))  # the right columns pass
