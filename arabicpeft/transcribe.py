@@ -137,14 +137,14 @@ def collect_audio(inputs: Iterable, dialect: Optional[str] = None, left_out: Opt
                                    + "; ".join(unusable) + ". Leave them out of the inputs (or re-encode them as "
                                    "WAV, FLAC or OGG) and run again.")
     for item in items:
-        item["dialect"] = dialects.variety(item["dialect"] or dialect).name if (item["dialect"] or dialect) else None
+        item["dialect"] = dialects.get(item["dialect"] or dialect).name if (item["dialect"] or dialect) else None
     return items
 
 
 def sample_clips(dialect: str) -> list[dict]:
     """The embedded synthetic sample set's test clips of ``dialect`` (:func:`collect_audio` items of its
     ``test.jsonl``, in manifest order). Raises ValueError when the sample set holds no test clip of it."""
-    name = dialects.variety(dialect).name
+    name = dialects.get(dialect).name
     every = collect_audio([SAMPLE_DIR / "test.jsonl"])
     items = [item for item in every if item["dialect"] == name]
     if not items:
