@@ -123,12 +123,14 @@ def evaluate(args) -> Path:
            ("dialect", "source", "streaming", "feature_cache") if one_set},
         **({"dialect": "--test-sets names the test sets"} if args.test_sets and not one_set else {})})
     from .evaluate import run
+    from .sources import DATASET_OPTIONS
 
     path = run(args.model_path, args.output_dir, dialect=args.dialect, test_sets=args.test_sets, source=args.source,
                data_path=args.data_path, max_test_samples=args.max_test_samples, streaming=bool(args.streaming),
                feature_cache=args.feature_cache, generation_max_length=args.generation_max_length,
                window=args.window, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
-               compute_type=args.compute_type, cpu_threads=args.cpu_threads, log=console.say)
+               compute_type=args.compute_type, cpu_threads=args.cpu_threads,
+               data_options={f: getattr(args, f) for f in DATASET_OPTIONS}, log=console.say)
     console.say()
     console.print_scores(path)
     console.print_written(path)

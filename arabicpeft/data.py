@@ -191,7 +191,7 @@ def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_
     tests, report, synthetic = {}, {}, source.synthetic
     varieties = [v for name in cfg.test_set_names() for v in cfg.parts(name)]
     for variety in varieties:
-        report[variety] = {"hub_id": None}
+        report[variety] = {"hub_id": None, **({"dataset": cfg.dataset} if cfg.dataset else {})}
         try:
             read = _read(cfg, variety, "test", len(varieties) > 1)
             synthetic |= read.synthetic

@@ -26,7 +26,8 @@ by :mod:`arabicpeft.data`. Torch-free: ``datasets`` and ``pandas`` are imported 
 :mod:`arabicpeft.config` validates ``source`` against this table.
 
 Public: :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`MANIFEST_EXTENSIONS`, :data:`RECORDS`,
-:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :func:`load_raw`,
+:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :data:`DATASET_OPTIONS`,
+:func:`dataset_options`, :func:`load_raw`,
 :class:`ManifestError`, :func:`read_manifest`, :func:`is_saved_dataset`, :func:`dialect_names`,
 :func:`read_test_path`.
 """
@@ -283,6 +284,21 @@ def of(cfg) -> Source:
     local = bool(dataset) and hub_audio.is_local(hub_audio.parse_dataset(dataset)[0])
     return replace(source, records="audio", read=_read_hub_audio, needs_hub=not local, n_mels=None,
                    label_tokens=None, varieties=varieties, pooled=varieties or (), check=_check_hub_dataset)
+
+
+DATASET_OPTIONS = ("dataset", "split_test", "audio_column", "text_column", "dialect_column", "pool")  # what
+# scoring a hub audio dataset or a recipe's test sets reads of a config
+
+
+def dataset_options(trained, source: str, given: Optional[dict] = None) -> dict:
+    """The :data:`DATASET_OPTIONS` of test sets of ``source``: those ``given`` (None: not given), and, when no
+    ``dataset`` is given and ``source`` is the one the config ``trained`` read, that config's (the same dataset
+    and columns)."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if "dataset" in given or trained is None or trained.source != source:
+        return given
+    inherited = {f: getattr(trained, f, None) for f in DATASET_OPTIONS}
+    return {**{k: v for k, v in inherited.items() if v is not None}, **given}
 
 
 def load_raw(cfg, variety: str, split: str, pooled: bool = False) -> SourceSplit:

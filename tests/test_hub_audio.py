@@ -314,6 +314,21 @@ def test_training_and_scoring_through_a_recipe(recipe_copies, tmp_path):
     assert {k: v["rows_used"] for k, v in data["test"].items()} == {"egypt": 2, "morocco": 2}
     assert data["source_records"]["card"] == "https://huggingface.co/datasets/UBC-NLP/Casablanca"
     assert data["source_records"]["licence"] == "CC BY-NC-ND 4.0"
+    assert data["test"]["egypt"]["dataset"] == str(folder)
+    # `evaluate` of the trained model reads the dataset it was trained on, unless given another
+    assert sources.dataset_options(cfg, "casablanca") == {"dataset": str(folder)}
+    assert sources.dataset_options(cfg, "casablanca", {"dataset": "x/y"}) == {"dataset": "x/y"}
+    assert sources.dataset_options(cfg, "hub", {"text_column": "t"}) == {"text_column": "t"}
+
+
+def test_evaluate_scores_a_base_model_on_a_recipes_test_sets(recipe_copies, tmp_path):
+    from arabicpeft import evaluate
+    from arabicpeft.results import read_results
+
+    folder, held = recipe_copies["casablanca"]
+    base = read_results(evaluate.run("tiny-random", tmp_path / "base", source="casablanca", test_sets=["egypt"],
+                                     max_test_samples=2, data_options={"dataset": str(folder)}, log=lambda m: None))
+    assert base["data"]["test"]["egypt"]["rows_used"] == 2 and set(base["metrics"]) == {"egypt"}
 
 
 def test_a_study_design_takes_own_varieties(repo):
