@@ -113,13 +113,18 @@ def _hub_call(name: str, call, *args, **kwargs):
     except Exception as e:
         if _gated(e):
             raise DataUnavailableError(f"The dataset {name} is gated on the hub", TOKEN_HELP + ".") from None
+        if "scripts are no longer supported" in str(e):  # datasets 4+ refuses a repo's loading script
+            raise DataUnavailableError(f"The dataset {name} is a loading script, which datasets 5 does not run",
+                                       "download its parquet export (huggingface_hub.snapshot_download(REPO, "
+                                       "repo_type='dataset', revision='refs/convert/parquet')) and give that "
+                                       "folder as --dataset.") from None
         raise DataUnavailableError(f"Could not load the dataset {name}: {' '.join(str(e).split())}",
                                    "check the repo id (or folder) and the internet connection. Nothing else will "
                                    "be trained on instead.") from e
 
 
 def _open(repo: str, config: Optional[str], split: str, streaming: bool):
-    """(dataset, revision) of one split, after checking that the config and the split exist."""
+    """(dataset, revision, name) of one split, after checking that the config and the split exist."""
     import datasets
 
     local = is_local(repo)

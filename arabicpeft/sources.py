@@ -77,7 +77,7 @@ class Source:
     # multilingual tokenizer of tiny..large-v2; large-v3 shifts the special ids by one)
     max_clip_seconds: Optional[float] = None  # every clip is shorter: the automatic encoder window
     check: Optional[Callable[[Any], None]] = None  # check(cfg): a SetupError when the data is not there (cheap:
-    # no network, no datasets), before anything loads
+    # no network, nothing decoded), before anything loads
     varieties: Optional[tuple[str, ...]] = dialects.VARIETIES  # the single varieties it holds (None: whatever
     # its data names: a manifest's or a dialect column's values, or the run's --dialect for the whole dataset)
     pooled: tuple[str, ...] = dialects.DIALECTS  # what its pooled set "all" joins by default (--pool overrides)
@@ -120,20 +120,22 @@ def _read_otozz(cfg, variety: str, split: str, pooled: bool) -> SourceSplit:
     return SourceSplit(ds, revision, repo)
 
 
-def _read_hub_audio(cfg, variety: str, split: str, pooled: bool) -> SourceSplit:
-    """One split of a hub audio dataset: the source's recipe, with the config's --dataset and column options."""
+def _available(cfg) -> HubDataset:
+    """The recipe of ``cfg``'s source; a one-line refusal when it cannot be read from the hub and no copy is given."""
     recipe = get(cfg.source).hub_dataset
     if recipe.unavailable and not cfg.dataset:
-        raise DataUnavailableError(recipe.unavailable, f"then give its folder: --source {cfg.source} --dataset FOLDER.")
-    ds, revision, hub_id = hub_audio.read(cfg, recipe, variety, split, pooled)
+        raise SetupError(recipe.unavailable, f"then give its folder: --source {cfg.source} --dataset FOLDER.")
+    return recipe
+
+
+def _read_hub_audio(cfg, variety: str, split: str, pooled: bool) -> SourceSplit:
+    """One split of a hub audio dataset: the source's recipe, with the config's --dataset and column options."""
+    ds, revision, hub_id = hub_audio.read(cfg, _available(cfg), variety, split, pooled)
     return SourceSplit(ds, revision, hub_id)
 
 
 def _check_hub_dataset(cfg) -> None:
-    recipe = get(cfg.source).hub_dataset
-    if recipe.unavailable and not cfg.dataset:
-        raise SetupError(recipe.unavailable, f"then give its folder: --source {cfg.source} --dataset FOLDER.")
-    hub_audio.check_local(cfg, recipe)
+    hub_audio.check_local(cfg, _available(cfg))
 
 
 # --- manifests and local folders ------------------------------------------------------------------------

@@ -348,3 +348,17 @@ def test_the_early_checks_stop_a_bad_column_before_any_model_loads(repo):
     with pytest.raises(DataUnavailableError, match="has no column 'transcript' for the text"):
         kaggle.preflight(_cfg(repo, text_column="transcript", model="tiny-random"))
     kaggle.preflight(_cfg(repo, model="tiny-random"))  # the right columns pass
+
+
+def test_a_loading_script_dataset_says_how_to_read_its_parquet_export(monkeypatch):
+    def script(path, *a, **k):  # what datasets 5 raises for a repo that ships a loading script
+        raise RuntimeError("Dataset scripts are no longer supported, but found fleurs.py")
+
+    monkeypatch.setattr(datasets, "get_dataset_split_names", script)
+    cfg = ExperimentConfig(source="hub", dataset="someone/scripted-arabic", dialect="najdi")
+    with pytest.raises(DataUnavailableError) as caught:
+        sources.load_raw(cfg, "najdi", "test")
+    assert user_message(caught.value) == (
+        "The dataset someone/scripted-arabic is a loading script, which datasets 5 does not run — download its parquet "
+        "export (huggingface_hub.snapshot_download(REPO, repo_type='dataset', revision='refs/convert/parquet')) and "
+        "give that folder as --dataset.")
