@@ -2,7 +2,8 @@
 
 :class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types and the names of a
 registry: :data:`arabicpeft.sources.SOURCES`, :data:`arabicpeft.methods.METHODS`; :meth:`ExperimentConfig.choices`),
-of each option's help (field metadata, which the CLI prints), and of which fields a rerun may change
+of the varieties a run may name (those its source declares: :meth:`ExperimentConfig.parts`), of each option's
+help (field metadata, which the CLI prints), and of which fields a rerun may change
 (:meth:`ExperimentConfig.resumable_fields`) or only say where and how a run executes
 (:meth:`ExperimentConfig.runtime_fields`).
 
@@ -350,7 +351,8 @@ class ExperimentConfig:
             unused.update({name: f"it mixes the dialects of the pooled set (--dialect {dialects.POOLED}), and "
                            f"{self.dialect} is one" for name in ("mixture", "max_train_per_dialect")})
             if dialects.POOLED not in (self.test_sets or []):
-                unused["pool"] = f"it names the members of the pooled set {dialects.POOLED}, which this run does not read"
+                unused["pool"] = (f"it names the members of the pooled set {dialects.POOLED}, which this run does "
+                                  "not read")
         if sources.of(self).hub_dataset is None:
             unused.update({name: "it is read only with --source hub or a recipe (" + ", ".join(
                 s.name for s in sources.SOURCES.values() if s.hub_dataset is not None) + ")" for name in

@@ -258,8 +258,9 @@ SOURCES: dict[str, Source] = {
     "fleurs-ar": Source("fleurs-ar", "FLEURS Egyptian Arabic, ar_eg (a local copy of the hub's parquet export)",
                         "audio", _read_hub_audio, check=_check_hub_dataset, hub_dataset=HubDataset(
         "google/fleurs", "https://huggingface.co/datasets/google/fleurs", configs={"fleurs": "ar_eg"},
-        text_column="transcription", licence="CC BY 4.0", citation="Conneau et al. 2022, FLEURS: Few-shot Learning "
-                                                                   "Evaluation of Universal Representations of Speech, arXiv:2205.12446",
+        text_column="transcription", licence="CC BY 4.0",
+        citation="Conneau et al. 2022, FLEURS: Few-shot Learning Evaluation of Universal Representations of Speech, "
+                 "arXiv:2205.12446",
         unavailable="google/fleurs is a loading-script dataset, which datasets 5 does not run: download config "
                     "ar_eg of its parquet export (huggingface_hub.snapshot_download('google/fleurs', repo_type="
                     "'dataset', revision='refs/convert/parquet', allow_patterns='ar_eg/*'); its ar_eg/ folder holds "

@@ -114,7 +114,8 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
                "variants": tuple(designs.VARIANTS), "methods": ExperimentConfig.choices("method"),
                "mixtures": MIXTURES}.get(name)
     if options is not None:
-        return widgets.SelectMultiple(options=list(options), value=tuple(values), description=name,
+        options = list(dict.fromkeys((*options, *values)))  # a study of one's own varieties offers them too
+        return widgets.SelectMultiple(options=options, value=tuple(values), description=name,
                                       rows=min(len(options), 7), style=_STYLE)
     return widgets.Text(value=", ".join(map(str, values)), description=name, style=_STYLE)
 

@@ -359,6 +359,6 @@ def test_a_loading_script_dataset_says_how_to_read_its_parquet_export(monkeypatc
     with pytest.raises(DataUnavailableError) as caught:
         sources.load_raw(cfg, "najdi", "test")
     assert user_message(caught.value) == (
-        "The dataset someone/scripted-arabic is a loading script, which datasets 5 does not run — download its parquet "
-        "export (huggingface_hub.snapshot_download(REPO, repo_type='dataset', revision='refs/convert/parquet')) and "
-        "give that folder as --dataset.")
+        "The dataset someone/scripted-arabic is a loading script, which datasets 5 does not run — download its "
+        "parquet export (huggingface_hub.snapshot_download(REPO, repo_type='dataset', "
+        "revision='refs/convert/parquet')) and give that folder as --dataset.")
