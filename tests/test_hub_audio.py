@@ -74,24 +74,23 @@ def _cfg(repo: Path, **kw) -> ExperimentConfig:
     return dataclasses_replace(_tiny_base(), **{**fields, **kw})
 
 
-def test_a_hub_audio_dataset_with_own_varieties_trains_and_is_scored(repo, tmp_path):
-    from arabicpeft.results import read_results
-    from arabicpeft.train import run
+def test_a_hub_audio_dataset_with_own_varieties_is_read_filtered_and_counted(repo, tiny_processor):
+    """The run's splits as train.run reads them (the training through a hub audio dataset: the recipe test below)."""
+    from arabicpeft.data import load_splits
 
-    cfg = _cfg(repo, output_dir=str(tmp_path / "run"))
+    cfg = _cfg(repo)
     source = sources.of(cfg)
     assert (source.records, source.needs_hub, source.n_mels, source.varieties) == ("audio", False, None, None)
-    results = read_results(run(cfg, log=lambda m: None))
-    assert results["training"]["global_step"] == 2
-    data = results["data"]
+    splits = load_splits(cfg, tiny_processor.tokenizer, max_seconds=8)
+    data = splits.report
     pool = data["train_pool"]
     # 8 Sudanese training rows read (no Najdi row), one undecodable, counted and skipped
     assert (pool["rows_in"], pool["rows_used"], pool["filtered"]["undecodable"]) == (8, 7, 1)
     assert (data["n_train"], data["n_validation"]) == (5, 2)  # 7: 2 to validation (20 %, rounded up), 5 train
     assert {k: v["rows_used"] for k, v in data["test"].items()} == {"sudanese": 4, "najdi": 4}
     assert data["format"] == "audio" and pool["hub_ids"] is None  # a local folder, not a hub repo
-    assert results["config"]["dataset"] == str(repo) and results["config"]["dialect_column"] == "accent"
-    assert set(results["metrics"]) == {"sudanese", "najdi"}
+    assert data["test"]["najdi"]["dataset"] == str(repo)
+    assert sorted(splits.test["najdi"]["text"]) == sorted(_sample_rows("test", 4).query("dialect == 'gulf'").text)
 
 
 def test_streamed_and_pooled_reads_hold_the_same_records(repo):
