@@ -29,8 +29,8 @@ _CACHE_REPORT_KEYS = ("dtype", "lossless", "records", "bytes_per_record", "ratio
 def run_splits(cfg) -> list[tuple[str, str]]:
     """(variety, split) of every single-variety split a run of ``cfg`` reads: its training set's varieties, then
     its test sets'."""
-    train = [(v, "train") for v in dialects.get(cfg.dialect).parts]
-    return train + [(v, "test") for name in cfg.test_set_names() for v in dialects.get(name).parts]
+    train = [(v, "train") for v in cfg.parts(cfg.dialect)]
+    return train + [(v, "test") for name in cfg.test_set_names() for v in cfg.parts(name)]
 
 
 def _built_from(cfg) -> tuple:
@@ -127,7 +127,7 @@ def _build_split(cfg, cache: FeatureCache, processor, variety: str, split: str, 
     read = sources.load_raw(replace(cfg, streaming=sources.of(cfg).needs_hub), variety, split, pooled)
     ds, folder = read.dataset, cache.split_dir(variety, split)
     fmt = record_format(columns_of(ds))
-    entry = dialects.get(variety)
+    entry = dialects.variety(variety)
     rows = len(ds) if hasattr(ds, "__len__") else (entry.train_rows if split == "train" else entry.test_rows)
     counts = collections.Counter({r: 0 for r in FILTER_REASONS})
     frames, mel_bins, records = _model_inputs(ds, fmt, processor, cfg.model, counts)

@@ -284,7 +284,8 @@ def _add_evaluate(sub) -> None:
     ev.add_argument("--output-dir", required=True, metavar="DIR", help="where results.json and utterances.csv go")
     _add_config_options(ev, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "streaming",
                                                 "precision", "max_test_samples", "feature_cache",
-                                                "generation_max_length"],
+                                                "generation_max_length", "dataset", "split_test", "audio_column",
+                                                "text_column", "dialect_column", "pool"],
                        default_note="default: as the model was trained",
                        helps={"dialect": "score on this variety's test set(s) when --test-sets is not given "
                                          "(default: the training dialect)",
@@ -348,7 +349,9 @@ def _add_cache(sub) -> None:
     ca.add_argument("--splits", type=_comma_list, default=["train", "test"], metavar="A,B",
                     help="train, test (default: both)")
     _add_config_options(ca, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "model",
-                                                "encoder_seconds", "feature_cache_dtype"],
+                                                "encoder_seconds", "feature_cache_dtype", "dataset", "split_train",
+                                                "split_test", "audio_column", "text_column", "dialect_column",
+                                                "pool"],
                        helps={"model": "for audio sources: the model whose feature extractor and tokenizer make the "
                                        "log-mel and labels (default: openai/whisper-small; otozz sets need none)"})
     ca.set_defaults(func=commands.cache)

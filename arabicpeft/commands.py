@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from . import console, methods
+from . import console, dialects, methods
 from .config import ExperimentConfig, demo_config
 from .errors import UserError
 
@@ -128,13 +128,15 @@ def evaluate(args) -> Path:
 
     check_transforms(args.transform, args.source, None, args.feature_cache)  # the grammar, a features source
     from .evaluate import run
+    from .sources import DATASET_OPTIONS
 
     path = run(args.model_path, args.output_dir, dialect=args.dialect, test_sets=args.test_sets, source=args.source,
                data_path=args.data_path, max_test_samples=args.max_test_samples, streaming=bool(args.streaming),
                feature_cache=args.feature_cache, generation_max_length=args.generation_max_length,
                window=args.window, batch_size=args.batch_size, backend=args.backend, precision=args.precision,
                compute_type=args.compute_type, cpu_threads=args.cpu_threads, transforms=args.transform,
-               transform_seed=args.transform_seed, log=console.say)
+               transform_seed=args.transform_seed, data_options={f: getattr(args, f) for f in DATASET_OPTIONS},
+               log=console.say)
     console.say()
     console.print_scores(path)
     console.print_written(path)
@@ -378,7 +380,9 @@ def _refuse_overridden(name: str, build, design, overrides: dict, design_options
 def _another_value(field: str, value, build):
     """``build(**{field: v})`` for a value ``v`` other than ``value`` that gives a valid design, or None."""
     kind = type(value)
-    candidates = ([c for c in ExperimentConfig.choices(field) if c != value] if ExperimentConfig.choices(field)
+    known = ExperimentConfig.choices(field) or (dialects.NAMES if field == "dialect" else None)  # varieties are
+    # open (any a source declares): the paper's are the values to try
+    candidates = ([c for c in known if c != value] if known
                   else [not value] if kind is bool else [value + 1] if kind is int
                   else [value / 2 if value else 0.5] if kind is float else [f"{value}-other"] if kind is str else [])
     for candidate in candidates:

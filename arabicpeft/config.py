@@ -2,7 +2,8 @@
 
 :class:`ExperimentConfig` is the one source of a run's allowed values (``Literal`` types and the names of a
 registry: :data:`arabicpeft.sources.SOURCES`, :data:`arabicpeft.methods.METHODS`; :meth:`ExperimentConfig.choices`),
-of each option's help (field metadata, which the CLI prints), and of which fields a rerun may change
+of the varieties a run may name (those its source declares: :meth:`ExperimentConfig.parts`), of each option's
+help (field metadata, which the CLI prints), and of which fields a rerun may change
 (:meth:`ExperimentConfig.resumable_fields`) or only say where and how a run executes
 (:meth:`ExperimentConfig.runtime_fields`).
 
@@ -77,7 +78,9 @@ class ExperimentConfig:
     CPU job. Each field's help (``dataclasses.fields(ExperimentConfig)[i].metadata["help"]``) is what the CLI
     shows."""
 
-    dialect: dialects.Name = _what("egyptian", "training set: one variety, or all (the five dialects pooled, no MSA)")
+    dialect: dialects.Name = _what("egyptian", "training set: one variety its source declares (the paper's: "
+                                   + ", ".join(dialects.VARIETIES) + "), or all (pooled: --pool, by default the "
+                                   "paper's five dialects, no MSA)")
     method: str = _what("lora", "; ".join(f"{m.name}: {m.help}" for m in methods.METHODS.values()),
                         choices=lambda: tuple(methods.METHODS))
     model: str = _what("openai/whisper-small", "starting model: a hub id, a local directory, or an offline name")
@@ -89,6 +92,18 @@ class ExperimentConfig:
                         choices=lambda: tuple(sources.SOURCES))
     data_path: Optional[str] = _data(None, "for source local: a folder of save_to_disk sets or a train/test "
                                      ".jsonl/.csv manifest with audio and text")
+    dataset: Optional[str] = _data(None, "for source hub or a recipe: an audio dataset REPO[:CONFIG] of the hub, or "
+                                   "a local folder datasets.load_dataset reads (parquet, csv + audio, audiofolder); "
+                                   "source hub without it: the paper's otozz sets")
+    split_train: Optional[str] = _data(None, "with --dataset: the training split (default: the recipe's, else train)")
+    split_test: Optional[str] = _data(None, "with --dataset: the test split (default: the recipe's, else test)")
+    audio_column: Optional[str] = _data(None, "with --dataset: the audio column (default: the recipe's, else audio)")
+    text_column: Optional[str] = _data(None, "with --dataset: the transcript column (default: the recipe's, else "
+                                       "text)")
+    dialect_column: Optional[str] = _data(None, "with --dataset: the column naming each row's variety (its values "
+                                          "are varieties; default: none, the whole dataset is --dialect)")
+    pool: Optional[list[str]] = _data(None, "comma-separated varieties the pooled set 'all' joins (default: the "
+                                      "source's: the paper's five dialects, or a recipe's varieties)")
     streaming: bool = _data(False, "stream the hub data instead of caching it (one dialect decoded is ~20 GB)")
     val_fraction: float = _data(0.2, "share of the training set held out for validation (model selection)",
                                 gt=0, lt=1)
@@ -161,15 +176,18 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         try:
-            self.dialect = dialects.get(self.dialect).name
+            self.dialect = dialects.variety(self.dialect).name
             if self.test_sets is not None:
-                self.test_sets = [dialects.get(t).name for t in self.test_sets]
+                self.test_sets = [dialects.variety(t).name for t in self.test_sets]
+            if self.pool is not None:
+                self.pool = [dialects.variety(t).name for t in self.pool]
         except ValueError as e:
             raise ConfigError(str(e)) from None
         for f in fields(self):
             allowed, value = self.choices(f.name), getattr(self, f.name)
-            if allowed and f.name not in ("dialect", "test_sets") and value not in allowed:
+            if allowed and value not in allowed:
                 raise ConfigError(f"Unknown {f.name} {value!r}", f"choose one of {', '.join(allowed)}.")
+        self._check_varieties()
         for f in fields(self):
             self.check_value(f.name, getattr(self, f.name))
         if sources.of(self).needs_data_path and not self.data_path:
@@ -187,6 +205,27 @@ class ExperimentConfig:
         if not any(m.strip() for m in self.lora_targets.split(",")):
             raise ConfigError("lora_targets is empty", "give a preset of the model's family (e.g. qv) or module names.")
 
+    def _check_varieties(self) -> None:
+        """Every variety the run names is one its source declares (a source whose data names them, a manifest or a
+        dialect column, is checked when read); the pooled set has members."""
+        source = sources.of(self)
+        if self.dialect == dialects.POOLED and not self.parts(dialects.POOLED):
+            raise ConfigError(f"The pooled set {dialects.POOLED!r} of source {self.source} has no declared members",
+                              "name them with --pool A,B (varieties of its data), or train one variety.")
+        if source.varieties is None:
+            return
+        named = {self.dialect, *(self.test_sets or []), *(self.pool or [])} - {dialects.POOLED}
+        for name in sorted(named - set(source.varieties)):
+            raise ConfigError(f"Unknown dialect {name!r} for source {self.source}",
+                              f"choose one of {', '.join(source.varieties)} or {dialects.POOLED}.")
+
+    def parts(self, name: str) -> tuple[str, ...]:
+        """The single varieties set ``name`` is made of: the pooled set's members (``pool``, else the source's
+        ``pooled``), or ``name`` itself."""
+        if name != dialects.POOLED:
+            return (name,)
+        return tuple(self.pool) if self.pool else sources.of(self).pooled
+
     @property
     def lr(self) -> float:
         """The peak learning rate: ``learning_rate``, else the method's default (``methods.get(method)
@@ -194,7 +233,7 @@ class ExperimentConfig:
         return self.learning_rate if self.learning_rate is not None else methods.get(self.method).learning_rate
 
     def test_set_names(self) -> list[str]:
-        return list(self.test_sets) if self.test_sets else list(dialects.get(self.dialect).parts)
+        return list(self.test_sets) if self.test_sets else list(self.parts(self.dialect))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -308,9 +347,16 @@ class ExperimentConfig:
             if name not in mine:
                 owners = " / ".join(m.title for m in methods.METHODS.values() if name in m.fields)
                 unused[name] = f"it is a {owners} setting and --method is {self.method}"
-        if not dialects.get(self.dialect).is_pooled:
+        if self.dialect != dialects.POOLED:
             unused.update({name: f"it mixes the dialects of the pooled set (--dialect {dialects.POOLED}), and "
                            f"{self.dialect} is one" for name in ("mixture", "max_train_per_dialect")})
+            if dialects.POOLED not in (self.test_sets or []):
+                unused["pool"] = (f"it names the members of the pooled set {dialects.POOLED}, which this run does "
+                                  "not read")
+        if sources.of(self).hub_dataset is None:
+            unused.update({name: "it is read only with --source hub or a recipe (" + ", ".join(
+                s.name for s in sources.SOURCES.values() if s.hub_dataset is not None) + ")" for name in
+                ("dataset", "split_train", "split_test", "audio_column", "text_column", "dialect_column")})
         if not self.feature_cache:
             unused["feature_cache_dtype"] = "it is the value type of --feature-cache, which is not given"
         return unused

@@ -190,9 +190,9 @@ def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_
     """
     source = sources.of(cfg)
     tests, report, synthetic = {}, {}, source.synthetic
-    varieties = [v for name in cfg.test_set_names() for v in dialects.get(name).parts]
+    varieties = [v for name in cfg.test_set_names() for v in cfg.parts(name)]
     for variety in varieties:
-        report[variety] = {"hub_id": None}
+        report[variety] = {"hub_id": None, **({"dataset": cfg.dataset} if cfg.dataset else {})}
         try:
             read = _read(cfg, variety, "test", len(varieties) > 1)
             synthetic |= read.synthetic
@@ -220,7 +220,7 @@ def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, 
     Returns ({name: dataset}, {name: report}, synthetic), like :func:`load_test_sets`.
     """
     parts, synthetic = sources.read_test_path(path)
-    wanted = [dialects.get(t).name if t.lower() in dialects.REGISTRY else t for t in test_sets] if test_sets else list(parts)
+    wanted = [dialects.variety(t).name if t.lower() in dialects.REGISTRY else t for t in test_sets] if test_sets else list(parts)
     tests, report = {}, {}
     for name in wanted:
         report[name] = {"path": str(path)}
@@ -240,10 +240,11 @@ def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, 
 def _train_pool(cfg: ExperimentConfig, report: dict) -> tuple[AnyDataset, str, bool]:
     """(pool, record format, synthetic): the unfiltered training records of ``cfg.dialect``, its varieties mixed as
     ``cfg.mixture`` asks; ``report["train_pool"]`` (hub ids and commits) and ``report["mixture"]`` filled in."""
-    entry = dialects.get(cfg.dialect)
-    reads = [_read(cfg, variety, "train", entry.is_pooled) for variety in entry.parts]
+    varieties = cfg.parts(cfg.dialect)
+    pooled = cfg.dialect == dialects.POOLED
+    reads = [_read(cfg, variety, "train", pooled) for variety in varieties]
     fmt = record_format(columns_of(reads[-1].dataset))
-    parts, per_dialect = _mix([r.dataset for r in reads], entry.parts, cfg)
+    parts, per_dialect = _mix([r.dataset for r in reads], varieties, cfg)
     hub = any(r.hub_id for r in reads)
     report["train_pool"] = {"hub_ids": [r.hub_id for r in reads] if hub else None,
                             "hub_revisions": [r.revision for r in reads] if hub else None}
@@ -297,6 +298,9 @@ def load_splits(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_lib
                               "source_records": {"records": source.records, "n_mels": source.n_mels,
                                                  "label_tokens": source.label_tokens,
                                                  "labels_remade": bool(to_remake(source.label_tokens, tokenizer))}}
+    recipe = source.hub_dataset
+    if recipe is not None and recipe.repo:  # a named recipe: where its data is described, under which licence
+        report["source_records"].update(card=recipe.card, licence=recipe.licence)
     pool, fmt, synthetic = _train_pool(cfg, report)
     keys = None if isinstance(pool, datasets.IterableDataset) else []
     pool = filter_records(pool, fmt, tokenizer, max_seconds, report["train_pool"], max_positions, keys=keys)

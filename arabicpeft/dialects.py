@@ -4,14 +4,19 @@ The data are the preprocessed MASC + Common Voice sets of Özyılmaz et al. (202
 ``otozz/{name}_{train,test}_set`` (MSA is spelled upper-case there). Each repo has a single split named
 ``train``, also the test repos. ``all`` is the paper's dialect-pooled set: the five dialects, without MSA.
 
+A variety is a name plus its data. The paper's six are declared here; any other well-formed name
+(:data:`VARIETY_NAME`: ``sudanese``, ``najdi``, ``tunisian`` ...) is a variety as soon as a source declares it (a
+recipe's config, a dialect-column value, a manifest's ``dialect`` rows): :func:`variety` gives its entry, and the
+config checks it against what its source declares (:mod:`arabicpeft.sources`).
+
 Public: :data:`DIALECTS`, :data:`MSA`, :data:`POOLED`, :data:`VARIETIES`, :data:`NAMES`, :data:`Name`,
-:data:`REGISTRY`, :func:`get`.
+:data:`VARIETY_NAME`, :data:`REGISTRY`, :func:`get`, :func:`variety`, :func:`variety_name`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Literal
 
 _HUB_NAMESPACE = "otozz"
 
@@ -55,7 +60,8 @@ MSA = "msa"  # Modern Standard Arabic: the paper's first stage, and a test set
 POOLED = "all"  # the paper's dialect-pooled train set: the five dialect train sets concatenated
 VARIETIES = DIALECTS + (MSA,)  # every single variety, with a test set of its own
 NAMES = VARIETIES + (POOLED,)
-Name = Literal[NAMES]  # a config's dialect and test sets (dialects.get also accepts other capitalisations)
+Name = str  # a config's dialect and test sets: any declared variety (the paper's NAMES, or a source's)
+VARIETY_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")  # what a variety of one's own may be called
 
 REGISTRY: dict[str, _Dialect] = {
     "egyptian": _Dialect("egyptian", "Egyptian", "egyptian", 16_100, 4_433),
@@ -74,3 +80,23 @@ def get(name: str) -> _Dialect:
     if key not in REGISTRY:
         raise ValueError(f"Unknown dialect {name!r}. Valid names: {', '.join(NAMES)}.")
     return REGISTRY[key]
+
+
+def variety_name(value) -> str:
+    """``value`` as a variety name: stripped, lower case, inner spaces as ``_`` ("Saudi Arabia" -> "saudi_arabia").
+    ValueError when that is not a :data:`VARIETY_NAME` (it must start with a letter; letters, digits, ``-``, ``_``)."""
+    key = "_".join(str(value).strip().lower().split())
+    if not VARIETY_NAME.fullmatch(key):
+        raise ValueError(f"{value!r} is not a variety name: use lower-case letters, digits, '-' or '_', starting "
+                         "with a letter (e.g. sudanese).")
+    return key
+
+
+def variety(name) -> _Dialect:
+    """The entry of variety ``name``: the registry's (the paper's six and ``all``), else a single variety of that
+    name declared by a source (a recipe's config, a dialect-column value, a manifest's rows; the config checks
+    that its source declares it). ValueError for a name that is not a :data:`VARIETY_NAME`."""
+    key = variety_name(name)
+    if key in REGISTRY:
+        return REGISTRY[key]
+    return _Dialect(key, key.replace("_", " ").replace("-", " ").title(), hub_name=key)

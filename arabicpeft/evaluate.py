@@ -329,7 +329,8 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
         source: Optional[str] = None, data_path=None, max_test_samples: Optional[int] = None,
         streaming: bool = False, feature_cache: Optional[str] = None, generation_max_length: Optional[int] = None,
         window="trained", batch_size: int = 16, backend: str = "hf", precision: Optional[str] = None,
-        compute_type: str = "default", cpu_threads: int = 0, transforms=None, transform_seed: int = 0, log=print):
+        compute_type: str = "default", cpu_threads: int = 0, transforms=None, transform_seed: int = 0,
+        data_options: Optional[dict] = None, log=print):
     """Score the model ``model_path`` (any reference :func:`arabicpeft.model.load_model` takes; with ``backend``
     "ct2" also a CTranslate2 export) and write its results file and per-utterance rows into ``output_dir``;
     returns the results file's path (what ``python -m arabicpeft evaluate`` runs).
@@ -338,7 +339,8 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
     (:func:`arabicpeft.data.load_test_path`; ``test_sets`` keeps those names); otherwise the test sets of
     ``test_sets`` or of ``dialect`` (default: the training dialect) from ``source`` (default: a local folder when
     ``data_path`` is given, else the source the model was trained on, else the hub), at most ``max_test_samples``
-    each, read through ``feature_cache`` when given (written first where missing). Decoded at ``window`` (see
+    each, read through ``feature_cache`` when given (written first where missing), ``data_options`` as
+    :func:`arabicpeft.sources.dataset_options` takes them (a hub dataset and its columns). Decoded at ``window`` (see
     :func:`load_at_window`; CTranslate2: "trained" or "full") with ``batch_size`` utterances per batch, transcripts
     bounded by ``generation_max_length`` tokens (default: as trained); ``precision`` (hf) or ``compute_type`` and
     ``cpu_threads`` (ct2) as :func:`arabicpeft.export.load_ct2` takes them. ``transforms``: robustness transforms
@@ -367,7 +369,7 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
     tests, report, synthetic, source = sets.evaluation_sets(
         trained, processor, max_seconds, max_positions, dialect=dialect, test_sets=test_sets, source=source,
         data_path=data_path, max_test_samples=max_test_samples, streaming=streaming, feature_cache=feature_cache,
-        log=log)
+        data_options=data_options, log=log)
     tests, report = sets.transformed(tests, report, parsed, transform_seed, max_seconds)
     log(f"Scoring {model_path} ({backend}) on {', '.join(report)} ({source} data), {max_seconds:g} s encoder window.")
     if synthetic:

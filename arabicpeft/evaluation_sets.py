@@ -99,18 +99,19 @@ def trained_on(trained, test_sets, source: str, data_path) -> dict:
 
 
 def evaluation_sets(trained, processor, max_seconds: float, max_positions: int, *, dialect, test_sets, source,
-                    data_path, max_test_samples, streaming, feature_cache, log) -> tuple:
+                    data_path, max_test_samples, streaming, feature_cache, data_options=None, log=print) -> tuple:
     """(test sets, their report, synthetic, the source read) that the evaluate command scores: one manifest or
     saved dataset given as ``data_path`` read as it is, else the test sets of ``test_sets`` or of ``dialect``
     (default: the training dialect) from ``source`` (default: a local folder when ``data_path`` is given, else the
-    model's training source, else the hub)."""
+    model's training source, else the hub); ``data_options``: a hub dataset and its columns
+    (:func:`arabicpeft.sources.dataset_options`)."""
     from . import dialects
     from .caching import build_feature_cache
     from .config import ExperimentConfig
     from .data import load_test_path, load_test_sets
-    from .sources import is_saved_dataset
+    from .sources import dataset_options, is_saved_dataset
 
-    test_sets = test_sets or (list(dialects.get(dialect).parts) if dialect else None)
+    test_sets = test_sets or (list(dialects.variety(dialect).parts) if dialect else None)
     path = Path(data_path) if data_path is not None else None
     if path is not None and (path.is_file() or is_saved_dataset(path)):  # one manifest or saved dataset
         return (*load_test_path(path, processor.tokenizer, max_seconds, test_sets, max_test_samples, max_positions),
@@ -119,9 +120,10 @@ def evaluation_sets(trained, processor, max_seconds: float, max_positions: int, 
     dialect = dialect or (trained.dialect if trained else None)
     if not (dialect or test_sets):
         raise UserError("a base model has no training dialect", "give a dialect or test sets (--dialect, --test-sets).")
-    spec = ExperimentConfig(dialect=dialect or "all", source=source, data_path=None if path is None else str(data_path),
-                            test_sets=test_sets, max_test_samples=max_test_samples, streaming=bool(streaming),
-                            feature_cache=feature_cache,
+    spec = ExperimentConfig(dialect=dialect or test_sets[0], source=source,
+                            data_path=None if path is None else str(data_path), test_sets=test_sets,
+                            max_test_samples=max_test_samples, streaming=bool(streaming), feature_cache=feature_cache,
+                            **dataset_options(trained, source, data_options),
                             feature_cache_dtype=trained.feature_cache_dtype if trained else "float32")
     if spec.feature_cache:
         build_feature_cache(spec, processor, splits=("test",), log=log)

@@ -95,7 +95,7 @@ class FeatureCache:
 
     def split_dir(self, variety: str, split: str) -> Path:
         """The folder of one single-variety split: ``{root}/{hub_name}_{split}_set`` (as a local data folder)."""
-        return self.root / f"{dialects.get(variety).hub_name}_{split}_set"
+        return self.root / f"{dialects.variety(variety).hub_name}_{split}_set"
 
     def meta(self, variety: str, split: str) -> Optional[dict]:
         """What ``cache.json`` of a finished split says, or None when the split is not (completely) cached.

@@ -118,10 +118,11 @@ def _dataset_cache_bytes(cfg) -> float:
     hub): the otozz sets' published sizes, in feature records."""
     from . import dialects
 
-    if not sources.of(cfg).needs_hub or cfg.streaming:
+    source = sources.of(cfg)
+    if not source.needs_hub or cfg.streaming or source.records != "features":  # an audio set's size is not known
         return 0.0
-    rows = sum(dialects.get(v).train_rows for v in dialects.get(cfg.dialect).parts)
-    rows += sum(dialects.get(v).test_rows for t in cfg.test_set_names() for v in dialects.get(t).parts)
+    rows = sum(dialects.get(v).train_rows for v in cfg.parts(cfg.dialect))
+    rows += sum(dialects.get(v).test_rows for t in cfg.test_set_names() for v in cfg.parts(t))
     return rows * _ARROW_BYTES_PER_UTTERANCE
 
 

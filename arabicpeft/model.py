@@ -195,7 +195,7 @@ class LoadedModel:
             return
         from . import dialects
 
-        name = dialects.get(dialect).name
+        name = dialects.variety(dialect).name
         if name not in self.adapters:
             raise ValueError(f"The adapter bank {self.source} has no adapter for {name!r}; it holds "
                              f"{', '.join(sorted(self.adapters))}. Give each file one of those dialects.")
@@ -296,7 +296,7 @@ def _mapped_members(reference: Mapping) -> dict[str, Path]:
     members, bad = {}, {}
     for dialect, folder in reference.items():
         adapter, why = _member_adapter(Path(folder).expanduser())
-        members[dialects.get(dialect).name] = adapter
+        members[dialects.variety(dialect).name] = adapter
         if why:
             bad[dialect] = f"{folder} ({why})"
     if bad:

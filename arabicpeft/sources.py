@@ -9,7 +9,15 @@ adding a source is one declaration in that table and its reader.
   log-mel + whisper-small's label ids), read at the commit :func:`arabicpeft.hub.dataset_revision` records;
 - ``local``: a folder (``data_path``) of ``save_to_disk`` copies of those sets or of train/test manifests
   (:func:`read_manifest`: ``audio`` + ``text``, optional ``dialect`` and ``synthetic``);
-- ``sample``: the embedded synthetic sample set (a manifest folder, :data:`SAMPLE_DIR`).
+- ``sample``: the embedded synthetic sample set (a manifest folder, :data:`SAMPLE_DIR`);
+- ``hub`` with ``--dataset REPO[:CONFIG]`` (or a local folder ``datasets.load_dataset`` reads): any audio dataset,
+  its columns named by the config (:mod:`arabicpeft.hub_audio`);
+- the named recipes of public Arabic sets (``fleurs-ar``, ``casablanca`` ...): one :class:`~arabicpeft.hub_audio.
+  HubDataset` each, its repo, configs, splits and columns taken from the dataset's card (``card``).
+
+A source declares its varieties (``varieties``; None: whatever its data holds, e.g. a manifest's or a dialect
+column's values) and the members of its pooled set ``all`` (``pooled``); the config checks a run's varieties
+against them.
 
 A reader is ``read(cfg, variety, split, pooled) -> SourceSplit``: one single-variety split ("train" or "test")
 of an :class:`~arabicpeft.config.ExperimentConfig` (the whole config, so a reader takes what options it needs),
@@ -18,25 +26,24 @@ by :mod:`arabicpeft.data`. Torch-free: ``datasets`` and ``pandas`` are imported 
 :mod:`arabicpeft.config` validates ``source`` against this table.
 
 Public: :data:`SAMPLE_DIR`, :data:`SAMPLE_ENCODER_SECONDS`, :data:`MANIFEST_EXTENSIONS`, :data:`RECORDS`,
-:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :func:`relation`,
-:func:`scored_relation`, :func:`load_raw`,
+:class:`Source`, :class:`SourceSplit`, :data:`SOURCES`, :func:`get`, :func:`of`, :data:`DATASET_OPTIONS`,
+:func:`dataset_options`, :func:`relation`, :func:`scored_relation`, :func:`load_raw`,
 :class:`ManifestError`, :func:`read_manifest`, :func:`is_saved_dataset`, :func:`dialect_names`,
 :func:`read_test_path`.
 """
 
 from __future__ import annotations
 
-import codecs
-import io
-import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
-from . import dialects
+from . import dialects, hub_audio
 from .errors import ConfigError, DataUnavailableError, SetupError
 from .hub import HUB_HOST, dataset_revision, hub_offline_mode, hub_reachable
+from .hub_audio import HubDataset
+from .manifests import ManifestError, read_manifest  # noqa: F401 (public here: the manifests of local folders)
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"  # the embedded synthetic sample set (source "sample")
 SAMPLE_ENCODER_SECONDS = 8  # every clip of the embedded sample set is shorter (tests/test_sample_gen.py)
@@ -70,9 +77,14 @@ class Source:
     # multilingual tokenizer of tiny..large-v2; large-v3 shifts the special ids by one)
     max_clip_seconds: Optional[float] = None  # every clip is shorter: the automatic encoder window
     check: Optional[Callable[[Any], None]] = None  # check(cfg): a SetupError when the data is not there (cheap:
-    # no network, no datasets), before anything loads
+    # no network, nothing decoded), before anything loads
     related: tuple[str, ...] = ()  # sources drawn from the same recordings (a model trained on one is not
     # held out on the other); the relation is symmetric: declared on either side
+    varieties: Optional[tuple[str, ...]] = dialects.VARIETIES  # the single varieties it holds (None: whatever
+    # its data names: a manifest's or a dialect column's values, or the run's --dialect for the whole dataset)
+    pooled: tuple[str, ...] = dialects.DIALECTS  # what its pooled set "all" joins by default (--pool overrides)
+    hub_dataset: Optional[HubDataset] = None  # an audio dataset of the hub it reads (a recipe), or how --dataset
+    # is read (the hub source: hub_audio.GENERIC)
 
     def __post_init__(self):
         if self.records not in RECORDS:
@@ -110,79 +122,25 @@ def _read_otozz(cfg, variety: str, split: str, pooled: bool) -> SourceSplit:
     return SourceSplit(ds, revision, repo)
 
 
+def _available(cfg) -> HubDataset:
+    """The recipe of ``cfg``'s source; a one-line refusal when it cannot be read from the hub and no copy is given."""
+    recipe = get(cfg.source).hub_dataset
+    if recipe.unavailable and not cfg.dataset:
+        raise SetupError(recipe.unavailable, f"then give its folder: --source {cfg.source} --dataset FOLDER.")
+    return recipe
+
+
+def _read_hub_audio(cfg, variety: str, split: str, pooled: bool) -> SourceSplit:
+    """One split of a hub audio dataset: the source's recipe, with the config's --dataset and column options."""
+    ds, revision, hub_id = hub_audio.read(cfg, _available(cfg), variety, split, pooled)
+    return SourceSplit(ds, revision, hub_id)
+
+
+def _check_hub_dataset(cfg) -> None:
+    hub_audio.check_local(cfg, _available(cfg))
+
+
 # --- manifests and local folders ------------------------------------------------------------------------
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be read; the message names the file, the line and the likely cause."""
-
-
-def _utf16_byte_order(raw: bytes) -> Optional[str]:
-    """``little-endian`` or ``big-endian`` when ``raw`` looks like UTF-16 text (a UTF-16 byte-order mark, or NUL
-    bytes, which UTF-8 text does not hold, in at least a tenth of its odd or even offsets: the high bytes of ASCII
-    characters), else None."""
-    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "little-endian" if raw.startswith(codecs.BOM_UTF16_LE) else "big-endian"
-    odd, even = raw[1::2].count(0), raw[0::2].count(0)
-    if max(odd, even) < max(1, len(raw) // 20):  # not a stray NUL or two
-        return None
-    return "little-endian" if odd > even else "big-endian"
-
-
-def read_manifest(path):
-    """A manifest (``.jsonl``: one JSON object a line; ``.json``: a list of objects; ``.csv``) as a pandas frame.
-
-    UTF-8 with or without a byte-order mark, Unix or Windows line endings. Raises :class:`ManifestError`
-    naming the file, the line and the likely cause (UTF-16 text, with or without a byte-order mark, is named).
-    """
-    import pandas as pd
-
-    path = Path(path)
-    raw = path.read_bytes()
-    utf16 = _utf16_byte_order(raw)
-    if utf16:
-        raise ManifestError(f"Could not read the manifest {path}: it is UTF-16 ({utf16}) text, not UTF-8. Save it as "
-                            "UTF-8.")
-    try:
-        text = raw.decode("utf-8-sig")  # drops a byte-order mark (Excel and Notepad write one)
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise ManifestError(f"Could not read the manifest {path}, line {line}: it is not UTF-8 text ({e.reason} "
-                            f"at byte {e.start}). Save it as UTF-8.") from e
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if path.suffix == ".csv":
-        try:
-            return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except (ValueError, pd.errors.ParserError) as e:
-            detail = " ".join(str(e).split()).rstrip(".")  # pandas' message names the line
-            raise ManifestError(f"Could not read the manifest {path}: {detail}. Likely cause: a field holding a comma, "
-                                "a quote or a line break is not quoted; put such fields in double quotes.") from e
-    if path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"Could not read the manifest {path}, line {e.lineno}: not valid JSON ({e.msg}, "
-                                f"column {e.colno}). A .json manifest is a list of objects; use .jsonl for one "
-                                "object a line.") from e
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ManifestError(f"The manifest {path} must be a JSON list of objects like "
-                                '[{"audio": "a.wav", "text": "..."}], got a ' + type(rows).__name__ + ".")
-        return pd.DataFrame(rows)
-    rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"Could not read the manifest {path}, line {number}: not valid JSON ({e.msg}, "
-                                f"column {e.colno}). Each line must be one complete JSON object, e.g. "
-                                '{"audio": "a.wav", "text": "..."}.') from e
-        if not isinstance(row, dict):
-            raise ManifestError(f"Could not read the manifest {path}, line {number}: a JSON "
-                                f"{type(row).__name__}, not an object with 'audio' and 'text'.")
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _load_manifest(path: Path, variety: str, pooled: bool):
@@ -219,7 +177,7 @@ def _read_folder(root: Path, variety: str, split: str, streaming: bool, pooled: 
     if not root.exists():
         raise FileNotFoundError(f"Local data directory not found: {root}. Check data_path: it must be a folder "
                                 "holding the save_to_disk copies or the train/test manifests.")
-    saved = root / f"{dialects.get(variety).hub_name}_{split}_set"
+    saved = root / f"{dialects.variety(variety).hub_name}_{split}_set"
     if saved.is_dir():
         ds = datasets.load_from_disk(str(saved))
         if isinstance(ds, datasets.DatasetDict):  # the otozz repos keep everything in one split named "train"
@@ -260,11 +218,55 @@ def _check_sample_audio(cfg) -> None:
 # --- the table ---------------------------------------------------------------------------------------
 
 SOURCES: dict[str, Source] = {
-    "hub": Source("hub", "the otozz datasets (needs internet)", "features", _read_otozz, needs_hub=True,
-                  n_mels=80, label_tokens="whisper"),
-    "local": Source("local", "--data-path", "any", _read_local, needs_data_path=True, check=_check_data_path),
+    "hub": Source("hub", "the otozz datasets (needs internet); with --dataset: any hub audio dataset or local folder",
+                  "features", _read_otozz, needs_hub=True, n_mels=80, label_tokens="whisper",
+                  hub_dataset=hub_audio.GENERIC),
+    "local": Source("local", "--data-path", "any", _read_local, needs_data_path=True, check=_check_data_path,
+                    varieties=None),
     "sample": Source("sample", "the embedded synthetic set", "audio", _read_sample, synthetic=True,
                      max_clip_seconds=SAMPLE_ENCODER_SECONDS, check=_check_sample_audio),
+    # Named recipes of public Arabic sets: every repo id, config, split and column from the dataset's card.
+    "casablanca": Source("casablanca", "Casablanca, 8 dialects by country (test sets; needs internet)", "audio",
+                         _read_hub_audio, needs_hub=True, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "UBC-NLP/Casablanca", "https://huggingface.co/datasets/UBC-NLP/Casablanca", configs={
+            "algeria": "Algeria", "egypt": "Egypt", "jordan": "Jordan", "mauritania": "Mauritania",
+            "morocco": "Morocco", "palestine": "Palestine", "uae": "UAE", "yemen": "Yemen"},
+        train_split=None, test_split="test", text_column="transcription", licence="CC BY-NC-ND 4.0",
+        citation="Talafha et al. 2024, Casablanca: Data and Models for Multidialectal Arabic Speech Recognition, "
+                 "arXiv:2410.04527")),
+    "mediaspeech": Source("mediaspeech", "MediaSpeech Arabic media speech (a test set; needs internet)", "audio",
+                          _read_hub_audio, needs_hub=True, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "ymoslem/MediaSpeech", "https://huggingface.co/datasets/ymoslem/MediaSpeech",
+        configs={"mediaspeech": "ar"}, train_split=None, test_split="train", text_column="sentence",
+        licence="CC BY 4.0", citation="Kolobov et al. 2021, MediaSpeech: Multilanguage ASR Benchmark and Dataset, "
+                                      "arXiv:2103.16193")),
+    "mgb2": Source("mgb2", "MGB-2 Aljazeera broadcasts, a community copy on the hub (needs internet)", "audio",
+                   _read_hub_audio, needs_hub=True, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "MohamedRashad/mgb2-arabic", "https://huggingface.co/datasets/MohamedRashad/mgb2-arabic",
+        configs={"mgb2": "default"}, text_column="transcript",
+        licence="not stated on the card; the MGB-2 challenge data is QCRI's (arabicspeech.org): check its terms",
+        citation="Ali et al. 2016, The MGB-2 Challenge: Arabic Multi-Dialect Broadcast Media Recognition, "
+                 "arXiv:1609.05625")),
+    "cv-ar": Source("cv-ar", "Common Voice 17 Arabic (a local copy: it left the hub)", "audio", _read_hub_audio,
+                    check=_check_hub_dataset, hub_dataset=HubDataset(
+        "mozilla-foundation/common_voice_17_0", "https://huggingface.co/datasets/mozilla-foundation/common_voice_17_0",
+        configs={"common_voice": "ar"}, text_column="sentence", licence="CC0 1.0",
+        gated="the hub repo asked to accept Mozilla's terms", citation="Ardila et al. 2020, Common Voice: A Massively"
+        "-Multilingual Speech Corpus, arXiv:1912.06670",
+        unavailable="Common Voice is no longer loadable from the hub (its repo is a gated loading script, which "
+                    "datasets 5 does not run, and Mozilla distributes new releases itself): download the Arabic "
+                    "release from commonvoice.mozilla.org (or a parquet copy of config 'ar' with columns audio and "
+                    "sentence)")),
+    "fleurs-ar": Source("fleurs-ar", "FLEURS Egyptian Arabic, ar_eg (a local copy of the hub's parquet export)",
+                        "audio", _read_hub_audio, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "google/fleurs", "https://huggingface.co/datasets/google/fleurs", configs={"fleurs": "ar_eg"},
+        text_column="transcription", licence="CC BY 4.0",
+        citation="Conneau et al. 2022, FLEURS: Few-shot Learning Evaluation of Universal Representations of Speech, "
+                 "arXiv:2205.12446",
+        unavailable="google/fleurs is a loading-script dataset, which datasets 5 does not run: download config "
+                    "ar_eg of its parquet export (huggingface_hub.snapshot_download('google/fleurs', repo_type="
+                    "'dataset', revision='refs/convert/parquet', allow_patterns='ar_eg/*'); its ar_eg/ folder holds "
+                    "train/, validation/ and test/)")),
 }
 
 
@@ -277,8 +279,31 @@ def get(name: str) -> Source:
 
 def of(cfg) -> Source:
     """The declaration of the source ``cfg`` reads (``cfg.source``'s). Every module asks this, not :func:`get`,
-    about a config's data, so that options of a config that refine what its source reads have one place here."""
-    return get(cfg.source)
+    about a config's data, so that options of a config that refine what its source reads have one place here:
+    ``--dataset`` makes the hub source (or a recipe) read that audio dataset, from the hub or a local folder."""
+    source = get(cfg.source)
+    dataset = getattr(cfg, "dataset", None)  # configs saved before the option read the same
+    if source.hub_dataset is None or not (dataset or source.read is _read_hub_audio):
+        return source
+    varieties = source.hub_dataset.varieties
+    local = bool(dataset) and hub_audio.is_local(hub_audio.parse_dataset(dataset)[0])
+    return replace(source, records="audio", read=_read_hub_audio, needs_hub=not local, n_mels=None,
+                   label_tokens=None, varieties=varieties, pooled=varieties or (), check=_check_hub_dataset)
+
+
+DATASET_OPTIONS = ("dataset", "split_test", "audio_column", "text_column", "dialect_column", "pool")  # what
+# scoring a hub audio dataset or a recipe's test sets reads of a config
+
+
+def dataset_options(trained, source: str, given: Optional[dict] = None) -> dict:
+    """The :data:`DATASET_OPTIONS` of test sets of ``source``: those ``given`` (None: not given), and, when no
+    ``dataset`` is given and ``source`` is the one the config ``trained`` read, that config's (the same dataset
+    and columns)."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if "dataset" in given or trained is None or trained.source != source:
+        return given
+    inherited = {f: getattr(trained, f, None) for f in DATASET_OPTIONS}
+    return {**{k: v for k, v in inherited.items() if v is not None}, **given}
 
 
 def relation(trained: Optional[dict], source: str, test_set: str, data: Optional[str] = None) -> Optional[str]:
@@ -318,7 +343,7 @@ def load_raw(cfg, variety: str, split: str, pooled: bool = False) -> SourceSplit
     """One single-variety split ("train" or "test") of ``cfg.source``, as its reader gives it (unfiltered), marked
     synthetic when the source is. ``pooled``: the variety is one of several read together (a manifest must then
     say which row is which)."""
-    if dialects.get(variety).is_pooled:
+    if variety == dialects.POOLED:
         raise ValueError(f"load_raw takes a single variety, not the pooled {variety!r}.")
     source = of(cfg)
     read = source.read(cfg, variety, split, pooled)

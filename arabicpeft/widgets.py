@@ -19,10 +19,15 @@ from . import dialects, methods
 from .config import MIXTURES, ExperimentConfig
 from .offline_model import OFFLINE_MODELS
 
-_PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
+_PICKER_FIELDS = ("dialect", "method", "source", "dataset", "audio_column", "text_column", "dialect_column", "model",
+                  "precision", "seed", "max_steps")
 # Starting models the picker suggests (any hub id or local folder can be typed in): the paper's, and the
 # offline ones that need no hub.
 _SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", *OFFLINE_MODELS)
+# Fields typed in with suggestions: the starting model, and the variety (the paper's names; a source's own
+# varieties, or a dialect column's values, can be typed in).
+_SUGGESTED = {"model": _SUGGESTED_MODELS, "dialect": dialects.NAMES}
+_OPTIONAL_TEXT = ("dataset", "split_train", "split_test", "audio_column", "text_column", "dialect_column")
 _NOTE = ("<b>Run All uses the parameters cell, not these widgets</b> (so do nbval and papermill). In an "
         "interactive session: change a value here, then run the cells below by hand. A change is applied to the "
         "config at once if the config stays valid.")
@@ -33,12 +38,13 @@ def _control(name: str, value) -> widgets.ValueWidget:
     """A widget for one config field, starting at ``value``."""
     allowed = ExperimentConfig.choices(name)  # the same choices as the CLI and the validation
     if allowed:
-        options = [(f"{dialects.get(n).display} ({n})", n) for n in allowed] if name == "dialect" else list(allowed)
         kind = widgets.ToggleButtons if len(allowed) <= 3 else widgets.Dropdown
-        return kind(options=options, value=value, description=name, style=_STYLE)
-    if name == "model":
-        return widgets.Combobox(options=list(dict.fromkeys((*_SUGGESTED_MODELS, value))), value=value,
-                                description="model", ensure_option=False, style=_STYLE)
+        return kind(options=list(allowed), value=value, description=name, style=_STYLE)
+    if name in _SUGGESTED:  # suggestions; any other value can be typed in (the config checks it)
+        return widgets.Combobox(options=list(dict.fromkeys((*_SUGGESTED[name], value))), value=value,
+                                description=name, ensure_option=False, style=_STYLE)
+    if name in _OPTIONAL_TEXT:  # an unset option is an empty box
+        return widgets.Text(value=value or "", placeholder="unset", description=name, style=_STYLE)
     # Numbers in plain text boxes: a value outside the field's range is refused, with the reason, by the config's
     # validation (a bounded box would silently clamp it to the bound instead).
     if isinstance(value, bool):
@@ -70,7 +76,8 @@ class _ConfigPicker:
         if self._undoing:
             return
         try:
-            checked = dataclasses.replace(self.config, **{name: change["new"]})  # runs the config's validation
+            value = change["new"] or None if name in _OPTIONAL_TEXT else change["new"]
+            checked = dataclasses.replace(self.config, **{name: value})  # runs the config's validation
         except (ValueError, TypeError) as e:
             self._undoing = True
             try:
@@ -83,7 +90,8 @@ class _ConfigPicker:
         self.message.value = f"{name} = {html.escape(repr(getattr(checked, name)))} (picker.config has it)"
 
     def values(self) -> dict:
-        return {name: control.value for name, control in self.controls.items()}
+        return {name: (control.value or None) if name in _OPTIONAL_TEXT else control.value
+                for name, control in self.controls.items()}
 
     def _repr_mimebundle_(self, **kwargs):
         return self.box._repr_mimebundle_(**kwargs)
@@ -106,7 +114,8 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
                "variants": tuple(designs.VARIANTS), "methods": ExperimentConfig.choices("method"),
                "mixtures": MIXTURES}.get(name)
     if options is not None:
-        return widgets.SelectMultiple(options=list(options), value=tuple(values), description=name,
+        options = list(dict.fromkeys((*options, *values)))  # a study of one's own varieties offers them too
+        return widgets.SelectMultiple(options=options, value=tuple(values), description=name,
                                       rows=min(len(options), 7), style=_STYLE)
     return widgets.Text(value=", ".join(map(str, values)), description=name, style=_STYLE)
 

@@ -14,22 +14,23 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
 # A module's rank is above the ranks of everything it imports (ARCHITECTURE.md draws the same layers).
 RANK = {
-    "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "text": 0, "whisper_tokens": 0,
+    "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "manifests": 0, "text": 0, "whisper_tokens": 0,
     "device": 1, "feature_cache": 1, "methods": 1, "metrics": 1, "paper": 1, "stats": 1, "transforms": 1,
     "backbones": 2, "plots": 2,
     "offline_model": 3,
     "hub": 4, "records": 4,
-    "sources": 5,
-    "caching": 6, "config": 6,
-    "data": 7, "model": 7, "profiles": 7, "run_dir": 7,
-    "evaluation_sets": 8, "results": 8, "trainer": 8,
-    "analysis": 9, "comparison": 9, "designs": 9, "export": 9, "kaggle": 9,
-    "console": 10, "evaluate": 10, "paper_plots": 10, "tables": 10, "widgets": 10,
-    "bank": 11, "inference": 11, "report": 11, "train": 11, "transcribe": 11,
-    "multigpu": 12, "study": 12,
-    "commands": 13,
-    "cli": 14,
-    "__main__": 15,
+    "hub_audio": 5,
+    "sources": 6,
+    "caching": 7, "config": 7,
+    "data": 8, "model": 8, "profiles": 8, "run_dir": 8,
+    "evaluation_sets": 9, "results": 9, "trainer": 9,
+    "analysis": 10, "comparison": 10, "designs": 10, "export": 10, "kaggle": 10,
+    "console": 11, "evaluate": 11, "paper_plots": 11, "tables": 11, "widgets": 11,
+    "bank": 12, "inference": 12, "report": 12, "train": 12, "transcribe": 12,
+    "multigpu": 13, "study": 13,
+    "commands": 14,
+    "cli": 15,
+    "__main__": 16,
 }
 UPWARD: set = set()  # imports up the layers, each with its reason: none
 

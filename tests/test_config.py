@@ -56,9 +56,11 @@ def test_every_numeric_field_declares_its_range_once_and_the_config_holds_it():
 
 def test_unused_fields_name_what_a_config_leaves_unused():
     assert set(ExperimentConfig().unused_fields()) == {"data_path", "mixture", "max_train_per_dialect",
-                                                       "feature_cache_dtype"}
+                                                       "feature_cache_dtype", "pool"}
     full = ExperimentConfig(method="full", dialect="all", source="local", data_path="d", feature_cache="c")
-    assert set(full.unused_fields()) == {"lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora"}
+    assert set(full.unused_fields()) == {"lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
+                                         "dataset", "split_train", "split_test", "audio_column", "text_column",
+                                         "dialect_column"}
 
 
 # --- bad input: a clear error that says what was wrong and what to do ------------------------------------
@@ -66,7 +68,7 @@ def test_unused_fields_name_what_a_config_leaves_unused():
 # (kind, call(tmp_path, tokenizer), exception, message: what was wrong ... what to do)
 ERRORS = [
     ("unknown dialect", lambda t, k: ExperimentConfig(dialect="sudanese"), ValueError,
-     r"Unknown dialect 'sudanese'. Valid names: egyptian, gulf"),
+     r"Unknown dialect 'sudanese' for source hub — choose one of egyptian, gulf"),
     ("unknown method", lambda t, k: ExperimentConfig(method="prefix"), ValueError,
      r"Unknown method 'prefix' — choose one of lora, full"),
     ("unknown precision", lambda t, k: ExperimentConfig(precision="int3"), ValueError,
@@ -90,7 +92,7 @@ ERRORS = [
     ("no LoRA targets", lambda t, k: ExperimentConfig(lora_targets=" , "), ConfigError,
      r"^lora_targets is empty — give a preset of the model's family \(e.g. qv\) or module names\.$"),
     ("choices of an unknown field", lambda t, k: ExperimentConfig.choices("bogus"), ConfigError,
-     r"^ExperimentConfig has no field 'bogus' — ask for a field; these have choices: dialect, method, precision, "),
+     r"^ExperimentConfig has no field 'bogus' — ask for a field; these have choices: method, precision, source, "),
 ]
 
 

@@ -77,8 +77,9 @@ def test_a_source_declared_in_a_test_alone_trains_and_is_scored(tmp_path, monkey
 def test_an_unknown_source_is_one_line_naming_the_valid_ones():
     with pytest.raises(ConfigError) as caught:
         sources.get("otozz")
-    assert str(caught.value) == "Unknown source 'otozz' — choose one of hub, local, sample."
-    with pytest.raises(ConfigError, match="Unknown source 'otozz' — choose one of hub, local, sample"):
+    assert str(caught.value) == ("Unknown source 'otozz' — choose one of hub, local, sample, casablanca, mediaspeech, "
+                                 "mgb2, cv-ar, fleurs-ar.")
+    with pytest.raises(ConfigError, match="Unknown source 'otozz' — choose one of hub, local, sample, casablanca"):
         ExperimentConfig(source="otozz")
     with pytest.raises(ValueError, match="records is one of features, audio, any"):
         Source("x", "x", "log-mel", _read_other_csv)
