@@ -102,16 +102,19 @@ class AdapterBank:
         bank._results = Path(path)
         return bank
 
-    def evaluate(self, cfg: ExperimentConfig, out_dir, threshold: float = DEFAULT_THRESHOLD) -> Path:
+    def evaluate(self, cfg: ExperimentConfig, out_dir, threshold: float = DEFAULT_THRESHOLD,
+                 routed: bool = False) -> Path:
         """Score the bank on the test sets of ``cfg`` that have an adapter, each utterance with its dialect's
         adapter in mixed-dialect batches; the same utterances with the adapters disabled give the base model's
         scores (``metrics_before``). A bank with a router is also scored routed by it (at ``threshold``) and, when
-        it holds a pooled adapter, with that adapter alone: the record's ``routing`` section
-        (:func:`_routing_section`) and :data:`ROUTED_UTTERANCES_FILE`. Writes a results file of kind "evaluation"
-        (config: ``cfg`` with the bank in ``extra["bank"]``) with per-utterance rows, decoding time and the bank's
-        size on disk and in parameters (its ``run_wall_time_s`` includes loading the bank); returns its path.
-        Raises ValueError when no test set of ``cfg`` has an adapter, or for a threshold outside [0, 1]."""
-        self._results = _evaluate(self, cfg, out_dir, threshold)
+        it holds a pooled adapter, with that adapter alone: the record's ``evaluation["routing"]``
+        (:func:`_routing_section`) and :data:`ROUTED_UTTERANCES_FILE`; ``routed``: the routed scores are the
+        record's ``metrics`` and rows (the data's label then only in the routing section; what ``evaluate
+        --dialect auto`` scores). Writes a results file of kind "evaluation" (config: ``cfg`` with the bank in
+        ``extra["bank"]``) with per-utterance rows, decoding time and the bank's size on disk and in parameters
+        (its ``run_wall_time_s`` includes loading the bank); returns its path. Raises ValueError when no test set
+        of ``cfg`` has an adapter, for a threshold outside [0, 1], or when ``routed`` and the bank has no router."""
+        self._results = _evaluate(self, cfg, out_dir, threshold, routed)
         return self._results
 
     def compare_on_dialect(self, dialect: str, n_utterances: int, batch_size: int = 16) -> pd.DataFrame:
@@ -166,7 +169,7 @@ def _set_positions(names: list[str], order: np.ndarray, test_set: str) -> list[i
     return sorted((i for i, n in enumerate(names) if n == test_set), key=lambda i: order[i])
 
 
-def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: float) -> Path:
+def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: float, routed: bool) -> Path:
     """:meth:`AdapterBank.evaluate`."""
     from .data import load_test_sets
     from .evaluate import decoding_record, transcribe
@@ -174,6 +177,8 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
     from .routing import check_threshold
 
     check_threshold(threshold)
+    if routed:
+        bank.require_router()
     started = time.monotonic() - bank._load_s  # the run's wall time counts loading the bank
     adapters, loaded = bank.adapters, bank.loaded
     model, processor, trained = loaded.model, loaded.processor, loaded.config
@@ -206,8 +211,10 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
             frames.append(frame)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    routing = None if bank.router is None else _routing_section(
+    routing, routed_rows = (None, None) if bank.router is None else _routing_section(
         bank, mixed, (names, order, tests), {"oracle": metrics, "base": before}, kw, threshold, out)
+    if routed:  # the router's choice is the evaluation; the data's label stays in routing["metrics"]["oracle"]
+        metrics, rows = routing["metrics"]["predicted"], routed_rows
     write_csv_atomic(out / BEFORE_UTTERANCES_FILE, pd.concat(before_rows, ignore_index=True))
     rows = pd.concat(rows, ignore_index=True)
     _, total = count_parameters(model)
@@ -220,7 +227,8 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
         synthetic=synthetic, metrics=metrics, metrics_pooled=pooled_metrics(rows), metrics_before=before,
         utterances_before_file=BEFORE_UTTERANCES_FILE,
         evaluated_model={d: str(p.resolve()) for d, p in adapters.items()},
-        evaluation={"test_sets": wanted, "source": cfg.source, "adapter_per_test_set": {t: t for t in wanted},
+        evaluation={"test_sets": wanted, "source": cfg.source,
+                    "adapter_per_test_set": "routed by the dialect router" if routed else {t: t for t in wanted},
                     "batches": "mixed dialects, one adapter per utterance (peft adapter_names)",
                     "not_in_bank": [t for t in cfg.test_set_names() if t not in adapters],
                     **({"routing": routing} if routing else {})},
@@ -266,10 +274,11 @@ def _training_states(bank: "AdapterBank", max_per_dialect: int, batch_size: int,
 
 def _routing_section(bank: "AdapterBank", mixed, order_of: tuple, scored: dict, kw: dict, threshold: float,
                      out: Path) -> dict:
-    """The ``routing`` section of a bank evaluation: the mixed test utterances routed by the bank's router and,
-    when the bank holds a pooled adapter, all decoded with it; ``metrics`` per routing ("oracle": the data's
-    label, "predicted", "pooled adapter", "base") and test set; the identifier's accuracy and confusion matrix
-    (overall and per test set); how many utterances went to the fallback. Writes
+    """(the ``routing`` section of a bank evaluation, the routed decode's per-utterance rows as
+    :func:`arabicpeft.metrics.score_all` gives them with ``test_set``): the mixed test utterances routed by the
+    bank's router and, when the bank holds a pooled adapter, all decoded with it; ``metrics`` per routing
+    ("oracle": the data's label, "predicted", "pooled adapter", "base") and test set; the identifier's accuracy
+    and confusion matrix (overall and per test set); how many utterances went to the fallback. Writes
     :data:`ROUTED_UTTERANCES_FILE`."""
     from .evaluate import transcribe
     from .metrics import score_all
@@ -282,14 +291,17 @@ def _routing_section(bank: "AdapterBank", mixed, order_of: tuple, scored: dict, 
     if routes["fallback"] != _BASE_ADAPTER:
         runs["pooled adapter"] = [routes["fallback"]] * len(mixed)
     metrics = {"oracle": scored["oracle"]}
-    frames = []
+    frames, rows = [], []
     for label, adapter_names in runs.items():
         refs, hyps = transcribe(model, processor, mixed, adapter_names=adapter_names, desc=f"bank ({label})", **kw)
         metrics[label] = {}
         for t in tests:
             positions = _set_positions(names, order, t)
-            metrics[label][t] = score_all([refs[i] for i in positions], [hyps[i] for i in positions])[0]
+            ids = list(tests[t]["id"]) if "id" in tests[t].column_names else None
+            metrics[label][t], frame = score_all([refs[i] for i in positions], [hyps[i] for i in positions], ids)
             if label == "predicted":
+                frame.insert(0, "test_set", t)
+                rows.append(frame)
                 frames.append(pd.DataFrame({
                     "test_set": t, "utt_index": range(len(positions)),
                     **{k: [routes[k][i] for i in positions] for k in ("predicted", "confidence", "adapter")},
@@ -304,7 +316,7 @@ def _routing_section(bank: "AdapterBank", mixed, order_of: tuple, scored: dict, 
             "identifier": {**confusion(names, routes["predicted"], classes), "accuracy_per_test_set": per_set},
             "to_fallback": int(sum(a == routes["fallback"] for a in routes["adapter"])),
             "router": {k: v for k, v in vars(bank.router).items() if k not in ("coef", "intercept", "mean", "scale")},
-            "routed_utterances_file": ROUTED_UTTERANCES_FILE}
+            "routed_utterances_file": ROUTED_UTTERANCES_FILE}, rows
 
 
 def _compare_adapters(model, processor, dataset, adapter_names: list[str], batch_size: int = 16) -> pd.DataFrame:

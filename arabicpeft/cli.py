@@ -38,6 +38,7 @@ from typing import Optional
 from . import commands, dialects
 from .config import PRECISIONS, SUBTITLE_FORMATS, ExperimentConfig, demo_config
 from .errors import UserError, user_message, write_failure
+from .routing import AUTO, DEFAULT_THRESHOLD
 
 _DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
 _WINDOW_HELP = ("the encoder window decoded at: trained (the window the model was trained with, as its own "
@@ -282,13 +283,13 @@ def _add_evaluate(sub) -> None:
                         "left out keep the trained run's values.")
     ev.add_argument("--model-path", required=True, metavar="REF", help=_MODEL_HELP)
     ev.add_argument("--output-dir", required=True, metavar="DIR", help="where results.json and utterances.csv go")
-    _add_config_options(ev, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "streaming",
+    _add_routing(ev, "score on this variety's test set(s) when --test-sets is not given (default: the training "
+                 "dialect); auto: an adapter bank's router picks each utterance's adapter")
+    _add_config_options(ev, ExperimentConfig(), ["test_sets", "source", "data_path", "streaming",
                                                 "precision", "max_test_samples", "feature_cache",
                                                 "generation_max_length"],
                        default_note="default: as the model was trained",
-                       helps={"dialect": "score on this variety's test set(s) when --test-sets is not given "
-                                         "(default: the training dialect)",
-                              "test_sets": "comma-separated test set names: registry names, or a manifest's "
+                       helps={"test_sets": "comma-separated test set names: registry names, or a manifest's "
                                            "dialects (default: the training dialect's)",
                               "data_path": "a local data folder (test.jsonl or {name}_test_set/), one manifest "
                                            "(.jsonl/.csv with audio, text, optional dialect) or one save_to_disk "
@@ -349,6 +350,15 @@ def _add_cache(sub) -> None:
     ca.set_defaults(func=commands.cache)
 
 
+def _add_routing(parser, dialect_help: str) -> None:
+    """--dialect (a variety, or auto: routed by an adapter bank's router) and --route-threshold."""
+    parser.add_argument("--dialect", choices=(*dialects.NAMES, AUTO), help=dialect_help)
+    parser.add_argument("--route-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="P",
+                        help="--dialect auto: the router's probability at or below which an utterance goes to the "
+                        f"bank's pooled adapter, else the base (default: {DEFAULT_THRESHOLD}, the dialect is more "
+                        "likely than all others together)")
+
+
 def _add_transcribe(sub) -> None:
     """The transcribe command."""
     tr = sub.add_parser("transcribe", help="transcribe audio files of any length to JSONL and SRT/VTT subtitles",
@@ -357,8 +367,8 @@ def _add_transcribe(sub) -> None:
                     "(.jsonl/.csv with an audio column, optional dialect)")
     tr.add_argument("--model-path", required=True, metavar="REF", help=_MODEL_HELP)
     tr.add_argument("--output-dir", required=True, metavar="DIR", help="where transcripts.jsonl (and subtitles) go")
-    tr.add_argument("--dialect", choices=dialects.NAMES, help="the dialect of files without one in a manifest "
-                    "(picks the adapter of a bank)")
+    _add_routing(tr, "the dialect of files without one in a manifest (picks the adapter of a bank); auto: the "
+                 "bank's router picks it")
     tr.add_argument("--backend", choices=("hf", "ct2"), default="hf",
                     help="hf: transformers; ct2: faster-whisper (default: hf)")
     tr.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type (default: as stored)")

@@ -11,9 +11,9 @@ Routing: an utterance goes to the adapter of its most probable dialect when that
 threshold (:data:`DEFAULT_THRESHOLD`), else to the fallback (:func:`fallback_adapter`: the bank's pooled adapter
 if it has one, else the base model).
 
-Public: :data:`ROUTER_FILE`, :data:`BASE_ADAPTER`, :data:`DEFAULT_THRESHOLD`, :data:`LAYER`, :data:`POOLING`,
+Public: :data:`ROUTER_FILE`, :data:`AUTO`, :data:`BASE_ADAPTER`, :data:`DEFAULT_THRESHOLD`, :data:`LAYER`, :data:`POOLING`,
 :class:`DialectRouter`, :func:`pooled_states`, :func:`dataset_states`, :func:`fit_router`,
-:func:`fallback_adapter`, :func:`check_threshold`, :func:`confusion`.
+:func:`fallback_adapter`, :func:`check_threshold`, :func:`confusion`, :func:`router_of`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 from . import backbones, dialects
 
 ROUTER_FILE = "router.json"
+AUTO = "auto"  # the dialect option that asks a bank's router for each utterance's dialect
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
 # Route to a dialect's adapter only when the identifier gives that dialect more than half the probability: it is
 # then more likely than all the other dialects together; below, a wrong dialect's adapter is as likely as the right
@@ -153,6 +154,18 @@ def pooled_states(model, inputs: dict, window_seconds: float, seconds: np.ndarra
     mask = (torch.arange(frames, device=states.device)[None, :] < torch.as_tensor(n, device=states.device)[:, None])
     mask = mask.to(states.dtype)[..., None]
     return ((states * mask).sum(dim=1) / mask.sum(dim=1)).cpu().numpy()
+
+
+def router_of(loaded) -> DialectRouter:
+    """The router of an adapter bank loaded from a folder (an :class:`arabicpeft.model.LoadedModel` of kind
+    "bank": its :data:`ROUTER_FILE`), checked against the bank's base and window. FileNotFoundError when the
+    folder has none (saying how to fit one), ValueError for a model that is not a bank."""
+    if loaded.kind != "bank":
+        raise ValueError(f"Dialect routing picks an adapter bank's adapter; {loaded.source} is a {loaded.kind} "
+                         "model: give a bank folder, or leave the dialect out.")
+    router = DialectRouter.load(loaded.source)
+    router.check_base(loaded.config.model, loaded.window_seconds)
+    return router
 
 
 def dataset_states(model, processor, dataset, batch_size: int = 16) -> np.ndarray:
