@@ -24,7 +24,7 @@ from .device import PeakMemory
 from .model import count_parameters, load_model
 from .results import BANK_TRAIN_SET, EVALUATION, MIB, dir_bytes, read_results, record, write_results
 from .routing import BASE_ADAPTER as _BASE_ADAPTER
-from .routing import DEFAULT_THRESHOLD, ROUTER_FILE, DialectRouter
+from .routing import AUTO, DEFAULT_THRESHOLD, ROUTER_FILE, DialectRouter
 from .run_dir import BEFORE_UTTERANCES_FILE, write_csv_atomic
 
 ROUTED_UTTERANCES_FILE = "routed_utterances.csv"  # each test utterance's predicted dialect, adapter and transcript
@@ -121,10 +121,13 @@ class AdapterBank:
         """The first ``n_utterances`` of ``dialect``'s test set (from the bank's model, source and data path)
         decoded with the dialect's own adapter, the bank's first other adapter (if any) and the base model (adapters
         disabled), side by side: columns utt_index, reference, then per adapter the hypothesis and its word errors
-        (raw scheme), and a last row "corpus WER (%)" per adapter. Raises ValueError when the bank has no adapter
-        for ``dialect`` or ``n_utterances`` is below 1."""
+        (raw scheme), and a last row "corpus WER (%)" per adapter. ``dialect`` "auto": the first ``n_utterances``
+        of each of the bank's dialects, routed by its router (:func:`_compare_routed`). Raises ValueError when the
+        bank has no adapter for ``dialect`` (or no router, for "auto") or ``n_utterances`` is below 1."""
         from .data import load_test_sets
 
+        if dialect == AUTO:
+            return _compare_routed(self, n_utterances, batch_size)
         if int(n_utterances) < 1:
             raise ValueError(f"compare_on_dialect needs n_utterances of at least 1, got {n_utterances}: give how "
                              "many test utterances to decode.")
@@ -317,6 +320,33 @@ def _routing_section(bank: "AdapterBank", mixed, order_of: tuple, scored: dict, 
             "to_fallback": int(sum(a == routes["fallback"] for a in routes["adapter"])),
             "router": {k: v for k, v in vars(bank.router).items() if k not in ("coef", "intercept", "mean", "scale")},
             "routed_utterances_file": ROUTED_UTTERANCES_FILE}, rows
+
+
+def _compare_routed(bank: "AdapterBank", n_utterances: int, batch_size: int = 16) -> pd.DataFrame:
+    """The first ``n_utterances`` of each test set the bank has a single-dialect adapter for, routed by its router
+    (:data:`~arabicpeft.routing.DEFAULT_THRESHOLD`) and with their own dialect's adapter: columns test_set,
+    predicted, confidence, adapter (the router's choice), reference, then per routing ("routed", "oracle") the
+    hypothesis and its word errors (raw scheme)."""
+    from . import dialects
+    from .data import load_test_sets
+    from .evaluate import transcribe
+    from .metrics import utterance_errors
+
+    model, processor, cfg = bank.loaded.model, bank.loaded.processor, bank.loaded.config
+    own = [d for d in bank.adapters if not dialects.get(d).is_pooled]
+    wanted = ExperimentConfig(model=cfg.model, source=cfg.source, data_path=cfg.data_path, test_sets=own,
+                              max_test_samples=max(1, int(n_utterances)))
+    tests, _, _ = load_test_sets(wanted, processor.tokenizer, max_seconds=bank.loaded.window_seconds)
+    mixed = datasets.concatenate_datasets([tests[t] for t in own])
+    labels = [t for t in own for _ in range(len(tests[t]))]
+    routes = bank.route(mixed, batch_size=batch_size)
+    frame = pd.DataFrame({"test_set": labels, **{k: routes[k] for k in ("predicted", "confidence", "adapter")}})
+    for name, names in (("routed", routes["adapter"]), ("oracle", labels)):
+        refs, hyps = transcribe(model, processor, mixed, batch_size=batch_size, adapter_names=names, desc=name)
+        frame["reference"] = refs
+        frame[f"{name}: hypothesis"] = hyps
+        frame[f"{name}: word errors"] = utterance_errors(refs, hyps, "raw")["word_errors"].to_numpy()
+    return frame
 
 
 def _compare_adapters(model, processor, dataset, adapter_names: list[str], batch_size: int = 16) -> pd.DataFrame:

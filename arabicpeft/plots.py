@@ -333,3 +333,19 @@ def fig_gain_forgetting(table: pd.DataFrame, hue: str = "method") -> Figure:
     fig.suptitle(f"Cross-dialect gain and forgetting relative to the starting model ({metric}, 95% CI)",
                  fontweight="bold")
     return fig
+
+
+def fig_confusion(matrix: pd.DataFrame, title: str = "Dialect identifier") -> Figure:
+    """A confusion matrix as a heatmap of counts: ``matrix`` indexed by the true dialect, columns the predicted one
+    (:func:`arabicpeft.analysis.routing_confusion`); the title gives the accuracy (the diagonal's share)."""
+    counts = matrix.to_numpy()
+    accuracy = 100.0 * np.trace(counts) / counts.sum() if counts.sum() else float("nan")
+    fig = Figure(figsize=(1.2 + 0.9 * len(matrix.columns), 1.0 + 0.8 * len(matrix.index)), layout="constrained")
+    ax = fig.subplots()
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                xticklabels=[display_name(c) for c in matrix.columns],
+                yticklabels=[display_name(i) for i in matrix.index])
+    ax.set_xlabel("predicted dialect")
+    ax.set_ylabel("true dialect")
+    ax.set_title(f"{title}: accuracy {accuracy:.1f}% of {int(counts.sum())}", fontsize=10)
+    return fig

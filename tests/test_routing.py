@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import _adapter, dataclasses_replace
 
-from arabicpeft import cli
+from arabicpeft import analysis, cli, plots
+from arabicpeft.report import StudyReport
+from arabicpeft.results import load_runs
 from arabicpeft.dialects import DIALECTS
 from arabicpeft.routing import BASE_ADAPTER, ROUTER_FILE, DialectRouter, confusion, fallback_adapter, fit_router
 
@@ -134,6 +136,18 @@ def test_evaluate_dialect_auto_scores_the_routed_bank_beside_oracle_pooled_and_b
     assert len(routed) == 6 and routing["to_fallback"] == int((routed["adapter"] == "all").sum())
     assert ((routed["adapter"] == "all") == (routed["confidence"] <= 0.5)).all()
     assert "egyptian" in capsys.readouterr().out
+    # the bank report: routed vs oracle vs pooled adapter vs base per test set, and the confusion matrix
+    runs = load_runs(tmp_path).runs
+    table = analysis.routing_table(runs)
+    assert list(table["routing"].unique()) == list(analysis.ROUTINGS) and len(table) == 8
+    pick = table[(table["routing"] == "predicted") & (table["test_set"] == "egyptian")]
+    assert pick["wer"].item() == result["metrics"]["egyptian"]["raw"]["wer"]
+    matrix = analysis.routing_confusion(runs)
+    assert matrix.to_numpy().tolist() == routing["identifier"]["matrix"]
+    accuracy = 100 * routing["identifier"]["accuracy"]
+    assert f"accuracy {accuracy:.1f}% of 6" in plots.fig_confusion(matrix).axes[0].get_title()
+    parts = StudyReport(tmp_path, n_boot=50).bank()
+    assert len(parts) == 4 and (tmp_path / "analysis" / "bank_routing.csv").is_file()
     for argv, message in ((["--route-threshold", "1.5"], "--route-threshold 1.5 is not a probability"),
                           (["--model-path", str(root / "egyptian" / "model")], "holds no dialect router"),
                           (["--dialect", "egyptian", "--route-threshold", "0.9"], "it is an option of --dialect auto")):
