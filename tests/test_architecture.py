@@ -17,7 +17,7 @@ RANK = {
     "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "text": 0,
     "device": 1, "feature_cache": 1, "methods": 1, "metrics": 1, "paper": 1, "stats": 1,
     "backbones": 2, "plots": 2,
-    "offline_model": 3,
+    "offline_model": 3, "routing": 3,
     "hub": 4, "records": 4,
     "sources": 5,
     "caching": 6, "config": 6,
