@@ -234,6 +234,22 @@ def _hf_batch(loaded: LoadedModel, pieces: list[np.ndarray], max_new_tokens: int
     return [t.strip() for t in texts], reached
 
 
+def _hf_adapter(loaded: LoadedModel, adapter: Optional[str], pieces: list[np.ndarray], batch_size: int,
+                max_new_tokens: int, options: dict, bar) -> tuple[list[str], list[bool]]:
+    """:func:`_hf_batch` of ``pieces`` in batches of ``batch_size`` with one bank ``adapter`` (a dialect,
+    :data:`~arabicpeft.routing.BASE_ADAPTER` for the adapters disabled, None for a model that is not a bank)."""
+    if adapter and adapter != BASE_ADAPTER:
+        loaded.use_dialect(adapter)
+    texts, reached = [], []
+    with loaded.model.disable_adapter() if adapter == BASE_ADAPTER else contextlib.nullcontext():
+        for start in range(0, len(pieces), batch_size):
+            batch_texts, batch_reached = _hf_batch(loaded, pieces[start:start + batch_size], max_new_tokens, options)
+            texts += batch_texts
+            reached += batch_reached
+            bar.update(len(batch_texts))
+    return texts, reached
+
+
 def _ct2_piece(whisper, piece: np.ndarray, beam_size: int, max_new_tokens: int) -> tuple[str, bool]:
     """(transcript, reached its limit) of one piece (at most one window) through faster-whisper, bounded by
     :func:`arabicpeft.evaluate.decode_limits` of its duration in samples."""
@@ -316,15 +332,10 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
             adapter = routes[n]["adapter"] if n in routes else items[pieces[n][0]].get("dialect")
             groups.setdefault(adapter if model.kind == "bank" else None, []).append(n)
         for adapter, indices in groups.items():
-            if adapter and adapter != BASE_ADAPTER:
-                model.use_dialect(adapter)
-            with model.model.disable_adapter() if adapter == BASE_ADAPTER else contextlib.nullcontext():
-                for start in range(0, len(indices), batch_size):
-                    batch = indices[start:start + batch_size]
-                    audio = [clips[pieces[n][0]][pieces[n][1]:pieces[n][2]] for n in batch]
-                    for n, text, hit in zip(batch, *_hf_batch(model, audio, max_new_tokens, options)):
-                        decoded[n] = text, hit
-                    bar.update(len(batch))
+            audio = [clips[pieces[n][0]][pieces[n][1]:pieces[n][2]] for n in indices]
+            for n, text, hit in zip(indices, *_hf_adapter(model, adapter, audio, batch_size, max_new_tokens, options,
+                                                          bar)):
+                decoded[n] = text, hit
     bar.close()
     segments: list[list[dict]] = [[] for _ in items]
     for n, (i, start, end) in enumerate(pieces):
