@@ -73,6 +73,15 @@ def main(argv=None) -> None:
     routing = json.loads(Path(path).read_text(encoding="utf-8"))["evaluation"]["routing"]
     print(table.pivot_table(index="test_set", columns="routing", values=["wer", "cer"], sort=False).round(2))
     ident = routing["identifier"]
+    import pandas as pd
+
+    routed = pd.read_csv(Path(path).parent / routing["routed_utterances_file"])
+    sure = routed["confidence"] > threshold  # the threshold's effect: how often the sure and the unsure are right
+    right = routed["predicted"] == routed["test_set"]
+    by_confidence = {"above": {"n": int(sure.sum()), "accuracy": float(right[sure].mean()) if sure.any() else None},
+                     "at_or_below": {"n": int((~sure).sum()),
+                                     "accuracy": float(right[~sure].mean()) if (~sure).any() else None}}
+    print(f"predicted dialect right: {by_confidence} (above / at or below the threshold)")
     print(f"identifier accuracy {100 * ident['accuracy']:.1f}% of {ident['n']} (chance {100 / len(ident['classes']):.0f}%),"
           f" to the fallback: {routing['to_fallback']}, threshold {threshold}")
     out = Path(args.results_file or BENCHMARKS / "results" / f"routing-{dt.date.today().isoformat()}.json")
@@ -81,7 +90,7 @@ def main(argv=None) -> None:
         "benchmark": "routing", "command": "python benchmarks/routing.py " + " ".join(argv or []),
         "synthetic": True, "model": args.model, "dialects": dialects, "max_steps": args.max_steps,
         "threshold": threshold, "table": table.to_dict("records"), "identifier": ident,
-        "to_fallback": routing["to_fallback"], "fallback": routing["fallback"], "router": router.trained_on,
+        "to_fallback": routing["to_fallback"], "fallback": routing["fallback"], "by_confidence": by_confidence, "router": router.trained_on,
         "seconds": {"study": round(trained_s, 1), "router": round(router_s, 1), "evaluate": round(evaluate_s, 1)},
         "bank_results": str(path), "provenance": provenance()}, indent=1), encoding="utf-8")
     print(f"results: {out}")
