@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import datasets
@@ -50,7 +51,7 @@ class AdapterBank:
         self.adapters = {d: Path(p) for d, p in self.loaded.adapters.items()}  # run folders resolved to model/
         self._load_s = time.monotonic() - started
         self._results = None  # this bank's evaluation (results.json), once evaluated or found in a study
-        folder = None if isinstance(adapters, dict) else Path(adapters)  # a bank folder keeps its router
+        folder = None if isinstance(adapters, Mapping) else Path(adapters)  # a bank folder keeps its router
         self.router_path = Path(router) if isinstance(router, (str, Path)) else folder and folder / ROUTER_FILE
         self.router = router if isinstance(router, DialectRouter) else (
             DialectRouter.load(self.router_path) if self.router_path and self.router_path.is_file() else None)

@@ -118,6 +118,11 @@ def test_a_mixed_batch_routed_per_utterance_equals_each_utterance_decoded_alone(
     for i, name in enumerate(routes["adapter"]):
         model.set_adapter(name)
         assert transcribe(model, processor, mixed.select([i]), batch_size=1)[1] == [hyps[i]]
+    side = bank.compare_on_dialect("auto", 1)  # notebook 06's "auto": each dialect's first utterance, routed
+    assert list(side["test_set"]) == ["egyptian", "levantine"]
+    assert list(side.columns[:4]) == ["test_set", "predicted", "confidence", "adapter"]
+    own = side["adapter"] == side["test_set"]  # routed to its own adapter: the same transcript as the oracle
+    assert (side.loc[own, "routed: hypothesis"] == side.loc[own, "oracle: hypothesis"]).all()
 
 
 def test_evaluate_dialect_auto_scores_the_routed_bank_beside_oracle_pooled_and_base(routed_bank, tmp_path, capsys):
