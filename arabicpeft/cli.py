@@ -352,11 +352,11 @@ def _add_cache(sub) -> None:
 
 def _add_routing(parser, dialect_help: str) -> None:
     """--dialect (a variety, or auto: routed by an adapter bank's router) and --route-threshold."""
-    parser.add_argument("--dialect", choices=(*dialects.NAMES, AUTO), help=dialect_help)
-    parser.add_argument("--route-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="P",
-                        help="--dialect auto: the router's probability at or below which an utterance goes to the "
-                        f"bank's pooled adapter, else the base (default: {DEFAULT_THRESHOLD}, the dialect is more "
-                        "likely than all others together)")
+    names = (*dialects.NAMES, AUTO)
+    parser.add_argument("--dialect", choices=names, metavar="{" + ",".join(names) + "}", help=dialect_help)
+    parser.add_argument("--route-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="P", help="--dialect "
+                        "auto: the router's probability at or below which an utterance goes to the bank's pooled "
+                        f"adapter, else the base (default: {DEFAULT_THRESHOLD}: more likely than all others together)")
 
 
 def _add_transcribe(sub) -> None:

@@ -245,6 +245,7 @@ def transcribe(args) -> Path:
     _refuse_given("transcribe", args, _backend_options(args.backend, hf=("precision", "batch_size")))
     check_model_name(args.model_path, saved=True)
     check_output_folder(args.output_dir, "--output-dir")
+    routed = _routed(args, "transcribe")
     if args.backend == "ct2" and isinstance(args.window, int):
         raise UserError(f"--window {args.window} with --backend ct2: faster-whisper transcribes 30 s windows",
                         "use --backend hf for another window")
@@ -252,7 +253,6 @@ def transcribe(args) -> Path:
     from .transcribe import TRANSCRIPTS_FILE, collect_audio, transcribe_files
 
     left_out: list[str] = []
-    routed = _routed(args, "transcribe")
     items = collect_audio(args.audio, dialect=None if routed else args.dialect, left_out=left_out)
     console.say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
     if left_out:
