@@ -71,7 +71,8 @@ def main(argv=None) -> None:
     runs = load_runs(root).runs
     table = analysis.routing_table(runs[runs["path"] == str(Path(path).resolve())])
     routing = json.loads(Path(path).read_text(encoding="utf-8"))["evaluation"]["routing"]
-    print(table.pivot_table(index="test_set", columns="routing", values=["wer", "cer"], sort=False).round(2))
+    print(table.pivot_table(index="test_set", columns="routing", values=["wer", "cer"], sort=False).round(2)
+          .to_string())
     ident = routing["identifier"]
     import pandas as pd
 
