@@ -345,6 +345,45 @@ def bootstrap_replicates(n_boot: int | None) -> int:
 
 
 BANK_COLUMNS = ["role", "variant", "test_set", "k", "wer", "wer_low", "wer_high", "cer"]  # bank_comparison, shown
+ROUTINGS = ("oracle", "predicted", "pooled adapter", "base")  # a bank evaluation's routing metrics, in this order
+
+
+def routing_table(runs: pd.DataFrame, scheme: str = "raw") -> pd.DataFrame:
+    """The adapter bank routed by its dialect router (:mod:`arabicpeft.routing`) against the data's own label
+    ("oracle"), the pooled adapter alone and the base, per bank evaluation and test set, from each one's
+    ``evaluation["routing"]``: columns seed, test_set, routing (:data:`ROUTINGS`), wer, cer (%), n, and the
+    identifier's accuracy on that test set (%) and the threshold. ``runs``: ``Runs.runs``. Empty when no bank
+    evaluation holds a routing section."""
+    from .results import read_results
+
+    rows = []
+    for _, run in runs[runs["train_set"] == BANK_TRAIN_SET].iterrows():
+        routing = read_results(run["path"]).get("evaluation", {}).get("routing")
+        for label in ROUTINGS if routing else ():
+            for test_set, scored in routing["metrics"].get(label, {}).items():
+                accuracy = routing["identifier"]["accuracy_per_test_set"].get(test_set)
+                rows.append({"seed": run["seed"], "test_set": test_set, "routing": label,
+                             "wer": scored[scheme]["wer"], "cer": scored[scheme]["cer"],
+                             "n": scored[scheme]["n_utterances"],
+                             "identifier_accuracy": None if accuracy is None else 100.0 * accuracy,
+                             "threshold": routing["threshold"]})
+    return pd.DataFrame(rows, columns=["seed", "test_set", "routing", "wer", "cer", "n", "identifier_accuracy",
+                                       "threshold"])
+
+
+def routing_confusion(runs: pd.DataFrame) -> pd.DataFrame:
+    """The dialect router's confusion matrix summed over the bank evaluations of ``runs`` (``Runs.runs``): counts,
+    index the true dialect, columns the predicted one. Empty when no bank evaluation holds a routing section."""
+    from .results import read_results
+
+    total = None
+    for path in runs.loc[runs["train_set"] == BANK_TRAIN_SET, "path"]:
+        routing = read_results(path).get("evaluation", {}).get("routing")
+        if routing:
+            ident = routing["identifier"]
+            frame = pd.DataFrame(ident["matrix"], index=ident["classes"], columns=ident["classes"])
+            total = frame if total is None else total.add(frame, fill_value=0).astype(int)
+    return total if total is not None else pd.DataFrame()
 
 
 def bank_comparison(utts: pd.DataFrame, n_boot: int | None = None, seed: int = 0,

@@ -267,6 +267,9 @@ class Whisper:
         frames = audio_lib.audio_frames(inputs["input_features"].float().cpu().numpy())
         return frames * extractor.hop_length / extractor.sampling_rate
 
+    def encoder_states(self, model, inputs: dict):
+        """The encoder's last hidden states (batch, frames of 20 ms, d_model), layer-normed, on the model's device."""
+        return model.get_encoder()(inputs["input_features"]).last_hidden_state
 
     def generation_budget(self, model, processor, max_new_tokens: Optional[int] = None) -> int:
         """Transcript tokens one greedy decode can produce: ``max_new_tokens``, else the generation config's
@@ -309,7 +312,6 @@ class Whisper:
     def timestamps_from(self, processor) -> int:
         """The id of ``<|0.00|>``, the first of Whisper's timestamp tokens (they follow ``<|notimestamps|>``)."""
         return processor.tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
-
 
     def card_snippet(self, adapter: bool) -> tuple[list[str], list[str]]:
         """(imports, code) of a model card's Python snippet that transcribes ``AUDIO`` with plain transformers:

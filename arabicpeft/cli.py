@@ -6,9 +6,10 @@ line (scripts take it with ``| tail -1``); what it prints before that is for peo
 
 How a command is built (a new one gets all of this by following the same pattern):
 
-- **Options from the config.** :func:`_add_config_options` turns fields of :class:`ExperimentConfig` into options
-  whose help, default and choices come from the field itself (``_section`` in config.py), so ``--help`` cannot
-  drift from the code. Options that are not config fields get a one-line help with their default too.
+- **Options from the config.** :func:`arabicpeft.options.add_config_options` turns fields of
+  :class:`ExperimentConfig` into options whose help, default and choices come from the field itself (``_section``
+  in config.py), so ``--help`` cannot drift from the code. Options that are not config fields get a one-line help
+  with their default too, and an argparse type of :mod:`arabicpeft.options` that refuses a bad value.
 - **Cheap checks first.** This module and config/kaggle/device import no torch: a command validates its config
   and runs :func:`arabicpeft.kaggle.preflight` (paths, GPU driver, hub) before importing anything heavy,
   so a mistake is reported within a second.
@@ -31,13 +32,12 @@ import argparse
 import dataclasses
 import os
 import sys
-import typing
 from pathlib import Path
-from typing import Optional
 
-from . import commands, dialects
-from .config import PRECISIONS, SUBTITLE_FORMATS, ExperimentConfig, demo_config
+from . import commands, dialects, options
+from .config import PRECISIONS, ExperimentConfig, demo_config
 from .errors import UserError, user_message, write_failure
+from .routing import AUTO, DEFAULT_THRESHOLD
 
 _DEBUG_ENV_VAR = "ARABICPEFT_DEBUG"
 _WINDOW_HELP = ("the encoder window decoded at: trained (the window the model was trained with, as its own "
@@ -63,144 +63,6 @@ def _terminal_width() -> int:
         return os.get_terminal_size().columns
     except OSError:
         return 100
-
-
-# --- options from the config ------------------------------------------------------------------------------
-
-
-def _field_type(field: dataclasses.Field):
-    hint = typing.get_type_hints(ExperimentConfig)[field.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if typing.get_origin(hint) is typing.Union else hint
-
-
-def _comma_list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
-
-
-def _show(value) -> str:
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value)
-
-
-def _field_help(name: str, default=dataclasses.MISSING, note: Optional[str] = None) -> str:
-    """The one-line help of config field ``name`` (from its metadata) with its choices, then ``note`` or its
-    default (unless the help already says what the default is), and its valid range."""
-    field = {f.name: f for f in dataclasses.fields(ExperimentConfig)}[name]
-    text = field.metadata["help"]
-    if name == "model":
-        from .offline_model import OFFLINE_MODELS  # torch-free
-
-        text += f" ({', '.join(OFFLINE_MODELS)}: no hub needed)"
-    default = field.default if default is dataclasses.MISSING else default
-    if "default" in text.lower():
-        pass  # the help says what the default means
-    elif note:
-        text += f" ({note})"
-    elif default is not dataclasses.MISSING:
-        text += f" (default: {_show(default)})"
-    if ExperimentConfig.valid_range(name):
-        text += f" [{ExperimentConfig.valid_range(name)}]"
-    return text.replace("%", "%%")  # argparse formats help with %
-
-
-def _in_range(name: str, kind: type):
-    """An argparse ``type`` for config field ``name``: the text as ``kind``, refused while parsing (one line naming
-    the option) when it lies outside the field's declared range (:meth:`ExperimentConfig.check_value`)."""
-
-    def parse(text: str):
-        value = kind(text)  # a ValueError: argparse says "invalid int value"
-        if ExperimentConfig.valid_range(name):
-            try:
-                ExperimentConfig.check_value(name, value)
-            except UserError:
-                raise argparse.ArgumentTypeError(f"{text} is out of range: it must be "
-                                                 f"{ExperimentConfig.valid_range(name)}") from None
-        return value
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def _at_least(minimum: int):
-    """An argparse ``type`` for a count option that is not a config field: an int of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be at least {minimum}")
-        return value
-
-    parse.__name__ = "int"
-    return parse
-
-
-def _add_config_options(parser: argparse.ArgumentParser, defaults: ExperimentConfig,
-                       names: Optional[list[str]] = None, default_note: Optional[str] = None,
-                       helps: Optional[dict[str, str]] = None) -> None:
-    """One option per config field (``names``, default: all); help, choices and defaults come from the field.
-
-    All fields: grouped by the config's sections. ``default_note`` replaces the default shown and leaves the
-    option unset (None) when not given (e.g. ``evaluate``, whose unset options keep the trained run's values);
-    ``helps`` replaces a field's help where a command gives it another meaning."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for field in dataclasses.fields(ExperimentConfig):
-        if field.name in commands.NOT_OPTIONS or (names is not None and field.name not in names):
-            continue
-        section = field.metadata["section"]
-        group = parser if names else (groups.get(section) or groups.setdefault(section, parser.add_argument_group(section)))
-        flag = "--" + field.name.replace("_", "-")
-        kind = _field_type(field)
-        default = None if default_note else getattr(defaults, field.name)
-        help_text = (helps or {}).get(field.name) or _field_help(field.name, default=default, note=default_note)
-        allowed = ExperimentConfig.choices(field.name)
-        if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
-        elif typing.get_origin(kind) is list:
-            group.add_argument(flag, type=_comma_list, default=default, metavar="A,B", help=help_text)
-        else:
-            metavar = "{" + ",".join(allowed) + "}" if allowed else {int: "N", float: "X"}.get(kind, "TEXT")
-            parse = str if allowed else _in_range(field.name, kind) if kind in (int, float) else kind
-            group.add_argument(flag, type=parse, default=default, choices=allowed, metavar=metavar, help=help_text)
-
-
-# --- option types ----------------------------------------------------------------------------------------
-
-
-def _window(text: str):
-    """``--window``: ``trained``, ``full`` or a whole number of seconds, checked while the arguments are parsed."""
-    if text in ("trained", "full"):
-        return text
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give trained, full or a whole number of seconds (e.g. 8)")
-    return int(text)
-
-
-def _subtitle_formats(text: str) -> list[str]:
-    """``transcribe --subtitles``: the formats, lower-cased, checked while the arguments are parsed (before a
-    model loads)."""
-    formats = [f.lower() for f in _comma_list(text)]
-    unknown = [f for f in formats if f not in SUBTITLE_FORMATS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown subtitle format(s) {', '.join(unknown)}: choose from "
-                                         f"{', '.join(SUBTITLE_FORMATS)}")
-    return formats
-
-
-def _shard(text: str) -> tuple[int, int]:
-    """``--shard K/N`` -> (K, N), 1 <= K <= N."""
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 1/2)") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"{text!r}: K must be between 1 and N")
-    return k, n
 
 
 # --- the parser -------------------------------------------------------------------------------------------
@@ -260,7 +122,7 @@ def _add_demo_and_train(sub) -> None:
                           "LoRA, trained on the synthetic sample set and scored before and after.")
     demo.add_argument("--output-dir", metavar="DIR", help="where to write (default: runs/demo, or "
                       "$ARABICPEFT_OUTPUT/demo; a rerun resumes there)")
-    demo.add_argument("--max-steps", type=_in_range("max_steps", int), metavar="N",
+    demo.add_argument("--max-steps", type=options.in_range("max_steps", int), metavar="N",
                       help=f"training steps (default: {demo_config().max_steps})")
     demo.add_argument("--rescore", action="store_true", help=_RESCORE_HELP)
     demo.set_defaults(func=commands.demo)
@@ -268,7 +130,7 @@ def _add_demo_and_train(sub) -> None:
     train = sub.add_parser("train", help="fine-tune Whisper (LoRA or full) on one dialect and score it",
                            description=_TRAIN_DESCRIPTION, formatter_class=_Formatter,
                            usage="%(prog)s [options]  (every option below is a field of ExperimentConfig)")
-    _add_config_options(train, ExperimentConfig())
+    options.add_config_options(train, ExperimentConfig())
     train.add_argument("--rescore", action="store_true", help=_RESCORE_HELP)
     train.set_defaults(func=commands.train, parser=train)
 
@@ -282,14 +144,14 @@ def _add_evaluate(sub) -> None:
                         "left out keep the trained run's values.")
     ev.add_argument("--model-path", required=True, metavar="REF", help=_MODEL_HELP)
     ev.add_argument("--output-dir", required=True, metavar="DIR", help="where results.json and utterances.csv go")
-    _add_config_options(ev, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "streaming",
+    _add_routing(ev, "score on this variety's test set(s) when --test-sets is not given (default: the training "
+                 "dialect); auto: an adapter bank's router picks each utterance's adapter")
+    options.add_config_options(ev, ExperimentConfig(), ["test_sets", "source", "data_path", "streaming",
                                                 "precision", "max_test_samples", "feature_cache",
                                                 "generation_max_length", "dataset", "split_test", "audio_column",
                                                 "text_column", "dialect_column", "pool"],
                        default_note="default: as the model was trained",
-                       helps={"dialect": "score on this variety's test set(s) when --test-sets is not given "
-                                         "(default: the training dialect)",
-                              "test_sets": "comma-separated test set names: registry names, or a manifest's "
+                       helps={"test_sets": "comma-separated test set names: registry names, or a manifest's "
                                            "dialects (default: the training dialect's)",
                               "data_path": "a local data folder (test.jsonl or {name}_test_set/), one manifest "
                                            "(.jsonl/.csv with audio, text, optional dialect) or one save_to_disk "
@@ -297,20 +159,20 @@ def _add_evaluate(sub) -> None:
                               "generation_max_length": "longest transcript decoded, in tokens (default: as the "
                                                        "model was trained, else the model's limit; 225 reproduces "
                                                        "the paper)"})
-    ev.add_argument("--window", type=_window, default="trained", metavar="{trained,full,SECONDS}",
+    ev.add_argument("--window", type=options.window, default="trained", metavar="{trained,full,SECONDS}",
                     help=_WINDOW_HELP)
-    ev.add_argument("--batch-size", type=_at_least(1), default=16, metavar="N",
+    ev.add_argument("--batch-size", type=options.at_least(1), default=16, metavar="N",
                     help="utterances per batch (default: 16)")
     ev.add_argument("--backend", choices=("hf", "ct2"), default="hf", help="hf: transformers; ct2: CTranslate2 "
                     "(converted on the fly unless given an export) (default: hf)")
     ev.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type: int8, "
                     "int8_float32, float32, float16, ... (default: as stored)")
-    ev.add_argument("--cpu-threads", type=_at_least(0), default=0, metavar="N",
+    ev.add_argument("--cpu-threads", type=options.at_least(0), default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
     ev.add_argument("--transform", default=None, metavar="SPEC[,SPEC...]", help="score each set also (or only) "
                     "under these robustness transforms: clean, noise-{white,pink,babble}-SNRdB, telephone, speed-F "
                     "(e.g. clean,noise-white-10dB); docs/robustness.md")
-    ev.add_argument("--transform-seed", type=_at_least(0), default=0, metavar="N", help="seed of the transforms' "
+    ev.add_argument("--transform-seed", type=options.at_least(0), default=0, metavar="N", help="seed of the transforms' "
                     "noise (default: 0)")
     ev.set_defaults(func=commands.evaluate, parser=ev)
 
@@ -325,13 +187,13 @@ def _add_study(sub) -> None:
     st.add_argument("--preset", help="a ready-made study: offline-mini (whisper-base on the sample set, CPU)")
     st.add_argument("--dry-run", action="store_true", help="print the planned runs, one per line; train nothing")
     st.add_argument("--output-dir", metavar="DIR", help="the study root (default: the runs root / the design's name)")
-    st.add_argument("--shard", metavar="K/N", type=_shard, help="run only part K of N of the study (runs that "
+    st.add_argument("--shard", metavar="K/N", type=options.shard, help="run only part K of N of the study (runs that "
                     "depend on each other stay together), e.g. one process per GPU: CUDA_VISIBLE_DEVICES=0 ... "
                     "--shard 1/2 & CUDA_VISIBLE_DEVICES=1 ... --shard 2/2 & wait")
     for option, (kind, text, _) in commands.DESIGN_OPTIONS.items():
         st.add_argument("--" + option.replace("_", "-"), help=f"{text} (comma-separated; default: the design's)",
                         metavar="A,B", type=lambda s, kind=kind: [kind(x.strip()) for x in s.split(",") if x.strip()])
-    _add_config_options(st, ExperimentConfig(), [f.name for f in dataclasses.fields(ExperimentConfig)
+    options.add_config_options(st, ExperimentConfig(), [f.name for f in dataclasses.fields(ExperimentConfig)
                                                 if f.name not in commands.NOT_STUDY_OPTIONS],
                        default_note="default: the design's, else the train default")
     st.set_defaults(func=commands.study)
@@ -346,15 +208,24 @@ def _add_cache(sub) -> None:
                         "sample set's 2.6 s clips), the same\nmodel inputs bitwise. Then train or\nevaluate with --feature-cache DIR. Splits already there "
                         "are kept.")
     ca.add_argument("--output-dir", required=True, metavar="DIR", help="the cache folder (one subfolder per split)")
-    ca.add_argument("--splits", type=_comma_list, default=["train", "test"], metavar="A,B",
+    ca.add_argument("--splits", type=options.comma_list, default=["train", "test"], metavar="A,B",
                     help="train, test (default: both)")
-    _add_config_options(ca, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "model",
+    options.add_config_options(ca, ExperimentConfig(), ["dialect", "test_sets", "source", "data_path", "model",
                                                 "encoder_seconds", "feature_cache_dtype", "dataset", "split_train",
                                                 "split_test", "audio_column", "text_column", "dialect_column",
                                                 "pool"],
                        helps={"model": "for audio sources: the model whose feature extractor and tokenizer make the "
                                        "log-mel and labels (default: openai/whisper-small; otozz sets need none)"})
     ca.set_defaults(func=commands.cache)
+
+
+def _add_routing(parser, dialect_help: str) -> None:
+    """--dialect (a variety, or auto: routed by an adapter bank's router) and --route-threshold."""
+    names = (*dialects.NAMES, AUTO)
+    parser.add_argument("--dialect", choices=names, metavar="{" + ",".join(names) + "}", help=dialect_help)
+    parser.add_argument("--route-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="P", help="--dialect "
+                        "auto: the router's probability at or below which an utterance goes to the bank's pooled "
+                        f"adapter, else the base (default: {DEFAULT_THRESHOLD}: more likely than all others together)")
 
 
 def _add_transcribe(sub) -> None:
@@ -365,23 +236,23 @@ def _add_transcribe(sub) -> None:
                     "(.jsonl/.csv with an audio column, optional dialect)")
     tr.add_argument("--model-path", required=True, metavar="REF", help=_MODEL_HELP)
     tr.add_argument("--output-dir", required=True, metavar="DIR", help="where transcripts.jsonl (and subtitles) go")
-    tr.add_argument("--dialect", choices=dialects.NAMES, help="the dialect of files without one in a manifest "
-                    "(picks the adapter of a bank)")
+    _add_routing(tr, "the dialect of files without one in a manifest (picks the adapter of a bank); auto: the "
+                 "bank's router picks it")
     tr.add_argument("--backend", choices=("hf", "ct2"), default="hf",
                     help="hf: transformers; ct2: faster-whisper (default: hf)")
     tr.add_argument("--compute-type", default="default", help="ct2 only: CTranslate2 compute type (default: as stored)")
-    tr.add_argument("--cpu-threads", type=_at_least(0), default=0, metavar="N",
+    tr.add_argument("--cpu-threads", type=options.at_least(0), default=0, metavar="N",
                     help="ct2 only: CPU threads (default: 0, CTranslate2's choice)")
     tr.add_argument("--precision", choices=PRECISIONS, help="hf only: override the trained precision")
-    tr.add_argument("--window", type=_window, default="trained", metavar="{trained,full,SECONDS}",
+    tr.add_argument("--window", type=options.window, default="trained", metavar="{trained,full,SECONDS}",
                     help=_WINDOW_HELP + "; ct2: the export's 30 s window")
-    tr.add_argument("--batch-size", type=_at_least(1), default=8, metavar="N",
+    tr.add_argument("--batch-size", type=options.at_least(1), default=8, metavar="N",
                     help="hf only: clips per batch (default: 8)")
-    tr.add_argument("--beam-size", type=_at_least(1), default=1, metavar="N",
+    tr.add_argument("--beam-size", type=options.at_least(1), default=1, metavar="N",
                     help="1: greedy, as evaluation (default: 1)")
-    tr.add_argument("--max-new-tokens", type=_at_least(1), default=224, metavar="N",
+    tr.add_argument("--max-new-tokens", type=options.at_least(1), default=224, metavar="N",
                     help="tokens per segment at most, within 16 + 20 per second of its audio (default: 224)")
-    tr.add_argument("--subtitles", type=_subtitle_formats, default=[], metavar="A,B",
+    tr.add_argument("--subtitles", type=options.subtitle_formats, default=[], metavar="A,B",
                     help="comma-separated, any case: srt, vtt (default: none)")
     tr.set_defaults(func=commands.transcribe, parser=tr)
 

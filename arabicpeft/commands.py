@@ -117,6 +117,8 @@ def evaluate(args) -> Path:
                         "save_to_disk directory.")
     _refuse_given("evaluate", args, _backend_options(args.backend, hf=("precision",)))
     ExperimentConfig(generation_max_length=args.generation_max_length)  # its range, checked where it is declared
+    if _routed(args, "evaluate"):
+        return _evaluate_routed(args)
     from .sources import is_saved_dataset
 
     one_set = data_path is not None and (data_path.is_file() or is_saved_dataset(data_path))
@@ -179,6 +181,50 @@ def cache(args) -> Path:
     return path
 
 
+def _routed(args, command: str) -> bool:
+    """Whether ``--dialect auto`` asks a bank's router for each utterance's adapter; the checks that need no
+    model: a bank folder with its router, the hf backend, a threshold in [0, 1]; --route-threshold only with it."""
+    from .routing import AUTO, ROUTER_FILE, check_threshold
+
+    if args.dialect != AUTO:
+        _refuse_given(command, args, {"route_threshold": "it is an option of --dialect auto"})
+        return False
+    if args.backend != "hf":
+        raise UserError(f"{command} --dialect auto with --backend {args.backend}", "route with --backend hf")
+    if not (Path(args.model_path) / ROUTER_FILE).is_file():
+        raise UserError(f"--dialect auto: {args.model_path} holds no dialect router ({ROUTER_FILE})", "give an "
+                        "adapter bank folder whose router is fitted (AdapterBank(folder).train_router()), or a dialect")
+    try:
+        check_threshold(args.route_threshold)
+    except ValueError as e:
+        raise UserError(f"--route-threshold {args.route_threshold} is not a probability", "give a value in [0, 1]") from e
+    return True
+
+
+def _evaluate_routed(args) -> Path:
+    """evaluate --dialect auto: :meth:`arabicpeft.bank.AdapterBank.evaluate` with each utterance's adapter picked
+    by the bank's router (the record's scores), beside the data's label, the pooled adapter and the base."""
+    from . import dialects
+    from .bank import AdapterBank
+
+    why = "--dialect auto scores the bank at its trained window and precision, reading the data as it is"
+    _refuse_given("evaluate", args, {n: why for n in ("window", "precision", "streaming", "feature_cache",
+                                                     "generation_max_length")})
+    if args.data_path and not Path(args.data_path).is_dir():
+        raise UserError("--dialect auto reads a data folder (test.jsonl or {name}_test_set/)", "give a data folder, "
+                        "or route files with: transcribe --dialect auto")
+    bank = AdapterBank(args.model_path)
+    trained = bank.loaded.config
+    cfg = dataclasses.replace(
+        trained, test_sets=args.test_sets or [d for d in bank.adapters if not dialects.get(d).is_pooled],
+        source=args.source or ("local" if args.data_path else trained.source), data_path=args.data_path,
+        max_test_samples=args.max_test_samples, eval_batch_size=args.batch_size)
+    path = bank.evaluate(cfg, args.output_dir, threshold=args.route_threshold, routed=True)
+    console.print_scores(path)
+    console.print_written(path)
+    return path
+
+
 def _backend_options(backend: str, hf: tuple = ("precision",)) -> dict[str, str]:
     """{option: why it is unused} for the options of the other backend (evaluate, transcribe)."""
     if backend == "hf":
@@ -209,6 +255,7 @@ def transcribe(args) -> Path:
     _refuse_given("transcribe", args, _backend_options(args.backend, hf=("precision", "batch_size")))
     check_model_name(args.model_path, saved=True)
     check_output_folder(args.output_dir, "--output-dir")
+    routed = _routed(args, "transcribe")
     if args.backend == "ct2" and isinstance(args.window, int):
         raise UserError(f"--window {args.window} with --backend ct2: faster-whisper transcribes 30 s windows",
                         "use --backend hf for another window")
@@ -216,7 +263,7 @@ def transcribe(args) -> Path:
     from .transcribe import TRANSCRIPTS_FILE, collect_audio, transcribe_files
 
     left_out: list[str] = []
-    items = collect_audio(args.audio, dialect=args.dialect, left_out=left_out)
+    items = collect_audio(args.audio, dialect=None if routed else args.dialect, left_out=left_out)
     console.say(f"Transcribing {len(items)} file(s) with {args.model_path} ({args.backend}).")
     if left_out:
         console.say(f"note: left out {len(left_out)} file(s) of the folder(s) given, not in a format libsndfile decodes "
@@ -234,8 +281,11 @@ def transcribe(args) -> Path:
     transcripts = transcribe_files(model, items, backend=args.backend, batch_size=args.batch_size,
                                    beam_size=args.beam_size, max_new_tokens=args.max_new_tokens,
                                    out_dir=args.output_dir, subtitles=args.subtitles,
+                                   route_threshold=args.route_threshold if routed else None,
                                    run_info={"model": info, "window": args.window, "beam_size": args.beam_size,
-                                             "max_new_tokens": args.max_new_tokens, "left_out": left_out})
+                                             "max_new_tokens": args.max_new_tokens, "left_out": left_out,
+                                             "dialect": args.dialect,
+                                             "route_threshold": args.route_threshold if routed else None})
     for t in transcripts:
         console.say(f"{t.path}\t{t.duration:.1f} s\t{t.text}")
     cut = {t.path: t.segments_at_limit for t in transcripts if t.segments_at_limit}

@@ -361,3 +361,19 @@ def fig_noise_curve(table: pd.DataFrame, metrics=("wer", "cer")) -> Figure:
     _legend_below(fig, *axes[0].get_legend_handles_labels(), len(axes[0].get_legend_handles_labels()[1]))
     fig.suptitle("Error rate against SNR (pooled over test sets, mean over seeds)", fontweight="bold")
     return fig
+
+
+def fig_confusion(matrix: pd.DataFrame, title: str = "Dialect identifier") -> Figure:
+    """A confusion matrix as a heatmap of counts: ``matrix`` indexed by the true dialect, columns the predicted one
+    (:func:`arabicpeft.analysis.routing_confusion`); the title gives the accuracy (the diagonal's share)."""
+    counts = matrix.to_numpy()
+    accuracy = 100.0 * np.trace(counts) / counts.sum() if counts.sum() else float("nan")
+    fig = Figure(figsize=(1.2 + 0.9 * len(matrix.columns), 1.0 + 0.8 * len(matrix.index)), layout="constrained")
+    ax = fig.subplots()
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                xticklabels=[display_name(c) for c in matrix.columns],
+                yticklabels=[display_name(i) for i in matrix.index])
+    ax.set_xlabel("predicted dialect")
+    ax.set_ylabel("true dialect")
+    ax.set_title(f"{title}: accuracy {accuracy:.1f}% of {int(counts.sum())}", fontsize=10)
+    return fig

@@ -17,8 +17,8 @@ import pandas as pd
 
 from . import paper_plots, plots, profiles, stats
 from .analysis import (BANK_COLUMNS, BASELINE, PEFT, NoPairs, bank_comparison, bootstrap_replicates,
-                       compare_methods, comparison_statement, gain_forgetting_table, rate_table, scored_rows,
-                       system_table)
+                       compare_methods, comparison_statement, gain_forgetting_table, rate_table, routing_confusion,
+                       routing_table, scored_rows, system_table)
 from .dialects import MSA
 from .paper import WITH_PRETRAINING, WITHOUT_PRETRAINING, figure_data
 from .results import BANK_TRAIN_SET, TRAINED, TRAINING, load_runs
@@ -306,7 +306,21 @@ class StudyReport:
         fig = plots.fig_rates(table)
         self._save("bank_vs_pooled", table, fig, float_format="%.4g",
                    caption=f"Adapter bank vs pooled and own-dialect models (%, {self.scheme}), mean over seeds")
-        return [table[BANK_COLUMNS], fig]
+        return [table[BANK_COLUMNS], fig, *self._routing()]
+
+    def _routing(self) -> list:
+        """The bank routed by its dialect router vs the data's label, the pooled adapter and the base
+        (:func:`routing_table`, mean over seeds) and the router's confusion matrix (:func:`plots.fig_confusion`),
+        written as ``bank_routing``; [] when no bank evaluation holds a routing section."""
+        routed = routing_table(self.runs.runs, self.scheme)
+        if routed.empty:
+            return []
+        table = (routed.groupby(["test_set", "routing"], sort=False)[["wer", "cer", "identifier_accuracy", "n"]]
+                 .mean().reset_index())
+        fig = plots.fig_confusion(routing_confusion(self.runs.runs))
+        self._save("bank_routing", table, fig, float_format="%.4g", caption="Adapter bank routed by its dialect "
+                   f"identifier vs oracle routing, the pooled adapter and the base (%, {self.scheme}), mean over seeds")
+        return [table, fig]
 
     def msa_curve(self, msa: str = MSA) -> list:
         """The MSA train-size curve of each method (:func:`arabicpeft.paper_plots.msa_trainsize_frame` and

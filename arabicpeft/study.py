@@ -296,7 +296,9 @@ def _execute(run: PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
     if run.stage.kind == BANK:
         from .bank import AdapterBank
 
-        return AdapterBank(_bank_adapters(run, root)).evaluate(cfg, cfg.output_dir)
+        bank = AdapterBank(_bank_adapters(run, root))
+        bank.train_router(out=cfg.output_dir)  # the dialect identifier, kept in the bank's run folder
+        return bank.evaluate(cfg, cfg.output_dir)
     from .train import run as train
 
     return train(cfg)

@@ -15,6 +15,7 @@ Public: :data:`SUBTITLE_FORMATS`, :data:`TRANSCRIPTS_FILE`, :class:`Transcript`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,7 @@ from .sources import MANIFEST_EXTENSIONS, SAMPLE_DIR, dialect_names, read_manife
 from .export import ct2_max_length
 from .model import MAX_NEW_TOKENS, LoadedModel
 from .offline_model import MAX_TARGET_POSITIONS, N_FRAMES
+from .routing import BASE_ADAPTER
 
 if TYPE_CHECKING:  # pandas is imported where a table is made
     import pandas as pd
@@ -196,6 +198,27 @@ def _pieces(clip: np.ndarray, window_seconds: float) -> list[tuple[int, int]]:
     return speech_regions(clip, window_seconds)
 
 
+def _routes(loaded: LoadedModel, clips: list, pieces: list, items: Sequence[dict], threshold: float,
+            batch_size: int) -> dict[int, dict]:
+    """{piece index: its route} for each piece of a file without a dialect: the bank's router
+    (:func:`arabicpeft.routing.router_of`) on the piece's pooled base-encoder states, at ``threshold``."""
+    from .routing import pooled_states, router_of
+
+    router, backbone = router_of(loaded), backbones.of(loaded.model)
+    window = loaded.processor.feature_extractor.chunk_length
+    wanted = [n for n, (i, _, _) in enumerate(pieces) if not items[i].get("dialect")]
+    routes = {}
+    for start in range(0, len(wanted), batch_size):
+        batch = wanted[start:start + batch_size]
+        inputs = backbone.audio_inputs(loaded.processor, [clips[pieces[n][0]][pieces[n][1]:pieces[n][2]]
+                                                          for n in batch])
+        chosen = router.routes(pooled_states(loaded.model, inputs, window, backbone.seconds(loaded.processor, inputs)),
+                               loaded.adapters, threshold)
+        for k, n in enumerate(batch):
+            routes[n] = {key: chosen[key][k] for key in ("adapter", "predicted", "confidence")}
+    return routes
+
+
 def _hf_batch(loaded: LoadedModel, pieces: list[np.ndarray], max_new_tokens: int, options: dict
               ) -> tuple[list[str], list[bool]]:
     """(transcript, reached its limit) of each piece (at most one window each) of one batch, decoded as
@@ -209,6 +232,22 @@ def _hf_batch(loaded: LoadedModel, pieces: list[np.ndarray], max_new_tokens: int
                            backbone.generation_budget(model, processor, max_new_tokens))
     texts, reached = generate_limited(model, processor, inputs, limits, options, loaded.precision)
     return [t.strip() for t in texts], reached
+
+
+def _hf_adapter(loaded: LoadedModel, adapter: Optional[str], pieces: list[np.ndarray], batch_size: int,
+                max_new_tokens: int, options: dict, bar) -> tuple[list[str], list[bool]]:
+    """:func:`_hf_batch` of ``pieces`` in batches of ``batch_size`` with one bank ``adapter`` (a dialect,
+    :data:`~arabicpeft.routing.BASE_ADAPTER` for the adapters disabled, None for a model that is not a bank)."""
+    if adapter and adapter != BASE_ADAPTER:
+        loaded.use_dialect(adapter)
+    texts, reached = [], []
+    with loaded.model.disable_adapter() if adapter == BASE_ADAPTER else contextlib.nullcontext():
+        for start in range(0, len(pieces), batch_size):
+            batch_texts, batch_reached = _hf_batch(loaded, pieces[start:start + batch_size], max_new_tokens, options)
+            texts += batch_texts
+            reached += batch_reached
+            bar.update(len(batch_texts))
+    return texts, reached
 
 
 def _ct2_piece(whisper, piece: np.ndarray, beam_size: int, max_new_tokens: int) -> tuple[str, bool]:
@@ -235,7 +274,7 @@ def _ct2_piece(whisper, piece: np.ndarray, beam_size: int, max_new_tokens: int) 
 def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_size: int = 8, beam_size: int = 1,
                      max_new_tokens: int = MAX_NEW_TOKENS, progress: bool = True, out_dir=None,
                      subtitles: Sequence[str] = (), run_info: Optional[dict] = None,
-                     suppress: str = "precomputed") -> list[Transcript]:
+                     suppress: str = "precomputed", route_threshold: Optional[float] = None) -> list[Transcript]:
     """Transcribe every item of :func:`collect_audio` (in order).
 
     ``model``: a :class:`arabicpeft.model.LoadedModel` for ``backend="hf"`` (an adapter bank switches to each
@@ -250,9 +289,11 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     suppression processors of the hf backend (the backbone's ``decoding_options``). With ``out_dir``,
     also writes there :data:`TRANSCRIPTS_FILE` (one transcript per line, with its subtitle files' names), the
     ``subtitles`` asked for (``srt``/``vtt``, one file per audio file, named after it, unique) and
-    ``transcribe.json`` (what produced them: ``run_info`` plus counts and provenance). Raises AudioError for
-    undecodable or empty audio, ValueError for an unknown backend, suppression or subtitle format (before any
-    decoding).
+    ``transcribe.json`` (what produced them: ``run_info`` plus counts and provenance). ``route_threshold``
+    (an adapter bank with a router, :mod:`arabicpeft.routing`): each piece of a file without a dialect goes to
+    the adapter its router picks at that threshold (else the fallback), recorded in its segment (``adapter``,
+    ``predicted``, ``confidence``). Raises AudioError for undecodable or empty audio, ValueError for an unknown
+    backend, suppression or subtitle format, or files a bank has no dialect for (before any decoding).
     """
     from tqdm.auto import tqdm
 
@@ -266,7 +307,7 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
                                                              num_beams=beam_size)
         if model.kind == "bank":
             lacking = [i["path"] for i in items if not i.get("dialect")]
-            if lacking:
+            if lacking and route_threshold is None:
                 raise ValueError(f"An adapter bank needs each file's dialect ({len(lacking)} without, e.g. "
                                  f"{lacking[0]}): give --dialect or a manifest with a 'dialect' column.")
     window = (model.processor.feature_extractor.chunk_length if backend == "hf"
@@ -278,6 +319,8 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
         clips.append(clip)
         pieces += [(i, start, end) for start, end in _pieces(clip, window)]
     decoded: dict[int, tuple[str, bool]] = {}
+    routes = (_routes(model, clips, pieces, items, route_threshold, batch_size)
+              if backend == "hf" and model.kind == "bank" and route_threshold is not None else {})
     bar = tqdm(total=len(pieces), desc="transcribing", unit="segment", disable=not progress)
     if backend == "ct2":
         for n, (i, start, end) in enumerate(pieces):
@@ -286,22 +329,20 @@ def transcribe_files(model, items: Sequence[dict], backend: str = "hf", batch_si
     else:
         groups: dict = {}  # one adapter per batch, the longest pieces first
         for n in sorted(range(len(pieces)), key=lambda n: pieces[n][1] - pieces[n][2]):  # start - end: longest first
-            groups.setdefault(items[pieces[n][0]].get("dialect") if model.kind == "bank" else None, []).append(n)
-        for dialect, indices in groups.items():
-            if dialect:
-                model.use_dialect(dialect)
-            for start in range(0, len(indices), batch_size):
-                batch = indices[start:start + batch_size]
-                audio = [clips[pieces[n][0]][pieces[n][1]:pieces[n][2]] for n in batch]
-                for n, text, hit in zip(batch, *_hf_batch(model, audio, max_new_tokens, options)):
-                    decoded[n] = text, hit
-                bar.update(len(batch))
+            adapter = routes[n]["adapter"] if n in routes else items[pieces[n][0]].get("dialect")
+            groups.setdefault(adapter if model.kind == "bank" else None, []).append(n)
+        for adapter, indices in groups.items():
+            audio = [clips[pieces[n][0]][pieces[n][1]:pieces[n][2]] for n in indices]
+            for n, text, hit in zip(indices, *_hf_adapter(model, adapter, audio, batch_size, max_new_tokens, options,
+                                                          bar)):
+                decoded[n] = text, hit
     bar.close()
     segments: list[list[dict]] = [[] for _ in items]
     for n, (i, start, end) in enumerate(pieces):
         text, hit = decoded[n]
         segments[i].append({"start": round(start / audio_lib.SAMPLE_RATE, 3),
-                            "end": round(end / audio_lib.SAMPLE_RATE, 3), "text": text, "at_limit": hit})
+                            "end": round(end / audio_lib.SAMPLE_RATE, 3), "text": text, "at_limit": hit,
+                            **routes.get(n, {})})
     results = [_transcript(item, clip, segs) for item, clip, segs in zip(items, clips, segments)]
     if out_dir is not None:
         _write_transcripts(results, out_dir, subtitles, run_info)

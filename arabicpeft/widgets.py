@@ -4,7 +4,7 @@ with every valid change, the given one is never changed) and a study picker (des
 Under Run All, nbval or papermill nobody touches a widget, so the parameters cell's values are what runs; in
 an interactive session, change a widget, then run the cells below it.
 
-Public: :func:`config_picker`, :func:`study_picker`.
+Public: :func:`config_picker`, :func:`study_picker`, :func:`bank_dialect_picker`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import ipywidgets as widgets
 from . import dialects, methods
 from .config import MIXTURES, ExperimentConfig
 from .offline_model import OFFLINE_MODELS
+from .routing import AUTO
 
 _PICKER_FIELDS = ("dialect", "method", "source", "dataset", "audio_column", "text_column", "dialect_column", "model",
                   "precision", "seed", "max_steps")
@@ -101,6 +102,13 @@ def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = _PICKER_FIELDS)
     """A picker for ``fields`` of ``cfg`` (display it as a cell's last expression); ``.config`` is the config
     picked so far (``cfg`` until a widget changes)."""
     return _ConfigPicker(cfg, fields)
+
+
+def bank_dialect_picker(adapters, value: str) -> widgets.Dropdown:
+    """A dialect picker for an adapter bank: each dialect of ``adapters`` (names), and "auto" (the bank's dialect
+    router picks each utterance's adapter); starts at ``value``; its ``value`` is the name picked."""
+    options = [(f"{dialects.get(d).display} ({d})", d) for d in adapters] + [("the bank's router picks (auto)", AUTO)]
+    return widgets.Dropdown(options=options, value=value, description="dialect", style=_STYLE)
 
 
 _STUDY_FIELDS = ("precision", "max_steps", *methods.all_fields())  # the settings of every method

@@ -676,8 +676,12 @@ def test_report_on_an_adapter_bank_study(design_root, tmp_path):
     wer_figure = shown["gain_forgetting"][0]
     ticks = [t.get_text() for t in wer_figure.axes[0].get_xticklabels()]
     assert ticks == ["Egyptian", "Levantine", "Dialect-pooled → Egyptian", "Dialect-pooled → Levantine"]
-    table, _ = shown["bank"]
+    table, _, routed, confusion = shown["bank"]
     assert set(table["role"]) == {"adapter bank", "base", "pooled natural", "own dialect"}
+    # the bank stage fitted a dialect router: routed vs oracle vs base (this bank holds no pooled adapter)
+    assert list(routed["routing"].unique()) == ["oracle", "predicted", "base"]
+    assert set(routed["test_set"]) == {"egyptian", "levantine"} and (routed["n"] == 4).all()
+    assert confusion.axes[0].get_xlabel() == "predicted dialect"
 
 
 def test_report_on_a_training_run_and_an_evaluation_of_its_model(design_root, tmp_path):

@@ -17,7 +17,7 @@ RANK = {
     "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "manifests": 0, "text": 0, "whisper_tokens": 0,
     "device": 1, "feature_cache": 1, "methods": 1, "metrics": 1, "paper": 1, "stats": 1, "transforms": 1,
     "backbones": 2, "plots": 2,
-    "offline_model": 3,
+    "offline_model": 3, "routing": 3,
     "hub": 4, "records": 4,
     "hub_audio": 5,
     "sources": 6,
@@ -29,8 +29,9 @@ RANK = {
     "bank": 12, "inference": 12, "report": 12, "train": 12, "transcribe": 12,
     "multigpu": 13, "study": 13,
     "commands": 14,
-    "cli": 15,
-    "__main__": 16,
+    "options": 15,
+    "cli": 16,
+    "__main__": 17,
 }
 UPWARD: set = set()  # imports up the layers, each with its reason: none
 

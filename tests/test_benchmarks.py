@@ -19,7 +19,7 @@ from setuptools.config.pyprojecttoml import read_configuration
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-SCRIPTS = ("demo", "inference", "eval", "cache", "data", "gpu", "memory", "study", "noise")
+SCRIPTS = ("demo", "inference", "eval", "cache", "data", "gpu", "memory", "study", "noise", "routing")
 SMALL = ["--models", "tiny-random", "--steps", "1", "--warmup-steps", "1", "--encoder-seconds", "2"]
 
 

@@ -189,6 +189,9 @@ def test_user_errors_come_before_the_heavy_imports(tmp_path):
         f"transcribe|{audio}|--model-path|whisper-small|--output-dir|{tmp_path}/o": "not in your HF cache",
         f"transcribe|{audio}|--model-path|tiny-random|--output-dir|{tmp_path}/o|--backend|ct2|--batch-size|4":
             "--batch-size is not used here: it is an option of --backend hf",
+        f"evaluate|--model-path|tiny-random|--output-dir|{tmp_path}/o|--dialect|auto": "holds no dialect router",
+        f"transcribe|{audio}|--model-path|tiny-random|--output-dir|{tmp_path}/o|--route-threshold|0.9":
+            "--route-threshold is not used here: it is an option of --dialect auto",
         f"merge|--model-path|{tmp_path}/nope|--output-dir|{tmp_path}/o": "does not exist",
         f"export|--model-path|{tmp_path}/nope|--output-dir|{tmp_path}/o": "does not exist",
         f"upload|{tmp_path}/nope|--repo-id|a/b": "is not a folder",
