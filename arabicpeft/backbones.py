@@ -22,7 +22,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import audio as audio_lib
+from . import placement
 from .feature_cache import input_features
+from .qwen3_asr import Qwen3ASR
 
 LANGUAGE = "ar"  # every family transcribes Arabic (ISO 639-1; each family spells it its own way in its prompt)
 SUPPRESS_PROCESSORS = ("precomputed", "transformers")  # Whisper.decoding_options(suppress=...)
@@ -165,13 +167,14 @@ class Whisper:
     family = "whisper"
     exports = ("ct2",)  # CTranslate2 (faster-whisper)
     task = "transcribe"
+    decoder_only = False  # the transcript is decoded from the encoder's output, not after a prompt in input_ids
+    towers = {"encoder": "model.encoder.layers", "decoder": "model.decoder.layers"}  # adapter_placement's
     # LoRA target presets, named after the Linear layers of transformers' Whisper
     lora_targets = {
         "qv": ["q_proj", "v_proj"],  # the project we replace, and the LoRA paper's default
         "qkvo": ["q_proj", "k_proj", "v_proj", "out_proj"],
         "all-linear": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
     }
-
 
     def load_model(self, path, *, dtype=None, quantization_config=None, device_map=None):
         """The model in ``path`` (a folder or hub id) for training or inference, weights at ``dtype``; OSError when
@@ -244,13 +247,10 @@ class Whisper:
             hop_length=extractor.hop_length, chunk_length=int(seconds), n_fft=extractor.n_fft,
             padding_value=extractor.padding_value)
 
-    def target_modules(self, cfg) -> list[str]:
-        """The module names that get an adapter: ``cfg.lora_targets`` as a preset of :attr:`lora_targets`, else as
-        comma-separated module names."""
-        if cfg.lora_targets in self.lora_targets:
-            return list(self.lora_targets[cfg.lora_targets])
-        return [m.strip() for m in cfg.lora_targets.split(",") if m.strip()]
-
+    def target_modules(self, cfg):
+        """What gets an adapter: ``cfg.lora_targets`` (a preset of :attr:`lora_targets` or module names) on
+        ``cfg.adapter_placement`` (:func:`arabicpeft.placement.target_modules`)."""
+        return placement.target_modules(self, cfg)
 
     def labels(self, processor, text: str) -> list[int]:
         """Label ids of the transcript ``text``: prefix, text tokens, ``<|endoftext|>`` (as the otozz sets')."""
@@ -309,6 +309,9 @@ class Whisper:
         most ``max_new_tokens``, each row ending at ``<|endoftext|>`` and padded with it. ``options``:
         :meth:`decoding_options`; ``kwargs``: more ``generate`` arguments (stopping criteria, ``adapter_names``)."""
         return model.generate(**inputs, max_length=int(max_new_tokens), **options, **kwargs)
+
+    def decode(self, processor, ids) -> list[str]:  # transcripts of token ids (batch, tokens), specials skipped
+        return processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
     def prompt_ids(self, processor) -> list[int]:
         """The decoder prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` as token ids (what
@@ -380,7 +383,7 @@ class Whisper:
         return sum(p.numel() for p in model.parameters())
 
 
-BACKBONES: dict[str, Whisper] = {"whisper": Whisper()}
+BACKBONES: dict[str, Whisper] = {"whisper": Whisper(), "qwen3_asr": Qwen3ASR(LANGUAGE, SUPPRESS_PROCESSORS)}
 
 
 # --- which family -----------------------------------------------------------------------------------------------

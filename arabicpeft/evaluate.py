@@ -132,7 +132,7 @@ def generate_limited(model, processor, inputs: dict, limits: torch.Tensor, optio
     # new tokens before the first end token (finished sequences are padded with it)
     ends = torch.tensor(model.generation_config.eos_token_id).reshape(-1)
     decoded = (~torch.isin(ids, ends)).cumprod(dim=1).sum(dim=1)
-    return processor.tokenizer.batch_decode(ids, skip_special_tokens=True), (decoded >= limits).tolist()
+    return backbone.decode(processor, ids), (decoded >= limits).tolist()
 
 
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,

