@@ -248,8 +248,7 @@ class Whisper:
             padding_value=extractor.padding_value)
 
     def target_modules(self, cfg):
-        """What gets an adapter: ``cfg.lora_targets`` (a preset of :attr:`lora_targets` or module names) on
-        ``cfg.adapter_placement`` (:func:`arabicpeft.placement.target_modules`)."""
+        """What gets an adapter: lora_targets on adapter_placement (:func:`arabicpeft.placement.target_modules`)."""
         return placement.target_modules(self, cfg)
 
     def labels(self, processor, text: str) -> list[int]:
@@ -276,7 +275,6 @@ class Whisper:
         extractor = processor.feature_extractor
         frames = audio_lib.audio_frames(inputs["input_features"].float().cpu().numpy())
         return frames * extractor.hop_length / extractor.sampling_rate
-
 
     def generation_budget(self, model, processor, max_new_tokens: Optional[int] = None) -> int:
         """Transcript tokens one greedy decode can produce: ``max_new_tokens``, else the generation config's
@@ -313,6 +311,9 @@ class Whisper:
     def decode(self, processor, ids) -> list[str]:  # transcripts of token ids (batch, tokens), specials skipped
         return processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
+    def label_positions(self, model) -> int:  # the most label tokens one record may hold (448: every size)
+        return int(model.config.max_target_positions)
+
     def prompt_ids(self, processor) -> list[int]:
         """The decoder prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` as token ids (what
         CTranslate2's ``Whisper.generate`` is given)."""
@@ -322,7 +323,6 @@ class Whisper:
     def timestamps_from(self, processor) -> int:
         """The id of ``<|0.00|>``, the first of Whisper's timestamp tokens (they follow ``<|notimestamps|>``)."""
         return processor.tokenizer.convert_tokens_to_ids("<|notimestamps|>") + 1
-
 
     def card_snippet(self, adapter: bool) -> tuple[list[str], list[str]]:
         """(imports, code) of a model card's Python snippet that transcribes ``AUDIO`` with plain transformers:

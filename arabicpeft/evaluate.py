@@ -356,7 +356,7 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
     max_length = generation_max_length or (trained.generation_max_length if trained else None)
     max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
     # label positions: the model's; a CTranslate2 model's are every Whisper size's
-    max_positions = scorer.config.max_target_positions if backend == "hf" else MAX_TARGET_POSITIONS
+    max_positions = backbones.of(scorer).label_positions(scorer) if backend == "hf" else MAX_TARGET_POSITIONS
     tests, report, synthetic, source = _evaluation_sets(
         trained, processor, max_seconds, max_positions, dialect=dialect, test_sets=test_sets, source=source,
         data_path=data_path, max_test_samples=max_test_samples, streaming=streaming, feature_cache=feature_cache,

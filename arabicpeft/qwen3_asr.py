@@ -181,6 +181,11 @@ class Qwen3ASR:
         gen.eos_token_id, gen.pad_token_id = model.config.eos_token_id, model.config.pad_token_id
         gen.max_new_tokens, gen.max_length = max_length or DEFAULT_MAX_NEW_TOKENS, None
 
+    def label_positions(self, model) -> int:
+        """The most label tokens one record may hold: the language model's positions (prompt and audio share
+        them; 65536 in the published configs)."""
+        return int(model.config.text_config.max_position_embeddings)
+
     def feature_size(self, config) -> int:
         """Mel bins of the log-mel the model takes (128), from its config."""
         return int(config.audio_config.num_mel_bins)
