@@ -200,8 +200,7 @@ class Whisper:
         return processor
 
     def set_generation(self, model, max_length: Optional[int]) -> None:
-        """Force Arabic and transcription in ``model.generation_config``; ``max_length``: transcript tokens
-        (None: the decoder's limit)."""
+        """Force Arabic and transcription in ``model.generation_config``; ``max_length``: tokens (None: the limit)."""
         gen = model.generation_config
         gen.language, gen.task = LANGUAGE, self.task
         gen.forced_decoder_ids = None  # deprecated; language/task above are the current way
@@ -247,9 +246,7 @@ class Whisper:
             hop_length=extractor.hop_length, chunk_length=int(seconds), n_fft=extractor.n_fft,
             padding_value=extractor.padding_value)
 
-    def target_modules(self, cfg):
-        """What gets an adapter: lora_targets on adapter_placement (:func:`arabicpeft.placement.target_modules`)."""
-        return placement.target_modules(self, cfg)
+    target_modules = placement.target_modules  # lora_targets on adapter_placement: target_modules(cfg)
 
     def labels(self, processor, text: str) -> list[int]:
         """Label ids of the transcript ``text``: prefix, text tokens, ``<|endoftext|>`` (as the otozz sets')."""
@@ -313,6 +310,9 @@ class Whisper:
 
     def label_positions(self, model) -> int:  # the most label tokens one record may hold (448: every size)
         return int(model.config.max_target_positions)
+
+    def mixes_adapters(self, model) -> bool:  # peft's per-utterance adapter_names reach every layer's batch
+        return True
 
     def prompt_ids(self, processor) -> list[int]:
         """The decoder prompt ``<|startoftranscript|><|ar|><|transcribe|><|notimestamps|>`` as token ids (what

@@ -198,10 +198,13 @@ class Qwen3ASR:
             raise ValueError(f"encoder_seconds={seconds}: Qwen3-ASR takes whole seconds up to {MAX_INPUT_SECONDS}.")
         self._set_window(processor, int(seconds))
 
-    def target_modules(self, cfg):
-        """peft's ``target_modules`` for ``cfg.lora_targets`` on ``cfg.adapter_placement``
-        (:func:`arabicpeft.placement.target_modules`)."""
-        return placement.target_modules(self, cfg)
+    target_modules = placement.target_modules  # lora_targets on adapter_placement: target_modules(cfg)
+
+    def mixes_adapters(self, model) -> bool:
+        """Whether peft's per-utterance ``adapter_names`` can decode a batch that mixes adapters: only when no
+        adapter sits in the audio tower, which packs the frames of a batch into one sequence (peft splits a
+        layer's input by its batch dimension). Adapters on the language model alone mix."""
+        return not any(".audio_tower." in name and hasattr(module, "lora_A") for name, module in model.named_modules())
 
     def labels(self, processor, text: str) -> list[int]:
         """Label ids of the transcript ``text``: its tokens and ``<|im_end|>`` (:func:`transcript_ids`)."""
@@ -253,6 +256,9 @@ class Qwen3ASR:
         """The new token ids (batch, tokens) after the prompt of one ``generate`` on ``inputs`` (the prompt's model
         inputs on the model's device), at most ``max_new_tokens``, each row ending at an end token and padded with
         ``<|endoftext|>``; ``kwargs``: more ``generate`` arguments (stopping criteria, ``adapter_names``)."""
+        if kwargs.get("adapter_names") is not None and not self.mixes_adapters(model):
+            raise ValueError("Qwen3-ASR adapters in the audio tower cannot be chosen per utterance (peft's "
+                             "adapter_names; the tower packs a batch's frames): decode one adapter at a time.")
         out = model.generate(**inputs, max_new_tokens=int(max_new_tokens), **options, **kwargs)
         return out[:, inputs["input_ids"].shape[1]:]
 
