@@ -191,7 +191,7 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir) -> Path:
             "run_wall_time_s": time.monotonic() - started,
             "peak_memory": memory,
         },
-        provenance={"decoding": decoding_record()})
+        provenance={"decoding": decoding_record(), "model_family": backbones.of(model).family})
     return write_results(out, result, rows)
 
 

@@ -381,7 +381,8 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
                     "streaming": bool(streaming), "batch_size": batch_size, "backend": backend,
                     "compute_type": evaluated.get("compute_type", evaluated.get("precision")), "window": window,
                     "window_seconds": max_seconds, "generation_max_length": max_length},
-        provenance={"decoding": decoding_record()})
+        provenance={"decoding": decoding_record(), "model_family": (
+            backbones.of(scorer) if backend == "hf" else backbones.exporting(backend)).family})
     return write_results(output_dir, result, rows)
 
 

@@ -369,6 +369,7 @@ def _results_record(cfg: ExperimentConfig, training: _Training, processor, split
         # What a rerun needs beyond the config: the values the config left to defaults, and the model's origin.
         provenance={
             "model": model_source(cfg, model),
+            "model_family": backbones.of(model).family,  # the model_type of its config.json
             "learning_rate": cfg.lr,
             "lr_scheduler": "linear",
             "decoding": decoding_record(),

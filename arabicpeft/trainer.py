@@ -176,14 +176,15 @@ class _Trainer(Seq2SeqTrainer):
     families: Seq2SeqTrainer's own step."""
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
-        backbone = backbones.of(model)
+        backbone = backbones.of(self.model)  # self.model: never a DDP wrapper (as Seq2SeqTrainer's generate)
         if not backbone.decoder_only or prediction_loss_only:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
         loss, _, _ = super().prediction_step(model, inputs, True, ignore_keys)
         processor = self.processing_class
+        gen = self.model
+        budget, options = backbone.generation_budget(gen, processor), backbone.decoding_options(gen, processor)
         with torch.no_grad():
-            ids = backbone.generate(model, backbone.prompt_part(processor, inputs), backbone.generation_budget(model, processor),
-                                    backbone.decoding_options(model, processor))
+            ids = backbone.generate(gen, backbone.prompt_part(processor, inputs), budget, options)
         return loss, ids, inputs["labels"]
 
 
