@@ -19,10 +19,11 @@ from . import dialects, methods
 from .config import MIXTURES, ExperimentConfig
 from .offline_model import OFFLINE_MODELS
 
-_PICKER_FIELDS = ("dialect", "method", "source", "model", "precision", "seed", "max_steps")
+_PICKER_FIELDS = ("dialect", "method", "source", "model", "adapter_placement", "precision", "seed", "max_steps")
 # Starting models the picker suggests (any hub id or local folder can be typed in): the paper's, and the
-# offline ones that need no hub.
-_SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", *OFFLINE_MODELS)
+# other backbones (the family is read from the model's config.json), and the offline ones that need no hub.
+_SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", "openai/whisper-large-v3-turbo",
+                     "Qwen/Qwen3-ASR-0.6B-hf", "Qwen/Qwen3-ASR-1.7B-hf", *OFFLINE_MODELS)
 _NOTE = ("<b>Run All uses the parameters cell, not these widgets</b> (so do nbval and papermill). In an "
         "interactive session: change a value here, then run the cells below by hand. A change is applied to the "
         "config at once if the config stays valid.")

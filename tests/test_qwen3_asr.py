@@ -257,3 +257,24 @@ def test_published_sizes_build_from_their_configs(tmp_path):
     assert set(qwen3_asr.ARCHITECTURES) == {"0.6B", "1.7B", "tiny"}
     with pytest.raises(ValueError, match="unknown Qwen3-ASR size '3B'; choose one of 0.6B, 1.7B, tiny"):
         qwen3_asr.build(tmp_path, "3B")
+
+
+def test_backbones_preset_refuses_features_and_its_ci_version_mixes_families(tmp_path):
+    from conftest import _tiny_base
+
+    from arabicpeft import designs, study
+    from arabicpeft.results import load_runs
+
+    with pytest.raises(ValueError, match="cannot read the hub source's 80-mel features"):
+        designs.design("backbones", ExperimentConfig())
+    design = designs.design("backbones", dataclasses_replace(_tiny_base(), test_sets=["egyptian"]))
+    planned = design.plan()
+    assert len(planned) == 2 * 3  # 2 tiny models (one per family) x LoRA decoder / LoRA both / full
+    study.run_study(design, root=tmp_path, log=lambda m: None)
+    runs = load_runs(tmp_path).runs
+    assert sorted(zip(runs["family"], runs["model"], runs["adapter_placement"], runs["method"])) == sorted(
+        (family, model, placement, method) for family, model in (("whisper", "tiny-random"),
+                                                                 ("qwen3_asr", TINY))
+        for placement, method in (("decoder", "lora"), ("both", "lora"), ("both", "full")))
+    assert runs["variant"].str.endswith("on decoder").sum() == 0  # the learning rate ends the label
+    assert runs["variant"].str.contains(" on decoder ").sum() == 2
