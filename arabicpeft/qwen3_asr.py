@@ -174,7 +174,8 @@ class Qwen3ASR:
         extractor.chunk_length, extractor.n_samples = seconds, seconds * extractor.sampling_rate
         extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
 
-    def set_generation(self, model, max_length: Optional[int]) -> None:
+    @staticmethod
+    def set_generation(model, max_length: Optional[int]) -> None:
         """Greedy decoding that ends at ``<|im_end|>`` or ``<|endoftext|>`` (the config's end tokens), at most
         ``max_length`` transcript tokens (None: :data:`DEFAULT_MAX_NEW_TOKENS`)."""
         gen = model.generation_config
@@ -337,7 +338,7 @@ def build(out_dir, size: str = "tiny", seed: int = 0, texts: Optional[list[str]]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen3ASRForConditionalGeneration(config)
-    Qwen3ASR("ar", ()).set_generation(model, None)
+    Qwen3ASR.set_generation(model, None)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor = Qwen3ASRProcessor(feature_extractor=Qwen3ASRFeatureExtractor(), tokenizer=tokenizer,

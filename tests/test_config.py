@@ -58,7 +58,8 @@ def test_unused_fields_name_what_a_config_leaves_unused():
     assert set(ExperimentConfig().unused_fields()) == {"data_path", "mixture", "max_train_per_dialect",
                                                        "feature_cache_dtype"}
     full = ExperimentConfig(method="full", dialect="all", source="local", data_path="d", feature_cache="c")
-    assert set(full.unused_fields()) == {"lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora"}
+    assert set(full.unused_fields()) == {"lora_r", "lora_alpha", "lora_dropout", "lora_targets",
+                                         "adapter_placement", "use_dora"}
 
 
 # --- bad input: a clear error that says what was wrong and what to do ------------------------------------

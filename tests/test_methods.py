@@ -35,7 +35,8 @@ def test_the_declarations_hold_what_the_modules_used_to_test_by_name():
     lora, full = methods.get("lora"), methods.get("full")
     assert (lora.merges, lora.bank, lora.quantized) == (True, True, True)
     assert (full.merges, full.bank, full.quantized) == (False, False, False)
-    assert methods.all_fields() == ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")
+    assert methods.all_fields() == ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_placement",
+                                    "use_dora")
     # the default learning rate is the method's: the paper's for full fine-tuning, the replaced project's for LoRA
     assert (ExperimentConfig(method="full").lr, ExperimentConfig(method="lora").lr) == (1e-5, 1e-3)
     assert "2506.02627" in full.learning_rate_source and "finetune-ar-dialects" in lora.learning_rate_source

@@ -249,6 +249,10 @@ def test_bank_with_audio_tower_adapters_refuses_mixing_and_decodes_adapter_by_ad
     assert result["evaluation"]["batches"].startswith("one adapter at a time")
     assert set(result["metrics"]) == {"egyptian", "levantine"}
     assert all(m["raw"]["n_utterances"] == 2 for m in result["metrics"].values())
+    assert result["provenance"]["model_family"] == "qwen3_asr"
+    side_by_side = bank.compare_on_dialect("egyptian", 2)  # notebook 06's view: own adapter, another, the base
+    assert list(side_by_side["utt_index"]) == [0, 1, "corpus WER (%)"]
+    assert {"egyptian: hypothesis", "levantine: hypothesis", "__base__: hypothesis"} <= set(side_by_side.columns)
 
 
 def test_published_sizes_build_from_their_configs(tmp_path):
