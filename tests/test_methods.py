@@ -45,7 +45,7 @@ def test_the_declarations_hold_what_the_modules_used_to_test_by_name():
         ExperimentConfig(method="full", init_adapter="runs/msa/model")
     assert ExperimentConfig(method="full").describe().startswith("full fine-tuning of openai/whisper-small, fp32")
     assert ExperimentConfig(lora_r=8, use_dora=True).describe().startswith(
-        "LoRA (lora_r=8, lora_alpha=64, lora_dropout=0.05, lora_targets=qv, use_dora=True) of ")
+        "LoRA (lora_r=8, lora_alpha=64, lora_dropout=0.05, lora_targets=qv, adapter_placement=both, use_dora=True) of ")
 
 
 def test_adding_a_method_to_the_table_is_all_the_config_needs(lora_r4):

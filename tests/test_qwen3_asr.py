@@ -271,7 +271,8 @@ def test_backbones_preset_refuses_features_and_its_ci_version_mixes_families(tmp
 
     with pytest.raises(ValueError, match="cannot read the hub source's 80-mel features"):
         designs.design("backbones", ExperimentConfig())
-    design = designs.design("backbones", dataclasses_replace(_tiny_base(), test_sets=["egyptian"]))
+    design = designs.design("backbones", dataclasses_replace(_tiny_base(), test_sets=["egyptian"], max_eval_samples=2,
+                                                             max_test_samples=2))
     planned = design.plan()
     assert len(planned) == 2 * 3  # 2 tiny models (one per family) x LoRA decoder / LoRA both / full
     study.run_study(design, root=tmp_path, log=lambda m: None)
