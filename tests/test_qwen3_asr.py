@@ -87,6 +87,25 @@ def test_labels_hold_the_transcript_only_and_the_prompt_forces_arabic(processor)
     assert refs == [r["text"] for r in records]
 
 
+def test_validation_decodes_from_the_prompt_alone(tmp_path):
+    """The Trainer's validation step predicts what evaluation decodes (the prompt without the transcript that
+    follows it in a training batch), and its loss is the training batch's."""
+    from transformers import Seq2SeqTrainingArguments
+
+    from arabicpeft.model import _load_base
+    from arabicpeft.trainer import _Trainer
+
+    model, proc = _load_base(ExperimentConfig(model=TINY, source="sample", generation_max_length=GEN))
+    qwen, records = backbones.of(model), _records(2)
+    trainer = _Trainer(model=model, processing_class=proc, args=Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path), predict_with_generate=True, report_to=[], use_cpu=True))
+    loss, ids, labels = trainer.prediction_step(model, qwen.collator(proc, training=True)(records), False)
+    prompt = {k: v for k, v in qwen.collator(proc)(records).items() if k != "labels"}
+    with torch.no_grad():
+        expected = qwen.generate(model, prompt, GEN, qwen.decoding_options(model, proc))
+    assert torch.equal(ids, expected) and ids.shape[1] <= GEN and float(loss) > 0
+
+
 def test_features_records_are_refused_in_one_line(processor):
     with pytest.raises(ValueError, match="Qwen3-ASR trains on audio records"):
         backbones.BACKBONES["qwen3_asr"].collator(processor)([{"input_features": [[0.0]], "labels": [1]}])
