@@ -302,3 +302,15 @@ def test_backbones_preset_refuses_features_and_its_ci_version_mixes_families(tmp
         for placement, method in (("decoder", "lora"), ("both", "lora"), ("both", "full")))
     assert runs["variant"].str.endswith("on decoder").sum() == 0  # the learning rate ends the label
     assert runs["variant"].str.contains(" on decoder ").sum() == 2
+
+
+def test_the_inference_table_times_the_audio_encoder_of_either_family():
+    from arabicpeft.data import load_test_sets
+    from arabicpeft.inference import _encoder_seconds
+    from arabicpeft.model import load_model
+
+    for reference in ("tiny-random", TINY):  # Whisper's encoder; Qwen3-ASR's audio tower (with the frames' mask)
+        loaded = load_model(reference)
+        tests, _, _ = load_test_sets(ExperimentConfig(model=reference, source="sample", test_sets=["egyptian"],
+                                                      max_test_samples=2), loaded.processor.tokenizer)
+        assert _encoder_seconds(loaded.model, loaded.processor, tests["egyptian"], 2) > 0
