@@ -11,6 +11,7 @@ Public: :class:`AdapterBank`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
+from . import backbones
 from .config import ExperimentConfig
 from .device import PeakMemory
 from .model import count_parameters, load_model
@@ -173,6 +175,23 @@ def _set_positions(names: list[str], order: np.ndarray, test_set: str) -> list[i
     return sorted((i for i, n in enumerate(names) if n == test_set), key=lambda i: order[i])
 
 
+def _decode_per_utterance(model, processor, mixed, names: list, mixes: bool, kw: dict) -> tuple[list, list]:
+    """(references, hypotheses) of ``mixed``, each utterance decoded with its adapter ``names[i]``: in mixed
+    batches (peft ``adapter_names``) when the model's adapters mix, else adapter by adapter, in the same order."""
+    from .evaluate import transcribe
+
+    if mixes:
+        return transcribe(model, processor, mixed, adapter_names=names, desc="bank (mixed batches)", **kw)
+    refs, hyps = [""] * len(names), [""] * len(names)
+    for name in dict.fromkeys(names):
+        rows = [i for i, n in enumerate(names) if n == name]
+        with _only(model, name):
+            got = transcribe(model, processor, mixed.select(rows), desc=f"bank ({name})", **kw)
+        for i, r, h in zip(rows, *got):
+            refs[i], hyps[i] = r, h
+    return refs, hyps
+
+
 def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: float, routed: bool) -> Path:
     """:meth:`AdapterBank.evaluate`."""
     from .data import load_test_sets
@@ -198,7 +217,8 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
     kw = dict(batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers, precision=trained.precision)
     peak = PeakMemory()
     t0 = time.monotonic()
-    refs, hyps = transcribe(model, processor, mixed, adapter_names=names, desc="bank (mixed batches)", **kw)
+    mixes = backbones.of(model).mixes_adapters(model)
+    refs, hyps = _decode_per_utterance(model, processor, mixed, names, mixes, kw)
     decode_s = time.monotonic() - t0
     with model.disable_adapter():
         base_refs, base_hyps = transcribe(model, processor, mixed, desc="base (adapters disabled)", **kw)
@@ -233,7 +253,8 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
         evaluated_model={d: str(p.resolve()) for d, p in adapters.items()},
         evaluation={"test_sets": wanted, "source": cfg.source,
                     "adapter_per_test_set": "routed by the dialect router" if routed else {t: t for t in wanted},
-                    "batches": "mixed dialects, one adapter per utterance (peft adapter_names)",
+                    "batches": "mixed dialects, one adapter per utterance (peft adapter_names)" if mixes else
+                    "one adapter at a time (this model's adapters cannot be mixed in a batch)",
                     "not_in_bank": [t for t in cfg.test_set_names() if t not in adapters],
                     **({"routing": routing} if routing else {})},
         efficiency={
@@ -247,7 +268,7 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
             "run_wall_time_s": time.monotonic() - started,
             "peak_memory": memory,
         },
-        provenance={"decoding": decoding_record()})
+        provenance={"decoding": decoding_record(), "model_family": backbones.of(model).family})
     return write_results(out, result, rows)
 
 
@@ -350,6 +371,22 @@ def _compare_routed(bank: "AdapterBank", n_utterances: int, batch_size: int = 16
     return frame
 
 
+@contextlib.contextmanager
+def _only(model, name: str):
+    """``model`` (a peft model of several adapters) decoding with adapter ``name`` alone (:data:`_BASE_ADAPTER`:
+    every adapter disabled); its active adapter is restored after."""
+    if name == _BASE_ADAPTER:
+        with model.disable_adapter():
+            yield
+        return
+    active = model.active_adapter
+    model.set_adapter(name)
+    try:
+        yield
+    finally:
+        model.set_adapter(active)
+
+
 def _compare_adapters(model, processor, dataset, adapter_names: list[str], batch_size: int = 16) -> pd.DataFrame:
     """Each utterance of ``dataset`` decoded with each of ``adapter_names`` (names in the bank, or
     :data:`_BASE_ADAPTER` for the base model), side by side: columns utt_index, reference, then per name the
@@ -359,8 +396,8 @@ def _compare_adapters(model, processor, dataset, adapter_names: list[str], batch
 
     frame = None
     for name in adapter_names:
-        refs, hyps = transcribe(model, processor, dataset, batch_size=batch_size, adapter_names=[name] * len(dataset),
-                                desc=name)
+        with _only(model, name):
+            refs, hyps = transcribe(model, processor, dataset, batch_size=batch_size, desc=name)
         errors = utterance_errors(refs, hyps, "raw")
         if frame is None:
             frame = pd.DataFrame({"utt_index": range(len(refs)), "reference": refs})

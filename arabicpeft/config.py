@@ -27,6 +27,7 @@ from .feature_cache import Dtype as FeatureCacheDtype
 from .sources import SAMPLE_ENCODER_SECONDS
 
 Precision = Literal["fp32", "fp16", "bf16", "int8", "nf4"]  # what each needs: arabicpeft.device.PRECISION_HARDWARE
+Placement = Literal["both", "encoder", "decoder"]  # arabicpeft.placement.PLACEMENTS: which tower gets adapters
 Mixture = Literal["natural", "balanced"]  # how a pooled train set ("all") draws on its dialects
 SubtitleFormat = Literal["srt", "vtt"]  # what arabicpeft.transcribe writes beside its JSONL
 PRECISIONS, MIXTURES, SUBTITLE_FORMATS = (typing.get_args(t) for t in (Precision, Mixture, SubtitleFormat))
@@ -135,7 +136,10 @@ class ExperimentConfig:
     lora_alpha: int = _lora(64, "LoRA scaling alpha (the update is scaled by alpha / r)", gt=0)
     lora_dropout: float = _lora(0.05, "dropout on the LoRA branch", min=0, lt=1)
     lora_targets: str = _lora("qv", "layers that get an adapter: a preset of the model's family (Whisper: qv, "
-                              "qkvo, all-linear; arabicpeft.backbones) or comma-separated module names")
+                              "qkvo, all-linear; Qwen3-ASR: the same) or comma-separated module names")
+    adapter_placement: Placement = _lora("both", "which tower gets the adapters: both (every layer named by "
+                                         "lora_targets), encoder (Whisper's encoder, Qwen3-ASR's audio tower) or "
+                                         "decoder (Whisper's decoder, Qwen3-ASR's language model)")
     use_dora: bool = _lora(False, "DoRA: weight-decomposed LoRA")
     init_adapter: Optional[str] = _lora(None, "a saved adapter to continue training (instead of a fresh one)")
 

@@ -40,6 +40,8 @@ VARIANTS: dict[str, dict] = {
     "lora-int8": {"method": "lora", "precision": "int8"},
     "lora-nf4": {"method": "lora", "precision": "nf4"},
     "dora": {"method": "lora", "use_dora": True},
+    "lora-decoder": {"method": "lora", "adapter_placement": "decoder"},  # Whisper's decoder, Qwen3-ASR's LM
+    "lora-encoder": {"method": "lora", "adapter_placement": "encoder"},  # Whisper's encoder, Qwen3-ASR's audio tower
 }
 @dataclass
 class Start:
@@ -218,11 +220,13 @@ def _start_label(start: PlannedRun, how: Start, cfg: Optional[ExperimentConfig] 
 
 
 def peft_vs_full(base: ExperimentConfig, variants=("lora", "full"), dialects=DIALECTS, seeds=_SEEDS,
-                 name: str = "peft_vs_full") -> StudyDesign:
+                 name: str = "peft_vs_full", models=None) -> StudyDesign:
     """Methods (any of :data:`VARIANTS`) x dialects x seeds under one protocol: same data, steps, selection
-    and decoding (``base``); every model scored on ``base.test_sets`` (default: its own dialect)."""
-    return StudyDesign(name, base, [Stage("train", {"variant": list(variants), "dialect": list(dialects),
-                                                     "seed": list(seeds)})])
+    and decoding (``base``); every model scored on ``base.test_sets`` (default: its own dialect). ``models``: a
+    ``model`` axis too (hub ids, folders or offline names; families may mix: the results reader's ``family``
+    column tells them apart), else ``base.model``."""
+    axes = {"variant": list(variants), "dialect": list(dialects), "seed": list(seeds)}
+    return StudyDesign(name, base, [Stage("train", {**({"model": list(models)} if models else {}), **axes})])
 
 
 def paper(base: ExperimentConfig, methods=("full", "lora"), dialects=_PAPER_DIALECTS, seeds=_SEEDS,
@@ -350,7 +354,36 @@ def _offline_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
     return StudyDesign("offline-mini", base, [*pvf, *mix, bank], order="seed")
 
 
-PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": _offline_mini}
+# The backbones study: one protocol across model families (Whisper small and large-v3-turbo, Qwen3-ASR 0.6B),
+# LoRA on the decoder, LoRA everywhere and full fine-tuning, the paper's five dialects, its three seeds. Under the
+# ci profile: the tiny random models of each family on the sample set, one dialect, one seed.
+BACKBONE_MODELS = ("openai/whisper-small", "openai/whisper-large-v3-turbo", "Qwen/Qwen3-ASR-0.6B-hf")
+BACKBONE_VARIANTS = ("lora-decoder", "lora", "full")
+BACKBONE_STEPS = 2000  # per run: 135 runs x 2000 steps; see docs/backbones.md for the sessions this takes
+_CI_BACKBONE_MODELS = ("tiny-random", "tiny-random-qwen3-asr")
+
+
+def _backbones(base: Optional[ExperimentConfig] = None) -> StudyDesign:
+    """:data:`BACKBONE_MODELS` x :data:`BACKBONE_VARIANTS` x the five dialects x 3 seeds (``peft_vs_full`` with
+    a model axis), :data:`BACKBONE_STEPS` steps a run. ``base`` must read audio (Qwen3-ASR and large-v3-turbo
+    take 128-mel log-mel, not the otozz 80-mel features): ValueError, before anything loads, for a features
+    source. Under the ci profile: :data:`_CI_BACKBONE_MODELS` on ``base``'s data, Egyptian, seed 42."""
+    from . import sources
+    from .profiles import current
+
+    base = base or ExperimentConfig()
+    if sources.of(base).records == "features":
+        raise ValueError(f"the backbones preset trains Qwen3-ASR and whisper-large-v3-turbo, which cannot read "
+                         f"the {base.source} source's 80-mel features: give a source with audio (e.g. --source "
+                         "local --data-path FOLDER).")
+    if current() == "ci":
+        return peft_vs_full(base, BACKBONE_VARIANTS, ("egyptian",), (42,), "backbones", _CI_BACKBONE_MODELS)
+    base = dataclasses.replace(base, max_steps=BACKBONE_STEPS)
+    return peft_vs_full(base, BACKBONE_VARIANTS, DIALECTS, _SEEDS, "backbones", BACKBONE_MODELS)
+
+
+PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": _offline_mini,
+                                                                          "backbones": _backbones}
 
 
 def design_options(name: str, options: dict) -> dict:

@@ -132,7 +132,7 @@ def generate_limited(model, processor, inputs: dict, limits: torch.Tensor, optio
     # new tokens before the first end token (finished sequences are padded with it)
     ends = torch.tensor(model.generation_config.eos_token_id).reshape(-1)
     decoded = (~torch.isin(ids, ends)).cumprod(dim=1).sum(dim=1)
-    return processor.tokenizer.batch_decode(ids, skip_special_tokens=True), (decoded >= limits).tolist()
+    return backbone.decode(processor, ids), (decoded >= limits).tolist()
 
 
 def transcribe(model, processor, dataset: AnyDataset, batch_size: int = 16, num_workers: int = 0,
@@ -365,7 +365,7 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
     max_length = generation_max_length or (trained.generation_max_length if trained else None)
     max_seconds = processor.feature_extractor.chunk_length  # the encoder window, in seconds
     # label positions: the model's; a CTranslate2 model's are every Whisper size's
-    max_positions = scorer.config.max_target_positions if backend == "hf" else MAX_TARGET_POSITIONS
+    max_positions = backbones.of(scorer).label_positions(scorer) if backend == "hf" else MAX_TARGET_POSITIONS
     tests, report, synthetic, source = sets.evaluation_sets(
         trained, processor, max_seconds, max_positions, dialect=dialect, test_sets=test_sets, source=source,
         data_path=data_path, max_test_samples=max_test_samples, streaming=streaming, feature_cache=feature_cache,
@@ -394,7 +394,8 @@ def run(model_path, output_dir, *, dialect: Optional[str] = None, test_sets: Opt
                     "transforms": [t.record() if t else {"spec": transforms_lib.CLEAN} for t in parsed],
                     "transform_seed": transform_seed,
                     **sets.trained_on(trained, report, source, data_path)},
-        provenance={"decoding": decoding_record()})
+        provenance={"decoding": decoding_record(), "model_family": (
+            backbones.of(scorer) if backend == "hf" else backbones.exporting(backend)).family})
     return write_results(output_dir, result, rows)
 
 

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
+from . import backbones
+
 if TYPE_CHECKING:  # pandas is imported where a table is made
     import pandas as pd
 
@@ -53,6 +55,7 @@ def compare_backends(model_path: str = "whisper-base", output_dir=None, max_clip
     from .config import ExperimentConfig
     from .export import export_ct2, merge
     from .model import saved_kind
+    from .offline_model import resolve_model
     from .results import MIB, dir_bytes
     from .run_dir import write_json_atomic
 
@@ -64,12 +67,13 @@ def compare_backends(model_path: str = "whisper-base", output_dir=None, max_clip
     hf_model = str(merge(adapter, out / "merged", dtype="fp32")) if adapter else str(model_path)
     cfg = ExperimentConfig.saved_with(adapter or hf_model)
     exports = {f"ct2-{q}": str(export_ct2(hf_model, out / f"ct2-{q}", quantization=q, force=True))
-               for q in ("float32", "int8")}
+               for q in ("float32", "int8")} if "ct2" in backbones.get(resolve_model(hf_model)).exports else {}
     plan = {"model": str(model_path), "adapter": adapter, "hf_model": hf_model, "exports": exports,
             "test_sets": list(dialects.VARIETIES), "max_length": (cfg or ExperimentConfig()).generation_max_length,
             "window_seconds": cfg.encoder_seconds if cfg and window == "trained" else None}
     write_json_atomic(out / _PLAN_FILE, plan)
-    rows = {row: _run_row(row, out, batch_size, threads, max_clips) for row in ROWS if row != "hf-adapter" or adapter}
+    wanted = [row for row in ROWS if (row != "hf-adapter" or adapter) and (not row.startswith("ct2") or row in exports)]
+    rows = {row: _run_row(row, out, batch_size, threads, max_clips) for row in wanted}
     directories = {"hf-adapter": adapter, "hf": hf_model, **exports}
     disk = {row: dir_bytes(d) / MIB for row, d in directories.items() if row in rows and Path(d).is_dir()}
     return Comparison(backend_table(rows, batch_size, disk), plan, rows, disk)
@@ -143,8 +147,8 @@ def _load(row: str, plan: dict, threads: int) -> tuple:
                         full_window=True)
     if window:
         loaded.cut_window(window)
-    if plan["max_length"]:
-        loaded.model.generation_config.max_length = plan["max_length"]  # the bound CTranslate2 gets too
+    if plan["max_length"]:  # the bound CTranslate2 gets too
+        backbones.of(loaded.model).set_generation(loaded.model, plan["max_length"])
     return loaded.model, loaded.processor, {"backend": "hf", "compute_type": "float32"}
 
 
@@ -154,18 +158,21 @@ def _encoder_seconds(model, processor, dataset, batch_size: int) -> float:
     import numpy as np
     import torch
 
-    from .backbones import BACKBONES
-
-    # both backends are Whisper (CTranslate2 converts Whisper only): its collator makes the log-mel
-    features = BACKBONES["whisper"].collator(processor)([dataset[0]] * batch_size)["input_features"]
-    if type(model).__module__.startswith("faster_whisper"):
+    ct2 = type(model).__module__.startswith("faster_whisper")
+    batch = (backbones.exporting("ct2") if ct2 else backbones.of(model)).collator(processor)([dataset[0]] * batch_size)
+    if ct2:
         import ctranslate2
 
-        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features.numpy()))
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(batch["input_features"].numpy()))
         run = lambda: model.model.encode(view, to_cpu=True)  # noqa: E731
     else:
-        encoder = model.get_encoder()
-        run = lambda: encoder(input_features=features)  # noqa: E731
+        # transformers' get_encoder: Whisper's encoder; a model of several modalities gives itself unless asked
+        # for its audio encoder (Qwen3-ASR's audio tower, which takes the frames' mask too)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model's, adapted
+        encoder = base.get_encoder()
+        encoder = base.get_encoder(modality="audio") if encoder is base else encoder
+        audio = {k: v for k, v in batch.items() if k.startswith("input_features")}
+        run = lambda: encoder(**audio)  # noqa: E731
     with torch.inference_mode():
         run()
         started = time.monotonic()

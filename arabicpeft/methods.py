@@ -64,15 +64,17 @@ class Method:
 
 
 def _lora_label(config: Mapping) -> tuple[str, ...]:
-    """"lora r32 a64 d0.05 qv" ("dora ..." with use_dora): the labels results files have always had."""
+    """"lora r32 a64 d0.05 qv" ("dora ..." with use_dora; "... on encoder" for an adapter on one tower): the labels
+    results files have always had."""
     return ("dora" if config.get("use_dora") else "lora", f"r{config.get('lora_r')}", f"a{config.get('lora_alpha')}",
-            f"d{config.get('lora_dropout')}", str(config.get("lora_targets")))
+            f"d{config.get('lora_dropout')}", str(config.get("lora_targets")),
+            *([f"on {config['adapter_placement']}"] if config.get("adapter_placement", "both") != "both" else []))
 
 
 METHODS: dict[str, Method] = {
     "lora": Method(
         name="lora", title="LoRA", help="train a LoRA adapter (peft; DoRA with use_dora)", peft_config="LoraConfig",
-        fields=("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora"),
+        fields=("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_placement", "use_dora"),
         options=lambda cfg: dict(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  use_dora=cfg.use_dora),
         merges=True, bank=True, quantized=True, label=_lora_label,

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import backbones, whisper_tokens
+from . import backbones, qwen3_asr, whisper_tokens
 from .errors import UserError
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ OFFLINE_MODELS: dict[str, str] = {
     "real multilingual tokenizer; for fast tests only",
     "tiny-random-large-v3": "tiny-random in whisper-large-v3's layout (128 mel bins, large-v3's tokenizer and "
     "special-token ids); for fast tests only",
+    "tiny-random-qwen3-asr": "randomly initialised tiny Qwen3-ASR (2+2 layers, width 32) with a tiny BPE tokenizer "
+    "trained on the sample transcripts; for fast tests only",
 }
 # The hub repository holding an offline model's weights (OpenAI's fp16 weights, stored there in fp32: the same
 # values), which a model card names as the base of what was trained on the offline copy.
@@ -111,6 +113,9 @@ def resolve_model(name: str | os.PathLike) -> str:
     name = os.fspath(name)
     if name in ("tiny-random", "tiny-random-large-v3"):
         return _tiny_random(large_v3=name.endswith("large-v3"))
+    if name == "tiny-random-qwen3-asr":  # built by its backbone's module (arabicpeft.qwen3_asr.build)
+        target = _cache_root() / name
+        return str(target if _is_current(target) else _build_atomically(target, qwen3_asr.build))
     if name not in _PACKAGES:
         return name
     target = _cache_root() / name

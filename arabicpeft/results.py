@@ -271,6 +271,7 @@ def _run_row(path: Path, content: dict, fields: list[str]) -> dict:
         "run_id": content.get("run_id"), "path": str(path), "kind": kind,
         "study": extra.get("study"), "stage": extra.get("stage"),
         "start_model": extra.get("start") or config.get("model"),
+        "family": (content.get("provenance") or {}).get("model_family"),  # the model's family (its model_type)
         # the start without what varies with the run (its method, seed): what a method comparison pairs on
         "start_context": extra.get("start_context") or extra.get("start") or config.get("model"),
         "init_from": extra.get("init_from"),
@@ -396,7 +397,8 @@ def load_runs(root) -> Runs:
     ``Runs.runs`` has one row per results file: every :class:`ExperimentConfig` field as a column (lists as
     comma-joined strings; ``extra`` left out, its notes below; an adapter bank's ``dialect`` is the dialects of
     its adapters, "egyptian+levantine", not its config's one value), then run_id, path, kind ("training" or
-    "evaluation" of a saved model, e.g. ``evaluate`` or an adapter bank), study and stage (of the launcher),
+    "evaluation" of a saved model, e.g. ``evaluate`` or an adapter bank), study and stage (of the launcher), family
+    (the model family, e.g. "whisper", "qwen3_asr"; None in results written before it was recorded),
     start_model (the base it started from: a seed-free label such as "msa/full_frac1+merged" when it started
     from another run), start_context (that label without the start run's method: "msa/frac1"), init_from,
     continues_adapter (a run that trains a saved adapter on: ``init_adapter``), train_set (what the model
@@ -427,8 +429,8 @@ def load_runs(root) -> Runs:
     contents = {str(path): content for path, content in found}
     frame = pd.DataFrame(rows)
     if frame.empty:
-        columns = [f for f in fields if f != "extra"] + ["run_id", "path", "kind", "study", "stage", "start_model",
-                                                          "start_context", "continues_adapter", "train_set",
+        columns = [f for f in fields if f != "extra"] + ["run_id", "path", "kind", "study", "stage", "family",
+                                                          "start_model", "start_context", "continues_adapter", "train_set",
                                                           "condition", "variant", "synthetic", "trained_to_end",
                                                           "stopped_by_time_budget", "system", "context"]
         return Runs(root, pd.DataFrame(columns=columns), contents)

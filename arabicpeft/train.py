@@ -23,7 +23,7 @@ from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 from transformers import Seq2SeqTrainer, TrainerState, set_seed
 
-from . import methods
+from . import backbones, methods
 from .config import DEMO_RUN, ExperimentConfig, demo_config
 from .caching import build_feature_cache
 from .data import SYNTHETIC_NOTE, DataSplits, load_splits, settle_counts
@@ -251,7 +251,7 @@ def _load(cfg: ExperimentConfig, ranks: PartialState, clock: _Clock) -> tuple:
             build_feature_cache(cfg, processor, log=clock.say)  # the splits not cached yet: one pass over the source
         clock.say("loading the data")
         splits = load_splits(cfg, processor.tokenizer, max_seconds=processor.feature_extractor.chunk_length,
-                             max_positions=model.config.max_target_positions)
+                             max_positions=backbones.of(model).label_positions(model))
     if splits.synthetic:
         clock.say(f"note: {SYNTHETIC_NOTE}")
     workers = splits.num_workers
@@ -369,10 +369,11 @@ def _results_record(cfg: ExperimentConfig, training: _Training, processor, split
         # What a rerun needs beyond the config: the values the config left to defaults, and the model's origin.
         provenance={
             "model": model_source(cfg, model),
+            "model_family": backbones.of(model).family,  # the model_type of its config.json
             "learning_rate": cfg.lr,
             "lr_scheduler": "linear",
             "decoding": decoding_record(),
-            "max_label_positions": model.config.max_target_positions,
+            "max_label_positions": backbones.of(model).label_positions(model),
             "encoder_window_s": processor.feature_extractor.chunk_length,
         },
     )

@@ -169,6 +169,25 @@ def training_arguments(cfg: ExperimentConfig, world_size: int = 1) -> Seq2SeqTra
     )
 
 
+class _Trainer(Seq2SeqTrainer):
+    """Seq2SeqTrainer whose validation decodes a decoder-only family (the backbone's ``decoder_only``: Qwen3-ASR,
+    whose training ``input_ids`` hold the transcript after the prompt) from the prompt alone (the backbone's
+    ``prompt_part``), as evaluation does: the loss on the whole batch, the prediction its new tokens. Other
+    families: Seq2SeqTrainer's own step."""
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        backbone = backbones.of(self.model)  # self.model: never a DDP wrapper (as Seq2SeqTrainer's generate)
+        if not backbone.decoder_only or prediction_loss_only:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
+        loss, _, _ = super().prediction_step(model, inputs, True, ignore_keys)
+        processor = self.processing_class
+        gen = self.model
+        budget, options = backbone.generation_budget(gen, processor), backbone.decoding_options(gen, processor)
+        with torch.no_grad():
+            ids = backbone.generate(gen, backbone.prompt_part(processor, inputs), budget, options)
+        return loss, ids, inputs["labels"]
+
+
 def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
                  world_size: int = 1) -> tuple[Seq2SeqTrainer, TimeBudget]:
     callbacks = []
@@ -176,7 +195,7 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     budget = TimeBudget(cfg.time_budget_s if cfg.time_budget_s else float("inf"))
     callbacks.append(budget)
-    trainer = Seq2SeqTrainer(
+    trainer = _Trainer(
         model=model,
         args=training_arguments(cfg, world_size),
         train_dataset=splits.train,

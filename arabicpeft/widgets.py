@@ -21,10 +21,11 @@ from .offline_model import OFFLINE_MODELS
 from .routing import AUTO
 
 _PICKER_FIELDS = ("dialect", "method", "source", "dataset", "audio_column", "text_column", "dialect_column", "model",
-                  "precision", "seed", "max_steps")
+                  "adapter_placement", "precision", "seed", "max_steps")
 # Starting models the picker suggests (any hub id or local folder can be typed in): the paper's, and the
-# offline ones that need no hub.
-_SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", *OFFLINE_MODELS)
+# other backbones (the family is read from the model's config.json), and the offline ones that need no hub.
+_SUGGESTED_MODELS = ("openai/whisper-small", "openai/whisper-base", "openai/whisper-large-v3-turbo",
+                     "Qwen/Qwen3-ASR-0.6B-hf", "Qwen/Qwen3-ASR-1.7B-hf", *OFFLINE_MODELS)
 # Fields typed in with suggestions: the starting model, and the variety (the paper's names; a source's own
 # varieties, or a dialect column's values, can be typed in).
 _SUGGESTED = {"model": _SUGGESTED_MODELS, "dialect": dialects.NAMES}

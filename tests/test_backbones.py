@@ -62,7 +62,7 @@ def test_the_family_of_a_folder_an_adapter_a_run_and_an_offline_name(adapter):
 def test_an_unknown_model_type_is_refused_naming_the_supported_families(tmp_path):
     folder = _tiny_random_as(tmp_path / "w2v", "wav2vec2")
     message = f"{folder} is a 'wav2vec2' model (the model_type of its config.json), which arabicpeft does not " \
-              "support: use a model of the family whisper."
+              "support: use a model of the family whisper, qwen3_asr."
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         family_of(folder)
     from arabicpeft.model import load_model
@@ -106,8 +106,8 @@ def test_a_family_registered_in_the_test_alone_trains_evaluates_and_transcribes(
     assert not (tmp_path / "ct2").exists()  # refused before anything loads or is written
 
 
-def test_whisper_classes_are_named_only_in_backbones():
+def test_whisper_classes_are_named_only_in_the_whisper_family():
     names = re.compile(r"Whisper(ForConditionalGeneration|Processor|FeatureExtractor|Config|Tokenizer)\b")
-    found = [f"{path.name}:{n}" for path in sorted(PACKAGE.glob("*.py")) if path.name != "backbones.py"
+    found = [f"{path.name}:{n}" for path in sorted(PACKAGE.glob("*.py")) if path.name != "whisper.py"
              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1) if names.search(line)]
     assert not found

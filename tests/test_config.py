@@ -59,8 +59,8 @@ def test_unused_fields_name_what_a_config_leaves_unused():
                                                        "feature_cache_dtype", "pool"}
     full = ExperimentConfig(method="full", dialect="all", source="local", data_path="d", feature_cache="c")
     assert set(full.unused_fields()) == {"lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
-                                         "dataset", "split_train", "split_test", "audio_column", "text_column",
-                                         "dialect_column"}
+                                         "adapter_placement", "dataset", "split_train", "split_test",
+                                         "audio_column", "text_column", "dialect_column"}
 
 
 # --- bad input: a clear error that says what was wrong and what to do ------------------------------------

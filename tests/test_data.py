@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 
 from arabicpeft import audio
-from arabicpeft.backbones import WhisperCollator, _feature_device
+from arabicpeft.backbones import WhisperCollator
+from arabicpeft.whisper import _feature_device
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.data import DataUnavailableError, _feature_path, load_splits, load_test_sets, settle_counts
 from arabicpeft.records import (_InvalidRecord, _check_feature_record, _check_labels, check_audio_record,

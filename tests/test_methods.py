@@ -35,7 +35,8 @@ def test_the_declarations_hold_what_the_modules_used_to_test_by_name():
     lora, full = methods.get("lora"), methods.get("full")
     assert (lora.merges, lora.bank, lora.quantized) == (True, True, True)
     assert (full.merges, full.bank, full.quantized) == (False, False, False)
-    assert methods.all_fields() == ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora")
+    assert methods.all_fields() == ("lora_r", "lora_alpha", "lora_dropout", "lora_targets", "adapter_placement",
+                                    "use_dora")
     # the default learning rate is the method's: the paper's for full fine-tuning, the replaced project's for LoRA
     assert (ExperimentConfig(method="full").lr, ExperimentConfig(method="lora").lr) == (1e-5, 1e-3)
     assert "2506.02627" in full.learning_rate_source and "finetune-ar-dialects" in lora.learning_rate_source
@@ -44,7 +45,7 @@ def test_the_declarations_hold_what_the_modules_used_to_test_by_name():
         ExperimentConfig(method="full", init_adapter="runs/msa/model")
     assert ExperimentConfig(method="full").describe().startswith("full fine-tuning of openai/whisper-small, fp32")
     assert ExperimentConfig(lora_r=8, use_dora=True).describe().startswith(
-        "LoRA (lora_r=8, lora_alpha=64, lora_dropout=0.05, lora_targets=qv, use_dora=True) of ")
+        "LoRA (lora_r=8, lora_alpha=64, lora_dropout=0.05, lora_targets=qv, adapter_placement=both, use_dora=True) of ")
 
 
 def test_adding_a_method_to_the_table_is_all_the_config_needs(lora_r4):

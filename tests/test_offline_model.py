@@ -191,7 +191,7 @@ def test_other_names_pass_through(tmp_path):
     for name in ("whisper-tiny", "whisper-small", "openai/whisper-small", "otozz/whatever",
                  str(tmp_path)):
         assert om.resolve_model(name) == name
-    assert set(om.OFFLINE_MODELS) == {"whisper-base", "tiny-random", "tiny-random-large-v3"}
+    assert set(om.OFFLINE_MODELS) == {"whisper-base", "tiny-random", "tiny-random-large-v3", "tiny-random-qwen3-asr"}
 
 
 def test_missing_package_names_the_pip_command(tmp_path, monkeypatch):

@@ -360,6 +360,8 @@ def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monke
                               "adapter_bank": "--variants"},
                    "seed": dict.fromkeys(designs.DESIGNS, "--seeds"), "train_fraction": {"paper": "--msa-fractions"},
                    "mixture": {"mixing": "--mixtures"}}
+    # refused for what the option asks, not because the study sets it: the backbones preset needs audio
+    refused = {("backbones", "source"): "cannot read the hub source's 80-mel features"}
     checked = set()
     for name in [*designs.DESIGNS, *designs.PRESETS]:
         head = ["--preset", name] if name in designs.PRESETS else [name]
@@ -375,6 +377,9 @@ def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monke
             except SystemExit as exit_info:
                 err = capsys.readouterr().err.strip()
                 assert exit_info.code == 1 and len(err.splitlines()) == 1, (argv, err)
+                if (name, field) in refused:
+                    assert refused[name, field] in err, (argv, err)
+                    continue
                 assert f"{flag} would be ignored there — " in err, (argv, err)
                 assert (f"give {use_instead[field][name]} instead" in err if name in use_instead.get(field, {})
                         else "the study decides it" in err), (argv, err)
