@@ -4,12 +4,13 @@ Every experiment of the project is a :class:`StudyDesign`: stages run in order, 
 (config fields, or ``variant``: a named set of config overrides such as "lora", "full", "dora"); a stage may
 start from the models saved by an earlier stage (:class:`Start`: the MSA model of the paper, the balanced
 pooled model of the mixing study), or be an evaluation of an adapter bank (``kind="bank"``). Designs:
-:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank` (:data:`DESIGNS`), and the ready-made
+:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods` (:data:`DESIGNS`), and the ready-made
 :data:`PRESETS`. :meth:`StudyDesign.plan` lists the runs (:class:`PlannedRun`), each with its config and the run
 it starts from. Nothing here trains or reads a run: pure data.
 
-Public: :data:`VARIANTS`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, :class:`PlannedRun`,
-:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :data:`DESIGNS`, :func:`offline_mini_base`,
+Public: :data:`VARIANTS`, :func:`variant_fields`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, :class:`PlannedRun`,
+:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods`, :data:`DESIGNS`,
+:func:`offline_mini_base`,
 :data:`PRESETS`, :func:`design_options`, :func:`design`.
 """
 
@@ -24,6 +25,7 @@ from typing import Callable, Optional
 
 from .config import ExperimentConfig
 from .dialects import DIALECTS, MSA, POOLED
+from .methods import METHODS
 from .methods import get as get_method
 from .results import TRAINING
 
@@ -33,14 +35,28 @@ _PAPER_TEST_SETS = (*DIALECTS, MSA)
 _PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
 BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: results.TRAINING)
 
-# Config overrides of each named variant; the base config (data, seed, steps, decoding) is shared.
+# Config overrides of each named variant; the base config (data, seed, steps, decoding) is shared. Every method's
+# name is a variant too (:func:`variant_fields`), so a method added to arabicpeft.methods is one here as well.
+# PiSSA/OLoRA move part of the base into the adapter: the starting model cannot be scored with it switched off.
 VARIANTS: dict[str, dict] = {
-    "lora": {"method": "lora"},
-    "full": {"method": "full"},
     "lora-int8": {"method": "lora", "precision": "int8"},
     "lora-nf4": {"method": "lora", "precision": "nf4"},
     "dora": {"method": "lora", "use_dora": True},
+    "rslora": {"method": "lora", "use_rslora": True},
+    "pissa": {"method": "lora", "lora_init": "pissa", "evaluate_before": False},
+    "olora": {"method": "lora", "lora_init": "olora", "evaluate_before": False},
+    "eva": {"method": "lora", "lora_init": "eva"},
 }
+
+
+def variant_fields(name: str) -> dict:
+    """The config overrides of variant ``name``: a :data:`VARIANTS` entry, or a method of
+    :data:`arabicpeft.methods.METHODS` ({"method": name}); ValueError naming the valid ones."""
+    if name in VARIANTS:
+        return VARIANTS[name]
+    if name in METHODS:
+        return {"method": name}
+    raise ValueError(f"Unknown variant {name!r}; choose from {', '.join([*METHODS, *VARIANTS])}.")
 @dataclass
 class Start:
     """A stage's runs start from the model saved by a run of ``stage``: the run whose axis values equal this
@@ -136,9 +152,16 @@ class StudyDesign:
         start run always comes before the runs that start from it (starts share the seed or use the first)."""
         runs: list[PlannedRun] = []
         for stage in self.stages:
-            names = list(stage.axes)
+            names, seen = list(stage.axes), set()
             for values in itertools.product(*(stage.axes[n] for n in names)):
-                runs.append(_planned(self, stage, dict(zip(names, values)), runs))
+                run = _planned(self, stage, dict(zip(names, values)), runs)
+                # the same run again but for a field its method leaves unused (full fine-tuning x adapter
+                # placement): planned once
+                key = json.dumps({k: v for k, v in run.cfg.to_dict().items() if k not in run.cfg.unused_fields()},
+                                 sort_keys=True, default=str)
+                if key not in seen:
+                    seen.add(key)
+                    runs.append(run)
         if self.order == "seed":
             seeds = list(dict.fromkeys(r.cfg.seed for r in runs))
             runs = sorted(runs, key=lambda r: seeds.index(r.cfg.seed))  # stable: stage order within a seed
@@ -177,9 +200,7 @@ def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> 
     fields = dict(stage.overrides)
     variant = values.get("variant")
     if variant is not None:
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown variant {variant!r}; choose from {', '.join(VARIANTS)}.")
-        fields.update(VARIANTS[variant])
+        fields.update(variant_fields(variant))
     fields.update({k: v for k, v in values.items() if k != "variant"})
     extra = {**design.base.extra, **fields.pop("extra", {}), "study": design.name, "stage": stage.name}
     if variant is not None:
@@ -311,8 +332,32 @@ def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=_SEEDS, varian
     ])
 
 
+# Every adapter method of the table, and the LoRA options that change its training (DoRA, rsLoRA; the
+# initialisations change where it starts): what the methods study compares with full fine-tuning by default.
+_PEFT_METHODS = ("lora", "dora", "rslora", "vera", "ia3", "loha", "lokr", "adalora")
+_PLACEMENTS = ("qv", "all-linear")  # adapter placement: presets of the backbone (arabicpeft.backbones)
+
+
+def peft_methods(base: ExperimentConfig, variants=_PEFT_METHODS, placements=_PLACEMENTS, dialects=DIALECTS,
+                 seeds=_SEEDS, name: str = "peft_methods") -> StudyDesign:
+    """PEFT methods x adapter placement x dialects x seeds vs full fine-tuning, under one protocol.
+
+    ``variants`` (:func:`variant_fields`): a method of :data:`arabicpeft.methods.METHODS` or a LoRA
+    option such as "dora"); ``placements``: ``lora_targets`` values (a preset of the backbone or module names).
+    One stage, so that every run shares its data, steps, validation-WER selection and decoding (``base``), and
+    each method at its own declared learning rate (``base.learning_rate`` None: :attr:`Method.learning_rate`,
+    with its source). Full fine-tuning ignores the placement, so it is planned once per dialect and seed
+    (:meth:`StudyDesign.plan`). The report compares every adapter variant with full fine-tuning (Δ WER/CER with
+    t-intervals, TOST equivalence; :meth:`arabicpeft.report.StudyReport.comparison`) and gives each one's
+    trainable parameters, step time, peak memory and bytes on disk (:meth:`~arabicpeft.report.StudyReport.efficiency`).
+    """
+    return StudyDesign(name, base, [Stage("train", {"variant": [*variants, "full"], "lora_targets": list(placements),
+                                                    "dialect": list(dialects), "seed": list(seeds)})])
+
+
 DESIGNS: dict[str, Callable[..., StudyDesign]] = {
     "peft_vs_full": peft_vs_full, "paper": paper, "mixing": mixing, "adapter_bank": adapter_bank,
+    "peft_methods": peft_methods,
 }
 
 
@@ -350,7 +395,18 @@ def _offline_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
     return StudyDesign("offline-mini", base, [*pvf, *mix, bank], order="seed")
 
 
-PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": _offline_mini}
+def _peft_methods_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
+    """The offline methods study: :func:`peft_methods` on the offline mini base (whisper-base, the sample set,
+    16 steps of 4 clips), LoRA, VeRA, IA3, LoHa, LoKr and AdaLoRA on q/v and on every linear layer, vs full
+    fine-tuning; Egyptian, seeds 42 and 84, scored on Egyptian only (to spend the CPU time on training): 26 runs."""
+    base = dataclasses.replace(base or offline_mini_base(), test_sets=["egyptian"],
+                               output_dir="runs/peft-methods-mini")
+    return peft_methods(base, variants=("lora", "vera", "ia3", "loha", "lokr", "adalora"),
+                        dialects=("egyptian",), seeds=(42, 84), name="peft-methods-mini")
+
+
+PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {
+    "offline-mini": _offline_mini, "peft-methods-mini": _peft_methods_mini}
 
 
 def design_options(name: str, options: dict) -> dict:

@@ -15,7 +15,7 @@ functions that build, initialise or save an adapter. The peft configs leave ``ta
 would pass ``input_ids`` to Whisper.
 
 Public: :class:`Method`, :data:`METHODS`, :data:`LoraInit`, :data:`LORA_INITS`, :data:`INITIAL_ADAPTER_DIR`,
-:func:`get`, :func:`all_fields`, :func:`add_adapter`, :func:`save_options`, :func:`peft_warnings_silenced`.
+:func:`get`, :func:`mixes_in_bank`, :func:`all_fields`, :func:`add_adapter`, :func:`save_options`, :func:`peft_warnings_silenced`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class Method:
     the study picker derive from them. ``options(cfg)``: the peft config's keyword arguments from a config
     (``target_modules`` is added by :func:`add_adapter`'s caller). ``merges``: peft's ``merge_and_unload`` gives
     a standalone model with the same transcripts. ``bank``: an adapter bank can hold its adapters and mix them
-    per utterance in one batch (peft ``adapter_names``). ``quantized``: it trains on an int8/nf4 base (QLoRA
+    per utterance in one batch (peft ``adapter_names``), or a function of the saved config saying so
+    (:func:`mixes_in_bank`). ``quantized``: it trains on an int8/nf4 base (QLoRA
     style). ``learning_rate``: the default peak learning rate, ``learning_rate_source`` where that value comes
     from. ``label(config)``: the words that name a run of it in a results table (first its kind), from a saved
     config (a dict, possibly an old one); default: its name and ``field=value`` for each of ``fields``.
@@ -77,7 +78,7 @@ class Method:
     fields: tuple[str, ...] = ()
     options: Callable[[Any], dict] = lambda cfg: {}
     merges: bool = True
-    bank: bool = False
+    bank: bool | Callable[[Mapping], bool] = False
     quantized: bool = False
     label: Optional[Callable[[Mapping], tuple[str, ...]]] = None
     feedforward: bool = False
@@ -164,7 +165,8 @@ METHODS: dict[str, Method] = {
         "options)", peft_config="LoraConfig",
         fields=("lora_r", "lora_alpha", "lora_dropout", *_ADAPTER, "use_dora", "use_rslora", "lora_init"),
         options=_lora_options, check=_lora_check, hook=_lora_hook,
-        merges=True, bank=True, quantized=True, label=_lora_label,
+        merges=True, quantized=True, label=_lora_label,
+        bank=lambda config: not config.get("use_dora"),  # peft 0.21: "Cannot pass adapter_names when DoRA is enabled"
         learning_rate=1e-3, learning_rate_source="the LoRA recipe the replaced project (ziadtarek12/finetune-ar-"
         "dialects) ran: r 32, alpha 64, 1e-3"),
     "full": Method(
@@ -219,6 +221,15 @@ def get(name: str) -> Method:
     if name not in METHODS:
         raise ConfigError(f"Unknown method {name!r}", f"choose one of {', '.join(METHODS)}.")
     return METHODS[name]
+
+
+def mixes_in_bank(config) -> bool:
+    """Whether an adapter bank can hold an adapter trained with ``config`` (an ExperimentConfig or a saved config
+    dict) and mix it with others per utterance: its method's :attr:`Method.bank`, asked of the config where the
+    declaration is a function (LoRA: not with DoRA). Raises ConfigError for an unknown method."""
+    values = config if isinstance(config, Mapping) else vars(config)
+    bank = get(values["method"]).bank
+    return bank(values) if callable(bank) else bank
 
 
 def all_fields() -> tuple[str, ...]:

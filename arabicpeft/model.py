@@ -393,6 +393,13 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
     from peft import PeftModel
 
     cfgs = {d: _adapter_base_config(p, precision, full_window) for d, p in bank.items()}
+    unmixable = {d: methods.get(c.method).label_words(c.to_dict())[0] for d, c in cfgs.items()
+                 if not methods.mixes_in_bank(c)}
+    if unmixable:  # before any weight loads
+        raise ValueError("An adapter bank mixes its adapters per utterance, which peft cannot do with " + "; ".join(
+            f"{kind} adapters ({d}: {bank[d]})" for d, kind in unmixable.items()) + ". Build the bank from "
+            f"adapters a bank mixes ({', '.join(n for n, m in methods.METHODS.items() if m.bank)}), or evaluate "
+            "each adapter alone.")
     bases = {(c.model, c.encoder_seconds, c.precision) for c in cfgs.values()}
     if len(bases) > 1:
         raise ValueError(f"The adapters in {path} do not share one base (model, encoder_seconds, precision): "

@@ -234,7 +234,7 @@ class StudyReport:
         return [rates, fig]
 
     def comparison(self, a: str = BASELINE, b: str = PEFT) -> list:
-        """Variant ``b`` vs ``a`` (default every LoRA variant vs full fine-tuning; :func:`compare_methods`: Δ with
+        """Variant ``b`` vs ``a`` (default every adapter variant vs full fine-tuning; :func:`compare_methods`: Δ with
         its t-interval and Holm-adjusted t-test over seeds, TOST equivalence within :attr:`margin`, Hedges' g,
         and the utterance-level CI and permutation p conditional on the seeds), written as ``peft_vs_full`` (table
         and figure, :func:`plots.fig_method_comparison`). Returns [the WER and CER :func:`comparison_statement`
