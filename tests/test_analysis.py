@@ -703,7 +703,7 @@ def test_report_on_a_peft_methods_study(design_root, tmp_path):
     assert {b.split(" ")[0] for b in table["b"]} == {"lora", "ia3"}
     assert {b.split(" ")[-2] for b in table["b"] if b.startswith("ia3")} == {"lora_targets=qv",
                                                                               "lora_targets=all-linear"}
-    assert (table["test"] == stats.PAIRED_T).all() and (table["df"] == 1).all() and table["equivalent"].notna().all()
+    assert (table["test"] == stats.PAIRED_T).all() and (table["df"] == 1).all()
     utts = report.utterances
     for _, row in table.iterrows():  # each variant's t-test over the two seeds, paired with full fine-tuning's
         b = utts[(utts["scored"] == "trained") & (utts["variant"] == row["b"]) & (utts["test_set"] == row["test_set"])]
