@@ -4,14 +4,13 @@ Every experiment of the project is a :class:`StudyDesign`: stages run in order, 
 (config fields, or ``variant``: a named set of config overrides such as "lora", "full", "dora"); a stage may
 start from the models saved by an earlier stage (:class:`Start`: the MSA model of the paper, the balanced
 pooled model of the mixing study), or be an evaluation of an adapter bank (``kind="bank"``). Designs:
-:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods` (:data:`DESIGNS`), and the ready-made
-:data:`PRESETS`. :meth:`StudyDesign.plan` lists the runs (:class:`PlannedRun`), each with its config and the run
+:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods` (:data:`DESIGNS`),
+and the ready-made :data:`PRESETS`. :meth:`StudyDesign.plan` lists the runs (:class:`PlannedRun`), each with its config and the run
 it starts from. Nothing here trains or reads a run: pure data.
 
-Public: :data:`VARIANTS`, :func:`variant_fields`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, :class:`PlannedRun`,
-:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods`, :data:`DESIGNS`,
-:func:`offline_mini_base`,
-:data:`PRESETS`, :func:`design_options`, :func:`design`.
+Public: :data:`VARIANTS`, :func:`variant_fields`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`,
+:class:`PlannedRun`, :func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods`,
+:data:`DESIGNS`, :func:`offline_mini_base`, :data:`PRESETS`, :func:`design_options`, :func:`design`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ functions that build, initialise or save an adapter. The peft configs leave ``ta
 would pass ``input_ids`` to Whisper.
 
 Public: :class:`Method`, :data:`METHODS`, :data:`LoraInit`, :data:`LORA_INITS`, :data:`INITIAL_ADAPTER_DIR`,
-:func:`get`, :func:`mixes_in_bank`, :func:`all_fields`, :func:`add_adapter`, :func:`save_options`, :func:`peft_warnings_silenced`.
+:func:`get`, :func:`mixes_in_bank`, :func:`all_fields`, :func:`add_adapter`, :func:`save_options`,
+:func:`peft_warnings_silenced`.
 """
 
 from __future__ import annotations

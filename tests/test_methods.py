@@ -168,9 +168,9 @@ def test_an_adapter_of_a_method_that_does_not_merge_is_refused_by_merge(monkeypa
 
 # --- every method of the table end to end on tiny-random ----------------------------------------------------------
 # Each declared method, and the LoRA options that change how it initialises, trains or saves (DoRA + rsLoRA, PiSSA,
-# OLoRA, EVA), trained 2 steps through train.run (no scoring before) on all-linear targets (IA3 gets feed-forward layers), saved,
-# loaded back, scored again by evaluate with the same scores, and merged where it merges: the merged model's
-# transcripts equal the adapter's at fp32, and its weights differ from the base's (the adapter changed something).
+# OLoRA, EVA), trained 2 steps through train.run (no scoring before) on all-linear targets (IA3 gets feed-forward
+# layers), saved, loaded back, scored again by evaluate with the same scores, and merged where it merges: the
+# merged model's transcripts equal the adapter's at fp32, and its weights differ from the base's.
 _SMALL = dict(lora_r=4, lora_alpha=8, vera_r=8, adalora_target_r=2, lora_targets="all-linear", test_sets=["egyptian"],
               evaluate_before=False)
 _CASES = {**{name: (name, {}) for name in methods.METHODS},
