@@ -701,6 +701,8 @@ def test_report_on_a_peft_methods_study(design_root, tmp_path):
     statement, table, _ = shown["comparison"]
     assert set(table["a"]) == {"full fp32 lr1e-05"} and len(table) == 4 * 2  # 4 adapter variants x (wer, cer)
     assert {b.split(" ")[0] for b in table["b"]} == {"lora", "ia3"}
+    ticks = [t.get_text() for t in shown["comparison"][2].axes[0].get_yticklabels()]
+    assert len(ticks) == 4 and all(any(b in t for t in ticks) for b in set(table["b"]))  # a row per variant
     assert {b.split(" ")[-2] for b in table["b"] if b.startswith("ia3")} == {"lora_targets=qv",
                                                                               "lora_targets=all-linear"}
     assert (table["test"] == stats.PAIRED_T).all() and (table["df"] == 1).all()
