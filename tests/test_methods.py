@@ -210,6 +210,9 @@ def test_every_method_trains_saves_reloads_scores_and_merges(case, tmp_path):
         assert type(saved).__name__ == method.peft_config
         if options.get("lora_init") in ("pissa", "olora"):  # converted to a plain LoRA of rank 2r on the base
             assert saved.r == 2 * cfg.lora_r and saved.init_lora_weights is True
+        if name == "adalora":  # the rank budget ran: step 1 of 2 masked each layer's ranks to the budget
+            assert saved.total_step == 2 and saved.rank_pattern and all(
+                sum(kept) <= cfg.lora_r for kept in saved.rank_pattern.values())
     with contextlib.redirect_stdout(io.StringIO()):
         main(["evaluate", "--model-path", str(out / "model"), "--max-test-samples", "4", "--output-dir",
               str(tmp_path / "eval")])
