@@ -210,6 +210,11 @@ def test_every_method_trains_saves_reloads_scores_and_merges(case, tmp_path):
         assert type(saved).__name__ == method.peft_config
         if options.get("lora_init") in ("pissa", "olora"):  # converted to a plain LoRA of rank 2r on the base
             assert saved.r == 2 * cfg.lora_r and saved.init_lora_weights is True
+        if options.get("lora_init") == "eva":  # A's rows: singular vectors of the layers' inputs (unit norm, up
+            # to 2 small steps), where the default Kaiming-uniform rows of 64 inputs have norm ~0.58
+            norms = [p.norm(dim=1) for n, p in loaded.model.named_parameters() if "lora_A" in n]
+            assert saved.init_lora_weights == "eva" and all(torch.allclose(x, torch.ones_like(x), atol=0.05)
+                                                            for x in norms)
         if name == "adalora":  # the rank budget ran: step 1 of 2 masked each layer's ranks to the budget
             assert saved.total_step == 2 and saved.rank_pattern and all(
                 sum(kept) <= cfg.lora_r for kept in saved.rank_pattern.values())
