@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import profiles, stats
+from . import methods, profiles, stats
 from .dialects import POOLED
 from .plots import require_columns
 from .results import BANK_TRAIN_SET, START, TRAINED, TRAINING
@@ -34,7 +34,9 @@ _METRICS = {"wer": ("word_errors", "ref_words"), "cer": ("char_errors", "ref_cha
 # a system: one config, all its seeds (``system`` decides; the others are its readable parts)
 _SYSTEM_KEYS = ["system", "study", "stage", "variant", "train_set"]
 _CELL_KEYS = ["context", "train_set", "test_set"]  # what a method comparison pairs: same context, data, test set
-BASELINE, PEFT = "full", "lora"  # the default comparison: rate(lora) − rate(full)
+# The default comparison: rate(b) − rate(full) for every adapter variant b ("peft": a variant whose method trains
+# an adapter, :func:`_matches`)
+BASELINE, PEFT = "full", "peft"
 
 
 def scored_rows(frame: pd.DataFrame, scored: str) -> pd.DataFrame:
@@ -137,15 +139,20 @@ def _hedges_g_or_nan(b: np.ndarray, a: np.ndarray) -> float:
 
 
 def _matches(variants, name: str) -> list:
-    """The variants of a cell that ``name`` names: its exact label, or every variant of method ``name``."""
+    """The variants of a cell that ``name`` names: its exact label, every variant of method ``name``, or for
+    :data:`PEFT` every variant of a method that trains an adapter (its label's first word is not a method
+    without one: "lora", "dora", "vera", ... but not "full")."""
     exact = [v for v in variants if v == name]
+    if name == PEFT and not exact:
+        whole = {n for n, m in methods.METHODS.items() if not m.peft_config}
+        return [v for v in variants if str(v).split(" ")[0] not in whole]
     return exact or [v for v in variants if str(v).split(" ")[0] == name]
 
 
 def compare_methods(utts: pd.DataFrame, a: str = BASELINE, b: str = PEFT, metrics=("wer", "cer"),
                     margin: float = stats.EQUIVALENCE_MARGIN, n_boot: int = stats.N_RESAMPLES, seed: int = 0,
                     level: float = stats.LEVEL) -> pd.DataFrame:
-    """Variant ``b`` vs variant ``a`` (default every LoRA variant vs full fine-tuning) per cell and metric.
+    """Variant ``b`` vs variant ``a`` (default every adapter variant vs full fine-tuning) per cell and metric.
 
     A cell is (context, train_set, test_set): runs that differ only in their fine-tuning method and seed
     (``a``/``b``: a variant label, or a method name — "lora", "full", "dora" — matching every variant of it; a

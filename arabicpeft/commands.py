@@ -337,8 +337,10 @@ def upload(args) -> Path:
 # Design options of the study command: name -> (type of one item, help, the config fields it sets). Passed to the
 # design when it takes them.
 DESIGN_OPTIONS = {
-    "variants": (str, "peft_vs_full / adapter_bank: lora, full, dora, lora-int8, lora-nf4",
-                 ("method", "precision", "use_dora")),
+    "variants": (str, "peft_vs_full / adapter_bank / peft_methods: a method or a LoRA variant (dora, rslora, pissa, "
+                 "olora, eva, lora-int8, lora-nf4)", ("method", "precision", "use_dora", "use_rslora", "lora_init")),
+    "placements": (str, "peft_methods: where adapters go (lora_targets: a preset of the backbone, e.g. qv, "
+                   "all-linear)", ("lora_targets",)),
     "methods": (str, f"paper / mixing: {', '.join(methods.METHODS)}", ("method",)),
     "dialects": (str, "the dialects (train sets) of the design", ("dialect",)),
     "targets": (str, "mixing: the dialects the balanced model is fine-tuned on", ("dialect",)),

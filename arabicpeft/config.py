@@ -68,8 +68,8 @@ def _section(title: str):
     return documented
 
 
-_what, _data, _lora, _optim, _where = (_section(t) for t in (
-    "what to train", "data", "LoRA", "optimisation (Seq2SeqTrainer)", "where"))
+_what, _data, _lora, _peft, _optim, _where = (_section(t) for t in (
+    "what to train", "data", "LoRA", "other PEFT methods", "optimisation (Seq2SeqTrainer)", "where"))
 
 
 @dataclass
@@ -141,7 +141,14 @@ class ExperimentConfig:
                                          "lora_targets), encoder (Whisper's encoder, Qwen3-ASR's audio tower) or "
                                          "decoder (Whisper's decoder, Qwen3-ASR's language model)")
     use_dora: bool = _lora(False, "DoRA: weight-decomposed LoRA")
+    use_rslora: bool = _lora(False, "rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r")
+    lora_init: methods.LoraInit = _lora("default", "how the LoRA matrices start: " + "; ".join(
+        f"{name}: {what}" for name, (_, what) in methods.LORA_INITS.items()))
     init_adapter: Optional[str] = _lora(None, "a saved adapter to continue training (instead of a fresh one)")
+    vera_r: int = _peft(256, "VeRA: rank of the frozen random projections shared by every layer", min=1)
+    vera_d_initial: float = _peft(0.1, "VeRA: initial value of the trained scaling vector d", gt=0)
+    adalora_target_r: int = _peft(8, "AdaLoRA: mean rank per layer left after the rank budget is allocated "
+                                  "(lora_r is the rank it starts from)", min=1)
 
     learning_rate: Optional[float] = _optim(None, "peak learning rate (default: the method's own, " + ", ".join(
         f"{m.name} {m.learning_rate:g}" for m in methods.METHODS.values()) + ")", gt=0)
@@ -206,6 +213,8 @@ class ExperimentConfig:
                 f"{method.title[0].upper()}{method.title[1:]} of a {self.precision}-quantized model is not possible "
                 "(its base weights are frozen integers)",
                 f"use {' or '.join(f'method={n!r}' for n in _methods_with('quantized'))} or precision fp32/fp16/bf16.")
+        if method.check:
+            method.check(self)
         if not any(m.strip() for m in self.lora_targets.split(",")):
             raise ConfigError("lora_targets is empty", "give a preset of the model's family (e.g. qv) or module names.")
 

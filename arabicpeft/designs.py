@@ -4,218 +4,30 @@ Every experiment of the project is a :class:`StudyDesign`: stages run in order, 
 (config fields, or ``variant``: a named set of config overrides such as "lora", "full", "dora"); a stage may
 start from the models saved by an earlier stage (:class:`Start`: the MSA model of the paper, the balanced
 pooled model of the mixing study), or be an evaluation of an adapter bank (``kind="bank"``). Designs:
-:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank` (:data:`DESIGNS`), and the ready-made
-:data:`PRESETS`. :meth:`StudyDesign.plan` lists the runs (:class:`PlannedRun`), each with its config and the run
-it starts from. Nothing here trains or reads a run: pure data.
+:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods` (:data:`DESIGNS`),
+and the ready-made :data:`PRESETS`. :meth:`StudyDesign.plan` lists the runs (:class:`PlannedRun`), each with its config and the run
+it starts from (:mod:`arabicpeft.plan` holds what a design is and how it plans). Nothing here trains or reads a
+run: pure data.
 
-Public: :data:`VARIANTS`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`, :class:`PlannedRun`,
-:func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :data:`DESIGNS`, :func:`offline_mini_base`,
-:data:`PRESETS`, :func:`design_options`, :func:`design`.
+Public: :data:`VARIANTS`, :func:`variant_fields`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`,
+:class:`PlannedRun` (:mod:`arabicpeft.plan`'s), :func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods`,
+:data:`DESIGNS`, :func:`offline_mini_base`, :data:`PRESETS`, :func:`design_options`, :func:`design`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from .config import ExperimentConfig
 from .dialects import DIALECTS, MSA, POOLED
-from .methods import get as get_method
-from .results import TRAINING
+from .plan import BANK, VARIANTS, PlannedRun, Stage, Start, StudyDesign, variant_fields  # noqa: F401 (public here)
 
 _SEEDS = (42, 84, 168)  # the paper's seeds
 _PAPER_DIALECTS = (*DIALECTS, POOLED)
 _PAPER_TEST_SETS = (*DIALECTS, MSA)
 _PAPER_MSA_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)  # paper Fig. 1
-BANK = "bank"  # a stage kind: evaluate an adapter bank (the other kind: results.TRAINING)
-
-# Config overrides of each named variant; the base config (data, seed, steps, decoding) is shared.
-VARIANTS: dict[str, dict] = {
-    "lora": {"method": "lora"},
-    "full": {"method": "full"},
-    "lora-int8": {"method": "lora", "precision": "int8"},
-    "lora-nf4": {"method": "lora", "precision": "nf4"},
-    "dora": {"method": "lora", "use_dora": True},
-    "lora-decoder": {"method": "lora", "adapter_placement": "decoder"},  # Whisper's decoder, Qwen3-ASR's LM
-    "lora-encoder": {"method": "lora", "adapter_placement": "encoder"},  # Whisper's encoder, Qwen3-ASR's audio tower
-}
-@dataclass
-class Start:
-    """A stage's runs start from the model saved by a run of ``stage``: the run whose axis values equal this
-    run's on ``match`` and equal ``fixed`` (e.g. ``{"train_fraction": 1.0, "seed": 42}``).
-
-    ``lora``: how an adapter start is used — "merge" (merge the adapter into its base, then a fresh adapter or
-    full fine-tuning on the merged model) or "continue" (runs of the start's method keep training that adapter).
-    """
-
-    stage: str
-    match: tuple = ("seed",)
-    fixed: dict = field(default_factory=dict)
-    lora: str = "merge"
-
-    def __post_init__(self):
-        if self.lora not in ("merge", "continue"):
-            raise ValueError(f"Start.lora must be 'merge' or 'continue', got {self.lora!r}.")
-        self.match = tuple(self.match)
-
-    def use(self, start: ExperimentConfig, cfg: ExperimentConfig) -> Optional[str]:
-        """How a run configured ``cfg`` uses the model of its start run configured ``start``: None for a whole
-        model (used as it is), else "continue" (it trains the start's adapter on: ``lora`` "continue" and the
-        same method) or "merge" (the adapter merged into its base first)."""
-        if not get_method(start.method).peft_config:
-            return None
-        return "continue" if self.lora == "continue" and cfg.method == start.method else "merge"
-
-
-@dataclass
-class Stage:
-    """One step of a study: every combination of ``axes`` (config field or "variant" -> values) is a run of
-    ``base`` + ``overrides`` + those values. ``kind="bank"``: no training; per combination (usually per seed),
-    the adapters of stage ``bank_of`` (one per dialect, of a method a bank holds) are loaded together and each
-    test set is decoded with its dialect's adapter (:mod:`arabicpeft.bank`)."""
-
-    name: str
-    axes: dict = field(default_factory=dict)
-    overrides: dict = field(default_factory=dict)
-    start: Optional[Start] = None
-    kind: str = TRAINING
-    bank_of: Optional[str] = None
-
-    def __post_init__(self):
-        if isinstance(self.start, dict):
-            self.start = Start(**self.start)
-        if self.kind not in (TRAINING, BANK):
-            raise ValueError(f"Stage {self.name!r}: kind must be {TRAINING!r} or {BANK!r}, got {self.kind!r}.")
-        if self.kind == BANK and not self.bank_of:
-            raise ValueError(f"Stage {self.name!r}: a bank stage needs bank_of (the stage of its adapters).")
-        self.axes = {k: list(v) for k, v in self.axes.items()}
-
-
-@dataclass
-class StudyDesign:
-    """A named study: ``base`` config and ``stages`` (run in order). Saved whole in the study manifest."""
-
-    name: str
-    base: ExperimentConfig
-    stages: list
-    order: str = "stage"  # "stage": stage by stage; "seed": all stages of the first seed first (results sooner)
-
-    def __post_init__(self):
-        if self.order not in ("stage", "seed"):
-            raise ValueError(f"order must be 'stage' or 'seed', got {self.order!r}.")
-        if isinstance(self.base, dict):
-            self.base = ExperimentConfig.from_dict(self.base)
-        self.stages = [Stage(**s) if isinstance(s, dict) else s for s in self.stages]
-        names = [s.name for s in self.stages]
-        if len(set(names)) != len(names):
-            raise ValueError(f"Stage names must be unique, got {names}.")
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "base": self.base.to_dict(), "stages": [dataclasses.asdict(s) for s in self.stages],
-                "order": self.order}
-
-    @classmethod
-    def from_file(cls, path) -> "StudyDesign":
-        """A design from a JSON or YAML file with keys name, base (config fields), stages (see :class:`Stage`)."""
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-        return cls(**values)
-
-    def plan(self) -> list["PlannedRun"]:
-        """Every run in order, with its config; a started stage's runs name their start run.
-
-        With ``order="seed"`` the runs of the first seed (in every stage) come first, then the next seed's; a
-        start run always comes before the runs that start from it (starts share the seed or use the first)."""
-        runs: list[PlannedRun] = []
-        for stage in self.stages:
-            names = list(stage.axes)
-            for values in itertools.product(*(stage.axes[n] for n in names)):
-                runs.append(_planned(self, stage, dict(zip(names, values)), runs))
-        if self.order == "seed":
-            seeds = list(dict.fromkeys(r.cfg.seed for r in runs))
-            runs = sorted(runs, key=lambda r: seeds.index(r.cfg.seed))  # stable: stage order within a seed
-            for i, run in enumerate(runs):
-                if run.start is not None and runs.index(run.start) > i:
-                    raise ValueError(f"order='seed' would run {run.name} before its start {run.start.name}.")
-        return runs
-
-
-@dataclass
-class PlannedRun:
-    name: str  # "<stage>/<axis values>": the run's directory under the study root
-    stage: Stage
-    values: dict  # this run's axis values
-    cfg: ExperimentConfig
-    start: Optional["PlannedRun"] = None
-
-    @property
-    def label(self) -> str:
-        """Progress label: the axis values, e.g. "gulf lora seed 84"."""
-        parts = [f"seed {v}" if k == "seed" else _value_text(k, v) for k, v in self.values.items()]
-        return f"{self.stage.name}: " + (" ".join(parts) or "run")
-
-
-def _value_text(key: str, value) -> str:
-    if isinstance(value, bool):
-        return key if value else f"no-{key}"
-    if key == "train_fraction":
-        return f"frac{value:g}"
-    if key == "seed":
-        return f"seed{value}"
-    return str(value).replace("/", "-").replace(" ", "")
-
-
-def _planned(design: StudyDesign, stage: Stage, values: dict, earlier: list) -> PlannedRun:
-    fields = dict(stage.overrides)
-    variant = values.get("variant")
-    if variant is not None:
-        if variant not in VARIANTS:
-            raise ValueError(f"Unknown variant {variant!r}; choose from {', '.join(VARIANTS)}.")
-        fields.update(VARIANTS[variant])
-    fields.update({k: v for k, v in values.items() if k != "variant"})
-    extra = {**design.base.extra, **fields.pop("extra", {}), "study": design.name, "stage": stage.name}
-    if variant is not None:
-        extra["variant"] = variant
-    cfg = dataclasses.replace(design.base, **fields, extra=extra)
-    name = f"{stage.name}/" + ("_".join(_value_text(k, v) for k, v in values.items()) or "run")
-    start = None
-    if stage.start is not None:
-        want = {**{k: values[k] for k in stage.start.match if k in values}, **stage.start.fixed}
-        found = [r for r in earlier if r.stage.name == stage.start.stage
-                 and all(r.values.get(k, getattr(r.cfg, k, None)) == v for k, v in want.items())]
-        if len(found) != 1:
-            raise ValueError(f"Stage {stage.name!r}, run {name}: {len(found)} runs of stage {stage.start.stage!r} "
-                             f"match {want} (need exactly one): fix Start.match / Start.fixed.")
-        start = found[0]
-        cfg = dataclasses.replace(cfg, extra={**cfg.extra, "start": _start_label(start, stage.start, cfg),
-                                              "start_context": _start_label(start, stage.start)})
-    return PlannedRun(name, stage, values, cfg, start)
-
-
-def _start_label(start: PlannedRun, how: Start, cfg: Optional[ExperimentConfig] = None) -> str:
-    """The start model as a seed-free label (so one system's seeds share it): "<stage>/<values>[+merged]", how an
-    adapter start is used read from ``cfg`` (:meth:`Start.use`). Without ``cfg``: the start without what varies
-    with the run (``how.match``, e.g. its method) nor how it is used ("msa/frac1"): what runs of several methods
-    that each start from their own method's model have in common, so that a comparison of methods pairs them."""
-    skip = {"seed"} if cfg is not None else {"seed", *how.match}
-    values = "_".join(_value_text(k, v) for k, v in start.values.items() if k not in skip)
-    label = f"{start.stage.name}/{values}" if values else start.stage.name
-    use = how.use(start.cfg, cfg) if cfg is not None else None
-    if use:
-        label += "+continued" if use == "continue" else "+merged"
-    return label
-
-
 # --- the ready-made designs -------------------------------------------------------------------------
 
 
@@ -315,8 +127,32 @@ def adapter_bank(base: ExperimentConfig, dialects=DIALECTS, seeds=_SEEDS, varian
     ])
 
 
+# Every adapter method of the table, and the LoRA options that change its training (DoRA, rsLoRA; the
+# initialisations change where it starts): what the methods study compares with full fine-tuning by default.
+_PEFT_METHODS = ("lora", "dora", "rslora", "vera", "ia3", "loha", "lokr", "adalora")
+_PLACEMENTS = ("qv", "all-linear")  # adapter placement: presets of the backbone (arabicpeft.backbones)
+
+
+def peft_methods(base: ExperimentConfig, variants=_PEFT_METHODS, placements=_PLACEMENTS, dialects=DIALECTS,
+                 seeds=_SEEDS, name: str = "peft_methods") -> StudyDesign:
+    """PEFT methods x adapter placement x dialects x seeds vs full fine-tuning, under one protocol.
+
+    ``variants`` (:func:`variant_fields`): a method of :data:`arabicpeft.methods.METHODS` or a LoRA
+    option such as "dora"); ``placements``: ``lora_targets`` values (a preset of the backbone or module names).
+    One stage, so that every run shares its data, steps, validation-WER selection and decoding (``base``), and
+    each method at its own declared learning rate (``base.learning_rate`` None: :attr:`Method.learning_rate`,
+    with its source). Full fine-tuning ignores the placement, so it is planned once per dialect and seed
+    (:meth:`StudyDesign.plan`). The report compares every adapter variant with full fine-tuning (Δ WER/CER with
+    t-intervals, TOST equivalence; :meth:`arabicpeft.report.StudyReport.comparison`) and gives each one's
+    trainable parameters, step time, peak memory and bytes on disk (:meth:`~arabicpeft.report.StudyReport.efficiency`).
+    """
+    return StudyDesign(name, base, [Stage("train", {"variant": [*variants, "full"], "lora_targets": list(placements),
+                                                    "dialect": list(dialects), "seed": list(seeds)})])
+
+
 DESIGNS: dict[str, Callable[..., StudyDesign]] = {
     "peft_vs_full": peft_vs_full, "paper": paper, "mixing": mixing, "adapter_bank": adapter_bank,
+    "peft_methods": peft_methods,
 }
 
 
@@ -382,8 +218,20 @@ def _backbones(base: Optional[ExperimentConfig] = None) -> StudyDesign:
     return peft_vs_full(base, BACKBONE_VARIANTS, DIALECTS, _SEEDS, "backbones", BACKBONE_MODELS)
 
 
-PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {"offline-mini": _offline_mini,
-                                                                          "backbones": _backbones}
+
+
+def _peft_methods_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
+    """The offline methods study: :func:`peft_methods` on the offline mini base (whisper-base, the sample set,
+    16 steps of 4 clips), LoRA, VeRA, IA3, LoHa, LoKr and AdaLoRA on q/v and on every linear layer, vs full
+    fine-tuning; Egyptian, seeds 42 and 84, scored on Egyptian only (to spend the CPU time on training): 26 runs."""
+    base = dataclasses.replace(base or offline_mini_base(), test_sets=["egyptian"],
+                               output_dir="runs/peft-methods-mini")
+    return peft_methods(base, variants=("lora", "vera", "ia3", "loha", "lokr", "adalora"),
+                        dialects=("egyptian",), seeds=(42, 84), name="peft-methods-mini")
+
+
+PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {
+    "offline-mini": _offline_mini, "peft-methods-mini": _peft_methods_mini, "backbones": _backbones}
 
 
 def design_options(name: str, options: dict) -> dict:

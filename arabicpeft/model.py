@@ -104,7 +104,8 @@ def build_model(cfg: ExperimentConfig):
     """(model, processor) ready for training with ``cfg.method``."""
     model, processor = _load_base(cfg)
     if methods.get(cfg.method).peft_config:
-        model = methods.add_adapter(model, cfg, backbones.of(model).target_modules(cfg))
+        backbone = backbones.of(model)
+        model = methods.add_adapter(model, cfg, backbone.target_modules(cfg), backbone.feedforward)
     if cfg.gradient_checkpointing:
         # With a frozen base, re-entrant checkpointing sees no input that requires grad and breaks.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -150,7 +151,7 @@ def save_trained(model, processor, cfg: ExperimentConfig, out_dir: Path) -> Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _no_file_progress_bars():
-        model.save_pretrained(out_dir)
+        model.save_pretrained(out_dir, **methods.save_options(cfg))
     processor.save_pretrained(out_dir)
     (out_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2, ensure_ascii=False), encoding="utf-8")
     return out_dir
@@ -392,6 +393,13 @@ def _load_bank(path: Path, bank: dict[str, Path], precision: Optional[str], full
     from peft import PeftModel
 
     cfgs = {d: _adapter_base_config(p, precision, full_window) for d, p in bank.items()}
+    unmixable = {d: methods.get(c.method).label_words(c.to_dict())[0] for d, c in cfgs.items()
+                 if not methods.mixes_in_bank(c)}
+    if unmixable:  # before any weight loads
+        raise ValueError("An adapter bank mixes its adapters per utterance, which peft cannot do with " + "; ".join(
+            f"{kind} adapters ({d}: {bank[d]})" for d, kind in unmixable.items()) + ". Build the bank from "
+            f"adapters a bank mixes ({', '.join(n for n, m in methods.METHODS.items() if m.bank)}), or evaluate "
+            "each adapter alone.")
     bases = {(c.model, c.encoder_seconds, c.precision) for c in cfgs.values()}
     if len(bases) > 1:
         raise ValueError(f"The adapters in {path} do not share one base (model, encoder_seconds, precision): "

@@ -183,16 +183,19 @@ def fig_method_comparison(comparison: pd.DataFrame) -> Figure:
     b, delta, low, high, p_holm, hedges_g; optional utt_low, utt_high, margin, equivalent). Each row is a point at
     delta with its t-interval over seeds (thick; none with one seed per method) and, where given, the
     utterance-level interval conditional on the seeds (thin, grey); dotted lines at ± the equivalence margin. The
-    text gives the Holm-adjusted p, Hedges' g and the TOST verdict. Positive: b has more errors than a.
+    text gives the Holm-adjusted p, Hedges' g and the TOST verdict. Positive: b has more errors than a. With
+    several b variants (a methods study) each row names its variant.
     """
     require_columns(comparison, ["test_set", "metric", "a", "b", "delta", "low", "high", "p_holm", "hedges_g"],
              "fig_method_comparison")
     metrics = list(dict.fromkeys(comparison["metric"]))
     context = _context_labels(comparison)
+    several = comparison["b"].nunique() > 1  # several variants against one baseline: a row for each
     data = comparison.assign(row=comparison["test_set"].map(display_name)
-                             + context.map(lambda c: f"\n({c})" if c else ""))
+                             + context.map(lambda c: f"\n({c})" if c else "")
+                             + (comparison["b"].map(lambda v: f"\n{v}") if several else ""))
     require_unique(data, ["metric", "row"], "fig_method_comparison")
-    a, b = data["a"].iloc[0], data["b"].iloc[0]
+    a, b = data["a"].iloc[0], ("each variant named in its row" if several else data["b"].iloc[0])
     rank = {t: i for i, t in enumerate(ordered(data["test_set"]))}
     rows = list(dict.fromkeys(data.sort_values("test_set", key=lambda s: s.map(rank), kind="stable")["row"]))
     fig = Figure(figsize=(6.5 * len(metrics), 1.2 + 0.7 * len(rows)), layout="constrained")

@@ -144,6 +144,9 @@ class Qwen3ASR:
         "all-linear": ["q_proj", "k_proj", "v_proj", "out_proj", "o_proj", "fc1", "fc2", "gate_proj", "up_proj",
                        "down_proj"],
     }
+    # the feed-forward blocks' Linear layers (IA3 scales their inputs): the audio tower's fc1/fc2, the language
+    # model's gated MLP
+    feedforward = ("fc1", "fc2", "gate_proj", "up_proj", "down_proj")
 
     def __init__(self, language: str, suppress_choices: tuple[str, ...]):
         """``language``: the ISO 639-1 code forced in every prompt; ``suppress_choices``: the ``suppress`` values

@@ -234,7 +234,7 @@ class StudyReport:
         return [rates, fig]
 
     def comparison(self, a: str = BASELINE, b: str = PEFT) -> list:
-        """Variant ``b`` vs ``a`` (default every LoRA variant vs full fine-tuning; :func:`compare_methods`: Δ with
+        """Variant ``b`` vs ``a`` (default every adapter variant vs full fine-tuning; :func:`compare_methods`: Δ with
         its t-interval and Holm-adjusted t-test over seeds, TOST equivalence within :attr:`margin`, Hedges' g,
         and the utterance-level CI and permutation p conditional on the seeds), written as ``peft_vs_full`` (table
         and figure, :func:`plots.fig_method_comparison`). Returns [the WER and CER :func:`comparison_statement`
@@ -257,7 +257,7 @@ class StudyReport:
         (one method, one context: study stage, start, mixture, ...; :func:`by_group`) and have more than one
         cell: :func:`matrix_table` ("mean (± sd)" over seeds of WER) and :func:`paper_plots.fig4_heatmap` (all train
         sets, titled by the group), both written as ``matrix_<group>``. Returns [a Note "**<group>**", table,
-        figure] per matrix."""
+        figure] per matrix, or [a Note] when no group has more than one cell."""
         if notice := self._no_results():
             return notice
         shown = []
@@ -270,7 +270,7 @@ class StudyReport:
             self._save(f"matrix_{_file_label(group)}", table, fig, index=True, float_format=None,
                        caption=f"WER (%, {self.scheme}), {group}: mean (± sd) over seeds")
             shown += [_Note(f"**{group}**"), table, fig]
-        return shown
+        return shown or [_Note("No train x test matrix: each group of runs has one train set and one test set.")]
 
     def gain_forgetting(self) -> list:
         """Gain and forgetting of every run that scored its starting model (:func:`scored_start`,

@@ -131,7 +131,7 @@ def _needs(run: PlannedRun, plan: list[PlannedRun]) -> list[PlannedRun]:
     """The runs ``run`` reads: its start model, or for a bank the runs of its source stage with its axis values
     whose method a bank holds (:func:`_bank_adapters`)."""
     if run.stage.kind == BANK:
-        return [r for r in plan if r.stage.name == run.stage.bank_of and methods.get(r.cfg.method).bank
+        return [r for r in plan if r.stage.name == run.stage.bank_of and methods.mixes_in_bank(r.cfg)
                 and all(r.values.get(k) == v for k, v in run.values.items())]
     return [run.start] if run.start is not None else []
 
@@ -306,7 +306,7 @@ def _execute(run: PlannedRun, cfg: ExperimentConfig, root: Path) -> Path:
 
 def _bank_adapters(run: PlannedRun, root: Path) -> dict[str, Path]:
     """{dialect: adapter directory} of the bank's source stage: its finished runs of a method a bank holds
-    (:attr:`arabicpeft.methods.Method.bank`) sharing this run's axes."""
+    (:func:`arabicpeft.methods.mixes_in_bank`) sharing this run's axes."""
     from .run_dir import MODEL_DIR
 
     manifest = json.loads((root / _MANIFEST_FILE).read_text(encoding="utf-8"))
@@ -317,7 +317,7 @@ def _bank_adapters(run: PlannedRun, root: Path) -> dict[str, Path]:
         if any(entry["values"].get(k) != v for k, v in run.values.items()):
             continue
         cfg = read_results(entry["results"])["config"]
-        if not methods.get(cfg["method"]).bank:
+        if not methods.mixes_in_bank(cfg):
             continue
         if cfg["dialect"] in adapters:
             raise ValueError(f"Two adapter runs of stage {run.stage.bank_of!r} for {cfg['dialect']!r}: the bank takes "

@@ -69,6 +69,7 @@ _EFFICIENCY_SUMMARY = {  # output column: (Runs.runs column, scale)
     "trainable_percent": ("trainable_percent", 1.0),
     "peak_memory_mib": ("peak_memory_bytes", 1.0 / MIB),
     "train_wall_time_s": ("train_wall_time_s", 1.0),
+    "train_s_per_step": ("train_s_per_step", 1.0),  # training wall time (validations included) per optimizer step
     "train_samples_per_second": ("train_samples_per_second", 1.0),
     "run_wall_time_s": ("run_wall_time_s", 1.0),
     "weights_mib": ("weights_bytes", 1.0 / MIB),
@@ -91,6 +92,8 @@ def efficiency_summary(eff: pd.DataFrame, by=("system", "study", "stage", "varia
         eff = eff[eff["kind"] == TRAINING]
     if "model_name" in by and "model_name" not in eff.columns and "model" in eff.columns:
         eff = eff.assign(model_name=eff["start_model"] if "start_model" in eff.columns else eff["model"])
+    eff = eff.assign(train_s_per_step=eff["train_wall_time_s"].astype(float) / eff["steps"].astype(float)
+                     if "steps" in eff.columns else float("nan"))  # NaN for a frame without step counts
     require_columns(eff, by + [src for src, _ in _EFFICIENCY_SUMMARY.values()] + ["peak_memory_kind"], "efficiency_summary")
     scaled = eff[by].copy()
     for name, (source, scale) in _EFFICIENCY_SUMMARY.items():

@@ -19,7 +19,7 @@ from transformers import (EarlyStoppingCallback, ProgressCallback, Seq2SeqTraine
                           TrainerCallback)
 from transformers.loss.loss_utils import ForMaskedLMLoss
 
-from . import backbones, sources
+from . import backbones, methods, sources
 from .config import QUANTIZED, ExperimentConfig
 from .data import DataSplits
 from .device import half_dtype
@@ -207,6 +207,9 @@ def make_trainer(cfg: ExperimentConfig, model, processor, splits: DataSplits,
         compute_loss_func=_token_mean_loss,
         callbacks=callbacks,
     )
+    hook = methods.get(cfg.method).hook
+    if hook:  # what the method needs around training (AdaLoRA's rank budget, EVA's initialisation)
+        hook(cfg, trainer)
     if trainer.pop_callback(ProgressCallback) is not None:  # in a terminal; notebooks keep their HTML table
         trainer.add_callback(_ReadableProgress())
     return trainer, budget

@@ -149,6 +149,7 @@ class Whisper:
         "qkvo": ["q_proj", "k_proj", "v_proj", "out_proj"],
         "all-linear": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
     }
+    feedforward = ("fc1", "fc2")  # the feed-forward blocks' Linear layers (IA3 scales their inputs)
 
     def load_model(self, path, *, dtype=None, quantization_config=None, device_map=None):
         """The model in ``path`` (a folder or hub id) for training or inference, weights at ``dtype``; OSError when

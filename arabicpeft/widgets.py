@@ -120,7 +120,8 @@ def _axis_control(name: str, values: list) -> widgets.ValueWidget:
     from . import designs
 
     options = {"dialects": dialects.NAMES, "targets": dialects.NAMES, "test_sets": dialects.VARIETIES,
-               "variants": tuple(designs.VARIANTS), "methods": ExperimentConfig.choices("method"),
+               "variants": (*ExperimentConfig.choices("method"), *designs.VARIANTS),
+               "methods": ExperimentConfig.choices("method"),
                "mixtures": MIXTURES}.get(name)
     if options is not None:
         options = list(dict.fromkeys((*options, *values)))  # a study of one's own varieties offers them too

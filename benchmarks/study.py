@@ -1,8 +1,9 @@
-"""A study preset, timed: ``python benchmarks/study.py [--preset offline-mini] [--output-dir DIR]``.
+"""A study preset, timed: ``python benchmarks/study.py [--preset offline-mini|peft-methods-mini] [--output-dir DIR]``.
 
 Runs ``python -m arabicpeft study --preset PRESET`` once in a fresh process and prints its wall time against the
-offline mini-study's 45-minute target on 2 CPU cores, the manifest's counts, what each run took, the peak memory of
-one run and the manifest's path (``study.json``: the study's own record).
+offline mini-studies' 45-minute target on 2 CPU cores, the manifest's counts, what each run took, the peak memory of
+one run, the efficiency table per variant (trainable parameters, seconds per step, peak memory, weights on disk:
+means over seeds) and the manifest's path (``study.json``: the study's own record).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ def main(argv=None) -> None:
         print(f"  {Path(row.path).parent.relative_to(Path(output_dir).resolve())!s:<32} {row.kind:<10} {took:7.1f} s")
     print(f"  peak memory of one run: {runs['peak_memory_bytes'].max() / 2**30:.2f} GiB "
           f"({', '.join(sorted(set(map(str, runs['peak_memory_kind']))))})")
+    from arabicpeft.tables import efficiency_summary
+
+    columns = ["variant", "k", "trainable_parameters", "train_s_per_step", "peak_memory_mib", "weights_mib"]
+    print(efficiency_summary(runs)[columns].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"manifest: {Path(output_dir).resolve() / 'study.json'}")
 
 

@@ -201,7 +201,7 @@ def adapters(tmp_path_factory):
 
 # --- a ci-profile study of every design (tests/test_analysis.py runs every StudyReport section on each) ---------
 # Real runs of tiny-random on the sample set through the study launcher, shrunk further (2 steps, 4 test clips per
-# set): 28 runs, about 8 CPU-minutes in all (3-50 s a run, as loaded as the machine is); each design's folder is made
+# set): 38 runs, about 10 CPU-minutes in all (3-50 s a run, as loaded as the machine is); each design's folder is made
 # once per session, when first asked for.
 
 
@@ -231,6 +231,9 @@ def design_study(name: str):
         return designs.mixing(base, seeds=[42], max_train_per_dialect=10, test_sets=["egyptian", "gulf"])
     if name == "adapter_bank":
         return designs.adapter_bank(base, dialects=["egyptian", "levantine"], seeds=[42])
+    if name == "peft_methods":  # two methods x two placements + full, two seeds: 10 runs
+        return designs.peft_methods(dataclasses_replace(base, test_sets=["egyptian"]), variants=("lora", "ia3"),
+                                    placements=("qv", "all-linear"), dialects=["egyptian"], seeds=[42, 84])
     raise ValueError(name)
 
 

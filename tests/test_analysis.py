@@ -518,7 +518,8 @@ def test_study_report_matrix_one_per_method_and_context(study, tmp_path):
     assert titles == sorted(f"**{v} | stage={s}**" for s in ("a", "b")
                             for v in ("full fp32 lr1e-05", "lora fp32 r32 a64 d0.05 qv lr0.001"))
     report._scores = scores[scores["test_set"] == "gulf"]
-    assert report.matrix() == []  # one cell each
+    assert [str(s) for s in report.matrix()] == [  # one cell each
+        "No train x test matrix: each group of runs has one train set and one test set."]
 
 
 def test_study_report_paper_figures_per_method_and_metric(grid_root, tmp_path):
@@ -694,3 +695,35 @@ def test_report_on_a_training_run_and_an_evaluation_of_its_model(design_root, tm
     assert shown["comparison"][0].startswith("No (context, train_set, test_set) cell has runs of both")
     fig, efficiency = shown["efficiency"]
     assert list(efficiency["system"]) == ["kind=training"]  # an evaluation has no training cost
+
+
+def test_report_on_a_peft_methods_study(design_root, tmp_path):
+    """peft_methods (LoRA and IA3 on q/v and on every linear layer, vs full fine-tuning, two seeds): every adapter
+    variant is compared with full fine-tuning over seeds, and the efficiency table has each one's cost."""
+    report, shown = _every_section(design_root("peft_methods"), tmp_path)
+    runs = report.runs.runs
+    assert len(runs) == 10 and sorted(runs.groupby("method").size().items()) == [("full", 2), ("ia3", 4), ("lora", 4)]
+    full = runs.loc[runs["method"] == "full", "variant"].iloc[0]  # the ci profile sets one learning rate for all
+    statement, table, _ = shown["comparison"]
+    assert set(table["a"]) == {full} and len(table) == 4 * 2  # 4 adapter variants x (wer, cer)
+    assert {b.split(" ")[0] for b in table["b"]} == {"lora", "ia3"}
+    ticks = [t.get_text() for t in shown["comparison"][2].axes[0].get_yticklabels()]
+    assert len(ticks) == 4 and all(any(b in t for t in ticks) for b in set(table["b"]))  # a row per variant
+    assert {b.split(" ")[-2] for b in table["b"] if b.startswith("ia3")} == {"lora_targets=qv",
+                                                                              "lora_targets=all-linear"}
+    assert (table["test"] == stats.PAIRED_T).all() and (table["df"] == 1).all()
+    utts = report.utterances
+    for _, row in table.iterrows():  # each variant's t-test over the two seeds, paired with full fine-tuning's
+        b = utts[(utts["scored"] == "trained") & (utts["variant"] == row["b"]) & (utts["test_set"] == row["test_set"])]
+        rates_b = np.array([_rate(g, row["metric"]) for _, g in b.groupby("seed")])
+        expected = stats.seed_t_test(_seed_rates(utts, "full", row["test_set"], row["metric"]), rates_b, paired=True)
+        assert row["delta"] == pytest.approx(expected["delta"])
+    _, efficiency = shown["efficiency"]
+    assert len(efficiency) == 5 and (efficiency["k"] == 2).all()
+    by_variant = efficiency.set_index("variant")
+    trained = by_variant["trainable_parameters"]
+    assert trained.filter(like="ia3").max() < trained.filter(like="lora ").min() < trained[full]
+    assert (efficiency[["train_s_per_step", "peak_memory_mib", "weights_mib"]] > 0).all().all()
+    steps = runs.set_index("run_id")
+    assert by_variant.loc[full, "train_s_per_step"] == pytest.approx(
+        (steps.loc[steps["method"] == "full", "train_wall_time_s"] / 2).mean())

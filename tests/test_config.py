@@ -34,7 +34,7 @@ def test_every_numeric_field_declares_its_range_once_and_the_config_holds_it():
     from arabicpeft.config import _numeric_type
 
     numeric = [f for f in fields(ExperimentConfig) if _numeric_type(f.name)]
-    assert len(numeric) == 25 and all(f.metadata["bounds"] for f in numeric)
+    assert len(numeric) == 28 and all(f.metadata["bounds"] for f in numeric)
     assert [f.name for f in fields(ExperimentConfig) if f.metadata["bounds"]] == [f.name for f in numeric]
     base = ExperimentConfig()
     for f in numeric:
@@ -55,12 +55,15 @@ def test_every_numeric_field_declares_its_range_once_and_the_config_holds_it():
 
 
 def test_unused_fields_name_what_a_config_leaves_unused():
+    # a LoRA run leaves the settings only other methods read (VeRA's, AdaLoRA's) unused
     assert set(ExperimentConfig().unused_fields()) == {"data_path", "mixture", "max_train_per_dialect",
-                                                       "feature_cache_dtype", "pool"}
+                                                       "feature_cache_dtype", "pool", "vera_r", "vera_d_initial",
+                                                       "adalora_target_r"}
     full = ExperimentConfig(method="full", dialect="all", source="local", data_path="d", feature_cache="c")
     assert set(full.unused_fields()) == {"lora_r", "lora_alpha", "lora_dropout", "lora_targets", "use_dora",
                                          "adapter_placement", "dataset", "split_train", "split_test",
-                                         "audio_column", "text_column", "dialect_column"}
+                                         "audio_column", "text_column", "dialect_column", "use_rslora", "lora_init",
+                                         "vera_r", "vera_d_initial", "adalora_target_r"}
 
 
 # --- bad input: a clear error that says what was wrong and what to do ------------------------------------

@@ -223,6 +223,31 @@ def test_offline_mini_preset_plans_both_studies_and_the_bank_and_shrinks_in_the_
     assert [r.cfg.max_steps for r in tiny if r.stage.name == "pool"] == [profiles._CI_OVERRIDES["max_steps"] * 3 // 2]
 
 
+def test_peft_methods_plans_methods_x_placements_and_full_fine_tuning_once_each_at_its_own_learning_rate(monkeypatch):
+    from arabicpeft import methods
+
+    plan = designs.design("peft_methods", BASE).plan()
+    # (8 adapter variants x 2 placements + full) x 5 dialects x 3 seeds, all in one stage (one protocol)
+    assert len(plan) == (8 * 2 + 1) * 5 * 3 and {r.stage.name for r in plan} == {"train"}
+    full = [r for r in plan if r.cfg.method == "full"]
+    assert len(full) == 15 and {r.cfg.lora_targets for r in full} == {"qv"}  # the placement it ignores: once
+    assert {r.cfg.lr for r in plan} == {m.learning_rate for m in methods.METHODS.values()}  # each its own default
+    assert {r.cfg.lora_targets for r in plan} == {"qv", "all-linear"}
+    assert {(r.cfg.use_dora, r.cfg.use_rslora) for r in plan if r.values["variant"] in ("dora", "rslora")} == {
+        (True, False), (False, True)}
+    # a method added to the table is a variant of the study with no other change
+    monkeypatch.setitem(methods.METHODS, "lora-kept", dataclasses_replace(methods.METHODS["lora"], name="lora-kept"))
+    added = designs.peft_methods(BASE, variants=("lora-kept",), dialects=["egyptian"], seeds=[42]).plan()
+    assert [r.name for r in added] == ["train/lora-kept_qv_egyptian_seed42", "train/lora-kept_all-linear_egyptian_seed42",
+                                       "train/full_qv_egyptian_seed42"]
+    with pytest.raises(ValueError, match="Unknown variant 'prefix'; choose from lora, full, vera, .*lora-kept, "
+                                         "lora-int8"):
+        designs.peft_methods(BASE, variants=("prefix",)).plan()
+    mini = designs.design("peft-methods-mini").plan()
+    assert len(mini) == 26 and all(r.cfg.model == "whisper-base" and r.cfg.source == "sample" and r.cfg.max_steps == 16
+                                   and r.cfg.test_sets == ["egyptian"] for r in mini)
+
+
 def test_is_complete(tmp_path):
     assert not study._is_complete(tmp_path / "absent.json")
     done = write_results(tmp_path / "done", fake_result())
@@ -355,11 +380,11 @@ def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monke
               "max_steps": 2, "eval_steps": 2, "time_budget_s": 60.0, "model": "whisper-base", "source": "hub",
               "max_test_samples": 3, "learning_rate": 0.01, "generation_max_length": 9}
     use_instead = {"dialect": {"peft_vs_full": "--dialects", "paper": "--dialects", "mixing": "--targets",
-                               "adapter_bank": "--dialects"},
+                               "adapter_bank": "--dialects", "peft_methods": "--dialects"},
                    "method": {"peft_vs_full": "--variants", "paper": "--methods", "mixing": "--methods",
-                              "adapter_bank": "--variants"},
+                              "adapter_bank": "--variants", "peft_methods": "--variants"},
                    "seed": dict.fromkeys(designs.DESIGNS, "--seeds"), "train_fraction": {"paper": "--msa-fractions"},
-                   "mixture": {"mixing": "--mixtures"}}
+                   "mixture": {"mixing": "--mixtures"}, "use_dora": {"peft_methods": "--variants"}}
     # refused for what the option asks, not because the study sets it: the backbones preset needs audio
     refused = {("backbones", "source"): "cannot read the hub source's 80-mel features"}
     checked = set()
