@@ -381,7 +381,7 @@ def study(args) -> Path:
         if options:
             raise UserError(f"the preset {name} takes no {', '.join('--' + k.replace('_', '-') for k in options)}",
                             "drop them, or give a design (" + ", ".join(designs.DESIGNS) + ") with its options.")
-        base = designs.offline_mini_base() if name == "offline-mini" else ExperimentConfig()
+        base = designs.PRESETS[name].start()
         accepted = {}
     else:
         factory = designs.DESIGNS.get(name)

@@ -11,18 +11,19 @@ run: pure data.
 
 Public: :data:`VARIANTS`, :func:`variant_fields`, :data:`BANK`, :class:`Start`, :class:`Stage`, :class:`StudyDesign`,
 :class:`PlannedRun` (:mod:`arabicpeft.plan`'s), :func:`peft_vs_full`, :func:`paper`, :func:`mixing`, :func:`adapter_bank`, :func:`peft_methods`,
-:data:`DESIGNS`, :func:`offline_mini_base`, :data:`PRESETS`, :func:`design_options`, :func:`design`.
+:data:`DESIGNS`, :func:`offline_mini_base`, :class:`Preset`, :data:`PRESETS`, :func:`design_options`, :func:`design`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 from .config import ExperimentConfig
 from .dialects import DIALECTS, MSA, POOLED
-from .plan import BANK, VARIANTS, PlannedRun, Stage, Start, StudyDesign, variant_fields  # noqa: F401 (public here)
+from .plan import BANK, VARIANTS, PlannedRun, Stage, Start, StudyDesign, variant_fields  # noqa: F401 (public here too)
 
 _SEEDS = (42, 84, 168)  # the paper's seeds
 _PAPER_DIALECTS = (*DIALECTS, POOLED)
@@ -230,8 +231,17 @@ def _peft_methods_mini(base: Optional[ExperimentConfig] = None) -> StudyDesign:
                         dialects=("egyptian",), seeds=(42, 84), name="peft-methods-mini")
 
 
-PRESETS: dict[str, Callable[[Optional[ExperimentConfig]], StudyDesign]] = {
-    "offline-mini": _offline_mini, "peft-methods-mini": _peft_methods_mini, "backbones": _backbones}
+@dataclass(frozen=True)
+class Preset:
+    """A ready-made study: ``build(base)`` makes its design from ``base``, by default ``start()``: the config
+    its runs start from (the command line applies the profile and its options to it first)."""
+    build: Callable[[Optional[ExperimentConfig]], StudyDesign]
+    start: Callable[[], ExperimentConfig] = ExperimentConfig
+
+
+PRESETS: dict[str, Preset] = {"offline-mini": Preset(_offline_mini, offline_mini_base),
+                              "peft-methods-mini": Preset(_peft_methods_mini, offline_mini_base),
+                              "backbones": Preset(_backbones)}
 
 
 def design_options(name: str, options: dict) -> dict:
@@ -248,7 +258,7 @@ def design_options(name: str, options: dict) -> dict:
 def design(name: str, base: Optional[ExperimentConfig] = None, **options) -> StudyDesign:
     """A design by name (:data:`DESIGNS`, a preset of :data:`PRESETS`, or a .json/.yaml design file)."""
     if name in PRESETS:
-        return PRESETS[name](base)
+        return PRESETS[name].build(base)
     if name in DESIGNS:
         return DESIGNS[name](base if base is not None else ExperimentConfig(), **options)
     if Path(name).suffix in (".json", ".yaml", ".yml"):

@@ -390,7 +390,7 @@ def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monke
     checked = set()
     for name in [*designs.DESIGNS, *designs.PRESETS]:
         head = ["--preset", name] if name in designs.PRESETS else [name]
-        default = designs.design(name, profiles.apply(designs.offline_mini_base() if name in designs.PRESETS else BASE))
+        default = designs.design(name, profiles.apply(designs.PRESETS[name].start() if name in designs.PRESETS else BASE))
         overridden = {k for r in default.plan() for k in values if getattr(r.cfg, k) != getattr(default.base, k)}
         for field in sorted(overridden | set(profiles._CI_OVERRIDES) & set(values)):
             checked.add((name, field))
