@@ -174,9 +174,11 @@ def test_an_adapter_of_a_method_that_does_not_merge_is_refused_by_merge(monkeypa
 # merged model's transcripts equal the adapter's at fp32, and its weights differ from the base's.
 _SMALL = dict(lora_r=4, lora_alpha=8, vera_r=8, adalora_target_r=2, lora_targets="all-linear", test_sets=["egyptian"],
               evaluate_before=False)
-_CASES = {**{name: (name, {}) for name in methods.METHODS},
+# Plain LoRA and full fine-tuning run this path in tests/test_train.py and tests/test_export.py, and OLoRA saves as
+# PiSSA does: left out here to keep the suite's time.
+_CASES = {**{name: (name, {}) for name in methods.METHODS if name not in ("lora", "full")},
           "dora+rslora": ("lora", {"use_dora": True, "use_rslora": True}),
-          **{f"init={init}": ("lora", {"lora_init": init}) for init in ("pissa", "olora", "eva")}}
+          **{f"init={init}": ("lora", {"lora_init": init}) for init in ("pissa", "eva")}}
 
 
 @pytest.mark.parametrize("case", list(_CASES))
