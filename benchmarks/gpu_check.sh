@@ -33,8 +33,13 @@ command -v "$PY" >/dev/null || PY=python
 
 if [ "$MODE" = prepare ]; then exec bash benchmarks/gpu_check_prepare.sh; fi
 
+START=$(date +%s)  # the budget counts the install of the carried wheels too
 # Carried wheels (--prepare): join the parts, install them where only this run sees them.
-if [ "$MODE" = gpu ] && ls .gpucheck/part-* >/dev/null 2>&1; then
+if [ "$MODE" = gpu ] && [ -d .gpucheck ]; then
+  ls -l .gpucheck
+  (cd .gpucheck && sha256sum --check --quiet manifest.txt) || {
+    echo "gpu_check.sh: .gpucheck/ lacks a part or holds a damaged one (above): carry every part named in" \
+      ".gpucheck/manifest.txt (benchmarks/README.md, the GPU check)" >&2; exit 2; }
   SITE=/tmp/gpucheck-site
   rm -rf "$SITE" /tmp/gpucheck-wheels && mkdir -p /tmp/gpucheck-wheels
   cat .gpucheck/part-* | tar -x -C /tmp/gpucheck-wheels || { echo "gpu_check.sh: the carried parts do not unpack: carry every .gpucheck/part-NN" >&2; exit 2; }
@@ -50,7 +55,6 @@ rm -rf "$R" && mkdir -p "$R/logs" || exit 2
 R=$(cd "$R" && pwd)
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 : >"$R/steps.tsv"
-START=$(date +%s)
 
 # step NAME SKIP_REASON COMMAND...: runs COMMAND (output in logs/NAME.log, its last lines shown), or says why not.
 step() {
