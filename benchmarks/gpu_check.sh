@@ -5,26 +5,30 @@
 #   bash benchmarks/gpu_check.sh [--out DIR] [--budget-s 540]  on the GPU machine (benchmarks/README.md, "The GPU
 #                                                              check": the exact call, what it carries)
 #   bash benchmarks/gpu_check.sh --cpu [--out DIR]             every step on the tiny random model on a CPU
+#   ... --only STEP,STEP                                       those steps alone (the others say so): a rerun
 #   bash benchmarks/gpu_check.sh --prepare                     here, with network: the wheels and whisper-base the
 #                                                              GPU machine lacks, packed into .gpucheck/part-NN
 #
 # Steps: preflight (machine, versions, missing packages); notebook 01 end to end (nbclient) once per precision
 # (fp16, bf16, int8, nf4 on a GPU; fp32 on a CPU, the others skipped with the reason); the demo (its time against
 # the 2-core CPU measurement); benchmarks/gpu.py; benchmarks/data.py; merge + CTranslate2 export of the adapter
-# the first notebook run trained; benchmarks/inference.py on the GPU and on the CPU with 2 threads. Each step prints
+# the first notebook run trained; benchmarks/inference.py on the GPU and on the CPU with 2 threads; the backbone
+# table of benchmarks/gpu.py (--backbones: LoRA vs full per architecture, which fit a 16 GB T4). Each step prints
 # "ran", "skipped: reason" or "FAILED" and its log is DIR/logs/STEP.log; DIR/summary.txt is the table. Exit code 1
 # when a step failed. Where $OUT is set (the device machine), the small files of DIR (no model weights) are packed
 # into $OUT/gpu_check.tar.gz and the summary copied to $OUT/summary.txt.
 set -u
 cd "$(dirname "$0")/.."
-MODE=gpu OUTDIR= BUDGET_S=
+MODE=gpu OUTDIR= BUDGET_S= ONLY=
 while [ $# -gt 0 ]; do
   case "$1" in
     --cpu) MODE=cpu ;;
     --prepare) MODE=prepare ;;
     --out) OUTDIR=$2; shift ;;
     --budget-s) BUDGET_S=$2; shift ;;
-    *) echo "gpu_check.sh: unknown option $1 (use --cpu, --prepare, --out DIR, --budget-s SECONDS)" >&2; exit 2 ;;
+    --only) ONLY=",$2,"; shift ;;
+    *) echo "gpu_check.sh: unknown option $1 (use --cpu, --prepare, --out DIR, --budget-s SECONDS, --only STEP,...)" >&2
+       exit 2 ;;
   esac
   shift
 done
@@ -61,6 +65,9 @@ step() {
   local name=$1 why=$2 t0 rc left
   shift 2
   left=$((BUDGET_S - ($(date +%s) - START)))
+  if [ -z "$why" ] && [ -n "$ONLY" ] && [ "$name" != preflight ] && [[ "$ONLY" != *",$name,"* ]]; then
+    why="not among --only ${ONLY:1:${#ONLY}-2}"
+  fi
   if [ -z "$why" ] && [ "$left" -le 10 ]; then why="the check's time budget (${BUDGET_S} s) is spent"; fi
   if [ -n "$why" ]; then
     echo "== skipped $name: $why"
@@ -132,6 +139,16 @@ step inference-gpu "$CUDA_WHY" "$PY" benchmarks/inference.py --model-path "$ADAP
   "${CLIPS[@]}" --output-dir "$R/inference-gpu"
 step inference-cpu-2threads "$NO_ADAPTER" env CUDA_VISIBLE_DEVICES= "$PY" benchmarks/inference.py \
   --model-path "$ADAPTER" --threads 2 "${CLIPS[@]}" --output-dir "$R/inference-cpu"
+
+# last: the longest step; what does not fit the budget is skipped and listed (rerun it with --only)
+if [ "$MODE" = cpu ]; then
+  step backbones-benchmark "" "$PY" benchmarks/gpu.py --backbones tiny-whisper-v3,tiny-qwen3-asr --batch-size 1 \
+    --steps 1 --warmup-steps 0 --output-dir "$R/backbones"
+else
+  step backbones-benchmark "" "$PY" benchmarks/gpu.py \
+    --backbones whisper-small,whisper-large-v3-turbo,qwen3-asr-0.6b,qwen3-asr-1.7b --steps 3 --warmup-steps 1 \
+    --output-dir "$R/backbones"
+fi
 
 echo "== the check took $(($(date +%s) - START)) s"
 "$PY" benchmarks/_gpu_check.py summary "$R"

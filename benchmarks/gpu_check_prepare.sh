@@ -5,13 +5,13 @@
 # The device machine has no network and its image lacks most of arabicpeft's requirements (KINDS.md); one call
 # carries at most 64 MiB with the working tree. So: download, for the device's Python 3.12 on Linux x86-64, the
 # wheels `python benchmarks/_gpu_check.py carry-list` names (this environment's versions; whisper-base's two wheels
-# among them), pack them into one tar and cut it into .gpucheck/part-NN of at most $PIECE_MIB MiB each (default 56:
+# among them), pack them into one tar and cut it into .gpucheck/part-NN of at most $PIECE_MIB MiB each (default 50:
 # the working tree travels too). Each device call carries one part; parts already carried stay on the warm machine
 # (an ignored path a call does not name is kept), and gpu_check.sh joins and installs them (benchmarks/README.md,
 # "The GPU check").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PIECE_MIB=${PIECE_MIB:-56}
+PIECE_MIB=${PIECE_MIB:-50}
 PY=${PYTHON:-python}
 WHEELS=.gpucheck/wheels
 rm -rf .gpucheck && mkdir -p "$WHEELS"

@@ -39,7 +39,7 @@ def test_cpu_check_runs_every_step_or_says_why_not(check):
     out, stdout = check
     steps = {s["step"]: s for s in read(out / "summary.json")["steps"]}
     ran = {"preflight", "notebook-01-fp32", "demo", "gpu-benchmark", "data-benchmark", "merge-export",
-           "inference-cpu-2threads"}
+           "inference-cpu-2threads", "backbones-benchmark"}
     skipped = {"notebook-01-fp16", "notebook-01-bf16", "notebook-01-int8", "notebook-01-nf4", "inference-gpu"}
     assert {n for n, s in steps.items() if s["status"] == "ran"} == ran
     assert {n for n, s in steps.items() if s["status"] == "skipped"} == skipped
@@ -52,7 +52,7 @@ def test_cpu_check_runs_every_step_or_says_why_not(check):
         assert f"== ran {name} (" in stdout
     for name in skipped:
         assert f"== skipped {name}: {steps[name]['reason']}" in stdout
-    assert "7 ran, 5 skipped, 0 failed" in (out / "summary.txt").read_text(encoding="utf-8")
+    assert "8 ran, 5 skipped, 0 failed" in (out / "summary.txt").read_text(encoding="utf-8")
     preflight = read(out / "preflight.json")
     assert preflight["missing"] == {} and preflight["gpu"]["cuda"] is False
     assert set(preflight["cpu"]["flags"]) == set(_gpu_check.CPU_FLAGS)
@@ -71,6 +71,21 @@ def test_cpu_check_keeps_the_notebook_run_and_the_benchmarks_results(check):
     assert set(gpu["skipped"]) == {"tiny-random/seed-int8-lora", "tiny-random/lora-fp16", "tiny-random/lora-nf4"}
     assert read(out / "data" / "benchmark.json")["summary"]["model"] == "tiny-random"
     assert (out / "ct2-int8" / "model.bin").is_file() and (out / "merged" / "config.json").is_file()
+
+
+def test_cpu_check_measures_each_backbone_lora_and_full(check):
+    out, _ = check
+    bench = read(out / "backbones" / "backbones.json")
+    assert bench["plan"]["precisions"] == ["fp32"] and set(bench["skipped"]) == {"fp16", "bf16"}
+    rows = bench["rows"]
+    assert len(rows) == 8  # 2 families x LoRA/full x with/without gradient checkpointing
+    for arch in ("tiny-whisper-v3", "tiny-qwen3-asr"):
+        lora, full = rows[f"{arch}/lora-fp32"], rows[f"{arch}/full-fp32"]
+        assert 0 < lora["trainable_parameters"] < full["trainable_parameters"] == full["total_parameters"]
+        # the same random initialisation and batch: checkpointing changes memory and time, not the loss
+        assert rows[f"{arch}/full-fp32-gc"]["losses"][0] == pytest.approx(full["losses"][0], rel=1e-4)
+    # LoRA r 32 on q and v: whisper's 2 encoder + 2 x 2 decoder attention blocks, d_model 64
+    assert rows["tiny-whisper-v3/lora-fp32"]["trainable_parameters"] == 12 * 32 * (64 + 64)
 
 
 def test_cpu_check_compares_the_cpu_backends_on_two_threads(check):
