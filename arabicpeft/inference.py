@@ -181,7 +181,7 @@ def _encoder_seconds(model, processor, dataset, batch_size: int, precision: Opti
     import torch
 
     from .data import SpeechCollator
-    from .evaluate import _autocast
+    from .device import half_dtype
 
     features = SpeechCollator(processor, 0)([dataset[0]] * batch_size)["input_features"]
     if type(model).__module__.startswith("faster_whisper"):
@@ -191,9 +191,12 @@ def _encoder_seconds(model, processor, dataset, batch_size: int, precision: Opti
         run = lambda: model.model.encode(view, to_cpu=True)  # noqa: E731  (to_cpu: waits for the GPU's result)
         mixed = contextlib.nullcontext()
     else:
-        encoder, features = model.get_encoder(), features.to(next(model.parameters()).device)
+        device = next(model.parameters()).device
+        encoder, features = model.get_encoder(), features.to(device)
         run = lambda: encoder(input_features=features)  # noqa: E731
-        mixed = _autocast(model, precision or "fp32")
+        # as evaluation runs it: the GPU's native half type under autocast, fp32 on a CPU
+        half = device.type == "cuda" and precision not in (None, "fp32")
+        mixed = torch.autocast("cuda", dtype=half_dtype()) if half else contextlib.nullcontext()
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     with torch.inference_mode(), mixed:
         run()

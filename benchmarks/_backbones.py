@@ -114,6 +114,7 @@ def measure_row(arch: str, method: str, precision: str, checkpointing: bool, pla
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     peak = PeakMemory()
+    torch.manual_seed(0)  # every row of an architecture starts from the same random weights
     model, family, mels = build(arch, device)
     if checkpointing:
         model.config.use_cache = False
