@@ -180,13 +180,16 @@ def _print_run(result: dict, wall: float) -> None:
     from arabicpeft.comparison import ALL_TEST_SETS, scores_table
 
     eff, cfg = result["efficiency"], result["config"]
-    raw = scores_table(result).loc[(ALL_TEST_SETS, "raw")]
+    table = scores_table(result)
+    sets = list(table.index.get_level_values(0))
+    tested = ALL_TEST_SETS if ALL_TEST_SETS in sets else sets[0]  # pooled when the run has several test sets
+    raw = table.loc[(tested, "raw")]
     steps = result["training"]["global_step"]
     train_s = eff["phase_seconds"].get("training")
     print(f"notebook 01: {cfg['model']}, precision {cfg['precision']}, {steps} steps of {cfg['batch_size']}; "
           f"notebook wall time {wall:.1f} s; training {train_s:.1f} s ({train_s / max(steps, 1):.3f} s/step, "
           "validation included)")
-    print(f"  WER raw pooled before -> after: {raw['WER before (%)']:.2f} -> {raw['WER after (%)']:.2f}; "
+    print(f"  WER raw ({tested}) before -> after: {raw['WER before (%)']:.2f} -> {raw['WER after (%)']:.2f}; "
           f"CER {raw['CER before (%)']:.2f} -> {raw['CER after (%)']:.2f}")
     print(f"  peak memory {eff['peak_memory']['bytes'] / 2**30:.2f} GiB ({eff['peak_memory']['kind']})")
 
