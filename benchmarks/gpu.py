@@ -40,6 +40,39 @@ def recipes(half: str) -> list[StepRow]:
     ]
 
 
+def levers(half: str, matched_seconds: int, cuda: bool) -> list[StepRow]:
+    """The training-step levers, each alone on a baseline that has none of them, then all together, and the
+    replaced project's recipe (the 3x target's reference). Baseline: LoRA (project defaults) at fp16 autocast,
+    eager attention, unfused AdamW, batch 8, gradient checkpointing, the full 30 s window (fp32 on a CPU, where
+    fp16 autocast is not a training precision). ``half``: the GPU's native half precision (the levers together
+    use it; bf16 on a CPU); ``matched_seconds``: the encoder window matched to the data (the sample set's clips
+    are all shorter than 8 s)."""
+    none = dict(method="lora", precision="fp16" if cuda else "fp32", gradient_checkpointing=True)
+    fast = half if cuda else "bf16"
+    compile_why = "torch.compile is measured on a GPU (on a CPU its compilation outlasts a short run)"
+    fused = {"optim": "adamw_torch_fused"}
+    return [
+        recipes(half)[0],
+        StepRow("lever-none", f"LoRA, {none['precision']}, eager attention, AdamW, batch 8, checkpointing", none,
+                attention="eager"),
+        StepRow("lever-sdpa", "+ SDPA attention", none),
+        StepRow("lever-compile", "+ torch.compile", none, attention="eager", trainer_args={"torch_compile": True},
+                needs_cuda=compile_why),
+        StepRow("lever-fused-adamw", "+ fused AdamW", none, attention="eager", trainer_args=fused),
+        StepRow("lever-batch16", "+ batch 16 (per utterance)", {**none, "batch_size": 16}, attention="eager"),
+        StepRow("lever-bf16", "+ bf16 autocast", {**none, "precision": "bf16"}, attention="eager"),
+        StepRow("lever-no-checkpointing", "+ no gradient checkpointing", {**none, "gradient_checkpointing": False},
+                attention="eager"),
+        StepRow("lever-window", f"+ {matched_seconds} s encoder window (matched to the data)",
+                {**none, "encoder_seconds": matched_seconds}, attention="eager"),
+        StepRow("lever-all", "all the levers together", dict(method="lora", precision=fast, batch_size=16,
+                encoder_seconds=matched_seconds), trainer_args={"torch_compile": True, **fused},
+                needs_cuda=compile_why),
+        StepRow("lever-all-but-compile", "all the levers but torch.compile", dict(
+                method="lora", precision=fast, batch_size=16, encoder_seconds=matched_seconds), trainer_args=fused),
+    ]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_options(parser)
@@ -57,6 +90,11 @@ def main(argv=None) -> None:
                         "gradient checkpointing, per backbone with random weights (comma-separated: "
                         "whisper-small, whisper-large-v3-turbo, qwen3-asr-0.6b, qwen3-asr-1.7b; tiny-whisper-v3, "
                         "tiny-qwen3-asr on a CPU), and which fit a 16 GB T4")
+    parser.add_argument("--levers", action="store_true", help="instead of the recipes: each training-step lever "
+                        "(SDPA, torch.compile, fused AdamW, batch 16, bf16, no checkpointing, the matched window) "
+                        "alone, then all together, against the replaced project's recipe")
+    parser.add_argument("--matched-seconds", type=int, default=8, help="the encoder window of the window lever "
+                        "(default 8: the sample set's clips are all shorter)")
     args = parser.parse_args(argv)
     if args.backbones:
         return backbones(args)
@@ -78,8 +116,10 @@ def main(argv=None) -> None:
                 "eval_batch_size": args.eval_batch_size, "max_new_tokens": args.max_new_tokens,
                 "batch_size": args.batch_size,
                 "encoder_seconds": args.encoder_seconds}  # None: the architecture's full 30 s, as otozz stores it
-    run(Bench("gpu", chosen(recipes(half), args.recipes, "gpu"), paths, dict(encoder_seconds=args.encoder_seconds),
-              settings, reference="seed-int8-lora", eval={"method": "lora", "precision": half},
+    rows = levers(half, args.matched_seconds, cuda) if args.levers else recipes(half)
+    evaluation = None if args.levers else {"method": "lora", "precision": half}
+    run(Bench("gpu-levers" if args.levers else "gpu", chosen(rows, args.recipes, "gpu"), paths,
+              dict(encoder_seconds=args.encoder_seconds), settings, reference="seed-int8-lora", eval=evaluation,
               title=f"{args.encoder_seconds or 30} s encoder window (random weights: speed and memory do not depend "
               "on them)"), args)
 

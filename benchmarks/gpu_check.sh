@@ -12,7 +12,8 @@
 # Steps: preflight (machine, versions, missing packages); notebook 01 end to end (nbclient) once per precision
 # (fp16, bf16, int8, nf4 on a GPU; fp32 on a CPU, the others skipped with the reason); the demo (its time against
 # the 2-core CPU measurement); benchmarks/gpu.py; benchmarks/data.py; merge + CTranslate2 export of the adapter
-# the first notebook run trained; benchmarks/inference.py on the GPU and on the CPU with 2 threads; the backbone
+# the first notebook run trained; benchmarks/inference.py on the GPU and on the CPU with 2 threads; the training-step
+# levers (benchmarks/gpu.py --levers: each alone, then together, against the replaced recipe); the backbone
 # table of benchmarks/gpu.py (--backbones: LoRA vs full per architecture, which fit a 16 GB T4). Each step prints
 # "ran", "skipped: reason" or "FAILED" and its log is DIR/logs/STEP.log; DIR/summary.txt is the table. Exit code 1
 # when a step failed. Where $OUT is set (the device machine), the small files of DIR (no model weights) are packed
@@ -124,10 +125,14 @@ if [ "$MODE" = cpu ]; then
   step gpu-benchmark "" "$PY" benchmarks/gpu.py --models tiny-random --steps 1 --warmup-steps 1 \
     --encoder-seconds 2 --eval-clips 4 --eval-batch-size 4 --max-new-tokens 6 --in-process \
     --recipes seed-int8-lora,lora-fp32,lora-fp16,lora-bf16,lora-nf4,full-gc --output-dir "$R/gpu"
+  step levers-benchmark "" "$PY" benchmarks/gpu.py --levers --models tiny-random --steps 1 --warmup-steps 1 \
+    --encoder-seconds 2 --matched-seconds 1 --in-process --output-dir "$R/levers"
   step data-benchmark "" "$PY" benchmarks/data.py --model-path tiny-random --steps 1 --output-dir "$R/data"
 else
   step demo "" bash -c "\"$PY\" benchmarks/demo.py --output-dir '$R/demo' && \"$PY\" benchmarks/_gpu_check.py demo-vs-cpu '$R/demo'"
   step gpu-benchmark "" "$PY" benchmarks/gpu.py --models small --eval-clips 16 --max-new-tokens 96 --output-dir "$R/gpu"
+  # one process for every lever row: step time is what a lever changes (peak memory is not isolated per row)
+  step levers-benchmark "" "$PY" benchmarks/gpu.py --levers --models small --in-process --output-dir "$R/levers"
   step data-benchmark "" "$PY" benchmarks/data.py --model-path random-small --workers 4 --output-dir "$R/data"
 fi
 

@@ -39,7 +39,7 @@ def test_cpu_check_runs_every_step_or_says_why_not(check):
     out, stdout = check
     steps = {s["step"]: s for s in read(out / "summary.json")["steps"]}
     ran = {"preflight", "notebook-01-fp32", "demo", "gpu-benchmark", "data-benchmark", "merge-export",
-           "inference-cpu-2threads", "backbones-benchmark"}
+           "inference-cpu-2threads", "backbones-benchmark", "levers-benchmark"}
     skipped = {"notebook-01-fp16", "notebook-01-bf16", "notebook-01-int8", "notebook-01-nf4", "inference-gpu"}
     assert {n for n, s in steps.items() if s["status"] == "ran"} == ran
     assert {n for n, s in steps.items() if s["status"] == "skipped"} == skipped
@@ -52,7 +52,7 @@ def test_cpu_check_runs_every_step_or_says_why_not(check):
         assert f"== ran {name} (" in stdout
     for name in skipped:
         assert f"== skipped {name}: {steps[name]['reason']}" in stdout
-    assert "8 ran, 5 skipped, 0 failed" in (out / "summary.txt").read_text(encoding="utf-8")
+    assert "9 ran, 5 skipped, 0 failed" in (out / "summary.txt").read_text(encoding="utf-8")
     preflight = read(out / "preflight.json")
     assert preflight["missing"] == {} and preflight["gpu"]["cuda"] is False
     assert set(preflight["cpu"]["flags"]) == set(_gpu_check.CPU_FLAGS)
@@ -71,6 +71,28 @@ def test_cpu_check_keeps_the_notebook_run_and_the_benchmarks_results(check):
     assert set(gpu["skipped"]) == {"tiny-random/seed-int8-lora", "tiny-random/lora-fp16", "tiny-random/lora-nf4"}
     assert read(out / "data" / "benchmark.json")["summary"]["model"] == "tiny-random"
     assert (out / "ct2-int8" / "model.bin").is_file() and (out / "merged" / "config.json").is_file()
+
+
+def test_cpu_check_measures_each_lever_alone_and_together(check):
+    out, _ = check
+    bench = read(out / "levers" / "benchmark.json")
+    rows = {k.split("/", 1)[1]: v for k, v in bench["rows"].items()}
+    assert set(rows) == {"lever-none", "lever-sdpa", "lever-fused-adamw", "lever-batch16", "lever-bf16",
+                         "lever-no-checkpointing", "lever-window", "lever-all-but-compile"}
+    # the replaced recipe needs CUDA (int8), torch.compile is measured on a GPU: skipped, each with its reason
+    skipped = {k.split("/", 1)[1]: v for k, v in bench["skipped"].items()}
+    assert set(skipped) == {"seed-int8-lora", "lever-compile", "lever-all"} and "GPU" in skipped["lever-compile"]
+    assert bench["references"] == {"tiny-random": "lever-none"}
+    # each lever is what it says: the attention, the optimizer, the batch, the autocast
+    assert rows["lever-none"]["attention"] == "eager" and rows["lever-sdpa"]["attention"] == "sdpa"
+    assert "fused" in rows["lever-fused-adamw"]["optim"] and "fused" not in rows["lever-none"]["optim"]
+    assert rows["lever-batch16"]["batch_size"] == 16 and rows["lever-none"]["batch_size"] == 8
+    assert rows["lever-bf16"]["autocast"] == "bf16" and rows["lever-none"]["autocast"] is None
+    all_but = rows["lever-all-but-compile"]
+    assert (all_but["batch_size"], all_but["autocast"], all_but["attention"]) == (16, "bf16", "sdpa")
+    # eager vs SDPA and fused vs unfused AdamW compute the same first loss (same weights, same batch)
+    assert rows["lever-sdpa"]["losses"][0] == pytest.approx(rows["lever-none"]["losses"][0], rel=1e-4)
+    assert rows["lever-fused-adamw"]["losses"][0] == pytest.approx(rows["lever-none"]["losses"][0], rel=1e-4)
 
 
 def test_cpu_check_measures_each_backbone_lora_and_full(check):
