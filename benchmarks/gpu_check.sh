@@ -125,7 +125,7 @@ if [ "$MODE" = cpu ]; then
   step gpu-benchmark "" "$PY" benchmarks/gpu.py --models tiny-random --steps 1 --warmup-steps 1 \
     --encoder-seconds 2 --eval-clips 4 --eval-batch-size 4 --max-new-tokens 6 --in-process \
     --recipes seed-int8-lora,lora-fp32,lora-fp16,lora-bf16,lora-nf4,full-gc --output-dir "$R/gpu"
-  step levers-benchmark "" "$PY" benchmarks/gpu.py --levers --models tiny-random --steps 1 --warmup-steps 1 \
+  step levers-benchmark "" "$PY" benchmarks/gpu.py --levers --models tiny-random --steps 1 --warmup-steps 0 \
     --encoder-seconds 2 --matched-seconds 1 --in-process --output-dir "$R/levers"
   step data-benchmark "" "$PY" benchmarks/data.py --model-path tiny-random --steps 1 --output-dir "$R/data"
 else
