@@ -180,11 +180,14 @@ def _encoder_seconds(model, processor, dataset, batch_size: int, precision: Opti
     import numpy as np
     import torch
 
-    from .data import SpeechCollator
+    from . import backbones
     from .device import half_dtype
 
-    features = SpeechCollator(processor, 0)([dataset[0]] * batch_size)["input_features"]
-    if type(model).__module__.startswith("faster_whisper"):
+    ct2 = type(model).__module__.startswith("faster_whisper")
+    backbone = backbones.exporting("ct2") if ct2 else backbones.of(model)  # CTranslate2 runs the family it exports
+    # log-mel on the CPU (the timing is the encoder's alone), moved to the model's device below
+    features = backbone.collator(processor, feature_device="cpu")([dataset[0]] * batch_size)["input_features"]
+    if ct2:
         import ctranslate2
 
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features.numpy()))
