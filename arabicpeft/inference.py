@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:  # pandas is imported where a table is made
     import pandas as pd
 
-# The rows per device, in order (the unmerged adapter for an adapter only), and what each runs: (transformers precision, or the CTranslate2 compute type of the export). On a GPU
-# transformers generates under autocast in the GPU's native half type (fp16 on a T4, bf16 on Ampere and later, as
-# evaluation does) and CTranslate2 runs float16, and int8 weights with float16 activations.
+# The rows per device, in order (the unmerged adapter for an adapter only), and what each runs: the transformers
+# precision, or the CTranslate2 compute type of the export. On a GPU transformers generates under autocast in the
+# GPU's native half type (fp16 on a T4, bf16 on Ampere and later, as evaluation does) and CTranslate2 runs float16
+# weights, and int8 weights with float16 activations.
 BACKENDS = {"cpu": {"hf-adapter": "fp32", "hf": "fp32", "ct2-float32": "float32", "ct2-int8": "int8"},
             "cuda": {"hf-adapter": "fp16", "hf": "fp16", "ct2-float16": "float16",
                      "ct2-int8_float16": "int8_float16"}}
@@ -53,8 +54,8 @@ def compare_backends(model_path: str = "whisper-base", output_dir=None, max_clip
     transformers against CTranslate2 on the sample test sets (``max_clips`` per set), each backend in a fresh
     process with ``threads`` CPU threads (0: torch's default), at the window ``window`` says (``trained``: the
     model's own ``encoder_seconds``, as its evaluation decoded; ``full``: 30 s). ``device`` (:data:`BACKENDS`):
-    ``cpu``, transformers fp32 against CTranslate2 float32 and int8; ``cuda``, transformers fp16 (autocast)
-    against CTranslate2 float16 and int8_float16. The merged model, the exports, the plan and each row's record
+    ``cpu``, transformers fp32 against CTranslate2 float32 and int8; ``cuda``, transformers in the GPU's half
+    precision (autocast) against CTranslate2 float16 and int8_float16. The merged model, the exports, the plan and each row's record
     are written under ``output_dir`` (default ``runs/benchmark-inference``). Raises ValueError for an unknown
     ``device`` or ``cuda`` without a visible GPU, RuntimeError when a row's process fails (its stderr is shown)."""
     from . import dialects
@@ -85,7 +86,8 @@ def compare_backends(model_path: str = "whisper-base", output_dir=None, max_clip
             "test_sets": list(dialects.VARIETIES), "max_length": (cfg or ExperimentConfig()).generation_max_length,
             "window_seconds": cfg.encoder_seconds if cfg and window == "trained" else None}
     write_json_atomic(out / _PLAN_FILE, plan)
-    rows = {row: _run_row(row, out, batch_size, threads, max_clips) for row in backends if row != "hf-adapter" or adapter}
+    rows = {row: _run_row(row, out, batch_size, threads, max_clips)
+            for row in backends if row != "hf-adapter" or adapter}
     directories = {"hf-adapter": adapter, "hf": hf_model, **exports}
     disk = {row: dir_bytes(d) / MIB for row, d in directories.items() if row in rows and Path(d).is_dir()}
     return Comparison(backend_table(rows, batch_size, disk), plan, rows, disk)
