@@ -158,7 +158,7 @@ def train_steps(model, processor, cfg, job: dict, plan: dict, frames: int) -> di
         targs = dataclasses.replace(targs, fp16=job["autocast"] == "fp16", bf16=job["autocast"] == "bf16")
     targs = dataclasses.replace(targs, **(job.get("trainer_args") or {}))
     record = {"autocast": "fp16" if targs.fp16 else "bf16" if targs.bf16 else None, "batch_size": cfg.batch_size,
-              "optim": str(targs.optim), "torch_compile": targs.torch_compile}
+              "optim": getattr(targs.optim, "value", targs.optim), "torch_compile": targs.torch_compile}
     collate = backbones.of(model).collator(processor, model)
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(record["autocast"])
     record["saved_for_backward_bytes"] = saved_for_backward(model, collate(synthetic_records(cfg.batch_size, frames)),
