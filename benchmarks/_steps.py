@@ -24,12 +24,16 @@ class StepRow:
     """One measured recipe: ``config`` are the :class:`ExperimentConfig` fields it sets (the rest are defaults);
     rows whose precision this machine lacks (:data:`arabicpeft.device.PRECISION_HARDWARE`) are skipped with the
     reason printed; ``autocast``: a mixed precision that overrides the one the project would pick for ``config``
-    (the replaced project's fp16 also on a GPU whose native half precision is bf16)."""
+    (the replaced project's fp16 also on a GPU whose native half precision is bf16); ``trainer_args`` and
+    ``attention``: training-step levers the Trainer and the model take as they are."""
 
     name: str
     what: str
     config: dict
     autocast: Optional[str] = None
+    trainer_args: Optional[dict] = None  # Seq2SeqTrainingArguments fields (torch_compile, optim) this row sets
+    attention: Optional[str] = None  # an attention implementation other than the project's (sdpa)
+    needs_cuda: Optional[str] = None  # why this row is measured on a GPU only (skipped on a CPU with this reason)
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +115,8 @@ def measure_job(name: str, out: Path) -> None:
         model, processor = build_model(cfg)
         record["after_load"] = peak.read()
         record["trainable_parameters"], record["total_parameters"] = count_parameters(model)
+        if job.get("attention"):
+            model.set_attn_implementation(job["attention"])  # a peft model passes it to its base
         record["attention"] = getattr(model.config, "_attn_implementation", None)
         frames = processor.feature_extractor.nb_max_frames
         if job["kind"] == "eval":
@@ -154,7 +160,9 @@ def train_steps(model, processor, cfg, job: dict, plan: dict, frames: int) -> di
                                 predict_with_generate=False, logging_steps=1, disable_tqdm=True)
     if job.get("autocast"):
         targs = dataclasses.replace(targs, fp16=job["autocast"] == "fp16", bf16=job["autocast"] == "bf16")
-    record = {"autocast": "fp16" if targs.fp16 else "bf16" if targs.bf16 else None}
+    targs = dataclasses.replace(targs, **(job.get("trainer_args") or {}))
+    record = {"autocast": "fp16" if targs.fp16 else "bf16" if targs.bf16 else None, "batch_size": cfg.batch_size,
+              "optim": getattr(targs.optim, "value", targs.optim), "torch_compile": targs.torch_compile}
     collate = backbones.of(model).collator(processor, model)
     half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(record["autocast"])
     record["saved_for_backward_bytes"] = saved_for_backward(model, collate(synthetic_records(cfg.batch_size, frames)),
@@ -240,6 +248,10 @@ def _gib(memory: dict) -> float:
 def print_steps(results: dict, rows: dict, reference: str) -> dict:
     """The step table with ratios to ``reference``; returns {job: {step_s, peak_gib, speedup, memory_ratio}}."""
     ref = results[reference]
+
+    def per_utterance(r: dict) -> float:  # rows of another batch size compare by time per utterance
+        return r["step_s"] / r.get("batch_size", 1)
+
     print(f"{'recipe':<28} {'trainable':>12} {'step s':>8} {'peak GiB':>9} {'saved GiB':>9} {'speed x':>8} "
           f"{'memory x':>9}  what")
     table = {}
@@ -250,14 +262,14 @@ def print_steps(results: dict, rows: dict, reference: str) -> dict:
             print(f"{name:<28} {r['error']}")
             table[name] = {"error": r["error"]}
             continue
-        speed, memory = ref["step_s"] / r["step_s"], _gib(r["peak_memory"]) / _gib(ref["peak_memory"])
+        speed, memory = per_utterance(ref) / per_utterance(r), _gib(r["peak_memory"]) / _gib(ref["peak_memory"])
         saved = r["saved_for_backward_bytes"] / 2**30
         print(f"{name:<28} {r['trainable_parameters']:>12,} {r['step_s']:8.3f} {_gib(r['peak_memory']):9.2f} "
               f"{saved:9.2f} {speed:8.2f} {memory:9.2f}  {rows[name].what}")
         table[name] = {"step_s": round(r["step_s"], 4), "peak_gib": round(_gib(r["peak_memory"]), 3),
                        "saved_for_backward_gib": round(saved, 3),
                        "speedup": round(speed, 3), "memory_ratio": round(memory, 3)}
-    print(f"speed x = step time of {reference} / step time of the row; memory x = peak of the row / peak of "
+    print(f"speed x = time per utterance of {reference} / that of the row (step time / batch); memory x = peak of the row / peak of "
           f"{reference}; saved = activations autograd keeps for backward in one forward (parameters excluded). Step = "
           "forward + backward + optimizer step (median after warm-up, batch loading excluded).")
     return table
@@ -282,19 +294,22 @@ class Bench:
 
 def plan_jobs(bench: Bench, batch_size: int) -> tuple[dict, dict]:
     """({job: its plan}, {job: why it was skipped}): a job per model and recipe this machine can run."""
-    from arabicpeft.device import precision_problem
+    from arabicpeft.device import gpu_info, precision_problem
 
     jobs, skipped = {}, {}
     for model, path in bench.models.items():
         for row in bench.rows.values():
             why = precision_problem(row.config.get("precision", "fp32"))
+            if not why and row.needs_cuda and not gpu_info()["cuda"]:
+                why = row.needs_cuda
             key = f"{model}/{row.name}"
             if why:
                 skipped[key] = why
                 print(f"skipped {key}: {why}")
                 continue
             jobs[key] = {"kind": "train", "row": row.name, "model": model, "autocast": row.autocast,
-                         "config": {**bench.base, **row.config, "model": path, "batch_size": batch_size}}
+                         "trainer_args": row.trainer_args, "attention": row.attention,
+                         "config": {**bench.base, "batch_size": batch_size, **row.config, "model": path}}
         if bench.eval is not None:
             jobs[f"{model}/eval"] = {"kind": "eval", "model": model,
                                      "config": {**bench.base, "model": path, **bench.eval}}

