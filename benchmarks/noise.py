@@ -6,7 +6,8 @@ Trains the demo first when ``DIR`` holds no demo adapter yet (``train.demo_model
 synthetic sample set, ~10 minutes on 2 CPU cores), then scores both models through ``evaluate.run`` on the demo's
 test sets (its five dialects, 12 held-out clips each) clean and under each noise at each SNR
 (:mod:`arabicpeft.transforms`: the noise scaled to the SNR over each clip's active speech, seeded per clip), both at
-the demo's 8 s encoder window (zero-shot whisper-base scored as the demo scores it before training). Prints the
+the demo's 8 s encoder window and its generation budget (zero-shot whisper-base scored as the demo scores it
+before training). Prints the
 pooled WER/CER table per model and condition, writes ``benchmarks/results/noise-<date>.json`` (the table, the
 evaluation results files' paths and provenance) and ends with a ``RESULT key=value ...`` line. WER values do not
 depend on the machine's load; the seconds printed do.
@@ -71,7 +72,9 @@ def main(argv=None) -> None:
         begun = time.monotonic()
         path = evaluate.run(demo if name == "demo" else cfg.model, root / f"noise-{name}", dialect=cfg.dialect,
                             source="sample", max_test_samples=args.max_test_samples, window=SAMPLE_ENCODER_SECONDS,
-                            transforms=specs, log=print)
+                            # the demo's generation budget for both (a looping zero-shot decode is cut where the
+                            # demo's own scoring before training cuts it)
+                            generation_max_length=cfg.generation_max_length, transforms=specs, log=print)
         seconds[name] = round(time.monotonic() - begun, 1)
         files[name] = str(path)
         table[name] = {scheme: pooled(path, scheme) for scheme in _SCHEMES}
