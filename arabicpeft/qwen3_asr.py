@@ -191,8 +191,10 @@ class Qwen3ASR:
         return int(model.config.text_config.max_position_embeddings)
 
     def feature_size(self, config) -> int:
-        """Mel bins of the log-mel the model takes (128), from its config."""
-        return int(config.audio_config.num_mel_bins)
+        """Mel bins of the log-mel the model takes (128), from its config (a transformers config, or the dict of its
+        ``config.json``: read before anything loads, :func:`arabicpeft.kaggle.check_model_fits_source`)."""
+        audio = config["audio_config"] if isinstance(config, dict) else config.audio_config
+        return int(audio["num_mel_bins"] if isinstance(audio, dict) else audio.num_mel_bins)
 
     def cut_window(self, model, processor, seconds) -> None:
         """Qwen3-ASR's audio tower reads any length in 1 s chunks (no fixed window, nothing to cut): only the

@@ -107,8 +107,15 @@ def test_validation_decodes_from_the_prompt_alone(tmp_path):
 
 
 def test_features_records_are_refused_in_one_line(processor):
+    from arabicpeft import kaggle
+    from arabicpeft.errors import ConfigError
+
     with pytest.raises(ValueError, match="Qwen3-ASR trains on audio records"):
         backbones.BACKBONES["qwen3_asr"].collator(processor)([{"input_features": [[0.0]], "labels": [1]}])
+    # and before anything loads: the preflight reads the mel bins off its config.json (nested: audio_config)
+    with pytest.raises(ConfigError, match=r"source hub holds 80-bin log-mel features, but tiny-random-qwen3-asr takes "
+                                          r"128 mel bins — train it on audio"):
+        kaggle.check_model_fits_source(ExperimentConfig(model=TINY, source="hub", dialect="egyptian"))
 
 
 def test_adapter_placement_puts_lora_on_one_tower_only():
