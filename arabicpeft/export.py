@@ -11,8 +11,8 @@
 Adapters trained with a cut encoder window (``encoder_seconds``) are merged onto the base at its full window:
 the standalone model then takes any audio, as OpenAI's does (LoRA does not touch the positional table).
 
-Public: :func:`ct2_max_length`, :func:`merge`, :func:`export_ct2`, :func:`load_ct2`, :func:`write_model_card`,
-:func:`upload`.
+Public: :func:`ct2_max_length`, :func:`merge`, :func:`export_ct2`, :func:`deployable`, :func:`load_ct2`,
+:func:`write_model_card`, :func:`upload`.
 """
 
 from __future__ import annotations
@@ -159,6 +159,18 @@ def _transformers_dir(reference, tmp: Path, merged_dir=None) -> tuple[Path, dict
         loaded.processor.save_pretrained(tmp / "base")
         resolved = tmp / "base"
     return resolved, {"from": str(reference)}
+
+
+def deployable(loaded, out_dir, quantization: str = "int8") -> Path:
+    """What notebook 05 deploys of ``loaded`` (a :class:`arabicpeft.model.LoadedModel`): its CTranslate2 export in
+    ``out_dir``/ct2-QUANTIZATION when its family converts (an adapter merged first, kept in ``out_dir``/merged),
+    else a standalone model: an adapter merged into ``out_dir``/merged (Qwen3-ASR: CTranslate2 converts Whisper
+    only), or the model's own folder. Returns the folder."""
+    out_dir = Path(out_dir)
+    if "ct2" in backbones.of(loaded.model).exports:
+        return export_ct2(loaded.source, out_dir / f"ct2-{quantization}", quantization=quantization, force=True,
+                          merged_dir=out_dir / "merged")
+    return merge(loaded.source, out_dir / "merged") if loaded.kind == "adapter" else Path(loaded.source)
 
 
 def load_ct2(reference, compute_type: str = "default", cpu_threads: int = 0, device: str = "auto",

@@ -90,7 +90,9 @@ class Method:
         """The words naming a run of this method with saved config ``config`` (:attr:`label`)."""
         if self.label is not None:
             return self.label(config)
-        return (self.name, *(f"{f}={config.get(f)}" for f in self.fields))
+        words = [f"{f}={config.get(f)}" for f in self.fields if f != "adapter_placement"]
+        placement = config.get("adapter_placement", "both")  # named only for an adapter on one tower, as LoRA's
+        return (self.name, *words, *([f"on {placement}"] if placement != "both" else []))
 
 
 def _lora_label(config: Mapping) -> tuple[str, ...]:

@@ -216,9 +216,11 @@ class Qwen3ASR:
         """Label ids of the transcript ``text``: its tokens and ``<|im_end|>`` (:func:`transcript_ids`)."""
         return transcript_ids(processor, text)
 
-    def collator(self, processor, model=None, *, training: bool = False, feature_device: str = "auto") -> Callable:
+    def collator(self, processor, model=None, *, training: bool = False, feature_device: str = "auto",
+                 label_tokens: Optional[str] = None) -> Callable:
         """records -> batch (:class:`Qwen3ASRCollator`); log-mel is computed on the CPU (``feature_device`` is
-        Whisper's option)."""
+        Whisper's option). ``label_tokens`` (the layout of stored labels) is unused: Qwen3-ASR trains on audio
+        records, whose labels it makes from their text (a features record is refused)."""
         return Qwen3ASRCollator(processor, training, self.language)
 
     def prompt_part(self, processor, batch: dict) -> dict:

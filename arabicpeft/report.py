@@ -308,6 +308,14 @@ class StudyReport:
                    caption=f"Adapter bank vs pooled and own-dialect models (%, {self.scheme}), mean over seeds")
         return [table[BANK_COLUMNS], fig, *self._routing()]
 
+    def routing(self) -> list:
+        """The routing section alone (as :meth:`bank` ends): [its table, the confusion matrix], or [a Note] when no
+        bank evaluation of the study holds a routing section (a bank without a dialect router)."""
+        if notice := self._no_results():
+            return notice
+        return self._routing() or [_Note("No bank evaluation here was routed by a dialect router (a bank evaluated "
+                                         "without one, or an older study).")]
+
     def _routing(self) -> list:
         """The bank routed by its dialect router vs the data's label, the pooled adapter and the base
         (:func:`routing_table`, mean over seeds) and the router's confusion matrix (:func:`plots.fig_confusion`),

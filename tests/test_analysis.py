@@ -581,7 +581,7 @@ def test_a_report_of_a_missing_or_unfinished_study_says_so_in_every_section(stud
     report = StudyReport(study, tmp_path, n_boot=7)  # as if its full fine-tunes had not finished yet
     report._utterances = report.utterances[~report.utterances["variant"].str.startswith("full")]
     [note] = report.comparison()
-    assert note.startswith("No (context, train_set, test_set) cell has runs of both 'full' and 'lora'.")
+    assert note.startswith("No (context, train_set, test_set) cell has runs of both 'full' and 'peft'.")
 
 
 # every design: a ci-profile study of each (conftest.design_root) through every section of the report ---

@@ -22,7 +22,7 @@ def test_a_hub_model_is_checked_once_offline_mode_first(monkeypatch, tmp_path):
                                                          output_dir=str(tmp_path / "run")))):
         with pytest.raises(HubUnreachableError, match=r"^the model whisper-small is not in your HF cache, and "
                            r"HF_HUB_OFFLINE=1 keeps the hub out — give a local folder or an offline model "
-                           r"\(whisper-base, tiny-random, tiny-random-large-v3\)"):
+                           r"\(whisper-base, tiny-random, tiny-random-large-v3, tiny-random-qwen3-asr\)"):
             check()
     assert probes == []  # offline mode: no network probe
     snapshot = tmp_path / "models--org--cached" / "snapshots" / "abc"  # the HF cache's layout
