@@ -372,8 +372,9 @@ def study(args) -> Path:
                         f"({', '.join(designs.PRESETS)}) nor a design file", "check the name or the path.")
     if args.output_dir:
         check_output_folder(args.output_dir, "--output-dir")
+    # the study's own --output-dir (its root) shares a config field's name: not a run's setting
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(ExperimentConfig)
-                 if getattr(args, f.name, None) is not None and f.name not in DESIGN_OPTIONS}
+                 if getattr(args, f.name, None) is not None and f.name not in (*DESIGN_OPTIONS, *NOT_STUDY_OPTIONS)}
     if args.test_sets:  # a design option that is also a config field: every run is scored on these
         overrides["test_sets"] = args.test_sets
     options = {k: getattr(args, k) for k in DESIGN_OPTIONS if getattr(args, k) is not None and k != "test_sets"}

@@ -363,6 +363,10 @@ def test_a_preset_refuses_design_options_and_a_dry_run_names_the_study_root(caps
     assert "error: the preset offline-mini takes no --seeds" in capsys.readouterr().err
     cli.main(["study", "peft_vs_full", "--dialects", "egyptian", "--seeds", "42", "--dry-run"])
     assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / "peft_vs_full")
+    # the study's own --output-dir is its root, never taken for the runs' output_dir (a preset setting it refused it)
+    for preset in designs.PRESETS:
+        cli.main(["study", "--preset", preset, "--output-dir", str(tmp_path / preset), "--dry-run"])
+        assert capsys.readouterr().out.splitlines()[-1] == str(tmp_path / preset)
 
 
 def test_every_option_a_design_or_the_profile_overrides_is_used_or_refused(monkeypatch, capsys):
