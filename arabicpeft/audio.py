@@ -39,6 +39,34 @@ def _read(source) -> tuple[np.ndarray, int]:
     return samples.mean(axis=1), rate
 
 
+def _read_segment(path, start: float, end: float) -> tuple[np.ndarray, int]:
+    """The samples of ``path`` from ``start`` to ``end`` seconds, read without decoding the rest of the file (a
+    corpus of long recordings cut by a table of segment times, as SADA's)."""
+    try:
+        start, end = float(start), float(end)
+    except (TypeError, ValueError):
+        raise AudioError(f"The segment times of {path} are not numbers (start {start!r}, end {end!r}).") from None
+    if not 0 <= start < end:
+        raise AudioError(f"The segment of {path} from {start} s to {end} s is empty or negative: its end must come "
+                         "after its start.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Audio file not found: {path}. Check the path (relative paths are resolved "
+                                "against the dataset's folder).")
+    try:
+        with sf.SoundFile(os.fspath(path)) as f:
+            first = int(round(start * f.samplerate))
+            if first >= f.frames:
+                raise AudioError(f"The segment of {path} starts at {start} s, after the recording's end "
+                                 f"({f.frames / f.samplerate:.2f} s).")
+            f.seek(first)
+            samples = f.read(int(round(end * f.samplerate)) - first, dtype="float32", always_2d=True)
+            return samples.mean(axis=1), f.samplerate
+    except AudioError:
+        raise
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError for corrupt files
+        raise AudioError(f"Could not decode audio file {path}: {e}. Re-encode it as WAV, FLAC or OGG.") from e
+
+
 def _decode(data: Any) -> tuple[np.ndarray, int]:
     if isinstance(data, (str, os.PathLike)):
         if not os.path.exists(data):
@@ -58,6 +86,8 @@ def _decode(data: Any) -> tuple[np.ndarray, int]:
                 return _read(io.BytesIO(data["bytes"]))
             except Exception as e:
                 raise AudioError(f"Could not decode audio bytes ({data.get('path') or 'no path'}): {e}.") from e
+        if data.get("path") and "end" in data:  # a segment (its times checked there)
+            return _read_segment(data["path"], data.get("start"), data["end"])
         if data.get("path"):
             return _decode(data["path"])
     if isinstance(data, (bytes, bytearray)):
@@ -109,7 +139,8 @@ def _to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def load_audio(data: Any, sampling_rate: Optional[int] = None) -> np.ndarray:
-    """Decode ``data`` (a path, bytes, a datasets-style dict, or an array with ``sampling_rate``).
+    """Decode ``data`` (a path, bytes, a datasets-style dict, or an array with ``sampling_rate``). A dict
+    ``{"path": ..., "start": s, "end": e}`` is the segment of the file from ``s`` to ``e`` seconds.
 
     Integer PCM is scaled to [-1, 1] (:func:`_to_float32`), several channels averaged (:func:`_to_mono`).
     Returns float32 mono audio at :data:`SAMPLE_RATE`, shape = (n_samples,). Raises :class:`AudioError` for

@@ -38,7 +38,9 @@ class HubDataset:
     ``configs``: {variety: config name} when each variety is a config of the repo (Casablanca's countries); else
     the dataset is one config (``config``, None: the default) and its varieties are told apart by
     ``dialect_column`` or named by the run's ``--dialect``. ``train_split`` None: the dataset has no training
-    split (a benchmark). ``unavailable``: why it cannot be loaded from the hub and where to get it (then only a
+    split (a benchmark). ``segment_columns``: (start, end) columns in seconds when each row is a segment of a
+    longer recording that its audio column names (SADA's episodes); ``data_files``: {split: file} of a copy whose
+    split tables sit among other files (datasets then reads just those). ``unavailable``: why it cannot be loaded from the hub and where to get it (then only a
     local copy, ``--dataset FOLDER``, is read). The rest documents it: the card's URL, licence, gating, citation.
     """
 
@@ -51,6 +53,8 @@ class HubDataset:
     audio_column: str = "audio"
     text_column: str = "text"
     dialect_column: Optional[str] = None
+    segment_columns: tuple = ()
+    data_files: dict = field(default_factory=dict)
     licence: str = ""
     gated: str = ""  # what access needs, when the repo is gated
     citation: str = ""
@@ -86,7 +90,7 @@ def settings(cfg, recipe: HubDataset) -> dict:
     return {"repo": repo, "config": config or recipe.config,
             "train": cfg.split_train or recipe.train_split, "test": cfg.split_test or recipe.test_split,
             "audio": cfg.audio_column or recipe.audio_column, "text": cfg.text_column or recipe.text_column,
-            "dialect": cfg.dialect_column or recipe.dialect_column}
+            "dialect": cfg.dialect_column or recipe.dialect_column, "segment": recipe.segment_columns}
 
 
 def _gated(error: BaseException) -> bool:
@@ -123,7 +127,7 @@ def _hub_call(name: str, call, *args, **kwargs):
                                    "be trained on instead.") from e
 
 
-def _open(repo: str, config: Optional[str], split: str, streaming: bool):
+def _open(repo: str, config: Optional[str], split: str, streaming: bool, data_files: Optional[dict] = None):
     """(dataset, revision, name) of one split, after checking that the config and the split exist."""
     import datasets
 
@@ -140,14 +144,16 @@ def _open(repo: str, config: Optional[str], split: str, streaming: bool):
     if local and config and (Path(path) / config).is_dir() and config not in datasets.get_dataset_config_names(path):
         path, config = str(Path(path) / config), None  # a download of one config (e.g. a parquet export's folder)
     try:
-        splits = _hub_call(name, datasets.get_dataset_split_names, path, config, revision=revision)
+        splits = _hub_call(name, datasets.get_dataset_split_names, path, config, revision=revision,
+                           **({"data_files": data_files} if data_files else {}))
     except ValueError as e:  # datasets names the configs it has ("BuilderConfig 'x' not found. Available: [...]")
         raise DataUnavailableError(f"The dataset {name} has no config {config!r} ({' '.join(str(e).split())})",
                                    "give one of its configs as --dataset REPO:CONFIG.") from None
     if split not in splits:
         raise DataUnavailableError(f"The dataset {name} has no split {split!r} (its splits: {', '.join(splits)})",
                                    "name one with --split-train / --split-test.")
-    ds = _hub_call(name, datasets.load_dataset, path, config, split=split, streaming=streaming, revision=revision)
+    ds = _hub_call(name, datasets.load_dataset, path, config, split=split, streaming=streaming, revision=revision,
+                   **({"data_files": data_files} if data_files else {}))
     return ds, revision, name
 
 
@@ -167,8 +173,14 @@ def _is_text(kind) -> bool:
 def _check_columns(ds, name: str, columns: dict) -> None:
     """One line per mistake: a column the dataset lacks, a text column that holds no text."""
     kinds = _column_kinds(ds)
+    for column in columns.get("segment", ()):
+        if column not in kinds:
+            raise DataUnavailableError(f"The dataset {name} has no column {column!r} for the segment times (its "
+                                       f"columns: {', '.join(kinds)})", "give the folder of the dataset as "
+                                       "published (its segment tables), or cut the clips and use --source hub "
+                                       "--dataset FOLDER with an audio column.")
     for role, column in columns.items():
-        if column and column not in kinds:
+        if role != "segment" and column and column not in kinds:
             raise DataUnavailableError(f"The dataset {name} has no column {column!r} for the {role} (its columns: "
                                        f"{', '.join(kinds)})", f"name the {role} column with --{role}-column.")
     text = columns["text"]
@@ -184,14 +196,27 @@ def _as_records(ds, columns: dict, root: Optional[Path]):
     import datasets
 
     keep = {columns[r]: r for r in ("audio", "text", "dialect") if columns[r]}
-    ds = ds.select_columns(list(keep))
+    segment = columns.get("segment", ())
+    ds = ds.select_columns([*keep, *segment])
     kind = _column_kinds(ds)[columns["audio"]]
+    audio = columns["audio"]
     if isinstance(kind, datasets.Audio):
-        ds = ds.cast_column(columns["audio"], datasets.Audio(decode=False))  # decoded by arabicpeft.audio
+        ds = ds.cast_column(audio, datasets.Audio(decode=False))  # decoded by arabicpeft.audio
     elif _is_text(kind) and root is not None:
-        audio = columns["audio"]
         ds = ds.map(lambda r: {audio: str((root / r[audio]).resolve()) if r[audio] else r[audio]})
+    if segment:  # the audio becomes {path, start, end}: arabicpeft.audio reads just that stretch of the recording
+        start, end = segment
+        ds = ds.map(lambda r: {audio: {"path": r[audio], "start": _seconds(r[start]), "end": _seconds(r[end])}},
+                    remove_columns=list(segment))
     return ds.rename_columns({k: v for k, v in keep.items() if k != v})
+
+
+def _seconds(value) -> Optional[float]:
+    """A segment time as float seconds; None (the segment is then counted as undecodable) when it is no number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _of_variety(ds, name: str, column: str, variety: str, streaming: bool):
@@ -229,10 +254,11 @@ def check_local(cfg, recipe: HubDataset) -> None:
         return
     names = {cfg.dialect, *cfg.test_set_names()} - {dialects.POOLED}
     configs = {recipe.configs.get(v, s["config"]) for v in names | set(cfg.parts(cfg.dialect))}
-    columns = {"audio": s["audio"], "text": s["text"], "dialect": None if recipe.configs else s["dialect"]}
+    columns = {"audio": s["audio"], "text": s["text"], "dialect": None if recipe.configs else s["dialect"],
+               "segment": s["segment"]}
     for config in sorted(configs, key=str):
         for split in filter(None, (s["train"], s["test"])):
-            ds, _, name = _open(s["repo"], config, split, streaming=True)
+            ds, _, name = _open(s["repo"], config, split, streaming=True, data_files=recipe.data_files)
             _check_columns(ds, name, columns)
 
 
@@ -254,8 +280,9 @@ def read(cfg, recipe: HubDataset, variety: str, split: str, pooled: bool):
     if pooled and not recipe.configs and not s["dialect"]:
         raise DataUnavailableError(f"The dataset {label} has no dialect column named, so the varieties of a pooled "
                                    "set cannot be told apart", "give --dialect-column, or train one variety.")
-    ds, revision, name = _open(s["repo"], config, wanted, cfg.streaming)
-    columns = {"audio": s["audio"], "text": s["text"], "dialect": None if recipe.configs else s["dialect"]}
+    ds, revision, name = _open(s["repo"], config, wanted, cfg.streaming, recipe.data_files)
+    columns = {"audio": s["audio"], "text": s["text"], "dialect": None if recipe.configs else s["dialect"],
+               "segment": s["segment"]}
     _check_columns(ds, name, columns)
     ds = _as_records(ds, columns, Path(s["repo"]).expanduser() if is_local(s["repo"]) else None)
     if columns["dialect"]:

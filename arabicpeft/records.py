@@ -269,6 +269,10 @@ def filter_records(ds: AnyDataset, fmt: str, tokenizer, max_seconds: float, repo
 
 
 def _audio_bytes(audio) -> bytes:
+    if isinstance(audio, dict) and audio.get("path") and "end" in audio:
+        # A segment of a long recording: its file's name and times (reading the recording would cost more than
+        # the segment, and its folder differs from machine to machine).
+        return f"{os.path.basename(str(audio['path']))}\x00{audio.get('start')}\x00{audio['end']}".encode()
     if isinstance(audio, dict):
         if audio.get("array") is not None:
             return np.ascontiguousarray(audio["array"]).tobytes() + str(audio.get("sampling_rate")).encode()

@@ -267,6 +267,16 @@ SOURCES: dict[str, Source] = {
                     "ar_eg of its parquet export (huggingface_hub.snapshot_download('google/fleurs', repo_type="
                     "'dataset', revision='refs/convert/parquet', allow_patterns='ar_eg/*'); its ar_eg/ folder holds "
                     "train/, validation/ and test/)")),
+    "sada": Source("sada", "SADA, Saudi TV speech by dialect (a local copy: the Kaggle dataset's folder)", "audio",
+                   _read_hub_audio, check=_check_hub_dataset, hub_dataset=HubDataset(
+        "sdaiancai/sada2022", "https://www.kaggle.com/datasets/sdaiancai/sada2022", audio_column="FileName",
+        text_column="ProcessedText", segment_columns=("SegmentStart", "SegmentEnd"),
+        data_files={"train": "train.csv", "validation": "valid.csv", "test": "test.csv"}, licence="CC BY-NC-SA 4.0",
+        citation="SDAIA and the Saudi Broadcasting Authority 2023, SADA: Saudi Audio Dataset for Arabic, "
+                 "kaggle.com/datasets/sdaiancai/sada2022",
+        unavailable="SADA is published on Kaggle as full episodes (batch_1/ ... batch_4/) with tables of segment "
+                    "times (train.csv, valid.csv, test.csv), not on the hub: on Kaggle add the dataset "
+                    "sdaiancai/sada2022 to the notebook (Add Input), elsewhere download it")),
 }
 
 
