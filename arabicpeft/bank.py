@@ -277,7 +277,7 @@ def _training_states(bank: "AdapterBank", max_per_dialect: int, batch_size: int,
     from . import dialects
     from .data import load_splits
 
-    singles = {d: p for d, p in bank.adapters.items() if not dialects.get(d).is_pooled}
+    singles = {d: p for d, p in bank.adapters.items() if not dialects.variety(d).is_pooled}
     if len(singles) < 2:
         raise ValueError(f"A dialect router needs a bank of at least two single-dialect adapters; this one holds "
                          f"{', '.join(bank.adapters)}.")
@@ -355,7 +355,7 @@ def _compare_routed(bank: "AdapterBank", n_utterances: int, batch_size: int = 16
     from .metrics import utterance_errors
 
     model, processor, cfg = bank.loaded.model, bank.loaded.processor, bank.loaded.config
-    own = [d for d in bank.adapters if not dialects.get(d).is_pooled]
+    own = [d for d in bank.adapters if not dialects.variety(d).is_pooled]
     wanted = ExperimentConfig(model=cfg.model, source=cfg.source, data_path=cfg.data_path, test_sets=own,
                               max_test_samples=max(1, int(n_utterances)))
     tests, _, _ = load_test_sets(wanted, processor.tokenizer, max_seconds=bank.loaded.window_seconds)

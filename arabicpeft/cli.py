@@ -219,10 +219,20 @@ def _add_cache(sub) -> None:
     ca.set_defaults(func=commands.cache)
 
 
+def _variety_or_auto(text: str) -> str:
+    """--dialect of evaluate and transcribe: a variety name (the paper's or one a dataset or bank declares) or auto."""
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        return dialects.variety_name(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_routing(parser, dialect_help: str) -> None:
     """--dialect (a variety, or auto: routed by an adapter bank's router) and --route-threshold."""
-    names = (*dialects.NAMES, AUTO)
-    parser.add_argument("--dialect", choices=names, metavar="{" + ",".join(names) + "}", help=dialect_help)
+    parser.add_argument("--dialect", type=_variety_or_auto, metavar="VARIETY",
+                        help=f"{dialect_help} (a variety: {', '.join(dialects.NAMES)}, or one the data names)")
     parser.add_argument("--route-threshold", type=float, default=DEFAULT_THRESHOLD, metavar="P", help="--dialect "
                         "auto: the router's probability at or below which an utterance goes to the bank's pooled "
                         f"adapter, else the base (default: {DEFAULT_THRESHOLD}: more likely than all others together)")

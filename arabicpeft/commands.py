@@ -216,7 +216,7 @@ def _evaluate_routed(args) -> Path:
     bank = AdapterBank(args.model_path)
     trained = bank.loaded.config
     cfg = dataclasses.replace(
-        trained, test_sets=args.test_sets or [d for d in bank.adapters if not dialects.get(d).is_pooled],
+        trained, test_sets=args.test_sets or [d for d in bank.adapters if not dialects.variety(d).is_pooled],
         source=args.source or ("local" if args.data_path else trained.source), data_path=args.data_path,
         max_test_samples=args.max_test_samples, eval_batch_size=args.batch_size)
     path = bank.evaluate(cfg, args.output_dir, threshold=args.route_threshold, routed=True)

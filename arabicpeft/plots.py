@@ -50,7 +50,7 @@ def require_unique(df: pd.DataFrame, keys, what: str) -> None:
 def display_name(name) -> str:
     """Display name of a dialect/test set ("egyptian" -> "Egyptian"), the name itself if unknown."""
     try:
-        return dialects.get(name).display
+        return dialects.variety(name).display
     except ValueError:
         return str(name)
 

@@ -152,7 +152,7 @@ def _load_manifest(path: Path, variety: str, pooled: bool):
         raise ValueError(f"{path} has no 'dialect' column, so the dialects of a pooled set cannot be told apart "
                          "(every one would read the whole file). Add the column, or train one dialect.")
     if "dialect" in frame:
-        frame_dialects = frame["dialect"].astype(str).str.lower()
+        frame_dialects = frame["dialect"].astype(str).map(_variety_or_value)
         frame = frame[frame_dialects == variety]
         if frame.empty:
             raise DataUnavailableError(f"{path} has no rows with dialect == {variety!r} (it has "
@@ -168,6 +168,15 @@ def _load_manifest(path: Path, variety: str, pooled: bool):
     frame = frame.assign(text=frame["text"].fillna("").astype(str))  # an empty cell is an empty transcript
     synthetic = bool("synthetic" in frame and frame["synthetic"].astype(str).str.lower().eq("true").all())
     return datasets.Dataset.from_pandas(frame.reset_index(drop=True), preserve_index=False), synthetic
+
+
+def _variety_or_value(value: str) -> str:
+    """A manifest's dialect cell as a variety name ("Saudi Arabia" -> "saudi_arabia"); a cell that is none stays
+    as it is (lower case), so that no variety matches it and the error names it."""
+    try:
+        return dialects.variety_name(value)
+    except ValueError:
+        return value.strip().lower()
 
 
 def _read_folder(root: Path, variety: str, split: str, streaming: bool, pooled: bool) -> SourceSplit:
@@ -370,22 +379,22 @@ def is_saved_dataset(path) -> bool:
 
 
 def dialect_names(values: list, where: str, allow_empty: bool = False) -> list[str]:
-    """The sorted registry names of a 'dialect' column's ``values`` (``allow_empty``: empty cells and None are
-    passed over). Raises ValueError naming ``where`` (the manifest or dataset), each unknown value and the first
-    row (1-based) that holds it."""
-    names, unknown = set(), {}
+    """The sorted variety names of a 'dialect' column's ``values`` (:func:`arabicpeft.dialects.variety_name`: the
+    paper's names keep their meaning, any other is a variety the data declares; ``allow_empty``: empty cells and
+    None are passed over). Raises ValueError naming ``where`` (the manifest or dataset), each value that is no
+    variety name and the first row (1-based) that holds it."""
+    names, bad = set(), {}
     for row, value in enumerate(values, start=1):
         if allow_empty and (value is None or not str(value).strip()):
             continue
-        known = dialects.REGISTRY.get(str(value).strip().lower())
-        if known:
-            names.add(known.name)
-        else:
-            unknown.setdefault(str(value), row)
-    if unknown:
-        raise ValueError(f"{where} has unknown dialect(s) in its 'dialect' column: "
-                         + ", ".join(f"{v!r} (first at row {row})" for v, row in unknown.items())
-                         + f". Valid names: {', '.join(dialects.NAMES)}; fix those values.")
+        try:
+            names.add(dialects.variety_name(value))
+        except ValueError:
+            bad.setdefault(str(value), row)
+    if bad:
+        raise ValueError(f"{where} has values in its 'dialect' column that are no variety names: "
+                         + ", ".join(f"{v!r} (first at row {row})" for v, row in bad.items())
+                         + ". Use lower-case letters, digits, '-' or '_', starting with a letter (e.g. sudanese).")
     return sorted(names)
 
 
@@ -419,4 +428,4 @@ def read_test_path(path) -> tuple[dict, bool]:
     if "dialect" not in ds.column_names:
         return {path.name: ds}, False
     names = dialect_names(ds["dialect"], f"The dataset {path}")
-    return {n: ds.filter(lambda r, n=n: str(r["dialect"]).lower() == n) for n in names}, False
+    return {n: ds.filter(lambda r, n=n: dialects.variety_name(r["dialect"]) == n) for n in names}, False

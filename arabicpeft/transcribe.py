@@ -139,7 +139,7 @@ def collect_audio(inputs: Iterable, dialect: Optional[str] = None, left_out: Opt
                                    + "; ".join(unusable) + ". Leave them out of the inputs (or re-encode them as "
                                    "WAV, FLAC or OGG) and run again.")
     for item in items:
-        item["dialect"] = dialects.get(item["dialect"] or dialect).name if (item["dialect"] or dialect) else None
+        item["dialect"] = dialects.variety(item["dialect"] or dialect).name if (item["dialect"] or dialect) else None
     return items
 
 

@@ -108,7 +108,7 @@ def config_picker(cfg: ExperimentConfig, fields: Sequence[str] = _PICKER_FIELDS)
 def bank_dialect_picker(adapters, value: str) -> widgets.Dropdown:
     """A dialect picker for an adapter bank: each dialect of ``adapters`` (names), and "auto" (the bank's dialect
     router picks each utterance's adapter); starts at ``value``; its ``value`` is the name picked."""
-    options = [(f"{dialects.get(d).display} ({d})", d) for d in adapters] + [("the bank's router picks (auto)", AUTO)]
+    options = [(f"{dialects.variety(d).display} ({d})", d) for d in adapters] + [("the bank's router picks (auto)", AUTO)]
     return widgets.Dropdown(options=options, value=value, description="dialect", style=_STYLE)
 
 

@@ -343,7 +343,7 @@ def test_evaluate_scores_a_base_model_at_a_runs_window_and_bound(tmp_path, capsy
     assert capsys.readouterr().err.startswith("error: window 40: encoder_seconds=40 exceeds this model's window (8 s)")
 
 
-def test_evaluate_on_a_real_manifest_says_no_synthetic_note_and_names_an_unknown_dialect(tmp_path, capsys):
+def test_evaluate_on_a_real_manifest_scores_each_of_its_varieties_and_names_a_bad_dialect(tmp_path, capsys):
     from conftest import write_audio_manifest
 
     manifest = write_audio_manifest(tmp_path / "data", [{"seconds": 1.5, "text": "نعم", "dialect": "gulf"},
@@ -352,11 +352,17 @@ def test_evaluate_on_a_real_manifest_says_no_synthetic_note_and_names_an_unknown
     out = capsys.readouterr().out
     assert "Scoring tiny-random (hf) on gulf (local data), 8 s encoder window." in out and "note:" not in out
     lines = manifest.read_text(encoding="utf-8").splitlines()
-    manifest.write_text("\n".join([lines[0], lines[1].replace('"gulf"', '"Khaleeji"')]), encoding="utf-8")
+    # a variety of the manifest's own is a test set of its own, named as a variety
+    manifest.write_text("\n".join([lines[0], lines[1].replace('"gulf"', '"Khaleeji Gulf"')]), encoding="utf-8")
+    main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--output-dir", str(tmp_path / "f")])
+    results = read_results(tmp_path / "f")
+    assert {k: v["rows_used"] for k, v in results["data"]["test"].items()} == {"gulf": 1, "khaleeji_gulf": 1}
+    manifest.write_text("\n".join([lines[0], lines[1].replace('"gulf"', '"Gulf!"')]), encoding="utf-8")
+    capsys.readouterr()
     with pytest.raises(SystemExit):
-        main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--output-dir", str(tmp_path / "f")])
-    assert capsys.readouterr().err.startswith(f"error: The manifest {manifest} has unknown dialect(s) in its 'dialect' "
-                                              "column: 'Khaleeji' (first at row 2). Valid names: egyptian, ")
+        main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--output-dir", str(tmp_path / "g")])
+    assert capsys.readouterr().err.startswith(f"error: The manifest {manifest} has values in its 'dialect' column that "
+                                              "are no variety names: 'Gulf!' (first at row 2). Use lower-case")
 
 
 def test_transcribe_through_ct2_refuses_another_window_before_loading(capsys):

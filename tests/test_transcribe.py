@@ -254,13 +254,15 @@ def test_files_left_out_of_a_folder_are_named_and_counted(tmp_path, capsys):
         collect_audio([folder])
 
 
-def test_an_unknown_dialect_in_a_manifest_names_the_manifest_and_row(tmp_path):
+def test_a_dialect_in_a_manifest_is_any_variety_name_and_a_bad_one_names_the_manifest_and_row(tmp_path):
     clip = str(SAMPLE_DIR / "audio" / "gulf-te01-v1.ogg")
     manifest = tmp_path / "files.jsonl"
-    manifest.write_text("\n".join(json.dumps(r) for r in [{"audio": clip, "dialect": "gulf"}, {"audio": clip},
-                                                           {"audio": clip, "dialect": "klingon"}]))
-    with pytest.raises(ValueError, match=rf"The manifest {manifest} has unknown dialect\(s\) in its 'dialect' column: "
-                                         r"'klingon' \(first at row 3\). Valid names: egyptian, .*fix those values"):
+    rows = [{"audio": clip, "dialect": "gulf"}, {"audio": clip}, {"audio": clip, "dialect": "Najdi"}]
+    manifest.write_text("\n".join(json.dumps(r) for r in rows))
+    assert [item["dialect"] for item in collect_audio([manifest], dialect="sudanese")] == ["gulf", "sudanese", "najdi"]
+    manifest.write_text("\n".join(json.dumps(r) for r in [*rows[:2], {"audio": clip, "dialect": "Najdi!"}]))
+    with pytest.raises(ValueError, match=rf"The manifest {manifest} has values in its 'dialect' column that are no "
+                                         r"variety names: 'Najdi!' \(first at row 3\). Use lower-case letters"):
         collect_audio([manifest])
 
 
@@ -269,8 +271,8 @@ def test_collect_audio_errors(tmp_path):
         collect_audio([tmp_path / "nope.wav"])
     with pytest.raises(ValueError, match="holds no audio"):
         collect_audio([tmp_path])
-    with pytest.raises(ValueError, match="Valid names"):
-        collect_audio([SAMPLE_DIR / "audio" / "gulf-te01-v1.ogg"], dialect="klingon")
+    with pytest.raises(ValueError, match="'Klingon!' is not a variety name"):
+        collect_audio([SAMPLE_DIR / "audio" / "gulf-te01-v1.ogg"], dialect="Klingon!")
 
 
 def test_collect_audio_names_every_empty_or_undecodable_file_before_a_model_loads(tmp_path):
