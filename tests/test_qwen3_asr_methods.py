@@ -12,6 +12,7 @@ import torch
 
 from arabicpeft import methods
 from arabicpeft.config import ExperimentConfig
+from arabicpeft.device import _no_gpu_driver
 from arabicpeft.results import read_results
 from test_qwen3_asr import GEN, TINY, _cfg, _records
 
@@ -55,3 +56,63 @@ def test_every_method_trains_on_qwen3_asr_reloads_and_merges(case, tmp_path):
     base = Qwen3ASRForConditionalGeneration.from_pretrained(resolve_model(TINY)).state_dict()
     changed = plain.state_dict()
     assert any(not torch.equal(base[k], changed[k]) for k in base if k in changed)
+
+
+@pytest.mark.skipif(not _no_gpu_driver(), reason="this machine has a GPU driver")
+@pytest.mark.parametrize("precision", ["int8", "nf4"])
+def test_a_quantized_qwen3_asr_base_is_refused_on_a_cpu_before_loading(precision, tmp_path):
+    from arabicpeft.errors import GPUUnavailableError
+    from arabicpeft.kaggle import preflight
+
+    cfg = ExperimentConfig(model=TINY, source="sample", precision=precision, output_dir=str(tmp_path / "run"))
+    with pytest.raises(GPUUnavailableError, match=rf"^precision {precision} needs a CUDA GPU \(.*\(bitsandbytes\)\) and "
+                                                  r"none is visible — "):
+        preflight(cfg)  # no torch, no model
+
+
+@pytest.mark.parametrize("precision", ["int8", "nf4"])
+def test_the_loader_quantizes_every_layer_of_both_towers_but_the_front_end_projector_and_output(precision,
+                                                                                                monkeypatch):
+    """What ``_load_base`` would hand transformers on a GPU (captured, not run: bitsandbytes needs CUDA here), and
+    which Linear layers transformers' own bitsandbytes replacement turns into 8/4-bit ones with that config, on the
+    tiny Qwen3-ASR and, for comparison, tiny-random Whisper (built on the meta device: no weights)."""
+    from transformers import AutoConfig, Qwen3ASRForConditionalGeneration, WhisperForConditionalGeneration
+    from transformers.integrations.bitsandbytes import replace_with_bnb_linear
+    from transformers.quantizers.base import HfQuantizer
+
+    from arabicpeft import backbones, model as model_lib
+    from arabicpeft.offline_model import resolve_model
+
+    class Loaded(Exception):
+        pass
+
+    def capture(self, path, **kwargs):
+        raise Loaded(kwargs)
+
+    monkeypatch.setattr(model_lib, "check_gpu", lambda precision: None)  # the GPU check a CPU fails (test above)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    left = {}
+    for reference, cls in ((TINY, Qwen3ASRForConditionalGeneration), ("tiny-random", WhisperForConditionalGeneration)):
+        backbone = backbones.get(resolve_model(reference))
+        monkeypatch.setattr(type(backbone), "load_model", capture)
+        with pytest.raises(Loaded) as loaded:
+            model_lib._load_base(ExperimentConfig(model=reference, source="sample", precision=precision))
+        kwargs = loaded.value.args[0]
+        quantization = kwargs["quantization_config"]
+        assert kwargs["device_map"] == {"": 0} and kwargs["dtype"] == torch.float32
+        assert (quantization.load_in_8bit, quantization.load_in_4bit) == (precision == "int8", precision == "nf4")
+        if precision == "nf4":
+            assert quantization.bnb_4bit_quant_type == "nf4" and quantization.bnb_4bit_use_double_quant
+        assert quantization.llm_int8_skip_modules == (list(backbone.unquantized) or None)
+        with torch.device("meta"):
+            model = cls(AutoConfig.from_pretrained(resolve_model(reference)))
+        skip = HfQuantizer.get_modules_to_not_convert(model, quantization.llm_int8_skip_modules,
+                                                      model._keep_in_fp32_modules)
+        model = replace_with_bnb_linear(model, modules_to_not_convert=skip, quantization_config=quantization)
+        quantized = {n for n, m in model.named_modules() if type(m).__name__ in ("Linear8bitLt", "Linear4bit")}
+        left[reference] = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear}
+        assert all(".layers." in n for n in quantized) and len(quantized) > 0
+        assert not any(".layers." in n for n in left[reference])  # every Linear of both towers' layers quantized
+    assert left == {TINY: {"model.audio_tower.conv_out", "model.multi_modal_projector.linear_1",
+                           "model.multi_modal_projector.linear_2", "lm_head"},
+                    "tiny-random": {"proj_out"}}  # Whisper: transformers' default, the output layer
