@@ -66,8 +66,9 @@ def test_a_quantized_qwen3_asr_base_is_refused_on_a_cpu_before_loading(precision
 
     cfg = ExperimentConfig(model=TINY, source="sample", precision=precision, output_dir=str(tmp_path / "run"))
     with pytest.raises(GPUUnavailableError, match=rf"^precision {precision} needs a CUDA GPU \(.*\(bitsandbytes\)\) and "
-                                                  r"none is visible — "):
+                                                  r"none is visible — ") as refused:
         preflight(cfg)  # no torch, no model
+    assert "\n" not in str(refused.value)
 
 
 @pytest.mark.parametrize("precision", ["int8", "nf4"])
