@@ -39,17 +39,19 @@ def load_processor(reference, window_seconds: Optional[int] = None):
     return backbones.get(path).load_processor(path, window_seconds)
 
 
-def _quantization(precision: str):
+def _quantization(precision: str, backbone):
     """transformers' ``BitsAndBytesConfig`` of a quantized precision (int8; nf4 with double quantization, computing
-    in the GPU's native half type), None for the others."""
+    in the GPU's native half type) for a model of ``backbone``, whose ``unquantized`` layers stay at full precision
+    (none named: transformers' default, the output layer); None for the other precisions."""
     if precision not in QUANTIZED:
         return None
     from transformers import BitsAndBytesConfig
 
+    skip = dict(llm_int8_skip_modules=list(backbone.unquantized) or None)
     if precision == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, **skip)
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=half_dtype())
+                              bnb_4bit_compute_dtype=half_dtype(), **skip)
 
 
 def _load_base(cfg: ExperimentConfig):
@@ -58,11 +60,11 @@ def _load_base(cfg: ExperimentConfig):
 
     check_gpu(cfg.precision)
     path = resolve_model(cfg.model)
-    quantization = _quantization(cfg.precision)
     # Weights stay fp32 for fp16/bf16 (the Trainer runs mixed precision with fp32 master weights), also when a
     # checkpoint was saved in half precision: transformers 5 would otherwise keep the saved dtype.
     try:
         backbone = backbones.get(path)
+        quantization = _quantization(cfg.precision, backbone)
         with _no_file_progress_bars() if Path(path).exists() else contextlib.nullcontext():
             model = backbone.load_model(
                 path, quantization_config=quantization,  # on this process's GPU (its rank's under DDP)

@@ -147,6 +147,12 @@ class Qwen3ASR:
     # the feed-forward blocks' Linear layers (IA3 scales their inputs): the audio tower's fc1/fc2, the language
     # model's gated MLP
     feedforward = ("fc1", "fc2", "gate_proj", "up_proj", "down_proj")
+    # Layers kept at full precision on an int8/nf4 base (bitsandbytes' llm_int8_skip_modules), as Whisper's are:
+    # the audio front end, whose convolutions end in a Linear (conv_out; Whisper's front end is Conv1d, which
+    # bitsandbytes never replaces), and the projector that carries every audio frame into the language model
+    # (1.1 % of the 0.6B model's weights). A list given replaces transformers' default, so the output layer
+    # (lm_head, which that default keeps) is named too.
+    unquantized = ("model.audio_tower.conv_out", "model.multi_modal_projector", "lm_head")
 
     def __init__(self, language: str, suppress_choices: tuple[str, ...]):
         """``language``: the ISO 639-1 code forced in every prompt; ``suppress_choices``: the ``suppress`` values

@@ -150,6 +150,10 @@ class Whisper:
         "all-linear": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
     }
     feedforward = ("fc1", "fc2")  # the feed-forward blocks' Linear layers (IA3 scales their inputs)
+    # Layers kept at full precision on an int8/nf4 base (bitsandbytes' llm_int8_skip_modules); empty: transformers'
+    # default, which keeps the output layer (proj_out). The convolutional front end (conv1, conv2: Conv1d) is never
+    # quantized (bitsandbytes replaces Linear layers only).
+    unquantized: tuple[str, ...] = ()
 
     def load_model(self, path, *, dtype=None, quantization_config=None, device_map=None):
         """The model in ``path`` (a folder or hub id) for training or inference, weights at ``dtype``; OSError when

@@ -1,6 +1,6 @@
 """One run on two processes (DDP, gloo on the CPU): torchrun and accelerate's notebook launcher train on the same
 global batches as one process, to the same loss curve (as do two gradient accumulation passes), and rank 0 alone
-writes the output folder."""
+writes the output folder; on Qwen3-ASR too (torchrun)."""
 
 import json
 import os
@@ -103,3 +103,28 @@ def test_rank_0_alone_scores_the_starting_model_and_writes_the_folder(runs):
         assert len(rows) == 1 + 3 * len(SCHEMES)  # a header and each utterance once per scheme
         assert not (root / name / "INCOMPLETE").exists()
         assert (root / name / "checkpoints" / "checkpoint-6" / "trainer_state.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def qwen_runs(tmp_path_factory):
+    """The torchrun run of ``ARGS`` and its one-process twin on the tiny Qwen3-ASR (LoRA on both towers)."""
+    root = tmp_path_factory.mktemp("ddp-qwen")
+    args = [*("tiny-random-qwen3-asr" if a == "tiny-random" else a for a in ARGS), "--lora-targets", "qkvo",
+            "--output-dir"]
+    return {"one process": launch([sys.executable, "-m", "arabicpeft", *args], root / "one"),
+            "torchrun": launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", 2,
+                                "-m", "arabicpeft", *args], root / "torchrun")}, root
+
+
+def test_two_processes_train_qwen3_asr_to_the_loss_curve_of_one_and_rank_0_scores(qwen_runs):
+    results, root = qwen_runs
+    one, two = results["one process"], results["torchrun"]
+    assert one["provenance"]["model_family"] == two["provenance"]["model_family"] == "qwen3_asr"
+    assert len(curve(one, "loss")) == STEPS and curve(one, "loss")[-1] < curve(one, "loss")[0]
+    assert curve(two, "loss") == pytest.approx(curve(one, "loss"), rel=1e-5, abs=1e-6)
+    assert curve(two, "eval_loss") == pytest.approx(curve(one, "eval_loss"), rel=1e-5)
+    assert (two["training"]["world_size"], two["training"]["per_device_batch_size"]) == (2, BATCH // 2)
+    assert two["metrics_before"] == one["metrics_before"] and two["metrics"] == one["metrics"]
+    assert two["metrics"]["egyptian"]["raw"]["n_utterances"] == 3
+    rows = (root / "torchrun" / "utterances_before.csv").read_text(encoding="utf-8").strip().splitlines()
+    assert len(rows) == 1 + 3 * len(SCHEMES)  # rank 0 alone wrote each utterance once per scheme

@@ -1,6 +1,7 @@
 """whisper-large-v3's layout (128 mel bins, its special-token ids) through the whole package on
 ``tiny-random-large-v3``: the ids, labels of another layout re-made, the checks before anything loads, 2-step
-LoRA and full runs, reload, evaluate, transcribe, merge and the adapter bank."""
+LoRA and full runs, reload, evaluate, transcribe, merge and the adapter bank; DoRA with a time budget, resume,
+CTranslate2 export and long-form transcription."""
 
 import json
 from pathlib import Path
@@ -183,3 +184,42 @@ def test_the_bank_decodes_each_utterance_with_its_adapter(v3_adapters):
         alone["__base__"] = transcribe(model, processor, mixed, batch_size=4, max_new_tokens=8)[1]
     assert hyps == [alone[n][i] for i, n in enumerate(names)]
     assert alone["egyptian"] != alone["__base__"]  # the adapters change the output (so the test can fail)
+
+
+def test_dora_stops_on_its_time_budget_resumes_merges_exports_and_transcribes_long_audio(tmp_path, capsys):
+    """DoRA on large-v3's layout: stopped by its time budget after step 1, resumed to step 2, its merge a standalone
+    model with the adapter's transcripts, converted to CTranslate2 (faster-whisper reads the 128-mel extractor),
+    scoring as transformers does, and a file longer than the window transcribed in windows."""
+    from test_export import _hypotheses, _sample_tests
+
+    from arabicpeft.evaluate import evaluate_sets
+    from arabicpeft.transcribe import concatenate_clips, sample_clips, transcribe_files
+
+    out = tmp_path / "run"
+    dora = [*TRAIN, "--use-dora", "--output-dir", str(out)]
+    main(["train", *dora, "--time-budget-s", "1e-6"])
+    stopped = read_results(out)
+    main(["train", *dora])
+    resumed = read_results(out)
+    assert stopped["training"]["stopped_by_time_budget_at_step"] == 1 == stopped["training"]["global_step"]
+    assert resumed["training"]["resumed_from"] and resumed["training"]["global_step"] == 2
+    assert json.loads((out / "model" / "adapter_config.json").read_text())["use_dora"] is True
+
+    merged = export.merge(out / "model", tmp_path / "merged", dtype="fp32")
+    unmerged = load_model(out / "model", full_window=True)
+    tests = _sample_tests(unmerged.processor, n=3)
+    hypotheses = _hypotheses(unmerged.model, unmerged.processor, tests)
+    assert _hypotheses(load_model(merged).model, unmerged.processor, tests) == hypotheses
+    whisper, processor, _ = export.load_ct2(export.export_ct2(merged, tmp_path / "ct2", "float32"),
+                                            compute_type="float32")
+    assert processor.feature_extractor.feature_size == 128
+    hf = load_model(merged)  # at the window it was trained with, as its CTranslate2 export
+    hf.model.generation_config.max_length = GEN
+    _, rows = evaluate_sets(whisper, processor, tests, batch_size=8, max_length=GEN)
+    assert rows[rows.scheme == "raw"]["hypothesis"].tolist() == _hypotheses(hf.model, hf.processor, tests)
+
+    long = concatenate_clips(sample_clips("egyptian"), tmp_path / "long.wav", repeat=2)  # 77 s
+    loaded = load_model(out / "model")
+    [transcript] = transcribe_files(loaded, [{"path": str(long)}], max_new_tokens=GEN, progress=False)
+    assert loaded.window_seconds == 8 and len(transcript.segments) > 1
+    assert all(s["end"] - s["start"] <= 8 for s in transcript.segments)
