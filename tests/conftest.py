@@ -43,7 +43,8 @@ def _checkout_files() -> set[str] | None:
 LONGEST_FIRST = ("tests/test_e2e_ddp.py", "tests/test_analysis.py", "tests/test_benchmarks.py",
                  "notebooks/04_paper_figures.ipynb",
                  "tests/test_evaluate.py", "tests/test_e2e_resume.py", "notebooks/05_inference_export.ipynb",
-                 "notebooks/03_statistical_analysis.ipynb", "notebooks/06_adapter_bank.ipynb", "tests/test_kaggle_build.py")
+                 "notebooks/03_statistical_analysis.ipynb", "notebooks/06_adapter_bank.ipynb", "tests/test_kaggle_build.py",
+                 "tests/test_qwen3_asr_methods.py")
 
 
 def pytest_configure(config):
