@@ -286,7 +286,7 @@ def _training_states(bank: "AdapterBank", max_per_dialect: int, batch_size: int,
     for dialect, path in singles.items():
         cfg = dataclasses.replace(ExperimentConfig.saved_with(path), streaming=False)
         train = load_splits(cfg, loaded.processor.tokenizer, loaded.window_seconds,
-                            loaded.model.config.max_target_positions).train
+                            backbones.of(loaded.model).label_positions(loaded.model)).train
         used = train.select(range(min(len(train), int(max_per_dialect))))
         parts.append(states_of(loaded.model, loaded.processor, used, batch_size))
         labels += [dialect] * len(used)

@@ -254,6 +254,22 @@ class Qwen3ASR:
         frames = inputs["input_features_mask"].sum(-1).cpu().numpy()
         return frames * extractor.hop_length / extractor.sampling_rate
 
+    def encoder_states(self, model, inputs: dict):
+        """(the audio tower's last hidden states (batch, frames, d_model), each row's frames first and zeros after;
+        the number of frames of each row, a LongTensor (batch,)). The tower packs the frames of every clip into one
+        sequence (transformers' ``Qwen3ASRAudioEncoder``): they are split back by the frames each clip's
+        ``n_window * 2``-frame chunks leave after its convolutions."""
+        import torch
+
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        tower, mask = base.model.audio_tower, inputs["input_features_mask"]
+        packed = tower(input_features=inputs["input_features"], input_features_mask=mask).last_hidden_state
+        chunk = tower.n_window * 2
+        per_chunk = mask.view(mask.shape[0], -1, chunk).sum(-1).reshape(-1).long()
+        frames = tower._post_cnn_length(per_chunk).view(mask.shape[0], -1).sum(-1)
+        rows = torch.split(packed, frames.tolist())
+        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), frames
+
     def generation_budget(self, model, processor, max_new_tokens: Optional[int] = None) -> int:
         """Transcript tokens one decode can produce: ``max_new_tokens``, else the generation config's."""
         asked = max_new_tokens if max_new_tokens is not None else model.generation_config.max_new_tokens

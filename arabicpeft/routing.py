@@ -152,10 +152,11 @@ def pooled_states(model, inputs: dict, window_seconds: float, seconds: np.ndarra
               for k, v in inputs.items()}
     disabled = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
     with torch.no_grad(), disabled:
-        states = backbone.encoder_states(model, inputs).float()
-    frames = states.shape[1]
-    n = np.clip(np.ceil(np.asarray(seconds) / window_seconds * frames), 1, frames).astype(np.int64)
-    mask = (torch.arange(frames, device=states.device)[None, :] < torch.as_tensor(n, device=states.device)[:, None])
+        states, valid = backbone.encoder_states(model, inputs)
+    states, frames = states.float(), states.shape[1]
+    if valid is None:  # the rows span the window: the clip's frames follow from its seconds
+        valid = np.clip(np.ceil(np.asarray(seconds) / window_seconds * frames), 1, frames).astype(np.int64)
+    mask = (torch.arange(frames, device=states.device)[None, :] < torch.as_tensor(valid, device=states.device)[:, None])
     mask = mask.to(states.dtype)[..., None]
     return ((states * mask).sum(dim=1) / mask.sum(dim=1)).cpu().numpy()
 
@@ -184,7 +185,7 @@ def dataset_states(model, processor, dataset, batch_size: int = 16) -> np.ndarra
     for batch in loader:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         parts.append(pooled_states(model, inputs, window, backbone.seconds(processor, inputs)))
-    return np.concatenate(parts) if parts else np.zeros((0, model.config.d_model), dtype=np.float32)
+    return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
 
 def fit_router(states: np.ndarray, labels, *, model: str, window_seconds: int,

@@ -261,8 +261,9 @@ class Whisper:
         return frames * extractor.hop_length / extractor.sampling_rate
 
     def encoder_states(self, model, inputs: dict):
-        """The encoder's last hidden states (batch, frames of 20 ms, d_model), layer-normed, on the model's device."""
-        return model.get_encoder()(inputs["input_features"]).last_hidden_state
+        """(the encoder's last hidden states (batch, frames of 20 ms, d_model), layer-normed, on the model's device;
+        None): every row spans the whole window, so which frames hold the clip follows from its seconds."""
+        return model.get_encoder()(inputs["input_features"]).last_hidden_state, None
 
     def generation_budget(self, model, processor, max_new_tokens: Optional[int] = None) -> int:
         """Transcript tokens one greedy decode can produce: ``max_new_tokens``, else the generation config's

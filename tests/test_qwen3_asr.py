@@ -5,6 +5,7 @@ transcription, merge, the adapter bank, adapter placement."""
 import json
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from conftest import dataclasses_replace
@@ -257,6 +258,31 @@ def test_bank_of_decoder_adapters_decodes_each_utterance_with_its_own(tmp_path):
     model, processor, tests, expected = _bank_hypotheses(bank, names)
     assert backbones.of(model).mixes_adapters(model)
     assert transcribe(model, processor, tests, batch_size=4, adapter_names=names, max_new_tokens=GEN)[1] == expected
+
+
+def test_a_bank_routes_itself_on_the_audio_towers_states(tmp_path):
+    """The dialect identifier on Qwen3-ASR: the audio tower packs a batch's frames into one sequence; split back per
+    clip, a clip's pooled states are the same in a batch of others as alone, and a routed mixed batch decodes each
+    utterance with the adapter it was routed to."""
+    from arabicpeft.bank import AdapterBank
+    from arabicpeft.evaluate import transcribe
+    from arabicpeft.routing import dataset_states
+
+    bank = AdapterBank(_adapters(tmp_path, placement="decoder"))
+    router = bank.train_router(max_per_dialect=4, out=tmp_path / "router.json")
+    assert router.classes == ["egyptian", "levantine"] and router.trained_on["utterances"] == {
+        "egyptian": 4, "levantine": 4}
+    model, processor = bank.loaded.model, bank.loaded.processor
+    tests = datasets.Dataset.from_list(_records(4))  # clips of different lengths in one batch
+    together = dataset_states(model, processor, tests, batch_size=4)
+    alone = np.concatenate([dataset_states(model, processor, tests.select([i]), batch_size=1) for i in range(4)])
+    assert together.shape == (4, model.config.audio_config.d_model) and np.allclose(together, alone, atol=1e-5)
+    routes = bank.route(tests, threshold=0.0)
+    assert set(routes["adapter"]) <= {"egyptian", "levantine"}
+    hyps = transcribe(model, processor, tests, batch_size=4, adapter_names=routes["adapter"], max_new_tokens=GEN)[1]
+    for i, name in enumerate(routes["adapter"]):
+        model.set_adapter(name)
+        assert transcribe(model, processor, tests.select([i]), batch_size=1, max_new_tokens=GEN)[1] == [hyps[i]]
 
 
 def test_bank_with_audio_tower_adapters_refuses_mixing_and_decodes_adapter_by_adapter(qwen_adapters, tmp_path):
