@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from . import dialects
 from .errors import DataUnavailableError
@@ -40,7 +40,8 @@ class HubDataset:
     ``dialect_column`` or named by the run's ``--dialect``. ``train_split`` None: the dataset has no training
     split (a benchmark). ``segment_columns``: (start, end) columns in seconds when each row is a segment of a
     longer recording that its audio column names (SADA's episodes); ``data_files``: {split: file} of a copy whose
-    split tables sit among other files (datasets then reads just those). ``unavailable``: why it cannot be loaded from the hub and where to get it (then only a
+    split tables sit among other files (datasets then reads just those); ``builder``: the reader of a downloaded
+    folder in a layout datasets cannot read (MASC's subtitle files: :func:`arabicpeft.subtitles.masc_split`). ``unavailable``: why it cannot be loaded from the hub and where to get it (then only a
     local copy, ``--dataset FOLDER``, is read). The rest documents it: the card's URL, licence, gating, citation.
     """
 
@@ -55,6 +56,7 @@ class HubDataset:
     dialect_column: Optional[str] = None
     segment_columns: tuple = ()
     data_files: dict = field(default_factory=dict)
+    builder: Optional[Callable] = None  # builder(folder, split) -> datasets.Dataset: a layout datasets cannot read
     licence: str = ""
     gated: str = ""  # what access needs, when the repo is gated
     citation: str = ""
@@ -127,13 +129,20 @@ def _hub_call(name: str, call, *args, **kwargs):
                                    "be trained on instead.") from e
 
 
-def _open(repo: str, config: Optional[str], split: str, streaming: bool, data_files: Optional[dict] = None):
+def _open(repo: str, config: Optional[str], split: str, streaming: bool, recipe: HubDataset = GENERIC):
     """(dataset, revision, name) of one split, after checking that the config and the split exist."""
     import datasets
 
     local = is_local(repo)
     name = f"{repo}{':' + config if config else ''}"
     revision = None
+    if recipe.builder is not None:  # a layout datasets cannot read: the recipe's own reader of the folder
+        if not local:
+            raise DataUnavailableError(f"{repo} is not a folder on this machine", "give the folder of the "
+                                       "dataset's download as --dataset.")
+        ds = recipe.builder(Path(repo).expanduser(), split)
+        return (ds.to_iterable_dataset() if streaming else ds), None, name
+    data_files = {"data_files": recipe.data_files} if recipe.data_files else {}
     if not local:
         if not hub_offline_mode() and not hub_reachable():
             raise DataUnavailableError(f"Cannot reach {HUB_HOST} to load the dataset {name}",
@@ -144,8 +153,7 @@ def _open(repo: str, config: Optional[str], split: str, streaming: bool, data_fi
     if local and config and (Path(path) / config).is_dir() and config not in datasets.get_dataset_config_names(path):
         path, config = str(Path(path) / config), None  # a download of one config (e.g. a parquet export's folder)
     try:
-        splits = _hub_call(name, datasets.get_dataset_split_names, path, config, revision=revision,
-                           **({"data_files": data_files} if data_files else {}))
+        splits = _hub_call(name, datasets.get_dataset_split_names, path, config, revision=revision, **data_files)
     except ValueError as e:  # datasets names the configs it has ("BuilderConfig 'x' not found. Available: [...]")
         raise DataUnavailableError(f"The dataset {name} has no config {config!r} ({' '.join(str(e).split())})",
                                    "give one of its configs as --dataset REPO:CONFIG.") from None
@@ -153,7 +161,7 @@ def _open(repo: str, config: Optional[str], split: str, streaming: bool, data_fi
         raise DataUnavailableError(f"The dataset {name} has no split {split!r} (its splits: {', '.join(splits)})",
                                    "name one with --split-train / --split-test.")
     ds = _hub_call(name, datasets.load_dataset, path, config, split=split, streaming=streaming, revision=revision,
-                   **({"data_files": data_files} if data_files else {}))
+                   **data_files)
     return ds, revision, name
 
 
@@ -258,7 +266,7 @@ def check_local(cfg, recipe: HubDataset) -> None:
                "segment": s["segment"]}
     for config in sorted(configs, key=str):
         for split in filter(None, (s["train"], s["test"])):
-            ds, _, name = _open(s["repo"], config, split, streaming=True, data_files=recipe.data_files)
+            ds, _, name = _open(s["repo"], config, split, streaming=True, recipe=recipe)
             _check_columns(ds, name, columns)
 
 
@@ -280,7 +288,7 @@ def read(cfg, recipe: HubDataset, variety: str, split: str, pooled: bool):
     if pooled and not recipe.configs and not s["dialect"]:
         raise DataUnavailableError(f"The dataset {label} has no dialect column named, so the varieties of a pooled "
                                    "set cannot be told apart", "give --dialect-column, or train one variety.")
-    ds, revision, name = _open(s["repo"], config, wanted, cfg.streaming, recipe.data_files)
+    ds, revision, name = _open(s["repo"], config, wanted, cfg.streaming, recipe)
     columns = {"audio": s["audio"], "text": s["text"], "dialect": None if recipe.configs else s["dialect"],
                "segment": s["segment"]}
     _check_columns(ds, name, columns)

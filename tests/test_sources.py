@@ -78,7 +78,7 @@ def test_an_unknown_source_is_one_line_naming_the_valid_ones():
     with pytest.raises(ConfigError) as caught:
         sources.get("otozz")
     assert str(caught.value) == ("Unknown source 'otozz' — choose one of hub, local, sample, casablanca, mediaspeech, "
-                                 "mgb2, cv-ar, fleurs-ar, sada.")
+                                 "mgb2, cv-ar, fleurs-ar, sada, masc.")
     with pytest.raises(ConfigError, match="Unknown source 'otozz' — choose one of hub, local, sample, casablanca"):
         ExperimentConfig(source="otozz")
     with pytest.raises(ValueError, match="records is one of features, audio, any"):
