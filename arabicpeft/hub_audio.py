@@ -41,8 +41,9 @@ class HubDataset:
     split (a benchmark). ``segment_columns``: (start, end) columns in seconds when each row is a segment of a
     longer recording that its audio column names (SADA's episodes); ``data_files``: {split: file} of a copy whose
     split tables sit among other files (datasets then reads just those); ``builder``: the reader of a downloaded
-    folder in a layout datasets cannot read (MASC's subtitle files: :func:`arabicpeft.subtitles.masc_split`). ``unavailable``: why it cannot be loaded from the hub and where to get it (then only a
-    local copy, ``--dataset FOLDER``, is read). The rest documents it: the card's URL, licence, gating, citation.
+    folder in a layout datasets cannot read (MASC's subtitle files: :func:`arabicpeft.subtitles.masc_split`).
+    ``unavailable``: why it cannot be loaded from the hub and where to get it (then only a local copy,
+    ``--dataset FOLDER``, is read). The rest documents it: the card's URL, licence, gating, citation.
     """
 
     repo: str

@@ -142,8 +142,8 @@ def fallback_adapter(adapters) -> str:
 
 def pooled_states(model, inputs: dict, window_seconds: float, seconds: np.ndarray) -> np.ndarray:
     """Pooled encoder states (batch x d_model, float32) of one batch of model ``inputs``: :data:`LAYER` of the
-    base (a peft model's adapters disabled), averaged over :data:`POOLING` (``seconds`` of audio per row of a
-    ``window_seconds`` window; at least one frame)."""
+    base (a peft model's adapters disabled), averaged over :data:`POOLING`: the frames the backbone names as each
+    row's, else those of its ``seconds`` of audio in a ``window_seconds`` window (at least one frame)."""
     import torch
 
     backbone = backbones.of(model)
@@ -156,7 +156,8 @@ def pooled_states(model, inputs: dict, window_seconds: float, seconds: np.ndarra
     states, frames = states.float(), states.shape[1]
     if valid is None:  # the rows span the window: the clip's frames follow from its seconds
         valid = np.clip(np.ceil(np.asarray(seconds) / window_seconds * frames), 1, frames).astype(np.int64)
-    mask = (torch.arange(frames, device=states.device)[None, :] < torch.as_tensor(valid, device=states.device)[:, None])
+    valid = torch.as_tensor(valid, device=states.device)
+    mask = torch.arange(frames, device=states.device)[None, :] < valid[:, None]
     mask = mask.to(states.dtype)[..., None]
     return ((states * mask).sum(dim=1) / mask.sum(dim=1)).cpu().numpy()
 
