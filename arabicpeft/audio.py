@@ -21,6 +21,7 @@ import soundfile as sf
 SAMPLE_RATE = 16_000  # Whisper's input rate
 MIN_SECONDS = 0.1
 MAX_SECONDS = 30.0  # Whisper's encoder window
+SEGMENT_SLACK_SECONDS = 0.05  # how far a segment may end after its recording (times rounded in the table)
 # File name endings soundfile (libsndfile) decodes: what `arabicpeft transcribe` picks up from a folder.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64",
                     ".rf64")
@@ -58,8 +59,12 @@ def _read_segment(path, start: float, end: float) -> tuple[np.ndarray, int]:
             if first >= f.frames:
                 raise AudioError(f"The segment of {path} starts at {start} s, after the recording's end "
                                  f"({f.frames / f.samplerate:.2f} s).")
+            last = int(round(end * f.samplerate))
+            if last > f.frames + SEGMENT_SLACK_SECONDS * f.samplerate:  # its transcript would not match the audio
+                raise AudioError(f"The segment of {path} ends at {end} s, after the recording's end "
+                                 f"({f.frames / f.samplerate:.2f} s).")
             f.seek(first)
-            samples = f.read(int(round(end * f.samplerate)) - first, dtype="float32", always_2d=True)
+            samples = f.read(min(last, f.frames) - first, dtype="float32", always_2d=True)
             return samples.mean(axis=1), f.samplerate
     except AudioError:
         raise

@@ -196,6 +196,7 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
     """:meth:`AdapterBank.evaluate`."""
     from .data import load_test_sets
     from .evaluate import decoding_record, transcribe
+    from .sources import DATASET_OPTIONS
     from .metrics import pooled_metrics, score_all
     from .routing import check_threshold
 
@@ -208,8 +209,9 @@ def _evaluate(bank: "AdapterBank", cfg: ExperimentConfig, out_dir, threshold: fl
     wanted = [t for t in cfg.test_set_names() if t in adapters]
     if not wanted:
         raise ValueError(f"No test set of {cfg.test_set_names()} has an adapter in the bank ({list(adapters)}).")
-    eval_cfg = dataclasses.replace(trained, test_sets=wanted, max_test_samples=cfg.max_test_samples,
-                                   source=cfg.source, data_path=cfg.data_path, streaming=False)
+    eval_cfg = dataclasses.replace(trained, dialect=wanted[0], test_sets=wanted, source=cfg.source, streaming=False,
+                                   max_test_samples=cfg.max_test_samples, data_path=cfg.data_path,
+                                   **{f: getattr(cfg, f) for f in DATASET_OPTIONS})  # the dataset and its columns
     tests, report, synthetic = load_test_sets(eval_cfg, processor.tokenizer, max_seconds=loaded.window_seconds)
     pooled = datasets.concatenate_datasets([tests[t] for t in wanted])
     names, order = _mixed_order({t: len(tests[t]) for t in wanted}, seed=cfg.seed)

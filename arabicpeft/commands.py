@@ -213,12 +213,16 @@ def _evaluate_routed(args) -> Path:
     if args.data_path and not Path(args.data_path).is_dir():
         raise UserError("--dialect auto reads a data folder (test.jsonl or {name}_test_set/)", "give a data folder, "
                         "or route files with: transcribe --dialect auto")
+    from .sources import DATASET_OPTIONS, dataset_options
+
     bank = AdapterBank(args.model_path)
     trained = bank.loaded.config
-    cfg = dataclasses.replace(
-        trained, test_sets=args.test_sets or [d for d in bank.adapters if not dialects.variety(d).is_pooled],
-        source=args.source or ("local" if args.data_path else trained.source), data_path=args.data_path,
-        max_test_samples=args.max_test_samples, eval_batch_size=args.batch_size)
+    source = args.source or ("local" if args.data_path else trained.source)
+    test_sets = args.test_sets or [d for d in bank.adapters if not dialects.variety(d).is_pooled]
+    data = {f: None for f in DATASET_OPTIONS} | dataset_options(trained, source, {f: getattr(args, f) for f in
+                                                                                DATASET_OPTIONS})  # given, else own
+    cfg = dataclasses.replace(trained, dialect=test_sets[0], test_sets=test_sets, source=source, **data,
+                              data_path=args.data_path, max_test_samples=args.max_test_samples, eval_batch_size=args.batch_size)
     path = bank.evaluate(cfg, args.output_dir, threshold=args.route_threshold, routed=True)
     console.print_scores(path)
     console.print_written(path)

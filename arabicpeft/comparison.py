@@ -58,7 +58,9 @@ def scores_table(result: _ResultLike) -> pd.DataFrame:
                          "WER before (%)": prior.get("wer"), "WER after (%)": now["wer"],
                          "CER before (%)": prior.get("cer"), "CER after (%)": now["cer"],
                          "utterances": now["n_utterances"], "empty hypotheses": now["empty_hypotheses"]})
-    return pd.DataFrame(rows).set_index(["test set", "scheme"])
+    columns = ["test set", "scheme", "WER before (%)", "WER after (%)", "CER before (%)", "CER after (%)",
+               "utterances", "empty hypotheses"]  # named also when nothing was scored (every test set empty)
+    return pd.DataFrame(rows, columns=columns).set_index(["test set", "scheme"])
 
 
 def run_summary(result: _ResultLike) -> pd.Series:

@@ -209,6 +209,15 @@ def load_test_sets(cfg: ExperimentConfig, tokenizer, max_seconds: float = audio_
     return tests, report, synthetic
 
 
+def _set_name(name: str) -> str:
+    """A requested test set's name as the data's sets are named: a variety name ("Najdi" -> "najdi"), else as
+    given (a set named after its file)."""
+    try:
+        return dialects.variety_name(name)
+    except ValueError:
+        return name
+
+
 def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, test_sets: Optional[list] = None,
                    max_test_samples: Optional[int] = None, max_positions: int = MAX_TARGET_POSITIONS
                    ) -> tuple[dict[str, AnyDataset], dict, bool]:
@@ -220,7 +229,7 @@ def load_test_path(path, tokenizer, max_seconds: float = audio_lib.MAX_SECONDS, 
     Returns ({name: dataset}, {name: report}, synthetic), like :func:`load_test_sets`.
     """
     parts, synthetic = sources.read_test_path(path)
-    wanted = [dialects.variety(t).name if t.lower() in dialects.REGISTRY else t for t in test_sets] if test_sets else list(parts)
+    wanted = [_set_name(t) for t in test_sets] if test_sets else list(parts)
     tests, report = {}, {}
     for name in wanted:
         report[name] = {"path": str(path)}

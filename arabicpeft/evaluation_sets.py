@@ -114,8 +114,13 @@ def evaluation_sets(trained, processor, max_seconds: float, max_positions: int, 
     test_sets = test_sets or (list(dialects.variety(dialect).parts) if dialect else None)
     path = Path(data_path) if data_path is not None else None
     if path is not None and (path.is_file() or is_saved_dataset(path)):  # one manifest or saved dataset
-        return (*load_test_path(path, processor.tokenizer, max_seconds, test_sets, max_test_samples, max_positions),
-                "local")
+        tests, report, synthetic = load_test_path(path, processor.tokenizer, max_seconds, test_sets,
+                                                  max_test_samples, max_positions)
+        if not tests:  # every set asked for is absent: nothing to score
+            held = sorted(sources.read_test_path(path)[0])
+            raise UserError(f"{path} has no rows for {', '.join(report)}", f"name some of its sets with --test-sets "
+                            f"({', '.join(held)}), or leave --test-sets out to score them all.")
+        return tests, report, synthetic, "local"
     source = source or ("local" if path else trained.source if trained else "hub")
     dialect = dialect or (trained.dialect if trained else None)
     if not (dialect or test_sets):

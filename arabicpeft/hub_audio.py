@@ -40,7 +40,9 @@ class HubDataset:
     ``dialect_column`` or named by the run's ``--dialect``. ``train_split`` None: the dataset has no training
     split (a benchmark). ``segment_columns``: (start, end) columns in seconds when each row is a segment of a
     longer recording that its audio column names (SADA's episodes); ``data_files``: {split: file} of a copy whose
-    split tables sit among other files (datasets then reads just those); ``builder``: the reader of a downloaded
+    split tables sit among other files (datasets then reads just the split's); ``load_options``: more keyword
+    arguments of ``datasets.load_dataset`` (SADA's segment times read as text, so that a malformed one is one
+    undecodable segment, not an unreadable table); ``builder``: the reader of a downloaded
     folder in a layout datasets cannot read (MASC's subtitle files: :func:`arabicpeft.subtitles.masc_split`).
     ``unavailable``: why it cannot be loaded from the hub and where to get it (then only a local copy,
     ``--dataset FOLDER``, is read). The rest documents it: the card's URL, licence, gating, citation.
@@ -57,6 +59,7 @@ class HubDataset:
     dialect_column: Optional[str] = None
     segment_columns: tuple = ()
     data_files: dict = field(default_factory=dict)
+    load_options: dict = field(default_factory=dict)  # more keyword arguments of datasets.load_dataset
     builder: Optional[Callable] = None  # builder(folder, split) -> datasets.Dataset: a layout datasets cannot read
     licence: str = ""
     gated: str = ""  # what access needs, when the repo is gated
@@ -125,9 +128,13 @@ def _hub_call(name: str, call, *args, **kwargs):
                                        "download its parquet export (huggingface_hub.snapshot_download(REPO, "
                                        "repo_type='dataset', revision='refs/convert/parquet')) and give that "
                                        "folder as --dataset.") from None
-        raise DataUnavailableError(f"Could not load the dataset {name}: {' '.join(str(e).split())}",
-                                   "check the repo id (or folder) and the internet connection. Nothing else will "
-                                   "be trained on instead.") from e
+        detail = " ".join(str(e).split())
+        if is_local(name.split(":")[0]):
+            raise DataUnavailableError(f"Could not read the dataset folder {name}: {detail[:300]}", "check its files "
+                                       "(the tables, their columns and values). Nothing else will be trained on "
+                                       "instead.") from e
+        raise DataUnavailableError(f"Could not load the dataset {name}: {detail[:300]}", "check the repo id and the "
+                                   "internet connection. Nothing else will be trained on instead.") from e
 
 
 def _open(repo: str, config: Optional[str], split: str, streaming: bool, recipe: HubDataset = GENERIC):
@@ -143,7 +150,16 @@ def _open(repo: str, config: Optional[str], split: str, streaming: bool, recipe:
                                        "dataset's download as --dataset.")
         ds = recipe.builder(Path(repo).expanduser(), split)
         return (ds.to_iterable_dataset() if streaming else ds), None, name
-    data_files = {"data_files": recipe.data_files} if recipe.data_files else {}
+    data_files = dict(recipe.load_options)
+    if recipe.data_files:  # only the split's table: another split's missing file stops nothing
+        if split not in recipe.data_files:
+            raise DataUnavailableError(f"The dataset {name} has no split {split!r} (its splits: "
+                                       f"{', '.join(recipe.data_files)})", "name one with --split-train / --split-test.")
+        if local and not (Path(repo).expanduser() / recipe.data_files[split]).is_file():
+            raise DataUnavailableError(f"The dataset folder {repo} has no {recipe.data_files[split]} (its {split} "
+                                       "table)", "give the folder of the dataset as it is published, its tables "
+                                       f"({', '.join(recipe.data_files.values())}) included.")
+        data_files["data_files"] = {split: recipe.data_files[split]}
     if not local:
         if not hub_offline_mode() and not hub_reachable():
             raise DataUnavailableError(f"Cannot reach {HUB_HOST} to load the dataset {name}",
@@ -166,11 +182,19 @@ def _open(repo: str, config: Optional[str], split: str, streaming: bool, recipe:
     return ds, revision, name
 
 
-def _column_kinds(ds) -> dict[str, Any]:
-    """{column: its datasets feature}; a stream whose schema is unknown is peeked at (one record, the Python type)."""
+def _column_kinds(ds, peek: int = 100) -> dict[str, Any]:
+    """{column: its datasets feature}; a stream whose schema is unknown is peeked at: the Python type of each
+    column's first value that is not None among the first ``peek`` records (an empty CSV cell reads as None)."""
     if ds.features is not None:
         return dict(ds.features)
-    return {k: type(v) for k, v in next(iter(ds)).items()}
+    kinds: dict[str, Any] = {}
+    for n, record in enumerate(ds):
+        for k, v in record.items():
+            if kinds.get(k, type(None)) is type(None):
+                kinds[k] = type(v)
+        if n + 1 >= peek or type(None) not in kinds.values():
+            break
+    return kinds
 
 
 def _is_text(kind) -> bool:
@@ -213,6 +237,8 @@ def _as_records(ds, columns: dict, root: Optional[Path]):
         ds = ds.cast_column(audio, datasets.Audio(decode=False))  # decoded by arabicpeft.audio
     elif _is_text(kind) and root is not None:
         ds = ds.map(lambda r: {audio: str((root / r[audio]).resolve()) if r[audio] else r[audio]})
+    text = columns["text"]
+    ds = ds.map(lambda r: {text: "" if r[text] is None else r[text]})  # an empty cell: an empty transcript, counted
     if segment:  # the audio becomes {path, start, end}: arabicpeft.audio reads just that stretch of the recording
         start, end = segment
         ds = ds.map(lambda r: {audio: {"path": r[audio], "start": _seconds(r[start]), "end": _seconds(r[end])}},
@@ -230,28 +256,23 @@ def _seconds(value) -> Optional[float]:
 
 def _of_variety(ds, name: str, column: str, variety: str, streaming: bool):
     """The rows of ``variety`` in the dialect column (its values read as variety names); one line naming the
-    dataset, the column and its values when none is ``variety``."""
-    def matches(record) -> bool:
+    dataset, the column and its values when none is ``variety``, or naming a value that is no variety name (an
+    empty cell included; streamed: when the stream reaches it)."""
+    def named(value) -> str:
         try:
-            return dialects.variety_name(record["dialect"]) == variety
+            return dialects.variety_name("" if value is None else value)
         except ValueError:
-            return False
+            raise DataUnavailableError(f"The dialect column {column!r} of the dataset {name} holds {value!r}, which "
+                                       "is no variety name", "name another --dialect-column, or fix the value "
+                                       "(letters, digits, '-' or '_').") from None
 
     if not streaming:
-        values = sorted({str(v) for v in ds["dialect"]})
-        named = set()
-        for v in values:
-            try:
-                named.add(dialects.variety_name(v))
-            except ValueError:
-                raise DataUnavailableError(f"The dialect column {column!r} of the dataset {name} holds {v!r}, which "
-                                           "is no variety name", "name another --dialect-column, or fix the value "
-                                           "(letters, digits, '-' or '_').") from None
-        if variety not in named:
+        values = {named(v) for v in set(ds["dialect"])}
+        if variety not in values:
             raise DataUnavailableError(f"The dataset {name} has no rows of {variety!r} in its dialect column "
-                                       f"{column!r} (its values: {', '.join(sorted(named))})",
+                                       f"{column!r} (its values: {', '.join(sorted(values))})",
                                        "pick one of those with --dialect / --test-sets.")
-    return ds.filter(matches)
+    return ds.filter(lambda record: named(record["dialect"]) == variety)
 
 
 def check_local(cfg, recipe: HubDataset) -> None:

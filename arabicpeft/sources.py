@@ -281,6 +281,7 @@ SOURCES: dict[str, Source] = {
         "sdaiancai/sada2022", "https://www.kaggle.com/datasets/sdaiancai/sada2022", audio_column="FileName",
         text_column="ProcessedText", segment_columns=("SegmentStart", "SegmentEnd"),
         data_files={"train": "train.csv", "validation": "valid.csv", "test": "test.csv"}, licence="CC BY-NC-SA 4.0",
+        load_options={"converters": {"SegmentStart": str, "SegmentEnd": str}},
         citation="SDAIA and the Saudi Broadcasting Authority 2023, SADA: Saudi Audio Dataset for Arabic, "
                  "kaggle.com/datasets/sdaiancai/sada2022",
         unavailable="SADA is published on Kaggle as full episodes (batch_1/ ... batch_4/) with tables of segment "

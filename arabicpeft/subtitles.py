@@ -7,9 +7,10 @@ The layout (as NVIDIA's NeMo speech data processor reads it, ``CreateInitialMani
 (``video_id``, ``category``, ``video_duration``, ``channel_id``, ``country``, ``dialect``, ``gender``,
 ``transcript_duration``). The subtitles are parsed with webvtt-py; each cue becomes a row: ``audio`` (the
 recording's path), ``start`` and ``end`` (seconds), ``text`` (the cue's text, tags removed, lines joined), and
-the video's columns. :mod:`arabicpeft.hub_audio` reads the rows as segments (``segment_columns``).
+the video's columns; a cue webvtt-py cannot read is a row without times (counted as undecodable).
+:mod:`arabicpeft.hub_audio` reads the rows as segments (``segment_columns``).
 
-Public: :data:`SUBSETS`, :func:`masc_split`.
+Public: :data:`SUBSETS`, :data:`UNREAD_CUE`, :func:`masc_split`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from .errors import DataUnavailableError
 
+UNREAD_CUE = "(a subtitle cue webvtt-py could not read)"  # the text of such a row, which is never decoded
 SUBSETS = ("clean_train", "noisy_train", "clean_dev", "noisy_dev", "clean_test", "noisy_test")
 
 
@@ -65,4 +67,8 @@ def masc_split(root, subset: str):
             raise ValueError(f"Could not parse the subtitles {vtt}: {e}. Fix or remove that video.") from e
         rows += [{**video, "audio": str(wav), "start": _seconds(c.start_time), "end": _seconds(c.end_time),
                   "text": " ".join(c.text.split())} for c in cues]
+        # webvtt-py passes over a cue whose timing it cannot read (or that holds no text): each stays a row, with
+        # no times, so that it is counted as undecodable rather than lost
+        skipped = vtt.read_text(encoding="utf-8", errors="replace").count("-->") - len(cues)
+        rows += [{**video, "audio": str(wav), "start": None, "end": None, "text": UNREAD_CUE}] * max(skipped, 0)
     return datasets.Dataset.from_list(rows)

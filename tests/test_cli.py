@@ -343,7 +343,8 @@ def test_evaluate_scores_a_base_model_at_a_runs_window_and_bound(tmp_path, capsy
     assert capsys.readouterr().err.startswith("error: window 40: encoder_seconds=40 exceeds this model's window (8 s)")
 
 
-def test_evaluate_on_a_real_manifest_scores_each_of_its_varieties_and_names_a_bad_dialect(tmp_path, capsys):
+def test_evaluate_on_a_real_manifest_scores_each_of_its_varieties_and_names_a_bad_dialect(tmp_path, capsys,
+                                                                                           tiny_processor):
     from conftest import write_audio_manifest
 
     manifest = write_audio_manifest(tmp_path / "data", [{"seconds": 1.5, "text": "نعم", "dialect": "gulf"},
@@ -357,6 +358,16 @@ def test_evaluate_on_a_real_manifest_scores_each_of_its_varieties_and_names_a_ba
     main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--output-dir", str(tmp_path / "f")])
     results = read_results(tmp_path / "f")
     assert {k: v["rows_used"] for k, v in results["data"]["test"].items()} == {"gulf": 1, "khaleeji_gulf": 1}
+    from arabicpeft.data import load_test_path  # a set asked for as the data writes it is the variety's
+
+    tests, _, _ = load_test_path(manifest, tiny_processor.tokenizer, test_sets=["Khaleeji Gulf"])
+    assert {k: len(v) for k, v in tests.items()} == {"khaleeji_gulf": 1}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # every set asked for is absent: one line naming the data's sets
+        main(["evaluate", "--model-path", "tiny-random", "--data-path", str(manifest), "--test-sets", "egyptian",
+              "--output-dir", str(tmp_path / "h")])
+    assert capsys.readouterr().err.startswith(f"error: {manifest} has no rows for egyptian — name some of its sets "
+                                              "with --test-sets (gulf, khaleeji_gulf)")
     manifest.write_text("\n".join([lines[0], lines[1].replace('"gulf"', '"Gulf!"')]), encoding="utf-8")
     capsys.readouterr()
     with pytest.raises(SystemExit):

@@ -162,6 +162,27 @@ def test_evaluate_dialect_auto_scores_the_routed_bank_beside_oracle_pooled_and_b
         assert message in capsys.readouterr().err
 
 
+def test_evaluate_dialect_auto_reads_the_dataset_and_columns_given(routed_bank, tmp_path):
+    """--dataset and its column options reach the routed bank's test sets (a hub audio dataset, here a local copy
+    whose 'accent' column names each row's dialect), not the bank's own training data."""
+    import pandas as pd
+    from test_hub_audio import write_parquet_repo
+
+    from arabicpeft.sources import SAMPLE_DIR
+
+    root, _, _ = routed_bank
+    rows = pd.read_json(SAMPLE_DIR / "test.jsonl", lines=True, dtype=False)
+    rows = pd.concat([rows[rows.dialect == d].tail(2) for d in ("egyptian", "levantine")])
+    repo = tmp_path / "own"
+    write_parquet_repo(repo, {"test": rows}, "clip", {"sentence": list(rows.text), "accent": list(rows.dialect)})
+    cli.main(["evaluate", "--model-path", str(root), "--dialect", "auto", "--source", "hub", "--dataset", str(repo),
+              "--audio-column", "clip", "--text-column", "sentence", "--dialect-column", "accent",
+              "--test-sets", "egyptian,levantine", "--output-dir", str(tmp_path / "auto")])
+    data = json.loads((tmp_path / "auto" / "results.json").read_text())["data"]["test"]
+    assert {t: (d["rows_used"], d["dataset"]) for t, d in data.items()} == {
+        "egyptian": (2, str(repo)), "levantine": (2, str(repo))}
+
+
 def test_transcribe_dialect_auto_routes_each_file_without_a_dialect(routed_bank, tmp_path):
     from arabicpeft.transcribe import sample_clips
 

@@ -13,7 +13,7 @@ import soundfile as sf
 from conftest import _tiny_base, dataclasses_replace
 
 from arabicpeft import audio as audio_lib
-from arabicpeft import sources
+from arabicpeft import sources, subtitles
 from arabicpeft.config import ExperimentConfig
 from arabicpeft.errors import DataUnavailableError, user_message
 from arabicpeft.sources import SAMPLE_DIR
@@ -92,29 +92,38 @@ def test_the_dialect_column_gives_the_varieties(sada):
         sources.load_raw(dataclasses_replace(cfg, dialect="asiri"), "asiri", "train")
 
 
-def test_training_and_scoring_on_segments_counts_bad_segment_times(sada, tmp_path):
+def test_training_and_scoring_on_segments_counts_bad_segment_times_and_empty_transcripts(sada, tmp_path):
     from arabicpeft.results import read_results
     from arabicpeft.train import run
 
     root, held = sada
-    bad = tmp_path / "sada-bad"
+    bad = tmp_path / "sada-bad"  # SADA's layout without valid.csv: a run reads only the tables of its splits
     bad.mkdir()
-    for name in ("batch_1", "batch_2", "batch_3", "valid.csv", "test.csv"):
+    for name in ("batch_1", "batch_2", "batch_3"):
         (bad / name).symlink_to(root / name)
-    table = pd.read_csv(root / "train.csv")
-    table.loc[0, ["SegmentStart", "SegmentEnd"]] = [5.0, 4.0]  # ends before it starts
-    table.loc[1, "SegmentStart"] = 10_000.0  # after the episode's end
-    table.to_csv(bad / "train.csv", index=False)
+    train = pd.read_csv(root / "train.csv")
+    train.loc[0, ["SegmentStart", "SegmentEnd"]] = [5.0, 4.0]  # ends before it starts
+    train.loc[1, "SegmentStart"] = 10_000.0  # after the episode's end
+    train.loc[2, "ProcessedText"] = None  # an empty cell
+    train.to_csv(bad / "train.csv", index=False)
+    test = pd.read_csv(root / "test.csv").astype({"SegmentStart": object})
+    test.loc[0, "ProcessedText"] = None  # scored as an empty reference, as every test utterance
+    test.loc[1, "SegmentStart"] = "abc"  # not a time
+    test.to_csv(bad / "test.csv", index=False)
     cfg = dataclasses_replace(_tiny_base(), source="sada", dataset=str(bad), dialect="saudi",
                               test_sets=["saudi"], output_dir=str(tmp_path / "run"))
     results = read_results(run(cfg, log=lambda m: None))
     data = results["data"]
     assert results["training"]["global_step"] == 2
-    pool = data["train_pool"]
-    assert (pool["rows_in"], pool["rows_used"]) == (8, 6)
-    assert {k: n for k, n in pool["filtered"].items() if n} == {"undecodable": 2}
-    assert data["test"]["saudi"]["rows_used"] == 4 and set(results["metrics"]) == {"saudi"}
+    pool, scored = data["train_pool"], data["test"]["saudi"]
+    assert (pool["rows_in"], pool["rows_used"]) == (8, 5)
+    assert {k: n for k, n in pool["filtered"].items() if n} == {"undecodable": 2, "empty_transcript": 1}
+    assert (scored["rows_in"], scored["rows_used"], scored["empty_transcript_scored"]) == (4, 3, 1)
+    assert {k: n for k, n in scored["filtered"].items() if n} == {"undecodable": 1}
+    assert set(results["metrics"]) == {"saudi"}
     assert data["source_records"]["card"] == "https://www.kaggle.com/datasets/sdaiancai/sada2022"
+    with pytest.raises(audio_lib.AudioError, match="ends at 99.0 s, after the recording's end"):
+        audio_lib.load_audio({"path": str(root / "batch_3" / "6k_SBA_3_0.wav"), "start": 1.0, "end": 99.0})
 
 
 def test_without_its_folder_sada_says_where_to_get_it_in_one_line():
@@ -196,6 +205,16 @@ def test_masc_mistakes_are_one_line_and_it_is_related_to_the_otozz_sets(masc, tm
                                                    r"clean_test, clean_train\) — name one of clean_train"):
         sources.load_raw(ExperimentConfig(source="masc", dataset=str(root), dialect="masc", split_test="noisy_test"),
                          "masc", "test")
+    broken = tmp_path / "masc-broken"  # one cue's timing line unreadable: a row without times, counted
+    broken.mkdir()
+    for name in ("audios", "subsets"):
+        (broken / name).symlink_to(root / name)
+    (broken / "subtitles").mkdir()
+    for vtt in (root / "subtitles").iterdir():
+        (broken / "subtitles" / vtt.name).write_text(vtt.read_text(encoding="utf-8").replace(
+            "00:00:00.000 -->", "00:00:00.000 --> garbage", 1), encoding="utf-8")
+    rows = subtitles.masc_split(broken, "clean_test")
+    assert len(rows) == 4 and [r["start"] for r in rows].count(None) == 1
     with pytest.raises(Exception) as caught:
         kaggle.preflight(ExperimentConfig(source="masc", dialect="masc"))
     assert user_message(caught.value).startswith("MASC is published on IEEE DataPort as whole videos")
