@@ -92,6 +92,22 @@ def test_the_dialect_column_gives_the_varieties(sada):
         sources.load_raw(dataclasses_replace(cfg, dialect="asiri"), "asiri", "train")
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("value", ["نجدي", None])
+def test_a_dialect_value_that_is_no_variety_name_is_one_line_streamed_or_not(sada, tmp_path, value, streaming):
+    root, _ = sada
+    for name in ("batch_1", "batch_2", "batch_3", "valid.csv", "test.csv"):
+        (tmp_path / name).symlink_to(root / name)
+    table = pd.read_csv(root / "train.csv")
+    table.loc[5, "SpeakerDialect"] = value
+    table.to_csv(tmp_path / "train.csv", index=False)
+    cfg = ExperimentConfig(source="sada", dataset=str(tmp_path), dialect="najdi", dialect_column="SpeakerDialect",
+                           streaming=streaming)
+    with pytest.raises(DataUnavailableError, match=f"The dialect column 'SpeakerDialect' of the dataset {tmp_path} "
+                                                   f"holds {value!r}, which is no variety name"):
+        list(sources.load_raw(cfg, "najdi", "train").dataset)
+
+
 def test_training_and_scoring_on_segments_counts_bad_segment_times_and_empty_transcripts(sada, tmp_path):
     from arabicpeft.results import read_results
     from arabicpeft.train import run
